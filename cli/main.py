@@ -1,0 +1,725 @@
+"""The `enforcement-ledger` command: a thin shell over the ledger and its projections.
+
+Exit status: 0 success; 1 a data, domain or verification error (``Error: …`` on
+stderr); 2 a usage error; 70 an unexpected internal failure (reported without a
+traceback; set ENFORCEMENT_LEDGER_DEBUG=1 to see one).
+
+Heavy modules are imported inside commands so `--help` and single appends start fast.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+import click
+
+from cli.output import chosen_format, output_options, write_document, write_rows
+
+if TYPE_CHECKING:
+    from ledger.application import Ledger
+    from ledger.location import StoreLocation
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+EXIT_INTERNAL = 70
+
+STATUS_COLUMNS = [
+    "account",
+    "platform",
+    "handle",
+    "subject",
+    "status",
+    "since",
+    "until",
+    "policy",
+    "cause_event",
+    "exemptions",
+    "followers",
+    "as_of",
+    "known_at",
+]
+ACCOUNTS_TABLE = ["account", "handle", "subject", "status", "since", "until", "policy", "followers"]
+TIMELINE_COLUMNS = [
+    "sequence",
+    "event_id",
+    "type",
+    "occurred_at",
+    "occurred_at_precision",
+    "recorded_at",
+    "actor",
+    "account",
+    "subject",
+    "platform",
+    "post",
+    "policy",
+    "reason",
+    "exception",
+    "exemption",
+    "restrictions",
+    "until",
+    "count",
+    "appeal",
+    "target",
+    "outcome",
+    "name",
+    "kind",
+    "roles",
+    "country",
+    "handle",
+    "language",
+    "url",
+    "excerpt",
+    "source",
+    "note",
+    "retracted",
+]
+TIMELINE_TABLE = ["sequence", "occurred_at", "type", "account", "subject", "policy", "retracted"]
+EXPORT_TABLE = ["sequence", "event_id", "type", "occurred_at", "recorded_at", "actor", "account"]
+
+
+class Session:
+    """What the commands share: the store location and lazily opened handles."""
+
+    def __init__(self, store: str | None) -> None:
+        self.store = store
+        self._ledger: Ledger | None = None
+        self._read: Any = None
+
+    @property
+    def location(self) -> StoreLocation:
+        from ledger.location import StoreLocation
+
+        return StoreLocation.parse(self.store)
+
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from ledger.application import Ledger
+            from ledger.persistence import SQLiteStorage
+
+            location = self.location
+            SQLiteStorage(location).require()
+            self._ledger = Ledger(location)
+        return self._ledger
+
+    def reader(self) -> Any:
+        """A read connection whose projections have caught up: never stale."""
+        ledger = self.ledger()
+        if self._read is None:
+            self._read = ledger.storage.connect()
+        from projections.projector import Projector
+
+        Projector(ledger, self._read).catch_up()
+        return self._read
+
+    def close(self) -> None:
+        if self._read is not None:
+            self._read.close()
+        if self._ledger is not None:
+            self._ledger.close()
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from ledger.application import LedgerError
+    from ledger.events import EventInputError
+    from ledger.location import StoreError
+    from projections.queries import NotFound
+
+    return (LedgerError, EventInputError, StoreError, NotFound)
+
+
+class LedgerGroup(click.Group):
+    """Turns domain and data errors into `Error: …` with exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            if isinstance(error, _user_errors()):
+                raise click.ClickException(str(error)) from None
+            raise
+
+
+@click.group(cls=LedgerGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="enforcement-ledger")
+@click.option(
+    "--store",
+    envvar="ENFORCEMENT_LEDGER_STORE",
+    show_envvar=True,
+    metavar="PATH|URL",
+    help="SQLite file (default ./enforcement-ledger.db) or postgresql:// URL.",
+)
+@click.pass_context
+def cli(ctx: click.Context, store: str | None) -> None:
+    """Event-sourced ledger of platform enforcement actions.
+
+    Every action is an immutable event; status and timelines are rebuilt from them,
+    as of any valid time (--as-of) and as known at any record time (--known-at).
+
+    \b
+    Example:
+      enforcement-ledger init
+      enforcement-ledger record account-suspended --account twitter:example \\
+          --occurred-at 2021-01-08T16:00:00Z --policy "Glorification of violence" \\
+          --source https://example.org/report
+      enforcement-ledger status twitter:example
+    """
+    session = Session(store)
+    ctx.obj = session
+    ctx.call_on_close(session.close)
+
+
+def _parse_time(value: str | None, option: str) -> datetime:
+    """An aware time for --as-of/--known-at/--since/--until; a date means 00:00Z."""
+    if value is None:
+        return datetime.now(UTC)
+    text = value.strip()
+    if len(text) == 10:
+        text += "T00:00:00Z"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z, given {value!r}",
+            param_hint=option,
+        ) from None
+    if moment.tzinfo is None:
+        raise click.BadParameter(
+            f"needs a UTC offset, e.g. {value}Z (given {value!r})", param_hint=option
+        )
+    return moment.astimezone(UTC)
+
+
+def _actor(actor: str | None) -> str:
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry in some containers
+        return f"uid:{os.getuid()}"
+
+
+actor_option = click.option(
+    "--actor",
+    envvar="ENFORCEMENT_LEDGER_ACTOR",
+    show_envvar=True,
+    help="Who is recording (default: the OS user).",
+)
+
+
+# --- init -----------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--origin", help="Log origin line for checkpoints (default: derived from the store).")
+@click.pass_obj
+def init(session: Session, origin: str | None) -> None:
+    """Create the store: event tables, immutability triggers, projection tables.
+
+    \b
+    Example:
+      enforcement-ledger --store ledger.db init
+    """
+    from ledger.persistence import SQLiteStorage
+    from projections.projector import create_tables
+
+    location = session.location
+    storage = SQLiteStorage(location)
+    created = storage.create(
+        {
+            "origin": origin or f"enforcement-ledger/{location.path.name if location.path else 'db'}",
+            "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+    )
+    with storage.connect() as connection:
+        create_tables(connection)
+    if created:
+        click.echo(f"Created ledger at {location.display}")
+    else:
+        click.echo(f"Ledger already exists at {location.display}; nothing changed")
+
+
+# --- append and record ----------------------------------------------------------
+
+
+def _read_lines(stream: TextIO) -> Iterator[tuple[int, Any]]:
+    from ledger.events import parse_event
+
+    for number, line in enumerate(stream, start=1):
+        if line.strip():
+            yield number, parse_event(line, number)
+
+
+def _report(result: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.as_json()))
+        return
+    if result.appended:
+        click.echo(
+            f"Appended {result.appended} event(s), sequence "
+            f"{result.first_sequence}..{result.last_sequence}"
+        )
+    if result.skipped:
+        shown = ", ".join(result.skipped_ids[:5]) + ("…" if result.skipped > 5 else "")
+        click.echo(f"Skipped {result.skipped} already recorded event(s): {shown}")
+    if not result.appended and not result.skipped:
+        click.echo("Nothing to append")
+
+
+def _after_append(session: Session) -> None:
+    """Keep the read side current after each committed append."""
+    session.reader()
+
+
+@cli.command()
+@click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
+@actor_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def append(session: Session, file: TextIO, actor: str | None, as_json: bool) -> None:
+    """Append events from JSON Lines (FILE, or - for stdin): all or nothing.
+
+    Each line is one event object with a "type". Lines whose event_id is already
+    recorded with identical content are skipped; one bad line rejects the batch.
+
+    \b
+    Example:
+      enforcement-ledger append events.jsonl
+      cat events.jsonl | enforcement-ledger append --json -
+    """
+    ledger = session.ledger()
+    result = ledger.append(_read_lines(file), actor=_actor(actor))
+    _after_append(session)
+    _report(result, as_json)
+
+
+class RecordGroup(click.Group):
+    """`record TYPE`: one subcommand per event type, options generated from its model."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from ledger.events import EVENT_TYPES
+
+        return [name.replace("_", "-") for name in EVENT_TYPES]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from ledger.events import EVENT_TYPES
+
+        name = cmd_name.replace("-", "_")
+        model = EVENT_TYPES.get(name)
+        return _record_command(name, model) if model is not None else None
+
+
+def _record_command(type_name: str, model: Any) -> click.Command:
+    import typing
+
+    params: list[click.Parameter] = []
+    for field_name, info in model.model_fields.items():
+        if field_name in ("type", "occurred_at_precision"):
+            continue
+        origin = typing.get_origin(info.annotation)
+        args = typing.get_args(info.annotation)
+        is_list = info.annotation is list or origin is list or any(
+            typing.get_origin(a) is list for a in args
+        )
+        is_int = info.annotation is int or int in args
+        if typing.get_origin(info.annotation) is typing.Annotated:
+            is_int = is_int or args[0] is int
+        params.append(
+            click.Option(
+                ["--" + field_name.replace("_", "-"), field_name],
+                multiple=is_list,
+                type=int if is_int else str,
+                required=info.is_required(),
+                help=(info.description or "")
+                + (" Repeat for several." if is_list else ""),
+            )
+        )
+    params.append(
+        click.Option(
+            ["--actor"],
+            envvar="ENFORCEMENT_LEDGER_ACTOR",
+            show_envvar=True,
+            help="Who is recording (default: the OS user).",
+        )
+    )
+    params.append(click.Option(["--json", "as_json"], is_flag=True, help="Summary as JSON."))
+
+    @click.pass_obj
+    def callback(session: Session, actor: str | None, as_json: bool, **fields: Any) -> None:
+        from ledger.events import parse_event
+
+        data: dict[str, Any] = {"type": type_name}
+        for key, value in fields.items():
+            if value is None or value == ():
+                continue
+            data[key] = list(value) if isinstance(value, tuple) else value
+        event = parse_event(data)
+        result = session.ledger().append([(1, event)], actor=_actor(actor))
+        _after_append(session)
+        _report(result, as_json)
+
+    example = f"enforcement-ledger record {type_name.replace('_', '-')} " + " ".join(
+        f"--{n.replace('_', '-')} …"
+        for n, i in model.model_fields.items()
+        if i.is_required() and n != "type"
+    )
+    doc = (model.__doc__ or "").strip()
+    help_text = (
+        f"Record one {type_name} event from flags.\n\n"
+        + (doc + "\n\n" if doc and not doc.startswith("Fields") else "")
+        + f"\b\nExample:\n  {example}"
+    )
+    return click.Command(type_name.replace("_", "-"), params=params, callback=callback, help=help_text)
+
+
+@cli.group(cls=RecordGroup)
+def record() -> None:
+    """Record one event from flags; options come from the event schema.
+
+    \b
+    Example:
+      enforcement-ledger record account-suspended --account twitter:example \\
+          --occurred-at 2021-01-08T16:00:00Z --policy "Glorification of violence" \\
+          --source https://example.org/report
+    """
+
+
+# --- read commands --------------------------------------------------------------
+
+as_of_option = click.option(
+    "--as-of", metavar="TIME", help="Valid time: what was true then (default now)."
+)
+known_at_option = click.option(
+    "--known-at", metavar="TIME", help="Record time: what the ledger knew then (default now)."
+)
+
+
+def _moment(as_of: str | None, known_at: str | None) -> Any:
+    from projections.queries import Moment
+
+    now = datetime.now(UTC)
+    return Moment(
+        as_of=_parse_time(as_of, "--as-of") if as_of else now,
+        known_at=_parse_time(known_at, "--known-at") if known_at else now,
+    )
+
+
+@cli.command()
+@click.argument("account")
+@as_of_option
+@known_at_option
+@output_options
+@click.pass_obj
+def status(
+    session: Session,
+    account: str,
+    as_of: str | None,
+    known_at: str | None,
+    fmt_json: bool,
+    fmt_nl: bool,
+    fmt_csv: bool,
+) -> None:
+    """Status of one ACCOUNT: active, restricted, suspended or removed.
+
+    \b
+    Example:
+      enforcement-ledger status twitter:khamenei_ir
+      enforcement-ledger status instagram:khamenei_ir --as-of 2024-01-01 --json
+      enforcement-ledger status twitter:example --known-at 2024-03-01T12:00:00Z
+    """
+    from projections.queries import account_status
+
+    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
+    moment = _moment(as_of, known_at)
+    document = account_status(session.reader(), account, moment)
+    if fmt == "table":
+        for key in STATUS_COLUMNS:
+            value = document[key]
+            if key == "exemptions":
+                value = ", ".join(
+                    f"{e['exemption']} ({e['holder']}, {e['policy']})" for e in value
+                ) or "none"
+            click.echo(f"{key + ':':<13}{'' if value is None else value}")
+        return
+    write_document(document, fmt, STATUS_COLUMNS)
+
+
+@cli.command(name="accounts")
+@click.option("--platform", help="Only accounts on this platform slug.")
+@click.option("--subject", help="Only accounts of this subject id.")
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(["active", "restricted", "suspended", "removed"]),
+    help="Only accounts in this status.",
+)
+@as_of_option
+@known_at_option
+@output_options
+@click.pass_obj
+def accounts_command(
+    session: Session,
+    platform: str | None,
+    subject: str | None,
+    status_filter: str | None,
+    as_of: str | None,
+    known_at: str | None,
+    fmt_json: bool,
+    fmt_nl: bool,
+    fmt_csv: bool,
+) -> None:
+    """Every account with its status, across platforms.
+
+    \b
+    Example:
+      enforcement-ledger accounts --subject khamenei
+      enforcement-ledger accounts --status removed --csv > removed.csv
+    """
+    from projections.queries import accounts
+
+    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
+    rows = accounts(
+        session.reader(),
+        _moment(as_of, known_at),
+        platform=platform,
+        subject=subject,
+        status=status_filter,
+    )
+    write_rows(rows, fmt, STATUS_COLUMNS, table_columns=ACCOUNTS_TABLE, empty_message="(no accounts)")
+
+
+@cli.command(name="timeline")
+@click.option("--account", help="Events about this account.")
+@click.option("--subject", help="Events about this subject and all its accounts.")
+@click.option("--platform", help="Events on this platform slug.")
+@click.option("--type", "types", multiple=True, help="Event type; repeat for several.")
+@click.option("--policy", help="Events citing exactly this policy.")
+@click.option("--actor", help="Events recorded by this actor.")
+@click.option("--since", metavar="TIME", help="Occurred at or after TIME.")
+@click.option("--until", metavar="TIME", help="Occurred at or before TIME.")
+@known_at_option
+@click.option("--limit", type=click.IntRange(min=0), help="At most this many events.")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many first.")
+@output_options
+@click.pass_obj
+def timeline_command(
+    session: Session,
+    account: str | None,
+    subject: str | None,
+    platform: str | None,
+    types: tuple[str, ...],
+    policy: str | None,
+    actor: str | None,
+    since: str | None,
+    until: str | None,
+    known_at: str | None,
+    limit: int | None,
+    offset: int,
+    fmt_json: bool,
+    fmt_nl: bool,
+    fmt_csv: bool,
+) -> None:
+    """Audit timeline: events ordered by occurred_at, then sequence.
+
+    Every event carries its fields plus sequence, recorded_at, actor and whether it
+    was retracted (as known at --known-at).
+
+    \b
+    Example:
+      enforcement-ledger timeline --subject khamenei
+      enforcement-ledger timeline --platform instagram --type account_removed --nl
+      enforcement-ledger timeline --since 2024-01-01 --known-at 2024-02-10 --csv
+    """
+    from ledger.events import EVENT_TYPES
+    from projections.queries import TimelineFilter, timeline
+
+    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
+    normalised = tuple(t.replace("-", "_") for t in types)
+    unknown = [t for t in normalised if t not in EVENT_TYPES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown type {unknown[0]!r}; expected one of: {', '.join(EVENT_TYPES)}",
+            param_hint="--type",
+        )
+    selection = TimelineFilter(
+        account=account,
+        subject=subject,
+        platform=platform,
+        types=normalised,
+        policy=policy,
+        actor=actor,
+        since=_parse_time(since, "--since") if since else None,
+        until=_parse_time(until, "--until") if until else None,
+        limit=limit,
+        offset=offset,
+    )
+    known = _parse_time(known_at, "--known-at")
+    rows = timeline(session.reader(), known, selection)
+    write_rows(rows, fmt, TIMELINE_COLUMNS, table_columns=TIMELINE_TABLE, empty_message="(no events)")
+
+
+@cli.command()
+@output_options
+@click.pass_obj
+def export(session: Session, fmt_json: bool, fmt_nl: bool, fmt_csv: bool) -> None:
+    """The whole log in sequence order.
+
+    With --nl each line is exactly the stored leaf (RFC 8785 canonical JSON), so
+    anyone can rebuild the Merkle tree from an export.
+
+    \b
+    Example:
+      enforcement-ledger export --nl > ledger.jsonl
+    """
+    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
+    ledger = session.ledger()
+    if fmt == "nl":
+        out = click.get_binary_stream("stdout")
+        for leaf in ledger.iter_leaves():
+            out.write(leaf + b"\n")
+        out.flush()
+        return
+    rows = (json.loads(leaf) for leaf in ledger.iter_leaves())
+    columns = [c for c in TIMELINE_COLUMNS if c != "retracted"]
+    write_rows(rows, fmt, columns, table_columns=EXPORT_TABLE, empty_message="(empty ledger)")
+
+
+@cli.command()
+@click.option("--silent", is_flag=True, help="No progress bar.")
+@click.pass_obj
+def replay(session: Session, silent: bool) -> None:
+    """Rebuild every projection from zero by replaying the log.
+
+    \b
+    Example:
+      enforcement-ledger replay
+    """
+    from projections.projector import Projector
+
+    ledger = session.ledger()
+    total = ledger.recorder.max_notification_id() or 0
+    connection = ledger.storage.connect()
+    try:
+        show = not silent and sys.stderr.isatty()
+        with click.progressbar(
+            length=total, label="Replaying", file=sys.stderr if show else _Null()
+        ) as bar:
+            applied = Projector(ledger, connection).rebuild(progress=bar.update)
+    finally:
+        connection.close()
+    click.echo(f"Rebuilt projections from {applied} event(s)")
+
+
+class _Null:
+    def write(self, _: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        return None
+
+    def isatty(self) -> bool:
+        return False
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the event union (input format of append).
+
+    \b
+    Example:
+      enforcement-ledger schema > event.schema.json
+    """
+    from ledger.events import event_schema
+
+    click.echo(json.dumps(event_schema(), indent=2, sort_keys=True))
+
+
+@cli.command()
+@click.option(
+    "--store",
+    "demo_store",
+    metavar="PATH",
+    help="Where to build the demo ledger (default: a new temporary file).",
+)
+@click.pass_context
+def demo(ctx: click.Context, demo_store: str | None) -> None:
+    """Build the Khamenei / Trump story in a fresh store and show it.
+
+    Loads the seed events shipped with the package (ledger/data/seed.jsonl), then
+    prints the cross-platform status table and Khamenei's timeline.
+
+    \b
+    Example:
+      enforcement-ledger demo --store demo.db
+    """
+    import tempfile
+    from importlib import resources
+
+    from ledger.location import StoreError
+
+    path = demo_store or ctx.obj.store
+    if path is None:
+        path = os.path.join(tempfile.mkdtemp(prefix="enforcement-ledger-demo-"), "demo.db")
+    if os.path.exists(path):
+        raise StoreError(f"{path} already exists; the demo builds a fresh store, give a new path")
+    session = Session(path)
+    ctx.call_on_close(session.close)
+    ctx.obj = session
+    ctx.invoke(init)
+    seed = resources.files("ledger").joinpath("data/seed.jsonl").read_text(encoding="utf-8")
+    import io
+
+    result = session.ledger().append(_read_lines(io.StringIO(seed)), actor="demo")
+    session.reader()
+    _report(result, as_json=False)
+    click.echo("\nCross-platform status now:\n")
+    ctx.invoke(
+        accounts_command,
+        platform=None,
+        subject=None,
+        status_filter=None,
+        as_of=None,
+        known_at=None,
+        fmt_json=False,
+        fmt_nl=False,
+        fmt_csv=False,
+    )
+    click.echo("\nKhamenei's timeline:\n")
+    ctx.invoke(
+        timeline_command,
+        account=None,
+        subject="khamenei",
+        platform=None,
+        types=(),
+        policy=None,
+        actor=None,
+        since=None,
+        until=None,
+        known_at=None,
+        limit=None,
+        offset=0,
+        fmt_json=False,
+        fmt_nl=False,
+        fmt_csv=False,
+    )
+    click.echo(f"\nDemo ledger: {path}  (try: enforcement-ledger --store {path} timeline)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: no traceback ever reaches a user."""
+    try:
+        cli.main(args=argv, prog_name="enforcement-ledger", standalone_mode=True)
+    except Exception as error:  # pragma: no cover - last line of defence
+        if os.environ.get("ENFORCEMENT_LEDGER_DEBUG"):
+            raise
+        click.echo(f"Error: internal failure: {type(error).__name__}: {error}", err=True)
+        sys.exit(EXIT_INTERNAL)
+
+
+

@@ -1,0 +1,131 @@
+"""Output formats shared by every read command: table, --json, --nl, --csv.
+
+Every format streams: rows are written as they arrive, so a million-row export
+never sits in memory. The table sizes its columns from the first rows only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TextIO, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+TABLE_SAMPLE = 200
+MAX_CELL = 60
+
+
+def output_options(func: F) -> F:
+    """--json / --nl / --csv, mutually exclusive; the default is a readable table."""
+    for flag, help_text in reversed(
+        [
+            ("--json", "One JSON document."),
+            ("--nl", "JSON Lines: one object per line."),
+            ("--csv", "CSV with a header row."),
+        ]
+    ):
+        func = click.option(flag, "fmt_" + flag[2:], is_flag=True, help=help_text)(func)
+    return func
+
+
+def chosen_format(fmt_json: bool, fmt_nl: bool, fmt_csv: bool) -> str:
+    chosen = [name for name, on in (("json", fmt_json), ("nl", fmt_nl), ("csv", fmt_csv)) if on]
+    if len(chosen) > 1:
+        raise click.UsageError(
+            "choose one output format: " + " or ".join("--" + c for c in chosen)
+        )
+    return chosen[0] if chosen else "table"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _csv_cell(value: Any) -> str:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def write_rows(
+    rows: Iterable[dict[str, Any]],
+    fmt: str,
+    columns: Sequence[str],
+    *,
+    out: TextIO | None = None,
+    table_columns: Sequence[str] | None = None,
+    empty_message: str = "(no rows)",
+) -> int:
+    """Write rows in the chosen format; returns how many were written."""
+    out = out or sys.stdout
+    count = 0
+    if fmt == "nl":
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    elif fmt == "json":
+        out.write("[")
+        for row in rows:
+            out.write(("\n  " if count == 0 else ",\n  ") + json.dumps(row, ensure_ascii=False))
+            count += 1
+        out.write("\n]\n" if count else "]\n")
+    elif fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_csv_cell(row.get(c)) for c in columns])
+            count += 1
+    else:
+        count = _write_table(rows, table_columns or columns, out, empty_message)
+    return count
+
+
+def _write_table(
+    rows: Iterable[dict[str, Any]], columns: Sequence[str], out: TextIO, empty: str
+) -> int:
+    iterator = iter(rows)
+    sample: list[list[str]] = []
+    for row in iterator:
+        sample.append([_cell(row.get(c))[:MAX_CELL] for c in columns])
+        if len(sample) >= TABLE_SAMPLE:
+            break
+    if not sample:
+        click.echo(empty, err=True)
+        return 0
+    widths = [max([len(c)] + [len(r[i]) for r in sample]) for i, c in enumerate(columns)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out.write(line(columns) + "\n")
+    out.write(line(["-" * w for w in widths]) + "\n")
+    for cells in sample:
+        out.write(line(cells) + "\n")
+    count = len(sample)
+    for row in iterator:
+        out.write(line([_cell(row.get(c))[:MAX_CELL] for c in columns]) + "\n")
+        count += 1
+    return count
+
+
+def write_document(document: dict[str, Any], fmt: str, columns: Sequence[str]) -> None:
+    """A single object: --json/--nl print it whole, --csv/table print one row."""
+    if fmt in ("json", "nl"):
+        indent = 2 if fmt == "json" else None
+        click.echo(json.dumps(document, ensure_ascii=False, indent=indent))
+        return
+    write_rows([document], fmt, columns)

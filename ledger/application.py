@@ -1,0 +1,278 @@
+"""The ledger application: appends checked, sequenced, hashed events atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
+
+from ledger.canonical import canonical_json
+from ledger.domain import (
+    RuleViolation,
+    Stream,
+    SubjectStream,
+    check_not_in_future,
+    stream_id,
+    stream_of,
+)
+from ledger.events import AnyEvent, event_content, iso
+from ledger.location import StoreLocation
+from ledger.persistence import EntryRef, EntryRow, LeafMapper, SQLiteStorage
+
+FLUSH_EVERY = 2000  # events per insert round inside one batch transaction
+
+
+class LedgerError(Exception):
+    """A data or domain error the user can act on (CLI exit status 1)."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+@dataclass
+class AppendResult:
+    appended: int = 0
+    skipped: int = 0
+    first_sequence: int | None = None
+    last_sequence: int | None = None
+    skipped_ids: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "appended": self.appended,
+            "skipped": self.skipped,
+            "first_sequence": self.first_sequence,
+            "last_sequence": self.last_sequence,
+        }
+
+
+def content_hash(event: Any) -> str:
+    return hashlib.sha256(canonical_json(event_content(event))).hexdigest()
+
+
+def leaf_hash(leaf: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+class Ledger(Application[uuid.UUID]):
+    """Event-sourced enforcement ledger over one store."""
+
+    name = "EnforcementLedger"
+
+    def __init__(self, location: StoreLocation) -> None:
+        self.location = location
+        self.storage = SQLiteStorage(location)
+        super().__init__(env=self.storage.eventsourcing_env())
+
+    def construct_mapper(self) -> Mapper[uuid.UUID]:
+        return LeafMapper(transcoder=JSONTranscoder())
+
+    # --- writing ---------------------------------------------------------------
+
+    def append(
+        self,
+        events: Iterable[tuple[int, AnyEvent]],
+        *,
+        actor: str,
+        now: datetime | None = None,
+    ) -> AppendResult:
+        """Append a batch: every event or none of them.
+
+        ``events`` pairs each event with its input line number, which errors name.
+        The batch runs under the store's write lock, so rule checks see every
+        committed event and sequences are assigned without gaps.
+        """
+        with self.storage.write_transaction(self.recorder) as tx:  # type: ignore[arg-type]
+            batch = _Batch(self, tx, actor=actor, now=now or datetime.now(UTC))
+            for line, event in events:
+                batch.add(line, event)
+            return batch.finish()
+
+    # --- reading ---------------------------------------------------------------
+
+    def read_leaves(self, after_notification_id: int, limit: int) -> list[tuple[int, bytes]]:
+        """Stored leaves after a notification id, in log order."""
+        notifications = self.recorder.select_notifications(
+            after_notification_id, limit, inclusive_of_start=False
+        )
+        return [(n.id, n.state) for n in notifications]
+
+    def iter_leaves(self, batch_size: int = 5000) -> Iterator[bytes]:
+        position = 0
+        while True:
+            chunk = self.read_leaves(position, batch_size)
+            if not chunk:
+                return
+            for _, leaf in chunk:
+                yield leaf
+            position = chunk[-1][0]
+
+    def close(self) -> None:
+        self.storage.close()
+        super().close()
+
+
+class _Batch:
+    """One append transaction: streams loaded once, events flushed in rounds."""
+
+    def __init__(self, ledger: Ledger, tx: Any, *, actor: str, now: datetime) -> None:
+        self.ledger = ledger
+        self.tx = tx
+        self.actor = actor
+        head = tx.head()
+        # Record time never runs backwards, so "known at T" is always a log prefix.
+        last = head.last_recorded_at
+        self.recorded_at = now if last is None or now > last else last
+        self.recorded_iso = iso(self.recorded_at)
+        self.next_sequence = head.next_sequence
+        self.result = AppendResult()
+        self.streams: dict[uuid.UUID, Stream | None] = {}
+        self.pending: list[tuple[Any, EntryRow]] = []
+        self.unflushed: dict[str, EntryRef] = {}
+
+    def add(self, line: int, event: AnyEvent) -> None:
+        digest = content_hash(event)
+        if event.event_id is not None:
+            existing = self.find(event.event_id)
+            if existing is not None:
+                if existing.content_hash == digest:
+                    self.result.skipped += 1
+                    self.result.skipped_ids.append(event.event_id)
+                    return
+                raise LedgerError(
+                    f"event_id: '{event.event_id}' is already recorded (sequence "
+                    f"{existing.sequence}) with different content; an event_id names one "
+                    "event forever, so use a new id or retract the old event",
+                    line,
+                )
+        event_id = event.event_id or f"ev-{uuid.uuid4().hex}"
+        record = event_content(event)
+        record["event_id"] = event_id
+        record["recorded_at"] = self.recorded_iso
+        record["actor"] = self.actor
+        record["sequence"] = self.next_sequence
+        try:
+            check_not_in_future(record, self.recorded_at)
+            stream = self.apply(record)
+        except RuleViolation as violation:
+            named = f" {event.event_id}" if event.event_id else ""
+            raise LedgerError(f"{event.type}{named} rejected: {violation}", line) from None
+        domain_event = stream.pending_events[-1]
+        subject_ref = record.get("subject") if record["type"] == "account_registered" else None
+        row = EntryRow(
+            sequence=self.next_sequence,
+            event_id=event_id,
+            originator_id=stream.id,
+            type=record["type"],
+            content_hash=digest,
+            leaf_hash=b"",
+            recorded_at=self.recorded_iso,
+            subject_ref=subject_ref,
+        )
+        self.pending.append((domain_event, row))
+        self.unflushed[event_id] = EntryRef(
+            row.sequence, event_id, stream.id, row.type, digest
+        )
+        self.result.appended += 1
+        if self.result.first_sequence is None:
+            self.result.first_sequence = self.next_sequence
+        self.result.last_sequence = self.next_sequence
+        self.next_sequence += 1
+        if len(self.pending) >= FLUSH_EVERY:
+            self.flush()
+
+    def find(self, event_id: str) -> EntryRef | None:
+        found = self.unflushed.get(event_id)
+        return found if found is not None else self.tx.find_entry(event_id)
+
+    def load(self, sid: uuid.UUID) -> Stream | None:
+        """A stream as this transaction sees it, including its own unflushed events.
+
+        Read through the write transaction rather than the library's repository,
+        whose pooled connections cannot see events this batch has not committed.
+        """
+        if sid in self.streams:
+            return self.streams[sid]
+        aggregate: Any = None
+        mapper = self.ledger.mapper
+        for stored in self.tx.stream_events(sid):
+            aggregate = mapper.to_domain_event(stored).mutate(aggregate)
+        self.streams[sid] = aggregate
+        return aggregate  # type: ignore[no-any-return]
+
+    def apply(self, record: dict[str, Any]) -> Stream:
+        if record["type"] == "event_retracted":
+            return self.retract(record)
+        stream_class, sid = stream_of(record)
+        if record["type"] == "account_registered" and record.get("subject"):
+            subject = self.load(stream_id("subject", record["subject"]))
+            if subject is None or subject.registration is None:
+                raise RuleViolation(
+                    f"subject '{record['subject']}' is not registered; append its "
+                    "subject_registered event first"
+                )
+        stream = self.load(sid)
+        if stream is None:
+            stream = stream_class.start(sid, record)
+            self.streams[sid] = stream
+        else:
+            stream.record(record)
+        return stream
+
+    def retract(self, record: dict[str, Any]) -> Stream:
+        target = self.find(record["target"])
+        if target is None:
+            raise RuleViolation(f"target '{record['target']}' is not an event in this ledger")
+        stream = self.load(target.originator_id)
+        assert stream is not None
+        if target.type == "subject_registered" and isinstance(stream, SubjectStream):
+            subject = stream.registration.record["subject"] if stream.registration else None
+            for account_id in self.tx.accounts_referencing(subject):
+                account = self.load(account_id)
+                registration = account.registration if account else None
+                if registration is not None and registration.record.get("subject") == subject:
+                    raise RuleViolation(
+                        f"account {registration.record['account']} still refers to subject "
+                        f"'{subject}' ({registration.describe()}); retract that first"
+                    )
+        stream.retract(record)
+        return stream
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        mapper = self.ledger.mapper
+        stored: list[StoredEvent] = []
+        rows: list[EntryRow] = []
+        for domain_event, row in self.pending:
+            stored_event = mapper.to_stored_event(domain_event)
+            stored.append(stored_event)
+            rows.append(
+                EntryRow(
+                    row.sequence,
+                    row.event_id,
+                    row.originator_id,
+                    row.type,
+                    row.content_hash,
+                    leaf_hash(stored_event.state),
+                    row.recorded_at,
+                    row.subject_ref,
+                )
+            )
+        self.tx.insert(stored, rows)
+        for stream in self.streams.values():
+            if stream is not None:
+                stream.collect_events()
+        self.pending.clear()
+        self.unflushed.clear()
+
+    def finish(self) -> AppendResult:
+        self.flush()
+        return self.result

@@ -1,0 +1,413 @@
+"""The enforcement event schema: what admins submit, validated at the boundary.
+
+Every event enters as a JSON object whose ``type`` selects one model of a single
+discriminated union (``EVENT_ADAPTER``). Models are frozen and forbid unknown
+fields, so a typo is an error rather than silently dropped data.
+
+Times are timezone-aware and normalised to UTC. A bare date (``2024-02-08``) is
+accepted for ``occurred_at`` and means 00:00Z that day; the event then keeps
+``occurred_at_precision = "day"`` so nobody mistakes it for an exact instant.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _date_means_midnight_utc(value: Any) -> Any:
+    if isinstance(value, str) and _DATE_ONLY.match(value):
+        return value + "T00:00:00Z"
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+# AwareDatetime makes a naive timestamp an error instead of a guess.
+UtcDatetime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_date_means_midnight_utc),
+    AfterValidator(_to_utc),
+]
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Slug = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", min_length=1, max_length=64)
+]
+Identifier = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,199}$", max_length=200),
+]
+AccountId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}:[^\s]{1,200}$", max_length=265),
+]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+
+class EventBase(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    occurred_at: UtcDatetime = Field(
+        description="When the platform acted: ISO 8601 with an offset, or a date (00:00Z)."
+    )
+    occurred_at_precision: Literal["instant", "day"] = Field(
+        default="instant",
+        description="'day' when occurred_at was given as a date only.",
+    )
+    source: Text = Field(description="URL or citation for the fact.")
+    note: Text | None = None
+    event_id: Identifier | None = Field(
+        default=None,
+        description="Idempotency key; assigned by the ledger when absent.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mark_day_precision(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            occurred = data.get("occurred_at")
+            if isinstance(occurred, str) and _DATE_ONLY.match(occurred.strip()):
+                declared = data.get("occurred_at_precision", "day")
+                if declared != "day":
+                    raise ValueError(
+                        "occurred_at_precision: a date-only occurred_at has precision 'day'"
+                    )
+                data = {**data, "occurred_at_precision": "day"}
+        return data
+
+    @model_validator(mode="after")
+    def _day_precision_is_midnight(self) -> EventBase:
+        if self.occurred_at_precision == "day" and (
+            self.occurred_at.hour or self.occurred_at.minute or self.occurred_at.second
+        ):
+            raise ValueError("occurred_at_precision 'day' needs occurred_at at 00:00:00Z")
+        return self
+
+
+class _HasUntil(EventBase):
+    until: UtcDatetime | None = Field(
+        default=None, description="When the measure ends by itself; absent means indefinite."
+    )
+
+    @model_validator(mode="after")
+    def _until_after_occurred(self) -> _HasUntil:
+        if self.until is not None and self.until <= self.occurred_at:
+            raise ValueError(
+                f"until: {_iso(self.until)} must be later than occurred_at "
+                f"({_iso(self.occurred_at)})"
+            )
+        return self
+
+
+class SubjectRegistered(EventBase):
+    type: Literal["subject_registered"] = "subject_registered"
+    subject: Identifier
+    name: Text
+    kind: Literal["person", "organisation", "state_body"]
+    roles: list[Slug] = Field(default_factory=list, description="e.g. head_of_state")
+    country: CountryCode | None = Field(default=None, description="ISO 3166-1 alpha-2")
+
+
+class AccountRegistered(EventBase):
+    type: Literal["account_registered"] = "account_registered"
+    account: AccountId = Field(description="'<platform>:<handle or id>', e.g. instagram:khamenei_ir")
+    platform: Slug
+    handle: Text
+    subject: Identifier | None = None
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")] | None = (
+        None
+    )
+
+    @model_validator(mode="after")
+    def _account_prefix_is_platform(self) -> AccountRegistered:
+        prefix = self.account.split(":", 1)[0]
+        if prefix != self.platform:
+            raise ValueError(
+                f"account: '{self.account}' must start with its platform '{self.platform}:'"
+            )
+        return self
+
+
+class PlatformRenamed(EventBase):
+    type: Literal["platform_renamed"] = "platform_renamed"
+    platform: Slug
+    name: Text
+
+
+class FollowersObserved(EventBase):
+    type: Literal["followers_observed"] = "followers_observed"
+    account: AccountId
+    count: Annotated[int, Field(ge=0, strict=True)]
+
+
+class PostPublished(EventBase):
+    type: Literal["post_published"] = "post_published"
+    account: AccountId
+    post: Identifier
+    url: Text | None = None
+    excerpt: Text | None = None
+
+
+class PostWarningScreenApplied(EventBase):
+    type: Literal["post_warning_screen_applied"] = "post_warning_screen_applied"
+    account: AccountId
+    post: Identifier
+    policy: Text
+    reason: Text
+    exception: Slug | None = Field(default=None, description="e.g. public_interest")
+
+
+class PostWarningScreenRemoved(EventBase):
+    type: Literal["post_warning_screen_removed"] = "post_warning_screen_removed"
+    account: AccountId
+    post: Identifier
+
+
+class PostRemoved(EventBase):
+    type: Literal["post_removed"] = "post_removed"
+    account: AccountId
+    post: Identifier
+    policy: Text
+
+
+class PostRestored(EventBase):
+    type: Literal["post_restored"] = "post_restored"
+    account: AccountId
+    post: Identifier
+
+
+class AccountRestricted(_HasUntil):
+    type: Literal["account_restricted"] = "account_restricted"
+    account: AccountId
+    policy: Text
+    restrictions: Annotated[list[Slug], Field(min_length=1)] = Field(
+        description="e.g. read_only, reduced_reach"
+    )
+
+
+class AccountSuspended(_HasUntil):
+    type: Literal["account_suspended"] = "account_suspended"
+    account: AccountId
+    policy: Text
+
+
+class AccountReinstated(EventBase):
+    type: Literal["account_reinstated"] = "account_reinstated"
+    account: AccountId
+
+
+class AccountRemoved(EventBase):
+    type: Literal["account_removed"] = "account_removed"
+    account: AccountId
+    policy: Text
+
+
+class _Exemption(EventBase):
+    account: AccountId | None = None
+    subject: Identifier | None = None
+    exemption: Slug = Field(description="e.g. un_recognised_government_official")
+    policy: Text
+
+    @model_validator(mode="after")
+    def _exactly_one_holder(self) -> _Exemption:
+        if (self.account is None) == (self.subject is None):
+            raise ValueError("account: give exactly one of 'account' or 'subject'")
+        return self
+
+
+class ExemptionApplied(_Exemption):
+    type: Literal["exemption_applied"] = "exemption_applied"
+
+
+class ExemptionRevoked(_Exemption):
+    type: Literal["exemption_revoked"] = "exemption_revoked"
+
+
+class AppealFiled(EventBase):
+    type: Literal["appeal_filed"] = "appeal_filed"
+    account: AccountId
+    appeal: Identifier
+    target: Identifier = Field(description="event_id of the action appealed against")
+
+
+class AppealDecided(EventBase):
+    type: Literal["appeal_decided"] = "appeal_decided"
+    account: AccountId
+    appeal: Identifier
+    target: Identifier = Field(description="event_id of the action appealed against")
+    outcome: Literal["upheld", "overturned", "modified"]
+
+
+class EventRetracted(EventBase):
+    """The only way to correct a mistake: the target stays in the log, marked retracted."""
+
+    type: Literal["event_retracted"] = "event_retracted"
+    target: Identifier = Field(description="event_id of the event being retracted")
+    reason: Text
+
+
+EVENT_MODELS: tuple[type[EventBase], ...] = (
+    SubjectRegistered,
+    AccountRegistered,
+    PlatformRenamed,
+    FollowersObserved,
+    PostPublished,
+    PostWarningScreenApplied,
+    PostWarningScreenRemoved,
+    PostRemoved,
+    PostRestored,
+    AccountRestricted,
+    AccountSuspended,
+    AccountReinstated,
+    AccountRemoved,
+    ExemptionApplied,
+    ExemptionRevoked,
+    AppealFiled,
+    AppealDecided,
+    EventRetracted,
+)
+
+EVENT_TYPES: dict[str, type[EventBase]] = {
+    m.model_fields["type"].default: m for m in EVENT_MODELS
+}
+
+AnyEvent = Annotated[
+    Union[  # noqa: UP007 - a Union keeps the member order visible in the schema
+        SubjectRegistered,
+        AccountRegistered,
+        PlatformRenamed,
+        FollowersObserved,
+        PostPublished,
+        PostWarningScreenApplied,
+        PostWarningScreenRemoved,
+        PostRemoved,
+        PostRestored,
+        AccountRestricted,
+        AccountSuspended,
+        AccountReinstated,
+        AccountRemoved,
+        ExemptionApplied,
+        ExemptionRevoked,
+        AppealFiled,
+        AppealDecided,
+        EventRetracted,
+    ],
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+# Fields the ledger assigns; input may not set them.
+ASSIGNED_FIELDS = ("recorded_at", "actor", "sequence")
+
+
+class EventInputError(ValueError):
+    """Input that is not a valid event; ``problems`` are 'field.path: message' lines."""
+
+    def __init__(self, problems: list[str], line: int | None = None) -> None:
+        self.problems = problems
+        self.line = line
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(where + "; ".join(problems))
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """Render pydantic errors as 'field.path: message (given ...)' for people."""
+    problems = []
+    for item in error.errors(include_url=False):
+        loc = [str(p) for p in item["loc"]]
+        # A discriminated union puts the tag first; the user thinks in fields.
+        if loc and loc[0] in EVENT_TYPES:
+            loc = loc[1:]
+        path = ".".join(loc) or "event"
+        message = item["msg"].removeprefix("Value error, ")
+        # Cross-field checks name their field as "field: reason".
+        named = re.match(r"^([a-z_]+): (.*)$", message)
+        if path == "event" and named:
+            path, message = named.group(1), named.group(2)
+        if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            path = "type"
+            message = "unknown event type" if item["type"] == "union_tag_invalid" else (
+                "required field is missing"
+            )
+            message += "; expected one of: " + ", ".join(EVENT_TYPES)
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        given = item.get("input")
+        shown = "" if item["type"] == "missing" or isinstance(given, dict) else f" (given {given!r})"
+        if item["type"] == "union_tag_invalid":
+            shown = f" (given {item.get('ctx', {}).get('tag')!r})"
+        problems.append(f"{path}: {message}{shown}")
+    return problems
+
+
+def parse_event(data: str | bytes | dict[str, Any], line: int | None = None) -> AnyEvent:
+    """Validate one event from JSON text or a decoded object."""
+    if isinstance(data, dict):
+        for name in ASSIGNED_FIELDS:
+            if name in data:
+                raise EventInputError([f"{name}: assigned by the ledger, cannot be given"], line)
+        try:
+            return EVENT_ADAPTER.validate_python(data)
+        except ValidationError as e:
+            raise EventInputError(describe_validation_error(e), line) from None
+    import json
+
+    try:
+        decoded = json.loads(data)
+    except json.JSONDecodeError as e:
+        raise EventInputError([f"malformed JSON: {e.msg} at column {e.colno}"], line) from None
+    if not isinstance(decoded, dict):
+        raise EventInputError(
+            [f"event: expected a JSON object, given {type(decoded).__name__}"], line
+        )
+    return parse_event(decoded, line)
+
+
+def event_content(event: EventBase) -> dict[str, Any]:
+    """The submitted content in JSON form, without ledger-assigned fields.
+
+    This is what idempotency compares: the same event_id with the same content is a
+    harmless re-send; with different content it is a conflict.
+    """
+    return event.model_dump(mode="json", exclude_none=True, exclude={"event_id"})
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso(value: datetime) -> str:
+    """UTC ISO 8601 with a Z, the one textual form of time the ledger writes."""
+    return _iso(value)
+
+
+def event_schema() -> dict[str, Any]:
+    schema = EVENT_ADAPTER.json_schema()
+    schema["title"] = "Enforcement ledger event"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

@@ -1,0 +1,59 @@
+"""Where a ledger lives: a SQLite file path or a PostgreSQL URL."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+STORE_ENV = "ENFORCEMENT_LEDGER_STORE"
+DEFAULT_STORE = "enforcement-ledger.db"
+
+
+class StoreError(Exception):
+    """The store is missing, not initialised, or unreachable."""
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """A parsed ``--store`` value."""
+
+    raw: str
+    kind: str  # "sqlite" or "postgres"
+    path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "postgres"
+    password: str = ""
+    dbname: str = ""
+    schema: str = "public"
+
+    @classmethod
+    def parse(cls, value: str | None) -> StoreLocation:
+        raw = value or os.environ.get(STORE_ENV) or DEFAULT_STORE
+        if raw.startswith(("postgresql://", "postgres://")):
+            url = urlparse(raw)
+            query = parse_qs(url.query)
+            schema = query.get("schema", ["public"])[0]
+            if not schema.replace("_", "").isalnum() or not schema[0].isalpha():
+                raise StoreError(f"schema '{schema}' must be letters, digits and underscores")
+            return cls(
+                raw=raw,
+                kind="postgres",
+                host=url.hostname or "127.0.0.1",
+                port=url.port or 5432,
+                user=unquote(url.username or "postgres"),
+                password=unquote(url.password or ""),
+                dbname=(url.path or "/").lstrip("/") or "postgres",
+                schema=schema.lower(),
+            )
+        if raw.startswith("sqlite:///"):
+            raw = raw.removeprefix("sqlite:///")
+        return cls(raw=raw, kind="sqlite", path=Path(raw).expanduser())
+
+    @property
+    def display(self) -> str:
+        if self.kind == "sqlite":
+            return str(self.path)
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}?schema={self.schema}"
