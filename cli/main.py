@@ -85,8 +85,9 @@ EXPORT_TABLE = ["sequence", "event_id", "type", "occurred_at", "recorded_at", "a
 class Session:
     """What the commands share: the store location and lazily opened handles."""
 
-    def __init__(self, store: str | None) -> None:
+    def __init__(self, store: str | None, key_file: str | None = None) -> None:
         self.store = store
+        self.key_file = key_file
         self._ledger: Ledger | None = None
         self._read: Any = None
 
@@ -103,8 +104,26 @@ class Session:
 
             location = self.location
             SQLiteStorage(location).require()
-            self._ledger = Ledger(location)
+            self._ledger = Ledger(location, signer=self.signer(required=False))
         return self._ledger
+
+    def signer(self, *, required: bool) -> Any:
+        """The signing key, if configured: every append batch is then checkpointed."""
+        from ledger.integrity import KeyError_, key_path
+
+        path = key_path(self.location, self.key_file)
+        explicit = bool(self.key_file or os.environ.get("ENFORCEMENT_LEDGER_KEY_FILE"))
+        if path is None or not path.exists():
+            if required or (explicit and path is not None):
+                where = f" at {path}" if path else ""
+                raise KeyError_(
+                    f"no signing key{where}; create one with `enforcement-ledger keygen`"
+                    + ("" if path else " and pass --key-file (PostgreSQL stores need one)")
+                )
+            return None
+        from ledger.integrity import load_signer
+
+        return load_signer(path)
 
     def reader(self) -> Any:
         """A read connection whose projections have caught up: never stale."""
@@ -129,7 +148,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ledger.location import StoreError
     from projections.queries import NotFound
 
-    return (LedgerError, EventInputError, StoreError, NotFound)
+    errors: tuple[type[BaseException], ...] = (LedgerError, EventInputError, StoreError, NotFound)
+    if "ledger.integrity" in sys.modules:
+        from ledger.integrity import IntegrityError, KeyError_
+
+        errors += (IntegrityError, KeyError_)
+    return errors
 
 
 class LedgerGroup(click.Group):
@@ -155,8 +179,15 @@ class LedgerGroup(click.Group):
     metavar="PATH|URL",
     help="SQLite file (default ./enforcement-ledger.db) or postgresql:// URL.",
 )
+@click.option(
+    "--key-file",
+    envvar="ENFORCEMENT_LEDGER_KEY_FILE",
+    show_envvar=True,
+    metavar="PATH",
+    help="Ed25519 signing key (default: the SQLite store's path + .key).",
+)
 @click.pass_context
-def cli(ctx: click.Context, store: str | None) -> None:
+def cli(ctx: click.Context, store: str | None, key_file: str | None) -> None:
     """Event-sourced ledger of platform enforcement actions.
 
     Every action is an immutable event; status and timelines are rebuilt from them,
@@ -170,7 +201,7 @@ def cli(ctx: click.Context, store: str | None) -> None:
           --source https://example.org/report
       enforcement-ledger status twitter:example
     """
-    session = Session(store)
+    session = Session(store, key_file)
     ctx.obj = session
     ctx.call_on_close(session.close)
 
@@ -709,6 +740,215 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
         fmt_csv=False,
     )
     click.echo(f"\nDemo ledger: {path}  (try: enforcement-ledger --store {path} timeline)")
+
+
+# --- tamper evidence ------------------------------------------------------------
+
+
+@cli.command()
+@click.pass_obj
+def keygen(session: Session) -> None:
+    """Create the Ed25519 signing key (file mode 0600) and print its verifier key.
+
+    The key file is the SQLite store's path + ".key" unless --key-file or
+    ENFORCEMENT_LEDGER_KEY_FILE says otherwise. Give the printed verifier key to
+    auditors: it is what `verify --vkey` checks signatures against.
+
+    \b
+    Example:
+      enforcement-ledger --store ledger.db keygen
+    """
+    from ledger.integrity import KeyError_, create_key, key_path
+
+    ledger = session.ledger()
+    path = key_path(session.location, session.key_file)
+    if path is None:
+        raise KeyError_("a PostgreSQL store needs --key-file or ENFORCEMENT_LEDGER_KEY_FILE")
+    signer = create_key(path, ledger.origin)
+    click.echo(f"Wrote signing key {path} (mode 0600); keep it secret.", err=True)
+    click.echo(signer.verifier_key())
+
+
+@cli.command()
+@click.pass_obj
+def checkpoint(session: Session) -> None:
+    """Sign and print a C2SP checkpoint of the log as it is now.
+
+    \b
+    Example:
+      enforcement-ledger checkpoint > trusted.checkpoint
+    """
+    from ledger import merkle
+    from ledger.integrity import sign_tree_head
+
+    ledger = session.ledger()
+    signer = session.signer(required=True)
+    storage = ledger.storage
+    with storage.connect() as connection:
+        connection.execute("BEGIN IMMEDIATE")
+        size = storage.tree_size(connection)
+        root = merkle.root_at(storage.node_getter(connection), size)
+        note = sign_tree_head(ledger.origin, size, root, signer)
+        storage.insert_checkpoint(
+            connection, size, root, note, datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        )
+        connection.execute("COMMIT")
+    click.echo(note, nl=False)
+
+
+@cli.group()
+def prove() -> None:
+    """Inclusion and consistency proofs (RFC 9162 §2.1.3-2.1.4).
+
+    \b
+    Example:
+      enforcement-ledger prove inclusion seed-ig-khamenei-en-removed
+      enforcement-ledger prove consistency 10 --to 18
+    """
+
+
+def _latest_checkpoint(session: Session, covering: int) -> tuple[int, str]:
+    from ledger.location import StoreError
+
+    ledger = session.ledger()
+    with ledger.storage.connect() as connection:
+        stored = ledger.storage.checkpoints(connection)
+    for size, _, note in reversed(stored):
+        if size > covering:
+            return size, note
+    raise StoreError(
+        f"no signed checkpoint covers sequence {covering} yet; run `enforcement-ledger checkpoint`"
+    )
+
+
+@prove.command()
+@click.argument("event")
+@click.pass_obj
+def inclusion(session: Session, event: str) -> None:
+    """Prove EVENT (an event_id or a sequence number) is in the signed log.
+
+    Prints a C2SP tlog-proof: header, index, proof hashes, blank line, and the
+    latest signed checkpoint that covers the event.
+
+    \b
+    Example:
+      enforcement-ledger prove inclusion seed-x-trump-suspended > trump.proof
+    """
+    from ledger.integrity import inclusion_proof_text
+    from ledger.location import StoreError
+
+    ledger = session.ledger()
+    storage = ledger.storage
+    with storage.connect() as connection:
+        sequence = storage.find_sequence(connection, event)
+        if sequence is None and event.isdigit():
+            sequence = int(event)
+            if sequence >= storage.tree_size(connection):
+                raise StoreError(f"sequence {sequence} is beyond the end of the log")
+        if sequence is None:
+            raise StoreError(f"no event with event_id '{event}'")
+        size, note = _latest_checkpoint(session, sequence)
+        text = inclusion_proof_text(storage.node_getter(connection), sequence, size, note)
+    click.echo(text, nl=False)
+
+
+@prove.command()
+@click.argument("old_size", type=click.IntRange(min=1))
+@click.option("--to", "new_size", type=click.IntRange(min=1), help="Newer size (default: latest checkpoint).")
+@click.pass_obj
+def consistency(session: Session, old_size: int, new_size: int | None) -> None:
+    """Prove the log of OLD_SIZE is a prefix of the log at --to: one base64 hash per line.
+
+    \b
+    Example:
+      enforcement-ledger prove consistency 10 --to 18
+    """
+    from ledger.integrity import consistency_proof_lines
+    from ledger.location import StoreError
+
+    ledger = session.ledger()
+    storage = ledger.storage
+    with storage.connect() as connection:
+        size = storage.tree_size(connection)
+        target = new_size if new_size is not None else _latest_checkpoint(session, old_size - 1)[0]
+        if target > size or old_size > target:
+            raise StoreError(
+                f"need OLD_SIZE <= NEW_SIZE <= {size} (the log size); given {old_size} and {target}"
+            )
+        lines = consistency_proof_lines(storage.node_getter(connection), old_size, target)
+    for line in lines:
+        click.echo(line)
+
+
+@cli.command()
+@click.option("--vkey", "vkeys", multiple=True, metavar="KEY", help="Trusted verifier key (or a file holding one); repeatable.")
+@click.option("--trusted", "trusted_files", multiple=True, type=click.Path(exists=True, dir_okay=False), help="An auditor's saved signed checkpoint; repeatable.")
+@click.option("--export", "export_file", type=click.Path(exists=True, dir_okay=False), help="Verify offline: an `export --nl` file instead of a store.")
+@click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Offline: signed checkpoint(s) the export must match.")
+@click.pass_obj
+def verify(
+    session: Session,
+    vkeys: tuple[str, ...],
+    trusted_files: tuple[str, ...],
+    export_file: str | None,
+    checkpoint_files: tuple[str, ...],
+) -> None:
+    """Recompute every leaf and check roots, signatures and consistency.
+
+    Prints OK with the size and root, or exits 1 naming the first bad sequence.
+    Without --vkey, signatures are checked against the store's own key file
+    (which proves nothing to an outside auditor: pass --vkey).
+
+    \b
+    Example:
+      enforcement-ledger verify --vkey "$(cat ledger.vkey)" --trusted saved.checkpoint
+      enforcement-ledger verify --export ledger.jsonl --checkpoint saved.checkpoint --vkey KEY
+    """
+    from pathlib import Path
+
+    from ledger.integrity import IntegrityError, StoredCheckpoint, parse_vkeys, verify_log
+
+    verifiers = parse_vkeys(vkeys)
+    trusted = [Path(f).read_text(encoding="utf-8") for f in trusted_files]
+    if export_file is not None:
+        if not verifiers:
+            raise IntegrityError("offline verification needs --vkey")
+        checkpoints = [Path(f).read_text(encoding="utf-8") for f in checkpoint_files]
+        if not checkpoints and not trusted:
+            raise IntegrityError("offline verification needs --checkpoint")
+        with open(export_file, "rb") as handle:
+            leaves = (line.rstrip(b"\n") for line in handle)
+            report = verify_log(leaves, [], origin=None, verifiers=verifiers, trusted=[*checkpoints, *trusted])
+    else:
+        ledger = session.ledger()
+        if not verifiers:
+            own = session.signer(required=False)
+            if own is not None:
+                verifiers = [own.verifier()]
+                click.echo("warning: checking signatures with the store's own key; pass --vkey", err=True)
+        storage = ledger.storage
+        with storage.connect() as connection:
+            stored = [StoredCheckpoint(*row) for row in storage.checkpoints(connection)]
+            if stored and not verifiers:
+                raise IntegrityError("the log has signed checkpoints: pass --vkey to check them")
+            expected = storage.tree_size(connection)
+            hashes_connection = storage.connect()
+            try:
+                report = verify_log(
+                    storage.iter_leaves(connection),
+                    stored,
+                    origin=ledger.origin,
+                    verifiers=verifiers,
+                    trusted=trusted,
+                    stored_leaf_hashes=storage.iter_leaf_hashes(hashes_connection),
+                    expected_size=expected,
+                )
+            finally:
+                hashes_connection.close()
+    click.echo(
+        f"OK size {report.size} root {report.root_b64} "
+        f"({report.checkpoints} checkpoint(s), {report.trusted} trusted)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,11 +7,12 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
 
+from ledger import merkle
 from ledger.canonical import canonical_json
 from ledger.domain import (
     RuleViolation,
@@ -24,6 +25,9 @@ from ledger.domain import (
 from ledger.events import AnyEvent, event_content, iso
 from ledger.location import StoreLocation
 from ledger.persistence import EntryRef, EntryRow, LeafMapper, SQLiteStorage
+
+if TYPE_CHECKING:  # cryptography loads only when a key is in use
+    from ledger.notes import Ed25519Signer
 
 FLUSH_EVERY = 2000  # events per insert round inside one batch transaction
 
@@ -57,19 +61,23 @@ def content_hash(event: Any) -> str:
     return hashlib.sha256(canonical_json(event_content(event))).hexdigest()
 
 
-def leaf_hash(leaf: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + leaf).digest()
-
-
 class Ledger(Application[uuid.UUID]):
     """Event-sourced enforcement ledger over one store."""
 
     name = "EnforcementLedger"
 
-    def __init__(self, location: StoreLocation) -> None:
+    def __init__(self, location: StoreLocation, signer: Ed25519Signer | None = None) -> None:
         self.location = location
         self.storage = SQLiteStorage(location)
+        self.signer = signer
         super().__init__(env=self.storage.eventsourcing_env())
+        self._origin: str | None = None
+
+    @property
+    def origin(self) -> str:
+        if self._origin is None:
+            self._origin = self.storage.meta()["origin"]
+        return self._origin
 
     def construct_mapper(self) -> Mapper[uuid.UUID]:
         return LeafMapper(transcoder=JSONTranscoder())
@@ -93,7 +101,15 @@ class Ledger(Application[uuid.UUID]):
             batch = _Batch(self, tx, actor=actor, now=now or datetime.now(UTC))
             for line, event in events:
                 batch.add(line, event)
-            return batch.finish()
+            result = batch.finish()
+            if self.signer is not None and result.appended:
+                # The batch's own signed tree head commits in the same transaction.
+                from ledger.integrity import sign_tree_head
+
+                size = batch.tree.size
+                note = sign_tree_head(self.origin, size, batch.tree.root(), self.signer)
+                tx.insert_checkpoint(size, batch.tree.root(), note, iso(datetime.now(UTC)))
+            return result
 
     # --- reading ---------------------------------------------------------------
 
@@ -135,6 +151,7 @@ class _Batch:
         self.result = AppendResult()
         self.streams: dict[uuid.UUID, Stream | None] = {}
         self.pending: list[tuple[Any, EntryRow]] = []
+        self.tree = merkle.PendingNodes(tx.get_node, head.next_sequence)
         self.unflushed: dict[str, EntryRef] = {}
 
     def add(self, line: int, event: AnyEvent) -> None:
@@ -251,9 +268,14 @@ class _Batch:
         mapper = self.ledger.mapper
         stored: list[StoredEvent] = []
         rows: list[EntryRow] = []
+        # Nodes computed this round go to the table; the next round reads them back,
+        # so memory stays bounded however large the batch.
+        tree = merkle.PendingNodes(self.tx.get_node, self.tree.size)
         for domain_event, row in self.pending:
             stored_event = mapper.to_stored_event(domain_event)
             stored.append(stored_event)
+            digest = merkle.leaf_hash(stored_event.state)
+            tree.append(digest)
             rows.append(
                 EntryRow(
                     row.sequence,
@@ -261,12 +283,14 @@ class _Batch:
                     row.originator_id,
                     row.type,
                     row.content_hash,
-                    leaf_hash(stored_event.state),
+                    digest,
                     row.recorded_at,
                     row.subject_ref,
                 )
             )
         self.tx.insert(stored, rows)
+        self.tx.insert_nodes(tree.new_nodes())
+        self.tree = tree
         for stream in self.streams.values():
             if stream is not None:
                 stream.collect_events()

@@ -28,6 +28,7 @@ from ledger import merkle
 
 __all__ = [
     "ALG_ED25519",
+    "TLOG_PROOF_HEADER",
     "Checkpoint",
     "CheckpointError",
     "Ed25519Signer",

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -289,6 +289,56 @@ class SQLiteStorage:
             )
             conn.execute("COMMIT")
         return True
+
+    # --- reads for integrity: plain SQL, streamed, no decoding -------------------
+
+    def iter_leaves(self, connection: sqlite3.Connection) -> Iterator[bytes]:
+        """Stored leaves in log order (notification order equals sequence order)."""
+        cursor = connection.execute("SELECT state FROM stored_events ORDER BY rowid")
+        while rows := cursor.fetchmany(5000):
+            for (state,) in rows:
+                yield bytes(state)
+
+    def iter_leaf_hashes(self, connection: sqlite3.Connection) -> Iterator[tuple[int, bytes]]:
+        cursor = connection.execute(
+            "SELECT sequence, leaf_hash FROM ledger_entries ORDER BY sequence"
+        )
+        while rows := cursor.fetchmany(5000):
+            for sequence, digest in rows:
+                yield sequence, bytes(digest)
+
+    def checkpoints(self, connection: sqlite3.Connection) -> list[tuple[int, bytes, str]]:
+        rows = connection.execute(
+            "SELECT size, root, note FROM checkpoints ORDER BY size, id"
+        ).fetchall()
+        return [(r[0], bytes(r[1]), r[2]) for r in rows]
+
+    def tree_size(self, connection: sqlite3.Connection) -> int:
+        row = connection.execute("SELECT MAX(sequence) FROM ledger_entries").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def node_getter(self, connection: sqlite3.Connection) -> Callable[[int, int], bytes]:
+        def get(level: int, index: int) -> bytes:
+            row = connection.execute(
+                "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, index)
+            ).fetchone()
+            if row is None:
+                raise KeyError((level, index))
+            return bytes(row[0])
+
+        return get
+
+    def find_sequence(self, connection: sqlite3.Connection, event_id: str) -> int | None:
+        row = connection.execute(
+            "SELECT sequence FROM ledger_entries WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def insert_checkpoint(self, connection: sqlite3.Connection, size: int, root: bytes, note: str, created_at: str) -> None:
+        connection.execute(
+            "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?,?,?,?)",
+            (size, root, note, created_at),
+        )
 
     def meta(self) -> dict[str, str]:
         with self.connect() as conn:

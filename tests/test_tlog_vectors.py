@@ -425,3 +425,51 @@ def test_tlog_proof_roundtrip_on_reference_tree() -> None:
         parsed.verify(merkle.leaf_hash(REF_LEAVES[4]), [signer.verifier()], origin=cp.origin)
     with pytest.raises(notes.CheckpointError):
         parsed.verify(leaf, [signer.verifier()], origin="example.com/other")
+
+
+def _signed_ref_checkpoint() -> str:
+    signer = notes.Ed25519Signer("example.com/ledger", bytes(32))
+    root = bytes.fromhex(REF["roots_hex_by_size"][8])
+    return notes.sign_checkpoint(notes.Checkpoint("example.com/ledger", 8, root), [signer])
+
+
+_H = base64.b64encode(bytes(32)).decode()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        f"c2sp.org/tlog-proof@v2\nindex 5\n{_H}\n",
+        f"index 5\n{_H}\n",
+        f"c2sp.org/tlog-proof@v1\nindex 05\n{_H}\n",
+        f"c2sp.org/tlog-proof@v1\nindex -5\n{_H}\n",
+        f"c2sp.org/tlog-proof@v1\nindex {1 << 64}\n",
+        f"c2sp.org/tlog-proof@v1\n{_H}\nindex 5\n",
+        f"c2sp.org/tlog-proof@v1\nindex 5\n{_H[:-4]}\n",
+        f"c2sp.org/tlog-proof@v1\nextra !!\nindex 5\n{_H}\n",
+        f"c2sp.org/tlog-proof@v1\nindex 5\nextra AA==\n{_H}\n",
+    ],
+    ids=[
+        "wrong-version",
+        "no-header",
+        "leading-zero",
+        "negative",
+        "index-overflow",
+        "index-after-hash",
+        "short-hash",
+        "bad-extra",
+        "extra-after-index",
+    ],
+)
+def test_tlog_proof_rejects(head: str) -> None:
+    with pytest.raises(notes.TlogProofError):
+        notes.parse_tlog_proof(head + "\n" + _signed_ref_checkpoint())
+
+
+def test_tlog_proof_rejects_bad_checkpoint_block() -> None:
+    head = f"c2sp.org/tlog-proof@v1\nindex 0\n{_H}\n"
+    with pytest.raises(notes.TlogProofError):
+        notes.parse_tlog_proof(head)  # no blank line, no checkpoint
+    with pytest.raises(notes.TlogProofError):
+        notes.parse_tlog_proof(head + "\nexample.com/ledger\n8\n" + _H + "\n")  # unsigned
+    assert notes.parse_tlog_proof(head + "\n" + _signed_ref_checkpoint()).index == 0

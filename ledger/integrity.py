@@ -1,0 +1,271 @@
+"""Tamper evidence: signing keys, signed checkpoints, proofs and verification.
+
+The ledger is an RFC 6962 transparency log. Leaf ``i`` is the stored canonical JSON
+of the event with ``sequence = i``. Checkpoints are C2SP signed notes over
+(origin, size, root). Verification recomputes every leaf hash from the stored
+bytes, never trusting stored hashes, and streams, so memory is flat in N.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ledger import merkle, notes
+from ledger.location import StoreLocation
+
+KEY_FILE_ENV = "ENFORCEMENT_LEDGER_KEY_FILE"
+
+
+class IntegrityError(Exception):
+    """Verification failed; ``sequence`` is the first bad leaf when it is known."""
+
+    def __init__(self, message: str, sequence: int | None = None) -> None:
+        self.sequence = sequence
+        super().__init__(message)
+
+
+class KeyError_(Exception):
+    """A signing key is missing, unreadable or malformed."""
+
+
+# --- keys ----------------------------------------------------------------------
+
+
+def key_path(location: StoreLocation, key_file: str | None) -> Path | None:
+    """--key-file, then $ENFORCEMENT_LEDGER_KEY_FILE, then <sqlite store>.key."""
+    chosen = key_file or os.environ.get(KEY_FILE_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    if location.kind == "sqlite" and location.path is not None:
+        return location.path.with_name(location.path.name + ".key")
+    return None
+
+
+def create_key(path: Path, name: str) -> notes.Ed25519Signer:
+    """Write a new Ed25519 signer key; the file is created 0600 and never overwritten."""
+    signer = notes.generate_signer(name)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyError_(f"{path} already exists; refusing to overwrite a signing key") from None
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(signer.signer_key() + "\n")
+    os.chmod(path, 0o600)  # in case a umask or filesystem widened it
+    return signer
+
+
+def load_signer(path: Path) -> notes.Ed25519Signer:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except OSError as error:
+        raise KeyError_(f"cannot read signing key {path}: {error.strerror}") from None
+    try:
+        return notes.parse_signer_key(text)
+    except notes.NoteError as error:
+        raise KeyError_(f"{path} is not a signer key: {error}") from None
+
+
+def parse_vkeys(values: Iterable[str]) -> list[notes.Ed25519Verifier]:
+    verifiers = []
+    for value in values:
+        text = value.strip()
+        if os.path.exists(text):
+            text = Path(text).read_text(encoding="ascii").strip()
+        try:
+            verifiers.append(notes.parse_verifier_key(text))
+        except notes.NoteError as error:
+            raise KeyError_(f"--vkey {value!r} is not a C2SP verifier key: {error}") from None
+    return verifiers
+
+
+def sign_tree_head(
+    origin: str, size: int, root: bytes, signer: notes.Ed25519Signer
+) -> str:
+    checkpoint = notes.Checkpoint(origin=origin, size=size, root_hash=root)
+    return notes.sign_checkpoint(checkpoint, [signer])
+
+
+# --- proofs ---------------------------------------------------------------------
+
+
+def inclusion_proof_text(
+    get: merkle.NodeGetter, index: int, size: int, signed_checkpoint: str
+) -> str:
+    proof = merkle.inclusion_proof(get, index, size)
+    return notes.format_tlog_proof(index, proof, signed_checkpoint)
+
+
+def consistency_proof_lines(get: merkle.NodeGetter, old_size: int, new_size: int) -> list[str]:
+    proof = merkle.consistency_proof(get, old_size, new_size)
+    return [base64.b64encode(h).decode("ascii") for h in proof]
+
+
+# --- verification ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    note: str
+
+
+@dataclass
+class VerifyReport:
+    size: int
+    root: bytes
+    checkpoints: int = 0
+    signatures: int = 0
+    trusted: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def root_b64(self) -> str:
+        return base64.b64encode(self.root).decode("ascii")
+
+
+def _sequence_marker(index: int) -> bytes:
+    return b'"sequence":%d' % index
+
+
+def _check_sequence(leaf: bytes, index: int) -> None:
+    """The leaf must carry its own position: a deleted or swapped row shows here.
+
+    In canonical JSON a key's quotes are never escaped while any quote inside a
+    string value is, so this byte pattern can only be the record's own key.
+    """
+    marker = _sequence_marker(index)
+    at = leaf.find(marker)
+    end = at + len(marker)
+    if at < 0 or leaf[end : end + 1] not in (b",", b"}"):
+        raise IntegrityError(
+            f"sequence {index}: the leaf at position {index} does not carry sequence {index} "
+            "(an event was deleted, reordered or edited)",
+            index,
+        )
+
+
+def verify_log(
+    leaves: Iterable[bytes],
+    checkpoints: Sequence[StoredCheckpoint],
+    *,
+    origin: str | None,
+    verifiers: Sequence[notes.Verifier],
+    trusted: Sequence[str] = (),
+    stored_leaf_hashes: Iterator[tuple[int, bytes]] | None = None,
+    expected_size: int | None = None,
+) -> VerifyReport:
+    """Recompute the tree from leaf bytes and check every claim made about it.
+
+    * each leaf carries its own sequence (gapless, in order);
+    * each stored checkpoint is signed by a known key and its root equals the
+      recomputed root at its size (which also makes successive checkpoints
+      consistent with each other: they are prefixes of one recomputed log);
+    * each ``trusted`` checkpoint (an auditor's own copy) matches likewise, which
+      catches a history rewritten and re-signed with the operator's key.
+
+    ``stored_leaf_hashes`` (optional) only sharpens the report: it names the first
+    sequence whose recomputed hash differs from the one written at append time.
+    """
+    by_size: dict[int, list[tuple[str, notes.Checkpoint | None, str]]] = {}
+    report_sigs = 0
+    for stored in checkpoints:
+        checkpoint = _open(stored.note, verifiers, origin, "stored checkpoint")
+        if checkpoint.size != stored.size or checkpoint.root_hash != stored.root:
+            raise IntegrityError(
+                f"stored checkpoint at size {stored.size}: its columns disagree with its "
+                "signed note"
+            )
+        report_sigs += 1
+        by_size.setdefault(checkpoint.size, []).append(("stored", checkpoint, stored.note))
+    trusted_count = 0
+    for text in trusted:
+        checkpoint = _open(text, verifiers, origin, "trusted checkpoint")
+        by_size.setdefault(checkpoint.size, []).append(("trusted", checkpoint, text))
+        trusted_count += 1
+
+    tree = merkle.StreamingRoot()
+    last_good_size = 0
+    pending_sizes = sorted(by_size)
+    next_check = 0
+    root_at_zero = merkle.EMPTY_ROOT
+
+    def check_size() -> None:
+        nonlocal next_check, last_good_size
+        while next_check < len(pending_sizes) and pending_sizes[next_check] == tree.size:
+            size = pending_sizes[next_check]
+            root = tree.root() if size else root_at_zero
+            for kind, checkpoint, _ in by_size[size]:
+                assert checkpoint is not None
+                if checkpoint.root_hash != root:
+                    hint = (
+                        "history was rewritten since the auditor saved it"
+                        if kind == "trusted"
+                        else "an event in this range was altered"
+                    )
+                    raise IntegrityError(
+                        f"sequence {last_good_size}..{size - 1}: root at size {size} is "
+                        f"{_b64(root)} but the {kind} checkpoint says "
+                        f"{_b64(checkpoint.root_hash)}; {hint}",
+                        last_good_size,
+                    )
+            last_good_size = size
+            next_check += 1
+
+    check_size()
+    for index, leaf in enumerate(leaves):
+        _check_sequence(leaf, index)
+        hashed = merkle.leaf_hash(leaf)
+        if stored_leaf_hashes is not None:
+            stored = next(stored_leaf_hashes, None)
+            if stored is None or stored[0] != index or stored[1] != hashed:
+                raise IntegrityError(
+                    f"sequence {index}: the stored event's bytes no longer hash to the leaf "
+                    "recorded at append time (the event was altered)",
+                    index,
+                )
+        tree.append(hashed)
+        check_size()
+    if next_check < len(pending_sizes):
+        missing = pending_sizes[-1]
+        raise IntegrityError(
+            f"sequence {tree.size}: the log has {tree.size} events but a checkpoint commits "
+            f"to {missing}; the log was truncated",
+            tree.size,
+        )
+    if expected_size is not None and expected_size != tree.size:
+        raise IntegrityError(
+            f"sequence {min(expected_size, tree.size)}: the log index lists {expected_size} "
+            f"events but {tree.size} leaves were found",
+            min(expected_size, tree.size),
+        )
+    report = VerifyReport(
+        size=tree.size,
+        root=tree.root() if tree.size else merkle.EMPTY_ROOT,
+        checkpoints=len(checkpoints),
+        signatures=report_sigs,
+        trusted=trusted_count,
+    )
+    return report
+
+
+def _open(
+    text: str, verifiers: Sequence[notes.Verifier], origin: str | None, what: str
+) -> notes.Checkpoint:
+    try:
+        checkpoint, _ = notes.open_checkpoint(text, verifiers, origin=origin)
+    except notes.UnverifiedNoteError:
+        raise IntegrityError(
+            f"{what}: no signature by a trusted key (give the log's key with --vkey)"
+        ) from None
+    except (notes.NoteError, notes.CheckpointError) as error:
+        raise IntegrityError(f"{what}: {error}") from None
+    return checkpoint
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
