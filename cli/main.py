@@ -100,12 +100,19 @@ class Session:
     def ledger(self) -> Ledger:
         if self._ledger is None:
             from ledger.application import Ledger
-            from ledger.persistence import SQLiteStorage
+            from ledger.persistence import open_storage
 
             location = self.location
-            SQLiteStorage(location).require()
-            self._ledger = Ledger(location, signer=self.signer(required=False))
+            open_storage(location).require()
+            self._ledger = Ledger(location)
         return self._ledger
+
+    def writing_ledger(self) -> Ledger:
+        """The ledger, with the signing key if one is configured (append checkpoints)."""
+        ledger = self.ledger()
+        if ledger.signer is None:
+            ledger.signer = self.signer(required=False)
+        return ledger
 
     def signer(self, *, required: bool) -> Any:
         """The signing key, if configured: every append batch is then checkpointed."""
@@ -132,7 +139,18 @@ class Session:
             self._read = ledger.storage.connect()
         from projections.projector import Projector
 
-        Projector(ledger, self._read).catch_up()
+        projector = Projector(ledger, self._read)
+        try:
+            projector.catch_up()
+        except Exception as error:
+            if not _is_permission_error(error):
+                raise
+            from ledger.location import StoreError
+
+            raise StoreError(
+                "the read models are behind the log and this role may not update them; "
+                "run `enforcement-ledger follow` (or any append) as a writer"
+            ) from None
         return self._read
 
     def close(self) -> None:
@@ -140,6 +158,14 @@ class Session:
             self._read.close()
         if self._ledger is not None:
             self._ledger.close()
+
+
+def _is_permission_error(error: BaseException) -> bool:
+    if "psycopg" in sys.modules:
+        import psycopg
+
+        return isinstance(error, psycopg.errors.InsufficientPrivilege)
+    return False
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -167,6 +193,9 @@ class LedgerGroup(click.Group):
         except Exception as error:
             if isinstance(error, _user_errors()):
                 raise click.ClickException(str(error)) from None
+            if _is_permission_error(error):
+                message = str(error).strip().splitlines()[0]
+                raise click.ClickException(f"permission denied: {message}") from None
             raise
 
 
@@ -249,31 +278,62 @@ actor_option = click.option(
 
 @cli.command()
 @click.option("--origin", help="Log origin line for checkpoints (default: derived from the store).")
+@click.option(
+    "--roles",
+    is_flag=True,
+    help="PostgreSQL: also create <prefix>_writer and <prefix>_reader roles.",
+)
+@click.option(
+    "--role-prefix", metavar="PREFIX", help="Role name prefix (default: ledger_<schema>)."
+)
 @click.pass_obj
-def init(session: Session, origin: str | None) -> None:
+def init(session: Session, origin: str | None, roles: bool, role_prefix: str | None) -> None:
     """Create the store: event tables, immutability triggers, projection tables.
+
+    Safe to run again, and from several processes at once: the schema is created
+    exactly once. Other commands never create tables.
 
     \b
     Example:
       enforcement-ledger --store ledger.db init
+      enforcement-ledger --store "postgresql://postgres@127.0.0.1/test?schema=newsroom" init --roles
     """
-    from ledger.persistence import SQLiteStorage
+    from ledger.persistence import open_storage
     from projections.projector import create_tables
 
     location = session.location
-    storage = SQLiteStorage(location)
+    storage = open_storage(location)
     created = storage.create(
         {
-            "origin": origin or f"enforcement-ledger/{location.path.name if location.path else 'db'}",
+            "origin": origin or _default_origin(location),
             "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
     )
-    with storage.connect() as connection:
-        create_tables(connection)
+    with storage.connect() as db, db.transaction(lock="ledger-projection"):
+        create_tables(db)
     if created:
         click.echo(f"Created ledger at {location.display}")
     else:
         click.echo(f"Ledger already exists at {location.display}; nothing changed")
+    if roles or role_prefix:
+        from ledger.location import StoreError
+
+        if location.kind != "postgres":
+            raise StoreError("--roles needs a PostgreSQL store; SQLite has no roles")
+        writer, reader = storage.grant_roles(role_prefix or f"ledger_{location.schema}")  # type: ignore[attr-defined]
+        click.echo(f"Roles ready: {writer} (append, checkpoint), {reader} (read only)")
+
+
+def _default_origin(location: StoreLocation) -> str:
+    """A C2SP origin naming this log: no spaces, no '+', unique per store."""
+    import secrets
+
+    if location.kind == "postgres":
+        name = f"{location.host}/{location.dbname}/{location.schema}"
+    else:
+        name = location.path.stem if location.path else "ledger"
+    safe = "".join(c if c.isalnum() or c in "-._/" else "-" for c in name)
+    return f"enforcement-ledger.invalid/{safe}/{secrets.token_hex(4)}"
 
 
 # --- append and record ----------------------------------------------------------
@@ -324,7 +384,7 @@ def append(session: Session, file: TextIO, actor: str | None, as_json: bool) -> 
       enforcement-ledger append events.jsonl
       cat events.jsonl | enforcement-ledger append --json -
     """
-    ledger = session.ledger()
+    ledger = session.writing_ledger()
     result = ledger.append(_read_lines(file), actor=_actor(actor))
     _after_append(session)
     _report(result, as_json)
@@ -355,8 +415,10 @@ def _record_command(type_name: str, model: Any) -> click.Command:
             continue
         origin = typing.get_origin(info.annotation)
         args = typing.get_args(info.annotation)
-        is_list = info.annotation is list or origin is list or any(
-            typing.get_origin(a) is list for a in args
+        is_list = (
+            info.annotation is list
+            or origin is list
+            or any(typing.get_origin(a) is list for a in args)
         )
         is_int = info.annotation is int or int in args
         if typing.get_origin(info.annotation) is typing.Annotated:
@@ -367,8 +429,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
                 multiple=is_list,
                 type=int if is_int else str,
                 required=info.is_required(),
-                help=(info.description or "")
-                + (" Repeat for several." if is_list else ""),
+                help=(info.description or "") + (" Repeat for several." if is_list else ""),
             )
         )
     params.append(
@@ -382,7 +443,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
     params.append(click.Option(["--json", "as_json"], is_flag=True, help="Summary as JSON."))
 
     @click.pass_obj
-    def callback(session: Session, actor: str | None, as_json: bool, **fields: Any) -> None:
+    def callback(session: Session, /, actor: str | None, as_json: bool, **fields: Any) -> None:
         from ledger.events import parse_event
 
         data: dict[str, Any] = {"type": type_name}
@@ -391,7 +452,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
                 continue
             data[key] = list(value) if isinstance(value, tuple) else value
         event = parse_event(data)
-        result = session.ledger().append([(1, event)], actor=_actor(actor))
+        result = session.writing_ledger().append([(1, event)], actor=_actor(actor))
         _after_append(session)
         _report(result, as_json)
 
@@ -406,7 +467,9 @@ def _record_command(type_name: str, model: Any) -> click.Command:
         + (doc + "\n\n" if doc and not doc.startswith("Fields") else "")
         + f"\b\nExample:\n  {example}"
     )
-    return click.Command(type_name.replace("_", "-"), params=params, callback=callback, help=help_text)
+    return click.Command(
+        type_name.replace("_", "-"), params=params, callback=callback, help=help_text
+    )
 
 
 @cli.group(cls=RecordGroup)
@@ -473,9 +536,10 @@ def status(
         for key in STATUS_COLUMNS:
             value = document[key]
             if key == "exemptions":
-                value = ", ".join(
-                    f"{e['exemption']} ({e['holder']}, {e['policy']})" for e in value
-                ) or "none"
+                value = (
+                    ", ".join(f"{e['exemption']} ({e['holder']}, {e['policy']})" for e in value)
+                    or "none"
+                )
             click.echo(f"{key + ':':<13}{'' if value is None else value}")
         return
     write_document(document, fmt, STATUS_COLUMNS)
@@ -522,7 +586,9 @@ def accounts_command(
         subject=subject,
         status=status_filter,
     )
-    write_rows(rows, fmt, STATUS_COLUMNS, table_columns=ACCOUNTS_TABLE, empty_message="(no accounts)")
+    write_rows(
+        rows, fmt, STATUS_COLUMNS, table_columns=ACCOUNTS_TABLE, empty_message="(no accounts)"
+    )
 
 
 @cli.command(name="timeline")
@@ -592,7 +658,9 @@ def timeline_command(
     )
     known = _parse_time(known_at, "--known-at")
     rows = timeline(session.reader(), known, selection)
-    write_rows(rows, fmt, TIMELINE_COLUMNS, table_columns=TIMELINE_TABLE, empty_message="(no events)")
+    write_rows(
+        rows, fmt, TIMELINE_COLUMNS, table_columns=TIMELINE_TABLE, empty_message="(no events)"
+    )
 
 
 @cli.command()
@@ -611,7 +679,7 @@ def export(session: Session, fmt_json: bool, fmt_nl: bool, fmt_csv: bool) -> Non
     fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     ledger = session.ledger()
     if fmt == "nl":
-        out = click.get_binary_stream("stdout")
+        out = sys.stdout.buffer
         for leaf in ledger.iter_leaves():
             out.write(leaf + b"\n")
         out.flush()
@@ -635,15 +703,14 @@ def replay(session: Session, silent: bool) -> None:
 
     ledger = session.ledger()
     total = ledger.recorder.max_notification_id() or 0
-    connection = ledger.storage.connect()
-    try:
+    with ledger.storage.connect() as db:
         show = not silent and sys.stderr.isatty()
         with click.progressbar(
-            length=total, label="Replaying", file=sys.stderr if show else _Null()
+            length=total,
+            label="Replaying",
+            file=sys.stderr if show else _Null(),  # type: ignore[arg-type]
         ) as bar:
-            applied = Projector(ledger, connection).rebuild(progress=bar.update)
-    finally:
-        connection.close()
+            applied = Projector(ledger, db).rebuild(progress=bar.update)
     click.echo(f"Rebuilt projections from {applied} event(s)")
 
 
@@ -656,6 +723,50 @@ class _Null:
 
     def isatty(self) -> bool:
         return False
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Catch up and exit.")
+@click.option("--interval", default=1.0, show_default=True, help="SQLite polling interval (s).")
+@click.pass_obj
+def follow(session: Session, once: bool, interval: float) -> None:
+    """Keep the read models current, continuously, in this process.
+
+    On PostgreSQL it wakes on the event table's LISTEN/NOTIFY channel through the
+    library's subscription; on SQLite (which cannot subscribe) it polls. Queries
+    catch up by themselves too, so this only keeps them fast.
+
+    \b
+    Example:
+      enforcement-ledger --store "postgresql://…?schema=newsroom" follow &
+    """
+    import time
+
+    from projections.projector import Projector
+
+    ledger = session.ledger()
+    with ledger.storage.connect() as db:
+        projector = Projector(ledger, db)
+        applied = projector.catch_up()
+        click.echo(f"Caught up: {applied} event(s) applied", err=True)
+        if once:
+            return
+        try:
+            if ledger.storage.dialect == "postgres":
+                position = projector.position()[0]
+                with ledger.recorder.subscribe(gt=position) as subscription:
+                    for notification in subscription:
+                        if notification.id > projector.position()[0]:
+                            applied = projector.catch_up()
+                            click.echo(f"Applied {applied} event(s)", err=True)
+            else:
+                while True:
+                    time.sleep(interval)
+                    applied = projector.catch_up()
+                    if applied:
+                        click.echo(f"Applied {applied} event(s)", err=True)
+        except KeyboardInterrupt:
+            return
 
 
 @cli.command()
@@ -784,15 +895,11 @@ def checkpoint(session: Session) -> None:
     ledger = session.ledger()
     signer = session.signer(required=True)
     storage = ledger.storage
-    with storage.connect() as connection:
-        connection.execute("BEGIN IMMEDIATE")
-        size = storage.tree_size(connection)
-        root = merkle.root_at(storage.node_getter(connection), size)
+    with storage.write_transaction() as tx:
+        size = tx.head().next_sequence
+        root = merkle.root_at(tx.get_node, size)
         note = sign_tree_head(ledger.origin, size, root, signer)
-        storage.insert_checkpoint(
-            connection, size, root, note, datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        )
-        connection.execute("COMMIT")
+        tx.insert_checkpoint(size, root, note, datetime.now(UTC).isoformat().replace("+00:00", "Z"))
     click.echo(note, nl=False)
 
 
@@ -854,7 +961,9 @@ def inclusion(session: Session, event: str) -> None:
 
 @prove.command()
 @click.argument("old_size", type=click.IntRange(min=1))
-@click.option("--to", "new_size", type=click.IntRange(min=1), help="Newer size (default: latest checkpoint).")
+@click.option(
+    "--to", "new_size", type=click.IntRange(min=1), help="Newer size (default: latest checkpoint)."
+)
 @click.pass_obj
 def consistency(session: Session, old_size: int, new_size: int | None) -> None:
     """Prove the log of OLD_SIZE is a prefix of the log at --to: one base64 hash per line.
@@ -881,10 +990,33 @@ def consistency(session: Session, old_size: int, new_size: int | None) -> None:
 
 
 @cli.command()
-@click.option("--vkey", "vkeys", multiple=True, metavar="KEY", help="Trusted verifier key (or a file holding one); repeatable.")
-@click.option("--trusted", "trusted_files", multiple=True, type=click.Path(exists=True, dir_okay=False), help="An auditor's saved signed checkpoint; repeatable.")
-@click.option("--export", "export_file", type=click.Path(exists=True, dir_okay=False), help="Verify offline: an `export --nl` file instead of a store.")
-@click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Offline: signed checkpoint(s) the export must match.")
+@click.option(
+    "--vkey",
+    "vkeys",
+    multiple=True,
+    metavar="KEY",
+    help="Trusted verifier key (or a file holding one); repeatable.",
+)
+@click.option(
+    "--trusted",
+    "trusted_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="An auditor's saved signed checkpoint; repeatable.",
+)
+@click.option(
+    "--export",
+    "export_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Verify offline: an `export --nl` file instead of a store.",
+)
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Offline: signed checkpoint(s) the export must match.",
+)
 @click.pass_obj
 def verify(
     session: Session,
@@ -918,22 +1050,25 @@ def verify(
             raise IntegrityError("offline verification needs --checkpoint")
         with open(export_file, "rb") as handle:
             leaves = (line.rstrip(b"\n") for line in handle)
-            report = verify_log(leaves, [], origin=None, verifiers=verifiers, trusted=[*checkpoints, *trusted])
+            report = verify_log(
+                leaves, [], origin=None, verifiers=verifiers, trusted=[*checkpoints, *trusted]
+            )
     else:
         ledger = session.ledger()
         if not verifiers:
             own = session.signer(required=False)
             if own is not None:
                 verifiers = [own.verifier()]
-                click.echo("warning: checking signatures with the store's own key; pass --vkey", err=True)
+                click.echo(
+                    "warning: checking signatures with the store's own key; pass --vkey", err=True
+                )
         storage = ledger.storage
         with storage.connect() as connection:
             stored = [StoredCheckpoint(*row) for row in storage.checkpoints(connection)]
             if stored and not verifiers:
                 raise IntegrityError("the log has signed checkpoints: pass --vkey to check them")
             expected = storage.tree_size(connection)
-            hashes_connection = storage.connect()
-            try:
+            with storage.connect() as hashes_connection:
                 report = verify_log(
                     storage.iter_leaves(connection),
                     stored,
@@ -943,8 +1078,6 @@ def verify(
                     stored_leaf_hashes=storage.iter_leaf_hashes(hashes_connection),
                     expected_size=expected,
                 )
-            finally:
-                hashes_connection.close()
     click.echo(
         f"OK size {report.size} root {report.root_b64} "
         f"({report.checkpoints} checkpoint(s), {report.trusted} trusted)"
@@ -960,6 +1093,3 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"Error: internal failure: {type(error).__name__}: {error}", err=True)
         sys.exit(EXIT_INTERNAL)
-
-
-

@@ -35,9 +35,7 @@ def output_options(func: F) -> F:
 def chosen_format(fmt_json: bool, fmt_nl: bool, fmt_csv: bool) -> str:
     chosen = [name for name, on in (("json", fmt_json), ("nl", fmt_nl), ("csv", fmt_csv)) if on]
     if len(chosen) > 1:
-        raise click.UsageError(
-            "choose one output format: " + " or ".join("--" + c for c in chosen)
-        )
+        raise click.UsageError("choose one output format: " + " or ".join("--" + c for c in chosen))
     return chosen[0] if chosen else "table"
 
 

@@ -24,7 +24,7 @@ from ledger.domain import (
 )
 from ledger.events import AnyEvent, event_content, iso
 from ledger.location import StoreLocation
-from ledger.persistence import EntryRef, EntryRow, LeafMapper, SQLiteStorage
+from ledger.persistence import EntryRef, EntryRow, LeafMapper, open_storage
 
 if TYPE_CHECKING:  # cryptography loads only when a key is in use
     from ledger.notes import Ed25519Signer
@@ -68,7 +68,7 @@ class Ledger(Application[uuid.UUID]):
 
     def __init__(self, location: StoreLocation, signer: Ed25519Signer | None = None) -> None:
         self.location = location
-        self.storage = SQLiteStorage(location)
+        self.storage = open_storage(location)
         self.signer = signer
         super().__init__(env=self.storage.eventsourcing_env())
         self._origin: str | None = None
@@ -97,7 +97,7 @@ class Ledger(Application[uuid.UUID]):
         The batch runs under the store's write lock, so rule checks see every
         committed event and sequences are assigned without gaps.
         """
-        with self.storage.write_transaction(self.recorder) as tx:  # type: ignore[arg-type]
+        with self.storage.write_transaction() as tx:
             batch = _Batch(self, tx, actor=actor, now=now or datetime.now(UTC))
             for line, event in events:
                 batch.add(line, event)
@@ -194,9 +194,7 @@ class _Batch:
             subject_ref=subject_ref,
         )
         self.pending.append((domain_event, row))
-        self.unflushed[event_id] = EntryRef(
-            row.sequence, event_id, stream.id, row.type, digest
-        )
+        self.unflushed[event_id] = EntryRef(row.sequence, event_id, stream.id, row.type, digest)
         self.result.appended += 1
         if self.result.first_sequence is None:
             self.result.first_sequence = self.next_sequence
@@ -220,7 +218,8 @@ class _Batch:
         aggregate: Any = None
         mapper = self.ledger.mapper
         for stored in self.tx.stream_events(sid):
-            aggregate = mapper.to_domain_event(stored).mutate(aggregate)
+            event: Any = mapper.to_domain_event(stored)
+            aggregate = event.mutate(aggregate)
         self.streams[sid] = aggregate
         return aggregate  # type: ignore[no-any-return]
 

@@ -135,12 +135,15 @@ class AccountStatus:
             raise RuleViolation(
                 f"the account is not suspended, restricted or removed at {when}{ended}"
             )
-        if kind in ("account_restricted", "account_suspended", "account_removed"):
-            if current.status == "removed":
-                raise RuleViolation(
-                    f"the account was removed by {current.cause} at {iso(current.since)} "
-                    f"and not reinstated before {when}"
-                )
+        if (
+            kind in ("account_restricted", "account_suspended", "account_removed")
+            and current.status == "removed"
+        ):
+            removed_at = iso(current.since) if current.since else "an earlier time"
+            raise RuleViolation(
+                f"the account was removed by {current.cause} at {removed_at} "
+                f"and not reinstated before {when}"
+            )
 
     def apply(self, entry: Entry) -> AccountStatus:
         record = entry.record
@@ -245,9 +248,7 @@ class ExemptionLane(LaneState):
         if entry.type == "exemption_applied" and self.applied:
             raise RuleViolation(f"exemption {name} is already in force ({self.applied})")
         if entry.type == "exemption_revoked" and not self.applied:
-            raise RuleViolation(
-                f"exemption {name} is not in force at {iso(entry.occurred_at)}"
-            )
+            raise RuleViolation(f"exemption {name} is not in force at {iso(entry.occurred_at)}")
 
     def apply(self, entry: Entry) -> None:
         self.applied = entry.event_id if entry.type == "exemption_applied" else None
@@ -281,8 +282,7 @@ class AppealLane(LaneState):
             raise RuleViolation(f"appeal {appeal} is not filed at {iso(entry.occurred_at)}")
         if self.filed.record["target"] != target_id:
             raise RuleViolation(
-                f"appeal {appeal} was filed against {self.filed.record['target']}, "
-                f"not {target_id}"
+                f"appeal {appeal} was filed against {self.filed.record['target']}, not {target_id}"
             )
         if self.decided:
             raise RuleViolation(f"appeal {appeal} was already decided by {self.decided}")
@@ -379,8 +379,7 @@ def _fold_naming_conflict(
                 else "this backfilled event"
             )
             raise RuleViolation(
-                f"{change} would make the recorded event {entry.describe()} invalid: "
-                f"{violation}"
+                f"{change} would make the recorded event {entry.describe()} invalid: {violation}"
             ) from None
         state.apply(entry)
     return state
@@ -516,9 +515,7 @@ class Stream(Aggregate):
         if registration is None:
             raise RuleViolation(self.unregistered_message())
         if candidate.occurred_at < registration.occurred_at:
-            raise RuleViolation(
-                f"occurs before the registration {registration.describe()}"
-            )
+            raise RuleViolation(f"occurs before the registration {registration.describe()}")
 
     @classmethod
     def unregistered_message(cls) -> str:
@@ -541,11 +538,11 @@ class AccountStream(Stream):
         if kind in STATUS_TYPES:
             return "status"
         if kind in POST_TYPES:
-            return "post:" + entry.record["post"]
+            return f"post:{entry.record['post']}"
         if kind.startswith("exemption_"):
-            return "exemption:" + entry.record["exemption"]
+            return f"exemption:{entry.record['exemption']}"
         if kind.startswith("appeal_"):
-            return "appeal:" + entry.record["appeal"]
+            return f"appeal:{entry.record['appeal']}"
         return "observations"
 
     def lane_state(self, entry: Entry) -> Callable[[], LaneState]:
@@ -582,7 +579,7 @@ class SubjectStream(Stream):
     def lane_key(self, entry: Entry) -> str:
         if entry.type == "subject_registered":
             return "registration"
-        return "exemption:" + entry.record["exemption"]
+        return f"exemption:{entry.record['exemption']}"
 
     def lane_state(self, entry: Entry) -> Callable[[], LaneState]:
         return ObservationLane if entry.type == "subject_registered" else ExemptionLane

@@ -132,7 +132,9 @@ class SubjectRegistered(EventBase):
 
 class AccountRegistered(EventBase):
     type: Literal["account_registered"] = "account_registered"
-    account: AccountId = Field(description="'<platform>:<handle or id>', e.g. instagram:khamenei_ir")
+    account: AccountId = Field(
+        description="'<platform>:<handle or id>', e.g. instagram:khamenei_ir"
+    )
     platform: Slug
     handle: Text
     subject: Identifier | None = None
@@ -289,9 +291,7 @@ EVENT_MODELS: tuple[type[EventBase], ...] = (
     EventRetracted,
 )
 
-EVENT_TYPES: dict[str, type[EventBase]] = {
-    m.model_fields["type"].default: m for m in EVENT_MODELS
-}
+EVENT_TYPES: dict[str, type[EventBase]] = {m.model_fields["type"].default: m for m in EVENT_MODELS}
 
 AnyEvent = Annotated[
     Union[  # noqa: UP007 - a Union keeps the member order visible in the schema
@@ -349,8 +349,10 @@ def describe_validation_error(error: ValidationError) -> list[str]:
             path, message = named.group(1), named.group(2)
         if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
             path = "type"
-            message = "unknown event type" if item["type"] == "union_tag_invalid" else (
-                "required field is missing"
+            message = (
+                "unknown event type"
+                if item["type"] == "union_tag_invalid"
+                else ("required field is missing")
             )
             message += "; expected one of: " + ", ".join(EVENT_TYPES)
         if item["type"] == "extra_forbidden":
@@ -358,7 +360,9 @@ def describe_validation_error(error: ValidationError) -> list[str]:
         elif item["type"] == "missing":
             message = "required field is missing"
         given = item.get("input")
-        shown = "" if item["type"] == "missing" or isinstance(given, dict) else f" (given {given!r})"
+        shown = (
+            "" if item["type"] == "missing" or isinstance(given, dict) else f" (given {given!r})"
+        )
         if item["type"] == "union_tag_invalid":
             shown = f" (given {item.get('ctx', {}).get('tag')!r})"
         problems.append(f"{path}: {message}{shown}")

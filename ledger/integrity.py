@@ -82,9 +82,7 @@ def parse_vkeys(values: Iterable[str]) -> list[notes.Ed25519Verifier]:
     return verifiers
 
 
-def sign_tree_head(
-    origin: str, size: int, root: bytes, signer: notes.Ed25519Signer
-) -> str:
+def sign_tree_head(origin: str, size: int, root: bytes, signer: notes.Ed25519Signer) -> str:
     checkpoint = notes.Checkpoint(origin=origin, size=size, root_hash=root)
     return notes.sign_checkpoint(checkpoint, [signer])
 
@@ -221,8 +219,8 @@ def verify_log(
         _check_sequence(leaf, index)
         hashed = merkle.leaf_hash(leaf)
         if stored_leaf_hashes is not None:
-            stored = next(stored_leaf_hashes, None)
-            if stored is None or stored[0] != index or stored[1] != hashed:
+            recorded = next(stored_leaf_hashes, None)
+            if recorded is None or recorded[0] != index or recorded[1] != hashed:
                 raise IntegrityError(
                     f"sequence {index}: the stored event's bytes no longer hash to the leaf "
                     "recorded at append time (the event was altered)",

@@ -56,4 +56,6 @@ class StoreLocation:
     def display(self) -> str:
         if self.kind == "sqlite":
             return str(self.path)
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}?schema={self.schema}"
+        return (
+            f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}?schema={self.schema}"
+        )

@@ -6,23 +6,25 @@ bytes directly, with no decoding, and an export is those bytes one per line.
 
 ``sequence`` (the gapless leaf index) cannot be the library's notification id:
 PostgreSQL's ``bigserial`` leaves gaps after rollbacks. It is assigned by the
-writer while it holds the store's write lock (``BEGIN IMMEDIATE`` on SQLite,
+writer while it holds the log's write lock (``BEGIN IMMEDIATE`` on SQLite,
 ``LOCK TABLE … IN EXCLUSIVE MODE`` on PostgreSQL), so sequence order equals
 commit order equals notification order.
 
-Tables besides the library's ``stored_events``:
+Tables besides the library's events table:
 
 * ``ledger_meta``: origin and format version, written once at ``init``;
 * ``ledger_entries``: sequence → event_id, stream, content hash, leaf hash;
 * ``merkle_nodes``: hashes of perfect subtrees, for O(log n) roots and proofs;
 * ``checkpoints``: signed tree heads.
 
-All of them refuse UPDATE and DELETE through triggers.
+All of them, and the events table, refuse UPDATE and DELETE (and TRUNCATE on
+PostgreSQL) through triggers, for every role including the owner.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -33,15 +35,16 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from eventsourcing.utils import get_topic, resolve_topic
 
 from ledger.canonical import canonical_json
 from ledger.location import StoreError, StoreLocation
 
 FORMAT_VERSION = "1"
-APPEND_ONLY_TABLES = ("stored_events", "ledger_meta", "ledger_entries", "merkle_nodes", "checkpoints")
+APPLICATION_NAME = "EnforcementLedger"
+LEDGER_TABLES = ("ledger_meta", "ledger_entries", "merkle_nodes", "checkpoints")
 SQLITE_BUSY_TIMEOUT_S = 120.0  # concurrent writers wait for the file lock, not fail
+READ_CHUNK = 5000
 
 
 class LeafMapper(Mapper[uuid.UUID]):
@@ -49,7 +52,9 @@ class LeafMapper(Mapper[uuid.UUID]):
 
     The library's envelope fields are not duplicated in the payload: the id and
     version are table columns, the timestamp is the record's ``recorded_at`` and a
-    Started event's originator topic follows from its own topic.
+    Started event's originator topic follows from its own topic. Records only ever
+    gain optional fields (additive schema changes), so old leaves stay readable
+    and, being hashed, are never rewritten by an upcaster.
     """
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
@@ -74,6 +79,110 @@ class LeafMapper(Mapper[uuid.UUID]):
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", state)
         return event
+
+
+# --- a thin DB-API shell over both engines ----------------------------------------
+
+_PLACEHOLDER = re.compile(r"'[^']*'|\?|(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+def _to_pyformat(sql: str) -> str:
+    """``?`` and ``:name`` (sqlite3 style) to ``%s`` and ``%(name)s`` (psycopg)."""
+
+    def swap(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text.startswith("'"):
+            return text
+        if text == "?":
+            return "%s"
+        return f"%({match.group(1)})s"
+
+    return _PLACEHOLDER.sub(swap, sql)
+
+
+class Database:
+    """One connection, written against in sqlite3's SQL dialect and placeholders."""
+
+    def __init__(self, raw: Any, dialect: str) -> None:
+        self.raw = raw
+        self.dialect = dialect
+        self._translated: dict[str, str] = {}
+
+    def sql(self, statement: str) -> str:
+        if self.dialect == "sqlite":
+            return statement
+        found = self._translated.get(statement)
+        if found is None:
+            found = self._translated[statement] = _to_pyformat(statement)
+        return found
+
+    def execute(self, statement: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        if self.dialect == "sqlite":
+            return self.raw.execute(statement, params)
+        # Without parameters psycopg must not look for placeholders (plpgsql uses %).
+        return self.raw.execute(self.sql(statement), params or None)
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        if self.dialect == "sqlite":
+            self.raw.executemany(statement, rows)
+        else:
+            with self.raw.cursor() as cursor:
+                cursor.executemany(self.sql(statement), rows)
+
+    def one(self, statement: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        return self.execute(statement, params).fetchone()
+
+    def stream(self, statement: str, params: Sequence[Any] | dict[str, Any] = ()) -> Iterator[Any]:
+        """Rows as they come: a server-side cursor on PostgreSQL, lazy on SQLite."""
+        if self.dialect == "sqlite":
+            cursor = self.raw.execute(statement, params)
+            while rows := cursor.fetchmany(READ_CHUNK):
+                yield from rows
+            return
+        name = f"c_{uuid.uuid4().hex[:12]}"
+        with self.raw.transaction(), self.raw.cursor(name=name) as cursor:
+            cursor.itersize = READ_CHUNK
+            cursor.execute(self.sql(statement), params)
+            yield from cursor
+
+    def begin(self) -> None:
+        self.raw.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+
+    def commit(self) -> None:
+        self.raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.raw.execute("ROLLBACK")
+
+    @contextmanager
+    def transaction(self, lock: str | None = None) -> Iterator[Database]:
+        """A write transaction; ``lock`` names what it serialises on (PostgreSQL).
+
+        SQLite's ``BEGIN IMMEDIATE`` takes the database's single write lock.
+        """
+        self.begin()
+        try:
+            if lock is not None and self.dialect == "postgres":
+                self.raw.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+# --- write transactions -----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -105,9 +214,186 @@ class EntryRow:
     subject_ref: str | None
 
 
-# The library's own stored_events DDL is prepended at create time.
-_SQLITE_DDL = [
-    """CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+class WriteTransaction:
+    """One append transaction holding the log's write lock."""
+
+    def __init__(self, db: Database, storage: Storage) -> None:
+        self.db = db
+        self.storage = storage
+
+    def head(self) -> Head:
+        row = self.db.one(
+            "SELECT sequence, recorded_at FROM ledger_entries ORDER BY sequence DESC LIMIT 1"
+        )
+        if row is None:
+            return Head(0, None)
+        return Head(row[0] + 1, datetime.fromisoformat(row[1]))
+
+    def find_entry(self, event_id: str) -> EntryRef | None:
+        row = self.db.one(
+            "SELECT sequence, event_id, originator_id, type, content_hash "
+            "FROM ledger_entries WHERE event_id = ?",
+            (event_id,),
+        )
+        if row is None:
+            return None
+        return EntryRef(row[0], row[1], uuid.UUID(str(row[2])), row[3], row[4])
+
+    def stream_events(self, originator_id: uuid.UUID) -> list[StoredEvent]:
+        rows = self.db.execute(
+            f"SELECT originator_version, topic, state FROM {self.storage.events_table} "
+            "WHERE originator_id = ? ORDER BY originator_version",
+            (self.storage.originator_param(originator_id),),
+        ).fetchall()
+        return [StoredEvent(originator_id, r[0], r[1], bytes(r[2])) for r in rows]
+
+    def accounts_referencing(self, subject: str) -> list[uuid.UUID]:
+        rows = self.db.execute(
+            "SELECT DISTINCT originator_id FROM ledger_entries WHERE subject_ref = ?",
+            (subject,),
+        ).fetchall()
+        return [uuid.UUID(str(r[0])) for r in rows]
+
+    def insert(self, stored_events: Sequence[StoredEvent], entries: Sequence[EntryRow]) -> None:
+        notification_ids = self.storage.insert_events(self.db, stored_events)
+        self.db.executemany(
+            "INSERT INTO ledger_entries VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    e.sequence,
+                    e.event_id,
+                    n_id,
+                    self.storage.originator_param(e.originator_id),
+                    e.type,
+                    e.content_hash,
+                    e.leaf_hash,
+                    e.recorded_at,
+                    e.subject_ref,
+                )
+                for e, n_id in zip(entries, notification_ids, strict=True)
+            ],
+        )
+
+    def insert_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        self.db.executemany("INSERT INTO merkle_nodes VALUES (?,?,?)", nodes)
+
+    def get_node(self, level: int, index: int) -> bytes:
+        return self.storage.node_getter(self.db)(level, index)
+
+    def insert_checkpoint(self, size: int, root: bytes, note: str, created_at: str) -> None:
+        self.storage.insert_checkpoint(self.db, size, root, note, created_at)
+
+
+# --- the two engines ----------------------------------------------------------------
+
+
+class Storage:
+    """What both engines share; subclasses supply connections, DDL and inserts."""
+
+    dialect = ""
+    events_table = ""
+
+    def __init__(self, location: StoreLocation) -> None:
+        self.location = location
+        self._writer: Database | None = None
+
+    # engine-specific
+    def eventsourcing_env(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def connect(self) -> Database:
+        raise NotImplementedError
+
+    def exists(self) -> bool:
+        raise NotImplementedError
+
+    def require(self) -> None:
+        raise NotImplementedError
+
+    def create(self, meta: dict[str, str]) -> bool:
+        raise NotImplementedError
+
+    def insert_events(self, db: Database, stored: Sequence[StoredEvent]) -> list[int]:
+        raise NotImplementedError
+
+    def originator_param(self, originator_id: uuid.UUID) -> Any:
+        raise NotImplementedError
+
+    # shared
+    def meta(self) -> dict[str, str]:
+        with self.connect() as db:
+            return dict(db.execute("SELECT key, value FROM ledger_meta").fetchall())
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[WriteTransaction]:
+        """All or nothing: commit on success, roll back on any exception or kill."""
+        if self._writer is None:
+            self._writer = self.connect()
+        db = self._writer
+        db.begin()
+        try:
+            self.lock_log(db)
+            yield WriteTransaction(db, self)
+        except BaseException:
+            db.rollback()
+            raise
+        db.commit()
+
+    def lock_log(self, db: Database) -> None:
+        """Serialise writers (SQLite's BEGIN IMMEDIATE already did)."""
+
+    def iter_leaves(self, db: Database) -> Iterator[bytes]:
+        """Stored leaves in log order (notification order equals sequence order)."""
+        order = "rowid" if self.dialect == "sqlite" else "notification_id"
+        for (state,) in db.stream(f"SELECT state FROM {self.events_table} ORDER BY {order}"):
+            yield bytes(state)
+
+    def iter_leaf_hashes(self, db: Database) -> Iterator[tuple[int, bytes]]:
+        for sequence, digest in db.stream(
+            "SELECT sequence, leaf_hash FROM ledger_entries ORDER BY sequence"
+        ):
+            yield sequence, bytes(digest)
+
+    def checkpoints(self, db: Database) -> list[tuple[int, bytes, str]]:
+        rows = db.execute("SELECT size, root, note FROM checkpoints ORDER BY size, id").fetchall()
+        return [(r[0], bytes(r[1]), r[2]) for r in rows]
+
+    def tree_size(self, db: Database) -> int:
+        row = db.one("SELECT MAX(sequence) FROM ledger_entries")
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def node_getter(self, db: Database) -> Callable[[int, int], bytes]:
+        statement = db.sql("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?")
+        raw = db.raw
+
+        def get(level: int, index: int) -> bytes:
+            row = raw.execute(statement, (level, index)).fetchone()
+            if row is None:
+                raise KeyError((level, index))
+            return bytes(row[0])
+
+        return get
+
+    def find_sequence(self, db: Database, event_id: str) -> int | None:
+        row = db.one("SELECT sequence FROM ledger_entries WHERE event_id = ?", (event_id,))
+        return None if row is None else int(row[0])
+
+    def insert_checkpoint(
+        self, db: Database, size: int, root: bytes, note: str, created_at: str
+    ) -> None:
+        db.execute(
+            "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?,?,?,?)",
+            (size, root, note, created_at),
+        )
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+_SQLITE_LEDGER_DDL = [
+    "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS ledger_entries (
         sequence INTEGER PRIMARY KEY,
         event_id TEXT NOT NULL UNIQUE,
@@ -132,108 +418,16 @@ _SQLITE_DDL = [
 ]
 
 
-def _sqlite_triggers() -> list[str]:
-    statements = []
-    for table in APPEND_ONLY_TABLES:
-        for action in ("UPDATE", "DELETE"):
-            statements.append(
-                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} "
-                f"BEFORE {action} ON {table} BEGIN "
-                f"SELECT RAISE(ABORT, 'enforcement ledger: {table} is append-only'); END"
-            )
-    return statements
-
-
-class SQLiteWriteTransaction:
-    """One write transaction holding the database's write lock."""
-
-    def __init__(self, connection: sqlite3.Connection, recorder: SQLiteApplicationRecorder) -> None:
-        self.connection = connection
-        self.cursor = connection.cursor()
-        self.recorder = recorder
-
-    def head(self) -> Head:
-        row = self.cursor.execute(
-            "SELECT sequence, recorded_at FROM ledger_entries ORDER BY sequence DESC LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return Head(0, None)
-        return Head(row[0] + 1, datetime.fromisoformat(row[1]))
-
-    def find_entry(self, event_id: str) -> EntryRef | None:
-        row = self.cursor.execute(
-            "SELECT sequence, event_id, originator_id, type, content_hash "
-            "FROM ledger_entries WHERE event_id = ?",
-            (event_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        return EntryRef(row[0], row[1], uuid.UUID(row[2]), row[3], row[4])
-
-    def stream_events(self, originator_id: uuid.UUID) -> list[StoredEvent]:
-        rows = self.cursor.execute(
-            "SELECT originator_version, topic, state FROM stored_events "
-            "WHERE originator_id = ? ORDER BY originator_version",
-            (originator_id.hex,),
-        ).fetchall()
-        return [StoredEvent(originator_id, r[0], r[1], r[2]) for r in rows]
-
-    def accounts_referencing(self, subject: str) -> list[uuid.UUID]:
-        rows = self.cursor.execute(
-            "SELECT DISTINCT originator_id FROM ledger_entries WHERE subject_ref = ?",
-            (subject,),
-        ).fetchall()
-        return [uuid.UUID(r[0]) for r in rows]
-
-    def insert(self, stored_events: Sequence[StoredEvent], entries: Sequence[EntryRow]) -> None:
-        cursor = self.cursor
-        # The library's own insert, inside our transaction; it returns the rowids.
-        notification_ids = self.recorder._insert_events(SQLiteCursor(cursor), stored_events)
-        assert notification_ids is not None
-        cursor.executemany(
-            "INSERT INTO ledger_entries VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    e.sequence,
-                    e.event_id,
-                    n_id,
-                    e.originator_id.hex,
-                    e.type,
-                    e.content_hash,
-                    e.leaf_hash,
-                    e.recorded_at,
-                    e.subject_ref,
-                )
-                for e, n_id in zip(entries, notification_ids, strict=True)
-            ],
-        )
-
-    def insert_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
-        self.cursor.executemany("INSERT INTO merkle_nodes VALUES (?,?,?)", nodes)
-
-    def get_node(self, level: int, index: int) -> bytes:
-        row = self.cursor.execute(
-            "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, index)
-        ).fetchone()
-        if row is None:
-            raise KeyError((level, index))
-        return bytes(row[0])
-
-    def insert_checkpoint(self, size: int, root: bytes, note: str, created_at: str) -> None:
-        self.cursor.execute(
-            "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?,?,?,?)",
-            (size, root, note, created_at),
-        )
-
-
-class SQLiteStorage:
+class SQLiteStorage(Storage):
     """The embedded store: one SQLite file in WAL mode."""
 
+    dialect = "sqlite"
+    events_table = "stored_events"
+
     def __init__(self, location: StoreLocation) -> None:
+        super().__init__(location)
         assert location.path is not None
-        self.location = location
         self.path = location.path
-        self._writer: sqlite3.Connection | None = None
 
     def eventsourcing_env(self) -> dict[str, str]:
         return {
@@ -244,13 +438,14 @@ class SQLiteStorage:
             "CREATE_TABLE": "n",
         }
 
+    def originator_param(self, originator_id: uuid.UUID) -> Any:
+        return originator_id.hex
+
     def exists(self) -> bool:
         if not self.path.exists():
             return False
-        with self.connect() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger_meta'"
-            ).fetchone()
+        with self.connect() as db:
+            row = db.one("SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger_meta'")
         return row is not None
 
     def require(self) -> None:
@@ -262,105 +457,60 @@ class SQLiteStorage:
         if not self.exists():
             raise StoreError(f"{self.path} is not an enforcement ledger; run `init` first")
 
-    def connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self.path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None
-        )
-        connection.execute("PRAGMA journal_mode=WAL")
+    def connect(self) -> Database:
+        raw = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
+        raw.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed batch survives power loss, not only a process kill.
-        connection.execute("PRAGMA synchronous=FULL")
-        return connection
+        raw.execute("PRAGMA synchronous=FULL")
+        return Database(raw, "sqlite")
 
     def create(self, meta: dict[str, str]) -> bool:
         """Create the schema once. Returns False when it already existed."""
-        if self.path.exists() and self.exists():
-            return False
+        from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+        with self.connect() as db, db.transaction():
+            if db.one("SELECT 1 FROM sqlite_master WHERE name='ledger_meta'"):
+                return False
             library_ddl = SQLiteApplicationRecorder(
                 SQLiteDatastore(str(self.path))
             ).construct_create_table_statements()
-            for statement in [*library_ddl, *_SQLITE_DDL, *_sqlite_triggers()]:
-                conn.execute(statement)
-            conn.executemany(
+            for statement in [*library_ddl, *_SQLITE_LEDGER_DDL]:
+                db.execute(statement)
+            for table in (self.events_table, *LEDGER_TABLES):
+                for action in ("UPDATE", "DELETE"):
+                    db.execute(
+                        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} "
+                        f"BEFORE {action} ON {table} BEGIN "
+                        f"SELECT RAISE(ABORT, 'enforcement ledger: {table} is append-only'); END"
+                    )
+            db.executemany(
                 "INSERT INTO ledger_meta VALUES (?, ?)",
                 sorted({**meta, "format_version": FORMAT_VERSION}.items()),
             )
-            conn.execute("COMMIT")
         return True
 
-    # --- reads for integrity: plain SQL, streamed, no decoding -------------------
+    def insert_events(self, db: Database, stored: Sequence[StoredEvent]) -> list[int]:
+        cursor = db.raw.cursor()
+        ids = []
+        statement = "INSERT INTO stored_events VALUES (?,?,?,?)"
+        for event in stored:
+            cursor.execute(
+                statement,
+                (
+                    uuid.UUID(str(event.originator_id)).hex,
+                    event.originator_version,
+                    event.topic,
+                    event.state,
+                ),
+            )
+            ids.append(cursor.lastrowid)
+        return ids
 
-    def iter_leaves(self, connection: sqlite3.Connection) -> Iterator[bytes]:
-        """Stored leaves in log order (notification order equals sequence order)."""
-        cursor = connection.execute("SELECT state FROM stored_events ORDER BY rowid")
-        while rows := cursor.fetchmany(5000):
-            for (state,) in rows:
-                yield bytes(state)
 
-    def iter_leaf_hashes(self, connection: sqlite3.Connection) -> Iterator[tuple[int, bytes]]:
-        cursor = connection.execute(
-            "SELECT sequence, leaf_hash FROM ledger_entries ORDER BY sequence"
-        )
-        while rows := cursor.fetchmany(5000):
-            for sequence, digest in rows:
-                yield sequence, bytes(digest)
+def open_storage(location: StoreLocation) -> Storage:
+    if location.kind == "postgres":
+        from ledger.postgres import PostgresStorage
 
-    def checkpoints(self, connection: sqlite3.Connection) -> list[tuple[int, bytes, str]]:
-        rows = connection.execute(
-            "SELECT size, root, note FROM checkpoints ORDER BY size, id"
-        ).fetchall()
-        return [(r[0], bytes(r[1]), r[2]) for r in rows]
-
-    def tree_size(self, connection: sqlite3.Connection) -> int:
-        row = connection.execute("SELECT MAX(sequence) FROM ledger_entries").fetchone()
-        return 0 if row[0] is None else int(row[0]) + 1
-
-    def node_getter(self, connection: sqlite3.Connection) -> Callable[[int, int], bytes]:
-        def get(level: int, index: int) -> bytes:
-            row = connection.execute(
-                "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, index)
-            ).fetchone()
-            if row is None:
-                raise KeyError((level, index))
-            return bytes(row[0])
-
-        return get
-
-    def find_sequence(self, connection: sqlite3.Connection, event_id: str) -> int | None:
-        row = connection.execute(
-            "SELECT sequence FROM ledger_entries WHERE event_id = ?", (event_id,)
-        ).fetchone()
-        return None if row is None else int(row[0])
-
-    def insert_checkpoint(self, connection: sqlite3.Connection, size: int, root: bytes, note: str, created_at: str) -> None:
-        connection.execute(
-            "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?,?,?,?)",
-            (size, root, note, created_at),
-        )
-
-    def meta(self) -> dict[str, str]:
-        with self.connect() as conn:
-            return dict(conn.execute("SELECT key, value FROM ledger_meta").fetchall())
-
-    @contextmanager
-    def write_transaction(
-        self, recorder: SQLiteApplicationRecorder
-    ) -> Iterator[SQLiteWriteTransaction]:
-        """All or nothing: commit on success, roll back on any exception or kill."""
-        if self._writer is None:
-            self._writer = self.connect()
-        connection = self._writer
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield SQLiteWriteTransaction(connection, recorder)
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        return PostgresStorage(location)
+    return SQLiteStorage(location)

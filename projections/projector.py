@@ -13,21 +13,21 @@ nothing (eventsourcing 9.5's SQLite recorder cannot ``subscribe``).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ledger.application import Ledger
+from ledger.persistence import Database
 
 PROJECTION = "timeline"
 READ_CHUNK = 2000
 
 DDL = [
     """CREATE TABLE IF NOT EXISTS projection_position (
-        name TEXT PRIMARY KEY, notification_id INTEGER NOT NULL, sequence INTEGER NOT NULL)""",
+        name TEXT PRIMARY KEY, notification_id BIGINT NOT NULL, sequence BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS timeline (
-        sequence INTEGER PRIMARY KEY,
+        sequence BIGINT PRIMARY KEY,
         event_id TEXT NOT NULL UNIQUE,
         type TEXT NOT NULL,
         account TEXT,
@@ -35,8 +35,8 @@ DDL = [
         platform TEXT,
         policy TEXT,
         actor TEXT NOT NULL,
-        occurred_us INTEGER NOT NULL,
-        recorded_us INTEGER NOT NULL,
+        occurred_us BIGINT NOT NULL,
+        recorded_us BIGINT NOT NULL,
         record TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS timeline_account ON timeline (account, occurred_us, sequence)",
     "CREATE INDEX IF NOT EXISTS timeline_account_type ON timeline (account, type, occurred_us)",
@@ -46,7 +46,7 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS retractions (
         target TEXT PRIMARY KEY,
         retraction TEXT NOT NULL,
-        recorded_us INTEGER NOT NULL)""",
+        recorded_us BIGINT NOT NULL)""",
 ]
 TABLES = ("timeline", "retractions", "projection_position")
 
@@ -64,9 +64,9 @@ def from_micros(value: int) -> datetime:
     return _EPOCH + value * _MICROSECOND
 
 
-def create_tables(connection: sqlite3.Connection) -> None:
+def create_tables(db: Database) -> None:
     for statement in DDL:
-        connection.execute(statement)
+        db.execute(statement)
 
 
 def timeline_row(record: dict[str, Any], leaf: str) -> tuple[Any, ...]:
@@ -90,15 +90,15 @@ def timeline_row(record: dict[str, Any], leaf: str) -> tuple[Any, ...]:
 class Projector:
     """Applies new log entries to the read models, exactly once."""
 
-    def __init__(self, ledger: Ledger, connection: sqlite3.Connection) -> None:
+    def __init__(self, ledger: Ledger, db: Database) -> None:
         self.ledger = ledger
-        self.connection = connection
+        self.db = db
 
     def position(self) -> tuple[int, int]:
-        row = self.connection.execute(
+        row = self.db.one(
             "SELECT notification_id, sequence FROM projection_position WHERE name = ?",
             (PROJECTION,),
-        ).fetchone()
+        )
         return (row[0], row[1]) if row else (0, -1)
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
@@ -127,33 +127,22 @@ class Projector:
                     (record["target"], record["event_id"], micros(record["recorded_at"]))
                 )
             last_sequence = record["sequence"]
-        conn = self.connection
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.db.transaction(lock="ledger-projection") as db:
             # Re-check under the lock: a concurrent catch-up may have applied these.
             if self.position()[0] >= leaves[0][0]:
-                conn.execute("ROLLBACK")
                 return
-            conn.executemany(
-                "INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
-            )
-            conn.executemany("INSERT INTO retractions VALUES (?,?,?)", retractions)
-            conn.execute(
+            db.executemany("INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            db.executemany("INSERT INTO retractions VALUES (?,?,?)", retractions)
+            db.execute(
                 "INSERT INTO projection_position VALUES (?,?,?) ON CONFLICT (name) DO UPDATE "
                 "SET notification_id = excluded.notification_id, sequence = excluded.sequence",
                 (PROJECTION, leaves[-1][0], last_sequence),
             )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Drop the read models and replay the whole log."""
-        conn = self.connection
-        conn.execute("BEGIN IMMEDIATE")
-        for table in TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-        create_tables(conn)
-        conn.execute("COMMIT")
+        with self.db.transaction(lock="ledger-projection") as db:
+            # DELETE, not DROP: the writer role may empty the read models, not own them.
+            for table in TABLES:
+                db.execute(f"DELETE FROM {table}")
         return self.catch_up(progress)

@@ -13,7 +13,6 @@ through an index: it never replays the log.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from typing import Any
 
 from ledger.domain import STATUS_TYPES, AccountStatus, Entry
 from ledger.events import iso
+from ledger.persistence import Database
 from projections.projector import micros
 
 EXEMPTION_TYPES = ("exemption_applied", "exemption_revoked")
@@ -65,12 +65,12 @@ def _exemptions(rows: Sequence[dict[str, Any]], holder: str) -> list[dict[str, A
     return list(active.values())
 
 
-def account_status(conn: sqlite3.Connection, account: str, moment: Moment) -> dict[str, Any]:
+def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]:
     params: dict[str, Any] = {**moment.params(), "account": account}
     placeholders = ",".join(f"'{t}'" for t in _STATUS_FACTS)
     records = [
         json.loads(row[0])
-        for row in conn.execute(
+        for row in db.execute(
             f"SELECT t.record FROM timeline t WHERE t.account = :account "
             f"AND t.type IN ({placeholders}) AND t.occurred_us <= :as_of AND {_VISIBLE} "
             "ORDER BY t.occurred_us, t.sequence",
@@ -89,14 +89,12 @@ def account_status(conn: sqlite3.Connection, account: str, moment: Moment) -> di
         if record["type"] in STATUS_TYPES:
             status = status.apply(Entry.from_record(record))
     status = status.at(moment.as_of)
-    exemptions = _exemptions(
-        [r for r in records if r["type"] in EXEMPTION_TYPES], holder="account"
-    )
+    exemptions = _exemptions([r for r in records if r["type"] in EXEMPTION_TYPES], holder="account")
     subject = registration.get("subject")
     if subject:
         subject_rows = [
             json.loads(row[0])
-            for row in conn.execute(
+            for row in db.execute(
                 "SELECT t.record FROM timeline t WHERE t.subject = :subject "
                 "AND t.type IN ('exemption_applied','exemption_revoked') "
                 f"AND t.account IS NULL AND t.occurred_us <= :as_of AND {_VISIBLE} "
@@ -105,7 +103,7 @@ def account_status(conn: sqlite3.Connection, account: str, moment: Moment) -> di
             )
         ]
         exemptions += _exemptions(subject_rows, holder="subject")
-    followers_row = conn.execute(
+    followers_row = db.execute(
         "SELECT t.record FROM timeline t WHERE t.account = :account "
         "AND t.type = 'followers_observed' "
         f"AND t.occurred_us <= :as_of AND {_VISIBLE} "
@@ -130,7 +128,7 @@ def account_status(conn: sqlite3.Connection, account: str, moment: Moment) -> di
 
 
 def accounts(
-    conn: sqlite3.Connection,
+    db: Database,
     moment: Moment,
     *,
     platform: str | None = None,
@@ -150,13 +148,13 @@ def accounts(
     if subject:
         clauses.append("t.subject = :subject")
         params["subject"] = subject
-    cursor = conn.execute(
+    cursor = db.execute(
         f"SELECT DISTINCT t.account FROM timeline t WHERE {' AND '.join(clauses)} "
         "ORDER BY t.account",
         params,
     )
     for (account,) in cursor:
-        row = account_status(conn, account, moment)
+        row = account_status(db, account, moment)
         if status is None or row["status"] == status:
             yield row
 
@@ -176,7 +174,7 @@ class TimelineFilter:
 
 
 def timeline(
-    conn: sqlite3.Connection, known_at: datetime, selection: TimelineFilter
+    db: Database, known_at: datetime, selection: TimelineFilter
 ) -> Iterator[dict[str, Any]]:
     """Events ordered by occurred_at then sequence, each marked retracted or not."""
     params: dict[str, Any] = {"known": micros(known_at)}
@@ -223,9 +221,9 @@ def timeline(
         params["limit"] = selection.limit
         params["offset"] = selection.offset
     elif selection.offset:
-        sql += " LIMIT -1 OFFSET :offset"
+        sql += " LIMIT 9223372036854775807 OFFSET :offset"
         params["offset"] = selection.offset
-    for record_text, retracted in conn.execute(sql, params):
+    for record_text, retracted in db.stream(sql, params):
         record = json.loads(record_text)
         record["retracted"] = bool(retracted)
         yield record

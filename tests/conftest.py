@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from cli.main import cli
 
 PG_URL = os.environ.get("ENFORCEMENT_LEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-STORE_KINDS = ["sqlite"]
+STORE_KINDS = ["sqlite", "postgres"]
 
 
 @dataclass
@@ -32,7 +32,9 @@ class Store:
     kind: str
     tmp_path: Path
 
-    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    def run(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> Result:
         runner = CliRunner()
         return runner.invoke(
             cli,

@@ -1,0 +1,216 @@
+"""The PostgreSQL store: the same ledger for teams, one schema per ledger.
+
+Writers serialise on a transaction-scoped advisory lock named after the schema
+rather than ``LOCK TABLE … IN EXCLUSIVE MODE``: PostgreSQL only lets a role take
+that table lock if it holds UPDATE, DELETE or TRUNCATE, which the writer role must
+not have. The advisory lock gives the same guarantee (one appender at a time, so
+sequence order, notification order and commit order agree) with INSERT alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+
+from ledger.location import StoreError, StoreLocation
+from ledger.persistence import (
+    APPLICATION_NAME,
+    FORMAT_VERSION,
+    LEDGER_TABLES,
+    Database,
+    Storage,
+)
+
+EVENTS_TABLE = APPLICATION_NAME.lower() + "_events"
+
+_LEDGER_DDL = [
+    "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS ledger_entries (
+        sequence BIGINT PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        notification_id BIGINT NOT NULL UNIQUE,
+        originator_id UUID NOT NULL,
+        type TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        leaf_hash BYTEA NOT NULL,
+        recorded_at TEXT NOT NULL,
+        subject_ref TEXT)""",
+    """CREATE INDEX IF NOT EXISTS ledger_entries_subject_ref
+        ON ledger_entries (subject_ref) WHERE subject_ref IS NOT NULL""",
+    """CREATE TABLE IF NOT EXISTS merkle_nodes (
+        level INTEGER NOT NULL, idx BIGINT NOT NULL, hash BYTEA NOT NULL,
+        PRIMARY KEY (level, idx))""",
+    """CREATE TABLE IF NOT EXISTS checkpoints (
+        id BIGSERIAL PRIMARY KEY,
+        size BIGINT NOT NULL,
+        root BYTEA NOT NULL,
+        note TEXT NOT NULL,
+        created_at TEXT NOT NULL)""",
+    """CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'enforcement ledger: % is append-only', TG_TABLE_NAME
+                USING ERRCODE = 'insufficient_privilege';
+        END $$""",
+]
+
+
+class PostgresStorage(Storage):
+    dialect = "postgres"
+    events_table = EVENTS_TABLE
+
+    def __init__(self, location: StoreLocation) -> None:
+        super().__init__(location)
+        self.schema = location.schema
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        loc = self.location
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": loc.dbname,
+            "POSTGRES_HOST": loc.host,
+            "POSTGRES_PORT": str(loc.port),
+            "POSTGRES_USER": loc.user,
+            "POSTGRES_PASSWORD": loc.password,
+            "POSTGRES_SCHEMA": self.schema,
+            "POSTGRES_POOL_SIZE": "2",
+            # Tables are made once, by `init`: concurrent CREATE TABLE IF NOT EXISTS
+            # fails with "tuple concurrently updated". POSTGRES_ENABLE_DB_FUNCTIONS
+            # stays off: in 9.5.6 it drops tracking records.
+            "CREATE_TABLE": "n",
+        }
+
+    def originator_param(self, originator_id: uuid.UUID) -> Any:
+        return originator_id
+
+    def connect(self) -> Database:
+        import psycopg
+
+        loc = self.location
+        try:
+            raw = psycopg.connect(
+                host=loc.host,
+                port=loc.port,
+                user=loc.user,
+                password=loc.password or None,
+                dbname=loc.dbname,
+                autocommit=True,
+                connect_timeout=10,
+            )
+        except psycopg.OperationalError as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise StoreError(f"cannot connect to {loc.display}: {first}") from None
+        raw.execute(f'SET search_path TO "{self.schema}"')
+        return Database(raw, "postgres")
+
+    def exists(self) -> bool:
+        with self.connect() as db:
+            row = db.one(
+                "SELECT 1 FROM information_schema.tables "
+                "WHERE table_schema = ? AND table_name = 'ledger_meta'",
+                (self.schema,),
+            )
+        return row is not None
+
+    def require(self) -> None:
+        if not self.exists():
+            raise StoreError(
+                f"no ledger in schema '{self.schema}' at {self.location.display}; "
+                "run `enforcement-ledger init` first"
+            )
+
+    def lock_log(self, db: Database) -> None:
+        db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"ledger-log:{self.schema}",))
+
+    def create(self, meta: dict[str, str]) -> bool:
+        """Create schema, tables and triggers once; concurrent inits wait, then no-op."""
+        with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
+            db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            if db.one(
+                "SELECT 1 FROM information_schema.tables "
+                "WHERE table_schema = ? AND table_name = 'ledger_meta'",
+                (self.schema,),
+            ):
+                return False
+            for statement in self._library_ddl():
+                db.raw.execute(statement)
+            for statement in _LEDGER_DDL:
+                db.execute(statement)
+            for table in (EVENTS_TABLE, *LEDGER_TABLES):
+                db.execute(
+                    f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                    "FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()"
+                )
+                db.execute(
+                    f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()"
+                )
+            db.executemany(
+                "INSERT INTO ledger_meta VALUES (?, ?)",
+                sorted({**meta, "format_version": FORMAT_VERSION}.items()),
+            )
+        return True
+
+    def _library_ddl(self) -> list[Any]:
+        """The library's own CREATE statements for its events table, run in our transaction."""
+        from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+
+        loc = self.location
+        datastore = PostgresDatastore(
+            dbname=loc.dbname,
+            host=loc.host,
+            port=str(loc.port),
+            user=loc.user,
+            password=loc.password,
+            schema=self.schema,
+        )
+        try:
+            recorder = PostgresApplicationRecorder(datastore, events_table_name=EVENTS_TABLE)
+            return list(recorder.sql_create_statements)
+        finally:
+            datastore.close()
+
+    def insert_events(self, db: Database, stored: Sequence[StoredEvent]) -> list[int]:
+        if not stored:
+            return []
+        rows = db.raw.execute(
+            f"INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) "
+            "SELECT i, v, t, s FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "WITH ORDINALITY AS u(i, v, t, s, n) ORDER BY n "
+            "RETURNING notification_id, originator_id, originator_version",
+            (
+                [uuid.UUID(str(e.originator_id)) for e in stored],
+                [e.originator_version for e in stored],
+                [e.topic for e in stored],
+                [e.state for e in stored],
+            ),
+        ).fetchall()
+        by_key = {(r[1], r[2]): r[0] for r in rows}
+        # Wake LISTENing followers, on the channel the library's subscription uses.
+        db.raw.execute(f'NOTIFY "{EVENTS_TABLE}"')
+        return [by_key[(uuid.UUID(str(e.originator_id)), e.originator_version)] for e in stored]
+
+    def grant_roles(self, prefix: str) -> tuple[str, str]:
+        """Create (or refresh) the writer and reader roles for this ledger."""
+        writer, reader = f"{prefix}_writer", f"{prefix}_reader"
+        from projections.projector import TABLES as PROJECTION_TABLES
+
+        with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
+            for role in (writer, reader):
+                exists = db.one("SELECT 1 FROM pg_roles WHERE rolname = ?", (role,))
+                if not exists:
+                    db.execute(f'CREATE ROLE "{role}" LOGIN')
+            schema = f'"{self.schema}"'
+            for role in (writer, reader):
+                db.execute(f'GRANT USAGE ON SCHEMA {schema} TO "{role}"')
+                db.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO "{role}"')
+            history = ", ".join((EVENTS_TABLE, "ledger_entries", "merkle_nodes", "checkpoints"))
+            db.execute(f'GRANT INSERT ON {history} TO "{writer}"')
+            db.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO "{writer}"')
+            # The read models are derived data, rebuilt at will: writers keep them current.
+            projections = ", ".join(PROJECTION_TABLES)
+            db.execute(f'GRANT INSERT, UPDATE, DELETE ON {projections} TO "{writer}"')
+        return writer, reader
