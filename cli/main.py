@@ -347,6 +347,31 @@ def _read_lines(stream: TextIO) -> Iterator[tuple[int, Any]]:
             yield number, parse_event(line, number)
 
 
+def _replayable(stream: TextIO) -> TextIO:
+    """A seekable copy of the input, so a conflicting batch can be re-run.
+
+    Pipes are spooled (in memory up to 16 MiB, then on disk), never held whole.
+    """
+    try:
+        if stream.seekable():
+            return stream
+    except (AttributeError, ValueError, OSError):
+        pass
+    import shutil
+    import tempfile
+
+    spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - returned, closed with the process
+        max_size=16 * 1024 * 1024, mode="w+", encoding="utf-8"
+    )
+    shutil.copyfileobj(stream, spool)
+    return spool  # type: ignore[return-value]
+
+
+def _rewound(stream: TextIO) -> TextIO:
+    stream.seek(0)
+    return stream
+
+
 def _report(result: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.as_json()))
@@ -385,7 +410,8 @@ def append(session: Session, file: TextIO, actor: str | None, as_json: bool) -> 
       cat events.jsonl | enforcement-ledger append --json -
     """
     ledger = session.writing_ledger()
-    result = ledger.append(_read_lines(file), actor=_actor(actor))
+    replayable = _replayable(file)
+    result = ledger.append(lambda: _read_lines(_rewound(replayable)), actor=_actor(actor))
     _after_append(session)
     _report(result, as_json)
 

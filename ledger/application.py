@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from ledger.persistence import EntryRef, EntryRow, LeafMapper, open_storage
 if TYPE_CHECKING:  # cryptography loads only when a key is in use
     from ledger.notes import Ed25519Signer
 
+MAX_ATTEMPTS = 8
 FLUSH_EVERY = 2000  # events per insert round inside one batch transaction
 
 
@@ -72,6 +74,7 @@ class Ledger(Application[uuid.UUID]):
         self.signer = signer
         super().__init__(env=self.storage.eventsourcing_env())
         self._origin: str | None = None
+        self.conflicts_retried = 0
 
     @property
     def origin(self) -> str:
@@ -86,17 +89,42 @@ class Ledger(Application[uuid.UUID]):
 
     def append(
         self,
-        events: Iterable[tuple[int, AnyEvent]],
+        events: Iterable[tuple[int, AnyEvent]] | Callable[[], Iterable[tuple[int, AnyEvent]]],
         *,
         actor: str,
         now: datetime | None = None,
     ) -> AppendResult:
         """Append a batch: every event or none of them.
 
-        ``events`` pairs each event with its input line number, which errors name.
+        ``events`` pairs each event with its input line number, which errors name;
+        pass a callable returning a fresh iterable to make the batch retryable.
         The batch runs under the store's write lock, so rule checks see every
-        committed event and sequences are assigned without gaps.
+        committed event and sequences are assigned without gaps. Should a
+        concurrent writer still win a race on a stream version, sequence or
+        event_id (a uniqueness conflict), the whole batch is rolled back and
+        re-run from scratch, rules included: nothing is dropped silently.
         """
+        source = events if callable(events) else None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            batch_events = source() if source is not None else events
+            assert not callable(batch_events)
+            try:
+                return self._append_once(batch_events, actor=actor, now=now)
+            except Exception as error:
+                if not _is_uniqueness_conflict(error) or source is None:
+                    raise
+                if attempt == MAX_ATTEMPTS:
+                    raise LedgerError(
+                        f"gave up after {attempt} attempts: concurrent writers kept "
+                        f"conflicting ({error})"
+                    ) from error
+                self.conflicts_retried += 1
+                time.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")
+
+    def _append_once(
+        self, events: Iterable[tuple[int, AnyEvent]], *, actor: str, now: datetime | None
+    ) -> AppendResult:
         with self.storage.write_transaction() as tx:
             batch = _Batch(self, tx, actor=actor, now=now or datetime.now(UTC))
             for line, event in events:
@@ -133,6 +161,14 @@ class Ledger(Application[uuid.UUID]):
     def close(self) -> None:
         self.storage.close()
         super().close()
+
+
+def _is_uniqueness_conflict(error: BaseException) -> bool:
+    import sqlite3
+
+    if isinstance(error, sqlite3.IntegrityError):
+        return "UNIQUE" in str(error) or "PRIMARY KEY" in str(error)
+    return type(error).__name__ == "UniqueViolation"  # psycopg.errors, imported lazily
 
 
 class _Batch:

@@ -100,7 +100,10 @@ class EventBase(BaseModel):
     @model_validator(mode="after")
     def _day_precision_is_midnight(self) -> EventBase:
         if self.occurred_at_precision == "day" and (
-            self.occurred_at.hour or self.occurred_at.minute or self.occurred_at.second
+            self.occurred_at.hour
+            or self.occurred_at.minute
+            or self.occurred_at.second
+            or self.occurred_at.microsecond
         ):
             raise ValueError("occurred_at_precision 'day' needs occurred_at at 00:00:00Z")
         return self
