@@ -68,7 +68,7 @@ PLATFORM_DOMAINS = {
     "reddit": "www.reddit.com",
 }
 PLATFORM_NAMES = {
-    "twitter": ("X", "Twitter", "X (formerly Twitter)"),
+    "twitter": ("Twitter", "X", "X (formerly Twitter)"),
     "instagram": ("Instagram", "Instagram (Meta)"),
     "facebook": ("Facebook", "Facebook (Meta)"),
     "youtube": ("YouTube", "YouTube (Google)"),
@@ -77,6 +77,8 @@ PLATFORM_NAMES = {
     "threads": ("Threads", "Threads (Meta)"),
     "reddit": ("Reddit",),
 }
+TWITTER_BECAME_X = 1690113600  # 2023-07-23T12:00:00Z
+RENAMED_PLATFORMS = tuple(p for p in PLATFORMS if len(PLATFORM_NAMES[p]) > 1)
 META_POLICIES = (
     "Dangerous Organisations and Individuals",
     "Hate Speech",
@@ -151,23 +153,49 @@ EXEMPTIONS = (
     "state_media_label",
     "research_archive",
 )
-EXEMPTION_POLICIES = (
-    "X 'United Nations rule'",
-    "World leaders in public interest policy",
+META_EXEMPTIONS = (
     "Meta newsworthiness allowance",
     "Meta cross-check programme",
-    "YouTube EDSA exception (educational, documentary, scientific, artistic)",
-    "TikTok public interest exception",
-    "Government and state-affiliated media policy",
+    "Meta public figures policy (heads of state and government)",
 )
-RETRACTION_REASONS = (
-    "Duplicate of an earlier observation from the same snapshot.",
-    "Recorded against the wrong account; the source names a different handle.",
-    "The source was misread: the figure refers to another platform.",
-    "Archived page was a cached copy of a different date; the observation is unreliable.",
-    "Entered twice by two researchers; keeping the earlier record.",
-    "The cited article was corrected by the publisher and no longer supports this fact.",
+EXEMPTION_POLICIES = {
+    "twitter": ("X 'United Nations rule'", "X public-interest exception for world leaders"),
+    "instagram": META_EXEMPTIONS,
+    "facebook": META_EXEMPTIONS,
+    "threads": META_EXEMPTIONS,
+    "youtube": (
+        "YouTube EDSA exception (educational, documentary, scientific, artistic)",
+        "YouTube public interest exception",
+    ),
+    "tiktok": (
+        "TikTok public interest exception",
+        "TikTok government, politician and political party accounts policy",
+    ),
+    "telegram": ("Telegram public channel exception for official state bodies",),
+    "reddit": ("Reddit newsworthiness exception",),
+}
+SUBJECT_EXEMPTION_POLICIES = (
+    "X 'United Nations rule'",
+    "Meta public figures policy (heads of state and government)",
+    "Cross-platform world leaders policy",
+    "EU Digital Services Act: protected political speech during elections",
 )
+RETRACTION_REASONS = {
+    "followers_observed": (
+        "Duplicate of an earlier observation from the same snapshot.",
+        "The source was misread: the figure refers to another platform.",
+        "Archived page was a cached copy of a different date; the observation is unreliable.",
+    ),
+    "post_published": (
+        "Recorded against the wrong account; the source names a different handle.",
+        "Entered twice by two researchers under different post ids; keeping the other record.",
+        "The post was a forgery circulated as a screenshot; it was never published.",
+    ),
+    "exemption_applied": (
+        "The cited article was corrected by the publisher and no longer supports this fact.",
+        "The exemption belongs to another account of the same subject.",
+    ),
+}
 NOTES = (
     "Date as reported; the exact time is not in the source.",
     "Screenshot archived by the research team before the change.",
@@ -192,6 +220,8 @@ OUTLETS = (
     ("restofworld.org", "reporting"),
 )
 AGENCIES = ("AFP", "Reuters", "AP", "DPA", "EFE", "ANSA")
+HANDLE_WORDS = ("news", "official", "real", "the", "daily", "voice", "truth", "free", "info",
+                "tv", "media", "live", "press", "channel", "ask", "team")
 SLUG_WORDS = (
     "platform", "removes", "suspends", "account", "accounts", "leader", "posts", "ban",
     "restricts", "official", "election", "violence", "policy", "hate", "speech", "state",
@@ -262,8 +292,8 @@ ACTIONS = (
     ("account_suspended", 2.5),
     ("account_reinstated", 3.0),
     ("account_removed", 0.6),
-    ("exemption_applied", 2.0),
-    ("exemption_revoked", 0.8),
+    ("exemption_applied", 1.3),
+    ("exemption_revoked", 1.0),
     ("subject_exemption_applied", 0.8),
     ("subject_exemption_revoked", 0.4),
     ("appeal_filed", 3.0),
@@ -290,8 +320,24 @@ BACKFILL_LANE_ACTIONS = (
 RESTRICT_DURATIONS = (DAY // 2, DAY, 3 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 90 * DAY)
 SUSPEND_DURATIONS = (DAY // 2, 7 * DAY, 30 * DAY, 180 * DAY, 730 * DAY)
 
+# Odd and coprime to 3, 5 and 31: n -> n * ID_MIX is a bijection modulo 62^k, 36^k and
+# 9 * 10^15, so post ids derived from distinct line numbers never collide.
+ID_MIX = 11400714819323198489
 B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+TOPICS = {
+    "post_warning_screen_applied": "warning screen placed on the post",
+    "post_warning_screen_removed": "lifting of the warning screen",
+    "post_removed": "removal of the post",
+    "post_restored": "restoration of the post",
+    "account_restricted": "restriction of the account",
+    "account_suspended": "suspension of the account",
+    "account_reinstated": "reinstatement of the account",
+    "account_removed": "removal of the account",
+    "exemption": "exemption granted to the account",
+    "followers": "reach of the account",
+    "rebrand": "new name of the service",
+}
 
 
 def _iso(t: int) -> str:
@@ -410,12 +456,14 @@ class Generator:
         self.open_platforms: list[str] = []
         self.pending_account: Subject | None = None
         self.platform_clock: dict[str, int] = {}
+        self.platform_renames: dict[str, int] = {}
         self.event_t = START  # occurred_at of the event being made
         self.stats = Stats()
 
     # --- driver -----------------------------------------------------------------
 
     def lines(self) -> Iterator[str]:
+        encode = json.JSONEncoder(ensure_ascii=False).encode
         for n in range(self.total):
             self.n = n
             event, stream = self.step()
@@ -426,7 +474,7 @@ class Generator:
                     backfilled = True
                 else:
                     stream.clock = t
-            line = json.dumps(event, ensure_ascii=False)
+            line = encode(event)
             stats = self.stats
             stats.lines += 1
             stats.bytes += len(line.encode())
@@ -483,6 +531,9 @@ class Generator:
         span = END - account.clock
         mean_gap = span / (max(2.0, remaining) + 1.0)
         gap = int(self.rng.expovariate(1.0 / max(mean_gap, 1.0))) + 1
+        if gap >= span:
+            # Near the end of time: close part of the remaining distance, never pass END.
+            gap = int(span * self.rng.random() * 0.5) + 1
         return min(account.clock + gap, END)
 
     # --- registration -----------------------------------------------------------
@@ -529,7 +580,7 @@ class Generator:
             name = rng.choice(STATE_PATTERNS).format(country_name=country_name)
             roles = rng.sample(STATE_ROLES, rng.choice((1, 2)))
         slug = _slugify(name.removeprefix("the "))[:40].strip("_")
-        reg_t = rng.randint(START, END - 730 * DAY)
+        reg_t = rng.randint(START, END - 3 * 365 * DAY)
         subject = Subject(f"{slug}_{index}", name, country, reg_t, reg_t)
         self.subjects.append(subject)
         self.stats.subjects += 1
@@ -542,7 +593,7 @@ class Generator:
             "roles": roles,
             "country": code,
             "occurred_at": _iso(reg_t),
-            "source": self.press_source(reg_t, "profile"),
+            "source": self.profile_source(reg_t, name),
         }
         self.maybe_note(event)
         return event, subject
@@ -554,13 +605,13 @@ class Generator:
             platform = self.open_platforms.pop()
             base = self.subject_handle(subject.name)
             country = subject.country
-            reg_t = rng.randint(subject.reg_t, END - 365 * DAY)
+            reg_t = rng.randint(subject.reg_t, subject.reg_t + 2 * 365 * DAY)
         else:
             platform = rng.choices(PLATFORMS, weights=PLATFORM_WEIGHTS)[0]
-            base = f"{rng.choice(SLUG_WORDS)}{rng.choice(('', '_'))}{rng.choice(LAST_NAMES)}"
+            base = f"{rng.choice(HANDLE_WORDS)}{rng.choice(('', '_'))}{rng.choice(LAST_NAMES)}"
             base = base.lower()
             country = rng.randrange(len(COUNTRIES))
-            reg_t = rng.randint(START, END - 365 * DAY)
+            reg_t = rng.randint(START, END - 2 * 365 * DAY)
         handle = f"{base.strip('._')}{index}"
         display = handle if platform in ("facebook", "reddit", "telegram") else "@" + handle
         weight = min(40.0, rng.paretovariate(1.3))
@@ -610,17 +661,27 @@ class Generator:
         return separator.join(words)
 
     def rename(self) -> dict[str, Any]:
+        """The platform takes the next of its names (Twitter became X, and so on)."""
         rng = self.rng
-        platform = rng.choice(PLATFORMS)
+        platform = rng.choice(RENAMED_PLATFORMS)
         clock = self.platform_clock.get(platform, START)
-        t = min(END, clock + rng.randint(DAY, 400 * DAY))
+        expected = (self.total - self.n) * RENAME_SHARE / len(RENAMED_PLATFORMS)
+        t = clock + int((END - clock) * rng.random() / (1.0 + expected))
+        renames = self.platform_renames.get(platform, 0) + 1
+        self.platform_renames[platform] = renames
+        names = PLATFORM_NAMES[platform]
+        name = names[renames % len(names)]
+        if platform == "twitter":
+            # Twitter became X on 23 Jul 2023 and never went back.
+            t = max(t, TWITTER_BECAME_X)
+            name = names[1 + (renames - 1) % 2]
         self.platform_clock[platform] = t
         self.event_t = t
         event: dict[str, Any] = {
             "type": "platform_renamed",
             "event_id": self.event_id(),
             "platform": platform,
-            "name": rng.choice(PLATFORM_NAMES[platform]),
+            "name": name,
             "occurred_at": _iso(t),
             "source": self.press_source(t, "rebrand"),
         }
@@ -849,7 +910,7 @@ class Generator:
             "event_id": event_id,
             "account": account.account,
             "exemption": name,
-            "policy": rng.choice(EXEMPTION_POLICIES),
+            "policy": rng.choice(EXEMPTION_POLICIES[account.platform]),
             "occurred_at": _iso(t),
             "source": self.press_source(t, "exemption"),
         }
@@ -876,7 +937,7 @@ class Generator:
             "event_id": event_id,
             "subject": subject.subject,
             "exemption": name,
-            "policy": rng.choice(EXEMPTION_POLICIES),
+            "policy": rng.choice(SUBJECT_EXEMPTION_POLICIES),
             "occurred_at": _iso(t),
             "source": self.press_source(t, "exemption"),
         }
@@ -944,7 +1005,7 @@ class Generator:
             event = self.make(account, "followers_observed", rng.randint(low, high), backfill=True)
         elif roll < 0.6:
             event = self.make(account, "post_published", rng.randint(low, high), backfill=True)
-        elif roll < 0.7:
+        elif roll < 0.67:
             event = self.fresh_exemption(account, rng.randint(low, high))
         else:
             # The newest event of its own lane, but older than the account's clock.
@@ -972,7 +1033,7 @@ class Generator:
             "event_id": event_id,
             "account": account.account,
             "exemption": name,
-            "policy": rng.choice(EXEMPTION_POLICIES),
+            "policy": rng.choice(EXEMPTION_POLICIES[account.platform]),
             "occurred_at": _iso(t),
             "source": self.press_source(t, "exemption"),
             "note": "Backfilled: the exemption predates the first report that mentions it.",
@@ -998,6 +1059,7 @@ class Generator:
         rng = self.rng
         roll = rng.random()
         target: str | None = None
+        kind = "followers_observed"
         if roll < 0.6 and account.follower_ids:
             target = account.follower_ids.pop(rng.randrange(len(account.follower_ids)))
         elif roll < 0.85:
@@ -1006,11 +1068,13 @@ class Generator:
                 post = rng.choice(sole)
                 del account.posts[post.post]
                 target = post.event_id
+                kind = "post_published"
         else:
             applied = [(n, s) for n, s in account.exemptions.items() if s.applied_event_id]
             if applied:
                 _name, state = rng.choice(applied)
                 target = state.applied_event_id
+                kind = "exemption_applied"
                 state.in_force = False
                 state.applied_event_id = None
         if target is None:
@@ -1021,7 +1085,7 @@ class Generator:
             "type": "event_retracted",
             "event_id": self.event_id(),
             "target": target,
-            "reason": rng.choice(RETRACTION_REASONS),
+            "reason": rng.choice(RETRACTION_REASONS[kind]),
             "occurred_at": _iso(t),
             "source": f"Research log, correction entered {_human_date(t)}",
         }
@@ -1056,11 +1120,11 @@ class Generator:
             ms = t * 1000 + (n >> 22) % 1000 - epoch
             return str((ms << 22) | (n & 0x3FFFFF))
         if platform in ("instagram", "threads", "youtube"):
-            return _encode((n * 1_000_003 + 7) % 62**11, B62, 11)
+            return _encode((n * ID_MIX + 7) % 62**11, B62, 11)
         if platform == "facebook":
-            return str(10**15 + (n * 1_000_000_007) % (9 * 10**15))
+            return str(10**15 + (n * ID_MIX) % (9 * 10**15))
         if platform == "reddit":
-            return _encode((n * 1_000_003) % 36**7, B36, 7)
+            return _encode((n * ID_MIX + 11) % 36**7, B36, 7)
         return str(1000 + n)  # telegram message ids
 
     def post_url(self, account: Account, post: str) -> str:
@@ -1098,13 +1162,20 @@ class Generator:
         if roll < 0.8:
             return (
                 f"Platform spokesperson quoted by {rng.choice(AGENCIES)}, "
-                f"{_human_date(reported)}: statement on the {topic.replace('_', ' ')}"
+                f"{_human_date(reported)}: statement on the {TOPICS.get(topic, topic)}"
             )
         tm = time.gmtime(reported)
         return (
             f"Transparency report {tm.tm_year}-H{1 + (tm.tm_mon - 1) // 6}, "
             f"enforcement case {rng.randint(10**7, 10**8 - 1)}"
         )
+
+    def profile_source(self, t: int, name: str) -> str:
+        rng = self.rng
+        if rng.random() < 0.5:
+            return f"https://www.wikidata.org/wiki/Q{rng.randint(10_000, 120_000_000)}"
+        title = name.removeprefix("the ").replace(" ", "_")
+        return f"https://en.wikipedia.org/wiki/{title} (revision of {_human_date(t)})"
 
     def appeal_source(self, account: Account, t: int) -> str:
         rng = self.rng

@@ -108,10 +108,14 @@ class Session:
         return self._ledger
 
     def writing_ledger(self) -> Ledger:
-        """The ledger, with the signing key if one is configured (append checkpoints)."""
+        """The ledger set up to append: signing key if configured, read models inline."""
         ledger = self.ledger()
         if ledger.signer is None:
             ledger.signer = self.signer(required=False)
+        if not ledger.inline_projections:
+            from projections.projector import InlineProjection
+
+            ledger.inline_projections.append(InlineProjection())
         return ledger
 
     def signer(self, *, required: bool) -> Any:
@@ -843,7 +847,7 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     seed = resources.files("ledger").joinpath("data/seed.jsonl").read_text(encoding="utf-8")
     import io
 
-    result = session.ledger().append(_read_lines(io.StringIO(seed)), actor="demo")
+    result = session.writing_ledger().append(_read_lines(io.StringIO(seed)), actor="demo")
     session.reader()
     _report(result, as_json=False)
     click.echo("\nCross-platform status now:\n")
@@ -1119,3 +1123,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"Error: internal failure: {type(error).__name__}: {error}", err=True)
         sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
+import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
 
 from ledger import merkle
-from ledger.canonical import canonical_json
 from ledger.domain import (
     RuleViolation,
     Stream,
@@ -29,6 +28,16 @@ from ledger.persistence import EntryRef, EntryRow, LeafMapper, open_storage
 
 if TYPE_CHECKING:  # cryptography loads only when a key is in use
     from ledger.notes import Ed25519Signer
+
+
+class InlineProjection(Protocol):
+    """A read model updated in the append's own transaction (the write side
+    knows only this protocol, never the read side's tables)."""
+
+    def begin(self, db: Any, next_sequence: int) -> None: ...
+
+    def apply(self, db: Any, records: Sequence[tuple[int, dict[str, Any]]]) -> None: ...
+
 
 MAX_ATTEMPTS = 8
 FLUSH_EVERY = 2000  # events per insert round inside one batch transaction
@@ -59,8 +68,25 @@ class AppendResult:
         }
 
 
-def content_hash(event: Any) -> str:
-    return hashlib.sha256(canonical_json(event_content(event))).hexdigest()
+def _content_of(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record's submitted content: what idempotency compares."""
+    return {k: v for k, v in record.items() if k not in _ASSIGNED}
+
+
+_ASSIGNED = frozenset({"event_id", "recorded_at", "actor", "sequence"})
+
+
+def _chunks(
+    events: Iterable[tuple[int, AnyEvent]], size: int
+) -> Iterator[list[tuple[int, AnyEvent]]]:
+    chunk: list[tuple[int, AnyEvent]] = []
+    for item in events:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 class Ledger(Application[uuid.UUID]):
@@ -75,6 +101,8 @@ class Ledger(Application[uuid.UUID]):
         super().__init__(env=self.storage.eventsourcing_env())
         self._origin: str | None = None
         self.conflicts_retried = 0
+        # Read models that follow each append inside its transaction (see projections).
+        self.inline_projections: list[InlineProjection] = []
 
     @property
     def origin(self) -> str:
@@ -127,8 +155,8 @@ class Ledger(Application[uuid.UUID]):
     ) -> AppendResult:
         with self.storage.write_transaction() as tx:
             batch = _Batch(self, tx, actor=actor, now=now or datetime.now(UTC))
-            for line, event in events:
-                batch.add(line, event)
+            for chunk in _chunks(events, FLUSH_EVERY):
+                batch.add_chunk(chunk)
             result = batch.finish()
             if self.signer is not None and result.appended:
                 # The batch's own signed tree head commits in the same transaction.
@@ -189,24 +217,22 @@ class _Batch:
         self.pending: list[tuple[Any, EntryRow]] = []
         self.tree = merkle.PendingNodes(tx.get_node, head.next_sequence)
         self.unflushed: dict[str, EntryRef] = {}
+        for projection in ledger.inline_projections:
+            projection.begin(tx.db, head.next_sequence)
 
-    def add(self, line: int, event: AnyEvent) -> None:
-        digest = content_hash(event)
-        if event.event_id is not None:
-            existing = self.find(event.event_id)
-            if existing is not None:
-                if existing.content_hash == digest:
-                    self.result.skipped += 1
-                    self.result.skipped_ids.append(event.event_id)
-                    return
-                raise LedgerError(
-                    f"event_id: '{event.event_id}' is already recorded (sequence "
-                    f"{existing.sequence}) with different content; an event_id names one "
-                    "event forever, so use a new id or retract the old event",
-                    line,
-                )
+    def add_chunk(self, chunk: list[tuple[int, AnyEvent]]) -> None:
+        # One lookup query for the chunk's ids instead of one per event.
+        ids = [event.event_id for _, event in chunk if event.event_id is not None]
+        known = self.tx.find_entries(ids) if ids else {}
+        for line, event in chunk:
+            self.add(line, event, known)
+
+    def add(self, line: int, event: AnyEvent, known: dict[str, EntryRef]) -> None:
+        content = event_content(event)
+        if event.event_id is not None and self.is_repeat(event.event_id, content, known, line):
+            return
         event_id = event.event_id or f"ev-{uuid.uuid4().hex}"
-        record = event_content(event)
+        record = content
         record["event_id"] = event_id
         record["recorded_at"] = self.recorded_iso
         record["actor"] = self.actor
@@ -224,13 +250,12 @@ class _Batch:
             event_id=event_id,
             originator_id=stream.id,
             type=record["type"],
-            content_hash=digest,
             leaf_hash=b"",
             recorded_at=self.recorded_iso,
             subject_ref=subject_ref,
         )
         self.pending.append((domain_event, row))
-        self.unflushed[event_id] = EntryRef(row.sequence, event_id, stream.id, row.type, digest)
+        self.unflushed[event_id] = EntryRef(row.sequence, event_id, stream.id, row.type)
         self.result.appended += 1
         if self.result.first_sequence is None:
             self.result.first_sequence = self.next_sequence
@@ -238,6 +263,28 @@ class _Batch:
         self.next_sequence += 1
         if len(self.pending) >= FLUSH_EVERY:
             self.flush()
+
+    def is_repeat(
+        self, event_id: str, content: dict[str, Any], known: dict[str, EntryRef], line: int
+    ) -> bool:
+        """True for a harmless re-send; an error when the id names different content."""
+        existing = self.unflushed.get(event_id) or known.get(event_id)
+        if existing is None:
+            return False
+        if existing.event_id in self.unflushed:
+            record = next(e.record for e, row in self.pending if row.event_id == existing.event_id)
+        else:
+            record = json.loads(self.tx.leaf(existing.sequence))
+        if _content_of(record) == content:
+            self.result.skipped += 1
+            self.result.skipped_ids.append(event_id)
+            return True
+        raise LedgerError(
+            f"event_id: '{event_id}' is already recorded (sequence "
+            f"{existing.sequence}) with different content; an event_id names one "
+            "event forever, so use a new id or retract the old event",
+            line,
+        )
 
     def find(self, event_id: str) -> EntryRef | None:
         found = self.unflushed.get(event_id)
@@ -317,14 +364,20 @@ class _Batch:
                     row.event_id,
                     row.originator_id,
                     row.type,
-                    row.content_hash,
                     digest,
                     row.recorded_at,
                     row.subject_ref,
                 )
             )
-        self.tx.insert(stored, rows)
+        notification_ids = self.tx.insert(stored, rows)
         self.tx.insert_nodes(tree.new_nodes())
+        if self.ledger.inline_projections:
+            records = [
+                (n_id, domain_event.record)
+                for n_id, (domain_event, _) in zip(notification_ids, self.pending, strict=True)
+            ]
+            for projection in self.ledger.inline_projections:
+                projection.apply(self.tx.db, records)
         self.tree = tree
         for stream in self.streams.values():
             if stream is not None:

@@ -27,6 +27,7 @@ re-checks only its own lane: O(lane), not O(account history).
 from __future__ import annotations
 
 import bisect
+import functools
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -388,6 +389,7 @@ def _fold_naming_conflict(
 # --- aggregates ----------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stream_id(kind: str, key: str) -> uuid.UUID:
     """Natural keys map to stable ids, so any writer finds the same stream."""
     return uuid.uuid5(_ID_NAMESPACE, f"{kind}:{key}")

@@ -199,7 +199,6 @@ class EntryRef:
     event_id: str
     originator_id: uuid.UUID
     type: str
-    content_hash: str
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,6 @@ class EntryRow:
     event_id: str
     originator_id: uuid.UUID
     type: str
-    content_hash: str
     leaf_hash: bytes
     recorded_at: str
     subject_ref: str | None
@@ -229,15 +227,31 @@ class WriteTransaction:
             return Head(0, None)
         return Head(row[0] + 1, datetime.fromisoformat(row[1]))
 
+    def find_entries(self, event_ids: Sequence[str]) -> dict[str, EntryRef]:
+        """Entries for these event ids, in one query per 500 ids (not one per event)."""
+        found: dict[str, EntryRef] = {}
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(
+                "SELECT sequence, event_id, originator_id, type FROM ledger_entries "
+                f"WHERE event_id IN ({marks})",
+                tuple(chunk),
+            ).fetchall():
+                found[row[1]] = EntryRef(row[0], row[1], uuid.UUID(str(row[2])), row[3])
+        return found
+
     def find_entry(self, event_id: str) -> EntryRef | None:
+        return self.find_entries([event_id]).get(event_id)
+
+    def leaf(self, sequence: int) -> bytes:
         row = self.db.one(
-            "SELECT sequence, event_id, originator_id, type, content_hash "
-            "FROM ledger_entries WHERE event_id = ?",
-            (event_id,),
+            f"SELECT s.state FROM ledger_entries l JOIN {self.storage.events_table} s "
+            f"ON s.{self.storage.notification_column} = l.notification_id "
+            "WHERE l.sequence = ?",
+            (sequence,),
         )
-        if row is None:
-            return None
-        return EntryRef(row[0], row[1], uuid.UUID(str(row[2])), row[3], row[4])
+        return bytes(row[0])
 
     def stream_events(self, originator_id: uuid.UUID) -> list[StoredEvent]:
         rows = self.db.execute(
@@ -254,10 +268,13 @@ class WriteTransaction:
         ).fetchall()
         return [uuid.UUID(str(r[0])) for r in rows]
 
-    def insert(self, stored_events: Sequence[StoredEvent], entries: Sequence[EntryRow]) -> None:
+    def insert(
+        self, stored_events: Sequence[StoredEvent], entries: Sequence[EntryRow]
+    ) -> list[int]:
+        """Insert events and their index rows; returns the notification ids."""
         notification_ids = self.storage.insert_events(self.db, stored_events)
         self.db.executemany(
-            "INSERT INTO ledger_entries VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO ledger_entries VALUES (?,?,?,?,?,?,?,?)",
             [
                 (
                     e.sequence,
@@ -265,7 +282,6 @@ class WriteTransaction:
                     n_id,
                     self.storage.originator_param(e.originator_id),
                     e.type,
-                    e.content_hash,
                     e.leaf_hash,
                     e.recorded_at,
                     e.subject_ref,
@@ -273,6 +289,7 @@ class WriteTransaction:
                 for e, n_id in zip(entries, notification_ids, strict=True)
             ],
         )
+        return notification_ids
 
     def insert_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         self.db.executemany("INSERT INTO merkle_nodes VALUES (?,?,?)", nodes)
@@ -292,6 +309,7 @@ class Storage:
 
     dialect = ""
     events_table = ""
+    notification_column = ""
 
     def __init__(self, location: StoreLocation) -> None:
         self.location = location
@@ -400,7 +418,6 @@ _SQLITE_LEDGER_DDL = [
         notification_id INTEGER NOT NULL UNIQUE,
         originator_id TEXT NOT NULL,
         type TEXT NOT NULL,
-        content_hash TEXT NOT NULL,
         leaf_hash BLOB NOT NULL,
         recorded_at TEXT NOT NULL,
         subject_ref TEXT)""",
@@ -423,6 +440,7 @@ class SQLiteStorage(Storage):
 
     dialect = "sqlite"
     events_table = "stored_events"
+    notification_column = "rowid"
 
     def __init__(self, location: StoreLocation) -> None:
         super().__init__(location)

@@ -34,7 +34,6 @@ _LEDGER_DDL = [
         notification_id BIGINT NOT NULL UNIQUE,
         originator_id UUID NOT NULL,
         type TEXT NOT NULL,
-        content_hash TEXT NOT NULL,
         leaf_hash BYTEA NOT NULL,
         recorded_at TEXT NOT NULL,
         subject_ref TEXT)""",
@@ -61,6 +60,7 @@ _LEDGER_DDL = [
 class PostgresStorage(Storage):
     dialect = "postgres"
     events_table = EVENTS_TABLE
+    notification_column = "notification_id"
 
     def __init__(self, location: StoreLocation) -> None:
         super().__init__(location)

@@ -2,18 +2,21 @@
 
 One ``timeline`` row per event carries the columns queries filter on, with times
 as integer microseconds since the epoch (portable, and ordered correctly in every
-engine), plus the leaf JSON itself. Retractions are a separate insert-only table,
-so "was this retracted as known at K?" is a join, never an update.
+engine), and the notification id of the stored event, whose leaf JSON queries
+join rather than copy. Retractions are a separate insert-only table, so "was this
+retracted as known at K?" is a join, never an update.
 
 The projector follows the notification log itself and tracks its position in the
 same transaction as the rows it writes: a crash replays nothing twice and skips
-nothing (eventsourcing 9.5's SQLite recorder cannot ``subscribe``).
+nothing (eventsourcing 9.5's SQLite recorder cannot ``subscribe``). An append
+whose projections were current also projects its own events inside its own
+transaction (``InlineProjection``), so a bulk import never re-reads what it wrote.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,12 +26,19 @@ from ledger.persistence import Database
 PROJECTION = "timeline"
 READ_CHUNK = 2000
 
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS timeline_account ON timeline (account, occurred_us, sequence)",
+    "CREATE INDEX IF NOT EXISTS timeline_subject ON timeline (subject, occurred_us, sequence)",
+    "CREATE INDEX IF NOT EXISTS timeline_platform ON timeline (platform, occurred_us, sequence)",
+    "CREATE INDEX IF NOT EXISTS timeline_occurred ON timeline (occurred_us, sequence)",
+]
+INDEX_NAMES = ("timeline_account", "timeline_subject", "timeline_platform", "timeline_occurred")
 DDL = [
     """CREATE TABLE IF NOT EXISTS projection_position (
         name TEXT PRIMARY KEY, notification_id BIGINT NOT NULL, sequence BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS timeline (
         sequence BIGINT PRIMARY KEY,
-        event_id TEXT NOT NULL UNIQUE,
+        event_id TEXT NOT NULL,
         type TEXT NOT NULL,
         account TEXT,
         subject TEXT,
@@ -37,12 +47,8 @@ DDL = [
         actor TEXT NOT NULL,
         occurred_us BIGINT NOT NULL,
         recorded_us BIGINT NOT NULL,
-        record TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS timeline_account ON timeline (account, occurred_us, sequence)",
-    "CREATE INDEX IF NOT EXISTS timeline_account_type ON timeline (account, type, occurred_us)",
-    "CREATE INDEX IF NOT EXISTS timeline_subject ON timeline (subject, occurred_us, sequence)",
-    "CREATE INDEX IF NOT EXISTS timeline_platform ON timeline (platform, occurred_us, sequence)",
-    "CREATE INDEX IF NOT EXISTS timeline_occurred ON timeline (occurred_us, sequence)",
+        notification_id BIGINT NOT NULL)""",
+    *INDEXES,
     """CREATE TABLE IF NOT EXISTS retractions (
         target TEXT PRIMARY KEY,
         retraction TEXT NOT NULL,
@@ -69,7 +75,7 @@ def create_tables(db: Database) -> None:
         db.execute(statement)
 
 
-def timeline_row(record: dict[str, Any], leaf: str) -> tuple[Any, ...]:
+def timeline_row(record: dict[str, Any], notification_id: int) -> tuple[Any, ...]:
     account = record.get("account")
     platform = record.get("platform") or (account.split(":", 1)[0] if account else None)
     return (
@@ -83,8 +89,55 @@ def timeline_row(record: dict[str, Any], leaf: str) -> tuple[Any, ...]:
         record["actor"],
         micros(record["occurred_at"]),
         micros(record["recorded_at"]),
-        leaf,
+        notification_id,
     )
+
+
+def _write(db: Database, records: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    rows = []
+    retractions = []
+    for notification_id, record in records:
+        rows.append(timeline_row(record, notification_id))
+        if record["type"] == "event_retracted":
+            retractions.append(
+                (record["target"], record["event_id"], micros(record["recorded_at"]))
+            )
+    db.executemany("INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    db.executemany("INSERT INTO retractions VALUES (?,?,?)", retractions)
+    last_id, last = records[-1]
+    db.execute(
+        "INSERT INTO projection_position VALUES (?,?,?) ON CONFLICT (name) DO UPDATE "
+        "SET notification_id = excluded.notification_id, sequence = excluded.sequence",
+        (PROJECTION, last_id, last["sequence"]),
+    )
+
+
+def _position(db: Database) -> tuple[int, int]:
+    row = db.one(
+        "SELECT notification_id, sequence FROM projection_position WHERE name = ?",
+        (PROJECTION,),
+    )
+    return (row[0], row[1]) if row else (0, -1)
+
+
+class InlineProjection:
+    """Projects an append's own events inside the append's transaction.
+
+    Only when the read models were current when the batch began; otherwise the
+    batch leaves them to the catch-up loop, which then applies everything in order.
+    """
+
+    def __init__(self) -> None:
+        self.active = False
+
+    def begin(self, db: Database, next_sequence: int) -> None:
+        if db.dialect == "postgres":
+            db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", ("ledger-projection",))
+        self.active = _position(db)[1] == next_sequence - 1
+
+    def apply(self, db: Database, records: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        if self.active and records:
+            _write(db, records)
 
 
 class Projector:
@@ -95,11 +148,7 @@ class Projector:
         self.db = db
 
     def position(self) -> tuple[int, int]:
-        row = self.db.one(
-            "SELECT notification_id, sequence FROM projection_position WHERE name = ?",
-            (PROJECTION,),
-        )
-        return (row[0], row[1]) if row else (0, -1)
+        return _position(self.db)
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Apply everything after the tracked position; returns events applied."""
@@ -109,40 +158,30 @@ class Projector:
             leaves = self.ledger.read_leaves(notification_id, READ_CHUNK)
             if not leaves:
                 return applied
-            self._apply(leaves)
+            with self.db.transaction(lock="ledger-projection") as db:
+                # Re-check under the lock: a concurrent catch-up may have applied these.
+                if _position(db)[0] >= leaves[0][0]:
+                    continue
+                _write(db, [(n_id, json.loads(leaf)) for n_id, leaf in leaves])
             applied += len(leaves)
             if progress is not None:
                 progress(len(leaves))
 
-    def _apply(self, leaves: list[tuple[int, bytes]]) -> None:
-        rows = []
-        retractions = []
-        last_sequence = -1
-        for _, leaf in leaves:
-            text = leaf.decode("utf-8")
-            record = json.loads(text)
-            rows.append(timeline_row(record, text))
-            if record["type"] == "event_retracted":
-                retractions.append(
-                    (record["target"], record["event_id"], micros(record["recorded_at"]))
-                )
-            last_sequence = record["sequence"]
-        with self.db.transaction(lock="ledger-projection") as db:
-            # Re-check under the lock: a concurrent catch-up may have applied these.
-            if self.position()[0] >= leaves[0][0]:
-                return
-            db.executemany("INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-            db.executemany("INSERT INTO retractions VALUES (?,?,?)", retractions)
-            db.execute(
-                "INSERT INTO projection_position VALUES (?,?,?) ON CONFLICT (name) DO UPDATE "
-                "SET notification_id = excluded.notification_id, sequence = excluded.sequence",
-                (PROJECTION, leaves[-1][0], last_sequence),
-            )
-
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Drop the read models and replay the whole log."""
+        """Empty the read models and replay the whole log.
+
+        Secondary indexes are dropped during the replay and built once at the end:
+        one sort instead of a million scattered index updates.
+        """
         with self.db.transaction(lock="ledger-projection") as db:
-            # DELETE, not DROP: the writer role may empty the read models, not own them.
+            # DELETE, not DROP TABLE: the writer role may empty the read models.
             for table in TABLES:
                 db.execute(f"DELETE FROM {table}")
-        return self.catch_up(progress)
+            for name in INDEX_NAMES:
+                db.execute(f"DROP INDEX IF EXISTS {name}")
+        try:
+            return self.catch_up(progress)
+        finally:
+            with self.db.transaction(lock="ledger-projection") as db:
+                for statement in INDEXES:
+                    db.execute(statement)

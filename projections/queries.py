@@ -34,6 +34,13 @@ _VISIBLE = (
 )
 
 
+def _events(db: Database) -> str:
+    """The stored events joined to timeline rows: the leaf is read, never copied."""
+    if db.dialect == "sqlite":
+        return "stored_events s ON s.rowid = t.notification_id"
+    return "enforcementledger_events s ON s.notification_id = t.notification_id"
+
+
 class NotFound(LookupError):
     """The account has no registration visible at the requested times."""
 
@@ -71,7 +78,7 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
     records = [
         json.loads(row[0])
         for row in db.execute(
-            f"SELECT t.record FROM timeline t WHERE t.account = :account "
+            f"SELECT s.state FROM timeline t JOIN {_events(db)} WHERE t.account = :account "
             f"AND t.type IN ({placeholders}) AND t.occurred_us <= :as_of AND {_VISIBLE} "
             "ORDER BY t.occurred_us, t.sequence",
             params,
@@ -95,7 +102,7 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
         subject_rows = [
             json.loads(row[0])
             for row in db.execute(
-                "SELECT t.record FROM timeline t WHERE t.subject = :subject "
+                f"SELECT s.state FROM timeline t JOIN {_events(db)} WHERE t.subject = :subject "
                 "AND t.type IN ('exemption_applied','exemption_revoked') "
                 f"AND t.account IS NULL AND t.occurred_us <= :as_of AND {_VISIBLE} "
                 "ORDER BY t.occurred_us, t.sequence",
@@ -104,7 +111,7 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
         ]
         exemptions += _exemptions(subject_rows, holder="subject")
     followers_row = db.execute(
-        "SELECT t.record FROM timeline t WHERE t.account = :account "
+        f"SELECT s.state FROM timeline t JOIN {_events(db)} WHERE t.account = :account "
         "AND t.type = 'followers_observed' "
         f"AND t.occurred_us <= :as_of AND {_VISIBLE} "
         "ORDER BY t.occurred_us DESC, t.sequence DESC LIMIT 1",
@@ -212,8 +219,8 @@ def timeline(
         clauses.append("t.occurred_us <= :until")
         params["until"] = micros(selection.until)
     sql = (
-        "SELECT t.record, EXISTS (SELECT 1 FROM retractions r WHERE r.target = t.event_id "
-        "AND r.recorded_us <= :known) FROM timeline t "
+        "SELECT s.state, EXISTS (SELECT 1 FROM retractions r WHERE r.target = t.event_id "
+        f"AND r.recorded_us <= :known) FROM timeline t JOIN {_events(db)} "
         f"WHERE {' AND '.join(clauses)} ORDER BY t.occurred_us, t.sequence"
     )
     if selection.limit is not None:

@@ -11,18 +11,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from tests.conftest import Store
 
 SOURCE = "https://example.org/report"
-
-# `export --nl` calls click.get_binary_stream, deprecated since Click 8.3 (see
-# test_cli_reads.test_export_nl_raises_no_deprecation_warning, an xfail). The
-# project turns warnings into errors, so modules that export apply this mark.
-IGNORE_BINARY_STREAM_DEPRECATION = pytest.mark.filterwarnings(
-    "ignore:'get_binary_stream' is deprecated:DeprecationWarning"
-)
 
 # The 18 event types of the brief, by their exact names.
 EVENT_TYPES = (

@@ -1,0 +1,388 @@
+"""Two clocks: valid time (--as-of, when things happened) and record time
+(--known-at, what the ledger knew). Record times are real "now" times assigned at
+append, so the tests read them back from `export --nl` and query around them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.conftest import Store
+from tests.ledger_helpers import account, ev, export, just_before, reject, reject_append, subject
+
+A = "twitter:example"
+STATUS_KEYS = {
+    "account",
+    "platform",
+    "handle",
+    "subject",
+    "status",
+    "since",
+    "until",
+    "policy",
+    "cause_event",
+    "exemptions",
+    "followers",
+    "as_of",
+    "known_at",
+}
+
+
+@dataclass
+class Story:
+    """A store whose history was learned in four batches, with their record times."""
+
+    store: Store
+    registered: str  # R1: subject, account, a follower count
+    removed: str  # R2: the 2024 removal
+    backfilled: str  # R3: the 2021 suspension and reinstatement, learned late
+    retracted: str  # R4: the removal turns out to be a mistake
+
+
+def recorded_at(store: Store, event_id: str) -> str:
+    (record,) = [e for e in export(store) if e["event_id"] == event_id]
+    return str(record["recorded_at"])
+
+
+@pytest.fixture
+def story(store: Store) -> Story:
+    store.append(
+        subject("someone", event_id="subj"),
+        account(A, "2020-01-01T00:00:00Z", subject="someone", event_id="reg"),
+        ev("followers_observed", "2020-06-01T00:00:00Z", account=A, count=100, event_id="f"),
+    )
+    store.append(ev("account_removed", "2024-02-08", account=A, policy="DOI", event_id="rm"))
+    store.append(
+        ev("account_suspended", "2021-01-08T16:00:00Z", account=A, policy="Violence",
+           event_id="s21"),
+        ev("account_reinstated", "2021-06-01T00:00:00Z", account=A, event_id="r21"),
+    )  # fmt: skip
+    store.append(
+        ev("event_retracted", "2024-03-01", target="rm", reason="wrong account", event_id="x-rm")
+    )
+    return Story(
+        store,
+        registered=recorded_at(store, "reg"),
+        removed=recorded_at(store, "rm"),
+        backfilled=recorded_at(store, "s21"),
+        retracted=recorded_at(store, "x-rm"),
+    )
+
+
+def status_at(story: Story, as_of: str, known_at: str) -> dict[str, Any]:
+    return story.store.status(A, "--as-of", as_of, "--known-at", known_at)
+
+
+# --- record time is a clock -------------------------------------------------------
+
+
+def test_record_times_never_run_backwards(story: Story) -> None:
+    times = [e["recorded_at"] for e in export(story.store)]
+    assert times == sorted(times)
+    assert story.registered < story.removed < story.backfilled < story.retracted
+
+
+def test_one_batch_shares_one_record_time(story: Story) -> None:
+    log = export(story.store)
+    assert {e["recorded_at"] for e in log[:3]} == {story.registered}
+    assert log[4]["recorded_at"] == log[5]["recorded_at"] == story.backfilled
+
+
+# --- valid time vs record time ----------------------------------------------------
+
+
+def test_before_the_backfill_was_recorded_2021_looked_clean(story: Story) -> None:
+    old_view = status_at(story, "2021-03-01", story.removed)
+    assert old_view["status"] == "active"
+    assert old_view["cause_event"] == "reg"
+    assert status_at(story, "2021-03-01", just_before(story.backfilled)) == {
+        **old_view,
+        "known_at": just_before(story.backfilled),
+    }
+
+
+def test_once_the_backfill_was_recorded_2021_shows_the_suspension(story: Story) -> None:
+    view = status_at(story, "2021-03-01", story.backfilled)
+    assert view["status"] == "suspended"
+    assert view["since"] == "2021-01-08T16:00:00Z"
+    assert view["policy"] == "Violence"
+    assert view["cause_event"] == "s21"
+
+
+def test_valid_time_moves_through_the_backfilled_history(story: Story) -> None:
+    known = story.backfilled
+    assert status_at(story, "2021-01-08T15:59:59Z", known)["status"] == "active"
+    assert status_at(story, "2021-01-08T16:00:00Z", known)["status"] == "suspended"
+    assert status_at(story, "2021-06-01T00:00:00Z", known)["cause_event"] == "r21"
+    assert status_at(story, "2024-02-07", known)["status"] == "active"
+    assert status_at(story, "2024-02-08", known)["status"] == "removed"
+
+
+def test_the_removal_counts_until_its_retraction_is_recorded(story: Story) -> None:
+    before = status_at(story, "2024-06-01", just_before(story.retracted))
+    assert before["status"] == "removed"
+    assert before["cause_event"] == "rm"
+    after = status_at(story, "2024-06-01", story.retracted)
+    assert after["status"] == "active"
+    assert after["since"] == "2021-06-01T00:00:00Z"
+    assert after["cause_event"] == "r21"
+    assert story.store.status(A)["status"] == "active"
+
+
+def test_before_the_registration_was_recorded_the_account_is_unknown(story: Story) -> None:
+    moment = just_before(story.registered)
+    reject(
+        story.store,
+        "status", A, "--known-at", moment,
+        expect=(f"Error: account '{A}' has no registration that occurred by ",
+                f"as known at {moment}"),
+    )  # fmt: skip
+
+
+def test_before_the_registration_occurred_the_account_is_unknown(story: Story) -> None:
+    reject(
+        story.store,
+        "status", A, "--as-of", "2019-12-31",
+        expect=(f"account '{A}' has no registration that occurred by 2019-12-31T00:00:00Z",),
+    )  # fmt: skip
+
+
+def test_accounts_honour_both_clocks(story: Story) -> None:
+    store = story.store
+    assert store.ok("accounts", "--nl", "--known-at", just_before(story.registered)).stdout == ""
+    assert store.ok("accounts", "--nl", "--as-of", "2019-01-01").stdout == ""
+    removed = store.ok(
+        "accounts", "--nl", "--status", "removed", "--known-at", story.backfilled
+    ).stdout.splitlines()
+    assert len(removed) == 1
+    assert store.ok("accounts", "--nl", "--status", "removed").stdout == ""
+
+
+# --- the timeline as known at ----------------------------------------------------------
+
+
+def test_timeline_shows_only_what_was_recorded_by_known_at(story: Story) -> None:
+    store = story.store
+    ids = [e["event_id"] for e in store.timeline("--known-at", story.removed)]
+    assert ids == ["subj", "reg", "f", "rm"]
+    ids = [e["event_id"] for e in store.timeline("--known-at", story.backfilled)]
+    assert ids == ["subj", "reg", "f", "s21", "r21", "rm"]
+    assert store.timeline("--known-at", just_before(story.registered)) == []
+
+
+def test_timeline_marks_retracted_only_from_the_retraction_on(story: Story) -> None:
+    def removal(known_at: str) -> dict[str, Any]:
+        (event,) = [e for e in story.store.timeline("--known-at", known_at) if e["event_id"] == "rm"]
+        return event
+
+    assert removal(just_before(story.retracted))["retracted"] is False
+    assert removal(story.retracted)["retracted"] is True
+    events = story.store.timeline()
+    assert [e["event_id"] for e in events if e["retracted"]] == ["rm"]
+    (retraction,) = [e for e in events if e["type"] == "event_retracted"]
+    assert retraction["target"] == "rm"
+    assert retraction["reason"] == "wrong account"
+    assert retraction["retracted"] is False
+
+
+def test_a_retracted_event_stays_in_the_log(story: Story) -> None:
+    assert [e["event_id"] for e in export(story.store)] == [
+        "subj",
+        "reg",
+        "f",
+        "rm",
+        "s21",
+        "r21",
+        "x-rm",
+    ]
+
+
+def test_retraction_of_a_retraction_is_refused(story: Story) -> None:
+    reject_append(
+        story.store,
+        ev("event_retracted", "2024-04-01", target="x-rm", reason="undo"),
+        expect=("event_retracted rejected: x-rm is itself a retraction and cannot be retracted",),
+    )
+
+
+def test_retracting_a_registration_that_has_later_events_is_refused(story: Story) -> None:
+    reject_append(
+        story.store,
+        ev("event_retracted", "2024-04-01", target="reg", reason="undo"),
+        expect=(
+            "retracting reg (account_registered at 2020-01-01T00:00:00Z) would leave "
+            "f (followers_observed at 2020-06-01T00:00:00Z) without a registration; "
+            "retract the later events first",
+        ),
+    )
+
+
+def test_a_retracted_registration_hides_the_account_from_then_on(store: Store) -> None:
+    store.append(account("twitter:typo", event_id="reg-typo"))
+    store.append(ev("event_retracted", "2024-04-01", target="reg-typo", reason="typo"))
+    retracted = export(store)[-1]["recorded_at"]
+    assert store.status("twitter:typo", "--known-at", just_before(retracted))["status"] == "active"
+    reject(store, "status", "twitter:typo", expect=("has no registration",))
+    assert store.ok("accounts", "--nl").stdout == ""
+
+
+# --- until -----------------------------------------------------------------------
+
+
+def test_a_measure_with_until_ends_by_itself(store: Store) -> None:
+    store.append(
+        account(A, event_id="reg"),
+        ev("account_restricted", "2021-01-01T00:00:00Z", account=A, policy="Spam",
+           restrictions=["read_only"], until="2021-02-01T00:00:00Z", event_id="rs"),
+    )  # fmt: skip
+    during = store.status(A, "--as-of", "2021-01-31T23:59:59Z")
+    assert (during["status"], during["until"], during["policy"]) == (
+        "restricted",
+        "2021-02-01T00:00:00Z",
+        "Spam",
+    )
+    at_end = store.status(A, "--as-of", "2021-02-01T00:00:00Z")
+    assert at_end["status"] == "active"
+    assert at_end["since"] == "2021-02-01T00:00:00Z"
+    assert at_end["until"] is None
+    assert at_end["policy"] is None
+    assert store.status(A)["status"] == "active"
+    assert store.ok("accounts", "--nl", "--status", "restricted").stdout == ""
+
+
+def test_a_later_indefinite_measure_outlasts_an_earlier_until(store: Store) -> None:
+    store.append(
+        account(A),
+        ev("account_suspended", "2021-01-01", account=A, policy="p", until="2021-03-01"),
+        ev("account_suspended", "2021-02-01", account=A, policy="q", event_id="s2"),
+    )
+    now = store.status(A)
+    assert (now["status"], now["until"], now["cause_event"]) == ("suspended", None, "s2")
+
+
+# --- the status document ---------------------------------------------------------
+
+
+def test_status_json_has_exactly_the_documented_keys(story: Story) -> None:
+    document = status_at(story, "2021-03-01T00:00:00+01:00", story.backfilled)
+    assert set(document) == STATUS_KEYS
+    assert list(document) == [
+        "account",
+        "platform",
+        "handle",
+        "subject",
+        "status",
+        "since",
+        "until",
+        "policy",
+        "cause_event",
+        "exemptions",
+        "followers",
+        "as_of",
+        "known_at",
+    ]
+    assert document["account"] == A
+    assert document["platform"] == "twitter"
+    assert document["handle"] == "example"
+    assert document["subject"] == "someone"
+    assert document["until"] is None
+    assert document["as_of"] == "2021-02-28T23:00:00Z"
+    assert document["known_at"] == story.backfilled
+
+
+def test_exemptions_of_the_account_and_of_its_subject(store: Store) -> None:
+    store.append(
+        subject("someone"),
+        account(A, subject="someone"),
+        account("facebook:other", subject="someone"),
+        ev("exemption_applied", "2021-01-01", account=A, exemption="public_interest",
+           policy="Public interest", event_id="ex-acc"),
+        ev("exemption_applied", "2022-01-01", subject="someone",
+           exemption="un_recognised_government_official", policy="UN rule", event_id="ex-sub"),
+        ev("exemption_applied", "2021-01-01", account=A, exemption="newsworthy",
+           policy="News", event_id="ex-old"),
+        ev("exemption_revoked", "2021-06-01", account=A, exemption="newsworthy", policy="News"),
+    )  # fmt: skip
+    exemptions = store.status(A)["exemptions"]
+    assert exemptions == [
+        {
+            "exemption": "public_interest",
+            "policy": "Public interest",
+            "holder": "account",
+            "since": "2021-01-01T00:00:00Z",
+            "event": "ex-acc",
+        },
+        {
+            "exemption": "un_recognised_government_official",
+            "policy": "UN rule",
+            "holder": "subject",
+            "since": "2022-01-01T00:00:00Z",
+            "event": "ex-sub",
+        },
+    ]
+    in_2021 = store.status(A, "--as-of", "2021-03-01")["exemptions"]
+    assert sorted(e["event"] for e in in_2021) == ["ex-acc", "ex-old"]
+    # The subject's exemption reaches its other accounts too.
+    other = store.status("facebook:other")["exemptions"]
+    assert [e["event"] for e in other] == ["ex-sub"]
+
+
+def test_a_retracted_exemption_disappears_from_the_retraction_on(store: Store) -> None:
+    store.append(
+        account(A),
+        ev("exemption_applied", "2021-01-01", account=A, exemption="public_interest",
+           policy="p", event_id="ex"),
+    )  # fmt: skip
+    store.append(ev("event_retracted", "2021-02-01", target="ex", reason="never applied"))
+    retracted = export(store)[-1]["recorded_at"]
+    assert store.status(A, "--known-at", just_before(retracted))["exemptions"] != []
+    assert store.status(A)["exemptions"] == []
+
+
+def test_followers_is_the_latest_count_in_valid_time(store: Store) -> None:
+    store.append(
+        account(A),
+        ev("followers_observed", "2021-01-01", account=A, count=100),
+        ev("followers_observed", "2023-01-01", account=A, count=300),
+    )
+    first_two = export(store)[-1]["recorded_at"]
+    # Learned last, but observed in between: it is not the latest count.
+    store.append(ev("followers_observed", "2022-01-01", account=A, count=200))
+    assert store.status(A)["followers"] == 300
+    assert store.status(A, "--as-of", "2022-06-01")["followers"] == 200
+    assert store.status(A, "--as-of", "2022-06-01", "--known-at", first_two)["followers"] == 100
+    assert store.status(A, "--as-of", "2020-06-01")["followers"] is None
+
+
+def test_same_instant_follower_counts_take_the_last_recorded(store: Store) -> None:
+    store.append(
+        account(A),
+        ev("followers_observed", "2021-01-01", account=A, count=100),
+        ev("followers_observed", "2021-01-01", account=A, count=101),
+    )
+    assert store.status(A)["followers"] == 101
+
+
+# --- parsing the two clocks -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--as-of", "--known-at"])
+def test_a_naive_time_is_a_usage_error(story: Story, option: str) -> None:
+    reject(
+        story.store,
+        "status", A, option, "2021-03-01T00:00:00",
+        code=2,
+        expect=(f"Invalid value for {option}: needs a UTC offset",),
+    )  # fmt: skip
+
+
+def test_a_malformed_time_is_a_usage_error(story: Story) -> None:
+    reject(
+        story.store,
+        "status", A, "--as-of", "last tuesday",
+        code=2,
+        expect=("expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z",),
+    )  # fmt: skip

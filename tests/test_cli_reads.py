@@ -1,0 +1,546 @@
+"""The read side through the CLI: filters, ordering, output formats, replay, and
+the commands around them (init, demo, help, actor).
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from tests.conftest import Store
+from tests.ledger_helpers import account, ev, export, jsonl, reject, subject
+
+IG = "instagram:khamenei_ir"
+FB = "facebook:khamenei.ir"
+X_KH = "twitter:khamenei_ir"
+X_DT = "twitter:realDonaldTrump"
+X_OTHER = "twitter:bystander"
+DOI = "Dangerous Organisations and Individuals"
+
+READ_COMMANDS = [
+    ("status", X_KH),
+    ("accounts",),
+    ("timeline",),
+    ("export",),
+]
+
+
+@pytest.fixture
+def world(store: Store) -> Store:
+    """A small cross-platform world, recorded by three actors, partly backfilled."""
+    store.append(
+        subject("khamenei", "2019-01-01", event_id="subj-kh"),
+        subject("donald_trump", "2019-01-01", event_id="subj-dt"),
+        account(IG, "2024-02-01", subject="khamenei", event_id="reg-ig"),
+        account(FB, "2024-02-01", subject="khamenei", event_id="reg-fb"),
+        account(X_KH, "2023-10-01", subject="khamenei", event_id="reg-xkh"),
+        account(X_DT, "2020-01-01", subject="donald_trump", event_id="reg-xdt"),
+        account(X_OTHER, "2020-01-01", event_id="reg-other"),
+    )
+    store.ok(
+        "append", "--actor", "alice", "-",
+        input=jsonl(
+            ev("account_removed", "2024-02-08", account=IG, policy=DOI, event_id="rm-ig"),
+            ev("account_removed", "2024-02-08", account=FB, policy=DOI, event_id="rm-fb"),
+            ev("followers_observed", "2024-02-08", account=IG, count=200000, event_id="f-ig"),
+        ),
+    )  # fmt: skip
+    store.ok(
+        "append", "-",
+        input=jsonl(
+            ev("post_published", "2023-10-07", account=X_KH, post="oct7", event_id="pub"),
+            ev("post_warning_screen_applied", "2023-10-09", account=X_KH, post="oct7",
+               policy="X Rules", reason="public interest", exception="public_interest",
+               event_id="scr"),
+            ev("followers_observed", "2024-02-09", account=X_KH, count=1000000, event_id="f-x"),
+        ),
+        env={"ENFORCEMENT_LEDGER_ACTOR": "bob"},
+    )  # fmt: skip
+    # Backfilled last, occurred first.
+    store.append(
+        ev("account_suspended", "2021-01-08T16:00:00Z", account=X_DT,
+           policy="Glorification of Violence", event_id="susp-dt"),
+        ev("platform_renamed", "2023-07-23", platform="twitter", name="X", event_id="rename"),
+    )  # fmt: skip
+    return store
+
+
+def ids(events: list[dict[str, Any]]) -> list[str]:
+    return [e["event_id"] for e in events]
+
+
+def nl(store: Store, *args: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in store.ok(*args, "--nl").stdout.splitlines()]
+
+
+# --- accounts -----------------------------------------------------------------
+
+
+def test_accounts_lists_every_account_in_order(world: Store) -> None:
+    rows = nl(world, "accounts")
+    assert [r["account"] for r in rows] == sorted([IG, FB, X_KH, X_DT, X_OTHER])
+    statuses = {r["account"]: r["status"] for r in rows}
+    assert statuses == {
+        IG: "removed",
+        FB: "removed",
+        X_KH: "active",
+        X_DT: "suspended",
+        X_OTHER: "active",
+    }
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (("--platform", "twitter"), [X_OTHER, X_KH, X_DT]),
+        (("--platform", "instagram"), [IG]),
+        (("--subject", "khamenei"), [FB, IG, X_KH]),
+        (("--subject", "donald_trump"), [X_DT]),
+        (("--status", "removed"), [FB, IG]),
+        (("--status", "suspended"), [X_DT]),
+        (("--status", "restricted"), []),
+        (("--subject", "khamenei", "--status", "active"), [X_KH]),
+        (("--platform", "twitter", "--status", "active"), [X_OTHER, X_KH]),
+        (("--platform", "tiktok"), []),
+    ],
+)
+def test_accounts_filters(world: Store, filters: tuple[str, ...], expected: list[str]) -> None:
+    assert [r["account"] for r in nl(world, "accounts", *filters)] == sorted(expected)
+
+
+def test_accounts_status_filter_is_a_choice(world: Store) -> None:
+    reject(
+        world,
+        "accounts", "--status", "banned",
+        code=2,
+        expect=("Invalid value for '--status': 'banned' is not one of",),
+    )  # fmt: skip
+
+
+def test_accounts_rows_are_full_status_documents(world: Store) -> None:
+    (row,) = nl(world, "accounts", "--platform", "instagram")
+    assert row == world.status(IG, "--as-of", row["as_of"], "--known-at", row["known_at"])
+    assert row["followers"] == 200000
+    assert row["policy"] == DOI
+
+
+def test_accounts_on_an_empty_ledger(store: Store) -> None:
+    result = store.ok("accounts")
+    assert result.stdout == ""
+    assert result.stderr == "(no accounts)\n"
+
+
+# --- timeline filters -----------------------------------------------------------
+
+
+def test_timeline_is_ordered_by_occurred_at_then_sequence(world: Store) -> None:
+    events = world.timeline()
+    keys = [(e["occurred_at"], e["sequence"]) for e in events]
+    assert keys == sorted(keys)
+    assert len(events) == world.count()
+    # The backfilled suspension was recorded last but comes early.
+    assert events.index(next(e for e in events if e["event_id"] == "susp-dt")) == 4
+    # Same instant: recording order decides.
+    same_day = [e["event_id"] for e in events if e["occurred_at"] == "2024-02-08T00:00:00Z"]
+    assert same_day == ["rm-ig", "rm-fb", "f-ig"]
+
+
+def test_timeline_events_carry_ledger_fields(world: Store) -> None:
+    for event in world.timeline():
+        assert {"sequence", "recorded_at", "actor", "retracted", "event_id", "type"} <= set(event)
+        assert event["retracted"] is False
+
+
+def test_timeline_by_account(world: Store) -> None:
+    assert ids(world.timeline("--account", X_KH)) == ["reg-xkh", "pub", "scr", "f-x"]
+    assert world.timeline("--account", "twitter:nobody") == []
+
+
+def test_timeline_by_subject_includes_its_accounts(world: Store) -> None:
+    assert ids(world.timeline("--subject", "khamenei")) == [
+        "subj-kh",
+        "reg-xkh",
+        "pub",
+        "scr",
+        "reg-ig",
+        "reg-fb",
+        "rm-ig",
+        "rm-fb",
+        "f-ig",
+        "f-x",
+    ]
+    assert ids(world.timeline("--subject", "donald_trump")) == ["subj-dt", "reg-xdt", "susp-dt"]
+
+
+def test_timeline_by_platform(world: Store) -> None:
+    twitter = world.timeline("--platform", "twitter")
+    assert {e["event_id"] for e in twitter} == {
+        "reg-xkh",
+        "reg-xdt",
+        "reg-other",
+        "susp-dt",
+        "rename",
+        "pub",
+        "scr",
+        "f-x",
+    }
+    assert ids(world.timeline("--platform", "facebook")) == ["reg-fb", "rm-fb"]
+
+
+def test_timeline_by_repeated_type(world: Store) -> None:
+    events = world.timeline("--type", "account_removed", "--type", "account-suspended")
+    assert ids(events) == ["susp-dt", "rm-ig", "rm-fb"]
+
+
+def test_timeline_unknown_type_is_a_usage_error(world: Store) -> None:
+    reject(
+        world,
+        "timeline", "--type", "account_banned",
+        code=2,
+        expect=("Invalid value for --type: unknown type 'account_banned'; expected one of: ",
+                "event_retracted"),
+    )  # fmt: skip
+
+
+def test_timeline_by_policy_is_exact(world: Store) -> None:
+    assert ids(world.timeline("--policy", DOI)) == ["rm-ig", "rm-fb"]
+    assert world.timeline("--policy", "Dangerous") == []
+
+
+def test_timeline_by_actor(world: Store) -> None:
+    assert ids(world.timeline("--actor", "alice")) == ["rm-ig", "rm-fb", "f-ig"]
+    assert ids(world.timeline("--actor", "bob")) == ["pub", "scr", "f-x"]
+    assert {e["actor"] for e in world.timeline("--actor", "tester")} == {"tester"}
+
+
+def test_timeline_time_range_is_inclusive(world: Store) -> None:
+    events = world.timeline("--since", "2023-10-07", "--until", "2024-02-08T00:00:00Z")
+    assert ids(events) == ["pub", "scr", "reg-ig", "reg-fb", "rm-ig", "rm-fb", "f-ig"]
+    assert ids(world.timeline("--until", "2020-01-01")) == ["subj-kh", "subj-dt", "reg-xdt",
+                                                              "reg-other"]  # fmt: skip
+    assert ids(world.timeline("--since", "2024-02-09")) == ["f-x"]
+
+
+def test_timeline_filters_combine(world: Store) -> None:
+    events = world.timeline("--subject", "khamenei", "--platform", "instagram", "--type",
+                            "followers_observed")  # fmt: skip
+    assert ids(events) == ["f-ig"]
+
+
+@pytest.mark.parametrize(
+    ("window", "selection"),
+    [
+        (("--limit", "3"), slice(0, 3)),
+        (("--limit", "3", "--offset", "2"), slice(2, 5)),
+        (("--offset", "10"), slice(10, None)),
+        (("--limit", "0"), slice(0, 0)),
+        (("--offset", "100"), slice(100, None)),
+    ],
+)
+def test_timeline_paging(world: Store, window: tuple[str, ...], selection: slice) -> None:
+    everything = world.timeline()
+    assert world.timeline(*window) == everything[selection]
+
+
+def test_timeline_negative_limit_is_a_usage_error(world: Store) -> None:
+    reject(world, "timeline", "--limit", "-1", code=2, expect=("Invalid value for '--limit'",))
+
+
+# --- output formats -----------------------------------------------------------------
+
+
+def read_csv(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_status_formats(world: Store) -> None:
+    moment = ("--as-of", "2024-03-01", "--known-at", "2099-01-01")
+    document = json.loads(world.ok("status", IG, "--json", *moment).stdout)
+    assert world.ok("status", IG, "--json", *moment).stdout.startswith("{\n  ")
+    (line,) = world.ok("status", IG, "--nl", *moment).stdout.splitlines()
+    assert json.loads(line) == document
+    header, row = read_csv(world.ok("status", IG, "--csv", *moment).stdout)
+    assert header == list(document)
+    assert dict(zip(header, row, strict=True))["status"] == "removed"
+    assert dict(zip(header, row, strict=True))["followers"] == "200000"
+    table = world.ok("status", IG, *moment).stdout
+    assert "status:      removed\n" in table
+    assert f"policy:      {DOI}\n" in table
+    assert "exemptions:  none\n" in table
+
+
+def test_accounts_formats(world: Store) -> None:
+    moment = ("--as-of", "2024-03-01", "--known-at", "2099-01-01")
+    rows = json.loads(world.ok("accounts", "--json", *moment).stdout)
+    assert isinstance(rows, list) and len(rows) == 5
+    assert nl(world, "accounts", *moment) == rows
+    table = read_csv(world.ok("accounts", "--csv", *moment).stdout)
+    assert table[0] == list(rows[0])
+    assert [r[0] for r in table[1:]] == [r["account"] for r in rows]
+    text = world.ok("accounts", *moment).stdout.splitlines()
+    assert text[0].split() == [
+        "account", "handle", "subject", "status", "since", "until", "policy", "followers"
+    ]  # fmt: skip
+    assert set(text[1]) == {"-", " "}
+    assert len(text) == 2 + 5
+
+
+def test_timeline_formats(world: Store) -> None:
+    events = json.loads(world.ok("timeline", "--json").stdout)
+    assert events == world.timeline()
+    table = read_csv(world.ok("timeline", "--csv").stdout)
+    header = table[0]
+    assert header[:4] == ["sequence", "event_id", "type", "occurred_at"]
+    assert header[-1] == "retracted"
+    assert {"recorded_at", "actor", "account", "subject", "policy", "count"} <= set(header)
+    assert len(table) == 1 + len(events)
+    for row, event in zip(table[1:], events, strict=True):
+        cells = dict(zip(header, row, strict=True))
+        assert cells["event_id"] == event["event_id"]
+        assert cells["sequence"] == str(event["sequence"])
+        assert cells["retracted"] == "false"
+    text = world.ok("timeline").stdout.splitlines()
+    assert text[0].split()[:3] == ["sequence", "occurred_at", "type"]
+    assert len(text) == 2 + len(events)
+
+
+def test_export_formats(world: Store) -> None:
+    log = export(world)
+    assert json.loads(world.ok("export", "--json").stdout) == log
+    table = read_csv(world.ok("export", "--csv").stdout)
+    assert table[0][:3] == ["sequence", "event_id", "type"]
+    assert "retracted" not in table[0]
+    assert [r[1] for r in table[1:]] == ids(log)
+    text = world.ok("export").stdout.splitlines()
+    assert text[0].split()[:3] == ["sequence", "event_id", "type"]
+    assert len(text) == 2 + len(log)
+
+
+def test_empty_outputs_are_still_valid(store: Store) -> None:
+    assert json.loads(store.ok("timeline", "--json").stdout) == []
+    assert json.loads(store.ok("export", "--json").stdout) == []
+    assert json.loads(store.ok("accounts", "--json").stdout) == []
+    assert read_csv(store.ok("export", "--csv").stdout)[0][0] == "sequence"
+    assert store.ok("export", "--nl").stdout == ""
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS, ids=[c[0] for c in READ_COMMANDS])
+@pytest.mark.parametrize("flags", [("--json", "--csv"), ("--nl", "--json"), ("--csv", "--nl")])
+def test_conflicting_formats_are_a_usage_error(
+    world: Store, command: tuple[str, ...], flags: tuple[str, str]
+) -> None:
+    reject(world, *command, *flags, code=2, expect=("Error: choose one output format: ",))
+
+
+def test_export_nl_is_canonical_json_in_sequence_order(world: Store) -> None:
+    lines = world.ok("export", "--nl").stdout.splitlines()
+    for position, line in enumerate(lines):
+        record = json.loads(line)
+        canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert line == canonical
+        assert record["sequence"] == position
+    assert len(lines) == world.count() == 15
+
+
+def test_export_nl_keeps_unicode_unescaped(store: Store) -> None:
+    store.append(subject("khamenei", name="علی خامنه‌ای", event_id="s"))
+    line = store.ok("export", "--nl").stdout
+    assert "علی خامنه‌ای" in line
+    assert "\\u" not in line
+
+
+# --- stores --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("status", X_KH), ("accounts",), ("timeline",), ("export",), ("replay",), ("append", "-")],
+    ids=lambda c: c[0],
+)
+def test_reading_a_missing_store_fails_and_points_to_init(
+    bare_store: Store, command: tuple[str, ...]
+) -> None:
+    result = bare_store.run(*command, input="")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: no ledger ")
+    assert "enforcement-ledger init" in result.stderr
+    if bare_store.kind == "sqlite":
+        assert not Path(bare_store.url).exists(), "a read created the store"
+
+
+def test_init_twice_is_harmless(store: Store) -> None:
+    store.append(account(X_KH))
+    again = store.ok("init")
+    assert "already exists" in again.stdout
+    assert "nothing changed" in again.stdout
+    assert store.count() == 1
+    assert store.status(X_KH)["status"] == "active"
+
+
+def test_init_reports_creation(bare_store: Store) -> None:
+    assert bare_store.ok("init").stdout.startswith("Created ledger at ")
+
+
+# --- demo (its own SQLite file) -----------------------------------------------------
+
+
+def test_demo_builds_the_story_and_shows_it(tmp_path: Path) -> None:
+    path = tmp_path / "demo.db"
+    result = CliRunner().invoke(cli, ["demo", "--store", str(path)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Cross-platform status now:" in out
+    assert "Khamenei's timeline:" in out
+    status_table = out.split("Cross-platform status now:")[1].split("Khamenei's timeline:")[0]
+    rows = {line.split()[0]: line.split() for line in status_table.splitlines() if ":" in line}
+    assert rows["instagram:khamenei_ir"][3] == "removed"
+    assert rows["instagram:khamenei_fa"][3] == "removed"
+    assert rows["facebook:khamenei.ir"][3] == "removed"
+    assert rows["twitter:khamenei_ir"][3] == "active"
+    assert rows["twitter:realDonaldTrump"][3] == "suspended"
+    assert "1000000" in rows["twitter:khamenei_ir"]
+    timeline = out.split("Khamenei's timeline:")[1]
+    assert "post_warning_screen_applied" in timeline
+    assert "exemption_applied" in timeline
+    assert "realDonaldTrump" not in timeline
+    assert path.exists()
+    # The demo ledger is an ordinary store.
+    again = CliRunner().invoke(cli, ["--store", str(path), "status", "twitter:khamenei_ir"])
+    assert "status:      active" in again.stdout
+
+
+def test_demo_refuses_an_existing_path(tmp_path: Path) -> None:
+    path = tmp_path / "taken.db"
+    path.write_bytes(b"precious")
+    result = CliRunner().invoke(cli, ["demo", "--store", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ")
+    assert "already exists" in result.stderr
+    assert path.read_bytes() == b"precious"
+
+
+# --- help ------------------------------------------------------------------------
+
+
+def _command_paths() -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = [()]
+
+    def walk(group: click.Group, prefix: tuple[str, ...]) -> None:
+        context = click.Context(group)
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
+            assert command is not None
+            paths.append((*prefix, name))
+            if isinstance(command, click.Group):
+                walk(command, (*prefix, name))
+
+    assert isinstance(cli, click.Group)
+    walk(cli, ())
+    return paths
+
+
+COMMAND_PATHS = _command_paths()
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "(top)")
+def test_every_command_has_help_with_an_example(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.stdout
+    assert "enforcement-ledger" in result.stdout.split("Example")[1]
+
+
+def test_the_documented_commands_exist() -> None:
+    names = {p[0] for p in COMMAND_PATHS if p}
+    assert {
+        "init",
+        "append",
+        "record",
+        "status",
+        "accounts",
+        "timeline",
+        "export",
+        "replay",
+        "schema",
+        "demo",
+    } <= names
+    assert len([p for p in COMMAND_PATHS if p[:1] == ("record",)]) == 1 + 18
+
+
+# --- replay ------------------------------------------------------------------------
+
+
+def _reads(store: Store) -> list[str]:
+    moment = ("--as-of", "2024-03-01", "--known-at", "2099-01-01")
+    outputs = [
+        store.ok("timeline", "--nl", "--known-at", "2099-01-01").stdout,
+        store.ok("timeline", "--known-at", "2099-01-01").stdout,
+        store.ok("accounts", "--json", *moment).stdout,
+        store.ok("accounts", *moment).stdout,
+    ]
+    outputs += [store.ok("status", a, "--json", *moment).stdout for a in (IG, FB, X_KH, X_DT)]
+    return outputs
+
+
+def test_replay_rebuilds_identical_projections(world: Store) -> None:
+    world.append(ev("event_retracted", "2024-03-01", target="rm-fb", reason="wrong"))
+    before = _reads(world)
+    result = world.ok("replay")
+    assert result.stdout == "Rebuilt projections from 16 event(s)\n"
+    assert _reads(world) == before
+    assert world.ok("replay", "--silent").stdout == "Rebuilt projections from 16 event(s)\n"
+    assert _reads(world) == before
+
+
+def test_replay_of_an_empty_ledger(store: Store) -> None:
+    assert store.ok("replay").stdout == "Rebuilt projections from 0 event(s)\n"
+
+
+def test_appends_after_replay_keep_projections_current(world: Store) -> None:
+    world.ok("replay")
+    world.append(ev("account_reinstated", "2024-03-01", account=IG, event_id="back"))
+    assert world.status(IG)["status"] == "active"
+    assert world.timeline()[-1]["event_id"] == "back"
+
+
+# --- actor -----------------------------------------------------------------------
+
+
+def test_actor_comes_from_the_option_before_the_environment(store: Store) -> None:
+    store.ok(
+        "append", "--actor", "alice", "-",
+        input=jsonl(account(X_KH)),
+        env={"ENFORCEMENT_LEDGER_ACTOR": "bob"},
+    )  # fmt: skip
+    store.ok("append", "-", input=jsonl(account(IG)), env={"ENFORCEMENT_LEDGER_ACTOR": "bob"})
+    store.ok(
+        "record", "followers-observed", "--account", X_KH, "--count", "1",
+        "--occurred-at", "2021-01-01", "--source", "s", "--actor", "carol",
+        env={"ENFORCEMENT_LEDGER_ACTOR": "bob"},
+    )  # fmt: skip
+    store.ok(
+        "record", "followers-observed", "--account", IG, "--count", "1",
+        "--occurred-at", "2021-01-01", "--source", "s",
+        env={"ENFORCEMENT_LEDGER_ACTOR": "dave"},
+    )  # fmt: skip
+    assert [e["actor"] for e in export(store)] == ["alice", "bob", "carol", "dave"]
+
+
+def test_actor_defaults_to_the_os_user(store: Store) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["--store", store.url, "append", "-"],
+        input=jsonl(account(X_KH)),
+        env={"ENFORCEMENT_LEDGER_ACTOR": None},
+    )
+    assert result.exit_code == 0, result.output
+    assert export(store)[-1]["actor"] == getpass.getuser()

@@ -1,0 +1,635 @@
+"""Tamper evidence through the CLI: keygen, checkpoint, export --nl, prove, verify.
+
+Every check here is independent of the product's own Merkle code: roots come from
+a ten-line RFC 6962 reference implementation over the bytes of ``export --nl``,
+and notes are opened with ``ledger.notes`` (itself pinned by the tlog vectors).
+The tests run on every backend of the ``store`` fixture; on PostgreSQL the key
+file is always passed with the global ``--key-file`` option.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import stat
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import cli
+from ledger import merkle, notes
+from tests.conftest import PG_URL, STORE_KINDS, Store, _postgres_available
+
+SEED = Path(__file__).resolve().parent.parent / "ledger" / "data" / "seed.jsonl"
+SOURCE = "https://example.org/report"
+EMPTY_ROOT_B64 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="  # base64(SHA-256(""))
+SIGNATURE_LINE = re.compile(r"^\u2014 (\S+) ([A-Za-z0-9+/]+={0,2})$")
+
+
+# --- an independent RFC 6962 reference -------------------------------------------
+
+
+def ref_leaf(line: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + line).digest()
+
+
+def ref_root(lines: list[bytes]) -> bytes:
+    """MTH(D[n]) straight from RFC 6962 §2.1."""
+    n = len(lines)
+    if n == 0:
+        return hashlib.sha256(b"").digest()
+    if n == 1:
+        return ref_leaf(lines[0])
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return hashlib.sha256(b"\x01" + ref_root(lines[:k]) + ref_root(lines[k:])).digest()
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- events ----------------------------------------------------------------------
+
+
+def subject_event(name: str) -> dict[str, Any]:
+    return {
+        "type": "subject_registered",
+        "subject": name,
+        "name": name.replace("_", " ").title(),
+        "kind": "person",
+        "occurred_at": "2019-01-01T00:00:00Z",
+        "source": SOURCE,
+        "event_id": f"subject-{name}",
+    }
+
+
+def account_event(name: str) -> dict[str, Any]:
+    return {
+        "type": "account_registered",
+        "account": f"twitter:{name}",
+        "platform": "twitter",
+        "handle": f"@{name}",
+        "subject": name,
+        "occurred_at": "2020-01-01T00:00:00Z",
+        "source": SOURCE,
+        "event_id": f"account-{name}",
+    }
+
+
+def jsonl(events: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(e) + "\n" for e in events)
+
+
+# --- driving the CLI with a signing key ------------------------------------------
+
+
+@dataclass
+class Log:
+    """A store plus the signing key file every command gets via --key-file."""
+
+    store: Store
+    key: Path
+    vkey: str = ""
+    sizes: list[int] = field(default_factory=list)
+
+    def run(self, *args: str, input: str | None = None) -> Result:
+        return self.store.run("--key-file", str(self.key), *args, input=input)
+
+    def ok(self, *args: str, input: str | None = None) -> Result:
+        result = self.run(*args, input=input)
+        assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+        return result
+
+    def fail(self, *args: str, input: str | None = None) -> Result:
+        result = self.run(*args, input=input)
+        assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+        assert "Traceback" not in result.output
+        assert result.stderr.startswith("Error: "), result.stderr
+        return result
+
+    def keygen(self) -> str:
+        self.vkey = self.ok("keygen").stdout.strip()
+        return self.vkey
+
+    def append(self, events: list[dict[str, Any]]) -> None:
+        summary = json.loads(self.ok("append", "--json", "-", input=jsonl(events)).stdout)
+        assert summary["appended"] == len(events), summary
+        self.sizes.append(summary["last_sequence"] + 1)
+
+    def append_seed(self) -> None:
+        self.ok("append", str(SEED))
+        self.sizes.append(len(self.export_lines()))
+
+    def export_lines(self) -> list[bytes]:
+        data = self.ok("export", "--nl").stdout_bytes
+        assert data == b"" or data.endswith(b"\n")
+        return data.splitlines()
+
+    def verifier(self) -> notes.Ed25519Verifier:
+        return notes.parse_verifier_key(self.vkey)
+
+    def origin(self) -> str:
+        return self.verifier().name
+
+
+def three_batches(log: Log) -> None:
+    """18 seed events, then 12 subjects, then 8 accounts: 38 events, 3 batches."""
+    names = [f"extra_subject_{i:02d}" for i in range(12)]
+    log.append_seed()
+    log.append([subject_event(n) for n in names])
+    log.append([account_event(n) for n in names[:8]])
+    assert log.sizes == [18, 30, 38]
+
+
+@pytest.fixture
+def log(store: Store) -> Log:
+    """An initialised store with a signing key and no events."""
+    result = Log(store, store.tmp_path / "signing.key")
+    result.keygen()
+    return result
+
+
+@pytest.fixture
+def full_log(log: Log) -> Log:
+    """38 events appended in 3 batches under a key: 3 stored checkpoints."""
+    three_batches(log)
+    return log
+
+
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def shared_log(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Log]:
+    """Like ``full_log``, built once per backend for the tests that only read it.
+
+    Those tests never run `checkpoint` or append, so the log keeps exactly the 3
+    checkpoints its batches stored. Mirrors conftest's ``bare_store`` lifecycle.
+    """
+    tmp = tmp_path_factory.mktemp("shared-log")
+    schema = None
+    if request.param == "sqlite":
+        store = Store(str(tmp / "ledger.db"), "sqlite", tmp)
+    else:
+        problem = _postgres_available()
+        if problem:
+            message = f"PostgreSQL unreachable at {PG_URL} ({problem})"
+            if os.environ.get("CI") == "true":
+                pytest.fail(message)
+            pytest.skip(message)
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp)
+    try:
+        store.ok("init")
+        log = Log(store, tmp / "signing.key")
+        log.keygen()
+        three_batches(log)
+        yield log
+    finally:
+        if schema is not None:
+            import psycopg
+
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def parse_checkpoint(text: str) -> tuple[str, int, bytes, str, bytes]:
+    """Origin, size, root, signer name and raw signature of a printed checkpoint."""
+    assert text.endswith("\n")
+    lines = text[:-1].split("\n")
+    assert len(lines) == 5, lines
+    origin, size, root, blank, signature = lines
+    assert re.fullmatch(r"0|[1-9][0-9]*", size)
+    assert blank == ""
+    match = SIGNATURE_LINE.fullmatch(signature)
+    assert match, signature
+    raw_root = base64.b64decode(root, validate=True)
+    return origin, int(size), raw_root, match[1], base64.b64decode(match[2], validate=True)
+
+
+# --- keygen ------------------------------------------------------------------------
+
+
+def test_keygen_writes_a_0600_key_and_prints_the_c2sp_verifier_key(bare_store: Store) -> None:
+    bare_store.ok("init", "--origin", "example.org/audit-log")
+    key = bare_store.tmp_path / "signing.key"
+    result = bare_store.ok("--key-file", str(key), "keygen")
+
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    vkey = result.stdout.strip()
+    assert result.stdout == vkey + "\n", "stdout must hold only the verifier key"
+    name, hex8, typed = vkey.split("+", 2)  # base64 may hold "+"
+    assert name == "example.org/audit-log"
+    assert re.fullmatch(r"[0-9a-f]{8}", hex8)
+    raw = base64.b64decode(typed, validate=True)
+    assert len(raw) == 33
+    assert raw[0] == 0x01
+    verifier = notes.parse_verifier_key(vkey)
+    assert verifier.name == "example.org/audit-log"
+    # The key ID is SHA-256(name || "\n" || 0x01 || pubkey)[:4].
+    expected_id = hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4].hex()
+    assert hex8 == expected_id
+    # The file holds the matching private key; the secret never reaches stdout.
+    signer = notes.parse_signer_key(key.read_text(encoding="ascii").strip())
+    assert signer.verifier_key() == vkey
+    assert "PRIVATE" not in result.stdout
+    assert str(key) in result.stderr
+
+
+def test_keygen_refuses_to_overwrite_a_key(log: Log) -> None:
+    before = log.key.read_bytes()
+    result = log.fail("keygen")
+    assert "already exists" in result.stderr
+    assert log.key.read_bytes() == before
+    assert stat.S_IMODE(log.key.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite"])
+def test_sqlite_key_defaults_to_store_path_plus_key(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ENFORCEMENT_LEDGER_KEY_FILE", raising=False)
+    vkey = store.ok("keygen").stdout.strip()
+    default = Path(store.url + ".key")
+    assert default.exists()
+    assert stat.S_IMODE(default.stat().st_mode) == 0o600
+    assert notes.parse_signer_key(default.read_text().strip()).verifier_key() == vkey
+    # append and checkpoint use that key without any flag.
+    store.ok("append", str(SEED))
+    text = store.ok("checkpoint").stdout
+    checkpoint, _ = notes.open_checkpoint(text, [notes.parse_verifier_key(vkey)])
+    assert checkpoint.size == 18
+    assert "(2 checkpoint(s)" in store.ok("verify", "--vkey", vkey).stdout
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite"])
+def test_key_file_environment_variable_overrides_the_default(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = store.tmp_path / "elsewhere.key"
+    monkeypatch.setenv("ENFORCEMENT_LEDGER_KEY_FILE", str(elsewhere))
+    vkey = store.ok("keygen").stdout.strip()
+    assert elsewhere.exists()
+    assert not Path(store.url + ".key").exists()
+    store.ok("append", str(SEED))
+    assert "(1 checkpoint(s)" in store.ok("verify", "--vkey", vkey).stdout
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_postgres_keygen_needs_a_key_file(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENFORCEMENT_LEDGER_KEY_FILE", raising=False)
+    result = store.fail("keygen")
+    assert "--key-file" in result.stderr
+    assert "Traceback" not in result.output
+    assert list(store.tmp_path.iterdir()) == []
+    # The environment variable works as well as the option.
+    key = store.tmp_path / "pg.key"
+    vkey = store.ok("keygen", env={"ENFORCEMENT_LEDGER_KEY_FILE": str(key)}).stdout.strip()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    signed = store.ok("checkpoint", env={"ENFORCEMENT_LEDGER_KEY_FILE": str(key)}).stdout
+    assert parse_checkpoint(signed)[0] == notes.parse_verifier_key(vkey).name
+
+
+# --- checkpoint -------------------------------------------------------------------
+
+
+def test_checkpoint_is_a_signed_c2sp_note_over_the_rfc6962_root(full_log: Log) -> None:
+    text = full_log.ok("checkpoint").stdout
+    origin, size, root, name, signature = parse_checkpoint(text)
+    verifier = full_log.verifier()
+    assert origin == name == verifier.name
+    assert size == 38
+    assert root == ref_root(full_log.export_lines())
+    # base64(keyid || Ed25519 signature)
+    assert len(signature) == 4 + 64
+    assert int.from_bytes(signature[:4], "big") == verifier.key_id
+    checkpoint, note = notes.open_checkpoint(text, [verifier], origin=origin)
+    assert (checkpoint.size, checkpoint.root_hash) == (size, root)
+    assert note.text == f"{origin}\n{size}\n{b64(root)}\n"
+    # Any change to the body breaks the signature.
+    forged = text.replace(f"\n{size}\n", f"\n{size + 1}\n", 1)
+    with pytest.raises(notes.InvalidSignatureError):
+        notes.open_checkpoint(forged, [verifier])
+
+
+def test_checkpoint_of_an_empty_log_commits_to_the_empty_root(log: Log) -> None:
+    origin, size, root, _, _ = parse_checkpoint(log.ok("checkpoint").stdout)
+    assert origin == log.origin()
+    assert size == 0
+    assert b64(root) == EMPTY_ROOT_B64
+    out = log.ok("verify", "--vkey", log.vkey).stdout
+    assert f"OK size 0 root {EMPTY_ROOT_B64}" in out
+
+
+def test_checkpoint_without_a_key_fails_and_names_keygen(store: Store) -> None:
+    store.ok("append", str(SEED))
+    missing = store.tmp_path / "missing.key"
+    result = store.run("--key-file", str(missing), "checkpoint")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "keygen" in result.stderr
+    assert result.stdout == ""
+
+
+def test_every_append_batch_stores_a_new_signed_checkpoint(shared_log: Log) -> None:
+    verifier = shared_log.verifier()
+    lines = shared_log.export_lines()
+    out = shared_log.ok("verify", "--vkey", shared_log.vkey).stdout
+    assert "(3 checkpoint(s), 0 trusted)" in out
+
+    # The newest stored checkpoint is the one proofs are served against.
+    proof = notes.parse_tlog_proof(shared_log.ok("prove", "inclusion", "0").stdout)
+    checkpoint, _ = proof.verify(ref_leaf(lines[0]), [verifier], origin=shared_log.origin())
+    assert checkpoint.size == 38
+    assert checkpoint.root_hash == ref_root(lines)
+
+    # The checkpoint of batch 1 (size 18) exists: a proof for an event of batch 1
+    # against the newest checkpoint, and consistency from every batch boundary.
+    for old, new in [(18, 30), (30, 38), (18, 38), (1, 18)]:
+        proof_lines = shared_log.ok("prove", "consistency", str(old), "--to", str(new)).stdout
+        hashes = [base64.b64decode(x) for x in proof_lines.split()]
+        merkle.verify_consistency(old, new, ref_root(lines[:old]), ref_root(lines[:new]), hashes)
+
+    # Without --to the newest checkpoint is the target.
+    default = shared_log.ok("prove", "consistency", "18").stdout
+    assert default == shared_log.ok("prove", "consistency", "18", "--to", "38").stdout
+
+
+def test_appends_without_a_key_are_not_checkpointed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ENFORCEMENT_LEDGER_KEY_FILE", raising=False)
+    store.ok("append", str(SEED))
+    assert list(store.tmp_path.glob("*.key")) == []
+    assert "(0 checkpoint(s)" in store.ok("verify").stdout
+    result = store.fail("prove", "inclusion", "0")
+    assert "checkpoint" in result.stderr
+
+
+# --- export --nl ------------------------------------------------------------------
+
+
+def test_export_nl_lines_are_canonical_leaves_in_sequence_order(shared_log: Log) -> None:
+    data = shared_log.ok("export", "--nl").stdout_bytes
+    assert data.endswith(b"\n")
+    assert b"\r" not in data
+    lines = data.split(b"\n")[:-1]
+    assert len(lines) == 38
+    event_ids = set()
+    for index, line in enumerate(lines):
+        text = line.decode("utf-8")
+        record = json.loads(text)
+        assert text == canonical(record), f"line {index} is not canonical JSON"
+        assert record["sequence"] == index
+        for key in ("event_id", "type", "occurred_at", "recorded_at", "actor", "source"):
+            assert key in record, (index, key)
+        event_ids.add(record["event_id"])
+    assert len(event_ids) == 38
+    # The seed's non-ASCII text is stored as UTF-8, not as \u escapes.
+    assert "…".encode() in data
+
+
+# --- prove inclusion --------------------------------------------------------------
+
+
+def test_prove_inclusion_by_sequence_and_by_event_id(shared_log: Log) -> None:
+    lines = shared_log.export_lines()
+    verifier = shared_log.verifier()
+    for index in (0, 5, 17, 18, 29, 36, 37):
+        event_id = json.loads(lines[index])["event_id"]
+        by_sequence = shared_log.ok("prove", "inclusion", str(index)).stdout
+        by_event_id = shared_log.ok("prove", "inclusion", event_id).stdout
+        assert by_sequence == by_event_id
+
+        head, _, signed = by_sequence.partition("\n\n")
+        header = head.split("\n")
+        assert header[0] == "c2sp.org/tlog-proof@v1"
+        assert header[1] == f"index {index}"
+        origin, size, root, _, _ = parse_checkpoint(signed)
+        assert (size, root) == (38, ref_root(lines))
+
+        proof = notes.parse_tlog_proof(by_sequence)
+        assert proof.index == index
+        assert len(proof.hashes) == len(header) - 2
+        checkpoint, _ = proof.verify(ref_leaf(lines[index]), [verifier], origin=origin)
+        assert checkpoint.size == 38
+
+        other = lines[(index + 1) % len(lines)]
+        with pytest.raises(merkle.ProofError):
+            proof.verify(ref_leaf(other), [verifier], origin=origin)
+        with pytest.raises(merkle.ProofError):
+            proof.verify(ref_leaf(lines[index] + b" "), [verifier], origin=origin)
+        stranger = notes.generate_signer(origin).verifier()
+        with pytest.raises(notes.UnverifiedNoteError):
+            proof.verify(ref_leaf(lines[index]), [stranger], origin=origin)
+
+
+def test_prove_inclusion_of_an_unknown_event_fails_clearly(shared_log: Log) -> None:
+    result = shared_log.fail("prove", "inclusion", "no-such-event")
+    assert "no-such-event" in result.stderr
+    assert result.stdout == ""
+    result = shared_log.fail("prove", "inclusion", "38")
+    assert "38" in result.stderr
+    assert "beyond" in result.stderr
+
+
+# --- prove consistency ------------------------------------------------------------
+
+
+def test_prove_consistency_matches_the_reference_roots(shared_log: Log) -> None:
+    lines = shared_log.export_lines()
+    pairs = [(1, 1), (1, 2), (3, 7), (7, 13), (16, 32), (18, 30), (1, 38), (21, 38), (38, 38)]
+    for old, new in pairs:
+        out = shared_log.ok("prove", "consistency", str(old), "--to", str(new)).stdout
+        proof = [base64.b64decode(line, validate=True) for line in out.splitlines()]
+        assert all(len(h) == 32 for h in proof)
+        old_root, new_root = ref_root(lines[:old]), ref_root(lines[:new])
+        merkle.verify_consistency(old, new, old_root, new_root, proof)
+        if proof:
+            bent = [proof[0][:-1] + bytes([proof[0][-1] ^ 1]), *proof[1:]]
+            with pytest.raises(merkle.ProofError):
+                merkle.verify_consistency(old, new, old_root, new_root, bent)
+        if old < new:
+            with pytest.raises(merkle.ProofError):
+                merkle.verify_consistency(old, new, old_root, ref_root(lines[: new - 1]), proof)
+
+
+def test_prove_consistency_beyond_the_log_fails(shared_log: Log) -> None:
+    result = shared_log.fail("prove", "consistency", "5", "--to", "39")
+    assert "39" in result.stderr
+    result = shared_log.fail("prove", "consistency", "30", "--to", "20")
+    assert result.stdout == ""
+
+
+# --- verify -----------------------------------------------------------------------
+
+
+def test_verify_reports_ok_with_size_and_root(shared_log: Log, tmp_path: Path) -> None:
+    root = b64(ref_root(shared_log.export_lines()))
+    result = shared_log.ok("verify", "--vkey", shared_log.vkey)
+    assert result.stdout.startswith(f"OK size 38 root {root}")
+    assert "(3 checkpoint(s), 0 trusted)" in result.stdout
+    # --vkey also accepts a file holding the key.
+    vkey_file = tmp_path / "log.vkey"
+    vkey_file.write_text(shared_log.vkey + "\n")
+    assert shared_log.ok("verify", "--vkey", str(vkey_file)).stdout == result.stdout
+
+
+def test_verify_rejects_checkpoints_under_a_wrong_key(shared_log: Log) -> None:
+    same_name = notes.generate_signer(shared_log.origin()).verifier_key()
+    other_name = notes.generate_signer("example.org/other-log").verifier_key()
+    for vkey in (same_name, other_name):
+        result = shared_log.fail("verify", "--vkey", vkey)
+        assert "OK" not in result.stdout
+        assert "key" in result.stderr
+    result = shared_log.run("verify", "--vkey", "not-a-key")
+    assert result.exit_code == 1
+    assert "not-a-key" in result.stderr
+
+
+def test_verify_with_a_trusted_checkpoint_saved_earlier(log: Log) -> None:
+    log.append_seed()
+    saved = log.store.tmp_path / "saved.checkpoint"
+    saved.write_text(log.ok("checkpoint").stdout)
+    three_more = [subject_event(f"later_{i}") for i in range(3)]
+    log.append(three_more)
+    result = log.ok("verify", "--vkey", log.vkey, "--trusted", str(saved))
+    assert result.stdout.startswith("OK size 21 ")
+    assert "1 trusted" in result.stdout
+
+
+def write_export_and_checkpoint(log: Log, tmp: Path) -> tuple[Path, Path, list[bytes]]:
+    """What an operator hands an auditor: `export --nl` and the newest signed checkpoint."""
+    export = tmp / "ledger.jsonl"
+    export.write_bytes(log.ok("export", "--nl").stdout_bytes)
+    checkpoint = tmp / "ledger.checkpoint"
+    # The checkpoint embedded in a tlog-proof is the newest stored one, verbatim.
+    signed = log.ok("prove", "inclusion", "0").stdout.partition("\n\n")[2]
+    checkpoint.write_text(signed, encoding="utf-8")
+    return export, checkpoint, export.read_bytes().splitlines()
+
+
+def offline(*args: str) -> Result:
+    """The CLI with no store at all: no --store and no store environment."""
+    env = {"ENFORCEMENT_LEDGER_STORE": None, "ENFORCEMENT_LEDGER_KEY_FILE": None}
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=True)
+
+
+def test_verify_offline_needs_only_an_export_and_a_checkpoint(
+    shared_log: Log, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export, checkpoint, lines = write_export_and_checkpoint(shared_log, tmp_path)
+    elsewhere = tmp_path / "auditor"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = offline(
+        "verify",
+        "--export",
+        str(export),
+        "--checkpoint",
+        str(checkpoint),
+        "--vkey",
+        shared_log.vkey,
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert result.stdout.startswith(f"OK size 38 root {b64(ref_root(lines))}")
+    assert list(elsewhere.iterdir()) == [], "offline verify must not create a store"
+    # The same with the store option pointing nowhere.
+    nowhere = tmp_path / "no-such-store.db"
+    result = offline(
+        "--store",
+        str(nowhere),
+        "verify",
+        "--export",
+        str(export),
+        "--checkpoint",
+        str(checkpoint),
+        "--vkey",
+        shared_log.vkey,
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert not nowhere.exists()
+
+
+def test_verify_offline_rejects_a_changed_byte_and_names_its_sequence(
+    shared_log: Log, tmp_path: Path
+) -> None:
+    export, checkpoint, lines = write_export_and_checkpoint(shared_log, tmp_path)
+    bad = 23
+    data = bytearray(export.read_bytes())
+    start = sum(len(line) + 1 for line in lines[:bad])
+    at = data.index(b'"source":"https', start) + len(b'"source":"')
+    assert data[at : at + 1] == b"h"
+    data[at] = ord("H")
+    export.write_bytes(bytes(data))
+    result = offline(
+        "verify",
+        "--export",
+        str(export),
+        "--checkpoint",
+        str(checkpoint),
+        "--vkey",
+        shared_log.vkey,
+    )
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "OK" not in result.stdout
+    match = re.search(r"sequence (\d+)(?:\.\.(\d+))?", result.stderr)
+    assert match, result.stderr
+    low = int(match[1])
+    high = int(match[2]) if match[2] else low
+    assert low <= bad <= high, result.stderr
+
+
+def test_verify_offline_rejects_a_truncated_export_and_a_wrong_key(
+    shared_log: Log, tmp_path: Path
+) -> None:
+    export, checkpoint, lines = write_export_and_checkpoint(shared_log, tmp_path)
+    wrong = notes.generate_signer(shared_log.origin()).verifier_key()
+    result = offline(
+        "verify", "--export", str(export), "--checkpoint", str(checkpoint), "--vkey", wrong
+    )
+    assert result.exit_code == 1, (result.output, result.exception)
+    export.write_bytes(b"".join(line + b"\n" for line in lines[:-2]))
+    result = offline(
+        "verify",
+        "--export",
+        str(export),
+        "--checkpoint",
+        str(checkpoint),
+        "--vkey",
+        shared_log.vkey,
+    )
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "truncated" in result.stderr
+
+
+# --- help -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["keygen"],
+        ["checkpoint"],
+        ["prove"],
+        ["prove", "inclusion"],
+        ["prove", "consistency"],
+        ["verify"],
+    ],
+)
+def test_help_texts_show_an_example(command: list[str]) -> None:
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output

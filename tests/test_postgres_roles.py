@@ -1,0 +1,568 @@
+"""PostgreSQL only: database roles, immutability, init races, backups and `follow`.
+
+Every test gets a fresh schema ``t_<hex>`` initialised with ``init --roles
+--role-prefix r_<hex>``; teardown drops the schema, then each role (``DROP OWNED
+BY`` first, since roles own their grants). The CLI is driven as each role through
+``postgresql://<role>@127.0.0.1:5432/test?schema=<schema>`` (trust auth).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.conftest import PG_URL, Store, _postgres_available
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = resources.files("ledger").joinpath("data/seed.jsonl").read_text(encoding="utf-8")
+SEED_COUNT = len(SEED.splitlines())
+EVENTS_TABLE = "enforcementledger_events"
+# Append-only tables, with a column each for an UPDATE that would change nothing.
+HISTORY = {
+    EVENTS_TABLE: "originator_version",
+    "ledger_entries": "type",
+    "merkle_nodes": "hash",
+    "checkpoints": "note",
+    "ledger_meta": "value",
+}
+CLI = [sys.executable, "-c", "from cli.main import main; main()"]
+WAIT_S = 10.0
+
+_PG = urlparse(PG_URL)
+PG_HOST = _PG.hostname or "127.0.0.1"
+PG_PORT = _PG.port or 5432
+PG_DB = (_PG.path or "/").lstrip("/") or "postgres"
+PG_SUPERUSER = _PG.username or "postgres"
+
+
+def _require_postgres() -> None:
+    problem = _postgres_available()
+    if problem:
+        message = (
+            f"PostgreSQL unreachable at {PG_URL} ({problem}); start a server or set "
+            "ENFORCEMENT_LEDGER_TEST_PG=postgresql://user@host:port/db to run these tests"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _url(user: str, schema: str, dbname: str = PG_DB) -> str:
+    return f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{dbname}?schema={schema}"
+
+
+def _sql(
+    statement: str,
+    params: tuple[Any, ...] = (),
+    *,
+    user: str = PG_SUPERUSER,
+    schema: str | None = None,
+    dbname: str = PG_DB,
+) -> list[tuple[Any, ...]]:
+    """Run one statement in autocommit; rows if it returns any."""
+    import psycopg
+
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=user, dbname=dbname, autocommit=True
+    ) as conn:
+        if schema is not None:
+            conn.execute(f'SET search_path TO "{schema}"')
+        cursor = conn.execute(statement, params or None)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+def _drop_roles(*roles: str) -> None:
+    for role in roles:
+        if _sql("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)):
+            _sql(f'DROP OWNED BY "{role}"')
+            _sql(f'DROP ROLE "{role}"')
+
+
+@dataclass
+class RoleLedger:
+    """One initialised schema with its writer and reader roles."""
+
+    schema: str
+    prefix: str
+    tmp_path: Path
+    owner: Store
+    writer: Store
+    reader: Store
+    key_file: Path
+    vkey: str
+
+    @property
+    def writer_role(self) -> str:
+        return f"{self.prefix}_writer"
+
+    @property
+    def reader_role(self) -> str:
+        return f"{self.prefix}_reader"
+
+    def role(self, name: str) -> str:
+        return {"owner": PG_SUPERUSER, "writer": self.writer_role, "reader": self.reader_role}[name]
+
+    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return _sql(statement, params, schema=self.schema)
+
+    def position(self) -> int:
+        """The timeline projection's last applied sequence (-1 before any)."""
+        rows = self.sql("SELECT sequence FROM projection_position WHERE name = 'timeline'")
+        return int(rows[0][0]) if rows else -1
+
+    def size(self) -> int:
+        return int(self.sql("SELECT count(*) FROM ledger_entries")[0][0])
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[RoleLedger]:
+    _require_postgres()
+    token = uuid.uuid4().hex[:12]
+    schema, prefix = f"t_{token}", f"r_{token}"
+    owner = Store(_url(PG_SUPERUSER, schema), "postgres", tmp_path)
+    try:
+        owner.ok("init", "--roles", "--role-prefix", prefix)
+        key_file = tmp_path / "ledger.key"
+        vkey = owner.ok("--key-file", str(key_file), "keygen").stdout.strip()
+        yield RoleLedger(
+            schema=schema,
+            prefix=prefix,
+            tmp_path=tmp_path,
+            owner=owner,
+            writer=Store(_url(f"{prefix}_writer", schema), "postgres", tmp_path),
+            reader=Store(_url(f"{prefix}_reader", schema), "postgres", tmp_path),
+            key_file=key_file,
+            vkey=vkey,
+        )
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _drop_roles(f"{prefix}_writer", f"{prefix}_reader")
+
+
+@pytest.fixture
+def populated(ledger: RoleLedger) -> RoleLedger:
+    """The seed story appended by the writer, with a signed checkpoint per batch."""
+    result = ledger.writer.ok("--key-file", str(ledger.key_file), "append", "-", input=SEED)
+    assert f"Appended {SEED_COUNT} event(s)" in result.stdout
+    ledger.writer.ok("--key-file", str(ledger.key_file), "checkpoint")
+    assert ledger.size() == SEED_COUNT
+    return ledger
+
+
+def _api_append(url: str, events: list[dict[str, Any]]) -> None:
+    """Append through the library, in this process: no projection catch-up."""
+    from ledger.application import Ledger
+    from ledger.events import parse_event
+    from ledger.location import StoreLocation
+
+    app = Ledger(StoreLocation.parse(url))
+    try:
+        app.append([(n, parse_event(e, n)) for n, e in enumerate(events, 1)], actor="api")
+    finally:
+        app.close()
+
+
+def _followers(event_id: str, count: int) -> dict[str, Any]:
+    return {
+        "type": "followers_observed",
+        "event_id": event_id,
+        "account": "twitter:khamenei_ir",
+        "count": count,
+        "occurred_at": "2024-02-10T00:00:00Z",
+        "source": "https://example.org/report",
+    }
+
+
+def _status(store: Store) -> dict[str, Any]:
+    out = store.ok(
+        "status",
+        "twitter:khamenei_ir",
+        "--json",
+        "--as-of",
+        "2024-03-01T00:00:00Z",
+        "--known-at",
+        "2100-01-01T00:00:00Z",
+    ).stdout
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+# --- init and roles ------------------------------------------------------------------
+
+
+def test_init_creates_writer_and_reader_roles(ledger: RoleLedger) -> None:
+    rows = ledger.sql(
+        "SELECT rolname, rolcanlogin, rolsuper FROM pg_roles WHERE rolname IN (%s, %s) "
+        "ORDER BY rolname",
+        (ledger.writer_role, ledger.reader_role),
+    )
+    assert rows == [(ledger.reader_role, True, False), (ledger.writer_role, True, False)]
+
+
+def test_init_roles_twice_is_harmless(populated: RoleLedger) -> None:
+    before = populated.sql("SELECT sequence, event_id, leaf_hash FROM ledger_entries")
+    result = populated.owner.ok("init", "--roles", "--role-prefix", populated.prefix)
+    assert "already exists" in result.stdout
+    assert "Created" not in result.stdout
+    assert populated.sql("SELECT sequence, event_id, leaf_hash FROM ledger_entries") == before
+    # The roles still work afterwards.
+    populated.writer.append(_followers("again-1", 7))
+    assert len(populated.reader.timeline()) == SEED_COUNT + 1
+
+
+def test_role_privileges_are_least_privilege(ledger: RoleLedger) -> None:
+    def has(role: str, table: str, privilege: str) -> bool:
+        row = ledger.sql(
+            "SELECT has_table_privilege(%s, %s, %s)",
+            (role, f'"{ledger.schema}".{table}', privilege),
+        )
+        return bool(row[0][0])
+
+    for table in HISTORY:
+        assert has(ledger.reader_role, table, "SELECT")
+        assert has(ledger.writer_role, table, "SELECT")
+        for privilege in ("INSERT", "UPDATE", "DELETE", "TRUNCATE"):
+            assert not has(ledger.reader_role, table, privilege), (table, privilege)
+        for privilege in ("UPDATE", "DELETE", "TRUNCATE"):
+            assert not has(ledger.writer_role, table, privilege), (table, privilege)
+    for table in (EVENTS_TABLE, "ledger_entries", "merkle_nodes", "checkpoints"):
+        assert has(ledger.writer_role, table, "INSERT"), table
+
+
+# --- the reader ----------------------------------------------------------------------
+
+
+def test_reader_cannot_append_or_record(populated: RoleLedger) -> None:
+    before = populated.size()
+    line = json.dumps(_followers("reader-1", 5)) + "\n"
+    result = populated.reader.fail("append", "-", input=line)
+    assert "permission denied" in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+    result = populated.reader.fail(
+        "record",
+        "followers-observed",
+        "--account",
+        "twitter:khamenei_ir",
+        "--count",
+        "5",
+        "--occurred-at",
+        "2024-02-10T00:00:00Z",
+        "--source",
+        "https://example.org/report",
+    )
+    assert "permission denied" in result.stderr, result.stderr
+    assert populated.size() == before
+
+
+def test_reader_cannot_checkpoint_even_with_the_key(populated: RoleLedger) -> None:
+    before = populated.sql("SELECT count(*) FROM checkpoints")
+    result = populated.reader.run("--key-file", str(populated.key_file), "checkpoint")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "permission denied" in result.stderr, result.stderr
+    assert populated.sql("SELECT count(*) FROM checkpoints") == before
+
+
+# --- the writer ----------------------------------------------------------------------
+
+
+def test_writer_can_append_and_checkpoint(ledger: RoleLedger) -> None:
+    key = ("--key-file", str(ledger.key_file))
+    result = ledger.writer.ok(*key, "append", "--json", "-", input=SEED)
+    assert json.loads(result.stdout)["appended"] == SEED_COUNT
+    ledger.writer.ok(
+        *key,
+        "record",
+        "followers-observed",
+        "--account",
+        "twitter:khamenei_ir",
+        "--count",
+        "11",
+        "--occurred-at",
+        "2024-02-10T00:00:00Z",
+        "--source",
+        "https://example.org/report",
+    )
+    note = ledger.writer.ok(*key, "checkpoint").stdout
+    assert f"\n{SEED_COUNT + 1}\n" in note, note
+    # One checkpoint per signed batch plus the explicit one.
+    assert ledger.sql("SELECT count(*) FROM checkpoints")[0][0] == 3
+    verified = ledger.writer.ok("verify", "--vkey", ledger.vkey).stdout
+    assert verified.startswith(f"OK size {SEED_COUNT + 1} "), verified
+    assert "(3 checkpoint(s)" in verified
+
+
+@pytest.mark.parametrize("who", ["reader", "writer", "owner"])
+def test_nobody_can_change_or_delete_history(populated: RoleLedger, who: str) -> None:
+    import psycopg
+
+    role = populated.role(who)
+    counts = {t: populated.sql(f"SELECT count(*) FROM {t}")[0][0] for t in HISTORY}
+    assert all(counts.values()), counts  # row triggers only fire on existing rows
+    expected = "append-only" if who == "owner" else "permission denied"
+    unexpected: list[str] = []
+    for table, column in HISTORY.items():
+        for statement in (
+            f"UPDATE {table} SET {column} = {column}",
+            f"DELETE FROM {table}",
+            f"TRUNCATE {table}",
+        ):
+            try:
+                _sql(statement, user=role, schema=populated.schema)
+            except psycopg.errors.InsufficientPrivilege as error:
+                if expected not in str(error):
+                    unexpected.append(f"{statement}: {error}")
+            except Exception as error:
+                unexpected.append(f"{statement}: {type(error).__name__}: {error}")
+            else:
+                unexpected.append(f"{statement}: succeeded")
+    assert not unexpected, "\n".join(unexpected)
+    assert {t: populated.sql(f"SELECT count(*) FROM {t}")[0][0] for t in HISTORY} == counts
+    assert populated.owner.ok("verify", "--vkey", populated.vkey).stdout.startswith(
+        f"OK size {SEED_COUNT} "
+    )
+
+
+# --- both roles read -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["reader", "writer"])
+def test_both_roles_can_read_and_verify(populated: RoleLedger, who: str) -> None:
+    store: Store = getattr(populated, who)
+    assert _status(store) == _status(populated.owner)
+    assert _status(store)["status"] == "active"
+    timeline = store.timeline()
+    assert len(timeline) == SEED_COUNT
+    assert [row["sequence"] for row in store.timeline("--account", "twitter:khamenei_ir")]
+    accounts = json.loads(store.ok("accounts", "--json").stdout)
+    assert {row["account"] for row in accounts} >= {
+        "twitter:khamenei_ir",
+        "twitter:realDonaldTrump",
+    }
+    table = store.ok("timeline").stdout
+    assert "khamenei" in table
+    verified = store.ok("verify", "--vkey", populated.vkey).stdout
+    assert verified.startswith(f"OK size {SEED_COUNT} "), verified
+    assert "(2 checkpoint(s)" in verified
+
+
+# --- missing schema ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("status", "twitter:khamenei_ir"),
+        ("timeline",),
+        ("append", "-"),
+        (
+            "record",
+            "platform-renamed",
+            "--platform",
+            "x",
+            "--name",
+            "X",
+            "--occurred-at",
+            "2024-01-01",
+            "--source",
+            "s",
+        ),
+    ],
+    ids=["status", "timeline", "append", "record"],
+)
+def test_missing_schema_says_run_init(tmp_path: Path, args: tuple[str, ...]) -> None:
+    _require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = Store(_url(PG_SUPERUSER, schema), "postgres", tmp_path)
+    try:
+        line = json.dumps(_followers("x-1", 1)) + "\n"
+        result = store.run(*args, input=line if "append" in args else None)
+        assert result.exit_code == 1, (result.output, result.exception)
+        assert isinstance(result.exception, SystemExit), repr(result.exception)
+        assert result.stderr.startswith("Error: "), result.stderr
+        assert "run `enforcement-ledger init`" in result.stderr, result.stderr
+        assert schema in result.stderr
+        # Commands other than init never create anything.
+        assert not _sql(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (schema,)
+        )
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+# --- concurrent init -----------------------------------------------------------------
+
+
+def _run_at_once(commands: list[list[str]]) -> list[subprocess.CompletedProcess[str]]:
+    processes = [
+        subprocess.Popen(
+            command,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "ENFORCEMENT_LEDGER_DEBUG": "1"},
+        )
+        for command in commands
+    ]
+    done = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return done
+
+
+@pytest.mark.parametrize("with_roles", [False, True], ids=["init", "init-roles"])
+def test_concurrent_inits_on_a_new_schema_all_succeed(tmp_path: Path, with_roles: bool) -> None:
+    _require_postgres()
+    token = uuid.uuid4().hex[:12]
+    schema, prefix = f"t_{token}", f"r_{token}"
+    url = _url(PG_SUPERUSER, schema)
+    extra = ["--roles", "--role-prefix", prefix] if with_roles else []
+    try:
+        results = _run_at_once([[*CLI, "--store", url, "init", *extra] for _ in range(6)])
+        for result in results:
+            assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+            assert "Traceback" not in result.stderr
+        created = [r for r in results if "Created ledger" in r.stdout]
+        existing = [r for r in results if "already exists" in r.stdout]
+        assert len(created) == 1, [r.stdout for r in results]
+        assert len(existing) == 5, [r.stdout for r in results]
+        if with_roles:
+            assert all("Roles ready" in r.stdout for r in results)
+        # The store works: an append and a read.
+        store = Store(url, "postgres", tmp_path)
+        store.ok("append", "-", input=SEED)
+        assert store.count() == SEED_COUNT
+        assert store.ok("verify").stdout.startswith(f"OK size {SEED_COUNT} ")
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _drop_roles(f"{prefix}_writer", f"{prefix}_reader")
+
+
+# --- backup and restore --------------------------------------------------------------
+
+
+def test_pg_dump_restore_into_a_fresh_database_verifies(populated: RoleLedger) -> None:
+    tools = {name: shutil.which(name) for name in ("pg_dump", "createdb", "dropdb", "psql")}
+    missing = [name for name, path in tools.items() if path is None]
+    if missing:
+        pytest.skip(
+            f"PostgreSQL client tools not installed ({', '.join(missing)}); "
+            "install postgresql-client to run the backup/restore test"
+        )
+    connection = ["-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_SUPERUSER]
+    dump = populated.tmp_path / "ledger.sql"
+    subprocess.run(
+        [str(tools["pg_dump"]), *connection, "-d", PG_DB, "-n", populated.schema, "-f", str(dump)],
+        check=True,
+        capture_output=True,
+    )
+    dbname = f"restore_{uuid.uuid4().hex[:12]}"
+    subprocess.run([str(tools["createdb"]), *connection, dbname], check=True, capture_output=True)
+    try:
+        restored = subprocess.run(
+            [
+                str(tools["psql"]),
+                *connection,
+                "-d",
+                dbname,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-f",
+                str(dump),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert restored.returncode == 0, restored.stderr
+        store = Store(_url(PG_SUPERUSER, populated.schema, dbname), "postgres", populated.tmp_path)
+        original = populated.owner.ok("verify", "--vkey", populated.vkey).stdout
+        copy = store.ok("verify", "--vkey", populated.vkey).stdout
+        assert copy == original
+        assert copy.startswith(f"OK size {SEED_COUNT} ")
+        assert _status(store) == _status(populated.owner)
+        assert store.ok("export", "--nl").stdout == populated.owner.ok("export", "--nl").stdout
+        # The restored copy is still append-only: its triggers came along.
+        import psycopg
+
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            _sql("DELETE FROM ledger_entries", schema=populated.schema, dbname=dbname)
+    finally:
+        subprocess.run(
+            [str(tools["dropdb"]), *connection, "--if-exists", "--force", dbname],
+            check=False,
+            capture_output=True,
+        )
+
+
+# --- follow --------------------------------------------------------------------------
+
+
+def test_follow_once_catches_up_and_exits(ledger: RoleLedger) -> None:
+    seed = [json.loads(line) for line in SEED.splitlines()]
+    _api_append(_url(PG_SUPERUSER, ledger.schema), seed)
+    assert ledger.position() == -1
+    # The reader may not update read models, so it cannot answer while they lag.
+    result = ledger.reader.fail("status", "twitter:khamenei_ir")
+    assert "enforcement-ledger follow" in result.stderr, result.stderr
+    result = ledger.writer.ok("follow", "--once")
+    assert f"Caught up: {SEED_COUNT} event(s) applied" in result.stderr, result.stderr
+    assert ledger.position() == SEED_COUNT - 1
+    assert _status(ledger.reader)["status"] == "active"
+    result = ledger.writer.ok("follow", "--once")
+    assert "Caught up: 0 event(s) applied" in result.stderr, result.stderr
+
+
+def _wait_for(predicate: Any, timeout: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def test_background_follow_keeps_projections_current(ledger: RoleLedger) -> None:
+    seed = [json.loads(line) for line in SEED.splitlines()]
+    _api_append(_url(PG_SUPERUSER, ledger.schema), seed[:5])
+    log = ledger.tmp_path / "follow.log"
+    with log.open("w") as stderr:
+        follower = subprocess.Popen(
+            [*CLI, "--store", _url(ledger.writer_role, ledger.schema), "follow"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        assert _wait_for(lambda: "Caught up: 5 event(s)" in log.read_text()), log.read_text()
+        assert ledger.position() == 4
+        # Another process appends through the library: it never touches the projections.
+        _api_append(_url(PG_SUPERUSER, ledger.schema), seed[5:])
+        assert _wait_for(lambda: ledger.position() == SEED_COUNT - 1), (
+            ledger.position(),
+            log.read_text(),
+        )
+        _api_append(_url(ledger.writer_role, ledger.schema), [_followers("late-1", 3)])
+        assert _wait_for(lambda: ledger.position() == SEED_COUNT), (
+            ledger.position(),
+            log.read_text(),
+        )
+        assert follower.poll() is None, log.read_text()
+        # The reader answers without writing anything: nothing is behind.
+        assert len(ledger.reader.timeline()) == SEED_COUNT + 1
+    finally:
+        follower.kill()
+        follower.wait(timeout=10)

@@ -1,0 +1,464 @@
+"""Property tests: random valid histories, and canonical JSON.
+
+The history test draws a plan of candidate events (status measures, posts,
+exemptions, follower counts, retractions) with random occurred_at days, so many
+arrive out of order. Each candidate is appended on its own through the CLI and a
+small reference model written here decides whether it must be accepted; the
+ledger must agree event by event. At the end:
+
+(a) what the read side says after those incremental appends (projections caught
+    up after each one) equals what it says after `replay` rebuilt it from zero;
+(b) each account's status, exemptions and follower count from the projection
+    equal a reference fold of the accepted, unretracted events.
+
+One store serves every example (it works the same on every backend); each example
+uses its own subject and accounts, so examples never interfere.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import rfc8785
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger.canonical import canonical_json
+from tests.conftest import Store
+from tests.ledger_helpers import account, ev, iso, jsonl, subject
+
+BASE = datetime(2020, 1, 1, tzinfo=UTC)
+REGISTERED_DAY = 5
+LAST_DAY = 40
+FAR_FUTURE = "2100-01-01T00:00:00Z"
+MEASURES = ("account_restricted", "account_suspended", "account_removed")
+POST_TYPES = (
+    "post_published",
+    "post_warning_screen_applied",
+    "post_warning_screen_removed",
+    "post_removed",
+    "post_restored",
+)
+EXEMPTIONS = ("public_interest", "newsworthy")
+HOLDERS = ("a0", "a1", "subject")
+_examples = itertools.count()
+
+
+def day(n: int) -> datetime:
+    return BASE + timedelta(days=n)
+
+
+# --- the plan -------------------------------------------------------------------
+
+# Mostly after the registrations, sometimes before (and then refused).
+days = st.one_of(
+    st.integers(min_value=REGISTERED_DAY, max_value=LAST_DAY),
+    st.integers(min_value=REGISTERED_DAY, max_value=LAST_DAY),
+    st.integers(min_value=0, max_value=LAST_DAY),
+)
+accounts_ = st.sampled_from((0, 1))
+
+status_step = st.tuples(
+    st.just("status"),
+    accounts_,
+    st.sampled_from((*MEASURES, "account_reinstated", "account_reinstated")),
+    days,
+    st.one_of(st.none(), st.integers(min_value=1, max_value=10)),
+)
+post_step = st.tuples(
+    st.just("post"),
+    accounts_,
+    st.sampled_from((0, 0, 1)),
+    st.sampled_from(("post_published", *POST_TYPES)),
+    days,
+)
+exemption_step = st.tuples(
+    st.just("exemption"),
+    st.sampled_from(HOLDERS),
+    st.sampled_from(EXEMPTIONS),
+    st.sampled_from(("exemption_applied", "exemption_revoked")),
+    days,
+)
+followers_step = st.tuples(
+    st.just("followers"), accounts_, days, st.integers(min_value=0, max_value=10**9)
+)
+retract_step = st.tuples(st.just("retract"), st.integers(min_value=0, max_value=10**6))
+
+plans = st.lists(
+    st.one_of(status_step, status_step, post_step, exemption_step, followers_step, retract_step),
+    min_size=5,
+    max_size=12,
+)
+
+
+# --- the reference model -----------------------------------------------------------
+
+
+@dataclass
+class Fact:
+    """An accepted event as the reference model sees it."""
+
+    event_id: str
+    sequence: int
+    type: str
+    lane: str
+    at: datetime
+    record: dict[str, Any]
+    retracted: bool = False
+
+    @property
+    def order(self) -> tuple[datetime, int]:
+        return (self.at, self.sequence)
+
+
+@dataclass
+class Status:
+    status: str = "active"
+    since: datetime | None = None
+    until: datetime | None = None
+    policy: str | None = None
+    cause: str | None = None
+
+    def at(self, moment: datetime) -> Status:
+        if self.until is not None and self.until <= moment:
+            return Status("active", since=self.until, cause=self.cause)
+        return self
+
+
+def _status_ok(facts: list[Fact]) -> bool:
+    state = Status()
+    for fact in facts:
+        now = state.at(fact.at).status
+        if fact.type == "account_reinstated":
+            if now == "active":
+                return False
+            state = Status("active", since=fact.at, cause=fact.event_id)
+            continue
+        if now == "removed":
+            return False
+        until = fact.record.get("until")
+        state = Status(
+            {"account_restricted": "restricted", "account_suspended": "suspended"}.get(
+                fact.type, "removed"
+            ),
+            since=fact.at,
+            until=datetime.fromisoformat(until) if until else None,
+            policy=fact.record["policy"],
+            cause=fact.event_id,
+        )
+    return True
+
+
+def _post_ok(facts: list[Fact]) -> bool:
+    published = screened = removed = False
+    for fact in facts:
+        kind = fact.type
+        if kind == "post_published":
+            if published:
+                return False
+            published = True
+            continue
+        if not published:
+            return False
+        if kind == "post_warning_screen_applied":
+            if removed or screened:
+                return False
+            screened = True
+        elif kind == "post_warning_screen_removed":
+            if not screened:
+                return False
+            screened = False
+        elif kind == "post_removed":
+            if removed:
+                return False
+            removed = True
+        elif kind == "post_restored":
+            if not removed:
+                return False
+            removed = False
+    return True
+
+
+def _exemption_ok(facts: list[Fact]) -> bool:
+    applied = False
+    for fact in facts:
+        if (fact.type == "exemption_applied") == applied:
+            return False
+        applied = not applied
+    return True
+
+
+def lane_ok(lane: str, facts: list[Fact]) -> bool:
+    ordered = sorted(facts, key=lambda f: f.order)
+    if lane.endswith(":status"):
+        return _status_ok(ordered)
+    if ":post:" in lane:
+        return _post_ok(ordered)
+    if ":exemption:" in lane:
+        return _exemption_ok(ordered)
+    return True
+
+
+@dataclass
+class Model:
+    prefix: str
+    facts: list[Fact] = field(default_factory=list)
+    next_id: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def subject(self) -> str:
+        return f"{self.prefix}-person"
+
+    def account(self, index: int) -> str:
+        return f"twitter:{self.prefix}-a{index}"
+
+    def live(self, lane: str) -> list[Fact]:
+        return [f for f in self.facts if f.lane == lane and not f.retracted]
+
+    def new_id(self) -> str:
+        return f"{self.prefix}-e{next(self.next_id)}"
+
+    def candidate(self, step: tuple[Any, ...]) -> tuple[dict[str, Any], str] | None:
+        """The input event for a step and its lane; None when the step has no target."""
+        kind = step[0]
+        event_id = self.new_id()
+        if kind == "status":
+            _, index, type_, when, length = step
+            fields: dict[str, Any] = {"account": self.account(index), "event_id": event_id}
+            if type_ != "account_reinstated":
+                fields["policy"] = f"policy-{type_}"
+            if type_ == "account_restricted":
+                fields["restrictions"] = ["read_only"]
+            if type_ in ("account_restricted", "account_suspended") and length is not None:
+                fields["until"] = iso(day(when + length))
+            return ev(type_, iso(day(when)), **fields), f"{self.account(index)}:status"
+        if kind == "post":
+            _, index, post, type_, when = step
+            fields = {"account": self.account(index), "post": f"p{post}", "event_id": event_id}
+            if type_ in ("post_warning_screen_applied", "post_removed"):
+                fields["policy"] = "rules"
+            if type_ == "post_warning_screen_applied":
+                fields["reason"] = "because"
+            return ev(type_, iso(day(when)), **fields), f"{self.account(index)}:post:p{post}"
+        if kind == "exemption":
+            _, holder, name, type_, when = step
+            owner = (
+                {"subject": self.subject}
+                if holder == "subject"
+                else {"account": self.account(int(holder[1]))}
+            )
+            lane = f"{next(iter(owner.values()))}:exemption:{name}"
+            event = ev(type_, iso(day(when)), exemption=name, policy="p", event_id=event_id,
+                       **owner)  # fmt: skip
+            return event, lane
+        if kind == "followers":
+            _, index, when, count = step
+            event = ev("followers_observed", iso(day(when)), account=self.account(index),
+                       count=count, event_id=event_id)  # fmt: skip
+            return event, f"{self.account(index)}:followers"
+        _, pick = step
+        if not self.facts:
+            return None
+        target = self.facts[pick % len(self.facts)]
+        event = ev("event_retracted", iso(day(LAST_DAY)), target=target.event_id,
+                   reason="mistake", event_id=event_id)  # fmt: skip
+        return event, "retractions"
+
+    def accepts(self, event: dict[str, Any], lane: str) -> bool:
+        if event["type"] == "event_retracted":
+            (target,) = [f for f in self.facts if f.event_id == event["target"]]
+            if target.retracted or target.type == "event_retracted":
+                return False
+            remaining = [f for f in self.live(target.lane) if f is not target]
+            return lane_ok(target.lane, remaining)
+        registered = day(0) if lane.startswith(self.subject) else day(REGISTERED_DAY)
+        at = datetime.fromisoformat(event["occurred_at"])
+        if at < registered:
+            return False
+        trial = Fact(event["event_id"], 10**12, event["type"], lane, at, event)
+        return lane_ok(lane, [*self.live(lane), trial])
+
+    def record(self, event: dict[str, Any], lane: str, sequence: int) -> None:
+        at = datetime.fromisoformat(event["occurred_at"])
+        self.facts.append(Fact(event["event_id"], sequence, event["type"], lane, at, event))
+        if event["type"] == "event_retracted":
+            for fact in self.facts:
+                if fact.event_id == event["target"]:
+                    fact.retracted = True
+
+    # --- reference reads ------------------------------------------------------
+
+    def status(self, index: int, moment: datetime) -> dict[str, Any]:
+        facts = sorted(
+            (f for f in self.live(f"{self.account(index)}:status") if f.at <= moment),
+            key=lambda f: f.order,
+        )
+        state = Status()
+        for fact in facts:
+            if fact.type == "account_reinstated":
+                state = Status("active", since=fact.at, cause=fact.event_id)
+            else:
+                until = fact.record.get("until")
+                state = Status(
+                    {"account_restricted": "restricted", "account_suspended": "suspended"}.get(
+                        fact.type, "removed"
+                    ),
+                    since=fact.at,
+                    until=datetime.fromisoformat(until) if until else None,
+                    policy=fact.record["policy"],
+                    cause=fact.event_id,
+                )
+        state = state.at(moment)
+        followers = sorted(
+            (f for f in self.live(f"{self.account(index)}:followers") if f.at <= moment),
+            key=lambda f: f.order,
+        )
+        return {
+            "status": state.status,
+            "since": iso(state.since) if state.since else iso(day(REGISTERED_DAY)),
+            "until": iso(state.until) if state.until else None,
+            "policy": state.policy,
+            "cause_event": state.cause or f"{self.account(index)}-reg",
+            "exemptions": sorted(
+                self._exemptions(self.account(index), "account", moment)
+                + self._exemptions(self.subject, "subject", moment)
+            ),
+            "followers": followers[-1].record["count"] if followers else None,
+        }
+
+    def _exemptions(self, holder: str, kind: str, moment: datetime) -> list[tuple[str, ...]]:
+        active: dict[str, str] = {}
+        facts = [
+            f
+            for f in self.facts
+            if f.lane.startswith(f"{holder}:exemption:") and not f.retracted and f.at <= moment
+        ]
+        for fact in sorted(facts, key=lambda f: f.order):
+            name = fact.record["exemption"]
+            if fact.type == "exemption_applied":
+                active[name] = fact.event_id
+            else:
+                active.pop(name, None)
+        return [(name, kind, event_id) for name, event_id in active.items()]
+
+
+def observed(row: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a status document the reference model predicts."""
+    keys = ("status", "since", "until", "policy", "cause_event", "followers")
+    return {
+        **{k: row[k] for k in keys},
+        "exemptions": sorted((e["exemption"], e["holder"], e["event"]) for e in row["exemptions"]),
+    }
+
+
+def read_side(store: Store, model: Model, middle: str) -> list[str]:
+    """Everything the read side says about this example, at fixed times."""
+    fixed = ("--known-at", FAR_FUTURE)
+    outputs = [
+        store.ok("timeline", "--nl", *fixed).stdout,
+        store.ok("timeline", "--nl", "--known-at", middle).stdout,
+        store.ok("timeline", "--subject", model.subject, *fixed).stdout,
+        store.ok("accounts", "--json", "--as-of", iso(day(LAST_DAY + 20)), *fixed).stdout,
+    ]
+    for index, as_of in enumerate((day(REGISTERED_DAY), day(20), day(LAST_DAY + 20))):
+        outputs.append(
+            store.ok(
+                "status", model.account(index % 2), "--as-of", iso(as_of), "--known-at", middle
+            ).stdout
+        )
+    return outputs
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(plan=plans)
+def test_random_valid_histories(store: Store, plan: list[tuple[Any, ...]]) -> None:
+    model = Model(prefix=f"h{next(_examples)}")
+    store.append(
+        subject(model.subject, iso(day(0)), event_id=f"{model.subject}-reg"),
+        *(
+            account(model.account(i), iso(day(REGISTERED_DAY)), subject=model.subject,
+                    event_id=f"{model.account(i)}-reg")  # fmt: skip
+            for i in (0, 1)
+        ),
+    )
+    middle = FAR_FUTURE
+    for number, step in enumerate(plan):
+        if number == len(plan) // 2:
+            # A record time between two appends: the read side must agree about it too.
+            middle = iso(datetime.now(UTC))
+        built = model.candidate(step)
+        if built is None:
+            continue
+        event, lane = built
+        expected = model.accepts(event, lane)
+        result = store.run("append", "--json", "-", input=jsonl(event))
+        assert result.exit_code == (0 if expected else 1), (
+            "the ledger and the reference model disagree",
+            event,
+            result.output,
+            [(f.event_id, f.type, iso(f.at), f.retracted) for f in model.live(lane)],
+        )
+        if expected:
+            sequence = json.loads(result.stdout)["first_sequence"]
+            model.record(event, lane, sequence)
+        else:
+            assert result.stderr.startswith("Error: line 1: "), result.stderr
+            assert "rejected" in result.stderr
+
+    from hypothesis import event as hev
+    hev(f"accepted={len(model.facts)}")
+    # (b) status from the projection equals the reference fold.
+    # A few fixed days, plus every moment a measure ends by itself.
+    moments = {day(4), day(5), day(12), day(19), day(28), day(51)}
+    moments |= {datetime.fromisoformat(f.record["until"]) for f in model.facts if "until" in f.record}
+    for moment in sorted(moments):
+        rows = json.loads(
+            store.ok(
+                "accounts", "--json", "--subject", model.subject, "--as-of", iso(moment)
+            ).stdout
+        )
+        if moment < day(REGISTERED_DAY):
+            assert rows == []
+            continue
+        assert [r["account"] for r in rows] == [model.account(0), model.account(1)]
+        for index, row in enumerate(rows):
+            assert observed(row) == model.status(index, moment), (iso(moment), index)
+
+    # (a) incremental equals rebuilt.
+    incremental = read_side(store, model, middle)
+    store.ok("replay", "--silent")
+    assert read_side(store, model, middle) == incremental
+
+
+# --- canonical JSON ------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.text(),
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127), max_size=8), children,
+                      max_size=5),  # fmt: skip
+    max_leaves=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=json_values)
+def test_canonical_json_is_rfc8785(value: Any) -> None:
+    assert canonical_json(value) == rfc8785.dumps(value)
+
+
+def test_canonical_json_known_forms() -> None:
+    value = {"b": [1, True, None], "a": "é\n\u2028\u007f\x1f", "aa": {}}
+    assert canonical_json(value) == rfc8785.dumps(value)
+    assert canonical_json(value) == '{"a":"é\\n\u2028\u007f\\u001f","aa":{},"b":[1,true,null]}'.encode()

@@ -1,0 +1,838 @@
+"""The domain rules, checked in occurred_at order over the whole history.
+
+History arrives out of order: a 2021 suspension may be recorded after a 2024
+removal. Each rule is exercised through `append`, both for the event itself and
+for backfills that would invalidate an event recorded earlier; such an error must
+name the event it would break. Every refusal leaves the log unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.conftest import Store
+from tests.ledger_helpers import account, ev, export, iso, jsonl, reject_append, subject
+
+A = "twitter:example"
+B = "facebook:example"
+
+
+@pytest.fixture
+def world(store: Store) -> Store:
+    """Subject 'someone' with two accounts registered on 2020-01-01."""
+    store.append(
+        subject("someone", event_id="subj"),
+        account(A, "2020-01-01T00:00:00Z", subject="someone", event_id="reg-a"),
+        account(B, "2020-01-01T00:00:00Z", subject="someone", event_id="reg-b"),
+    )
+    return store
+
+
+def suspended(when: str, event_id: str, **fields: Any) -> dict[str, Any]:
+    return ev("account_suspended", when, account=A, policy="Violence", event_id=event_id, **fields)
+
+
+def reinstated(when: str, event_id: str) -> dict[str, Any]:
+    return ev("account_reinstated", when, account=A, event_id=event_id)
+
+
+def removed(when: str, event_id: str) -> dict[str, Any]:
+    return ev("account_removed", when, account=A, policy="Dangerous Orgs", event_id=event_id)
+
+
+def post(type_: str, when: str, event_id: str, post_id: str = "p1", **fields: Any) -> dict[str, Any]:
+    return ev(type_, when, account=A, post=post_id, event_id=event_id, **fields)
+
+
+def screen(when: str, event_id: str) -> dict[str, Any]:
+    return post(
+        "post_warning_screen_applied", when, event_id, policy="Rules", reason="public interest"
+    )
+
+
+# --- registration ---------------------------------------------------------------
+
+
+def test_event_about_an_unregistered_account_is_refused(world: Store) -> None:
+    reject_append(
+        world,
+        ev("account_suspended", "2021-01-01T00:00:00Z", account="twitter:nobody", policy="p"),
+        expect=(
+            "Error: line 1: account_suspended rejected: the account is not registered; "
+            "append its account_registered event first",
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ev("followers_observed", "2019-12-31T23:59:59Z", account=A, count=1, event_id="early"),
+        ev("account_suspended", "2019-06-01", account=A, policy="p", event_id="early"),
+        ev("post_published", "2019-06-01T00:00:00Z", account=A, post="x", event_id="early"),
+    ],
+    ids=["followers", "suspension", "post"],
+)
+def test_event_before_the_registration_is_refused(world: Store, event: dict[str, Any]) -> None:
+    reject_append(
+        world,
+        event,
+        expect=(
+            f"{event['type']} early rejected: occurs before the registration "
+            "reg-a (account_registered at 2020-01-01T00:00:00Z)",
+        ),
+    )
+
+
+def test_event_at_the_registration_instant_is_accepted(world: Store) -> None:
+    world.append(ev("followers_observed", "2020-01-01T00:00:00Z", account=A, count=5))
+
+
+def test_account_cannot_be_registered_twice(world: Store) -> None:
+    reject_append(
+        world,
+        account(A, "2018-01-01T00:00:00Z", event_id="again"),
+        expect=(
+            "account_registered again rejected: already registered by "
+            "reg-a (account_registered at 2020-01-01T00:00:00Z)",
+        ),
+    )
+
+
+def test_account_registered_with_an_unregistered_subject_is_refused(store: Store) -> None:
+    reject_append(
+        store,
+        account(A, subject="ghost"),
+        expect=(
+            "account_registered rejected: subject 'ghost' is not registered; "
+            "append its subject_registered event first",
+        ),
+    )
+
+
+def test_account_and_its_subject_may_come_in_one_batch(store: Store) -> None:
+    summary = store.append(subject("someone"), account(A, subject="someone"))
+    assert summary["appended"] == 2
+
+
+def test_subject_exemption_needs_a_registered_subject(store: Store) -> None:
+    reject_append(
+        store,
+        ev("exemption_applied", "2021-01-01T00:00:00Z", subject="ghost",
+           exemption="public_interest", policy="p"),
+        expect=("exemption_applied rejected: the subject is not registered; "
+                "append its subject_registered event first",),
+    )  # fmt: skip
+
+
+def test_subject_exemption_before_the_subject_registration_is_refused(world: Store) -> None:
+    reject_append(
+        world,
+        ev("exemption_applied", "2018-01-01T00:00:00Z", subject="someone",
+           exemption="public_interest", policy="p"),
+        expect=("occurs before the registration subj (subject_registered at "
+                "2019-01-01T00:00:00Z)",),
+    )  # fmt: skip
+
+
+def test_platform_rename_needs_no_registration(store: Store) -> None:
+    store.append(ev("platform_renamed", "2023-07-23", platform="twitter", name="X"))
+
+
+# --- posts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        screen("2021-01-01T00:00:00Z", "early"),
+        post("post_removed", "2021-01-01T00:00:00Z", "early", policy="p"),
+        post("post_restored", "2021-01-01T00:00:00Z", "early"),
+        post("post_warning_screen_removed", "2021-01-01T00:00:00Z", "early"),
+    ],
+    ids=["screen", "removal", "restore", "unscreen"],
+)
+def test_post_events_need_the_post_published_earlier(world: Store, event: dict[str, Any]) -> None:
+    world.append(post("post_published", "2021-02-01T00:00:00Z", "pub"))
+    reject_append(
+        world,
+        event,
+        expect=(f"{event['type']} early rejected: post p1 is not published at 2021-01-01T00:00:00Z",),
+    )
+
+
+def test_post_event_about_an_unknown_post_is_refused(world: Store) -> None:
+    reject_append(
+        world,
+        screen("2021-01-01T00:00:00Z", "scr"),
+        expect=("post p1 is not published at 2021-01-01T00:00:00Z",),
+    )
+
+
+def test_backfilled_publish_earlier_is_fine(world: Store) -> None:
+    # Later history is already recorded; the post's story is told afterwards.
+    world.append(removed("2024-02-08T00:00:00Z", "rm"))
+    world.append(post("post_published", "2023-10-07T00:00:00Z", "pub"))
+    world.append(screen("2023-10-09T00:00:00Z", "scr"))
+    types = [e["type"] for e in world.timeline("--account", A)]
+    assert types[-3:] == ["post_published", "post_warning_screen_applied", "account_removed"]
+
+
+def test_post_published_twice_is_refused(world: Store) -> None:
+    world.append(post("post_published", "2021-01-01T00:00:00Z", "pub"))
+    reject_append(
+        world,
+        post("post_published", "2021-05-01T00:00:00Z", "pub2"),
+        expect=("post_published pub2 rejected: post p1 was already published by pub",),
+    )
+
+
+def test_backfilled_publish_before_an_existing_publish_names_it(world: Store) -> None:
+    world.append(post("post_published", "2021-01-01T00:00:00Z", "pub"))
+    reject_append(
+        world,
+        post("post_published", "2020-06-01T00:00:00Z", "pub0"),
+        expect=(
+            "post_published pub0 rejected: this backfilled event would make the recorded "
+            "event pub (post_published at 2021-01-01T00:00:00Z) invalid",
+        ),
+    )
+
+
+def test_screen_removed_needs_a_screen_in_place(world: Store) -> None:
+    world.append(post("post_published", "2021-01-01T00:00:00Z", "pub"))
+    reject_append(
+        world,
+        post("post_warning_screen_removed", "2021-02-01T00:00:00Z", "unscr"),
+        expect=(
+            "post_warning_screen_removed unscr rejected: post p1 has no warning screen "
+            "in place at 2021-02-01T00:00:00Z",
+        ),
+    )
+
+
+def test_screen_removed_before_the_screen_was_applied_is_refused(world: Store) -> None:
+    world.append(
+        post("post_published", "2021-01-01T00:00:00Z", "pub"),
+        screen("2021-03-01T00:00:00Z", "scr"),
+    )
+    reject_append(
+        world,
+        post("post_warning_screen_removed", "2021-02-01T00:00:00Z", "unscr"),
+        expect=("post p1 has no warning screen in place at 2021-02-01T00:00:00Z",),
+    )
+    world.append(post("post_warning_screen_removed", "2021-04-01T00:00:00Z", "unscr"))
+
+
+def test_post_screened_twice_is_refused(world: Store) -> None:
+    world.append(post("post_published", "2021-01-01T00:00:00Z", "pub"), screen("2021-02-01", "s1"))
+    reject_append(
+        world,
+        screen("2021-03-01T00:00:00Z", "s2"),
+        expect=("post p1 is already behind a warning screen (s1)",),
+    )
+
+
+def test_backfilled_removal_before_a_screen_names_the_screen(world: Store) -> None:
+    world.append(
+        post("post_published", "2021-01-01T00:00:00Z", "pub"),
+        screen("2021-02-01T00:00:00Z", "scr"),
+    )
+    reject_append(
+        world,
+        post("post_removed", "2021-01-15T00:00:00Z", "prm", policy="p"),
+        expect=(
+            "post_removed prm rejected: this backfilled event would make the recorded event "
+            "scr (post_warning_screen_applied at 2021-02-01T00:00:00Z) invalid: "
+            "post p1 was removed by prm before 2021-02-01T00:00:00Z",
+        ),
+    )
+
+
+def test_post_restored_needs_a_removal(world: Store) -> None:
+    world.append(post("post_published", "2021-01-01T00:00:00Z", "pub"))
+    reject_append(
+        world,
+        post("post_restored", "2021-02-01T00:00:00Z", "rst"),
+        expect=("post_restored rst rejected: post p1 is not removed at 2021-02-01T00:00:00Z",),
+    )
+    world.append(
+        post("post_removed", "2021-01-15T00:00:00Z", "prm", policy="p"),
+        post("post_restored", "2021-02-01T00:00:00Z", "rst"),
+    )
+
+
+def test_backfilled_restore_before_a_recorded_restore_names_it(world: Store) -> None:
+    world.append(
+        post("post_published", "2021-01-01T00:00:00Z", "pub"),
+        post("post_removed", "2021-02-01T00:00:00Z", "prm", policy="p"),
+        post("post_restored", "2021-04-01T00:00:00Z", "rst"),
+    )
+    reject_append(
+        world,
+        post("post_restored", "2021-03-01T00:00:00Z", "rst0"),
+        expect=(
+            "this backfilled event would make the recorded event "
+            "rst (post_restored at 2021-04-01T00:00:00Z) invalid: post p1 is not removed",
+        ),
+    )
+
+
+def test_posts_are_independent(world: Store) -> None:
+    world.append(post("post_published", "2021-01-01T00:00:00Z", "pub"), screen("2021-02-01", "s"))
+    reject_append(
+        world,
+        post("post_warning_screen_removed", "2021-03-01T00:00:00Z", "u", post_id="p2"),
+        expect=("post p2 is not published",),
+    )
+
+
+# --- account status ------------------------------------------------------------
+
+
+def test_reinstatement_of_an_active_account_is_refused(world: Store) -> None:
+    reject_append(
+        world,
+        reinstated("2021-01-01T00:00:00Z", "r"),
+        expect=(
+            "account_reinstated r rejected: the account is not suspended, restricted or "
+            "removed at 2021-01-01T00:00:00Z",
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "measure",
+    [
+        suspended("2021-01-01T00:00:00Z", "m"),
+        removed("2021-01-01T00:00:00Z", "m"),
+        ev("account_restricted", "2021-01-01T00:00:00Z", account=A, policy="p",
+           restrictions=["read_only"], event_id="m"),
+    ],
+    ids=["suspended", "removed", "restricted"],
+)  # fmt: skip
+def test_reinstatement_of_a_sanctioned_account_is_accepted(
+    world: Store, measure: dict[str, Any]
+) -> None:
+    world.append(measure, reinstated("2021-02-01T00:00:00Z", "r"))
+    assert world.status(A)["status"] == "active"
+
+
+def test_reinstatement_before_the_measure_is_refused(world: Store) -> None:
+    world.append(suspended("2021-02-01T00:00:00Z", "s"))
+    reject_append(
+        world,
+        reinstated("2021-01-01T00:00:00Z", "r"),
+        expect=("the account is not suspended, restricted or removed at 2021-01-01T00:00:00Z",),
+    )
+
+
+def test_reinstatement_after_an_expired_suspension_is_refused(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s", until="2021-02-01T00:00:00Z"))
+    reject_append(
+        world,
+        reinstated("2021-03-01T00:00:00Z", "r"),
+        expect=(
+            "account_reinstated r rejected: the account is not suspended, restricted or "
+            "removed at 2021-03-01T00:00:00Z; measure s already ended at 2021-02-01T00:00:00Z",
+        ),
+    )
+
+
+def test_reinstatement_exactly_at_until_is_refused(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s", until="2021-02-01T00:00:00Z"))
+    reject_append(
+        world,
+        reinstated("2021-02-01T00:00:00Z", "r"),
+        expect=("measure s already ended at 2021-02-01T00:00:00Z",),
+    )
+
+
+def test_reinstatement_before_until_is_accepted(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s", until="2021-02-01T00:00:00Z"))
+    world.append(reinstated("2021-01-15T00:00:00Z", "r"))
+    assert world.status(A, "--as-of", "2021-01-20")["status"] == "active"
+
+
+@pytest.mark.parametrize(
+    "measure",
+    [
+        suspended("2024-06-01T00:00:00Z", "m"),
+        removed("2024-06-01T00:00:00Z", "m"),
+        ev("account_restricted", "2024-06-01T00:00:00Z", account=A, policy="p",
+           restrictions=["read_only"], event_id="m"),
+    ],
+    ids=["suspend", "remove", "restrict"],
+)  # fmt: skip
+def test_a_removed_account_cannot_be_sanctioned_again(
+    world: Store, measure: dict[str, Any]
+) -> None:
+    world.append(removed("2024-02-08T00:00:00Z", "rm"))
+    reject_append(
+        world,
+        measure,
+        expect=(
+            f"{measure['type']} m rejected: the account was removed by rm at "
+            "2024-02-08T00:00:00Z and not reinstated before 2024-06-01T00:00:00Z",
+        ),
+    )
+
+
+def test_a_suspended_account_may_be_removed(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"), removed("2022-01-01T00:00:00Z", "rm"))
+    assert world.status(A)["status"] == "removed"
+
+
+def test_until_must_be_later_than_occurred_at(world: Store) -> None:
+    reject_append(
+        world,
+        suspended("2021-01-01T00:00:00Z", "s", until="2020-12-31T00:00:00Z"),
+        expect=(
+            "line 1: until: 2020-12-31T00:00:00Z must be later than occurred_at "
+            "(2021-01-01T00:00:00Z)",
+        ),
+    )
+
+
+# --- the future -------------------------------------------------------------
+
+
+def test_more_than_five_minutes_in_the_future_is_refused(world: Store) -> None:
+    when = iso(datetime.now(UTC) + timedelta(minutes=6))
+    message = reject_append(
+        world,
+        ev("followers_observed", when, account=A, count=1, event_id="future"),
+        expect=(
+            f"followers_observed future rejected: occurred_at {when} is more than 5 minutes "
+            "in the future (recorded at ",
+        ),
+    )
+    assert message.endswith(")\n")
+
+
+def test_less_than_five_minutes_in_the_future_is_accepted(world: Store) -> None:
+    when = iso(datetime.now(UTC) + timedelta(minutes=4))
+    world.append(ev("followers_observed", when, account=A, count=1))
+    assert export(world)[-1]["occurred_at"] == when
+
+
+def test_a_future_until_is_fine(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s", until="2099-01-01T00:00:00Z"))
+    assert world.status(A)["until"] == "2099-01-01T00:00:00Z"
+
+
+# --- out-of-order backfill --------------------------------------------------
+
+
+def test_backfilling_2021_history_behind_a_2024_removal(world: Store) -> None:
+    world.append(removed("2024-02-08T00:00:00Z", "rm"))
+    world.append(
+        suspended("2021-01-08T00:00:00Z", "s21"),
+        reinstated("2021-06-01T00:00:00Z", "r21"),
+    )
+    assert world.status(A)["status"] == "removed"
+    assert world.status(A, "--as-of", "2021-03-01")["status"] == "suspended"
+    assert world.status(A, "--as-of", "2022-01-01")["status"] == "active"
+    ids = [e["event_id"] for e in world.timeline("--account", A)]
+    assert ids == ["reg-a", "s21", "r21", "rm"]
+
+
+def test_backfilled_reinstatement_that_invalidates_a_later_one_is_refused(world: Store) -> None:
+    # Suspended on 1 Jan, reinstated on 1 Jun. A reinstatement on 1 Mar would be
+    # valid on its own (the account is suspended then), but it would leave the
+    # account active on 1 Jun, making the recorded reinstatement r-jun invalid.
+    world.append(
+        suspended("2021-01-01T00:00:00Z", "s-jan"),
+        reinstated("2021-06-01T00:00:00Z", "r-jun"),
+    )
+    reject_append(
+        world,
+        reinstated("2021-03-01T00:00:00Z", "r-mar"),
+        expect=(
+            "account_reinstated r-mar rejected: this backfilled event would make the recorded "
+            "event r-jun (account_reinstated at 2021-06-01T00:00:00Z) invalid: the account is "
+            "not suspended, restricted or removed at 2021-06-01T00:00:00Z",
+        ),
+    )
+
+
+def test_backfilled_removal_that_invalidates_a_later_suspension_is_refused(world: Store) -> None:
+    world.append(suspended("2022-01-01T00:00:00Z", "s22"))
+    reject_append(
+        world,
+        removed("2021-01-01T00:00:00Z", "rm21"),
+        expect=(
+            "account_removed rm21 rejected: this backfilled event would make the recorded "
+            "event s22 (account_suspended at 2022-01-01T00:00:00Z) invalid: the account was "
+            "removed by rm21 at 2021-01-01T00:00:00Z",
+        ),
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a batch is checked line by line, so a backfilled removal and its "
+    "reinstatement, valid together, are refused: the removal alone would invalidate the "
+    "later suspension, and the reinstatement alone has nothing to reinstate",
+)
+def test_backfilled_removal_followed_by_reinstatement_is_fine(world: Store) -> None:
+    # Recorded: a 2022 suspension. Learned later: the account was removed in Jan 2021
+    # and reinstated in Jun 2021. The whole history is valid in occurred_at order.
+    world.append(suspended("2022-01-01T00:00:00Z", "s22"))
+    world.append(removed("2021-01-01T00:00:00Z", "rm21"), reinstated("2021-06-01", "r21"))
+    assert [e["event_id"] for e in world.timeline("--account", A)] == [
+        "reg-a",
+        "rm21",
+        "r21",
+        "s22",
+    ]
+
+
+def test_backfilled_suspension_with_until_that_ends_before_a_reinstatement(world: Store) -> None:
+    # The reinstatement on 1 Jun is valid because of the indefinite suspension of
+    # 1 Jan. Backfilling a 1 Mar suspension that ends by itself on 1 Apr replaces
+    # it, so on 1 Jun nothing is left to reinstate.
+    world.append(suspended("2021-01-01T00:00:00Z", "s-jan"), reinstated("2021-06-01", "r-jun"))
+    reject_append(
+        world,
+        suspended("2021-03-01T00:00:00Z", "s-mar", until="2021-04-01T00:00:00Z"),
+        expect=(
+            "this backfilled event would make the recorded event r-jun (account_reinstated at "
+            "2021-06-01T00:00:00Z) invalid",
+            "measure s-mar already ended at 2021-04-01T00:00:00Z",
+        ),
+    )
+
+
+def test_backfill_is_checked_only_against_its_own_account(world: Store) -> None:
+    world.append(ev("account_removed", "2021-01-01", account=B, policy="p"))
+    world.append(suspended("2022-01-01T00:00:00Z", "s"))
+    assert world.status(A)["status"] == "suspended"
+    assert world.status(B)["status"] == "removed"
+
+
+def test_events_at_the_same_instant_apply_in_recording_order(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"))
+    world.append(reinstated("2021-01-01T00:00:00Z", "r"))
+    assert world.status(A)["status"] == "active"
+    assert world.status(A)["cause_event"] == "r"
+
+
+# --- appeals ----------------------------------------------------------------
+
+
+def test_appeal_against_an_enforcement_action_of_the_account(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"))
+    world.append(
+        ev("appeal_filed", "2021-01-02", account=A, appeal="ap", target="s"),
+        ev("appeal_decided", "2021-02-01", account=A, appeal="ap", target="s", outcome="upheld"),
+    )
+
+
+def test_appeal_target_must_be_an_event_of_the_same_account(world: Store) -> None:
+    world.append(ev("account_suspended", "2021-01-01", account=B, policy="p", event_id="sb"))
+    reject_append(
+        world,
+        ev("appeal_filed", "2021-01-02", account=A, appeal="ap", target="sb", event_id="af"),
+        expect=(
+            "appeal_filed af rejected: target sb is not a recorded, unretracted event of "
+            "this account",
+        ),
+    )
+
+
+def test_appeal_target_must_exist(world: Store) -> None:
+    reject_append(
+        world,
+        ev("appeal_filed", "2021-01-02", account=A, appeal="ap", target="nothing"),
+        expect=("target nothing is not a recorded, unretracted event of this account",),
+    )
+
+
+def test_appeal_target_must_be_an_enforcement_action(world: Store) -> None:
+    world.append(ev("followers_observed", "2021-01-01", account=A, count=3, event_id="f"))
+    reject_append(
+        world,
+        ev("appeal_filed", "2021-01-02", account=A, appeal="ap", target="f"),
+        expect=(
+            "target f (followers_observed at 2021-01-01T00:00:00Z) is not an enforcement "
+            "action that can be appealed (expected one of account_removed, account_restricted, "
+            "account_suspended, post_removed, post_warning_screen_applied)",
+        ),
+    )
+
+
+def test_appeal_cannot_precede_its_target(world: Store) -> None:
+    world.append(suspended("2021-01-10T00:00:00Z", "s"))
+    reject_append(
+        world,
+        ev("appeal_filed", "2021-01-02", account=A, appeal="ap", target="s"),
+        expect=("appeal filed before its target s (account_suspended at 2021-01-10T00:00:00Z)",),
+    )
+
+
+def test_appeal_decided_needs_the_filing(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"))
+    reject_append(
+        world,
+        ev("appeal_decided", "2021-02-01", account=A, appeal="ap", target="s",
+           outcome="upheld", event_id="ad"),
+        expect=("appeal_decided ad rejected: appeal ap is not filed at 2021-02-01T00:00:00Z",),
+    )  # fmt: skip
+
+
+def test_appeal_decided_before_the_filing_is_refused(world: Store) -> None:
+    world.append(
+        suspended("2021-01-01T00:00:00Z", "s"),
+        ev("appeal_filed", "2021-03-01", account=A, appeal="ap", target="s"),
+    )
+    reject_append(
+        world,
+        ev("appeal_decided", "2021-02-01", account=A, appeal="ap", target="s", outcome="upheld"),
+        expect=("appeal ap is not filed at 2021-02-01T00:00:00Z",),
+    )
+
+
+def test_appeal_decided_must_name_the_filed_target(world: Store) -> None:
+    world.append(
+        suspended("2021-01-01T00:00:00Z", "s"),
+        reinstated("2021-01-05T00:00:00Z", "r"),
+        suspended("2021-02-01T00:00:00Z", "s2"),
+        ev("appeal_filed", "2021-03-01", account=A, appeal="ap", target="s"),
+    )
+    reject_append(
+        world,
+        ev("appeal_decided", "2021-04-01", account=A, appeal="ap", target="s2", outcome="upheld"),
+        expect=("appeal ap was filed against s, not s2",),
+    )
+
+
+def test_appeal_decided_twice_is_refused(world: Store) -> None:
+    world.append(
+        suspended("2021-01-01T00:00:00Z", "s"),
+        ev("appeal_filed", "2021-03-01", account=A, appeal="ap", target="s"),
+        ev("appeal_decided", "2021-04-01", account=A, appeal="ap", target="s",
+           outcome="upheld", event_id="ad1"),
+    )  # fmt: skip
+    reject_append(
+        world,
+        ev("appeal_decided", "2021-05-01", account=A, appeal="ap", target="s", outcome="modified"),
+        expect=("appeal ap was already decided by ad1",),
+    )
+
+
+# --- exemptions -----------------------------------------------------------------
+
+
+def exemption(type_: str, when: str, event_id: str, **holder: str) -> dict[str, Any]:
+    return ev(type_, when, exemption="public_interest", policy="p", event_id=event_id, **holder)
+
+
+def test_exemption_revoke_needs_it_applied(world: Store) -> None:
+    reject_append(
+        world,
+        exemption("exemption_revoked", "2021-01-01T00:00:00Z", "x", account=A),
+        expect=(
+            "exemption_revoked x rejected: exemption public_interest is not in force at "
+            "2021-01-01T00:00:00Z",
+        ),
+    )
+
+
+def test_subject_exemption_revoke_needs_it_applied_to_the_subject(world: Store) -> None:
+    world.append(exemption("exemption_applied", "2021-01-01", "on-account", account=A))
+    reject_append(
+        world,
+        exemption("exemption_revoked", "2021-02-01T00:00:00Z", "x", subject="someone"),
+        expect=("exemption public_interest is not in force at 2021-02-01T00:00:00Z",),
+    )
+
+
+def test_exemption_applied_twice_is_refused(world: Store) -> None:
+    world.append(exemption("exemption_applied", "2021-01-01", "e1", account=A))
+    reject_append(
+        world,
+        exemption("exemption_applied", "2021-02-01", "e2", account=A),
+        expect=("exemption public_interest is already in force (e1)",),
+    )
+
+
+def test_backfilled_revoke_that_invalidates_a_later_revoke_is_refused(world: Store) -> None:
+    world.append(
+        exemption("exemption_applied", "2021-01-01", "e-on", subject="someone"),
+        exemption("exemption_revoked", "2021-06-01", "e-off", subject="someone"),
+    )
+    reject_append(
+        world,
+        exemption("exemption_revoked", "2021-03-01", "e-off0", subject="someone"),
+        expect=(
+            "this backfilled event would make the recorded event e-off (exemption_revoked at "
+            "2021-06-01T00:00:00Z) invalid",
+        ),
+    )
+
+
+# --- idempotency ------------------------------------------------------------
+
+
+def test_same_event_id_and_content_is_skipped_and_reported(world: Store) -> None:
+    event = suspended("2021-01-01T00:00:00Z", "s")
+    world.append(event)
+    count = world.count()
+    assert world.append(event) == {
+        "appended": 0,
+        "skipped": 1,
+        "first_sequence": None,
+        "last_sequence": None,
+    }
+    text = world.ok("append", "-", input=jsonl(event)).stdout
+    assert text == "Skipped 1 already recorded event(s): s\n"
+    assert world.count() == count
+
+
+def test_same_content_in_another_notation_is_the_same_event(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"))
+    assert world.append(suspended("2021-01-01T01:00:00+01:00", "s"))["skipped"] == 1
+
+
+def test_skipped_and_new_events_in_one_batch(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"))
+    summary = world.append(
+        suspended("2021-01-01T00:00:00Z", "s"), reinstated("2021-02-01T00:00:00Z", "r")
+    )
+    assert summary == {"appended": 1, "skipped": 1, "first_sequence": 4, "last_sequence": 4}
+
+
+def test_same_event_id_with_different_content_is_an_error(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"))
+    reject_append(
+        world,
+        suspended("2021-01-01T00:00:00Z", "s", note="changed"),
+        expect=(
+            "Error: line 1: event_id: 's' is already recorded (sequence 3) with different "
+            "content; an event_id names one event forever",
+        ),
+    )
+
+
+def test_event_id_is_global_across_accounts(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"))
+    reject_append(
+        world,
+        ev("account_suspended", "2021-01-01T00:00:00Z", account=B, policy="Violence", event_id="s"),
+        expect=("event_id: 's' is already recorded (sequence 3) with different content",),
+    )
+
+
+def test_duplicate_within_one_batch_is_skipped(world: Store) -> None:
+    event = suspended("2021-01-01T00:00:00Z", "s")
+    summary = world.append(event, event)
+    assert summary == {"appended": 1, "skipped": 1, "first_sequence": 3, "last_sequence": 3}
+
+
+def test_conflicting_duplicate_within_one_batch_is_an_error(world: Store) -> None:
+    reject_append(
+        world,
+        suspended("2021-01-01T00:00:00Z", "s"),
+        suspended("2021-01-02T00:00:00Z", "s"),
+        expect=("Error: line 2: event_id: 's' is already recorded (sequence 3) with different",),
+    )
+
+
+def test_skipped_report_in_json(world: Store) -> None:
+    event = suspended("2021-01-01T00:00:00Z", "s")
+    world.append(event)
+    result = world.ok("append", "--json", "-", input=jsonl(event))
+    assert json.loads(result.stdout)["skipped"] == 1
+
+
+# --- retraction rules -----------------------------------------------------------
+
+
+def retraction(target: str, event_id: str) -> dict[str, Any]:
+    return ev("event_retracted", "2024-01-01T00:00:00Z", target=target, reason="wrong",
+              event_id=event_id)  # fmt: skip
+
+
+def test_retraction_of_a_retraction_is_refused(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"))
+    world.append(retraction("s", "x1"))
+    reject_append(
+        world,
+        retraction("x1", "x2"),
+        expect=("event_retracted x2 rejected: x1 is itself a retraction and cannot be retracted",),
+    )
+
+
+def test_retracting_twice_is_refused(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"), retraction("s", "x1"))
+    reject_append(world, retraction("s", "x2"), expect=("s was already retracted by x1",))
+
+
+def test_retraction_of_an_unknown_event_is_refused(world: Store) -> None:
+    reject_append(
+        world,
+        retraction("nothing", "x"),
+        expect=("event_retracted x rejected: target 'nothing' is not an event in this ledger",),
+    )
+
+
+def test_retracting_a_registration_with_later_events_is_refused(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"))
+    reject_append(
+        world,
+        retraction("reg-a", "x"),
+        expect=(
+            "retracting reg-a (account_registered at 2020-01-01T00:00:00Z) would leave "
+            "s (account_suspended at 2021-01-01T00:00:00Z) without a registration",
+        ),
+    )
+
+
+def test_retracting_a_subject_its_accounts_refer_to_is_refused(world: Store) -> None:
+    reject_append(
+        world,
+        retraction("subj", "x"),
+        expect=("still refers to subject 'someone'",),
+    )
+
+
+def test_retraction_that_invalidates_a_later_event_names_it(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"), reinstated("2021-02-01T00:00:00Z", "r"))
+    reject_append(
+        world,
+        retraction("s", "x"),
+        expect=(
+            "event_retracted x rejected: retracting s (account_suspended at "
+            "2021-01-01T00:00:00Z) would make the recorded event r (account_reinstated at "
+            "2021-02-01T00:00:00Z) invalid",
+        ),
+    )
+
+
+def test_retracting_an_appealed_action_needs_the_appeal_retracted_first(world: Store) -> None:
+    world.append(
+        suspended("2021-01-01T00:00:00Z", "s"),
+        ev("appeal_filed", "2021-01-02", account=A, appeal="ap", target="s", event_id="af"),
+    )
+    reject_append(world, retraction("s", "x"), expect=("retract the appeal first",))
+    world.append(retraction("af", "x1"), retraction("s", "x2"))
+
+
+def test_a_retracted_publish_no_longer_allows_post_events(world: Store) -> None:
+    world.append(post("post_published", "2021-01-01T00:00:00Z", "pub"), retraction("pub", "x"))
+    reject_append(
+        world,
+        screen("2021-02-01T00:00:00Z", "scr"),
+        expect=("post p1 is not published at 2021-02-01T00:00:00Z",),
+    )
+
+
+def test_a_retracted_registration_can_be_registered_again(world: Store) -> None:
+    world.append(account("twitter:lonely", event_id="reg-l"), retraction("reg-l", "x"))
+    world.append(account("twitter:lonely", "2020-02-01T00:00:00Z", event_id="reg-l2"))
+    assert world.status("twitter:lonely")["cause_event"] == "reg-l2"

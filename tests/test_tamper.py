@@ -1,0 +1,469 @@
+"""What an attacker with direct database access can and cannot get past `verify`.
+
+First the append-only triggers are shown to fire. Then each attack drops them, as
+anyone with file access (SQLite) or the owner role (PostgreSQL) can, and edits the
+tables directly: the stored payload is the Merkle leaf, so `verify --vkey KEY`
+must name the first bad sequence. The last attack rewrites history completely
+and re-signs it with the operator's own key; only an auditor's saved checkpoint
+(`verify --trusted`) can catch that, and does.
+
+Every test starts from a keyed store holding 38 events appended in 3 batches, so
+3 signed checkpoints (sizes 18, 30, 38) are stored. The tests run on SQLite and,
+through psycopg as user postgres, on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+from ledger import integrity
+from tests.conftest import PG_URL, Store
+
+SEED = Path(__file__).resolve().parent.parent / "ledger" / "data" / "seed.jsonl"
+SOURCE = "https://example.org/report"
+SIZES = [18, 30, 38]
+LEDGER_TABLES = ("ledger_entries", "merkle_nodes", "checkpoints", "ledger_meta")
+# A column each table has, for an UPDATE that changes nothing (the trigger still fires).
+SOME_COLUMN = {
+    "stored_events": "topic",
+    "enforcementledger_events": "topic",
+    "ledger_entries": "type",
+    "merkle_nodes": "hash",
+    "checkpoints": "note",
+    "ledger_meta": "value",
+}
+
+
+# --- an independent RFC 6962 reference -------------------------------------------
+
+
+def ref_leaf(line: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + line).digest()
+
+
+def ref_root(lines: Sequence[bytes]) -> bytes:
+    n = len(lines)
+    if n == 0:
+        return hashlib.sha256(b"").digest()
+    if n == 1:
+        return ref_leaf(lines[0])
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return hashlib.sha256(b"\x01" + ref_root(lines[:k]) + ref_root(lines[k:])).digest()
+
+
+def ref_nodes(lines: Sequence[bytes]) -> set[tuple[int, int, bytes]]:
+    """Every perfect subtree (level, index, hash) of the tree over ``lines``."""
+    nodes = set()
+    level = 0
+    while 1 << level <= len(lines):
+        width = 1 << level
+        for index in range(len(lines) // width):
+            nodes.add((level, index, ref_root(lines[index * width : (index + 1) * width])))
+        level += 1
+    return nodes
+
+
+def canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# --- raw access to the store's tables ---------------------------------------------
+
+
+class Tables:
+    """The attacker's own connection: plain sqlite3 or psycopg, autocommit."""
+
+    def __init__(self, store: Store) -> None:
+        self.kind = store.kind
+        if store.kind == "sqlite":
+            self.raw: Any = sqlite3.connect(store.url, isolation_level=None)
+            self.events = "stored_events"
+            self.row_id = "rowid"
+            self.errors: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
+        else:
+            import psycopg
+
+            self.schema = store.url.rsplit("schema=", 1)[1]
+            self.raw = psycopg.connect(PG_URL, autocommit=True)
+            self.raw.execute(f'SET search_path TO "{self.schema}"')
+            self.events = "enforcementledger_events"
+            self.row_id = "notification_id"
+            self.errors = (psycopg.Error,)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if self.kind == "postgres":
+            sql = sql.replace("?", "%s")
+        return self.raw.execute(sql, tuple(params))
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self.execute(sql, params).fetchall())
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def triggers(self) -> list[tuple[str, str]]:
+        """(trigger, table) for every trigger the ledger created."""
+        if self.kind == "sqlite":
+            return self.all("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")
+        return self.all(
+            "SELECT t.tgname, c.relname FROM pg_trigger t "
+            "JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ? AND NOT t.tgisinternal",
+            (self.schema,),
+        )
+
+    def drop_triggers(self) -> None:
+        found = self.triggers()
+        assert found, "expected append-only triggers to drop"
+        for name, table in found:
+            if self.kind == "sqlite":
+                self.execute(f'DROP TRIGGER "{name}"')
+            else:
+                self.execute(f'DROP TRIGGER "{name}" ON "{table}"')
+        assert self.triggers() == []
+
+    # events, addressed by the ledger's sequence
+    def row_of(self, sequence: int) -> int:
+        rows = self.all(
+            "SELECT notification_id FROM ledger_entries WHERE sequence = ?", (sequence,)
+        )
+        assert len(rows) == 1, (sequence, rows)
+        return int(rows[0][0])
+
+    def payload(self, sequence: int) -> bytes:
+        rows = self.all(
+            f"SELECT state FROM {self.events} WHERE {self.row_id} = ?", (self.row_of(sequence),)
+        )
+        return bytes(rows[0][0])
+
+    def set_payload(self, sequence: int, state: bytes) -> None:
+        cursor = self.execute(
+            f"UPDATE {self.events} SET state = ? WHERE {self.row_id} = ?",
+            (state, self.row_of(sequence)),
+        )
+        assert cursor.rowcount == 1
+
+    def delete_event(self, sequence: int, *, with_entry: bool) -> None:
+        row = self.row_of(sequence)
+        assert self.execute(f"DELETE FROM {self.events} WHERE {self.row_id} = ?", (row,)).rowcount
+        if with_entry:
+            self.execute("DELETE FROM ledger_entries WHERE sequence = ?", (sequence,))
+
+    def leaves(self) -> list[bytes]:
+        return [
+            bytes(r[0]) for r in self.all(f"SELECT state FROM {self.events} ORDER BY {self.row_id}")
+        ]
+
+    def columns(self, table: str) -> set[str]:
+        if self.kind == "sqlite":
+            return {r[1] for r in self.all(f"PRAGMA table_info({table})")}
+        return {
+            r[0]
+            for r in self.all(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ?",
+                (self.schema, table),
+            )
+        }
+
+    def replace_nodes(self, lines: Sequence[bytes]) -> None:
+        """The node table as the product would have built it over ``lines``."""
+        self.execute("DELETE FROM merkle_nodes")
+        for row in sorted(ref_nodes(lines)):
+            self.execute("INSERT INTO merkle_nodes VALUES (?, ?, ?)", row)
+
+    def nodes(self) -> set[tuple[int, int, bytes]]:
+        return {
+            (r[0], r[1], bytes(r[2])) for r in self.all("SELECT level, idx, hash FROM merkle_nodes")
+        }
+
+
+@dataclass
+class Ledger:
+    """A keyed store with 3 batches appended, and the auditor's view of it."""
+
+    store: Store
+    key: Path
+    vkey: str
+    lines: list[bytes]
+
+    def run(self, *args: str) -> Result:
+        return self.store.run("--key-file", str(self.key), *args)
+
+    def verify(self, *args: str) -> Result:
+        return self.run("verify", "--vkey", self.vkey, *args)
+
+    def verify_fails(self, *args: str) -> str:
+        result = self.verify(*args)
+        assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+        assert "Traceback" not in result.output
+        assert result.stderr.startswith("Error: "), result.stderr
+        assert "OK" not in result.stdout
+        return result.stderr
+
+    def verify_ok(self, *args: str) -> str:
+        result = self.verify(*args)
+        assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+        return result.stdout
+
+    def save_checkpoint(self, name: str) -> Path:
+        result = self.run("checkpoint")
+        assert result.exit_code == 0, result.output
+        path = self.store.tmp_path / name
+        path.write_text(result.stdout, encoding="utf-8")
+        return path
+
+
+def events_for(batch: int, count: int) -> str:
+    lines = []
+    for i in range(count):
+        name = f"batch{batch}_subject_{i:02d}"
+        event = {
+            "type": "subject_registered",
+            "subject": name,
+            "name": name.replace("_", " ").title(),
+            "kind": "person",
+            "occurred_at": "2019-01-01T00:00:00Z",
+            "source": SOURCE,
+            "event_id": f"subject-{name}",
+        }
+        lines.append(json.dumps(event) + "\n")
+    return "".join(lines)
+
+
+@pytest.fixture
+def ledger(store: Store) -> Ledger:
+    key = store.tmp_path / "operator.key"
+    keyed = ("--key-file", str(key))
+    vkey = store.ok(*keyed, "keygen").stdout.strip()
+    store.ok(*keyed, "append", str(SEED))
+    store.ok(*keyed, "append", "-", input=events_for(2, 12))
+    store.ok(*keyed, "append", "-", input=events_for(3, 8))
+    lines = store.ok("export", "--nl").stdout_bytes.splitlines()
+    assert len(lines) == SIZES[-1]
+    result = Ledger(store, key, vkey, lines)
+    out = result.verify_ok()
+    assert f"OK size {SIZES[-1]} " in out
+    assert f"({len(SIZES)} checkpoint(s)" in out
+    return result
+
+
+@pytest.fixture
+def tables(ledger: Ledger) -> Iterator[Tables]:
+    handle = Tables(ledger.store)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def named_sequence(message: str) -> int:
+    """The first sequence number a failure message names."""
+    match = re.search(r"\bsequence (\d+)", message)
+    assert match, message
+    return int(match[1])
+
+
+def change_one_byte(leaf: bytes) -> bytes:
+    """Flip one letter inside the event's source URL: still valid canonical JSON."""
+    at = leaf.index(b'"source":"') + len(b'"source":"') + 1
+    changed = bytearray(leaf)
+    changed[at] = ord("X") if changed[at] != ord("X") else ord("Y")
+    return bytes(changed)
+
+
+# --- the triggers fire -------------------------------------------------------------
+
+
+def test_triggers_refuse_update_and_delete_on_every_ledger_table(
+    ledger: Ledger, tables: Tables
+) -> None:
+    for table in (tables.events, *LEDGER_TABLES):
+        column = SOME_COLUMN[table]
+        statements = [f"UPDATE {table} SET {column} = {column}", f"DELETE FROM {table}"]
+        if tables.kind == "postgres":
+            statements.append(f"TRUNCATE {table}")
+        for statement in statements:
+            with pytest.raises(tables.errors, match="append-only"):
+                tables.execute(statement)
+    assert tables.leaves() == ledger.lines
+    ledger.verify_ok()
+
+
+def test_triggers_refuse_changing_one_event(ledger: Ledger, tables: Tables) -> None:
+    original = tables.payload(5)
+    with pytest.raises(tables.errors, match="append-only"):
+        tables.set_payload(5, change_one_byte(original))
+    with pytest.raises(tables.errors, match="append-only"):
+        tables.delete_event(SIZES[-1] - 1, with_entry=False)
+    assert tables.payload(5) == original
+    ledger.verify_ok()
+
+
+# --- attacks with the triggers dropped --------------------------------------------
+
+
+def test_one_changed_byte_in_a_stored_payload_is_named(ledger: Ledger, tables: Tables) -> None:
+    bad = 21
+    tables.drop_triggers()
+    tables.set_payload(bad, change_one_byte(tables.payload(bad)))
+    message = ledger.verify_fails()
+    assert named_sequence(message) == bad
+    assert f"sequence {bad}:" in message
+
+
+def test_changed_byte_with_fixed_up_stored_hashes_is_still_caught(
+    ledger: Ledger, tables: Tables
+) -> None:
+    """Stored hashes are never trusted: the signed roots catch the edit."""
+    bad = 21
+    tables.drop_triggers()
+    leaf = change_one_byte(tables.payload(bad))
+    tables.set_payload(bad, leaf)
+    tables.execute(
+        "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?", (ref_leaf(leaf), bad)
+    )
+    lines = list(ledger.lines)
+    lines[bad] = leaf
+    tables.replace_nodes(lines)
+    message = ledger.verify_fails()
+    # The damage lies between the checkpoints at sizes 18 and 30.
+    assert f"sequence {SIZES[0]}..{SIZES[1] - 1}" in message
+    assert f"size {SIZES[1]}" in message
+
+
+@pytest.mark.parametrize("with_entry", [False, True], ids=["event-row", "event-and-entry"])
+def test_a_deleted_row_is_named(ledger: Ledger, tables: Tables, with_entry: bool) -> None:
+    gone = 12
+    tables.drop_triggers()
+    tables.delete_event(gone, with_entry=with_entry)
+    assert len(tables.leaves()) == SIZES[-1] - 1
+    message = ledger.verify_fails()
+    assert named_sequence(message) == gone
+
+
+def test_two_swapped_events_name_the_lower_sequence(ledger: Ledger, tables: Tables) -> None:
+    low, high = 9, 27
+    tables.drop_triggers()
+    first, second = tables.payload(low), tables.payload(high)
+    tables.set_payload(low, second)
+    tables.set_payload(high, first)
+    message = ledger.verify_fails()
+    assert named_sequence(message) == low
+
+
+def test_two_swapped_neighbours_in_one_batch(ledger: Ledger, tables: Tables) -> None:
+    low = 31
+    tables.drop_triggers()
+    first, second = tables.payload(low), tables.payload(low + 1)
+    tables.set_payload(low, second)
+    tables.set_payload(low + 1, first)
+    assert named_sequence(ledger.verify_fails()) == low
+
+
+@pytest.mark.parametrize("cut", [1, 5, SIZES[-1] - SIZES[1]])
+def test_a_truncated_log_is_detected(ledger: Ledger, tables: Tables, cut: int) -> None:
+    tables.drop_triggers()
+    for sequence in range(SIZES[-1] - cut, SIZES[-1]):
+        tables.delete_event(sequence, with_entry=True)
+    assert len(tables.leaves()) == SIZES[-1] - cut
+    message = ledger.verify_fails()
+    assert "truncated" in message
+    assert named_sequence(message) == SIZES[-1] - cut
+
+
+def test_truncation_that_also_drops_checkpoints_needs_the_auditors_copy(
+    ledger: Ledger, tables: Tables
+) -> None:
+    """Cut back to an older checkpoint: the store alone looks like an older log."""
+    saved = ledger.save_checkpoint("auditor.checkpoint")
+    tables.drop_triggers()
+    for sequence in range(SIZES[1], SIZES[-1]):
+        tables.delete_event(sequence, with_entry=True)
+    tables.execute("DELETE FROM checkpoints WHERE size > ?", (SIZES[1],))
+    tables.replace_nodes(ledger.lines[: SIZES[1]])
+    assert f"OK size {SIZES[1]} " in ledger.verify_ok()
+    message = ledger.verify_fails("--trusted", str(saved))
+    assert "truncated" in message
+    assert named_sequence(message) == SIZES[1]
+
+
+def rewrite_history(ledger: Ledger, tables: Tables, sequence: int) -> list[bytes]:
+    """Edit one event and recompute everything a verifier can check, re-signed.
+
+    Payload, stored leaf and content hashes, every Merkle node, and every stored
+    checkpoint (same sizes, new roots, signed again with the operator's key).
+    """
+    lines = tables.leaves()
+    assert lines == ledger.lines
+    assert tables.nodes() == ref_nodes(lines), "the reference tree must match the stored one"
+    record = json.loads(lines[sequence])
+    record["source"] = "https://example.org/a-different-story"
+    leaf = canonical(record)
+    lines[sequence] = leaf
+
+    tables.drop_triggers()
+    tables.set_payload(sequence, leaf)
+    tables.execute(
+        "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?", (ref_leaf(leaf), sequence)
+    )
+    if "content_hash" in tables.columns("ledger_entries"):  # older schema versions
+        content = {
+            k: v
+            for k, v in record.items()
+            if k not in ("event_id", "recorded_at", "actor", "sequence")
+        }
+        tables.execute(
+            "UPDATE ledger_entries SET content_hash = ? WHERE sequence = ?",
+            (hashlib.sha256(canonical(content)).hexdigest(), sequence),
+        )
+    tables.replace_nodes(lines)
+
+    origin = tables.all("SELECT value FROM ledger_meta WHERE key = 'origin'")[0][0]
+    signer = integrity.load_signer(ledger.key)
+    stored = tables.all("SELECT size, created_at FROM checkpoints ORDER BY id")
+    tables.execute("DELETE FROM checkpoints")
+    for size, created_at in stored:
+        root = ref_root(lines[:size])
+        note = integrity.sign_tree_head(origin, size, root, signer)
+        tables.execute(
+            "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",
+            (size, root, note, created_at),
+        )
+    return lines
+
+
+def test_history_rewritten_and_re_signed_is_caught_by_a_trusted_checkpoint(
+    ledger: Ledger, tables: Tables
+) -> None:
+    saved = ledger.save_checkpoint("auditor.checkpoint")
+    assert "1 trusted" in ledger.verify_ok("--trusted", str(saved))
+    victim = 5
+    lines = rewrite_history(ledger, tables, victim)
+
+    # The store on its own is self-consistent: every check it can make passes.
+    out = ledger.verify_ok()
+    root = ref_root(lines)
+    assert f"OK size {SIZES[-1]} root {base64.b64encode(root).decode()}" in out
+    export = ledger.store.ok("export", "--nl").stdout_bytes.splitlines()
+    assert export == lines
+    assert export[victim] != ledger.lines[victim]
+
+    # The auditor's checkpoint, saved before the rewrite, exposes it.
+    message = ledger.verify_fails("--trusted", str(saved))
+    assert "trusted" in message
+    assert "rewritten" in message
