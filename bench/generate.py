@@ -54,8 +54,16 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 
 # --- vocabulary -------------------------------------------------------------------
 
-PLATFORMS = ("twitter", "instagram", "facebook", "youtube", "tiktok", "telegram", "threads",
-             "reddit")
+PLATFORMS = (
+    "twitter",
+    "instagram",
+    "facebook",
+    "youtube",
+    "tiktok",
+    "telegram",
+    "threads",
+    "reddit",
+)
 PLATFORM_WEIGHTS = (26, 20, 20, 12, 10, 5, 4, 3)
 PLATFORM_DOMAINS = {
     "twitter": "x.com",
@@ -128,8 +136,18 @@ POLICIES = {
         "Rule 3: privacy violations",
     ),
 }
-RESTRICTIONS = ("read_only", "reduced_reach", "no_live", "no_monetisation", "no_ads",
-                "search_ban", "no_dm", "posting_limit", "no_replies", "age_gate")
+RESTRICTIONS = (
+    "read_only",
+    "reduced_reach",
+    "no_live",
+    "no_monetisation",
+    "no_ads",
+    "search_ban",
+    "no_dm",
+    "posting_limit",
+    "no_replies",
+    "age_gate",
+)
 SCREEN_REASONS = (
     "violated the rules on violent speech; it may be in the public's interest for the post "
     "to remain accessible",
@@ -220,13 +238,56 @@ OUTLETS = (
     ("restofworld.org", "reporting"),
 )
 AGENCIES = ("AFP", "Reuters", "AP", "DPA", "EFE", "ANSA")
-HANDLE_WORDS = ("news", "official", "real", "the", "daily", "voice", "truth", "free", "info",
-                "tv", "media", "live", "press", "channel", "ask", "team")
+HANDLE_WORDS = (
+    "news",
+    "official",
+    "real",
+    "the",
+    "daily",
+    "voice",
+    "truth",
+    "free",
+    "info",
+    "tv",
+    "media",
+    "live",
+    "press",
+    "channel",
+    "ask",
+    "team",
+)
 SLUG_WORDS = (
-    "platform", "removes", "suspends", "account", "accounts", "leader", "posts", "ban",
-    "restricts", "official", "election", "violence", "policy", "hate", "speech", "state",
-    "media", "warning", "label", "reinstates", "appeal", "oversight", "board", "ruling",
-    "minister", "government", "spokesperson", "campaign", "video", "removed", "content",
+    "platform",
+    "removes",
+    "suspends",
+    "account",
+    "accounts",
+    "leader",
+    "posts",
+    "ban",
+    "restricts",
+    "official",
+    "election",
+    "violence",
+    "policy",
+    "hate",
+    "speech",
+    "state",
+    "media",
+    "warning",
+    "label",
+    "reinstates",
+    "appeal",
+    "oversight",
+    "board",
+    "ruling",
+    "minister",
+    "government",
+    "spokesperson",
+    "campaign",
+    "video",
+    "removed",
+    "content",
 )
 EXCERPTS = (
     "Statement on the situation in the region and a call to respond to the aggressors",
@@ -242,20 +303,72 @@ EXCERPTS = (
     "Image macro mocking an opposition politician",
     "Link to a state media report on the border incident",
 )
-FIRST_NAMES = ("Ali", "Amina", "Carlos", "Olena", "Dmitri", "Fatima", "Hassan", "Ingrid",
-               "Jair", "Kwame", "Lucia", "Mehmet", "Narendra", "Oksana", "Pedro", "Rania",
-               "Sergei", "Tomas", "Yusuf", "Zanele", "Maria", "Chen", "Aiko", "Rodrigo")
-LAST_NAMES = ("Hosseini", "Okafor", "Mendes", "Kovalenko", "Petrov", "Haddad", "Rahimi",
-              "Larsen", "Silva", "Mensah", "Fernandez", "Yilmaz", "Sharma", "Bondar",
-              "Castillo", "Nasser", "Ivanov", "Novak", "Demir", "Dlamini", "Garcia", "Wei",
-              "Tanaka", "Duterte")
-ORG_PATTERNS = ("{city} Daily News", "{city} People's Front", "Voice of {country_name}",
-                "{country_name} Today", "{city} Broadcasting Corporation",
-                "National Movement of {country_name}")
-STATE_PATTERNS = ("Ministry of Foreign Affairs of {country_name}",
-                  "Office of the President of {country_name}",
-                  "{country_name} Armed Forces Press Service",
-                  "Embassy of {country_name} in London")
+FIRST_NAMES = (
+    "Ali",
+    "Amina",
+    "Carlos",
+    "Olena",
+    "Dmitri",
+    "Fatima",
+    "Hassan",
+    "Ingrid",
+    "Jair",
+    "Kwame",
+    "Lucia",
+    "Mehmet",
+    "Narendra",
+    "Oksana",
+    "Pedro",
+    "Rania",
+    "Sergei",
+    "Tomas",
+    "Yusuf",
+    "Zanele",
+    "Maria",
+    "Chen",
+    "Aiko",
+    "Rodrigo",
+)
+LAST_NAMES = (
+    "Hosseini",
+    "Okafor",
+    "Mendes",
+    "Kovalenko",
+    "Petrov",
+    "Haddad",
+    "Rahimi",
+    "Larsen",
+    "Silva",
+    "Mensah",
+    "Fernandez",
+    "Yilmaz",
+    "Sharma",
+    "Bondar",
+    "Castillo",
+    "Nasser",
+    "Ivanov",
+    "Novak",
+    "Demir",
+    "Dlamini",
+    "Garcia",
+    "Wei",
+    "Tanaka",
+    "Duterte",
+)
+ORG_PATTERNS = (
+    "{city} Daily News",
+    "{city} People's Front",
+    "Voice of {country_name}",
+    "{country_name} Today",
+    "{city} Broadcasting Corporation",
+    "National Movement of {country_name}",
+)
+STATE_PATTERNS = (
+    "Ministry of Foreign Affairs of {country_name}",
+    "Office of the President of {country_name}",
+    "{country_name} Armed Forces Press Service",
+    "Embassy of {country_name} in London",
+)
 COUNTRIES = (
     ("US", "en", "United States", "Washington"),
     ("GB", "en", "the United Kingdom", "London"),
@@ -274,9 +387,19 @@ COUNTRIES = (
     ("MX", "es", "Mexico", "Monterrey"),
     ("JP", "ja", "Japan", "Osaka"),
 )
-PERSON_ROLES = ("head_of_state", "head_of_government", "government_official", "minister",
-                "legislator", "candidate", "party_leader", "journalist", "activist",
-                "religious_leader", "influencer")
+PERSON_ROLES = (
+    "head_of_state",
+    "head_of_government",
+    "government_official",
+    "minister",
+    "legislator",
+    "candidate",
+    "party_leader",
+    "journalist",
+    "activist",
+    "religious_leader",
+    "influencer",
+)
 ORG_ROLES = ("news_outlet", "political_party", "state_media", "advocacy_group")
 STATE_ROLES = ("ministry", "embassy", "military", "government_official")
 
@@ -711,8 +834,8 @@ class Generator:
                 return event, subject
         event = self.make(account, action, t, backfill=False)
         if event is None:
-            fallback = "post_published" if status in ("active", "restricted") else (
-                "followers_observed"
+            fallback = (
+                "post_published" if status in ("active", "restricted") else ("followers_observed")
             )
             event = self.make(account, fallback, t, backfill=False)
         assert event is not None
@@ -895,7 +1018,8 @@ class Generator:
         states = account.exemptions
         if apply:
             names = [
-                n for n in EXEMPTIONS
+                n
+                for n in EXEMPTIONS
                 if (state := states.get(n)) is None or (not state.in_force and state.last_t < t)
             ]
         else:
@@ -922,7 +1046,8 @@ class Generator:
         states = subject.exemptions
         if apply:
             names = [
-                n for n in EXEMPTIONS[:6]
+                n
+                for n in EXEMPTIONS[:6]
                 if (state := states.get(n)) is None or (not state.in_force and state.last_t < t)
             ]
         else:
@@ -1155,10 +1280,7 @@ class Generator:
             host, section = rng.choice(OUTLETS)
             tm = time.gmtime(reported)
             slug = "-".join(rng.sample(SLUG_WORDS, rng.randint(4, 8)))
-            return (
-                f"https://{host}/{section}/{tm.tm_year}/{tm.tm_mon:02d}/{tm.tm_mday:02d}/"
-                f"{slug}/"
-            )
+            return f"https://{host}/{section}/{tm.tm_year}/{tm.tm_mon:02d}/{tm.tm_mday:02d}/{slug}/"
         if roll < 0.8:
             return (
                 f"Platform spokesperson quoted by {rng.choice(AGENCIES)}, "

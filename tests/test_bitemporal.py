@@ -175,7 +175,9 @@ def test_timeline_shows_only_what_was_recorded_by_known_at(story: Story) -> None
 
 def test_timeline_marks_retracted_only_from_the_retraction_on(story: Story) -> None:
     def removal(known_at: str) -> dict[str, Any]:
-        (event,) = [e for e in story.store.timeline("--known-at", known_at) if e["event_id"] == "rm"]
+        (event,) = [
+            e for e in story.store.timeline("--known-at", known_at) if e["event_id"] == "rm"
+        ]
         return event
 
     assert removal(just_before(story.retracted))["retracted"] is False

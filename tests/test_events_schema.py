@@ -45,8 +45,20 @@ HISTORY: list[dict[str, Any]] = [
         country="IR",
     ),
     account(IG, "2020-01-02T00:00:00Z", event_id="e-account", subject=KHAMENEI, language="fa"),
-    ev("platform_renamed", "2023-07-23T00:00:00Z", event_id="e-rename", platform="twitter", name="X"),
-    ev("followers_observed", "2021-01-01T00:00:00Z", event_id="e-followers", account=IG, count=200000),
+    ev(
+        "platform_renamed",
+        "2023-07-23T00:00:00Z",
+        event_id="e-rename",
+        platform="twitter",
+        name="X",
+    ),
+    ev(
+        "followers_observed",
+        "2021-01-01T00:00:00Z",
+        event_id="e-followers",
+        account=IG,
+        count=200000,
+    ),
     ev(
         "post_published",
         "2021-02-01T00:00:00Z",
@@ -66,9 +78,28 @@ HISTORY: list[dict[str, Any]] = [
         reason="may be in the public interest",
         exception="public_interest",
     ),
-    ev("post_warning_screen_removed", "2021-02-03T00:00:00Z", event_id="e-unscreen", account=IG, post="oct-7"),
-    ev("post_removed", "2021-02-04T00:00:00Z", event_id="e-post-removed", account=IG, post="oct-7", policy="Hate speech"),
-    ev("post_restored", "2021-02-05T00:00:00Z", event_id="e-post-restored", account=IG, post="oct-7"),
+    ev(
+        "post_warning_screen_removed",
+        "2021-02-03T00:00:00Z",
+        event_id="e-unscreen",
+        account=IG,
+        post="oct-7",
+    ),
+    ev(
+        "post_removed",
+        "2021-02-04T00:00:00Z",
+        event_id="e-post-removed",
+        account=IG,
+        post="oct-7",
+        policy="Hate speech",
+    ),
+    ev(
+        "post_restored",
+        "2021-02-05T00:00:00Z",
+        event_id="e-post-restored",
+        account=IG,
+        post="oct-7",
+    ),
     ev(
         "account_restricted",
         "2021-03-01T00:00:00Z",
@@ -78,8 +109,21 @@ HISTORY: list[dict[str, Any]] = [
         restrictions=["read_only", "reduced_reach"],
         until="2021-04-01T00:00:00Z",
     ),
-    ev("account_suspended", "2021-05-01T00:00:00Z", event_id="e-suspended", account=IG, policy="Violence"),
-    ev("appeal_filed", "2021-05-02T00:00:00Z", event_id="e-appeal", account=IG, appeal="a-1", target="e-suspended"),
+    ev(
+        "account_suspended",
+        "2021-05-01T00:00:00Z",
+        event_id="e-suspended",
+        account=IG,
+        policy="Violence",
+    ),
+    ev(
+        "appeal_filed",
+        "2021-05-02T00:00:00Z",
+        event_id="e-appeal",
+        account=IG,
+        appeal="a-1",
+        target="e-suspended",
+    ),
     ev(
         "appeal_decided",
         "2021-05-10T00:00:00Z",
@@ -114,7 +158,13 @@ HISTORY: list[dict[str, Any]] = [
         policy="Dangerous Organisations and Individuals",
         note="Meta spokesman, quoted 9 Feb 2024",
     ),
-    ev("event_retracted", "2024-02-09T00:00:00Z", event_id="e-retraction", target="e-followers", reason="wrong count"),
+    ev(
+        "event_retracted",
+        "2024-02-09T00:00:00Z",
+        event_id="e-retraction",
+        target="e-followers",
+        reason="wrong count",
+    ),
 ]
 
 
@@ -371,9 +421,7 @@ def test_count_is_a_strict_integer(registered: Store) -> None:
 
 
 def test_a_date_alone_means_midnight_utc_with_day_precision(registered: Store) -> None:
-    registered.append(
-        ev("account_suspended", "2021-01-08", account="twitter:example", policy="p")
-    )
+    registered.append(ev("account_suspended", "2021-01-08", account="twitter:example", policy="p"))
     stored = export(registered)[-1]
     assert stored["occurred_at"] == "2021-01-08T00:00:00Z"
     assert stored["occurred_at_precision"] == "day"

@@ -384,8 +384,12 @@ def test_random_valid_histories(store: Store, plan: list[tuple[Any, ...]]) -> No
     store.append(
         subject(model.subject, iso(day(0)), event_id=f"{model.subject}-reg"),
         *(
-            account(model.account(i), iso(day(REGISTERED_DAY)), subject=model.subject,
-                    event_id=f"{model.account(i)}-reg")  # fmt: skip
+            account(
+                model.account(i),
+                iso(day(REGISTERED_DAY)),
+                subject=model.subject,
+                event_id=f"{model.account(i)}-reg",
+            )  # fmt: skip
             for i in (0, 1)
         ),
     )
@@ -414,11 +418,14 @@ def test_random_valid_histories(store: Store, plan: list[tuple[Any, ...]]) -> No
             assert "rejected" in result.stderr
 
     from hypothesis import event as hev
+
     hev(f"accepted={len(model.facts)}")
     # (b) status from the projection equals the reference fold.
     # A few fixed days, plus every moment a measure ends by itself.
     moments = {day(4), day(5), day(12), day(19), day(28), day(51)}
-    moments |= {datetime.fromisoformat(f.record["until"]) for f in model.facts if "until" in f.record}
+    moments |= {
+        datetime.fromisoformat(f.record["until"]) for f in model.facts if "until" in f.record
+    }
     for moment in sorted(moments):
         rows = json.loads(
             store.ok(
@@ -445,9 +452,12 @@ json_values = st.recursive(
     | st.booleans()
     | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
     | st.text(),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127), max_size=8), children,
-                      max_size=5),  # fmt: skip
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.text(alphabet=st.characters(max_codepoint=127), max_size=8), children, max_size=5
+        )
+    ),  # fmt: skip
     max_leaves=25,
 )
 
@@ -461,4 +471,7 @@ def test_canonical_json_is_rfc8785(value: Any) -> None:
 def test_canonical_json_known_forms() -> None:
     value = {"b": [1, True, None], "a": "é\n\u2028\u007f\x1f", "aa": {}}
     assert canonical_json(value) == rfc8785.dumps(value)
-    assert canonical_json(value) == '{"a":"é\\n\u2028\u007f\\u001f","aa":{},"b":[1,true,null]}'.encode()
+    assert (
+        canonical_json(value)
+        == '{"a":"é\\n\u2028\u007f\\u001f","aa":{},"b":[1,true,null]}'.encode()
+    )

@@ -44,7 +44,9 @@ def removed(when: str, event_id: str) -> dict[str, Any]:
     return ev("account_removed", when, account=A, policy="Dangerous Orgs", event_id=event_id)
 
 
-def post(type_: str, when: str, event_id: str, post_id: str = "p1", **fields: Any) -> dict[str, Any]:
+def post(
+    type_: str, when: str, event_id: str, post_id: str = "p1", **fields: Any
+) -> dict[str, Any]:
     return ev(type_, when, account=A, post=post_id, event_id=event_id, **fields)
 
 
@@ -161,7 +163,9 @@ def test_post_events_need_the_post_published_earlier(world: Store, event: dict[s
     reject_append(
         world,
         event,
-        expect=(f"{event['type']} early rejected: post p1 is not published at 2021-01-01T00:00:00Z",),
+        expect=(
+            f"{event['type']} early rejected: post p1 is not published at 2021-01-01T00:00:00Z",
+        ),
     )
 
 

@@ -45,6 +45,10 @@ SOME_COLUMN = {
 }
 
 
+# The core attacks run on both backends; their variants, to save time, on SQLite only.
+SQLITE_ONLY = pytest.mark.parametrize("store_kind", ["sqlite"])
+
+
 # --- an independent RFC 6962 reference -------------------------------------------
 
 
@@ -298,19 +302,18 @@ def test_triggers_refuse_update_and_delete_on_every_ledger_table(
         if tables.kind == "postgres":
             statements.append(f"TRUNCATE {table}")
         for statement in statements:
-            with pytest.raises(tables.errors, match="append-only"):
+            with pytest.raises(tables.errors, match=f"{table} is append-only"):
                 tables.execute(statement)
-    assert tables.leaves() == ledger.lines
-    ledger.verify_ok()
-
-
-def test_triggers_refuse_changing_one_event(ledger: Ledger, tables: Tables) -> None:
+    # The targeted edits the attacks below make are refused too, while triggers stand.
     original = tables.payload(5)
     with pytest.raises(tables.errors, match="append-only"):
         tables.set_payload(5, change_one_byte(original))
     with pytest.raises(tables.errors, match="append-only"):
         tables.delete_event(SIZES[-1] - 1, with_entry=False)
-    assert tables.payload(5) == original
+    with pytest.raises(tables.errors, match="append-only"):
+        tables.execute("DELETE FROM checkpoints WHERE size = ?", (SIZES[-1],))
+    assert tables.leaves() == ledger.lines
+    assert len(tables.all("SELECT size FROM checkpoints")) == len(SIZES)
     ledger.verify_ok()
 
 
@@ -326,6 +329,7 @@ def test_one_changed_byte_in_a_stored_payload_is_named(ledger: Ledger, tables: T
     assert f"sequence {bad}:" in message
 
 
+@SQLITE_ONLY
 def test_changed_byte_with_fixed_up_stored_hashes_is_still_caught(
     ledger: Ledger, tables: Tables
 ) -> None:
@@ -346,7 +350,11 @@ def test_changed_byte_with_fixed_up_stored_hashes_is_still_caught(
     assert f"size {SIZES[1]}" in message
 
 
-@pytest.mark.parametrize("with_entry", [False, True], ids=["event-row", "event-and-entry"])
+@pytest.mark.parametrize(
+    ("store_kind", "with_entry"),
+    [("sqlite", False), ("sqlite", True), ("postgres", True)],
+    ids=["sqlite-event-row", "sqlite-event-and-entry", "postgres-event-and-entry"],
+)
 def test_a_deleted_row_is_named(ledger: Ledger, tables: Tables, with_entry: bool) -> None:
     gone = 12
     tables.drop_triggers()
@@ -366,6 +374,7 @@ def test_two_swapped_events_name_the_lower_sequence(ledger: Ledger, tables: Tabl
     assert named_sequence(message) == low
 
 
+@SQLITE_ONLY
 def test_two_swapped_neighbours_in_one_batch(ledger: Ledger, tables: Tables) -> None:
     low = 31
     tables.drop_triggers()
@@ -375,7 +384,10 @@ def test_two_swapped_neighbours_in_one_batch(ledger: Ledger, tables: Tables) -> 
     assert named_sequence(ledger.verify_fails()) == low
 
 
-@pytest.mark.parametrize("cut", [1, 5, SIZES[-1] - SIZES[1]])
+@pytest.mark.parametrize(
+    ("store_kind", "cut"),
+    [("sqlite", 1), ("sqlite", 5), ("sqlite", SIZES[-1] - SIZES[1]), ("postgres", 5)],
+)
 def test_a_truncated_log_is_detected(ledger: Ledger, tables: Tables, cut: int) -> None:
     tables.drop_triggers()
     for sequence in range(SIZES[-1] - cut, SIZES[-1]):

@@ -1,0 +1,253 @@
+"""One benchmark phase per process: ``python -m bench.phases PHASE ARGS…``.
+
+Prints one JSON line: the phase's wall time and this process's peak RSS. The
+project's phases go through the public CLI in-process (start-up is negligible at
+these sizes); baselines do the same work the plainest way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import resource
+import sqlite3
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cli(*args: str) -> None:
+    from cli.main import main
+
+    try:
+        main(list(args))
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise RuntimeError(f"CLI {args[2:4]} exited {done.code}") from None
+
+
+@contextlib.contextmanager
+def _stdout_to_devnull() -> Iterator[None]:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(devnull)
+        os.close(saved)
+
+
+def _timed(work: Callable[[], Any]) -> dict[str, Any]:
+    start = time.perf_counter()
+    extra = work()
+    result = {"seconds": time.perf_counter() - start}
+    if isinstance(extra, dict):
+        result.update(extra)
+    return result
+
+
+# --- phases ----------------------------------------------------------------------
+
+
+def generate(args: list[str]) -> dict[str, Any]:
+    from bench.generate import generate as lines
+
+    events = int(args[args.index("--events") + 1])
+    out = args[args.index("--out") + 1]
+
+    def work() -> None:
+        with open(out, "w", encoding="utf-8") as handle:
+            for line in lines(events, 1):
+                handle.write(line + "\n")
+
+    return _timed(work)
+
+
+def import_(args: list[str]) -> dict[str, Any]:
+    url, key, data = args
+    with _stdout_to_devnull():
+        return _timed(lambda: _cli("--store", url, "--key-file", key, "append", data))
+
+
+def import_baseline(args: list[str]) -> dict[str, Any]:
+    kind, data, pg_url = args
+    if kind == "sqlite":
+        path = data + ".baseline.db"
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path + suffix)
+
+        def work() -> None:
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("CREATE TABLE events (line TEXT NOT NULL)")
+            conn.execute("BEGIN")
+            with open(data, encoding="utf-8") as handle:
+                conn.executemany("INSERT INTO events VALUES (?)", ((line,) for line in handle))
+            conn.execute("COMMIT")
+            conn.close()
+
+        return _timed(work)
+    import psycopg
+
+    def work_pg() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS public.bench_baseline")
+            conn.execute("CREATE TABLE public.bench_baseline (line TEXT NOT NULL)")
+            with conn.transaction(), conn.cursor() as cursor:
+                with cursor.copy("COPY public.bench_baseline (line) FROM STDIN") as copy:
+                    with open(data, encoding="utf-8") as handle:
+                        for line in handle:
+                            copy.write_row((line.rstrip("\n"),))
+            conn.execute("DROP TABLE public.bench_baseline")
+
+    return _timed(work_pg)
+
+
+def replay(args: list[str]) -> dict[str, Any]:
+    (url,) = args
+    with _stdout_to_devnull():
+        return _timed(lambda: _cli("--store", url, "replay", "--silent"))
+
+
+def _stored_leaves(url: str) -> Iterator[bytes]:
+    from ledger.location import StoreLocation
+    from ledger.persistence import open_storage
+
+    storage = open_storage(StoreLocation.parse(url))
+    with storage.connect() as db:
+        yield from storage.iter_leaves(db)
+
+
+def read_baseline(args: list[str]) -> dict[str, Any]:
+    """SELECT every stored row and json.loads it: the floor under any rebuild."""
+    (url,) = args
+
+    def work() -> dict[str, Any]:
+        count = sum(1 for leaf in _stored_leaves(url) if json.loads(leaf))
+        return {"rows": count}
+
+    return _timed(work)
+
+
+def verify(args: list[str]) -> dict[str, Any]:
+    url, vkey = args
+    with _stdout_to_devnull():
+        return _timed(lambda: _cli("--store", url, "verify", "--vkey", vkey))
+
+
+def verify_baseline(args: list[str]) -> dict[str, Any]:
+    """SELECT every row and fold a streaming RFC 6962 root with hashlib, nothing else."""
+    (url,) = args
+    sha256 = hashlib.sha256
+
+    def work() -> dict[str, Any]:
+        stack: list[tuple[int, bytes]] = []  # (height, hash) of perfect subtrees
+        count = 0
+        for leaf in _stored_leaves(url):
+            node = sha256(b"\x00" + leaf).digest()
+            height = 0
+            while stack and stack[-1][0] == height:
+                node = sha256(b"\x01" + stack.pop()[1] + node).digest()
+                height += 1
+            stack.append((height, node))
+            count += 1
+        root = stack.pop()[1] if stack else sha256(b"").digest()
+        while stack:
+            root = sha256(b"\x01" + stack.pop()[1] + root).digest()
+        return {"rows": count, "root": root.hex()}
+
+    return _timed(work)
+
+
+def export(args: list[str]) -> dict[str, Any]:
+    (url,) = args
+    with _stdout_to_devnull():
+        return _timed(lambda: _cli("--store", url, "export", "--nl"))
+
+
+def queries(args: list[str]) -> dict[str, Any]:
+    """status and timeline of one account, in-process, over random accounts."""
+    url, samples = args[0], int(args[1])
+    from datetime import UTC, datetime
+
+    from ledger.application import Ledger
+    from ledger.location import StoreLocation
+    from projections.projector import Projector
+    from projections.queries import Moment, TimelineFilter, account_status, timeline
+
+    ledger = Ledger(StoreLocation.parse(url))
+    db = ledger.storage.connect()
+    Projector(ledger, db).catch_up()
+    accounts = [
+        row[0]
+        for row in db.execute(
+            "SELECT DISTINCT account FROM timeline WHERE type = 'account_registered'"
+        ).fetchall()
+    ]
+    rng = random.Random(7)
+    picks = [rng.choice(accounts) for _ in range(samples)]
+    now = datetime.now(UTC)
+    moment = Moment(as_of=now, known_at=now)
+    result: dict[str, Any] = {"accounts": len(accounts)}
+    for name in ("status", "timeline"):
+        times = []
+        for account in picks:
+            start = time.perf_counter()
+            try:
+                # Each answer first checks the read model is current, as the CLI does.
+                Projector(ledger, db).catch_up()
+                if name == "status":
+                    account_status(db, account, moment)
+                else:
+                    for _ in timeline(db, now, TimelineFilter(account=account)):
+                        pass
+            except LookupError:
+                pass
+            times.append((time.perf_counter() - start) * 1000)
+        times.sort()
+        result[name] = {
+            "p50_ms": statistics.median(times),
+            "p99_ms": times[max(0, int(len(times) * 0.99) - 1)],
+        }
+    db.close()
+    ledger.close()
+    return result
+
+
+PHASES: dict[str, Callable[[list[str]], dict[str, Any]]] = {
+    "generate": generate,
+    "import": import_,
+    "import_baseline": import_baseline,
+    "replay": replay,
+    "read_baseline": read_baseline,
+    "verify": verify,
+    "verify_baseline": verify_baseline,
+    "export": export,
+    "queries": queries,
+}
+
+
+def main() -> None:
+    phase, args = sys.argv[1], sys.argv[2:]
+    result = PHASES[phase](args)
+    result["peak_rss_mb"] = _peak_rss_mb()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
