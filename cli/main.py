@@ -120,7 +120,7 @@ class Session:
 
     def signer(self, *, required: bool) -> Any:
         """The signing key, if configured: every append batch is then checkpointed."""
-        from ledger.integrity import KeyError_, key_path
+        from ledger.location import KeyError_, key_path
 
         path = key_path(self.location, self.key_file)
         explicit = bool(self.key_file or os.environ.get("ENFORCEMENT_LEDGER_KEY_FILE"))
@@ -178,11 +178,19 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ledger.location import StoreError
     from projections.queries import NotFound
 
-    errors: tuple[type[BaseException], ...] = (LedgerError, EventInputError, StoreError, NotFound)
-    if "ledger.integrity" in sys.modules:
-        from ledger.integrity import IntegrityError, KeyError_
+    from ledger.location import KeyError_
 
-        errors += (IntegrityError, KeyError_)
+    errors: tuple[type[BaseException], ...] = (
+        LedgerError,
+        EventInputError,
+        StoreError,
+        NotFound,
+        KeyError_,
+    )
+    if "ledger.integrity" in sys.modules:
+        from ledger.integrity import IntegrityError
+
+        errors += (IntegrityError,)
     return errors
 
 

@@ -11,6 +11,7 @@ accepted for ``occurred_at`` and means 00:00Z that day; the event then keeps
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Union
@@ -67,7 +68,10 @@ CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 class EventBase(BaseModel):
     """Fields every event carries."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    # defer_build: a one-event command builds one validator, not all eighteen.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", str_strip_whitespace=True, defer_build=True
+    )
 
     occurred_at: UtcDatetime = Field(
         description="When the platform acted: ISO 8601 with an offset, or a date (00:00Z)."
@@ -320,7 +324,13 @@ AnyEvent = Annotated[
     Field(discriminator="type"),
 ]
 
-EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+
+@functools.cache
+def event_adapter() -> TypeAdapter[AnyEvent]:
+    """The union's validator, built on first use (it is the costly part of start-up)."""
+    return TypeAdapter(AnyEvent)
+
 
 # Fields the ledger assigns; input may not set them.
 ASSIGNED_FIELDS = ("recorded_at", "actor", "sequence")
@@ -386,9 +396,12 @@ def parse_event(data: str | bytes | dict[str, Any], line: int | None = None) -> 
     """Validate one event from JSON text or a decoded object."""
     try:
         if isinstance(data, dict):
-            return EVENT_ADAPTER.validate_python(data)
+            model = EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
+            if model is not None:
+                return model.model_validate(data)  # type: ignore[return-value]
+            return event_adapter().validate_python(data)
         # pydantic-core parses and validates in one pass: the bulk path's hot spot.
-        return EVENT_ADAPTER.validate_json(data)
+        return event_adapter().validate_json(data)
     except ValidationError as e:
         raise EventInputError(describe_validation_error(e), line) from None
 
@@ -412,7 +425,7 @@ def iso(value: datetime) -> str:
 
 
 def event_schema() -> dict[str, Any]:
-    schema = EVENT_ADAPTER.json_schema()
+    schema = event_adapter().json_schema()
     schema["title"] = "Enforcement ledger event"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema

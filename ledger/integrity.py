@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ledger import merkle, notes
-from ledger.location import StoreLocation
+from ledger.location import KeyError_, key_path  # noqa: F401 - re-exported
 
-KEY_FILE_ENV = "ENFORCEMENT_LEDGER_KEY_FILE"
 
 
 class IntegrityError(Exception):
@@ -28,21 +27,9 @@ class IntegrityError(Exception):
         super().__init__(message)
 
 
-class KeyError_(Exception):
-    """A signing key is missing, unreadable or malformed."""
 
 
 # --- keys ----------------------------------------------------------------------
-
-
-def key_path(location: StoreLocation, key_file: str | None) -> Path | None:
-    """--key-file, then $ENFORCEMENT_LEDGER_KEY_FILE, then <sqlite store>.key."""
-    chosen = key_file or os.environ.get(KEY_FILE_ENV)
-    if chosen:
-        return Path(chosen).expanduser()
-    if location.kind == "sqlite" and location.path is not None:
-        return location.path.with_name(location.path.name + ".key")
-    return None
 
 
 def create_key(path: Path, name: str) -> notes.Ed25519Signer:

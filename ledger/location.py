@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 STORE_ENV = "ENFORCEMENT_LEDGER_STORE"
+KEY_FILE_ENV = "ENFORCEMENT_LEDGER_KEY_FILE"
 DEFAULT_STORE = "enforcement-ledger.db"
 
 
@@ -59,3 +60,21 @@ class StoreLocation:
         return (
             f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}?schema={self.schema}"
         )
+
+
+class KeyError_(Exception):  # noqa: N801 - not the builtin KeyError
+    """A signing key is missing, unreadable or malformed."""
+
+
+def key_path(location: StoreLocation, key_file: str | None) -> Path | None:
+    """--key-file, then $ENFORCEMENT_LEDGER_KEY_FILE, then <sqlite store>.key.
+
+    Lives here, not in ledger.integrity, so an append without a key never loads
+    the cryptography stack.
+    """
+    chosen = key_file or os.environ.get(KEY_FILE_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    if location.kind == "sqlite" and location.path is not None:
+        return location.path.with_name(location.path.name + ".key")
+    return None
