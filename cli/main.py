@@ -43,7 +43,16 @@ STATUS_COLUMNS = [
     "as_of",
     "known_at",
 ]
-ACCOUNTS_TABLE = ["account", "handle", "subject", "status", "since", "until", "policy", "followers"]
+ACCOUNTS_TABLE = [
+    "account",
+    "subject",
+    "status",
+    "since",
+    "until",
+    "policy",
+    "exemption_names",
+    "followers",
+]
 TIMELINE_COLUMNS = [
     "sequence",
     "event_id",
@@ -78,7 +87,29 @@ TIMELINE_COLUMNS = [
     "note",
     "retracted",
 ]
-TIMELINE_TABLE = ["sequence", "occurred_at", "type", "account", "subject", "policy", "retracted"]
+TIMELINE_TABLE = ["sequence", "occurred_at", "type", "account", "policy", "detail", "retracted"]
+_DETAIL_FIELDS = (
+    "subject", "name", "post", "count", "exception", "exemption", "restrictions", "until",
+    "appeal", "outcome", "target", "reason",
+)  # fmt: skip
+
+
+def _with_detail(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Table view only: the type-specific fields folded into one readable column."""
+    for row in rows:
+        parts = [
+            f"{key}={', '.join(map(str, value)) if isinstance(value, list) else value}"
+            for key in _DETAIL_FIELDS
+            if (value := row.get(key)) is not None
+        ]
+        yield {**row, "detail": "; ".join(parts)}
+
+
+def _with_exemption_names(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        yield {**row, "exemption_names": [e["exemption"] for e in row["exemptions"]]}
+
+
 EXPORT_TABLE = ["sequence", "event_id", "type", "occurred_at", "recorded_at", "actor", "account"]
 
 
@@ -175,10 +206,8 @@ def _is_permission_error(error: BaseException) -> bool:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from ledger.application import LedgerError
     from ledger.events import EventInputError
-    from ledger.location import StoreError
+    from ledger.location import KeyError_, StoreError
     from projections.queries import NotFound
-
-    from ledger.location import KeyError_
 
     errors: tuple[type[BaseException], ...] = (
         LedgerError,
@@ -624,6 +653,8 @@ def accounts_command(
         subject=subject,
         status=status_filter,
     )
+    if fmt == "table":
+        rows = _with_exemption_names(rows)
     write_rows(
         rows, fmt, STATUS_COLUMNS, table_columns=ACCOUNTS_TABLE, empty_message="(no accounts)"
     )
@@ -696,6 +727,8 @@ def timeline_command(
     )
     known = _parse_time(known_at, "--known-at")
     rows = timeline(session.reader(), known, selection)
+    if fmt == "table":
+        rows = _with_detail(rows)
     write_rows(
         rows, fmt, TIMELINE_COLUMNS, table_columns=TIMELINE_TABLE, empty_message="(no events)"
     )
@@ -907,7 +940,8 @@ def keygen(session: Session) -> None:
     Example:
       enforcement-ledger --store ledger.db keygen
     """
-    from ledger.integrity import KeyError_, create_key, key_path
+    from ledger.integrity import create_key
+    from ledger.location import KeyError_, key_path
 
     ledger = session.ledger()
     path = key_path(session.location, session.key_file)
