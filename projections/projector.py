@@ -96,12 +96,20 @@ def timeline_row(record: dict[str, Any], notification_id: int) -> tuple[Any, ...
 def _write(db: Database, records: Sequence[tuple[int, dict[str, Any]]]) -> None:
     rows = []
     retractions = []
+    chunk: dict[str, tuple[Any, ...]] = {}
     for notification_id, record in records:
-        rows.append(timeline_row(record, notification_id))
+        row = timeline_row(record, notification_id)
         if record["type"] == "event_retracted":
+            # A retraction belongs to its target's account, subject and platform, so
+            # it shows up in the timeline where the retracted event does.
+            target = chunk.get(record["target"]) or _target_row(db, record["target"])
+            if target is not None:
+                row = (*row[:3], target[3], target[4], target[5], *row[6:])
             retractions.append(
                 (record["target"], record["event_id"], micros(record["recorded_at"]))
             )
+        chunk[record["event_id"]] = row
+        rows.append(row)
     db.executemany("INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
     db.executemany("INSERT INTO retractions VALUES (?,?,?)", retractions)
     last_id, last = records[-1]
@@ -110,6 +118,16 @@ def _write(db: Database, records: Sequence[tuple[int, dict[str, Any]]]) -> None:
         "SET notification_id = excluded.notification_id, sequence = excluded.sequence",
         (PROJECTION, last_id, last["sequence"]),
     )
+
+
+def _target_row(db: Database, event_id: str) -> tuple[Any, ...] | None:
+    """The projected row of an event, found through the log's event_id index."""
+    row = db.one(
+        "SELECT t.* FROM ledger_entries l JOIN timeline t ON t.sequence = l.sequence "
+        "WHERE l.event_id = ?",
+        (event_id,),
+    )
+    return tuple(row) if row is not None else None
 
 
 def _position(db: Database) -> tuple[int, int]:
