@@ -1123,7 +1123,7 @@ def verify(
         with open(export_file, "rb") as handle:
             leaves = (line.rstrip(b"\n") for line in handle)
             report = verify_log(
-                leaves, [], origin=None, verifiers=verifiers, trusted=[*checkpoints, *trusted]
+                leaves, [], origin=None, verifiers=verifiers, trusted=trusted, given=checkpoints
             )
     else:
         ledger = session.ledger()

@@ -141,6 +141,7 @@ def verify_log(
     origin: str | None,
     verifiers: Sequence[notes.Verifier],
     trusted: Sequence[str] = (),
+    given: Sequence[str] = (),
     stored_leaf_hashes: Iterator[tuple[int, bytes]] | None = None,
     expected_size: int | None = None,
 ) -> VerifyReport:
@@ -172,6 +173,10 @@ def verify_log(
         checkpoint = _open(text, verifiers, origin, "trusted checkpoint")
         by_size.setdefault(checkpoint.size, []).append(("trusted", checkpoint, text))
         trusted_count += 1
+    for text in given:
+        checkpoint = _open(text, verifiers, origin, "checkpoint")
+        by_size.setdefault(checkpoint.size, []).append(("given", checkpoint, text))
+        report_sigs += 1
 
     tree = merkle.StreamingRoot()
     last_good_size = 0
@@ -187,11 +192,10 @@ def verify_log(
             for kind, checkpoint, _ in by_size[size]:
                 assert checkpoint is not None
                 if checkpoint.root_hash != root:
-                    hint = (
-                        "history was rewritten since the auditor saved it"
-                        if kind == "trusted"
-                        else "an event in this range was altered"
-                    )
+                    hint = {
+                        "trusted": "history was rewritten since the auditor saved it",
+                        "given": "these events differ from the log the checkpoint signed",
+                    }.get(kind, "an event in this range was altered")
                     raise IntegrityError(
                         f"sequence {last_good_size}..{size - 1}: root at size {size} is "
                         f"{_b64(root)} but the {kind} checkpoint says "
@@ -231,7 +235,7 @@ def verify_log(
     report = VerifyReport(
         size=tree.size,
         root=tree.root() if tree.size else merkle.EMPTY_ROOT,
-        checkpoints=len(checkpoints),
+        checkpoints=len(checkpoints) + len(given),
         signatures=report_sigs,
         trusted=trusted_count,
     )

@@ -8,8 +8,10 @@ and re-signs it with the operator's own key; only an auditor's saved checkpoint
 (`verify --trusted`) can catch that, and does.
 
 Every test starts from a keyed store holding 38 events appended in 3 batches, so
-3 signed checkpoints (sizes 18, 30, 38) are stored. The tests run on SQLite and,
-through psycopg as user postgres, on PostgreSQL.
+3 signed checkpoints (sizes 18, 30, 38) are stored. The core attacks run on SQLite
+and, through psycopg as user postgres, on PostgreSQL; their variants on SQLite.
+The last tests probe the edges: checkpoints deleted to hide an edit, and a corrupted
+Merkle node table (which proofs and new checkpoints are computed from).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from ledger import integrity
+from ledger import integrity, merkle, notes
 from tests.conftest import PG_URL, Store
 
 SEED = Path(__file__).resolve().parent.parent / "ledger" / "data" / "seed.jsonl"
@@ -45,7 +47,7 @@ SOME_COLUMN = {
 }
 
 
-# The core attacks run on both backends; their variants, to save time, on SQLite only.
+# Overrides the `store_kind` parameter of conftest's `store` fixture.
 SQLITE_ONLY = pytest.mark.parametrize("store_kind", ["sqlite"])
 
 
@@ -197,7 +199,7 @@ class Tables:
 
 
 @dataclass
-class Ledger:
+class KeyedLedger:
     """A keyed store with 3 batches appended, and the auditor's view of it."""
 
     store: Store
@@ -250,7 +252,7 @@ def events_for(batch: int, count: int) -> str:
 
 
 @pytest.fixture
-def ledger(store: Store) -> Ledger:
+def ledger(store: Store) -> KeyedLedger:
     key = store.tmp_path / "operator.key"
     keyed = ("--key-file", str(key))
     vkey = store.ok(*keyed, "keygen").stdout.strip()
@@ -259,7 +261,7 @@ def ledger(store: Store) -> Ledger:
     store.ok(*keyed, "append", "-", input=events_for(3, 8))
     lines = store.ok("export", "--nl").stdout_bytes.splitlines()
     assert len(lines) == SIZES[-1]
-    result = Ledger(store, key, vkey, lines)
+    result = KeyedLedger(store, key, vkey, lines)
     out = result.verify_ok()
     assert f"OK size {SIZES[-1]} " in out
     assert f"({len(SIZES)} checkpoint(s)" in out
@@ -294,7 +296,7 @@ def change_one_byte(leaf: bytes) -> bytes:
 
 
 def test_triggers_refuse_update_and_delete_on_every_ledger_table(
-    ledger: Ledger, tables: Tables
+    ledger: KeyedLedger, tables: Tables
 ) -> None:
     for table in (tables.events, *LEDGER_TABLES):
         column = SOME_COLUMN[table]
@@ -320,7 +322,7 @@ def test_triggers_refuse_update_and_delete_on_every_ledger_table(
 # --- attacks with the triggers dropped --------------------------------------------
 
 
-def test_one_changed_byte_in_a_stored_payload_is_named(ledger: Ledger, tables: Tables) -> None:
+def test_one_changed_byte_in_a_stored_payload_is_named(ledger: KeyedLedger, tables: Tables) -> None:
     bad = 21
     tables.drop_triggers()
     tables.set_payload(bad, change_one_byte(tables.payload(bad)))
@@ -331,7 +333,7 @@ def test_one_changed_byte_in_a_stored_payload_is_named(ledger: Ledger, tables: T
 
 @SQLITE_ONLY
 def test_changed_byte_with_fixed_up_stored_hashes_is_still_caught(
-    ledger: Ledger, tables: Tables
+    ledger: KeyedLedger, tables: Tables
 ) -> None:
     """Stored hashes are never trusted: the signed roots catch the edit."""
     bad = 21
@@ -355,7 +357,7 @@ def test_changed_byte_with_fixed_up_stored_hashes_is_still_caught(
     [("sqlite", False), ("sqlite", True), ("postgres", True)],
     ids=["sqlite-event-row", "sqlite-event-and-entry", "postgres-event-and-entry"],
 )
-def test_a_deleted_row_is_named(ledger: Ledger, tables: Tables, with_entry: bool) -> None:
+def test_a_deleted_row_is_named(ledger: KeyedLedger, tables: Tables, with_entry: bool) -> None:
     gone = 12
     tables.drop_triggers()
     tables.delete_event(gone, with_entry=with_entry)
@@ -364,7 +366,7 @@ def test_a_deleted_row_is_named(ledger: Ledger, tables: Tables, with_entry: bool
     assert named_sequence(message) == gone
 
 
-def test_two_swapped_events_name_the_lower_sequence(ledger: Ledger, tables: Tables) -> None:
+def test_two_swapped_events_name_the_lower_sequence(ledger: KeyedLedger, tables: Tables) -> None:
     low, high = 9, 27
     tables.drop_triggers()
     first, second = tables.payload(low), tables.payload(high)
@@ -375,7 +377,7 @@ def test_two_swapped_events_name_the_lower_sequence(ledger: Ledger, tables: Tabl
 
 
 @SQLITE_ONLY
-def test_two_swapped_neighbours_in_one_batch(ledger: Ledger, tables: Tables) -> None:
+def test_two_swapped_neighbours_in_one_batch(ledger: KeyedLedger, tables: Tables) -> None:
     low = 31
     tables.drop_triggers()
     first, second = tables.payload(low), tables.payload(low + 1)
@@ -388,7 +390,7 @@ def test_two_swapped_neighbours_in_one_batch(ledger: Ledger, tables: Tables) -> 
     ("store_kind", "cut"),
     [("sqlite", 1), ("sqlite", 5), ("sqlite", SIZES[-1] - SIZES[1]), ("postgres", 5)],
 )
-def test_a_truncated_log_is_detected(ledger: Ledger, tables: Tables, cut: int) -> None:
+def test_a_truncated_log_is_detected(ledger: KeyedLedger, tables: Tables, cut: int) -> None:
     tables.drop_triggers()
     for sequence in range(SIZES[-1] - cut, SIZES[-1]):
         tables.delete_event(sequence, with_entry=True)
@@ -399,7 +401,7 @@ def test_a_truncated_log_is_detected(ledger: Ledger, tables: Tables, cut: int) -
 
 
 def test_truncation_that_also_drops_checkpoints_needs_the_auditors_copy(
-    ledger: Ledger, tables: Tables
+    ledger: KeyedLedger, tables: Tables
 ) -> None:
     """Cut back to an older checkpoint: the store alone looks like an older log."""
     saved = ledger.save_checkpoint("auditor.checkpoint")
@@ -414,7 +416,7 @@ def test_truncation_that_also_drops_checkpoints_needs_the_auditors_copy(
     assert named_sequence(message) == SIZES[1]
 
 
-def rewrite_history(ledger: Ledger, tables: Tables, sequence: int) -> list[bytes]:
+def rewrite_history(ledger: KeyedLedger, tables: Tables, sequence: int) -> list[bytes]:
     """Edit one event and recompute everything a verifier can check, re-signed.
 
     Payload, stored leaf and content hashes, every Merkle node, and every stored
@@ -460,7 +462,7 @@ def rewrite_history(ledger: Ledger, tables: Tables, sequence: int) -> list[bytes
 
 
 def test_history_rewritten_and_re_signed_is_caught_by_a_trusted_checkpoint(
-    ledger: Ledger, tables: Tables
+    ledger: KeyedLedger, tables: Tables
 ) -> None:
     saved = ledger.save_checkpoint("auditor.checkpoint")
     assert "1 trusted" in ledger.verify_ok("--trusted", str(saved))
@@ -481,7 +483,7 @@ def test_history_rewritten_and_re_signed_is_caught_by_a_trusted_checkpoint(
     assert "rewritten" in message
 
 
-def hide_an_edit_by_deleting_checkpoints(ledger: Ledger, tables: Tables) -> int:
+def hide_an_edit_by_deleting_checkpoints(ledger: KeyedLedger, tables: Tables) -> int:
     """Without the key: edit an event of batch 3, fix every stored hash, and delete
     the checkpoints that cover it. Returns the edited sequence."""
     victim = 33
@@ -499,7 +501,7 @@ def hide_an_edit_by_deleting_checkpoints(ledger: Ledger, tables: Tables) -> int:
 
 
 def test_checkpoints_deleted_to_hide_an_edit_are_caught_by_the_auditors_copy(
-    ledger: Ledger, tables: Tables
+    ledger: KeyedLedger, tables: Tables
 ) -> None:
     saved = ledger.save_checkpoint("auditor.checkpoint")
     victim = hide_an_edit_by_deleting_checkpoints(ledger, tables)
@@ -518,8 +520,50 @@ def test_checkpoints_deleted_to_hide_an_edit_are_caught_by_the_auditors_copy(
     "`verify --vkey K` prints OK for size 38 although sequences 30..37 are covered by no "
     "signed checkpoint; it neither fails nor warns (VerifyReport.warnings is never filled)",
 )
-def test_events_covered_by_no_signed_checkpoint_are_flagged(ledger: Ledger, tables: Tables) -> None:
+def test_events_covered_by_no_signed_checkpoint_are_flagged(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
     hide_an_edit_by_deleting_checkpoints(ledger, tables)
     result = ledger.verify()
     flagged = "sequence 30" in result.stderr and "checkpoint" in result.stderr
     assert result.exit_code != 0 or flagged, (result.stdout, result.stderr)
+
+
+@SQLITE_ONLY
+def test_proofs_served_from_a_corrupted_node_table_fail_the_auditors_check(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Proof hashes come from merkle_nodes; an auditor never has to trust them."""
+    tables.drop_triggers()
+    # Node (level 2, index 1) covers leaves 4..7: the level-2 sibling on leaf 3's path.
+    tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 2 AND idx = 1", (bytes(32),))
+    result = ledger.run("prove", "inclusion", "3")
+    assert result.exit_code == 0, result.output
+    proof = notes.parse_tlog_proof(result.stdout)
+    verifier = notes.parse_verifier_key(ledger.vkey)
+    with pytest.raises(merkle.ProofError):
+        proof.verify(ref_leaf(ledger.lines[3]), [verifier], origin=verifier.name)
+
+
+@SQLITE_ONLY
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: `checkpoint` signs the root folded from stored merkle_nodes without any "
+    "check: after one frontier node is corrupted it signs (exit 0) a root that is not the "
+    "log's, i.e. the operator's key equivocates, and the next verify blames 'an event in "
+    "this range was altered' although no event changed. A consistency proof from the "
+    "previous signed checkpoint (O(log n), same node table) would catch it before signing.",
+)
+def test_checkpoint_does_not_sign_a_root_from_a_corrupted_node_table(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    tables.drop_triggers()
+    # 38 = 32 + 4 + 2: node (5, 0), over leaves 0..31, is folded into the root at 38.
+    tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 5 AND idx = 0", (bytes(32),))
+    result = ledger.run("checkpoint")
+    if result.exit_code != 0:  # refusing to sign is a correct answer
+        assert result.exit_code == 1, (result.output, result.exception)
+        assert isinstance(result.exception, SystemExit), repr(result.exception)
+        return
+    root = base64.b64decode(result.stdout.split("\n")[2])
+    assert root == ref_root(ledger.lines), "signed a root that is not the log's root"
