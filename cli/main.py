@@ -1121,7 +1121,7 @@ def verify(
         if not checkpoints and not trusted:
             raise IntegrityError("offline verification needs --checkpoint")
         with open(export_file, "rb") as handle:
-            leaves = (line.rstrip(b"\n") for line in handle)
+            leaves = ((line.rstrip(b"\n"), None) for line in handle)
             report = verify_log(
                 leaves, [], origin=None, verifiers=verifiers, trusted=trusted, given=checkpoints
             )
@@ -1140,16 +1140,15 @@ def verify(
             if stored and not verifiers:
                 raise IntegrityError("the log has signed checkpoints: pass --vkey to check them")
             expected = storage.tree_size(connection)
-            with storage.connect() as hashes_connection:
-                report = verify_log(
-                    storage.iter_leaves(connection),
-                    stored,
-                    origin=ledger.origin,
-                    verifiers=verifiers,
-                    trusted=trusted,
-                    stored_leaf_hashes=storage.iter_leaf_hashes(hashes_connection),
-                    expected_size=expected,
-                )
+            report = verify_log(
+                storage.iter_leaves_with_hashes(connection),
+                stored,
+                origin=ledger.origin,
+                verifiers=verifiers,
+                trusted=trusted,
+                compare_recorded=True,
+                expected_size=expected,
+            )
     click.echo(
         f"OK size {report.size} root {report.root_b64} "
         f"({report.checkpoints} checkpoint(s), {report.trusted} trusted)"

@@ -325,7 +325,6 @@ AnyEvent = Annotated[
 ]
 
 
-
 @functools.cache
 def event_adapter() -> TypeAdapter[AnyEvent]:
     """The union's validator, built on first use (it is the costly part of start-up)."""

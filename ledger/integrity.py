@@ -9,14 +9,14 @@ bytes, never trusting stored hashes, and streams, so memory is flat in N.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ledger import merkle, notes
 from ledger.location import KeyError_, key_path  # noqa: F401 - re-exported
-
 
 
 class IntegrityError(Exception):
@@ -25,8 +25,6 @@ class IntegrityError(Exception):
     def __init__(self, message: str, sequence: int | None = None) -> None:
         self.sequence = sequence
         super().__init__(message)
-
-
 
 
 # --- keys ----------------------------------------------------------------------
@@ -135,14 +133,14 @@ def _check_sequence(leaf: bytes, index: int) -> None:
 
 
 def verify_log(
-    leaves: Iterable[bytes],
+    leaves: Iterable[tuple[bytes, bytes | None]],
     checkpoints: Sequence[StoredCheckpoint],
     *,
     origin: str | None,
     verifiers: Sequence[notes.Verifier],
     trusted: Sequence[str] = (),
     given: Sequence[str] = (),
-    stored_leaf_hashes: Iterator[tuple[int, bytes]] | None = None,
+    compare_recorded: bool = False,
     expected_size: int | None = None,
 ) -> VerifyReport:
     """Recompute the tree from leaf bytes and check every claim made about it.
@@ -154,8 +152,9 @@ def verify_log(
     * each ``trusted`` checkpoint (an auditor's own copy) matches likewise, which
       catches a history rewritten and re-signed with the operator's key.
 
-    ``stored_leaf_hashes`` (optional) only sharpens the report: it names the first
-    sequence whose recomputed hash differs from the one written at append time.
+    ``leaves`` yields (leaf bytes, hash recorded at append time or None). With
+    ``compare_recorded`` the recorded hash only sharpens the report: it names the
+    first sequence whose recomputed hash differs from the one written then.
     """
     by_size: dict[int, list[tuple[str, notes.Checkpoint | None, str]]] = {}
     report_sigs = 0
@@ -206,19 +205,23 @@ def verify_log(
             next_check += 1
 
     check_size()
-    for index, leaf in enumerate(leaves):
-        _check_sequence(leaf, index)
-        hashed = merkle.leaf_hash(leaf)
-        if stored_leaf_hashes is not None:
-            recorded = next(stored_leaf_hashes, None)
-            if recorded is None or recorded[0] != index or recorded[1] != hashed:
-                raise IntegrityError(
-                    f"sequence {index}: the stored event's bytes no longer hash to the leaf "
-                    "recorded at append time (the event was altered)",
-                    index,
-                )
-        tree.append(hashed)
-        check_size()
+    sha256 = hashlib.sha256
+    append = tree.append_trusted
+    for index, (leaf, recorded) in enumerate(leaves):
+        marker = b'"sequence":%d' % index
+        at = leaf.find(marker)
+        if at < 0 or leaf[at + len(marker) : at + len(marker) + 1] not in (b",", b"}"):
+            _check_sequence(leaf, index)  # raises with the full explanation
+        hashed = sha256(b"\x00" + leaf).digest()
+        if compare_recorded and recorded != hashed:
+            raise IntegrityError(
+                f"sequence {index}: the stored event's bytes no longer hash to the leaf "
+                "recorded at append time (the event was altered)",
+                index,
+            )
+        append(hashed)
+        if next_check < len(pending_sizes) and pending_sizes[next_check] == index + 1:
+            check_size()
     if next_check < len(pending_sizes):
         missing = pending_sizes[-1]
         raise IntegrityError(

@@ -62,7 +62,7 @@ class StoreLocation:
         )
 
 
-class KeyError_(Exception):  # noqa: N801 - not the builtin KeyError
+class KeyError_(Exception):  # named apart from the builtin KeyError
     """A signing key is missing, unreadable or malformed."""
 
 

@@ -366,11 +366,14 @@ class Storage:
         for (state,) in db.stream(f"SELECT state FROM {self.events_table} ORDER BY {order}"):
             yield bytes(state)
 
-    def iter_leaf_hashes(self, db: Database) -> Iterator[tuple[int, bytes]]:
-        for sequence, digest in db.stream(
-            "SELECT sequence, leaf_hash FROM ledger_entries ORDER BY sequence"
+    def iter_leaves_with_hashes(self, db: Database) -> Iterator[tuple[bytes, bytes | None]]:
+        """(leaf, hash recorded at append time) in log order, one streamed query."""
+        order = "rowid" if self.dialect == "sqlite" else "notification_id"
+        for state, digest in db.stream(
+            f"SELECT s.state, l.leaf_hash FROM {self.events_table} s "
+            f"LEFT JOIN ledger_entries l ON l.notification_id = s.{order} ORDER BY s.{order}"
         ):
-            yield sequence, bytes(digest)
+            yield bytes(state), None if digest is None else bytes(digest)
 
     def checkpoints(self, db: Database) -> list[tuple[int, bytes, str]]:
         rows = db.execute("SELECT size, root, note FROM checkpoints ORDER BY size, id").fetchall()

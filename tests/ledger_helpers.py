@@ -115,3 +115,26 @@ def reject(
 def reject_append(store: Store, *events: dict[str, Any], expect: tuple[str, ...] = ()) -> str:
     """Append ``events`` as one batch that must be refused as a whole."""
     return reject(store, "append", "-", input=jsonl(*events), expect=expect)
+
+
+def parse_table(text: str) -> list[dict[str, str]]:
+    """Rows of a readable table, keyed by its header; columns come from the dashes line.
+
+    Tolerant of which columns a table shows, so tests can ask for the ones they need.
+    """
+    lines = text.splitlines()
+    header, dashes, body = lines[0], lines[1], lines[2:]
+    assert set(dashes) <= {"-", " "}, f"second line is not a rule: {dashes!r}"
+    spans: list[tuple[int, int]] = []
+    start = None
+    for position, char in enumerate(dashes + " "):
+        if char == "-" and start is None:
+            start = position
+        elif char == " " and start is not None:
+            spans.append((start, position))
+            start = None
+    names = [header[a:b].strip() for a, b in spans]
+    # The last column may run past its rule when a cell is wider than the sample.
+    spans[-1] = (spans[-1][0], 10**9)
+    return [{name: line[a:b].strip() for name, (a, b) in zip(names, spans, strict=True)}
+            for line in body]  # fmt: skip

@@ -452,11 +452,6 @@ def test_day_precision_needs_midnight(registered: Store) -> None:
     )  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the day-precision check ignores microseconds, so "
-    "2021-01-08T00:00:00.5Z is accepted as a 'day' precision time",
-)
 def test_day_precision_needs_exactly_midnight(registered: Store) -> None:
     reject_append(
         registered,

@@ -14,9 +14,11 @@ import hashlib
 import json
 import os
 import re
+import sqlite3
 import stat
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,6 +208,20 @@ def shared_log(
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def stored_checkpoints(store: Store) -> list[tuple[int, str]]:
+    """(size, signed note) rows of the store's checkpoints table, oldest first."""
+    query = "SELECT size, note FROM checkpoints ORDER BY id"
+    if store.kind == "sqlite":
+        with closing(sqlite3.connect(store.url)) as conn:
+            return [(int(r[0]), str(r[1])) for r in conn.execute(query)]
+    import psycopg
+
+    schema = store.url.rsplit("schema=", 1)[1]
+    with psycopg.connect(PG_URL) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        return [(int(r[0]), str(r[1])) for r in conn.execute(query)]
+
+
 def parse_checkpoint(text: str) -> tuple[str, int, bytes, str, bytes]:
     """Origin, size, root, signer name and raw signature of a printed checkpoint."""
     assert text.endswith("\n")
@@ -355,9 +371,15 @@ def test_every_append_batch_stores_a_new_signed_checkpoint(shared_log: Log) -> N
     assert checkpoint.size == 38
     assert checkpoint.root_hash == ref_root(lines)
 
-    # The checkpoint of batch 1 (size 18) exists: a proof for an event of batch 1
-    # against the newest checkpoint, and consistency from every batch boundary.
-    for old, new in [(18, 30), (30, 38), (18, 38), (1, 18)]:
+    # In the store: one signed checkpoint per batch, each over its own prefix.
+    stored = stored_checkpoints(shared_log.store)
+    assert [size for size, _ in stored] == shared_log.sizes == [18, 30, 38]
+    for size, note in stored:
+        checkpoint, _ = notes.open_checkpoint(note, [verifier], origin=shared_log.origin())
+        assert (checkpoint.size, checkpoint.root_hash) == (size, ref_root(lines[:size]))
+
+    # Successive checkpoints are provably consistent.
+    for old, new in [(18, 30), (30, 38), (18, 38)]:
         proof_lines = shared_log.ok("prove", "consistency", str(old), "--to", str(new)).stdout
         hashes = [base64.b64decode(x) for x in proof_lines.split()]
         merkle.verify_consistency(old, new, ref_root(lines[:old]), ref_root(lines[:new]), hashes)

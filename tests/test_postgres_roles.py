@@ -249,7 +249,7 @@ def test_reader_cannot_append_or_record(populated: RoleLedger) -> None:
     before = populated.size()
     line = json.dumps(_followers("reader-1", 5)) + "\n"
     result = populated.reader.fail("append", "-", input=line)
-    assert "permission denied" in result.stderr, result.stderr
+    assert f"permission denied for table {EVENTS_TABLE}" in result.stderr, result.stderr
     assert "Traceback" not in result.output
     result = populated.reader.fail(
         "record",
@@ -263,7 +263,7 @@ def test_reader_cannot_append_or_record(populated: RoleLedger) -> None:
         "--source",
         "https://example.org/report",
     )
-    assert "permission denied" in result.stderr, result.stderr
+    assert f"permission denied for table {EVENTS_TABLE}" in result.stderr, result.stderr
     assert populated.size() == before
 
 
@@ -271,7 +271,8 @@ def test_reader_cannot_checkpoint_even_with_the_key(populated: RoleLedger) -> No
     before = populated.sql("SELECT count(*) FROM checkpoints")
     result = populated.reader.run("--key-file", str(populated.key_file), "checkpoint")
     assert result.exit_code == 1, (result.output, result.exception)
-    assert "permission denied" in result.stderr, result.stderr
+    # It got as far as the INSERT: the key was readable, the table was not writable.
+    assert "permission denied for table checkpoints" in result.stderr, result.stderr
     assert populated.sql("SELECT count(*) FROM checkpoints") == before
 
 

@@ -417,9 +417,6 @@ def test_random_valid_histories(store: Store, plan: list[tuple[Any, ...]]) -> No
             assert result.stderr.startswith("Error: line 1: "), result.stderr
             assert "rejected" in result.stderr
 
-    from hypothesis import event as hev
-
-    hev(f"accepted={len(model.facts)}")
     # (b) status from the projection equals the reference fold.
     # A few fixed days, plus every moment a measure ends by itself.
     moments = {day(4), day(5), day(12), day(19), day(28), day(51)}

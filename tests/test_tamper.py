@@ -269,7 +269,7 @@ def ledger(store: Store) -> KeyedLedger:
 
 
 @pytest.fixture
-def tables(ledger: Ledger) -> Iterator[Tables]:
+def tables(ledger: KeyedLedger) -> Iterator[Tables]:
     handle = Tables(ledger.store)
     try:
         yield handle
