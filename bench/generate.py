@@ -40,6 +40,7 @@ END = 1767225599  # 2025-12-31T23:59:59Z
 DAY = 86400
 
 MAX_ACCOUNTS = 20_000
+MAX_FOLLOWERS = 350_000_000
 POSTS_PER_ACCOUNT = 6
 FOLLOWER_IDS_PER_ACCOUNT = 3
 APPEALABLE_PER_ACCOUNT = 4
@@ -535,6 +536,7 @@ class Account:
     clock: int  # the latest occurred_at written for this account
     weight: float
     followers: int
+    peak_followers: int  # the audience this account grows towards
     status: str = "active"
     status_until: int | None = None
     status_last: int = 0
@@ -738,7 +740,8 @@ class Generator:
         handle = f"{base.strip('._')}{index}"
         display = handle if platform in ("facebook", "reddit", "telegram") else "@" + handle
         weight = min(40.0, rng.paretovariate(1.3))
-        followers = int(rng.lognormvariate(9.5, 2.2)) + 10
+        followers = int(rng.lognormvariate(9.0, 2.0)) + 10
+        peak = min(MAX_FOLLOWERS, followers * int(rng.uniform(2, 60)))
         account = Account(
             account=f"{platform}:{handle}",
             platform=platform,
@@ -748,6 +751,7 @@ class Generator:
             clock=reg_t,
             weight=weight,
             followers=followers,
+            peak_followers=peak,
             status_last=reg_t,
         )
         self.accounts.append(account)
@@ -893,7 +897,11 @@ class Generator:
         if backfill:
             count = int(account.followers * rng.uniform(0.55, 1.0))
         else:
-            account.followers = max(0, int(account.followers * rng.uniform(0.97, 1.12)))
+            # Growth towards the account's peak audience, with noise; never unbounded.
+            followers = account.followers
+            growth = (account.peak_followers - followers) * rng.uniform(0.0, 0.08)
+            noise = followers * rng.uniform(-0.02, 0.02)
+            account.followers = max(0, min(MAX_FOLLOWERS, int(followers + growth + noise)))
             count = account.followers
         event_id = self.event_id()
         ids = account.follower_ids

@@ -343,6 +343,11 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
     from projections.projector import create_tables
 
     location = session.location
+    if origin is not None and (not origin or any(c.isspace() or c == "+" for c in origin)):
+        raise click.BadParameter(
+            f"an origin names the log's signing key: no spaces or '+' (given {origin!r})",
+            param_hint="--origin",
+        )
     storage = open_storage(location)
     created = storage.create(
         {
@@ -962,7 +967,7 @@ def checkpoint(session: Session) -> None:
       enforcement-ledger checkpoint > trusted.checkpoint
     """
     from ledger import merkle
-    from ledger.integrity import sign_tree_head
+    from ledger.integrity import check_extends, sign_tree_head
 
     ledger = session.ledger()
     signer = session.signer(required=True)
@@ -970,6 +975,7 @@ def checkpoint(session: Session) -> None:
     with storage.write_transaction() as tx:
         size = tx.head().next_sequence
         root = merkle.root_at(tx.get_node, size)
+        check_extends(tx.get_node, tx.last_checkpoint(), size, root)
         note = sign_tree_head(ledger.origin, size, root, signer)
         tx.insert_checkpoint(size, root, note, datetime.now(UTC).isoformat().replace("+00:00", "Z"))
     click.echo(note, nl=False)
@@ -1020,7 +1026,7 @@ def inclusion(session: Session, event: str) -> None:
     storage = ledger.storage
     with storage.connect() as connection:
         sequence = storage.find_sequence(connection, event)
-        if sequence is None and event.isdigit():
+        if sequence is None and event.isascii() and event.isdigit():
             sequence = int(event)
             if sequence >= storage.tree_size(connection):
                 raise StoreError(f"sequence {sequence} is beyond the end of the log")
@@ -1108,16 +1114,21 @@ def verify(
       enforcement-ledger verify --vkey "$(cat ledger.vkey)" --trusted saved.checkpoint
       enforcement-ledger verify --export ledger.jsonl --checkpoint saved.checkpoint --vkey KEY
     """
-    from pathlib import Path
 
-    from ledger.integrity import IntegrityError, StoredCheckpoint, parse_vkeys, verify_log
+    from ledger.integrity import (
+        IntegrityError,
+        StoredCheckpoint,
+        parse_vkeys,
+        read_checkpoint_file,
+        verify_log,
+    )
 
     verifiers = parse_vkeys(vkeys)
-    trusted = [Path(f).read_text(encoding="utf-8") for f in trusted_files]
+    trusted = [read_checkpoint_file(f) for f in trusted_files]
     if export_file is not None:
         if not verifiers:
             raise IntegrityError("offline verification needs --vkey")
-        checkpoints = [Path(f).read_text(encoding="utf-8") for f in checkpoint_files]
+        checkpoints = [read_checkpoint_file(f) for f in checkpoint_files]
         if not checkpoints and not trusted:
             raise IntegrityError("offline verification needs --checkpoint")
         with open(export_file, "rb") as handle:
@@ -1149,6 +1160,8 @@ def verify(
                 compare_recorded=True,
                 expected_size=expected,
             )
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"OK size {report.size} root {report.root_b64} "
         f"({report.checkpoints} checkpoint(s), {report.trusted} trusted)"

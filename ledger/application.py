@@ -15,6 +15,7 @@ from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
 
 from ledger import merkle
 from ledger.domain import (
+    Entry,
     RuleViolation,
     Stream,
     SubjectStream,
@@ -160,11 +161,13 @@ class Ledger(Application[uuid.UUID]):
             result = batch.finish()
             if self.signer is not None and result.appended:
                 # The batch's own signed tree head commits in the same transaction.
-                from ledger.integrity import sign_tree_head
+                from ledger.integrity import check_extends, sign_tree_head
 
                 size = batch.tree.size
-                note = sign_tree_head(self.origin, size, batch.tree.root(), self.signer)
-                tx.insert_checkpoint(size, batch.tree.root(), note, iso(datetime.now(UTC)))
+                root = batch.tree.root()
+                check_extends(tx.get_node, tx.last_checkpoint(), size, root)
+                note = sign_tree_head(self.origin, size, root, self.signer)
+                tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
             return result
 
     # --- reading ---------------------------------------------------------------
@@ -271,11 +274,7 @@ class _Batch:
         existing = self.unflushed.get(event_id) or known.get(event_id)
         if existing is None:
             return False
-        if existing.event_id in self.unflushed:
-            record = next(e.record for e, row in self.pending if row.event_id == existing.event_id)
-        else:
-            record = json.loads(self.tx.leaf(existing.sequence))
-        if _content_of(record) == content:
+        if _content_of(self.stored_record(existing)) == content:
             self.result.skipped += 1
             self.result.skipped_ids.append(event_id)
             return True
@@ -341,8 +340,17 @@ class _Batch:
                         f"account {registration.record['account']} still refers to subject "
                         f"'{subject}' ({registration.describe()}); retract that first"
                     )
-        stream.retract(record)
+        unretained = None
+        if target.event_id not in stream.live and target.event_id not in stream.retracted:
+            unretained = Entry.from_record(self.stored_record(target))
+        stream.retract(record, unretained)
         return stream
+
+    def stored_record(self, entry: EntryRef) -> dict[str, Any]:
+        """A recorded event's full record, from this batch or from the log."""
+        if entry.event_id in self.unflushed:
+            return next(e.record for e, row in self.pending if row.event_id == entry.event_id)
+        return json.loads(self.tx.leaf(entry.sequence))  # type: ignore[no-any-return]
 
     def flush(self) -> None:
         if not self.pending:

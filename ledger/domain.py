@@ -66,6 +66,12 @@ APPEALABLE_TYPES = frozenset(
 )
 
 
+RULE_FIELDS = (
+    "account", "subject", "post", "exemption", "appeal", "target", "until", "policy",
+    "restrictions",
+)  # fmt: skip
+
+
 class RuleViolation(ValueError):
     """An event that would make some history invalid; names the conflicting event."""
 
@@ -82,12 +88,13 @@ class Entry:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Entry:
+        # Only the fields rules read: a stream holds many entries, not whole records.
         return cls(
             sequence=record["sequence"],
             event_id=record["event_id"],
             type=record["type"],
             occurred_at=datetime.fromisoformat(record["occurred_at"]),
-            record=record,
+            record={k: record[k] for k in RULE_FIELDS if k in record},
         )
 
     @property
@@ -177,6 +184,8 @@ def fold_status(entries: Iterable[Entry]) -> AccountStatus:
 
 class LaneState:
     """Fold state of one lane; ``check`` raises and never mutates."""
+
+    retains_entries = True
 
     def check(self, entry: Entry, stream: Stream) -> None:
         raise NotImplementedError
@@ -296,7 +305,9 @@ class AppealLane(LaneState):
 
 
 class ObservationLane(LaneState):
-    """Follower counts and renames: facts with no ordering rules of their own."""
+    """Facts with no ordering rules of their own (a registration, a rename)."""
+
+    retains_entries = True
 
     def check(self, entry: Entry, stream: Stream) -> None:
         return None
@@ -305,9 +316,19 @@ class ObservationLane(LaneState):
         return None
 
 
+class CountLane(ObservationLane):
+    """Follower counts: numerous and rule-free, so their entries are not kept.
+
+    A stream only counts them (and remembers the earliest), which keeps its memory
+    proportional to its enforcement history, not to its observations.
+    """
+
+    retains_entries = False
+
+
 @dataclass
 class Lane:
-    new_state: Callable[[], LaneState]
+    new_state: type[LaneState]
     entries: list[Entry] = field(default_factory=list)
     _state: LaneState | None = None
 
@@ -335,7 +356,8 @@ class Lane:
 
             def commit_append() -> None:
                 state.apply(candidate)
-                self.entries.append(candidate)
+                if state.retains_entries:
+                    self.entries.append(candidate)
 
             return commit_append
         keys = [e.order for e in self.entries]
@@ -414,6 +436,9 @@ class Stream(Aggregate):
         self.live: dict[str, Entry] = {}
         self.retracted: dict[str, str] = {}  # target event_id -> retraction event_id
         self.retractions: set[str] = set()
+        # Unretained (follower) entries: how many are live, and the earliest one.
+        self.observed = 0
+        self.first_observed: Entry | None = None
         self._admitted: tuple[Entry, Lane, str, Callable[[], None]] | None = None
         self.absorb(record)
 
@@ -432,32 +457,44 @@ class Stream(Aggregate):
     def absorb(self, record: dict[str, Any]) -> None:
         """Evolve the state by one recorded event (a command or a replay)."""
         admitted, self._admitted = self._admitted, None
-        if admitted is not None and admitted[0].record is record:
+        if admitted is not None and admitted[0].event_id == record["event_id"]:
             # The command already checked and folded this event: keep its state.
             candidate, lane, key, commit = admitted
             self.lanes[key] = lane
             commit()
-            self.live[candidate.event_id] = candidate
+            self._remember(candidate, lane)
             return
         # Replay: stored history was checked when it was written.
         entry = Entry.from_record(record)
         if entry.type == "event_retracted":
-            target = self.live.pop(record["target"])
-            lane = self.lanes[self.lane_key(target)]
-            lane.entries = [e for e in lane.entries if e.event_id != target.event_id]
-            lane._state = None
-            self.retracted[target.event_id] = entry.event_id
+            target = self.live.pop(record["target"], None)
+            if target is None:  # an unretained observation
+                self.observed -= 1
+            else:
+                lane = self.lanes[self.lane_key(target)]
+                lane.entries = [e for e in lane.entries if e.event_id != target.event_id]
+                lane._state = None
+            self.retracted[record["target"]] = entry.event_id
             self.retractions.add(entry.event_id)
             return
         lane = self.lanes.setdefault(self.lane_key(entry), Lane(self.lane_state(entry)))
-        bisect.insort(lane.entries, entry, key=lambda e: e.order)
-        lane._state = None
-        self.live[entry.event_id] = entry
+        if lane.new_state.retains_entries:
+            bisect.insort(lane.entries, entry, key=lambda e: e.order)
+            lane._state = None
+        self._remember(entry, lane)
+
+    def _remember(self, entry: Entry, lane: Lane) -> None:
+        if lane.new_state.retains_entries:
+            self.live[entry.event_id] = entry
+            return
+        self.observed += 1
+        if self.first_observed is None or entry.order < self.first_observed.order:
+            self.first_observed = entry
 
     def lane_key(self, entry: Entry) -> str:
         raise NotImplementedError
 
-    def lane_state(self, entry: Entry) -> Callable[[], LaneState]:
+    def lane_state(self, entry: Entry) -> type[LaneState]:
         raise NotImplementedError
 
     @property
@@ -478,17 +515,22 @@ class Stream(Aggregate):
             self.Recorded, record=record, timestamp=datetime.fromisoformat(record["recorded_at"])
         )
 
-    def retract(self, record: dict[str, Any]) -> None:
+    def retract(self, record: dict[str, Any], unretained: Entry | None = None) -> None:
+        """Retract an event of this stream; ``unretained`` is the target when the
+        stream does not keep it in memory (a follower count), read from the log."""
         target_id = record["target"]
         if target_id in self.retractions:
             raise RuleViolation(f"{target_id} is itself a retraction and cannot be retracted")
         if target_id in self.retracted:
             raise RuleViolation(f"{target_id} was already retracted by {self.retracted[target_id]}")
-        target = self.live[target_id]
+        target = self.live.get(target_id) or unretained
+        if target is None:
+            raise RuleViolation(f"{target_id} is not an event of this stream")
         if target.type == self.registration_type:
-            others = sorted(
-                (e for e in self.live.values() if e is not target), key=lambda e: e.order
-            )
+            others = [e for e in self.live.values() if e is not target]
+            if self.observed and self.first_observed is not None:
+                others.append(self.first_observed)
+            others.sort(key=lambda e: e.order)
             if others:
                 raise RuleViolation(
                     f"retracting {target.describe()} would leave {others[0].describe()} "
@@ -500,7 +542,8 @@ class Stream(Aggregate):
                     f"retracting {target.describe()} would leave appeal event "
                     f"{entry.describe()} without its target; retract the appeal first"
                 )
-        self.lanes[self.lane_key(target)].admit_removal(target, self)
+        if target_id in self.live:
+            self.lanes[self.lane_key(target)].admit_removal(target, self)
         self.trigger_event(
             self.Recorded, record=record, timestamp=datetime.fromisoformat(record["recorded_at"])
         )
@@ -510,7 +553,10 @@ class Stream(Aggregate):
         if candidate.type == self.registration_type:
             if registration is not None:
                 raise RuleViolation(f"already registered by {registration.describe()}")
-            earliest = min((e.order for e in self.live.values()), default=None)
+            orders = [e.order for e in self.live.values()]
+            if self.observed and self.first_observed is not None:
+                orders.append(self.first_observed.order)
+            earliest = min(orders, default=None)
             if earliest is not None and earliest[0] < candidate.occurred_at:
                 raise RuleViolation("registration must not occur after events it precedes")
             return
@@ -547,8 +593,10 @@ class AccountStream(Stream):
             return f"appeal:{entry.record['appeal']}"
         return "observations"
 
-    def lane_state(self, entry: Entry) -> Callable[[], LaneState]:
+    def lane_state(self, entry: Entry) -> type[LaneState]:
         kind = entry.type
+        if kind == "account_registered":
+            return ObservationLane
         if kind in STATUS_TYPES:
             return StatusLane
         if kind in POST_TYPES:
@@ -557,7 +605,7 @@ class AccountStream(Stream):
             return ExemptionLane
         if kind.startswith("appeal_"):
             return AppealLane
-        return ObservationLane
+        return CountLane
 
     @classmethod
     def unregistered_message(cls) -> str:
@@ -583,7 +631,7 @@ class SubjectStream(Stream):
             return "registration"
         return f"exemption:{entry.record['exemption']}"
 
-    def lane_state(self, entry: Entry) -> Callable[[], LaneState]:
+    def lane_state(self, entry: Entry) -> type[LaneState]:
         return ObservationLane if entry.type == "subject_registered" else ExemptionLane
 
     @classmethod
@@ -603,8 +651,8 @@ class PlatformStream(Stream):
     def lane_key(self, entry: Entry) -> str:
         return "renames"
 
-    def lane_state(self, entry: Entry) -> Callable[[], LaneState]:
-        return ObservationLane
+    def lane_state(self, entry: Entry) -> type[LaneState]:
+        return CountLane
 
     def check_registration(self, candidate: Entry) -> None:
         return None

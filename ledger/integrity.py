@@ -32,11 +32,18 @@ class IntegrityError(Exception):
 
 def create_key(path: Path, name: str) -> notes.Ed25519Signer:
     """Write a new Ed25519 signer key; the file is created 0600 and never overwritten."""
+    if not notes.is_valid_key_name(name):
+        raise KeyError_(
+            f"the log origin {name!r} cannot name a signing key (no spaces or '+'); "
+            "re-create the store with `init --origin NAME`"
+        )
     signer = notes.generate_signer(name)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise KeyError_(f"{path} already exists; refusing to overwrite a signing key") from None
+    except OSError as error:
+        raise KeyError_(f"cannot create signing key {path}: {error.strerror}") from None
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(signer.signer_key() + "\n")
     os.chmod(path, 0o600)  # in case a umask or filesystem widened it
@@ -52,6 +59,13 @@ def load_signer(path: Path) -> notes.Ed25519Signer:
         return notes.parse_signer_key(text)
     except notes.NoteError as error:
         raise KeyError_(f"{path} is not a signer key: {error}") from None
+
+
+def read_checkpoint_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise IntegrityError(f"{path} is not a signed checkpoint: {error}") from None
 
 
 def parse_vkeys(values: Iterable[str]) -> list[notes.Ed25519Verifier]:
@@ -70,6 +84,28 @@ def parse_vkeys(values: Iterable[str]) -> list[notes.Ed25519Verifier]:
 def sign_tree_head(origin: str, size: int, root: bytes, signer: notes.Ed25519Signer) -> str:
     checkpoint = notes.Checkpoint(origin=origin, size=size, root_hash=root)
     return notes.sign_checkpoint(checkpoint, [signer])
+
+
+def check_extends(
+    get: merkle.NodeGetter, previous: tuple[int, bytes] | None, size: int, root: bytes
+) -> None:
+    """Refuse to sign a head that does not extend the last signed one.
+
+    The new root is folded from stored nodes; a consistency proof from the last
+    signed checkpoint, read from the same nodes, catches a corrupted node table
+    before the operator's key vouches for a false tree (O(log n) lookups).
+    """
+    if previous is None or previous[0] == 0:
+        return
+    old_size, old_root = previous
+    try:
+        proof = merkle.consistency_proof(get, old_size, size)
+        merkle.verify_consistency(old_size, size, old_root, root, proof)
+    except (merkle.ProofError, KeyError) as error:
+        raise IntegrityError(
+            f"refusing to sign: the tree of size {size} does not extend the last signed "
+            f"checkpoint (size {old_size}): {error}; run `enforcement-ledger verify`"
+        ) from None
 
 
 # --- proofs ---------------------------------------------------------------------
@@ -235,7 +271,15 @@ def verify_log(
             f"events but {tree.size} leaves were found",
             min(expected_size, tree.size),
         )
+    warnings = []
+    signed_sizes = [c.size for c in checkpoints]
+    if signed_sizes and max(signed_sizes) < tree.size:
+        warnings.append(
+            f"sequence {max(signed_sizes)}..{tree.size - 1}: covered by no signed checkpoint "
+            "(run `enforcement-ledger checkpoint`, or compare with a --trusted checkpoint)"
+        )
     report = VerifyReport(
+        warnings=warnings,
         size=tree.size,
         root=tree.root() if tree.size else merkle.EMPTY_ROOT,
         checkpoints=len(checkpoints) + len(given),

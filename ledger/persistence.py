@@ -300,6 +300,10 @@ class WriteTransaction:
     def insert_checkpoint(self, size: int, root: bytes, note: str, created_at: str) -> None:
         self.storage.insert_checkpoint(self.db, size, root, note, created_at)
 
+    def last_checkpoint(self) -> tuple[int, bytes] | None:
+        row = self.db.one("SELECT size, root FROM checkpoints ORDER BY size DESC, id DESC LIMIT 1")
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
 
 # --- the two engines ----------------------------------------------------------------
 

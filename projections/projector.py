@@ -191,15 +191,29 @@ class Projector:
         Secondary indexes are dropped during the replay and built once at the end:
         one sort instead of a million scattered index updates.
         """
+        # Only the tables' owner may drop indexes; the writer role replays with them.
+        rebuild_indexes = _owns_read_models(self.db)
         with self.db.transaction(lock="ledger-projection") as db:
             # DELETE, not DROP TABLE: the writer role may empty the read models.
             for table in TABLES:
                 db.execute(f"DELETE FROM {table}")
-            for name in INDEX_NAMES:
-                db.execute(f"DROP INDEX IF EXISTS {name}")
+            if rebuild_indexes:
+                for name in INDEX_NAMES:
+                    db.execute(f"DROP INDEX IF EXISTS {name}")
         try:
             return self.catch_up(progress)
         finally:
-            with self.db.transaction(lock="ledger-projection") as db:
-                for statement in INDEXES:
-                    db.execute(statement)
+            if rebuild_indexes:
+                with self.db.transaction(lock="ledger-projection") as db:
+                    for statement in INDEXES:
+                        db.execute(statement)
+
+
+def _owns_read_models(db: Database) -> bool:
+    if db.dialect == "sqlite":
+        return True
+    row = db.one(
+        "SELECT tableowner = current_user FROM pg_tables "
+        "WHERE schemaname = current_schema() AND tablename = 'timeline'"
+    )
+    return bool(row and row[0])

@@ -104,6 +104,7 @@ def reject(
     assert result.exit_code == code, (result.exit_code, result.output, result.exception)
     assert isinstance(result.exception, SystemExit), f"unhandled: {result.exception!r}"
     assert "Traceback" not in result.output
+    assert "internal failure" not in result.output
     stderr = result.stderr
     assert stderr.startswith("Usage:" if code == 2 else "Error: "), stderr
     for fragment in expect:
@@ -136,5 +137,7 @@ def parse_table(text: str) -> list[dict[str, str]]:
     names = [header[a:b].strip() for a, b in spans]
     # The last column may run past its rule when a cell is wider than the sample.
     spans[-1] = (spans[-1][0], 10**9)
-    return [{name: line[a:b].strip() for name, (a, b) in zip(names, spans, strict=True)}
-            for line in body]  # fmt: skip
+    return [
+        {name: line[a:b].strip() for name, (a, b) in zip(names, spans, strict=True)}
+        for line in body
+    ]

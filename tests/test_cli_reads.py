@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from tests.conftest import Store
-from tests.ledger_helpers import account, ev, export, jsonl, reject, subject
+from tests.ledger_helpers import account, ev, export, jsonl, parse_table, reject, subject
 
 IG = "instagram:khamenei_ir"
 FB = "facebook:khamenei.ir"
@@ -47,30 +47,46 @@ def world(store: Store) -> Store:
         account(X_OTHER, "2020-01-01", event_id="reg-other"),
     )
     store.ok(
-        "append", "--actor", "alice", "-",
+        "append",
+        "--actor",
+        "alice",
+        "-",
         input=jsonl(
             ev("account_removed", "2024-02-08", account=IG, policy=DOI, event_id="rm-ig"),
             ev("account_removed", "2024-02-08", account=FB, policy=DOI, event_id="rm-fb"),
             ev("followers_observed", "2024-02-08", account=IG, count=200000, event_id="f-ig"),
         ),
-    )  # fmt: skip
+    )
     store.ok(
-        "append", "-",
+        "append",
+        "-",
         input=jsonl(
             ev("post_published", "2023-10-07", account=X_KH, post="oct7", event_id="pub"),
-            ev("post_warning_screen_applied", "2023-10-09", account=X_KH, post="oct7",
-               policy="X Rules", reason="public interest", exception="public_interest",
-               event_id="scr"),
+            ev(
+                "post_warning_screen_applied",
+                "2023-10-09",
+                account=X_KH,
+                post="oct7",
+                policy="X Rules",
+                reason="public interest",
+                exception="public_interest",
+                event_id="scr",
+            ),
             ev("followers_observed", "2024-02-09", account=X_KH, count=1000000, event_id="f-x"),
         ),
         env={"ENFORCEMENT_LEDGER_ACTOR": "bob"},
-    )  # fmt: skip
+    )
     # Backfilled last, occurred first.
     store.append(
-        ev("account_suspended", "2021-01-08T16:00:00Z", account=X_DT,
-           policy="Glorification of Violence", event_id="susp-dt"),
+        ev(
+            "account_suspended",
+            "2021-01-08T16:00:00Z",
+            account=X_DT,
+            policy="Glorification of Violence",
+            event_id="susp-dt",
+        ),
         ev("platform_renamed", "2023-07-23", platform="twitter", name="X", event_id="rename"),
-    )  # fmt: skip
+    )
     return store
 
 
@@ -120,10 +136,12 @@ def test_accounts_filters(world: Store, filters: tuple[str, ...], expected: list
 def test_accounts_status_filter_is_a_choice(world: Store) -> None:
     reject(
         world,
-        "accounts", "--status", "banned",
+        "accounts",
+        "--status",
+        "banned",
         code=2,
         expect=("Invalid value for '--status': 'banned' is not one of",),
-    )  # fmt: skip
+    )
 
 
 def test_accounts_rows_are_full_status_documents(world: Store) -> None:
@@ -204,11 +222,15 @@ def test_timeline_by_repeated_type(world: Store) -> None:
 def test_timeline_unknown_type_is_a_usage_error(world: Store) -> None:
     reject(
         world,
-        "timeline", "--type", "account_banned",
+        "timeline",
+        "--type",
+        "account_banned",
         code=2,
-        expect=("Invalid value for --type: unknown type 'account_banned'; expected one of: ",
-                "event_retracted"),
-    )  # fmt: skip
+        expect=(
+            "Invalid value for --type: unknown type 'account_banned'; expected one of: ",
+            "event_retracted",
+        ),
+    )
 
 
 def test_timeline_by_policy_is_exact(world: Store) -> None:
@@ -225,14 +247,19 @@ def test_timeline_by_actor(world: Store) -> None:
 def test_timeline_time_range_is_inclusive(world: Store) -> None:
     events = world.timeline("--since", "2023-10-07", "--until", "2024-02-08T00:00:00Z")
     assert ids(events) == ["pub", "scr", "reg-ig", "reg-fb", "rm-ig", "rm-fb", "f-ig"]
-    assert ids(world.timeline("--until", "2020-01-01")) == ["subj-kh", "subj-dt", "reg-xdt",
-                                                              "reg-other"]  # fmt: skip
+    assert ids(world.timeline("--until", "2020-01-01")) == [
+        "subj-kh",
+        "subj-dt",
+        "reg-xdt",
+        "reg-other",
+    ]
     assert ids(world.timeline("--since", "2024-02-09")) == ["f-x"]
 
 
 def test_timeline_filters_combine(world: Store) -> None:
-    events = world.timeline("--subject", "khamenei", "--platform", "instagram", "--type",
-                            "followers_observed")  # fmt: skip
+    events = world.timeline(
+        "--subject", "khamenei", "--platform", "instagram", "--type", "followers_observed"
+    )
     assert ids(events) == ["f-ig"]
 
 
@@ -281,17 +308,17 @@ def test_status_formats(world: Store) -> None:
 def test_accounts_formats(world: Store) -> None:
     moment = ("--as-of", "2024-03-01", "--known-at", "2099-01-01")
     rows = json.loads(world.ok("accounts", "--json", *moment).stdout)
-    assert isinstance(rows, list) and len(rows) == 5
+    assert isinstance(rows, list)
+    assert len(rows) == 5
     assert nl(world, "accounts", *moment) == rows
     table = read_csv(world.ok("accounts", "--csv", *moment).stdout)
     assert table[0] == list(rows[0])
     assert [r[0] for r in table[1:]] == [r["account"] for r in rows]
-    text = world.ok("accounts", *moment).stdout.splitlines()
-    assert text[0].split() == [
-        "account", "handle", "subject", "status", "since", "until", "policy", "followers"
-    ]  # fmt: skip
-    assert set(text[1]) == {"-", " "}
-    assert len(text) == 2 + 5
+    table_rows = parse_table(world.ok("accounts", *moment).stdout)
+    assert [(r["account"], r["status"]) for r in table_rows] == [
+        (r["account"], r["status"]) for r in rows
+    ]
+    assert {r["account"]: r["followers"] for r in table_rows}[IG] == "200000"
 
 
 def test_timeline_formats(world: Store) -> None:
@@ -308,9 +335,10 @@ def test_timeline_formats(world: Store) -> None:
         assert cells["event_id"] == event["event_id"]
         assert cells["sequence"] == str(event["sequence"])
         assert cells["retracted"] == "false"
-    text = world.ok("timeline").stdout.splitlines()
-    assert text[0].split()[:3] == ["sequence", "occurred_at", "type"]
-    assert len(text) == 2 + len(events)
+    table_rows = parse_table(world.ok("timeline").stdout)
+    assert [(r["sequence"], r["type"], r["retracted"]) for r in table_rows] == [
+        (str(e["sequence"]), e["type"], "no") for e in events
+    ]
 
 
 def test_export_formats(world: Store) -> None:
@@ -320,9 +348,10 @@ def test_export_formats(world: Store) -> None:
     assert table[0][:3] == ["sequence", "event_id", "type"]
     assert "retracted" not in table[0]
     assert [r[1] for r in table[1:]] == ids(log)
-    text = world.ok("export").stdout.splitlines()
-    assert text[0].split()[:3] == ["sequence", "event_id", "type"]
-    assert len(text) == 2 + len(log)
+    table_rows = parse_table(world.ok("export").stdout)
+    assert [(r["sequence"], r["event_id"]) for r in table_rows] == [
+        (str(e["sequence"]), e["event_id"]) for e in log
+    ]
 
 
 def test_empty_outputs_are_still_valid(store: Store) -> None:
@@ -377,6 +406,40 @@ def test_reading_a_missing_store_fails_and_points_to_init(
         assert not Path(bare_store.url).exists(), "a read created the store"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a --store file that is not a SQLite database is an internal failure (the "
+    "real CLI exits 70 with 'Error: internal failure: DatabaseError: file is not a database') "
+    "instead of a store error (exit 1)",
+)
+@pytest.mark.parametrize("command", [("status", X_KH), ("init",)], ids=lambda c: c[0])
+def test_a_store_file_that_is_not_a_database_is_a_clear_error(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"precious notes, not a ledger")
+    result = CliRunner().invoke(cli, ["--store", str(path), *command])
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ")
+    assert str(path) in result.stderr
+    assert path.read_bytes() == b"precious notes, not a ledger"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a --store that is a directory is an internal failure (the real CLI exits 70 "
+    "with 'Error: internal failure: OperationalError: unable to open database file') instead "
+    "of a store error (exit 1)",
+)
+def test_a_store_that_is_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--store", str(tmp_path), "status", X_KH])
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ")
+    assert str(tmp_path) in result.stderr
+
+
 def test_init_twice_is_harmless(store: Store) -> None:
     store.append(account(X_KH))
     again = store.ok("init")
@@ -400,18 +463,23 @@ def test_demo_builds_the_story_and_shows_it(tmp_path: Path) -> None:
     out = result.stdout
     assert "Cross-platform status now:" in out
     assert "Khamenei's timeline:" in out
-    status_table = out.split("Cross-platform status now:")[1].split("Khamenei's timeline:")[0]
-    rows = {line.split()[0]: line.split() for line in status_table.splitlines() if ":" in line}
-    assert rows["instagram:khamenei_ir"][3] == "removed"
-    assert rows["instagram:khamenei_fa"][3] == "removed"
-    assert rows["facebook:khamenei.ir"][3] == "removed"
-    assert rows["twitter:khamenei_ir"][3] == "active"
-    assert rows["twitter:realDonaldTrump"][3] == "suspended"
-    assert "1000000" in rows["twitter:khamenei_ir"]
-    timeline = out.split("Khamenei's timeline:")[1]
-    assert "post_warning_screen_applied" in timeline
-    assert "exemption_applied" in timeline
-    assert "realDonaldTrump" not in timeline
+    status_text = out.split("Cross-platform status now:")[1].split("Khamenei's timeline:")[0]
+    rows = {r["account"]: r for r in parse_table(status_text.strip("\n"))}
+    assert {account: row["status"] for account, row in rows.items()} == {
+        "instagram:khamenei_ir": "removed",
+        "instagram:khamenei_fa": "removed",
+        "facebook:khamenei.ir": "removed",
+        "twitter:khamenei_ir": "active",
+        "twitter:realDonaldTrump": "suspended",
+    }
+    assert rows["twitter:khamenei_ir"]["followers"] == "1000000"
+    timeline_text = out.split("Khamenei's timeline:")[1].split("Demo ledger:")[0]
+    timeline = parse_table(timeline_text.strip("\n"))
+    types = [r["type"] for r in timeline]
+    assert "post_warning_screen_applied" in types
+    assert "exemption_applied" in types
+    assert types.count("account_removed") == 3
+    assert all("realDonaldTrump" not in r.get("account", "") for r in timeline)
     assert path.exists()
     # The demo ledger is an ordinary store.
     again = CliRunner().invoke(cli, ["--store", str(path), "status", "twitter:khamenei_ir"])
@@ -517,21 +585,42 @@ def test_appends_after_replay_keep_projections_current(world: Store) -> None:
 
 def test_actor_comes_from_the_option_before_the_environment(store: Store) -> None:
     store.ok(
-        "append", "--actor", "alice", "-",
+        "append",
+        "--actor",
+        "alice",
+        "-",
         input=jsonl(account(X_KH)),
         env={"ENFORCEMENT_LEDGER_ACTOR": "bob"},
-    )  # fmt: skip
+    )
     store.ok("append", "-", input=jsonl(account(IG)), env={"ENFORCEMENT_LEDGER_ACTOR": "bob"})
     store.ok(
-        "record", "followers-observed", "--account", X_KH, "--count", "1",
-        "--occurred-at", "2021-01-01", "--source", "s", "--actor", "carol",
+        "record",
+        "followers-observed",
+        "--account",
+        X_KH,
+        "--count",
+        "1",
+        "--occurred-at",
+        "2021-01-01",
+        "--source",
+        "s",
+        "--actor",
+        "carol",
         env={"ENFORCEMENT_LEDGER_ACTOR": "bob"},
-    )  # fmt: skip
+    )
     store.ok(
-        "record", "followers-observed", "--account", IG, "--count", "1",
-        "--occurred-at", "2021-01-01", "--source", "s",
+        "record",
+        "followers-observed",
+        "--account",
+        IG,
+        "--count",
+        "1",
+        "--occurred-at",
+        "2021-01-01",
+        "--source",
+        "s",
         env={"ENFORCEMENT_LEDGER_ACTOR": "dave"},
-    )  # fmt: skip
+    )
     assert [e["actor"] for e in export(store)] == ["alice", "bob", "carol", "dave"]
 
 

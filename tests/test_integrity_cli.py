@@ -658,12 +658,6 @@ def test_append_with_a_malformed_key_file_is_refused(store: Store) -> None:
     assert_refused(store.run("--key-file", str(key), "checkpoint"), "not a signer key")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `init --origin 'example.org/my log'` is accepted, then `keygen` dies with "
-    "an internal failure (exit 70, KeyFormatError: invalid key name) instead of a clear "
-    "error; an origin with a space or '+' can never sign a checkpoint",
-)
 def test_an_origin_that_cannot_name_a_key_is_refused_cleanly(bare_store: Store) -> None:
     init = bare_store.run("init", "--origin", "example.org/my log")
     if init.exit_code != 0:  # refusing it at init is the better fix
@@ -674,21 +668,11 @@ def test_an_origin_that_cannot_name_a_key_is_refused_cleanly(bare_store: Store) 
     assert_refused(bare_store.run("--key-file", str(key), "keygen"), "origin")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `--key-file DIR/MISSING/k.key keygen` dies with an internal failure "
-    "(exit 70, FileNotFoundError) instead of `Error: cannot create …` and exit 1",
-)
 def test_keygen_into_a_missing_directory_is_refused_cleanly(store: Store) -> None:
     key = store.tmp_path / "no-such-dir" / "signing.key"
     assert_refused(store.run("--key-file", str(key), "keygen"), str(key))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `verify --checkpoint FILE` (and --trusted FILE) with a file that is not "
-    "UTF-8 dies with an internal failure (exit 70, UnicodeDecodeError) instead of exit 1",
-)
 def test_verify_refuses_a_checkpoint_file_that_is_not_utf8(shared_log: Log, tmp_path: Path) -> None:
     export, _, _ = write_export_and_checkpoint(shared_log, tmp_path)
     bad = tmp_path / "bad.checkpoint"
@@ -701,12 +685,6 @@ def test_verify_refuses_a_checkpoint_file_that_is_not_utf8(shared_log: Log, tmp_
     assert_refused(shared_log.run("verify", "--vkey", shared_log.vkey, "--trusted", str(bad)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `prove inclusion ²` dies with an internal failure (exit 70, ValueError "
-    "from int()): the argument is tested with str.isdigit(), which accepts digits int() "
-    "rejects; `prove inclusion ٣` (Arabic-Indic three) silently proves sequence 3",
-)
 def test_prove_inclusion_with_a_superscript_digit_is_refused_cleanly(shared_log: Log) -> None:
     assert_refused(shared_log.run("prove", "inclusion", "\u00b2"), "\u00b2")
 

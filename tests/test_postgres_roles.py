@@ -369,13 +369,6 @@ def test_reader_cannot_replay_the_read_models(populated: RoleLedger) -> None:
     assert len(populated.reader.timeline()) == SEED_COUNT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Projector.rebuild drops and re-creates the timeline indexes (DROP INDEX "
-    "needs table ownership), so `replay` as the writer role fails with 'permission denied: "
-    "must be owner of index timeline_account', although grant_roles gives the writer "
-    "INSERT/UPDATE/DELETE on the read models so that it can rebuild them",
-)
 def test_writer_can_replay_the_read_models(populated: RoleLedger) -> None:
     result = populated.writer.ok("replay")
     assert f"Rebuilt projections from {SEED_COUNT} event(s)" in result.stdout

@@ -252,20 +252,31 @@ class Model:
                 else {"account": self.account(int(holder[1]))}
             )
             lane = f"{next(iter(owner.values()))}:exemption:{name}"
-            event = ev(type_, iso(day(when)), exemption=name, policy="p", event_id=event_id,
-                       **owner)  # fmt: skip
+            event = ev(
+                type_, iso(day(when)), exemption=name, policy="p", event_id=event_id, **owner
+            )
             return event, lane
         if kind == "followers":
             _, index, when, count = step
-            event = ev("followers_observed", iso(day(when)), account=self.account(index),
-                       count=count, event_id=event_id)  # fmt: skip
+            event = ev(
+                "followers_observed",
+                iso(day(when)),
+                account=self.account(index),
+                count=count,
+                event_id=event_id,
+            )
             return event, f"{self.account(index)}:followers"
         _, pick = step
         if not self.facts:
             return None
         target = self.facts[pick % len(self.facts)]
-        event = ev("event_retracted", iso(day(LAST_DAY)), target=target.event_id,
-                   reason="mistake", event_id=event_id)  # fmt: skip
+        event = ev(
+            "event_retracted",
+            iso(day(LAST_DAY)),
+            target=target.event_id,
+            reason="mistake",
+            event_id=event_id,
+        )
         return event, "retractions"
 
     def accepts(self, event: dict[str, Any], lane: str) -> bool:
@@ -373,13 +384,25 @@ def read_side(store: Store, model: Model, middle: str) -> list[str]:
     return outputs
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(plan=plans)
-def test_random_valid_histories(store: Store, plan: list[tuple[Any, ...]]) -> None:
+# Every CLI call against PostgreSQL pays for a connection; fewer examples keep the
+# suite's time in check there, and SQLite explores more.
+EXAMPLES = {"sqlite": 25, "postgres": 10}
+
+
+def test_random_valid_histories(store: Store) -> None:
+    @settings(
+        max_examples=EXAMPLES.get(store.kind, 10),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(plan=plans)
+    def check(plan: list[tuple[Any, ...]]) -> None:
+        check_history(store, plan)
+
+    check()
+
+
+def check_history(store: Store, plan: list[tuple[Any, ...]]) -> None:
     model = Model(prefix=f"h{next(_examples)}")
     store.append(
         subject(model.subject, iso(day(0)), event_id=f"{model.subject}-reg"),
@@ -389,7 +412,7 @@ def test_random_valid_histories(store: Store, plan: list[tuple[Any, ...]]) -> No
                 iso(day(REGISTERED_DAY)),
                 subject=model.subject,
                 event_id=f"{model.account(i)}-reg",
-            )  # fmt: skip
+            )
             for i in (0, 1)
         ),
     )
@@ -454,7 +477,7 @@ json_values = st.recursive(
         | st.dictionaries(
             st.text(alphabet=st.characters(max_codepoint=127), max_size=8), children, max_size=5
         )
-    ),  # fmt: skip
+    ),
     max_leaves=25,
 )
 
@@ -466,7 +489,7 @@ def test_canonical_json_is_rfc8785(value: Any) -> None:
 
 
 def test_canonical_json_known_forms() -> None:
-    value = {"b": [1, True, None], "a": "é\n\u2028\u007f\x1f", "aa": {}}
+    value: Any = {"b": [1, True, None], "a": "é\n\u2028\u007f\x1f", "aa": {}}
     assert canonical_json(value) == rfc8785.dumps(value)
     assert (
         canonical_json(value)

@@ -514,12 +514,6 @@ def test_checkpoints_deleted_to_hide_an_edit_are_caught_by_the_auditors_copy(
 
 
 @SQLITE_ONLY
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: with the checkpoints after size 30 deleted (no key needed), "
-    "`verify --vkey K` prints OK for size 38 although sequences 30..37 are covered by no "
-    "signed checkpoint; it neither fails nor warns (VerifyReport.warnings is never filled)",
-)
 def test_events_covered_by_no_signed_checkpoint_are_flagged(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
@@ -546,14 +540,6 @@ def test_proofs_served_from_a_corrupted_node_table_fail_the_auditors_check(
 
 
 @SQLITE_ONLY
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `checkpoint` signs the root folded from stored merkle_nodes without any "
-    "check: after one frontier node is corrupted it signs (exit 0) a root that is not the "
-    "log's, i.e. the operator's key equivocates, and the next verify blames 'an event in "
-    "this range was altered' although no event changed. A consistency proof from the "
-    "previous signed checkpoint (O(log n), same node table) would catch it before signing.",
-)
 def test_checkpoint_does_not_sign_a_root_from_a_corrupted_node_table(
     ledger: KeyedLedger, tables: Tables
 ) -> None:

@@ -1,0 +1,182 @@
+"""SQLite durability: a killed append leaves all of its batch or none of it, and the
+event tables refuse UPDATE and DELETE. These tests work on SQLite files directly
+(tmp_path), so they do not use the backend-parametrised ``store`` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import cli
+from tests.ledger_helpers import account, ev, jsonl
+
+BATCH = 20_000
+KILL_AT_WAL_BYTES = 4_000_000  # several flush rounds into the batch transaction
+
+
+def run(path: Path, *args: str, input: str | None = None) -> Result:
+    result = CliRunner().invoke(
+        cli, ["--store", str(path), *args], input=input, env={"ENFORCEMENT_LEDGER_ACTOR": "t"}
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def leaves(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in run(path, "export", "--nl").stdout.splitlines()]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.db"
+    run(path, "init")
+    run(
+        path,
+        "append",
+        "-",
+        input=jsonl(
+            account("twitter:before", event_id="reg-before"),
+            ev("account_suspended", "2021-01-08", account="twitter:before", policy="p"),
+            ev("followers_observed", "2021-02-01", account="twitter:before", count=7),
+        ),
+    )
+    return path
+
+
+def write_big_batch(path: Path) -> int:
+    """A valid batch: one registration, then posts and follower counts."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write(jsonl(account("twitter:big", event_id="big-reg")))
+        for n in range(BATCH):
+            if n % 2:
+                event = ev(
+                    "followers_observed",
+                    "2021-01-01T00:00:00Z",
+                    account="twitter:big",
+                    count=n,
+                    event_id=f"big-{n}",
+                )
+            else:
+                event = ev(
+                    "post_published",
+                    "2021-01-01T00:00:00Z",
+                    account="twitter:big",
+                    post=f"p{n}",
+                    event_id=f"big-{n}",
+                )
+            out.write(json.dumps(event) + "\n")
+    return BATCH + 1
+
+
+def test_a_killed_append_leaves_all_or_nothing(ledger: Path, tmp_path: Path) -> None:
+    batch_file = tmp_path / "big.jsonl"
+    size = write_big_batch(batch_file)
+    before = leaves(ledger)
+    assert len(before) == 3
+
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from cli.main import main; main()",
+            "--store",
+            str(ledger),
+            "append",
+            str(batch_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    wal = ledger.with_name(ledger.name + "-wal")
+    deadline = time.monotonic() + 120
+    try:
+        while writer.poll() is None and time.monotonic() < deadline:
+            if wal.exists() and wal.stat().st_size >= KILL_AT_WAL_BYTES:
+                break
+            time.sleep(0.002)
+        assert writer.poll() is None, (
+            "the append ended before it could be killed mid-write",
+            writer.returncode,
+        )
+        os.kill(writer.pid, signal.SIGKILL)
+    finally:
+        writer.wait(timeout=30)
+        assert writer.stderr is not None
+        writer.stderr.close()
+    assert writer.returncode == -signal.SIGKILL
+
+    after = leaves(ledger)
+    assert len(after) in (len(before), len(before) + size)
+    assert [r["sequence"] for r in after] == list(range(len(after)))
+    assert after[: len(before)] == before
+    if len(after) == len(before):
+        assert not any(r["event_id"].startswith("big-") for r in after)
+    else:
+        assert {r["event_id"] for r in after[len(before) :]} == {"big-reg"} | {
+            f"big-{n}" for n in range(BATCH)
+        }
+
+    # The store is intact and usable: reads agree with the log, and the next
+    # append continues the sequence without a gap.
+    timeline = run(ledger, "timeline", "--nl").stdout.splitlines()
+    assert len(timeline) == len(after)
+    summary = json.loads(
+        run(
+            ledger,
+            "append",
+            "--json",
+            "-",
+            input=jsonl(ev("account_reinstated", "2021-03-01", account="twitter:before")),
+        ).stdout
+    )
+    assert summary["first_sequence"] == len(after)
+    status = json.loads(run(ledger, "status", "twitter:before", "--json").stdout)
+    assert status["status"] == "active"
+    assert [r["sequence"] for r in leaves(ledger)] == list(range(len(after) + 1))
+
+
+@pytest.mark.parametrize("table", ["stored_events", "ledger_entries"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE {table} SET rowid = rowid",
+        "DELETE FROM {table}",
+        "DELETE FROM {table} WHERE rowid = (SELECT max(rowid) FROM {table})",
+    ],
+    ids=["update", "delete-all", "delete-last"],
+)
+def test_event_tables_refuse_update_and_delete(ledger: Path, table: str, statement: str) -> None:
+    before = leaves(ledger)
+    connection = sqlite3.connect(ledger, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match=f"{table} is append-only"):
+            connection.execute(statement.format(table=table))
+    finally:
+        connection.close()
+    assert leaves(ledger) == before
+
+
+def test_a_tampered_state_update_is_refused(ledger: Path) -> None:
+    connection = sqlite3.connect(ledger, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            connection.execute(
+                "UPDATE stored_events SET state = CAST(? AS BLOB) WHERE rowid = 1",
+                ('{"forged": true}',),
+            )
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            connection.execute("UPDATE ledger_entries SET event_id = 'forged' WHERE sequence = 0")
+    finally:
+        connection.close()
+    assert leaves(ledger)[0]["event_id"] == "reg-before"
