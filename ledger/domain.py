@@ -133,7 +133,6 @@ class AccountStatus:
         """Raise if ``entry`` cannot happen to an account in this status."""
         current = self.at(entry.occurred_at)
         kind = entry.type
-        when = iso(entry.occurred_at)
         if kind == "account_reinstated" and current.status == "active":
             ended = (
                 f"; measure {self.cause} already ended at {iso(self.until)}"
@@ -141,7 +140,8 @@ class AccountStatus:
                 else ""
             )
             raise RuleViolation(
-                f"the account is not suspended, restricted or removed at {when}{ended}"
+                f"the account is not suspended, restricted or removed at "
+                f"{iso(entry.occurred_at)}{ended}"
             )
         if (
             kind in ("account_restricted", "account_suspended", "account_removed")
@@ -150,7 +150,7 @@ class AccountStatus:
             removed_at = iso(current.since) if current.since else "an earlier time"
             raise RuleViolation(
                 f"the account was removed by {current.cause} at {removed_at} "
-                f"and not reinstated before {when}"
+                f"and not reinstated before {iso(entry.occurred_at)}"
             )
 
     def apply(self, entry: Entry) -> AccountStatus:
@@ -213,28 +213,27 @@ class PostLane(LaneState):
 
     def check(self, entry: Entry, stream: Stream) -> None:
         post = entry.record["post"]
-        when = iso(entry.occurred_at)
         if entry.type == "post_published":
             if self.published:
                 raise RuleViolation(f"post {post} was already published by {self.published}")
             return
         if not self.published:
-            raise RuleViolation(f"post {post} is not published at {when}")
+            raise RuleViolation(f"post {post} is not published at {iso(entry.occurred_at)}")
         if entry.type == "post_warning_screen_applied":
             if self.removed:
-                raise RuleViolation(f"post {post} was removed by {self.removed} before {when}")
+                raise RuleViolation(f"post {post} was removed by {self.removed} before {iso(entry.occurred_at)}")
             if self.screened:
                 raise RuleViolation(
                     f"post {post} is already behind a warning screen ({self.screened})"
                 )
         elif entry.type == "post_warning_screen_removed":
             if not self.screened:
-                raise RuleViolation(f"post {post} has no warning screen in place at {when}")
+                raise RuleViolation(f"post {post} has no warning screen in place at {iso(entry.occurred_at)}")
         elif entry.type == "post_removed":
             if self.removed:
                 raise RuleViolation(f"post {post} was already removed by {self.removed}")
         elif entry.type == "post_restored" and not self.removed:
-            raise RuleViolation(f"post {post} is not removed at {when}")
+            raise RuleViolation(f"post {post} is not removed at {iso(entry.occurred_at)}")
 
     def apply(self, entry: Entry) -> None:
         if entry.type == "post_published":

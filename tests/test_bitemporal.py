@@ -203,6 +203,15 @@ def test_timeline_marks_retracted_only_from_the_retraction_on(story: Story) -> N
     assert retraction["retracted"] is False
 
 
+def test_the_correction_shows_where_its_target_shows(story: Story) -> None:
+    store = story.store
+    for selection in (("--account", A), ("--subject", "someone"), ("--platform", "twitter")):
+        events = store.timeline(*selection)
+        assert "x-rm" in [e["event_id"] for e in events], selection
+        earlier = store.timeline(*selection, "--known-at", just_before(story.retracted))
+        assert "x-rm" not in [e["event_id"] for e in earlier], selection
+
+
 def test_a_retracted_event_stays_in_the_log(story: Story) -> None:
     assert [e["event_id"] for e in export(story.store)] == [
         "subj",

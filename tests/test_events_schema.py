@@ -701,7 +701,7 @@ def test_a_rule_violation_in_the_middle_rejects_the_whole_batch(registered: Stor
 def test_input_that_is_not_utf8_is_a_data_error(registered: Store) -> None:
     path = registered.tmp_path / "latin1.jsonl"
     event = ev("followers_observed", "2021-01-01", account="twitter:example", count=1, note="é")
-    path.write_bytes(jsonl(event).encode("latin-1"))
+    path.write_bytes((json.dumps(event, ensure_ascii=False) + "\n").encode("latin-1"))
     reject(registered, "append", str(path), expect=("Error: ",))
 
 

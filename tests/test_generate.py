@@ -79,10 +79,10 @@ def test_streams_lazily() -> None:
 def test_state_is_bounded_by_the_account_cap() -> None:
     assert Generator(10_000_000, 1).planned_accounts == MAX_ACCOUNTS
     assert Generator(3000, 1).planned_accounts == 50
-    generator = Generator(20_000, 2)
+    generator = Generator(12_000, 2)
     for _ in generator.lines():
         pass
-    assert len(generator.accounts) == generator.planned_accounts == 100
+    assert len(generator.accounts) == generator.planned_accounts == 60
     assert all(len(a.posts) <= POSTS_PER_ACCOUNT for a in generator.accounts)
 
 
