@@ -108,11 +108,14 @@ def import_baseline(args: list[str]) -> dict[str, Any]:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS public.bench_baseline")
             conn.execute("CREATE TABLE public.bench_baseline (line TEXT NOT NULL)")
-            with conn.transaction(), conn.cursor() as cursor:
-                with cursor.copy("COPY public.bench_baseline (line) FROM STDIN") as copy:
-                    with open(data, encoding="utf-8") as handle:
-                        for line in handle:
-                            copy.write_row((line.rstrip("\n"),))
+            with (
+                conn.transaction(),
+                conn.cursor() as cursor,
+                cursor.copy("COPY public.bench_baseline (line) FROM STDIN") as copy,
+                open(data, encoding="utf-8") as handle,
+            ):
+                for line in handle:
+                    copy.write_row((line.rstrip("\n"),))
             conn.execute("DROP TABLE public.bench_baseline")
 
     return _timed(work_pg)

@@ -221,14 +221,18 @@ class PostLane(LaneState):
             raise RuleViolation(f"post {post} is not published at {iso(entry.occurred_at)}")
         if entry.type == "post_warning_screen_applied":
             if self.removed:
-                raise RuleViolation(f"post {post} was removed by {self.removed} before {iso(entry.occurred_at)}")
+                raise RuleViolation(
+                    f"post {post} was removed by {self.removed} before {iso(entry.occurred_at)}"
+                )
             if self.screened:
                 raise RuleViolation(
                     f"post {post} is already behind a warning screen ({self.screened})"
                 )
         elif entry.type == "post_warning_screen_removed":
             if not self.screened:
-                raise RuleViolation(f"post {post} has no warning screen in place at {iso(entry.occurred_at)}")
+                raise RuleViolation(
+                    f"post {post} has no warning screen in place at {iso(entry.occurred_at)}"
+                )
         elif entry.type == "post_removed":
             if self.removed:
                 raise RuleViolation(f"post {post} was already removed by {self.removed}")
