@@ -1,0 +1,142 @@
+"""The bulk path and the single-event path enforce exactly the same rules.
+
+A generated history is appended once as one batch and once event by event; both
+ledgers must end up with the same events in the same order. Then invalid events
+are slipped in: the batch must refuse as a whole with the same reason that the
+single append gives for that event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.generate import generate
+from ledger.application import Ledger, LedgerError
+from ledger.events import parse_event
+from ledger.location import StoreLocation
+from tests.conftest import Store
+
+ASSIGNED = ("recorded_at", "actor")
+
+
+def _ledger(store: Store) -> Ledger:
+    return Ledger(StoreLocation.parse(store.url))
+
+
+def _events(lines: list[str]) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(lines, start=1):
+        yield number, parse_event(line, number)
+
+
+def _content(store: Store) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in store.ok("export", "--nl").stdout.splitlines()]
+    return [{k: v for k, v in row.items() if k not in ASSIGNED} for row in rows]
+
+
+def _reason(error: LedgerError) -> str:
+    return str(error).split(": ", 1)[1]  # drop "line N"
+
+
+@pytest.fixture
+def history() -> list[str]:
+    return list(generate(400, 11))
+
+
+@pytest.fixture
+def second_store(store: Store, tmp_path: Path) -> Iterator[Store]:
+    """Another initialised store of the same kind."""
+    if store.kind == "sqlite":
+        other = Store(str(tmp_path / "single.db"), "sqlite", tmp_path)
+        other.ok("init")
+        yield other
+        return
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import PG_URL
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    other = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    other.ok("init")
+    try:
+        yield other
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_one_batch_and_single_appends_record_the_same_history(
+    store: Store, second_store: Store, history: list[str]
+) -> None:
+    batch = _ledger(store)
+    assert batch.append(_events(history), actor="bulk").appended == len(history)
+    single = _ledger(second_store)
+    for number, event in _events(history):
+        single.append([(number, event)], actor="single")
+    assert _content(store) == _content(second_store)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # Reinstating an account that is active.
+        {
+            "type": "account_reinstated",
+            "account": "{account}",
+            "occurred_at": "2015-06-01T00:00:00Z",
+        },
+        # Removing a post that was never published.
+        {
+            "type": "post_removed",
+            "account": "{account}",
+            "post": "never-published",
+            "policy": "spam",
+            "occurred_at": "2025-06-01T00:00:00Z",
+        },
+        # An event about an account nobody registered.
+        {
+            "type": "followers_observed",
+            "account": "nowhere:nobody",
+            "count": 1,
+            "occurred_at": "2024-01-01T00:00:00Z",
+        },
+        # Retracting an event that does not exist.
+        {
+            "type": "event_retracted",
+            "target": "no-such-event",
+            "reason": "x",
+            "occurred_at": "2024-01-01",
+        },
+    ],
+    ids=["reinstate-active", "remove-unpublished", "unregistered", "retract-unknown"],
+)
+def test_both_paths_refuse_the_same_event_for_the_same_reason(
+    store: Store, history: list[str], bad: dict[str, Any]
+) -> None:
+    account = next(
+        json.loads(line)["account"]
+        for line in history
+        if json.loads(line)["type"] == "account_registered"
+    )
+    event = {**bad, "source": "test", "event_id": "the-bad-one"}
+    event = {k: (v.format(account=account) if isinstance(v, str) else v) for k, v in event.items()}
+    head, tail = history[:200], history[200:]
+    bulk = _ledger(store)
+    with pytest.raises(LedgerError) as in_batch:
+        bulk.append(_events([*head, json.dumps(event), *tail]), actor="bulk")
+    assert in_batch.value.line == 201
+    assert store.count() == 0, "a refused batch appends nothing"
+
+    single = _ledger(store)
+    single.append(_events(head), actor="single")
+    with pytest.raises(LedgerError) as alone:
+        single.append(_events([json.dumps(event)]), actor="single")
+    assert _reason(alone.value) == _reason(in_batch.value)
+    single.append(_events(tail), actor="single")
+    assert store.count() == len(history)
