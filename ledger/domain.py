@@ -185,6 +185,8 @@ def fold_status(entries: Iterable[Entry]) -> AccountStatus:
 class LaneState:
     """Fold state of one lane; ``check`` raises and never mutates."""
 
+    __slots__ = ()  # a stream holds one per post: keep them small
+
     retains_entries = True
 
     def check(self, entry: Entry, stream: Stream) -> None:
@@ -195,6 +197,8 @@ class LaneState:
 
 
 class StatusLane(LaneState):
+    __slots__ = ("status",)
+
     def __init__(self) -> None:
         self.status = AccountStatus()
 
@@ -206,6 +210,8 @@ class StatusLane(LaneState):
 
 
 class PostLane(LaneState):
+    __slots__ = ("published", "removed", "screened")
+
     def __init__(self) -> None:
         self.published: str | None = None
         self.removed: str | None = None
@@ -253,6 +259,8 @@ class PostLane(LaneState):
 
 
 class ExemptionLane(LaneState):
+    __slots__ = ("applied",)
+
     def __init__(self) -> None:
         self.applied: str | None = None
 
@@ -268,6 +276,8 @@ class ExemptionLane(LaneState):
 
 
 class AppealLane(LaneState):
+    __slots__ = ("decided", "filed")
+
     def __init__(self) -> None:
         self.filed: Entry | None = None
         self.decided: str | None = None
@@ -310,6 +320,8 @@ class AppealLane(LaneState):
 class ObservationLane(LaneState):
     """Facts with no ordering rules of their own (a registration, a rename)."""
 
+    __slots__ = ()
+
     retains_entries = True
 
     def check(self, entry: Entry, stream: Stream) -> None:
@@ -326,10 +338,11 @@ class CountLane(ObservationLane):
     proportional to its enforcement history, not to its observations.
     """
 
+    __slots__ = ()
     retains_entries = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Lane:
     new_state: type[LaneState]
     entries: list[Entry] = field(default_factory=list)
