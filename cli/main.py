@@ -294,7 +294,13 @@ def _parse_time(value: str | None, option: str) -> datetime:
         raise click.BadParameter(
             f"needs a UTC offset, e.g. {value}Z (given {value!r})", param_hint=option
         )
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise click.BadParameter(
+            f"is outside the representable range once converted to UTC (given {value!r})",
+            param_hint=option,
+        ) from None
 
 
 def _actor(actor: str | None) -> str:

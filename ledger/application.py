@@ -220,6 +220,10 @@ class _Batch:
         self.pending: list[tuple[Any, EntryRow]] = []
         self.tree = merkle.PendingNodes(tx.get_node, head.next_sequence)
         self.unflushed: dict[str, EntryRef] = {}
+        # Lanes left invalid by a backfill, pending later lines:
+        # (stream, lane) -> (line, "type event_id") of the line that broke it.
+        self.deferred: dict[tuple[uuid.UUID, str], tuple[int, str]] = {}
+        self.current = (0, "")
         for projection in ledger.inline_projections:
             projection.begin(tx.db, head.next_sequence)
 
@@ -231,6 +235,7 @@ class _Batch:
             self.add(line, event, known)
 
     def add(self, line: int, event: AnyEvent, known: dict[str, EntryRef]) -> None:
+        self.current = (line, f"{event.type} {event.event_id}" if event.event_id else event.type)
         content = event_content(event)
         if event.event_id is not None and self.is_repeat(event.event_id, content, known, line):
             return
@@ -321,7 +326,9 @@ class _Batch:
             stream = stream_class.start(sid, record)
             self.streams[sid] = stream
         else:
-            stream.record(record)
+            stream.record(record, defer_later=True)
+            for key, _ in stream.deferred_conflicts():
+                self.deferred.setdefault((sid, key), self.current)
         return stream
 
     def retract(self, record: dict[str, Any]) -> Stream:
@@ -394,5 +401,12 @@ class _Batch:
         self.unflushed.clear()
 
     def finish(self) -> AppendResult:
+        # A backfill may invalidate a later event that a later line repairs; whatever
+        # is still invalid now is refused, naming the line that broke it.
+        for (sid, key), (line, label) in sorted(self.deferred.items(), key=lambda i: i[1]):
+            stream = self.streams.get(sid)
+            lane = stream.lanes.get(key) if stream is not None else None
+            if lane is not None and lane.deferred is not None:
+                raise LedgerError(f"{label} rejected: {lane.deferred}", line)
         self.flush()
         return self.result

@@ -76,6 +76,14 @@ class RuleViolation(ValueError):
     """An event that would make some history invalid; names the conflicting event."""
 
 
+class LaterEventInvalid(RuleViolation):
+    """The new event is fine, but an already recorded later event no longer is.
+
+    Within one batch this may be repaired by a later line of the same batch (a
+    backfilled removal, then its reinstatement), so the batch defers it to its end.
+    """
+
+
 @dataclass(slots=True)
 class Entry:
     """One recorded event as the rules see it."""
@@ -347,6 +355,8 @@ class Lane:
     new_state: type[LaneState]
     entries: list[Entry] = field(default_factory=list)
     _state: LaneState | None = None
+    # Set while this lane is invalid pending the rest of its batch (see LaterEventInvalid).
+    deferred: LaterEventInvalid | None = None
 
     def state(self, stream: Stream) -> LaneState:
         if self._state is None:
@@ -360,13 +370,19 @@ class Lane:
             state.apply(entry)
         return state
 
-    def admit(self, candidate: Entry, stream: Stream) -> Callable[[], None]:
+    def admit(
+        self, candidate: Entry, stream: Stream, *, defer_later: bool = False
+    ) -> Callable[[], None]:
         """Check ``candidate`` in occurred_at order; return the commit step.
 
         The common case (the event is the newest in its lane) is checked against the
         cached final state. A backfilled event re-folds the lane with it in place.
+        With ``defer_later``, a conflict with an already recorded later event does
+        not raise: the lane is marked ``deferred`` for the batch to settle.
         """
-        if not self.entries or self.entries[-1].order <= candidate.order:
+        if self.deferred is None and (
+            not self.entries or self.entries[-1].order <= candidate.order
+        ):
             state = self.state(stream)
             state.check(candidate, stream)
 
@@ -379,11 +395,20 @@ class Lane:
         keys = [e.order for e in self.entries]
         position = bisect.bisect_right(keys, candidate.order)
         trial = [*self.entries[:position], candidate, *self.entries[position:]]
-        new_state = _fold_naming_conflict(self.new_state, trial, candidate, stream)
+        try:
+            new_state: LaneState | None = _fold_naming_conflict(
+                self.new_state, trial, candidate, stream
+            )
+            deferred = None
+        except LaterEventInvalid as conflict:
+            if not defer_later:
+                raise
+            new_state, deferred = None, conflict
 
         def commit_insert() -> None:
             self.entries = trial
             self._state = new_state
+            self.deferred = deferred
 
         return commit_insert
 
@@ -417,7 +442,7 @@ def _fold_naming_conflict(
                 if retracting is not None
                 else "this backfilled event"
             )
-            raise RuleViolation(
+            raise LaterEventInvalid(
                 f"{change} would make the recorded event {entry.describe()} invalid: {violation}"
             ) from None
         state.apply(entry)
@@ -507,6 +532,9 @@ class Stream(Aggregate):
         if self.first_observed is None or entry.order < self.first_observed.order:
             self.first_observed = entry
 
+    def deferred_conflicts(self) -> list[tuple[str, LaterEventInvalid]]:
+        return [(key, lane.deferred) for key, lane in self.lanes.items() if lane.deferred]
+
     def lane_key(self, entry: Entry) -> str:
         raise NotImplementedError
 
@@ -520,12 +548,13 @@ class Stream(Aggregate):
 
     # --- commands: rules first, then the event (a guard that raises records nothing)
 
-    def record(self, record: dict[str, Any]) -> None:
+    def record(self, record: dict[str, Any], *, defer_later: bool = False) -> None:
+        """Record an event; ``defer_later`` lets a batch settle later conflicts at its end."""
         candidate = Entry.from_record(record)
         self.check_registration(candidate)
         key = self.lane_key(candidate)
         lane = self.lanes.get(key) or Lane(self.lane_state(candidate))
-        commit = lane.admit(candidate, self)  # raises on any conflict
+        commit = lane.admit(candidate, self, defer_later=defer_later)  # raises on conflict
         self._admitted = (candidate, lane, key, commit)
         self.trigger_event(
             self.Recorded, record=record, timestamp=datetime.fromisoformat(record["recorded_at"])

@@ -39,7 +39,10 @@ def _date_means_midnight_utc(value: Any) -> Any:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is outside the representable range in UTC") from None
 
 
 # AwareDatetime makes a naive timestamp an error instead of a guess.

@@ -466,12 +466,6 @@ def test_a_malformed_time_is_a_usage_error(story: Story) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --as-of/--known-at/--since/--until whose UTC conversion leaves datetime's "
-    "range are an internal failure (the real CLI exits 70 with 'Error: internal failure: "
-    "OverflowError: date value out of range') instead of a usage error (exit 2)",
-)
 @pytest.mark.parametrize(
     "args",
     [

@@ -502,12 +502,6 @@ def test_backfilled_removal_that_invalidates_a_later_suspension_is_refused(world
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a batch is checked line by line, so a backfilled removal and its "
-    "reinstatement, valid together, are refused: the removal alone would invalidate the "
-    "later suspension, and the reinstatement alone has nothing to reinstate",
-)
 def test_backfilled_removal_followed_by_reinstatement_is_fine(world: Store) -> None:
     # Recorded: a 2022 suspension. Learned later: the account was removed in Jan 2021
     # and reinstated in Jun 2021. The whole history is valid in occurred_at order.
