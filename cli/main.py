@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -391,15 +391,24 @@ def _default_origin(location: StoreLocation) -> str:
 # --- append and record ----------------------------------------------------------
 
 
-def _read_lines(stream: TextIO) -> Iterator[tuple[int, Any]]:
-    from ledger.events import parse_event
+def _read_lines(stream: IO[Any]) -> Iterator[tuple[int, Any]]:
+    """Events with their line numbers; the input is read as bytes, checked as UTF-8."""
+    from ledger.events import EventInputError, parse_event
 
-    for number, line in enumerate(stream, start=1):
+    for number, raw in enumerate(stream, start=1):
+        line = raw
+        if isinstance(raw, bytes):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise EventInputError(
+                    [f"event: not UTF-8 text (byte {error.start + 1} of the line)"], number
+                ) from None
         if line.strip():
             yield number, parse_event(line, number)
 
 
-def _replayable(stream: TextIO) -> TextIO:
+def _replayable(stream: IO[bytes]) -> IO[bytes]:
     """A seekable copy of the input, so a conflicting batch can be re-run.
 
     Pipes are spooled (in memory up to 16 MiB, then on disk), never held whole.
@@ -413,13 +422,13 @@ def _replayable(stream: TextIO) -> TextIO:
     import tempfile
 
     spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - returned, closed with the process
-        max_size=16 * 1024 * 1024, mode="w+", encoding="utf-8"
+        max_size=16 * 1024 * 1024, mode="w+b"
     )
     shutil.copyfileobj(stream, spool)
-    return spool  # type: ignore[return-value]
+    return spool
 
 
-def _rewound(stream: TextIO) -> TextIO:
+def _rewound(stream: IO[bytes]) -> IO[bytes]:
     stream.seek(0)
     return stream
 
@@ -446,11 +455,11 @@ def _after_append(session: Session) -> None:
 
 
 @cli.command()
-@click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
+@click.argument("file", type=click.File("rb"), default="-")
 @actor_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
-def append(session: Session, file: TextIO, actor: str | None, as_json: bool) -> None:
+def append(session: Session, file: IO[bytes], actor: str | None, as_json: bool) -> None:
     """Append events from JSON Lines (FILE, or - for stdin): all or nothing.
 
     Each line is one event object with a "type". Lines whose event_id is already

@@ -483,12 +483,15 @@ class SQLiteStorage(Storage):
             raise StoreError(f"{self.path} is not an enforcement ledger; run `init` first")
 
     def connect(self) -> Database:
-        raw = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
-        raw.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed batch survives power loss, not only a process kill.
-        raw.execute("PRAGMA synchronous=FULL")
-        # 64 MiB page cache (default 2 MiB): bulk appends touch several indexes.
-        raw.execute("PRAGMA cache_size=-65536")
+        try:
+            raw = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
+            raw.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed batch survives power loss, not only a process kill.
+            raw.execute("PRAGMA synchronous=FULL")
+            # 64 MiB page cache (default 2 MiB): bulk appends touch several indexes.
+            raw.execute("PRAGMA cache_size=-65536")
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path} is not a usable SQLite ledger: {error}") from None
         return Database(raw, "sqlite")
 
     def create(self, meta: dict[str, str]) -> bool:

@@ -24,6 +24,15 @@ from ledger.application import Ledger
 from ledger.persistence import Database
 
 PROJECTION = "timeline"
+STATUS_FACT_TYPES = (
+    "account_registered",
+    "account_reinstated",
+    "account_removed",
+    "account_restricted",
+    "account_suspended",
+    "exemption_applied",
+    "exemption_revoked",
+)
 READ_CHUNK = 2000
 
 INDEXES = [
@@ -31,8 +40,21 @@ INDEXES = [
     "CREATE INDEX IF NOT EXISTS timeline_subject ON timeline (subject, occurred_us, sequence)",
     "CREATE INDEX IF NOT EXISTS timeline_platform ON timeline (platform, occurred_us, sequence)",
     "CREATE INDEX IF NOT EXISTS timeline_occurred ON timeline (occurred_us, sequence)",
+    # Partial indexes: one account's status reads only its few status facts, however
+    # many posts and follower counts it has (a small fraction of rows to maintain).
+    "CREATE INDEX IF NOT EXISTS timeline_status_facts ON timeline (account, occurred_us) "
+    f"WHERE type IN ({', '.join(repr(t) for t in STATUS_FACT_TYPES)})",
+    "CREATE INDEX IF NOT EXISTS timeline_followers ON timeline (account, occurred_us) "
+    "WHERE type = 'followers_observed'",
 ]
-INDEX_NAMES = ("timeline_account", "timeline_subject", "timeline_platform", "timeline_occurred")
+INDEX_NAMES = (
+    "timeline_account",
+    "timeline_subject",
+    "timeline_platform",
+    "timeline_occurred",
+    "timeline_status_facts",
+    "timeline_followers",
+)
 DDL = [
     """CREATE TABLE IF NOT EXISTS projection_position (
         name TEXT PRIMARY KEY, notification_id BIGINT NOT NULL, sequence BIGINT NOT NULL)""",

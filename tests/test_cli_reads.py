@@ -406,12 +406,6 @@ def test_reading_a_missing_store_fails_and_points_to_init(
         assert not Path(bare_store.url).exists(), "a read created the store"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a --store file that is not a SQLite database is an internal failure (the "
-    "real CLI exits 70 with 'Error: internal failure: DatabaseError: file is not a database') "
-    "instead of a store error (exit 1)",
-)
 @pytest.mark.parametrize("command", [("status", X_KH), ("init",)], ids=lambda c: c[0])
 def test_a_store_file_that_is_not_a_database_is_a_clear_error(
     tmp_path: Path, command: tuple[str, ...]
@@ -426,12 +420,6 @@ def test_a_store_file_that_is_not_a_database_is_a_clear_error(
     assert path.read_bytes() == b"precious notes, not a ledger"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a --store that is a directory is an internal failure (the real CLI exits 70 "
-    "with 'Error: internal failure: OperationalError: unable to open database file') instead "
-    "of a store error (exit 1)",
-)
 def test_a_store_that_is_a_directory_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--store", str(tmp_path), "status", X_KH])
     assert isinstance(result.exception, SystemExit), repr(result.exception)

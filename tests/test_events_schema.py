@@ -693,11 +693,6 @@ def test_a_rule_violation_in_the_middle_rejects_the_whole_batch(registered: Stor
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: input that is not UTF-8 is an internal failure (the real CLI exits 70 with "
-    "'Error: internal failure: UnicodeDecodeError: ...') instead of a data error (exit 1)",
-)
 def test_input_that_is_not_utf8_is_a_data_error(registered: Store) -> None:
     path = registered.tmp_path / "latin1.jsonl"
     event = ev("followers_observed", "2021-01-01", account="twitter:example", count=1, note="é")
@@ -705,12 +700,6 @@ def test_input_that_is_not_utf8_is_a_data_error(registered: Store) -> None:
     reject(registered, "append", str(path), expect=("Error: ",))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a time whose UTC conversion leaves datetime's range is an internal failure "
-    "(the real CLI exits 70 with 'Error: internal failure: OverflowError: date value out of "
-    "range') instead of a field error naming it (exit 1)",
-)
 @pytest.mark.parametrize(
     ("field", "value"),
     [("occurred_at", "0001-01-01T00:00:00+01:00"), ("until", "9999-12-31T23:59:59-01:00")],
