@@ -299,8 +299,8 @@ class AppealLane(LaneState):
             target = stream.live.get(target_id)
             if target is None:
                 raise RuleViolation(
-                    f"target {target_id} is not an unretracted enforcement action of this "
-                    f"account (expected one of {', '.join(sorted(APPEALABLE_TYPES))})"
+                    f"target {target_id} is not a recorded, unretracted event of this account "
+                    f"that can be appealed ({', '.join(sorted(APPEALABLE_TYPES))})"
                 )
             if target.type not in APPEALABLE_TYPES:
                 raise RuleViolation(
