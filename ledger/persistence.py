@@ -165,12 +165,20 @@ class Database:
         self.begin()
         try:
             if lock is not None and self.dialect == "postgres":
-                self.raw.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+                self.advisory_lock(lock)
             yield self
         except BaseException:
             self.rollback()
             raise
         self.commit()
+
+    def advisory_lock(self, name: str) -> None:
+        """A transaction-scoped lock, per schema: ledgers sharing a database never wait
+        on each other."""
+        self.raw.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '') || ':' || %s))",
+            (name,),
+        )
 
     def close(self) -> None:
         self.raw.close()

@@ -123,7 +123,7 @@ class PostgresStorage(Storage):
             )
 
     def lock_log(self, db: Database) -> None:
-        db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"ledger-log:{self.schema}",))
+        db.advisory_lock("ledger-log")
 
     def create(self, meta: dict[str, str]) -> bool:
         """Create schema, tables and triggers once; concurrent inits wait, then no-op."""

@@ -172,7 +172,7 @@ class InlineProjection:
 
     def begin(self, db: Database, next_sequence: int) -> None:
         if db.dialect == "postgres":
-            db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", ("ledger-projection",))
+            db.advisory_lock("ledger-projection")
         self.active = _position(db)[1] == next_sequence - 1
 
     def apply(self, db: Database, records: Sequence[tuple[int, dict[str, Any]]]) -> None:
