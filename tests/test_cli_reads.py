@@ -621,3 +621,19 @@ def test_actor_defaults_to_the_os_user(store: Store) -> None:
     )
     assert result.exit_code == 0, result.output
     assert export(store)[-1]["actor"] == getpass.getuser()
+
+
+def test_init_refuses_a_sqlite_database_that_is_not_a_ledger(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "someone-elses.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.close()
+    other = Store(str(path), "sqlite", tmp_path)
+    result = other.fail("init")
+    assert "is a SQLite database but not a ledger" in result.output
+    with sqlite3.connect(path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert tables == {"notes"}
