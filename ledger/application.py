@@ -41,6 +41,7 @@ class InlineProjection(Protocol):
 
 
 MAX_ATTEMPTS = 8
+ANALYZE_AFTER = 10_000  # events in one batch
 FLUSH_EVERY = 2000  # events per insert round inside one batch transaction
 
 
@@ -138,7 +139,11 @@ class Ledger(Application[uuid.UUID]):
             batch_events = source() if source is not None else events
             assert not callable(batch_events)
             try:
-                return self._append_once(batch_events, actor=actor, now=now)
+                result = self._append_once(batch_events, actor=actor, now=now)
+                if result.appended >= ANALYZE_AFTER:
+                    # Fresh statistics, or the planner keeps its empty-table plans.
+                    self.storage.analyze()
+                return result
             except Exception as error:
                 if not _is_uniqueness_conflict(error) or source is None:
                     raise

@@ -419,6 +419,20 @@ class Storage:
             (size, root, note, created_at),
         )
 
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics after a bulk append."""
+        with self.connect() as db:
+            if self.dialect == "sqlite":
+                db.execute("ANALYZE")
+                return
+            # This ledger's schema only; tables the role does not own are skipped with
+            # a notice, not an error.
+            tables = db.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            ).fetchall()
+            for (table,) in tables:
+                db.execute(f'ANALYZE "{table}"')
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
