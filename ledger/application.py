@@ -184,15 +184,10 @@ class Ledger(Application[uuid.UUID]):
         )
         return [(n.id, n.state) for n in notifications]
 
-    def iter_leaves(self, batch_size: int = 5000) -> Iterator[bytes]:
-        position = 0
-        while True:
-            chunk = self.read_leaves(position, batch_size)
-            if not chunk:
-                return
-            for _, leaf in chunk:
-                yield leaf
-            position = chunk[-1][0]
+    def iter_leaves(self) -> Iterator[bytes]:
+        """Every stored leaf in sequence order, streamed (one cursor, bounded memory)."""
+        with self.storage.connect() as db:
+            yield from self.storage.iter_leaves(db)
 
     def close(self) -> None:
         self.storage.close()
