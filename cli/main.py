@@ -345,6 +345,7 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
       enforcement-ledger --store ledger.db init
       enforcement-ledger --store "postgresql://postgres@127.0.0.1/test?schema=newsroom" init --roles
     """
+    from ledger.events import iso
     from ledger.persistence import open_storage
     from projections.projector import create_tables
 
@@ -358,7 +359,7 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
     created = storage.create(
         {
             "origin": origin or _default_origin(location),
-            "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "created_at": iso(datetime.now(UTC)),
         }
     )
     with storage.connect() as db, db.transaction(lock="ledger-projection"):
@@ -982,6 +983,7 @@ def checkpoint(session: Session) -> None:
       enforcement-ledger checkpoint > trusted.checkpoint
     """
     from ledger import merkle
+    from ledger.events import iso
     from ledger.integrity import check_extends, sign_tree_head
 
     ledger = session.ledger()
@@ -992,7 +994,7 @@ def checkpoint(session: Session) -> None:
         root = merkle.root_at(tx.get_node, size)
         check_extends(tx.get_node, tx.last_checkpoint(), size, root)
         note = sign_tree_head(ledger.origin, size, root, signer)
-        tx.insert_checkpoint(size, root, note, datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+        tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
     click.echo(note, nl=False)
 
 

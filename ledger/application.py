@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -23,7 +24,7 @@ from ledger.domain import (
     stream_id,
     stream_of,
 )
-from ledger.events import AnyEvent, event_content, iso
+from ledger.events import ASSIGNED_FIELDS, AnyEvent, event_content, iso
 from ledger.location import StoreLocation
 from ledger.persistence import EntryRef, EntryRow, LeafMapper, open_storage
 
@@ -75,7 +76,7 @@ def _content_of(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in _ASSIGNED}
 
 
-_ASSIGNED = frozenset({"event_id", "recorded_at", "actor", "sequence"})
+_ASSIGNED = frozenset({"event_id", *ASSIGNED_FIELDS})
 
 
 def _chunks(
@@ -373,17 +374,7 @@ class _Batch:
             stored.append(stored_event)
             digest = merkle.leaf_hash(stored_event.state)
             tree.append(digest)
-            rows.append(
-                EntryRow(
-                    row.sequence,
-                    row.event_id,
-                    row.originator_id,
-                    row.type,
-                    digest,
-                    row.recorded_at,
-                    row.subject_ref,
-                )
-            )
+            rows.append(dataclasses.replace(row, leaf_hash=digest))
         notification_ids = self.tx.insert(stored, rows)
         self.tx.insert_nodes(tree.new_nodes())
         if self.ledger.inline_projections:

@@ -525,6 +525,13 @@ class Stream(Aggregate):
             lane._state = None
         self._remember(entry, lane)
 
+    def _live_and_observed(self) -> list[Entry]:
+        """Live entries plus the earliest unretained follower count, if any is live."""
+        entries = list(self.live.values())
+        if self.observed and self.first_observed is not None:
+            entries.append(self.first_observed)
+        return entries
+
     def _remember(self, entry: Entry, lane: Lane) -> None:
         if lane.new_state.retains_entries:
             self.live[entry.event_id] = entry
@@ -573,10 +580,9 @@ class Stream(Aggregate):
         if target is None:
             raise RuleViolation(f"{target_id} is not an event of this stream")
         if target.type == self.registration_type:
-            others = [e for e in self.live.values() if e is not target]
-            if self.observed and self.first_observed is not None:
-                others.append(self.first_observed)
-            others.sort(key=lambda e: e.order)
+            others = sorted(
+                (e for e in self._live_and_observed() if e is not target), key=lambda e: e.order
+            )
             if others:
                 raise RuleViolation(
                     f"retracting {target.describe()} would leave {others[0].describe()} "
@@ -599,10 +605,7 @@ class Stream(Aggregate):
         if candidate.type == self.registration_type:
             if registration is not None:
                 raise RuleViolation(f"already registered by {registration.describe()}")
-            orders = [e.order for e in self.live.values()]
-            if self.observed and self.first_observed is not None:
-                orders.append(self.first_observed.order)
-            earliest = min(orders, default=None)
+            earliest = min((e.order for e in self._live_and_observed()), default=None)
             if earliest is not None and earliest[0] < candidate.occurred_at:
                 raise RuleViolation("registration must not occur after events it precedes")
             return

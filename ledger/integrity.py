@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ledger import merkle, notes
-from ledger.location import KeyError_, key_path  # noqa: F401 - re-exported
+from ledger.location import KeyError_
 
 
 class IntegrityError(Exception):

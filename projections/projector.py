@@ -88,10 +88,6 @@ def micros(value: str | datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def from_micros(value: int) -> datetime:
-    return _EPOCH + value * _MICROSECOND
-
-
 def create_tables(db: Database) -> None:
     for statement in DDL:
         db.execute(statement)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ledger.domain import STATUS_TYPES, AccountStatus, Entry
+from ledger.domain import STATUS_TYPES, Entry, fold_status
 from ledger.events import iso
 from ledger.persistence import Database
 from projections.projector import STATUS_FACT_TYPES, micros
@@ -101,11 +101,9 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
             f"as known at {iso(moment.known_at)}"
         )
     registration = registrations[-1]
-    status = AccountStatus()
-    for record in records:
-        if record["type"] in STATUS_TYPES:
-            status = status.apply(Entry.from_record(record))
-    status = status.at(moment.as_of)
+    status = fold_status(Entry.from_record(r) for r in records if r["type"] in STATUS_TYPES).at(
+        moment.as_of
+    )
     exemptions = _exemptions([r for r in records if r["type"] in EXEMPTION_TYPES], holder="account")
     subject = registration.get("subject")
     if subject:
