@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
+from eventsourcing.persistence import JSONTranscoder, Mapper
+from eventsourcing.utils import get_topic
 
 from ledger import merkle
+from ledger.canonical import canonical_json
 from ledger.domain import (
+    AccountStream,
     Entry,
+    LaneCache,
     RuleViolation,
     Stream,
+    StreamView,
     SubjectStream,
     check_not_in_future,
+    live_entries,
     stream_id,
     stream_of,
 )
 from ledger.events import ASSIGNED_FIELDS, AnyEvent, event_content, iso
 from ledger.location import StoreLocation
-from ledger.persistence import EntryRef, EntryRow, LeafMapper, open_storage
+from ledger.persistence import (
+    EntryRef,
+    EntryRow,
+    EventRow,
+    LeafMapper,
+    WriteTransaction,
+    open_storage,
+)
 
 if TYPE_CHECKING:  # cryptography loads only when a key is in use
     from ledger.notes import Ed25519Signer
@@ -44,6 +57,12 @@ class InlineProjection(Protocol):
 MAX_ATTEMPTS = 8
 ANALYZE_AFTER = 10_000  # events in one batch
 FLUSH_EVERY = 2000  # events per insert round inside one batch transaction
+# What one append keeps in memory, whatever its size: lanes and streams beyond these
+# are dropped least recently used first and re-read from the log when needed.
+LANE_CACHE = 50_000
+STREAM_CACHE = 20_000
+# A stream or lane touched in the current round must stay cached until it is flushed.
+assert min(LANE_CACHE, STREAM_CACHE) > FLUSH_EVERY
 
 
 class LedgerError(Exception):
@@ -204,9 +223,13 @@ def _is_uniqueness_conflict(error: BaseException) -> bool:
 
 
 class _Batch:
-    """One append transaction: streams loaded once, events flushed in rounds."""
+    """One append transaction: rules over bounded caches, events flushed in rounds.
 
-    def __init__(self, ledger: Ledger, tx: Any, *, actor: str, now: datetime) -> None:
+    It is also the rules' view of history (``domain.History``): the log as the
+    transaction sees it plus this round's unflushed events.
+    """
+
+    def __init__(self, ledger: Ledger, tx: WriteTransaction, *, actor: str, now: datetime) -> None:
         self.ledger = ledger
         self.tx = tx
         self.actor = actor
@@ -216,14 +239,23 @@ class _Batch:
         self.recorded_at = now if last is None or now > last else last
         self.recorded_iso = iso(self.recorded_at)
         self.next_sequence = head.next_sequence
+        self.next_notification_id = head.last_notification_id + 1
+        self.originator = ledger.storage.originator_param
         self.result = AppendResult()
-        self.streams: dict[uuid.UUID, Stream | None] = {}
-        self.pending: list[tuple[Any, EntryRow]] = []
+        self.views: OrderedDict[uuid.UUID, StreamView] = OrderedDict()
+        self.lanes = LaneCache(LANE_CACHE, self.lane_evicted)
         self.tree = merkle.PendingNodes(tx.get_node, head.next_sequence)
-        self.unflushed: dict[str, EntryRef] = {}
+        # This round's unflushed rows, and indexes over them for the rules.
+        self.events: list[EventRow] = []
+        self.entries: list[EntryRow] = []
+        self.records: list[dict[str, Any]] = []
+        self.unflushed: dict[str, tuple[EntryRef, dict[str, Any]]] = {}
+        self.round_lanes: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = {}
+        self.round_retractions: dict[str, str] = {}
+        self.round_referring: dict[str, list[dict[str, Any]]] = {}
         # Lanes left invalid by a backfill, pending later lines:
         # (stream, lane) -> (line, "type event_id") of the line that broke it.
-        self.deferred: dict[tuple[uuid.UUID, str], tuple[int, str]] = {}
+        self.deferred: dict[tuple[str, str], tuple[int, str]] = {}
         self.current = (0, "")
         for projection in ledger.inline_projections:
             projection.begin(tx.db, head.next_sequence)
@@ -245,39 +277,56 @@ class _Batch:
         record["event_id"] = event_id
         record["recorded_at"] = self.recorded_iso
         record["actor"] = self.actor
-        record["sequence"] = self.next_sequence
+        record["sequence"] = sequence = self.next_sequence
         try:
             check_not_in_future(record, self.recorded_at)
-            stream = self.apply(record)
+            view, lane = self.apply(record)
         except RuleViolation as violation:
             named = f" {event.event_id}" if event.event_id else ""
             raise LedgerError(f"{event.type}{named} rejected: {violation}", line) from None
-        domain_event = stream.pending_events[-1]
-        subject_ref = record.get("subject") if record["type"] == "account_registered" else None
-        row = EntryRow(
-            sequence=self.next_sequence,
-            event_id=event_id,
-            originator_id=stream.id,
-            type=record["type"],
-            leaf_hash=b"",
-            recorded_at=self.recorded_iso,
-            subject_ref=subject_ref,
+        kind = record["type"]
+        leaf = canonical_json(record)
+        digest = merkle.leaf_hash(leaf)
+        self.tree.append(digest)
+        sid = view.id
+        originator = self.originator(sid)
+        self.events.append((originator, view.version, _topic(view), leaf))
+        target = record.get("target")
+        subject_ref = record.get("subject") if kind == "account_registered" else None
+        self.entries.append(
+            (
+                sequence,
+                event_id,
+                originator,
+                kind,
+                digest,
+                self.recorded_iso,
+                subject_ref,
+                lane,
+                target,
+            )
         )
-        self.pending.append((domain_event, row))
-        self.unflushed[event_id] = EntryRef(row.sequence, event_id, stream.id, row.type)
-        self.result.appended += 1
-        if self.result.first_sequence is None:
-            self.result.first_sequence = self.next_sequence
-        self.result.last_sequence = self.next_sequence
+        self.records.append(record)
+        self.unflushed[event_id] = (EntryRef(sequence, event_id, sid, kind), record)
+        self.round_lanes.setdefault((sid, lane), []).append(record)
+        if target is not None:
+            self.round_referring.setdefault(target, []).append(record)
+            if kind == "event_retracted":
+                self.round_retractions[target] = event_id
+        result = self.result
+        result.appended += 1
+        if result.first_sequence is None:
+            result.first_sequence = sequence
+        result.last_sequence = sequence
         self.next_sequence += 1
-        if len(self.pending) >= FLUSH_EVERY:
+        if len(self.events) >= FLUSH_EVERY:
             self.flush()
 
     def is_repeat(
         self, event_id: str, content: dict[str, Any], known: dict[str, EntryRef], line: int
     ) -> bool:
         """True for a harmless re-send; an error when the id names different content."""
-        existing = self.unflushed.get(event_id) or known.get(event_id)
+        existing = self.find(event_id) if event_id in self.unflushed else known.get(event_id)
         if existing is None:
             return False
         if _content_of(self.stored_record(existing)) == content:
@@ -291,113 +340,155 @@ class _Batch:
             line,
         )
 
+    # --- the rules' view of history (domain.History) ------------------------------
+
     def find(self, event_id: str) -> EntryRef | None:
-        found = self.unflushed.get(event_id)
-        return found if found is not None else self.tx.find_entry(event_id)
+        pending = self.unflushed.get(event_id)
+        return pending[0] if pending is not None else self.tx.find_entry(event_id)
 
-    def load(self, sid: uuid.UUID) -> Stream | None:
-        """A stream as this transaction sees it, including its own unflushed events.
+    def stored_record(self, entry: EntryRef) -> dict[str, Any]:
+        """A recorded event's full record, from this round or from the log."""
+        pending = self.unflushed.get(entry.event_id)
+        if pending is not None:
+            return pending[1]
+        return json.loads(self.tx.leaf(entry.sequence))  # type: ignore[no-any-return]
 
-        Read through the write transaction rather than the library's repository,
-        whose pooled connections cannot see events this batch has not committed.
-        """
-        if sid in self.streams:
-            return self.streams[sid]
-        aggregate: Any = None
-        mapper = self.ledger.mapper
-        for stored in self.tx.stream_events(sid):
-            event: Any = mapper.to_domain_event(stored)
-            aggregate = event.mutate(aggregate)
-        self.streams[sid] = aggregate
-        return aggregate  # type: ignore[no-any-return]
+    def lane_entries(self, stream: uuid.UUID, lane: str) -> list[Entry]:
+        records = [json.loads(leaf) for leaf in self.tx.lane_leaves(stream, lane)]
+        records.extend(self.round_lanes.get((stream, lane), ()))
+        return live_entries(records)
 
-    def apply(self, record: dict[str, Any]) -> Stream:
+    def stream_entries(self, stream: uuid.UUID) -> list[Entry]:
+        records = [json.loads(leaf) for leaf in self.tx.stream_leaves(stream)]
+        records.extend(
+            record for ref, record in self.unflushed.values() if ref.originator_id == stream
+        )
+        return live_entries(records)
+
+    def entry(self, event_id: str) -> tuple[uuid.UUID, Entry] | None:
+        found = self.find(event_id)
+        if found is None:
+            return None
+        return found.originator_id, Entry.from_record(self.stored_record(found))
+
+    def retraction_of(self, event_id: str) -> str | None:
+        return self.round_retractions.get(event_id) or self.tx.retraction_of(event_id)
+
+    def referring(self, event_id: str) -> list[Entry]:
+        records = [json.loads(leaf) for leaf in self.tx.referring_leaves(event_id)]
+        records.extend(self.round_referring.get(event_id, ()))
+        return [
+            Entry.from_record(r)
+            for r in records
+            if r["type"] != "event_retracted" and self.retraction_of(r["event_id"]) is None
+        ]
+
+    # --- rules ------------------------------------------------------------------------
+
+    def view(self, kind: type[Stream], sid: uuid.UUID) -> StreamView:
+        view = self.views.get(sid)
+        if view is not None:
+            self.views.move_to_end(sid)
+            return view
+        view = StreamView(kind, sid, self.tx.stream_version(sid), self, self.lanes)
+        self.views[sid] = view
+        if len(self.views) > STREAM_CACHE:
+            self.views.popitem(last=False)
+        return view
+
+    def lane_evicted(self, stream_key: str) -> None:
+        view = self.views.get(uuid.UUID(stream_key))
+        if view is not None:
+            view.fresh = False
+
+    def apply(self, record: dict[str, Any]) -> tuple[StreamView, str]:
         if record["type"] == "event_retracted":
             return self.retract(record)
-        stream_class, sid = stream_of(record)
+        kind, sid = stream_of(record)
         if record["type"] == "account_registered" and record.get("subject"):
-            subject = self.load(stream_id("subject", record["subject"]))
-            if subject is None or subject.registration is None:
+            subject = self.view(SubjectStream, stream_id("subject", record["subject"]))
+            if subject.registration is None:
                 raise RuleViolation(
                     f"subject '{record['subject']}' is not registered; append its "
                     "subject_registered event first"
                 )
-        stream = self.load(sid)
-        if stream is None:
-            stream = stream_class.start(sid, record)
-            self.streams[sid] = stream
-        else:
-            stream.record(record, defer_later=True)
-            for key, _ in stream.deferred_conflicts():
-                self.deferred.setdefault((sid, key), self.current)
-        return stream
+        view = self.view(kind, sid)
+        lane = view.record(record, defer_later=True)
+        cached = self.lanes.get((view.key, lane))
+        if cached is not None and cached.deferred is not None:
+            self.deferred.setdefault((view.key, lane), self.current)
+        return view, lane
 
-    def retract(self, record: dict[str, Any]) -> Stream:
-        target = self.find(record["target"])
-        if target is None:
-            raise RuleViolation(f"target '{record['target']}' is not an event in this ledger")
-        stream = self.load(target.originator_id)
-        assert stream is not None
-        if target.type == "subject_registered" and isinstance(stream, SubjectStream):
-            subject = stream.registration.record["subject"] if stream.registration else None
-            for account_id in self.tx.accounts_referencing(subject):
-                account = self.load(account_id)
-                registration = account.registration if account else None
+    def retract(self, record: dict[str, Any]) -> tuple[StreamView, str]:
+        target_id = record["target"]
+        found = self.find(target_id)
+        if found is None:
+            raise RuleViolation(f"target '{target_id}' is not an event in this ledger")
+        if found.type == "event_retracted":
+            raise RuleViolation(f"{target_id} is itself a retraction and cannot be retracted")
+        target_record = self.stored_record(found)
+        kind, sid = stream_of(target_record)
+        view = self.view(kind, sid)
+        if found.type == "subject_registered":
+            subject = target_record["subject"]
+            accounts = set(self.tx.accounts_referencing(subject))
+            accounts.update(
+                ref.originator_id
+                for ref, r in self.unflushed.values()
+                if ref.type == "account_registered" and r.get("subject") == subject
+            )
+            for account_id in sorted(accounts):
+                registration = self.view(AccountStream, account_id).registration
                 if registration is not None and registration.record.get("subject") == subject:
                     raise RuleViolation(
                         f"account {registration.record['account']} still refers to subject "
                         f"'{subject}' ({registration.describe()}); retract that first"
                     )
-        unretained = None
-        if target.event_id not in stream.live and target.event_id not in stream.retracted:
-            unretained = Entry.from_record(self.stored_record(target))
-        stream.retract(record, unretained)
-        return stream
+        return view, view.retract(record, Entry.from_record(target_record))
 
-    def stored_record(self, entry: EntryRef) -> dict[str, Any]:
-        """A recorded event's full record, from this batch or from the log."""
-        if entry.event_id in self.unflushed:
-            return next(e.record for e, row in self.pending if row.event_id == entry.event_id)
-        return json.loads(self.tx.leaf(entry.sequence))  # type: ignore[no-any-return]
+    # --- writing ----------------------------------------------------------------------
 
     def flush(self) -> None:
-        if not self.pending:
+        if not self.events:
             return
-        mapper = self.ledger.mapper
-        stored: list[StoredEvent] = []
-        rows: list[EntryRow] = []
+        tx = self.tx
+        notification_ids = tx.insert(self.events, self.entries, self.next_notification_id)
+        self.next_notification_id = notification_ids[-1] + 1
         # Nodes computed this round go to the table; the next round reads them back,
         # so memory stays bounded however large the batch.
-        tree = merkle.PendingNodes(self.tx.get_node, self.tree.size)
-        for domain_event, row in self.pending:
-            stored_event = mapper.to_stored_event(domain_event)
-            stored.append(stored_event)
-            digest = merkle.leaf_hash(stored_event.state)
-            tree.append(digest)
-            rows.append(dataclasses.replace(row, leaf_hash=digest))
-        notification_ids = self.tx.insert(stored, rows)
-        self.tx.insert_nodes(tree.new_nodes())
+        tx.insert_nodes(self.tree.new_nodes())
+        self.tree = merkle.PendingNodes(tx.get_node, self.tree.size)
         if self.ledger.inline_projections:
-            records = [
-                (n_id, domain_event.record)
-                for n_id, (domain_event, _) in zip(notification_ids, self.pending, strict=True)
-            ]
+            records = list(zip(notification_ids, self.records, strict=True))
             for projection in self.ledger.inline_projections:
-                projection.apply(self.tx.db, records)
-        self.tree = tree
-        for stream in self.streams.values():
-            if stream is not None:
-                stream.collect_events()
-        self.pending.clear()
+                projection.apply(tx.db, records)
+        self.events = []
+        self.entries = []
+        self.records = []
         self.unflushed.clear()
+        self.round_lanes.clear()
+        self.round_retractions.clear()
+        self.round_referring.clear()
 
     def finish(self) -> AppendResult:
         # A backfill may invalidate a later event that a later line repairs; whatever
         # is still invalid now is refused, naming the line that broke it.
-        for (sid, key), (line, label) in sorted(self.deferred.items(), key=lambda i: i[1]):
-            stream = self.streams.get(sid)
-            lane = stream.lanes.get(key) if stream is not None else None
+        for key, (line, label) in sorted(self.deferred.items(), key=lambda i: i[1]):
+            lane = self.lanes.get(key)
             if lane is not None and lane.deferred is not None:
                 raise LedgerError(f"{label} rejected: {lane.deferred}", line)
         self.flush()
         return self.result
+
+
+_TOPICS: dict[tuple[type[Stream], bool], str] = {}
+
+
+def _topic(view: StreamView) -> str:
+    """The stored topic of the view's newest event: its aggregate's Started or Recorded."""
+    started = view.version == 1
+    key = (view.kind, started)
+    topic = _TOPICS.get(key)
+    if topic is None:
+        topic = _TOPICS[key] = get_topic(view.kind.Started if started else view.kind.Recorded)
+    return topic

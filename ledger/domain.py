@@ -29,10 +29,11 @@ from __future__ import annotations
 import bisect
 import functools
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from eventsourcing.domain import Aggregate
 
@@ -197,7 +198,7 @@ class LaneState:
 
     retains_entries = True
 
-    def check(self, entry: Entry, stream: Stream) -> None:
+    def check(self, entry: Entry, stream: LiveEntries) -> None:
         raise NotImplementedError
 
     def apply(self, entry: Entry) -> None:
@@ -210,7 +211,7 @@ class StatusLane(LaneState):
     def __init__(self) -> None:
         self.status = AccountStatus()
 
-    def check(self, entry: Entry, stream: Stream) -> None:
+    def check(self, entry: Entry, stream: LiveEntries) -> None:
         self.status.check(entry)
 
     def apply(self, entry: Entry) -> None:
@@ -225,7 +226,7 @@ class PostLane(LaneState):
         self.removed: str | None = None
         self.screened: str | None = None
 
-    def check(self, entry: Entry, stream: Stream) -> None:
+    def check(self, entry: Entry, stream: LiveEntries) -> None:
         post = entry.record["post"]
         if entry.type == "post_published":
             if self.published:
@@ -272,7 +273,7 @@ class ExemptionLane(LaneState):
     def __init__(self) -> None:
         self.applied: str | None = None
 
-    def check(self, entry: Entry, stream: Stream) -> None:
+    def check(self, entry: Entry, stream: LiveEntries) -> None:
         name = entry.record["exemption"]
         if entry.type == "exemption_applied" and self.applied:
             raise RuleViolation(f"exemption {name} is already in force ({self.applied})")
@@ -290,13 +291,13 @@ class AppealLane(LaneState):
         self.filed: Entry | None = None
         self.decided: str | None = None
 
-    def check(self, entry: Entry, stream: Stream) -> None:
+    def check(self, entry: Entry, stream: LiveEntries) -> None:
         appeal = entry.record["appeal"]
         target_id = entry.record["target"]
         if entry.type == "appeal_filed":
             if self.filed:
                 raise RuleViolation(f"appeal {appeal} was already filed by {self.filed.event_id}")
-            target = stream.live.get(target_id)
+            target = stream.live_entry(target_id)
             if target is None:
                 raise RuleViolation(
                     f"target {target_id} is not a recorded, unretracted event of this account "
@@ -333,7 +334,7 @@ class ObservationLane(LaneState):
 
     retains_entries = True
 
-    def check(self, entry: Entry, stream: Stream) -> None:
+    def check(self, entry: Entry, stream: LiveEntries) -> None:
         return None
 
     def apply(self, entry: Entry) -> None:
@@ -341,61 +342,80 @@ class ObservationLane(LaneState):
 
 
 class CountLane(ObservationLane):
-    """Follower counts: numerous and rule-free, so their entries are not kept.
-
-    A stream only counts them (and remembers the earliest), which keeps its memory
-    proportional to its enforcement history, not to its observations.
-    """
+    """Follower counts: numerous and rule-free, so a lane never holds or re-reads them."""
 
     __slots__ = ()
     retains_entries = False
 
 
+class LiveEntries(Protocol):
+    """What a lane's rules may look up beyond the lane itself."""
+
+    def live_entry(self, event_id: str) -> Entry | None:
+        """A recorded, unretracted event of this stream."""
+        ...
+
+
 @dataclass(slots=True)
 class Lane:
+    """A lane as the rules need it: its folded state and the order of its newest entry.
+
+    The entries themselves are read from the log only when a backfill or a
+    retraction must re-fold the lane, so a long import keeps a bounded number of
+    small lanes in memory instead of every event it has seen.
+    """
+
     new_state: type[LaneState]
-    entries: list[Entry] = field(default_factory=list)
-    _state: LaneState | None = None
+    state: LaneState | None  # None while ``deferred``
+    last: tuple[datetime, int] | None = None
+    entries: list[Entry] | None = None  # loaded on demand
     # Set while this lane is invalid pending the rest of its batch (see LaterEventInvalid).
     deferred: LaterEventInvalid | None = None
 
-    def state(self, stream: Stream) -> LaneState:
-        if self._state is None:
-            self._state = self.fold(self.entries, stream)
-        return self._state
-
-    def fold(self, entries: list[Entry], stream: Stream) -> LaneState:
-        state = self.new_state()
+    @classmethod
+    def folded(cls, new_state: type[LaneState], entries: list[Entry]) -> Lane:
+        """A lane from its stored live entries, in order (they were checked when written)."""
+        state = new_state()
         for entry in entries:
-            state.check(entry, stream)
             state.apply(entry)
-        return state
+        # The entries are not kept: most lanes never need them again.
+        return cls(new_state, state, entries[-1].order if entries else None)
 
     def admit(
-        self, candidate: Entry, stream: Stream, *, defer_later: bool = False
+        self,
+        candidate: Entry,
+        stream: LiveEntries,
+        load: Callable[[], list[Entry]],
+        *,
+        defer_later: bool = False,
     ) -> Callable[[], None]:
         """Check ``candidate`` in occurred_at order; return the commit step.
 
         The common case (the event is the newest in its lane) is checked against the
-        cached final state. A backfilled event re-folds the lane with it in place.
-        With ``defer_later``, a conflict with an already recorded later event does
-        not raise: the lane is marked ``deferred`` for the batch to settle.
+        folded state. A backfilled event re-folds the lane with it in place, reading
+        the lane's entries through ``load`` if they are not in memory. With
+        ``defer_later``, a conflict with an already recorded later event does not
+        raise: the lane is marked ``deferred`` for the batch to settle.
         """
-        if self.deferred is None and (
-            not self.entries or self.entries[-1].order <= candidate.order
+        if not self.new_state.retains_entries or (
+            self.deferred is None and (self.last is None or self.last <= candidate.order)
         ):
-            state = self.state(stream)
+            state = self.state
+            assert state is not None
             state.check(candidate, stream)
 
             def commit_append() -> None:
+                assert state is not None
                 state.apply(candidate)
-                if state.retains_entries:
+                if self.last is None or self.last < candidate.order:
+                    self.last = candidate.order
+                if self.entries is not None:
                     self.entries.append(candidate)
 
             return commit_append
-        keys = [e.order for e in self.entries]
-        position = bisect.bisect_right(keys, candidate.order)
-        trial = [*self.entries[:position], candidate, *self.entries[position:]]
+        entries = self.entries if self.entries is not None else load()
+        position = bisect.bisect_right([e.order for e in entries], candidate.order)
+        trial = [*entries[:position], candidate, *entries[position:]]
         try:
             new_state: LaneState | None = _fold_naming_conflict(
                 self.new_state, trial, candidate, stream
@@ -408,18 +428,24 @@ class Lane:
 
         def commit_insert() -> None:
             self.entries = trial
-            self._state = new_state
+            self.state = new_state
             self.deferred = deferred
+            self.last = trial[-1].order
 
         return commit_insert
 
-    def admit_removal(self, target: Entry, stream: Stream) -> Callable[[], None]:
-        trial = [e for e in self.entries if e.event_id != target.event_id]
+    def admit_removal(
+        self, target: Entry, stream: LiveEntries, load: Callable[[], list[Entry]]
+    ) -> Callable[[], None]:
+        entries = self.entries if self.entries is not None else load()
+        trial = [e for e in entries if e.event_id != target.event_id]
         new_state = _fold_naming_conflict(self.new_state, trial, None, stream, retracting=target)
 
         def commit_remove() -> None:
             self.entries = trial
-            self._state = new_state
+            self.state = new_state
+            self.deferred = None
+            self.last = trial[-1].order if trial else None
 
         return commit_remove
 
@@ -428,7 +454,7 @@ def _fold_naming_conflict(
     new_state: Callable[[], LaneState],
     entries: list[Entry],
     candidate: Entry | None,
-    stream: Stream,
+    stream: LiveEntries,
     retracting: Entry | None = None,
 ) -> LaneState:
     state = new_state()
@@ -450,6 +476,24 @@ def _fold_naming_conflict(
     return state
 
 
+def live_entries(records: Iterable[dict[str, Any]]) -> list[Entry]:
+    """Entries of recorded events minus those retracted among them, in occurred_at order.
+
+    A retraction is stored in its target's stream and lane, so reading a lane (or a
+    stream) reads the retractions that apply to it.
+    """
+    entries: list[Entry] = []
+    retracted: set[str] = set()
+    for record in records:
+        if record["type"] == "event_retracted":
+            retracted.add(record["target"])
+        else:
+            entries.append(Entry.from_record(record))
+    live = [e for e in entries if e.event_id not in retracted]
+    live.sort(key=lambda e: e.order)
+    return live
+
+
 # --- aggregates ----------------------------------------------------------------
 
 
@@ -460,7 +504,15 @@ def stream_id(kind: str, key: str) -> uuid.UUID:
 
 
 class Stream(Aggregate):
-    """Common behaviour: a live history split into lanes, plus retractions."""
+    """One consistency boundary: an account, a subject or a platform.
+
+    The class says how the stream's events split into lanes and what opens it; the
+    stored events are this aggregate's ``Started`` and ``Recorded`` events (their
+    payload is the ledger record). Reconstituted through the application's
+    repository, it holds its whole live history by lane. Appends do not
+    reconstitute it: they work on a ``StreamView``, which keeps only what the
+    rules need and reads the rest from the log.
+    """
 
     registration_type = ""
 
@@ -474,145 +526,26 @@ class Stream(Aggregate):
             aggregate.absorb(self.record)
 
     def __init__(self, record: dict[str, Any]) -> None:
-        self.lanes: dict[str, Lane] = {}
-        self.live: dict[str, Entry] = {}
-        self.retracted: dict[str, str] = {}  # target event_id -> retraction event_id
-        self.retractions: set[str] = set()
-        # Unretained (follower) entries: how many are live, and the earliest one.
-        self.observed = 0
-        self.first_observed: Entry | None = None
-        self._admitted: tuple[Entry, Lane, str, Callable[[], None]] | None = None
+        self.records: list[dict[str, Any]] = []
         self.absorb(record)
 
-    @classmethod
-    def start(cls, id: uuid.UUID, record: dict[str, Any]) -> Stream:  # noqa: A002
-        """Open a stream with its first event, which must be its registration."""
-        if cls.registration_type and record["type"] != cls.registration_type:
-            raise RuleViolation(cls.unregistered_message())
-        return cls._create(
-            cls.Started,
-            id=id,
-            record=record,
-            timestamp=datetime.fromisoformat(record["recorded_at"]),
-        )
-
     def absorb(self, record: dict[str, Any]) -> None:
-        """Evolve the state by one recorded event (a command or a replay)."""
-        admitted, self._admitted = self._admitted, None
-        if admitted is not None and admitted[0].event_id == record["event_id"]:
-            # The command already checked and folded this event: keep its state.
-            candidate, lane, key, commit = admitted
-            self.lanes[key] = lane
-            commit()
-            self._remember(candidate, lane)
-            return
-        # Replay: stored history was checked when it was written.
-        entry = Entry.from_record(record)
-        if entry.type == "event_retracted":
-            target = self.live.pop(record["target"], None)
-            if target is None:  # an unretained observation
-                self.observed -= 1
-            else:
-                lane = self.lanes[self.lane_key(target)]
-                lane.entries = [e for e in lane.entries if e.event_id != target.event_id]
-                lane._state = None
-            self.retracted[record["target"]] = entry.event_id
-            self.retractions.add(entry.event_id)
-            return
-        lane = self.lanes.setdefault(self.lane_key(entry), Lane(self.lane_state(entry)))
-        if lane.new_state.retains_entries:
-            bisect.insort(lane.entries, entry, key=lambda e: e.order)
-            lane._state = None
-        self._remember(entry, lane)
+        self.records.append(record)
 
-    def _live_and_observed(self) -> list[Entry]:
-        """Live entries plus the earliest unretained follower count, if any is live."""
-        entries = list(self.live.values())
-        if self.observed and self.first_observed is not None:
-            entries.append(self.first_observed)
-        return entries
+    def lanes(self) -> dict[str, list[Entry]]:
+        """Live entries by lane, each lane in occurred_at order."""
+        lanes: dict[str, list[Entry]] = {}
+        for entry in live_entries(self.records):
+            lanes.setdefault(self.lane_key(entry), []).append(entry)
+        return lanes
 
-    def _remember(self, entry: Entry, lane: Lane) -> None:
-        if lane.new_state.retains_entries:
-            self.live[entry.event_id] = entry
-            return
-        self.observed += 1
-        if self.first_observed is None or entry.order < self.first_observed.order:
-            self.first_observed = entry
-
-    def deferred_conflicts(self) -> list[tuple[str, LaterEventInvalid]]:
-        return [(key, lane.deferred) for key, lane in self.lanes.items() if lane.deferred]
-
-    def lane_key(self, entry: Entry) -> str:
+    @classmethod
+    def lane_key(cls, entry: Entry) -> str:
         raise NotImplementedError
 
-    def lane_state(self, entry: Entry) -> type[LaneState]:
+    @classmethod
+    def lane_state(cls, entry: Entry) -> type[LaneState]:
         raise NotImplementedError
-
-    @property
-    def registration(self) -> Entry | None:
-        lane = self.lanes.get("registration")
-        return lane.entries[0] if lane and lane.entries else None
-
-    # --- commands: rules first, then the event (a guard that raises records nothing)
-
-    def record(self, record: dict[str, Any], *, defer_later: bool = False) -> None:
-        """Record an event; ``defer_later`` lets a batch settle later conflicts at its end."""
-        candidate = Entry.from_record(record)
-        self.check_registration(candidate)
-        key = self.lane_key(candidate)
-        lane = self.lanes.get(key) or Lane(self.lane_state(candidate))
-        commit = lane.admit(candidate, self, defer_later=defer_later)  # raises on conflict
-        self._admitted = (candidate, lane, key, commit)
-        self.trigger_event(
-            self.Recorded, record=record, timestamp=datetime.fromisoformat(record["recorded_at"])
-        )
-
-    def retract(self, record: dict[str, Any], unretained: Entry | None = None) -> None:
-        """Retract an event of this stream; ``unretained`` is the target when the
-        stream does not keep it in memory (a follower count), read from the log."""
-        target_id = record["target"]
-        if target_id in self.retractions:
-            raise RuleViolation(f"{target_id} is itself a retraction and cannot be retracted")
-        if target_id in self.retracted:
-            raise RuleViolation(f"{target_id} was already retracted by {self.retracted[target_id]}")
-        target = self.live.get(target_id) or unretained
-        if target is None:
-            raise RuleViolation(f"{target_id} is not an event of this stream")
-        if target.type == self.registration_type:
-            others = sorted(
-                (e for e in self._live_and_observed() if e is not target), key=lambda e: e.order
-            )
-            if others:
-                raise RuleViolation(
-                    f"retracting {target.describe()} would leave {others[0].describe()} "
-                    "without a registration; retract the later events first"
-                )
-        for entry in self.live.values():
-            if entry.record.get("target") == target_id and entry.type.startswith("appeal_"):
-                raise RuleViolation(
-                    f"retracting {target.describe()} would leave appeal event "
-                    f"{entry.describe()} without its target; retract the appeal first"
-                )
-        if target_id in self.live:
-            self.lanes[self.lane_key(target)].admit_removal(target, self)
-        self.trigger_event(
-            self.Recorded, record=record, timestamp=datetime.fromisoformat(record["recorded_at"])
-        )
-
-    def check_registration(self, candidate: Entry) -> None:
-        registration = self.registration
-        if candidate.type == self.registration_type:
-            if registration is not None:
-                raise RuleViolation(f"already registered by {registration.describe()}")
-            earliest = min((e.order for e in self._live_and_observed()), default=None)
-            if earliest is not None and earliest[0] < candidate.occurred_at:
-                raise RuleViolation("registration must not occur after events it precedes")
-            return
-        if registration is None:
-            raise RuleViolation(self.unregistered_message())
-        if candidate.occurred_at < registration.occurred_at:
-            raise RuleViolation(f"occurs before the registration {registration.describe()}")
 
     @classmethod
     def unregistered_message(cls) -> str:
@@ -628,7 +561,8 @@ class AccountStream(Stream):
     class Recorded(Stream.Recorded):
         pass
 
-    def lane_key(self, entry: Entry) -> str:
+    @classmethod
+    def lane_key(cls, entry: Entry) -> str:
         kind = entry.type
         if kind == "account_registered":
             return "registration"
@@ -642,7 +576,8 @@ class AccountStream(Stream):
             return f"appeal:{entry.record['appeal']}"
         return "observations"
 
-    def lane_state(self, entry: Entry) -> type[LaneState]:
+    @classmethod
+    def lane_state(cls, entry: Entry) -> type[LaneState]:
         kind = entry.type
         if kind == "account_registered":
             return ObservationLane
@@ -660,11 +595,6 @@ class AccountStream(Stream):
     def unregistered_message(cls) -> str:
         return "the account is not registered; append its account_registered event first"
 
-    @property
-    def subject(self) -> str | None:
-        registration = self.registration
-        return registration.record.get("subject") if registration else None
-
 
 class SubjectStream(Stream):
     registration_type = "subject_registered"
@@ -675,12 +605,14 @@ class SubjectStream(Stream):
     class Recorded(Stream.Recorded):
         pass
 
-    def lane_key(self, entry: Entry) -> str:
+    @classmethod
+    def lane_key(cls, entry: Entry) -> str:
         if entry.type == "subject_registered":
             return "registration"
         return f"exemption:{entry.record['exemption']}"
 
-    def lane_state(self, entry: Entry) -> type[LaneState]:
+    @classmethod
+    def lane_state(cls, entry: Entry) -> type[LaneState]:
         return ObservationLane if entry.type == "subject_registered" else ExemptionLane
 
     @classmethod
@@ -697,14 +629,13 @@ class PlatformStream(Stream):
     class Recorded(Stream.Recorded):
         pass
 
-    def lane_key(self, entry: Entry) -> str:
+    @classmethod
+    def lane_key(cls, entry: Entry) -> str:
         return "renames"
 
-    def lane_state(self, entry: Entry) -> type[LaneState]:
+    @classmethod
+    def lane_state(cls, entry: Entry) -> type[LaneState]:
         return CountLane
-
-    def check_registration(self, candidate: Entry) -> None:
-        return None
 
 
 def stream_of(record: dict[str, Any]) -> tuple[type[Stream], uuid.UUID]:
@@ -715,6 +646,191 @@ def stream_of(record: dict[str, Any]) -> tuple[type[Stream], uuid.UUID]:
     if kind == "subject_registered" or (kind.startswith("exemption_") and "subject" in record):
         return SubjectStream, stream_id("subject", record["subject"])
     return AccountStream, stream_id("account", record["account"])
+
+
+# --- appending: a stream as the rules see it -------------------------------------
+
+
+class History(Protocol):
+    """The recorded log as an append sees it, its own unflushed events included."""
+
+    def lane_entries(self, stream: uuid.UUID, lane: str) -> list[Entry]:
+        """Live entries of one lane, in occurred_at order."""
+        ...
+
+    def stream_entries(self, stream: uuid.UUID) -> list[Entry]:
+        """Live entries of a whole stream (rare paths: registrations)."""
+        ...
+
+    def entry(self, event_id: str) -> tuple[uuid.UUID, Entry] | None:
+        """Any recorded event, live or retracted, with its stream."""
+        ...
+
+    def retraction_of(self, event_id: str) -> str | None:
+        """The event_id of the retraction of ``event_id``, if any."""
+        ...
+
+    def referring(self, event_id: str) -> list[Entry]:
+        """Live events whose ``target`` is ``event_id`` (appeals), in log order."""
+        ...
+
+
+class LaneCache:
+    """The lanes an append keeps in memory: least recently used ones are dropped
+    (and re-read from the log if needed again); deferred ones are pinned until
+    the batch settles them. Keys are (stream key, lane)."""
+
+    def __init__(self, capacity: int, on_evict: Callable[[str], None]) -> None:
+        self.capacity = capacity
+        self.on_evict = on_evict
+        self.lanes: OrderedDict[tuple[str, str], Lane] = OrderedDict()
+        self.pinned: dict[tuple[str, str], Lane] = {}
+
+    def get(self, key: tuple[str, str]) -> Lane | None:
+        lane = self.lanes.get(key)
+        if lane is not None:
+            self.lanes.move_to_end(key)
+            return lane
+        return self.pinned.get(key)
+
+    def put(self, key: tuple[str, str], lane: Lane) -> None:
+        self.lanes[key] = lane
+        if lane.deferred is not None:
+            self.pinned[key] = lane
+        if len(self.lanes) > self.capacity:
+            (stream, _), _ = self.lanes.popitem(last=False)
+            self.on_evict(stream)
+
+
+class StreamView:
+    """A stream during an append: its version, its registration and lanes on demand.
+
+    Commands check first and change state only when every check passed, so a
+    refused event leaves the view as it was.
+    """
+
+    __slots__ = ("fresh", "history", "id", "key", "kind", "lanes", "registration", "version")
+
+    def __init__(
+        self,
+        kind: type[Stream],
+        sid: uuid.UUID,
+        version: int,
+        history: History,
+        lanes: LaneCache,
+    ) -> None:
+        self.kind = kind
+        self.id = sid
+        self.key = sid.hex  # a str hashes once; a UUID hashes in Python every time
+        # True while every lane this stream has is in the cache: a stream new in this
+        # batch has no history to read, until the cache drops one of its lanes.
+        self.fresh = version == 0
+        self.version = version  # events stored so far: the next one gets version + 1
+        self.history = history
+        self.lanes = lanes
+        self.registration: Entry | None = None
+        if version and kind.registration_type:
+            registered = history.lane_entries(sid, "registration")
+            self.registration = registered[0] if registered else None
+
+    @property
+    def topic_name(self) -> str:
+        """Which aggregate event the next stored event is."""
+        return "Started" if self.version == 0 else "Recorded"
+
+    def live_entry(self, event_id: str) -> Entry | None:
+        found = self.history.entry(event_id)
+        if found is None or found[0] != self.id or self.history.retraction_of(event_id):
+            return None
+        return found[1]
+
+    def lane(self, key: str, entry: Entry) -> Lane:
+        cache_key = (self.key, key)
+        lane = self.lanes.get(cache_key)
+        if lane is None:
+            new_state = self.kind.lane_state(entry)
+            entries = (
+                self.history.lane_entries(self.id, key)
+                if not self.fresh and new_state.retains_entries
+                else []
+            )
+            lane = Lane.folded(new_state, entries)
+            self.lanes.put(cache_key, lane)
+        return lane
+
+    def _loader(self, key: str) -> Callable[[], list[Entry]]:
+        return lambda: self.history.lane_entries(self.id, key)
+
+    def record(self, record: dict[str, Any], *, defer_later: bool = False) -> str:
+        """Check and record an event; returns its lane. ``defer_later`` lets a batch
+        settle conflicts with later recorded events at its end."""
+        candidate = Entry.from_record(record)
+        self.check_registration(candidate)
+        key = self.kind.lane_key(candidate)
+        lane = self.lane(key, candidate)
+        commit = lane.admit(candidate, self, self._loader(key), defer_later=defer_later)
+        commit()
+        self.lanes.put((self.key, key), lane)
+        if candidate.type == self.kind.registration_type:
+            self.registration = candidate
+        self.version += 1
+        return key
+
+    def retract(self, record: dict[str, Any], target: Entry) -> str:
+        """Check and record the retraction of ``target``, an event of this stream;
+        returns the lane it is stored in (the target's)."""
+        target_id = target.event_id
+        if target.type == "event_retracted":
+            raise RuleViolation(f"{target_id} is itself a retraction and cannot be retracted")
+        retraction = self.history.retraction_of(target_id)
+        if retraction is not None:
+            raise RuleViolation(f"{target_id} was already retracted by {retraction}")
+        if target.type == self.kind.registration_type:
+            others = [e for e in self.history.stream_entries(self.id) if e.event_id != target_id]
+            if others:
+                raise RuleViolation(
+                    f"retracting {target.describe()} would leave {others[0].describe()} "
+                    "without a registration; retract the later events first"
+                )
+        for entry in self.history.referring(target_id):
+            if entry.type.startswith("appeal_"):
+                raise RuleViolation(
+                    f"retracting {target.describe()} would leave appeal event "
+                    f"{entry.describe()} without its target; retract the appeal first"
+                )
+        key = self.kind.lane_key(target)
+        lane = self.lane(key, target)
+        if lane.new_state.retains_entries:
+            lane.admit_removal(target, self, self._loader(key))()
+            self.lanes.put((self.key, key), lane)
+        if target.type == self.kind.registration_type:
+            self.registration = None
+        self.version += 1
+        return key
+
+    def check_registration(self, candidate: Entry) -> None:
+        if not self.kind.registration_type:
+            return
+        registration = self.registration
+        if candidate.type == self.kind.registration_type:
+            if registration is not None:
+                raise RuleViolation(f"already registered by {registration.describe()}")
+            if self.version:  # history left by a retracted registration
+                earliest = min(
+                    (e.order for e in self.history.stream_entries(self.id)), default=None
+                )
+                if earliest is not None and earliest[0] < candidate.occurred_at:
+                    raise RuleViolation("registration must not occur after events it precedes")
+            return
+        if registration is None:
+            raise RuleViolation(self.kind.unregistered_message())
+        if candidate.occurred_at < registration.occurred_at:
+            raise RuleViolation(f"occurs before the registration {registration.describe()}")
+
+    @property
+    def subject(self) -> str | None:
+        registration = self.registration
+        return registration.record.get("subject") if registration else None
 
 
 def check_not_in_future(record: dict[str, Any], recorded_at: datetime) -> None:

@@ -40,7 +40,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 from ledger.canonical import canonical_json
 from ledger.location import StoreError, StoreLocation
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: ledger_entries gained lane and target
 APPLICATION_NAME = "EnforcementLedger"
 LEDGER_TABLES = ("ledger_meta", "ledger_entries", "merkle_nodes", "checkpoints")
 SQLITE_BUSY_TIMEOUT_S = 120.0  # concurrent writers wait for the file lock, not fail
@@ -199,6 +199,7 @@ class Head:
 
     next_sequence: int
     last_recorded_at: datetime | None
+    last_notification_id: int
 
 
 @dataclass(frozen=True)
@@ -209,15 +210,15 @@ class EntryRef:
     type: str
 
 
-@dataclass(frozen=True)
-class EntryRow:
-    sequence: int
-    event_id: str
-    originator_id: uuid.UUID
-    type: str
-    leaf_hash: bytes
-    recorded_at: str
-    subject_ref: str | None
+# One ledger_entries row, in column order; notification_id is filled in at insert.
+EntryRow = tuple[int, str, Any, str, bytes, str, "str | None", str, "str | None"]
+# One events-table row: (originator, version, topic, leaf).
+EventRow = tuple[Any, int, str, bytes]
+
+_ENTRY_COLUMNS = (
+    "sequence, event_id, notification_id, originator_id, type, leaf_hash, recorded_at, "
+    "subject_ref, lane, target"
+)
 
 
 class WriteTransaction:
@@ -226,14 +227,20 @@ class WriteTransaction:
     def __init__(self, db: Database, storage: Storage) -> None:
         self.db = db
         self.storage = storage
+        events = storage.events_table
+        self._leaves_sql = (
+            f"SELECT s.state FROM ledger_entries l JOIN {events} s "
+            f"ON s.{storage.notification_column} = l.notification_id "
+        )
 
     def head(self) -> Head:
         row = self.db.one(
-            "SELECT sequence, recorded_at FROM ledger_entries ORDER BY sequence DESC LIMIT 1"
+            "SELECT sequence, recorded_at, notification_id FROM ledger_entries "
+            "ORDER BY sequence DESC LIMIT 1"
         )
         if row is None:
-            return Head(0, None)
-        return Head(row[0] + 1, datetime.fromisoformat(row[1]))
+            return Head(0, None, 0)
+        return Head(row[0] + 1, datetime.fromisoformat(row[1]), int(row[2]))
 
     def find_entries(self, event_ids: Sequence[str]) -> dict[str, EntryRef]:
         """Entries for these event ids, in one query per 500 ids (not one per event)."""
@@ -253,21 +260,46 @@ class WriteTransaction:
         return self.find_entries([event_id]).get(event_id)
 
     def leaf(self, sequence: int) -> bytes:
-        row = self.db.one(
-            f"SELECT s.state FROM ledger_entries l JOIN {self.storage.events_table} s "
-            f"ON s.{self.storage.notification_column} = l.notification_id "
-            "WHERE l.sequence = ?",
-            (sequence,),
-        )
+        row = self.db.one(self._leaves_sql + "WHERE l.sequence = ?", (sequence,))
         return bytes(row[0])
 
-    def stream_events(self, originator_id: uuid.UUID) -> list[StoredEvent]:
+    def stream_version(self, originator_id: uuid.UUID) -> int:
+        """How many events a stream has stored (its aggregate version)."""
+        row = self.db.one(
+            f"SELECT max(originator_version) FROM {self.storage.events_table} "
+            "WHERE originator_id = ?",
+            (self.storage.originator_param(originator_id),),
+        )
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def lane_leaves(self, originator_id: uuid.UUID, lane: str) -> list[bytes]:
+        """Leaves of one lane of a stream (its retractions included), in log order."""
         rows = self.db.execute(
-            f"SELECT originator_version, topic, state FROM {self.storage.events_table} "
-            "WHERE originator_id = ? ORDER BY originator_version",
+            self._leaves_sql + "WHERE l.originator_id = ? AND l.lane = ? ORDER BY l.sequence",
+            (self.storage.originator_param(originator_id), lane),
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def stream_leaves(self, originator_id: uuid.UUID) -> list[bytes]:
+        rows = self.db.execute(
+            self._leaves_sql + "WHERE l.originator_id = ? ORDER BY l.sequence",
             (self.storage.originator_param(originator_id),),
         ).fetchall()
-        return [StoredEvent(originator_id, r[0], r[1], bytes(r[2])) for r in rows]
+        return [bytes(r[0]) for r in rows]
+
+    def referring_leaves(self, event_id: str) -> list[bytes]:
+        """Leaves of events whose ``target`` is ``event_id`` (appeals, retractions)."""
+        rows = self.db.execute(
+            self._leaves_sql + "WHERE l.target = ? ORDER BY l.sequence", (event_id,)
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def retraction_of(self, event_id: str) -> str | None:
+        row = self.db.one(
+            "SELECT event_id FROM ledger_entries WHERE target = ? AND type = 'event_retracted'",
+            (event_id,),
+        )
+        return None if row is None else str(row[0])
 
     def accounts_referencing(self, subject: str) -> list[uuid.UUID]:
         rows = self.db.execute(
@@ -277,25 +309,13 @@ class WriteTransaction:
         return [uuid.UUID(str(r[0])) for r in rows]
 
     def insert(
-        self, stored_events: Sequence[StoredEvent], entries: Sequence[EntryRow]
+        self, events: Sequence[EventRow], entries: Sequence[EntryRow], next_notification_id: int
     ) -> list[int]:
         """Insert events and their index rows; returns the notification ids."""
-        notification_ids = self.storage.insert_events(self.db, stored_events)
+        notification_ids = self.storage.insert_events(self.db, events, next_notification_id)
         self.db.executemany(
-            "INSERT INTO ledger_entries VALUES (?,?,?,?,?,?,?,?)",
-            [
-                (
-                    e.sequence,
-                    e.event_id,
-                    n_id,
-                    self.storage.originator_param(e.originator_id),
-                    e.type,
-                    e.leaf_hash,
-                    e.recorded_at,
-                    e.subject_ref,
-                )
-                for e, n_id in zip(entries, notification_ids, strict=True)
-            ],
+            f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(e[0], e[1], n_id, *e[2:]) for e, n_id in zip(entries, notification_ids, strict=True)],
         )
         return notification_ids
 
@@ -343,7 +363,10 @@ class Storage:
     def create(self, meta: dict[str, str]) -> bool:
         raise NotImplementedError
 
-    def insert_events(self, db: Database, stored: Sequence[StoredEvent]) -> list[int]:
+    def insert_events(
+        self, db: Database, events: Sequence[EventRow], next_notification_id: int
+    ) -> list[int]:
+        """Insert events in order; returns their notification ids."""
         raise NotImplementedError
 
     def originator_param(self, originator_id: uuid.UUID) -> Any:
@@ -423,6 +446,9 @@ class Storage:
         """Refresh the query planner's statistics after a bulk append."""
         with self.connect() as db:
             if self.dialect == "sqlite":
+                # Sampled statistics (as PRAGMA optimize takes them): plans need the
+                # shape of the data, not a full scan of every index.
+                db.execute("PRAGMA analysis_limit=1000")
                 db.execute("ANALYZE")
                 return
             # This ledger's schema only; tables the role does not own are skipped with
@@ -449,9 +475,15 @@ _SQLITE_LEDGER_DDL = [
         type TEXT NOT NULL,
         leaf_hash BLOB NOT NULL,
         recorded_at TEXT NOT NULL,
-        subject_ref TEXT)""",
+        subject_ref TEXT,
+        lane TEXT NOT NULL,
+        target TEXT)""",
     """CREATE INDEX IF NOT EXISTS ledger_entries_subject_ref
         ON ledger_entries (subject_ref) WHERE subject_ref IS NOT NULL""",
+    # Appends read one lane of a stream, or what refers to an event, from here.
+    "CREATE INDEX IF NOT EXISTS ledger_entries_lane ON ledger_entries (originator_id, lane)",
+    """CREATE INDEX IF NOT EXISTS ledger_entries_target
+        ON ledger_entries (target) WHERE target IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS merkle_nodes (
         level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
         PRIMARY KEY (level, idx)) WITHOUT ROWID""",
@@ -547,22 +579,18 @@ class SQLiteStorage(Storage):
             )
         return True
 
-    def insert_events(self, db: Database, stored: Sequence[StoredEvent]) -> list[int]:
-        cursor = db.raw.cursor()
-        ids = []
-        statement = "INSERT INTO stored_events VALUES (?,?,?,?)"
-        for event in stored:
-            cursor.execute(
-                statement,
-                (
-                    event.originator_id.hex,  # type: ignore[union-attr]
-                    event.originator_version,
-                    event.topic,
-                    event.state,
-                ),
-            )
-            ids.append(cursor.lastrowid)
-        return ids
+    def insert_events(
+        self, db: Database, events: Sequence[EventRow], next_notification_id: int
+    ) -> list[int]:
+        # Rowids are given, not awaited one by one: under the write lock nobody else
+        # inserts, so the batch's ids are the consecutive ones after the last.
+        first = next_notification_id
+        db.raw.executemany(
+            "INSERT INTO stored_events (rowid, originator_id, originator_version, topic, state) "
+            "VALUES (?,?,?,?,?)",
+            [(first + i, *row) for i, row in enumerate(events)],
+        )
+        return list(range(first, first + len(events)))
 
 
 def open_storage(location: StoreLocation) -> Storage:

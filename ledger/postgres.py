@@ -13,14 +13,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
-
 from ledger.location import StoreError, StoreLocation
 from ledger.persistence import (
     APPLICATION_NAME,
     FORMAT_VERSION,
     LEDGER_TABLES,
     Database,
+    EventRow,
     Storage,
 )
 
@@ -36,9 +35,14 @@ _LEDGER_DDL = [
         type TEXT NOT NULL,
         leaf_hash BYTEA NOT NULL,
         recorded_at TEXT NOT NULL,
-        subject_ref TEXT)""",
+        subject_ref TEXT,
+        lane TEXT NOT NULL,
+        target TEXT)""",
     """CREATE INDEX IF NOT EXISTS ledger_entries_subject_ref
         ON ledger_entries (subject_ref) WHERE subject_ref IS NOT NULL""",
+    "CREATE INDEX IF NOT EXISTS ledger_entries_lane ON ledger_entries (originator_id, lane)",
+    """CREATE INDEX IF NOT EXISTS ledger_entries_target
+        ON ledger_entries (target) WHERE target IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS merkle_nodes (
         level INTEGER NOT NULL, idx BIGINT NOT NULL, hash BYTEA NOT NULL,
         PRIMARY KEY (level, idx))""",
@@ -173,25 +177,25 @@ class PostgresStorage(Storage):
         finally:
             datastore.close()
 
-    def insert_events(self, db: Database, stored: Sequence[StoredEvent]) -> list[int]:
-        if not stored:
+    def insert_events(
+        self, db: Database, events: Sequence[EventRow], next_notification_id: int
+    ) -> list[int]:
+        # notification_id is a bigserial here (it may have gaps): let the server assign
+        # it and return the ids in input order.
+        if not events:
             return []
+        originators, versions, topics, states = zip(*events, strict=True)
         rows = db.raw.execute(
             f"INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) "
             "SELECT i, v, t, s FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
             "WITH ORDINALITY AS u(i, v, t, s, n) ORDER BY n "
             "RETURNING notification_id, originator_id, originator_version",
-            (
-                [uuid.UUID(str(e.originator_id)) for e in stored],
-                [e.originator_version for e in stored],
-                [e.topic for e in stored],
-                [e.state for e in stored],
-            ),
+            (list(originators), list(versions), list(topics), list(states)),
         ).fetchall()
         by_key = {(r[1], r[2]): r[0] for r in rows}
         # Wake LISTENing followers, on the channel the library's subscription uses.
         db.raw.execute(f'NOTIFY "{EVENTS_TABLE}"')
-        return [by_key[(uuid.UUID(str(e.originator_id)), e.originator_version)] for e in stored]
+        return [by_key[(originator, version)] for originator, version, _, _ in events]
 
     def grant_roles(self, prefix: str) -> tuple[str, str]:
         """Create (or refresh) the writer and reader roles for this ledger."""
