@@ -61,8 +61,6 @@ FLUSH_EVERY = 2000  # events per insert round inside one batch transaction
 # are dropped least recently used first and re-read from the log when needed.
 LANE_CACHE = 50_000
 STREAM_CACHE = 20_000
-# A stream or lane touched in the current round must stay cached until it is flushed.
-assert min(LANE_CACHE, STREAM_CACHE) > FLUSH_EVERY
 
 
 class LedgerError(Exception):
@@ -253,6 +251,7 @@ class _Batch:
         self.round_lanes: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = {}
         self.round_retractions: dict[str, str] = {}
         self.round_referring: dict[str, list[dict[str, Any]]] = {}
+        self.round_versions: dict[uuid.UUID, int] = {}  # for views dropped mid-round
         # Lanes left invalid by a backfill, pending later lines:
         # (stream, lane) -> (line, "type event_id") of the line that broke it.
         self.deferred: dict[tuple[str, str], tuple[int, str]] = {}
@@ -291,6 +290,7 @@ class _Batch:
         sid = view.id
         originator = self.originator(sid)
         self.events.append((originator, view.version, _topic(view), leaf))
+        self.round_versions[sid] = view.version
         target = record.get("target")
         subject_ref = record.get("subject") if kind == "account_registered" else None
         self.entries.append(
@@ -390,7 +390,8 @@ class _Batch:
         if view is not None:
             self.views.move_to_end(sid)
             return view
-        view = StreamView(kind, sid, self.tx.stream_version(sid), self, self.lanes)
+        version = self.round_versions.get(sid) or self.tx.stream_version(sid)
+        view = StreamView(kind, sid, version, self, self.lanes)
         self.views[sid] = view
         if len(self.views) > STREAM_CACHE:
             self.views.popitem(last=False)
@@ -469,6 +470,7 @@ class _Batch:
         self.round_lanes.clear()
         self.round_retractions.clear()
         self.round_referring.clear()
+        self.round_versions.clear()
 
     def finish(self) -> AppendResult:
         # A backfill may invalidate a later event that a later line repairs; whatever

@@ -373,6 +373,16 @@ class Storage:
         raise NotImplementedError
 
     # shared
+    def check_format(self) -> None:
+        """Refuse a ledger whose tables this version does not write."""
+        found = self.meta().get("format_version")
+        if found != FORMAT_VERSION:
+            raise StoreError(
+                f"{self.location.display} holds ledger format {found}, this version reads "
+                f"format {FORMAT_VERSION}; export it with the version that wrote it and "
+                "append the export to a new ledger"
+            )
+
     def meta(self) -> dict[str, str]:
         with self.connect() as db:
             return dict(db.execute("SELECT key, value FROM ledger_meta").fetchall())
@@ -535,6 +545,7 @@ class SQLiteStorage(Storage):
             )
         if not self.exists():
             raise StoreError(f"{self.path} is not an enforcement ledger; run `init` first")
+        self.check_format()
 
     def connect(self) -> Database:
         try:

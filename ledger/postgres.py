@@ -125,6 +125,7 @@ class PostgresStorage(Storage):
                 f"no ledger in schema '{self.schema}' at {self.location.display}; "
                 "run `enforcement-ledger init` first"
             )
+        self.check_format()
 
     def lock_log(self, db: Database) -> None:
         db.advisory_lock("ledger-log")

@@ -140,3 +140,45 @@ def test_both_paths_refuse_the_same_event_for_the_same_reason(
     assert _reason(alone.value) == _reason(in_batch.value)
     single.append(_events(tail), actor="single")
     assert store.count() == len(history)
+
+
+@pytest.fixture
+def tiny_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An append that can keep only a handful of streams and lanes in memory, and
+    flushes every few events: every lane and stream is dropped and re-read from
+    the log (or from the unflushed round) over and over."""
+    import ledger.application as application
+
+    monkeypatch.setattr(application, "FLUSH_EVERY", 7)
+    monkeypatch.setattr(application, "LANE_CACHE", 5)
+    monkeypatch.setattr(application, "STREAM_CACHE", 3)
+
+
+@pytest.mark.usefixtures("tiny_caches")
+def test_a_batch_with_tiny_caches_records_what_single_appends_record(
+    store: Store, second_store: Store, history: list[str]
+) -> None:
+    assert _ledger(store).append(_events(history), actor="bulk").appended == len(history)
+    single = _ledger(second_store)
+    for number, event in _events(history):
+        single.append([(number, event)], actor="single")
+    assert _content(store) == _content(second_store)
+
+
+@pytest.mark.usefixtures("tiny_caches")
+def test_rules_see_lanes_the_cache_has_dropped(store: Store, history: list[str]) -> None:
+    """An early post, removed again at the end of a long batch: its lane is long
+    gone from the cache, and is re-read to refuse the second removal."""
+    records = [json.loads(line) for line in history]
+    removed = next(r for r in records if r["type"] == "post_removed")
+    again = {
+        **removed,
+        "event_id": "removed-again",
+        "occurred_at": "2026-01-01T00:00:00Z",
+    }
+    bulk = _ledger(store)
+    with pytest.raises(LedgerError) as refused:
+        bulk.append(_events([*history, json.dumps(again)]), actor="bulk")
+    assert refused.value.line == len(history) + 1
+    assert f"was already removed by {removed['event_id']}" in str(refused.value)
+    assert store.count() == 0
