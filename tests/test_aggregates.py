@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ def test_the_repository_reconstitutes_each_stream_with_its_whole_history(store: 
     ledger = Ledger(StoreLocation.parse(store.url))
     try:
         for row in accounts:
-            stream = ledger.repository.get(stream_id("account", row["account"]))
+            stream: Any = ledger.repository.get(stream_id("account", row["account"]))
             assert isinstance(stream, AccountStream)
             own = [r for r in records if r.get("account") == row["account"]]
             assert stream.version == len(own)
@@ -32,12 +33,12 @@ def test_the_repository_reconstitutes_each_stream_with_its_whole_history(store: 
             assert status.status == row["status"]
             if status.status != "active":
                 assert status.cause == row["cause_event"]
-        subject = ledger.repository.get(stream_id("subject", "khamenei"))
+        subject: Any = ledger.repository.get(stream_id("subject", "khamenei"))
         assert isinstance(subject, SubjectStream)
         assert subject.lanes()["registration"][0].type == "subject_registered"
         renames = [r for r in records if r["type"] == "platform_renamed"]
         for rename in renames:
-            platform = ledger.repository.get(stream_id("platform", rename["platform"]))
+            platform: Any = ledger.repository.get(stream_id("platform", rename["platform"]))
             assert isinstance(platform, PlatformStream)
     finally:
         ledger.close()
