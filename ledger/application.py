@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,6 +40,7 @@ from ledger.persistence import (
     EventRow,
     LeafMapper,
     WriteTransaction,
+    lane_key,
     open_storage,
 )
 
@@ -52,6 +55,8 @@ class InlineProjection(Protocol):
     def begin(self, db: Any, next_sequence: int) -> None: ...
 
     def apply(self, db: Any, records: Sequence[tuple[int, dict[str, Any]]]) -> None: ...
+
+    def finish(self, db: Any) -> None: ...
 
 
 MAX_ATTEMPTS = 8
@@ -177,17 +182,19 @@ class Ledger(Application[uuid.UUID]):
     def _append_once(
         self, events: Iterable[tuple[int, AnyEvent]], *, actor: str, now: datetime | None
     ) -> AppendResult:
-        with self.storage.write_transaction() as tx:
+        with _no_automatic_collections(), self.storage.write_transaction() as tx:
             batch = _Batch(self, tx, actor=actor, now=now or datetime.now(UTC))
-            for chunk in _chunks(events, FLUSH_EVERY):
-                batch.add_chunk(chunk)
-            result = batch.finish()
+            try:
+                for chunk in _chunks(events, FLUSH_EVERY):
+                    batch.add_chunk(chunk)
+                result = batch.finish()
+                size, root = batch.tree.size, batch.tree.root()
+            finally:
+                batch.close()
             if self.signer is not None and result.appended:
                 # The batch's own signed tree head commits in the same transaction.
                 from ledger.integrity import check_extends, sign_tree_head
 
-                size = batch.tree.size
-                root = batch.tree.root()
                 check_extends(tx.get_node, tx.last_checkpoint(), size, root)
                 note = sign_tree_head(self.origin, size, root, self.signer)
                 tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
@@ -210,6 +217,24 @@ class Ledger(Application[uuid.UUID]):
     def close(self) -> None:
         self.storage.close()
         super().close()
+
+
+@contextmanager
+def _no_automatic_collections() -> Iterator[None]:
+    """Pause the cyclic GC's automatic runs for one batch.
+
+    A large batch keeps many long-lived objects (cached lanes), and every automatic
+    full collection walks all of them: measured at a third of a 200k-event import's
+    time. A batch makes no cyclic garbage per event (checked with DEBUG_SAVEALL); its
+    one cycle, batch <-> stream views, is broken by ``_Batch.close``.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _is_uniqueness_conflict(error: BaseException) -> bool:
@@ -303,6 +328,7 @@ class _Batch:
                 self.recorded_iso,
                 subject_ref,
                 lane,
+                lane_key(view.key, lane),
                 target,
             )
         )
@@ -472,6 +498,12 @@ class _Batch:
         self.round_referring.clear()
         self.round_versions.clear()
 
+    def close(self) -> None:
+        """Drop the caches now (they refer back to the batch, a cycle)."""
+        self.views.clear()
+        self.lanes.lanes.clear()
+        self.lanes.pinned.clear()
+
     def finish(self) -> AppendResult:
         # A backfill may invalidate a later event that a later line repairs; whatever
         # is still invalid now is refused, naming the line that broke it.
@@ -480,6 +512,8 @@ class _Batch:
             if lane is not None and lane.deferred is not None:
                 raise LedgerError(f"{label} rejected: {lane.deferred}", line)
         self.flush()
+        for projection in self.ledger.inline_projections:
+            projection.finish(self.tx.db)
         return self.result
 
 

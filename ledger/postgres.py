@@ -37,10 +37,11 @@ _LEDGER_DDL = [
         recorded_at TEXT NOT NULL,
         subject_ref TEXT,
         lane TEXT NOT NULL,
+        lane_key BIGINT NOT NULL,
         target TEXT)""",
     """CREATE INDEX IF NOT EXISTS ledger_entries_subject_ref
         ON ledger_entries (subject_ref) WHERE subject_ref IS NOT NULL""",
-    "CREATE INDEX IF NOT EXISTS ledger_entries_lane ON ledger_entries (originator_id, lane)",
+    "CREATE INDEX IF NOT EXISTS ledger_entries_lane ON ledger_entries (lane_key)",
     """CREATE INDEX IF NOT EXISTS ledger_entries_target
         ON ledger_entries (target) WHERE target IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS merkle_nodes (
