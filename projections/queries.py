@@ -13,9 +13,10 @@ through an index: it never replays the log.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from json.scanner import make_scanner
 from typing import Any
 
 from ledger.domain import STATUS_TYPES, Entry, fold_status
@@ -27,19 +28,46 @@ EXEMPTION_TYPES = ("exemption_applied", "exemption_revoked")
 # The same list (and order) as the partial index, so the planner can use it.
 _STATUS_FACTS = STATUS_FACT_TYPES
 
-# A row is visible at record time K when it was recorded by K and no retraction of
-# it was recorded by K.
-_VISIBLE = (
-    "t.recorded_us <= :known AND NOT EXISTS (SELECT 1 FROM retractions r "
-    "WHERE r.target = t.event_id AND r.recorded_us <= :known)"
-)
+_STATUS_CHANGES = tuple(sorted(STATUS_TYPES))
 
 
-def _events(db: Database) -> str:
+def _visible(alias: str) -> str:
+    """A row is visible at record time K when it was recorded by K and no retraction
+    of it was recorded by K."""
+    return (
+        f"{alias}.recorded_us <= :known AND NOT EXISTS (SELECT 1 FROM retractions r "
+        f"WHERE r.target = {alias}.event_id AND r.recorded_us <= :known)"
+    )
+
+
+_VISIBLE = _visible("t")
+
+# Leaves are canonical JSON (RFC 8785, no surrounding whitespace): the C scanner reads
+# one directly, without json.loads' encoding detection and wrapper (half the cost).
+_scan: Callable[[str, int], tuple[Any, int]]
+_scan = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _record(leaf: bytes) -> dict[str, Any]:
+    text = str(leaf, "utf-8")
+    try:
+        record, end = _scan(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text) or not isinstance(record, dict):
+        record = json.loads(text)  # not one JSON object: json.loads names the fault
+    return record  # type: ignore[no-any-return]
+
+
+def _in(kinds: Sequence[str]) -> str:
+    return ",".join(f"'{kind}'" for kind in kinds)
+
+
+def _events(db: Database, alias: str = "t") -> str:
     """The stored events joined to timeline rows: the leaf is read, never copied."""
     if db.dialect == "sqlite":
-        return "stored_events s ON s.rowid = t.notification_id"
-    return "enforcementledger_events s ON s.notification_id = t.notification_id"
+        return f"stored_events s ON s.rowid = {alias}.notification_id"
+    return f"enforcementledger_events s ON s.notification_id = {alias}.notification_id"
 
 
 def _hint(db: Database, index: str) -> str:
@@ -81,62 +109,125 @@ def _exemptions(rows: Sequence[dict[str, Any]], holder: str) -> list[dict[str, A
     return list(active.values())
 
 
-def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]:
-    params: dict[str, Any] = {**moment.params(), "account": account}
-    placeholders = ",".join(f"'{t}'" for t in _STATUS_FACTS)
-    records = [
-        json.loads(row[0])
-        for row in db.execute(
-            f"SELECT s.state FROM timeline t{_hint(db, 'timeline_status_facts')} "
-            f"JOIN {_events(db)} WHERE t.account = :account AND t.type IN ({placeholders}) "
-            f"AND t.occurred_us <= :as_of AND {_VISIBLE} "
-            "ORDER BY t.occurred_us, t.sequence",
-            params,
+# Parts of one account's status, each read through an index in one statement (one
+# round trip on PostgreSQL): only the newest registration, status change and follower
+# count matter, because each of them replaces the one before it (fold_status keeps
+# the last status change, see AccountStatus.apply); exemptions fold applied/revoked
+# pairs, so all of them are read, the account's and its subject's.
+_REGISTRATION, _STATUS, _EXEMPTION, _SUBJECT_EXEMPTION, _FOLLOWERS = range(5)
+
+
+def _status_sql(db: Database) -> str:
+    facts = f"IN ({_in(_STATUS_FACTS)})"  # as in the partial index, for SQLite
+
+    def newest(where: Callable[[str], str], index: str) -> str:
+        """The newest visible timeline row matching ``where``, without its leaf.
+
+        The partial indexes are ordered by (account, occurred_us) only: the newest
+        instant is found by walking one backwards, then the last sequence at that
+        instant. Ordering by both at once would read and sort every matching row.
+        """
+        hint = _hint(db, index)
+        instant = (
+            f"SELECT n.occurred_us FROM timeline n{hint} WHERE {where('n')} "
+            f"AND n.occurred_us <= :as_of AND {_visible('n')} "
+            "ORDER BY n.occurred_us DESC LIMIT 1"
         )
+        return (
+            f"SELECT t.notification_id, t.subject, t.occurred_us, t.sequence "
+            f"FROM timeline t{hint} WHERE {where('t')} AND t.occurred_us = ({instant}) "
+            f"AND {_visible('t')} ORDER BY t.sequence DESC LIMIT 1"
+        )
+
+    def every(tag: int, where: str, index: str, alias: str) -> str:
+        """Every visible row matching ``where``, with its leaf, in valid-time order."""
+        return (
+            f"SELECT * FROM (SELECT {tag} AS part, t.occurred_us, t.sequence, s.state "
+            f"FROM timeline t{_hint(db, index)} JOIN {_events(db)} WHERE {where} "
+            f"AND t.occurred_us <= :as_of AND {_VISIBLE} "
+            f"ORDER BY t.occurred_us, t.sequence) {alias}"
+        )
+
+    def leaf(tag: int, cte: str) -> str:
+        return (
+            f"SELECT {tag} AS part, w.occurred_us, w.sequence, s.state "
+            f"FROM {cte} w JOIN {_events(db, 'w')}"
+        )
+
+    registration = newest(
+        lambda t: (
+            f"{t}.account = :account AND {t}.type {facts} AND {t}.type = 'account_registered'"
+        ),
+        "timeline_status_facts",
+    )
+    change = newest(
+        lambda t: (
+            f"{t}.account = :account AND {t}.type {facts} AND {t}.type IN ({_in(_STATUS_CHANGES)})"
+        ),
+        "timeline_status_facts",
+    )
+    followers = newest(
+        lambda t: f"{t}.account = :account AND {t}.type = 'followers_observed'",
+        "timeline_followers",
+    )
+    parts = [
+        leaf(_REGISTRATION, "registration"),
+        leaf(_STATUS, "change"),
+        every(
+            _EXEMPTION,
+            f"t.account = :account AND t.type {facts} AND t.type IN ({_in(EXEMPTION_TYPES)})",
+            "timeline_status_facts",
+            "exemptions",
+        ),
+        every(
+            _SUBJECT_EXEMPTION,
+            "t.subject = (SELECT subject FROM registration) "
+            f"AND t.type IN ({_in(EXEMPTION_TYPES)}) AND t.account IS NULL",
+            "timeline_subject",
+            "subject_exemptions",
+        ),
+        leaf(_FOLLOWERS, "followers"),
     ]
-    registrations = [r for r in records if r["type"] == "account_registered"]
-    if not registrations:
+    return (
+        f"WITH registration AS ({registration}), change AS ({change}), "
+        f"followers AS ({followers}) "
+        + " UNION ALL ".join(parts)
+        + " ORDER BY part, occurred_us, sequence"
+    )
+
+
+_STATUS_SQL: dict[str, str] = {}
+
+
+def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]:
+    sql = _STATUS_SQL.get(db.dialect)
+    if sql is None:
+        sql = _STATUS_SQL[db.dialect] = _status_sql(db)
+    parts: list[list[dict[str, Any]]] = [[] for _ in range(5)]
+    for part, _, _, leaf in db.execute(sql, {**moment.params(), "account": account}):
+        parts[part].append(_record(leaf))
+    if not parts[_REGISTRATION]:
         raise NotFound(
             f"account '{account}' has no registration that occurred by {iso(moment.as_of)} "
             f"as known at {iso(moment.known_at)}"
         )
-    registration = registrations[-1]
-    status = fold_status(Entry.from_record(r) for r in records if r["type"] in STATUS_TYPES).at(
-        moment.as_of
-    )
-    exemptions = _exemptions([r for r in records if r["type"] in EXEMPTION_TYPES], holder="account")
-    subject = registration.get("subject")
-    if subject:
-        subject_rows = [
-            json.loads(row[0])
-            for row in db.execute(
-                f"SELECT s.state FROM timeline t JOIN {_events(db)} WHERE t.subject = :subject "
-                "AND t.type IN ('exemption_applied','exemption_revoked') "
-                f"AND t.account IS NULL AND t.occurred_us <= :as_of AND {_VISIBLE} "
-                "ORDER BY t.occurred_us, t.sequence",
-                {**params, "subject": subject},
-            )
-        ]
-        exemptions += _exemptions(subject_rows, holder="subject")
-    followers_row = db.execute(
-        f"SELECT s.state FROM timeline t{_hint(db, 'timeline_followers')} "
-        f"JOIN {_events(db)} WHERE t.account = :account AND t.type = 'followers_observed' "
-        f"AND t.occurred_us <= :as_of AND {_VISIBLE} "
-        "ORDER BY t.occurred_us DESC, t.sequence DESC LIMIT 1",
-        params,
-    ).fetchone()
+    (registration,) = parts[_REGISTRATION]
+    status = fold_status(Entry.from_record(r) for r in parts[_STATUS]).at(moment.as_of)
+    exemptions = _exemptions(parts[_EXEMPTION], holder="account")
+    exemptions += _exemptions(parts[_SUBJECT_EXEMPTION], holder="subject")
+    followers = parts[_FOLLOWERS]
     return {
         "account": account,
         "platform": registration["platform"],
         "handle": registration["handle"],
-        "subject": subject,
+        "subject": registration.get("subject"),
         "status": status.status,
         "since": iso(status.since) if status.since else registration["occurred_at"],
         "until": iso(status.until) if status.until else None,
         "policy": status.policy,
         "cause_event": status.cause or registration["event_id"],
         "exemptions": exemptions,
-        "followers": json.loads(followers_row[0])["count"] if followers_row else None,
+        "followers": followers[0]["count"] if followers else None,
         "as_of": iso(moment.as_of),
         "known_at": iso(moment.known_at),
     }
@@ -226,19 +317,49 @@ def timeline(
     if selection.until:
         clauses.append("t.occurred_us <= :until")
         params["until"] = micros(selection.until)
+    # A join, not an EXISTS subquery: PostgreSQL's generic plan for a prepared EXISTS
+    # hashed the whole retractions table on every call (~2 ms at 1M events); the join
+    # probes its primary key once per row. A target has at most one retraction.
     sql = (
-        "SELECT s.state, EXISTS (SELECT 1 FROM retractions r WHERE r.target = t.event_id "
-        f"AND r.recorded_us <= :known) FROM timeline t JOIN {_events(db)} "
+        f"SELECT s.state, r.target IS NOT NULL FROM timeline t JOIN {_events(db)} "
+        "LEFT JOIN retractions r ON r.target = t.event_id AND r.recorded_us <= :known "
         f"WHERE {' AND '.join(clauses)} ORDER BY t.occurred_us, t.sequence"
     )
-    if selection.limit is not None:
-        sql += " LIMIT :limit OFFSET :offset"
-        params["limit"] = selection.limit
-        params["offset"] = selection.offset
-    elif selection.offset:
-        sql += " LIMIT 9223372036854775807 OFFSET :offset"
-        params["offset"] = selection.offset
-    for record_text, retracted in db.stream(sql, params):
-        record = json.loads(record_text)
+    for leaf, retracted in _rows(db, sql, params, selection):
+        record = _record(leaf)
         record["retracted"] = bool(retracted)
         yield record
+
+
+# One account's timeline on PostgreSQL is read by one plain (prepared) statement when
+# it has at most this many rows; a longer one is streamed through a server-side cursor.
+PAGE = 10_000
+
+
+def _rows(
+    db: Database, sql: str, params: dict[str, Any], selection: TimelineFilter
+) -> Iterator[tuple[bytes, Any]]:
+    """The selected rows, streamed in flat memory.
+
+    PostgreSQL streams through a server-side cursor, which costs five round trips
+    (BEGIN, DECLARE, FETCH, CLOSE, COMMIT) and a fresh plan each time. An account's
+    timeline is read through its index and is usually short, so it is first read
+    with one statement, limited to PAGE + 1 rows; only when that many come back is
+    it read again through the cursor, from the start and in one snapshot.
+    """
+    limit, offset = selection.limit, selection.offset
+    if db.dialect == "postgres" and selection.account:
+        first = PAGE + 1 if limit is None else min(limit, PAGE + 1)
+        rows = db.execute(
+            f"{sql} LIMIT :limit OFFSET :offset", {**params, "limit": first, "offset": offset}
+        ).fetchall()
+        if len(rows) <= PAGE or (limit is not None and limit <= PAGE):
+            yield from rows
+            return
+    if limit is not None:
+        sql += " LIMIT :limit OFFSET :offset"
+        params = {**params, "limit": limit, "offset": offset}
+    elif offset:
+        sql += " LIMIT 9223372036854775807 OFFSET :offset"
+        params = {**params, "offset": offset}
+    yield from db.stream(sql, params)

@@ -1,0 +1,184 @@
+"""One account's status and timeline against references built from the whole history.
+
+``account_status`` reads only the newest registration, status change and follower
+count of an account (and all its exemptions) in one statement; here it must agree,
+for every account of a generated history with backfills and retractions and at
+many (as_of, known_at) moments, with a reference that folds *every* visible event
+of the account's full timeline. The PostgreSQL fast path for short account
+timelines must give the same rows as the streamed path, with limit and offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bench.generate import generate
+from ledger.application import Ledger
+from ledger.domain import STATUS_TYPES, Entry, fold_status
+from ledger.events import iso
+from ledger.location import StoreLocation
+from ledger.persistence import Database
+from projections import queries
+from projections.projector import Projector
+from projections.queries import Moment, NotFound, TimelineFilter, account_status, timeline
+from tests.conftest import Store
+
+EVENTS = 1_500
+SPLIT = 1_000  # the first SPLIT lines are one batch, the rest a later one
+
+
+@dataclass
+class Opened:
+    db: Database
+    between: datetime  # after the first batch was recorded, before the second
+    accounts: list[str]
+    occurred: list[datetime]
+
+
+@pytest.fixture
+def opened(store: Store) -> Iterator[Opened]:
+    lines = list(generate(EVENTS, seed=5))
+    store.ok("append", "-", input="\n".join(lines[:SPLIT]) + "\n")
+    between = datetime.now(UTC)
+    store.ok("append", "-", input="\n".join(lines[SPLIT:]) + "\n")
+    ledger = Ledger(StoreLocation.parse(store.url))
+    db = ledger.storage.connect()
+    try:
+        Projector(ledger, db).catch_up()
+        accounts = [
+            row[0]
+            for row in db.execute(
+                "SELECT DISTINCT account FROM timeline WHERE type = 'account_registered' "
+                "ORDER BY account"
+            )
+        ]
+        occurred = sorted(
+            {
+                datetime.fromisoformat(record["occurred_at"])
+                for record in timeline(db, datetime.now(UTC), TimelineFilter())
+            }
+        )
+        yield Opened(db, between, accounts, occurred)
+    finally:
+        db.close()
+        ledger.close()
+
+
+def _visible(records: list[dict[str, Any]], as_of: datetime) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in records
+        if not r["retracted"] and datetime.fromisoformat(r["occurred_at"]) <= as_of
+    ]
+
+
+def _fold_exemptions(records: list[dict[str, Any]], holder: str) -> list[dict[str, Any]]:
+    active: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["type"] == "exemption_applied":
+            active[r["exemption"]] = {
+                "exemption": r["exemption"],
+                "policy": r["policy"],
+                "holder": holder,
+                "since": r["occurred_at"],
+                "event": r["event_id"],
+            }
+        elif r["type"] == "exemption_revoked":
+            active.pop(r["exemption"], None)
+    return list(active.values())
+
+
+def reference_status(db: Database, account: str, moment: Moment) -> dict[str, Any] | None:
+    """Fold every visible event of the account's timeline (and its subject's)."""
+    own = _visible(
+        list(timeline(db, moment.known_at, TimelineFilter(account=account))), moment.as_of
+    )
+    registrations = [r for r in own if r["type"] == "account_registered"]
+    if not registrations:
+        return None
+    registration = registrations[-1]
+    status = fold_status(Entry.from_record(r) for r in own if r["type"] in STATUS_TYPES).at(
+        moment.as_of
+    )
+    exemptions = _fold_exemptions(own, "account")
+    subject = registration.get("subject")
+    if subject:
+        theirs = _visible(
+            list(timeline(db, moment.known_at, TimelineFilter(subject=subject))), moment.as_of
+        )
+        exemptions += _fold_exemptions([r for r in theirs if r.get("account") is None], "subject")
+    followers = [r["count"] for r in own if r["type"] == "followers_observed"]
+    return {
+        "account": account,
+        "platform": registration["platform"],
+        "handle": registration["handle"],
+        "subject": subject,
+        "status": status.status,
+        "since": iso(status.since) if status.since else registration["occurred_at"],
+        "until": iso(status.until) if status.until else None,
+        "policy": status.policy,
+        "cause_event": status.cause or registration["event_id"],
+        "exemptions": exemptions,
+        "followers": followers[-1] if followers else None,
+        "as_of": iso(moment.as_of),
+        "known_at": iso(moment.known_at),
+    }
+
+
+def test_status_reads_only_the_newest_facts_yet_equals_the_full_fold(opened: Opened) -> None:
+    now = datetime.now(UTC)
+    occurred = opened.occurred
+    # Event times themselves (boundaries), instants just before them, and now.
+    as_ofs = [occurred[i] for i in range(0, len(occurred), max(1, len(occurred) // 7))]
+    as_ofs += [t - timedelta(microseconds=1) for t in as_ofs] + [now]
+    compared = found = 0
+    for account in opened.accounts:
+        for known_at in (opened.between, now):
+            for as_of in as_ofs:
+                moment = Moment(as_of=as_of, known_at=known_at)
+                expected = reference_status(opened.db, account, moment)
+                if expected is None:
+                    with pytest.raises(NotFound):
+                        account_status(opened.db, account, moment)
+                else:
+                    assert account_status(opened.db, account, moment) == expected
+                    found += 1
+                compared += 1
+    assert found > compared // 4  # the moments do reach into the histories
+
+
+def test_long_account_timelines_stream_and_page_alike(
+    opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(UTC)
+    counts = {
+        account: sum(1 for _ in timeline(opened.db, now, TimelineFilter(account=account)))
+        for account in opened.accounts
+    }
+    longest = max(counts, key=counts.__getitem__)
+    assert counts[longest] > 20
+    selections = [
+        TimelineFilter(account=longest),
+        TimelineFilter(account=longest, limit=5),
+        TimelineFilter(account=longest, limit=5, offset=7),
+        TimelineFilter(account=longest, offset=3),
+        TimelineFilter(account=longest, limit=counts[longest] + 5, offset=2),
+        TimelineFilter(account=longest, limit=0),
+    ]
+    for known_at in (opened.between, now):
+        expected = [list(timeline(opened.db, known_at, s)) for s in selections]
+        # A page far shorter than the timeline: PostgreSQL falls back to its cursor.
+        monkeypatch.setattr(queries, "PAGE", 4)
+        assert [list(timeline(opened.db, known_at, s)) for s in selections] == expected
+        monkeypatch.undo()
+        every = expected[0]
+        assert [r["sequence"] for r in expected[1]] == [r["sequence"] for r in every[:5]]
+        assert expected[2] == every[7:12]
+        assert expected[3] == every[3:]
+        assert expected[4] == every[2:]
+        assert expected[5] == []
