@@ -266,7 +266,8 @@ class _Batch:
         self.originator = ledger.storage.originator_param
         self.result = AppendResult()
         self.views: OrderedDict[uuid.UUID, StreamView] = OrderedDict()
-        self.lanes = LaneCache(LANE_CACHE, self.lane_evicted)
+        self.lanes = LaneCache(LANE_CACHE)
+        self.first_notification_id = self.next_notification_id
         self.tree = merkle.PendingNodes(tx.get_node, head.next_sequence)
         # This round's unflushed rows, and indexes over them for the rules.
         self.events: list[EventRow] = []
@@ -416,17 +417,14 @@ class _Batch:
         if view is not None:
             self.views.move_to_end(sid)
             return view
-        version = self.round_versions.get(sid) or self.tx.stream_version(sid)
-        view = StreamView(kind, sid, version, self, self.lanes)
+        version, first = self.tx.stream_extent(sid)
+        version = self.round_versions.get(sid) or version
+        pre_existing = first is not None and first < self.first_notification_id
+        view = StreamView(kind, sid, version, self, self.lanes, pre_existing=pre_existing)
         self.views[sid] = view
         if len(self.views) > STREAM_CACHE:
             self.views.popitem(last=False)
         return view
-
-    def lane_evicted(self, stream_key: str) -> None:
-        view = self.views.get(uuid.UUID(stream_key))
-        if view is not None:
-            view.fresh = False
 
     def apply(self, record: dict[str, Any]) -> tuple[StreamView, str]:
         if record["type"] == "event_retracted":

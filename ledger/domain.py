@@ -675,16 +675,46 @@ class History(Protocol):
         ...
 
 
+class DroppedLanes:
+    """A Bloom filter of the lanes a cache has dropped: fixed memory (8 MiB, taken at
+    the first drop), never a false "not dropped"; a false "dropped" costs one read."""
+
+    BITS = 1 << 26
+    HASHES = 4
+
+    def __init__(self) -> None:
+        self.bits: bytearray | None = None
+
+    def _positions(self, key: tuple[str, str]) -> list[int]:
+        h = hash(key)  # stable within the process, which is all a batch needs
+        step = (h >> 32) | 1
+        mask = self.BITS - 1
+        return [(h + i * step) & mask for i in range(self.HASHES)]
+
+    def add(self, key: tuple[str, str]) -> None:
+        if self.bits is None:
+            self.bits = bytearray(self.BITS // 8)
+        bits = self.bits
+        for position in self._positions(key):
+            bits[position >> 3] |= 1 << (position & 7)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        bits = self.bits
+        if bits is None:
+            return False
+        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(key))
+
+
 class LaneCache:
     """The lanes an append keeps in memory: least recently used ones are dropped
     (and re-read from the log if needed again); deferred ones are pinned until
     the batch settles them. Keys are (stream key, lane)."""
 
-    def __init__(self, capacity: int, on_evict: Callable[[str], None]) -> None:
+    def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.on_evict = on_evict
         self.lanes: OrderedDict[tuple[str, str], Lane] = OrderedDict()
         self.pinned: dict[tuple[str, str], Lane] = {}
+        self.dropped = DroppedLanes()
 
     def get(self, key: tuple[str, str]) -> Lane | None:
         lane = self.lanes.get(key)
@@ -698,8 +728,8 @@ class LaneCache:
         if lane.deferred is not None:
             self.pinned[key] = lane
         if len(self.lanes) > self.capacity:
-            (stream, _), _ = self.lanes.popitem(last=False)
-            self.on_evict(stream)
+            dropped, _ = self.lanes.popitem(last=False)
+            self.dropped.add(dropped)
 
 
 class StreamView:
@@ -709,7 +739,7 @@ class StreamView:
     refused event leaves the view as it was.
     """
 
-    __slots__ = ("fresh", "history", "id", "key", "kind", "lanes", "registration", "version")
+    __slots__ = ("history", "id", "key", "kind", "lanes", "pre_existing", "registration", "version")
 
     def __init__(
         self,
@@ -718,13 +748,15 @@ class StreamView:
         version: int,
         history: History,
         lanes: LaneCache,
+        *,
+        pre_existing: bool = True,
     ) -> None:
         self.kind = kind
         self.id = sid
         self.key = sid.hex  # a str hashes once; a UUID hashes in Python every time
-        # True while every lane this stream has is in the cache: a stream new in this
-        # batch has no history to read, until the cache drops one of its lanes.
-        self.fresh = version == 0
+        # Whether the stream has events from before this batch. If not, a lane that is
+        # neither cached nor dropped by the cache has no history to read.
+        self.pre_existing = pre_existing
         self.version = version  # events stored so far: the next one gets version + 1
         self.history = history
         self.lanes = lanes
@@ -751,7 +783,8 @@ class StreamView:
             new_state = self.kind.lane_state(entry)
             entries = (
                 self.history.lane_entries(self.id, key)
-                if not self.fresh and new_state.retains_entries
+                if new_state.retains_entries
+                and (self.pre_existing or cache_key in self.lanes.dropped)
                 else []
             )
             lane = Lane.folded(new_state, entries)

@@ -280,14 +280,17 @@ class WriteTransaction:
         row = self.db.one(self._leaves_sql + "WHERE l.sequence = ?", (sequence,))
         return bytes(row[0])
 
-    def stream_version(self, originator_id: uuid.UUID) -> int:
-        """How many events a stream has stored (its aggregate version)."""
+    def stream_extent(self, originator_id: uuid.UUID) -> tuple[int, int | None]:
+        """How many events a stream has stored (its aggregate version) and the
+        notification id of its first one."""
         row = self.db.one(
-            f"SELECT max(originator_version) FROM {self.storage.events_table} "
-            "WHERE originator_id = ?",
+            f"SELECT max(originator_version), min({self.storage.notification_column}) "
+            f"FROM {self.storage.events_table} WHERE originator_id = ?",
             (self.storage.originator_param(originator_id),),
         )
-        return 0 if row is None or row[0] is None else int(row[0])
+        if row is None or row[0] is None:
+            return 0, None
+        return int(row[0]), int(row[1])
 
     def lane_leaves(self, originator_id: uuid.UUID, lane: str) -> list[bytes]:
         """Leaves of one lane of a stream (its retractions included), in log order."""

@@ -158,11 +158,28 @@ def tiny_caches(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_batch_with_tiny_caches_records_what_single_appends_record(
     store: Store, second_store: Store, history: list[str]
 ) -> None:
-    assert _ledger(store).append(_events(history), actor="bulk").appended == len(history)
+    # Two batches: the second one meets streams with history from before it.
+    half = len(history) // 2
+    bulk = _ledger(store)
+    assert bulk.append(_events(history[:half]), actor="bulk").appended == half
+    assert bulk.append(_events(history[half:]), actor="bulk").appended == len(history) - half
     single = _ledger(second_store)
     for number, event in _events(history):
         single.append([(number, event)], actor="single")
     assert _content(store) == _content(second_store)
+
+
+def test_dropped_lanes_never_forget_a_lane() -> None:
+    from ledger.domain import DroppedLanes
+
+    dropped = DroppedLanes()
+    assert ("s", "post:1") not in dropped
+    keys = [(f"stream-{i % 97}", f"post:{i}") for i in range(20_000)]
+    for key in keys[::2]:
+        dropped.add(key)
+    assert all(key in dropped for key in keys[::2])
+    false_positives = sum(key in dropped for key in keys[1::2])
+    assert false_positives < 10  # 4 hashes over 2**26 bits: about 1e-12 here
 
 
 @pytest.mark.usefixtures("tiny_caches")
