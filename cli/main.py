@@ -4,12 +4,13 @@ Exit status: 0 success; 1 a data, domain or verification error (``Error: …`` o
 stderr); 2 a usage error; 70 an unexpected internal failure (reported without a
 traceback; set ENFORCEMENT_LEDGER_DEBUG=1 to see one).
 
-Heavy modules are imported inside commands so `--help` and single appends start fast.
+Heavy modules are imported inside commands so `--help` and single appends start fast:
+a command loads only what it uses (pydantic for input, eventsourcing for the store,
+cryptography only with a signing key). tests/test_startup.py pins this.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
@@ -203,24 +204,26 @@ def _is_permission_error(error: BaseException) -> bool:
     return False
 
 
+# Errors a user can act on, by module and class name. Only modules already imported
+# are consulted: an exception cannot come from a module that was never loaded, and a
+# failing command should not load the ledger, pydantic or the read side to say so.
+_USER_ERRORS = (
+    ("ledger.application", "LedgerError"),
+    ("ledger.events", "EventInputError"),
+    ("ledger.location", "StoreError"),
+    ("ledger.location", "KeyError_"),
+    ("projections.queries", "NotFound"),
+    ("ledger.integrity", "IntegrityError"),
+)
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from ledger.application import LedgerError
-    from ledger.events import EventInputError
-    from ledger.location import KeyError_, StoreError
-    from projections.queries import NotFound
-
-    errors: tuple[type[BaseException], ...] = (
-        LedgerError,
-        EventInputError,
-        StoreError,
-        NotFound,
-        KeyError_,
-    )
-    if "ledger.integrity" in sys.modules:
-        from ledger.integrity import IntegrityError
-
-        errors += (IntegrityError,)
-    return errors
+    errors: list[type[BaseException]] = []
+    for module_name, class_name in _USER_ERRORS:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            errors.append(getattr(module, class_name))
+    return tuple(errors)
 
 
 class LedgerGroup(click.Group):
@@ -306,6 +309,8 @@ def _parse_time(value: str | None, option: str) -> datetime:
 def _actor(actor: str | None) -> str:
     if actor:
         return actor
+    import getpass
+
     try:
         return getpass.getuser()
     except Exception:  # no user database entry in some containers
@@ -345,8 +350,8 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
       enforcement-ledger --store ledger.db init
       enforcement-ledger --store "postgresql://postgres@127.0.0.1/test?schema=newsroom" init --roles
     """
-    from ledger.events import iso
     from ledger.persistence import open_storage
+    from ledger.vocabulary import iso
     from projections.projector import create_tables
 
     location = session.location
@@ -451,7 +456,16 @@ def _report(result: Any, as_json: bool) -> None:
 
 
 def _after_append(session: Session) -> None:
-    """Keep the read side current after each committed append."""
+    """Keep the read side current after each committed append.
+
+    Nothing to do when the append projected its own events in its transaction (the
+    read models were current when it began, so they are current at its commit):
+    a single append then opens no second connection.
+    """
+    ledger = session.ledger()
+    projections = ledger.inline_projections
+    if projections and all(getattr(p, "active", False) for p in projections):
+        return
     session.reader()
 
 
@@ -482,9 +496,9 @@ class RecordGroup(click.Group):
     """`record TYPE`: one subcommand per event type, options generated from its model."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        from ledger.events import EVENT_TYPES
+        from ledger.vocabulary import EVENT_TYPE_NAMES
 
-        return [name.replace("_", "-") for name in EVENT_TYPES]
+        return [name.replace("_", "-") for name in EVENT_TYPE_NAMES]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         from ledger.events import EVENT_TYPES
@@ -723,15 +737,15 @@ def timeline_command(
       enforcement-ledger timeline --platform instagram --type account_removed --nl
       enforcement-ledger timeline --since 2024-01-01 --known-at 2024-02-10 --csv
     """
-    from ledger.events import EVENT_TYPES
+    from ledger.vocabulary import EVENT_TYPE_NAMES
     from projections.queries import TimelineFilter, timeline
 
     fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     normalised = tuple(t.replace("-", "_") for t in types)
-    unknown = [t for t in normalised if t not in EVENT_TYPES]
+    unknown = [t for t in normalised if t not in EVENT_TYPE_NAMES]
     if unknown:
         raise click.BadParameter(
-            f"unknown type {unknown[0]!r}; expected one of: {', '.join(EVENT_TYPES)}",
+            f"unknown type {unknown[0]!r}; expected one of: {', '.join(EVENT_TYPE_NAMES)}",
             param_hint="--type",
         )
     selection = TimelineFilter(
@@ -983,8 +997,8 @@ def checkpoint(session: Session) -> None:
       enforcement-ledger checkpoint > trusted.checkpoint
     """
     from ledger import merkle
-    from ledger.events import iso
     from ledger.integrity import check_extends, sign_tree_head
+    from ledger.vocabulary import iso
 
     ledger = session.ledger()
     signer = session.signer(required=True)

@@ -6,7 +6,6 @@ never sits in memory. The table sizes its columns from the first rows only.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -82,6 +81,8 @@ def write_rows(
             count += 1
         out.write("\n]\n" if count else "]\n")
     elif fmt == "csv":
+        import csv
+
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:

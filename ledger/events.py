@@ -29,6 +29,11 @@ from pydantic import (
     model_validator,
 )
 
+# Re-exported: code that needs no validator imports them from ledger.vocabulary.
+from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
+from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
+from ledger.vocabulary import iso as iso
+
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -125,8 +130,7 @@ class _HasUntil(EventBase):
     def _until_after_occurred(self) -> _HasUntil:
         if self.until is not None and self.until <= self.occurred_at:
             raise ValueError(
-                f"until: {_iso(self.until)} must be later than occurred_at "
-                f"({_iso(self.occurred_at)})"
+                f"until: {iso(self.until)} must be later than occurred_at ({iso(self.occurred_at)})"
             )
         return self
 
@@ -302,6 +306,8 @@ EVENT_MODELS: tuple[type[EventBase], ...] = (
 )
 
 EVENT_TYPES: dict[str, type[EventBase]] = {m.model_fields["type"].default: m for m in EVENT_MODELS}
+if tuple(EVENT_TYPES) != EVENT_TYPE_NAMES:  # the pydantic-free list must name these models
+    raise RuntimeError("ledger.vocabulary.EVENT_TYPE_NAMES differs from ledger.events models")
 
 AnyEvent = Annotated[
     Union[  # noqa: UP007 - a Union keeps the member order visible in the schema
@@ -332,10 +338,6 @@ AnyEvent = Annotated[
 def event_adapter() -> TypeAdapter[AnyEvent]:
     """The union's validator, built on first use (it is the costly part of start-up)."""
     return TypeAdapter(AnyEvent)
-
-
-# Fields the ledger assigns; input may not set them.
-ASSIGNED_FIELDS = ("recorded_at", "actor", "sequence")
 
 
 class EventInputError(ValueError):
@@ -415,15 +417,6 @@ def event_content(event: EventBase) -> dict[str, Any]:
     harmless re-send; with different content it is a conflict.
     """
     return event.model_dump(mode="json", exclude_none=True, exclude={"event_id"})
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def iso(value: datetime) -> str:
-    """UTC ISO 8601 with a Z, the one textual form of time the ledger writes."""
-    return _iso(value)
 
 
 def event_schema() -> dict[str, Any]:

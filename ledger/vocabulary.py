@@ -1,0 +1,42 @@
+"""The record format's names, free of pydantic: what code that never validates needs.
+
+Read commands, rules and projections need the event type names, the fields the
+ledger assigns and the one textual form of time, but not the validators in
+``ledger.events``; importing them from here keeps pydantic out of their start-up.
+``ledger.events`` re-exports all three and checks at import that its models and
+``EVENT_TYPE_NAMES`` agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+# In the order of the event union (ledger.events.AnyEvent).
+EVENT_TYPE_NAMES: tuple[str, ...] = (
+    "subject_registered",
+    "account_registered",
+    "platform_renamed",
+    "followers_observed",
+    "post_published",
+    "post_warning_screen_applied",
+    "post_warning_screen_removed",
+    "post_removed",
+    "post_restored",
+    "account_restricted",
+    "account_suspended",
+    "account_reinstated",
+    "account_removed",
+    "exemption_applied",
+    "exemption_revoked",
+    "appeal_filed",
+    "appeal_decided",
+    "event_retracted",
+)
+
+# Fields the ledger assigns; input may not set them.
+ASSIGNED_FIELDS = ("recorded_at", "actor", "sequence")
+
+
+def iso(value: datetime) -> str:
+    """UTC ISO 8601 with a Z, the one textual form of time the ledger writes."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
