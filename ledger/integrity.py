@@ -13,6 +13,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from ledger import merkle, notes
@@ -147,6 +148,9 @@ class VerifyReport:
         return base64.b64encode(self.root).decode("ascii")
 
 
+_VERIFY_BATCH = 4096  # leaves per batch: an aligned subtree, a few MB of leaves
+
+
 def _sequence_marker(index: int) -> bytes:
     return b'"sequence":%d' % index
 
@@ -242,22 +246,44 @@ def verify_log(
 
     check_size()
     sha256 = hashlib.sha256
-    append = tree.append_trusted
-    for index, (leaf, recorded) in enumerate(leaves):
-        marker = b'"sequence":%d' % index
-        at = leaf.find(marker)
-        if at < 0 or leaf[at + len(marker) : at + len(marker) + 1] not in (b",", b"}"):
-            _check_sequence(leaf, index)  # raises with the full explanation
-        hashed = sha256(b"\x00" + leaf).digest()
-        if compare_recorded and recorded != hashed:
-            raise IntegrityError(
-                f"sequence {index}: the stored event's bytes no longer hash to the leaf "
-                "recorded at append time (the event was altered)",
-                index,
-            )
-        append(hashed)
-        if next_check < len(pending_sizes) and pending_sizes[next_check] == index + 1:
+    iterator = iter(leaves)
+    index = 0  # leaves before the current batch
+    # Batches: hashing, comparing and folding go through list comprehensions and C
+    # list equality; the checks and their order (first bad leaf or root) are those
+    # of a leaf-by-leaf loop.
+    while batch := list(islice(iterator, _VERIFY_BATCH)):
+        hashes = [sha256(b"\x00" + leaf).digest() for leaf, _ in batch]
+        bad = len(batch)  # offset of the first leaf failing a check of its own
+        for offset, (leaf, _) in enumerate(batch):
+            marker = b'"sequence":%d' % (index + offset)
+            at = leaf.find(marker)
+            if at < 0 or leaf[at + len(marker) : at + len(marker) + 1] not in (b",", b"}"):
+                bad = offset
+                break
+        altered = None
+        if compare_recorded:
+            recorded = [digest for _, digest in batch[:bad]]
+            good = hashes[:bad]
+            if recorded != good:
+                pairs = zip(recorded, good, strict=True)
+                altered = bad = next(i for i, (was, now) in enumerate(pairs) if was != now)
+        # Fold the good leaves, checking every checkpoint size they reach.
+        stop = index + bad
+        while tree.size < stop:
+            upto = stop
+            if next_check < len(pending_sizes):
+                upto = min(upto, pending_sizes[next_check])
+            tree.extend_trusted(hashes[tree.size - index : upto - index])
             check_size()
+        if altered is not None:
+            raise IntegrityError(
+                f"sequence {stop}: the stored event's bytes no longer hash to the leaf "
+                "recorded at append time (the event was altered)",
+                stop,
+            )
+        if bad < len(batch):
+            _check_sequence(batch[bad][0], stop)  # raises with the full explanation
+        index += len(batch)
     if next_check < len(pending_sizes):
         missing = pending_sizes[-1]
         raise IntegrityError(

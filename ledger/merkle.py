@@ -317,6 +317,35 @@ class StreamingRoot:
         frontier.append((level, h))
         self._size += 1
 
+    def extend_trusted(self, leaf_hashes: Sequence[bytes]) -> None:
+        """``append_trusted`` for many hashes at once, with the same result.
+
+        Each aligned power-of-two run is folded level by level (one list
+        comprehension per level) and pushed as one perfect subtree.
+        """
+        frontier = self._frontier
+        start, end = 0, len(leaf_hashes)
+        while start < end:
+            level = (end - start).bit_length() - 1
+            if self._size:
+                # The run must start on a boundary of its own size.
+                level = min(level, (self._size & -self._size).bit_length() - 1)
+            count = 1 << level
+            block = leaf_hashes[start : start + count]
+            while len(block) > 1:
+                pairs = iter(block)  # a power of two long: zip pairs neighbours, none left over
+                block = [
+                    _sha256(b"\x01" + left + right).digest()
+                    for left, right in zip(pairs, pairs, strict=False)
+                ]
+            h = block[0]
+            while frontier and frontier[-1][0] == level:
+                h = _sha256(b"\x01" + frontier.pop()[1] + h).digest()
+                level += 1
+            frontier.append((level, h))
+            self._size += count
+            start += count
+
     def root(self) -> bytes:
         """RFC 6962 root at the current size."""
         if not self._frontier:

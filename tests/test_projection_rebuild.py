@@ -1,0 +1,167 @@
+"""Replay through the raw-cursor paths equals the projection appends made inline.
+
+SQLite parses leaves in Python; PostgreSQL projects each chunk inside the server
+(and falls back to the Python path when a time is not in the ledger's one form).
+Whatever the path and chunk size, the read-model tables must come out identical
+to what the appends wrote, retractions included: their target in the same chunk,
+in an earlier one, or in an earlier append.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import projections.projector as projector
+from bench.generate import generate
+from ledger.application import Ledger
+from ledger.location import StoreLocation
+from ledger.persistence import Database
+from tests.conftest import Store
+from tests.ledger_helpers import account, ev, jsonl, subject
+
+GENERATED = 1500
+
+
+def _tables(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        "timeline": [
+            tuple(r) for r in db.execute("SELECT * FROM timeline ORDER BY sequence").fetchall()
+        ],
+        "retractions": [
+            tuple(r) for r in db.execute("SELECT * FROM retractions ORDER BY target").fetchall()
+        ],
+        "position": [tuple(r) for r in db.execute("SELECT * FROM projection_position").fetchall()],
+    }
+
+
+@pytest.fixture
+def populated(store: Store) -> Iterator[tuple[Ledger, Database]]:
+    """A few appends projected inline: generated history plus odd times and retractions."""
+    lines = list(generate(GENERATED, 3))
+    # Several batches, so retractions also name events of an earlier append.
+    for start in range(0, len(lines), 400):
+        store.ok("append", "-", input="".join(line + "\n" for line in lines[start : start + 400]))
+    store.ok(
+        "append",
+        "-",
+        input=jsonl(
+            subject("old_subject", "1965-03-01T10:00:00.000123Z"),
+            account("twitter:old_one", "1965-03-02T00:00:00Z", subject="old_subject"),
+            ev(
+                "account_suspended",
+                "1969-12-31T23:59:59.999999Z",
+                account="twitter:old_one",
+                policy="p",
+                event_id="old-suspension",
+            ),
+            ev(
+                "event_retracted",
+                "1970-01-01T00:00:00.000001Z",
+                target="old-suspension",
+                reason="mistake",
+            ),
+        ),
+    )
+    ledger = Ledger(StoreLocation.parse(store.url))
+    db = ledger.storage.connect()
+    try:
+        yield ledger, db
+    finally:
+        db.close()
+        ledger.close()
+
+
+@pytest.mark.parametrize("chunk", [97, 1000, 100_000])
+def test_rebuild_equals_inline_projection(
+    populated: tuple[Ledger, Database], chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger, db = populated
+    inline = _tables(db)
+    assert len(inline["timeline"]) == GENERATED + 4
+    assert len(inline["retractions"]) > 5
+    monkeypatch.setattr(projector, "READ_CHUNK", chunk)
+    assert projector.Projector(ledger, db).rebuild() == GENERATED + 4
+    assert _tables(db) == inline
+
+
+def test_catch_up_from_the_middle_equals_inline_projection(
+    populated: tuple[Ledger, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger, db = populated
+    inline = _tables(db)
+    (middle_id, middle_sequence) = db.one(
+        "SELECT notification_id, sequence FROM timeline ORDER BY sequence LIMIT 1 OFFSET 700"
+    )
+    with db.transaction():
+        db.execute("DELETE FROM timeline WHERE sequence > ?", (middle_sequence,))
+        db.execute(
+            "DELETE FROM retractions WHERE retraction IN "
+            "(SELECT event_id FROM ledger_entries WHERE sequence > ?)",
+            (middle_sequence,),
+        )
+        db.execute(
+            "UPDATE projection_position SET notification_id = ?, sequence = ?",
+            (middle_id, middle_sequence),
+        )
+    monkeypatch.setattr(projector, "READ_CHUNK", 150)
+    seen: list[int] = []
+    applied = projector.Projector(ledger, db).catch_up(progress=seen.append)
+    assert applied == sum(seen) == GENERATED + 4 - 701
+    assert _tables(db) == inline
+    assert projector.Projector(ledger, db).catch_up() == 0
+
+
+def test_postgres_falls_back_to_python_for_unusual_times(
+    populated: tuple[Ledger, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger, db = populated
+    if db.dialect != "postgres":
+        pytest.skip("the in-server path is PostgreSQL's")
+    inline = _tables(db)
+    # Treat every time as unusual: the server yields NULL, every chunk goes through Python.
+    refusing = projector._PG_PROJECT_CHUNK.replace("Z$' THEN", "Z$' AND false THEN")
+    assert refusing != projector._PG_PROJECT_CHUNK
+    monkeypatch.setattr(projector, "_PG_PROJECT_CHUNK", refusing)
+    monkeypatch.setattr(projector, "READ_CHUNK", 300)
+    python_chunks: list[int] = []
+    apply_leaves = projector._apply_leaves
+
+    def counting(db: Database, storage: Any, after: int) -> int:
+        python_chunks.append(after)
+        return apply_leaves(db, storage, after)
+
+    monkeypatch.setattr(projector, "_apply_leaves", counting)
+    assert projector.Projector(ledger, db).rebuild() == GENERATED + 4
+    assert len(python_chunks) == -(-(GENERATED + 4) // 300)
+    assert _tables(db) == inline
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-02-08T00:00:00Z",
+        "2024-02-08T12:34:56.000001Z",
+        "1969-12-31T23:59:59.999999Z",
+        "1965-03-01T10:00:00.000123Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+        "2024-02-29T23:59:59.5Z",  # not the ledger's form: NULL, so Python decides
+        "2024-02-08T00:00:00+00:00",
+    ],
+)
+def test_postgres_micros_match_python(store: Store, text: str) -> None:
+    if store.kind != "postgres":
+        pytest.skip("SQL time conversion is PostgreSQL's")
+    ledger = Ledger(StoreLocation.parse(store.url))
+    try:
+        with ledger.storage.connect() as db:
+            (value,) = db.raw.execute(
+                "SELECT " + projector._PG_MICROS.format("%(t)s::text"), {"t": text}
+            ).fetchone()
+    finally:
+        ledger.close()
+    canonical = text.endswith("Z") and len(text) in (20, 27)
+    assert value == (projector.micros(text) if canonical else None)
