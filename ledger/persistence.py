@@ -132,6 +132,22 @@ class Database:
             with self.raw.cursor() as cursor:
                 cursor.executemany(self.sql(statement), rows)
 
+    def insert_rows(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Bulk insert: one executemany on SQLite, one COPY on PostgreSQL (psycopg's
+        executemany sends a statement per row)."""
+        if not rows:
+            return
+        if self.dialect == "sqlite":
+            marks = ",".join("?" * len(rows[0]))
+            self.raw.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+            return
+        with (
+            self.raw.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+
     def one(self, statement: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         return self.execute(statement, params).fetchone()
 
@@ -338,14 +354,15 @@ class WriteTransaction:
     ) -> list[int]:
         """Insert events and their index rows; returns the notification ids."""
         notification_ids = self.storage.insert_events(self.db, events, next_notification_id)
-        self.db.executemany(
-            f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        self.db.insert_rows(
+            "ledger_entries",
+            _ENTRY_COLUMNS,
             [(e[0], e[1], n_id, *e[2:]) for e, n_id in zip(entries, notification_ids, strict=True)],
         )
         return notification_ids
 
     def insert_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
-        self.db.executemany("INSERT INTO merkle_nodes VALUES (?,?,?)", nodes)
+        self.db.insert_rows("merkle_nodes", "level, idx, hash", nodes)
 
     def get_node(self, level: int, index: int) -> bytes:
         return self.storage.node_getter(self.db)(level, index)

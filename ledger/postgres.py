@@ -130,6 +130,10 @@ class PostgresStorage(Storage):
 
     def lock_log(self, db: Database) -> None:
         db.advisory_lock("ledger-log")
+        # Every lookup an append makes is an index lookup, but a batch that fills an
+        # empty table runs on empty-table statistics, and the planner would scan it
+        # sequentially, again and again, as it grows.
+        db.execute("SET LOCAL enable_seqscan = off")
 
     def create(self, meta: dict[str, str]) -> bool:
         """Create schema, tables and triggers once; concurrent inits wait, then no-op."""
