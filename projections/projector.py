@@ -78,6 +78,10 @@ DDL = [
         retraction TEXT NOT NULL,
         recorded_us BIGINT NOT NULL)""",
 ]
+TIMELINE_COLUMNS = (
+    "sequence, event_id, type, account, subject, platform, policy, actor, occurred_us, "
+    "recorded_us, notification_id"
+)
 TABLES = ("timeline", "retractions", "projection_position")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -162,8 +166,9 @@ def _write(db: Database, records: Iterable[tuple[int, dict[str, Any]]]) -> int:
             if target is not None:
                 row = rows[index]
                 rows[index] = (*row[:3], *target, *row[6:])
-    db.executemany("INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-    db.executemany("INSERT INTO retractions VALUES (?,?,?)", retractions)
+    # COPY on PostgreSQL: its executemany sends a statement per row.
+    db.insert_rows("timeline", TIMELINE_COLUMNS, rows)
+    db.insert_rows("retractions", "target, retraction, recorded_us", retractions)
     _set_position(db, last_id, last_sequence)
     return len(rows)
 
