@@ -32,7 +32,6 @@ from ledger.domain import (
     stream_id,
     stream_of,
 )
-from ledger.events import ASSIGNED_FIELDS, AnyEvent, event_content, iso
 from ledger.location import StoreLocation
 from ledger.persistence import (
     EntryRef,
@@ -43,8 +42,10 @@ from ledger.persistence import (
     lane_key,
     open_storage,
 )
+from ledger.vocabulary import ASSIGNED_FIELDS, iso
 
-if TYPE_CHECKING:  # cryptography loads only when a key is in use
+if TYPE_CHECKING:  # cryptography and pydantic load only when in use
+    from ledger.events import AnyEvent
     from ledger.notes import Ed25519Signer
 
 
@@ -64,7 +65,7 @@ ANALYZE_AFTER = 10_000  # events in one batch
 FLUSH_EVERY = 2000  # events per insert round inside one batch transaction
 # What one append keeps in memory, whatever its size: lanes and streams beyond these
 # are dropped least recently used first and re-read from the log when needed.
-LANE_CACHE = 50_000
+LANE_CACHE = 20_000
 STREAM_CACHE = 20_000
 
 
@@ -253,6 +254,9 @@ class _Batch:
     """
 
     def __init__(self, ledger: Ledger, tx: WriteTransaction, *, actor: str, now: datetime) -> None:
+        from ledger.events import event_content  # pydantic: only when appending
+
+        self.event_content = event_content
         self.ledger = ledger
         self.tx = tx
         self.actor = actor
@@ -274,14 +278,14 @@ class _Batch:
         self.entries: list[EntryRow] = []
         self.records: list[dict[str, Any]] = []
         self.unflushed: dict[str, tuple[EntryRef, dict[str, Any]]] = {}
-        self.round_lanes: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = {}
+        self.round_lanes: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.round_retractions: dict[str, str] = {}
         self.round_referring: dict[str, list[dict[str, Any]]] = {}
         self.round_versions: dict[uuid.UUID, int] = {}  # for views dropped mid-round
         # Lanes left invalid by a backfill, pending later lines:
-        # (stream, lane) -> (line, "type event_id") of the line that broke it.
-        self.deferred: dict[tuple[str, str], tuple[int, str]] = {}
-        self.current = (0, "")
+        # (stream, lane) -> (line, event) of the line that broke it.
+        self.deferred: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.current: tuple[int, Any] = (0, None)
         for projection in ledger.inline_projections:
             projection.begin(tx.db, head.next_sequence)
 
@@ -293,8 +297,8 @@ class _Batch:
             self.add(line, event, known)
 
     def add(self, line: int, event: AnyEvent, known: dict[str, EntryRef]) -> None:
-        self.current = (line, f"{event.type} {event.event_id}" if event.event_id else event.type)
-        content = event_content(event)
+        self.current = (line, event)
+        content = self.event_content(event)
         if event.event_id is not None and self.is_repeat(event.event_id, content, known, line):
             return
         event_id = event.event_id or f"ev-{uuid.uuid4().hex}"
@@ -335,7 +339,7 @@ class _Batch:
         )
         self.records.append(record)
         self.unflushed[event_id] = (EntryRef(sequence, event_id, sid, kind), record)
-        self.round_lanes.setdefault((sid, lane), []).append(record)
+        self.round_lanes.setdefault((view.key, lane), []).append(record)
         if target is not None:
             self.round_referring.setdefault(target, []).append(record)
             if kind == "event_retracted":
@@ -382,7 +386,7 @@ class _Batch:
 
     def lane_entries(self, stream: uuid.UUID, lane: str) -> list[Entry]:
         records = [json.loads(leaf) for leaf in self.tx.lane_leaves(stream, lane)]
-        records.extend(self.round_lanes.get((stream, lane), ()))
+        records.extend(self.round_lanes.get((stream.hex, lane), ()))
         return live_entries(records)
 
     def stream_entries(self, stream: uuid.UUID) -> list[Entry]:
@@ -505,9 +509,10 @@ class _Batch:
     def finish(self) -> AppendResult:
         # A backfill may invalidate a later event that a later line repairs; whatever
         # is still invalid now is refused, naming the line that broke it.
-        for key, (line, label) in sorted(self.deferred.items(), key=lambda i: i[1]):
+        for key, (line, event) in sorted(self.deferred.items(), key=lambda i: i[1][0]):
             lane = self.lanes.get(key)
             if lane is not None and lane.deferred is not None:
+                label = f"{event.type} {event.event_id}" if event.event_id else event.type
                 raise LedgerError(f"{label} rejected: {lane.deferred}", line)
         self.flush()
         for projection in self.ledger.inline_projections:

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from eventsourcing.domain import Aggregate
 
-from ledger.events import iso
+from ledger.vocabulary import iso
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 

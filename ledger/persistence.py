@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, StoredEvent
@@ -224,8 +224,9 @@ class Head:
     last_notification_id: int
 
 
-@dataclass(frozen=True)
-class EntryRef:
+class EntryRef(NamedTuple):
+    """Where a recorded event is (a tuple: a batch makes one per event)."""
+
     sequence: int
     event_id: str
     originator_id: uuid.UUID
