@@ -197,7 +197,11 @@ class Ledger(Application[uuid.UUID]):
                 from ledger.integrity import check_extends, sign_tree_head
 
                 check_extends(tx.get_node, tx.last_checkpoint(), size, root)
-                note = sign_tree_head(self.origin, size, root, self.signer)
+                if self._origin is None:  # through this transaction: no second connection
+                    self._origin = str(
+                        tx.db.one("SELECT value FROM ledger_meta WHERE key = 'origin'")[0]
+                    )
+                note = sign_tree_head(self._origin, size, root, self.signer)
                 tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
             return result
 
