@@ -38,15 +38,21 @@ STATUS_FACT_TYPES = (
 READ_CHUNK = 20_000  # leaves per catch-up transaction: few commits, bounded memory
 
 INDEXES = [
-    "CREATE INDEX IF NOT EXISTS timeline_account ON timeline (account, occurred_us, sequence)",
+    # Covering for one account's timeline: rows are filtered by record time and
+    # retractions and joined to their leaves without reading the table itself.
+    "CREATE INDEX IF NOT EXISTS timeline_account ON timeline "
+    "(account, occurred_us, sequence, recorded_us, event_id, notification_id)",
     "CREATE INDEX IF NOT EXISTS timeline_subject ON timeline (subject, occurred_us, sequence)",
     "CREATE INDEX IF NOT EXISTS timeline_platform ON timeline (platform, occurred_us, sequence)",
     "CREATE INDEX IF NOT EXISTS timeline_occurred ON timeline (occurred_us, sequence)",
     # Partial indexes: one account's status reads only its few status facts, however
     # many posts and follower counts it has (a small fraction of rows to maintain).
-    "CREATE INDEX IF NOT EXISTS timeline_status_facts ON timeline (account, occurred_us) "
+    # By type first: the newest registration or status change is one seek, and
+    # exemptions are read without stepping over the other facts.
+    "CREATE INDEX IF NOT EXISTS timeline_status_facts ON timeline "
+    "(account, type, occurred_us, sequence) "
     f"WHERE type IN ({', '.join(repr(t) for t in STATUS_FACT_TYPES)})",
-    "CREATE INDEX IF NOT EXISTS timeline_followers ON timeline (account, occurred_us) "
+    "CREATE INDEX IF NOT EXISTS timeline_followers ON timeline (account, occurred_us, sequence) "
     "WHERE type = 'followers_observed'",
 ]
 INDEX_NAMES = (
@@ -371,7 +377,11 @@ class Projector:
         storage = self.ledger.storage
         apply = _apply_sql if self.db.dialect == "postgres" else _apply_leaves
         behind = (
-            f"SELECT 1 FROM {storage.events_table} WHERE {storage.notification_column} > ? LIMIT 1"
+            # ORDER BY: without it PostgreSQL's generic plan for the prepared statement
+            # (psycopg prepares it from the 5th call on a connection) is a sequential
+            # scan that finds nothing when current: 240 ms per check at 1M events.
+            f"SELECT 1 FROM {storage.events_table} WHERE {storage.notification_column} > ? "
+            f"ORDER BY {storage.notification_column} LIMIT 1"
         )
         applied = 0
         with _relaxed_commits(self.db):

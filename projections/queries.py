@@ -120,22 +120,38 @@ _REGISTRATION, _STATUS, _EXEMPTION, _SUBJECT_EXEMPTION, _FOLLOWERS = range(5)
 def _status_sql(db: Database) -> str:
     facts = f"IN ({_in(_STATUS_FACTS)})"  # as in the partial index, for SQLite
 
-    def newest(where: Callable[[str], str], index: str) -> str:
-        """The newest visible timeline row matching ``where``, without its leaf.
+    def newest(where: Callable[[str], str], kinds: Sequence[str] | None, index: str) -> str:
+        """The newest visible timeline row of ``kinds`` matching ``where``, no leaf.
 
-        The partial indexes are ordered by (account, occurred_us) only: the newest
-        instant is found by walking one backwards, then the last sequence at that
-        instant. Ordering by both at once would read and sort every matching row.
+        The newest instant is found by walking the index backwards, once per type
+        (the status-facts index is ordered by account, type, occurred_us), then the
+        last sequence at that instant. Ordering every matching row at once would
+        read each of them, and each read of a row is a page on a cold cache.
         """
         hint = _hint(db, index)
-        instant = (
-            f"SELECT n.occurred_us FROM timeline n{hint} WHERE {where('n')} "
-            f"AND n.occurred_us <= :as_of AND {_visible('n')} "
-            "ORDER BY n.occurred_us DESC LIMIT 1"
-        )
+
+        def instant(kind: str | None) -> str:
+            of_kind = f" AND n.type = '{kind}'" if kind else ""
+            return (
+                f"SELECT n.occurred_us FROM timeline n{hint} WHERE {where('n')}{of_kind} "
+                f"AND n.occurred_us <= :as_of AND {_visible('n')} "
+                "ORDER BY n.occurred_us DESC LIMIT 1"
+            )
+
+        if not kinds:
+            latest, of_kinds = instant(None), ""
+        elif len(kinds) == 1:
+            latest, of_kinds = instant(kinds[0]), f" AND t.type = '{kinds[0]}'"
+        else:
+            latest = (
+                "SELECT max(i) FROM ("
+                + " UNION ALL ".join(f"SELECT ({instant(kind)}) AS i" for kind in kinds)
+                + ") instants"
+            )
+            of_kinds = f" AND t.type IN ({_in(kinds)})"
         return (
             f"SELECT t.notification_id, t.subject, t.occurred_us, t.sequence "
-            f"FROM timeline t{hint} WHERE {where('t')} AND t.occurred_us = ({instant}) "
+            f"FROM timeline t{hint} WHERE {where('t')}{of_kinds} AND t.occurred_us = ({latest}) "
             f"AND {_visible('t')} ORDER BY t.sequence DESC LIMIT 1"
         )
 
@@ -154,20 +170,14 @@ def _status_sql(db: Database) -> str:
             f"FROM {cte} w JOIN {_events(db, 'w')}"
         )
 
-    registration = newest(
-        lambda t: (
-            f"{t}.account = :account AND {t}.type {facts} AND {t}.type = 'account_registered'"
-        ),
-        "timeline_status_facts",
-    )
-    change = newest(
-        lambda t: (
-            f"{t}.account = :account AND {t}.type {facts} AND {t}.type IN ({_in(_STATUS_CHANGES)})"
-        ),
-        "timeline_status_facts",
-    )
+    def account_facts(t: str) -> str:
+        return f"{t}.account = :account AND {t}.type {facts}"
+
+    registration = newest(account_facts, ["account_registered"], "timeline_status_facts")
+    change = newest(account_facts, _STATUS_CHANGES, "timeline_status_facts")
     followers = newest(
         lambda t: f"{t}.account = :account AND {t}.type = 'followers_observed'",
+        None,
         "timeline_followers",
     )
     parts = [
