@@ -353,8 +353,10 @@ class InlineProjection:
     def finish(self, db: Database) -> None:
         """Before the batch commits: the read models are whole again."""
         if self.indexes_dropped:
-            for statement in INDEXES:
-                db.execute(statement)
+            # Sorted in small runs: faster, and memory does not grow with the batch.
+            with _small_cache(db):
+                for statement in INDEXES:
+                    db.execute(statement)
             self.indexes_dropped = False
 
 
