@@ -102,6 +102,12 @@ def micros(value: str | datetime) -> int:
 
 def create_tables(db: Database) -> None:
     for statement in DDL:
+        if db.dialect == "sqlite":
+            # INTEGER PRIMARY KEY is the rowid itself in SQLite; BIGINT would be a
+            # second index to maintain on every insert.
+            statement = statement.replace(
+                "sequence BIGINT PRIMARY KEY", "sequence INTEGER PRIMARY KEY"
+            )
         db.execute(statement)
 
 
