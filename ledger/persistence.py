@@ -266,6 +266,9 @@ class WriteTransaction:
             f"SELECT s.state FROM ledger_entries l JOIN {events} s "
             f"ON s.{storage.notification_column} = l.notification_id "
         )
+        self._leaves_with_sequence_sql = self._leaves_sql.replace(
+            "SELECT s.state", "SELECT l.sequence, s.state"
+        )
 
     def head(self) -> Head:
         row = self.db.one(
@@ -300,31 +303,43 @@ class WriteTransaction:
     def stream_extent(self, originator_id: uuid.UUID) -> tuple[int, int | None]:
         """How many events a stream has stored (its aggregate version) and the
         notification id of its first one."""
+        # Two walks of the (originator_id, originator_version) key, one from each end.
+        # Written as min()/max(), PostgreSQL may instead walk the whole notification-id
+        # index looking for the stream's first row: a table scan per new stream.
+        events, column = self.storage.events_table, self.storage.notification_column
+        originator = self.storage.originator_param(originator_id)
         row = self.db.one(
-            f"SELECT max(originator_version), min({self.storage.notification_column}) "
-            f"FROM {self.storage.events_table} WHERE originator_id = ?",
-            (self.storage.originator_param(originator_id),),
+            f"SELECT (SELECT originator_version FROM {events} WHERE originator_id = ? "
+            "ORDER BY originator_version DESC LIMIT 1), "
+            f"(SELECT {column} FROM {events} WHERE originator_id = ? "
+            "ORDER BY originator_version LIMIT 1)",
+            (originator, originator),
         )
         if row is None or row[0] is None:
             return 0, None
         return int(row[0]), int(row[1])
 
+    # Lookups by a secondary key sort in Python, not with ORDER BY sequence: given
+    # that, PostgreSQL may walk the sequence index and filter, a scan per lookup.
+
     def lane_leaves(self, originator_id: uuid.UUID, lane: str) -> list[bytes]:
         """Leaves of one lane of a stream (its retractions included), in log order."""
         rows = self.db.execute(
-            self._leaves_sql
-            + "WHERE l.lane_key = ? AND l.originator_id = ? AND l.lane = ? ORDER BY l.sequence",
+            self._leaves_with_sequence_sql
+            + "WHERE l.lane_key = ? AND l.originator_id = ? AND l.lane = ?",
             (
                 lane_key(originator_id.hex, lane),
                 self.storage.originator_param(originator_id),
                 lane,
             ),
         ).fetchall()
-        return [bytes(r[0]) for r in rows]
+        return [bytes(state) for _, state in sorted(rows)]
 
     def stream_leaves(self, originator_id: uuid.UUID) -> list[bytes]:
+        """Leaves of a whole stream, in log order (its aggregate version order)."""
         rows = self.db.execute(
-            self._leaves_sql + "WHERE l.originator_id = ? ORDER BY l.sequence",
+            f"SELECT state FROM {self.storage.events_table} WHERE originator_id = ? "
+            "ORDER BY originator_version",
             (self.storage.originator_param(originator_id),),
         ).fetchall()
         return [bytes(r[0]) for r in rows]
@@ -332,9 +347,9 @@ class WriteTransaction:
     def referring_leaves(self, event_id: str) -> list[bytes]:
         """Leaves of events whose ``target`` is ``event_id`` (appeals, retractions)."""
         rows = self.db.execute(
-            self._leaves_sql + "WHERE l.target = ? ORDER BY l.sequence", (event_id,)
+            self._leaves_with_sequence_sql + "WHERE l.target = ?", (event_id,)
         ).fetchall()
-        return [bytes(r[0]) for r in rows]
+        return [bytes(state) for _, state in sorted(rows)]
 
     def retraction_of(self, event_id: str) -> str | None:
         row = self.db.one(
