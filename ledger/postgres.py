@@ -134,6 +134,8 @@ class PostgresStorage(Storage):
         # empty table runs on empty-table statistics, and the planner would scan it
         # sequentially, again and again, as it grows.
         db.execute("SET LOCAL enable_seqscan = off")
+        # Point lookups: parallel workers only add start-up time to each one.
+        db.execute("SET LOCAL max_parallel_workers_per_gather = 0")
 
     def create(self, meta: dict[str, str]) -> bool:
         """Create schema, tables and triggers once; concurrent inits wait, then no-op."""
