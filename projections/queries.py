@@ -20,8 +20,8 @@ from json.scanner import make_scanner
 from typing import Any
 
 from ledger.domain import STATUS_TYPES, Entry, fold_status
-from ledger.events import iso
 from ledger.persistence import Database
+from ledger.vocabulary import iso
 from projections.projector import STATUS_FACT_TYPES, micros
 
 EXEMPTION_TYPES = ("exemption_applied", "exemption_revoked")
