@@ -22,6 +22,14 @@ state" but by folding the stream in ``occurred_at`` order with the new event in
 place. Each stream is split into *lanes* (the account's status, each post, each
 exemption, each appeal) that the rules treat independently, so a backfilled event
 re-checks only its own lane: O(lane), not O(account history).
+
+An append does not reconstitute whole aggregates. It works on ``StreamView``s: a
+stream's version and registration, plus lanes folded to their current state in a
+bounded ``LaneCache``. The common event (the newest in its lane) is checked against
+that state; a lane's entries are read back from the log (``History``) only when a
+backfill or retraction must re-fold it, or when the cache has dropped the lane. So
+an import of millions of events runs in memory that does not grow with it, and the
+same code checks a single append and a bulk import.
 """
 
 from __future__ import annotations
