@@ -207,13 +207,6 @@ class Ledger(Application[uuid.UUID]):
 
     # --- reading ---------------------------------------------------------------
 
-    def read_leaves(self, after_notification_id: int, limit: int) -> list[tuple[int, bytes]]:
-        """Stored leaves after a notification id, in log order."""
-        notifications = self.recorder.select_notifications(
-            after_notification_id, limit, inclusive_of_start=False
-        )
-        return [(n.id, n.state) for n in notifications]
-
     def iter_leaves(self) -> Iterator[bytes]:
         """Every stored leaf in sequence order, streamed (one cursor, bounded memory)."""
         with self.storage.connect() as db:
