@@ -412,6 +412,12 @@ class Projector:
         """
         # Only the tables' owner may drop indexes; the writer role replays with them.
         owner = _owns_read_models(self.db)
+        with _small_cache(self.db):
+            return self._rebuild(owner, progress)
+
+    def _rebuild(self, owner: bool, progress: Callable[[int], None] | None) -> int:
+        # Emptying a large table touches all its pages too: the small cache is on
+        # from the start (RSS was 109 MB at 1M events against 70 MB at 100k without).
         with self.db.transaction(lock="ledger-projection") as db:
             if owner and db.dialect == "postgres":
                 # TRUNCATE leaves no dead rows behind for the replay to step over.
@@ -423,17 +429,16 @@ class Projector:
             if owner:
                 for name in INDEX_NAMES:
                     db.execute(f"DROP INDEX IF EXISTS {name}")
-        with _small_cache(self.db):
-            try:
-                return self.catch_up(progress)
-            finally:
-                if owner:
-                    with self.db.transaction(lock="ledger-projection") as db:
-                        if db.dialect == "postgres":
-                            # Sorts in memory rather than in temporary files (server side).
-                            db.execute("SET LOCAL maintenance_work_mem = '256MB'")
-                        for statement in INDEXES:
-                            db.execute(statement)
+        try:
+            return self.catch_up(progress)
+        finally:
+            if owner:
+                with self.db.transaction(lock="ledger-projection") as db:
+                    if db.dialect == "postgres":
+                        # Sorts in memory rather than in temporary files (server side).
+                        db.execute("SET LOCAL maintenance_work_mem = '256MB'")
+                    for statement in INDEXES:
+                        db.execute(statement)
 
 
 REBUILD_CACHE_KIB = 8192
