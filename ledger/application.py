@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from eventsourcing.application import Application
-from eventsourcing.persistence import JSONTranscoder, Mapper
+from eventsourcing.application import Application, LocalNotificationLog, Repository
+from eventsourcing.persistence import ApplicationRecorder, JSONTranscoder, Mapper
 from eventsourcing.utils import get_topic
 
 from ledger import merkle
@@ -124,7 +124,11 @@ class Ledger(Application[uuid.UUID]):
         self.location = location
         self.storage = open_storage(location)
         self.signer = signer
-        super().__init__(env=self.storage.eventsourcing_env())
+        # The library's infrastructure (factory, recorder, repository, notification
+        # log) is built on first use: appends and queries go through our storage, and
+        # on PostgreSQL building it imports the pool module and opens a pool (~45 ms of
+        # a single `record`).
+        self._library_ready = False
         self._origin: str | None = None
         self.conflicts_retried = 0
         # Read models that follow each append inside its transaction (see projections).
@@ -138,6 +142,30 @@ class Ledger(Application[uuid.UUID]):
 
     def construct_mapper(self) -> Mapper[uuid.UUID]:
         return LeafMapper(transcoder=JSONTranscoder())
+
+    def _library(self) -> None:
+        if not self._library_ready:
+            self._library_ready = True
+            Application.__init__(self, env=self.storage.eventsourcing_env())
+
+    @property
+    def recorder(self) -> ApplicationRecorder:
+        self._library()
+        return self._recorder
+
+    @recorder.setter
+    def recorder(self, value: ApplicationRecorder) -> None:
+        self._recorder = value
+
+    @property
+    def repository(self) -> Repository[uuid.UUID]:
+        self._library()
+        return super().repository
+
+    @property
+    def notification_log(self) -> LocalNotificationLog:
+        self._library()
+        return super().notification_log
 
     # --- writing ---------------------------------------------------------------
 
@@ -214,7 +242,8 @@ class Ledger(Application[uuid.UUID]):
 
     def close(self) -> None:
         self.storage.close()
-        super().close()
+        if self._library_ready:
+            super().close()
 
 
 @contextmanager
