@@ -312,15 +312,18 @@ class _Batch:
         # (stream, lane) -> (line, event) of the line that broke it.
         self.deferred: dict[tuple[str, str], tuple[int, Any]] = {}
         self.current: tuple[int, Any] = (0, None)
+        # Ids of the current chunk found in the log, plus those flushed since the
+        # chunk's lookup (a round can end mid-chunk once repeats were skipped).
+        self.known: dict[str, EntryRef] = {}
         for projection in ledger.inline_projections:
             projection.begin(tx.db, head.next_sequence)
 
     def add_chunk(self, chunk: list[tuple[int, AnyEvent]]) -> None:
         # One lookup query for the chunk's ids instead of one per event.
         ids = [event.event_id for _, event in chunk if event.event_id is not None]
-        known = self.tx.find_entries(ids) if ids else {}
+        self.known = self.tx.find_entries(ids) if ids else {}
         for line, event in chunk:
-            self.add(line, event, known)
+            self.add(line, event, self.known)
 
     def add(self, line: int, event: AnyEvent, known: dict[str, EntryRef]) -> None:
         self.current = (line, event)
@@ -517,6 +520,7 @@ class _Batch:
             records = list(zip(notification_ids, self.records, strict=True))
             for projection in self.ledger.inline_projections:
                 projection.apply(tx.db, records)
+        self.known.update((event_id, ref) for event_id, (ref, _) in self.unflushed.items())
         self.events = []
         self.entries = []
         self.records = []

@@ -199,3 +199,38 @@ def test_rules_see_lanes_the_cache_has_dropped(store: Store, history: list[str])
     assert refused.value.line == len(history) + 1
     assert f"was already removed by {removed['event_id']}" in str(refused.value)
     assert store.count() == 0
+
+
+@pytest.mark.usefixtures("tiny_caches")
+def test_a_repeat_is_recognised_across_a_round_that_ends_mid_chunk(store: Store) -> None:
+    """Chunks and rounds are both 7 events, but a skipped repeat shifts the rounds:
+    the second chunk is flushed after its first event, whose re-send follows."""
+
+    def followers(n: int) -> str:
+        return json.dumps(
+            {
+                "type": "followers_observed",
+                "event_id": f"f{n}",
+                "account": "x:someone",
+                "count": n,
+                "occurred_at": f"2024-01-01T00:00:{n:02d}Z",
+                "source": "test",
+            }
+        )
+
+    registered = json.dumps(
+        {
+            "type": "account_registered",
+            "event_id": "reg",
+            "account": "x:someone",
+            "platform": "x",
+            "handle": "someone",
+            "occurred_at": "2024-01-01",
+            "source": "test",
+        }
+    )
+    lines = [registered, *(followers(n) for n in range(1, 6)), registered]  # chunk 1
+    lines += [followers(6), followers(6), followers(7)]  # chunk 2: round ends after f6
+    result = _ledger(store).append(_events(lines), actor="bulk")
+    assert (result.appended, result.skipped) == (8, 2)
+    assert store.count() == 8
