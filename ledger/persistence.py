@@ -614,7 +614,15 @@ class SQLiteStorage(Storage):
 
     def connect(self) -> Database:
         try:
-            raw = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
+            # check_same_thread off: a connection is used by one thread at a time, but a
+            # Ledger dropped unclosed is closed by the garbage collector, which may run
+            # in any thread (psycopg's pool workers, for one).
+            raw = sqlite3.connect(
+                self.path,
+                timeout=SQLITE_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             raw.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed batch survives power loss, not only a process kill.
             raw.execute("PRAGMA synchronous=FULL")

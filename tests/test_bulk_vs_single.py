@@ -24,8 +24,20 @@ from tests.conftest import Store
 ASSIGNED = ("recorded_at", "actor")
 
 
+_OPENED: list[Ledger] = []
+
+
 def _ledger(store: Store) -> Ledger:
-    return Ledger(StoreLocation.parse(store.url))
+    ledger = Ledger(StoreLocation.parse(store.url))
+    _OPENED.append(ledger)
+    return ledger
+
+
+@pytest.fixture(autouse=True)
+def _close_ledgers() -> Iterator[None]:
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
 
 
 def _events(lines: list[str]) -> Iterator[tuple[int, Any]]:
