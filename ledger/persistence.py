@@ -431,9 +431,10 @@ class Storage:
         raise NotImplementedError
 
     # shared
-    def check_format(self) -> None:
+    def check_format(self, db: Database) -> None:
         """Refuse a ledger whose tables this version does not write."""
-        found = self.meta().get("format_version")
+        row = db.one("SELECT value FROM ledger_meta WHERE key = 'format_version'")
+        found = None if row is None else row[0]
         if found != FORMAT_VERSION:
             raise StoreError(
                 f"{self.location.display} holds ledger format {found}, this version reads "
@@ -599,7 +600,11 @@ class SQLiteStorage(Storage):
         if not self.path.exists():
             return False
         with self.connect() as db:
-            row = db.one("SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger_meta'")
+            return self._has_meta(db)
+
+    @staticmethod
+    def _has_meta(db: Database) -> bool:
+        row = db.one("SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger_meta'")
         return row is not None
 
     def require(self) -> None:
@@ -608,9 +613,10 @@ class SQLiteStorage(Storage):
                 f"no ledger at {self.path}; create one with `enforcement-ledger init` "
                 "or choose another with --store"
             )
-        if not self.exists():
-            raise StoreError(f"{self.path} is not an enforcement ledger; run `init` first")
-        self.check_format()
+        with self.connect() as db:  # one connection for both checks
+            if not self._has_meta(db):
+                raise StoreError(f"{self.path} is not an enforcement ledger; run `init` first")
+            self.check_format(db)
 
     def connect(self) -> Database:
         try:

@@ -113,20 +113,24 @@ class PostgresStorage(Storage):
 
     def exists(self) -> bool:
         with self.connect() as db:
-            row = db.one(
-                "SELECT 1 FROM information_schema.tables "
-                "WHERE table_schema = ? AND table_name = 'ledger_meta'",
-                (self.schema,),
-            )
+            return self._has_meta(db)
+
+    def _has_meta(self, db: Database) -> bool:
+        row = db.one(
+            "SELECT 1 FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_name = 'ledger_meta'",
+            (self.schema,),
+        )
         return row is not None
 
     def require(self) -> None:
-        if not self.exists():
-            raise StoreError(
-                f"no ledger in schema '{self.schema}' at {self.location.display}; "
-                "run `enforcement-ledger init` first"
-            )
-        self.check_format()
+        with self.connect() as db:  # one connection for both checks
+            if not self._has_meta(db):
+                raise StoreError(
+                    f"no ledger in schema '{self.schema}' at {self.location.display}; "
+                    "run `enforcement-ledger init` first"
+                )
+            self.check_format(db)
 
     def lock_log(self, db: Database) -> None:
         db.advisory_lock("ledger-log")
