@@ -773,11 +773,6 @@ class StreamView:
             registered = history.lane_entries(sid, "registration")
             self.registration = registered[0] if registered else None
 
-    @property
-    def topic_name(self) -> str:
-        """Which aggregate event the next stored event is."""
-        return "Started" if self.version == 0 else "Recorded"
-
     def live_entry(self, event_id: str) -> Entry | None:
         found = self.history.entry(event_id)
         if found is None or found[0] != self.id or self.history.retraction_of(event_id):
@@ -867,11 +862,6 @@ class StreamView:
             raise RuleViolation(self.kind.unregistered_message())
         if candidate.occurred_at < registration.occurred_at:
             raise RuleViolation(f"occurs before the registration {registration.describe()}")
-
-    @property
-    def subject(self) -> str | None:
-        registration = self.registration
-        return registration.record.get("subject") if registration else None
 
 
 def check_not_in_future(record: dict[str, Any], recorded_at: datetime) -> None:
