@@ -34,6 +34,7 @@ from ledger.domain import (
 )
 from ledger.location import StoreLocation
 from ledger.persistence import (
+    Database,
     EntryRef,
     EntryRow,
     EventRow,
@@ -137,7 +138,15 @@ class Ledger(Application[uuid.UUID]):
     @property
     def origin(self) -> str:
         if self._origin is None:
-            self._origin = self.storage.meta()["origin"]
+            with self.storage.connect() as db:
+                return self._origin_in(db)
+        return self._origin
+
+    def _origin_in(self, db: Database) -> str:
+        """The log's origin, read through ``db`` (an open transaction needs no second
+        connection) and remembered."""
+        if self._origin is None:
+            self._origin = str(db.one("SELECT value FROM ledger_meta WHERE key = 'origin'")[0])
         return self._origin
 
     def construct_mapper(self) -> Mapper[uuid.UUID]:
@@ -217,19 +226,15 @@ class Ledger(Application[uuid.UUID]):
                 for chunk in _chunks(events, FLUSH_EVERY):
                     batch.add_chunk(chunk)
                 result = batch.finish()
-                size, root = batch.tree.size, batch.tree.root()
             finally:
                 batch.close()
             if self.signer is not None and result.appended:
                 # The batch's own signed tree head commits in the same transaction.
                 from ledger.integrity import check_extends, sign_tree_head
 
+                size, root = batch.tree.size, batch.tree.root()
                 check_extends(tx.get_node, tx.last_checkpoint(), size, root)
-                if self._origin is None:  # through this transaction: no second connection
-                    self._origin = str(
-                        tx.db.one("SELECT value FROM ledger_meta WHERE key = 'origin'")[0]
-                    )
-                note = sign_tree_head(self._origin, size, root, self.signer)
+                note = sign_tree_head(self._origin_in(tx.db), size, root, self.signer)
                 tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
             return result
 
@@ -323,12 +328,12 @@ class _Batch:
         ids = [event.event_id for _, event in chunk if event.event_id is not None]
         self.known = self.tx.find_entries(ids) if ids else {}
         for line, event in chunk:
-            self.add(line, event, self.known)
+            self.add(line, event)
 
-    def add(self, line: int, event: AnyEvent, known: dict[str, EntryRef]) -> None:
+    def add(self, line: int, event: AnyEvent) -> None:
         self.current = (line, event)
         content = self.event_content(event)
-        if event.event_id is not None and self.is_repeat(event.event_id, content, known, line):
+        if event.event_id is not None and self.is_repeat(event.event_id, content, line):
             return
         event_id = event.event_id or f"ev-{uuid.uuid4().hex}"
         record = content
@@ -382,11 +387,9 @@ class _Batch:
         if len(self.events) >= FLUSH_EVERY:
             self.flush()
 
-    def is_repeat(
-        self, event_id: str, content: dict[str, Any], known: dict[str, EntryRef], line: int
-    ) -> bool:
+    def is_repeat(self, event_id: str, content: dict[str, Any], line: int) -> bool:
         """True for a harmless re-send; an error when the id names different content."""
-        existing = self.find(event_id) if event_id in self.unflushed else known.get(event_id)
+        existing = self.find(event_id) if event_id in self.unflushed else self.known.get(event_id)
         if existing is None:
             return False
         if _content_of(self.stored_record(existing)) == content:

@@ -442,10 +442,6 @@ class Storage:
                 "append the export to a new ledger"
             )
 
-    def meta(self) -> dict[str, str]:
-        with self.connect() as db:
-            return dict(db.execute("SELECT key, value FROM ledger_meta").fetchall())
-
     @contextmanager
     def write_transaction(self) -> Iterator[WriteTransaction]:
         """All or nothing: commit on success, roll back on any exception or kill."""
