@@ -137,9 +137,14 @@ class PostgresStorage(Storage):
         # Every lookup an append makes is an index lookup, but a batch that fills an
         # empty table runs on empty-table statistics, and the planner would scan it
         # sequentially, again and again, as it grows.
-        db.execute("SET LOCAL enable_seqscan = off")
-        # Point lookups: parallel workers only add start-up time to each one.
-        db.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        # Point lookups: parallel workers only add start-up time to each one. And a
+        # disabled seq scan costs 10^10, which crosses jit_above_cost: any plan left with
+        # one (a tiny table without a usable index) was JIT-compiled, ~90 ms per query.
+        # One round trip for the three (no parameters: a simple query may hold several).
+        db.execute(
+            "SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0; "
+            "SET LOCAL jit = off"
+        )
 
     def create(self, meta: dict[str, str]) -> bool:
         """Create schema, tables and triggers once; concurrent inits wait, then no-op."""
