@@ -39,6 +39,7 @@ from ledger.persistence import (
     EntryRow,
     EventRow,
     LeafMapper,
+    TargetEntry,
     WriteTransaction,
     lane_key,
     open_storage,
@@ -320,6 +321,13 @@ class _Batch:
         # Ids of the current chunk found in the log, plus those flushed since the
         # chunk's lookup (a round can end mid-chunk once repeats were skipped).
         self.known: dict[str, EntryRef] = {}
+        # The chunk's appeal and retraction targets as the log held them when the chunk
+        # was looked up (a looked-up id missing here was not in the log then), and the
+        # retractions flushed since: together they answer the rules' questions about
+        # targets without a query each.
+        self.looked_up: set[str] = set()
+        self.targets: dict[str, TargetEntry] = {}
+        self.chunk_retractions: dict[str, str] = {}
         for projection in ledger.inline_projections:
             projection.begin(tx.db, head.next_sequence)
 
@@ -327,6 +335,11 @@ class _Batch:
         # One lookup query for the chunk's ids instead of one per event.
         ids = [event.event_id for _, event in chunk if event.event_id is not None]
         self.known = self.tx.find_entries(ids) if ids else {}
+        self.looked_up = {
+            target for _, event in chunk if (target := getattr(event, "target", None))
+        }
+        self.targets = self.tx.target_entries(sorted(self.looked_up)) if self.looked_up else {}
+        self.chunk_retractions = {}
         for line, event in chunk:
             self.add(line, event)
 
@@ -407,14 +420,24 @@ class _Batch:
 
     def find(self, event_id: str) -> EntryRef | None:
         pending = self.unflushed.get(event_id)
-        return pending[0] if pending is not None else self.tx.find_entry(event_id)
+        if pending is not None:
+            return pending[0]
+        known = self.known.get(event_id)
+        if known is not None:
+            return known
+        if event_id in self.looked_up:  # flushed since the lookup would be in known
+            target = self.targets.get(event_id)
+            return None if target is None else target.ref
+        return self.tx.find_entry(event_id)
 
     def stored_record(self, entry: EntryRef) -> dict[str, Any]:
         """A recorded event's full record, from this round or from the log."""
         pending = self.unflushed.get(entry.event_id)
         if pending is not None:
             return pending[1]
-        return json.loads(self.tx.leaf(entry.sequence))  # type: ignore[no-any-return]
+        target = self.targets.get(entry.event_id)
+        leaf = target.leaf if target is not None else self.tx.leaf(entry.sequence)
+        return json.loads(leaf)  # type: ignore[no-any-return]
 
     def lane_entries(self, stream: uuid.UUID, lane: str) -> list[Entry]:
         records = [json.loads(leaf) for leaf in self.tx.lane_leaves(stream, lane)]
@@ -435,7 +458,13 @@ class _Batch:
         return found.originator_id, Entry.from_record(self.stored_record(found))
 
     def retraction_of(self, event_id: str) -> str | None:
-        return self.round_retractions.get(event_id) or self.tx.retraction_of(event_id)
+        recent = self.round_retractions.get(event_id) or self.chunk_retractions.get(event_id)
+        if recent is not None:
+            return recent
+        if event_id in self.looked_up:
+            target = self.targets.get(event_id)
+            return None if target is None else target.retraction
+        return self.tx.retraction_of(event_id)
 
     def referring(self, event_id: str) -> list[Entry]:
         records = [json.loads(leaf) for leaf in self.tx.referring_leaves(event_id)]
@@ -524,6 +553,7 @@ class _Batch:
             for projection in self.ledger.inline_projections:
                 projection.apply(tx.db, records)
         self.known.update((event_id, ref) for event_id, (ref, _) in self.unflushed.items())
+        self.chunk_retractions.update(self.round_retractions)
         self.events = []
         self.entries = []
         self.records = []

@@ -233,6 +233,14 @@ class EntryRef(NamedTuple):
     type: str
 
 
+class TargetEntry(NamedTuple):
+    """A recorded event that later events refer to, with its leaf and retraction."""
+
+    ref: EntryRef
+    leaf: bytes
+    retraction: str | None  # event_id of the event's retraction, if any
+
+
 # One ledger_entries row, in column order; notification_id is filled in at insert.
 EntryRow = tuple[int, str, Any, str, bytes, str, "str | None", str, int, "str | None"]
 # One events-table row: (originator, version, topic, leaf).
@@ -291,6 +299,27 @@ class WriteTransaction:
                 tuple(chunk),
             ).fetchall():
                 found[row[1]] = EntryRef(row[0], row[1], uuid.UUID(str(row[2])), row[3])
+        return found
+
+    def target_entries(self, event_ids: Sequence[str]) -> dict[str, TargetEntry]:
+        """What rules ask of the events a batch refers to (appeal and retraction
+        targets): where each is, its leaf and its retraction, in one query per 500 ids
+        instead of three queries per referring event."""
+        found: dict[str, TargetEntry] = {}
+        events, column = self.storage.events_table, self.storage.notification_column
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(
+                "SELECT l.sequence, l.event_id, l.originator_id, l.type, s.state, r.event_id "
+                f"FROM ledger_entries l JOIN {events} s ON s.{column} = l.notification_id "
+                "LEFT JOIN ledger_entries r ON r.target = l.event_id "
+                "AND r.type = 'event_retracted' "
+                f"WHERE l.event_id IN ({marks})",
+                tuple(chunk),
+            ).fetchall():
+                ref = EntryRef(row[0], row[1], uuid.UUID(str(row[2])), row[3])
+                found[row[1]] = TargetEntry(ref, bytes(row[4]), row[5])
         return found
 
     def find_entry(self, event_id: str) -> EntryRef | None:

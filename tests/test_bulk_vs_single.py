@@ -246,3 +246,54 @@ def test_a_repeat_is_recognised_across_a_round_that_ends_mid_chunk(store: Store)
     result = _ledger(store).append(_events(lines), actor="bulk")
     assert (result.appended, result.skipped) == (8, 2)
     assert store.count() == 8
+
+
+@pytest.mark.usefixtures("tiny_caches")
+def test_a_retraction_flushed_since_the_chunk_lookup_still_counts(store: Store) -> None:
+    """A chunk looks up its targets once, at its start. Here the first retraction of
+    f6 is still unflushed then, and is flushed by the chunk's first event: the second
+    retraction of f6, later in that chunk, must still see it."""
+
+    def followers(n: int) -> str:
+        return json.dumps(
+            {
+                "type": "followers_observed",
+                "event_id": f"f{n}",
+                "account": "x:someone",
+                "count": n,
+                "occurred_at": f"2024-01-01T00:00:{n:02d}Z",
+                "source": "test",
+            }
+        )
+
+    def retract(event_id: str, target: str) -> str:
+        return json.dumps(
+            {
+                "type": "event_retracted",
+                "event_id": event_id,
+                "target": target,
+                "reason": "entered twice",
+                "occurred_at": "2024-01-02",
+                "source": "test",
+            }
+        )
+
+    registered = json.dumps(
+        {
+            "type": "account_registered",
+            "event_id": "reg",
+            "account": "x:someone",
+            "platform": "x",
+            "handle": "someone",
+            "occurred_at": "2024-01-01",
+            "source": "test",
+        }
+    )
+    lines = [registered, *(followers(n) for n in range(1, 6)), registered]  # round 1: 6
+    lines += [followers(6), retract("r1", "f6"), *(followers(n) for n in range(7, 12))]
+    lines += [followers(12), retract("r2", "f6")]  # f12 flushes r1; r2 must see it
+    with pytest.raises(LedgerError) as refused:
+        _ledger(store).append(_events(lines), actor="bulk")
+    assert refused.value.line == len(lines)
+    assert "f6 was already retracted by r1" in str(refused.value)
+    assert store.count() == 0
