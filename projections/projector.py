@@ -15,15 +15,14 @@ transaction (``InlineProjection``), so a bulk import never re-reads what it wrot
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from json.scanner import make_scanner
 from typing import Any
 
 from ledger.application import Ledger
 from ledger.persistence import Database, Storage
+from projections import leaves
 
 PROJECTION = "timeline"
 STATUS_FACT_TYPES = (
@@ -111,23 +110,6 @@ def create_tables(db: Database) -> None:
         db.execute(statement)
 
 
-# The C scanner that json.loads ends in, called directly (its stub types it as a class).
-_scan_json: Callable[[str, int], tuple[Any, int]] = make_scanner(
-    json.JSONDecoder()  # type: ignore[arg-type]
-)
-
-
-def _loads(text: str) -> Any:
-    """``json.loads`` without its per-call wrappers (a replay parses every leaf)."""
-    try:
-        value, end = _scan_json(text, 0)
-    except StopIteration:
-        end = -1
-    if end != len(text):
-        return json.loads(text)  # leading/trailing junk: raises json's own error
-    return value
-
-
 def _write(db: Database, records: Iterable[tuple[int, dict[str, Any]]]) -> int:
     """Project records (in log order) and move the position past them; returns a count."""
     rows: list[tuple[Any, ...]] = []
@@ -211,12 +193,12 @@ def _target_rows(db: Database, event_ids: Sequence[str]) -> dict[str, tuple[Any,
 def _apply_leaves(db: Database, storage: Storage, after: int) -> int:
     """The next chunk of leaves after ``after``, parsed and projected here."""
     events, column = storage.events_table, storage.notification_column
-    text = "CAST(state AS TEXT)" if db.dialect == "sqlite" else "convert_from(state, 'UTF8')"
     rows = db.execute(
-        f"SELECT {column}, {text} FROM {events} WHERE {column} > ? ORDER BY {column} LIMIT ?",
+        f"SELECT {column}, state FROM {events} WHERE {column} > ? ORDER BY {column} LIMIT ?",
         (after, READ_CHUNK),
     ).fetchall()
-    return _write(db, ((n_id, _loads(leaf)) for n_id, leaf in rows))
+    parse = leaves.parser(len(rows))
+    return _write(db, ((n_id, parse(leaf)) for n_id, leaf in rows))
 
 
 # PostgreSQL projects a chunk inside the server: no leaf crosses the wire. Each
