@@ -197,22 +197,33 @@ class PostgresStorage(Storage):
     def insert_events(
         self, db: Database, events: Sequence[EventRow], next_notification_id: int
     ) -> list[int]:
-        # notification_id is a bigserial here (it may have gaps): let the server assign
-        # it and return the ids in input order.
+        # notification_id is a bigserial here (it may have gaps). The batch's ids are
+        # drawn from its sequence in one round trip (nextval needs only USAGE, and
+        # under the log's lock nobody else draws), then the rows go in by binary COPY:
+        # an INSERT … RETURNING over unnest() arrays cost twice as much.
         if not events:
             return []
-        originators, versions, topics, states = zip(*events, strict=True)
-        rows = db.raw.execute(
-            f"INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) "
-            "SELECT i, v, t, s FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
-            "WITH ORDINALITY AS u(i, v, t, s, n) ORDER BY n "
-            "RETURNING notification_id, originator_id, originator_version",
-            (list(originators), list(versions), list(topics), list(states)),
-        ).fetchall()
-        by_key = {(r[1], r[2]): r[0] for r in rows}
+        ids = sorted(
+            row[0]
+            for row in db.raw.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'notification_id')) "
+                "FROM generate_series(1, %s)",
+                (EVENTS_TABLE, len(events)),
+            )
+        )
+        with (
+            db.raw.cursor() as cursor,
+            cursor.copy(
+                f"COPY {EVENTS_TABLE} (notification_id, originator_id, originator_version, "
+                "topic, state) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.set_types(["int8", "uuid", "int8", "text", "bytea"])
+            for notification_id, row in zip(ids, events, strict=True):
+                copy.write_row((notification_id, *row))
         # Wake LISTENing followers, on the channel the library's subscription uses.
         db.raw.execute(f'NOTIFY "{EVENTS_TABLE}"')
-        return [by_key[(originator, version)] for originator, version, _, _ in events]
+        return ids
 
     def grant_roles(self, prefix: str) -> tuple[str, str]:
         """Create (or refresh) the writer and reader roles for this ledger."""
