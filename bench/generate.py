@@ -12,7 +12,7 @@ status lane, a capped set of live posts, exemptions and appeals), so memory grow
 with the number of simulated accounts, which is capped, never with N. It is
 deterministic for a seed: all randomness comes from one ``random.Random(seed)``.
 
-How validity is kept, lane by lane (see ``ledger.domain``):
+How validity is kept, lane by lane (see ``ledger.rules``):
 
 * Forward events happen at the account's clock plus a gap, so they are appended
   at the end of every lane and are checked against the simulated lane state.

@@ -13,41 +13,40 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from eventsourcing.application import Application, LocalNotificationLog, Repository
-from eventsourcing.persistence import ApplicationRecorder, JSONTranscoder, Mapper
-from eventsourcing.utils import get_topic
-
 from ledger import merkle
 from ledger.canonical import canonical_json
-from ledger.domain import (
-    AccountStream,
-    Entry,
-    LaneCache,
-    RuleViolation,
-    Stream,
-    StreamView,
-    SubjectStream,
-    check_not_in_future,
-    live_entries,
-    stream_id,
-    stream_of,
-)
 from ledger.location import StoreLocation
 from ledger.persistence import (
     Database,
     EntryRef,
     EntryRow,
     EventRow,
-    LeafMapper,
     TargetEntry,
     WriteTransaction,
     lane_key,
     open_storage,
 )
+from ledger.rules import (
+    AccountKind,
+    Entry,
+    LaneCache,
+    RuleViolation,
+    StreamKind,
+    StreamView,
+    SubjectKind,
+    check_not_in_future,
+    live_entries,
+    stream_id,
+    stream_of,
+)
 from ledger.vocabulary import ASSIGNED_FIELDS, iso
 
-if TYPE_CHECKING:  # cryptography and pydantic load only when in use
+if TYPE_CHECKING:  # cryptography, pydantic and eventsourcing load only when in use
+    from eventsourcing.application import LocalNotificationLog, Repository
+    from eventsourcing.persistence import ApplicationRecorder
+
     from ledger.events import AnyEvent
+    from ledger.library import LedgerLibrary
     from ledger.notes import Ed25519Signer
 
 
@@ -117,20 +116,20 @@ def _chunks(
         yield chunk
 
 
-class Ledger(Application[uuid.UUID]):
-    """Event-sourced enforcement ledger over one store."""
+class Ledger:
+    """Event-sourced enforcement ledger over one store.
 
-    name = "EnforcementLedger"
+    Appends and queries go through our storage; the eventsourcing application over
+    the same store (repository, notification log, recorder) is built on first use:
+    importing the library and building its infrastructure cost a single `record`
+    ~30 ms, and on PostgreSQL a connection pool.
+    """
 
     def __init__(self, location: StoreLocation, signer: Ed25519Signer | None = None) -> None:
         self.location = location
         self.storage = open_storage(location)
         self.signer = signer
-        # The library's infrastructure (factory, recorder, repository, notification
-        # log) is built on first use: appends and queries go through our storage, and
-        # on PostgreSQL building it imports the pool module and opens a pool (~45 ms of
-        # a single `record`).
-        self._library_ready = False
+        self._library: LedgerLibrary | None = None
         self._origin: str | None = None
         self.conflicts_retried = 0
         # Read models that follow each append inside its transaction (see projections).
@@ -150,32 +149,26 @@ class Ledger(Application[uuid.UUID]):
             self._origin = str(db.one("SELECT value FROM ledger_meta WHERE key = 'origin'")[0])
         return self._origin
 
-    def construct_mapper(self) -> Mapper[uuid.UUID]:
-        return LeafMapper(transcoder=JSONTranscoder())
+    @property
+    def library(self) -> LedgerLibrary:
+        """The eventsourcing application over this store."""
+        if self._library is None:
+            from ledger.library import LedgerLibrary
 
-    def _library(self) -> None:
-        if not self._library_ready:
-            self._library_ready = True
-            Application.__init__(self, env=self.storage.eventsourcing_env())
+            self._library = LedgerLibrary(env=self.storage.eventsourcing_env())
+        return self._library
 
     @property
     def recorder(self) -> ApplicationRecorder:
-        self._library()
-        return self._recorder
-
-    @recorder.setter
-    def recorder(self, value: ApplicationRecorder) -> None:
-        self._recorder = value
+        return self.library.recorder
 
     @property
     def repository(self) -> Repository[uuid.UUID]:
-        self._library()
-        return super().repository
+        return self.library.repository
 
     @property
     def notification_log(self) -> LocalNotificationLog:
-        self._library()
-        return super().notification_log
+        return self.library.notification_log
 
     # --- writing ---------------------------------------------------------------
 
@@ -248,8 +241,8 @@ class Ledger(Application[uuid.UUID]):
 
     def close(self) -> None:
         self.storage.close()
-        if self._library_ready:
-            super().close()
+        if self._library is not None:
+            self._library.close()
 
 
 @contextmanager
@@ -477,7 +470,7 @@ class _Batch:
 
     # --- rules ------------------------------------------------------------------------
 
-    def view(self, kind: type[Stream], sid: uuid.UUID) -> StreamView:
+    def view(self, kind: type[StreamKind], sid: uuid.UUID) -> StreamView:
         view = self.views.get(sid)
         if view is not None:
             self.views.move_to_end(sid)
@@ -496,7 +489,7 @@ class _Batch:
             return self.retract(record)
         kind, sid = stream_of(record)
         if record["type"] == "account_registered" and record.get("subject"):
-            subject = self.view(SubjectStream, stream_id("subject", record["subject"]))
+            subject = self.view(SubjectKind, stream_id("subject", record["subject"]))
             if subject.registration is None:
                 raise RuleViolation(
                     f"subject '{record['subject']}' is not registered; append its "
@@ -528,7 +521,7 @@ class _Batch:
                 if ref.type == "account_registered" and r.get("subject") == subject
             )
             for account_id in sorted(accounts):
-                registration = self.view(AccountStream, account_id).registration
+                registration = self.view(AccountKind, account_id).registration
                 if registration is not None and registration.record.get("subject") == subject:
                     raise RuleViolation(
                         f"account {registration.record['account']} still refers to subject "
@@ -583,14 +576,6 @@ class _Batch:
         return self.result
 
 
-_TOPICS: dict[tuple[type[Stream], bool], str] = {}
-
-
 def _topic(view: StreamView) -> str:
     """The stored topic of the view's newest event: its aggregate's Started or Recorded."""
-    started = view.version == 1
-    key = (view.kind, started)
-    topic = _TOPICS.get(key)
-    if topic is None:
-        topic = _TOPICS[key] = get_topic(view.kind.Started if started else view.kind.Recorded)
-    return topic
+    return view.kind.started_topic if view.version == 1 else view.kind.recorded_topic

@@ -24,7 +24,6 @@ PostgreSQL) through triggers, for every role including the owner.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import sqlite3
 import uuid
@@ -34,11 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper, StoredEvent
-from eventsourcing.utils import get_topic, resolve_topic
-
-from ledger.canonical import canonical_json
 from ledger.location import StoreError, StoreLocation
 
 FORMAT_VERSION = "2"  # 2: ledger_entries gained lane and target
@@ -46,40 +40,6 @@ APPLICATION_NAME = "EnforcementLedger"
 LEDGER_TABLES = ("ledger_meta", "ledger_entries", "merkle_nodes", "checkpoints")
 SQLITE_BUSY_TIMEOUT_S = 120.0  # concurrent writers wait for the file lock, not fail
 READ_CHUNK = 5000
-
-
-class LeafMapper(Mapper[uuid.UUID]):
-    """Stores an aggregate event as the canonical JSON of its ledger record.
-
-    The library's envelope fields are not duplicated in the payload: the id and
-    version are table columns, the timestamp is the record's ``recorded_at`` and a
-    Started event's originator topic follows from its own topic. Records only ever
-    gain optional fields (additive schema changes), so old leaves stay readable
-    and, being hashed, are never rewritten by an upcaster.
-    """
-
-    def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        return StoredEvent(
-            originator_id=domain_event.originator_id,
-            originator_version=domain_event.originator_version,
-            topic=get_topic(type(domain_event)),
-            state=canonical_json(domain_event.record),
-        )
-
-    def to_domain_event(self, stored_event: StoredEvent) -> Any:
-        cls = resolve_topic(stored_event.topic)
-        record = json.loads(stored_event.state)
-        state: dict[str, Any] = {
-            "originator_id": uuid.UUID(str(stored_event.originator_id)),
-            "originator_version": stored_event.originator_version,
-            "timestamp": datetime.fromisoformat(record["recorded_at"]),
-            "record": record,
-        }
-        if issubclass(cls, Aggregate.Created):
-            state["originator_topic"] = stored_event.topic.rsplit(".", 1)[0]
-        event = object.__new__(cls)
-        object.__setattr__(event, "__dict__", state)
-        return event
 
 
 # --- a thin DB-API shell over both engines ----------------------------------------

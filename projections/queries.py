@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ledger.domain import STATUS_TYPES, Entry, fold_status
 from ledger.persistence import Database
+from ledger.rules import STATUS_TYPES, Entry, fold_status
 from ledger.vocabulary import iso
 from projections import leaves
 from projections.projector import STATUS_FACT_TYPES, micros

@@ -19,10 +19,10 @@ import pytest
 
 from bench.generate import generate
 from ledger.application import Ledger
-from ledger.domain import STATUS_TYPES, Entry, fold_status
 from ledger.events import iso
 from ledger.location import StoreLocation
 from ledger.persistence import Database
+from ledger.rules import STATUS_TYPES, Entry, fold_status
 from projections import queries
 from projections.projector import Projector
 from projections.queries import Moment, NotFound, TimelineFilter, account_status, timeline

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from ledger.application import Ledger
-from ledger.domain import AccountStream, PlatformStream, SubjectStream, fold_status, stream_id
+from ledger.domain import AccountStream, PlatformStream, SubjectStream
 from ledger.location import StoreLocation
+from ledger.rules import fold_status, stream_id
 from tests.conftest import Store
 
 
@@ -55,3 +56,14 @@ def test_a_ledger_of_another_format_is_refused_with_a_way_out(store: Store) -> N
     result = store.run("status", "facebook:anyone")
     assert result.exit_code != 0
     assert "holds ledger format 1, this version reads format 2" in result.stderr
+
+
+def test_appends_store_the_topics_of_the_aggregates() -> None:
+    """Appends write topics from ledger.rules without importing the library; they
+    must be the ones the repository resolves to the aggregates' events."""
+    from eventsourcing.utils import get_topic, resolve_topic
+
+    for aggregate in (AccountStream, SubjectStream, PlatformStream):
+        assert aggregate.kind.started_topic == get_topic(aggregate.Started)
+        assert aggregate.kind.recorded_topic == get_topic(aggregate.Recorded)
+        assert resolve_topic(aggregate.kind.started_topic) is aggregate.Started

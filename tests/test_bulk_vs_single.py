@@ -182,7 +182,7 @@ def test_a_batch_with_tiny_caches_records_what_single_appends_record(
 
 
 def test_dropped_lanes_never_forget_a_lane() -> None:
-    from ledger.domain import DroppedLanes
+    from ledger.rules import DroppedLanes
 
     dropped = DroppedLanes()
     assert ("s", "post:1") not in dropped

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from bench.generate import MAX_ACCOUNTS, POSTS_PER_ACCOUNT, Generator, generate, main
 from cli.main import cli
-from ledger.domain import APPEALABLE_TYPES
 from ledger.events import parse_event
+from ledger.rules import APPEALABLE_TYPES
 from tests.ledger_helpers import EVENT_TYPES
 
 EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)
@@ -33,7 +33,7 @@ def records_5000(lines_5000: list[str]) -> list[dict[str, Any]]:
 
 
 def stream_key(record: dict[str, Any], streams: dict[str, str]) -> str:
-    """The ledger stream an event lands in (see ledger.domain.stream_of)."""
+    """The ledger stream an event lands in (see ledger.rules.stream_of)."""
     kind = record["type"]
     if kind == "event_retracted":
         return streams[record["target"]]

@@ -96,7 +96,9 @@ def test_record_without_key_loads_no_signing_or_queries(store: Store, tmp_path: 
     assert done.stdout == "Appended 1 event(s), sequence 1..1\n"
     assert "ledger.events" in modules
     assert "ledger.application" in modules
-    assert _loaded(modules, SIGNING + READ_SIDE_QUERIES) == []
+    # Appends run on our storage and rules: the eventsourcing application (the
+    # repository, the notification log) is for reconstituting and following.
+    assert _loaded(modules, (*SIGNING, *READ_SIDE_QUERIES, "eventsourcing")) == []
     # The append projected itself inside its transaction: the read models are current
     # without the separate catch-up a single append no longer runs.
     ledger = Ledger(StoreLocation.parse(store.url))
@@ -115,7 +117,7 @@ def test_record_with_key_signs_without_queries(store: Store, tmp_path: Path) -> 
     done, modules = _run(tmp_path, "--store", store.url, "--key-file", key, *FOLLOWERS)
     assert done.returncode == 0, done.stderr
     assert "cryptography" in modules
-    assert _loaded(modules, READ_SIDE_QUERIES) == []
+    assert _loaded(modules, (*READ_SIDE_QUERIES, "eventsourcing")) == []
     # Every append with a key commits a checkpoint: the new one covers both events.
     proof = store.ok("--key-file", key, "prove", "inclusion", "1").stdout
     assert "\n2\n" in proof
@@ -135,3 +137,11 @@ def test_invalid_record_is_refused_before_opening_the_store(tmp_path: Path) -> N
     )
     assert _loaded(modules, ("eventsourcing", "ledger.application", "psycopg", *SIGNING)) == []
     assert not Path(missing).exists()
+
+
+def test_status_loads_no_writing_machinery(store: Store, tmp_path: Path) -> None:
+    _register(store)
+    done, modules = _run(tmp_path, "--store", store.url, "status", "twitter:probe")
+    assert done.returncode == 0, done.stderr
+    assert "active" in done.stdout
+    assert _loaded(modules, ("eventsourcing", "pydantic", *SIGNING)) == []
