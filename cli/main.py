@@ -132,11 +132,14 @@ class Session:
     def ledger(self) -> Ledger:
         if self._ledger is None:
             from ledger.application import Ledger
-            from ledger.persistence import open_storage
 
-            location = self.location
-            open_storage(location).require()
-            self._ledger = Ledger(location)
+            ledger = Ledger(self.location)
+            try:
+                ledger.storage.require()  # its connection is kept for the writes
+            except BaseException:
+                ledger.close()
+                raise
+            self._ledger = ledger
         return self._ledger
 
     def writing_ledger(self) -> Ledger:
