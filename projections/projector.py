@@ -204,9 +204,13 @@ def _apply_leaves(db: Database, storage: Storage, after: int) -> int:
 # PostgreSQL projects a chunk inside the server: no leaf crosses the wire. Each
 # column is what timeline_row computes from the parsed record. A time that is not
 # in the ledger's one textual form (iso()) gives NULL, which the NOT NULL column
-# refuses, and the chunk is then projected by _apply_leaves instead.
+# refuses, and the chunk is then projected by _apply_leaves instead. The form is
+# checked by mapping every ASCII digit to 9 and comparing with its two shapes: what
+# the regular expression ^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$ accepts (in
+# ASCII), at a fraction of its cost (two matches a row were a fifth of a replay).
 _PG_MICROS = (
-    "CASE WHEN {0} ~ '^\\d{{4}}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d{{6}})?Z$' "
+    "CASE WHEN translate({0}, '0123456789', '9999999999') "
+    "IN ('9999-99-99T99:99:99Z', '9999-99-99T99:99:99.999999Z') "
     "THEN (extract(epoch FROM {0}::timestamptz) * 1000000)::bigint END"
 )
 _PG_PROJECT_CHUNK = f"""

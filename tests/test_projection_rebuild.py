@@ -122,7 +122,7 @@ def test_postgres_falls_back_to_python_for_unusual_times(
         pytest.skip("the in-server path is PostgreSQL's")
     inline = _tables(db)
     # Treat every time as unusual: the server yields NULL, every chunk goes through Python.
-    refusing = projector._PG_PROJECT_CHUNK.replace("Z$' THEN", "Z$' AND false THEN")
+    refusing = projector._PG_PROJECT_CHUNK.replace("Z') THEN", "Z') AND false THEN")
     assert refusing != projector._PG_PROJECT_CHUNK
     monkeypatch.setattr(projector, "_PG_PROJECT_CHUNK", refusing)
     monkeypatch.setattr(projector, "READ_CHUNK", 300)
