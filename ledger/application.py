@@ -39,7 +39,7 @@ from ledger.rules import (
     stream_id,
     stream_of,
 )
-from ledger.vocabulary import ASSIGNED_FIELDS, iso
+from ledger.vocabulary import ASSIGNED_FIELDS, TARGETED_TYPES, iso
 
 if TYPE_CHECKING:  # cryptography, pydantic and eventsourcing load only when in use
     from eventsourcing.application import LocalNotificationLog, Repository
@@ -328,9 +328,8 @@ class _Batch:
         # One lookup query for the chunk's ids instead of one per event.
         ids = [event.event_id for _, event in chunk if event.event_id is not None]
         self.known = self.tx.find_entries(ids) if ids else {}
-        self.looked_up = {
-            target for _, event in chunk if (target := getattr(event, "target", None))
-        }
+        # (By type: getattr of a missing field on a pydantic model raises, slowly.)
+        self.looked_up = {event.target for _, event in chunk if event.type in TARGETED_TYPES}  # type: ignore[union-attr]
         self.targets = self.tx.target_entries(sorted(self.looked_up)) if self.looked_up else {}
         self.chunk_retractions = {}
         for line, event in chunk:

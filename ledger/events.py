@@ -32,6 +32,7 @@ from pydantic import (
 # Re-exported: code that needs no validator imports them from ledger.vocabulary.
 from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
+from ledger.vocabulary import TARGETED_TYPES as TARGETED_TYPES
 from ledger.vocabulary import iso as iso
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -308,6 +309,8 @@ EVENT_MODELS: tuple[type[EventBase], ...] = (
 EVENT_TYPES: dict[str, type[EventBase]] = {m.model_fields["type"].default: m for m in EVENT_MODELS}
 if tuple(EVENT_TYPES) != EVENT_TYPE_NAMES:  # the pydantic-free list must name these models
     raise RuntimeError("ledger.vocabulary.EVENT_TYPE_NAMES differs from ledger.events models")
+if {name for name, m in EVENT_TYPES.items() if "target" in m.model_fields} != TARGETED_TYPES:
+    raise RuntimeError("ledger.vocabulary.TARGETED_TYPES differs from ledger.events models")
 
 AnyEvent = Annotated[
     Union[  # noqa: UP007 - a Union keeps the member order visible in the schema

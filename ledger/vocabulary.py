@@ -33,6 +33,9 @@ EVENT_TYPE_NAMES: tuple[str, ...] = (
     "event_retracted",
 )
 
+# Types whose ``target`` names another event (by event_id).
+TARGETED_TYPES = frozenset({"appeal_filed", "appeal_decided", "event_retracted"})
+
 # Fields the ledger assigns; input may not set them.
 ASSIGNED_FIELDS = ("recorded_at", "actor", "sequence")
 
