@@ -88,6 +88,7 @@ def build(kind: str, workdir: Path, events: int, name: str) -> dict[str, Any]:
     result: dict[str, Any] = {"events": events, "url": url, "vkey": vkey, "data": str(data)}
     result["import"] = _child("import", url, str(key), str(data))
     result["import_baseline"] = _child("import_baseline", kind, str(data), PG_URL)
+    result["import_floor"] = _child("import_floor", url)
     result["replay"] = _child("replay", url)
     result["replay_baseline"] = _child("read_baseline", url)
     result["verify"] = _child("verify", url, vkey)
@@ -172,6 +173,10 @@ def report(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         ">=50,000 ev/s, ratio >=0.10" if kind == "sqlite" else ">=30,000 ev/s, ratio >=0.15"
     )
     throughput("bulk append (public path)", "import", "import_baseline", import_target)
+    if "import_floor" in big:
+        throughput(
+            "  storage alone (the same rows, prebuilt)", "import_floor", "import_baseline", "-"
+        )
     throughput("replay (projection rebuild)", "replay", "replay_baseline", ">=100,000, ratio >=0.3")
     throughput("verify (whole log)", "verify", "verify_baseline", ">=300,000, ratio >=0.5")
     throughput("export --nl", "export", None, "-")
