@@ -10,6 +10,7 @@ in an earlier one, or in an earlier append.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from bench.generate import generate
 from ledger.application import Ledger
 from ledger.location import StoreLocation
 from ledger.persistence import Database
+from projections import leaves
+from projections.queries import TimelineFilter, timeline
 from tests.conftest import Store
 from tests.ledger_helpers import account, ev, jsonl, subject
 
@@ -165,3 +168,50 @@ def test_postgres_micros_match_python(store: Store, text: str) -> None:
         ledger.close()
     canonical = text.endswith("Z") and len(text) in (20, 27)
     assert value == (projector.micros(text) if canonical else None)
+
+
+def _force_parser(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    monkeypatch.setattr(leaves, "_parsed", 0)
+    monkeypatch.setattr(leaves, "_fast", None)
+    monkeypatch.setattr(leaves, "FAST_AFTER", 0 if fast else 10**12)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_python_replay_with_either_leaf_parser_equals_inline(
+    populated: tuple[Ledger, Database], monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    ledger, db = populated
+    inline = _tables(db)
+    _force_parser(monkeypatch, fast)
+    # PostgreSQL projects in the server: take the Python path there too.
+    monkeypatch.setattr(projector, "_apply_sql", projector._apply_leaves)
+    monkeypatch.setattr(projector, "READ_CHUNK", 700)
+    assert projector.Projector(ledger, db).rebuild() == GENERATED + 4
+    assert (leaves._fast is not None) is fast
+    assert _tables(db) == inline
+
+
+def test_timelines_read_the_same_with_either_leaf_parser(
+    populated: tuple[Ledger, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, db = populated
+    accounts = [
+        row[0]
+        for row in db.execute(
+            "SELECT DISTINCT account FROM timeline WHERE account IS NOT NULL ORDER BY account"
+        ).fetchall()
+    ]
+    now = datetime.now(UTC)
+    selections = [TimelineFilter(), *(TimelineFilter(account=a) for a in accounts)]
+
+    def read() -> list[list[dict[str, Any]]]:
+        return [list(timeline(db, now, selection)) for selection in selections]
+
+    _force_parser(monkeypatch, fast=False)
+    slow = read()
+    assert leaves._fast is None
+    _force_parser(monkeypatch, fast=True)
+    assert read() == slow
+    assert leaves._fast is not None
+    assert sum(len(rows) for rows in slow[1:]) > GENERATED / 2
+    assert any(row["retracted"] for rows in slow for row in rows)
