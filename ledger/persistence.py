@@ -6,9 +6,10 @@ bytes directly, with no decoding, and an export is those bytes one per line.
 
 ``sequence`` (the gapless leaf index) cannot be the library's notification id:
 PostgreSQL's ``bigserial`` leaves gaps after rollbacks. It is assigned by the
-writer while it holds the log's write lock (``BEGIN IMMEDIATE`` on SQLite,
-``LOCK TABLE … IN EXCLUSIVE MODE`` on PostgreSQL), so sequence order equals
-commit order equals notification order.
+writer while it holds the log's write lock (``BEGIN IMMEDIATE`` on SQLite, a
+transaction-scoped advisory lock on PostgreSQL, see ``ledger.postgres``), so sequence
+order equals commit order equals notification order. Appends write the library's
+rows themselves; the library reads them back through ``ledger.library.LeafMapper``.
 
 Tables besides the library's events table:
 
