@@ -78,11 +78,20 @@ class Database:
             found = self._translated[statement] = _to_pyformat(statement)
         return found
 
-    def execute(self, statement: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+    def execute(
+        self,
+        statement: str,
+        params: Sequence[Any] | dict[str, Any] = (),
+        *,
+        prepare: bool | None = None,
+    ) -> Any:
+        """``prepare=True``: PostgreSQL prepares the statement on its first run (psycopg
+        otherwise waits for five), for large queries whose planning costs more than
+        their execution; SQLite caches every statement anyway."""
         if self.dialect == "sqlite":
             return self.raw.execute(statement, params)
         # Without parameters psycopg must not look for placeholders (plpgsql uses %).
-        return self.raw.execute(self.sql(statement), params or None)
+        return self.raw.execute(self.sql(statement), params or None, prepare=prepare)
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:

@@ -196,7 +196,9 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
         # file temp store they spill to a new file once the page cache is full (a
         # long-lived reader's always is): 0.4 ms a query at 1M events. Idempotent.
         db.execute("PRAGMA temp_store=MEMORY")
-    rows = db.execute(sql, {**moment.params(), "account": account}).fetchall()
+    # Prepared at once on PostgreSQL: planning this eight-part query takes ~3 ms,
+    # executing it ~0.5 ms.
+    rows = db.execute(sql, {**moment.params(), "account": account}, prepare=True).fetchall()
     rows.sort(key=lambda row: (row[0], row[1], row[2]))  # part, then valid-time order
     parts: list[list[dict[str, Any]]] = [[] for _ in range(5)]
     for part, _, _, leaf in rows:
