@@ -27,8 +27,7 @@ from ledger.application import Ledger, LedgerError
 from ledger.events import parse_event
 from ledger.location import StoreLocation
 from tests.conftest import Store
-from tests.ledger_helpers import account, iso, subject
-from tests.test_replay_property import REGISTERED_DAY, Model, day, plans
+from tests.test_replay_property import Model, plans
 
 
 def _events(lines: list[str]) -> Iterator[tuple[int, Any]]:
@@ -70,19 +69,7 @@ def _tiny_caches() -> Any:
 @given(plan=plans)
 def test_one_batch_accepts_and_refuses_what_single_appends_do(plan: list[Any]) -> None:
     model = Model(prefix="bulk")
-    setup = [
-        subject(model.subject, iso(day(0)), event_id=f"{model.subject}-reg"),
-        *(
-            account(
-                model.account(i),
-                iso(day(REGISTERED_DAY)),
-                subject=model.subject,
-                event_id=f"{model.account(i)}-reg",
-            )
-            for i in (0, 1)
-        ),
-    ]
-    accepted = [json.dumps(event) for event in setup]
+    accepted = [json.dumps(event) for event in model.registrations()]
     refused: list[tuple[int, str, str]] = []  # (accepted before it, line, reason)
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)

@@ -213,36 +213,52 @@ def test_rules_see_lanes_the_cache_has_dropped(store: Store, history: list[str])
     assert store.count() == 0
 
 
+# One account's lines for the round-boundary tests below.
+_REGISTERED = json.dumps(
+    {
+        "type": "account_registered",
+        "event_id": "reg",
+        "account": "x:someone",
+        "platform": "x",
+        "handle": "someone",
+        "occurred_at": "2024-01-01",
+        "source": "test",
+    }
+)
+
+
+def _followers(n: int) -> str:
+    return json.dumps(
+        {
+            "type": "followers_observed",
+            "event_id": f"f{n}",
+            "account": "x:someone",
+            "count": n,
+            "occurred_at": f"2024-01-01T00:00:{n:02d}Z",
+            "source": "test",
+        }
+    )
+
+
+def _retraction(event_id: str, target: str) -> str:
+    return json.dumps(
+        {
+            "type": "event_retracted",
+            "event_id": event_id,
+            "target": target,
+            "reason": "entered twice",
+            "occurred_at": "2024-01-02",
+            "source": "test",
+        }
+    )
+
+
 @pytest.mark.usefixtures("tiny_caches")
 def test_a_repeat_is_recognised_across_a_round_that_ends_mid_chunk(store: Store) -> None:
     """Chunks and rounds are both 7 events, but a skipped repeat shifts the rounds:
     the second chunk is flushed after its first event, whose re-send follows."""
-
-    def followers(n: int) -> str:
-        return json.dumps(
-            {
-                "type": "followers_observed",
-                "event_id": f"f{n}",
-                "account": "x:someone",
-                "count": n,
-                "occurred_at": f"2024-01-01T00:00:{n:02d}Z",
-                "source": "test",
-            }
-        )
-
-    registered = json.dumps(
-        {
-            "type": "account_registered",
-            "event_id": "reg",
-            "account": "x:someone",
-            "platform": "x",
-            "handle": "someone",
-            "occurred_at": "2024-01-01",
-            "source": "test",
-        }
-    )
-    lines = [registered, *(followers(n) for n in range(1, 6)), registered]  # chunk 1
-    lines += [followers(6), followers(6), followers(7)]  # chunk 2: round ends after f6
+    lines = [_REGISTERED, *(_followers(n) for n in range(1, 6)), _REGISTERED]  # chunk 1
+    lines += [_followers(6), _followers(6), _followers(7)]  # chunk 2: round ends after f6
     result = _ledger(store).append(_events(lines), actor="bulk")
     assert (result.appended, result.skipped) == (8, 2)
     assert store.count() == 8
@@ -253,45 +269,9 @@ def test_a_retraction_flushed_since_the_chunk_lookup_still_counts(store: Store) 
     """A chunk looks up its targets once, at its start. Here the first retraction of
     f6 is still unflushed then, and is flushed by the chunk's first event: the second
     retraction of f6, later in that chunk, must still see it."""
-
-    def followers(n: int) -> str:
-        return json.dumps(
-            {
-                "type": "followers_observed",
-                "event_id": f"f{n}",
-                "account": "x:someone",
-                "count": n,
-                "occurred_at": f"2024-01-01T00:00:{n:02d}Z",
-                "source": "test",
-            }
-        )
-
-    def retract(event_id: str, target: str) -> str:
-        return json.dumps(
-            {
-                "type": "event_retracted",
-                "event_id": event_id,
-                "target": target,
-                "reason": "entered twice",
-                "occurred_at": "2024-01-02",
-                "source": "test",
-            }
-        )
-
-    registered = json.dumps(
-        {
-            "type": "account_registered",
-            "event_id": "reg",
-            "account": "x:someone",
-            "platform": "x",
-            "handle": "someone",
-            "occurred_at": "2024-01-01",
-            "source": "test",
-        }
-    )
-    lines = [registered, *(followers(n) for n in range(1, 6)), registered]  # round 1: 6
-    lines += [followers(6), retract("r1", "f6"), *(followers(n) for n in range(7, 12))]
-    lines += [followers(12), retract("r2", "f6")]  # f12 flushes r1; r2 must see it
+    lines = [_REGISTERED, *(_followers(n) for n in range(1, 6)), _REGISTERED]  # round 1: 6
+    lines += [_followers(6), _retraction("r1", "f6"), *(_followers(n) for n in range(7, 12))]
+    lines += [_followers(12), _retraction("r2", "f6")]  # f12 flushes r1; r2 must see it
     with pytest.raises(LedgerError) as refused:
         _ledger(store).append(_events(lines), actor="bulk")
     assert refused.value.line == len(lines)

@@ -216,6 +216,21 @@ class Model:
     def account(self, index: int) -> str:
         return f"twitter:{self.prefix}-a{index}"
 
+    def registrations(self) -> list[dict[str, Any]]:
+        """The example's subject and its two accounts, which every plan starts from."""
+        return [
+            subject(self.subject, iso(day(0)), event_id=f"{self.subject}-reg"),
+            *(
+                account(
+                    self.account(i),
+                    iso(day(REGISTERED_DAY)),
+                    subject=self.subject,
+                    event_id=f"{self.account(i)}-reg",
+                )
+                for i in (0, 1)
+            ),
+        ]
+
     def live(self, lane: str) -> list[Fact]:
         return [f for f in self.facts if f.lane == lane and not f.retracted]
 
@@ -404,18 +419,7 @@ def test_random_valid_histories(store: Store) -> None:
 
 def check_history(store: Store, plan: list[tuple[Any, ...]]) -> None:
     model = Model(prefix=f"h{next(_examples)}")
-    store.append(
-        subject(model.subject, iso(day(0)), event_id=f"{model.subject}-reg"),
-        *(
-            account(
-                model.account(i),
-                iso(day(REGISTERED_DAY)),
-                subject=model.subject,
-                event_id=f"{model.account(i)}-reg",
-            )
-            for i in (0, 1)
-        ),
-    )
+    store.append(*model.registrations())
     middle = FAR_FUTURE
     for number, step in enumerate(plan):
         if number == len(plan) // 2:
