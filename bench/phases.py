@@ -131,6 +131,28 @@ _FLOOR_TABLES = {
 _FLOOR_ROUND = 2000  # events per insert round, as an append flushes
 
 
+def _timed_rounds(
+    cursors: dict[str, Any], insert: Callable[[str, list[Any]], None]
+) -> tuple[float, int]:
+    """Insert the import's rows back a round of events at a time (Merkle nodes: about
+    two per event); returns the seconds spent inserting, and the events."""
+    seconds = 0.0
+    count = 0
+    while True:
+        batch = {
+            table: cursor.fetchmany(_FLOOR_ROUND * (2 if table == "merkle_nodes" else 1))
+            for table, cursor in cursors.items()
+        }
+        if not any(batch.values()):
+            return seconds, count
+        count += len(batch["events"])
+        start = time.perf_counter()
+        for table, rows in batch.items():
+            if rows:
+                insert(table, rows)
+        seconds += time.perf_counter() - start
+
+
 def import_floor(args: list[str]) -> dict[str, Any]:
     """Store again exactly the rows the import stored, prebuilt: no parsing, rules,
     hashing or row building. The best any append could do with this layout, however
@@ -167,26 +189,15 @@ def import_floor(args: list[str]) -> dict[str, Any]:
         )
         for table, key in order.items()
     }
-    columns = {"events": "rowid, originator_id, originator_version, topic, state"}
-    seconds = 0.0
-    count = 0
+    columns = {"events": " (rowid, originator_id, originator_version, topic, state)"}
+
+    def insert(table: str, rows: list[Any]) -> None:
+        name = "stored_events" if table == "events" else table
+        marks = ",".join("?" * len(rows[0]))
+        dst.executemany(f"INSERT INTO {name}{columns.get(table, '')} VALUES ({marks})", rows)
+
     dst.execute("BEGIN")
-    while True:
-        batch = {
-            table: cursor.fetchmany(_FLOOR_ROUND * (2 if table == "merkle_nodes" else 1))
-            for table, cursor in cursors.items()
-        }
-        if not any(batch.values()):
-            break
-        count += len(batch["events"])
-        start = time.perf_counter()
-        for table, rows in batch.items():
-            if rows:
-                name = "stored_events" if table == "events" else table
-                cols = f" ({columns[table]})" if table in columns else ""
-                marks = ",".join("?" * len(rows[0]))
-                dst.executemany(f"INSERT INTO {name}{cols} VALUES ({marks})", rows)
-        seconds += time.perf_counter() - start
+    seconds, count = _timed_rounds(cursors, insert)
     start = time.perf_counter()
     for sql in later:
         dst.execute(sql)
@@ -217,30 +228,20 @@ def _import_floor_pg(url: str) -> dict[str, Any]:
             # Columns, defaults and every index; not the append-only triggers, which
             # fire only on UPDATE and DELETE.
             admin.execute(f'CREATE TABLE "{floor}".{name} (LIKE "{schema}".{name} INCLUDING ALL)')
-    seconds = 0.0
-    count = 0
     with psycopg.connect(base) as src, psycopg.connect(base) as dst:
         cursors = {}
         for table, key in order.items():
             cursor = src.cursor(name=f"floor_{table}")
             cursor.execute(f'SELECT * FROM "{schema}".{names[table]} ORDER BY {key}')
             cursors[table] = cursor
+
+        def insert(table: str, rows: list[Any]) -> None:
+            with dst.cursor().copy(f'COPY "{floor}".{names[table]} FROM STDIN') as copy:
+                for row in rows:
+                    copy.write_row(row)
+
         with dst.transaction():
-            while True:
-                batch = {
-                    table: cursor.fetchmany(_FLOOR_ROUND * (2 if table == "merkle_nodes" else 1))
-                    for table, cursor in cursors.items()
-                }
-                if not any(batch.values()):
-                    break
-                count += len(batch["events"])
-                start = time.perf_counter()
-                for table, rows in batch.items():
-                    if rows:
-                        with dst.cursor().copy(f'COPY "{floor}".{names[table]} FROM STDIN') as copy:
-                            for row in rows:
-                                copy.write_row(row)
-                seconds += time.perf_counter() - start
+            seconds, count = _timed_rounds(cursors, insert)
             start = time.perf_counter()
         seconds += time.perf_counter() - start  # the commit
     with psycopg.connect(base, autocommit=True) as admin:
