@@ -35,6 +35,7 @@ bench: $(BIN)/enforcement-ledger
 
 bench-smoke: $(BIN)/enforcement-ledger
 	$(BIN)/python -m bench.run --events $(N) --smoke
+	$(BIN)/python -m bench.run --events 5000 --smoke --store postgres
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
