@@ -217,6 +217,11 @@ class EntryRef(NamedTuple):
     type: str
 
 
+def _entry_ref(row: Sequence[Any]) -> EntryRef:
+    """An EntryRef from a row starting (sequence, event_id, originator_id, type)."""
+    return EntryRef(row[0], row[1], uuid.UUID(str(row[2])), row[3])
+
+
 class TargetEntry(NamedTuple):
     """A recorded event that later events refer to, with its leaf and retraction."""
 
@@ -271,40 +276,38 @@ class WriteTransaction:
             return Head(0, None, 0)
         return Head(row[0] + 1, datetime.fromisoformat(row[1]), int(row[2]))
 
-    def find_entries(self, event_ids: Sequence[str]) -> dict[str, EntryRef]:
-        """Entries for these event ids, in one query per 500 ids (not one per event)."""
-        found: dict[str, EntryRef] = {}
+    def _rows_by_event_id(self, select: str, event_ids: Sequence[str]) -> Iterator[Any]:
+        """Rows of ``select`` (ending in ``… IN``) for these event ids, one query per
+        500 ids rather than one per id."""
         for start in range(0, len(event_ids), 500):
             chunk = event_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(
+            yield from self.db.execute(f"{select} ({marks})", tuple(chunk)).fetchall()
+
+    def find_entries(self, event_ids: Sequence[str]) -> dict[str, EntryRef]:
+        """Entries for these event ids."""
+        return {
+            row[1]: _entry_ref(row)
+            for row in self._rows_by_event_id(
                 "SELECT sequence, event_id, originator_id, type FROM ledger_entries "
-                f"WHERE event_id IN ({marks})",
-                tuple(chunk),
-            ).fetchall():
-                found[row[1]] = EntryRef(row[0], row[1], uuid.UUID(str(row[2])), row[3])
-        return found
+                "WHERE event_id IN",
+                event_ids,
+            )
+        }
 
     def target_entries(self, event_ids: Sequence[str]) -> dict[str, TargetEntry]:
         """What rules ask of the events a batch refers to (appeal and retraction
-        targets): where each is, its leaf and its retraction, in one query per 500 ids
-        instead of three queries per referring event."""
-        found: dict[str, TargetEntry] = {}
+        targets): where each is, its leaf and its retraction, in one query instead of
+        three queries per referring event."""
         events, column = self.storage.events_table, self.storage.notification_column
-        for start in range(0, len(event_ids), 500):
-            chunk = event_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(
-                "SELECT l.sequence, l.event_id, l.originator_id, l.type, s.state, r.event_id "
-                f"FROM ledger_entries l JOIN {events} s ON s.{column} = l.notification_id "
-                "LEFT JOIN ledger_entries r ON r.target = l.event_id "
-                "AND r.type = 'event_retracted' "
-                f"WHERE l.event_id IN ({marks})",
-                tuple(chunk),
-            ).fetchall():
-                ref = EntryRef(row[0], row[1], uuid.UUID(str(row[2])), row[3])
-                found[row[1]] = TargetEntry(ref, bytes(row[4]), row[5])
-        return found
+        rows = self._rows_by_event_id(
+            "SELECT l.sequence, l.event_id, l.originator_id, l.type, s.state, r.event_id "
+            f"FROM ledger_entries l JOIN {events} s ON s.{column} = l.notification_id "
+            "LEFT JOIN ledger_entries r ON r.target = l.event_id "
+            "AND r.type = 'event_retracted' WHERE l.event_id IN",
+            event_ids,
+        )
+        return {row[1]: TargetEntry(_entry_ref(row), bytes(row[4]), row[5]) for row in rows}
 
     def find_entry(self, event_id: str) -> EntryRef | None:
         return self.find_entries([event_id]).get(event_id)
