@@ -21,12 +21,9 @@ from ledger.persistence import Database
 from ledger.rules import STATUS_TYPES, Entry, fold_status
 from ledger.vocabulary import iso
 from projections import leaves
-from projections.projector import STATUS_FACT_TYPES, micros
+from projections.projector import micros, status_facts_clause
 
 EXEMPTION_TYPES = ("exemption_applied", "exemption_revoked")
-# The same list (and order) as the partial index, so the planner can use it.
-_STATUS_FACTS = STATUS_FACT_TYPES
-
 _STATUS_CHANGES = tuple(sorted(STATUS_TYPES))
 
 
@@ -106,7 +103,6 @@ _REGISTRATION, _STATUS, _EXEMPTION, _SUBJECT_EXEMPTION, _FOLLOWERS = range(5)
 
 
 def _status_sql(db: Database) -> str:
-    facts = f"IN ({_in(_STATUS_FACTS)})"  # as in the partial index, for SQLite
 
     def newest(where: Callable[[str], str], kind: str | None, index: str) -> str:
         """The sequence of the newest visible row of ``kind`` matching ``where``.
@@ -146,7 +142,7 @@ def _status_sql(db: Database) -> str:
         )
 
     def account_facts(t: str) -> str:
-        return f"{t}.account = :account AND {t}.type {facts}"
+        return f"{t}.account = :account AND {status_facts_clause(t)}"
 
     registration = newest(account_facts, "account_registered", "timeline_status_facts")
     followers = newest(
@@ -169,7 +165,8 @@ def _status_sql(db: Database) -> str:
             *changes,
             every(
                 _EXEMPTION,
-                f"t.account = :account AND t.type {facts} AND t.type IN ({_in(EXEMPTION_TYPES)})",
+                f"t.account = :account AND {status_facts_clause('t')} "
+                f"AND t.type IN ({_in(EXEMPTION_TYPES)})",
                 "timeline_status_facts",
             ),
             every(
