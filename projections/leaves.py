@@ -10,6 +10,8 @@ timeline thousands. Two parsers give the same values:
   leaf. Importing it costs ~30 ms, so a process switches to it only once it has
   parsed enough leaves for that to pay off (a replay at its first chunk, a
   long-lived reader after a few timelines; a one-shot CLI query never does).
+  It caches keys only: a leaf's values (sources, excerpts, ids) rarely repeat,
+  and caching them too cost 2.25 against 1.67 µs a ~500-byte stored leaf.
 
 Anything ``from_json`` refuses (malformed JSON, a lone surrogate escape, which
 ``json`` accepts) goes to ``json``, so the result or the error is json's own.
@@ -50,7 +52,7 @@ def _fast_parser() -> Callable[[bytes], Any]:
 
     def parse_fast(leaf: bytes) -> Any:
         try:
-            return from_json(leaf)
+            return from_json(leaf, cache_strings="keys")
         except ValueError:
             return parse_stdlib(leaf)
 
