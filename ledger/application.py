@@ -66,7 +66,7 @@ ANALYZE_AFTER = 10_000  # events in one batch
 FLUSH_EVERY = 2000  # events per insert round inside one batch transaction
 # What one append keeps in memory, whatever its size: lanes and streams beyond these
 # are dropped least recently used first and re-read from the log when needed.
-LANE_CACHE = 20_000
+LANE_CACHE = 20_000  # in each of LaneCache's two segments
 STREAM_CACHE = 20_000
 
 
@@ -558,8 +558,7 @@ class _Batch:
     def close(self) -> None:
         """Drop the caches now (they refer back to the batch, a cycle)."""
         self.views.clear()
-        self.lanes.lanes.clear()
-        self.lanes.pinned.clear()
+        self.lanes.clear()
 
     def finish(self) -> AppendResult:
         # A backfill may invalidate a later event that a later line repairs; whatever

@@ -665,28 +665,52 @@ class DroppedLanes:
 class LaneCache:
     """The lanes an append keeps in memory: least recently used ones are dropped
     (and re-read from the log if needed again); deferred ones are pinned until
-    the batch settles them. Keys are (stream key, lane)."""
+    the batch settles them. Keys are (stream key, lane).
+
+    Two segments of ``capacity`` lanes each, dropping independently. Lanes of one
+    item (a post, an appeal) are numerous and mostly done with soon; a stream's own
+    lanes (status, exemptions, registration, observations) are few and revisited all
+    along. In one shared order a flood of posts pushed out accounts' status lanes,
+    whose re-read costs the account's whole status history: at 1M events 109k
+    re-reads of dropped lanes took a fifth of the import.
+    """
+
+    ITEM_LANES = ("post:", "appeal:")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.lanes: OrderedDict[tuple[str, str], Lane] = OrderedDict()
+        self.items: OrderedDict[tuple[str, str], Lane] = OrderedDict()
+        self.streams: OrderedDict[tuple[str, str], Lane] = OrderedDict()
         self.pinned: dict[tuple[str, str], Lane] = {}
         self.dropped = DroppedLanes()
 
+    def _segment(self, key: tuple[str, str]) -> OrderedDict[tuple[str, str], Lane]:
+        return self.items if key[1].startswith(self.ITEM_LANES) else self.streams
+
     def get(self, key: tuple[str, str]) -> Lane | None:
-        lane = self.lanes.get(key)
+        segment = self._segment(key)
+        lane = segment.get(key)
         if lane is not None:
-            self.lanes.move_to_end(key)
+            segment.move_to_end(key)
             return lane
         return self.pinned.get(key)
 
     def put(self, key: tuple[str, str], lane: Lane) -> None:
-        self.lanes[key] = lane
+        segment = self._segment(key)
+        segment[key] = lane
         if lane.deferred is not None:
             self.pinned[key] = lane
-        if len(self.lanes) > self.capacity:
-            dropped, _ = self.lanes.popitem(last=False)
+        if len(segment) > self.capacity:
+            dropped, _ = segment.popitem(last=False)
             self.dropped.add(dropped)
+
+    def __len__(self) -> int:
+        return len(self.items) + len(self.streams)
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.streams.clear()
+        self.pinned.clear()
 
 
 class StreamView:

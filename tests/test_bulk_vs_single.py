@@ -194,6 +194,25 @@ def test_dropped_lanes_never_forget_a_lane() -> None:
     assert false_positives < 10  # 4 hashes over 2**26 bits: about 1e-12 here
 
 
+def test_a_flood_of_post_lanes_keeps_a_streams_own_lanes() -> None:
+    from ledger.rules import Lane, LaneCache, PostLane, StatusLane
+
+    cache = LaneCache(3)
+    status = Lane(StatusLane, StatusLane())
+    cache.put(("account-1", "status"), status)
+    for i in range(10):
+        cache.put(("account-1", f"post:{i}"), Lane(PostLane, PostLane()))
+    assert cache.get(("account-1", "status")) is status
+    assert len(cache) == 4  # three item lanes and the status lane
+    assert cache.get(("account-1", "post:0")) is None
+    assert ("account-1", "post:0") in cache.dropped
+    assert ("account-1", "status") not in cache.dropped
+    for i in range(4):  # each segment drops its own least recently used
+        cache.put((f"account-{i + 2}", "status"), Lane(StatusLane, StatusLane()))
+    assert cache.get(("account-1", "status")) is None
+    assert cache.get(("account-1", "post:9")) is not None
+
+
 @pytest.mark.usefixtures("tiny_caches")
 def test_rules_see_lanes_the_cache_has_dropped(store: Store, history: list[str]) -> None:
     """An early post, removed again at the end of a long batch: its lane is long
