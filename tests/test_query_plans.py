@@ -4,7 +4,7 @@ A partial index serves a query only when the planner can prove from the query's
 WHERE that the index's predicate holds (the queries state it with
 ``status_facts_clause``); where it cannot, PostgreSQL silently scans instead, and
 SQLite, whose queries name their index (INDEXED BY), fails the query. Both are
-checked here.
+checked here, and that PostgreSQL's text keys compare byte by byte as SQLite's do.
 """
 
 from __future__ import annotations
@@ -88,3 +88,24 @@ def test_subject_timeline_reads_through_the_subject_index(db: Database) -> None:
         queries._rows = original
     (plan,) = captured
     assert "timeline_subject" in plan, plan
+
+
+def test_postgres_compares_identifiers_byte_by_byte(db: Database) -> None:
+    """Text columns that are indexed, joined or sorted use COLLATE "C" on PostgreSQL:
+    the same order as SQLite's, whatever the database's default collation."""
+    if db.dialect != "postgres":
+        pytest.skip("SQLite always compares text byte by byte")
+    rows = db.execute(
+        "SELECT c.relname, a.attname, co.collname FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_collation co ON co.oid = a.attcollation "
+        "WHERE c.relnamespace = current_schema()::regnamespace AND a.attnum > 0 "
+        "AND a.atttypid = 'text'::regtype "
+        "AND c.relname IN ('timeline', 'retractions', 'ledger_entries')"
+    ).fetchall()
+    collations = {(table, column): collation for table, column, collation in rows}
+    for column in ("event_id", "type", "account", "subject", "platform", "policy", "actor"):
+        assert collations[("timeline", column)] == "C", column
+    assert collations[("retractions", "target")] == "C"
+    for column in ("event_id", "type", "subject_ref", "lane", "target"):
+        assert collations[("ledger_entries", column)] == "C", column
