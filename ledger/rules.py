@@ -642,24 +642,31 @@ class DroppedLanes:
     def __init__(self) -> None:
         self.bits: bytearray | None = None
 
-    def _positions(self, key: tuple[str, str]) -> list[int]:
-        h = hash(key)  # stable within the process, which is all a batch needs
-        step = (h >> 32) | 1
-        mask = self.BITS - 1
-        return [(h + i * step) & mask for i in range(self.HASHES)]
-
     def add(self, key: tuple[str, str]) -> None:
         if self.bits is None:
             self.bits = bytearray(self.BITS // 8)
         bits = self.bits
-        for position in self._positions(key):
+        h = hash(key)  # stable within the process, which is all a batch needs
+        step = (h >> 32) | 1
+        mask = self.BITS - 1
+        for i in range(self.HASHES):
+            position = (h + i * step) & mask
             bits[position >> 3] |= 1 << (position & 7)
 
     def __contains__(self, key: tuple[str, str]) -> bool:
+        # Asked for every lane new to the cache: most answers are "no", usually
+        # settled by the first bit, so the loop stops there.
         bits = self.bits
         if bits is None:
             return False
-        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(key))
+        h = hash(key)
+        step = (h >> 32) | 1
+        mask = self.BITS - 1
+        for i in range(self.HASHES):
+            position = (h + i * step) & mask
+            if not bits[position >> 3] & (1 << (position & 7)):
+                return False
+        return True
 
 
 class LaneCache:
