@@ -189,7 +189,7 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
     if sql is None:
         sql = _STATUS_SQL[db.dialect] = _status_sql(db)
     if db.dialect == "sqlite":
-        # The IN lists that match the partial index are small temporary tables; on a
+        # The query's IN lists (exemption types) are small temporary tables; on a
         # file temp store they spill to a new file once the page cache is full (a
         # long-lived reader's always is): 0.4 ms a query at 1M events. Idempotent.
         db.execute("PRAGMA temp_store=MEMORY")
