@@ -72,20 +72,18 @@ def test_status_reads_through_the_status_facts_and_subject_indexes(db: Database)
         assert index in plan, plan
 
 
-def test_subject_timeline_reads_through_the_subject_index(db: Database) -> None:
+def test_subject_timeline_reads_through_the_subject_index(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     subject = _one(db, "SELECT subject FROM timeline WHERE type = 'subject_registered' LIMIT 1")
     captured: list[str] = []
 
     def capture(db: Database, sql: str, params: dict[str, Any], _: TimelineFilter) -> Any:
-        captured.append(_plan(db, sql, params))
+        captured.append(_plan(db, sql, params))  # the statement timeline() would run
         return iter(())
 
-    original = queries._rows
-    queries._rows = capture  # type: ignore[assignment]
-    try:
-        list(queries.timeline(db, NOW, TimelineFilter(subject=subject)))
-    finally:
-        queries._rows = original
+    monkeypatch.setattr(queries, "_rows", capture)
+    list(queries.timeline(db, NOW, TimelineFilter(subject=subject)))
     (plan,) = captured
     assert "timeline_subject" in plan, plan
 
