@@ -8,7 +8,7 @@ timeline thousands. Two parsers give the same values:
 * ``pydantic_core.from_json`` (a dependency already), which reads the bytes
   without decoding them to ``str`` first: 1.4 against 2.1 µs for a ~330-byte
   leaf. Importing it costs ~30 ms, so a process switches to it only once it has
-  parsed enough leaves for that to pay off (a replay within its first 20,000, a
+  parsed enough leaves for that to pay off (a replay after its first 20,000 leaves, a
   long-lived reader after a few timelines; a one-shot CLI query never does).
   It caches keys only: a leaf's values (sources, excerpts, ids) rarely repeat,
   and caching them too cost 2.25 against 1.67 µs a ~500-byte stored leaf.
