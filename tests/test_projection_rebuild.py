@@ -90,6 +90,27 @@ def test_rebuild_equals_inline_projection(
     assert _tables(db) == inline
 
 
+def test_postgres_rebuild_projects_the_whole_log_from_parallel_connections(
+    populated: tuple[Ledger, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger, db = populated
+    if db.dialect != "postgres":
+        pytest.skip("the parallel phase is PostgreSQL's")
+    inline = _tables(db)
+    monkeypatch.setattr(projector, "READ_CHUNK", 30)  # 300-event ranges, both connections busy
+    in_parallel: list[int] = []
+    project = projector.Projector._project_in_parallel
+
+    def counting(self: projector.Projector) -> int:
+        in_parallel.append(project(self))
+        return in_parallel[-1]
+
+    monkeypatch.setattr(projector.Projector, "_project_in_parallel", counting)
+    assert projector.Projector(ledger, db).rebuild() == GENERATED + 4
+    assert in_parallel == [GENERATED + 4]  # nothing was left for the serial catch-up
+    assert _tables(db) == inline
+
+
 def test_catch_up_from_the_middle_equals_inline_projection(
     populated: tuple[Ledger, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -185,6 +206,7 @@ def test_python_replay_with_either_leaf_parser_equals_inline(
     _force_parser(monkeypatch, fast)
     # PostgreSQL projects in the server: take the Python path there too.
     monkeypatch.setattr(projector, "_apply_sql", projector._apply_leaves)
+    monkeypatch.setattr(projector.Projector, "_project_in_parallel", lambda self: 0)
     monkeypatch.setattr(projector, "READ_CHUNK", 700)
     assert projector.Projector(ledger, db).rebuild() == GENERATED + 4
     assert (leaves._fast is not None) is fast
