@@ -333,6 +333,20 @@ def _is_not_null_violation(error: BaseException) -> bool:
     return getattr(error, "sqlstate", None) == "23502"
 
 
+def _is_unique_violation(error: BaseException) -> bool:
+    return getattr(error, "sqlstate", None) == "23505"
+
+
+def _drop_beyond_position(db: Database) -> None:
+    _, sequence = _position(db)
+    db.execute(
+        "DELETE FROM retractions WHERE retraction IN "
+        "(SELECT event_id FROM timeline WHERE sequence > ?)",
+        (sequence,),
+    )
+    db.execute("DELETE FROM timeline WHERE sequence > ?", (sequence,))
+
+
 def _position(db: Database) -> tuple[int, int]:
     row = db.one(
         "SELECT notification_id, sequence FROM projection_position WHERE name = ?",
@@ -424,14 +438,26 @@ class Projector:
             f"ORDER BY {storage.notification_column} LIMIT 1"
         )
         applied = 0
+        healed = False
         with _relaxed_commits(self.db):
             while True:
                 # Checked outside a write transaction: a current reader takes no lock.
                 if self.db.one(behind, (self.position()[0],)) is None:
                     return applied
-                with self.db.transaction(lock="ledger-projection") as db:
-                    # Re-read under the lock: a concurrent catch-up may have moved it.
-                    count = apply(db, storage, _position(db)[0])
+                try:
+                    with self.db.transaction(lock="ledger-projection") as db:
+                        # Re-read under the lock: a concurrent catch-up may have moved it.
+                        count = apply(db, storage, _position(db)[0])
+                except Exception as error:
+                    if healed or not _is_unique_violation(error):
+                        raise
+                    # Rows beyond the position: a parallel rebuild stopped before it
+                    # set the position. They are a function of the log alone, so they
+                    # are dropped and projected again.
+                    with self.db.transaction(lock="ledger-projection") as db:
+                        _drop_beyond_position(db)
+                    healed = True
+                    continue
                 applied += count
                 if progress is not None and count:
                     progress(count)

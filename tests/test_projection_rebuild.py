@@ -111,6 +111,29 @@ def test_postgres_rebuild_projects_the_whole_log_from_parallel_connections(
     assert _tables(db) == inline
 
 
+def test_catch_up_heals_rows_left_beyond_the_position(
+    populated: tuple[Ledger, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parallel rebuild killed before it set the position leaves projected rows
+    beyond it; the next catch-up drops them and projects again."""
+    ledger, db = populated
+    if db.dialect != "postgres":
+        pytest.skip("only PostgreSQL's parallel rebuild writes ahead of the position")
+    inline = _tables(db)
+    (middle_id, middle_sequence) = db.one(
+        "SELECT notification_id, sequence FROM timeline ORDER BY sequence LIMIT 1 OFFSET 700"
+    )
+    with db.transaction():
+        # Rows stay beyond the position, as a stopped parallel phase leaves them.
+        db.execute(
+            "UPDATE projection_position SET notification_id = ?, sequence = ?",
+            (middle_id, middle_sequence),
+        )
+    monkeypatch.setattr(projector, "READ_CHUNK", 15)
+    assert projector.Projector(ledger, db).catch_up() == GENERATED + 4 - 701
+    assert _tables(db) == inline
+
+
 def test_catch_up_from_the_middle_equals_inline_projection(
     populated: tuple[Ledger, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
