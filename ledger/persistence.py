@@ -62,6 +62,10 @@ def _to_pyformat(sql: str) -> str:
     return _PLACEHOLDER.sub(swap, sql)
 
 
+# An advisory lock's key: its name within this ledger's schema.
+_ADVISORY_KEY = "hashtext(coalesce(current_schema(), '') || ':' || %s)"
+
+
 class Database:
     """One connection, written against in sqlite3's SQL dialect and placeholders."""
 
@@ -181,10 +185,16 @@ class Database:
     def advisory_lock(self, name: str) -> None:
         """A transaction-scoped lock, per schema: ledgers sharing a database never wait
         on each other."""
-        self.raw.execute(
-            "SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '') || ':' || %s))",
-            (name,),
-        )
+        self.raw.execute(f"SELECT pg_advisory_xact_lock({_ADVISORY_KEY})", (name,))
+
+    @contextmanager
+    def session_lock(self, name: str) -> Iterator[None]:
+        """The same lock held by this session across transactions (PostgreSQL)."""
+        self.raw.execute(f"SELECT pg_advisory_lock({_ADVISORY_KEY})", (name,))
+        try:
+            yield
+        finally:
+            self.raw.execute(f"SELECT pg_advisory_unlock({_ADVISORY_KEY})", (name,))
 
     def close(self) -> None:
         self.raw.close()

@@ -51,6 +51,9 @@ READ_CHUNK = 2_000
 # PostgreSQL projects in the server, where a chunk costs a round trip and a
 # statement, not Python objects: larger chunks there.
 SERVER_CHUNK_FACTOR = 10
+# Connections a PostgreSQL rebuild projects from at once: the server does the work,
+# one core per connection (2 cores here: 1.5x).
+PARALLEL_CONNECTIONS = 2
 
 INDEXES = [
     # Covering for one account's timeline: rows are filtered by record time and
@@ -479,7 +482,7 @@ class Projector:
             # The parallel phase writes chunks out of order, so no other projector may
             # run between the emptying and the position that ends the phase: the
             # lock is held across them (appends wait; they project nothing meanwhile).
-            with _session_lock(self.db, "ledger-projection") if parallel else nullcontext():
+            with self.db.session_lock("ledger-projection") if parallel else nullcontext():
                 self._empty(owner)
                 applied = self._project_in_parallel() if parallel else 0
             if progress is not None and applied:
@@ -565,22 +568,6 @@ class Projector:
         if failures and not all(_is_not_null_violation(error) for error in failures):
             raise failures[0]
         return 0 if failures else sum(r[0] for r in results)
-
-
-# Connections a PostgreSQL rebuild projects from: the server does the work, one core
-# per connection (this machine has two).
-PARALLEL_CONNECTIONS = 2
-
-
-@contextmanager
-def _session_lock(db: Database, name: str) -> Iterator[None]:
-    """PostgreSQL: an advisory lock held across transactions, by this session."""
-    key = "hashtext(coalesce(current_schema(), '') || ':' || %s)"
-    db.raw.execute(f"SELECT pg_advisory_lock({key})", (name,))
-    try:
-        yield
-    finally:
-        db.raw.execute(f"SELECT pg_advisory_unlock({key})", (name,))
 
 
 REBUILD_CACHE_KIB = 8192
