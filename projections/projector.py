@@ -308,19 +308,27 @@ SELECT count(*), max(n), (SELECT sequence FROM src ORDER BY n DESC LIMIT 1) FROM
 _NO_END = 2**63 - 1
 
 
-def _apply_sql(db: Database, storage: Storage, after: int) -> int:
-    statement = _PG_PROJECT_CHUNK.replace("{events}", storage.events_table)
+def _project_in_server(
+    db: Database, statement: str, after: int, upto: int = _NO_END
+) -> tuple[int, Any, Any]:
+    """One chunk of ids in (after, upto] projected by _PG_PROJECT_CHUNK, in the
+    caller's transaction: (rows, last notification id, last sequence)."""
     # The chunk's rows stay in memory (the default 4 MB spills them to disk). The
     # commit need not wait for its WAL flush: like SQLite's synchronous=NORMAL, a
     # crash may undo the last chunks, always with their position.
     db.raw.execute("SET LOCAL work_mem = '64MB'")
     db.raw.execute("SET LOCAL synchronous_commit = off")
+    count, last_id, last_sequence = db.raw.execute(
+        statement, {"after": after, "upto": upto, "limit": READ_CHUNK * SERVER_CHUNK_FACTOR}
+    ).fetchone()
+    return int(count), last_id, last_sequence
+
+
+def _apply_sql(db: Database, storage: Storage, after: int) -> int:
+    statement = _PG_PROJECT_CHUNK.replace("{events}", storage.events_table)
     db.raw.execute("SAVEPOINT project_chunk")
     try:
-        count, last_id, last_sequence = db.raw.execute(
-            statement,
-            {"after": after, "upto": _NO_END, "limit": READ_CHUNK * SERVER_CHUNK_FACTOR},
-        ).fetchone()
+        count, last_id, last_sequence = _project_in_server(db, statement, after)
     except Exception as error:
         if not _is_not_null_violation(error):
             raise
@@ -329,7 +337,7 @@ def _apply_sql(db: Database, storage: Storage, after: int) -> int:
     db.raw.execute("RELEASE SAVEPOINT project_chunk")
     if count:
         _set_position(db, last_id, last_sequence)
-    return int(count)
+    return count
 
 
 def _is_not_null_violation(error: BaseException) -> bool:
@@ -540,12 +548,7 @@ class Projector:
                         if failures:
                             return
                         with db.transaction():
-                            db.raw.execute("SET LOCAL work_mem = '64MB'")
-                            db.raw.execute("SET LOCAL synchronous_commit = off")
-                            row = db.raw.execute(
-                                statement, {"after": after, "upto": upto, "limit": step}
-                            ).fetchone()
-                        results.append((int(row[0]), row[1], row[2]))
+                            results.append(_project_in_server(db, statement, after, upto))
             except BaseException as error:  # re-raised by the caller's thread
                 failures.append(error)
 
