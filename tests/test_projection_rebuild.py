@@ -90,6 +90,30 @@ def test_rebuild_equals_inline_projection(
     assert _tables(db) == inline
 
 
+def test_sqlite_rebuild_sorts_indexes_with_a_helper_thread_then_restores_settings(
+    populated: tuple[Ledger, Database],
+) -> None:
+    ledger, db = populated
+    if db.dialect != "sqlite":
+        pytest.skip("PRAGMA threads and cache_size are SQLite's")
+    before = (db.one("PRAGMA threads")[0], db.one("PRAGMA cache_size")[0])
+    inline = _tables(db)
+    seen: list[str] = []
+    db.raw.set_trace_callback(seen.append)
+    try:
+        projector.Projector(ledger, db).rebuild()
+    finally:
+        db.raw.set_trace_callback(None)
+    builds = [i for i, sql in enumerate(seen) if sql.startswith("CREATE INDEX")]
+    threads = [i for i, sql in enumerate(seen) if sql == f"PRAGMA threads={projector.SORT_THREADS}"]
+    assert projector.SORT_THREADS >= 1
+    assert builds
+    assert threads
+    assert threads[0] < builds[0]  # every index is sorted with the helper allowed
+    assert (db.one("PRAGMA threads")[0], db.one("PRAGMA cache_size")[0]) == before
+    assert _tables(db) == inline
+
+
 def test_postgres_rebuild_projects_the_whole_log_from_parallel_connections(
     populated: tuple[Ledger, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
