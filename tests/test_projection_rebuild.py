@@ -114,6 +114,43 @@ def test_sqlite_rebuild_sorts_indexes_with_a_helper_thread_then_restores_setting
     assert _tables(db) == inline
 
 
+def test_a_bulk_import_outgrowing_the_table_rebuilds_indexes_and_equals_a_replay(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite drops the timeline's secondary indexes once a batch outgrows the table
+    and builds them before the commit: the read models must come out as a replay
+    makes them, with every index back."""
+    if store.kind != "sqlite":
+        pytest.skip("only SQLite drops indexes during an import")
+    monkeypatch.setattr(projector, "BULK_ROWS", 300)
+    dropped: list[bool] = []
+    apply = projector.InlineProjection.apply
+
+    def watching(self: projector.InlineProjection, db: Database, records: Any) -> None:
+        apply(self, db, records)
+        dropped.append(self.indexes_dropped)
+
+    monkeypatch.setattr(projector.InlineProjection, "apply", watching)
+    monkeypatch.setattr("ledger.application.FLUSH_EVERY", 100)
+    lines = [line + "\n" for line in generate(GENERATED, 5)]
+    store.ok("append", "-", input="".join(lines[:200]))  # a small table first
+    store.ok("append", "-", input="".join(lines[200:]))
+    assert dropped[:2] == [False, False]
+    assert any(dropped)  # the second batch outgrew the table
+    ledger = Ledger(StoreLocation.parse(store.url))
+    db = ledger.storage.connect()
+    try:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert set(projector.INDEX_NAMES) <= names
+        inline = _tables(db)
+        assert len(inline["timeline"]) == GENERATED
+        assert projector.Projector(ledger, db).rebuild() == GENERATED
+        assert _tables(db) == inline
+    finally:
+        db.close()
+        ledger.close()
+
+
 def test_postgres_rebuild_projects_the_whole_log_from_parallel_connections(
     populated: tuple[Ledger, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
