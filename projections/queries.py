@@ -55,6 +55,23 @@ def _events(db: Database, alias: str = "t") -> str:
     return f"enforcementledger_events s ON s.notification_id = {alias}.notification_id"
 
 
+def _retraction_of_row(db: Database) -> str:
+    """The joined ``r``: a timeline row's retraction as known at K, if any (a target
+    has at most one), found by a probe of the retractions key per row.
+
+    PostgreSQL otherwise hashes the whole retractions table for every query (a plain
+    join, and a prepared EXISTS alike): a cost that grows with the log, not the
+    answer (at 1M events 2.5 against 1.1-1.6 ms for a 101-event timeline). OFFSET 0
+    keeps the subquery a per-row lookup, and the rows in index order (no sort).
+    """
+    if db.dialect == "sqlite":
+        return "retractions r ON r.target = t.event_id AND r.recorded_us <= :known"
+    return (
+        "LATERAL (SELECT r.target FROM retractions r WHERE r.target = t.event_id "
+        "AND r.recorded_us <= :known OFFSET 0) r ON true"
+    )
+
+
 def _hint(db: Database, index: str) -> str:
     """SQLite has no statistics until ANALYZE: name the partial index it should use.
 
@@ -316,12 +333,9 @@ def timeline(
     if selection.until:
         clauses.append("t.occurred_us <= :until")
         params["until"] = micros(selection.until)
-    # A join, not an EXISTS subquery: PostgreSQL's generic plan for a prepared EXISTS
-    # hashed the whole retractions table on every call (~2 ms at 1M events); the join
-    # probes its primary key once per row. A target has at most one retraction.
     sql = (
         f"SELECT s.state, r.target IS NOT NULL FROM timeline t JOIN {_events(db)} "
-        "LEFT JOIN retractions r ON r.target = t.event_id AND r.recorded_us <= :known "
+        f"LEFT JOIN {_retraction_of_row(db)} "
         f"WHERE {' AND '.join(clauses)} ORDER BY t.occurred_us, t.sequence"
     )
     parse = leaves.parser()

@@ -107,3 +107,29 @@ def test_postgres_compares_identifiers_byte_by_byte(db: Database) -> None:
     assert collations[("retractions", "target")] == "C"
     for column in ("event_id", "type", "subject_ref", "lane", "target"):
         assert collations[("ledger_entries", column)] == "C", column
+
+
+def test_postgres_timeline_probes_retractions_per_row(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never a hash of the whole retractions table: its cost would grow with the log
+    rather than with the answer (the plain join planned one for one-shot queries)."""
+    if db.dialect != "postgres":
+        pytest.skip("SQLite joins by per-row index lookups only")
+    account = _one(db, "SELECT account FROM timeline WHERE account IS NOT NULL LIMIT 1")
+    captured: list[str] = []
+
+    def capture(db: Database, sql: str, params: dict[str, Any], _: TimelineFilter) -> Any:
+        with db.raw.transaction():
+            # The choice a large retractions table and a short answer lead to: hash
+            # joins made cheap, so only the query's shape can rule one out.
+            db.raw.execute("SET LOCAL enable_nestloop = off")
+            rows = db.raw.execute(db.sql(f"EXPLAIN {sql}"), params).fetchall()
+        captured.append("\n".join(row[0] for row in rows))
+        return iter(())
+
+    monkeypatch.setattr(queries, "_rows", capture)
+    list(queries.timeline(db, NOW, TimelineFilter(account=account)))
+    (plan,) = captured
+    assert "retractions" in plan, plan
+    assert "Hash Cond: (r.target" not in plan, plan
