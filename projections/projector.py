@@ -441,13 +441,20 @@ class Projector:
         """
         storage = self.ledger.storage
         apply = _apply_sql if self.db.dialect == "postgres" else _apply_leaves
-        behind = (
-            # ORDER BY: without it PostgreSQL's generic plan for the prepared statement
-            # (psycopg prepares it from the 5th call on a connection) is a sequential
-            # scan that finds nothing when current: 240 ms per check at 1M events.
-            f"SELECT 1 FROM {storage.events_table} WHERE {storage.notification_column} > ? "
-            f"ORDER BY {storage.notification_column} LIMIT 1"
+        events, column = storage.events_table, storage.notification_column
+        # ORDER BY: without it PostgreSQL's generic plan for the prepared statement
+        # (psycopg prepares it from the 5th call on a connection) is a sequential
+        # scan that finds nothing when current: 240 ms per check at 1M events.
+        behind = f"SELECT 1 FROM {events} WHERE {column} > ? ORDER BY {column} LIMIT 1"
+        # Every read asks first, so a current reader's answer is one statement (the
+        # position read within it) and no settings changed: 0.22 against 0.50 ms on
+        # PostgreSQL (one round trip instead of two), 6.5 against 54 µs on SQLite.
+        current = (
+            f"SELECT 1 FROM {events} WHERE {column} > coalesce((SELECT notification_id "
+            f"FROM projection_position WHERE name = ?), 0) ORDER BY {column} LIMIT 1"
         )
+        if self.db.one(current, (PROJECTION,)) is None:
+            return 0
         applied = 0
         healed = False
         with _relaxed_commits(self.db):

@@ -151,6 +151,26 @@ def test_a_bulk_import_outgrowing_the_table_rebuilds_indexes_and_equals_a_replay
         ledger.close()
 
 
+def test_a_current_reader_checks_with_one_statement_and_a_missing_position_is_behind(
+    populated: tuple[Ledger, Database],
+) -> None:
+    ledger, db = populated
+    inline = _tables(db)
+    if db.dialect == "sqlite":
+        seen: list[str] = []
+        db.raw.set_trace_callback(seen.append)
+        try:
+            assert projector.Projector(ledger, db).catch_up() == 0
+        finally:
+            db.raw.set_trace_callback(None)
+        assert len(seen) == 1, seen  # every read command pays this: no PRAGMAs, one query
+    with db.transaction():
+        for table in projector.TABLES:
+            db.execute(f"DELETE FROM {table}")
+    assert projector.Projector(ledger, db).catch_up() == GENERATED + 4
+    assert _tables(db) == inline
+
+
 def test_postgres_rebuild_projects_the_whole_log_from_parallel_connections(
     populated: tuple[Ledger, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
