@@ -10,6 +10,7 @@ in an earlier one, or in an earlier append.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,17 @@ def _tables(db: Database) -> dict[str, list[tuple[Any, ...]]]:
         ],
         "position": [tuple(r) for r in db.execute("SELECT * FROM projection_position").fetchall()],
     }
+
+
+@contextmanager
+def _statements(db: Database) -> Iterator[list[str]]:
+    """The statements SQLite runs on this connection meanwhile."""
+    seen: list[str] = []
+    db.raw.set_trace_callback(seen.append)
+    try:
+        yield seen
+    finally:
+        db.raw.set_trace_callback(None)
 
 
 @pytest.fixture
@@ -98,12 +110,8 @@ def test_sqlite_rebuild_sorts_indexes_with_a_helper_thread_then_restores_setting
         pytest.skip("PRAGMA threads and cache_size are SQLite's")
     before = (db.one("PRAGMA threads")[0], db.one("PRAGMA cache_size")[0])
     inline = _tables(db)
-    seen: list[str] = []
-    db.raw.set_trace_callback(seen.append)
-    try:
+    with _statements(db) as seen:
         projector.Projector(ledger, db).rebuild()
-    finally:
-        db.raw.set_trace_callback(None)
     builds = [i for i, sql in enumerate(seen) if sql.startswith("CREATE INDEX")]
     threads = [i for i, sql in enumerate(seen) if sql == f"PRAGMA threads={projector.SORT_THREADS}"]
     assert projector.SORT_THREADS >= 1
@@ -157,12 +165,8 @@ def test_a_current_reader_checks_with_one_statement_and_a_missing_position_is_be
     ledger, db = populated
     inline = _tables(db)
     if db.dialect == "sqlite":
-        seen: list[str] = []
-        db.raw.set_trace_callback(seen.append)
-        try:
+        with _statements(db) as seen:
             assert projector.Projector(ledger, db).catch_up() == 0
-        finally:
-            db.raw.set_trace_callback(None)
         assert len(seen) == 1, seen  # every read command pays this: no PRAGMAs, one query
     with db.transaction():
         for table in projector.TABLES:
