@@ -38,14 +38,19 @@ def db(store: Store) -> Iterator[Database]:
         ledger.close()
 
 
-def _plan(db: Database, sql: str, params: dict[str, Any]) -> str:
+def _plan(
+    db: Database, sql: str, params: dict[str, Any], priced_out: str = "enable_seqscan"
+) -> str:
+    """The plan; on PostgreSQL with the ``priced_out`` plan node made prohibitive.
+
+    By default sequential scans: whether an index *can* serve the query, since a
+    usable index is then what the planner reaches for.
+    """
     if db.dialect == "sqlite":
         rows = db.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
         return "\n".join(str(row[-1]) for row in rows)
     with db.raw.transaction():
-        # Only whether the index *can* serve the query: with sequential scans priced
-        # out, a usable index is what the planner reaches for.
-        db.raw.execute("SET LOCAL enable_seqscan = off")
+        db.raw.execute(f"SET LOCAL {priced_out} = off")
         rows = db.raw.execute(db.sql(f"EXPLAIN {sql}"), params).fetchall()
     return "\n".join(row[0] for row in rows)
 
@@ -120,12 +125,9 @@ def test_postgres_timeline_probes_retractions_per_row(
     captured: list[str] = []
 
     def capture(db: Database, sql: str, params: dict[str, Any], _: TimelineFilter) -> Any:
-        with db.raw.transaction():
-            # The choice a large retractions table and a short answer lead to: hash
-            # joins made cheap, so only the query's shape can rule one out.
-            db.raw.execute("SET LOCAL enable_nestloop = off")
-            rows = db.raw.execute(db.sql(f"EXPLAIN {sql}"), params).fetchall()
-        captured.append("\n".join(row[0] for row in rows))
+        # The choice a large retractions table and a short answer lead to: nested
+        # loops priced out, so only the query's shape can rule out a hash join.
+        captured.append(_plan(db, sql, params, priced_out="enable_nestloop"))
         return iter(())
 
     monkeypatch.setattr(queries, "_rows", capture)
