@@ -592,20 +592,26 @@ def _small_cache(db: Database) -> Iterator[None]:
     in memory up to the cache size: with the connection's usual 64 MiB both fill
     up, so memory grew with the log (167 MB at 1M events against 74 MB at 100k),
     and the index sorts ran slower than with small in-memory runs merged. Those
-    runs are sorted by a helper thread too (``PRAGMA threads``).
+    runs are sorted by a helper thread too (``PRAGMA threads``). The sorts spill
+    to temporary *files* whatever the connection was set to: a connection that ran
+    a status query has ``temp_store=MEMORY``, and with it a 1M-event index sort
+    would hold its whole spill in memory.
     """
     if db.dialect != "sqlite":
         yield
         return
     (previous,) = db.one("PRAGMA cache_size")
     (threads,) = db.one("PRAGMA threads")
+    (temp_store,) = db.one("PRAGMA temp_store")
     db.execute(f"PRAGMA cache_size=-{REBUILD_CACHE_KIB}")
     db.execute(f"PRAGMA threads={SORT_THREADS}")
+    db.execute("PRAGMA temp_store=FILE")
     try:
         yield
     finally:
         db.execute(f"PRAGMA cache_size={int(previous)}")
         db.execute(f"PRAGMA threads={int(threads)}")
+        db.execute(f"PRAGMA temp_store={int(temp_store)}")
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from ledger.application import Ledger
 from ledger.location import StoreLocation
 from ledger.persistence import Database
 from projections import leaves
-from projections.queries import TimelineFilter, timeline
+from projections.queries import Moment, TimelineFilter, account_status, timeline
 from tests.conftest import Store
 from tests.ledger_helpers import account, ev, jsonl, subject
 
@@ -102,23 +102,33 @@ def test_rebuild_equals_inline_projection(
     assert _tables(db) == inline
 
 
+def _sort_settings(db: Database) -> list[int]:
+    return [db.one(f"PRAGMA {name}")[0] for name in ("threads", "cache_size", "temp_store")]
+
+
 def test_sqlite_rebuild_sorts_indexes_with_a_helper_thread_then_restores_settings(
     populated: tuple[Ledger, Database],
 ) -> None:
     ledger, db = populated
     if db.dialect != "sqlite":
-        pytest.skip("PRAGMA threads and cache_size are SQLite's")
-    before = (db.one("PRAGMA threads")[0], db.one("PRAGMA cache_size")[0])
+        pytest.skip("PRAGMA threads, cache_size and temp_store are SQLite's")
+    # As a status query leaves the connection: index sorts must still spill to files.
+    account_status(db, "twitter:old_one", Moment(datetime.now(UTC), datetime.now(UTC)))
+    before = _sort_settings(db)
+    assert before[2] == 2  # MEMORY
     inline = _tables(db)
     with _statements(db) as seen:
         projector.Projector(ledger, db).rebuild()
     builds = [i for i, sql in enumerate(seen) if sql.startswith("CREATE INDEX")]
     threads = [i for i, sql in enumerate(seen) if sql == f"PRAGMA threads={projector.SORT_THREADS}"]
+    on_files = [i for i, sql in enumerate(seen) if sql == "PRAGMA temp_store=FILE"]
     assert projector.SORT_THREADS >= 1
     assert builds
     assert threads
+    assert on_files
     assert threads[0] < builds[0]  # every index is sorted with the helper allowed
-    assert (db.one("PRAGMA threads")[0], db.one("PRAGMA cache_size")[0]) == before
+    assert on_files[0] < builds[0]  # and spills to files, not memory
+    assert _sort_settings(db) == before
     assert _tables(db) == inline
 
 
