@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -40,6 +40,11 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def _date_means_midnight_utc(value: Any) -> Any:
     if isinstance(value, str) and _DATE_ONLY.match(value):
+        # Checked here so that an error quotes the date as given, not its midnight.
+        try:
+            date.fromisoformat(value)
+        except ValueError as error:
+            raise ValueError(f"not a valid date: {error}") from None
         return value + "T00:00:00Z"
     return value
 

@@ -514,6 +514,14 @@ def test_a_date_alone_means_midnight_utc_with_day_precision(registered: Store) -
     assert stored["occurred_at_precision"] == "day"
 
 
+def test_an_impossible_date_is_quoted_as_given(registered: Store) -> None:
+    reject_append(
+        registered,
+        ev("account_suspended", "2021-02-30", account="twitter:example", policy="p"),
+        expect=("line 1: occurred_at: not a valid date: ", "(given '2021-02-30')"),
+    )
+
+
 def test_a_full_timestamp_has_instant_precision(registered: Store) -> None:
     registered.append(
         ev("account_suspended", "2021-01-08T00:00:00Z", account="twitter:example", policy="p")
