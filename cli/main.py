@@ -413,6 +413,8 @@ def _read_lines(stream: IO[Any]) -> Iterator[tuple[int, Any]]:
                 raise EventInputError(
                     [f"event: not UTF-8 text (byte {error.start + 1} of the line)"], number
                 ) from None
+        if number == 1 and line.startswith("\ufeff"):
+            line = line[1:]  # a byte order mark some editors write: not part of the data
         if line.strip():
             yield number, parse_event(line, number)
 

@@ -429,6 +429,39 @@ def test_a_json_value_that_is_not_an_object_is_refused(registered: Store) -> Non
     )
 
 
+def test_a_field_given_twice_is_refused_not_read_one_way(registered: Store) -> None:
+    first = jsonl(
+        ev("account_suspended", "2021-01-08T16:00:00Z", account="twitter:example", policy="p")
+    )
+    # JSON readers disagree on which of two values counts; the ledger takes neither.
+    twice = (
+        '{"type": "account_reinstated", "account": "twitter:example", '
+        '"occurred_at": "2021-01-09T00:00:00Z", "source": "https://example.org/a", '
+        '"occurred_at": "2021-01-10T00:00:00Z"}\n'
+    )
+    reject(
+        registered,
+        "append",
+        "-",
+        input=first + twice,
+        expect=("Error: line 2: occurred_at: given more than once in one object",),
+    )
+
+
+def test_a_byte_order_mark_opening_the_input_is_not_data(registered: Store) -> None:
+    event = ev("account_suspended", "2021-01-08T16:00:00Z", account="twitter:example", policy="p")
+    registered.ok("append", "-", input="\ufeff" + jsonl(event))
+    assert export(registered)[-1]["type"] == "account_suspended"
+    # Anywhere else it is a stray character: malformed JSON, refused.
+    reject(
+        registered,
+        "append",
+        "-",
+        input=jsonl(event) + "\ufeff" + jsonl(event),
+        expect=("Error: line 2: malformed JSON",),
+    )
+
+
 def test_unknown_type_is_refused_listing_the_valid_types(registered: Store) -> None:
     message = reject_append(
         registered,
