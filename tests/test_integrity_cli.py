@@ -395,7 +395,13 @@ def test_appends_without_a_key_are_not_checkpointed(
     monkeypatch.delenv("ENFORCEMENT_LEDGER_KEY_FILE", raising=False)
     store.ok("append", str(SEED))
     assert list(store.tmp_path.glob("*.key")) == []
-    assert "(0 checkpoint(s)" in store.ok("verify").stdout
+    verified = store.ok("verify")
+    assert "(0 checkpoint(s)" in verified.stdout
+    # Nothing vouches for these events beyond the store itself: the auditor is told.
+    assert verified.stderr == (
+        "warning: sequence 0..17: covered by no signed checkpoint (run `enforcement-ledger "
+        "checkpoint`, or compare with a --trusted checkpoint)\n"
+    )
     result = store.fail("prove", "inclusion", "0")
     assert "checkpoint" in result.stderr
 
@@ -503,6 +509,7 @@ def test_verify_reports_ok_with_size_and_root(shared_log: Log, tmp_path: Path) -
     result = shared_log.ok("verify", "--vkey", shared_log.vkey)
     assert result.stdout.startswith(f"OK size 38 root {root}")
     assert "(3 checkpoint(s), 0 trusted)" in result.stdout
+    assert result.stderr == ""  # the newest checkpoint covers the whole log
     # --vkey also accepts a file holding the key.
     vkey_file = tmp_path / "log.vkey"
     vkey_file.write_text(shared_log.vkey + "\n")
@@ -530,6 +537,7 @@ def test_verify_with_a_trusted_checkpoint_saved_earlier(log: Log) -> None:
     result = log.ok("verify", "--vkey", log.vkey, "--trusted", str(saved))
     assert result.stdout.startswith("OK size 21 ")
     assert "1 trusted" in result.stdout
+    assert result.stderr == ""
 
 
 def write_export_and_checkpoint(log: Log, tmp: Path) -> tuple[Path, Path, list[bytes]]:
@@ -567,6 +575,7 @@ def test_verify_offline_needs_only_an_export_and_a_checkpoint(
     )
     assert result.exit_code == 0, (result.output, result.exception)
     assert result.stdout.startswith(f"OK size 38 root {b64(ref_root(lines))}")
+    assert result.stderr == ""
     assert list(elsewhere.iterdir()) == [], "offline verify must not create a store"
     # The same with the store option pointing nowhere.
     nowhere = tmp_path / "no-such-store.db"
@@ -583,6 +592,22 @@ def test_verify_offline_needs_only_an_export_and_a_checkpoint(
     )
     assert result.exit_code == 0, (result.output, result.exception)
     assert not nowhere.exists()
+
+
+def test_verify_offline_warns_of_events_beyond_the_newest_checkpoint(
+    shared_log: Log, tmp_path: Path
+) -> None:
+    export, _, _ = write_export_and_checkpoint(shared_log, tmp_path)
+    first_size, first_note = stored_checkpoints(shared_log.store)[0]
+    assert first_size == 18
+    older = tmp_path / "older.checkpoint"
+    older.write_text(first_note, encoding="utf-8")
+    result = offline(
+        "verify", "--export", str(export), "--checkpoint", str(older), "--vkey", shared_log.vkey
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert result.stdout.startswith("OK size 38 ")
+    assert "warning: sequence 18..37: covered by no signed checkpoint" in result.stderr
 
 
 def test_verify_offline_rejects_a_changed_byte_and_names_its_sequence(
