@@ -753,6 +753,13 @@ def timeline_command(
             f"unknown type {unknown[0]!r}; expected one of: {', '.join(EVENT_TYPE_NAMES)}",
             param_hint="--type",
         )
+    since_time = _parse_time(since, "--since") if since else None
+    until_time = _parse_time(until, "--until") if until else None
+    if since_time and until_time and since_time > until_time:
+        raise click.BadParameter(
+            f"--since {since} is later than --until {until}: the range is empty",
+            param_hint="--since/--until",
+        )
     selection = TimelineFilter(
         account=account,
         subject=subject,
@@ -760,8 +767,8 @@ def timeline_command(
         types=normalised,
         policy=policy,
         actor=actor,
-        since=_parse_time(since, "--since") if since else None,
-        until=_parse_time(until, "--until") if until else None,
+        since=since_time,
+        until=until_time,
         limit=limit,
         offset=offset,
     )

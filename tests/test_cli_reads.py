@@ -254,6 +254,24 @@ def test_timeline_time_range_is_inclusive(world: Store) -> None:
         "reg-other",
     ]
     assert ids(world.timeline("--since", "2024-02-09")) == ["f-x"]
+    assert ids(world.timeline("--since", "2024-02-08", "--until", "2024-02-08")) == [
+        "rm-ig",
+        "rm-fb",
+        "f-ig",
+    ]
+
+
+def test_timeline_range_running_backwards_is_a_usage_error(world: Store) -> None:
+    reject(
+        world,
+        "timeline",
+        "--since",
+        "2024-02-09",
+        "--until",
+        "2024-02-08T23:59:59Z",
+        code=2,
+        expect=("--since 2024-02-09 is later than --until 2024-02-08T23:59:59Z",),
+    )
 
 
 def test_timeline_filters_combine(world: Store) -> None:
