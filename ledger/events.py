@@ -422,15 +422,17 @@ def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return members
 
 
-# json's C scanner with a hook per object: ~2.5 µs a line, where a second parse by
-# pydantic-core (which keeps the last of repeated names, silently) would cost more.
+# pydantic-core keeps the last of repeated names, silently; json's C scanner with a
+# hook per object finds them.
 _check_names = json.JSONDecoder(object_pairs_hook=_unique_names).decode
 
 
 def _refuse_repeated_names(text: str | bytes) -> None:
     """A name given twice in one object is ambiguous: JSON readers disagree on which
     value counts, so the ledger would store one reading of a source that others
-    read differently. Malformed JSON is left to the validator, which describes it."""
+    read differently (I-JSON, RFC 7493, which RFC 8785 leaves assume, forbids it).
+    Malformed JSON is left to the validator, which describes it. Cost: ~2.9 µs a
+    line, ~3% of a bulk append."""
     try:
         _check_names(text if isinstance(text, str) else str(text, "utf-8"))
     except _RepeatedName as repeated:
