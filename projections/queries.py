@@ -298,7 +298,9 @@ class TimelineFilter:
 def timeline(
     db: Database, known_at: datetime, selection: TimelineFilter
 ) -> Iterator[dict[str, Any]]:
-    """Events ordered by occurred_at then sequence, each marked retracted or not."""
+    """Events ordered by occurred_at then sequence, each marked retracted or not, and
+    named by the platform (and, for a retraction, the account and subject) it is
+    listed under."""
     params: dict[str, Any] = {"known": micros(known_at)}
     clauses = ["t.recorded_us <= :known"]
     if selection.account:
@@ -334,15 +336,25 @@ def timeline(
         clauses.append("t.occurred_us <= :until")
         params["until"] = micros(selection.until)
     sql = (
-        f"SELECT s.state, r.target IS NOT NULL FROM timeline t JOIN {_events(db)} "
-        f"LEFT JOIN {_retraction_of_row(db)} "
+        f"SELECT s.state, r.target IS NOT NULL, t.platform, t.account, t.subject "
+        f"FROM timeline t JOIN {_events(db)} LEFT JOIN {_retraction_of_row(db)} "
         f"WHERE {' AND '.join(clauses)} ORDER BY t.occurred_us, t.sequence"
     )
     parse = leaves.parser()
     count = 0
     try:
-        for leaf, retracted in _rows(db, sql, params, selection):
+        for leaf, retracted, platform, account, subject in _rows(db, sql, params, selection):
             record = parse(leaf)
+            # Each row names what the filters matched: an account's events their
+            # platform (its id's prefix), a retraction its target's account, subject
+            # and platform. The stored event is unchanged (`export` gives it as is).
+            if platform is not None and "platform" not in record:
+                record["platform"] = platform
+                if record["type"] == "event_retracted":
+                    if account is not None:
+                        record["account"] = account
+                    if subject is not None:
+                        record["subject"] = subject
             record["retracted"] = bool(retracted)
             count += 1
             yield record

@@ -359,6 +359,27 @@ def test_timeline_formats(world: Store) -> None:
     ]
 
 
+def test_timeline_rows_name_what_the_filters_matched(world: Store) -> None:
+    world.append(ev("event_retracted", "2024-03-01", target="rm-fb", reason="wrong", event_id="x"))
+    rows = read_csv(world.ok("timeline", "--platform", "instagram", "--csv").stdout)
+    header, body = rows[0], rows[1:]
+    column = header.index("platform")
+    assert [(r[header.index("event_id")], r[column]) for r in body] == [
+        ("reg-ig", "instagram"),
+        ("rm-ig", "instagram"),
+        ("f-ig", "instagram"),
+    ]
+    # A retraction is listed under its target's account, and says so.
+    retraction = world.timeline("--account", FB)[-1]
+    assert retraction["type"] == "event_retracted"
+    assert (retraction["account"], retraction["platform"]) == (FB, "facebook")
+    assert "subject" not in retraction  # its target names none
+    # The stored events are unchanged: an account event names no platform itself.
+    stored = {e["event_id"]: e for e in export(world)}
+    assert "platform" not in stored["rm-ig"]
+    assert "account" not in stored["x"]
+
+
 def test_export_formats(world: Store) -> None:
     log = export(world)
     assert json.loads(world.ok("export", "--json").stdout) == log
