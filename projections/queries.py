@@ -369,7 +369,7 @@ PAGE = 10_000
 
 def _rows(
     db: Database, sql: str, params: dict[str, Any], selection: TimelineFilter
-) -> Iterator[tuple[bytes, Any]]:
+) -> Iterator[tuple[Any, ...]]:
     """The selected rows, streamed in flat memory.
 
     PostgreSQL streams through a server-side cursor, which costs five round trips
