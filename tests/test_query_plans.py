@@ -93,6 +93,26 @@ def test_subject_timeline_reads_through_the_subject_index(
     assert "timeline_subject" in plan, plan
 
 
+def test_account_timeline_never_reads_the_timeline_table_itself(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account index covers the query: each row costs one leaf read, not two
+    page reads (a selected column outside the index would add the table's row)."""
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL chooses index-only scans by its visibility map, not the query")
+    account = _one(db, "SELECT account FROM timeline WHERE account IS NOT NULL LIMIT 1")
+    captured: list[str] = []
+
+    def capture(db: Database, sql: str, params: dict[str, Any], _: TimelineFilter) -> Any:
+        captured.append(_plan(db, sql, params))
+        return iter(())
+
+    monkeypatch.setattr(queries, "_rows", capture)
+    list(queries.timeline(db, NOW, TimelineFilter(account=account)))
+    (plan,) = captured
+    assert "USING COVERING INDEX timeline_account" in plan, plan
+
+
 def test_postgres_compares_identifiers_byte_by_byte(db: Database) -> None:
     """Text columns that are indexed, joined or sorted use COLLATE "C" on PostgreSQL:
     the same order as SQLite's, whatever the database's default collation."""
