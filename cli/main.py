@@ -559,7 +559,12 @@ def _record_command(type_name: str, model: Any) -> click.Command:
                 continue
             data[key] = list(value) if isinstance(value, tuple) else value
         event = parse_event(data)
-        result = session.writing_ledger().append([(1, event)], actor=_actor(actor))
+        from ledger.application import LedgerError  # only now: bad flags load no more
+
+        try:
+            result = session.writing_ledger().append([(1, event)], actor=_actor(actor))
+        except LedgerError as error:
+            raise LedgerError(error.reason) from None  # flags have no input line
         _after_append(session)
         _report(result, as_json)
 

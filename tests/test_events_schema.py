@@ -305,6 +305,22 @@ def test_record_followers_count_is_an_integer(store: Store) -> None:
     assert isinstance(stored["count"], int)
 
 
+def test_a_record_refused_by_a_rule_names_no_input_line(store: Store) -> None:
+    store.append(account("twitter:example", "2021-01-01T00:00:00Z"))
+    stderr = reject(
+        store,
+        "record",
+        "account-reinstated",
+        "--account",
+        "twitter:example",
+        "--occurred-at",
+        "2021-01-09",
+        "--source",
+        SOURCE,
+    )
+    assert stderr.startswith("Error: account_reinstated rejected: "), stderr
+
+
 def test_record_suspension_and_retraction(store: Store) -> None:
     store.append(account("twitter:example"))
     store.ok(
