@@ -35,6 +35,7 @@ from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
 from ledger.vocabulary import TARGETED_TYPES as TARGETED_TYPES
 from ledger.vocabulary import iso as iso
+from ledger.vocabulary import platform_of
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -165,8 +166,7 @@ class AccountRegistered(EventBase):
 
     @model_validator(mode="after")
     def _account_prefix_is_platform(self) -> AccountRegistered:
-        prefix = self.account.split(":", 1)[0]
-        if prefix != self.platform:
+        if platform_of(self.account) != self.platform:
             raise ValueError(
                 f"account: '{self.account}' must start with its platform '{self.platform}:'"
             )
@@ -427,7 +427,7 @@ def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _check_names = json.JSONDecoder(object_pairs_hook=_unique_names).decode
 
 
-def _refuse_repeated_names(text: str | bytes) -> None:
+def _refuse_repeated_names(text: str | bytes, line: int | None) -> None:
     """A name given twice in one object is ambiguous: JSON readers disagree on which
     value counts, so the ledger would store one reading of a source that others
     read differently (I-JSON, RFC 7493, which RFC 8785 leaves assume, forbids it).
@@ -437,7 +437,8 @@ def _refuse_repeated_names(text: str | bytes) -> None:
         _check_names(text if isinstance(text, str) else str(text, "utf-8"))
     except _RepeatedName as repeated:
         raise EventInputError(
-            [f"{repeated.name}: given more than once in one object; give each field once"]
+            [f"{repeated.name}: given more than once in one object; give each field once"],
+            line,
         ) from None
     except (ValueError, RecursionError):
         pass
@@ -446,10 +447,7 @@ def _refuse_repeated_names(text: str | bytes) -> None:
 def parse_event(data: str | bytes | dict[str, Any], line: int | None = None) -> AnyEvent:
     """Validate one event from JSON text or a decoded object."""
     if not isinstance(data, dict):
-        try:
-            _refuse_repeated_names(data)
-        except EventInputError as error:
-            raise EventInputError(error.problems, line) from None
+        _refuse_repeated_names(data, line)
     try:
         if isinstance(data, dict):
             model = EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]

@@ -40,6 +40,12 @@ TARGETED_TYPES = frozenset({"appeal_filed", "appeal_decided", "event_retracted"}
 ASSIGNED_FIELDS = ("recorded_at", "actor", "sequence")
 
 
+def platform_of(account: str) -> str:
+    """The platform an account id names: its prefix (``twitter:jack`` → ``twitter``),
+    which ``account_registered`` checks against its ``platform``."""
+    return account.partition(":")[0]
+
+
 def iso(value: datetime) -> str:
     """UTC ISO 8601 with a Z, the one textual form of time the ledger writes."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

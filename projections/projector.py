@@ -23,6 +23,7 @@ from typing import Any
 
 from ledger.application import Ledger
 from ledger.persistence import Database, Storage
+from ledger.vocabulary import platform_of
 from projections import leaves
 
 PROJECTION = "timeline"
@@ -162,7 +163,7 @@ def _write(db: Database, records: Iterable[tuple[int, dict[str, Any]]]) -> int:
             record["type"],
             account,
             record.get("subject"),
-            record.get("platform") or (account.split(":", 1)[0] if account else None),
+            record.get("platform") or (platform_of(account) if account else None),
             record.get("policy"),
             record["actor"],
             (fromiso(record["occurred_at"]) - _EPOCH) // _MICROSECOND,

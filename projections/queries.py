@@ -19,7 +19,7 @@ from typing import Any
 
 from ledger.persistence import Database
 from ledger.rules import STATUS_TYPES, Entry, fold_status
-from ledger.vocabulary import iso
+from ledger.vocabulary import iso, platform_of
 from projections import leaves
 from projections.projector import micros, status_facts_clause
 
@@ -352,7 +352,7 @@ def timeline(
             account = record.get("account")
             if account is not None:
                 if "platform" not in record:
-                    record["platform"] = account.partition(":")[0]
+                    record["platform"] = platform_of(account)
             elif record["type"] == "event_retracted":
                 _name_retraction(db, record)
             record["retracted"] = bool(retracted)
