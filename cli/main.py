@@ -1105,6 +1105,8 @@ def consistency(session: Session, old_size: int, new_size: int | None) -> None:
     storage = ledger.storage
     with storage.connect() as connection:
         size = storage.tree_size(connection)
+        if old_size > size:
+            raise StoreError(f"OLD_SIZE {old_size} is beyond the end of the log (size {size})")
         target = new_size if new_size is not None else _latest_checkpoint(session, old_size - 1)[0]
         if target > size or old_size > target:
             raise StoreError(

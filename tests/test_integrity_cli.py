@@ -499,6 +499,9 @@ def test_prove_consistency_beyond_the_log_fails(shared_log: Log) -> None:
     assert "39" in result.stderr
     result = shared_log.fail("prove", "consistency", "30", "--to", "20")
     assert result.stdout == ""
+    # An old size beyond the log is that, not a missing checkpoint.
+    result = shared_log.fail("prove", "consistency", "39")
+    assert result.stderr == "Error: OLD_SIZE 39 is beyond the end of the log (size 38)\n"
 
 
 # --- verify -----------------------------------------------------------------------
