@@ -79,6 +79,9 @@ AccountId = Annotated[
     StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}:[^\s]{1,200}$", max_length=265),
 ]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+# I-JSON's exact integers (RFC 7493): leaves are RFC 8785 canonical JSON, which is
+# defined only for them, and beyond them JSON readers disagree on the value.
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 class EventBase(BaseModel):
@@ -182,7 +185,7 @@ class PlatformRenamed(EventBase):
 class FollowersObserved(EventBase):
     type: Literal["followers_observed"] = "followers_observed"
     account: AccountId
-    count: Annotated[int, Field(ge=0, strict=True)]
+    count: Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER, strict=True)]
 
 
 class PostPublished(EventBase):

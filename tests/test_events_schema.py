@@ -556,6 +556,20 @@ def test_count_is_a_strict_integer(registered: Store) -> None:
     )
 
 
+def test_count_stays_within_json_exact_integers(registered: Store) -> None:
+    # Leaves are RFC 8785 canonical JSON, which is defined for I-JSON integers only.
+    largest = 2**53 - 1
+    registered.append(
+        ev("followers_observed", "2021-01-08T16:00:00Z", account="twitter:example", count=largest)
+    )
+    assert export(registered)[-1]["count"] == largest
+    reject_append(
+        registered,
+        ev("followers_observed", "2021-01-09T16:00:00Z", account="twitter:example", count=2**53),
+        expect=("line 1: count: Input should be less than or equal to 9007199254740991",),
+    )
+
+
 def test_a_date_alone_means_midnight_utc_with_day_precision(registered: Store) -> None:
     registered.append(ev("account_suspended", "2021-01-08", account="twitter:example", policy="p"))
     stored = export(registered)[-1]
