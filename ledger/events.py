@@ -66,7 +66,12 @@ UtcDatetime = Annotated[
 ]
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+# No NUL (U+0000): PostgreSQL text cannot hold it, so a ledger must refuse it on every
+# backend alike (a regex in pydantic-core: no Python call per field).
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000, pattern=NO_NUL)
+]
 Slug = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", min_length=1, max_length=64)
 ]
@@ -76,7 +81,7 @@ Identifier = Annotated[
 ]
 AccountId = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}:[^\s]{1,200}$", max_length=265),
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}:[^\s\x00]{1,200}$", max_length=265),
 ]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 # I-JSON's exact integers (RFC 7493): leaves are RFC 8785 canonical JSON, which is
@@ -398,6 +403,8 @@ def describe_validation_error(error: ValidationError) -> list[str]:
                 message = "assigned by the ledger, cannot be given"
         elif item["type"] == "missing":
             message = "required field is missing"
+        elif item["type"] == "string_pattern_mismatch" and "\x00" in str(item.get("input")):
+            message = "must not contain NUL characters (U+0000)"
         given = item.get("input")
         shown = (
             "" if item["type"] == "missing" or isinstance(given, dict) else f" (given {given!r})"

@@ -556,6 +556,21 @@ def test_count_is_a_strict_integer(registered: Store) -> None:
     )
 
 
+def test_a_nul_character_is_refused_on_every_backend(registered: Store) -> None:
+    # PostgreSQL text cannot hold U+0000 (it failed there as an internal error):
+    # the schema refuses it, so both stores accept the same events.
+    reject_append(
+        registered,
+        ev("account_suspended", "2021-01-08T16:00:00Z", account="twitter:example", policy="a\x00b"),
+        expect=("line 1: policy: must not contain NUL characters (U+0000) (given 'a\\x00b')",),
+    )
+    reject_append(
+        registered,
+        account("twitter:nul\x00"),
+        expect=("line 1: account: must not contain NUL characters (U+0000)",),
+    )
+
+
 def test_count_stays_within_json_exact_integers(registered: Store) -> None:
     # Leaves are RFC 8785 canonical JSON, which is defined for I-JSON integers only.
     largest = 2**53 - 1
