@@ -25,6 +25,7 @@ from cli.output import chosen_format, output_options, write_document, write_rows
 if TYPE_CHECKING:
     from ledger.application import Ledger
     from ledger.location import StoreLocation
+    from ledger.persistence import Storage
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 EXIT_INTERNAL = 70
@@ -353,25 +354,13 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
       enforcement-ledger --store ledger.db init
       enforcement-ledger --store "postgresql://postgres@127.0.0.1/test?schema=newsroom" init --roles
     """
-    from ledger.persistence import open_storage
-    from ledger.vocabulary import iso
-    from projections.projector import create_tables
-
     location = session.location
     if origin is not None and (not origin or any(c.isspace() or c == "+" for c in origin)):
         raise click.BadParameter(
             f"an origin names the log's signing key: no spaces or '+' (given {origin!r})",
             param_hint="--origin",
         )
-    storage = open_storage(location)
-    created = storage.create(
-        {
-            "origin": origin or _default_origin(location),
-            "created_at": iso(datetime.now(UTC)),
-        }
-    )
-    with storage.connect() as db, db.transaction(lock="ledger-projection"):
-        create_tables(db)
+    created, storage = _create_store(location, origin or _default_origin(location))
     if created:
         click.echo(f"Created ledger at {location.display}")
     else:
@@ -383,6 +372,19 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
             raise StoreError("--roles needs a PostgreSQL store; SQLite has no roles")
         writer, reader = storage.grant_roles(role_prefix or f"ledger_{location.schema}")  # type: ignore[attr-defined]
         click.echo(f"Roles ready: {writer} (append, checkpoint), {reader} (read only)")
+
+
+def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage]:
+    """Create the store once (False when it existed: then nothing changes)."""
+    from ledger.persistence import open_storage
+    from ledger.vocabulary import iso
+    from projections.projector import create_tables
+
+    storage = open_storage(location)
+    created = storage.create({"origin": origin, "created_at": iso(datetime.now(UTC))})
+    with storage.connect() as db, db.transaction(lock="ledger-projection"):
+        create_tables(db)
+    return created, storage
 
 
 def _default_origin(location: StoreLocation) -> str:
@@ -495,6 +497,55 @@ def append(session: Session, file: IO[bytes], actor: str | None, as_json: bool) 
     result = ledger.append(lambda: _read_lines(_rewound(replayable)), actor=_actor(actor))
     _after_append(session)
     _report(result, as_json)
+
+
+@cli.command("copy")
+@click.argument("source", metavar="SOURCE")
+@click.pass_obj
+def copy_command(session: Session, source: str) -> None:
+    """Copy the whole log of the ledger at SOURCE into this store, verbatim.
+
+    For moving a ledger, e.g. from SQLite to PostgreSQL. The copy keeps every event
+    as it was stored (event_id, sequence, recorded_at, actor) and the signed
+    checkpoints, so its Merkle roots are the source's and the source's verifier key
+    verifies it. Every event is validated and checked against the rules on the way
+    in; one failure copies nothing. This store is created with the source's origin
+    if it does not exist yet; if it does, it must be empty, with the same origin.
+
+    \b
+    Example:
+      enforcement-ledger --store "postgresql://…/db?schema=newsroom" copy ledger.db
+      enforcement-ledger --store "postgresql://…/db?schema=newsroom" verify --vkey ledger.vkey
+    """
+    from ledger.application import Ledger, SourceCheckpoint
+    from ledger.location import StoreError, StoreLocation
+
+    source_ledger = Ledger(StoreLocation.parse(source))
+    try:
+        try:
+            source_ledger.storage.require()
+        except StoreError as error:
+            raise StoreError(f"SOURCE: {error}") from None
+        with source_ledger.storage.connect() as db:
+            origin = source_ledger.origin
+            # Read before the events: every checkpoint then falls within them.
+            checkpoints = [
+                SourceCheckpoint(int(size), bytes(root), note, created_at)
+                for size, root, note, created_at in db.execute(
+                    "SELECT size, root, note, created_at FROM checkpoints ORDER BY size, id"
+                ).fetchall()
+            ]
+            _create_store(session.location, origin)
+            result = session.writing_ledger().copy_log(
+                source_ledger.storage.iter_leaves(db), checkpoints, origin=origin
+            )
+    finally:
+        source_ledger.close()
+    _after_append(session)
+    click.echo(
+        f"Copied {result.appended} event(s) and {len(checkpoints)} signed checkpoint(s) "
+        f"from {source_ledger.location.display}"
+    )
 
 
 class RecordGroup(click.Group):

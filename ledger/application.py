@@ -96,6 +96,16 @@ class AppendResult:
         }
 
 
+@dataclass(frozen=True)
+class SourceCheckpoint:
+    """A signed checkpoint of the log being copied, as that store holds it."""
+
+    size: int
+    root: bytes
+    note: str
+    created_at: str
+
+
 def _content_of(record: dict[str, Any]) -> dict[str, Any]:
     """A stored record's submitted content: what idempotency compares."""
     return {k: v for k, v in record.items() if k not in _ASSIGNED}
@@ -233,6 +243,80 @@ class Ledger:
                 tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
             return result
 
+    def copy_log(
+        self,
+        leaves: Iterable[bytes],
+        checkpoints: Sequence[SourceCheckpoint],
+        *,
+        origin: str,
+    ) -> AppendResult:
+        """Append another ledger's whole log to this empty one, verbatim.
+
+        Each stored event is validated and checked against the rules as an append
+        would be, keeping its event_id, sequence, recorded_at and actor, and must come
+        out as the very bytes it was stored as: the tree, every root and so every
+        signed checkpoint (copied too, each checked against its root) are the
+        source's. One transaction: all of it or none.
+        """
+        from ledger.events import EventInputError, parse_event
+
+        if origin != self.origin:
+            raise LedgerError(
+                f"the source log's origin is {origin!r} but this store's is {self.origin!r}; "
+                f"signed checkpoints name their origin, so initialise an empty store with "
+                f"`enforcement-ledger init --origin '{origin}'` and copy into it"
+            )
+        pending = sorted(checkpoints, key=lambda c: c.size)
+        with _no_automatic_collections(), self.storage.write_transaction() as tx:
+            batch = _Batch(self, tx, actor="", now=datetime.now(UTC))
+            if batch.next_sequence:
+                raise LedgerError(
+                    f"this store already holds {batch.next_sequence} event(s); "
+                    "copy into a freshly initialised store"
+                )
+            batch.recorded_at = datetime.min.replace(tzinfo=UTC)  # each event brings its own
+            try:
+                chunk: list[tuple[int, AnyEvent]] = []
+                originals: list[tuple[dict[str, Any], bytes]] = []
+                checked = 0  # checkpoints whose root has been compared
+                for index, leaf in enumerate(leaves):
+                    record = json.loads(leaf)
+                    if record.get("sequence") != index:
+                        raise LedgerError(
+                            f"the event at this position carries sequence "
+                            f"{record.get('sequence')!r}; verify the source first",
+                            index,
+                        )
+                    data = {**_content_of(record), "event_id": record["event_id"]}
+                    chunk.append((index, parse_event(data, index)))
+                    originals.append((record, bytes(leaf)))
+                    if len(chunk) >= FLUSH_EVERY:
+                        checked = batch.add_copied(chunk, originals, pending, checked)
+                        chunk, originals = [], []
+                checked = batch.add_copied(chunk, originals, pending, checked)
+                if checked < len(pending):
+                    raise LedgerError(
+                        f"the source's checkpoint at size {pending[checked].size} is beyond "
+                        f"its {batch.tree.size} event(s)"
+                    )
+                result = batch.finish()
+            except (LedgerError, EventInputError) as error:
+                if error.line is None:
+                    raise
+                reason = (
+                    error.reason if isinstance(error, LedgerError) else "; ".join(error.problems)
+                )
+                raise LedgerError(f"source sequence {error.line}: {reason}") from None
+            finally:
+                batch.close()
+            for checkpoint in pending:
+                tx.insert_checkpoint(
+                    checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created_at
+                )
+        if result.appended >= ANALYZE_AFTER:
+            self.storage.analyze()
+        return result
+
     # --- reading ---------------------------------------------------------------
 
     def iter_leaves(self) -> Iterator[bytes]:
@@ -336,25 +420,81 @@ class _Batch:
         for line, event in chunk:
             self.add(line, event)
 
-    def add(self, line: int, event: AnyEvent) -> None:
+    def add_copied(
+        self,
+        chunk: list[tuple[int, AnyEvent]],
+        originals: list[tuple[dict[str, Any], bytes]],
+        checkpoints: Sequence[SourceCheckpoint],
+        checked: int,
+    ) -> int:
+        """Add copied events (see ``Ledger.copy_log``); returns how many of the
+        source's checkpoints have had their root compared so far."""
+        ids = [event.event_id for _, event in chunk if event.event_id is not None]
+        self.known = self.tx.find_entries(ids) if ids else {}
+        self.looked_up = {event.target for _, event in chunk if event.type in TARGETED_TYPES}  # type: ignore[union-attr]
+        self.targets = self.tx.target_entries(sorted(self.looked_up)) if self.looked_up else {}
+        self.chunk_retractions = {}
+        for (line, event), original in zip(chunk, originals, strict=True):
+            while checked < len(checkpoints) and checkpoints[checked].size == self.tree.size:
+                self.compare_root(checkpoints[checked])
+                checked += 1
+            self.add(line, event, original)
+        while checked < len(checkpoints) and checkpoints[checked].size == self.tree.size:
+            self.compare_root(checkpoints[checked])
+            checked += 1
+        return checked
+
+    def compare_root(self, checkpoint: SourceCheckpoint) -> None:
+        root = self.tree.root() if self.tree.size else merkle.EMPTY_ROOT
+        if root != checkpoint.root:
+            raise LedgerError(
+                f"the source's signed checkpoint at size {checkpoint.size} does not match "
+                "its own events (verify the source)"
+            )
+
+    def add(
+        self, line: int, event: AnyEvent, original: tuple[dict[str, Any], bytes] | None = None
+    ) -> None:
+        """Check and stage one event; ``original`` (a copy) is its source record and
+        stored bytes, whose assigned fields it keeps."""
         self.current = (line, event)
         content = self.event_content(event)
         if event.event_id is not None and self.is_repeat(event.event_id, content, line):
+            if original is not None:
+                raise LedgerError(f"event_id {event.event_id} appears twice in the source", line)
             return
         event_id = event.event_id or f"ev-{uuid.uuid4().hex}"
         record = content
         record["event_id"] = event_id
-        record["recorded_at"] = self.recorded_iso
-        record["actor"] = self.actor
+        if original is None:
+            recorded_iso, recorded_at, actor = self.recorded_iso, self.recorded_at, self.actor
+        else:
+            recorded_iso, actor = original[0]["recorded_at"], original[0]["actor"]
+            recorded_at = datetime.fromisoformat(recorded_iso)
+            if recorded_at < self.recorded_at:
+                raise LedgerError(
+                    f"recorded_at {recorded_iso} is earlier than an event before it; a "
+                    "ledger's record time never runs backwards",
+                    line,
+                )
+            self.recorded_at = recorded_at
+        record["recorded_at"] = recorded_iso
+        record["actor"] = actor
         record["sequence"] = sequence = self.next_sequence
         try:
-            check_not_in_future(record, self.recorded_at)
+            check_not_in_future(record, recorded_at)
             view, lane = self.apply(record)
         except RuleViolation as violation:
             named = f" {event.event_id}" if event.event_id else ""
             raise LedgerError(f"{event.type}{named} rejected: {violation}", line) from None
         kind = record["type"]
         leaf = canonical_json(record)
+        if original is not None and leaf != original[1]:
+            raise LedgerError(
+                "the event validates to other bytes than it was stored as (stored by "
+                "another version?); a copy must keep every leaf as it is",
+                line,
+            )
         digest = merkle.leaf_hash(leaf)
         self.tree.append(digest)
         sid = view.id
@@ -370,7 +510,7 @@ class _Batch:
                 originator,
                 kind,
                 digest,
-                self.recorded_iso,
+                recorded_iso,
                 subject_ref,
                 lane,
                 lane_key(view.key, lane),

@@ -1,0 +1,174 @@
+"""`copy`: moving a whole ledger to another store (SQLite to PostgreSQL and back).
+
+A copy must be the same ledger: byte-identical leaves (so the same Merkle roots,
+and the source's signed checkpoints and verifier key still hold), the same record
+times and actors, the same answers; and like any append, all or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Store
+from tests.ledger_helpers import account, ev, jsonl, reject, subject
+
+SEED = Path(__file__).parent.parent / "ledger" / "data" / "seed.jsonl"
+
+
+def _keyed(store: Store, key: Path) -> str:
+    """Give ``store`` a signing key; returns its verifier key."""
+    return store.ok("--key-file", str(key), "keygen").stdout.strip()
+
+
+def _fill(store: Store, key: Path) -> None:
+    """Three signed batches: the seed story, a correction, and a backfill."""
+    store.ok("--key-file", str(key), "append", str(SEED))
+    later = jsonl(
+        ev(
+            "account_removed",
+            "2024-02-09",
+            account="twitter:khamenei_ir",
+            policy="Violent speech",
+            event_id="mistake-1",
+        ),
+        ev("event_retracted", "2024-02-10", target="mistake-1", reason="misread", event_id="fix"),
+    )
+    store.ok("--key-file", str(key), "append", "--actor", "alice", "-", input=later)
+    backfill = jsonl(
+        subject("someone", "2018-01-01", event_id="s-1"),
+        account("twitter:someone", "2019-01-01T00:00:00Z", subject="someone", event_id="a-1"),
+        ev("account_suspended", "2020-05-01", account="twitter:someone", policy="p"),
+    )
+    store.ok("--key-file", str(key), "append", "-", input=backfill)
+
+
+def _answers(store: Store) -> list[str]:
+    moment = ("--known-at", "2099-01-01", "--as-of", "2030-01-01")
+    return [
+        store.ok("export", "--nl").stdout,
+        store.ok("timeline", "--json", "--known-at", "2099-01-01").stdout,
+        store.ok("accounts", "--json", *moment).stdout,
+        store.ok("status", "twitter:khamenei_ir", "--json", *moment).stdout,
+    ]
+
+
+def test_a_copy_is_the_same_ledger_both_ways(store: Store, tmp_path: Path) -> None:
+    """From the fixture's store into a new SQLite file, then from that into a new
+    store of the fixture's kind: every leaf, checkpoint and answer survives."""
+    key = tmp_path / "source.key"
+    vkey = _keyed(store, key)
+    _fill(store, key)
+    source_verify = store.ok("verify", "--vkey", vkey).stdout
+    assert "(3 checkpoint(s)" in source_verify
+
+    middle = Store(str(tmp_path / "moved.db"), "sqlite", tmp_path)
+    result = middle.ok("copy", store.url)
+    assert result.stdout.startswith("Copied 23 event(s) and 3 signed checkpoint(s) from ")
+    assert middle.ok("verify", "--vkey", vkey).stdout == source_verify
+    assert _answers(middle) == _answers(store)
+    # Record time and actors are the source's, not the copy's.
+    exported = [json.loads(line) for line in middle.ok("export", "--nl").stdout.splitlines()]
+    assert {e["actor"] for e in exported} == {"tester", "alice"}
+
+    if store.kind == "postgres":
+        back = Store(store.url.replace("?schema=", "?schema=b"), "postgres", tmp_path)
+    else:
+        back = Store(str(tmp_path / "back.db"), "sqlite", tmp_path)
+    try:
+        back.ok("copy", middle.url)
+        assert back.ok("verify", "--vkey", vkey).stdout == source_verify
+        assert _answers(back) == _answers(store)
+        # It goes on as a ledger: a new signed append extends the copied tree.
+        back.ok(
+            "--key-file",
+            str(key),
+            "append",
+            "-",
+            input=jsonl(ev("account_reinstated", "2024-03-01", account="twitter:someone")),
+        )
+        assert "OK size 24 " in back.ok("verify", "--vkey", vkey).stdout
+    finally:
+        if back.kind == "postgres":
+            import psycopg
+
+            from tests.conftest import PG_URL
+
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                schema = back.url.rsplit("schema=", 1)[1]
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_copy_goes_only_into_an_empty_store_of_the_same_origin(
+    store: Store, tmp_path: Path
+) -> None:
+    key = tmp_path / "source.key"
+    _keyed(store, key)
+    _fill(store, key)
+    # The fixture's store was initialised with its own origin.
+    other = Store(str(tmp_path / "other.db"), "sqlite", tmp_path)
+    other.ok("init")
+    reject(other, "copy", store.url, expect=("origin", "init --origin"))
+    # Same origin, but not empty.
+    twin = Store(str(tmp_path / "twin.db"), "sqlite", tmp_path)
+    twin.ok("copy", store.url)
+    reject(twin, "copy", store.url, expect=("already holds 23 event(s)",))
+
+
+def _tamper(path: Path, sequence: int, old: bytes, new: bytes) -> None:
+    """Change a stored leaf behind the ledger's back (triggers dropped first)."""
+    with closing(sqlite3.connect(path)) as conn:
+        triggers = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master "
+                "WHERE type = 'trigger' AND tbl_name = 'stored_events'"
+            )
+        ]
+        for name in triggers:
+            conn.execute(f'DROP TRIGGER "{name}"')
+        (state,) = conn.execute(
+            "SELECT state FROM stored_events ORDER BY rowid LIMIT 1 OFFSET ?", (sequence,)
+        ).fetchone()
+        assert old in state
+        conn.execute(
+            "UPDATE stored_events SET state = ? WHERE rowid = "
+            "(SELECT rowid FROM stored_events ORDER BY rowid LIMIT 1 OFFSET ?)",
+            (bytes(state).replace(old, new), sequence),
+        )
+        conn.commit()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # Still a valid event, but not the bytes the checkpoint signed.
+        (b"Dangerous Organisations", b"Dangerous Organizations", "does not match its own events"),
+        # No longer valid: the copy validates every event.
+        (b'"type":"account_removed"', b'"type":"account_banned"', "source sequence 10: type"),
+        # Valid, but not canonical: a copy keeps every leaf byte for byte.
+        (
+            b'"type":"account_removed"',
+            b'"type": "account_removed"',
+            "source sequence 10: the event validates to other bytes",
+        ),
+        # Out of place in the log.
+        (b'"sequence":10', b'"sequence":11', "source sequence 10: the event at this position"),
+    ],
+)
+def test_a_copy_of_an_altered_source_copies_nothing(
+    bare_store: Store, tmp_path: Path, old: bytes, new: bytes, message: str
+) -> None:
+    source = Store(str(tmp_path / "source.db"), "sqlite", tmp_path)
+    source.ok("init")
+    key = tmp_path / "source.key"
+    _keyed(source, key)
+    _fill(source, key)
+    _tamper(Path(source.url), 10, old, new)
+    result = bare_store.fail("copy", source.url)
+    assert message in result.stderr, result.stderr
+    assert bare_store.count() == 0
