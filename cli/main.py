@@ -517,7 +517,7 @@ def copy_command(session: Session, source: str) -> None:
       enforcement-ledger --store "postgresql://…/db?schema=newsroom" copy ledger.db
       enforcement-ledger --store "postgresql://…/db?schema=newsroom" verify --vkey ledger.vkey
     """
-    from ledger.application import Ledger, SourceCheckpoint
+    from ledger.application import Ledger
     from ledger.location import StoreError, StoreLocation
 
     source_ledger = Ledger(StoreLocation.parse(source))
@@ -526,24 +526,13 @@ def copy_command(session: Session, source: str) -> None:
             source_ledger.storage.require()
         except StoreError as error:
             raise StoreError(f"SOURCE: {error}") from None
-        with source_ledger.storage.connect() as db:
-            origin = source_ledger.origin
-            # Read before the events: every checkpoint then falls within them.
-            checkpoints = [
-                SourceCheckpoint(int(size), bytes(root), note, created_at)
-                for size, root, note, created_at in db.execute(
-                    "SELECT size, root, note, created_at FROM checkpoints ORDER BY size, id"
-                ).fetchall()
-            ]
-            _create_store(session.location, origin)
-            result = session.writing_ledger().copy_log(
-                source_ledger.storage.iter_leaves(db), checkpoints, origin=origin
-            )
+        _create_store(session.location, source_ledger.origin)
+        result, checkpoints = session.writing_ledger().copy_from(source_ledger)
     finally:
         source_ledger.close()
     _after_append(session)
     click.echo(
-        f"Copied {result.appended} event(s) and {len(checkpoints)} signed checkpoint(s) "
+        f"Copied {result.appended} event(s) and {checkpoints} signed checkpoint(s) "
         f"from {source_ledger.location.display}"
     )
 

@@ -243,6 +243,17 @@ class Ledger:
                 tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
             return result
 
+    def copy_from(self, source: Ledger) -> tuple[AppendResult, int]:
+        """``copy_log`` of the whole of ``source``: (result, checkpoints copied)."""
+        with source.storage.connect() as db:
+            source.storage.read_once(db)
+            # Read before the events: every checkpoint then falls within them.
+            checkpoints = [SourceCheckpoint(*row) for row in source.storage.checkpoint_rows(db)]
+            result = self.copy_log(
+                source.storage.iter_leaves(db), checkpoints, origin=source._origin_in(db)
+            )
+        return result, len(checkpoints)
+
     def copy_log(
         self,
         leaves: Iterable[bytes],

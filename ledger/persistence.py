@@ -509,6 +509,19 @@ class Storage:
         else:
             yield from db.stream(statement)
 
+    def checkpoint_rows(self, db: Database) -> list[tuple[int, bytes, str, str]]:
+        """(size, root, note, created_at) of every stored checkpoint, in log order."""
+        rows = db.execute(
+            "SELECT size, root, note, created_at FROM checkpoints ORDER BY size, id"
+        ).fetchall()
+        return [(int(r[0]), bytes(r[1]), r[2], r[3]) for r in rows]
+
+    def read_once(self, db: Database) -> None:
+        """Set ``db`` up for one pass over the log: SQLite then needs no page cache
+        beyond a few pages (the usual 64 MiB would only grow the process)."""
+        if self.dialect == "sqlite":
+            db.execute("PRAGMA cache_size=-2048")
+
     def checkpoints(self, db: Database) -> list[tuple[int, bytes, str]]:
         rows = db.execute("SELECT size, root, note FROM checkpoints ORDER BY size, id").fetchall()
         return [(r[0], bytes(r[1]), r[2]) for r in rows]
