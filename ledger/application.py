@@ -421,15 +421,18 @@ class _Batch:
             projection.begin(tx.db, head.next_sequence)
 
     def add_chunk(self, chunk: list[tuple[int, AnyEvent]]) -> None:
-        # One lookup query for the chunk's ids instead of one per event.
+        self.look_up(chunk)
+        for line, event in chunk:
+            self.add(line, event)
+
+    def look_up(self, chunk: list[tuple[int, AnyEvent]]) -> None:
+        """One lookup query for the chunk's ids and targets instead of one per event."""
         ids = [event.event_id for _, event in chunk if event.event_id is not None]
         self.known = self.tx.find_entries(ids) if ids else {}
         # (By type: getattr of a missing field on a pydantic model raises, slowly.)
         self.looked_up = {event.target for _, event in chunk if event.type in TARGETED_TYPES}  # type: ignore[union-attr]
         self.targets = self.tx.target_entries(sorted(self.looked_up)) if self.looked_up else {}
         self.chunk_retractions = {}
-        for line, event in chunk:
-            self.add(line, event)
 
     def add_copied(
         self,
@@ -439,29 +442,24 @@ class _Batch:
         checked: int,
     ) -> int:
         """Add copied events (see ``Ledger.copy_log``); returns how many of the
-        source's checkpoints have had their root compared so far."""
-        ids = [event.event_id for _, event in chunk if event.event_id is not None]
-        self.known = self.tx.find_entries(ids) if ids else {}
-        self.looked_up = {event.target for _, event in chunk if event.type in TARGETED_TYPES}  # type: ignore[union-attr]
-        self.targets = self.tx.target_entries(sorted(self.looked_up)) if self.looked_up else {}
-        self.chunk_retractions = {}
+        source's checkpoints (sorted by size) have had their root compared so far."""
+        self.look_up(chunk)
         for (line, event), original in zip(chunk, originals, strict=True):
-            while checked < len(checkpoints) and checkpoints[checked].size == self.tree.size:
-                self.compare_root(checkpoints[checked])
-                checked += 1
+            checked = self.compare_roots(checkpoints, checked)
             self.add(line, event, original)
+        return self.compare_roots(checkpoints, checked)
+
+    def compare_roots(self, checkpoints: Sequence[SourceCheckpoint], checked: int) -> int:
+        """Compare the tree as it is now with the checkpoints of its size."""
         while checked < len(checkpoints) and checkpoints[checked].size == self.tree.size:
-            self.compare_root(checkpoints[checked])
+            root = self.tree.root() if self.tree.size else merkle.EMPTY_ROOT
+            if root != checkpoints[checked].root:
+                raise LedgerError(
+                    f"the source's signed checkpoint at size {self.tree.size} does not match "
+                    "its own events (verify the source)"
+                )
             checked += 1
         return checked
-
-    def compare_root(self, checkpoint: SourceCheckpoint) -> None:
-        root = self.tree.root() if self.tree.size else merkle.EMPTY_ROOT
-        if root != checkpoint.root:
-            raise LedgerError(
-                f"the source's signed checkpoint at size {checkpoint.size} does not match "
-                "its own events (verify the source)"
-            )
 
     def add(
         self, line: int, event: AnyEvent, original: tuple[dict[str, Any], bytes] | None = None
