@@ -170,7 +170,16 @@ class Session:
             return None
         from ledger.integrity import load_signer
 
-        return load_signer(path)
+        signer = load_signer(path)
+        mode = path.stat().st_mode & 0o777
+        if os.name == "posix" and mode & 0o077:
+            # As ssh does for private keys, but a warning: the key still signs.
+            click.echo(
+                f"warning: signing key {path} can be read by other users (mode {mode:04o}); "
+                f"anyone who can read it can sign checkpoints as this log: chmod 600 {path}",
+                err=True,
+            )
+        return signer
 
     def reader(self) -> Any:
         """A read connection whose projections have caught up: never stale."""

@@ -273,6 +273,18 @@ def test_keygen_refuses_to_overwrite_a_key(log: Log) -> None:
     assert stat.S_IMODE(log.key.stat().st_mode) == 0o600
 
 
+def test_a_signing_key_others_can_read_is_used_with_a_warning(log: Log) -> None:
+    event = jsonl([subject_event("warned")])
+    assert log.ok("append", "-", input=event).stderr == ""  # keygen made it 0600
+    log.key.chmod(0o644)
+    result = log.ok("append", "-", input=jsonl([subject_event("warned_again")]))
+    assert result.stderr == (
+        f"warning: signing key {log.key} can be read by other users (mode 0644); anyone "
+        f"who can read it can sign checkpoints as this log: chmod 600 {log.key}\n"
+    )
+    assert len(stored_checkpoints(log.store)) == 2  # it still signed
+
+
 @pytest.mark.parametrize("store_kind", ["sqlite"])
 def test_sqlite_key_defaults_to_store_path_plus_key(
     store: Store, monkeypatch: pytest.MonkeyPatch
