@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
@@ -10,6 +11,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 STORE_ENV = "ENFORCEMENT_LEDGER_STORE"
 KEY_FILE_ENV = "ENFORCEMENT_LEDGER_KEY_FILE"
 DEFAULT_STORE = "enforcement-ledger.db"
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class StoreError(Exception):
@@ -35,7 +37,16 @@ class StoreLocation:
         raw = value or os.environ.get(STORE_ENV) or DEFAULT_STORE
         if raw.startswith(("postgresql://", "postgres://")):
             url = urlparse(raw)
-            query = parse_qs(url.query)
+            query = parse_qs(url.query, keep_blank_values=True)
+            # Every connection (ours and the eventsourcing library's) is made from the
+            # parts below: an option left in the URL would be dropped without a word.
+            unknown = sorted(set(query) - {"schema"})
+            if unknown:
+                raise StoreError(
+                    f"the store URL's option {unknown[0]!r} is not supported: only ?schema= "
+                    "is read from it; give libpq settings through the environment "
+                    "(e.g. PGSSLMODE=require, PGSSLROOTCERT=…), which every connection uses"
+                )
             schema = query.get("schema", ["public"])[0]
             if not schema.replace("_", "").isalnum() or not schema[0].isalpha():
                 raise StoreError(f"schema '{schema}' must be letters, digits and underscores")
@@ -51,6 +62,11 @@ class StoreLocation:
             )
         if raw.startswith("sqlite:///"):
             raw = raw.removeprefix("sqlite:///")
+        elif scheme := _URL_SCHEME.match(raw):
+            raise StoreError(
+                f"unsupported store URL scheme {scheme.group(1)!r}: give a SQLite file path "
+                "(or sqlite:///PATH) or a postgresql:// URL"
+            )
         return cls(raw=raw, kind="sqlite", path=Path(raw).expanduser())
 
     @property

@@ -467,6 +467,28 @@ def test_a_store_that_is_a_directory_is_a_clear_error(tmp_path: Path) -> None:
     assert str(tmp_path) in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        # Not a file path named "mysql:/x": a store kind this ledger does not have.
+        ("mysql://localhost/ledger", "unsupported store URL scheme 'mysql'"),
+        # Not dropped in silence (the connection would go without TLS).
+        (
+            "postgresql://postgres@127.0.0.1:5432/test?schema=s&sslmode=require",
+            "the store URL's option 'sslmode' is not supported",
+        ),
+    ],
+)
+def test_a_store_url_is_used_whole_or_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["--store", url, "init"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: {message}"), result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_init_twice_is_harmless(store: Store) -> None:
     store.append(account(X_KH))
     again = store.ok("init")
