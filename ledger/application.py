@@ -279,13 +279,14 @@ class Ledger:
             )
         pending = sorted(checkpoints, key=lambda c: c.size)
         with _no_automatic_collections(), self.storage.write_transaction() as tx:
-            batch = _Batch(self, tx, actor="", now=datetime.now(UTC))
+            # Each copied event brings its own record time; the batch's is only the
+            # floor they must not run below.
+            batch = _Batch(self, tx, actor="", now=datetime.min.replace(tzinfo=UTC))
             if batch.next_sequence:
                 raise LedgerError(
                     f"this store already holds {batch.next_sequence} event(s); "
                     "copy into a freshly initialised store"
                 )
-            batch.recorded_at = datetime.min.replace(tzinfo=UTC)  # each event brings its own
             try:
                 chunk: list[tuple[int, AnyEvent]] = []
                 originals: list[tuple[dict[str, Any], bytes]] = []
