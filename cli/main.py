@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from cli.output import chosen_format, output_options, write_document, write_rows
+from cli.output import chosen_format, output_options, printable, write_document, write_rows
 
 if TYPE_CHECKING:
     from ledger.application import Ledger
@@ -701,7 +701,7 @@ def status(
                     ", ".join(f"{e['exemption']} ({e['holder']}, {e['policy']})" for e in value)
                     or "none"
                 )
-            click.echo(f"{key + ':':<13}{'' if value is None else value}")
+            click.echo(f"{key + ':':<13}{'' if value is None else printable(str(value))}")
         return
     write_document(document, fmt, STATUS_COLUMNS)
 

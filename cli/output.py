@@ -7,6 +7,7 @@ never sits in memory. The table sizes its columns from the first rows only.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO, TypeVar
@@ -16,6 +17,29 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 TABLE_SAMPLE = 200
 MAX_CELL = 60
+# Stored text comes from platforms and admins. In the human formats, control characters
+# (C0, DEL, C1) and the bidi embeddings, overrides and isolates are shown escaped: an ESC
+# sequence would drive the terminal, a newline would break the row, an override would
+# reorder the cells after it. --json/--nl/--csv give the text as stored.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
+def printable(text: str) -> str:
+    """Text safe to print for a person: escapes as above."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _fit(text: str) -> str:
+    """A table cell: printable, and cut to MAX_CELL with a visible mark where cut."""
+    text = printable(text)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
 def output_options(func: F) -> F:
@@ -99,7 +123,7 @@ def _write_table(
     iterator = iter(rows)
     sample: list[list[str]] = []
     for row in iterator:
-        sample.append([_cell(row.get(c))[:MAX_CELL] for c in columns])
+        sample.append([_fit(_cell(row.get(c))) for c in columns])
         if len(sample) >= TABLE_SAMPLE:
             break
     if not sample:
@@ -116,7 +140,7 @@ def _write_table(
         out.write(line(cells) + "\n")
     count = len(sample)
     for row in iterator:
-        out.write(line([_cell(row.get(c))[:MAX_CELL] for c in columns]) + "\n")
+        out.write(line([_fit(_cell(row.get(c))) for c in columns]) + "\n")
         count += 1
     return count
 

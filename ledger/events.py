@@ -69,21 +69,39 @@ UtcDatetime = Annotated[
 # No NUL (U+0000): PostgreSQL text cannot hold it, so a ledger must refuse it on every
 # backend alike (a regex in pydantic-core: no Python call per field).
 NO_NUL = r"^[^\x00]*$"
+SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,199}$"
+# No whitespace and no control characters (C0, DEL, C1) in the id part: an id is
+# printed in tables and messages, where an escape sequence would drive the terminal.
+ACCOUNT_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}:[^\s\x00-\x1f\x7f-\x9f]{1,200}$"
+COUNTRY_CODE = r"^[A-Z]{2}$"
+LANGUAGE_TAG = r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$"
+# What each pattern means, for people: a failed match names this, not the regex.
+PATTERN_MEANINGS = {
+    SLUG: "expected a lowercase slug: a-z, 0-9, '_', '.', '-', starting with a letter or digit",
+    IDENTIFIER: (
+        "expected an identifier: letters, digits and _ . : @ / + -, starting with a letter or digit"
+    ),
+    ACCOUNT_ID: (
+        "expected '<platform>:<handle or id>': a lowercase platform slug, a colon, then no"
+        " spaces or control characters"
+    ),
+    COUNTRY_CODE: "expected an ISO 3166-1 alpha-2 code in capitals, e.g. IR",
+    LANGUAGE_TAG: "expected a BCP 47 language tag, e.g. fa or en-GB",
+}
 Text = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000, pattern=NO_NUL)
 ]
-Slug = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", min_length=1, max_length=64)
-]
+Slug = Annotated[str, StringConstraints(pattern=SLUG, min_length=1, max_length=64)]
 Identifier = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,199}$", max_length=200),
+    StringConstraints(pattern=IDENTIFIER, max_length=200),
 ]
 AccountId = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}:[^\s\x00]{1,200}$", max_length=265),
+    StringConstraints(pattern=ACCOUNT_ID, max_length=265),
 ]
-CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+CountryCode = Annotated[str, StringConstraints(pattern=COUNTRY_CODE)]
 # I-JSON's exact integers (RFC 7493): leaves are RFC 8785 canonical JSON, which is
 # defined only for them, and beyond them JSON readers disagree on the value.
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -168,9 +186,7 @@ class AccountRegistered(EventBase):
     platform: Slug
     handle: Text
     subject: Identifier | None = None
-    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")] | None = (
-        None
-    )
+    language: Annotated[str, StringConstraints(pattern=LANGUAGE_TAG)] | None = None
 
     @model_validator(mode="after")
     def _account_prefix_is_platform(self) -> AccountRegistered:
@@ -403,8 +419,12 @@ def describe_validation_error(error: ValidationError) -> list[str]:
                 message = "assigned by the ledger, cannot be given"
         elif item["type"] == "missing":
             message = "required field is missing"
-        elif item["type"] == "string_pattern_mismatch" and "\x00" in str(item.get("input")):
-            message = "must not contain NUL characters (U+0000)"
+        elif item["type"] == "string_pattern_mismatch":
+            if "\x00" in str(item.get("input")):
+                message = "must not contain NUL characters (U+0000)"
+            else:
+                pattern = str(item.get("ctx", {}).get("pattern"))
+                message = PATTERN_MEANINGS.get(pattern, message)
         given = item.get("input")
         shown = (
             "" if item["type"] == "missing" or isinstance(given, dict) else f" (given {given!r})"

@@ -698,3 +698,54 @@ def test_init_refuses_a_sqlite_database_that_is_not_a_ledger(tmp_path: Path) -> 
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
     assert tables == {"notes"}
+
+
+# --- what a person sees -------------------------------------------------------
+
+
+def test_human_formats_escape_control_characters_and_machine_formats_keep_them(
+    store: Store,
+) -> None:
+    # Stored text comes from platforms: in a table or the status lines an ESC sequence
+    # would drive the terminal, a newline break the row, a bidi override reorder it.
+    policy = "Hate\nspeech\x1b[31m red\u202e tail"
+    store.append(
+        account("twitter:example", "2020-01-01"),
+        ev("account_suspended", "2021-01-08", account="twitter:example", policy=policy),
+    )
+    shown = "Hate\\nspeech\\x1b[31m red\\u202e tail"
+    status = store.ok("status", "twitter:example").stdout
+    assert f"policy:      {shown}\n" in status
+    for table in (status, store.ok("timeline").stdout, store.ok("accounts").stdout):
+        assert "\x1b" not in table
+        assert "\u202e" not in table
+    (suspension,) = parse_table(store.ok("timeline", "--type", "account_suspended").stdout)
+    assert suspension["policy"] == shown
+    (row,) = parse_table(store.ok("accounts").stdout)
+    assert row["policy"] == shown
+    assert json.loads(store.ok("status", "twitter:example", "--json").stdout)["policy"] == policy
+    assert nl(store, "timeline", "--type", "account_suspended")[0]["policy"] == policy
+    header, values = read_csv(store.ok("accounts", "--csv").stdout)
+    assert dict(zip(header, values, strict=True))["policy"] == policy
+
+
+def test_a_cut_table_cell_is_marked(store: Store) -> None:
+    reason = "violated the rules; it may be in the public's interest to keep it up"
+    store.append(
+        account("twitter:example", "2020-01-01"),
+        ev("post_published", "2021-01-01", account="twitter:example", post="p1"),
+        ev(
+            "post_warning_screen_applied",
+            "2021-01-02",
+            account="twitter:example",
+            post="p1",
+            policy="X Rules",
+            reason=reason,
+        ),
+    )
+    table = store.ok("timeline", "--type", "post_warning_screen_applied").stdout
+    (row,) = parse_table(table)
+    assert len(row["detail"]) == 60
+    assert row["detail"].endswith("…")
+    assert ("post=p1; reason=" + reason).startswith(row["detail"][:-1])
+    assert nl(store, "timeline", "--type", "post_warning_screen_applied")[0]["reason"] == reason

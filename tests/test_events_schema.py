@@ -702,8 +702,49 @@ def test_account_id_needs_a_platform_prefix(store: Store) -> None:
             platform="twitter",
             handle="example",
         ),
-        expect=("line 1: account: String should match pattern",),
+        expect=(
+            "line 1: account: expected '<platform>:<handle or id>': a lowercase platform slug,"
+            " a colon, then no spaces or control characters (given 'example')",
+        ),
     )
+
+
+@pytest.mark.parametrize("character", ["\x1b", "\x07", "\x7f", "\x9b", "\t"])
+def test_account_id_refuses_control_characters(store: Store, character: str) -> None:
+    # Ids are printed in tables and messages; an escape sequence would drive the terminal.
+    given = f"twitter:ex{character}[2Jample"
+    reject_append(
+        store,
+        ev("account_registered", "2020-01-01", account=given, platform="twitter", handle="ex"),
+        expect=("line 1: account: expected '<platform>:<handle or id>'", f"(given {given!r})"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "expect"),
+    [
+        (
+            {"platform": "Twitter"},
+            "platform: expected a lowercase slug: a-z, 0-9, '_', '.', '-', starting with a"
+            " letter or digit (given 'Twitter')",
+        ),
+        (
+            {"language": "EN"},
+            "language: expected a BCP 47 language tag, e.g. fa or en-GB (given 'EN')",
+        ),
+        ({"subject": "a b"}, "subject: expected an identifier: letters, digits and _ . : @ / + -"),
+    ],
+)
+def test_pattern_errors_say_what_was_expected(
+    store: Store, fields: dict[str, str], expect: str
+) -> None:
+    event = {"platform": "twitter", "handle": "example", **fields}
+    message = reject_append(
+        store,
+        ev("account_registered", "2020-01-01", account="twitter:example", **event),
+        expect=(f"line 1: {expect}",),
+    )
+    assert "pattern" not in message
 
 
 @pytest.mark.parametrize(
@@ -756,7 +797,7 @@ def test_invalid_line_in_the_middle_rejects_the_whole_batch(registered: Store) -
         ),
         ev("account_reinstated", "2021-03-01T00:00:00Z", account="twitter:example"),
         expect=(
-            "Error: line 2: restrictions.1: String should match pattern",
+            "Error: line 2: restrictions.1: expected a lowercase slug",
             "(given 'Reduced Reach')",
         ),
     )
