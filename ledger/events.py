@@ -40,8 +40,30 @@ from ledger.vocabulary import platform_of
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+# pydantic also reads a number, or a string of digits, as Unix seconds: "2024" would
+# be 1970-01-01T00:33:44Z. Only ISO 8601 text (or a datetime from Python) is a time here.
+_ISO_DATE_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_EXPECTED_TIME = "expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z"
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    return "an array" if isinstance(value, list) else type(value).__name__
+
+
 def _date_means_midnight_utc(value: Any) -> Any:
-    if isinstance(value, str) and _DATE_ONLY.match(value):
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{_EXPECTED_TIME}, not {_json_kind(value)}")
+    if not _ISO_DATE_START.match(value):
+        raise ValueError(_EXPECTED_TIME)
+    if _DATE_ONLY.match(value):
         # Checked here so that an error quotes the date as given, not its midnight.
         try:
             date.fromisoformat(value)

@@ -548,6 +548,36 @@ def test_naive_until_is_refused(registered: Store) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("field", "given", "expect"),
+    [
+        # pydantic alone reads these as Unix seconds: "2024" became 1970-01-01T00:33:44Z.
+        ("occurred_at", "2024", "(given '2024')"),
+        ("occurred_at", "1704067200", "(given '1704067200')"),
+        ("occurred_at", 1704067200, "not a number (given 1704067200)"),
+        ("occurred_at", 1704067200.5, "not a number"),
+        ("occurred_at", True, "not true/false"),
+        ("occurred_at", ["2024-01-01"], "not an array"),
+        ("occurred_at", "20240101T000000Z", "(given '20240101T000000Z')"),
+        ("until", 1767225600, "not a number (given 1767225600)"),
+        ("until", "2026", "(given '2026')"),
+    ],
+)
+def test_a_time_must_be_iso_8601_text(
+    registered: Store, field: str, given: Any, expect: str
+) -> None:
+    event = ev("account_suspended", "2021-01-08T16:00:00Z", account="twitter:example", policy="p")
+    event[field] = given
+    reject_append(
+        registered,
+        event,
+        expect=(
+            f"line 1: {field}: expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z",
+            expect,
+        ),
+    )
+
+
 def test_count_is_a_strict_integer(registered: Store) -> None:
     reject_append(
         registered,
