@@ -1105,8 +1105,13 @@ def _latest_checkpoint(session: Session, covering: int) -> tuple[int, str]:
 
 @prove.command()
 @click.argument("event")
+@click.option(
+    "--by",
+    type=click.Choice(["event-id", "sequence"]),
+    help="Read EVENT only as this; needed when a numeric event_id is also a sequence number.",
+)
 @click.pass_obj
-def inclusion(session: Session, event: str) -> None:
+def inclusion(session: Session, event: str, by: str | None) -> None:
     """Prove EVENT (an event_id or a sequence number) is in the signed log.
 
     Prints a C2SP tlog-proof: header, index, proof hashes, blank line, and the
@@ -1115,20 +1120,31 @@ def inclusion(session: Session, event: str) -> None:
     \b
     Example:
       enforcement-ledger prove inclusion seed-x-trump-suspended > trump.proof
+      enforcement-ledger prove inclusion 12 --by sequence
     """
     from ledger.integrity import inclusion_proof_text
     from ledger.location import StoreError
 
     ledger = session.ledger()
     storage = ledger.storage
+    numeric = event.isascii() and event.isdigit()
+    if by == "sequence" and not numeric:
+        raise click.BadParameter(f"expected a sequence number, given {event!r}", param_hint="EVENT")
     with storage.connect() as connection:
-        sequence = storage.find_sequence(connection, event)
-        if sequence is None and event.isascii() and event.isdigit():
-            sequence = int(event)
-            if sequence >= storage.tree_size(connection):
-                raise StoreError(f"sequence {sequence} is beyond the end of the log")
+        size = storage.tree_size(connection)
+        by_id = None if by == "sequence" else storage.find_sequence(connection, event)
+        by_number = int(event) if numeric and by != "event-id" else None
+        if by_id is not None and by_number is not None and by_id != by_number < size:
+            # Either answer would be a proof of some event: refuse to guess which.
+            raise StoreError(
+                f"'{event}' is both the event_id of sequence {by_id} and sequence {by_number};"
+                " say which with --by event-id or --by sequence"
+            )
+        sequence = by_id if by_id is not None else by_number
         if sequence is None:
             raise StoreError(f"no event with event_id '{event}'")
+        if sequence >= size:
+            raise StoreError(f"sequence {sequence} is beyond the end of the log")
         size, note = _latest_checkpoint(session, sequence)
         text = inclusion_proof_text(storage.node_getter(connection), sequence, size, note)
     click.echo(text, nl=False)

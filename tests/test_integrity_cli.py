@@ -485,6 +485,30 @@ def test_prove_inclusion_of_an_unknown_event_fails_clearly(shared_log: Log) -> N
     assert "beyond" in result.stderr
 
 
+def test_prove_inclusion_refuses_to_guess_when_a_numeric_event_id_is_also_a_sequence(
+    full_log: Log,
+) -> None:
+    # event_id "3" names sequence 38, and "3" is also sequence 3: either answer would
+    # be a valid proof of *some* event, so the command asks which one was meant.
+    full_log.append([{**subject_event("numeric"), "event_id": "3"}])
+    full_log.ok("checkpoint")
+    result = full_log.fail("prove", "inclusion", "3")
+    assert "'3' is both the event_id of sequence 38 and sequence 3" in result.stderr
+    assert "--by event-id or --by sequence" in result.stderr
+    assert result.stdout == ""
+    by_id = full_log.ok("prove", "inclusion", "3", "--by", "event-id").stdout
+    by_sequence = full_log.ok("prove", "inclusion", "3", "--by", "sequence").stdout
+    assert notes.parse_tlog_proof(by_id).index == 38
+    assert notes.parse_tlog_proof(by_sequence).index == 3
+    # No ambiguity where the number is past the log's end: the event_id is meant.
+    full_log.append([{**subject_event("numeric_far"), "event_id": "400"}])
+    full_log.ok("checkpoint")
+    assert notes.parse_tlog_proof(full_log.ok("prove", "inclusion", "400").stdout).index == 39
+    misread = full_log.run("prove", "inclusion", "nope", "--by", "sequence")
+    assert misread.exit_code == 2
+    assert "expected a sequence number, given 'nope'" in misread.stderr
+
+
 # --- prove consistency ------------------------------------------------------------
 
 
