@@ -12,6 +12,7 @@ STORE_ENV = "ENFORCEMENT_LEDGER_STORE"
 KEY_FILE_ENV = "ENFORCEMENT_LEDGER_KEY_FILE"
 DEFAULT_STORE = "enforcement-ledger.db"
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
 class StoreError(Exception):
@@ -47,17 +48,35 @@ class StoreLocation:
                     "is read from it; give libpq settings through the environment "
                     "(e.g. PGSSLMODE=require, PGSSLROOTCERT=…), which every connection uses"
                 )
-            schema = query.get("schema", ["public"])[0]
+            schemas = query.get("schema", ["public"])
+            if len(schemas) > 1:
+                raise StoreError(f"the store URL gives ?schema= {len(schemas)} times; give it once")
+            schema = schemas[0]
             if not schema.replace("_", "").isalnum() or not schema[0].isalpha():
                 raise StoreError(f"schema '{schema}' must be letters, digits and underscores")
+            if len(schema.encode()) > MAX_IDENTIFIER_BYTES:
+                # PostgreSQL would cut it silently, and two long names could meet.
+                raise StoreError(
+                    f"schema '{schema}' is longer than PostgreSQL's "
+                    f"{MAX_IDENTIFIER_BYTES}-byte limit for names"
+                )
+            try:
+                port = 5432 if url.port is None else url.port
+            except ValueError:
+                port = 0
+            if port == 0:
+                port_text = url.netloc.rpartition(":")[2]
+                raise StoreError(
+                    f"the store URL's port must be a number from 1 to 65535, given {port_text!r}"
+                )
             return cls(
                 raw=raw,
                 kind="postgres",
                 host=url.hostname or "127.0.0.1",
-                port=url.port or 5432,
+                port=port,
                 user=unquote(url.username or "postgres"),
                 password=unquote(url.password or ""),
-                dbname=(url.path or "/").lstrip("/") or "postgres",
+                dbname=unquote((url.path or "/").lstrip("/")) or "postgres",
                 schema=schema.lower(),
             )
         if raw.startswith("sqlite:///"):
@@ -73,9 +92,8 @@ class StoreLocation:
     def display(self) -> str:
         if self.kind == "sqlite":
             return str(self.path)
-        return (
-            f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}?schema={self.schema}"
-        )
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6, as in the URL
+        return f"postgresql://{self.user}@{host}:{self.port}/{self.dbname}?schema={self.schema}"
 
 
 class KeyError_(Exception):  # named apart from the builtin KeyError

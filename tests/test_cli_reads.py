@@ -477,6 +477,20 @@ def test_a_store_that_is_a_directory_is_a_clear_error(tmp_path: Path) -> None:
             "postgresql://postgres@127.0.0.1:5432/test?schema=s&sslmode=require",
             "the store URL's option 'sslmode' is not supported",
         ),
+        # Not the first of two, silently.
+        (
+            "postgresql://postgres@127.0.0.1:5432/test?schema=a&schema=b",
+            "the store URL gives ?schema= 2 times; give it once",
+        ),
+        # PostgreSQL cuts longer names silently: two long schema names could meet.
+        (
+            "postgresql://postgres@127.0.0.1:5432/test?schema=" + "s" * 64,
+            f"schema '{'s' * 64}' is longer than PostgreSQL's 63-byte limit for names",
+        ),
+        # Was an internal failure (ValueError), and port 0 became 5432.
+        ("postgresql://postgres@127.0.0.1:abc/test", "the store URL's port must be a number"),
+        ("postgresql://postgres@127.0.0.1:99999/test", "the store URL's port must be a number"),
+        ("postgresql://postgres@127.0.0.1:0/test", "the store URL's port must be a number"),
     ],
 )
 def test_a_store_url_is_used_whole_or_refused(
@@ -487,6 +501,14 @@ def test_a_store_url_is_used_whole_or_refused(
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(f"Error: {message}"), result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_url_names_an_ipv6_host_in_brackets() -> None:
+    from ledger.location import StoreLocation
+
+    location = StoreLocation.parse("postgresql://postgres@[::1]:5433/my%20db?schema=s")
+    assert (location.host, location.port, location.dbname) == ("::1", 5433, "my db")
+    assert location.display == "postgresql://postgres@[::1]:5433/my db?schema=s"
 
 
 def test_init_twice_is_harmless(store: Store) -> None:
