@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
 from ledger import merkle, notes
 from ledger.location import KeyError_
@@ -62,9 +63,16 @@ def load_signer(path: Path) -> notes.Ed25519Signer:
         raise KeyError_(f"{path} is not a signer key: {error}") from None
 
 
-def read_checkpoint_file(path: str) -> str:
+class CheckpointText(NamedTuple):
+    """A signed checkpoint from outside the store, with where it came from."""
+
+    source: str  # a file name, for messages
+    text: str
+
+
+def read_checkpoint_file(path: str) -> CheckpointText:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return CheckpointText(path, Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         raise IntegrityError(f"{path} is not a signed checkpoint: {error}") from None
 
@@ -178,8 +186,8 @@ def verify_log(
     *,
     origin: str | None,
     verifiers: Sequence[notes.Verifier],
-    trusted: Sequence[str] = (),
-    given: Sequence[str] = (),
+    trusted: Sequence[CheckpointText] = (),
+    given: Sequence[CheckpointText] = (),
     compare_recorded: bool = False,
     expected_size: int | None = None,
 ) -> VerifyReport:
@@ -206,15 +214,15 @@ def verify_log(
                 "signed note"
             )
         report_sigs += 1
-        by_size.setdefault(checkpoint.size, []).append(("stored", checkpoint, stored.note))
+        by_size.setdefault(checkpoint.size, []).append(("stored", checkpoint, ""))
     trusted_count = 0
-    for text in trusted:
-        checkpoint = _open(text, verifiers, origin, "trusted checkpoint")
-        by_size.setdefault(checkpoint.size, []).append(("trusted", checkpoint, text))
+    for source, text in trusted:
+        checkpoint = _open(text, verifiers, origin, f"trusted checkpoint {source}")
+        by_size.setdefault(checkpoint.size, []).append(("trusted", checkpoint, source))
         trusted_count += 1
-    for text in given:
-        checkpoint = _open(text, verifiers, origin, "checkpoint")
-        by_size.setdefault(checkpoint.size, []).append(("given", checkpoint, text))
+    for source, text in given:
+        checkpoint = _open(text, verifiers, origin, f"checkpoint {source}")
+        by_size.setdefault(checkpoint.size, []).append(("given", checkpoint, source))
         report_sigs += 1
 
     tree = merkle.StreamingRoot()
@@ -228,7 +236,7 @@ def verify_log(
         while next_check < len(pending_sizes) and pending_sizes[next_check] == tree.size:
             size = pending_sizes[next_check]
             root = tree.root() if size else root_at_zero
-            for kind, checkpoint, _ in by_size[size]:
+            for kind, checkpoint, source in by_size[size]:
                 assert checkpoint is not None
                 if checkpoint.root_hash != root:
                     hint = {
@@ -237,7 +245,8 @@ def verify_log(
                     }.get(kind, "an event in this range was altered")
                     raise IntegrityError(
                         f"sequence {last_good_size}..{size - 1}: root at size {size} is "
-                        f"{_b64(root)} but the {kind} checkpoint says "
+                        f"{_b64(root)} but the {kind} checkpoint{' ' + source if source else ''}"
+                        " says "
                         f"{_b64(checkpoint.root_hash)}; {hint}",
                         last_good_size,
                     )

@@ -579,6 +579,18 @@ def test_verify_with_a_trusted_checkpoint_saved_earlier(log: Log) -> None:
     assert result.stderr == ""
 
 
+def test_a_bad_trusted_checkpoint_is_named_by_its_file(log: Log) -> None:
+    log.append_seed()
+    good = log.store.tmp_path / "good.checkpoint"
+    good.write_text(log.ok("checkpoint").stdout)
+    garbled = log.store.tmp_path / "garbled.checkpoint"
+    garbled.write_text("not a note\n")
+    result = log.fail(
+        "verify", "--vkey", log.vkey, "--trusted", str(good), "--trusted", str(garbled)
+    )
+    assert result.stderr.startswith(f"Error: trusted checkpoint {garbled}: malformed note")
+
+
 def write_export_and_checkpoint(log: Log, tmp: Path) -> tuple[Path, Path, list[bytes]]:
     """What an operator hands an auditor: `export --nl` and the newest signed checkpoint."""
     export = tmp / "ledger.jsonl"

@@ -479,7 +479,7 @@ def test_history_rewritten_and_re_signed_is_caught_by_a_trusted_checkpoint(
 
     # The auditor's checkpoint, saved before the rewrite, exposes it.
     message = ledger.verify_fails("--trusted", str(saved))
-    assert "trusted" in message
+    assert f"the trusted checkpoint {saved} says" in message
     assert "rewritten" in message
 
 

@@ -49,7 +49,10 @@ def _verify(
     leaves: list[tuple[bytes, bytes | None]], roots: dict[int, bytes]
 ) -> tuple[str, int | bytes]:
     given_notes = [
-        integrity.sign_tree_head(ORIGIN, size, root, SIGNER) for size, root in roots.items()
+        integrity.CheckpointText(
+            f"size-{size}", integrity.sign_tree_head(ORIGIN, size, root, SIGNER)
+        )
+        for size, root in roots.items()
     ]
     try:
         report = integrity.verify_log(
