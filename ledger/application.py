@@ -114,6 +114,23 @@ def _content_of(record: dict[str, Any]) -> dict[str, Any]:
 _ASSIGNED = frozenset({"event_id", *ASSIGNED_FIELDS})
 
 
+def _differences(stored: dict[str, Any], given: dict[str, Any], limit: int = 3) -> str:
+    """Which fields differ, as 'field: recorded X, given Y' (the first few, by name)."""
+
+    def shown(record: dict[str, Any], name: str, verb: str) -> str:
+        if name not in record:
+            return f"not {verb}"
+        text = repr(record[name])
+        return f"{verb} {text if len(text) <= 60 else text[:59] + '…'}"
+
+    names = sorted(n for n in stored.keys() | given.keys() if stored.get(n) != given.get(n))
+    parts = [
+        f"{n}: {shown(stored, n, 'recorded')}, {shown(given, n, 'given')}" for n in names[:limit]
+    ]
+    more = f"; and {len(names) - limit} more" if len(names) > limit else ""
+    return "; ".join(parts) + more
+
+
 def _chunks(
     events: Iterable[tuple[int, AnyEvent]], size: int
 ) -> Iterator[list[tuple[int, AnyEvent]]]:
@@ -548,14 +565,15 @@ class _Batch:
         existing = self.find(event_id) if event_id in self.unflushed else self.known.get(event_id)
         if existing is None:
             return False
-        if _content_of(self.stored_record(existing)) == content:
+        stored = _content_of(self.stored_record(existing))
+        if stored == content:
             self.result.skipped += 1
             self.result.skipped_ids.append(event_id)
             return True
         raise LedgerError(
             f"event_id: '{event_id}' is already recorded (sequence "
-            f"{existing.sequence}) with different content; an event_id names one "
-            "event forever, so use a new id or retract the old event",
+            f"{existing.sequence}) with different content ({_differences(stored, content)}); "
+            "an event_id names one event forever, so use a new id or retract the old event",
             line,
         )
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Store
-from tests.ledger_helpers import account, ev, export, iso, jsonl, reject_append, subject
+from tests.ledger_helpers import SOURCE, account, ev, export, iso, jsonl, reject_append, subject
 
 A = "twitter:example"
 B = "facebook:example"
@@ -760,9 +760,31 @@ def test_same_event_id_with_different_content_is_an_error(world: Store) -> None:
         suspended("2021-01-01T00:00:00Z", "s", note="changed"),
         expect=(
             "Error: line 1: event_id: 's' is already recorded (sequence 3) with different "
-            "content; an event_id names one event forever",
+            "content (note: not recorded, given 'changed'); an event_id names one event forever",
         ),
     )
+
+
+def test_a_conflicting_event_id_names_what_differs_briefly(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s", note="first"))
+    long_source = "https://example.org/" + "x" * 200
+    changed = {
+        **suspended("2021-01-02", "s"),
+        "source": long_source,
+        "policy": "Other",
+        "until": "2021-03-01T00:00:00Z",
+    }
+    message = reject_append(world, changed, expect=())
+    assert (
+        "with different content (note: recorded 'first', not given; occurred_at: recorded "
+        "'2021-01-01T00:00:00Z', given '2021-01-02T00:00:00Z'; occurred_at_precision: "
+        "recorded 'instant', given 'day'; and 3 more)"
+    ) in message
+    assert long_source not in message
+    only_source = {**suspended("2021-01-01T00:00:00Z", "s", note="first"), "source": long_source}
+    message = reject_append(world, only_source, expect=())
+    cut = repr(long_source)[:59] + "…"
+    assert f"(source: recorded {SOURCE!r}, given {cut});" in message
 
 
 def test_event_id_is_global_across_accounts(world: Store) -> None:
