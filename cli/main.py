@@ -292,12 +292,17 @@ def cli(ctx: click.Context, store: str | None, key_file: str | None) -> None:
     ctx.call_on_close(session.close)
 
 
-def _parse_time(value: str | None, option: str) -> datetime:
-    """An aware time for --as-of/--known-at/--since/--until; a date means 00:00Z."""
+def _parse_time(value: str | None, option: str, *, whole_day: bool = False) -> datetime:
+    """An aware time for --as-of/--known-at/--since/--until; a date means 00:00Z.
+
+    With ``whole_day`` (an upper bound, --until) a date means the last microsecond of
+    that day, so `--until 2024-01-31` keeps what occurred during the 31st.
+    """
     if value is None:
         return datetime.now(UTC)
     text = value.strip()
-    if len(text) == 10:
+    date_only = len(text) == 10
+    if date_only:
         text += "T00:00:00Z"
     try:
         moment = datetime.fromisoformat(text)
@@ -311,7 +316,10 @@ def _parse_time(value: str | None, option: str) -> datetime:
             f"needs a UTC offset, e.g. {value}Z (given {value!r})", param_hint=option
         )
     try:
-        return moment.astimezone(UTC)
+        moment = moment.astimezone(UTC)
+        if date_only and whole_day:
+            moment = moment.replace(hour=23, minute=59, second=59, microsecond=999999)
+        return moment
     except OverflowError:
         raise click.BadParameter(
             f"is outside the representable range once converted to UTC (given {value!r})",
@@ -762,7 +770,9 @@ def accounts_command(
 @click.option("--policy", help="Events citing exactly this policy.")
 @click.option("--actor", help="Events recorded by this actor.")
 @click.option("--since", metavar="TIME", help="Occurred at or after TIME.")
-@click.option("--until", metavar="TIME", help="Occurred at or before TIME.")
+@click.option(
+    "--until", metavar="TIME", help="Occurred at or before TIME; a date alone includes its day."
+)
 @known_at_option
 @click.option("--limit", type=click.IntRange(min=0), help="At most this many events.")
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many first.")
@@ -808,7 +818,7 @@ def timeline_command(
             param_hint="--type",
         )
     since_time = _parse_time(since, "--since") if since else None
-    until_time = _parse_time(until, "--until") if until else None
+    until_time = _parse_time(until, "--until", whole_day=True) if until else None
     if since_time and until_time and since_time > until_time:
         raise click.BadParameter(
             f"--since {since} is later than --until {until}: the range is empty",

@@ -261,6 +261,28 @@ def test_timeline_time_range_is_inclusive(world: Store) -> None:
     ]
 
 
+def test_timeline_until_a_date_includes_that_whole_day(world: Store) -> None:
+    world.append(
+        ev(
+            "post_published",
+            "2024-02-08T23:59:59.999999Z",
+            account=X_KH,
+            post="late",
+            event_id="late",
+        ),
+        ev("post_published", "2024-02-09T00:00:00Z", account=X_KH, post="next", event_id="next"),
+    )
+    day = world.timeline("--since", "2024-02-08", "--until", "2024-02-08")
+    assert ids(day) == ["rm-ig", "rm-fb", "f-ig", "late"]
+    # A full time is the exact bound: its own instant and nothing after it.
+    assert ids(world.timeline("--since", "2024-02-08", "--until", "2024-02-08T00:00:00Z")) == [
+        "rm-ig",
+        "rm-fb",
+        "f-ig",
+    ]
+    assert "next" in ids(world.timeline("--until", "9999-12-31"))
+
+
 def test_timeline_range_running_backwards_is_a_usage_error(world: Store) -> None:
     reject(
         world,
