@@ -419,11 +419,23 @@ def _default_origin(location: StoreLocation) -> str:
 # --- append and record ----------------------------------------------------------
 
 
+# The largest valid event is well under 100 KiB; a longer line is refused before it
+# is held whole, so a runaway input (a file with no newlines) cannot exhaust memory.
+MAX_LINE_BYTES = 1024 * 1024
+
+
 def _read_lines(stream: IO[Any]) -> Iterator[tuple[int, Any]]:
     """Events with their line numbers; the input is read as bytes, checked as UTF-8."""
     from ledger.events import EventInputError, parse_event
 
-    for number, raw in enumerate(stream, start=1):
+    number = 0
+    while raw := stream.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise EventInputError(
+                [f"event: the line is longer than {MAX_LINE_BYTES:,} bytes, the most accepted"],
+                number,
+            )
         line = raw
         if isinstance(raw, bytes):
             try:

@@ -405,6 +405,18 @@ class EventInputError(ValueError):
         super().__init__(where + "; ".join(problems))
 
 
+MAX_QUOTED = 100
+
+
+def _quoted(value: Any) -> str:
+    """A given value as the message shows it: its repr, cut so a huge input stays out."""
+    text = repr(value)
+    if len(text) <= MAX_QUOTED:
+        return text
+    size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} in all"
+    return f"{text[: MAX_QUOTED - 1]}… ({size})"
+
+
 def describe_validation_error(error: ValidationError) -> list[str]:
     """Render pydantic errors as 'field.path: message (given ...)' for people."""
     problems = []
@@ -449,10 +461,12 @@ def describe_validation_error(error: ValidationError) -> list[str]:
                 message = PATTERN_MEANINGS.get(pattern, message)
         given = item.get("input")
         shown = (
-            "" if item["type"] == "missing" or isinstance(given, dict) else f" (given {given!r})"
+            ""
+            if item["type"] == "missing" or isinstance(given, dict)
+            else f" (given {_quoted(given)})"
         )
         if item["type"] == "union_tag_invalid":
-            shown = f" (given {item.get('ctx', {}).get('tag')!r})"
+            shown = f" (given {_quoted(item.get('ctx', {}).get('tag'))})"
         problems.append(f"{path}: {message}{shown}")
     return problems
 

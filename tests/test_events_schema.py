@@ -578,6 +578,38 @@ def test_a_time_must_be_iso_8601_text(
     )
 
 
+def test_a_huge_value_is_quoted_cut_in_the_message(registered: Store) -> None:
+    # The whole value was echoed: a 50 MB field made a 50 MB error message.
+    policy = "p" * 5000
+    message = reject_append(
+        registered,
+        ev("account_suspended", "2021-01-08", account="twitter:example", policy=policy),
+        expect=("line 1: policy: String should have at most 2000 characters",),
+    )
+    assert f"(given '{'p' * 98}… (5,000 characters))" in message
+    assert len(message) < 300
+
+
+def test_a_line_over_the_size_limit_is_refused_before_it_is_parsed(registered: Store) -> None:
+    from cli.main import MAX_LINE_BYTES
+
+    valid = ev("account_suspended", "2021-01-08", account="twitter:example", policy="p")
+    # Whitespace between JSON tokens is valid JSON: only the length is wrong.
+    padded = json.dumps(valid).replace(", ", "," + " " * MAX_LINE_BYTES, 1)
+    reject(
+        registered,
+        "append",
+        "-",
+        input=jsonl(valid) + padded + "\n",
+        expect=(f"line 2: event: the line is longer than {MAX_LINE_BYTES:,} bytes",),
+    )
+    # Just under the limit is still an ordinary line.
+    fits = json.dumps(valid).replace(", ", "," + " " * (MAX_LINE_BYTES - 400), 1)
+    assert len(fits.encode()) < MAX_LINE_BYTES
+    summary = json.loads(registered.ok("append", "--json", "-", input=fits + "\n").stdout)
+    assert summary["appended"] == 1
+
+
 def test_count_is_a_strict_integer(registered: Store) -> None:
     reject_append(
         registered,
