@@ -450,6 +450,26 @@ def _read_lines(stream: IO[Any]) -> Iterator[tuple[int, Any]]:
             yield number, parse_event(line, number)
 
 
+# A leaf is an accepted input line plus the fields the ledger assigns.
+MAX_LEAF_BYTES = 2 * MAX_LINE_BYTES
+
+
+def _export_leaves(handle: IO[bytes]) -> Iterator[bytes]:
+    """An export's lines, each held only if it could be a leaf: flat memory on any file."""
+    from ledger.integrity import IntegrityError
+
+    sequence = 0
+    while line := handle.readline(MAX_LEAF_BYTES + 1):
+        if len(line) > MAX_LEAF_BYTES:
+            raise IntegrityError(
+                f"sequence {sequence}: the export's line is longer than {MAX_LEAF_BYTES:,} "
+                "bytes, so it is no leaf of this ledger",
+                sequence,
+            )
+        yield line.rstrip(b"\n")
+        sequence += 1
+
+
 def _replayable(stream: IO[bytes]) -> IO[bytes]:
     """A seekable copy of the input, so a conflicting batch can be re-run.
 
@@ -1269,7 +1289,7 @@ def verify(
         if not checkpoints and not trusted:
             raise IntegrityError("offline verification needs --checkpoint")
         with open(export_file, "rb") as handle:
-            leaves = ((line.rstrip(b"\n"), None) for line in handle)
+            leaves = ((line, None) for line in _export_leaves(handle))
             report = verify_log(
                 leaves, [], origin=None, verifiers=verifiers, trusted=trusted, given=checkpoints
             )

@@ -713,6 +713,31 @@ def test_verify_offline_rejects_a_truncated_export_and_a_wrong_key(
     assert "truncated" in result.stderr
 
 
+def test_verify_offline_refuses_an_over_long_line_without_holding_it(
+    shared_log: Log, tmp_path: Path
+) -> None:
+    from cli.main import MAX_LEAF_BYTES
+
+    export, checkpoint, lines = write_export_and_checkpoint(shared_log, tmp_path)
+    # An export from an untrusted operator: line 5 runs on for more than any leaf can.
+    with export.open("wb") as handle:
+        handle.writelines(line + b"\n" for line in lines[:5])
+        handle.write(b"x" * (MAX_LEAF_BYTES + 1) + b"\n")
+    result = offline(
+        "verify",
+        "--export",
+        str(export),
+        "--checkpoint",
+        str(checkpoint),
+        "--vkey",
+        shared_log.vkey,
+    )
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.stderr.startswith(
+        f"Error: sequence 5: the export's line is longer than {MAX_LEAF_BYTES:,} bytes"
+    )
+
+
 # --- bad input is refused cleanly (exit 1, "Error: ...", no internal failure) ------
 
 
