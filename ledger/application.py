@@ -86,6 +86,9 @@ class AppendResult:
     first_sequence: int | None = None
     last_sequence: int | None = None
     skipped_ids: list[str] = field(default_factory=list)
+    # Skipped ids whose event is retracted, with the retraction: re-sending an event
+    # does not restore it, which a person re-sending it would likely expect.
+    skipped_retracted: list[tuple[str, str]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -569,6 +572,9 @@ class _Batch:
         if stored == content:
             self.result.skipped += 1
             self.result.skipped_ids.append(event_id)
+            retraction = self.retraction_of(event_id)
+            if retraction is not None:
+                self.result.skipped_retracted.append((event_id, retraction))
             return True
         raise LedgerError(
             f"event_id: '{event_id}' is already recorded (sequence "

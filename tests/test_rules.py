@@ -787,6 +787,29 @@ def test_a_conflicting_event_id_names_what_differs_briefly(world: Store) -> None
     assert f"(source: recorded {SOURCE!r}, given {cut});" in message
 
 
+def test_re_sending_a_retracted_event_says_it_stays_retracted(world: Store) -> None:
+    world.append(suspended("2021-01-01T00:00:00Z", "s"))
+    retraction = ev("event_retracted", "2021-01-02", target="s", reason="wrong", event_id="r")
+    world.append(retraction)
+    # Re-sent alone, and re-sent after its retraction in the same batch.
+    for events in (
+        [suspended("2021-01-01T00:00:00Z", "s")],
+        [retraction, suspended("2021-01-01T00:00:00Z", "s")],
+    ):
+        result = world.ok("append", "--json", "-", input=jsonl(*events))
+        assert json.loads(result.stdout)["skipped"] == len(events)
+        assert result.stderr == (
+            "note: s is already recorded and stays retracted (by r); "
+            "to record it again, give it a new event_id\n"
+        )
+    assert world.status(A)["status"] == "active"
+    # A re-sent event that is not retracted is skipped without a note.
+    world.append(suspended("2021-03-01T00:00:00Z", "s2"))
+    result = world.ok("append", "-", input=jsonl(suspended("2021-03-01T00:00:00Z", "s2")))
+    assert result.stdout == "Skipped 1 already recorded event(s): s2\n"
+    assert result.stderr == ""
+
+
 def test_event_id_is_global_across_accounts(world: Store) -> None:
     world.append(suspended("2021-01-01T00:00:00Z", "s"))
     reject_append(
