@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 STATUS_COLUMNS = [
     "account",
@@ -247,6 +248,13 @@ class LedgerGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:
+            # Not click's "Aborted!" with status 1, which a script would take for a
+            # data error. Every write is one transaction: it is wholly in, or not at all.
+            click.echo(
+                "Interrupted: a write in progress was committed whole or not at all", err=True
+            )
+            ctx.exit(EXIT_INTERRUPTED)
         except Exception as error:
             if isinstance(error, _user_errors()):
                 raise click.ClickException(str(error)) from None

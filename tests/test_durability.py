@@ -79,7 +79,10 @@ def write_big_batch(path: Path) -> int:
     return BATCH + 1
 
 
-def test_a_killed_append_leaves_all_or_nothing(ledger: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_a_stopped_append_leaves_all_or_nothing(
+    ledger: Path, tmp_path: Path, stop: signal.Signals
+) -> None:
     batch_file = tmp_path / "big.jsonl"
     size = write_big_batch(batch_file)
     before = leaves(ledger)
@@ -109,12 +112,19 @@ def test_a_killed_append_leaves_all_or_nothing(ledger: Path, tmp_path: Path) -> 
             "the append ended before it could be killed mid-write",
             writer.returncode,
         )
-        os.kill(writer.pid, signal.SIGKILL)
+        os.kill(writer.pid, stop)
     finally:
         writer.wait(timeout=30)
         assert writer.stderr is not None
+        stderr = writer.stderr.read().decode()
         writer.stderr.close()
-    assert writer.returncode == -signal.SIGKILL
+    if stop == signal.SIGKILL:
+        assert writer.returncode == -signal.SIGKILL
+    else:
+        # Ctrl-C: the transaction is rolled back, and the status is a shell's 130, not
+        # the 1 of a data error.
+        assert writer.returncode == 130, stderr
+        assert stderr == "Interrupted: a write in progress was committed whole or not at all\n"
 
     after = leaves(ledger)
     assert len(after) in (len(before), len(before) + size)
