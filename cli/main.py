@@ -588,7 +588,10 @@ def copy_command(session: Session, source: str) -> None:
         try:
             source_ledger.storage.require()
         except StoreError as error:
-            raise StoreError(f"SOURCE: {error}") from None
+            # Without the advice meant for this store ("run init", "choose another with
+            # --store"): the source is read, never created.
+            problem = str(error).partition("; ")[0]
+            raise StoreError(f"SOURCE: {problem}; copy reads an existing ledger") from None
         _create_store(session.location, source_ledger.origin)
         result, checkpoints = session.writing_ledger().copy_from(source_ledger)
     finally:

@@ -119,6 +119,19 @@ def test_a_copy_goes_only_into_an_empty_store_of_the_same_origin(
     reject(twin, "copy", store.url, expect=("already holds 23 event(s)",))
 
 
+def test_a_missing_source_is_named_without_advice_meant_for_the_target(
+    store: Store, tmp_path: Path
+) -> None:
+    for source, problem in [
+        (tmp_path / "absent.db", f"no ledger at {tmp_path / 'absent.db'}"),
+        (tmp_path / "empty.db", f"{tmp_path / 'empty.db'} is not an enforcement ledger"),
+    ]:
+        if source.name == "empty.db":
+            source.touch()
+        message = reject(store, "copy", str(source))
+        assert message == f"Error: SOURCE: {problem}; copy reads an existing ledger\n"
+
+
 def _tamper(path: Path, sequence: int, old: bytes, new: bytes) -> None:
     """Change a stored leaf behind the ledger's back (triggers dropped first)."""
     with closing(sqlite3.connect(path)) as conn:
