@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from cli.output import chosen_format, output_options, printable, write_document, write_rows
+from cli.output import F, chosen_format, output_options, printable, write_document, write_rows
 
 if TYPE_CHECKING:
     from ledger.application import Ledger
@@ -811,38 +811,80 @@ def accounts_command(
     )
 
 
+def selection_options(func: F) -> F:
+    """The event filters shared by `timeline` and `counts`."""
+    options = [
+        click.option("--account", help="Events about this account."),
+        click.option("--subject", help="Events about this subject and all its accounts."),
+        click.option("--platform", help="Events on this platform slug."),
+        click.option("--type", "types", multiple=True, help="Event type; repeat for several."),
+        click.option("--policy", help="Events citing exactly this policy."),
+        click.option("--actor", help="Events recorded by this actor."),
+        click.option("--since", metavar="TIME", help="Occurred at or after TIME."),
+        click.option(
+            "--until",
+            metavar="TIME",
+            help="Occurred at or before TIME; a date alone includes its day.",
+        ),
+        known_at_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _selection(
+    filters: dict[str, Any], limit: int | None = None, offset: int = 0
+) -> tuple[Any, datetime]:
+    """The TimelineFilter and record time that selection_options' values ask for."""
+    from ledger.vocabulary import EVENT_TYPE_NAMES
+    from projections.queries import TimelineFilter
+
+    types = tuple(t.replace("-", "_") for t in filters["types"])
+    unknown = [t for t in types if t not in EVENT_TYPE_NAMES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown type {unknown[0]!r}; expected one of: {', '.join(EVENT_TYPE_NAMES)}",
+            param_hint="--type",
+        )
+    since, until = filters["since"], filters["until"]
+    since_time = _parse_time(since, "--since") if since else None
+    until_time = _parse_time(until, "--until", whole_day=True) if until else None
+    if since_time and until_time and since_time > until_time:
+        raise click.BadParameter(
+            f"--since {since} is later than --until {until}: the range is empty",
+            param_hint="--since/--until",
+        )
+    selection = TimelineFilter(
+        account=filters["account"],
+        subject=filters["subject"],
+        platform=filters["platform"],
+        types=types,
+        policy=filters["policy"],
+        actor=filters["actor"],
+        since=since_time,
+        until=until_time,
+        limit=limit,
+        offset=offset,
+    )
+    return selection, _parse_time(filters["known_at"], "--known-at")
+
+
 @cli.command(name="timeline")
-@click.option("--account", help="Events about this account.")
-@click.option("--subject", help="Events about this subject and all its accounts.")
-@click.option("--platform", help="Events on this platform slug.")
-@click.option("--type", "types", multiple=True, help="Event type; repeat for several.")
-@click.option("--policy", help="Events citing exactly this policy.")
-@click.option("--actor", help="Events recorded by this actor.")
-@click.option("--since", metavar="TIME", help="Occurred at or after TIME.")
-@click.option(
-    "--until", metavar="TIME", help="Occurred at or before TIME; a date alone includes its day."
-)
-@known_at_option
+@selection_options
 @click.option("--limit", type=click.IntRange(min=0), help="At most this many events.")
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many first.")
 @output_options
 @click.pass_obj
 def timeline_command(
     session: Session,
-    account: str | None,
-    subject: str | None,
-    platform: str | None,
-    types: tuple[str, ...],
-    policy: str | None,
-    actor: str | None,
-    since: str | None,
-    until: str | None,
-    known_at: str | None,
+    /,
     limit: int | None,
     offset: int,
     fmt_json: bool,
     fmt_nl: bool,
     fmt_csv: bool,
+    **filters: Any,
 ) -> None:
     """Audit timeline: events ordered by occurred_at, then sequence.
 
@@ -855,43 +897,78 @@ def timeline_command(
       enforcement-ledger timeline --platform instagram --type account_removed --nl
       enforcement-ledger timeline --since 2024-01-01 --known-at 2024-02-10 --csv
     """
-    from ledger.vocabulary import EVENT_TYPE_NAMES
-    from projections.queries import TimelineFilter, timeline
+    from projections.queries import timeline
 
     fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
-    normalised = tuple(t.replace("-", "_") for t in types)
-    unknown = [t for t in normalised if t not in EVENT_TYPE_NAMES]
-    if unknown:
-        raise click.BadParameter(
-            f"unknown type {unknown[0]!r}; expected one of: {', '.join(EVENT_TYPE_NAMES)}",
-            param_hint="--type",
-        )
-    since_time = _parse_time(since, "--since") if since else None
-    until_time = _parse_time(until, "--until", whole_day=True) if until else None
-    if since_time and until_time and since_time > until_time:
-        raise click.BadParameter(
-            f"--since {since} is later than --until {until}: the range is empty",
-            param_hint="--since/--until",
-        )
-    selection = TimelineFilter(
-        account=account,
-        subject=subject,
-        platform=platform,
-        types=normalised,
-        policy=policy,
-        actor=actor,
-        since=since_time,
-        until=until_time,
-        limit=limit,
-        offset=offset,
-    )
-    known = _parse_time(known_at, "--known-at")
+    selection, known = _selection(filters, limit, offset)
     rows = timeline(session.reader(), known, selection)
     if fmt == "table":
         rows = _with_detail(rows)
     write_rows(
         rows, fmt, TIMELINE_COLUMNS, table_columns=TIMELINE_TABLE, empty_message="(no events)"
     )
+
+
+@cli.command(name="counts")
+@selection_options
+@click.option(
+    "--by",
+    "dimensions",
+    multiple=True,
+    type=click.Choice(["platform", "type", "policy", "actor", "account"]),
+    help="Count per value of this field; repeat for several.",
+)
+@click.option(
+    "--per",
+    type=click.Choice(["day", "month", "year"]),
+    help="Count per UTC day, month or year of occurred_at.",
+)
+@click.option(
+    "--include-retracted", is_flag=True, help="Count retracted events too (left out by default)."
+)
+@click.option("--limit", type=click.IntRange(min=0), help="At most this many rows.")
+@output_options
+@click.pass_obj
+def counts_command(
+    session: Session,
+    /,
+    dimensions: tuple[str, ...],
+    per: str | None,
+    include_retracted: bool,
+    limit: int | None,
+    fmt_json: bool,
+    fmt_nl: bool,
+    fmt_csv: bool,
+    **filters: Any,
+) -> None:
+    """How many events, per field value and per period: the timeline's filters apply.
+
+    Retracted events (as known at --known-at) are left out unless
+    --include-retracted. Rows come most numerous first (within each period, in time
+    order).
+
+    \b
+    Example:
+      enforcement-ledger counts --by platform --type account_removed
+      enforcement-ledger counts --by policy --per month --platform instagram --csv
+      enforcement-ledger counts --subject khamenei --by platform --by type
+    """
+    from projections.queries import counts
+
+    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
+    if len(set(dimensions)) < len(dimensions):
+        raise click.BadParameter("give each field once", param_hint="--by")
+    selection, known = _selection(filters, limit)
+    rows = counts(
+        session.reader(),
+        known,
+        selection,
+        by=dimensions,
+        per=per,
+        include_retracted=include_retracted,
+    )
+    columns = (["period"] if per else []) + list(dimensions) + ["count"]
+    write_rows(rows, fmt, columns, empty_message="(no events)")
 
 
 @cli.command()

@@ -295,13 +295,11 @@ class TimelineFilter:
     offset: int = 0
 
 
-def timeline(
-    db: Database, known_at: datetime, selection: TimelineFilter
-) -> Iterator[dict[str, Any]]:
-    """Events ordered by occurred_at then sequence, each marked retracted or not, and
-    named by the platform (and, for a retraction, the account and subject) it is
-    listed under."""
-    params: dict[str, Any] = {"known": micros(known_at)}
+def _filter_clauses(
+    selection: TimelineFilter, known_at: datetime, params: dict[str, Any]
+) -> list[str]:
+    """WHERE clauses over timeline ``t`` for a selection (fills ``params``)."""
+    params["known"] = micros(known_at)
     clauses = ["t.recorded_us <= :known"]
     if selection.account:
         clauses.append("t.account = :account")
@@ -335,6 +333,17 @@ def timeline(
     if selection.until:
         clauses.append("t.occurred_us <= :until")
         params["until"] = micros(selection.until)
+    return clauses
+
+
+def timeline(
+    db: Database, known_at: datetime, selection: TimelineFilter
+) -> Iterator[dict[str, Any]]:
+    """Events ordered by occurred_at then sequence, each marked retracted or not, and
+    named by the platform (and, for a retraction, the account and subject) it is
+    listed under."""
+    params: dict[str, Any] = {}
+    clauses = _filter_clauses(selection, known_at, params)
     sql = (
         f"SELECT s.state, r.target IS NOT NULL FROM timeline t JOIN {_events(db)} "
         f"LEFT JOIN {_retraction_of_row(db)} "
@@ -409,3 +418,75 @@ def _rows(
         sql += " LIMIT 9223372036854775807 OFFSET :offset"
         params = {**params, "offset": offset}
     yield from db.stream(sql, params, binary=True)
+
+
+# What events can be counted by: timeline columns, each an exact value of the event
+# (an account's events carry no subject column, so subject is a filter, not a facet).
+COUNT_DIMENSIONS = ("platform", "type", "policy", "actor", "account")
+PERIODS = ("day", "month", "year")
+_PERIOD_FORMATS = {
+    "sqlite": {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"},
+    "postgres": {"day": "YYYY-MM-DD", "month": "YYYY-MM", "year": "YYYY"},
+}
+
+
+def _period_sql(db: Database, per: str) -> str:
+    """occurred_at's UTC day, month or year as text (2024-02-08, 2024-02, 2024)."""
+    shape = _PERIOD_FORMATS[db.dialect][per]
+    if db.dialect == "sqlite":
+        # Whole seconds, floored in integers: SQLite's date functions keep only
+        # milliseconds (23:59:59.9999 would round into the next day), and integer
+        # division rounds times before 1970 towards zero.
+        seconds = "(t.occurred_us - (t.occurred_us % 1000000 + 1000000) % 1000000) / 1000000"
+        return f"strftime('{shape}', {seconds}, 'unixepoch')"
+    # Whole seconds and the microseconds apart: both exact (an interval times a large
+    # count goes through a double, which would move a boundary by microseconds).
+    return (
+        f"to_char(timestamp '1970-01-01' + (t.occurred_us / 1000000) * interval '1 second'"
+        f" + mod(t.occurred_us, 1000000) * interval '1 microsecond', '{shape}')"
+    )
+
+
+def counts(
+    db: Database,
+    known_at: datetime,
+    selection: TimelineFilter,
+    *,
+    by: Sequence[str] = (),
+    per: str | None = None,
+    include_retracted: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """How many selected events there are per value of ``by`` (and per UTC period of
+    occurred_at), as known at ``known_at``; streams.
+
+    Retracted events (as known then) are left out unless ``include_retracted``: a
+    retraction says the event did not happen. Rows come most numerous first, within
+    each period in time order; ties in the order of their values, absent first.
+    """
+    unknown = [d for d in by if d not in COUNT_DIMENSIONS]
+    if unknown or (per is not None and per not in PERIODS):
+        raise ValueError(f"cannot count by {unknown or per!r}")
+    params: dict[str, Any] = {}
+    clauses = _filter_clauses(selection, known_at, params)
+    if not include_retracted:
+        clauses.append(
+            "NOT EXISTS (SELECT 1 FROM retractions r "
+            "WHERE r.target = t.event_id AND r.recorded_us <= :known)"
+        )
+    columns = [f"t.{d}" for d in by]
+    if per is not None:
+        columns.insert(0, _period_sql(db, per))
+    order = (["1"] if per is not None else []) + ["count(*) DESC"]
+    order += [f"t.{d} NULLS FIRST" for d in by]
+    sql = (
+        f"SELECT {', '.join([*columns, 'count(*)'])} FROM timeline t "
+        f"WHERE {' AND '.join(clauses)}"
+        + (f" GROUP BY {', '.join(str(i) for i in range(1, len(columns) + 1))}" if columns else "")
+        + f" ORDER BY {', '.join(order)}"
+    )
+    if selection.limit is not None:
+        sql += " LIMIT :limit OFFSET :offset"
+        params.update(limit=selection.limit, offset=selection.offset)
+    names = (["period"] if per is not None else []) + list(by) + ["count"]
+    for row in db.stream(sql, params):
+        yield dict(zip(names, row, strict=True))

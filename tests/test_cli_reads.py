@@ -8,6 +8,8 @@ import csv
 import getpass
 import io
 import json
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -589,6 +591,109 @@ def test_demo_refuses_an_existing_path(tmp_path: Path) -> None:
     assert path.read_bytes() == b"precious"
 
 
+# --- counts ----------------------------------------------------------------------
+
+
+def _counted(
+    events: list[dict[str, Any]], by: tuple[str, ...], per: int | None = None
+) -> list[dict[str, Any]]:
+    """The oracle: what `counts` must say, from the timeline's own rows."""
+    tally: dict[tuple[Any, ...], int] = {}
+    for event in events:
+        key = ((event["occurred_at"][:per],) if per else ()) + tuple(event.get(d) for d in by)
+        tally[key] = tally.get(key, 0) + 1
+
+    def order(item: tuple[tuple[Any, ...], int]) -> tuple[Any, ...]:
+        key, count = item
+        values = key[1:] if per else key
+        period = (key[0],) if per else ()
+        return (*period, -count, *[(v is not None, v or "") for v in values])
+
+    names = (["period"] if per else []) + list(by)
+    return [
+        {**dict(zip(names, key, strict=True)), "count": n}
+        for key, n in sorted(tally.items(), key=order)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("by", "per", "filters"),
+    [
+        ((), None, ()),
+        (("platform",), None, ()),
+        (("platform", "type"), None, ()),
+        (("type", "actor"), None, ("--subject", "khamenei")),
+        (("policy",), None, ("--type", "account_removed", "--type", "account_suspended")),
+        (("account",), None, ("--since", "2023-01-01", "--until", "2024-02-08")),
+        (("platform",), 7, ()),
+        ((), 4, ("--platform", "twitter")),
+        (("type",), 10, ("--known-at", "2099-01-01")),
+    ],
+)
+def test_counts_agree_with_the_timeline(
+    world: Store, by: tuple[str, ...], per: int | None, filters: tuple[str, ...]
+) -> None:
+    period = {7: ("--per", "month"), 4: ("--per", "year"), 10: ("--per", "day")}.get(per or 0, ())
+    args = [a for d in by for a in ("--by", d)]
+    rows = nl(world, "counts", *args, *period, *filters)
+    expected = _counted([e for e in world.timeline(*filters) if not e["retracted"]], by, per)
+    assert rows == expected
+    header, *values = read_csv(world.ok("counts", *args, *period, *filters, "--csv").stdout)
+    assert header == (["period"] if per else []) + list(by) + ["count"]
+    assert [int(v[-1]) for v in values] == [r["count"] for r in rows]
+
+
+def test_counts_leave_out_retracted_events_as_known_at_the_time(world: Store) -> None:
+    world.append(
+        ev("account_removed", "2024-02-10", account=X_KH, policy="DOI", event_id="oops"),
+    )
+    between = datetime.now(UTC).isoformat()
+    world.append(ev("event_retracted", "2024-02-11", target="oops", reason="misread"))
+    args = ("counts", "--by", "type", "--account", X_KH)
+    now = {r["type"]: r["count"] for r in nl(world, *args)}
+    assert "account_removed" not in now
+    assert now["event_retracted"] == 1
+    included = {r["type"]: r["count"] for r in nl(world, *args, "--include-retracted")}
+    assert included["account_removed"] == 1
+    before = {r["type"]: r["count"] for r in nl(world, *args, "--known-at", between)}
+    assert before["account_removed"] == 1
+    assert "event_retracted" not in before
+
+
+def test_counts_periods_are_utc_days_to_the_microsecond(store: Store) -> None:
+    # Before 1970 and at a day's last microsecond: each falls in its own UTC day.
+    store.append(
+        subject("early", "1969-12-31T23:59:59.999999Z"),
+        subject("late", "2024-02-08T23:59:59.999999Z"),
+        subject("next", "2024-02-09T00:00:00+01:00"),
+    )
+    assert nl(store, "counts", "--per", "day") == [
+        {"period": "1969-12-31", "count": 1},
+        {"period": "2024-02-08", "count": 2},
+    ]
+    assert nl(store, "counts", "--per", "year") == [
+        {"period": "1969", "count": 1},
+        {"period": "2024", "count": 2},
+    ]
+
+
+def test_counts_rows_most_numerous_first_then_by_value(world: Store) -> None:
+    rows = nl(world, "counts", "--by", "platform")
+    assert [r["count"] for r in rows] == sorted((r["count"] for r in rows), reverse=True)
+    assert nl(world, "counts", "--by", "platform", "--limit", "1") == rows[:1]
+    table = parse_table(world.ok("counts", "--by", "platform").stdout)
+    assert [(r["platform"], int(r["count"])) for r in table] == [
+        (r["platform"] or "", r["count"]) for r in rows
+    ]
+
+
+def test_counts_refuse_a_field_twice_and_an_unknown_one(world: Store) -> None:
+    reject(
+        world, "counts", "--by", "type", "--by", "type", code=2, expect=("give each field once",)
+    )
+    reject(world, "counts", "--by", "subject", code=2, expect=("'subject' is not one of",))
+
+
 # --- help ------------------------------------------------------------------------
 
 
@@ -618,6 +723,14 @@ def test_every_command_has_help_with_an_example(path: tuple[str, ...]) -> None:
     assert result.exit_code == 0, result.output
     assert "Example" in result.stdout
     assert "enforcement-ledger" in result.stdout.split("Example")[1]
+
+
+def test_the_readme_command_table_names_every_command() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    table = [line for line in readme.splitlines() if line.startswith("| `")]
+    documented = {name for line in table for name in re.findall(r"`([a-z]+)[ `]", line)}
+    missing = {p[0] for p in COMMAND_PATHS if p} - documented
+    assert not missing, f"commands missing from README's table: {sorted(missing)}"
 
 
 def test_the_documented_commands_exist() -> None:
