@@ -608,6 +608,12 @@ def offline(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=True)
 
 
+def verify_offline(export: Path, checkpoint: Path, vkey: str) -> Result:
+    return offline(
+        "verify", "--export", str(export), "--checkpoint", str(checkpoint), "--vkey", vkey
+    )
+
+
 def test_verify_offline_needs_only_an_export_and_a_checkpoint(
     shared_log: Log, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -615,15 +621,7 @@ def test_verify_offline_needs_only_an_export_and_a_checkpoint(
     elsewhere = tmp_path / "auditor"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    result = offline(
-        "verify",
-        "--export",
-        str(export),
-        "--checkpoint",
-        str(checkpoint),
-        "--vkey",
-        shared_log.vkey,
-    )
+    result = verify_offline(export, checkpoint, shared_log.vkey)
     assert result.exit_code == 0, (result.output, result.exception)
     assert result.stdout.startswith(f"OK size 38 root {b64(ref_root(lines))}")
     assert result.stderr == ""
@@ -672,15 +670,7 @@ def test_verify_offline_rejects_a_changed_byte_and_names_its_sequence(
     assert data[at : at + 1] == b"h"
     data[at] = ord("H")
     export.write_bytes(bytes(data))
-    result = offline(
-        "verify",
-        "--export",
-        str(export),
-        "--checkpoint",
-        str(checkpoint),
-        "--vkey",
-        shared_log.vkey,
-    )
+    result = verify_offline(export, checkpoint, shared_log.vkey)
     assert result.exit_code == 1, (result.output, result.exception)
     assert "OK" not in result.stdout
     match = re.search(r"sequence (\d+)(?:\.\.(\d+))?", result.stderr)
@@ -700,15 +690,7 @@ def test_verify_offline_rejects_a_truncated_export_and_a_wrong_key(
     )
     assert result.exit_code == 1, (result.output, result.exception)
     export.write_bytes(b"".join(line + b"\n" for line in lines[:-2]))
-    result = offline(
-        "verify",
-        "--export",
-        str(export),
-        "--checkpoint",
-        str(checkpoint),
-        "--vkey",
-        shared_log.vkey,
-    )
+    result = verify_offline(export, checkpoint, shared_log.vkey)
     assert result.exit_code == 1, (result.output, result.exception)
     assert "truncated" in result.stderr
 
@@ -723,15 +705,7 @@ def test_verify_offline_refuses_an_over_long_line_without_holding_it(
     with export.open("wb") as handle:
         handle.writelines(line + b"\n" for line in lines[:5])
         handle.write(b"x" * (MAX_LEAF_BYTES + 1) + b"\n")
-    result = offline(
-        "verify",
-        "--export",
-        str(export),
-        "--checkpoint",
-        str(checkpoint),
-        "--vkey",
-        shared_log.vkey,
-    )
+    result = verify_offline(export, checkpoint, shared_log.vkey)
     assert result.exit_code == 1, (result.output, result.exception)
     assert result.stderr.startswith(
         f"Error: sequence 5: the export's line is longer than {MAX_LEAF_BYTES:,} bytes"
