@@ -469,10 +469,7 @@ def counts(
     params: dict[str, Any] = {}
     clauses = _filter_clauses(selection, known_at, params)
     if not include_retracted:
-        clauses.append(
-            "NOT EXISTS (SELECT 1 FROM retractions r "
-            "WHERE r.target = t.event_id AND r.recorded_us <= :known)"
-        )
+        clauses.append(_VISIBLE)
     columns = [f"t.{d}" for d in by]
     if per is not None:
         columns.insert(0, _period_sql(db, per))

@@ -687,6 +687,15 @@ def test_counts_rows_most_numerous_first_then_by_value(world: Store) -> None:
     ]
 
 
+def test_counts_options_offer_what_the_query_counts_by() -> None:
+    # The CLI spells the choices out so that `--help` loads no read side.
+    from projections.queries import COUNT_DIMENSIONS, PERIODS
+
+    options = {p.name: p for p in cli.commands["counts"].params}
+    assert tuple(options["dimensions"].type.choices) == COUNT_DIMENSIONS  # type: ignore[attr-defined]
+    assert tuple(options["per"].type.choices) == PERIODS  # type: ignore[attr-defined]
+
+
 def test_counts_refuse_a_field_twice_and_an_unknown_one(world: Store) -> None:
     reject(
         world, "counts", "--by", "type", "--by", "type", code=2, expect=("give each field once",)
