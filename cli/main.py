@@ -636,11 +636,22 @@ def _record_command(type_name: str, model: Any) -> click.Command:
         is_int = info.annotation is int or int in args
         if typing.get_origin(info.annotation) is typing.Annotated:
             is_int = is_int or args[0] is int
+        # A closed set of values (kind, outcome) is named in --help; the model still
+        # validates it, so a wrong value gets the same error as in a JSON line.
+        literal = next(
+            (
+                typing.get_args(a)
+                for a in (info.annotation, *args)
+                if typing.get_origin(a) is typing.Literal
+            ),
+            None,
+        )
         params.append(
             click.Option(
                 ["--" + field_name.replace("_", "-"), field_name],
                 multiple=is_list,
                 type=int if is_int else str,
+                metavar=f"[{'|'.join(literal)}]" if literal else None,
                 required=info.is_required(),
                 help=(info.description or "") + (" Repeat for several." if is_list else ""),
             )

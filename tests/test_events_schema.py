@@ -411,6 +411,30 @@ def test_record_invalid_value_is_a_data_error(store: Store) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("command", "option", "choices"),
+    [
+        ("subject-registered", "--kind", "[person|organisation|state_body]"),
+        ("appeal-decided", "--outcome", "[upheld|overturned|modified]"),
+    ],
+)
+def test_record_help_names_a_closed_set_of_values(
+    store: Store, command: str, option: str, choices: str
+) -> None:
+    assert f"{option} {choices}" in store.ok("record", command, "--help").stdout
+
+
+def test_record_a_value_outside_a_closed_set_is_a_data_error(store: Store) -> None:
+    reject(
+        store,
+        "record",
+        "subject-registered",
+        *("--subject", "s", "--name", "S", "--kind", "alien"),
+        *("--occurred-at", "2020-01-01", "--source", SOURCE),
+        expect=("kind: Input should be 'person', 'organisation' or 'state_body' (given 'alien')",),
+    )
+
+
 def test_record_unknown_type_is_a_usage_error(store: Store) -> None:
     reject(store, "record", "account-banned", code=2, expect=("No such command 'account-banned'",))
 
