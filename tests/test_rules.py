@@ -515,6 +515,20 @@ def test_backfilled_removal_followed_by_reinstatement_is_fine(world: Store) -> N
     ]
 
 
+def test_a_batch_is_checked_line_by_line_so_what_an_event_needs_comes_first(
+    world: Store,
+) -> None:
+    # README: a dump in another order is best sorted by occurred_at first.
+    reversed_history = [reinstated("2021-06-01", "r21"), suspended("2021-01-01T00:00:00Z", "s21")]
+    reject_append(
+        world,
+        *reversed_history,
+        expect=("line 1: account_reinstated r21 rejected: the account is not suspended",),
+    )
+    world.append(*reversed(reversed_history))
+    assert [e["event_id"] for e in world.timeline("--account", A)][-2:] == ["s21", "r21"]
+
+
 def test_backfilled_suspension_with_until_that_ends_before_a_reinstatement(world: Store) -> None:
     # The reinstatement on 1 Jun is valid because of the indefinite suspension of
     # 1 Jan. Backfilling a 1 Mar suspension that ends by itself on 1 Apr replaces
