@@ -1,25 +1,31 @@
 """README's console examples are run, in order, and must print what README shows.
 
-The examples tell two stories on SQLite: an admin correcting a mistake in the demo
-store, and an auditor verifying a signed ledger. Each story's commands run through
-bash in a fresh directory. What differs from run to run is masked on both sides
-before comparing: record times (any time from 2025 on: the seed story ends in 2024,
-README's runs were later), keys, roots and signatures
-(base64), key ids and origins' random parts (8 hex digits). In README, a line "…"
-stands for any number of lines and a line ending in "…" for any line it begins.
+The examples tell three stories: an admin correcting a mistake in the demo store
+(SQLite), an auditor verifying a signed ledger (SQLite), and setting up a ledger on
+PostgreSQL (in a schema of this run's own, roles dropped after). Each story's
+commands run through bash in a fresh directory. What differs from run to run is
+masked on both sides before comparing: record times (any time from 2025 on: the seed
+story ends in 2024, README's runs were later), keys, roots and signatures (base64),
+key ids and origins' random parts (8 hex digits). In README, a line "…" stands for
+any number of lines and a line ending in "…" for any line it begins.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
+
+from tests.conftest import PG_URL, _postgres_available
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
@@ -108,6 +114,11 @@ def run_story(workdir: Path, blocks: list[tuple[int, list[Step]]], env: dict[str
             if command.startswith("cat ") and not (workdir / command.split()[1]).exists():
                 # README shows the file it reads: that is how the file is made here.
                 (workdir / command.split()[1]).write_text("\n".join(shown) + "\n")
+            if command.startswith("export "):
+                # Each command runs in its own bash: an export is carried over here.
+                name, _, value = command.removeprefix("export ").partition("=")
+                env[name] = shlex.split(value)[0]
+                continue
             if "# between the two" in command:
                 # A record time between the two appends before it, as at README's run.
                 command = _RECORD_TIME.sub(stamps[-2], command)
@@ -178,3 +189,35 @@ def test_the_auditor_story_prints_what_readme_shows(tmp_path: Path, env: dict[st
     blocks = _story(*_section_lines("Verifying a ledger as an auditor"))
     assert len(blocks) >= 4, blocks
     run_story(tmp_path, blocks, env)
+
+
+def test_the_postgresql_story_prints_what_readme_shows(tmp_path: Path, env: dict[str, str]) -> None:
+    problem = _postgres_available()
+    if problem:
+        message = f"PostgreSQL unreachable at {PG_URL} ({problem})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    # README's schema and server, made this run's own: `init --roles` makes roles
+    # named after the schema, and roles belong to the whole server.
+    schema = f"readme_{uuid.uuid4().hex[:10]}"
+
+    def ours(text: str) -> str:
+        return text.replace("postgresql://postgres@127.0.0.1:5432/test", PG_URL).replace(
+            "newsroom", schema
+        )
+
+    blocks = [
+        (line, [(ours(command), [ours(s) for s in shown]) for command, shown in steps])
+        for line, steps in _story(*_section_lines("Running on PostgreSQL"))
+    ]
+    assert blocks, "README's PostgreSQL section has no console example"
+    try:
+        run_story(tmp_path, blocks, env)
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            for role in (f"ledger_{schema}_writer", f"ledger_{schema}_reader"):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    conn.execute(f'DROP OWNED BY "{role}"')
+                    conn.execute(f'DROP ROLE "{role}"')
