@@ -382,7 +382,8 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
     location = session.location
     if origin is not None and (not origin or any(c.isspace() or c == "+" for c in origin)):
         raise click.BadParameter(
-            f"an origin names the log's signing key: no spaces or '+' (given {origin!r})",
+            "an origin names the log's signing key: a non-empty name without spaces or '+'"
+            f" (given {origin!r})",
             param_hint="--origin",
         )
     created, storage = _create_store(location, origin or _default_origin(location))

@@ -733,14 +733,18 @@ def test_append_with_a_malformed_key_file_is_refused(store: Store) -> None:
     assert_refused(store.run("--key-file", str(key), "checkpoint"), "not a signer key")
 
 
-def test_an_origin_that_cannot_name_a_key_is_refused_cleanly(bare_store: Store) -> None:
-    init = bare_store.run("init", "--origin", "example.org/my log")
-    if init.exit_code != 0:  # refusing it at init is the better fix
-        assert init.exit_code in (1, 2), (init.output, init.exception)
-        assert isinstance(init.exception, SystemExit), f"unhandled: {init.exception!r}"
-        return
-    key = bare_store.tmp_path / "signing.key"
-    assert_refused(bare_store.run("--key-file", str(key), "keygen"), "origin")
+@pytest.mark.parametrize("origin", ["example.org/my log", "", "a+b", "two\nlines"])
+def test_an_origin_that_cannot_name_a_key_is_refused_at_init(
+    bare_store: Store, origin: str
+) -> None:
+    init = bare_store.run("init", "--origin", origin)
+    assert init.exit_code == 2, (init.output, init.exception)
+    assert (
+        "Invalid value for --origin: an origin names the log's signing key: a non-empty name "
+        f"without spaces or '+' (given {origin!r})"
+    ) in init.stderr
+    # Nothing was created: the store still asks for `init`.
+    assert "init" in bare_store.run("export").stderr
 
 
 def test_keygen_into_a_missing_directory_is_refused_cleanly(store: Store) -> None:
