@@ -9,7 +9,8 @@ ledger must agree event by event. At the end:
 (a) what the read side says after those incremental appends (projections caught
     up after each one) equals what it says after `replay` rebuilt it from zero;
 (b) each account's status, exemptions and follower count from the projection
-    equal a reference fold of the accepted, unretracted events.
+    equal a reference fold of the accepted, unretracted events;
+(c) `counts` equals a tally of the timeline's unretracted rows, at two record times.
 
 One store serves every example (it works the same on every backend); each example
 uses its own subject and accounts, so examples never interfere.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -389,6 +391,10 @@ def read_side(store: Store, model: Model, middle: str) -> list[str]:
         store.ok("timeline", "--nl", "--known-at", middle).stdout,
         store.ok("timeline", "--subject", model.subject, *fixed).stdout,
         store.ok("accounts", "--json", "--as-of", iso(day(LAST_DAY + 20)), *fixed).stdout,
+        store.ok(
+            *("counts", "--nl", "--subject", model.subject, "--by", "type", "--by", "account"),
+            *("--per", "day", "--known-at", middle),
+        ).stdout,
     ]
     for index, as_of in enumerate((day(REGISTERED_DAY), day(20), day(LAST_DAY + 20))):
         outputs.append(
@@ -462,6 +468,17 @@ def check_history(store: Store, plan: list[tuple[Any, ...]]) -> None:
         assert [r["account"] for r in rows] == [model.account(0), model.account(1)]
         for index, row in enumerate(rows):
             assert observed(row) == model.status(index, moment), (iso(moment), index)
+
+    # Counts agree with the timeline they summarise: its unretracted rows, per record time.
+    for known in (middle, FAR_FUTURE):
+        selection = ("--subject", model.subject, "--known-at", known)
+        timeline = store.ok("timeline", "--nl", *selection).stdout.splitlines()
+        live = [e for e in map(json.loads, timeline) if not e["retracted"]]
+        counted = store.ok("counts", "--nl", "--by", "type", "--by", "account", *selection)
+        rows = [json.loads(line) for line in counted.stdout.splitlines()]
+        assert {(r["type"], r["account"]): r["count"] for r in rows} == dict(
+            Counter((e["type"], e.get("account")) for e in live)
+        ), known
 
     # (a) incremental equals rebuilt.
     incremental = read_side(store, model, middle)
