@@ -44,6 +44,7 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # be 1970-01-01T00:33:44Z. Only ISO 8601 text (or a datetime from Python) is a time here.
 _ISO_DATE_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _EXPECTED_TIME = "expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z"
+_LEAP_SECOND = re.compile(r"[Tt ]\d\d:\d\d:60")
 
 
 def _json_kind(value: Any) -> str:
@@ -63,6 +64,8 @@ def _date_means_midnight_utc(value: Any) -> Any:
         raise ValueError(f"{_EXPECTED_TIME}, not {_json_kind(value)}")
     if not _ISO_DATE_START.match(value):
         raise ValueError(_EXPECTED_TIME)
+    if _LEAP_SECOND.search(value):
+        raise ValueError("a leap second (:60) has no UTC timestamp here; give :59.999999 instead")
     if _DATE_ONLY.match(value):
         # Checked here so that an error quotes the date as given, not its midnight.
         try:

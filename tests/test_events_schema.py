@@ -634,6 +634,30 @@ def test_a_line_over_the_size_limit_is_refused_before_it_is_parsed(registered: S
     assert summary["appended"] == 1
 
 
+def test_times_keep_microseconds_and_drop_finer_digits(registered: Store) -> None:
+    # README: times are kept to the microsecond (Go's RFC3339Nano gives nanoseconds).
+    registered.append(
+        ev(
+            "account_suspended",
+            "2021-01-08T16:00:00.1234567Z",
+            account="twitter:example",
+            policy="p",
+        )
+    )
+    assert export(registered)[-1]["occurred_at"] == "2021-01-08T16:00:00.123456Z"
+
+
+def test_a_leap_second_is_refused_with_a_way_out(registered: Store) -> None:
+    reject_append(
+        registered,
+        ev("account_suspended", "2016-12-31T23:59:60Z", account="twitter:example", policy="p"),
+        expect=(
+            "line 1: occurred_at: a leap second (:60) has no UTC timestamp here; give "
+            ":59.999999 instead (given '2016-12-31T23:59:60Z')",
+        ),
+    )
+
+
 def test_count_is_a_strict_integer(registered: Store) -> None:
     reject_append(
         registered,
