@@ -1,5 +1,6 @@
 """README's console examples are run, in order, and must print what README shows.
 
+The demo's output is compared whole (its temporary path shortened as README does).
 The examples tell three stories: an admin correcting a mistake in the demo store
 (SQLite), an auditor verifying a signed ledger (SQLite), and setting up a ledger on
 PostgreSQL (in a schema of this run's own, roles dropped after). Each story's
@@ -221,3 +222,23 @@ def test_the_postgresql_story_prints_what_readme_shows(tmp_path: Path, env: dict
                 if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
                     conn.execute(f'DROP OWNED BY "{role}"')
                     conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_the_demo_prints_what_readme_shows(tmp_path: Path, env: dict[str, str]) -> None:
+    text = README.read_text(encoding="utf-8")
+    intro = "Real output of `make demo` (store path shortened):"
+    shown = text.split(intro, 1)[1].split("```text\n", 1)[1].split("\n```", 1)[0].splitlines()
+    result = subprocess.run(
+        [BIN / "enforcement-ledger", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # The demo's store is a fresh temporary directory: README shortens its name.
+    store = re.search(r"Created ledger at (\S+)", result.stdout)
+    assert store is not None, result.stdout
+    short = re.sub(r"enforcement-ledger-demo-[^/]+", "enforcement-ledger-demo-…", store[1])
+    printed = result.stdout.replace(f"--store {store[1]} ", "--store … ").replace(store[1], short)
+    assert [line.rstrip() for line in printed.splitlines()] == [line.rstrip() for line in shown]
