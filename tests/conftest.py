@@ -83,6 +83,20 @@ def _postgres_available() -> str | None:
         return f"{type(error).__name__}: {error}"
 
 
+def require_postgres() -> None:
+    """Skip a PostgreSQL test on a machine without the server, with how to enable it;
+    under CI=true fail instead, so the PostgreSQL half can never be skipped there."""
+    problem = _postgres_available()
+    if problem:
+        message = (
+            f"PostgreSQL unreachable at {PG_URL} ({problem}); start a server or set "
+            "ENFORCEMENT_LEDGER_TEST_PG=postgresql://user@host:port/db to run these tests"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture(params=STORE_KINDS)
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -94,15 +108,7 @@ def bare_store(store_kind: str, tmp_path: Path) -> Iterator[Store]:
     if store_kind == "sqlite":
         yield Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
         return
-    problem = _postgres_available()
-    if problem:
-        message = (
-            f"PostgreSQL unreachable at {PG_URL} ({problem}); start a server or set "
-            "ENFORCEMENT_LEDGER_TEST_PG=postgresql://user@host:port/db to run these tests"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_postgres()
     import psycopg
 
     schema = f"t_{uuid.uuid4().hex[:12]}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 import sqlite3
 import stat
@@ -28,7 +27,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from ledger import merkle, notes
-from tests.conftest import PG_URL, STORE_KINDS, Store, _postgres_available
+from tests.conftest import PG_URL, STORE_KINDS, Store, require_postgres
 
 SEED = Path(__file__).resolve().parent.parent / "ledger" / "data" / "seed.jsonl"
 SOURCE = "https://example.org/report"
@@ -186,12 +185,7 @@ def shared_log(
     if request.param == "sqlite":
         store = Store(str(tmp / "ledger.db"), "sqlite", tmp)
     else:
-        problem = _postgres_available()
-        if problem:
-            message = f"PostgreSQL unreachable at {PG_URL} ({problem})"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message)
-            pytest.skip(message)
+        require_postgres()
         schema = f"t_{uuid.uuid4().hex[:12]}"
         store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp)
     try:

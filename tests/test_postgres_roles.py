@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import pytest
 
 from ledger.notes import TLOG_PROOF_HEADER
-from tests.conftest import PG_URL, Store, _postgres_available
+from tests.conftest import PG_URL, Store, require_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = resources.files("ledger").joinpath("data/seed.jsonl").read_text(encoding="utf-8")
@@ -50,15 +50,7 @@ PG_SUPERUSER = _PG.username or "postgres"
 
 
 def _require_postgres() -> None:
-    problem = _postgres_available()
-    if problem:
-        message = (
-            f"PostgreSQL unreachable at {PG_URL} ({problem}); start a server or set "
-            "ENFORCEMENT_LEDGER_TEST_PG=postgresql://user@host:port/db to run these tests"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_postgres()
 
 
 def _url(user: str, schema: str, dbname: str = PG_DB) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import PG_URL, _postgres_available
+from tests.conftest import PG_URL, require_postgres
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
@@ -193,12 +193,7 @@ def test_the_auditor_story_prints_what_readme_shows(tmp_path: Path, env: dict[st
 
 
 def test_the_postgresql_story_prints_what_readme_shows(tmp_path: Path, env: dict[str, str]) -> None:
-    problem = _postgres_available()
-    if problem:
-        message = f"PostgreSQL unreachable at {PG_URL} ({problem})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_postgres()
     # README's schema and server, made this run's own: `init --roles` makes roles
     # named after the schema, and roles belong to the whole server.
     schema = f"readme_{uuid.uuid4().hex[:10]}"
