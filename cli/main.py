@@ -505,12 +505,15 @@ def _rewound(stream: IO[bytes]) -> IO[bytes]:
 
 
 def _report(result: Any, as_json: bool) -> None:
-    for event_id, retraction in result.skipped_retracted[:5]:
+    retracted = result.skipped_retracted
+    for event_id, retraction in retracted[:5]:
         click.echo(
             f"note: {event_id} is already recorded and stays retracted (by {retraction}); "
             "to record it again, give it a new event_id",
             err=True,
         )
+    if len(retracted) > 5:
+        click.echo(f"note: and {len(retracted) - 5} more re-sent event(s) stay retracted", err=True)
     if as_json:
         click.echo(json.dumps(result.as_json()))
         return

@@ -822,6 +822,15 @@ def test_re_sending_a_retracted_event_says_it_stays_retracted(world: Store) -> N
     result = world.ok("append", "-", input=jsonl(suspended("2021-03-01T00:00:00Z", "s2")))
     assert result.stdout == "Skipped 1 already recorded event(s): s2\n"
     assert result.stderr == ""
+    # Many: five are named, the rest counted.
+    posts = [post("post_published", f"2021-04-0{n}", f"p{n}", post_id=f"p{n}") for n in range(1, 8)]
+    world.append(*posts)
+    world.append(
+        *(ev("event_retracted", "2021-05-01", target=f"p{n}", reason="x") for n in range(1, 8))
+    )
+    notes = world.ok("append", "-", input=jsonl(*posts)).stderr.splitlines()
+    assert [line.split()[1] for line in notes[:5]] == ["p1", "p2", "p3", "p4", "p5"]
+    assert notes[5:] == ["note: and 2 more re-sent event(s) stay retracted"]
 
 
 def test_event_id_is_global_across_accounts(world: Store) -> None:
