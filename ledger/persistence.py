@@ -523,8 +523,8 @@ class Storage:
             db.execute("PRAGMA cache_size=-2048")
 
     def checkpoints(self, db: Database) -> list[tuple[int, bytes, str]]:
-        rows = db.execute("SELECT size, root, note FROM checkpoints ORDER BY size, id").fetchall()
-        return [(r[0], bytes(r[1]), r[2]) for r in rows]
+        """(size, root, note) of every stored checkpoint, in log order."""
+        return [(size, root, note) for size, root, note, _ in self.checkpoint_rows(db)]
 
     def tree_size(self, db: Database) -> int:
         row = db.one("SELECT MAX(sequence) FROM ledger_entries")
