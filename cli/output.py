@@ -14,6 +14,8 @@ from typing import Any, TextIO, TypeVar
 
 import click
 
+from ledger.vocabulary import shorten
+
 F = TypeVar("F", bound=Callable[..., Any])
 TABLE_SAMPLE = 200
 MAX_CELL = 60
@@ -38,8 +40,7 @@ def printable(text: str) -> str:
 
 def _fit(text: str) -> str:
     """A table cell: printable, and cut to MAX_CELL with a visible mark where cut."""
-    text = printable(text)
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+    return shorten(printable(text), MAX_CELL)
 
 
 def output_options(func: F) -> F:

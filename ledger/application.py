@@ -39,7 +39,7 @@ from ledger.rules import (
     stream_id,
     stream_of,
 )
-from ledger.vocabulary import ASSIGNED_FIELDS, TARGETED_TYPES, iso
+from ledger.vocabulary import ASSIGNED_FIELDS, TARGETED_TYPES, iso, shorten
 
 if TYPE_CHECKING:  # cryptography, pydantic and eventsourcing load only when in use
     from eventsourcing.application import LocalNotificationLog, Repository
@@ -123,8 +123,7 @@ def _differences(stored: dict[str, Any], given: dict[str, Any], limit: int = 3) 
     def shown(record: dict[str, Any], name: str, verb: str) -> str:
         if name not in record:
             return f"not {verb}"
-        text = repr(record[name])
-        return f"{verb} {text if len(text) <= 60 else text[:59] + '…'}"
+        return f"{verb} {shorten(repr(record[name]), 60)}"
 
     names = sorted(n for n in stored.keys() | given.keys() if stored.get(n) != given.get(n))
     parts = [

@@ -35,7 +35,7 @@ from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
 from ledger.vocabulary import TARGETED_TYPES as TARGETED_TYPES
 from ledger.vocabulary import iso as iso
-from ledger.vocabulary import platform_of
+from ledger.vocabulary import platform_of, shorten
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -417,7 +417,7 @@ def _quoted(value: Any) -> str:
     if len(text) <= MAX_QUOTED:
         return text
     size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} in all"
-    return f"{text[: MAX_QUOTED - 1]}… ({size})"
+    return f"{shorten(text, MAX_QUOTED)} ({size})"
 
 
 def describe_validation_error(error: ValidationError) -> list[str]:

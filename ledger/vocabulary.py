@@ -49,3 +49,9 @@ def platform_of(account: str) -> str:
 def iso(value: datetime) -> str:
     """UTC ISO 8601 with a Z, the one textual form of time the ledger writes."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with "…", for messages and
+    tables that must stay readable whatever was stored or given."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
