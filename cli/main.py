@@ -594,8 +594,7 @@ def copy_command(session: Session, source: str) -> None:
         except StoreError as error:
             # Without the advice meant for this store ("run init", "choose another with
             # --store"): the source is read, never created.
-            problem = str(error).partition("; ")[0]
-            raise StoreError(f"SOURCE: {problem}; copy reads an existing ledger") from None
+            raise StoreError(f"SOURCE: {error.problem}", "copy reads an existing ledger") from None
         _create_store(session.location, source_ledger.origin)
         result, checkpoints = session.writing_ledger().copy_from(source_ledger)
     finally:

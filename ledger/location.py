@@ -16,7 +16,15 @@ MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
 class StoreError(Exception):
-    """The store is missing, not initialised, or unreachable."""
+    """The store is missing, not initialised, or unreachable.
+
+    ``problem`` is what is wrong; ``advice``, when given, what to do about this
+    command's own store (a caller reading another store shows only the problem).
+    """
+
+    def __init__(self, problem: str, advice: str | None = None) -> None:
+        self.problem = problem
+        super().__init__(f"{problem}; {advice}" if advice else problem)
 
 
 @dataclass(frozen=True)

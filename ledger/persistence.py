@@ -464,8 +464,8 @@ class Storage:
         if found != FORMAT_VERSION:
             raise StoreError(
                 f"{self.location.display} holds ledger format {found}, this version reads "
-                f"format {FORMAT_VERSION}; export it with the version that wrote it and "
-                "append the export to a new ledger"
+                f"format {FORMAT_VERSION}",
+                "export it with the version that wrote it and append the export to a new ledger",
             )
 
     @contextmanager
@@ -648,12 +648,12 @@ class SQLiteStorage(Storage):
     def require(self) -> None:
         if not self.path.exists():
             raise StoreError(
-                f"no ledger at {self.path}; create one with `enforcement-ledger init` "
-                "or choose another with --store"
+                f"no ledger at {self.path}",
+                advice="create one with `enforcement-ledger init` or choose another with --store",
             )
         with self.connect() as db:  # one connection for both checks
             if not self._has_meta(db):
-                raise StoreError(f"{self.path} is not an enforcement ledger; run `init` first")
+                raise StoreError(f"{self.path} is not an enforcement ledger", "run `init` first")
             self.check_format(db)
 
     def connect(self) -> Database:

@@ -138,8 +138,8 @@ class PostgresStorage(Storage):
         try:
             if not self._has_meta(db):
                 raise StoreError(
-                    f"no ledger in schema '{self.schema}' at {self.location.display}; "
-                    "run `enforcement-ledger init` first"
+                    f"no ledger in schema '{self.schema}' at {self.location.display}",
+                    "run `enforcement-ledger init` first",
                 )
             self.check_format(db)
         except BaseException:
