@@ -434,8 +434,16 @@ MAX_LINE_BYTES = 1024 * 1024
 
 
 def _read_lines(stream: IO[Any]) -> Iterator[tuple[int, Any]]:
-    """Events with their line numbers; the input is read as bytes, checked as UTF-8."""
-    from ledger.events import EventInputError, parse_event
+    """Events with their line numbers."""
+    from ledger.events import parse_event
+
+    for number, line in _input_lines(stream):
+        yield number, parse_event(line, number)
+
+
+def _input_lines(stream: IO[Any]) -> Iterator[tuple[int, str]]:
+    """Non-blank lines with their numbers; the input is read as bytes, checked as UTF-8."""
+    from ledger.events import EventInputError
 
     number = 0
     while raw := stream.readline(MAX_LINE_BYTES + 1):
@@ -456,7 +464,7 @@ def _read_lines(stream: IO[Any]) -> Iterator[tuple[int, Any]]:
         if number == 1 and line.startswith("\ufeff"):
             line = line[1:]  # a byte order mark some editors write: not part of the data
         if line.strip():
-            yield number, parse_event(line, number)
+            yield number, line
 
 
 # A leaf is an accepted input line plus the fields the ledger assigns.
@@ -546,22 +554,44 @@ def _after_append(session: Session) -> None:
 @cli.command()
 @click.argument("file", type=click.File("rb"), default="-")
 @actor_option
+@click.option(
+    "--sort",
+    "in_dependency_order",
+    is_flag=True,
+    help="Append the lines in dependency order, not as given: subjects and renames "
+    "first, then by occurred_at, retractions last (errors still name input lines).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
-def append(session: Session, file: IO[bytes], actor: str | None, as_json: bool) -> None:
+def append(
+    session: Session,
+    file: IO[bytes],
+    actor: str | None,
+    in_dependency_order: bool,
+    as_json: bool,
+) -> None:
     """Append events from JSON Lines (FILE, or - for stdin): all or nothing.
 
     Each line is one event object with a "type". Lines whose event_id is already
     recorded with identical content are skipped; one bad line rejects the batch.
+    Lines are checked in the order given, each after the lines it needs; --sort
+    first orders a dump in any other order (spooled to a temporary file).
 
     \b
     Example:
       enforcement-ledger append events.jsonl
       cat events.jsonl | enforcement-ledger append --json -
+      enforcement-ledger append --sort shuffled-dump.jsonl
     """
     ledger = session.writing_ledger()
-    replayable = _replayable(file)
-    result = ledger.append(lambda: _read_lines(_rewound(replayable)), actor=_actor(actor))
+    if in_dependency_order:
+        from ledger.ordering import DependencyOrder
+
+        with DependencyOrder(_input_lines(file)) as ordered:
+            result = ledger.append(ordered.events, actor=_actor(actor))
+    else:
+        replayable = _replayable(file)
+        result = ledger.append(lambda: _read_lines(_rewound(replayable)), actor=_actor(actor))
     _after_append(session)
     _report(result, as_json)
 

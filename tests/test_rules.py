@@ -518,7 +518,7 @@ def test_backfilled_removal_followed_by_reinstatement_is_fine(world: Store) -> N
 def test_a_batch_is_checked_line_by_line_so_what_an_event_needs_comes_first(
     world: Store,
 ) -> None:
-    # README: a dump in another order is best sorted by occurred_at first.
+    # README: without --sort, lines are checked in the order given (test_append_sort).
     reversed_history = [reinstated("2021-06-01", "r21"), suspended("2021-01-01T00:00:00Z", "s21")]
     reject_append(
         world,

@@ -1,0 +1,190 @@
+"""A batch put in dependency order before it is checked (``append --sort``).
+
+A batch is checked line by line, so a dump in another order (by account, newest
+first, shuffled) is refused at the first line whose registration, post or measure
+comes later in the file. Sorting by ``occurred_at`` alone is not enough: a subject
+is often registered when first observed, after its accounts; offsets make the text
+of two times sort wrongly; and retractions name their targets by id. The order:
+
+0. retractions of events that are not in the batch, in input order (they need
+   nothing from the batch, and a correction in the batch may need them first);
+1. subject registrations and platform renames (referred to by name, from any time),
+   by ``occurred_at``;
+2. every other event by ``occurred_at`` in UTC; at one instant an account's
+   registration, then posts published, then the rest in input order, then appeals
+   filed, then appeals decided. A retraction of an event in the batch comes right
+   after its target, or after the appeals of that target in the batch and their
+   retractions: a mistaken event is withdrawn before the events that replace it.
+
+What this cannot rebuild is the state a retracted event was first checked against:
+a batch that retracts one of its events and gives a conflicting replacement
+*earlier* in time (a removal re-dated to the day before) is refused at the mistaken
+event; give such a batch in the order it was recorded, without sorting.
+
+Lines wait in a temporary SQLite database, so memory stays bounded however long the
+batch; each is validated on the way in, so a bad line is reported by its own number
+before anything is sorted, and errors afterwards name input line numbers too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+
+from ledger.events import AnyEvent, AppealDecided, AppealFiled, EventRetracted, parse_event
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_AT_OFFSET = 10**18  # microseconds from 1970, shifted so that years 1-9999 are positive
+
+# Phases (see the module docstring).
+_STORED_TARGET = 0
+_NAMED = 1
+_DATED = 2
+
+# At one instant: what others need first, what needs others last.
+_RANK_AT_ONE_INSTANT = {
+    "account_registered": 0,
+    "post_published": 1,
+    "appeal_filed": 3,
+    "appeal_decided": 4,
+}
+_OTHER_RANK = 2
+# Retractions anchored at one line: an appeal's decision, then the appeal, then its target.
+_RETRACTION_DEPTH = {"appeal_decided": -2, "appeal_filed": -1}
+
+_SPOOL_CACHE_KIB = 16 * 1024  # the sorter spills to disk beyond this
+_ROUND = 2000
+
+_SPOOL_SCHEMA = f"""
+PRAGMA journal_mode = OFF;
+PRAGMA synchronous = OFF;
+PRAGMA cache_size = -{_SPOOL_CACHE_KIB};
+PRAGMA temp_store = FILE;
+CREATE TABLE spool (
+    number INTEGER PRIMARY KEY,
+    line TEXT NOT NULL,
+    phase INTEGER NOT NULL,
+    key TEXT NOT NULL,      -- occurred_at, rank and number as one sortable text
+    type TEXT NOT NULL,
+    event_id TEXT,
+    target TEXT,            -- a retraction's target
+    refers TEXT,            -- an appeal's target
+    appeal TEXT             -- an appeal's account and name
+);
+CREATE TABLE placed (       -- where each retraction goes
+    number INTEGER PRIMARY KEY, phase INTEGER NOT NULL, key TEXT NOT NULL,
+    depth INTEGER NOT NULL
+);
+"""
+
+_ORDERED = """
+SELECT s.number, s.line FROM spool AS s LEFT JOIN placed AS p ON p.number = s.number
+ORDER BY coalesce(p.phase, s.phase), coalesce(p.key, s.key), p.number IS NOT NULL,
+         coalesce(p.depth, 0), s.number
+"""
+
+
+def _row(number: int, line: str, event: AnyEvent) -> tuple[object, ...]:
+    at = (event.occurred_at - _EPOCH) // _MICROSECOND + _AT_OFFSET
+    if event.type in ("subject_registered", "platform_renamed"):
+        phase, rank = _NAMED, _OTHER_RANK
+    else:
+        phase, rank = _DATED, _RANK_AT_ONE_INSTANT.get(event.type, _OTHER_RANK)
+    key = f"{at:019d}{rank}{number:012d}"
+    target = event.target if isinstance(event, EventRetracted) else None
+    refers = appeal = None
+    if isinstance(event, AppealFiled | AppealDecided):
+        refers, appeal = event.target, f"{event.account}\x1f{event.appeal}"
+    return (number, line, phase, key, event.type, event.event_id, target, refers, appeal)
+
+
+class DependencyOrder:
+    """The lines of one batch, validated and held on disk, read back in dependency
+    order as many times as the append needs (a conflicting batch is re-run)."""
+
+    def __init__(self, lines: Iterable[tuple[int, str]]) -> None:
+        self._directory = tempfile.mkdtemp(prefix="enforcement-ledger-sort-")
+        try:
+            self._db = sqlite3.connect(os.path.join(self._directory, "batch.db"))
+            self._db.executescript(_SPOOL_SCHEMA)
+            self._fill(lines)
+            self._place_retractions()
+            self._db.commit()
+        except BaseException:
+            self.close()
+            raise
+
+    def _fill(self, lines: Iterable[tuple[int, str]]) -> None:
+        insert = "INSERT INTO spool VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        rows = []
+        for number, line in lines:
+            rows.append(_row(number, line, parse_event(line, number)))
+            if len(rows) == _ROUND:
+                self._db.executemany(insert, rows)
+                rows.clear()
+        self._db.executemany(insert, rows)
+        self._db.executescript(
+            """
+            CREATE INDEX spool_event_id ON spool (event_id) WHERE target IS NULL;
+            CREATE INDEX spool_refers ON spool (refers) WHERE refers IS NOT NULL;
+            CREATE INDEX spool_appeal ON spool (appeal, type) WHERE appeal IS NOT NULL;
+            CREATE INDEX spool_retractions ON spool (number) WHERE target IS NOT NULL;
+            """
+        )
+
+    def _place_retractions(self) -> None:
+        """Each retraction after its target, and after the target's appeals in the
+        batch (which must be withdrawn first); before everything if its target is
+        not in the batch."""
+        db = self._db
+        retractions = db.execute("SELECT number, target FROM spool WHERE target IS NOT NULL")
+        rows = []
+        for number, target_id in retractions:
+            target = db.execute(
+                "SELECT type, key, appeal FROM spool WHERE event_id = ? AND target IS NULL "
+                "ORDER BY number LIMIT 1",
+                (target_id,),
+            ).fetchone()
+            if target is None:
+                rows.append((number, _STORED_TARGET, "", 0))
+                continue
+            kind, key, appeal = target
+            if kind == "appeal_filed":
+                (later,) = db.execute(
+                    "SELECT max(key) FROM spool WHERE appeal = ? AND type = 'appeal_decided'",
+                    (appeal,),
+                ).fetchone()
+            elif kind == "appeal_decided":
+                later = None
+            else:
+                (later,) = db.execute(
+                    "SELECT max(key) FROM spool WHERE refers = ?", (target_id,)
+                ).fetchone()
+            anchor = max(key, later) if later is not None else key
+            rows.append((number, _DATED, anchor, _RETRACTION_DEPTH.get(kind, 0)))
+            if len(rows) == _ROUND:
+                db.executemany("INSERT INTO placed VALUES (?, ?, ?, ?)", rows)
+                rows.clear()
+        db.executemany("INSERT INTO placed VALUES (?, ?, ?, ?)", rows)
+
+    def events(self) -> Iterator[tuple[int, AnyEvent]]:
+        """The batch in dependency order, each event with its input line number."""
+        for number, line in self._db.execute(_ORDERED):
+            yield number, parse_event(line, number)
+
+    def close(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+    def __enter__(self) -> DependencyOrder:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,232 @@
+"""`append --sort`: a dump in any order is appended in dependency order.
+
+Without --sort a batch is checked line by line in the order given (pinned in
+test_rules); these tests show what --sort accepts, what it still refuses, that the
+result is the history the lines describe whatever their order, and that errors
+keep naming input line numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.generate import generate
+from tests.conftest import Store
+from tests.ledger_helpers import account, ev, export, jsonl, reject, subject
+
+SEED = Path(__file__).resolve().parents[1] / "ledger" / "data" / "seed.jsonl"
+A = "twitter:example"
+
+
+def _state(store: Store) -> tuple[list[Any], list[str]]:
+    """What the log says, whatever order it was appended in: every account's status
+    now, and the timeline's content without the ledger-assigned sequence and time."""
+    accounts = json.loads(store.ok("accounts", "--json").stdout)
+    for row in accounts:
+        row.pop("as_of"), row.pop("known_at")
+    timeline = []
+    for row in store.timeline():
+        row.pop("sequence"), row.pop("recorded_at")
+        timeline.append(json.dumps(row, sort_keys=True))
+    return accounts, sorted(timeline)
+
+
+def _lines(events: list[dict[str, Any]]) -> str:
+    return jsonl(*events)
+
+
+def test_the_seed_sorted_by_occurred_at_needs_sort(store: Store, tmp_path: Path) -> None:
+    # Khamenei's accounts were observed (registered) in 2023, his subject in 2024:
+    # by occurred_at alone the accounts come first and name an unregistered subject.
+    seed = [json.loads(line) for line in SEED.read_text().splitlines()]
+    by_time = sorted(seed, key=lambda event: str(event["occurred_at"]))
+    reject(
+        store,
+        "append",
+        "-",
+        input=_lines(by_time),
+        expect=("rejected: subject 'khamenei' is not registered",),
+    )
+    store.ok("append", "--sort", "-", input=_lines(by_time))
+    sorted_state = _state(store)
+
+    other = Store(str(tmp_path / "as-given.db"), "sqlite", tmp_path)
+    other.ok("init")
+    other.ok("append", str(SEED))
+    assert sorted_state == _state(other)
+
+
+def test_a_shuffled_generated_history_gives_the_same_ledger(store: Store, tmp_path: Path) -> None:
+    # Backfills, retractions (some replaced by a later event that conflicts with the
+    # retracted one), appeals, exemptions, posts: all of the generator's shapes.
+    lines = list(generate(3000, 7))
+    shuffled = lines[:]
+    random.Random(1).shuffle(shuffled)
+    file = tmp_path / "shuffled.jsonl"
+    file.write_text("\n".join(shuffled) + "\n")
+    reject(store, "append", str(file))  # in this order, line by line, it is refused
+    store.ok("append", "--sort", str(file))
+
+    reference = Store(str(tmp_path / "in-order.db"), "sqlite", tmp_path)
+    reference.ok("init")
+    reference.ok("append", "-", input="\n".join(lines) + "\n")
+    assert _state(store) == _state(reference)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(seed=st.integers(0, 2**32 - 1), events=st.integers(50, 600))
+def test_any_order_of_a_valid_history_is_accepted_with_sort(
+    tmp_path: Path, seed: int, events: int
+) -> None:
+    lines = list(generate(events, seed % 1000))
+    random.Random(seed).shuffle(lines)
+    store = Store(str(tmp_path / f"ledger-{seed}-{events}.db"), "sqlite", tmp_path)
+    store.ok("init")
+    result = store.ok("append", "--json", "--sort", "-", input="\n".join(lines) + "\n")
+    assert json.loads(result.stdout)["appended"] == events
+    assert store.count() == events
+
+
+def test_at_one_instant_registration_first_appeals_last(store: Store) -> None:
+    # A day-precision dump: everything at 2024-02-08T00:00Z, given backwards.
+    day = "2024-02-08"
+    backwards = [
+        ev("appeal_decided", day, account=A, appeal="ap", target="rm", outcome="upheld"),
+        ev("appeal_filed", day, account=A, appeal="ap", target="rm"),
+        ev("account_removed", day, account=A, policy="DOI", event_id="rm"),
+        ev("post_removed", day, account=A, post="p", policy="DOI"),
+        ev("followers_observed", day, account=A, count=10),
+        ev("post_published", day, account=A, post="p"),
+        account(A, day),
+    ]
+    store.ok("append", "--sort", "-", input=_lines(backwards))
+    types = [row["type"] for row in export(store)]
+    assert types == [
+        "account_registered",
+        "post_published",
+        "account_removed",  # the rest at that instant keeps the input's order
+        "post_removed",
+        "followers_observed",
+        "appeal_filed",
+        "appeal_decided",
+    ]
+    assert store.status(A)["status"] == "removed"
+
+
+def test_retractions_follow_their_targets_and_the_appeals_of_them(store: Store) -> None:
+    # A mistaken suspension, appealed and decided, all retracted in the same batch
+    # that records the right suspension: the retractions are given first.
+    store.append(account(A, "2020-01-01", event_id="reg"))
+    batch = [
+        ev("event_retracted", "2021-03-01", target="wrong", reason="misdated"),
+        ev("event_retracted", "2021-03-01", target="filed", reason="misdated"),
+        ev("event_retracted", "2021-03-01", target="decided", reason="misdated"),
+        ev("account_suspended", "2021-01-05", account=A, policy="V", event_id="right"),
+        ev("appeal_decided", "2021-01-03", account=A, appeal="a", target="wrong", outcome="upheld")
+        | {"event_id": "decided"},
+        ev("appeal_filed", "2021-01-02", account=A, appeal="a", target="wrong")
+        | {"event_id": "filed"},
+        ev("account_removed", "2021-01-01", account=A, policy="V", event_id="wrong"),
+    ]
+    store.ok("append", "--sort", "-", input=_lines(batch))
+    order = [
+        f"retract {row['target']}" if row["type"] == "event_retracted" else row["event_id"]
+        for row in export(store)[1:]
+    ]
+    # A target, its appeals, their retractions latest first, then the rest by time.
+    assert order == [
+        "wrong",
+        "filed",
+        "decided",
+        "retract decided",
+        "retract filed",
+        "retract wrong",
+        "right",
+    ]
+    status = store.status(A)
+    assert (status["status"], status["cause_event"]) == ("suspended", "right")
+
+
+def test_a_retraction_of_a_recorded_event_comes_first(store: Store) -> None:
+    # The exemption recorded earlier was a mistake; its replacement (which would
+    # conflict with it) and the retraction come in one batch, the retraction last.
+    store.append(
+        account(A, "2020-01-01"),
+        ev("exemption_applied", "2021-01-01", account=A, exemption="x", policy="P")
+        | {"event_id": "mistake"},
+    )
+    batch = [
+        ev("exemption_applied", "2021-06-01", account=A, exemption="x", policy="P2"),
+        ev("event_retracted", "2021-02-01", target="mistake", reason="wrong policy"),
+    ]
+    reject(store, "append", "-", input=_lines(batch), expect=("already in force",))
+    store.ok("append", "--sort", "-", input=_lines(batch))
+    (exemption,) = store.status(A)["exemptions"]
+    assert exemption["policy"] == "P2"
+
+
+def test_what_sort_cannot_rebuild_is_refused_as_documented(store: Store) -> None:
+    # A removal re-dated to the day before, retracted and replaced in one batch: the
+    # mistaken removal is met after its replacement (module docstring, README).
+    store.append(account(A, "2020-01-01"))
+    batch = [
+        ev("account_removed", "2021-01-08", account=A, policy="V", event_id="mistake"),
+        ev("event_retracted", "2021-01-09", target="mistake", reason="re-dated"),
+        ev("account_removed", "2021-01-07", account=A, policy="V", event_id="fixed"),
+    ]
+    reject(
+        store,
+        "append",
+        "--sort",
+        "-",
+        input=_lines(batch),
+        expect=("line 1: account_removed mistake rejected", "removed by fixed"),
+    )
+    store.ok("append", "-", input=_lines(batch))  # as recorded, it is valid
+
+
+def test_errors_name_input_lines_and_nothing_is_appended(store: Store, tmp_path: Path) -> None:
+    events = [
+        ev("account_suspended", "2021-01-01", account=A, policy="V"),
+        account(A, "2020-01-01"),
+        ev("account_reinstated", "2021-06-01", account="twitter:nobody"),
+    ]
+    # A rule error, met after sorting, names the line the event was given on.
+    reject(
+        store,
+        "append",
+        "--sort",
+        "-",
+        input=_lines(events),
+        expect=("line 3: account_reinstated", "the account is not registered"),
+    )
+    # A malformed line is reported before anything is sorted, by its own number.
+    bad = _lines(events[:2]) + '{"type": "account_suspended", "account": 5}\n'
+    reject(store, "append", "--sort", "-", input=bad, expect=("line 3:",))
+    assert store.count() == 0
+
+
+def test_the_spool_is_removed_after_success_and_failure(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool_dir = tmp_path / "tmp"
+    spool_dir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool_dir))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    store.ok("append", "--sort", "-", input=_lines([subject("s"), account(A, "2020-01-01")]))
+    assert list(spool_dir.iterdir()) == []
+    reject(store, "append", "--sort", "-", input=_lines([account(A, "2020-01-01")]))
+    assert list(spool_dir.iterdir()) == []
