@@ -22,12 +22,13 @@ a batch that retracts one of its events and gives a conflicting replacement
 event; give such a batch in the order it was recorded, without sorting.
 
 Lines wait in a temporary SQLite database, so memory stays bounded however long the
-batch; each is validated on the way in, so a bad line is reported by its own number
-before anything is sorted, and errors afterwards name input line numbers too.
+batch. They are validated once, by the append, in this order; errors name input line
+numbers, and a line whose place cannot be read (not JSON, no time) is checked first.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -35,13 +36,14 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
-from ledger.events import AnyEvent, AppealDecided, AppealFiled, EventRetracted, parse_event
+from ledger.events import AnyEvent, parse_event
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _AT_OFFSET = 10**18  # microseconds from 1970, shifted so that years 1-9999 are positive
 
 # Phases (see the module docstring).
+_UNREADABLE = -1
 _STORED_TARGET = 0
 _NAMED = 1
 _DATED = 2
@@ -89,18 +91,46 @@ ORDER BY coalesce(p.phase, s.phase), coalesce(p.key, s.key), p.number IS NOT NUL
 """
 
 
-def _row(number: int, line: str, event: AnyEvent) -> tuple[object, ...]:
-    at = (event.occurred_at - _EPOCH) // _MICROSECOND + _AT_OFFSET
-    if event.type in ("subject_registered", "platform_renamed"):
+def _row(number: int, line: str) -> tuple[object, ...]:
+    """The line with its place in the order, read from its JSON without validating it:
+    the append validates every line once, in the order given here. A line whose place
+    cannot be read (not an object, no readable time) goes first, so that its error is
+    reported at once; a misread place can only refuse a batch, never change an event."""
+    try:
+        event = json.loads(line)
+        kind = event.get("type")
+        moment = datetime.fromisoformat(event["occurred_at"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return (number, line, _UNREADABLE, "", "", None, None, None, None)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # a date alone means 00:00Z
+    at = (moment - _EPOCH) // _MICROSECOND + _AT_OFFSET
+    if kind in ("subject_registered", "platform_renamed"):
         phase, rank = _NAMED, _OTHER_RANK
     else:
-        phase, rank = _DATED, _RANK_AT_ONE_INSTANT.get(event.type, _OTHER_RANK)
+        phase, rank = _DATED, _RANK_AT_ONE_INSTANT.get(kind, _OTHER_RANK)
     key = f"{at:019d}{rank}{number:012d}"
-    target = event.target if isinstance(event, EventRetracted) else None
-    refers = appeal = None
-    if isinstance(event, AppealFiled | AppealDecided):
-        refers, appeal = event.target, f"{event.account}\x1f{event.appeal}"
-    return (number, line, phase, key, event.type, event.event_id, target, refers, appeal)
+    target = refers = appeal = None
+    if kind == "event_retracted":
+        target = _text(event.get("target"))
+    elif kind in ("appeal_filed", "appeal_decided"):
+        refers = _text(event.get("target"))
+        appeal = f"{event.get('account')}\x1f{event.get('appeal')}"
+    return (
+        number,
+        line,
+        phase,
+        key,
+        str(kind),
+        _text(event.get("event_id")),
+        target,
+        refers,
+        appeal,
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class DependencyOrder:
@@ -123,7 +153,7 @@ class DependencyOrder:
         insert = "INSERT INTO spool VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         rows = []
         for number, line in lines:
-            rows.append(_row(number, line, parse_event(line, number)))
+            rows.append(_row(number, line))
             if len(rows) == _ROUND:
                 self._db.executemany(insert, rows)
                 rows.clear()
