@@ -914,10 +914,15 @@ def _selection(
     return selection, _parse_time(filters["known_at"], "--known-at")
 
 
+# Both stores hold row counts in signed 64 bits; a larger --limit or --offset was an
+# internal failure (the driver's overflow), not a usage error.
+ROW_COUNT = click.IntRange(min=0, max=2**63 - 1)
+
+
 @cli.command(name="timeline")
 @selection_options
-@click.option("--limit", type=click.IntRange(min=0), help="At most this many events.")
-@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many first.")
+@click.option("--limit", type=ROW_COUNT, help="At most this many events.")
+@click.option("--offset", type=ROW_COUNT, default=0, help="Skip this many first.")
 @output_options
 @click.pass_obj
 def timeline_command(
@@ -970,7 +975,7 @@ def timeline_command(
 @click.option(
     "--include-retracted", is_flag=True, help="Count retracted events too (left out by default)."
 )
-@click.option("--limit", type=click.IntRange(min=0), help="At most this many rows.")
+@click.option("--limit", type=ROW_COUNT, help="At most this many rows.")
 @output_options
 @click.pass_obj
 def counts_command(

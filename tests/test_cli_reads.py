@@ -324,6 +324,22 @@ def test_timeline_negative_limit_is_a_usage_error(world: Store) -> None:
     reject(world, "timeline", "--limit", "-1", code=2, expect=("Invalid value for '--limit'",))
 
 
+def test_row_counts_beyond_64_bits_are_usage_errors_and_the_largest_works(world: Store) -> None:
+    # 10**20 reached the driver and failed there (an internal failure, exit 70).
+    largest = str(2**63 - 1)
+    for command, option in (
+        ("timeline", "--limit"),
+        ("timeline", "--offset"),
+        ("counts", "--limit"),
+    ):
+        reject(
+            world, command, option, str(10**20), code=2, expect=(f"Invalid value for '{option}'",)
+        )
+        world.ok(command, option, largest)
+    assert world.timeline("--limit", largest) == world.timeline()
+    assert world.timeline("--offset", largest) == []
+
+
 # --- output formats -----------------------------------------------------------------
 
 
