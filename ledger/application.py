@@ -451,6 +451,8 @@ class _Batch:
         self.known = self.tx.find_entries(ids) if ids else {}
         # (By type: getattr of a missing field on a pydantic model raises, slowly.)
         self.looked_up = {event.target for _, event in chunk if event.type in TARGETED_TYPES}  # type: ignore[union-attr]
+        # Re-sent events too: comparing one needs its leaf, reporting it its retraction.
+        self.looked_up.update(self.known)
         self.targets = self.tx.target_entries(sorted(self.looked_up)) if self.looked_up else {}
         self.chunk_retractions = {}
 
