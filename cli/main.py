@@ -1082,25 +1082,51 @@ class _Null:
         return False
 
 
+class _Stopped(Exception):
+    """SIGTERM asked `follow` to stop (a service manager's normal stop)."""
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _Stopped
+
+
+def _polling_interval(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    # NaN passes a FloatRange (every comparison with it is false): refused by hand.
+    if not 0.01 <= value <= 3600:
+        raise click.BadParameter(f"expected seconds from 0.01 to 3600, given {value}")
+    return value
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Catch up and exit.")
-@click.option("--interval", default=1.0, show_default=True, help="SQLite polling interval (s).")
+@click.option(
+    "--interval",
+    type=float,
+    default=1.0,
+    show_default=True,
+    callback=_polling_interval,
+    help="SQLite polling interval (s), 0.01 to 3600.",
+)
 @click.pass_obj
 def follow(session: Session, once: bool, interval: float) -> None:
     """Keep the read models current, continuously, in this process.
 
     On PostgreSQL it wakes on the event table's LISTEN/NOTIFY channel through the
     library's subscription; on SQLite (which cannot subscribe) it polls. Queries
-    catch up by themselves too, so this only keeps them fast.
+    catch up by themselves too, so this only keeps them fast. Ctrl-C or SIGTERM
+    stops it with status 0: each catch-up commits whole, so nothing is left half
+    applied.
 
     \b
     Example:
       enforcement-ledger --store "postgresql://…?schema=newsroom" follow &
     """
+    import signal
     import time
 
     from projections.projector import Projector
 
+    signal.signal(signal.SIGTERM, _raise_stopped)
     ledger = session.ledger()
     with ledger.storage.connect() as db:
         projector = Projector(ledger, db)
@@ -1122,8 +1148,8 @@ def follow(session: Session, once: bool, interval: float) -> None:
                     applied = projector.catch_up()
                     if applied:
                         click.echo(f"Applied {applied} event(s)", err=True)
-        except KeyboardInterrupt:
-            return
+        except (KeyboardInterrupt, _Stopped):
+            click.echo("Stopped", err=True)
 
 
 @cli.command()

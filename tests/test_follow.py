@@ -1,0 +1,69 @@
+"""`follow` as a real process: it applies new events, and stops cleanly on SIGTERM
+(a service manager's stop) or Ctrl-C, with status 0 and nothing half applied."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Store
+from tests.ledger_helpers import account, reject
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from cli.main import main; main()"]
+
+
+def _wait_for(predicate: Callable[[], bool], seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_follow_applies_new_events_and_stops_cleanly(
+    store: Store, tmp_path: Path, stop: signal.Signals
+) -> None:
+    store.append(account("twitter:a", "2020-01-01"))
+    log = tmp_path / "follow.log"
+    with log.open("w") as stderr:
+        follower = subprocess.Popen(
+            [*CLI, "--store", store.url, "follow", "--interval", "0.05"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        assert _wait_for(lambda: "Caught up" in log.read_text()), log.read_text()
+        time.sleep(0.5)  # PostgreSQL: let the subscription's LISTEN settle
+        # Appended by another process's library call: no read model is touched by it.
+        from ledger.application import Ledger
+        from ledger.events import parse_event
+        from ledger.location import StoreLocation
+
+        writer = Ledger(StoreLocation.parse(store.url))
+        try:
+            writer.append([(1, parse_event(account("twitter:b", "2020-01-01")))], actor="t")
+        finally:
+            writer.close()
+        assert _wait_for(lambda: "Applied 1 event(s)" in log.read_text()), log.read_text()
+        follower.send_signal(stop)
+        assert follower.wait(timeout=20) == 0, log.read_text()
+        assert log.read_text().endswith("Stopped\n")
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait(timeout=10)
+
+
+@pytest.mark.parametrize("interval", ["-1", "0", "nan", "inf", "1e9"])
+def test_follow_refuses_an_interval_it_cannot_sleep(store: Store, interval: str) -> None:
+    reject(store, "follow", "--interval", interval, code=2, expect=("'--interval'",))
