@@ -100,7 +100,7 @@ def _row(number: int, line: str) -> tuple[object, ...]:
         event = json.loads(line)
         kind = event.get("type")
         moment = datetime.fromisoformat(event["occurred_at"])
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return (number, line, _UNREADABLE, "", "", None, None, None, None)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)  # a date alone means 00:00Z

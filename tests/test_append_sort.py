@@ -230,3 +230,9 @@ def test_the_spool_is_removed_after_success_and_failure(
     assert list(spool_dir.iterdir()) == []
     reject(store, "append", "--sort", "-", input=_lines([account(A, "2020-01-01")]))
     assert list(spool_dir.iterdir()) == []
+
+
+def test_a_line_too_deeply_nested_to_place_is_refused_not_a_crash(store: Store) -> None:
+    # json.loads raised RecursionError while reading the line's place (exit 70).
+    deep = '{"type": "post_published", "excerpt": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    reject(store, "append", "--sort", "-", input=deep, expect=("line 1: malformed JSON",))
