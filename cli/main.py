@@ -210,6 +210,19 @@ class Session:
             self._ledger.close()
 
 
+def _is_unreadable_store_data(error: BaseException) -> bool:
+    """A stored event that does not parse: input is parsed into EventInputError with
+    its line, so what fails here was read from the store, edited outside the ledger
+    (PostgreSQL parses leaves itself when replaying: its DataError)."""
+    if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
+        return True
+    if "psycopg" in sys.modules:
+        import psycopg
+
+        return isinstance(error, psycopg.errors.DataError)
+    return False
+
+
 def _is_permission_error(error: BaseException) -> bool:
     if "psycopg" in sys.modules:
         import psycopg
@@ -258,6 +271,12 @@ class LedgerGroup(click.Group):
         except Exception as error:
             if isinstance(error, _user_errors()):
                 raise click.ClickException(str(error)) from None
+            if _is_unreadable_store_data(error):
+                detail = str(error).strip().splitlines()[0]
+                raise click.ClickException(
+                    f"the store holds an event that is not valid JSON ({detail}): it was "
+                    "changed outside the ledger; `enforcement-ledger verify` finds where"
+                ) from None
             if _is_permission_error(error):
                 message = str(error).strip().splitlines()[0]
                 raise click.ClickException(f"permission denied: {message}") from None
@@ -1033,17 +1052,21 @@ def export(session: Session, fmt_json: bool, fmt_nl: bool, fmt_csv: bool) -> Non
     Example:
       enforcement-ledger export --nl > ledger.jsonl
     """
+    from contextlib import closing
+
     fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
-    ledger = session.ledger()
-    if fmt == "nl":
-        out = sys.stdout.buffer
-        for leaf in ledger.iter_leaves():
-            out.write(leaf + b"\n")
-        out.flush()
-        return
-    rows = (json.loads(leaf) for leaf in ledger.iter_leaves())
-    columns = [c for c in TIMELINE_COLUMNS if c != "retracted"]
-    write_rows(rows, fmt, columns, table_columns=EXPORT_TABLE, empty_message="(empty ledger)")
+    # Closed on any failure too: the stream holds a connection (on PostgreSQL, a
+    # transaction and a cursor) that would otherwise live as long as the generator.
+    with closing(session.ledger().iter_leaves()) as leaves:
+        if fmt == "nl":
+            out = sys.stdout.buffer
+            for leaf in leaves:
+                out.write(leaf + b"\n")
+            out.flush()
+            return
+        rows = (json.loads(leaf) for leaf in leaves)
+        columns = [c for c in TIMELINE_COLUMNS if c != "retracted"]
+        write_rows(rows, fmt, columns, table_columns=EXPORT_TABLE, empty_message="(empty ledger)")
 
 
 @cli.command()

@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -115,6 +115,21 @@ def _content_of(record: dict[str, Any]) -> dict[str, Any]:
 
 
 _ASSIGNED = frozenset({"event_id", *ASSIGNED_FIELDS})
+
+
+def _source_record(leaf: bytes, index: int) -> dict[str, Any]:
+    """A copied store's stored event as a JSON object, or a LedgerError naming its
+    position: the source file may have been edited outside the ledger."""
+    try:
+        record = json.loads(leaf)
+    except (ValueError, RecursionError) as error:
+        problem = f"is not JSON ({error})"
+    else:
+        if isinstance(record, dict):
+            return record
+        kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+        problem = f"is {kinds.get(type(record), 'a number')}, not a JSON object"
+    raise LedgerError(f"the stored event {problem}; verify the source first", index)
 
 
 def _differences(stored: dict[str, Any], given: dict[str, Any], limit: int = 3) -> str:
@@ -311,14 +326,14 @@ class Ledger:
                 originals: list[tuple[dict[str, Any], bytes]] = []
                 checked = 0  # checkpoints whose root has been compared
                 for index, leaf in enumerate(leaves):
-                    record = json.loads(leaf)
+                    record = _source_record(leaf, index)
                     if record.get("sequence") != index:
                         raise LedgerError(
                             f"the event at this position carries sequence "
                             f"{record.get('sequence')!r}; verify the source first",
                             index,
                         )
-                    data = {**_content_of(record), "event_id": record["event_id"]}
+                    data = {**_content_of(record), "event_id": record.get("event_id")}
                     chunk.append((index, parse_event(data, index)))
                     originals.append((record, bytes(leaf)))
                     if len(chunk) >= FLUSH_EVERY:
@@ -350,7 +365,7 @@ class Ledger:
 
     # --- reading ---------------------------------------------------------------
 
-    def iter_leaves(self) -> Iterator[bytes]:
+    def iter_leaves(self) -> Generator[bytes, None, None]:
         """Every stored leaf in sequence order, streamed (one cursor, bounded memory)."""
         with self.storage.connect() as db:
             yield from self.storage.iter_leaves(db)

@@ -97,6 +97,24 @@ def require_postgres() -> None:
         pytest.skip(message)
 
 
+def drop_schema(schema: str) -> None:
+    """Drop a test's PostgreSQL schema. A connection the code under test left open in
+    this process would hold a lock on it: that fails the test after 10 s instead of
+    hanging the run."""
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        try:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        except psycopg.errors.LockNotAvailable:
+            rows = conn.execute(
+                "SELECT state, query FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+            pytest.fail(f"schema {schema} is still in use, by: {rows}")
+
+
 @pytest.fixture(params=STORE_KINDS)
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -109,14 +127,12 @@ def bare_store(store_kind: str, tmp_path: Path) -> Iterator[Store]:
         yield Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
         return
     require_postgres()
-    import psycopg
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
     try:
         yield Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
     finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        drop_schema(schema)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from bench.generate import generate
 from ledger.application import Ledger, LedgerError
 from ledger.events import parse_event
 from ledger.location import StoreLocation
-from tests.conftest import Store
+from tests.conftest import Store, drop_schema
 
 ASSIGNED = ("recorded_at", "actor")
 
@@ -69,8 +69,6 @@ def second_store(store: Store, tmp_path: Path) -> Iterator[Store]:
         return
     import uuid
 
-    import psycopg
-
     from tests.conftest import PG_URL
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -79,8 +77,7 @@ def second_store(store: Store, tmp_path: Path) -> Iterator[Store]:
     try:
         yield other
     finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        drop_schema(schema)
 
 
 def test_one_batch_and_single_appends_record_the_same_history(

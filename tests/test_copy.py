@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Store
+from tests.conftest import Store, drop_schema
 from tests.ledger_helpers import account, ev, jsonl, reject, subject
 
 SEED = Path(__file__).parent.parent / "ledger" / "data" / "seed.jsonl"
@@ -94,13 +94,8 @@ def test_a_copy_is_the_same_ledger_both_ways(store: Store, tmp_path: Path) -> No
         assert "OK size 24 " in back.ok("verify", "--vkey", vkey).stdout
     finally:
         if back.kind == "postgres":
-            import psycopg
-
-            from tests.conftest import PG_URL
-
-            with psycopg.connect(PG_URL, autocommit=True) as conn:
-                schema = back.url.rsplit("schema=", 1)[1]
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            schema = back.url.rsplit("schema=", 1)[1]
+            drop_schema(schema)
 
 
 def test_a_copy_goes_only_into_an_empty_store_of_the_same_origin(

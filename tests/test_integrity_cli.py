@@ -27,7 +27,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from ledger import merkle, notes
-from tests.conftest import PG_URL, STORE_KINDS, Store, require_postgres
+from tests.conftest import PG_URL, STORE_KINDS, Store, drop_schema, require_postgres
 
 SEED = Path(__file__).resolve().parent.parent / "ledger" / "data" / "seed.jsonl"
 SOURCE = "https://example.org/report"
@@ -196,10 +196,7 @@ def shared_log(
         yield log
     finally:
         if schema is not None:
-            import psycopg
-
-            with psycopg.connect(PG_URL, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            drop_schema(schema)
 
 
 def stored_checkpoints(store: Store) -> list[tuple[int, str]]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import PG_URL, require_postgres
+from tests.conftest import PG_URL, drop_schema, require_postgres
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
@@ -211,8 +211,8 @@ def test_the_postgresql_story_prints_what_readme_shows(tmp_path: Path, env: dict
     try:
         run_story(tmp_path, blocks, env)
     finally:
+        drop_schema(schema)
         with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             for role in (f"ledger_{schema}_writer", f"ledger_{schema}_reader"):
                 if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
                     conn.execute(f'DROP OWNED BY "{role}"')

@@ -558,3 +558,38 @@ def test_checkpoint_does_not_sign_a_root_from_a_corrupted_node_table(
     )
     # The log itself is intact (verify recomputes from the leaves, not the node table).
     assert "OK size 38" in ledger.verify_ok()
+
+
+# --- what other commands say about a payload that is not JSON ---------------------
+
+
+def test_a_payload_that_is_not_json_is_named_by_verify_and_reported_by_reads(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    bad = 21
+    tables.drop_triggers()
+    tables.set_payload(bad, b"not json")
+    assert named_sequence(ledger.verify_fails()) == bad
+    # Reads parse leaves: they point to verify instead of failing internally (exit 70).
+    for command in (("replay", "--silent"), ("timeline",), ("export", "--json")):
+        result = ledger.store.run(*command)
+        assert result.exit_code == 1, (command, result.exit_code, result.output)
+        assert "not valid JSON" in result.stderr, result.stderr
+        assert "enforcement-ledger verify" in result.stderr
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [(b"\x00 not json", "is not JSON"), (b"[1, 2]", "is an array, not a JSON object")],
+)
+def test_copying_a_store_whose_payload_is_not_an_event_names_its_sequence(
+    ledger: KeyedLedger, tables: Tables, payload: bytes, problem: str
+) -> None:
+    tables.drop_triggers()
+    tables.set_payload(21, payload)
+    target = Store(str(ledger.store.tmp_path / "copy.db"), "sqlite", ledger.store.tmp_path)
+    result = target.run("copy", ledger.store.url)
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert result.stderr.startswith(f"Error: source sequence 21: the stored event {problem}")
+    assert "verify the source first" in result.stderr
