@@ -933,9 +933,26 @@ def _selection(
     return selection, _parse_time(filters["known_at"], "--known-at")
 
 
-# Both stores hold row counts in signed 64 bits; a larger --limit or --offset was an
-# internal failure (the driver's overflow), not a usage error.
-ROW_COUNT = click.IntRange(min=0, max=2**63 - 1)
+class RowCount(click.ParamType):
+    """A --limit or --offset. Both stores hold row counts in signed 64 bits: a larger
+    one was an internal failure (the driver's overflow), not a usage error."""
+
+    name = "N"
+    largest = 2**63 - 1
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            number = int(value)
+        except ValueError:
+            number = -1
+        if not 0 <= number <= self.largest:
+            self.fail(f"expected a whole number from 0 to {self.largest}, given {value!r}")
+        return number
+
+
+ROW_COUNT = RowCount()
 
 
 @cli.command(name="timeline")
