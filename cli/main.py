@@ -933,7 +933,7 @@ def _selection(
     return selection, _parse_time(filters["known_at"], "--known-at")
 
 
-class RowCount(click.ParamType):
+class RowCount(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
     """A --limit or --offset. Both stores hold row counts in signed 64 bits: a larger
     one was an internal failure (the driver's overflow), not a usage error."""
 
