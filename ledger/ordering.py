@@ -21,18 +21,16 @@ a batch that retracts one of its events and gives a conflicting replacement
 *earlier* in time (a removal re-dated to the day before) is refused at the mistaken
 event; give such a batch in the order it was recorded, without sorting.
 
-Lines wait in a temporary SQLite database, so memory stays bounded however long the
-batch. They are validated once, by the append, in this order; errors name input line
-numbers, and a line whose place cannot be read (not JSON, no time) is checked first.
+Lines wait in SQLite's private temporary database (on disk, removed even if the
+process is killed), so memory stays bounded however long the batch. They are
+validated once, by the append, in this order; errors name input line numbers, and a
+line whose place cannot be read (not JSON, no time) is checked first.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -138,9 +136,10 @@ class DependencyOrder:
     order as many times as the append needs (a conflicting batch is re-run)."""
 
     def __init__(self, lines: Iterable[tuple[int, str]]) -> None:
-        self._directory = tempfile.mkdtemp(prefix="enforcement-ledger-sort-")
+        # SQLite's private temporary database: a file in $SQLITE_TMPDIR or $TMPDIR that
+        # is unlinked as soon as it is opened, so not even a killed process leaves it.
+        self._db = sqlite3.connect("")
         try:
-            self._db = sqlite3.connect(os.path.join(self._directory, "batch.db"))
             self._db.executescript(_SPOOL_SCHEMA)
             self._fill(lines)
             self._place_retractions()
@@ -208,10 +207,7 @@ class DependencyOrder:
             yield number, parse_event(line, number)
 
     def close(self) -> None:
-        db = getattr(self, "_db", None)
-        if db is not None:
-            db.close()
-        shutil.rmtree(self._directory, ignore_errors=True)
+        self._db.close()
 
     def __enter__(self) -> DependencyOrder:
         return self

@@ -9,7 +9,11 @@ keep naming input line numbers.
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from tests.ledger_helpers import account, ev, export, jsonl, reject, subject
 
 SEED = Path(__file__).resolve().parents[1] / "ledger" / "data" / "seed.jsonl"
 A = "twitter:example"
+CLI = [sys.executable, "-c", "from cli.main import main; main()"]
 
 
 def _state(store: Store) -> tuple[list[Any], list[str]]:
@@ -217,19 +222,33 @@ def test_errors_name_input_lines_and_nothing_is_appended(store: Store, tmp_path:
     assert store.count() == 0
 
 
-def test_the_spool_is_removed_after_success_and_failure(
+def test_the_spool_leaves_nothing_behind_even_when_killed(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spool_dir = tmp_path / "tmp"
     spool_dir.mkdir()
     monkeypatch.setenv("TMPDIR", str(spool_dir))
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
     store.ok("append", "--sort", "-", input=_lines([subject("s"), account(A, "2020-01-01")]))
-    assert list(spool_dir.iterdir()) == []
     reject(store, "append", "--sort", "-", input=_lines([account(A, "2020-01-01")]))
     assert list(spool_dir.iterdir()) == []
+    # Killed while spooling (its input still open): the spool was never a named file.
+    sorter = subprocess.Popen(
+        [*CLI, "--store", store.url, "append", "--sort", "-"],
+        cwd=SEED.parents[2],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(spool_dir)},
+    )
+    assert sorter.stdin is not None
+    sorter.stdin.write(_lines([subject(f"s{n}") for n in range(3000)]).encode())
+    sorter.stdin.flush()
+    time.sleep(1.5)
+    assert sorter.poll() is None
+    sorter.kill()
+    sorter.wait(timeout=10)
+    sorter.stdin.close()
+    assert list(spool_dir.iterdir()) == []
+    assert store.count() == 1 + 1
 
 
 def test_a_line_too_deeply_nested_to_place_is_refused_not_a_crash(store: Store) -> None:
