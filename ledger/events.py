@@ -443,7 +443,14 @@ def describe_validation_error(error: ValidationError) -> list[str]:
             )
             message += "; expected one of: " + ", ".join(EVENT_TYPES)
         if item["type"] == "json_invalid":
-            problems.append(f"malformed JSON: {item.get('ctx', {}).get('error', message)}")
+            error = item.get("ctx", {}).get("error", message)
+            if "hex escape" in error or "surrogate" in error:
+                # e.g. "\ud800" alone: half of a UTF-16 pair, which no text can hold.
+                error += (
+                    " (a \\uD800-\\uDFFF escape must be one half of a surrogate pair, "
+                    "high then low, e.g. \\ud83d\\ude00)"
+                )
+            problems.append(f"malformed JSON: {error}")
             continue
         if item["type"] == "dict_type" and not loc:
             kinds = {list: "list", str: "str", int: "int", float: "float", bool: "bool"}

@@ -459,6 +459,24 @@ def test_malformed_json_is_refused(registered: Store) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("escape", "hint"),
+    [
+        ("\\ud800", True),  # a high surrogate alone
+        ("\\udc00", True),  # a low surrogate first
+        ("\\ud800\\u0041", True),  # a high surrogate before a letter
+        ("\\u00", False),  # too short: not about surrogates
+    ],
+)
+def test_half_a_surrogate_pair_is_refused_with_what_is_expected(
+    registered: Store, escape: str, hint: bool
+) -> None:
+    line = json.dumps(ev("subject_registered", "2020-01-01", subject="s", name="N", kind="person"))
+    line = line.replace('"name": "N"', f'"name": "N{escape}"')
+    stderr = reject(registered, "append", "-", input=line + "\n", expect=("malformed JSON",))
+    assert ("one half of a surrogate pair, high then low" in stderr) is hint, stderr
+
+
 def test_a_json_value_that_is_not_an_object_is_refused(registered: Store) -> None:
     reject(
         registered,
