@@ -443,14 +443,14 @@ def describe_validation_error(error: ValidationError) -> list[str]:
             )
             message += "; expected one of: " + ", ".join(EVENT_TYPES)
         if item["type"] == "json_invalid":
-            error = item.get("ctx", {}).get("error", message)
-            if "hex escape" in error or "surrogate" in error:
+            detail = str(item.get("ctx", {}).get("error", message))
+            if "hex escape" in detail or "surrogate" in detail:
                 # e.g. "\ud800" alone: half of a UTF-16 pair, which no text can hold.
-                error += (
+                detail += (
                     " (a \\uD800-\\uDFFF escape must be one half of a surrogate pair, "
                     "high then low, e.g. \\ud83d\\ude00)"
                 )
-            problems.append(f"malformed JSON: {error}")
+            problems.append(f"malformed JSON: {detail}")
             continue
         if item["type"] == "dict_type" and not loc:
             kinds = {list: "list", str: "str", int: "int", float: "float", bool: "bool"}
