@@ -578,7 +578,8 @@ def _after_append(session: Session) -> None:
     "in_dependency_order",
     is_flag=True,
     help="Append the lines in dependency order, not as given: subjects and renames "
-    "first, then by occurred_at, retractions last (errors still name input lines).",
+    "first, then by occurred_at, each retraction after its target (see README); "
+    "errors still name input lines.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
@@ -1166,7 +1167,6 @@ def follow(session: Session, once: bool, interval: float) -> None:
 
     from projections.projector import Projector
 
-    signal.signal(signal.SIGTERM, _raise_stopped)
     ledger = session.ledger()
     with ledger.storage.connect() as db:
         projector = Projector(ledger, db)
@@ -1174,6 +1174,7 @@ def follow(session: Session, once: bool, interval: float) -> None:
         click.echo(f"Caught up: {applied} event(s) applied", err=True)
         if once:
             return
+        previous = signal.signal(signal.SIGTERM, _raise_stopped)
         try:
             if ledger.storage.dialect == "postgres":
                 position = projector.position()[0]
@@ -1190,6 +1191,8 @@ def follow(session: Session, once: bool, interval: float) -> None:
                         click.echo(f"Applied {applied} event(s)", err=True)
         except (KeyboardInterrupt, _Stopped):
             click.echo("Stopped", err=True)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @cli.command()

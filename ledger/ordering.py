@@ -132,8 +132,8 @@ def _text(value: object) -> str | None:
 
 
 class DependencyOrder:
-    """The lines of one batch, validated and held on disk, read back in dependency
-    order as many times as the append needs (a conflicting batch is re-run)."""
+    """The lines of one batch, held on disk and read back in dependency order as
+    many times as the append needs (a conflicting batch is re-run)."""
 
     def __init__(self, lines: Iterable[tuple[int, str]]) -> None:
         # SQLite's private temporary database: a file in $SQLITE_TMPDIR or $TMPDIR that
