@@ -56,6 +56,22 @@ ACCOUNTS_TABLE = [
     "exemption_names",
     "followers",
 ]
+POST_COLUMNS = [
+    "account",
+    "post",
+    "state",
+    "since",
+    "policy",
+    "reason",
+    "exception",
+    "cause_event",
+    "warning_screen_since",
+    "published_at",
+    "url",
+    "as_of",
+    "known_at",
+]
+POSTS_TABLE = ["post", "state", "since", "policy", "exception", "cause_event", "published_at"]
 TIMELINE_COLUMNS = [
     "sequence",
     "event_id",
@@ -825,6 +841,48 @@ def status(
             click.echo(f"{key + ':':<13}{'' if value is None else printable(str(value))}")
         return
     write_document(document, fmt, STATUS_COLUMNS)
+
+
+@cli.command(name="posts")
+@click.argument("account")
+@click.option("--post", help="Only this post id.")
+@click.option(
+    "--state",
+    "state_filter",
+    type=click.Choice(["visible", "warning_screen", "removed"]),
+    help="Only posts in this state.",
+)
+@as_of_option
+@known_at_option
+@output_options
+@click.pass_obj
+def posts_command(
+    session: Session,
+    account: str,
+    post: str | None,
+    state_filter: str | None,
+    as_of: str | None,
+    known_at: str | None,
+    fmt_json: bool,
+    fmt_nl: bool,
+    fmt_csv: bool,
+) -> None:
+    """The posts of ACCOUNT and their state: visible, warning_screen or removed.
+
+    Each with the event that put it there (its policy, reason and exception: e.g. a
+    post kept behind a screen in the public interest), as of a valid time and as
+    known at a record time.
+
+    \b
+    Example:
+      enforcement-ledger posts twitter:khamenei_ir
+      enforcement-ledger posts twitter:khamenei_ir --post oct-7-praise --as-of 2023-10-08
+    """
+    from projections.queries import posts
+
+    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
+    rows = posts(session.reader(), account, _moment(as_of, known_at), post=post, state=state_filter)
+    write_rows(iter(rows), fmt, POST_COLUMNS, table_columns=POSTS_TABLE, empty_message="(no posts)")
 
 
 @cli.command(name="accounts")

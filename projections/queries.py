@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.persistence import Database
-from ledger.rules import STATUS_TYPES, Entry, fold_status
+from ledger.rules import POST_TYPES, STATUS_TYPES, Entry, fold_status
 from ledger.vocabulary import iso, platform_of
 from projections import leaves
 from projections.projector import micros, status_facts_clause
@@ -279,6 +279,77 @@ def accounts(
         row = account_status(db, account, moment)
         if status is None or row["status"] == status:
             yield row
+
+
+_POST_CHANGES = tuple(sorted(POST_TYPES))
+POST_STATES = ("visible", "warning_screen", "removed")
+
+
+def posts(
+    db: Database,
+    account: str,
+    moment: Moment,
+    *,
+    post: str | None = None,
+    state: str | None = None,
+) -> list[dict[str, Any]]:
+    """The posts of one account published by the moment, each with its state then:
+    removed, behind a warning screen, or visible, with the event that made it so.
+
+    Folds the account's post events (read through its timeline index) in valid-time
+    order, as the append's rules do: a screen and a removal are independent, and a
+    removed post that was behind a screen shows as removed."""
+    params: dict[str, Any] = {**moment.params(), "account": account}
+    registered = db.one(
+        "SELECT 1 FROM timeline t WHERE t.account = :account "
+        f"AND t.type = 'account_registered' AND t.occurred_us <= :as_of AND {_VISIBLE}",
+        params,
+    )
+    if registered is None:
+        raise NotFound(
+            f"account '{account}' has no registration that occurred by {iso(moment.as_of)} "
+            f"as known at {iso(moment.known_at)}"
+        )
+    sql = (
+        f"SELECT s.state FROM timeline t JOIN {_events(db)} "
+        f"WHERE t.account = :account AND t.type IN ({_in(_POST_CHANGES)}) "
+        f"AND t.occurred_us <= :as_of AND {_VISIBLE} ORDER BY t.occurred_us, t.sequence"
+    )
+    folded: dict[str, dict[str, Any]] = {}  # one entry a post: the events are streamed
+    for (leaf,) in db.execute(sql, params):
+        record = _record(leaf)
+        name = record["post"]
+        if post is not None and name != post:
+            continue
+        kind = record["type"]
+        if kind == "post_published":
+            folded[name] = {"published": record, "screen": None, "removal": None}
+        elif name in folded:
+            key = "screen" if "warning_screen" in kind else "removal"
+            applied = kind in ("post_warning_screen_applied", "post_removed")
+            folded[name][key] = record if applied else None
+    rows = [_post_row(account, name, parts, moment) for name, parts in sorted(folded.items())]
+    return [row for row in rows if state is None or row["state"] == state]
+
+
+def _post_row(account: str, name: str, parts: dict[str, Any], moment: Moment) -> dict[str, Any]:
+    published, screen, removal = parts["published"], parts["screen"], parts["removal"]
+    cause = removal or screen or published
+    return {
+        "account": account,
+        "post": name,
+        "state": "removed" if removal else "warning_screen" if screen else "visible",
+        "since": cause["occurred_at"],
+        "policy": cause.get("policy"),
+        "reason": cause.get("reason"),
+        "exception": cause.get("exception"),
+        "cause_event": cause["event_id"],
+        "warning_screen_since": screen["occurred_at"] if screen else None,
+        "published_at": published["occurred_at"],
+        "url": published.get("url"),
+        "as_of": iso(moment.as_of),
+        "known_at": iso(moment.known_at),
+    }
 
 
 @dataclass(frozen=True)

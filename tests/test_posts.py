@@ -1,0 +1,167 @@
+"""`posts ACCOUNT`: each post's state (visible, warning_screen, removed) on both clocks.
+
+The seed story's post is checked by hand; then, for every account of a generated
+history with backfills and retractions, at many (as_of, known_at) moments, the
+command must agree with a reference built another way from the account's timeline:
+a post's screen is the last screen event, its removal the last removal event.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.generate import generate
+from tests.conftest import Store
+from tests.ledger_helpers import account, ev, iso, just_before, last_recorded_at, reject
+
+SEED = Path(__file__).resolve().parents[1] / "ledger" / "data" / "seed.jsonl"
+A = "twitter:example"
+
+
+def _posts(store: Store, account_id: str, *args: str) -> list[dict[str, Any]]:
+    return json.loads(store.ok("posts", account_id, "--json", *args).stdout)  # type: ignore[no-any-return]
+
+
+def test_the_seed_post_is_visible_then_behind_a_public_interest_screen(store: Store) -> None:
+    store.ok("append", str(SEED))
+    (before,) = _posts(store, "twitter:khamenei_ir", "--as-of", "2023-10-08")
+    assert (before["state"], before["cause_event"]) == ("visible", "seed-x-post-oct7")
+    (now,) = _posts(store, "twitter:khamenei_ir")
+    assert now["state"] == "warning_screen"
+    assert (now["policy"], now["exception"]) == ("X Rules", "public_interest")
+    assert now["since"] == now["warning_screen_since"] == "2023-10-09T00:00:00Z"
+    assert now["published_at"] == "2023-10-07T00:00:00Z"
+    # Registered (first observed) with the post on 2023-10-07: before that, no account.
+    reject(store, "posts", "twitter:khamenei_ir", "--as-of", "2023-10-06", expect=("2023-10-06",))
+    table = store.ok("posts", "twitter:khamenei_ir").stdout
+    assert "oct-7-praise  warning_screen" in table
+
+
+def _post(
+    type_: str, when: str, event_id: str, post_id: str = "p1", **fields: Any
+) -> dict[str, Any]:
+    return ev(type_, when, account=A, post=post_id, event_id=event_id, **fields)
+
+
+def test_a_removal_outranks_a_screen_and_each_is_lifted_by_its_own_event(store: Store) -> None:
+    store.append(
+        account(A, "2020-01-01"),
+        _post("post_published", "2021-01-01", "pub", url="https://x.example/1"),
+        _post("post_published", "2021-01-01", "pub2", post_id="p2"),
+        _post("post_warning_screen_applied", "2021-02-01", "scr", policy="R", reason="gore"),
+        _post("post_removed", "2021-03-01", "rm", policy="Violence"),
+        _post("post_restored", "2021-04-01", "back"),
+        _post("post_warning_screen_removed", "2021-05-01", "unscr"),
+    )
+
+    def p1(as_of: str) -> tuple[str, str, str | None]:
+        (row,) = _posts(store, A, "--post", "p1", "--as-of", as_of)
+        return row["state"], row["cause_event"], row["warning_screen_since"]
+
+    assert p1("2021-01-15") == ("visible", "pub", None)
+    assert p1("2021-02-15") == ("warning_screen", "scr", "2021-02-01T00:00:00Z")
+    assert p1("2021-03-15") == ("removed", "rm", "2021-02-01T00:00:00Z")  # still screened
+    assert p1("2021-04-15") == ("warning_screen", "scr", "2021-02-01T00:00:00Z")
+    assert p1("2021-05-15") == ("visible", "pub", None)
+    rows = _posts(store, A, "--as-of", "2021-03-15")
+    assert [(r["post"], r["state"]) for r in rows] == [("p1", "removed"), ("p2", "visible")]
+    assert rows[0]["url"] == "https://x.example/1"
+    assert [r["post"] for r in _posts(store, A, "--as-of", "2021-03-15", "--state", "visible")] == [
+        "p2"
+    ]
+    header = next(csv.reader(io.StringIO(store.ok("posts", A, "--csv").stdout)))
+    assert header[:4] == ["account", "post", "state", "since"]
+
+
+def test_known_at_sees_a_removal_before_its_retraction_and_not_before_it_was_recorded(
+    store: Store,
+) -> None:
+    store.append(account(A, "2020-01-01"), _post("post_published", "2021-01-01", "pub"))
+    before_removal = last_recorded_at(store)
+    store.append(_post("post_removed", "2021-03-01", "rm", policy="Violence"))
+    removal_known = last_recorded_at(store)
+    store.append(ev("event_retracted", "2021-06-01", target="rm", reason="wrong post"))
+    retraction_known = last_recorded_at(store)
+
+    def state(known_at: str) -> str:
+        (row,) = _posts(store, A, "--known-at", known_at)
+        return str(row["state"])
+
+    assert state(before_removal) == "visible"
+    assert state(removal_known) == "removed"
+    assert state(just_before(retraction_known)) == "removed"
+    assert state(retraction_known) == "visible"
+
+
+def test_an_unregistered_account_is_an_error(store: Store) -> None:
+    reject(
+        store, "posts", "twitter:nobody", expect=("account 'twitter:nobody' has no registration",)
+    )
+
+
+def _reference(rows: list[dict[str, Any]], as_of: datetime) -> dict[str, tuple[str, str]]:
+    """Each post's (state, cause_event) from the last screen and last removal event."""
+    live = [
+        r
+        for r in rows
+        if not r["retracted"]
+        and r["type"].startswith("post_")
+        and datetime.fromisoformat(r["occurred_at"]) <= as_of
+    ]
+    result = {}
+    for name in {r["post"] for r in live if r["type"] == "post_published"}:
+        own = [r for r in live if r["post"] == name]  # timeline order: valid time, sequence
+        screens = [r for r in own if "warning_screen" in r["type"]]
+        removals = [r for r in own if r["type"] in ("post_removed", "post_restored")]
+        published = [r for r in own if r["type"] == "post_published"][-1]
+        if removals and removals[-1]["type"] == "post_removed":
+            result[name] = ("removed", removals[-1]["event_id"])
+        elif screens and screens[-1]["type"] == "post_warning_screen_applied":
+            result[name] = ("warning_screen", screens[-1]["event_id"])
+        else:
+            result[name] = ("visible", published["event_id"])
+    return result
+
+
+def test_every_accounts_posts_agree_with_a_reference_on_both_clocks(store: Store) -> None:
+    lines = list(generate(1_500, seed=8))
+    store.ok("append", "-", input="\n".join(lines[:1_000]) + "\n")
+    between = datetime.now(UTC)
+    store.ok("append", "-", input="\n".join(lines[1_000:]) + "\n")
+    everything = store.timeline()
+    accounts = sorted({r["account"] for r in everything if r["type"] == "account_registered"})
+    times = sorted({datetime.fromisoformat(r["occurred_at"]) for r in everything})
+    as_ofs = [times[i] for i in range(0, len(times), max(1, len(times) // 5))]
+    as_ofs += [t - timedelta(microseconds=1) for t in as_ofs] + [datetime.now(UTC)]
+    compared = 0
+    states: set[str] = set()
+    for known_at in (iso(between), iso(datetime.now(UTC))):
+        for account_id in accounts:
+            rows = store.timeline("--account", account_id, "--known-at", known_at)
+            if not any(r["type"] == "account_registered" and not r["retracted"] for r in rows):
+                continue
+            for as_of in as_ofs:
+                registered = any(
+                    r["type"] == "account_registered"
+                    and not r["retracted"]
+                    and datetime.fromisoformat(r["occurred_at"]) <= as_of
+                    for r in rows
+                )
+                args = ("--as-of", iso(as_of), "--known-at", known_at)
+                if not registered:
+                    store.fail("posts", account_id, *args)
+                    continue
+                got = {
+                    r["post"]: (r["state"], r["cause_event"])
+                    for r in _posts(store, account_id, *args)
+                }
+                assert got == _reference(rows, as_of), (account_id, args)
+                compared += 1
+                states.update(state for state, _ in got.values())
+    assert compared > 200
+    assert states == {"visible", "warning_screen", "removed"}
