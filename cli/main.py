@@ -1278,7 +1278,8 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     """Build the Khamenei / Trump story in a fresh store and show it.
 
     Loads the seed events shipped with the package (ledger/data/seed.jsonl), then
-    prints the cross-platform status table and Khamenei's timeline.
+    prints the cross-platform status table, Khamenei's timeline and the post X
+    kept behind a warning screen.
 
     \b
     Example:
@@ -1330,6 +1331,18 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
         known_at=None,
         limit=None,
         offset=0,
+        fmt_json=False,
+        fmt_nl=False,
+        fmt_csv=False,
+    )
+    click.echo("\nThe post X kept behind a warning screen:\n")
+    ctx.invoke(
+        posts_command,
+        account="twitter:khamenei_ir",
+        post=None,
+        state_filter=None,
+        as_of=None,
+        known_at=None,
         fmt_json=False,
         fmt_nl=False,
         fmt_csv=False,

@@ -584,13 +584,20 @@ def test_demo_builds_the_story_and_shows_it(tmp_path: Path) -> None:
         "twitter:realDonaldTrump": "suspended",
     }
     assert rows["twitter:khamenei_ir"]["followers"] == "1000000"
-    timeline_text = out.split("Khamenei's timeline:")[1].split("Demo ledger:")[0]
+    screened = "The post X kept behind a warning screen:"
+    timeline_text = out.split("Khamenei's timeline:")[1].split(screened)[0]
     timeline = parse_table(timeline_text.strip("\n"))
     types = [r["type"] for r in timeline]
     assert "post_warning_screen_applied" in types
     assert "exemption_applied" in types
     assert types.count("account_removed") == 3
     assert all("realDonaldTrump" not in r.get("account", "") for r in timeline)
+    (post,) = parse_table(out.split(screened)[1].split("Demo ledger:")[0].strip("\n"))
+    assert (post["post"], post["state"], post["exception"]) == (
+        "oct-7-praise",
+        "warning_screen",
+        "public_interest",
+    )
     assert path.exists()
     # The demo ledger is an ordinary store.
     again = CliRunner().invoke(cli, ["--store", str(path), "status", "twitter:khamenei_ir"])
