@@ -844,7 +844,9 @@ def status(
 
 
 @cli.command(name="posts")
-@click.argument("account")
+@click.argument("account", required=False)
+@click.option("--platform", help="Without ACCOUNT: the posts of every account on this platform.")
+@click.option("--subject", help="Without ACCOUNT: the posts of every account of this subject.")
 @click.option("--post", help="Only this post id.")
 @click.option(
     "--state",
@@ -858,7 +860,9 @@ def status(
 @click.pass_obj
 def posts_command(
     session: Session,
-    account: str,
+    account: str | None,
+    platform: str | None,
+    subject: str | None,
     post: str | None,
     state_filter: str | None,
     as_of: str | None,
@@ -867,7 +871,8 @@ def posts_command(
     fmt_nl: bool,
     fmt_csv: bool,
 ) -> None:
-    """The posts of ACCOUNT and their state: visible, warning_screen or removed.
+    """The posts of ACCOUNT (or of every account) and their state: visible,
+    warning_screen or removed.
 
     Each with the event that put it there (its policy, reason and exception: e.g. a
     post kept behind a screen in the public interest), as of a valid time and as
@@ -877,12 +882,30 @@ def posts_command(
     Example:
       enforcement-ledger posts twitter:khamenei_ir
       enforcement-ledger posts twitter:khamenei_ir --post oct-7-praise --as-of 2023-10-08
+      enforcement-ledger posts --platform twitter --state warning_screen --csv
     """
-    from projections.queries import posts
+    from projections.queries import posts, registered_accounts
 
+    if account is not None and (platform or subject):
+        raise click.UsageError(
+            "--platform and --subject select accounts: give them without ACCOUNT"
+        )
     fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
-    rows = posts(session.reader(), account, _moment(as_of, known_at), post=post, state=state_filter)
-    write_rows(iter(rows), fmt, POST_COLUMNS, table_columns=POSTS_TABLE, empty_message="(no posts)")
+    db, moment = session.reader(), _moment(as_of, known_at)
+    if account is not None:
+        rows: Iterator[dict[str, Any]] = iter(
+            posts(db, account, moment, post=post, state=state_filter)
+        )
+        table = POSTS_TABLE
+    else:
+        accounts = registered_accounts(db, moment, platform=platform, subject=subject)
+        rows = (
+            row
+            for each in accounts
+            for row in posts(db, each, moment, post=post, state=state_filter)
+        )
+        table = ["account", *POSTS_TABLE]
+    write_rows(rows, fmt, POST_COLUMNS, table_columns=table, empty_message="(no posts)")
 
 
 @cli.command(name="accounts")

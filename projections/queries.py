@@ -258,6 +258,16 @@ def accounts(
     status: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every account registered by the moment, with its status; streams."""
+    for account in registered_accounts(db, moment, platform=platform, subject=subject):
+        row = account_status(db, account, moment)
+        if status is None or row["status"] == status:
+            yield row
+
+
+def registered_accounts(
+    db: Database, moment: Moment, *, platform: str | None = None, subject: str | None = None
+) -> Iterator[str]:
+    """The ids of the accounts registered by the moment, in order; streams."""
     clauses = [
         "t.type = 'account_registered'",
         "t.occurred_us <= :as_of",
@@ -276,9 +286,7 @@ def accounts(
         params,
     )
     for (account,) in cursor:
-        row = account_status(db, account, moment)
-        if status is None or row["status"] == status:
-            yield row
+        yield account
 
 
 _POST_CHANGES = tuple(sorted(POST_TYPES))

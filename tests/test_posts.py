@@ -165,3 +165,24 @@ def test_every_accounts_posts_agree_with_a_reference_on_both_clocks(store: Store
                 states.update(state for state, _ in got.values())
     assert compared > 200
     assert states == {"visible", "warning_screen", "removed"}
+
+
+def test_without_an_account_posts_lists_every_accounts_posts(store: Store) -> None:
+    store.ok("append", "-", input="\n".join(generate(800, seed=4)) + "\n")
+    moment = ("--as-of", "2022-01-01", "--known-at", iso(datetime.now(UTC)))
+    accounts = json.loads(store.ok("accounts", "--json", *moment).stdout)
+    by_account = {row["account"]: _posts(store, row["account"], *moment) for row in accounts}
+    everything = json.loads(store.ok("posts", "--json", *moment).stdout)
+    expected = [row for account in sorted(by_account) for row in by_account[account]]
+    assert everything == expected
+    assert len(everything) > 20
+    platform = accounts[0]["platform"]
+    screened = json.loads(
+        store.ok("posts", "--json", "--platform", platform, "--state", "warning_screen").stdout
+    )
+    assert screened
+    assert all(r["state"] == "warning_screen" for r in screened)
+    assert all(r["account"].startswith(f"{platform}:") for r in screened)
+    table = store.ok("posts", "--platform", platform).stdout
+    assert table.startswith("account ")
+    reject(store, "posts", accounts[0]["account"], "--platform", platform, code=2)
