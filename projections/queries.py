@@ -206,6 +206,14 @@ def _status_sql(db: Database) -> str:
 _STATUS_SQL: dict[str, str] = {}
 
 
+def _unregistered(account: str, moment: Moment) -> NotFound:
+    shape = "" if ":" in account else " (an account id is '<platform>:<handle or id>')"
+    return NotFound(
+        f"account '{account}' has no registration that occurred by {iso(moment.as_of)} "
+        f"as known at {iso(moment.known_at)}{shape}"
+    )
+
+
 def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]:
     sql = _STATUS_SQL.get(db.dialect)
     if sql is None:
@@ -223,10 +231,7 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
     for part, _, _, leaf in rows:
         parts[part].append(_record(leaf))
     if not parts[_REGISTRATION]:
-        raise NotFound(
-            f"account '{account}' has no registration that occurred by {iso(moment.as_of)} "
-            f"as known at {iso(moment.known_at)}"
-        )
+        raise _unregistered(account, moment)
     (registration,) = parts[_REGISTRATION]
     status = fold_status(Entry.from_record(r) for r in parts[_STATUS]).at(moment.as_of)
     exemptions = _exemptions(parts[_EXEMPTION], holder="account")
@@ -314,10 +319,7 @@ def posts(
         params,
     )
     if registered is None:
-        raise NotFound(
-            f"account '{account}' has no registration that occurred by {iso(moment.as_of)} "
-            f"as known at {iso(moment.known_at)}"
-        )
+        raise _unregistered(account, moment)
     sql = (
         f"SELECT s.state FROM timeline t JOIN {_events(db)} "
         f"WHERE t.account = :account AND t.type IN ({_in(_POST_CHANGES)}) "

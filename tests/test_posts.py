@@ -99,9 +99,13 @@ def test_known_at_sees_a_removal_before_its_retraction_and_not_before_it_was_rec
 
 
 def test_an_unregistered_account_is_an_error(store: Store) -> None:
-    reject(
+    stderr = reject(
         store, "posts", "twitter:nobody", expect=("account 'twitter:nobody' has no registration",)
     )
+    assert "an account id is" not in stderr
+    # Without a platform prefix the id cannot be anyone's: say what an id looks like.
+    for command in ("posts", "status"):
+        reject(store, command, "nobody", expect=("(an account id is '<platform>:<handle or id>')",))
 
 
 def _reference(rows: list[dict[str, Any]], as_of: datetime) -> dict[str, tuple[str, str]]:
