@@ -884,7 +884,7 @@ def posts_command(
       enforcement-ledger posts twitter:khamenei_ir --post oct-7-praise --as-of 2023-10-08
       enforcement-ledger posts --platform twitter --state warning_screen --csv
     """
-    from projections.queries import posts, registered_accounts
+    from projections.queries import every_accounts_posts, posts
 
     if account is not None and (platform or subject):
         raise click.UsageError(
@@ -898,11 +898,8 @@ def posts_command(
         )
         table = POSTS_TABLE
     else:
-        accounts = registered_accounts(db, moment, platform=platform, subject=subject)
-        rows = (
-            row
-            for each in accounts
-            for row in posts(db, each, moment, post=post, state=state_filter)
+        rows = every_accounts_posts(
+            db, moment, platform=platform, subject=subject, post=post, state=state_filter
         )
         table = ["account", *POSTS_TABLE]
     write_rows(rows, fmt, POST_COLUMNS, table_columns=table, empty_message="(no posts)")

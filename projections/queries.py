@@ -295,6 +295,7 @@ def registered_accounts(
 
 
 _POST_CHANGES = tuple(sorted(POST_TYPES))
+# What _post_row gives; `posts --state` spells them out too (a test pins both).
 POST_STATES = ("visible", "warning_screen", "removed")
 
 
@@ -307,11 +308,7 @@ def posts(
     state: str | None = None,
 ) -> list[dict[str, Any]]:
     """The posts of one account published by the moment, each with its state then:
-    removed, behind a warning screen, or visible, with the event that made it so.
-
-    Folds the account's post events (read through its timeline index) in valid-time
-    order, as the append's rules do: a screen and a removal are independent, and a
-    removed post that was behind a screen shows as removed."""
+    removed, behind a warning screen, or visible, with the event that made it so."""
     params: dict[str, Any] = {**moment.params(), "account": account}
     registered = db.one(
         "SELECT 1 FROM timeline t WHERE t.account = :account "
@@ -320,13 +317,37 @@ def posts(
     )
     if registered is None:
         raise _unregistered(account, moment)
+    return _posts_of(db, account, moment, post, state)
+
+
+def every_accounts_posts(
+    db: Database,
+    moment: Moment,
+    *,
+    platform: str | None = None,
+    subject: str | None = None,
+    post: str | None = None,
+    state: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """``posts`` of every account registered by the moment (as ``accounts`` selects
+    them), account by account; streams."""
+    for account in registered_accounts(db, moment, platform=platform, subject=subject):
+        yield from _posts_of(db, account, moment, post, state)
+
+
+def _posts_of(
+    db: Database, account: str, moment: Moment, post: str | None, state: str | None
+) -> list[dict[str, Any]]:
+    """Folds a registered account's post events (read through its timeline index) in
+    valid-time order, as the append's rules do: a screen and a removal are
+    independent, and a removed post that was behind a screen shows as removed."""
     sql = (
         f"SELECT s.state FROM timeline t JOIN {_events(db)} "
         f"WHERE t.account = :account AND t.type IN ({_in(_POST_CHANGES)}) "
         f"AND t.occurred_us <= :as_of AND {_VISIBLE} ORDER BY t.occurred_us, t.sequence"
     )
     folded: dict[str, dict[str, Any]] = {}  # one entry a post: the events are streamed
-    for (leaf,) in db.execute(sql, params):
+    for (leaf,) in db.execute(sql, {**moment.params(), "account": account}):
         record = _record(leaf)
         name = record["post"]
         if post is not None and name != post:
