@@ -209,10 +209,17 @@ class Session:
         try:
             projector.catch_up()
         except Exception as error:
-            if not _is_permission_error(error):
-                raise
             from ledger.location import StoreError
 
+            if _is_read_only_store(error):
+                raise StoreError(
+                    f"the read models are behind the log and {self.location.display} is "
+                    "read-only here, so they cannot be brought up to date",
+                    "copy its files (with any -wal and -shm beside it) to a place you may "
+                    "write and read the copy there",
+                ) from None
+            if not _is_permission_error(error):
+                raise
             raise StoreError(
                 "the read models are behind the log and this role may not update them; "
                 "run `enforcement-ledger follow` (or any append) as a writer"
@@ -237,6 +244,16 @@ def _is_unreadable_store_data(error: BaseException) -> bool:
 
         return isinstance(error, psycopg.errors.DataError)
     return False
+
+
+def _is_read_only_store(error: BaseException) -> bool:
+    """A write to a SQLite store opened read-only (read-only media or permissions)."""
+    sqlite3 = sys.modules.get("sqlite3")  # not imported here just to ask
+    return (
+        sqlite3 is not None
+        and isinstance(error, sqlite3.OperationalError)
+        and getattr(error, "sqlite_errorname", None) == "SQLITE_READONLY"
+    )
 
 
 def _is_permission_error(error: BaseException) -> bool:
@@ -296,6 +313,14 @@ class LedgerGroup(click.Group):
             if _is_permission_error(error):
                 message = str(error).strip().splitlines()[0]
                 raise click.ClickException(f"permission denied: {message}") from None
+            if _is_read_only_store(error):
+                session = ctx.find_object(Session)
+                where = session.location.display if session else "the store"
+                raise click.ClickException(
+                    f"{where} is read-only here and `{ctx.invoked_subcommand}` writes to "
+                    "it; nothing was written. Reading commands (status, timeline, verify, "
+                    "export, …) work on it"
+                ) from None
             raise
 
 
@@ -1178,8 +1203,8 @@ def replay(session: Session, silent: bool) -> None:
     from projections.projector import Projector
 
     ledger = session.ledger()
-    total = ledger.recorder.max_notification_id() or 0
     with ledger.storage.connect() as db:
+        total = ledger.storage.tree_size(db)  # one entry an event
         show = not silent and sys.stderr.isatty()
         with click.progressbar(
             length=total,

@@ -25,6 +25,7 @@ PostgreSQL) through triggers, for every role including the owner.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 import uuid
@@ -610,6 +611,10 @@ _SQLITE_LEDGER_DDL = [
 ]
 
 
+# What SQLite says when it may read a file but not write it or beside it.
+_NOT_WRITABLE = {"SQLITE_CANTOPEN", "SQLITE_READONLY"}
+
+
 class SQLiteStorage(Storage):
     """The embedded store: one SQLite file in WAL mode."""
 
@@ -658,16 +663,15 @@ class SQLiteStorage(Storage):
 
     def connect(self) -> Database:
         try:
-            # check_same_thread off: a connection is used by one thread at a time, but a
-            # Ledger dropped unclosed is closed by the garbage collector, which may run
-            # in any thread (psycopg's pool workers, for one).
-            raw = sqlite3.connect(
-                self.path,
-                timeout=SQLITE_BUSY_TIMEOUT_S,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            raw.execute("PRAGMA journal_mode=WAL")
+            try:
+                raw = self._open(self.path, uri=False)
+                raw.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as error:
+                # An auditor's copy on read-only media or in a directory they may not
+                # write: SQLite cannot make its -wal/-shm files. Read it read-only.
+                if error.sqlite_errorname not in _NOT_WRITABLE or not self.path.is_file():
+                    raise
+                raw = self._open_read_only()
             # FULL: a committed batch survives power loss, not only a process kill.
             raw.execute("PRAGMA synchronous=FULL")
             # 64 MiB page cache (default 2 MiB): bulk appends touch several indexes.
@@ -675,6 +679,43 @@ class SQLiteStorage(Storage):
         except sqlite3.DatabaseError as error:
             raise StoreError(f"{self.path} is not a usable SQLite ledger: {error}") from None
         return Database(raw, "sqlite")
+
+    @staticmethod
+    def _open(target: str | os.PathLike[str], *, uri: bool) -> sqlite3.Connection:
+        # check_same_thread off: a connection is used by one thread at a time, but a
+        # Ledger dropped unclosed is closed by the garbage collector, which may run
+        # in any thread (psycopg's pool workers, for one).
+        return sqlite3.connect(
+            target,
+            timeout=SQLITE_BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=uri,
+        )
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """The file opened read-only; every write on it fails with SQLITE_READONLY."""
+        base = self.path.absolute().as_uri() + "?mode=ro"
+        raw = self._open(base, uri=True)
+        try:
+            raw.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return raw
+        except sqlite3.OperationalError as error:
+            raw.close()
+            if error.sqlite_errorname not in _NOT_WRITABLE:
+                raise
+        # No -shm can be made beside it. Immutable (no locks, no WAL) is right only
+        # when no write-ahead log holds changes the file itself does not have yet.
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreError(
+                f"{self.path} is read-only and its write-ahead log {wal.name} holds changes "
+                "not yet in the file, which cannot be read without writing beside it",
+                "copy the file together with its -wal file to a place you may write",
+            )
+        raw = self._open(base + "&immutable=1", uri=True)
+        raw.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return raw
 
     def create(self, meta: dict[str, str]) -> bool:
         """Create the schema once. Returns False when it already existed."""
