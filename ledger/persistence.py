@@ -704,8 +704,9 @@ class SQLiteStorage(Storage):
             raw.close()
             if error.sqlite_errorname not in _NOT_WRITABLE:
                 raise
-        # No -shm can be made beside it. Immutable (no locks, no WAL) is right only
-        # when no write-ahead log holds changes the file itself does not have yet.
+        # No -shm file, and none can be made: no connection has the file open (ours
+        # are all WAL, which keeps one). Immutable (no locks, no WAL) is then right
+        # unless a write-ahead log left behind holds changes the file does not have.
         wal = self.path.with_name(self.path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
             raise StoreError(
