@@ -256,6 +256,42 @@ def _is_read_only_store(error: BaseException) -> bool:
     )
 
 
+# What the store's engine reports when the disk, not the command, failed: by SQLite
+# error name, and by PostgreSQL SQLSTATE (53100 disk_full, 58030 io_error, XX001
+# data_corrupted, XX002 index_corrupted).
+_DISK_FULL = {"SQLITE_FULL", "53100"}
+_DAMAGED = {"SQLITE_CORRUPT", "SQLITE_IOERR", "58030", "XX001", "XX002"}
+_SQLITE_PRIMARY = {10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT", 13: "SQLITE_FULL"}
+
+
+def _store_failure(error: BaseException, where: str) -> str | None:
+    """The message for a store that could not do its part, or None."""
+    sqlite3 = sys.modules.get("sqlite3")
+    code = None
+    if sqlite3 is not None and isinstance(error, sqlite3.DatabaseError):
+        # The primary code: extended ones (SQLITE_IOERR_SHORT_READ, …) add high bits.
+        code = _SQLITE_PRIMARY.get(getattr(error, "sqlite_errorcode", 0) & 0xFF)
+    elif "psycopg" in sys.modules:
+        import psycopg
+
+        if isinstance(error, psycopg.Error):
+            code = error.sqlstate
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if code in _DISK_FULL:
+        return (
+            f"the disk holding {where} is full ({detail}): the write in progress was "
+            "rolled back whole (events are appended all or nothing, and what earlier "
+            "commands wrote is intact); free space and run the command again"
+        )
+    if code in _DAMAGED:
+        return (
+            f"{where} is damaged or unreadable ({detail}): the disk failed, or the store "
+            "was changed outside the ledger. Restore it from a copy or a backup and check "
+            "that with `enforcement-ledger verify`"
+        )
+    return None
+
+
 def _is_permission_error(error: BaseException) -> bool:
     if "psycopg" in sys.modules:
         import psycopg
@@ -313,9 +349,12 @@ class LedgerGroup(click.Group):
             if _is_permission_error(error):
                 message = str(error).strip().splitlines()[0]
                 raise click.ClickException(f"permission denied: {message}") from None
+            session = ctx.find_object(Session)
+            where = session.location.display if session else "the store"
+            failure = _store_failure(error, where)
+            if failure is not None:
+                raise click.ClickException(failure) from None
             if _is_read_only_store(error):
-                session = ctx.find_object(Session)
-                where = session.location.display if session else "the store"
                 raise click.ClickException(
                     f"{where} is read-only here and `{ctx.invoked_subcommand}` writes to "
                     "it; nothing was written. Reading commands (status, timeline, verify, "

@@ -1,0 +1,102 @@
+"""When the disk, not the command, fails: a full disk and a damaged store file are
+errors that say what happened and what to do (exit 1), not internal failures, and a
+full disk loses no committed event and keeps none of the failed batch."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from cli.main import main; main()"]
+SEED = REPO / "ledger" / "data" / "seed.jsonl"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester"},
+        timeout=120,
+    )
+
+
+def _generated(tmp_path: Path, events: int) -> Path:
+    path = tmp_path / f"generated-{events}.jsonl"
+    with path.open("w") as out:
+        subprocess.run(
+            [sys.executable, "-m", "bench.generate", "--events", str(events), "--seed", "3"],
+            cwd=REPO,
+            stdout=out,
+            check=True,
+        )
+    return path
+
+
+def test_a_full_disk_keeps_what_was_committed_and_none_of_the_batch(tmp_path: Path) -> None:
+    """On a 700 KiB filesystem: the seed fits, 3,000 more events do not."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small filesystem in a private mount namespace")
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir()
+    out.mkdir()
+    batch = _generated(tmp_path, 3_000)
+    cli = tmp_path / "enforcement-ledger"
+    cli.write_text(
+        f"#!/bin/sh\ncd {REPO} && exec {sys.executable} -c "
+        f"'from cli.main import main; main()' --store {disk}/ledger.db \"$@\"\n"
+    )
+    cli.chmod(0o755)
+    script = f"""
+        mount -t tmpfs -o size=700k tmpfs {disk} || exit 99
+        {cli} init > /dev/null && {cli} append {SEED} > /dev/null || exit 98
+        {cli} append {batch} 2> {out}/full.err; echo $? > {out}/full.rc
+        {cli} export --nl > {out}/after-full.nl
+        {cli} verify > {out}/after-full.verify 2>&1
+        mount -o remount,size=20m {disk}
+        {cli} append {batch} > {out}/freed.out 2>&1; echo $? > {out}/freed.rc
+        {cli} verify > {out}/after-freed.verify 2>&1
+    """
+    run = subprocess.run(["unshare", "--mount", "--", "sh", "-c", script], capture_output=True)
+    if run.returncode == 99:
+        pytest.skip("no private mount namespace here: cannot make a small filesystem")
+    assert run.returncode == 0, run.stderr
+    assert (out / "full.rc").read_text() == "1\n"
+    assert (out / "full.err").read_text() == (
+        f"Error: the disk holding {disk}/ledger.db is full (database or disk is full): the "
+        "write in progress was rolled back whole (events are appended all or nothing, and "
+        "what earlier commands wrote is intact); free space and run the command again\n"
+    )
+    assert (out / "after-full.nl").read_text().count("\n") == 18
+    assert "OK size 18 " in (out / "after-full.verify").read_text()
+    assert (out / "freed.rc").read_text() == "0\n", (out / "freed.out").read_text()
+    assert "OK size 3018 " in (out / "after-freed.verify").read_text()
+
+
+def test_a_damaged_store_file_is_named_as_such(tmp_path: Path) -> None:
+    store = tmp_path / "ledger.db"
+    assert _cli("--store", str(store), "init").returncode == 0
+    assert _cli("--store", str(store), "append", str(_generated(tmp_path, 2_000))).returncode == 0
+    with sqlite3.connect(store) as db:
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'stored_events'"
+        ).fetchone()
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    with store.open("r+b") as file:  # the events table's root page: its header garbled
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * 12)
+    for args in (["verify"], ["export", "--nl"], ["replay"]):
+        result = _cli("--store", str(store), *args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stderr.endswith(
+            f"Error: {store} is damaged or unreadable (database disk image is malformed): the "
+            "disk failed, or the store was changed outside the ledger. Restore it from a copy "
+            "or a backup and check that with `enforcement-ledger verify`\n"
+        ), (args, result.stderr)
