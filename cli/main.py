@@ -407,31 +407,16 @@ def _parse_time(value: str | None, option: str, *, whole_day: bool = False) -> d
     """
     if value is None:
         return datetime.now(UTC)
+    from ledger.times import TimeError, parse_utc
+
     text = value.strip()
-    date_only = len(text) == 10
-    if date_only:
-        text += "T00:00:00Z"
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z, given {value!r}",
-            param_hint=option,
-        ) from None
-    if moment.tzinfo is None:
-        raise click.BadParameter(
-            f"needs a UTC offset, e.g. {value}Z (given {value!r})", param_hint=option
-        )
-    try:
-        moment = moment.astimezone(UTC)
-        if date_only and whole_day:
-            moment = moment.replace(hour=23, minute=59, second=59, microsecond=999999)
-        return moment
-    except OverflowError:
-        raise click.BadParameter(
-            f"is outside the representable range once converted to UTC (given {value!r})",
-            param_hint=option,
-        ) from None
+        moment = parse_utc(text)
+    except TimeError as error:
+        raise click.BadParameter(f"{error}, given {value!r}", param_hint=option) from None
+    if whole_day and len(text) == len("2024-02-08"):  # parse_utc took it as a date alone
+        moment = moment.replace(hour=23, minute=59, second=59, microsecond=999999)
+    return moment
 
 
 def _actor(actor: str | None) -> str:

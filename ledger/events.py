@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 # Re-exported: code that needs no validator imports them from ledger.vocabulary.
+from ledger.times import EXPECTED_TIME, LEAP_SECOND, LEAP_SECOND_MESSAGE
 from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
 from ledger.vocabulary import TARGETED_TYPES as TARGETED_TYPES
@@ -43,8 +44,6 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # pydantic also reads a number, or a string of digits, as Unix seconds: "2024" would
 # be 1970-01-01T00:33:44Z. Only ISO 8601 text (or a datetime from Python) is a time here.
 _ISO_DATE_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
-_EXPECTED_TIME = "expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z"
-_LEAP_SECOND = re.compile(r"[Tt ]\d\d:\d\d:60")
 
 
 def _json_kind(value: Any) -> str:
@@ -61,11 +60,11 @@ def _date_means_midnight_utc(value: Any) -> Any:
     if isinstance(value, datetime):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"{_EXPECTED_TIME}, not {_json_kind(value)}")
+        raise ValueError(f"{EXPECTED_TIME}, not {_json_kind(value)}")
     if not _ISO_DATE_START.match(value):
-        raise ValueError(_EXPECTED_TIME)
-    if _LEAP_SECOND.search(value):
-        raise ValueError("a leap second (:60) has no UTC timestamp here; give :59.999999 instead")
+        raise ValueError(EXPECTED_TIME)
+    if LEAP_SECOND.search(value):
+        raise ValueError(LEAP_SECOND_MESSAGE)
     if _DATE_ONLY.match(value):
         # Checked here so that an error quotes the date as given, not its midnight.
         try:
