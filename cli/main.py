@@ -11,6 +11,7 @@ cryptography only with a signing key). tests/test_startup.py pins this.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -262,6 +263,7 @@ def _is_read_only_store(error: BaseException) -> bool:
 _DISK_FULL = {"SQLITE_FULL", "53100"}
 _DAMAGED = {"SQLITE_CORRUPT", "SQLITE_IOERR", "58030", "XX001", "XX002"}
 _SQLITE_PRIMARY = {10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT", 13: "SQLITE_FULL"}
+_OUTPUT_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
 
 def _store_failure(error: BaseException, where: str) -> str | None:
@@ -349,6 +351,11 @@ class LedgerGroup(click.Group):
             if _is_permission_error(error):
                 message = str(error).strip().splitlines()[0]
                 raise click.ClickException(f"permission denied: {message}") from None
+            if isinstance(error, OSError) and error.errno in _OUTPUT_FAILURES:
+                # Writing what the command prints (stdout to a full disk, say): the
+                # store's own writes fail through its driver, not as OSError.
+                target = error.filename or "standard output"
+                raise click.ClickException(f"cannot write to {target}: {error.strerror}") from None
             session = ctx.find_object(Session)
             where = session.location.display if session else "the store"
             failure = _store_failure(error, where)

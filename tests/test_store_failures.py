@@ -100,3 +100,23 @@ def test_a_damaged_store_file_is_named_as_such(tmp_path: Path) -> None:
             "disk failed, or the store was changed outside the ledger. Restore it from a copy "
             "or a backup and check that with `enforcement-ledger verify`\n"
         ), (args, result.stderr)
+
+
+@pytest.mark.parametrize("args", [["export", "--nl"], ["timeline", "--csv"], ["accounts"]])
+def test_output_to_a_full_disk_is_an_error_saying_so(tmp_path: Path, args: list[str]) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    store = str(tmp_path / "ledger.db")
+    assert _cli("--store", store, "init").returncode == 0
+    assert _cli("--store", store, "append", str(SEED)).returncode == 0
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [*CLI, "--store", store, *args],
+            cwd=REPO,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert result.stderr == "Error: cannot write to standard output: No space left on device\n"
