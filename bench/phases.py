@@ -121,6 +121,29 @@ def import_baseline(args: list[str]) -> dict[str, Any]:
     return _timed(work_pg)
 
 
+def checks_floor(args: list[str]) -> dict[str, Any]:
+    """Only the per-event Python work every append must do before any rule or row:
+    validate the line (as `append` does), build its leaf (canonical JSON with the
+    ledger's fields) and hash it. No rules, no storage: with the storage-alone line,
+    the two parts of the import figure that no check can avoid."""
+    from ledger.canonical import canonical_json
+    from ledger.events import event_content, parse_event
+    from ledger.merkle import leaf_hash
+
+    (data,) = args
+
+    def work() -> None:
+        with open(data, "rb") as handle:
+            for sequence, line in enumerate(handle):
+                record = event_content(parse_event(line, sequence + 1))
+                record["recorded_at"] = "2026-01-01T00:00:00.000000Z"
+                record["actor"] = "bench"
+                record["sequence"] = sequence
+                leaf_hash(canonical_json(record))
+
+    return _timed(work)
+
+
 # The tables an append writes, and the order their rows are read back in.
 _FLOOR_TABLES = {
     "events": "{events}",
@@ -375,6 +398,7 @@ PHASES: dict[str, Callable[[list[str]], dict[str, Any]]] = {
     "import": import_,
     "import_baseline": import_baseline,
     "import_floor": import_floor,
+    "checks_floor": checks_floor,
     "replay": replay,
     "read_baseline": read_baseline,
     "verify": verify,

@@ -89,6 +89,7 @@ def build(kind: str, workdir: Path, events: int, name: str) -> dict[str, Any]:
     result["import"] = _child("import", url, str(key), str(data))
     result["import_baseline"] = _child("import_baseline", kind, str(data), PG_URL)
     result["import_floor"] = _child("import_floor", url)
+    result["checks_floor"] = _child("checks_floor", str(data))
     result["replay"] = _child("replay", url)
     result["replay_baseline"] = _child("read_baseline", url)
     result["verify"] = _child("verify", url, vkey)
@@ -193,6 +194,13 @@ def report(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     if "import_floor" in big:
         throughput(
             "  storage alone (the same rows, prebuilt)", "import_floor", "import_baseline", "-"
+        )
+    if "checks_floor" in big:
+        throughput(
+            "  validation + leaf + hash alone (no rules, no rows)",
+            "checks_floor",
+            "import_baseline",
+            "-",
         )
     throughput("replay (projection rebuild)", "replay", "replay_baseline", ">=100,000, ratio >=0.3")
     throughput("verify (whole log)", "verify", "verify_baseline", ">=300,000, ratio >=0.5")
