@@ -810,20 +810,62 @@ def _record_command(type_name: str, model: Any) -> click.Command:
         _after_append(session)
         _report(result, as_json)
 
-    example = f"enforcement-ledger record {type_name.replace('_', '-')} " + " ".join(
-        f"--{n.replace('_', '-')} …"
-        for n, i in model.model_fields.items()
-        if i.is_required() and n != "type"
-    )
+    required = [n for n, i in model.model_fields.items() if i.is_required() and n != "type"]
     doc = (model.__doc__ or "").strip()
     help_text = (
         f"Record one {type_name} event from flags.\n\n"
         + (doc + "\n\n" if doc and not doc.startswith("Fields") else "")
-        + f"\b\nExample:\n  {example}"
+        + f"\b\nExample:\n{_record_example(type_name, required)}"
     )
     return click.Command(
         type_name.replace("_", "-"), params=params, callback=callback, help=help_text
     )
+
+
+# Values for the examples in `record TYPE --help`: each example is a valid event
+# (tests/test_events_schema.py runs them), though its account must exist to be recorded.
+_EXAMPLE_VALUES = {
+    "account": "twitter:example",
+    "platform": "twitter",
+    "handle": "@example",
+    "subject": "example_person",
+    "name": "Example Person",
+    "kind": "person",
+    "count": "1000",
+    "post": "post-1",
+    "policy": "Hateful Conduct",
+    "reason": "In the public interest",
+    "restrictions": "read_only",
+    "exemption": "un_recognised_government_official",
+    "appeal": "appeal-1",
+    "target": "evt-1",
+    "outcome": "overturned",
+    "occurred_at": "2024-02-08",
+    "source": "https://example.org/report",
+}
+_EXAMPLE_OVERRIDES = {("platform_renamed", "name"): "X", ("event_retracted", "reason"): "Typo"}
+# Optional fields an example needs: an exemption names its account or its subject.
+_EXAMPLE_CHOICES = {"exemption_applied": ["subject"], "exemption_revoked": ["subject"]}
+
+
+def _record_example(type_name: str, fields: list[str]) -> str:
+    """`enforcement-ledger record TYPE --field value …`, wrapped as a shell line."""
+    import shlex
+
+    words = [f"enforcement-ledger record {type_name.replace('_', '-')}"]
+    common = ("occurred_at", "source")  # every type has them: last, after what is its own
+    fields = _EXAMPLE_CHOICES.get(type_name, []) + fields
+    for field in [f for f in fields if f not in common] + [f for f in fields if f in common]:
+        value = _EXAMPLE_OVERRIDES.get((type_name, field), _EXAMPLE_VALUES.get(field, "…"))
+        words.append(f"--{field.replace('_', '-')} {shlex.quote(value)}")
+    lines = ["  " + words[0]]
+    for word in words[1:]:
+        if len(lines[-1]) + len(word) + 3 > 78:
+            lines[-1] += " \\"
+            lines.append("      " + word)
+        else:
+            lines[-1] += " " + word
+    return "\n".join(lines)
 
 
 @cli.group(cls=RecordGroup)

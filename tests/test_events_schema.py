@@ -8,6 +8,7 @@ status, the message (line, field path, reason) and that the log is unchanged.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
+from ledger.vocabulary import EVENT_TYPE_NAMES
 from tests.conftest import Store
 from tests.ledger_helpers import (
     EVENT_TYPES,
@@ -1020,3 +1022,20 @@ def test_committed_schema_copy_is_current() -> None:
         "tests/data/event.schema.json is out of date with the event models; regenerate it "
         "with:  enforcement-ledger schema > tests/data/event.schema.json  and review the diff"
     )
+
+
+@pytest.mark.parametrize("type_name", EVENT_TYPE_NAMES)
+def test_record_help_example_is_a_valid_event(tmp_path: Path, type_name: str) -> None:
+    """Each `record TYPE --help` example, run as written, passes validation: the next
+    thing it meets is the store (absent here), not an error in its own flags."""
+    command = type_name.replace("_", "-")
+    runner = CliRunner()
+    help_text = runner.invoke(cli, ["record", command, "--help"]).output
+    example = help_text.split("Example:\n", 1)[1].split("\n\n", 1)[0]
+    words = shlex.split(example.replace("\\\n", " "))
+    assert words[:3] == ["enforcement-ledger", "record", command]
+    assert "…" not in words
+    missing = tmp_path / "absent.db"
+    result = runner.invoke(cli, ["--store", str(missing), *words[1:]])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: no ledger at {missing}"), result.output
