@@ -263,7 +263,7 @@ def _is_read_only_store(error: BaseException) -> bool:
 _DISK_FULL = {"SQLITE_FULL", "53100"}
 _DAMAGED = {"SQLITE_CORRUPT", "SQLITE_IOERR", "58030", "XX001", "XX002"}
 _SQLITE_PRIMARY = {10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT", 13: "SQLITE_FULL"}
-_OUTPUT_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+_OUTPUT_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # errors only a write raises
 
 
 def _store_failure(error: BaseException, where: str) -> str | None:
