@@ -1,19 +1,40 @@
 """Small builders and assertions shared by the CLI-level test modules.
 
-Everything here drives the real CLI through the ``Store`` helper of ``conftest``;
-nothing reaches into the ledger's internals, so the same helpers work on every
-backend the ``store`` fixture is parametrised over.
+Everything here drives the real CLI, through the ``Store`` helper of ``conftest`` or
+as a process (``cli_process``); nothing reaches into the ledger's internals, so the
+same helpers work on every backend the ``store`` fixture is parametrised over.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import Store
 
 SOURCE = "https://example.org/report"
+REPO = Path(__file__).resolve().parents[1]
+# The CLI as its own process (signals, exit statuses, file systems, start-up).
+CLI = [sys.executable, "-c", "from cli.main import main; main()"]
+
+
+def cli_process(*args: str, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a process (after ``prefix``, e.g. a namespace wrapper)."""
+    return subprocess.run(
+        [*prefix, *CLI, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester"},
+        timeout=120,
+    )
+
 
 # The 18 event types of the brief, by their exact names.
 EVENT_TYPES = (

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,10 @@ from hypothesis import strategies as st
 
 from bench.generate import generate
 from tests.conftest import Store
-from tests.ledger_helpers import account, ev, export, jsonl, reject, subject
+from tests.ledger_helpers import CLI, account, ev, export, jsonl, reject, subject
 
 SEED = Path(__file__).resolve().parents[1] / "ledger" / "data" / "seed.jsonl"
 A = "twitter:example"
-CLI = [sys.executable, "-c", "from cli.main import main; main()"]
 
 
 def _state(store: Store) -> tuple[list[Any], list[str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,10 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Store
-from tests.ledger_helpers import account, reject
-
-REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from cli.main import main; main()"]
+from tests.ledger_helpers import CLI, REPO, account, reject
 
 
 def _wait_for(predicate: Callable[[], bool], seconds: float = 20.0) -> bool:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,8 +25,8 @@ import pytest
 
 from ledger.notes import TLOG_PROOF_HEADER
 from tests.conftest import PG_URL, Store, require_postgres
+from tests.ledger_helpers import CLI, REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SEED = resources.files("ledger").joinpath("data/seed.jsonl").read_text(encoding="utf-8")
 SEED_COUNT = len(SEED.splitlines())
 EVENTS_TABLE = "enforcementledger_events"
@@ -39,7 +38,6 @@ HISTORY = {
     "checkpoints": "note",
     "ledger_meta": "value",
 }
-CLI = [sys.executable, "-c", "from cli.main import main; main()"]
 WAIT_S = 10.0
 
 _PG = urlparse(PG_URL)

@@ -14,35 +14,21 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.ledger_helpers import account, jsonl
+from tests.ledger_helpers import REPO, account, cli_process, jsonl
 
-REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from cli.main import main; main()"]
 SEED = REPO / "ledger" / "data" / "seed.jsonl"
 AS_OF = ["--as-of", "2024-03-01", "--known-at", "2100-01-01"]
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester"},
-        timeout=120,
-    )
-
-
 def _ok(*args: str) -> subprocess.CompletedProcess[str]:
-    result = _cli(*args)
+    result = cli_process(*args)
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
     return result
 
@@ -75,14 +61,7 @@ def read_only(tmp_path: Path) -> Iterator[Callable[[Path], Run]]:
             prefix = []
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [*prefix, *CLI, *args],
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester"},
-                timeout=120,
-            )
+            return cli_process(*args, prefix=prefix)
 
         return run
 

@@ -12,20 +12,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from cli.main import main; main()"]
+from tests.ledger_helpers import CLI, REPO
+from tests.ledger_helpers import cli_process as _cli
+
 SEED = REPO / "ledger" / "data" / "seed.jsonl"
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester"},
-        timeout=120,
-    )
 
 
 def _generated(tmp_path: Path, events: int) -> Path:
