@@ -574,7 +574,23 @@ def _export_leaves(handle: IO[bytes]) -> Iterator[bytes]:
                 "bytes, so it is no leaf of this ledger",
                 sequence,
             )
-        yield line.rstrip(b"\n")
+        leaf = line.removesuffix(b"\n")
+        # Neither is ever part of a leaf (canonical JSON escapes control characters),
+        # so each is named for what it is rather than left to fail as a wrong root.
+        if leaf.endswith(b"\r"):
+            raise IntegrityError(
+                f"sequence {sequence}: line {sequence + 1} of the export ends with a carriage "
+                "return: its line endings were converted to CRLF on the way (an export "
+                "separates leaves with LF alone; `tr -d '\\r'` restores it exactly)",
+                sequence,
+            )
+        if not leaf:
+            raise IntegrityError(
+                f"sequence {sequence}: line {sequence + 1} of the export is empty; an export "
+                "holds one leaf a line and nothing else",
+                sequence,
+            )
+        yield leaf
         sequence += 1
 
 

@@ -686,6 +686,31 @@ def test_verify_offline_rejects_a_truncated_export_and_a_wrong_key(
     assert "truncated" in result.stderr
 
 
+def test_verify_offline_names_converted_line_endings_and_blank_lines(
+    shared_log: Log, tmp_path: Path
+) -> None:
+    """An export passed through a tool that wrote CRLF, or that gained a blank line, is
+    told so (neither byte can be part of a leaf), not left to fail as a wrong root."""
+    export, checkpoint, lines = write_export_and_checkpoint(shared_log, tmp_path)
+    export.write_bytes(b"".join(line + b"\r\n" for line in lines))
+    result = verify_offline(export, checkpoint, shared_log.vkey)
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.stderr == (
+        "Error: sequence 0: line 1 of the export ends with a carriage return: its line "
+        "endings were converted to CRLF on the way (an export separates leaves with LF "
+        "alone; `tr -d '\\r'` restores it exactly)\n"
+    )
+    export.write_bytes(b"".join(line + b"\n" for line in lines) + b"\n")
+    result = verify_offline(export, checkpoint, shared_log.vkey)
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.stderr == (
+        "Error: sequence 38: line 39 of the export is empty; an export holds one leaf a "
+        "line and nothing else\n"
+    )
+    export.write_bytes(b"".join(line + b"\n" for line in lines))  # as it was: accepted
+    assert verify_offline(export, checkpoint, shared_log.vkey).exit_code == 0
+
+
 def test_verify_offline_refuses_an_over_long_line_without_holding_it(
     shared_log: Log, tmp_path: Path
 ) -> None:
