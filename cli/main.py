@@ -705,9 +705,34 @@ def append(
 
 
 @cli.command("copy")
-@click.argument("source", metavar="SOURCE")
+@click.argument("source", metavar="[SOURCE]", required=False)
+@click.option(
+    "--export",
+    "export_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Copy from an `export --nl` file instead of a store.",
+)
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --export: a signed checkpoint of that log to keep. Repeat for several.",
+)
+@click.option(
+    "--vkey",
+    "vkeys",
+    multiple=True,
+    help="With --checkpoint: the log's verifier key, to check the signatures first.",
+)
 @click.pass_obj
-def copy_command(session: Session, source: str) -> None:
+def copy_command(
+    session: Session,
+    source: str | None,
+    export_file: str | None,
+    checkpoint_files: tuple[str, ...],
+    vkeys: tuple[str, ...],
+) -> None:
     """Copy the whole log of the ledger at SOURCE into this store, verbatim.
 
     For moving a ledger, e.g. from SQLite to PostgreSQL. The copy keeps every event
@@ -717,11 +742,26 @@ def copy_command(session: Session, source: str) -> None:
     in; one failure copies nothing. This store is created with the source's origin
     if it does not exist yet; if it does, it must be empty, with the same origin.
 
+    With --export instead of SOURCE, the log comes from an `export --nl` file (an
+    auditor's copy), with any signed checkpoints of it given by --checkpoint and
+    checked against --vkey: the store then answers status, timeline and every
+    --as-of / --known-at question about exactly that log.
+
     \b
     Example:
       enforcement-ledger --store "postgresql://…/db?schema=newsroom" copy ledger.db
       enforcement-ledger --store "postgresql://…/db?schema=newsroom" verify --vkey ledger.vkey
+      enforcement-ledger --store audit.db copy --export ledger.jsonl \\
+          --checkpoint latest.checkpoint --vkey "$(cat ledger.vkey)"
     """
+    if (source is None) == (export_file is None):
+        raise click.UsageError("give SOURCE (a ledger store) or --export FILE, one of them")
+    if export_file is None and (checkpoint_files or vkeys):
+        raise click.UsageError("--checkpoint and --vkey go with --export")
+    if export_file is not None:
+        _copy_export(session, export_file, checkpoint_files, vkeys)
+        return
+    assert source is not None
     from ledger.application import Ledger
     from ledger.location import StoreError, StoreLocation
 
@@ -741,6 +781,48 @@ def copy_command(session: Session, source: str) -> None:
     click.echo(
         f"Copied {result.appended} event(s) and {checkpoints} signed checkpoint(s) "
         f"from {source_ledger.location.display}"
+    )
+
+
+def _copy_export(
+    session: Session, export_file: str, checkpoint_files: tuple[str, ...], vkeys: tuple[str, ...]
+) -> None:
+    """`copy --export`: the log of an export file, with its checked checkpoints."""
+    from ledger.application import SourceCheckpoint
+    from ledger.integrity import IntegrityError, parse_vkeys, read_checkpoint_file
+    from ledger.notes import CheckpointError, NoteError, open_checkpoint
+    from ledger.vocabulary import iso
+
+    verifiers = parse_vkeys(vkeys)
+    if checkpoint_files and not verifiers:
+        raise click.UsageError(
+            "--checkpoint needs --vkey: a signature is checked before it is kept"
+        )
+    checkpoints = []
+    origins = set()
+    # Kept as of now: a checkpoint file does not say when it was signed.
+    now = iso(datetime.now(UTC))
+    for path in checkpoint_files:
+        text = read_checkpoint_file(path).text
+        try:
+            checkpoint, _ = open_checkpoint(text, verifiers)
+        except (NoteError, CheckpointError) as error:
+            raise IntegrityError(f"checkpoint {path}: {error}") from None
+        origins.add(checkpoint.origin)
+        checkpoints.append(SourceCheckpoint(checkpoint.size, checkpoint.root_hash, text, now))
+    if len(origins) > 1:
+        raise IntegrityError(f"the checkpoints name {len(origins)} logs: {sorted(origins)}")
+    origin = origins.pop() if origins else _default_origin(session.location)
+    _create_store(session.location, origin)
+    ledger = session.writing_ledger()
+    with open(export_file, "rb") as handle:
+        result = ledger.copy_log(
+            _export_leaves(handle), checkpoints, origin=origin if checkpoints else ledger.origin
+        )
+    _after_append(session)
+    click.echo(
+        f"Copied {result.appended} event(s) and {len(checkpoints)} signed checkpoint(s) "
+        f"from {export_file}"
     )
 
 

@@ -180,3 +180,96 @@ def test_a_copy_of_an_altered_source_copies_nothing(
     result = bare_store.fail("copy", source.url)
     assert message in result.stderr, result.stderr
     assert bare_store.count() == 0
+
+
+def _export_and_checkpoints(store: Store, tmp_path: Path) -> tuple[Path, list[Path]]:
+    """What an auditor is handed: the export, and the log's signed checkpoints."""
+    export = tmp_path / "handed-over.jsonl"
+    export.write_bytes(store.ok("export", "--nl").stdout_bytes)
+    with closing(sqlite3.connect(store.url)) as db:
+        notes = [row[0] for row in db.execute("SELECT note FROM checkpoints ORDER BY id")]
+    paths = []
+    for number, note in enumerate(notes):
+        path = tmp_path / f"checkpoint-{number}"
+        path.write_text(note, encoding="utf-8")
+        paths.append(path)
+    return export, paths
+
+
+def test_an_export_copied_into_a_store_is_the_same_ledger(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    """An auditor's export and checkpoints become a store that answers every question
+    as the operator's does, and verifies under the operator's key (the new store takes
+    the checkpoints' origin)."""
+    source = Store(str(tmp_path / "operator.db"), "sqlite", tmp_path)
+    source.ok("init")
+    key = tmp_path / "source.key"
+    vkey = _keyed(source, key)
+    _fill(source, key)
+    export, checkpoints = _export_and_checkpoints(source, tmp_path)
+    given = [arg for path in checkpoints for arg in ("--checkpoint", str(path))]
+    result = bare_store.ok("copy", "--export", str(export), *given, "--vkey", vkey)
+    assert result.stdout == f"Copied 23 event(s) and 3 signed checkpoint(s) from {export}\n"
+    assert (
+        bare_store.ok("verify", "--vkey", vkey).stdout == source.ok("verify", "--vkey", vkey).stdout
+    )
+    assert _answers(bare_store) == _answers(source)
+
+
+def test_an_export_without_checkpoints_is_copied_under_this_stores_origin(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    source = Store(str(tmp_path / "operator.db"), "sqlite", tmp_path)
+    source.ok("init")
+    source.ok("append", str(SEED))
+    export, _ = _export_and_checkpoints(source, tmp_path)
+    bare_store.ok("copy", "--export", str(export))
+    assert bare_store.ok("export", "--nl").stdout == source.ok("export", "--nl").stdout
+
+
+def test_an_export_with_a_changed_byte_or_a_forged_checkpoint_copies_nothing(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    source = Store(str(tmp_path / "operator.db"), "sqlite", tmp_path)
+    source.ok("init")
+    key = tmp_path / "source.key"
+    vkey = _keyed(source, key)
+    _fill(source, key)
+    export, checkpoints = _export_and_checkpoints(source, tmp_path)
+    newest = ["--checkpoint", str(checkpoints[-1])]
+    # Signed by another key: refused before anything is read.
+    impostor = Store(str(tmp_path / "impostor.db"), "sqlite", tmp_path)
+    impostor.ok("init")
+    wrong = _keyed(impostor, tmp_path / "impostor.key")
+    result = bare_store.fail("copy", "--export", str(export), *newest, "--vkey", wrong)
+    assert f"checkpoint {checkpoints[-1]}: " in result.stderr, result.stderr
+    # One byte changed in the export: its roots no longer match the signed one.
+    altered = tmp_path / "altered.jsonl"
+    altered.write_bytes(export.read_bytes().replace(b'"count":5000000', b'"count":5000001'))
+    result = bare_store.fail("copy", "--export", str(altered), *newest, "--vkey", vkey)
+    assert "does not match its own events" in result.stderr, result.stderr
+    # A shortened export: the signed checkpoint lies beyond it.
+    short = tmp_path / "short.jsonl"
+    short.write_bytes(b"".join(export.read_bytes().splitlines(keepends=True)[:5]))
+    result = bare_store.fail("copy", "--export", str(short), *newest, "--vkey", vkey)
+    assert "the source's checkpoint at size 23 is beyond its 5 event(s)" in result.stderr
+    assert bare_store.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give SOURCE (a ledger store) or --export FILE, one of them"),
+        (["x.db", "--export", "EXPORT"], "give SOURCE (a ledger store) or --export FILE"),
+        (["x.db", "--vkey", "k"], "--checkpoint and --vkey go with --export"),
+        (["--export", "EXPORT", "--checkpoint", "EXPORT"], "--checkpoint needs --vkey"),
+    ],
+)
+def test_copy_takes_a_store_or_an_export(tmp_path: Path, args: list[str], message: str) -> None:
+    export = tmp_path / "e.jsonl"
+    export.write_text("")
+    target = Store(str(tmp_path / "target.db"), "sqlite", tmp_path)
+    result = target.fail("copy", *[str(export) if a == "EXPORT" else a for a in args], code=2)
+    assert message in result.output
+    assert not Path(target.url).exists()
