@@ -1164,6 +1164,12 @@ def selection_options(func: F) -> F:
             metavar="TIME",
             help="Occurred at or before TIME; a date alone includes its day.",
         ),
+        click.option(
+            "--recorded-since",
+            metavar="TIME",
+            help="Recorded by the ledger at or after TIME: with --known-at, what was "
+            "added between the two.",
+        ),
         known_at_option,
     ]
     for option in reversed(options):
@@ -1193,6 +1199,15 @@ def _selection(
             f"--since {since} is later than --until {until}: the range is empty",
             param_hint="--since/--until",
         )
+    known_at = _parse_time(filters["known_at"], "--known-at")
+    recorded = filters["recorded_since"]
+    recorded_since = _parse_time(recorded, "--recorded-since") if recorded else None
+    if recorded_since and recorded_since > known_at:
+        raise click.BadParameter(
+            f"--recorded-since {recorded} is later than the record time asked for "
+            f"(--known-at, default now): the range is empty",
+            param_hint="--recorded-since",
+        )
     selection = TimelineFilter(
         account=filters["account"],
         subject=filters["subject"],
@@ -1202,10 +1217,11 @@ def _selection(
         actor=filters["actor"],
         since=since_time,
         until=until_time,
+        recorded_since=recorded_since,
         limit=limit,
         offset=offset,
     )
-    return selection, _parse_time(filters["known_at"], "--known-at")
+    return selection, known_at
 
 
 class RowCount(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2

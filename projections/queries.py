@@ -393,6 +393,8 @@ class TimelineFilter:
     actor: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # Record time from which events are listed; up to the query's known-at.
+    recorded_since: datetime | None = None
     limit: int | None = None
     offset: int = 0
 
@@ -435,6 +437,9 @@ def _filter_clauses(
     if selection.until:
         clauses.append("t.occurred_us <= :until")
         params["until"] = micros(selection.until)
+    if selection.recorded_since:
+        clauses.append("t.recorded_us >= :recorded_since")
+        params["recorded_since"] = micros(selection.recorded_since)
     return clauses
 
 

@@ -107,6 +107,11 @@ def just_before(recorded_at: str) -> str:
     return iso(parse_time(recorded_at) - timedelta(microseconds=1))
 
 
+def just_after(recorded_at: str) -> str:
+    """One microsecond after a recorded_at: the first instant past it."""
+    return iso(parse_time(recorded_at) + timedelta(microseconds=1))
+
+
 def reject(
     store: Store,
     *args: str,

@@ -5,13 +5,24 @@ append, so the tests read them back from `export --nl` and query around them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tests.conftest import Store
-from tests.ledger_helpers import account, ev, export, just_before, reject, reject_append, subject
+from tests.ledger_helpers import (
+    account,
+    ev,
+    export,
+    just_after,
+    just_before,
+    last_recorded_at,
+    reject,
+    reject_append,
+    subject,
+)
 
 A = "twitter:example"
 STATUS_KEYS = {
@@ -477,3 +488,39 @@ def test_a_malformed_time_is_a_usage_error(story: Story) -> None:
 )
 def test_a_time_out_of_range_in_utc_is_a_usage_error(story: Story, args: tuple[str, ...]) -> None:
     reject(story.store, *args, code=2, expect=("Invalid value for --",))
+
+
+def test_recorded_since_lists_what_the_ledger_learned_in_a_window(store: Store) -> None:
+    """`--recorded-since T1 --known-at T2`: what was added between two record times,
+    in valid-time order, with retractions as known at T2 (an auditor's review of a
+    week's entries); `counts` counts the same events."""
+    store.append(account("twitter:a", "2020-01-01", event_id="reg"))
+    first = last_recorded_at(store)
+    store.append(
+        ev("account_suspended", "2021-01-01", account="twitter:a", policy="p", event_id="s1"),
+        ev("followers_observed", "2020-06-01", account="twitter:a", count=5, event_id="f1"),
+    )
+    second = last_recorded_at(store)
+    store.append(ev("event_retracted", "2021-02-01", target="s1", reason="typo", event_id="r1"))
+    third = last_recorded_at(store)
+
+    def listed(*args: str) -> list[tuple[str, bool]]:
+        return [(e["event_id"], e["retracted"]) for e in store.timeline(*args)]
+
+    window = ("--recorded-since", just_after(first), "--known-at", second)
+    assert listed(*window) == [("f1", False), ("s1", False)]  # valid-time order
+    assert listed("--recorded-since", just_after(first)) == [
+        ("f1", False),
+        ("s1", True),
+        ("r1", False),
+    ]
+    assert listed("--recorded-since", third) == [("r1", False)]
+    assert listed("--recorded-since", first, "--known-at", first) == [("reg", False)]
+    counted = store.ok("counts", "--by", "type", "--json", *window).stdout
+    assert json.loads(counted) == [
+        {"type": "account_suspended", "count": 1},
+        {"type": "followers_observed", "count": 1},
+    ]
+    result = store.fail("timeline", "--recorded-since", third, "--known-at", second, code=2)
+    assert "--recorded-since" in result.output
+    assert "the range is empty" in result.output
