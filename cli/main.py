@@ -1537,7 +1537,7 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     result = session.writing_ledger().append(_read_lines(io.StringIO(seed)), actor="demo")
     session.reader()
     _report(result, as_json=False)
-    click.echo("\nCross-platform status now:\n")
+    click.echo("\nCross-platform status now, from the seed article's facts alone:\n")
     ctx.invoke(
         accounts_command,
         platform=None,
