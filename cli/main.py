@@ -1088,6 +1088,7 @@ def posts_command(
         )
     fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     db, moment = session.reader(), _moment(as_of, known_at)
+    _check_platform(db, platform)
     if account is not None:
         rows: Iterator[dict[str, Any]] = iter(
             posts(db, account, moment, post=post, state=state_filter)
@@ -1135,8 +1136,10 @@ def accounts_command(
     from projections.queries import accounts
 
     fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
+    db = session.reader()
+    _check_platform(db, platform)
     rows = accounts(
-        session.reader(),
+        db,
         _moment(as_of, known_at),
         platform=platform,
         subject=subject,
@@ -1147,6 +1150,23 @@ def accounts_command(
     write_rows(
         rows, fmt, STATUS_COLUMNS, table_columns=ACCOUNTS_TABLE, empty_message="(no accounts)"
     )
+
+
+def _check_platform(db: Any, platform: str | None) -> None:
+    """Refuse a platform's display name where its slug is meant, naming the slug."""
+    if not platform:
+        return
+    from projections.queries import renamed_platform
+
+    renamed = renamed_platform(db, platform)
+    if renamed is not None:
+        slug, name, when = renamed
+        raise click.BadParameter(
+            f"no platform has the slug {platform!r}; {name!r} is the name platform "
+            f"{slug!r} took on {when}, and filters name a platform by its slug, which "
+            f"never changes: --platform {slug}",
+            param_hint="--platform",
+        )
 
 
 def selection_options(func: F) -> F:
@@ -1277,7 +1297,9 @@ def timeline_command(
 
     fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     selection, known = _selection(filters, limit, offset)
-    rows = timeline(session.reader(), known, selection)
+    db = session.reader()
+    _check_platform(db, selection.platform)
+    rows = timeline(db, known, selection)
     if fmt == "table":
         rows = _with_detail(rows)
     write_rows(
@@ -1335,8 +1357,10 @@ def counts_command(
     if len(set(dimensions)) < len(dimensions):
         raise click.BadParameter("give each field once", param_hint="--by")
     selection, known = _selection(filters, limit)
+    db = session.reader()
+    _check_platform(db, selection.platform)
     rows = counts(
-        session.reader(),
+        db,
         known,
         selection,
         by=dimensions,

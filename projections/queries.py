@@ -269,6 +269,27 @@ def accounts(
             yield row
 
 
+def renamed_platform(db: Database, name: str) -> tuple[str, str, str] | None:
+    """When ``name`` is no platform slug of this ledger but a name a platform took
+    (``x`` for twitter, renamed X): that platform's slug, the name as recorded and
+    when it was taken.
+
+    Filters name platforms by slug, which never changes; a user may well type the
+    name they know. Only asked when the slug is unknown: renames are few, so they are
+    read from the whole timeline rather than indexed.
+    """
+    if db.one("SELECT 1 FROM timeline WHERE platform = :name LIMIT 1", {"name": name}):
+        return None
+    renames = db.execute(
+        f"SELECT s.state FROM timeline t JOIN {_events(db)} WHERE t.type = 'platform_renamed'"
+    )
+    for (leaf,) in renames:
+        record = _record(leaf)
+        if str(record.get("name", "")).casefold() == name.casefold():
+            return str(record["platform"]), str(record["name"]), str(record["occurred_at"])
+    return None
+
+
 def registered_accounts(
     db: Database, moment: Moment, *, platform: str | None = None, subject: str | None = None
 ) -> Iterator[str]:

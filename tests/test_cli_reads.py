@@ -947,3 +947,25 @@ def test_a_cut_table_cell_is_marked(store: Store) -> None:
     assert row["detail"].endswith("…")
     assert ("post=p1; reason=" + reason).startswith(row["detail"][:-1])
     assert nl(store, "timeline", "--type", "post_warning_screen_applied")[0]["reason"] == reason
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["timeline"], ["counts", "--by", "platform"], ["accounts"], ["posts"]],
+    ids=["timeline", "counts", "accounts", "posts"],
+)
+def test_a_platforms_new_name_given_for_its_slug_is_told_the_slug(
+    store: Store, command: list[str]
+) -> None:
+    """Twitter became X: `--platform x` would match nothing, silently; it is told
+    that filters take the slug, which never changes."""
+    store.ok("append", str(Path(__file__).parents[1] / "ledger" / "data" / "seed.jsonl"))
+    for typed in ("x", "X"):
+        result = store.fail(*command, "--platform", typed, code=2)
+        assert (
+            f"Invalid value for --platform: no platform has the slug {typed!r}; 'X' is the "
+            "name platform 'twitter' took on 2023-07-23T00:00:00Z, and filters name a "
+            "platform by its slug, which never changes: --platform twitter\n"
+        ) in result.output
+    assert "twitter" in store.ok(*command, "--platform", "twitter").output
+    store.ok(*command, "--platform", "nosuch")  # unknown and no one's name: nothing listed
