@@ -73,6 +73,8 @@ POST_COLUMNS = [
     "known_at",
 ]
 POSTS_TABLE = ["post", "state", "since", "policy", "exception", "cause_event", "published_at"]
+HISTORY_COLUMNS = ["account", "status", "from", "to", "until", "policy", "cause_event"]
+HISTORY_TABLE = HISTORY_COLUMNS[1:]  # one account: its id is the question
 TIMELINE_COLUMNS = [
     "sequence",
     "event_id",
@@ -1002,6 +1004,12 @@ def _moment(as_of: str | None, known_at: str | None) -> Any:
 @click.argument("account")
 @as_of_option
 @known_at_option
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Every period of the account's status over valid time, from its registration "
+    "(from inclusive, to exclusive), as known at --known-at.",
+)
 @output_options
 @click.pass_obj
 def status(
@@ -1009,6 +1017,7 @@ def status(
     account: str,
     as_of: str | None,
     known_at: str | None,
+    history: bool,
     fmt_json: bool,
     fmt_nl: bool,
     fmt_csv: bool,
@@ -1020,10 +1029,20 @@ def status(
       enforcement-ledger status twitter:khamenei_ir
       enforcement-ledger status instagram:khamenei_ir --as-of 2024-01-01 --json
       enforcement-ledger status twitter:example --known-at 2024-03-01T12:00:00Z
+      enforcement-ledger status twitter:realDonaldTrump --history --csv
     """
     from projections.queries import account_status
 
     fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
+    if history:
+        if as_of is not None:
+            raise click.UsageError("--history covers all valid time: give it without --as-of")
+        from projections.queries import status_history
+
+        known = _parse_time(known_at, "--known-at")
+        periods = status_history(session.reader(), account, known)
+        write_rows(iter(periods), fmt, HISTORY_COLUMNS, table_columns=HISTORY_TABLE)
+        return
     moment = _moment(as_of, known_at)
     document = account_status(session.reader(), account, moment)
     if fmt == "table":

@@ -206,11 +206,12 @@ def _status_sql(db: Database) -> str:
 _STATUS_SQL: dict[str, str] = {}
 
 
-def _unregistered(account: str, moment: Moment) -> NotFound:
+def _unregistered(account: str, known_at: datetime, as_of: datetime | None = None) -> NotFound:
+    """No registration as known at ``known_at`` (that occurred by ``as_of``, if given)."""
     shape = "" if ":" in account else " (an account id is '<platform>:<handle or id>')"
+    by = f" that occurred by {iso(as_of)}" if as_of else ""
     return NotFound(
-        f"account '{account}' has no registration that occurred by {iso(moment.as_of)} "
-        f"as known at {iso(moment.known_at)}{shape}"
+        f"account '{account}' has no registration{by} as known at {iso(known_at)}{shape}"
     )
 
 
@@ -231,7 +232,7 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
     for part, _, _, leaf in rows:
         parts[part].append(_record(leaf))
     if not parts[_REGISTRATION]:
-        raise _unregistered(account, moment)
+        raise _unregistered(account, moment.known_at, moment.as_of)
     (registration,) = parts[_REGISTRATION]
     status = fold_status(Entry.from_record(r) for r in parts[_STATUS]).at(moment.as_of)
     exemptions = _exemptions(parts[_EXEMPTION], holder="account")
@@ -252,6 +253,55 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
         "as_of": iso(moment.as_of),
         "known_at": iso(moment.known_at),
     }
+
+
+def status_history(db: Database, account: str, known_at: datetime) -> list[dict[str, Any]]:
+    """The account's status over all valid time, as known at ``known_at``: one row a
+    period (``from`` inclusive, ``to`` exclusive, None while it lasts), from its
+    registration on. Each period is what ``account_status`` answers for any moment
+    in it: both fold the same facts with the same rules, evaluated here at every
+    instant the answer can change (each fact, and each measure's ``until``).
+
+    Reads the account's registration and status facts through its timeline index
+    (``account_status`` reads only the newest ones, which is all one moment needs).
+    """
+    wanted = TimelineFilter(account=account, types=("account_registered", *STATUS_TYPES))
+    records = [r for r in timeline(db, known_at, wanted) if not r["retracted"]]
+    registrations = [r for r in records if r["type"] == "account_registered"]
+    if not registrations:
+        raise _unregistered(account, known_at)
+    registration = registrations[-1]  # the rules allow one at a time: the one not retracted
+    entries = [Entry.from_record(r) for r in records if r["type"] != "account_registered"]
+    start = datetime.fromisoformat(registration["occurred_at"])
+    changes = {start, *(e.occurred_at for e in entries)}
+    changes.update(until for e in entries if (until := e.until()) is not None)
+    periods: list[dict[str, Any]] = []
+    state = fold_status(())
+    applied = 0
+    for moment in sorted(c for c in changes if c >= start):
+        while applied < len(entries) and entries[applied].occurred_at <= moment:
+            state = state.apply(entries[applied])
+            applied += 1
+        now = state.at(moment)
+        row = {
+            "account": account,
+            "status": now.status,
+            "from": iso(moment),
+            "to": None,
+            "until": iso(now.until) if now.until else None,
+            "policy": now.policy,
+            "cause_event": now.cause or registration["event_id"],
+        }
+        if periods and all(periods[-1][k] == row[k] for k in _SAME_PERIOD):
+            continue
+        if periods:
+            periods[-1]["to"] = row["from"]
+        periods.append(row)
+    return periods
+
+
+# What makes two consecutive answers one period: the same measure in force.
+_SAME_PERIOD = ("status", "until", "policy", "cause_event")
 
 
 def accounts(
@@ -337,7 +387,7 @@ def posts(
         params,
     )
     if registered is None:
-        raise _unregistered(account, moment)
+        raise _unregistered(account, moment.known_at, moment.as_of)
     return _posts_of(db, account, moment, post, state)
 
 

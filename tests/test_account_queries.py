@@ -152,6 +152,66 @@ def test_status_reads_only_the_newest_facts_yet_equals_the_full_fold(opened: Ope
     assert found > compared // 4  # the moments do reach into the histories
 
 
+def test_status_history_periods_are_the_status_at_every_moment_in_them(
+    opened: Opened,
+) -> None:
+    """Each period of `status --history` is what `status --as-of T` answers for every
+    T in it: checked at each period's first instant, its last (one microsecond before
+    the next), the midpoint, and a few event times of the log that fall in it; before
+    the first period the account is unregistered. Generated histories have backfills,
+    retractions, reinstatements and measures with `until`."""
+    now = datetime.now(UTC)
+    checked = expiries = 0
+    for account in opened.accounts:
+        for known_at in (opened.between, now):
+            try:
+                periods = queries.status_history(opened.db, account, known_at)
+            except NotFound:
+                with pytest.raises(NotFound):
+                    account_status(opened.db, account, Moment(now, known_at))
+                continue
+            assert periods[-1]["to"] is None
+            first = datetime.fromisoformat(periods[0]["from"])
+            with pytest.raises(NotFound):
+                account_status(
+                    opened.db, account, Moment(first - timedelta(microseconds=1), known_at)
+                )
+            for period, following in zip(periods, [*periods[1:], None], strict=True):
+                start = datetime.fromisoformat(period["from"])
+                end = datetime.fromisoformat(period["to"]) if period["to"] else now
+                if following is not None:
+                    assert following["from"] == period["to"]
+                    assert any(
+                        following[k] != period[k]
+                        for k in ("status", "until", "policy", "cause_event")
+                    )
+                expiries += (
+                    period["status"] == "active"
+                    and period["cause_event"] != periods[0]["cause_event"]
+                )
+                moments = {start, end - timedelta(microseconds=1), start + (end - start) / 2}
+                inside = [t for t in opened.occurred if start <= t < end]
+                moments.update(inside[:: max(1, len(inside) // 3)])  # a few, spread out
+                for moment in moments:
+                    answer = account_status(opened.db, account, Moment(moment, known_at))
+                    assert (
+                        answer["status"],
+                        answer["since"],
+                        answer["until"],
+                        answer["policy"],
+                        answer["cause_event"],
+                    ) == (
+                        period["status"],
+                        period["from"],
+                        period["until"],
+                        period["policy"],
+                        period["cause_event"],
+                    ), (account, moment, period)
+                    checked += 1
+    assert checked > 1_000
+    assert expiries > 0  # ends of measures and reinstatements were among them
+
+
 def test_long_account_timelines_stream_and_page_alike(
     opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -524,3 +524,55 @@ def test_recorded_since_lists_what_the_ledger_learned_in_a_window(store: Store) 
     result = store.fail("timeline", "--recorded-since", third, "--known-at", second, code=2)
     assert "--recorded-since" in result.output
     assert "the range is empty" in result.output
+
+
+def test_status_history_gives_every_period_on_both_clocks(store: Store) -> None:
+    """A suspension that ends by itself, a restriction, a reinstatement and a removal
+    later retracted: each period once, the retracted removal only as known before
+    its retraction."""
+    store.append(account("twitter:a", "2020-01-01", event_id="reg"))
+    store.append(
+        ev(
+            "account_suspended", "2021-01-01", account="twitter:a", policy="p1",
+            until="2021-06-01T00:00:00Z", event_id="sus",
+        ),
+        ev(
+            "account_restricted", "2022-01-01", account="twitter:a", policy="p2",
+            restrictions=["read_only"], event_id="res",
+        ),
+        ev("account_reinstated", "2023-01-01", account="twitter:a", event_id="rei"),
+        ev("account_removed", "2024-01-01", account="twitter:a", policy="p3", event_id="rem"),
+    )  # fmt: skip
+    before_retraction = last_recorded_at(store)
+    store.append(ev("event_retracted", "2024-02-01", target="rem", reason="wrong", event_id="x"))
+
+    def periods(*args: str) -> list[tuple[Any, ...]]:
+        out = store.ok("status", "twitter:a", "--history", "--nl", *args).stdout
+        rows = [json.loads(line) for line in out.splitlines()]
+        return [(r["status"], r["from"], r["to"], r["cause_event"]) for r in rows]
+
+    common = [
+        ("active", "2020-01-01T00:00:00Z", "2021-01-01T00:00:00Z", "reg"),
+        ("suspended", "2021-01-01T00:00:00Z", "2021-06-01T00:00:00Z", "sus"),
+        ("active", "2021-06-01T00:00:00Z", "2022-01-01T00:00:00Z", "sus"),  # it ended
+        ("restricted", "2022-01-01T00:00:00Z", "2023-01-01T00:00:00Z", "res"),
+    ]
+    assert periods() == [*common, ("active", "2023-01-01T00:00:00Z", None, "rei")]
+    assert periods("--known-at", before_retraction) == [
+        *common,
+        ("active", "2023-01-01T00:00:00Z", "2024-01-01T00:00:00Z", "rei"),
+        ("removed", "2024-01-01T00:00:00Z", None, "rem"),
+    ]
+    table = store.ok("status", "twitter:a", "--history").stdout.splitlines()
+    assert table[0].split() == ["status", "from", "to", "until", "policy", "cause_event"]
+    assert table[3].split() == [
+        "suspended", "2021-01-01T00:00:00Z", "2021-06-01T00:00:00Z",
+        "2021-06-01T00:00:00Z", "p1", "sus",
+    ]  # fmt: skip
+    csv_header = store.ok("status", "twitter:a", "--history", "--csv").stdout.splitlines()[0]
+    assert csv_header == "account,status,from,to,until,policy,cause_event"
+    result = store.fail("status", "twitter:a", "--history", "--as-of", "2022-01-01", code=2)
+    assert "--history covers all valid time: give it without --as-of" in result.output
+    assert (
+        "has no registration as known at" in store.fail("status", "twitter:b", "--history").output
+    )
