@@ -1132,6 +1132,12 @@ def posts_command(
 )
 @as_of_option
 @known_at_option
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Every period of each account's status over valid time, as in `status "
+    "--history` (with --status, only the periods in that status).",
+)
 @output_options
 @click.pass_obj
 def accounts_command(
@@ -1141,6 +1147,7 @@ def accounts_command(
     status_filter: str | None,
     as_of: str | None,
     known_at: str | None,
+    history: bool,
     fmt_json: bool,
     fmt_nl: bool,
     fmt_csv: bool,
@@ -1151,12 +1158,27 @@ def accounts_command(
     Example:
       enforcement-ledger accounts --subject khamenei
       enforcement-ledger accounts --status removed --csv > removed.csv
+      enforcement-ledger accounts --platform twitter --status suspended --history --csv
     """
     from projections.queries import accounts
 
     fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     db = session.reader()
     _check_platform(db, platform)
+    if history:
+        if as_of is not None:
+            raise click.UsageError("--history covers all valid time: give it without --as-of")
+        from projections.queries import every_accounts_history
+
+        periods = every_accounts_history(
+            db,
+            _parse_time(known_at, "--known-at"),
+            platform=platform,
+            subject=subject,
+            status=status_filter,
+        )
+        write_rows(periods, fmt, HISTORY_COLUMNS, empty_message="(no periods)")
+        return
     rows = accounts(
         db,
         _moment(as_of, known_at),

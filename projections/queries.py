@@ -300,6 +300,24 @@ def status_history(db: Database, account: str, known_at: datetime) -> list[dict[
     return periods
 
 
+def every_accounts_history(
+    db: Database,
+    known_at: datetime,
+    *,
+    platform: str | None = None,
+    subject: str | None = None,
+    status: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """``status_history`` of every account registered as known at ``known_at`` (as
+    ``accounts`` selects them), account by account, only the periods in ``status``
+    if given: e.g. every suspension on a platform, with how long it lasted; streams."""
+    every = Moment(as_of=datetime.max.replace(tzinfo=known_at.tzinfo), known_at=known_at)
+    for account in registered_accounts(db, every, platform=platform, subject=subject):
+        for period in status_history(db, account, known_at):
+            if status is None or period["status"] == status:
+                yield period
+
+
 # What makes two consecutive answers one period: the same measure in force.
 _SAME_PERIOD = ("status", "until", "policy", "cause_event")
 

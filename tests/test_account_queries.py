@@ -212,6 +212,28 @@ def test_status_history_periods_are_the_status_at_every_moment_in_them(
     assert expiries > 0  # ends of measures and reinstatements were among them
 
 
+def test_every_accounts_history_is_each_accounts_own(opened: Opened) -> None:
+    """`accounts --history` is `status --history` of each account in turn (those
+    registered as known at the record time), filtered by status if asked."""
+    for known_at in (opened.between, datetime.now(UTC)):
+        own = []
+        for account in opened.accounts:
+            try:
+                own += queries.status_history(opened.db, account, known_at)
+            except NotFound:
+                continue
+        assert list(queries.every_accounts_history(opened.db, known_at)) == own
+        suspended = [p for p in own if p["status"] == "suspended"]
+        assert suspended
+        assert list(queries.every_accounts_history(opened.db, known_at, status="suspended")) == (
+            suspended
+        )
+        platform = opened.accounts[0].partition(":")[0]
+        assert list(queries.every_accounts_history(opened.db, known_at, platform=platform)) == [
+            p for p in own if p["account"].startswith(platform + ":")
+        ]
+
+
 def test_long_account_timelines_stream_and_page_alike(
     opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -576,3 +576,14 @@ def test_status_history_gives_every_period_on_both_clocks(store: Store) -> None:
     assert (
         "has no registration as known at" in store.fail("status", "twitter:b", "--history").output
     )
+    # Every account's periods: here the one account's, and only the active ones if asked.
+    every = store.ok("accounts", "--history", "--nl").stdout
+    assert every == store.ok("status", "twitter:a", "--history", "--nl").stdout
+    active = store.ok("accounts", "--history", "--status", "active", "--json").stdout
+    assert [p["from"] for p in json.loads(active)] == [
+        "2020-01-01T00:00:00Z",
+        "2021-06-01T00:00:00Z",
+        "2023-01-01T00:00:00Z",
+    ]
+    result = store.fail("accounts", "--history", "--as-of", "2022-01-01", code=2)
+    assert "--history covers all valid time: give it without --as-of" in result.output
