@@ -1121,6 +1121,76 @@ def posts_command(
     write_rows(rows, fmt, POST_COLUMNS, table_columns=table, empty_message="(no posts)")
 
 
+SUBJECT_COLUMNS = [
+    "subject",
+    "name",
+    "kind",
+    "roles",
+    "country",
+    "accounts",
+    "divergent",
+    "as_of",
+    "known_at",
+]
+SUBJECTS_TABLE = ["subject", "name", "divergent", "platforms"]
+
+
+def _with_platform_summary(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Table rows: each subject's accounts as 'facebook removed, twitter active' (a
+    count where one platform holds several accounts in one status)."""
+    for row in rows:
+        tally: dict[tuple[str, str], int] = {}
+        for held in row["accounts"]:
+            key = (held["platform"], held["status"])
+            tally[key] = tally.get(key, 0) + 1
+        parts = [f"{p} {s}" + (f" x{n}" if n > 1 else "") for (p, s), n in sorted(tally.items())]
+        yield {**row, "platforms": ", ".join(parts) or "(no accounts)"}
+
+
+@cli.command(name="subjects")
+@click.option("--subject", help="Only this subject id.")
+@click.option(
+    "--divergent",
+    is_flag=True,
+    help="Only subjects whose accounts are not all in one status (treated differently).",
+)
+@as_of_option
+@known_at_option
+@output_options
+@click.pass_obj
+def subjects_command(
+    session: Session,
+    subject: str | None,
+    divergent: bool,
+    as_of: str | None,
+    known_at: str | None,
+    fmt_json: bool,
+    fmt_nl: bool,
+    fmt_csv: bool,
+) -> None:
+    """Every subject with its accounts' statuses side by side, across platforms.
+
+    A subject is divergent when its accounts are not all in one status: the same
+    person removed on one platform and active on another.
+
+    \b
+    Example:
+      enforcement-ledger subjects --divergent
+      enforcement-ledger subjects --as-of 2024-02-09 --json
+    """
+    from projections.queries import subjects
+
+    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
+    rows = subjects(
+        session.reader(), _moment(as_of, known_at), subject=subject, divergent=divergent
+    )
+    if fmt == "table":
+        rows = _with_platform_summary(rows)
+    write_rows(
+        rows, fmt, SUBJECT_COLUMNS, table_columns=SUBJECTS_TABLE, empty_message="(no subjects)"
+    )
+
+
 @cli.command(name="accounts")
 @click.option("--platform", help="Only accounts on this platform slug.")
 @click.option("--subject", help="Only accounts of this subject id.")

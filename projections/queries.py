@@ -337,6 +337,49 @@ def accounts(
             yield row
 
 
+def subjects(
+    db: Database, moment: Moment, *, subject: str | None = None, divergent: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Every subject the ledger knows of at the moment's record time, with the
+    statuses of its accounts registered by the moment's valid time, side by side: how
+    platforms treat one person or body (removed by Meta, active on X). ``divergent``
+    marks (and, asked for, keeps only) subjects whose accounts are not all in one
+    status. Streams, subject by subject.
+
+    A subject is listed whatever its registration's ``occurred_at``: that is when it
+    was first observed (accounts may name it from before), not when it began."""
+    clauses = ["t.type = 'subject_registered'", _VISIBLE]
+    params: dict[str, Any] = moment.params()
+    if subject:
+        clauses.append("t.subject = :subject")
+        params["subject"] = subject
+    cursor = db.execute(
+        f"SELECT s.state FROM timeline t JOIN {_events(db)} "
+        f"WHERE {' AND '.join(clauses)} ORDER BY t.subject, t.occurred_us, t.sequence",
+        params,
+    )
+    for (leaf,) in cursor:
+        registration = _record(leaf)
+        held = [
+            {key: row[key] for key in ("account", "platform", "status", "since", "policy")}
+            for row in accounts(db, moment, subject=registration["subject"])
+        ]
+        statuses = {row["status"] for row in held}
+        if divergent and len(statuses) < 2:
+            continue
+        yield {
+            "subject": registration["subject"],
+            "name": registration["name"],
+            "kind": registration["kind"],
+            "roles": registration.get("roles", []),
+            "country": registration.get("country"),
+            "accounts": held,
+            "divergent": len(statuses) > 1,
+            "as_of": iso(moment.as_of),
+            "known_at": iso(moment.known_at),
+        }
+
+
 def renamed_platform(db: Database, name: str) -> tuple[str, str, str] | None:
     """When ``name`` is no platform slug of this ledger but a name a platform took
     (``x`` for twitter, renamed X): that platform's slug, the name as recorded and

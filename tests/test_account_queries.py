@@ -234,6 +234,54 @@ def test_every_accounts_history_is_each_accounts_own(opened: Opened) -> None:
         ]
 
 
+def test_subjects_equal_their_accounts_folded_from_full_timelines(opened: Opened) -> None:
+    """`subjects` against a reference made another way: subject registrations from the
+    full timeline, each account's status from ``reference_status`` (a fold of every
+    visible event), divergence from the statuses found."""
+    now = datetime.now(UTC)
+    occurred = opened.occurred
+    divergent_seen = 0
+    for known_at in (opened.between, now):
+        every = TimelineFilter(types=("subject_registered",))
+        registered = sorted(
+            (r["subject"], r) for r in timeline(opened.db, known_at, every) if not r["retracted"]
+        )
+        for as_of in (occurred[len(occurred) // 3], occurred[2 * len(occurred) // 3], now):
+            moment = Moment(as_of=as_of, known_at=known_at)
+            statuses = [reference_status(opened.db, a, moment) for a in opened.accounts]
+            expected = []
+            for subject, registration in registered:
+                held = []
+                for status in statuses:
+                    if status is not None and status["subject"] == subject:
+                        held.append(
+                            {
+                                k: status[k]
+                                for k in ("account", "platform", "status", "since", "policy")
+                            }
+                        )
+                divergent = len({h["status"] for h in held}) > 1
+                divergent_seen += divergent
+                expected.append(
+                    {
+                        "subject": subject,
+                        "name": registration["name"],
+                        "kind": registration["kind"],
+                        "roles": registration.get("roles", []),
+                        "country": registration.get("country"),
+                        "accounts": held,
+                        "divergent": divergent,
+                        "as_of": iso(as_of),
+                        "known_at": iso(known_at),
+                    }
+                )
+            assert list(queries.subjects(opened.db, moment)) == expected
+            assert list(queries.subjects(opened.db, moment, divergent=True)) == [
+                row for row in expected if row["divergent"]
+            ]
+    assert divergent_seen > 0
+
+
 def test_long_account_timelines_stream_and_page_alike(
     opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -969,3 +969,40 @@ def test_a_platforms_new_name_given_for_its_slug_is_told_the_slug(
         ) in result.output
     assert "twitter" in store.ok(*command, "--platform", "twitter").output
     store.ok(*command, "--platform", "nosuch")  # unknown and no one's name: nothing listed
+
+
+def test_subjects_show_each_persons_accounts_side_by_side(store: Store) -> None:
+    """The seed story as researchers ask it: Khamenei removed by Meta, active on X,
+    is divergent from the day Meta acted; before it, all his accounts were active."""
+    store.ok("append", str(Path(__file__).parents[1] / "ledger" / "data" / "seed.jsonl"))
+    after = json.loads(store.ok("subjects", "--as-of", "2024-02-10", "--json").stdout)
+    assert [(s["subject"], s["divergent"]) for s in after] == [
+        ("donald_trump", False),
+        ("khamenei", True),
+    ]
+    khamenei = after[1]
+    assert khamenei["name"] == "Ali Khamenei"
+    assert [(a["account"], a["status"]) for a in khamenei["accounts"]] == [
+        ("facebook:khamenei.ir", "removed"),
+        ("instagram:khamenei_fa", "removed"),
+        ("instagram:khamenei_ir", "removed"),
+        ("twitter:khamenei_ir", "active"),
+    ]
+    # The day before Meta acted only his X account existed (as far as the ledger
+    # knows); the subject is listed though its registration was observed later.
+    before = json.loads(store.ok("subjects", "--as-of", "2024-02-07", "--json").stdout)
+    assert [(s["subject"], s["divergent"], len(s["accounts"])) for s in before] == [
+        ("donald_trump", False, 1),
+        ("khamenei", False, 1),
+    ]
+    divergent = store.ok("subjects", "--divergent", "--as-of", "2024-02-10").stdout
+    assert divergent.splitlines()[2].split(None, 3) == [
+        "khamenei",
+        "Ali",
+        "Khamenei",
+        "yes        facebook removed, instagram removed x2, twitter active",
+    ]
+    only = json.loads(store.ok("subjects", "--subject", "donald_trump", "--json").stdout)
+    assert [s["subject"] for s in only] == ["donald_trump"]
+    none = store.ok("subjects", "--divergent", "--as-of", "2024-02-07")
+    assert (none.stdout, none.stderr) == ("", "(no subjects)\n")
