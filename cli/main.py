@@ -634,16 +634,20 @@ def _report(result: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.as_json()))
         return
+    would = "Would append" if result.dry_run else "Appended"
     if result.appended:
         click.echo(
-            f"Appended {result.appended} event(s), sequence "
+            f"{would} {result.appended} event(s), sequence "
             f"{result.first_sequence}..{result.last_sequence}"
         )
     if result.skipped:
         shown = ", ".join(result.skipped_ids[:5]) + ("…" if result.skipped > 5 else "")
-        click.echo(f"Skipped {result.skipped} already recorded event(s): {shown}")
+        verb = "Would skip" if result.dry_run else "Skipped"
+        click.echo(f"{verb} {result.skipped} already recorded event(s): {shown}")
     if not result.appended and not result.skipped:
         click.echo("Nothing to append")
+    if result.dry_run:
+        click.echo("Dry run: every check passed; nothing was written")
 
 
 def _after_append(session: Session) -> None:
@@ -671,6 +675,11 @@ def _after_append(session: Session) -> None:
     "first, then by occurred_at, each retraction after its target (see README); "
     "errors still name input lines.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check everything an append checks, then write nothing: what it would append.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 def append(
@@ -678,6 +687,7 @@ def append(
     file: IO[bytes],
     actor: str | None,
     in_dependency_order: bool,
+    dry_run: bool,
     as_json: bool,
 ) -> None:
     """Append events from JSON Lines (FILE, or - for stdin): all or nothing.
@@ -692,17 +702,21 @@ def append(
       enforcement-ledger append events.jsonl
       cat events.jsonl | enforcement-ledger append --json -
       enforcement-ledger append --sort shuffled-dump.jsonl
+      enforcement-ledger append --dry-run events.jsonl
     """
     ledger = session.writing_ledger()
     if in_dependency_order:
         from ledger.ordering import DependencyOrder
 
         with DependencyOrder(_input_lines(file)) as ordered:
-            result = ledger.append(ordered.events, actor=_actor(actor))
+            result = ledger.append(ordered.events, actor=_actor(actor), dry_run=dry_run)
     else:
         replayable = _replayable(file)
-        result = ledger.append(lambda: _read_lines(_rewound(replayable)), actor=_actor(actor))
-    _after_append(session)
+        result = ledger.append(
+            lambda: _read_lines(_rewound(replayable)), actor=_actor(actor), dry_run=dry_run
+        )
+    if not dry_run:
+        _after_append(session)
     _report(result, as_json)
 
 
@@ -889,10 +903,19 @@ def _record_command(type_name: str, model: Any) -> click.Command:
             help="Who is recording (default: the OS user).",
         )
     )
+    params.append(
+        click.Option(
+            ["--dry-run"],
+            is_flag=True,
+            help="Check everything, then write nothing: what it would append.",
+        )
+    )
     params.append(click.Option(["--json", "as_json"], is_flag=True, help="Summary as JSON."))
 
     @click.pass_obj
-    def callback(session: Session, /, actor: str | None, as_json: bool, **fields: Any) -> None:
+    def callback(
+        session: Session, /, actor: str | None, dry_run: bool, as_json: bool, **fields: Any
+    ) -> None:
         from ledger.events import parse_event
 
         data: dict[str, Any] = {"type": type_name}
@@ -904,10 +927,13 @@ def _record_command(type_name: str, model: Any) -> click.Command:
         from ledger.application import LedgerError  # only now: bad flags load no more
 
         try:
-            result = session.writing_ledger().append([(1, event)], actor=_actor(actor))
+            result = session.writing_ledger().append(
+                [(1, event)], actor=_actor(actor), dry_run=dry_run
+            )
         except LedgerError as error:
             raise LedgerError(error.reason) from None  # flags have no input line
-        _after_append(session)
+        if not dry_run:
+            _after_append(session)
         _report(result, as_json)
 
     required = [n for n, i in model.model_fields.items() if i.is_required() and n != "type"]

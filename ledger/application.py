@@ -89,14 +89,26 @@ class AppendResult:
     # Skipped ids whose event is retracted, with the retraction: re-sending an event
     # does not restore it, which a person re-sending it would likely expect.
     skipped_retracted: list[tuple[str, str]] = field(default_factory=list)
+    # Checked in full, then rolled back: what an append would do now.
+    dry_run: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        summary: dict[str, Any] = {
             "appended": self.appended,
             "skipped": self.skipped,
             "first_sequence": self.first_sequence,
             "last_sequence": self.last_sequence,
         }
+        if self.dry_run:
+            summary["dry_run"] = True
+        return summary
+
+
+class _RolledBack(Exception):
+    """Ends a dry run's transaction after every check has passed."""
+
+    def __init__(self, result: AppendResult) -> None:
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -223,8 +235,13 @@ class Ledger:
         *,
         actor: str,
         now: datetime | None = None,
+        dry_run: bool = False,
     ) -> AppendResult:
         """Append a batch: every event or none of them.
+
+        ``dry_run``: everything an append does (validation, every rule, hashing, the
+        read models), in its transaction, which is then rolled back: the result says
+        what it would append, with the sequences it would take now.
 
         ``events`` pairs each event with its input line number, which errors name;
         pass a callable returning a fresh iterable to make the batch retryable.
@@ -239,7 +256,10 @@ class Ledger:
             batch_events = source() if source is not None else events
             assert not callable(batch_events)
             try:
-                result = self._append_once(batch_events, actor=actor, now=now)
+                try:
+                    result = self._append_once(batch_events, actor=actor, now=now, dry_run=dry_run)
+                except _RolledBack as rolled_back:
+                    return rolled_back.result
                 if result.appended >= ANALYZE_AFTER:
                     # Fresh statistics, or the planner keeps its empty-table plans.
                     self.storage.analyze()
@@ -257,7 +277,12 @@ class Ledger:
         raise AssertionError("unreachable")
 
     def _append_once(
-        self, events: Iterable[tuple[int, AnyEvent]], *, actor: str, now: datetime | None
+        self,
+        events: Iterable[tuple[int, AnyEvent]],
+        *,
+        actor: str,
+        now: datetime | None,
+        dry_run: bool = False,
     ) -> AppendResult:
         with _no_automatic_collections(), self.storage.write_transaction() as tx:
             batch = _Batch(self, tx, actor=actor, now=now or datetime.now(UTC))
@@ -267,6 +292,9 @@ class Ledger:
                 result = batch.finish()
             finally:
                 batch.close()
+            if dry_run:
+                result.dry_run = True
+                raise _RolledBack(result)  # write_transaction rolls back on any exception
             if self.signer is not None and result.appended:
                 # The batch's own signed tree head commits in the same transaction.
                 from ledger.integrity import check_extends, sign_tree_head
