@@ -109,7 +109,16 @@ TIMELINE_COLUMNS = [
     "note",
     "retracted",
 ]
-TIMELINE_TABLE = ["sequence", "occurred_at", "type", "account", "policy", "detail", "retracted"]
+TIMELINE_TABLE = [
+    "sequence",
+    "event_id",
+    "occurred_at",
+    "type",
+    "account",
+    "policy",
+    "detail",
+    "retracted",
+]
 _DETAIL_FIELDS = (
     "subject", "name", "post", "count", "exception", "exemption", "restrictions", "until",
     "appeal", "outcome", "target", "reason",
