@@ -394,9 +394,9 @@ def test_timeline_formats(world: Store) -> None:
         assert cells["sequence"] == str(event["sequence"])
         assert cells["retracted"] == "false"
     table_rows = parse_table(world.ok("timeline").stdout)
-    assert [(r["sequence"], r["type"], r["retracted"]) for r in table_rows] == [
-        (str(e["sequence"]), e["type"], "no") for e in events
-    ]
+    assert [(r["sequence"], r["event_id"], r["type"], r["retracted"]) for r in table_rows] == [
+        (str(e["sequence"]), e["event_id"], e["type"], "no") for e in events
+    ]  # the id a retraction or an appeal names, in the table people read too
 
 
 def test_timeline_rows_name_what_the_filters_matched(world: Store) -> None:
