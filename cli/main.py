@@ -1156,6 +1156,80 @@ def posts_command(
     write_rows(rows, fmt, POST_COLUMNS, table_columns=table, empty_message="(no posts)")
 
 
+APPEAL_COLUMNS = [
+    "account",
+    "appeal",
+    "state",
+    "outcome",
+    "target",
+    "target_type",
+    "policy",
+    "filed_at",
+    "decided_at",
+    "filed_event",
+    "decided_event",
+    "as_of",
+    "known_at",
+]
+APPEALS_TABLE = ["appeal", "state", "outcome", "target_type", "policy", "filed_at", "decided_at"]
+
+
+@cli.command(name="appeals")
+@click.argument("account", required=False)
+@click.option("--platform", help="Without ACCOUNT: the appeals on every account on this platform.")
+@click.option("--subject", help="Without ACCOUNT: the appeals on every account of this subject.")
+@click.option(
+    "--state",
+    "state_filter",
+    type=click.Choice(["pending", "decided"]),
+    help="Only appeals in this state at --as-of.",
+)
+@as_of_option
+@known_at_option
+@output_options
+@click.pass_obj
+def appeals_command(
+    session: Session,
+    account: str | None,
+    platform: str | None,
+    subject: str | None,
+    state_filter: str | None,
+    as_of: str | None,
+    known_at: str | None,
+    fmt_json: bool,
+    fmt_nl: bool,
+    fmt_csv: bool,
+) -> None:
+    """The appeals of ACCOUNT (or of every account): pending or decided, and how.
+
+    Each with the action appealed against (its type and policy), when it was filed and
+    decided, and the outcome, as of a valid time and as known at a record time.
+
+    \b
+    Example:
+      enforcement-ledger appeals twitter:example
+      enforcement-ledger appeals --platform instagram --state pending --csv
+    """
+    from projections.queries import appeals, every_accounts_appeals
+
+    if account is not None and (platform or subject):
+        raise click.UsageError(
+            "--platform and --subject select accounts: give them without ACCOUNT"
+        )
+    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
+    db, moment = session.reader(), _moment(as_of, known_at)
+    _check_platform(db, platform)
+    if account is not None:
+        rows: Iterator[dict[str, Any]] = iter(appeals(db, account, moment, state=state_filter))
+        table = APPEALS_TABLE
+    else:
+        rows = every_accounts_appeals(
+            db, moment, platform=platform, subject=subject, state=state_filter
+        )
+        table = ["account", *APPEALS_TABLE]
+    write_rows(rows, fmt, APPEAL_COLUMNS, table_columns=table, empty_message="(no appeals)")
+
+
 SUBJECT_COLUMNS = [
     "subject",
     "name",

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.persistence import Database
-from ledger.rules import POST_TYPES, STATUS_TYPES, Entry, fold_status
+from ledger.rules import APPEALABLE_TYPES, POST_TYPES, STATUS_TYPES, Entry, fold_status
 from ledger.vocabulary import iso, platform_of
 from projections import leaves
 from projections.projector import micros, status_facts_clause
@@ -450,6 +450,78 @@ def posts(
     if registered is None:
         raise _unregistered(account, moment.known_at, moment.as_of)
     return _posts_of(db, account, moment, post, state)
+
+
+APPEAL_STATES = ("pending", "decided")
+_APPEAL_FACTS = ("appeal_filed", "appeal_decided", *sorted(APPEALABLE_TYPES))
+
+
+def appeals(
+    db: Database, account: str, moment: Moment, *, state: str | None = None
+) -> list[dict[str, Any]]:
+    """The appeals of one account filed by the moment, in the order filed: the action
+    appealed against (its type and policy), when filed and decided, the outcome, and
+    whether it is still ``pending`` or ``decided`` at the moment."""
+    params: dict[str, Any] = {**moment.params(), "account": account}
+    registered = db.one(
+        "SELECT 1 FROM timeline t WHERE t.account = :account "
+        f"AND t.type = 'account_registered' AND t.occurred_us <= :as_of AND {_VISIBLE}",
+        params,
+    )
+    if registered is None:
+        raise _unregistered(account, moment.known_at, moment.as_of)
+    return _appeals_of(db, account, moment, state)
+
+
+def every_accounts_appeals(
+    db: Database,
+    moment: Moment,
+    *,
+    platform: str | None = None,
+    subject: str | None = None,
+    state: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """``appeals`` of every account registered by the moment, account by account."""
+    for account in registered_accounts(db, moment, platform=platform, subject=subject):
+        yield from _appeals_of(db, account, moment, state)
+
+
+def _appeals_of(
+    db: Database, account: str, moment: Moment, state: str | None
+) -> list[dict[str, Any]]:
+    """Pairs each filed appeal with its decision, if any, and the action it names
+    (all on the account's own timeline, read through its index in valid-time order;
+    the rules let an appeal name only an unretracted action of its account)."""
+    wanted = TimelineFilter(account=account, types=_APPEAL_FACTS, until=moment.as_of)
+    records = [r for r in timeline(db, moment.known_at, wanted) if not r["retracted"]]
+    actions = {r["event_id"]: r for r in records if r["type"] in APPEALABLE_TYPES}
+    found: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record["type"] == "appeal_filed":
+            action = actions.get(record["target"], {})
+            found[record["appeal"]] = {
+                "account": account,
+                "appeal": record["appeal"],
+                "state": "pending",
+                "outcome": None,
+                "target": record["target"],
+                "target_type": action.get("type"),
+                "policy": action.get("policy"),
+                "filed_at": record["occurred_at"],
+                "decided_at": None,
+                "filed_event": record["event_id"],
+                "decided_event": None,
+                "as_of": iso(moment.as_of),
+                "known_at": iso(moment.known_at),
+            }
+        elif record["type"] == "appeal_decided" and record["appeal"] in found:
+            found[record["appeal"]].update(
+                state="decided",
+                outcome=record["outcome"],
+                decided_at=record["occurred_at"],
+                decided_event=record["event_id"],
+            )
+    return [row for row in found.values() if state is None or row["state"] == state]
 
 
 def every_accounts_posts(

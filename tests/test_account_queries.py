@@ -22,7 +22,7 @@ from ledger.application import Ledger
 from ledger.events import iso
 from ledger.location import StoreLocation
 from ledger.persistence import Database
-from ledger.rules import STATUS_TYPES, Entry, fold_status
+from ledger.rules import APPEALABLE_TYPES, STATUS_TYPES, Entry, fold_status
 from projections import queries
 from projections.projector import Projector
 from projections.queries import Moment, NotFound, TimelineFilter, account_status, timeline
@@ -280,6 +280,68 @@ def test_subjects_equal_their_accounts_folded_from_full_timelines(opened: Opened
                 row for row in expected if row["divergent"]
             ]
     assert divergent_seen > 0
+
+
+def test_appeals_pair_each_filing_with_its_decision_as_of_both_clocks(opened: Opened) -> None:
+    """`appeals` against a reference read another way: every appeal event of the whole
+    log (one query by type, not account by account), kept if visible at the moment,
+    each filing paired with its decision by (account, appeal)."""
+    now = datetime.now(UTC)
+    occurred = opened.occurred
+    decided_seen = pending_seen = 0
+    for known_at in (opened.between, now):
+        kinds = ("appeal_filed", "appeal_decided", *sorted(APPEALABLE_TYPES))
+        log = list(timeline(opened.db, known_at, TimelineFilter(types=kinds)))
+        for as_of in (occurred[len(occurred) // 2], now):
+            visible = [
+                r
+                for r in log
+                if not r["retracted"] and datetime.fromisoformat(r["occurred_at"]) <= as_of
+            ]
+            actions = {r["event_id"]: r for r in visible if r["type"] in APPEALABLE_TYPES}
+            decisions = {
+                (r["account"], r["appeal"]): r for r in visible if r["type"] == "appeal_decided"
+            }
+            expected = []
+            for filed in visible:
+                if filed["type"] != "appeal_filed":
+                    continue
+                decision = decisions.get((filed["account"], filed["appeal"]))
+                action = actions[filed["target"]]
+                expected.append(
+                    (
+                        filed["account"],
+                        filed["appeal"],
+                        "decided" if decision else "pending",
+                        decision["outcome"] if decision else None,
+                        action["type"],
+                        action.get("policy"),
+                        filed["occurred_at"],
+                        decision["occurred_at"] if decision else None,
+                    )
+                )
+            moment = Moment(as_of=as_of, known_at=known_at)
+            found = [
+                (
+                    r["account"],
+                    r["appeal"],
+                    r["state"],
+                    r["outcome"],
+                    r["target_type"],
+                    r["policy"],
+                    r["filed_at"],
+                    r["decided_at"],
+                )
+                for r in queries.every_accounts_appeals(opened.db, moment)
+            ]
+            assert sorted(found, key=str) == sorted(expected, key=str)
+            decided_seen += sum(row[2] == "decided" for row in found)
+            pending_seen += sum(row[2] == "pending" for row in found)
+            pending = list(queries.every_accounts_appeals(opened.db, moment, state="pending"))
+            assert all(r["state"] == "pending" for r in pending)
+            assert len(pending) == sum(row[2] == "pending" for row in found)
+    assert decided_seen
+    assert pending_seen
 
 
 def test_long_account_timelines_stream_and_page_alike(

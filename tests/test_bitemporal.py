@@ -587,3 +587,38 @@ def test_status_history_gives_every_period_on_both_clocks(store: Store) -> None:
     ]
     result = store.fail("accounts", "--history", "--as-of", "2022-01-01", code=2)
     assert "--history covers all valid time: give it without --as-of" in result.output
+
+
+def test_appeals_on_both_clocks(store: Store) -> None:
+    """An appeal is pending until decided in valid time, and a retracted decision
+    leaves it pending again, as known after the retraction."""
+    store.append(account("twitter:a", "2020-01-01"))
+    store.append(
+        ev("account_suspended", "2021-01-01", account="twitter:a", policy="p1", event_id="s1"),
+        ev("appeal_filed", "2021-01-05", account="twitter:a", appeal="A1", target="s1"),
+        ev(
+            "appeal_decided", "2021-02-01", account="twitter:a", appeal="A1", target="s1",
+            outcome="overturned", event_id="d1",
+        ),
+    )  # fmt: skip
+    decided_known = last_recorded_at(store)
+    store.append(ev("event_retracted", "2021-03-01", target="d1", reason="wrong appeal"))
+
+    def listed(*args: str) -> list[tuple[Any, ...]]:
+        rows = json.loads(store.ok("appeals", "twitter:a", "--json", *args).stdout)
+        return [
+            (r["appeal"], r["state"], r["outcome"], r["target_type"], r["policy"]) for r in rows
+        ]
+
+    pending = [("A1", "pending", None, "account_suspended", "p1")]
+    decided = [("A1", "decided", "overturned", "account_suspended", "p1")]
+    assert listed("--as-of", "2021-01-04") == []
+    assert listed("--as-of", "2021-01-20", "--known-at", decided_known) == pending
+    assert listed("--known-at", decided_known) == decided
+    assert listed() == pending  # the decision was retracted
+    every = json.loads(store.ok("appeals", "--state", "pending", "--json").stdout)
+    assert [r["account"] for r in every] == ["twitter:a"]
+    assert store.ok("appeals", "--state", "decided").stderr == "(no appeals)\n"
+    result = store.fail("appeals", "twitter:a", "--platform", "twitter", code=2)
+    assert "--platform and --subject select accounts: give them without ACCOUNT" in result.output
+    assert "has no registration" in store.fail("appeals", "twitter:zz").output
