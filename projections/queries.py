@@ -215,6 +215,17 @@ def _unregistered(account: str, known_at: datetime, as_of: datetime | None = Non
     )
 
 
+def _require_registered(db: Database, account: str, moment: Moment) -> None:
+    """NotFound unless the account's registration occurred by the moment, as known."""
+    registered = db.one(
+        "SELECT 1 FROM timeline t WHERE t.account = :account "
+        f"AND t.type = 'account_registered' AND t.occurred_us <= :as_of AND {_VISIBLE}",
+        {**moment.params(), "account": account},
+    )
+    if registered is None:
+        raise _unregistered(account, moment.known_at, moment.as_of)
+
+
 def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]:
     sql = _STATUS_SQL.get(db.dialect)
     if sql is None:
@@ -441,14 +452,7 @@ def posts(
 ) -> list[dict[str, Any]]:
     """The posts of one account published by the moment, each with its state then:
     removed, behind a warning screen, or visible, with the event that made it so."""
-    params: dict[str, Any] = {**moment.params(), "account": account}
-    registered = db.one(
-        "SELECT 1 FROM timeline t WHERE t.account = :account "
-        f"AND t.type = 'account_registered' AND t.occurred_us <= :as_of AND {_VISIBLE}",
-        params,
-    )
-    if registered is None:
-        raise _unregistered(account, moment.known_at, moment.as_of)
+    _require_registered(db, account, moment)
     return _posts_of(db, account, moment, post, state)
 
 
@@ -462,14 +466,7 @@ def appeals(
     """The appeals of one account filed by the moment, in the order filed: the action
     appealed against (its type and policy), when filed and decided, the outcome, and
     whether it is still ``pending`` or ``decided`` at the moment."""
-    params: dict[str, Any] = {**moment.params(), "account": account}
-    registered = db.one(
-        "SELECT 1 FROM timeline t WHERE t.account = :account "
-        f"AND t.type = 'account_registered' AND t.occurred_us <= :as_of AND {_VISIBLE}",
-        params,
-    )
-    if registered is None:
-        raise _unregistered(account, moment.known_at, moment.as_of)
+    _require_registered(db, account, moment)
     return _appeals_of(db, account, moment, state)
 
 
