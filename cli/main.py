@@ -2091,7 +2091,14 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:  # pragma: no cover - last line of defence
         if os.environ.get("ENFORCEMENT_LEDGER_DEBUG"):
             raise
-        click.echo(f"Error: internal failure: {type(error).__name__}: {error}", err=True)
+        click.echo(
+            f"Error: internal failure: {type(error).__name__}: {error}\n"
+            # A stored event edited into another valid JSON object fails here too: the
+            # reads trust the log's shape, which verify checks (it names the sequence).
+            "If the store may have been changed outside the ledger, `enforcement-ledger "
+            "verify` checks it; ENFORCEMENT_LEDGER_DEBUG=1 shows where this failed.",
+            err=True,
+        )
         sys.exit(EXIT_INTERNAL)
 
 

@@ -31,6 +31,7 @@ from click.testing import Result
 
 from ledger import integrity, merkle, notes
 from tests.conftest import PG_URL, Store
+from tests.ledger_helpers import cli_process
 
 SEED = Path(__file__).resolve().parent.parent / "ledger" / "data" / "seed.jsonl"
 SOURCE = "https://example.org/report"
@@ -593,3 +594,21 @@ def test_copying_a_store_whose_payload_is_not_an_event_names_its_sequence(
     assert result.exit_code == 1, (result.exit_code, result.output)
     assert result.stderr.startswith(f"Error: source sequence 21: the stored event {problem}")
     assert "verify the source first" in result.stderr
+
+
+def test_a_payload_edited_into_another_json_object_points_reads_to_verify(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Valid JSON, but not the event: reads trust the log's shape and fail inside
+    (exit 70); the message says verify checks the store, and verify names the event."""
+    bad = 21
+    tables.drop_triggers()
+    tables.set_payload(bad, b'{"a":1}')
+    assert named_sequence(ledger.verify_fails()) == bad
+    result = cli_process("--store", ledger.store.url, "timeline")
+    assert result.returncode == 70, (result.returncode, result.stderr)
+    assert result.stderr.startswith("Error: internal failure: ")
+    assert result.stderr.endswith(
+        "If the store may have been changed outside the ledger, `enforcement-ledger verify` "
+        "checks it; ENFORCEMENT_LEDGER_DEBUG=1 shows where this failed.\n"
+    )
