@@ -142,6 +142,25 @@ def create_tables(db: Database) -> None:
         db.execute(statement)
 
 
+def timeline_row(notification_id: int, record: dict[str, Any], recorded_us: int) -> tuple[Any, ...]:
+    """An event's timeline row (``TIMELINE_COLUMNS``) as its own leaf gives it; a
+    retraction's account, subject and platform are then its target's (``_write``)."""
+    account = record.get("account")
+    return (
+        record["sequence"],
+        record["event_id"],
+        record["type"],
+        account,
+        record.get("subject"),
+        record.get("platform") or (platform_of(account) if account else None),
+        record.get("policy"),
+        record["actor"],
+        (datetime.fromisoformat(record["occurred_at"]) - _EPOCH) // _MICROSECOND,
+        recorded_us,
+        notification_id,
+    )
+
+
 def _write(db: Database, records: Iterable[tuple[int, dict[str, Any]]]) -> int:
     """Project records (in log order) and move the position past them; returns a count."""
     rows: list[tuple[Any, ...]] = []
@@ -149,27 +168,13 @@ def _write(db: Database, records: Iterable[tuple[int, dict[str, Any]]]) -> int:
     pending: list[tuple[int, str]] = []  # (row index, target) found in no earlier row
     by_event: dict[str, tuple[Any, ...]] = {}
     recorded_cache: dict[str, int] = {}  # a batch shares one recorded_at
-    fromiso = datetime.fromisoformat
     last_id, last_sequence = -1, -1
     for notification_id, record in records:
-        account = record.get("account")
         recorded_at = record["recorded_at"]
         recorded_us = recorded_cache.get(recorded_at)
         if recorded_us is None:
             recorded_us = recorded_cache[recorded_at] = micros(recorded_at)
-        row = (
-            record["sequence"],
-            record["event_id"],
-            record["type"],
-            account,
-            record.get("subject"),
-            record.get("platform") or (platform_of(account) if account else None),
-            record.get("policy"),
-            record["actor"],
-            (fromiso(record["occurred_at"]) - _EPOCH) // _MICROSECOND,
-            recorded_us,
-            notification_id,
-        )
+        row = timeline_row(notification_id, record, recorded_us)
         if row[2] == "event_retracted":
             # A retraction belongs to its target's account, subject and platform, so
             # it shows up in the timeline where the retracted event does.
@@ -350,7 +355,7 @@ def _is_unique_violation(error: BaseException) -> bool:
 
 
 def _drop_beyond_position(db: Database) -> None:
-    _, sequence = _position(db)
+    _, sequence = projected_position(db)
     db.execute(
         "DELETE FROM retractions WHERE retraction IN "
         "(SELECT event_id FROM timeline WHERE sequence > ?)",
@@ -359,7 +364,8 @@ def _drop_beyond_position(db: Database) -> None:
     db.execute("DELETE FROM timeline WHERE sequence > ?", (sequence,))
 
 
-def _position(db: Database) -> tuple[int, int]:
+def projected_position(db: Database) -> tuple[int, int]:
+    """(notification id, sequence) of the last event projected; (0, -1) before any."""
     row = db.one(
         "SELECT notification_id, sequence FROM projection_position WHERE name = ?",
         (PROJECTION,),
@@ -394,7 +400,7 @@ class InlineProjection:
     def begin(self, db: Database, next_sequence: int) -> None:
         if db.dialect == "postgres":
             db.advisory_lock("ledger-projection")
-        self.active = _position(db)[1] == next_sequence - 1
+        self.active = projected_position(db)[1] == next_sequence - 1
         self.rows_before = next_sequence
         self.applied = 0
         self.indexes_dropped = False
@@ -432,7 +438,7 @@ class Projector:
         self.db = db
 
     def position(self) -> tuple[int, int]:
-        return _position(self.db)
+        return projected_position(self.db)
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Apply everything after the tracked position; returns events applied.
@@ -463,7 +469,7 @@ class Projector:
                 try:
                     with self.db.transaction(lock="ledger-projection") as db:
                         # Re-read under the lock: a concurrent catch-up may have moved it.
-                        count = apply(db, storage, _position(db)[0])
+                        count = apply(db, storage, projected_position(db)[0])
                 except Exception as error:
                     if healed or not _is_unique_violation(error):
                         raise

@@ -1,0 +1,95 @@
+"""Whether the read models are what the log makes them (``verify --read-models``).
+
+``verify`` proves the log; every answer a reader gets (status, timelines, posts,
+appeals, subjects) comes from the read models, which are ordinary tables a rebuild
+rewrites, so no trigger guards them. This check ties them back to the log: one
+timeline row per projected event, each row equal to what its own leaf gives it (a
+retraction's names equal to its target's row), and the retractions table equal to
+the retraction events, streamed in sequence order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.integrity import IntegrityError
+from ledger.persistence import Database
+from projections import leaves
+from projections.projector import TIMELINE_COLUMNS, micros, projected_position, timeline_row
+
+_COLUMNS = [c.strip() for c in TIMELINE_COLUMNS.split(",")]
+_REBUILD = "; `enforcement-ledger replay` rebuilds the read models from the log"
+
+
+def _events(db: Database) -> str:
+    if db.dialect == "sqlite":
+        return "stored_events s ON s.rowid = t.notification_id"
+    return "enforcementledger_events s ON s.notification_id = t.notification_id"
+
+
+def check_read_models(db: Database) -> int:
+    """Raise IntegrityError at the first read-model row the log does not give;
+    returns how many events the read models cover (those projected so far)."""
+    _, last_sequence = projected_position(db)
+    covered = last_sequence + 1
+    (rows,) = db.one("SELECT count(*) FROM timeline")
+    if rows != covered:
+        raise IntegrityError(
+            f"the timeline read model has {rows} row(s) for the {covered} event(s) projected "
+            f"so far{_REBUILD}"
+        )
+    selected = ", ".join(f"t.{c}" for c in _COLUMNS)
+    statement = f"SELECT {selected}, s.state FROM timeline t JOIN {_events(db)} ORDER BY t.sequence"
+    parse = leaves.parser(covered)
+    retractions: dict[str, tuple[str, int]] = {}
+    named: list[tuple[int, str, tuple[Any, ...]]] = []  # retraction rows: names checked last
+    for expected_sequence, stored in enumerate(db.stream(statement, binary=True)):
+        row, leaf = tuple(stored[:-1]), bytes(stored[-1])
+        record = parse(leaf)
+        sequence = row[0]
+        if sequence != expected_sequence or record.get("sequence") != sequence:
+            raise IntegrityError(
+                f"sequence {expected_sequence}: the timeline read model has no row for it, or "
+                f"its row names another event{_REBUILD}",
+                expected_sequence,
+            )
+        expected = timeline_row(row[-1], record, micros(record["recorded_at"]))
+        if record["type"] == "event_retracted":
+            named.append((sequence, record["target"], row[3:6]))
+            retractions[record["target"]] = (record["event_id"], expected[9])
+            expected = (*expected[:3], *row[3:6], *expected[6:])
+        _compare(sequence, row, expected)
+    for sequence, target, names in named:
+        found = db.one(
+            "SELECT t.account, t.subject, t.platform FROM ledger_entries l "
+            "JOIN timeline t ON t.sequence = l.sequence WHERE l.event_id = ?",
+            (target,),
+        )
+        if found is None or tuple(found) != tuple(names):
+            raise IntegrityError(
+                f"sequence {sequence}: the retraction's timeline row is not listed under its "
+                f"target {target}'s account, subject and platform{_REBUILD}",
+                sequence,
+            )
+    stored_retractions = {
+        target: (retraction, recorded_us)
+        for target, retraction, recorded_us in db.execute(
+            "SELECT target, retraction, recorded_us FROM retractions"
+        ).fetchall()
+    }
+    if stored_retractions != retractions:
+        wrong = sorted(set(stored_retractions.items()) ^ set(retractions.items()))[0][0]
+        raise IntegrityError(
+            f"the retractions read model disagrees with the log about {wrong}{_REBUILD}"
+        )
+    return covered
+
+
+def _compare(sequence: int, row: tuple[Any, ...], expected: tuple[Any, ...]) -> None:
+    for column, stored, derived in zip(_COLUMNS, row, expected, strict=True):
+        if stored != derived:
+            raise IntegrityError(
+                f"sequence {sequence}: the timeline read model's {column} is {stored!r} but the "
+                f"log gives {derived!r}{_REBUILD}",
+                sequence,
+            )
