@@ -196,18 +196,25 @@ def _export_and_checkpoints(store: Store, tmp_path: Path) -> tuple[Path, list[Pa
     return export, paths
 
 
-def test_an_export_copied_into_a_store_is_the_same_ledger(
-    bare_store: Store, tmp_path: Path
-) -> None:
-    """An auditor's export and checkpoints become a store that answers every question
-    as the operator's does, and verifies under the operator's key (the new store takes
-    the checkpoints' origin)."""
+def _handed_over(tmp_path: Path) -> tuple[Store, str, Path, list[Path]]:
+    """An operator's keyed SQLite ledger of three signed batches, and what its auditor
+    is handed: the verifier key, the export and the checkpoint files."""
     source = Store(str(tmp_path / "operator.db"), "sqlite", tmp_path)
     source.ok("init")
     key = tmp_path / "source.key"
     vkey = _keyed(source, key)
     _fill(source, key)
     export, checkpoints = _export_and_checkpoints(source, tmp_path)
+    return source, vkey, export, checkpoints
+
+
+def test_an_export_copied_into_a_store_is_the_same_ledger(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    """An auditor's export and checkpoints become a store that answers every question
+    as the operator's does, and verifies under the operator's key (the new store takes
+    the checkpoints' origin)."""
+    source, vkey, export, checkpoints = _handed_over(tmp_path)
     given = [arg for path in checkpoints for arg in ("--checkpoint", str(path))]
     result = bare_store.ok("copy", "--export", str(export), *given, "--vkey", vkey)
     assert result.stdout == f"Copied 23 event(s) and 3 signed checkpoint(s) from {export}\n"
@@ -231,12 +238,7 @@ def test_an_export_without_checkpoints_is_copied_under_this_stores_origin(
 def test_an_export_with_a_changed_byte_or_a_forged_checkpoint_copies_nothing(
     bare_store: Store, tmp_path: Path
 ) -> None:
-    source = Store(str(tmp_path / "operator.db"), "sqlite", tmp_path)
-    source.ok("init")
-    key = tmp_path / "source.key"
-    vkey = _keyed(source, key)
-    _fill(source, key)
-    export, checkpoints = _export_and_checkpoints(source, tmp_path)
+    _, vkey, export, checkpoints = _handed_over(tmp_path)
     newest = ["--checkpoint", str(checkpoints[-1])]
     # Signed by another key: refused before anything is read.
     impostor = Store(str(tmp_path / "impostor.db"), "sqlite", tmp_path)
