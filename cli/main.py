@@ -15,7 +15,7 @@ import errno
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -729,27 +729,34 @@ def append(
     _report(result, as_json)
 
 
+def _export_option(help_text: str) -> Callable[[F], F]:
+    """--export FILE: an `export --nl` file (verify and copy read one)."""
+    return click.option(
+        "--export", "export_file", type=click.Path(exists=True, dir_okay=False), help=help_text
+    )
+
+
+def _checkpoint_option(help_text: str) -> Callable[[F], F]:
+    """--checkpoint FILE, repeatable: signed checkpoints given beside an export."""
+    return click.option(
+        "--checkpoint",
+        "checkpoint_files",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help=help_text,
+    )
+
+
+def _vkey_option(help_text: str) -> Callable[[F], F]:
+    """--vkey KEY, repeatable: a C2SP verifier key, or a file holding one."""
+    return click.option("--vkey", "vkeys", multiple=True, metavar="KEY", help=help_text)
+
+
 @cli.command("copy")
 @click.argument("source", metavar="[SOURCE]", required=False)
-@click.option(
-    "--export",
-    "export_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Copy from an `export --nl` file instead of a store.",
-)
-@click.option(
-    "--checkpoint",
-    "checkpoint_files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="With --export: a signed checkpoint of that log to keep. Repeat for several.",
-)
-@click.option(
-    "--vkey",
-    "vkeys",
-    multiple=True,
-    help="With --checkpoint: the log's verifier key, to check the signatures first.",
-)
+@_export_option("Copy from an `export --nl` file instead of a store.")
+@_checkpoint_option("With --export: a signed checkpoint of that log to keep; repeatable.")
+@_vkey_option("With --checkpoint: the log's verifier key (or a file holding one).")
 @click.pass_obj
 def copy_command(
     session: Session,
@@ -1984,13 +1991,7 @@ def consistency(session: Session, old_size: int, new_size: int | None) -> None:
 
 
 @cli.command()
-@click.option(
-    "--vkey",
-    "vkeys",
-    multiple=True,
-    metavar="KEY",
-    help="Trusted verifier key (or a file holding one); repeatable.",
-)
+@_vkey_option("Trusted verifier key (or a file holding one); repeatable.")
 @click.option(
     "--trusted",
     "trusted_files",
@@ -1998,19 +1999,8 @@ def consistency(session: Session, old_size: int, new_size: int | None) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="An auditor's saved signed checkpoint; repeatable.",
 )
-@click.option(
-    "--export",
-    "export_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Verify offline: an `export --nl` file instead of a store.",
-)
-@click.option(
-    "--checkpoint",
-    "checkpoint_files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Offline: signed checkpoint(s) the export must match.",
-)
+@_export_option("Verify offline: an `export --nl` file instead of a store.")
+@_checkpoint_option("Offline: signed checkpoint(s) the export must match.")
 @click.option(
     "--read-models",
     is_flag=True,
