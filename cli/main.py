@@ -2079,7 +2079,7 @@ def verify(
             if read_models:
                 from projections.check import check_read_models
 
-                covered = check_read_models(connection)
+                covered = check_read_models(connection, report.size)
                 if covered < report.size:
                     report.warnings.append(
                         f"sequence {covered}..{report.size - 1}: not projected yet, so not "

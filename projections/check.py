@@ -10,6 +10,8 @@ the retraction events, streamed in sequence order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ledger.integrity import IntegrityError
@@ -27,23 +29,57 @@ def _events(db: Database) -> str:
     return "enforcementledger_events s ON s.notification_id = t.notification_id"
 
 
-def check_read_models(db: Database) -> int:
-    """Raise IntegrityError at the first read-model row the log does not give;
-    returns how many events the read models cover (those projected so far)."""
+def check_read_models(db: Database, upto: int) -> int:
+    """Raise IntegrityError at the first read-model row the log does not give, for
+    the events before sequence ``upto`` (those just verified: appends may go on);
+    returns how many of them the read models cover (those projected so far)."""
+    with _snapshot(db):
+        return _check(db, upto)
+
+
+@contextmanager
+def _snapshot(db: Database) -> Iterator[None]:
+    """Every statement of the check sees one state of the store, though appends and
+    a `follow` may project more meanwhile (the count and the rows must agree)."""
+    if db.dialect == "sqlite":
+        db.execute("BEGIN")  # deferred: the first read fixes the WAL snapshot, no lock
+        try:
+            yield
+        finally:
+            db.execute("COMMIT")
+        return
+    with db.raw.transaction():
+        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
+def _check(db: Database, upto: int) -> int:
     _, last_sequence = projected_position(db)
-    covered = last_sequence + 1
-    (rows,) = db.one("SELECT count(*) FROM timeline")
+    covered = min(last_sequence + 1, upto)
+    (rows,) = db.one("SELECT count(*) FROM timeline WHERE sequence < ?", (covered,))
+    (beyond,) = db.one(
+        "SELECT count(*) FROM timeline WHERE sequence >= ? AND sequence > ?",
+        (covered, last_sequence),
+    )
     if rows != covered:
         raise IntegrityError(
             f"the timeline read model has {rows} row(s) for the {covered} event(s) projected "
             f"so far{_REBUILD}"
         )
+    if beyond:
+        raise IntegrityError(
+            f"the timeline read model has {beyond} row(s) beyond the last event projected "
+            f"(sequence {last_sequence}){_REBUILD}"
+        )
     selected = ", ".join(f"t.{c}" for c in _COLUMNS)
-    statement = f"SELECT {selected}, s.state FROM timeline t JOIN {_events(db)} ORDER BY t.sequence"
+    statement = (
+        f"SELECT {selected}, s.state FROM timeline t JOIN {_events(db)} "
+        "WHERE t.sequence < ? ORDER BY t.sequence"
+    )
     parse = leaves.parser(covered)
     retractions: dict[str, tuple[str, int]] = {}
     named: list[tuple[int, str, tuple[Any, ...]]] = []  # retraction rows: names checked last
-    for expected_sequence, stored in enumerate(db.stream(statement, binary=True)):
+    for expected_sequence, stored in enumerate(db.stream(statement, (covered,), binary=True)):
         row, leaf = tuple(stored[:-1]), bytes(stored[-1])
         record = parse(leaf)
         sequence = row[0]
@@ -74,7 +110,10 @@ def check_read_models(db: Database) -> int:
     stored_retractions = {
         target: (retraction, recorded_us)
         for target, retraction, recorded_us in db.execute(
-            "SELECT target, retraction, recorded_us FROM retractions"
+            "SELECT r.target, r.retraction, r.recorded_us FROM retractions r "
+            "LEFT JOIN ledger_entries l ON l.event_id = r.retraction "
+            "WHERE l.sequence IS NULL OR l.sequence < ?",  # one of no event: forged
+            (covered,),
         ).fetchall()
     }
     if stored_retractions != retractions:

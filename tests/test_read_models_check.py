@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench.generate import generate
+from ledger.integrity import IntegrityError
 from tests.conftest import Store
 from tests.ledger_helpers import account
 from tests.test_tamper import Tables
@@ -89,13 +91,18 @@ def test_a_deleted_or_added_row_is_found(filled: tuple[Store, Tables]) -> None:
     assert f"the timeline read model has {18 + EVENTS - 1} row(s) for the {18 + EVENTS}" in out
     store.ok("replay")
     row = tables.all("SELECT * FROM timeline WHERE sequence = 51")[0]
-    tables.execute("DELETE FROM timeline WHERE sequence = 50")
-    tables.execute(  # the count made right again by a forged row beyond the log
+    tables.execute(  # a forged row beyond the log
         f"INSERT INTO timeline VALUES ({', '.join('?' * len(row))})", (10**6, *row[1:])
     )
     code, out = _checked(store)
     assert code == 1, out
-    assert "sequence 50: the timeline read model has no row for it" in out
+    assert "the timeline read model has 1 row(s) beyond the last event projected" in out
+    store.ok("replay")
+    (other,) = tables.all("SELECT notification_id FROM timeline WHERE sequence = 51")[0]
+    tables.execute("UPDATE timeline SET notification_id = ? WHERE sequence = 50", (other,))
+    code, out = _checked(store)
+    assert code == 1, out
+    assert "sequence 50: the timeline read model has no row for it, or its row names another" in out
 
 
 def test_a_dropped_or_moved_retraction_is_found(filled: tuple[Store, Tables]) -> None:
@@ -140,3 +147,63 @@ def test_read_models_are_a_store_check(store: Store, tmp_path: Path) -> None:
     result = store.run("verify", "--read-models", "--export", str(export), "--vkey", "k")
     assert result.exit_code == 2
     assert "--read-models checks a store's read models: not with --export" in result.output
+
+
+def test_the_check_reads_one_state_while_others_project(
+    filled: tuple[Store, Tables], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append (which projects its events) lands between the check's first read
+    and the rest: the check still sees one state of the store, and passes."""
+    store, _ = filled
+    from ledger.application import Ledger
+    from ledger.location import StoreLocation
+    from projections import check
+    from projections.projector import projected_position as reads_position
+
+    def then_append(db: Any) -> tuple[int, int]:
+        position = reads_position(db)
+        store.append(account("x:meanwhile", "2024-01-01"))  # another connection
+        return position
+
+    monkeypatch.setattr(check, "projected_position", then_append)
+    ledger = Ledger(StoreLocation.parse(store.url))
+    db = ledger.storage.connect()
+    try:
+        assert check.check_read_models(db, 10**9) == 18 + EVENTS
+    finally:
+        db.close()
+        ledger.close()
+    monkeypatch.undo()
+    code, out = _checked(store)  # and afterwards, with the new event
+    assert code == 0, out
+    assert f"read models match the log ({18 + EVENTS + 1} event(s))" in out
+
+
+def test_the_check_covers_the_log_verified_and_forged_retractions(
+    filled: tuple[Store, Tables],
+) -> None:
+    store, tables = filled
+    from ledger.application import Ledger
+    from ledger.location import StoreLocation
+    from projections.check import check_read_models
+
+    ledger = Ledger(StoreLocation.parse(store.url))
+    db = ledger.storage.connect()
+    try:
+        # Only the events before the size verified: later ones are not checked yet.
+        assert check_read_models(db, 100) == 100
+        tables.execute("UPDATE timeline SET policy = 'x' WHERE sequence = 100")
+        assert check_read_models(db, 100) == 100
+        tables.execute("UPDATE timeline SET policy = 'x' WHERE sequence = 99")
+        with pytest.raises(IntegrityError, match="sequence 99: the timeline read model's policy"):
+            check_read_models(db, 100)
+        store.ok("replay")
+        # A retraction made up in the read model alone, by no event of the log.
+        tables.execute(
+            "INSERT INTO retractions VALUES (?, ?, ?)", ("seed-x-post-oct7", "forged", 1)
+        )
+        with pytest.raises(IntegrityError, match="disagrees with the log about seed-x-post-oct7"):
+            check_read_models(db, 10**9)
+    finally:
+        db.close()
+        ledger.close()
