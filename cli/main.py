@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from cli.output import F, chosen_format, output_options, printable, write_document, write_rows
+from cli.output import F, output_options, printable, write_document, write_rows
 
 if TYPE_CHECKING:
     from ledger.application import Ledger
@@ -1060,9 +1060,7 @@ def status(
     as_of: str | None,
     known_at: str | None,
     history: bool,
-    fmt_json: bool,
-    fmt_nl: bool,
-    fmt_csv: bool,
+    fmt: str,
 ) -> None:
     """Status of one ACCOUNT: active, restricted, suspended or removed.
 
@@ -1075,7 +1073,6 @@ def status(
     """
     from projections.queries import account_status
 
-    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     if history:
         if as_of is not None:
             raise click.UsageError("--history covers all valid time: give it without --as-of")
@@ -1124,9 +1121,7 @@ def posts_command(
     state_filter: str | None,
     as_of: str | None,
     known_at: str | None,
-    fmt_json: bool,
-    fmt_nl: bool,
-    fmt_csv: bool,
+    fmt: str,
 ) -> None:
     """The posts of ACCOUNT (or of every account) and their state: visible,
     warning_screen or removed.
@@ -1147,7 +1142,6 @@ def posts_command(
         raise click.UsageError(
             "--platform and --subject select accounts: give them without ACCOUNT"
         )
-    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     db, moment = session.reader(), _moment(as_of, known_at)
     _check_platform(db, platform)
     if account is not None:
@@ -1203,9 +1197,7 @@ def appeals_command(
     state_filter: str | None,
     as_of: str | None,
     known_at: str | None,
-    fmt_json: bool,
-    fmt_nl: bool,
-    fmt_csv: bool,
+    fmt: str,
 ) -> None:
     """The appeals of ACCOUNT (or of every account): pending or decided, and how.
 
@@ -1223,7 +1215,6 @@ def appeals_command(
         raise click.UsageError(
             "--platform and --subject select accounts: give them without ACCOUNT"
         )
-    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     db, moment = session.reader(), _moment(as_of, known_at)
     _check_platform(db, platform)
     if account is not None:
@@ -1280,9 +1271,7 @@ def subjects_command(
     divergent: bool,
     as_of: str | None,
     known_at: str | None,
-    fmt_json: bool,
-    fmt_nl: bool,
-    fmt_csv: bool,
+    fmt: str,
 ) -> None:
     """Every subject with its accounts' statuses side by side, across platforms.
 
@@ -1296,7 +1285,6 @@ def subjects_command(
     """
     from projections.queries import subjects
 
-    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     rows = subjects(
         session.reader(), _moment(as_of, known_at), subject=subject, divergent=divergent
     )
@@ -1334,9 +1322,7 @@ def accounts_command(
     as_of: str | None,
     known_at: str | None,
     history: bool,
-    fmt_json: bool,
-    fmt_nl: bool,
-    fmt_csv: bool,
+    fmt: str,
 ) -> None:
     """Every account with its status, across platforms.
 
@@ -1348,7 +1334,6 @@ def accounts_command(
     """
     from projections.queries import accounts
 
-    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     db = session.reader()
     _check_platform(db, platform)
     if history:
@@ -1504,9 +1489,7 @@ def timeline_command(
     /,
     limit: int | None,
     offset: int,
-    fmt_json: bool,
-    fmt_nl: bool,
-    fmt_csv: bool,
+    fmt: str,
     **filters: Any,
 ) -> None:
     """Audit timeline: events ordered by occurred_at, then sequence.
@@ -1522,7 +1505,6 @@ def timeline_command(
     """
     from projections.queries import timeline
 
-    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     selection, known = _selection(filters, limit, offset)
     db = session.reader()
     _check_platform(db, selection.platform)
@@ -1561,9 +1543,7 @@ def counts_command(
     per: str | None,
     include_retracted: bool,
     limit: int | None,
-    fmt_json: bool,
-    fmt_nl: bool,
-    fmt_csv: bool,
+    fmt: str,
     **filters: Any,
 ) -> None:
     """How many events, per field value and per period: the timeline's filters apply.
@@ -1580,7 +1560,6 @@ def counts_command(
     """
     from projections.queries import counts
 
-    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     if len(set(dimensions)) < len(dimensions):
         raise click.BadParameter("give each field once", param_hint="--by")
     selection, known = _selection(filters, limit)
@@ -1601,7 +1580,7 @@ def counts_command(
 @cli.command()
 @output_options
 @click.pass_obj
-def export(session: Session, fmt_json: bool, fmt_nl: bool, fmt_csv: bool) -> None:
+def export(session: Session, fmt: str) -> None:
     """The whole log in sequence order.
 
     With --nl each line is exactly the stored leaf (RFC 8785 canonical JSON), so
@@ -1613,7 +1592,6 @@ def export(session: Session, fmt_json: bool, fmt_nl: bool, fmt_csv: bool) -> Non
     """
     from contextlib import closing
 
-    fmt = chosen_format(fmt_json, fmt_nl, fmt_csv)
     # Closed on any failure too: the stream holds a connection (on PostgreSQL, a
     # transaction and a cursor) that would otherwise live as long as the generator.
     with closing(session.ledger().iter_leaves()) as leaves:
@@ -1796,9 +1774,6 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
         status_filter=None,
         as_of=None,
         known_at=None,
-        fmt_json=False,
-        fmt_nl=False,
-        fmt_csv=False,
     )
     click.echo("\nKhamenei's timeline:\n")
     ctx.invoke(
@@ -1814,9 +1789,6 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
         known_at=None,
         limit=None,
         offset=0,
-        fmt_json=False,
-        fmt_nl=False,
-        fmt_csv=False,
     )
     click.echo("\nThe post X kept behind a warning screen:\n")
     ctx.invoke(
@@ -1826,9 +1798,6 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
         state_filter=None,
         as_of=None,
         known_at=None,
-        fmt_json=False,
-        fmt_nl=False,
-        fmt_csv=False,
     )
     click.echo(f"\nDemo ledger: {path}  (try: enforcement-ledger --store {path} timeline)")
 

@@ -1,4 +1,4 @@
-"""Output formats shared by every read command: table, --json, --nl, --csv.
+"""Output formats shared by every read command: table, --json, --nl, --csv, --spreadsheet.
 
 Every format streams: rows are written as they arrive, so a million-row export
 never sits in memory. The table sizes its columns from the first rows only.
@@ -6,6 +6,7 @@ never sits in memory. The table sizes its columns from the first rows only.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -43,24 +44,36 @@ def _fit(text: str) -> str:
     return shorten(printable(text), MAX_CELL)
 
 
+_FORMATS = [
+    ("json", "One JSON document."),
+    ("nl", "JSON Lines: one object per line."),
+    ("csv", "CSV with a header row."),
+    (
+        "spreadsheet",
+        "CSV to open in a spreadsheet: a cell that would start a formula (=, +, -, @, "
+        "tab, CR) gets a leading ' so it is shown, not run.",
+    ),
+]
+
+
 def output_options(func: F) -> F:
-    """--json / --nl / --csv, mutually exclusive; the default is a readable table."""
-    for flag, help_text in reversed(
-        [
-            ("--json", "One JSON document."),
-            ("--nl", "JSON Lines: one object per line."),
-            ("--csv", "CSV with a header row."),
-        ]
-    ):
-        func = click.option(flag, "fmt_" + flag[2:], is_flag=True, help=help_text)(func)
-    return func
+    """--json / --nl / --csv / --spreadsheet, mutually exclusive (the default is a
+    readable table): the command receives the choice as ``fmt``."""
 
+    @functools.wraps(func)
+    def with_format(*args: Any, **kwargs: Any) -> Any:
+        chosen = [name for name, _ in _FORMATS if kwargs.pop("fmt_" + name)]
+        if len(chosen) > 1:
+            raise click.UsageError(
+                "choose one output format: " + " or ".join("--" + c for c in chosen)
+            )
+        return func(*args, fmt=chosen[0] if chosen else "table", **kwargs)
 
-def chosen_format(fmt_json: bool, fmt_nl: bool, fmt_csv: bool) -> str:
-    chosen = [name for name, on in (("json", fmt_json), ("nl", fmt_nl), ("csv", fmt_csv)) if on]
-    if len(chosen) > 1:
-        raise click.UsageError("choose one output format: " + " or ".join("--" + c for c in chosen))
-    return chosen[0] if chosen else "table"
+    for name, help_text in reversed(_FORMATS):
+        with_format = click.option("--" + name, "fmt_" + name, is_flag=True, help=help_text)(
+            with_format
+        )
+    return with_format  # type: ignore[return-value]
 
 
 def _cell(value: Any) -> str:
@@ -81,6 +94,17 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
+
+
+# What spreadsheets read as the start of a formula (OWASP's CSV injection list). The
+# ledger's text comes from platforms (post excerpts, handles, policies): a researcher
+# opening an export must not run it.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_cell(value: Any) -> str:
+    text = _csv_cell(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def write_rows(
@@ -105,13 +129,14 @@ def write_rows(
             out.write(("\n  " if count == 0 else ",\n  ") + json.dumps(row, ensure_ascii=False))
             count += 1
         out.write("\n]\n" if count else "]\n")
-    elif fmt == "csv":
+    elif fmt in ("csv", "spreadsheet"):
         import csv
 
+        cell = _csv_cell if fmt == "csv" else _spreadsheet_cell
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([_csv_cell(row.get(c)) for c in columns])
+            writer.writerow([cell(row.get(c)) for c in columns])
             count += 1
     else:
         count = _write_table(rows, table_columns or columns, out, empty_message)
@@ -147,7 +172,7 @@ def _write_table(
 
 
 def write_document(document: dict[str, Any], fmt: str, columns: Sequence[str]) -> None:
-    """A single object: --json/--nl print it whole, --csv/table print one row."""
+    """A single object: --json/--nl print it whole, --csv/--spreadsheet/table one row."""
     if fmt in ("json", "nl"):
         indent = 2 if fmt == "json" else None
         click.echo(json.dumps(document, ensure_ascii=False, indent=indent))

