@@ -289,7 +289,19 @@ def _store_failure(error: BaseException, where: str) -> str | None:
 
         if isinstance(error, psycopg.Error):
             code = error.sqlstate
+            # Class 08 (connection exception), 57P0x (the server shut down or ended this
+            # session), or the client finding its connection gone (no SQLSTATE).
+            if isinstance(error, psycopg.OperationalError) and (
+                code is None or code.startswith(("08", "57P0"))
+            ):
+                code = "connection lost"
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if code == "connection lost":
+        return (
+            f"lost the connection to {where} ({detail}). A write is committed whole or not "
+            "at all, but one cut off while committing may have committed: see what the log "
+            "holds (`enforcement-ledger timeline --recorded-since …`) before running it again"
+        )
     if code in _DISK_FULL:
         return (
             f"the disk holding {where} is full ({detail}): the write in progress was "

@@ -8,10 +8,12 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import PG_URL, Store
 from tests.ledger_helpers import CLI, REPO
 from tests.ledger_helpers import cli_process as _cli
 
@@ -110,3 +112,44 @@ def test_output_to_a_full_disk_is_an_error_saying_so(tmp_path: Path, args: list[
         )
     assert result.returncode == 1
     assert result.stderr == "Error: cannot write to standard output: No space left on device\n"
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_a_lost_server_connection_says_so_and_commits_nothing(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    """The server ends the session mid-append (a restart, an admin's
+    pg_terminate_backend): an error saying so, exit 1, and the batch is not in."""
+    import psycopg
+
+    assert _cli("--store", bare_store.url, "init").returncode == 0
+    batch = _generated(tmp_path, 30_000)
+    name = f"el-cut-{tmp_path.name}"[:60]
+    appending = subprocess.Popen(
+        [*CLI, "--store", bare_store.url, "append", str(batch)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PGAPPNAME": name},  # libpq names the session
+    )
+    terminated = False
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        for _ in range(400):
+            row = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND state = 'active'",
+                (name,),
+            ).fetchone()
+            if row is not None and row[0]:
+                terminated = True
+                break
+            if appending.poll() is not None:
+                break
+            time.sleep(0.05)
+    out, err = appending.communicate(timeout=120)
+    assert terminated, (out, err)
+    assert appending.returncode == 1, (out, err)
+    assert err.startswith(f"Error: lost the connection to {bare_store.url.split('://')[0]}"), err
+    assert "may have committed: see what the log holds" in err
+    assert _cli("--store", bare_store.url, "export", "--nl").stdout == ""  # all or nothing
