@@ -273,7 +273,7 @@ def _is_read_only_store(error: BaseException) -> bool:
 # data_corrupted, XX002 index_corrupted).
 _DISK_FULL = {"SQLITE_FULL", "53100"}
 _DAMAGED = {"SQLITE_CORRUPT", "SQLITE_IOERR", "58030", "XX001", "XX002"}
-_SQLITE_PRIMARY = {10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT", 13: "SQLITE_FULL"}
+_SQLITE_PRIMARY = {5: "SQLITE_BUSY", 10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT", 13: "SQLITE_FULL"}
 _OUTPUT_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # errors only a write raises
 
 
@@ -296,6 +296,14 @@ def _store_failure(error: BaseException, where: str) -> str | None:
             ):
                 code = "connection lost"
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if code == "SQLITE_BUSY":
+        from ledger.persistence import SQLITE_BUSY_TIMEOUT_S
+
+        return (
+            f"another process kept {where} locked for {SQLITE_BUSY_TIMEOUT_S:g} s ({detail}), "
+            "so this command gave up waiting and wrote nothing; run it again once that "
+            "process (a long append or a replay) is done"
+        )
     if code == "connection lost":
         return (
             f"lost the connection to {where} ({detail}). A write is committed whole or not "

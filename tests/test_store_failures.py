@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PG_URL, Store
-from tests.ledger_helpers import CLI, REPO
+from tests.ledger_helpers import CLI, REPO, account, jsonl
 from tests.ledger_helpers import cli_process as _cli
 
 SEED = REPO / "ledger" / "data" / "seed.jsonl"
@@ -153,3 +153,28 @@ def test_a_lost_server_connection_says_so_and_commits_nothing(
     assert err.startswith(f"Error: lost the connection to {bare_store.url.split('://')[0]}"), err
     assert "may have committed: see what the log holds" in err
     assert _cli("--store", bare_store.url, "export", "--nl").stdout == ""  # all or nothing
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite"])
+def test_a_store_locked_too_long_gives_up_cleanly(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer waits for another's lock (a long append, a replay) up to the busy
+    timeout, then gives up with an error saying so and nothing written."""
+    from ledger import persistence
+
+    monkeypatch.setattr(persistence, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    store.append(account("twitter:a", "2020-01-01"))
+    holder = sqlite3.connect(store.url, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process's write transaction
+        result = store.fail("append", "-", input=jsonl(account("twitter:b", "2020-01-01")))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.stderr == (
+        f"Error: another process kept {store.url} locked for 0.2 s (database is locked), so "
+        "this command gave up waiting and wrote nothing; run it again once that process (a "
+        "long append or a replay) is done\n"
+    )
+    assert store.count() == 1
