@@ -1117,6 +1117,25 @@ def status(
     write_document(document, fmt, STATUS_COLUMNS)
 
 
+def _account_or_selection(
+    session: Session,
+    account: str | None,
+    platform: str | None,
+    subject: str | None,
+    as_of: str | None,
+    known_at: str | None,
+) -> tuple[Any, Any]:
+    """The reader and moment of a command over ACCOUNT, or over the accounts that
+    --platform and --subject select (posts, appeals)."""
+    if account is not None and (platform or subject):
+        raise click.UsageError(
+            "--platform and --subject select accounts: give them without ACCOUNT"
+        )
+    db, moment = session.reader(), _moment(as_of, known_at)
+    _check_platform(db, platform)
+    return db, moment
+
+
 @cli.command(name="posts")
 @click.argument("account", required=False)
 @click.option("--platform", help="Without ACCOUNT: the posts of every account on this platform.")
@@ -1158,12 +1177,7 @@ def posts_command(
     """
     from projections.queries import every_accounts_posts, posts
 
-    if account is not None and (platform or subject):
-        raise click.UsageError(
-            "--platform and --subject select accounts: give them without ACCOUNT"
-        )
-    db, moment = session.reader(), _moment(as_of, known_at)
-    _check_platform(db, platform)
+    db, moment = _account_or_selection(session, account, platform, subject, as_of, known_at)
     if account is not None:
         rows: Iterator[dict[str, Any]] = iter(
             posts(db, account, moment, post=post, state=state_filter)
@@ -1231,12 +1245,7 @@ def appeals_command(
     """
     from projections.queries import appeals, every_accounts_appeals
 
-    if account is not None and (platform or subject):
-        raise click.UsageError(
-            "--platform and --subject select accounts: give them without ACCOUNT"
-        )
-    db, moment = session.reader(), _moment(as_of, known_at)
-    _check_platform(db, platform)
+    db, moment = _account_or_selection(session, account, platform, subject, as_of, known_at)
     if account is not None:
         rows: Iterator[dict[str, Any]] = iter(appeals(db, account, moment, state=state_filter))
         table = APPEALS_TABLE
