@@ -18,15 +18,10 @@ from ledger.integrity import IntegrityError
 from ledger.persistence import Database
 from projections import leaves
 from projections.projector import TIMELINE_COLUMNS, micros, projected_position, timeline_row
+from projections.queries import events_join
 
 _COLUMNS = [c.strip() for c in TIMELINE_COLUMNS.split(",")]
 _REBUILD = "; `enforcement-ledger replay` rebuilds the read models from the log"
-
-
-def _events(db: Database) -> str:
-    if db.dialect == "sqlite":
-        return "stored_events s ON s.rowid = t.notification_id"
-    return "enforcementledger_events s ON s.notification_id = t.notification_id"
 
 
 def check_read_models(db: Database, upto: int) -> int:
@@ -73,7 +68,7 @@ def _check(db: Database, upto: int) -> int:
         )
     selected = ", ".join(f"t.{c}" for c in _COLUMNS)
     statement = (
-        f"SELECT {selected}, s.state FROM timeline t JOIN {_events(db)} "
+        f"SELECT {selected}, s.state FROM timeline t JOIN {events_join(db)} "
         "WHERE t.sequence < ? ORDER BY t.sequence"
     )
     parse = leaves.parser(covered)

@@ -48,7 +48,7 @@ def _in(kinds: Sequence[str]) -> str:
     return ",".join(f"'{kind}'" for kind in kinds)
 
 
-def _events(db: Database, alias: str = "t") -> str:
+def events_join(db: Database, alias: str = "t") -> str:
     """The stored events joined to timeline rows: the leaf is read, never copied."""
     if db.dialect == "sqlite":
         return f"stored_events s ON s.rowid = {alias}.notification_id"
@@ -148,14 +148,14 @@ def _status_sql(db: Database) -> str:
         """Every visible row matching ``where``, with its leaf (sorted by the caller)."""
         return (
             f"SELECT {tag} AS part, t.occurred_us, t.sequence, s.state "
-            f"FROM timeline t{_hint(db, index)} JOIN {_events(db)} WHERE {where} "
+            f"FROM timeline t{_hint(db, index)} JOIN {events_join(db)} WHERE {where} "
             f"AND t.occurred_us <= :as_of AND {_VISIBLE}"
         )
 
     def one(tag: int, sequence: str) -> str:
         return (
             f"SELECT {tag} AS part, t.occurred_us, t.sequence, s.state "
-            f"FROM timeline t JOIN {_events(db)} WHERE t.sequence = ({sequence})"
+            f"FROM timeline t JOIN {events_join(db)} WHERE t.sequence = ({sequence})"
         )
 
     def account_facts(t: str) -> str:
@@ -365,7 +365,7 @@ def subjects(
         clauses.append("t.subject = :subject")
         params["subject"] = subject
     cursor = db.execute(
-        f"SELECT s.state FROM timeline t JOIN {_events(db)} "
+        f"SELECT s.state FROM timeline t JOIN {events_join(db)} "
         f"WHERE {' AND '.join(clauses)} ORDER BY t.subject, t.occurred_us, t.sequence",
         params,
     )
@@ -403,7 +403,7 @@ def renamed_platform(db: Database, name: str) -> tuple[str, str, str] | None:
     if db.one("SELECT 1 FROM timeline WHERE platform = :name LIMIT 1", {"name": name}):
         return None
     renames = db.execute(
-        f"SELECT s.state FROM timeline t JOIN {_events(db)} WHERE t.type = 'platform_renamed'"
+        f"SELECT s.state FROM timeline t JOIN {events_join(db)} WHERE t.type = 'platform_renamed'"
     )
     for (leaf,) in renames:
         record = _record(leaf)
@@ -543,7 +543,7 @@ def _posts_of(
     valid-time order, as the append's rules do: a screen and a removal are
     independent, and a removed post that was behind a screen shows as removed."""
     sql = (
-        f"SELECT s.state FROM timeline t JOIN {_events(db)} "
+        f"SELECT s.state FROM timeline t JOIN {events_join(db)} "
         f"WHERE t.account = :account AND t.type IN ({_in(_POST_CHANGES)}) "
         f"AND t.occurred_us <= :as_of AND {_VISIBLE} ORDER BY t.occurred_us, t.sequence"
     )
@@ -653,7 +653,7 @@ def timeline(
     params: dict[str, Any] = {}
     clauses = _filter_clauses(selection, known_at, params)
     sql = (
-        f"SELECT s.state, r.target IS NOT NULL FROM timeline t JOIN {_events(db)} "
+        f"SELECT s.state, r.target IS NOT NULL FROM timeline t JOIN {events_join(db)} "
         f"LEFT JOIN {_retraction_of_row(db)} "
         f"WHERE {' AND '.join(clauses)} ORDER BY t.occurred_us, t.sequence"
     )

@@ -721,11 +721,12 @@ def test_counts_options_offer_what_the_query_counts_by() -> None:
     assert tuple(options["per"].type.choices) == PERIODS  # type: ignore[attr-defined]
 
 
-def test_posts_state_choices_are_the_states_the_query_gives() -> None:
-    from projections.queries import POST_STATES
+def test_posts_and_appeals_state_choices_are_the_states_the_queries_give() -> None:
+    from projections.queries import APPEAL_STATES, POST_STATES
 
-    options = {p.name: p for p in cli.commands["posts"].params}
-    assert tuple(options["state_filter"].type.choices) == POST_STATES  # type: ignore[attr-defined]
+    for command, states in (("posts", POST_STATES), ("appeals", APPEAL_STATES)):
+        options = {p.name: p for p in cli.commands[command].params}
+        assert tuple(options["state_filter"].type.choices) == states  # type: ignore[attr-defined]
 
 
 def test_counts_refuse_a_field_twice_and_an_unknown_one(world: Store) -> None:
