@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ledger.application import Ledger
     from ledger.location import StoreLocation
     from ledger.persistence import Storage
+    from projections.queries import TimelineFilter
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 EXIT_INTERNAL = 70
@@ -245,6 +246,23 @@ class Session:
             self._ledger.close()
 
 
+def _meant(ctx: click.Context, error: Exception) -> str:
+    """For an event refused because its account or subject has no registration: the
+    registered ids it may have meant, as the read models hold them."""
+    unregistered = getattr(error, "unregistered", None)
+    session = ctx.find_object(Session)
+    if unregistered is None or session is None:
+        return ""
+    from projections.queries import similar_ids
+
+    field, given = unregistered
+    try:
+        meant = similar_ids(session.reader(), field, given)
+    except Exception:  # a hint only: the refusal it would add to stands without it
+        return ""
+    return f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
+
+
 def _is_unreadable_store_data(error: BaseException) -> bool:
     """A stored event that does not parse: input is parsed into EventInputError with
     its line, so what fails here was read from the store, edited outside the ledger
@@ -372,7 +390,7 @@ class LedgerGroup(click.Group):
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as error:
             if isinstance(error, _user_errors()):
-                raise click.ClickException(str(error)) from None
+                raise click.ClickException(str(error) + _meant(ctx, error)) from None
             if _is_unreadable_store_data(error):
                 detail = str(error).strip().splitlines()[0]
                 raise click.ClickException(
@@ -967,7 +985,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
                 [(1, event)], actor=_actor(actor), dry_run=dry_run
             )
         except LedgerError as error:
-            raise LedgerError(error.reason) from None  # flags have no input line
+            raise error.without_line() from None  # flags have no input line
         if not dry_run:
             _after_append(session)
         _report(result, as_json)
@@ -1410,6 +1428,19 @@ def _check_platform(db: Any, platform: str | None) -> None:
         )
 
 
+def _note_unregistered(db: Any, selection: TimelineFilter) -> None:
+    """An --account or --subject the ledger never registered matches no event: say so on
+    stderr (the output stays what was asked), with the registered id likely meant."""
+    from projections.queries import ever_registered, similar_ids
+
+    for field in ("account", "subject"):
+        given = getattr(selection, field)
+        if given and not ever_registered(db, field, given):
+            meant = similar_ids(db, field, given)
+            hint = f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
+            click.echo(f"note: no {field} {given!r} is registered in this ledger{hint}", err=True)
+
+
 def selection_options(func: F) -> F:
     """The event filters shared by `timeline` and `counts`."""
     options = [
@@ -1537,6 +1568,7 @@ def timeline_command(
     selection, known = _selection(filters, limit, offset)
     db = session.reader()
     _check_platform(db, selection.platform)
+    _note_unregistered(db, selection)
     rows = timeline(db, known, selection)
     if fmt == "table":
         rows = _with_detail(rows)
@@ -1594,6 +1626,7 @@ def counts_command(
     selection, known = _selection(filters, limit)
     db = session.reader()
     _check_platform(db, selection.platform)
+    _note_unregistered(db, selection)
     rows = counts(
         db,
         known,

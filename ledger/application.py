@@ -34,6 +34,7 @@ from ledger.rules import (
     StreamKind,
     StreamView,
     SubjectKind,
+    Unregistered,
     check_not_in_future,
     live_entries,
     stream_id,
@@ -76,7 +77,16 @@ class LedgerError(Exception):
     def __init__(self, message: str, line: int | None = None) -> None:
         self.line = line
         self.reason = message
+        # (field, id) when the event names an account or subject with no registration:
+        # the CLI then looks for the registered id that was likely meant.
+        self.unregistered: tuple[str, str] | None = None
         super().__init__(f"line {line}: {message}" if line is not None else message)
+
+    def without_line(self) -> LedgerError:
+        """The same error for input that has no lines (an event from flags)."""
+        bare = LedgerError(self.reason)
+        bare.unregistered = self.unregistered
+        return bare
 
 
 @dataclass
@@ -560,7 +570,10 @@ class _Batch:
             view, lane = self.apply(record)
         except RuleViolation as violation:
             named = f" {event.event_id}" if event.event_id else ""
-            raise LedgerError(f"{event.type}{named} rejected: {violation}", line) from None
+            error = LedgerError(f"{event.type}{named} rejected: {violation}", line)
+            if isinstance(violation, Unregistered):
+                error.unregistered = (violation.field, record[violation.field])
+            raise error from None
         kind = record["type"]
         leaf = canonical_json(record)
         if original is not None and leaf != original[1]:
@@ -709,9 +722,10 @@ class _Batch:
         if record["type"] == "account_registered" and record.get("subject"):
             subject = self.view(SubjectKind, stream_id("subject", record["subject"]))
             if subject.registration is None:
-                raise RuleViolation(
+                raise Unregistered(
                     f"subject '{record['subject']}' is not registered; append its "
-                    "subject_registered event first"
+                    "subject_registered event first",
+                    "subject",
                 )
         view = self.view(kind, sid)
         lane = view.record(record, defer_later=True)

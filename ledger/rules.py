@@ -70,6 +70,14 @@ class RuleViolation(ValueError):
     """An event that would make some history invalid; names the conflicting event."""
 
 
+class Unregistered(RuleViolation):
+    """The event's account or subject (``field`` says which) has no registration."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class LaterEventInvalid(RuleViolation):
     """The new event is fine, but an already recorded later event no longer is.
 
@@ -502,6 +510,7 @@ class StreamKind:
     ``ledger.domain``, which a test pins: appends need no eventsourcing import)."""
 
     registration_type = ""
+    id_field = ""  # the event field naming the stream, where it has a registration
     started_topic = ""
     recorded_topic = ""
 
@@ -520,6 +529,7 @@ class StreamKind:
 
 class AccountKind(StreamKind):
     registration_type = "account_registered"
+    id_field = "account"
 
     started_topic = "ledger.domain:AccountStream.Started"
     recorded_topic = "ledger.domain:AccountStream.Recorded"
@@ -561,6 +571,7 @@ class AccountKind(StreamKind):
 
 class SubjectKind(StreamKind):
     registration_type = "subject_registered"
+    id_field = "subject"
 
     started_topic = "ledger.domain:SubjectStream.Started"
     recorded_topic = "ledger.domain:SubjectStream.Recorded"
@@ -839,7 +850,7 @@ class StreamView:
                     raise RuleViolation("registration must not occur after events it precedes")
             return
         if registration is None:
-            raise RuleViolation(self.kind.unregistered_message())
+            raise Unregistered(self.kind.unregistered_message(), self.kind.id_field)
         if candidate.occurred_at < registration.occurred_at:
             raise RuleViolation(f"occurs before the registration {registration.describe()}")
 

@@ -125,6 +125,11 @@ def micros(value: str | datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
+def from_micros(us: int) -> datetime:
+    """The UTC time ``us`` microseconds after the epoch: ``micros`` undone."""
+    return _EPOCH + us * _MICROSECOND
+
+
 def create_tables(db: Database) -> None:
     for statement in DDL:
         if db.dialect == "sqlite":

@@ -12,6 +12,7 @@ through an index: it never replays the log.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,7 @@ from ledger.persistence import Database
 from ledger.rules import APPEALABLE_TYPES, POST_TYPES, STATUS_TYPES, Entry, fold_status
 from ledger.vocabulary import iso, platform_of
 from projections import leaves
-from projections.projector import micros, status_facts_clause
+from projections.projector import from_micros, micros, status_facts_clause
 
 EXEMPTION_TYPES = ("exemption_applied", "exemption_revoked")
 _STATUS_CHANGES = tuple(sorted(STATUS_TYPES))
@@ -206,13 +207,90 @@ def _status_sql(db: Database) -> str:
 _STATUS_SQL: dict[str, str] = {}
 
 
-def _unregistered(account: str, known_at: datetime, as_of: datetime | None = None) -> NotFound:
-    """No registration as known at ``known_at`` (that occurred by ``as_of``, if given)."""
+def _unregistered(
+    db: Database, account: str, known_at: datetime, as_of: datetime | None = None
+) -> NotFound:
+    """No registration as known at ``known_at`` (that occurred by ``as_of``, if given),
+    saying what the ledger does hold: a registration on the other clock, or ids the
+    person may have meant."""
     shape = "" if ":" in account else " (an account id is '<platform>:<handle or id>')"
     by = f" that occurred by {iso(as_of)}" if as_of else ""
     return NotFound(
         f"account '{account}' has no registration{by} as known at {iso(known_at)}{shape}"
+        + _registration_elsewhere(db, account, known_at, as_of)
     )
+
+
+def _registration_elsewhere(
+    db: Database, account: str, known_at: datetime, as_of: datetime | None
+) -> str:
+    """Why an account has no registration at these times, when it has one at others."""
+    rows = db.execute(
+        "SELECT t.event_id, t.occurred_us, t.recorded_us, r.recorded_us FROM timeline t "
+        "LEFT JOIN retractions r ON r.target = t.event_id "
+        "WHERE t.account = :account AND t.type = 'account_registered' ORDER BY t.sequence",
+        {"account": account},
+    ).fetchall()
+    if not rows:
+        meant = similar_ids(db, "account", account)
+        return f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
+    known, valid = micros(known_at), micros(as_of) if as_of else None
+    notes = []
+    for event_id, occurred_us, recorded_us, retracted_us in rows:
+        if recorded_us > known:
+            notes.append(f"{event_id} was recorded at {iso(from_micros(recorded_us))}")
+        elif retracted_us is not None and retracted_us <= known:
+            notes.append(f"{event_id} was retracted at {iso(from_micros(retracted_us))}")
+        elif valid is not None and occurred_us > valid:
+            notes.append(f"{event_id} occurred at {iso(from_micros(occurred_us))}")
+    return f" (its registration {'; '.join(notes)})" if notes else ""
+
+
+# Ledger ids are exact, while platforms mostly take handles in any letter case
+# (twitter:Khamenei_ir is twitter:khamenei_ir there): an unknown id is most often a
+# registered one in other case, or a typo. Past this many candidates only the case
+# is compared (difflib takes ~10 µs a candidate).
+SIMILAR_SPELLINGS_LIMIT = 20_000
+
+
+def ever_registered(db: Database, field: str, given: str) -> bool:
+    """Whether the ledger holds a registration of this account or subject, at any time."""
+    registration = "account_registered" if field == "account" else "subject_registered"
+    found = db.one(
+        f"SELECT 1 FROM timeline t WHERE t.{field} = :given AND t.type = :type LIMIT 1",
+        {"given": given, "type": registration},
+    )
+    return found is not None
+
+
+def similar_ids(db: Database, field: str, given: str, limit: int = 3) -> list[str]:
+    """Registered accounts (of the same platform) or subjects that ``given`` may have
+    meant: the same id in other letter case, else close spellings. For messages only:
+    it reads every registration of the platform, or every subject row."""
+    if field == "account":
+        platform, colon, _ = given.partition(":")
+        if not colon:
+            return []
+        # The platform slug is lower case by the schema: its accounts are one range.
+        sql = (
+            f"SELECT DISTINCT t.account FROM timeline t{_hint(db, 'timeline_status_facts')} "
+            "WHERE t.account >= :low AND t.account < :high "
+            "AND t.type = 'account_registered' AND t.account <> :given"
+        )
+        params = {"low": platform + ":", "high": platform + ";", "given": given}
+    else:
+        sql = (
+            f"SELECT DISTINCT t.subject FROM timeline t{_hint(db, 'timeline_subject')} "
+            "WHERE t.subject IS NOT NULL AND t.type = 'subject_registered' "
+            "AND t.subject <> :given"
+        )
+        params = {"given": given}
+    candidates = [row[0] for row in db.execute(sql, params)]
+    folded = given.casefold()
+    same = sorted(c for c in candidates if c.casefold() == folded)
+    if same or len(candidates) > SIMILAR_SPELLINGS_LIMIT:
+        return same[:limit]
+    return difflib.get_close_matches(given, candidates, n=limit, cutoff=0.85)
 
 
 def _require_registered(db: Database, account: str, moment: Moment) -> None:
@@ -223,7 +301,7 @@ def _require_registered(db: Database, account: str, moment: Moment) -> None:
         {**moment.params(), "account": account},
     )
     if registered is None:
-        raise _unregistered(account, moment.known_at, moment.as_of)
+        raise _unregistered(db, account, moment.known_at, moment.as_of)
 
 
 def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]:
@@ -243,7 +321,7 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
     for part, _, _, leaf in rows:
         parts[part].append(_record(leaf))
     if not parts[_REGISTRATION]:
-        raise _unregistered(account, moment.known_at, moment.as_of)
+        raise _unregistered(db, account, moment.known_at, moment.as_of)
     (registration,) = parts[_REGISTRATION]
     status = fold_status(Entry.from_record(r) for r in parts[_STATUS]).at(moment.as_of)
     exemptions = _exemptions(parts[_EXEMPTION], holder="account")
@@ -280,7 +358,7 @@ def status_history(db: Database, account: str, known_at: datetime) -> list[dict[
     records = [r for r in timeline(db, known_at, wanted) if not r["retracted"]]
     registrations = [r for r in records if r["type"] == "account_registered"]
     if not registrations:
-        raise _unregistered(account, known_at)
+        raise _unregistered(db, account, known_at)
     registration = registrations[-1]  # the rules allow one at a time: the one not retracted
     entries = [Entry.from_record(r) for r in records if r["type"] != "account_registered"]
     start = datetime.fromisoformat(registration["occurred_at"])
