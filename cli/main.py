@@ -653,13 +653,16 @@ def _replayable(stream: IO[bytes]) -> IO[bytes]:
             return stream
     except (AttributeError, ValueError, OSError):
         pass
-    import shutil
     import tempfile
 
     spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - returned, closed with the process
         max_size=16 * 1024 * 1024, mode="w+b"
     )
-    shutil.copyfileobj(stream, spool)
+    # read1, not read: a buffered read(n) goes on reading after a terminal's end of
+    # input (Ctrl-D) to fill n bytes, so that one Ctrl-D would not end the input.
+    read = getattr(stream, "read1", stream.read)
+    while chunk := read(1 << 16):
+        spool.write(chunk)
     return spool
 
 
@@ -752,6 +755,12 @@ def append(
       enforcement-ledger append --dry-run events.jsonl
     """
     ledger = session.writing_ledger()
+    if file.isatty():  # `append` typed alone would otherwise wait without a word
+        click.echo(
+            "Reading events from the terminal, one JSON object a line; end with Ctrl-D "
+            "(nothing is appended before then)",
+            err=True,
+        )
     if in_dependency_order:
         from ledger.ordering import DependencyOrder
 

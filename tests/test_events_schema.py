@@ -1039,3 +1039,39 @@ def test_record_help_example_is_a_valid_event(tmp_path: Path, type_name: str) ->
     result = runner.invoke(cli, ["--store", str(missing), *words[1:]])
     assert result.exit_code == 1, result.output
     assert result.output.startswith(f"Error: no ledger at {missing}"), result.output
+
+
+@pytest.mark.parametrize("options", [[], ["--sort"]], ids=["as-given", "sorted"])
+def test_append_from_a_terminal_says_how_to_end_the_input(
+    registered: Store, options: list[str]
+) -> None:
+    """`append` typed alone reads the terminal: it says so rather than wait silently,
+    and one Ctrl-D ends the input."""
+    import os
+    import subprocess
+
+    from tests.ledger_helpers import CLI, REPO
+
+    event = ev("account_suspended", "2021-01-08T16:00:00Z", account="twitter:example", policy="p")
+    controller, terminal = os.openpty()
+    try:
+        process = subprocess.Popen(
+            [*CLI, "--store", registered.url, "append", *options],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+            text=True,
+        )
+        # A line, then Ctrl-D at the start of the next: the end of the input.
+        os.write(controller, (json.dumps(event) + "\n").encode() + b"\x04")
+        out, err = process.communicate(timeout=60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert process.returncode == 0, err
+    assert err.startswith("Reading events from the terminal, one JSON object a line; end with")
+    assert out.startswith("Appended 1 event(s)")
+    # From a file or a pipe: nothing extra.
+    again = registered.ok("append", "-", input=jsonl({**event, "occurred_at": "2021-02-01"}))
+    assert again.stderr == ""
