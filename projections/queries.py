@@ -688,11 +688,12 @@ def _filter_clauses(
         clauses.append("t.account = :account")
         params["account"] = selection.account
     if selection.subject:
-        # A subject's timeline includes the events of every account registered to it.
+        # A subject's timeline includes the events of every account registered to it,
+        # as known at K: a retracted registration no longer ties its account to it
+        # (the account may have been registered again, to another subject).
         clauses.append(
             "(t.subject = :subject OR t.account IN (SELECT a.account FROM timeline a "
-            "WHERE a.type = 'account_registered' AND a.subject = :subject "
-            "AND a.recorded_us <= :known))"
+            f"WHERE a.type = 'account_registered' AND a.subject = :subject AND {_visible('a')}))"
         )
         params["subject"] = selection.subject
     if selection.platform:

@@ -19,7 +19,16 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from tests.conftest import Store
-from tests.ledger_helpers import account, ev, export, jsonl, parse_table, reject, subject
+from tests.ledger_helpers import (
+    account,
+    ev,
+    export,
+    jsonl,
+    last_recorded_at,
+    parse_table,
+    reject,
+    subject,
+)
 
 IG = "instagram:khamenei_ir"
 FB = "facebook:khamenei.ir"
@@ -199,6 +208,46 @@ def test_timeline_by_subject_includes_its_accounts(world: Store) -> None:
         "f-x",
     ]
     assert ids(world.timeline("--subject", "donald_trump")) == ["subj-dt", "reg-xdt", "susp-dt"]
+
+
+def test_a_retracted_registration_no_longer_ties_its_account_to_the_subject(
+    store: Store,
+) -> None:
+    """Re-registered to another subject, an account's events count under that one only
+    (as `accounts --subject` answers), from the retraction's record time on."""
+    store.append(
+        subject("s1", event_id="subj-s1"),
+        subject("s2", event_id="subj-s2"),
+        account("twitter:acc", subject="s1", event_id="r1"),
+        ev("account_suspended", "2022-01-01", account="twitter:acc", policy="p", event_id="su1"),
+    )
+    before = last_recorded_at(store)
+    store.append(
+        ev("event_retracted", "2023-01-01", target="su1", reason="wrong", event_id="x0"),
+        ev("event_retracted", "2023-01-01", target="r1", reason="wrong", event_id="x1"),
+        account("twitter:acc", subject="s2", event_id="r2"),
+        ev("account_suspended", "2022-01-01", account="twitter:acc", policy="p", event_id="su2"),
+    )
+    # The retracted registration still names s1, so it stays in s1's timeline, marked,
+    # with its retraction (listed under its target's account and subject).
+    assert [(e["event_id"], e["retracted"]) for e in store.timeline("--subject", "s1")] == [
+        ("subj-s1", False),
+        ("r1", True),
+        ("x1", False),
+    ]
+    # s2's account brings its whole history, the retracted first registration included.
+    assert ids(store.timeline("--subject", "s2")) == [
+        *("subj-s2", "r1", "r2", "su1", "su2", "x0", "x1")
+    ]
+    for holder, count in (("s1", 0), ("s2", 1)):
+        counted = store.ok("counts", "--subject", holder, "--type", "account_suspended", "--json")
+        assert json.loads(counted.stdout) == [{"count": count}]
+    # Known at before the retraction: the first registration, and its events, count for s1.
+    assert ids(store.timeline("--subject", "s1", "--known-at", before)) == [
+        "subj-s1",
+        "r1",
+        "su1",
+    ]
 
 
 def test_timeline_by_platform(world: Store) -> None:
