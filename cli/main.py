@@ -2078,6 +2078,12 @@ def verify(
 
     if export_file is not None and read_models:
         raise click.UsageError("--read-models checks a store's read models: not with --export")
+    if export_file is None and checkpoint_files:
+        # A store holds its own checkpoints: the file would be left unchecked.
+        raise click.UsageError(
+            "--checkpoint goes with --export (the checkpoints an export must match); to "
+            "check this store against a checkpoint you saved, give it with --trusted"
+        )
     verifiers = parse_vkeys(vkeys)
     trusted = [read_checkpoint_file(f) for f in trusted_files]
     covered = None

@@ -570,6 +570,18 @@ def test_verify_with_a_trusted_checkpoint_saved_earlier(log: Log) -> None:
     assert result.stderr == ""
 
 
+def test_verify_of_a_store_refuses_checkpoint_files_it_would_not_check(log: Log) -> None:
+    """--checkpoint is what an export must match; on a store the file was ignored and
+    verify said OK whatever it held. The saved checkpoint of a store goes to --trusted."""
+    log.append_seed()
+    saved = log.store.tmp_path / "saved.checkpoint"
+    saved.write_text("not a checkpoint at all\n")
+    result = log.run("verify", "--vkey", log.vkey, "--checkpoint", str(saved))
+    assert result.exit_code == 2, result.output
+    assert "--checkpoint goes with --export" in result.stderr
+    assert "give it with --trusted" in result.stderr
+
+
 def test_a_bad_trusted_checkpoint_is_named_by_its_file(log: Log) -> None:
     log.append_seed()
     good = log.store.tmp_path / "good.checkpoint"
