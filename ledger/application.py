@@ -24,6 +24,7 @@ from ledger.persistence import (
     TargetEntry,
     WriteTransaction,
     lane_key,
+    leaf_bytes,
     open_storage,
 )
 from ledger.rules import (
@@ -373,7 +374,7 @@ class Ledger:
                         )
                     data = {**_content_of(record), "event_id": record.get("event_id")}
                     chunk.append((index, parse_event(data, index)))
-                    originals.append((record, bytes(leaf)))
+                    originals.append((record, leaf_bytes(leaf)))
                     if len(chunk) >= FLUSH_EVERY:
                         checked = batch.add_copied(chunk, originals, pending, checked)
                         chunk, originals = [], []

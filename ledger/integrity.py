@@ -261,9 +261,14 @@ def verify_log(
     # list equality; the checks and their order (first bad leaf or root) are those
     # of a leaf-by-leaf loop.
     while batch := list(islice(iterator, _VERIFY_BATCH)):
-        hashes = [sha256(b"\x00" + leaf).digest() for leaf, _ in batch]
-        bad = len(batch)  # offset of the first leaf failing a check of its own
-        for offset, (leaf, _) in enumerate(batch):
+        not_bytes = None  # offset of a stored event that is not bytes at all
+        try:
+            hashes = [sha256(b"\x00" + leaf).digest() for leaf, _ in batch]
+        except TypeError:  # TEXT or NULL where a leaf was: changed outside the ledger
+            not_bytes = next(i for i, (leaf, _) in enumerate(batch) if not _is_bytes(leaf))
+            hashes = [sha256(b"\x00" + leaf).digest() for leaf, _ in batch[:not_bytes]]
+        bad = len(batch) if not_bytes is None else not_bytes  # first leaf failing a check
+        for offset, (leaf, _) in enumerate(batch[:bad]):
             marker = b'"sequence":%d' % (index + offset)
             at = leaf.find(marker)
             if at < 0 or leaf[at + len(marker) : at + len(marker) + 1] not in (b",", b"}"):
@@ -288,6 +293,14 @@ def verify_log(
             raise IntegrityError(
                 f"sequence {stop}: the stored event's bytes no longer hash to the leaf "
                 "recorded at append time (the event was altered)",
+                stop,
+            )
+        if not_bytes is not None and bad == not_bytes:
+            from ledger.persistence import describe_stored
+
+            raise IntegrityError(
+                f"sequence {stop}: the stored event is {describe_stored(batch[bad][0])}, "
+                "not bytes: it was changed outside the ledger",
                 stop,
             )
         if bad < len(batch):
@@ -323,6 +336,10 @@ def verify_log(
         trusted=trusted_count,
     )
     return report
+
+
+def _is_bytes(value: object) -> bool:
+    return isinstance(value, bytes | bytearray | memoryview)
 
 
 def _open(

@@ -37,6 +37,28 @@ from typing import Any, NamedTuple
 
 from ledger.location import StoreError, StoreLocation
 
+
+def describe_stored(value: object) -> str:
+    """What a stored event column holds instead of bytes, for a message."""
+    if value is None:
+        return "NULL"
+    return "text" if isinstance(value, str) else f"a {type(value).__name__}"
+
+
+def leaf_bytes(value: object) -> bytes:
+    """A stored leaf (BLOB, bytea) as bytes. Anything else was written outside the
+    ledger (the sqlite3 shell's replace() returns TEXT); ``bytes()`` would raise, or
+    turn a number into that many zero bytes."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise StoreError(
+        f"the store holds an event that is {describe_stored(value)}, not bytes: it was "
+        "changed outside the ledger; `enforcement-ledger verify` finds where"
+    )
+
+
 FORMAT_VERSION = "2"  # 2: ledger_entries gained lane and target
 APPLICATION_NAME = "EnforcementLedger"
 LEDGER_TABLES = ("ledger_meta", "ledger_entries", "merkle_nodes", "checkpoints")
@@ -318,14 +340,14 @@ class WriteTransaction:
             "AND r.type = 'event_retracted' WHERE l.event_id IN",
             event_ids,
         )
-        return {row[1]: TargetEntry(_entry_ref(row), bytes(row[4]), row[5]) for row in rows}
+        return {row[1]: TargetEntry(_entry_ref(row), leaf_bytes(row[4]), row[5]) for row in rows}
 
     def find_entry(self, event_id: str) -> EntryRef | None:
         return self.find_entries([event_id]).get(event_id)
 
     def leaf(self, sequence: int) -> bytes:
         row = self.db.one(self._leaves_sql + "WHERE l.sequence = ?", (sequence,))
-        return bytes(row[0])
+        return leaf_bytes(row[0])
 
     def stream_extent(self, originator_id: uuid.UUID) -> tuple[int, int | None]:
         """How many events a stream has stored (its aggregate version) and the
@@ -360,7 +382,7 @@ class WriteTransaction:
                 lane,
             ),
         ).fetchall()
-        return [bytes(state) for _, state in sorted(rows)]
+        return [leaf_bytes(state) for _, state in sorted(rows)]
 
     def stream_leaves(self, originator_id: uuid.UUID) -> list[bytes]:
         """Leaves of a whole stream, in log order (its aggregate version order)."""
@@ -369,14 +391,14 @@ class WriteTransaction:
             "ORDER BY originator_version",
             (self.storage.originator_param(originator_id),),
         ).fetchall()
-        return [bytes(r[0]) for r in rows]
+        return [leaf_bytes(r[0]) for r in rows]
 
     def referring_leaves(self, event_id: str) -> list[bytes]:
         """Leaves of events whose ``target`` is ``event_id`` (appeals, retractions)."""
         rows = self.db.execute(
             self._leaves_with_sequence_sql + "WHERE l.target = ?", (event_id,)
         ).fetchall()
-        return [bytes(state) for _, state in sorted(rows)]
+        return [leaf_bytes(state) for _, state in sorted(rows)]
 
     def retraction_of(self, event_id: str) -> str | None:
         row = self.db.one(
@@ -492,7 +514,7 @@ class Storage:
         order = "rowid" if self.dialect == "sqlite" else "notification_id"
         statement = f"SELECT state FROM {self.events_table} ORDER BY {order}"
         for (state,) in db.stream(statement, binary=True):
-            yield bytes(state)
+            yield leaf_bytes(state)
 
     def iter_leaves_with_hashes(self, db: Database) -> Iterator[tuple[bytes, bytes | None]]:
         """(leaf, hash recorded at append time) in log order, one streamed query.

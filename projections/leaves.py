@@ -24,6 +24,8 @@ from collections.abc import Callable
 from json.scanner import make_scanner
 from typing import Any
 
+from ledger.persistence import leaf_bytes
+
 # Leaves parsed in this process before pydantic_core's parser is imported and used.
 FAST_AFTER = 20_000
 
@@ -44,7 +46,11 @@ def parse_text(text: str) -> Any:
 
 
 def parse_stdlib(leaf: bytes) -> Any:
-    return parse_text(str(leaf, "utf-8"))
+    try:
+        text = str(leaf, "utf-8")
+    except TypeError:  # NULL or text where a leaf was: leaf_bytes says so
+        text = str(leaf_bytes(leaf), "utf-8")
+    return parse_text(text)
 
 
 def _fast_parser() -> Callable[[bytes], Any]:
@@ -53,7 +59,7 @@ def _fast_parser() -> Callable[[bytes], Any]:
     def parse_fast(leaf: bytes) -> Any:
         try:
             return from_json(leaf, cache_strings="keys")
-        except ValueError:
+        except (ValueError, TypeError):
             return parse_stdlib(leaf)
 
     return parse_fast

@@ -332,6 +332,47 @@ def test_one_changed_byte_in_a_stored_payload_is_named(ledger: KeyedLedger, tabl
     assert f"sequence {bad}:" in message
 
 
+def test_a_stored_event_set_to_null_is_named(ledger: KeyedLedger, tables: Tables) -> None:
+    bad = 21
+    tables.drop_triggers()
+    tables.set_payload(bad, None)  # type: ignore[arg-type]
+    message = ledger.verify_fails()
+    assert f"sequence {bad}: the stored event is NULL, not bytes" in message
+    _reads_point_to_verify(ledger, "NULL")
+
+
+@SQLITE_ONLY
+def test_a_stored_event_edited_into_text_is_named(ledger: KeyedLedger, tables: Tables) -> None:
+    """`replace()` in the sqlite3 shell returns TEXT: the most natural hand edit."""
+    bad = 21
+    tables.drop_triggers()
+    tables.execute(
+        "UPDATE stored_events SET state = replace(state, '\"source\"', '\"Source\"') "
+        "WHERE rowid = ?",
+        (tables.row_of(bad),),
+    )
+    assert tables.all("SELECT count(*) FROM stored_events WHERE typeof(state) = 'text'") == [(1,)]
+    message = ledger.verify_fails()
+    assert f"sequence {bad}: the stored event is text, not bytes" in message
+    _reads_point_to_verify(ledger, "text")
+    target = Store(str(ledger.store.tmp_path / "copy.db"), "sqlite", ledger.store.tmp_path)
+    result = target.run("copy", ledger.store.url)
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert "the store holds an event that is text, not bytes" in result.stderr
+
+
+def _reads_point_to_verify(ledger: KeyedLedger, held: str) -> None:
+    """Reads of a stored event that is not bytes say so (exit 1), not exit 70."""
+    commands = [("replay", "--silent"), ("timeline",), ("export", "--nl"), ("accounts",)]
+    for command in commands:
+        result = ledger.store.run(*command)
+        assert result.exit_code == 1, (command, result.exit_code, result.output)
+        assert result.stderr == (
+            f"Error: the store holds an event that is {held}, not bytes: it was changed "
+            "outside the ledger; `enforcement-ledger verify` finds where\n"
+        ), (command, result.stderr)
+
+
 @SQLITE_ONLY
 def test_changed_byte_with_fixed_up_stored_hashes_is_still_caught(
     ledger: KeyedLedger, tables: Tables
