@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of the output went away
 
 STATUS_COLUMNS = [
     "account",
@@ -246,6 +247,22 @@ class Session:
             self._ledger.close()
 
 
+def _discard_stdout() -> None:
+    """Send what is left of standard output nowhere: flushing it at exit would fail
+    again (Python's own advice for a closed pipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _is_stdout_encoding(encoding: str) -> bool:
+    import codecs
+
+    try:
+        return codecs.lookup(encoding).name == codecs.lookup(sys.stdout.encoding).name
+    except (LookupError, TypeError):
+        return False
+
+
 def _meant(ctx: click.Context, error: Exception) -> str:
     """For an event refused because its account or subject has no registration: the
     registered ids it may have meant, as the read models hold them."""
@@ -400,6 +417,18 @@ class LedgerGroup(click.Group):
             if _is_permission_error(error):
                 message = str(error).strip().splitlines()[0]
                 raise click.ClickException(f"permission denied: {message}") from None
+            if isinstance(error, OSError) and error.errno == errno.EPIPE:
+                # The reader of the output stopped (`… | head`): not an error of this
+                # command. The status a shell gives a process ended by SIGPIPE, as a
+                # Unix tool in its place would end; nothing more is written.
+                _discard_stdout()
+                ctx.exit(EXIT_BROKEN_PIPE)
+            if isinstance(error, UnicodeEncodeError) and _is_stdout_encoding(error.encoding):
+                raise click.ClickException(
+                    f"standard output takes {error.encoding} only, which cannot hold "
+                    f"{error.object[error.start : error.end]!r} from the ledger; set "
+                    "PYTHONIOENCODING=utf-8 (or use a UTF-8 terminal) and run it again"
+                ) from None
             if isinstance(error, OSError) and error.errno in _OUTPUT_FAILURES:
                 # Writing what the command prints (stdout to a full disk, say): the
                 # store's own writes fail through its driver, not as OSError.

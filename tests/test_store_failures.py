@@ -114,6 +114,51 @@ def test_output_to_a_full_disk_is_an_error_saying_so(tmp_path: Path, args: list[
     assert result.stderr == "Error: cannot write to standard output: No space left on device\n"
 
 
+@pytest.mark.parametrize("args", [["export", "--nl"], ["timeline", "--csv"], ["timeline"]])
+def test_output_whose_reader_stops_ends_quietly_with_the_sigpipe_status(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """`… | head`: the reader went away. Not exit 1 with nothing said (click's own
+    handling), which a script would take for a data error: 141, as a shell reports a
+    Unix tool ended by SIGPIPE, and nothing on stderr."""
+    store = str(tmp_path / "ledger.db")
+    assert _cli("--store", store, "init").returncode == 0
+    assert _cli("--store", store, "append", str(_generated(tmp_path, 3_000))).returncode == 0
+    reading = subprocess.Popen(
+        [*CLI, "--store", store, *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reading.stdout is not None
+    assert reading.stderr is not None
+    assert reading.stdout.readline()  # the reader takes a line, then stops reading
+    reading.stdout.close()
+    with reading.stderr:
+        stderr = reading.stderr.read()
+    assert reading.wait(timeout=120) == 141, stderr
+    assert stderr == b""
+
+
+def test_text_the_output_encoding_cannot_hold_is_an_error_saying_so(tmp_path: Path) -> None:
+    store = str(tmp_path / "ledger.db")
+    assert _cli("--store", store, "init").returncode == 0
+    assert _cli("--store", store, "append", str(SEED)).returncode == 0
+    result = subprocess.run(
+        [*CLI, "--store", store, "timeline", "--nl"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: standard output takes ascii only, which cannot hold")
+    assert result.stderr.endswith(
+        "set PYTHONIOENCODING=utf-8 (or use a UTF-8 terminal) and run it again\n"
+    )
+
+
 @pytest.mark.parametrize("store_kind", ["postgres"])
 def test_a_lost_server_connection_says_so_and_commits_nothing(
     bare_store: Store, tmp_path: Path
