@@ -1906,21 +1906,29 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
 
 
 @cli.command()
+@click.option(
+    "--show", is_flag=True, help="Print the verifier key of the existing signing key instead."
+)
 @click.pass_obj
-def keygen(session: Session) -> None:
+def keygen(session: Session, show: bool) -> None:
     """Create the Ed25519 signing key (file mode 0600) and print its verifier key.
 
     The key file is the SQLite store's path + ".key" unless --key-file or
     ENFORCEMENT_LEDGER_KEY_FILE says otherwise. Give the printed verifier key to
-    auditors: it is what `verify --vkey` checks signatures against.
+    auditors: it is what `verify --vkey` checks signatures against. --show prints
+    it again from the key file (a key is never overwritten).
 
     \b
     Example:
       enforcement-ledger --store ledger.db keygen
+      enforcement-ledger --store ledger.db keygen --show > ledger.vkey
     """
     from ledger.integrity import create_key
     from ledger.location import KeyError_, key_path
 
+    if show:
+        click.echo(session.signer(required=True).verifier_key())
+        return
     ledger = session.ledger()
     path = key_path(session.location, session.key_file)
     if path is None:

@@ -78,14 +78,31 @@ def read_checkpoint_file(path: str) -> CheckpointText:
 
 
 def parse_vkeys(values: Iterable[str]) -> list[notes.Ed25519Verifier]:
+    """Verifier keys given as text or as files holding one."""
     verifiers = []
     for value in values:
         text = value.strip()
         if os.path.exists(text):
-            text = Path(text).read_text(encoding="ascii").strip()
+            try:
+                text = Path(text).read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = error.strerror if isinstance(error, OSError) else "not ASCII text"
+                raise KeyError_(
+                    f"--vkey {value!r}: cannot read a verifier key from it: {reason}"
+                ) from None
+        if text.startswith("PRIVATE+KEY+"):
+            raise KeyError_(
+                f"--vkey {value!r} is the private signing key, which must stay with the "
+                "operator; give its verifier key (`enforcement-ledger keygen --show`)"
+            )
         try:
             verifiers.append(notes.parse_verifier_key(text))
         except notes.NoteError as error:
+            if "+" not in text:
+                raise KeyError_(
+                    f"--vkey {value!r} is neither a file nor a C2SP verifier key "
+                    "(<name>+<key id>+<key>)"
+                ) from None
             raise KeyError_(f"--vkey {value!r} is not a C2SP verifier key: {error}") from None
     return verifiers
 
@@ -348,12 +365,29 @@ def _open(
     try:
         checkpoint, _ = notes.open_checkpoint(text, verifiers, origin=origin)
     except notes.UnverifiedNoteError:
+        given = ", ".join(f"{v.name}+{v.key_id:08x}" for v in verifiers)
+        signers = ", ".join(_signers(text)) or "no key"
+        advice = f"--vkey gave {given}" if given else "give the log's key with --vkey"
         raise IntegrityError(
-            f"{what}: no signature by a trusted key (give the log's key with --vkey)"
+            f"{what}: no signature by a trusted key: it is signed by {signers}; {advice}"
         ) from None
     except (notes.NoteError, notes.CheckpointError) as error:
         raise IntegrityError(f"{what}: {error}") from None
     return checkpoint
+
+
+def _signers(text: str) -> list[str]:
+    """``name+keyid`` of each signature line of a note (C2SP: "— name base64(id‖sig)")."""
+    found = []
+    for line in text.partition("\n\n")[2].splitlines():
+        name, _, signature = line.removeprefix("\u2014 ").partition(" ")
+        try:
+            raw = base64.b64decode(signature, validate=True)
+        except ValueError:
+            continue
+        if line.startswith("\u2014 ") and len(raw) >= 4:
+            found.append(f"{name}+{raw[:4].hex()}")
+    return found
 
 
 def _b64(value: bytes) -> str:

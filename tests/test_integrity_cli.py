@@ -555,7 +555,34 @@ def test_verify_rejects_checkpoints_under_a_wrong_key(shared_log: Log) -> None:
         assert "key" in result.stderr
     result = shared_log.run("verify", "--vkey", "not-a-key")
     assert result.exit_code == 1
-    assert "not-a-key" in result.stderr
+    assert "'not-a-key' is neither a file nor a C2SP verifier key" in result.stderr
+    # A key of another log: the message names who signed and which key was given.
+    wrong = notes.parse_verifier_key(other_name)
+    result = shared_log.fail("verify", "--vkey", other_name)
+    signer = notes.parse_verifier_key(shared_log.vkey)
+    assert (
+        f"no signature by a trusted key: it is signed by {signer.name}+{signer.key_id:08x}; "
+        f"--vkey gave {wrong.name}+{wrong.key_id:08x}"
+    ) in result.stderr
+
+
+def test_vkey_files_that_hold_no_verifier_key_are_named(shared_log: Log, tmp_path: Path) -> None:
+    binary = tmp_path / "binary.vkey"
+    binary.write_bytes(b"\xff\xfe")
+    cases = [
+        (str(tmp_path), "cannot read a verifier key from it: Is a directory"),
+        (str(binary), "cannot read a verifier key from it: not ASCII text"),
+        (str(shared_log.key), "is the private signing key, which must stay with the operator"),
+    ]
+    for given, problem in cases:
+        result = shared_log.run("verify", "--vkey", given)
+        assert result.exit_code == 1, (given, result.output)
+        assert result.stderr.startswith(f"Error: --vkey {given!r}"), result.stderr
+        assert problem in result.stderr
+
+
+def test_keygen_show_prints_the_verifier_key_again(log: Log) -> None:
+    assert log.ok("keygen", "--show").stdout.strip() == log.vkey
 
 
 def test_verify_with_a_trusted_checkpoint_saved_earlier(log: Log) -> None:
