@@ -2189,7 +2189,8 @@ def main(argv: list[str] | None = None) -> None:
             # A stored event edited into another valid JSON object fails here too: the
             # reads trust the log's shape, which verify checks (it names the sequence).
             "If the store may have been changed outside the ledger, `enforcement-ledger "
-            "verify` checks it; ENFORCEMENT_LEDGER_DEBUG=1 shows where this failed.",
+            "verify --read-models` checks it and the read models answers come from "
+            "(`replay` rebuilds those); ENFORCEMENT_LEDGER_DEBUG=1 shows where this failed.",
             err=True,
         )
         sys.exit(EXIT_INTERNAL)

@@ -649,7 +649,38 @@ def test_a_payload_edited_into_another_json_object_points_reads_to_verify(
     result = cli_process("--store", ledger.store.url, "timeline")
     assert result.returncode == 70, (result.returncode, result.stderr)
     assert result.stderr.startswith("Error: internal failure: ")
-    assert result.stderr.endswith(
-        "If the store may have been changed outside the ledger, `enforcement-ledger verify` "
-        "checks it; ENFORCEMENT_LEDGER_DEBUG=1 shows where this failed.\n"
+    assert result.stderr.endswith(_INTERNAL_FAILURE_HINT)
+
+
+_INTERNAL_FAILURE_HINT = (
+    "If the store may have been changed outside the ledger, `enforcement-ledger verify "
+    "--read-models` checks it and the read models answers come from (`replay` rebuilds "
+    "those); ENFORCEMENT_LEDGER_DEBUG=1 shows where this failed.\n"
+)
+
+
+def test_a_read_model_changed_by_hand_is_found_by_the_check_the_failure_names(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """A suspension's timeline row made a registration: the log is intact (verify says
+    OK) and the answer fails inside (exit 70); the hint names the check that finds it,
+    and replay mends it."""
+    suspended = tables.all(
+        "SELECT account, sequence FROM timeline WHERE type = 'account_suspended' "
+        "ORDER BY sequence LIMIT 1"
     )
+    assert suspended, "the fixture's log holds a suspension"
+    account, sequence = suspended[0]
+    tables.execute(
+        "UPDATE timeline SET type = 'account_registered' WHERE sequence = ?", (sequence,)
+    )
+    result = cli_process("--store", ledger.store.url, "status", account)
+    assert result.returncode == 70, result.stderr
+    assert result.stderr.endswith(_INTERNAL_FAILURE_HINT)
+    assert "OK size 38" in ledger.verify_ok()
+    found = ledger.verify("--read-models")
+    assert found.exit_code == 1, found.output
+    assert f"sequence {sequence}" in found.stderr
+    ledger.store.ok("replay", "--silent")
+    assert "OK size 38" in ledger.verify_ok("--read-models")
+    assert cli_process("--store", ledger.store.url, "status", account).returncode == 0
