@@ -2031,7 +2031,8 @@ def inclusion(session: Session, event: str, by: str | None) -> None:
         if sequence >= size:
             raise StoreError(f"sequence {sequence} is beyond the end of the log")
         size, note = _latest_checkpoint(session, sequence)
-        text = inclusion_proof_text(storage.node_getter(connection), sequence, size, note)
+        leaf = storage.leaf_at(connection, sequence)
+        text = inclusion_proof_text(storage.node_getter(connection), sequence, leaf, size, note)
     click.echo(text, nl=False)
 
 
@@ -2062,7 +2063,8 @@ def consistency(session: Session, old_size: int, new_size: int | None) -> None:
             raise StoreError(
                 f"need OLD_SIZE <= NEW_SIZE <= {size} (the log size); given {old_size} and {target}"
             )
-        lines = consistency_proof_lines(storage.node_getter(connection), old_size, target)
+        signed = {size: note for size, _, note in storage.checkpoints(connection)}
+        lines = consistency_proof_lines(storage.node_getter(connection), old_size, target, signed)
     for line in lines:
         click.echo(line)
 

@@ -138,15 +138,47 @@ def check_extends(
 
 
 def inclusion_proof_text(
-    get: merkle.NodeGetter, index: int, size: int, signed_checkpoint: str
+    get: merkle.NodeGetter, index: int, leaf: bytes, size: int, signed_checkpoint: str
 ) -> str:
+    """The tlog-proof of ``leaf`` at ``index``, checked against the checkpoint's root
+    before it is given out: the proof comes from the stored node table, which only
+    appends write and nothing else checks."""
     proof = merkle.inclusion_proof(get, index, size)
+    try:
+        merkle.verify_inclusion(
+            index, size, merkle.leaf_hash(leaf), proof, _signed_root(signed_checkpoint)
+        )
+    except merkle.ProofError as error:
+        raise IntegrityError(_unservable("an inclusion", error)) from None
     return notes.format_tlog_proof(index, proof, signed_checkpoint)
 
 
-def consistency_proof_lines(get: merkle.NodeGetter, old_size: int, new_size: int) -> list[str]:
+def consistency_proof_lines(
+    get: merkle.NodeGetter, old_size: int, new_size: int, signed: dict[int, str]
+) -> list[str]:
+    """The consistency proof, base64 a line; checked first when a signed checkpoint
+    (``signed``: size to note) vouches for the root at each of the two sizes."""
     proof = merkle.consistency_proof(get, old_size, new_size)
+    if old_size in signed and new_size in signed:
+        old_root, new_root = _signed_root(signed[old_size]), _signed_root(signed[new_size])
+        try:
+            merkle.verify_consistency(old_size, new_size, old_root, new_root, proof)
+        except merkle.ProofError as error:
+            raise IntegrityError(_unservable("a consistency", error)) from None
     return [base64.b64encode(h).decode("ascii") for h in proof]
+
+
+def _signed_root(note: str) -> bytes:
+    text, _ = notes.split_note(note)
+    return notes.Checkpoint.parse(text).root_hash
+
+
+def _unservable(kind: str, error: merkle.ProofError) -> str:
+    return (
+        f"refusing to give out {kind} proof that does not verify against the signed "
+        f"checkpoint ({error}): the stored Merkle node table it is read from was changed "
+        "or damaged; `enforcement-ledger verify` checks the log itself from its leaves"
+    )
 
 
 # --- verification ---------------------------------------------------------------
@@ -377,17 +409,12 @@ def _open(
 
 
 def _signers(text: str) -> list[str]:
-    """``name+keyid`` of each signature line of a note (C2SP: "— name base64(id‖sig)")."""
-    found = []
-    for line in text.partition("\n\n")[2].splitlines():
-        name, _, signature = line.removeprefix("\u2014 ").partition(" ")
-        try:
-            raw = base64.b64decode(signature, validate=True)
-        except ValueError:
-            continue
-        if line.startswith("\u2014 ") and len(raw) >= 4:
-            found.append(f"{name}+{raw[:4].hex()}")
-    return found
+    """``name+keyid`` of each signature of a note (as written, none verified)."""
+    try:
+        _, signatures = notes.split_note(text)
+    except notes.NoteError:
+        return []
+    return [f"{sig.name}+{sig.key_id:08x}" for sig in signatures]
 
 
 def _b64(value: bytes) -> str:

@@ -565,6 +565,15 @@ class Storage:
 
         return get
 
+    def leaf_at(self, db: Database, sequence: int) -> bytes:
+        """The stored leaf of one sequence (read through the log index)."""
+        row = db.one(
+            f"SELECT s.state FROM ledger_entries l JOIN {self.events_table} s "
+            f"ON s.{self.notification_column} = l.notification_id WHERE l.sequence = ?",
+            (sequence,),
+        )
+        return leaf_bytes(None if row is None else row[0])
+
     def find_sequence(self, db: Database, event_id: str) -> int | None:
         row = db.one("SELECT sequence FROM ledger_entries WHERE event_id = ?", (event_id,))
         return None if row is None else int(row[0])

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from ledger import integrity, merkle, notes
+from ledger import integrity, notes
 from tests.conftest import PG_URL, Store
 from tests.ledger_helpers import cli_process
 
@@ -566,19 +566,34 @@ def test_events_covered_by_no_signed_checkpoint_are_flagged(
 
 
 @SQLITE_ONLY
-def test_proofs_served_from_a_corrupted_node_table_fail_the_auditors_check(
+def test_proofs_are_not_given_out_from_a_corrupted_node_table(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
-    """Proof hashes come from merkle_nodes; an auditor never has to trust them."""
+    """Proof hashes come from merkle_nodes. An auditor never has to trust them (their
+    proof check fails), and `prove` checks each proof against the signed checkpoint
+    before printing it, so a damaged table is named rather than served."""
     tables.drop_triggers()
     # Node (level 2, index 1) covers leaves 4..7: the level-2 sibling on leaf 3's path.
     tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 2 AND idx = 1", (bytes(32),))
     result = ledger.run("prove", "inclusion", "3")
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        "Error: refusing to give out an inclusion proof that does not verify against the "
+        "signed checkpoint ("
+    )
+    assert "the stored Merkle node table it is read from was changed or damaged" in (result.stderr)
+    # Leaves 16..37 do not need that node: their proofs are still given, and verify.
+    result = ledger.run("prove", "inclusion", "20")
     assert result.exit_code == 0, result.output
     proof = notes.parse_tlog_proof(result.stdout)
     verifier = notes.parse_verifier_key(ledger.vkey)
-    with pytest.raises(merkle.ProofError):
-        proof.verify(ref_leaf(ledger.lines[3]), [verifier], origin=verifier.name)
+    proof.verify(ref_leaf(ledger.lines[20]), [verifier], origin=verifier.name)
+    # Node (4, 0) covers leaves 0..15, in every consistency proof from size 18 on.
+    tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 4 AND idx = 0", (bytes(32),))
+    result = ledger.run("prove", "consistency", "18", "--to", "30")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: refusing to give out a consistency proof")
 
 
 @SQLITE_ONLY
