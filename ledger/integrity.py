@@ -276,12 +276,16 @@ def verify_log(
 
     tree = merkle.StreamingRoot()
     last_good_size = 0
+    # The last size a checkpoint from outside the store (trusted, given) matched: when
+    # one of those disagrees, the store's own checkpoints may have been re-signed with
+    # the operator's key in other hands, so the change may lie anywhere after it.
+    last_vouched_size = 0
     pending_sizes = sorted(by_size)
     next_check = 0
     root_at_zero = merkle.EMPTY_ROOT
 
     def check_size() -> None:
-        nonlocal next_check, last_good_size
+        nonlocal next_check, last_good_size, last_vouched_size
         while next_check < len(pending_sizes) and pending_sizes[next_check] == tree.size:
             size = pending_sizes[next_check]
             root = tree.root() if size else root_at_zero
@@ -292,6 +296,13 @@ def verify_log(
                         "trusted": "history was rewritten since the auditor saved it",
                         "given": "these events differ from the log the checkpoint signed",
                     }.get(kind, "an event in this range was altered")
+                    if kind != "stored" and last_vouched_size < last_good_size:
+                        hint += (
+                            f" (the store's own checkpoints place it after {last_good_size}; "
+                            "if the signing key may have been used by anyone else, they are "
+                            f"no evidence, and it lies anywhere in {last_vouched_size}.."
+                            f"{size - 1})"
+                        )
                     raise IntegrityError(
                         f"sequence {last_good_size}..{size - 1}: root at size {size} is "
                         f"{_b64(root)} but the {kind} checkpoint{' ' + source if source else ''}"
@@ -300,6 +311,8 @@ def verify_log(
                         last_good_size,
                     )
             last_good_size = size
+            if any(kind != "stored" for kind, _, _ in by_size[size]):
+                last_vouched_size = size
             next_check += 1
 
     check_size()

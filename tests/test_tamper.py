@@ -519,10 +519,16 @@ def test_history_rewritten_and_re_signed_is_caught_by_a_trusted_checkpoint(
     assert export == lines
     assert export[victim] != ledger.lines[victim]
 
-    # The auditor's checkpoint, saved before the rewrite, exposes it.
+    # The auditor's checkpoint, saved before the rewrite, exposes it. The store's own
+    # checkpoints were re-signed, so the range after the last of them (30..37) left out
+    # the rewritten sequence 5: the message says where it lies if the key was misused.
     message = ledger.verify_fails("--trusted", str(saved))
     assert f"the trusted checkpoint {saved} says" in message
     assert "rewritten" in message
+    assert (
+        f"if the signing key may have been used by anyone else, they are no evidence, and "
+        f"it lies anywhere in 0..{SIZES[-1] - 1})"
+    ) in message
 
 
 def hide_an_edit_by_deleting_checkpoints(ledger: KeyedLedger, tables: Tables) -> int:
