@@ -131,6 +131,26 @@ class SourceCheckpoint:
     note: str
     created_at: str
 
+    def check_note(self) -> None:
+        """The note must state the size and root its columns hold: the copy keeps both,
+        and a store whose two disagree fails verify. (Its signature is the verifier
+        key's to check, which the copy does not have.)"""
+        from ledger import notes
+
+        try:
+            text, _ = notes.split_note(self.note)
+            stated = notes.Checkpoint.parse(text)
+        except (notes.NoteError, notes.CheckpointError) as error:
+            raise LedgerError(
+                f"the source's stored checkpoint at size {self.size} is not a signed "
+                f"checkpoint ({error}); verify the source"
+            ) from None
+        if (stated.size, stated.root_hash) != (self.size, self.root):
+            raise LedgerError(
+                f"the source's stored checkpoint at size {self.size}: its columns disagree "
+                "with its signed note; verify the source"
+            )
+
 
 def _content_of(record: dict[str, Any]) -> dict[str, Any]:
     """A stored record's submitted content: what idempotency compares."""
@@ -322,6 +342,8 @@ class Ledger:
             source.storage.read_once(db)
             # Read before the events: every checkpoint then falls within them.
             checkpoints = [SourceCheckpoint(*row) for row in source.storage.checkpoint_rows(db)]
+            for checkpoint in checkpoints:
+                checkpoint.check_note()
             result = self.copy_log(
                 source.storage.iter_leaves(db), checkpoints, origin=source._origin_in(db)
             )

@@ -658,6 +658,28 @@ def test_copying_a_store_whose_payload_is_not_an_event_names_its_sequence(
     assert "verify the source first" in result.stderr
 
 
+@SQLITE_ONLY
+def test_copying_a_store_whose_checkpoint_notes_were_swapped_is_refused(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Each note is validly signed, but states another size than its row: the copy
+    kept both and was born failing verify. Now it refuses, copying nothing."""
+    tables.drop_triggers()
+    (first, note_a), (second, note_b) = tables.all(
+        "SELECT id, note FROM checkpoints ORDER BY size LIMIT 2"
+    )
+    tables.execute("UPDATE checkpoints SET note = ? WHERE id = ?", (note_b, first))
+    tables.execute("UPDATE checkpoints SET note = ? WHERE id = ?", (note_a, second))
+    target = Store(str(ledger.store.tmp_path / "copy.db"), "sqlite", ledger.store.tmp_path)
+    result = target.run("copy", ledger.store.url)
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert result.stderr == (
+        f"Error: the source's stored checkpoint at size {SIZES[0]}: its columns disagree "
+        "with its signed note; verify the source\n"
+    )
+    assert target.count() == 0
+
+
 def test_a_payload_edited_into_another_json_object_points_reads_to_verify(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
