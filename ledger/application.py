@@ -152,6 +152,15 @@ class SourceCheckpoint:
             )
 
 
+def _rejected(event: Any, event_id: str, violation: RuleViolation) -> str:
+    """The refusal of ``event``. An id the ledger generated for it names nothing the
+    user knows (and is never stored): the message says "this event" instead."""
+    reason = str(violation)
+    if event.event_id:
+        return f"{event.type} {event.event_id} rejected: {reason}"
+    return f"{event.type} rejected: {reason.replace(event_id, 'this event')}"
+
+
 def _content_of(record: dict[str, Any]) -> dict[str, Any]:
     """A stored record's submitted content: what idempotency compares."""
     return {k: v for k, v in record.items() if k not in _ASSIGNED}
@@ -501,8 +510,9 @@ class _Batch:
         self.round_versions: dict[uuid.UUID, int] = {}  # for views dropped mid-round
         # Lanes left invalid by a backfill, pending later lines:
         # (stream, lane) -> (line, event) of the line that broke it.
-        self.deferred: dict[tuple[str, str], tuple[int, Any]] = {}
-        self.current: tuple[int, Any] = (0, None)
+        self.deferred: dict[tuple[str, str], tuple[int, Any, str]] = {}
+        # The line, event and event_id being added (the id may be generated just now).
+        self.current: tuple[int, Any, str] = (0, None, "")
         # Ids of the current chunk found in the log, plus those flushed since the
         # chunk's lookup (a round can end mid-chunk once repeats were skipped).
         self.known: dict[str, EntryRef] = {}
@@ -564,13 +574,13 @@ class _Batch:
     ) -> None:
         """Check and stage one event; ``original`` (a copy) is its source record and
         stored bytes, whose assigned fields it keeps."""
-        self.current = (line, event)
         content = self.event_content(event)
         if event.event_id is not None and self.is_repeat(event.event_id, content, line):
             if original is not None:
                 raise LedgerError(f"event_id {event.event_id} appears twice in the source", line)
             return
         event_id = event.event_id or f"ev-{uuid.uuid4().hex}"
+        self.current = (line, event, event_id)
         record = content
         record["event_id"] = event_id
         if original is None:
@@ -592,8 +602,7 @@ class _Batch:
             check_not_in_future(record, recorded_at)
             view, lane = self.apply(record)
         except RuleViolation as violation:
-            named = f" {event.event_id}" if event.event_id else ""
-            error = LedgerError(f"{event.type}{named} rejected: {violation}", line)
+            error = LedgerError(_rejected(event, event_id, violation), line)
             if isinstance(violation, Unregistered):
                 error.unregistered = (violation.field, record[violation.field])
             raise error from None
@@ -656,6 +665,13 @@ class _Batch:
             if retraction is not None:
                 self.result.skipped_retracted.append((event_id, retraction))
             return True
+        first = self.result.first_sequence
+        if first is not None and existing.sequence >= first:
+            raise LedgerError(
+                f"event_id: '{event_id}' is given twice in this batch, with different "
+                f"content ({_differences(stored, content)}); an event_id names one event",
+                line,
+            )
         raise LedgerError(
             f"event_id: '{event_id}' is already recorded (sequence "
             f"{existing.sequence}) with different content ({_differences(stored, content)}); "
@@ -819,11 +835,10 @@ class _Batch:
     def finish(self) -> AppendResult:
         # A backfill may invalidate a later event that a later line repairs; whatever
         # is still invalid now is refused, naming the line that broke it.
-        for key, (line, event) in sorted(self.deferred.items(), key=lambda i: i[1][0]):
+        for key, (line, event, event_id) in sorted(self.deferred.items(), key=lambda i: i[1][0]):
             lane = self.lanes.get(key)
             if lane is not None and lane.deferred is not None:
-                label = f"{event.type} {event.event_id}" if event.event_id else event.type
-                raise LedgerError(f"{label} rejected: {lane.deferred}", line)
+                raise LedgerError(_rejected(event, event_id, lane.deferred), line)
         self.flush()
         for projection in self.ledger.inline_projections:
             projection.finish(self.tx.db)

@@ -15,7 +15,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import Store
-from tests.ledger_helpers import SOURCE, account, ev, export, iso, jsonl, reject_append, subject
+from tests.ledger_helpers import (
+    SOURCE,
+    account,
+    ev,
+    export,
+    iso,
+    jsonl,
+    reject,
+    reject_append,
+    subject,
+)
 
 A = "twitter:example"
 B = "facebook:example"
@@ -853,8 +863,40 @@ def test_conflicting_duplicate_within_one_batch_is_an_error(world: Store) -> Non
         world,
         suspended("2021-01-01T00:00:00Z", "s"),
         suspended("2021-01-02T00:00:00Z", "s"),
-        expect=("Error: line 2: event_id: 's' is already recorded (sequence 3) with different",),
+        expect=(
+            "Error: line 2: event_id: 's' is given twice in this batch, with different "
+            "content (occurred_at: recorded '2021-01-01T00:00:00Z', given "
+            "'2021-01-02T00:00:00Z'); an event_id names one event",
+        ),
     )
+
+
+def test_a_refusal_names_no_event_id_the_ledger_generated_for_the_refused_event(
+    world: Store,
+) -> None:
+    """Without an event_id the ledger makes one up; it is never stored, so a message
+    naming it would send the user looking for an event that does not exist."""
+    world.append(
+        suspended("2021-01-01T00:00:00Z", "s"),
+        ev("appeal_filed", "2021-03-01", account=A, appeal="ap", target="s", event_id="later"),
+    )
+    earlier = ev("appeal_filed", "2021-02-01", account=A, appeal="ap", target="s")
+    for args, given in (
+        (("append", "-"), jsonl(earlier)),
+        (
+            (
+                *("record", "appeal-filed", "--account", A, "--appeal", "ap", "--target", "s"),
+                *("--occurred-at", "2021-02-01", "--source", SOURCE),
+            ),
+            None,
+        ),
+    ):
+        message = reject(world, *args, input=given)
+        assert message.rstrip().endswith(
+            "would make the recorded event later (appeal_filed at 2021-03-01T00:00:00Z) "
+            "invalid: appeal ap was already filed by this event"
+        ), message
+        assert "ev-" not in message
 
 
 def test_skipped_report_in_json(world: Store) -> None:
