@@ -135,6 +135,9 @@ def _with_detail(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             for key in _DETAIL_FIELDS
             if (value := row.get(key)) is not None
         ]
+        if row.get("account") is None and row.get("platform") is not None:
+            # A row of no account (a platform's rename): the table has no platform column.
+            parts.insert(0, f"platform={row['platform']}")
         yield {**row, "detail": "; ".join(parts)}
 
 
@@ -1462,6 +1465,13 @@ def _check_platform(db: Any, platform: str | None) -> None:
             f"no platform has the slug {platform!r}; {name!r} is the name platform "
             f"{slug!r} took on {when}, and filters name a platform by its slug, which "
             f"never changes: --platform {slug}",
+            param_hint="--platform",
+        )
+    if platform != platform.lower():
+        # Slugs are lower case by the schema: this one could match nothing.
+        raise click.BadParameter(
+            f"no platform has the slug {platform!r}; slugs are lower case: "
+            f"--platform {platform.lower()}",
             param_hint="--platform",
         )
 

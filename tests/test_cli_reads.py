@@ -1019,6 +1019,12 @@ def test_a_platforms_new_name_given_for_its_slug_is_told_the_slug(
         ) in result.output
     assert "twitter" in store.ok(*command, "--platform", "twitter").output
     store.ok(*command, "--platform", "nosuch")  # unknown and no one's name: nothing listed
+    # A slug in capitals could match nothing either: slugs are lower case.
+    result = store.fail(*command, "--platform", "Instagram", code=2)
+    assert (
+        "Invalid value for --platform: no platform has the slug 'Instagram'; slugs are "
+        "lower case: --platform instagram\n"
+    ) in result.output
 
 
 def test_subjects_show_each_persons_accounts_side_by_side(store: Store) -> None:
