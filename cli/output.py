@@ -10,6 +10,7 @@ import functools
 import json
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO, TypeVar
 
@@ -37,6 +38,19 @@ def _escape(match: re.Match[str]) -> str:
 def printable(text: str) -> str:
     """Text safe to print for a person: escapes as above."""
     return _UNPRINTABLE.sub(_escape, text)
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: wide (East Asian, most emoji) characters two,
+    combining marks and format characters none (Persian vowel marks, joiners)."""
+    if text.isascii():
+        return len(text)
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
 
 
 def _fit(text: str) -> str:
@@ -155,10 +169,14 @@ def _write_table(
     if not sample:
         click.echo(empty, err=True)
         return 0
-    widths = [max([len(c)] + [len(r[i]) for r in sample]) for i, c in enumerate(columns)]
+    widths = [
+        max([display_width(c)] + [display_width(r[i]) for r in sample])
+        for i, c in enumerate(columns)
+    ]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        padded = (c + " " * (w - display_width(c)) for c, w in zip(cells, widths, strict=True))
+        return "  ".join(padded).rstrip()
 
     out.write(line(columns) + "\n")
     out.write(line(["-" * w for w in widths]) + "\n")

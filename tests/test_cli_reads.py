@@ -1090,3 +1090,17 @@ def test_spreadsheet_csv_shows_formulas_instead_of_running_them(store: Store) ->
     assert next(csv.DictReader(io.StringIO(document)))["handle"] == "'@a"
     result = store.fail("timeline", "--csv", "--spreadsheet", code=2)
     assert "choose one output format: --csv or --spreadsheet" in result.output
+
+
+def test_table_columns_line_up_after_wide_characters(store: Store) -> None:
+    """A CJK or emoji handle takes two terminal columns a character: the cells after it
+    are padded by display width, not by character count."""
+    from cli.output import display_width
+
+    store.append(account("twitter:中文中"), account("twitter:abc"), account("twitter:😀x"))
+    lines = store.ok("accounts").stdout.splitlines()
+    header, rows = lines[0], lines[2:]
+    column = display_width(header[: header.index("status")])
+    assert len(rows) == 3
+    for row in rows:
+        assert display_width(row[: row.index("active")]) == column, lines
