@@ -352,6 +352,12 @@ def verify_log(
             tree.extend_trusted(hashes[tree.size - index : upto - index])
             check_size()
         if altered is not None:
+            if batch[altered][1] is None:
+                raise IntegrityError(
+                    f"sequence {stop}: a stored event the log index does not list (it was "
+                    "added outside the ledger, or its index row deleted)",
+                    stop,
+                )
             raise IntegrityError(
                 f"sequence {stop}: the stored event's bytes no longer hash to the leaf "
                 "recorded at append time (the event was altered)",

@@ -408,6 +408,25 @@ def test_a_deleted_row_is_named(ledger: KeyedLedger, tables: Tables, with_entry:
     assert named_sequence(message) == gone
 
 
+@SQLITE_ONLY
+def test_an_event_row_added_outside_the_ledger_is_named_as_added(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """A well-formed leaf for the next sequence, inserted with no log index row: named
+    as added, not as an altered event."""
+    tables.drop_triggers()
+    last = json.loads(tables.payload(SIZES[-1] - 1))
+    forged = canonical({**last, "sequence": SIZES[-1], "event_id": "forged"})
+    topic = tables.all("SELECT topic FROM stored_events LIMIT 1")[0][0]
+    tables.execute(
+        "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
+        "VALUES (?, 1, ?, ?)",
+        ("00000000-0000-0000-0000-0000000000ff", topic, forged),
+    )
+    message = ledger.verify_fails()
+    assert f"sequence {SIZES[-1]}: a stored event the log index does not list" in message
+
+
 def test_two_swapped_events_name_the_lower_sequence(ledger: KeyedLedger, tables: Tables) -> None:
     low, high = 9, 27
     tables.drop_triggers()
