@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from ledger.application import Ledger
     from ledger.location import StoreLocation
     from ledger.persistence import Storage
-    from projections.queries import TimelineFilter
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 EXIT_INTERNAL = 70
@@ -1192,6 +1191,7 @@ def _account_or_selection(
         )
     db, moment = session.reader(), _moment(as_of, known_at)
     _check_platform(db, platform)
+    _note_unregistered(db, subject=subject)
     return db, moment
 
 
@@ -1373,9 +1373,9 @@ def subjects_command(
     """
     from projections.queries import subjects
 
-    rows = subjects(
-        session.reader(), _moment(as_of, known_at), subject=subject, divergent=divergent
-    )
+    db = session.reader()
+    _note_unregistered(db, subject=subject)
+    rows = subjects(db, _moment(as_of, known_at), subject=subject, divergent=divergent)
     if fmt == "table":
         rows = _with_platform_summary(rows)
     write_rows(
@@ -1424,6 +1424,7 @@ def accounts_command(
 
     db = session.reader()
     _check_platform(db, platform)
+    _note_unregistered(db, subject=subject)
     if history:
         if as_of is not None:
             raise click.UsageError("--history covers all valid time: give it without --as-of")
@@ -1476,13 +1477,12 @@ def _check_platform(db: Any, platform: str | None) -> None:
         )
 
 
-def _note_unregistered(db: Any, selection: TimelineFilter) -> None:
-    """An --account or --subject the ledger never registered matches no event: say so on
+def _note_unregistered(db: Any, account: str | None = None, subject: str | None = None) -> None:
+    """An --account or --subject the ledger never registered matches nothing: say so on
     stderr (the output stays what was asked), with the registered id likely meant."""
     from projections.queries import ever_registered, similar_ids
 
-    for field in ("account", "subject"):
-        given = getattr(selection, field)
+    for field, given in (("account", account), ("subject", subject)):
         if given and not ever_registered(db, field, given):
             meant = similar_ids(db, field, given)
             hint = f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
@@ -1616,7 +1616,7 @@ def timeline_command(
     selection, known = _selection(filters, limit, offset)
     db = session.reader()
     _check_platform(db, selection.platform)
-    _note_unregistered(db, selection)
+    _note_unregistered(db, selection.account, selection.subject)
     rows = timeline(db, known, selection)
     if fmt == "table":
         rows = _with_detail(rows)
@@ -1674,7 +1674,7 @@ def counts_command(
     selection, known = _selection(filters, limit)
     db = session.reader()
     _check_platform(db, selection.platform)
-    _note_unregistered(db, selection)
+    _note_unregistered(db, selection.account, selection.subject)
     rows = counts(
         db,
         known,

@@ -177,3 +177,13 @@ def test_a_filter_on_a_registered_id_adds_nothing(world: Store) -> None:
     result = world.ok("timeline", "--account", KHAMENEI, "--known-at", "2021-01-01")
     assert result.stderr == "(no events)\n"
     assert world.ok("timeline", "--subject", "Khamenei", "--nl").stderr == ""
+
+
+@pytest.mark.parametrize("command", ["accounts", "subjects", "posts", "appeals"])
+def test_a_subject_selection_never_registered_says_so_on_stderr(world: Store, command: str) -> None:
+    result = world.ok(command, "--subject", "KHAMENEI", "--nl")
+    assert result.stdout == ""
+    assert result.stderr == (
+        "note: no subject 'KHAMENEI' is registered in this ledger; did you mean 'Khamenei'?\n"
+    )
+    assert world.ok(command, "--subject", "Khamenei", "--nl").stderr == ""
