@@ -1643,6 +1643,7 @@ def timeline_command(
     "--include-retracted", is_flag=True, help="Count retracted events too (left out by default)."
 )
 @click.option("--limit", type=ROW_COUNT, help="At most this many rows.")
+@click.option("--offset", type=ROW_COUNT, default=0, help="Skip this many first.")
 @output_options
 @click.pass_obj
 def counts_command(
@@ -1652,6 +1653,7 @@ def counts_command(
     per: str | None,
     include_retracted: bool,
     limit: int | None,
+    offset: int,
     fmt: str,
     **filters: Any,
 ) -> None:
@@ -1671,7 +1673,7 @@ def counts_command(
 
     if len(set(dimensions)) < len(dimensions):
         raise click.BadParameter("give each field once", param_hint="--by")
-    selection, known = _selection(filters, limit)
+    selection, known = _selection(filters, limit, offset)
     db = session.reader()
     _check_platform(db, selection.platform)
     _note_unregistered(db, selection.account, selection.subject)

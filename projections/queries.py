@@ -871,6 +871,9 @@ def counts(
     if selection.limit is not None:
         sql += " LIMIT :limit OFFSET :offset"
         params.update(limit=selection.limit, offset=selection.offset)
+    elif selection.offset:
+        sql += " LIMIT 9223372036854775807 OFFSET :offset"
+        params.update(offset=selection.offset)
     names = (["period"] if per is not None else []) + list(by) + ["count"]
     for row in db.stream(sql, params):
         yield dict(zip(names, row, strict=True))

@@ -1104,3 +1104,14 @@ def test_table_columns_line_up_after_wide_characters(store: Store) -> None:
     assert len(rows) == 3
     for row in rows:
         assert display_width(row[: row.index("active")]) == column, lines
+
+
+def test_counts_pages_with_limit_and_offset_like_the_timeline(world: Store) -> None:
+    def rows(*args: str) -> list[dict[str, Any]]:
+        return json.loads(world.ok("counts", "--by", "type", "--json", *args).stdout)  # type: ignore[no-any-return]
+
+    every = rows()
+    assert len(every) > 3
+    assert rows("--limit", "2", "--offset", "1") == every[1:3]
+    assert rows("--offset", "2") == every[2:]
+    assert rows("--offset", str(len(every))) == []
