@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -245,8 +246,10 @@ class Session:
     def close(self) -> None:
         if self._read is not None:
             self._read.close()
+            self._read = None
         if self._ledger is not None:
             self._ledger.close()
+            self._ledger = None
 
 
 def _discard_stdout() -> None:
@@ -584,6 +587,25 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage]:
     return created, storage
 
 
+@contextmanager
+def _created_for_copy(session: Session, origin: str) -> Iterator[None]:
+    """Create this store for a copy. If the copy fails, a SQLite store this command
+    created is removed again: a failed copy leaves nothing behind. (A PostgreSQL
+    schema stays, empty: it may hold other things.)"""
+    created, _ = _create_store(session.location, origin)
+    try:
+        yield
+    except BaseException:
+        path = session.location.path
+        if created and path is not None:
+            from pathlib import Path
+
+            session.close()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        raise
+
+
 def _default_origin(location: StoreLocation) -> str:
     """A C2SP origin naming this log: no spaces, no '+', unique per store."""
     import secrets
@@ -850,7 +872,8 @@ def copy_command(
     checkpoints, so its Merkle roots are the source's and the source's verifier key
     verifies it. Every event is validated and checked against the rules on the way
     in; one failure copies nothing. This store is created with the source's origin
-    if it does not exist yet; if it does, it must be empty, with the same origin.
+    if it does not exist yet (a SQLite store so created is removed again if the copy
+    fails); if it does, it must be empty, with the same origin.
 
     With --export instead of SOURCE, the log comes from an `export --nl` file (an
     auditor's copy), with any signed checkpoints of it given by --checkpoint and
@@ -883,8 +906,8 @@ def copy_command(
             # Without the advice meant for this store ("run init", "choose another with
             # --store"): the source is read, never created.
             raise StoreError(f"SOURCE: {error.problem}", "copy reads an existing ledger") from None
-        _create_store(session.location, source_ledger.origin)
-        result, checkpoints = session.writing_ledger().copy_from(source_ledger)
+        with _created_for_copy(session, source_ledger.origin):
+            result, checkpoints = session.writing_ledger().copy_from(source_ledger)
     finally:
         source_ledger.close()
     _after_append(session)
@@ -923,9 +946,8 @@ def _copy_export(
     if len(origins) > 1:
         raise IntegrityError(f"the checkpoints name {len(origins)} logs: {sorted(origins)}")
     origin = origins.pop() if origins else _default_origin(session.location)
-    _create_store(session.location, origin)
-    ledger = session.writing_ledger()
-    with open(export_file, "rb") as handle:
+    with _created_for_copy(session, origin), open(export_file, "rb") as handle:
+        ledger = session.writing_ledger()
         result = ledger.copy_log(
             _export_leaves(handle), checkpoints, origin=origin if checkpoints else ledger.origin
         )

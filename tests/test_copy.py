@@ -179,7 +179,20 @@ def test_a_copy_of_an_altered_source_copies_nothing(
     _tamper(Path(source.url), 10, old, new)
     result = bare_store.fail("copy", source.url)
     assert message in result.stderr, result.stderr
+    _nothing_copied(bare_store)
+    # Into a store that existed before: it stays, empty.
+    bare_store.ok("init")
+    bare_store.fail("copy", source.url)
     assert bare_store.count() == 0
+
+
+def _nothing_copied(target: Store) -> None:
+    """A failed copy leaves nothing: a SQLite store it created is removed again (a
+    PostgreSQL schema stays, empty, as it may hold other things)."""
+    if target.kind == "sqlite":
+        assert not list(Path(target.url).parent.glob(Path(target.url).name + "*"))
+    else:
+        assert target.count() == 0
 
 
 def _export_and_checkpoints(store: Store, tmp_path: Path) -> tuple[Path, list[Path]]:
@@ -256,7 +269,7 @@ def test_an_export_with_a_changed_byte_or_a_forged_checkpoint_copies_nothing(
     short.write_bytes(b"".join(export.read_bytes().splitlines(keepends=True)[:5]))
     result = bare_store.fail("copy", "--export", str(short), *newest, "--vkey", vkey)
     assert "the source's checkpoint at size 23 is beyond its 5 event(s)" in result.stderr
-    assert bare_store.count() == 0
+    _nothing_copied(bare_store)
 
 
 @pytest.mark.parametrize(
