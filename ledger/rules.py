@@ -26,7 +26,7 @@ import functools
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -124,7 +124,14 @@ class Entry:
 
 @dataclass(slots=True)
 class AccountStatus:
-    """An account's enforcement status at one moment of valid time."""
+    """An account's enforcement status at one moment of valid time.
+
+    Measures stack: a measure laid on one still in force (a suspension on an
+    indefinite restriction) ends by its own ``until``, and the one beneath is in force
+    again from then on, as nothing lifted it; a reinstatement lifts them all. The
+    platform lifting the measure beneath can then still be recorded, and only a
+    reinstatement, never a later measure's end, makes an account active.
+    """
 
     status: str = "active"
     since: datetime | None = None
@@ -132,12 +139,20 @@ class AccountStatus:
     policy: str | None = None
     cause: str | None = None
     restrictions: tuple[str, ...] = ()
+    # The measure in force when this one was applied (None for none, or when active).
+    beneath: AccountStatus | None = None
 
     def at(self, moment: datetime) -> AccountStatus:
-        """The status at ``moment``: a measure with ``until`` ends by itself."""
-        if self.until is not None and self.until <= moment:
+        """The status at ``moment``: a measure with ``until`` ends by itself, and the
+        measure beneath it, if still in force, is the status from that end on."""
+        if self.until is None or moment < self.until:
+            return self
+        below = self.beneath.at(moment) if self.beneath is not None else None
+        if below is None or (below.status == "active" and (below.since or moment) <= self.until):
             return AccountStatus("active", since=self.until, cause=self.cause)
-        return self
+        if below.since is not None and below.since >= self.until:
+            return below  # it changed again after this measure ended
+        return replace(below, since=self.until)
 
     def check(self, entry: Entry) -> None:
         """Raise if ``entry`` cannot happen to an account in this status."""
@@ -145,8 +160,10 @@ class AccountStatus:
         kind = entry.type
         if kind == "account_reinstated" and current.status == "active":
             ended = (
-                f"; measure {self.cause} already ended at {iso(self.until)}"
-                if self.until is not None and self.status != "active"
+                f"; measure {current.cause} already ended at {iso(current.since)}"
+                if current.cause is not None
+                and current.since is not None
+                and self.status != "active"
                 else ""
             )
             raise RuleViolation(
@@ -172,6 +189,7 @@ class AccountStatus:
             "account_suspended": "suspended",
             "account_removed": "removed",
         }[entry.type]
+        in_force = self.at(entry.occurred_at)
         return AccountStatus(
             status,
             since=entry.occurred_at,
@@ -179,6 +197,7 @@ class AccountStatus:
             policy=record.get("policy"),
             cause=entry.event_id,
             restrictions=tuple(record.get("restrictions", ())),
+            beneath=in_force if in_force.status != "active" else None,
         )
 
 

@@ -113,10 +113,11 @@ def _exemptions(rows: Sequence[dict[str, Any]], holder: str) -> list[dict[str, A
 
 
 # Parts of one account's status, each read through an index in one statement (one
-# round trip on PostgreSQL): only the newest registration, status change and follower
-# count matter, because each of them replaces the one before it (fold_status keeps
-# the last status change, see AccountStatus.apply); exemptions fold applied/revoked
-# pairs, so all of them are read, the account's and its subject's.
+# round trip on PostgreSQL): only the newest registration and follower count matter,
+# each replacing the one before it; the status changes since the newest
+# reinstatement, which lifts every measure before it (measures stack, see
+# AccountStatus); exemptions fold applied/revoked pairs, so all of them are read, the
+# account's and its subject's.
 _REGISTRATION, _STATUS, _EXEMPTION, _SUBJECT_EXEMPTION, _FOLLOWERS = range(5)
 
 
@@ -168,24 +169,31 @@ def _status_sql(db: Database) -> str:
         None,
         "timeline_followers",
     )
-    # The newest change of each type, then the newest of those in valid-time order:
-    # AccountStatus.apply replaces the status it is given, so only that one leaf is
-    # read (the candidates' rows are already in the page cache from finding them; a
-    # leaf is a page of the large events table each).
-    candidates = ", ".join(
-        f"({newest(account_facts, kind, 'timeline_status_facts')})" for kind in _STATUS_CHANGES
+    # The status changes from the newest reinstatement on (all of them if none): a
+    # reinstatement lifts every measure, while measures laid on one another stack (see
+    # AccountStatus), so those since then are what the status folds.
+    # One part a type: the status-facts index is partial, and SQLite uses it for
+    # `type = x`, not for `type IN (…)`.
+    reinstatement = newest(account_facts, "account_reinstated", "timeline_status_facts")
+    reinstated_at = (
+        f"COALESCE((SELECT r.occurred_us FROM timeline r WHERE r.sequence = "
+        f"({reinstatement})), {-(2**63)})"
     )
-    change = (
-        f"SELECT w.sequence FROM timeline w WHERE w.sequence IN ({candidates}) "
-        "ORDER BY w.occurred_us DESC, w.sequence DESC LIMIT 1"
-    )
+    status_changes = [
+        every(
+            _STATUS,
+            f"t.account = :account AND t.type = '{kind}' AND t.occurred_us >= {reinstated_at}",
+            "timeline_status_facts",
+        )
+        for kind in _STATUS_CHANGES
+    ]
     # Scalar subqueries, no CTEs or subqueries in FROM and no ORDER BY over the whole:
     # SQLite materialises those in temporary b-trees, which spill to a temporary file
     # once the page cache is full (0.4 ms a query at 1M events). The caller sorts.
     return " UNION ALL ".join(
         [
             one(_REGISTRATION, registration),
-            one(_STATUS, change),
+            *status_changes,
             every(
                 _EXEMPTION,
                 f"t.account = :account AND {status_facts_clause('t')} "
@@ -352,7 +360,8 @@ def status_history(db: Database, account: str, known_at: datetime) -> list[dict[
     instant the answer can change (each fact, and each measure's ``until``).
 
     Reads the account's registration and status facts through its timeline index
-    (``account_status`` reads only the newest ones, which is all one moment needs).
+    (``account_status`` reads only those since the newest reinstatement, which is all
+    one moment needs).
     """
     wanted = TimelineFilter(account=account, types=("account_registered", *STATUS_TYPES))
     records = [r for r in timeline(db, known_at, wanted) if not r["retracted"]]

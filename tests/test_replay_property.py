@@ -125,33 +125,55 @@ class Status:
     policy: str | None = None
     cause: str | None = None
 
-    def at(self, moment: datetime) -> Status:
-        if self.until is not None and self.until <= moment:
-            return Status("active", since=self.until, cause=self.cause)
-        return self
+
+_KINDS = {"account_restricted": "restricted", "account_suspended": "suspended"}
+
+
+def reference_status(facts: list[Fact], moment: datetime) -> Status:
+    """The status at ``moment`` from status facts in valid-time order, stated directly
+    rather than folded (the ledger folds a stack, see AccountStatus): a reinstatement
+    lifts every measure before it; after the last one, the status is the newest measure
+    in force at ``moment``, in force since it began or since the newest later measure
+    laid on it ended; with none in force, active since the last measure ended (or the
+    reinstatement)."""
+    facts = [f for f in facts if f.at <= moment]
+    lifted = max((i for i, f in enumerate(facts) if f.type == "account_reinstated"), default=-1)
+    measures = facts[lifted + 1 :]
+
+    def until(fact: Fact) -> datetime | None:
+        value = fact.record.get("until")
+        return datetime.fromisoformat(value) if value else None
+
+    def in_force(fact: Fact) -> bool:
+        end = until(fact)
+        return end is None or moment < end
+
+    for i in reversed(range(len(measures))):
+        fact = measures[i]
+        if in_force(fact):
+            later_ends = [end for f in measures[i + 1 :] if (end := until(f)) is not None]
+            return Status(
+                _KINDS.get(fact.type, "removed"),
+                since=max([fact.at, *later_ends]),
+                until=until(fact),
+                policy=fact.record["policy"],
+                cause=fact.event_id,
+            )
+    if measures:
+        ended = max(measures, key=lambda f: (until(f), f.order))  # none is in force
+        return Status("active", since=until(ended), cause=ended.event_id)
+    if lifted >= 0:
+        return Status("active", since=facts[lifted].at, cause=facts[lifted].event_id)
+    return Status()
 
 
 def _status_ok(facts: list[Fact]) -> bool:
-    state = Status()
-    for fact in facts:
-        now = state.at(fact.at).status
-        if fact.type == "account_reinstated":
-            if now == "active":
-                return False
-            state = Status("active", since=fact.at, cause=fact.event_id)
-            continue
-        if now == "removed":
+    for i, fact in enumerate(facts):
+        now = reference_status(facts[:i], fact.at).status
+        if fact.type == "account_reinstated" and now == "active":
             return False
-        until = fact.record.get("until")
-        state = Status(
-            {"account_restricted": "restricted", "account_suspended": "suspended"}.get(
-                fact.type, "removed"
-            ),
-            since=fact.at,
-            until=datetime.fromisoformat(until) if until else None,
-            policy=fact.record["policy"],
-            cause=fact.event_id,
-        )
+        if fact.type != "account_reinstated" and now == "removed":
+            return False
     return True
 
 
@@ -325,22 +347,7 @@ class Model:
             (f for f in self.live(f"{self.account(index)}:status") if f.at <= moment),
             key=lambda f: f.order,
         )
-        state = Status()
-        for fact in facts:
-            if fact.type == "account_reinstated":
-                state = Status("active", since=fact.at, cause=fact.event_id)
-            else:
-                until = fact.record.get("until")
-                state = Status(
-                    {"account_restricted": "restricted", "account_suspended": "suspended"}.get(
-                        fact.type, "removed"
-                    ),
-                    since=fact.at,
-                    until=datetime.fromisoformat(until) if until else None,
-                    policy=fact.record["policy"],
-                    cause=fact.event_id,
-                )
-        state = state.at(moment)
+        state = reference_status(facts, moment)
         followers = sorted(
             (f for f in self.live(f"{self.account(index)}:followers") if f.at <= moment),
             key=lambda f: f.order,

@@ -539,19 +539,53 @@ def test_a_batch_is_checked_line_by_line_so_what_an_event_needs_comes_first(
     assert [e["event_id"] for e in world.timeline("--account", A)][-2:] == ["s21", "r21"]
 
 
-def test_backfilled_suspension_with_until_that_ends_before_a_reinstatement(world: Store) -> None:
-    # The reinstatement on 1 Jun is valid because of the indefinite suspension of
-    # 1 Jan. Backfilling a 1 Mar suspension that ends by itself on 1 Apr replaces
-    # it, so on 1 Jun nothing is left to reinstate.
+def test_a_measure_laid_on_another_ends_by_itself_and_the_one_beneath_lasts(
+    world: Store,
+) -> None:
+    """Measures stack: the reinstatement on 1 Jun lifts the indefinite suspension of
+    1 Jan. A backfilled 1 Mar suspension that ends by itself on 1 Apr does not end the
+    one beneath it (nothing lifted that), so the reinstatement stays valid: the old
+    model replaced the January suspension and refused the history."""
     world.append(suspended("2021-01-01T00:00:00Z", "s-jan"), reinstated("2021-06-01", "r-jun"))
+    world.append(suspended("2021-03-01T00:00:00Z", "s-mar", until="2021-04-01T00:00:00Z"))
+    periods = json.loads(world.ok("status", A, "--history", "--json").stdout)
+    assert [(p["status"], p["from"][:10], p["cause_event"]) for p in periods] == [
+        ("active", "2020-01-01", "reg-a"),
+        ("suspended", "2021-01-01", "s-jan"),
+        ("suspended", "2021-03-01", "s-mar"),
+        ("suspended", "2021-04-01", "s-jan"),
+        ("active", "2021-06-01", "r-jun"),
+    ]
+    assert world.status(A, "--as-of", "2021-05-01")["cause_event"] == "s-jan"
+    assert world.status(A, "--as-of", "2021-05-01")["since"] == "2021-04-01T00:00:00Z"
+
+
+def test_a_restriction_beneath_an_expired_suspension_can_still_be_lifted(world: Store) -> None:
+    """Restricted indefinitely, then suspended for 10 days: when the suspension ends,
+    the restriction is in force again, and the platform lifting it can be recorded."""
+    world.append(
+        ev(
+            "account_restricted",
+            "2024-01-10",
+            account=A,
+            policy="P1",
+            restrictions=["read_only"],
+            event_id="restr",
+        ),
+        suspended("2024-01-15T00:00:00Z", "susp", until="2024-01-20T00:00:00Z"),
+    )
+    after = world.status(A, "--as-of", "2024-01-25")
+    assert (after["status"], after["policy"], after["cause_event"]) == ("restricted", "P1", "restr")
+    assert after["since"] == "2024-01-20T00:00:00Z"
+    world.append(reinstated("2024-01-25", "lifted"))
+    assert world.status(A)["status"] == "active"
+    # Nothing beneath: a measure's end makes the account active, and nothing is left
+    # for a reinstatement to lift.
+    world.append(suspended("2024-02-01T00:00:00Z", "short", until="2024-02-05T00:00:00Z"))
     reject_append(
         world,
-        suspended("2021-03-01T00:00:00Z", "s-mar", until="2021-04-01T00:00:00Z"),
-        expect=(
-            "this backfilled event would make the recorded event r-jun (account_reinstated at "
-            "2021-06-01T00:00:00Z) invalid",
-            "measure s-mar already ended at 2021-04-01T00:00:00Z",
-        ),
+        reinstated("2024-02-10", "late"),
+        expect=("measure short already ended at 2024-02-05T00:00:00Z",),
     )
 
 
