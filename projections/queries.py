@@ -647,21 +647,27 @@ def _posts_of(
             key = "screen" if "warning_screen" in kind else "removal"
             applied = kind in ("post_warning_screen_applied", "post_removed")
             folded[name][key] = record if applied else None
+        if name in folded:
+            folded[name]["changed"] = record  # the newest: what put the post in its state
     rows = [_post_row(account, name, parts, moment) for name, parts in sorted(folded.items())]
     return [row for row in rows if state is None or row["state"] == state]
 
 
 def _post_row(account: str, name: str, parts: dict[str, Any], moment: Moment) -> dict[str, Any]:
     published, screen, removal = parts["published"], parts["screen"], parts["removal"]
-    cause = removal or screen or published
+    # The event that put the post in its state: the removal, or else the newest event
+    # (a screen applied, a restoration that shows the screen again, a screen removed,
+    # the publication); the measure behind the state gives its policy.
+    cause = removal or parts["changed"]
+    measure = removal or screen or {}
     return {
         "account": account,
         "post": name,
         "state": "removed" if removal else "warning_screen" if screen else "visible",
         "since": cause["occurred_at"],
-        "policy": cause.get("policy"),
-        "reason": cause.get("reason"),
-        "exception": cause.get("exception"),
+        "policy": measure.get("policy"),
+        "reason": measure.get("reason"),
+        "exception": measure.get("exception"),
         "cause_event": cause["event_id"],
         "warning_screen_since": screen["occurred_at"] if screen else None,
         "published_at": published["occurred_at"],

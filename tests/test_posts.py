@@ -67,8 +67,18 @@ def test_a_removal_outranks_a_screen_and_each_is_lifted_by_its_own_event(store: 
     assert p1("2021-01-15") == ("visible", "pub", None)
     assert p1("2021-02-15") == ("warning_screen", "scr", "2021-02-01T00:00:00Z")
     assert p1("2021-03-15") == ("removed", "rm", "2021-02-01T00:00:00Z")  # still screened
-    assert p1("2021-04-15") == ("warning_screen", "scr", "2021-02-01T00:00:00Z")
-    assert p1("2021-05-15") == ("visible", "pub", None)
+    # Since and cause name the event that put the post in its state (the restoration
+    # shows the screen again; the policy stays the screen's), not an older one.
+    assert p1("2021-04-15") == ("warning_screen", "back", "2021-02-01T00:00:00Z")
+    (restored,) = _posts(store, A, "--post", "p1", "--as-of", "2021-04-15")
+    assert (restored["since"], restored["policy"], restored["reason"]) == (
+        "2021-04-01T00:00:00Z",
+        "R",
+        "gore",
+    )
+    assert p1("2021-05-15") == ("visible", "unscr", None)
+    (unscreened,) = _posts(store, A, "--post", "p1", "--as-of", "2021-05-15")
+    assert (unscreened["since"], unscreened["policy"]) == ("2021-05-01T00:00:00Z", None)
     rows = _posts(store, A, "--as-of", "2021-03-15")
     assert [(r["post"], r["state"]) for r in rows] == [("p1", "removed"), ("p2", "visible")]
     assert rows[0]["url"] == "https://x.example/1"
@@ -110,7 +120,9 @@ def test_an_unregistered_account_is_an_error(store: Store) -> None:
 
 
 def _reference(rows: list[dict[str, Any]], as_of: datetime) -> dict[str, tuple[str, str]]:
-    """Each post's (state, cause_event) from the last screen and last removal event."""
+    """Each post's (state, cause_event) from the last screen and last removal event;
+    the cause is the removal, or else the post's newest event (what put it in its
+    state: a screen applied, a restoration, a screen removed, the publication)."""
     live = [
         r
         for r in rows
@@ -123,13 +135,13 @@ def _reference(rows: list[dict[str, Any]], as_of: datetime) -> dict[str, tuple[s
         own = [r for r in live if r["post"] == name]  # timeline order: valid time, sequence
         screens = [r for r in own if "warning_screen" in r["type"]]
         removals = [r for r in own if r["type"] in ("post_removed", "post_restored")]
-        published = [r for r in own if r["type"] == "post_published"][-1]
+        newest = own[-1]["event_id"]
         if removals and removals[-1]["type"] == "post_removed":
             result[name] = ("removed", removals[-1]["event_id"])
         elif screens and screens[-1]["type"] == "post_warning_screen_applied":
-            result[name] = ("warning_screen", screens[-1]["event_id"])
+            result[name] = ("warning_screen", newest)
         else:
-            result[name] = ("visible", published["event_id"])
+            result[name] = ("visible", newest)
     return result
 
 
