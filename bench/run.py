@@ -258,7 +258,13 @@ def report(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="postgres: the server at $ENFORCEMENT_LEDGER_BENCH_PG (default "
+        "postgresql://postgres@127.0.0.1:5432/test), in schemas dropped afterwards.",
+    )
     parser.add_argument("--json", dest="json_file", help="Also write the results as JSON.")
     parser.add_argument(
         "--smoke", action="store_true", help="A quick run for CI: small sizes, fewer repeats."

@@ -221,12 +221,12 @@ def test_the_postgresql_story_prints_what_readme_shows(tmp_path: Path, env: dict
 
 def test_the_demo_prints_what_readme_shows(tmp_path: Path, env: dict[str, str]) -> None:
     text = README.read_text(encoding="utf-8")
-    intro = "Real output of `make demo` (store path shortened):"
+    intro = "Real output of `make demo` (store path shortened), after make's own lines:"
     shown = text.split(intro, 1)[1].split("```text\n", 1)[1].split("\n```", 1)[0].splitlines()
     result = subprocess.run(
         [BIN / "enforcement-ledger", "demo"],
         cwd=tmp_path,
-        env=env,
+        env={**env, "TMPDIR": str(tmp_path)},  # its fresh store goes with the test's files
         capture_output=True,
         text=True,
         check=True,
@@ -234,6 +234,6 @@ def test_the_demo_prints_what_readme_shows(tmp_path: Path, env: dict[str, str]) 
     # The demo's store is a fresh temporary directory: README shortens its name.
     store = re.search(r"Created ledger at (\S+)", result.stdout)
     assert store is not None, result.stdout
-    short = re.sub(r"enforcement-ledger-demo-[^/]+", "enforcement-ledger-demo-…", store[1])
+    short = re.sub(r"^.*/enforcement-ledger-demo-[^/]+", "/tmp/enforcement-ledger-demo-…", store[1])
     printed = result.stdout.replace(f"--store {store[1]} ", "--store … ").replace(store[1], short)
     assert [line.rstrip() for line in printed.splitlines()] == [line.rstrip() for line in shown]
