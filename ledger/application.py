@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ledger import merkle
@@ -152,13 +152,24 @@ class SourceCheckpoint:
             )
 
 
-def _rejected(event: Any, event_id: str, violation: RuleViolation) -> str:
+def _rejected(
+    event: Any, event_id: str, violation: RuleViolation, *, later_that_day: bool = False
+) -> str:
     """The refusal of ``event``. An id the ledger generated for it names nothing the
-    user knows (and is never stored): the message says "this event" instead."""
+    user knows (and is never stored): the message says "this event" instead. A date
+    given without a time is read as 00:00Z, which puts the event before any other of
+    the same day (``later_that_day``), which it may have followed: the message says so."""
     reason = str(violation)
-    if event.event_id:
-        return f"{event.type} {event.event_id} rejected: {reason}"
-    return f"{event.type} rejected: {reason.replace(event_id, 'this event')}"
+    if not event.event_id:
+        reason = reason.replace(event_id, "this event")
+    if later_that_day:
+        day = event.occurred_at.date().isoformat()
+        reason += (
+            f" (occurred_at {day} is a date alone, read as {day}T00:00:00Z, before the "
+            "events later that day; if it happened after them, give the time)"
+        )
+    named = f" {event.event_id}" if event.event_id else ""
+    return f"{event.type}{named} rejected: {reason}"
 
 
 def _content_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -602,7 +613,8 @@ class _Batch:
             check_not_in_future(record, recorded_at)
             view, lane = self.apply(record)
         except RuleViolation as violation:
-            error = LedgerError(_rejected(event, event_id, violation), line)
+            later = self.later_that_day(event)
+            error = LedgerError(_rejected(event, event_id, violation, later_that_day=later), line)
             if isinstance(violation, Unregistered):
                 error.unregistered = (violation.field, record[violation.field])
             raise error from None
@@ -706,6 +718,20 @@ class _Batch:
         records = [json.loads(leaf) for leaf in self.tx.lane_leaves(stream, lane)]
         records.extend(self.round_lanes.get((stream.hex, lane), ()))
         return live_entries(records)
+
+    def later_that_day(self, event: Any) -> bool:
+        """Whether ``event``, given a date alone, has events of its stream later on that
+        day (for a refusal's message only: it reads the whole stream)."""
+        if getattr(event, "occurred_at_precision", None) != "day":
+            return False
+        if event.type == "event_retracted":
+            return False
+        midnight = event.occurred_at
+        _, stream = stream_of(self.event_content(event))
+        return any(
+            midnight < e.occurred_at < midnight + timedelta(days=1)
+            for e in self.stream_entries(stream)
+        )
 
     def stream_entries(self, stream: uuid.UUID) -> list[Entry]:
         records = [json.loads(leaf) for leaf in self.tx.stream_leaves(stream)]
@@ -838,7 +864,10 @@ class _Batch:
         for key, (line, event, event_id) in sorted(self.deferred.items(), key=lambda i: i[1][0]):
             lane = self.lanes.get(key)
             if lane is not None and lane.deferred is not None:
-                raise LedgerError(_rejected(event, event_id, lane.deferred), line)
+                later = self.later_that_day(event)
+                raise LedgerError(
+                    _rejected(event, event_id, lane.deferred, later_that_day=later), line
+                )
         self.flush()
         for projection in self.ledger.inline_projections:
             projection.finish(self.tx.db)

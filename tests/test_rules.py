@@ -1027,3 +1027,21 @@ def test_a_retracted_registration_can_be_registered_again(world: Store) -> None:
     world.append(account("twitter:lonely", event_id="reg-l"), retraction("reg-l", "x"))
     world.append(account("twitter:lonely", "2020-02-01T00:00:00Z", event_id="reg-l2"))
     assert world.status("twitter:lonely")["cause_event"] == "reg-l2"
+
+
+def test_a_date_alone_refused_against_its_own_day_says_it_was_read_as_midnight(
+    world: Store,
+) -> None:
+    """Sources often give a day only. A reinstatement "on 15 Jan" after a suspension at
+    08:00 that day is read as 00:00Z, before it: the refusal says why and what to give."""
+    world.append(suspended("2024-01-15T08:00:00Z", "s"))
+    hint = (
+        "(occurred_at 2024-01-15 is a date alone, read as 2024-01-15T00:00:00Z, before the "
+        "events later that day; if it happened after them, give the time)"
+    )
+    message = reject_append(world, reinstated("2024-01-15", "r"), expect=(hint,))
+    assert message.startswith("Error: line 1: account_reinstated r rejected: the account is not")
+    world.append(reinstated("2024-01-15T09:00:00Z", "r"))
+    # A refusal about another day gets no such note.
+    message = reject_append(world, reinstated("2024-02-01", "r2"), expect=())
+    assert "date alone" not in message
