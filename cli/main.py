@@ -2063,7 +2063,12 @@ def inclusion(session: Session, event: str, by: str | None) -> None:
         if sequence is None:
             raise StoreError(f"no event with event_id '{event}'")
         if sequence >= size:
-            raise StoreError(f"sequence {sequence} is beyond the end of the log")
+            raise StoreError(
+                f"sequence {sequence} is beyond the end of the log (size {size}: sequences "
+                f"0..{size - 1})"
+                if size
+                else f"sequence {sequence} is beyond the end of the log, which is empty"
+            )
         size, note = _latest_checkpoint(session, sequence)
         leaf = storage.leaf_at(connection, sequence)
         text = inclusion_proof_text(storage.node_getter(connection), sequence, leaf, size, note)
@@ -2120,6 +2125,11 @@ def consistency(session: Session, old_size: int, new_size: int | None) -> None:
     help="Also check that the read models every query answers from (timeline, "
     "retractions) are what the log makes them.",
 )
+@click.option(
+    "--all-signed",
+    is_flag=True,
+    help="Fail unless a signed checkpoint covers every event (otherwise a warning).",
+)
 @click.pass_obj
 def verify(
     session: Session,
@@ -2128,6 +2138,7 @@ def verify(
     export_file: str | None,
     checkpoint_files: tuple[str, ...],
     read_models: bool,
+    all_signed: bool,
 ) -> None:
     """Recompute every leaf and check roots, signatures and consistency.
 
@@ -2204,6 +2215,11 @@ def verify(
                         f"sequence {covered}..{report.size - 1}: not projected yet, so not "
                         "in the read models checked (any read command brings them up to date)"
                     )
+    if all_signed and report.unsigned_from is not None:
+        raise IntegrityError(
+            f"sequence {report.unsigned_from}..{report.size - 1}: covered by no signed "
+            "checkpoint, and --all-signed asks that every event be"
+        )
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     models = "" if covered is None else f"; read models match the log ({covered} event(s))"

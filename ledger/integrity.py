@@ -72,9 +72,12 @@ class CheckpointText(NamedTuple):
 
 def read_checkpoint_file(path: str) -> CheckpointText:
     try:
-        return CheckpointText(path, Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise IntegrityError(f"{path} is not a signed checkpoint: {error}") from None
+    if not text.strip():
+        raise IntegrityError(f"{path} is not a signed checkpoint: the file is empty")
+    return CheckpointText(path, text)
 
 
 def parse_vkeys(values: Iterable[str]) -> list[notes.Ed25519Verifier]:
@@ -199,6 +202,8 @@ class VerifyReport:
     signatures: int = 0
     trusted: int = 0
     warnings: list[str] = field(default_factory=list)
+    # The first sequence no signed checkpoint covers (None: every event is covered).
+    unsigned_from: int | None = None
 
     @property
     def root_b64(self) -> str:
@@ -256,7 +261,9 @@ def verify_log(
     by_size: dict[int, list[tuple[str, notes.Checkpoint | None, str]]] = {}
     report_sigs = 0
     for stored in checkpoints:
-        checkpoint = _open(stored.note, verifiers, origin, "stored checkpoint")
+        checkpoint = _open(
+            stored.note, verifiers, origin, f"stored checkpoint at size {stored.size}"
+        )
         if checkpoint.size != stored.size or checkpoint.root_hash != stored.root:
             raise IntegrityError(
                 f"stored checkpoint at size {stored.size}: its columns disagree with its "
@@ -402,6 +409,7 @@ def verify_log(
         checkpoints=len(checkpoints) + len(given),
         signatures=report_sigs,
         trusted=trusted_count,
+        unsigned_from=covered if covered < tree.size else None,
     )
     return report
 

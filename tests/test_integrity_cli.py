@@ -472,8 +472,9 @@ def test_prove_inclusion_of_an_unknown_event_fails_clearly(shared_log: Log) -> N
     assert "no-such-event" in result.stderr
     assert result.stdout == ""
     result = shared_log.fail("prove", "inclusion", "38")
-    assert "38" in result.stderr
-    assert "beyond" in result.stderr
+    assert result.stderr == (
+        "Error: sequence 38 is beyond the end of the log (size 38: sequences 0..37)\n"
+    )
 
 
 def test_prove_inclusion_refuses_to_guess_when_a_numeric_event_id_is_also_a_sequence(
@@ -619,6 +620,10 @@ def test_a_bad_trusted_checkpoint_is_named_by_its_file(log: Log) -> None:
         "verify", "--vkey", log.vkey, "--trusted", str(good), "--trusted", str(garbled)
     )
     assert result.stderr.startswith(f"Error: trusted checkpoint {garbled}: malformed note")
+    empty = log.store.tmp_path / "empty.checkpoint"
+    empty.write_text("")
+    result = log.fail("verify", "--vkey", log.vkey, "--trusted", str(empty))
+    assert result.stderr == f"Error: {empty} is not a signed checkpoint: the file is empty\n"
 
 
 def write_export_and_checkpoint(log: Log, tmp: Path) -> tuple[Path, Path, list[bytes]]:
@@ -687,6 +692,19 @@ def test_verify_offline_warns_of_events_beyond_the_newest_checkpoint(
     assert result.exit_code == 0, (result.output, result.exception)
     assert result.stdout.startswith("OK size 38 ")
     assert "warning: sequence 18..37: covered by no signed checkpoint" in result.stderr
+    # An auditor who accepts nothing unsigned makes it a failure.
+    args = ["--export", str(export), "--checkpoint", str(older), "--vkey", shared_log.vkey]
+    strict = offline("verify", *args, "--all-signed")
+    assert strict.exit_code == 1, strict.output
+    assert strict.stdout == ""
+    assert strict.stderr == (
+        "Error: sequence 18..37: covered by no signed checkpoint, and --all-signed asks "
+        "that every event be\n"
+    )
+    newest = tmp_path / "newest.checkpoint"
+    newest.write_text(stored_checkpoints(shared_log.store)[-1][1], encoding="utf-8")
+    args = ["--export", str(export), "--checkpoint", str(newest), "--vkey", shared_log.vkey]
+    assert offline("verify", *args, "--all-signed").exit_code == 0
 
 
 def test_verify_offline_rejects_a_changed_byte_and_names_its_sequence(
