@@ -42,7 +42,9 @@ def describe_stored(value: object) -> str:
     """What a stored event column holds instead of bytes, for a message."""
     if value is None:
         return "NULL"
-    return "text" if isinstance(value, str) else f"a {type(value).__name__}"
+    if isinstance(value, int | float):
+        return "a number"
+    return "text" if isinstance(value, str) else f"a {type(value).__name__} value"
 
 
 def leaf_bytes(value: object) -> bytes:

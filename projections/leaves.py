@@ -57,9 +57,11 @@ def _fast_parser() -> Callable[[bytes], Any]:
     from pydantic_core import from_json
 
     def parse_fast(leaf: bytes) -> Any:
+        if leaf.__class__ is not bytes:  # from_json reads text too: refuse it as stdlib does
+            return parse_stdlib(leaf)
         try:
             return from_json(leaf, cache_strings="keys")
-        except (ValueError, TypeError):
+        except ValueError:
             return parse_stdlib(leaf)
 
     return parse_fast

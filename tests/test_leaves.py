@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ledger.location import StoreError
 from projections import leaves
 
 FAST = leaves._fast_parser()
@@ -61,6 +62,17 @@ def test_malformed_leaves_raise_json_errors(leaf: bytes) -> None:
     with pytest.raises(type(expected)) as fast:
         FAST(leaf)
     assert str(stdlib.value) == str(fast.value) == str(expected)
+
+
+@pytest.mark.parametrize(("stored", "held"), [('{"a":1}', "text"), (None, "NULL"), (5, "a number")])
+def test_a_stored_leaf_that_is_not_bytes_is_refused_by_both_parsers(
+    stored: object, held: str
+) -> None:
+    """The sqlite3 shell's replace() makes a BLOB TEXT; pydantic_core would read text
+    happily, and the two parsers must give one answer: the store was changed."""
+    for parse in (leaves.parse_stdlib, FAST):
+        with pytest.raises(StoreError, match=f"an event that is {held}, not bytes"):
+            parse(stored)  # type: ignore[arg-type]
 
 
 def test_the_fast_parser_is_used_once_it_pays_off(monkeypatch: pytest.MonkeyPatch) -> None:

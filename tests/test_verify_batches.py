@@ -67,7 +67,7 @@ def _verify(
         text = str(error)
         if "does not carry sequence" in text:
             return "sequence", int(text.split()[1].rstrip(":"))
-        if "no longer hash" in text:
+        if "no longer hash" in text or "the log index does not list" in text:
             return "altered", int(text.split()[1].rstrip(":"))
         found = re.search(r"root at size (\d+)", text)
         assert found is not None, text
