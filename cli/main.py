@@ -275,14 +275,13 @@ def _meant(ctx: click.Context, error: Exception) -> str:
     session = ctx.find_object(Session)
     if unregistered is None or session is None:
         return ""
-    from projections.queries import similar_ids
+    from projections.queries import meant_hint
 
     field, given = unregistered
     try:
-        meant = similar_ids(session.reader(), field, given)
+        return meant_hint(session.reader(), field, given)
     except Exception:  # a hint only: the refusal it would add to stands without it
         return ""
-    return f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
 
 
 def _is_unreadable_store_data(error: BaseException) -> bool:
@@ -1502,12 +1501,11 @@ def _check_platform(db: Any, platform: str | None) -> None:
 def _note_unregistered(db: Any, account: str | None = None, subject: str | None = None) -> None:
     """An --account or --subject the ledger never registered matches nothing: say so on
     stderr (the output stays what was asked), with the registered id likely meant."""
-    from projections.queries import ever_registered, similar_ids
+    from projections.queries import ever_registered, meant_hint
 
     for field, given in (("account", account), ("subject", subject)):
         if given and not ever_registered(db, field, given):
-            meant = similar_ids(db, field, given)
-            hint = f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
+            hint = meant_hint(db, field, given)
             click.echo(f"note: no {field} {given!r} is registered in this ledger{hint}", err=True)
 
 

@@ -240,8 +240,7 @@ def _registration_elsewhere(
         {"account": account},
     ).fetchall()
     if not rows:
-        meant = similar_ids(db, "account", account)
-        return f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
+        return meant_hint(db, "account", account)
     known, valid = micros(known_at), micros(as_of) if as_of else None
     notes = []
     for event_id, occurred_us, recorded_us, retracted_us in rows:
@@ -269,6 +268,12 @@ def ever_registered(db: Database, field: str, given: str) -> bool:
         {"given": given, "type": registration},
     )
     return found is not None
+
+
+def meant_hint(db: Database, field: str, given: str) -> str:
+    """The "; did you mean 'x'?" naming ``similar_ids``, or nothing when there are none."""
+    meant = similar_ids(db, field, given)
+    return f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
 
 
 def similar_ids(db: Database, field: str, given: str, limit: int = 3) -> list[str]:
