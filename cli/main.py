@@ -2106,6 +2106,109 @@ def consistency(session: Session, old_size: int, new_size: int | None) -> None:
         click.echo(line)
 
 
+@prove.command(name="check-inclusion")
+@click.argument("proof_file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--event",
+    "event_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A file holding the event as `export --nl` gives it (its one line).",
+)
+@_vkey_option("The log's verifier key (or a file holding one); repeatable.")
+def check_inclusion(proof_file: str, event_file: str, vkeys: tuple[str, ...]) -> None:
+    """Check offline that the event in --event is in the signed log, by PROOF_FILE
+    (what `prove inclusion` printed). Needs no store: an auditor's own check.
+
+    \b
+    Example:
+      enforcement-ledger prove inclusion seed-fb-khamenei-removed > fb.proof
+      enforcement-ledger export --nl | sed -n 16p > fb.event
+      enforcement-ledger prove check-inclusion fb.proof --event fb.event --vkey ledger.vkey
+    """
+    from ledger.integrity import IntegrityError, check_inclusion_proof, parse_vkeys
+
+    verifiers = parse_vkeys(vkeys)
+    if not verifiers:
+        raise click.UsageError("--vkey is needed: a proof is checked against the log's key")
+    with open(event_file, "rb") as handle:
+        lines = [line for line in handle.read().splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise IntegrityError(
+            f"{event_file} holds {len(lines)} lines; give the one line of the event, as "
+            "`export --nl` prints it"
+        )
+    index, signed = check_inclusion_proof(_proof_text(proof_file), lines[0], verifiers)
+    click.echo(
+        f"OK sequence {index} is in the log {signed.origin} of size {signed.size}, root "
+        f"{_b64(signed.root)}, signed by {', '.join(signed.signers)}"
+    )
+
+
+@prove.command(name="check-consistency")
+@click.argument("proof_file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--old",
+    "old_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The older signed checkpoint (e.g. one an auditor saved).",
+)
+@click.option(
+    "--new",
+    "new_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The newer signed checkpoint.",
+)
+@_vkey_option("The log's verifier key (or a file holding one); repeatable.")
+def check_consistency(
+    proof_file: str, old_file: str, new_file: str, vkeys: tuple[str, ...]
+) -> None:
+    """Check offline that the log at --old's size is a prefix of the log at --new's,
+    by PROOF_FILE (what `prove consistency` printed): nothing in it was changed.
+
+    \b
+    Example:
+      enforcement-ledger prove consistency 18 --to 19 > 18-19.proof
+      enforcement-ledger prove check-consistency 18-19.proof --old saved.checkpoint \
+          --new latest.checkpoint --vkey ledger.vkey
+    """
+    from ledger.integrity import check_consistency_proof, parse_vkeys
+
+    verifiers = parse_vkeys(vkeys)
+    if not verifiers:
+        raise click.UsageError("--vkey is needed: checkpoints are checked against the log's key")
+    from ledger.integrity import read_checkpoint_file
+
+    old, new = check_consistency_proof(
+        _proof_text(proof_file).splitlines(),
+        read_checkpoint_file(old_file).text,
+        read_checkpoint_file(new_file).text,
+        verifiers,
+    )
+    click.echo(
+        f"OK the log {old.origin} at size {old.size} is a prefix of it at size {new.size} "
+        f"(root {_b64(new.root)}), both signed by {', '.join(new.signers)}"
+    )
+
+
+def _proof_text(path: str) -> str:
+    from ledger.integrity import IntegrityError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise IntegrityError(f"{path} is not a proof: {error}") from None
+
+
+def _b64(value: bytes) -> str:
+    import base64
+
+    return base64.b64encode(value).decode("ascii")
+
+
 @cli.command()
 @_vkey_option("Trusted verifier key (or a file holding one); repeatable.")
 @click.option(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -169,6 +170,76 @@ def consistency_proof_lines(
         except merkle.ProofError as error:
             raise IntegrityError(_unservable("a consistency", error)) from None
     return [base64.b64encode(h).decode("ascii") for h in proof]
+
+
+class ProofCheck(NamedTuple):
+    """What an auditor's proof check established about one signed checkpoint."""
+
+    origin: str
+    size: int
+    root: bytes
+    signers: list[str]  # the trusted keys that signed it, as name+keyid
+
+
+def check_inclusion_proof(
+    proof_text: str, leaf: bytes, verifiers: Sequence[notes.Verifier]
+) -> tuple[int, ProofCheck]:
+    """Check a tlog-proof of ``leaf`` (an event as `export --nl` gives it) offline:
+    the checkpoint's signature by a trusted key, the leaf's own sequence against the
+    proof's index, and the path to the signed root. Returns (index, what was checked)."""
+    try:
+        proof = notes.parse_tlog_proof(proof_text)
+    except notes.TlogProofError as error:
+        raise IntegrityError(f"not an inclusion proof: {error}") from None
+    # The leaf names its own sequence (canonical JSON escapes every quote in a value, so
+    # this pattern is the key's): a proof for another position is refused by name.
+    found = re.search(rb'"sequence":(\d+)[,}]', leaf)
+    if found is None or int(found[1]) != proof.index:
+        carries = f"sequence {int(found[1])}" if found else "no sequence"
+        raise IntegrityError(
+            f"the event carries {carries}, but the proof is for sequence {proof.index}"
+        )
+    signed = _signed(proof.checkpoint, verifiers, "the proof's checkpoint")
+    try:
+        merkle.verify_inclusion(
+            proof.index, signed.size, merkle.leaf_hash(leaf), proof.hashes, signed.root
+        )
+    except merkle.ProofError as error:
+        raise IntegrityError(f"the event is not in the signed log: {error}") from None
+    return proof.index, signed
+
+
+def check_consistency_proof(
+    proof_lines: Sequence[str], old_note: str, new_note: str, verifiers: Sequence[notes.Verifier]
+) -> tuple[ProofCheck, ProofCheck]:
+    """Check offline that the log at ``old_note``'s size is a prefix of the log at
+    ``new_note``'s: both signed by a trusted key, for one origin, joined by the proof
+    (one base64 hash a line, as `prove consistency` prints it)."""
+    old = _signed(old_note, verifiers, "the old checkpoint")
+    new = _signed(new_note, verifiers, "the new checkpoint")
+    if old.origin != new.origin:
+        raise IntegrityError(f"the checkpoints name two logs: {old.origin!r} and {new.origin!r}")
+    try:
+        proof = [base64.b64decode(line, validate=True) for line in proof_lines if line.strip()]
+    except ValueError as error:
+        raise IntegrityError(f"not a consistency proof: a line is not base64 ({error})") from None
+    try:
+        merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
+    except merkle.ProofError as error:
+        raise IntegrityError(
+            f"the log of size {old.size} is not shown to be a prefix of the log of size "
+            f"{new.size}: {error}"
+        ) from None
+    return old, new
+
+
+def _signed(note: str, verifiers: Sequence[notes.Verifier], what: str) -> ProofCheck:
+    """A signed checkpoint opened with the trusted keys (IntegrityError otherwise)."""
+    checkpoint = _open(note, verifiers, None, what)
+    trusted = {(v.name, v.key_id) for v in verifiers}
+    _, signatures = notes.split_note(note)
+    signers = [f"{s.name}+{s.key_id:08x}" for s in signatures if (s.name, s.key_id) in trusted]
+    return ProofCheck(checkpoint.origin, checkpoint.size, checkpoint.root_hash, signers)
 
 
 def _signed_root(note: str) -> bytes:

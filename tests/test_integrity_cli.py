@@ -535,6 +535,78 @@ def test_prove_consistency_beyond_the_log_fails(shared_log: Log) -> None:
 # --- verify -----------------------------------------------------------------------
 
 
+def test_an_auditor_checks_an_inclusion_proof_offline(shared_log: Log, tmp_path: Path) -> None:
+    """`prove check-inclusion`: the proof, the event as exported and the key; no store."""
+    lines = shared_log.export_lines()
+    proof = tmp_path / "e.proof"
+    proof.write_text(shared_log.ok("prove", "inclusion", "20").stdout)
+    event = tmp_path / "e.event"
+    event.write_bytes(lines[20] + b"\n")
+    result = offline(
+        "prove", "check-inclusion", str(proof), "--event", str(event), "--vkey", shared_log.vkey
+    )
+    assert result.exit_code == 0, result.output
+    key = shared_log.verifier()
+    assert result.stdout.startswith(
+        f"OK sequence 20 is in the log {shared_log.origin()} of size 38, root "
+    )
+    assert result.stdout.endswith(f"signed by {key.name}+{key.key_id:08x}\n")
+    cases = [
+        (lines[21], "the event carries sequence 21, but the proof is for sequence 20"),
+        (lines[20].replace(b'"type"', b'"type" '), "the event is not in the signed log"),
+    ]
+    for leaf, problem in cases:
+        event.write_bytes(leaf + b"\n")
+        args = ["prove", "check-inclusion", str(proof), "--event", str(event)]
+        result = offline(*args, "--vkey", shared_log.vkey)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"Error: {problem}"), result.stderr
+    event.write_bytes(lines[20] + b"\n")
+    other = notes.generate_signer("example.org/other-log").verifier_key()
+    result = offline("prove", "check-inclusion", str(proof), "--event", str(event), "--vkey", other)
+    assert result.exit_code == 1
+    assert "the proof's checkpoint: no signature by a trusted key" in result.stderr
+    result = offline("prove", "check-inclusion", str(proof), "--event", str(event))
+    assert result.exit_code == 2
+    assert "--vkey is needed" in result.stderr
+
+
+def test_an_auditor_checks_a_consistency_proof_offline(shared_log: Log, tmp_path: Path) -> None:
+    """`prove check-consistency`: an older and a newer signed checkpoint, the proof
+    between them and the key show the older log is a prefix of the newer one."""
+    (old_size, old_note), *_, (new_size, new_note) = stored_checkpoints(shared_log.store)
+    old, new = tmp_path / "old.checkpoint", tmp_path / "new.checkpoint"
+    old.write_text(old_note, encoding="utf-8")
+    new.write_text(new_note, encoding="utf-8")
+    proof = tmp_path / "c.proof"
+    proof.write_text(
+        shared_log.ok("prove", "consistency", str(old_size), "--to", str(new_size)).stdout
+    )
+
+    def check(*files: Path) -> Result:
+        paths = [str(p) for p in files]
+        return offline(
+            "prove", "check-consistency", paths[0], "--old", paths[1], "--new", paths[2],
+            "--vkey", shared_log.vkey,
+        )  # fmt: skip
+
+    result = check(proof, old, new)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(
+        f"OK the log {shared_log.origin()} at size {old_size} is a prefix of it at size "
+        f"{new_size} (root "
+    )
+    swapped = check(proof, new, old)
+    assert swapped.exit_code == 1
+    assert f"the log of size {new_size} is not shown to be a prefix" in swapped.stderr
+    hashes = proof.read_text().splitlines()
+    hashes[0] = base64.b64encode(bytes(32)).decode()
+    proof.write_text("\n".join(hashes) + "\n")
+    altered = check(proof, old, new)
+    assert altered.exit_code == 1
+    assert f"the log of size {old_size} is not shown to be a prefix" in altered.stderr
+
+
 def test_verify_reports_ok_with_size_and_root(shared_log: Log, tmp_path: Path) -> None:
     root = b64(ref_root(shared_log.export_lines()))
     result = shared_log.ok("verify", "--vkey", shared_log.vkey)
