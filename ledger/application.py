@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -152,24 +153,9 @@ class SourceCheckpoint:
             )
 
 
-def _rejected(
-    event: Any, event_id: str, violation: RuleViolation, *, later_that_day: bool = False
-) -> str:
-    """The refusal of ``event``. An id the ledger generated for it names nothing the
-    user knows (and is never stored): the message says "this event" instead. A date
-    given without a time is read as 00:00Z, which puts the event before any other of
-    the same day (``later_that_day``), which it may have followed: the message says so."""
-    reason = str(violation)
-    if not event.event_id:
-        reason = reason.replace(event_id, "this event")
-    if later_that_day:
-        day = event.occurred_at.date().isoformat()
-        reason += (
-            f" (occurred_at {day} is a date alone, read as {day}T00:00:00Z, before the "
-            "events later that day; if it happened after them, give the time)"
-        )
-    named = f" {event.event_id}" if event.event_id else ""
-    return f"{event.type}{named} rejected: {reason}"
+# An event_id the ledger generated (for a line given without one), as rule messages
+# name it; "the recorded event" before it when the message calls it recorded.
+_GENERATED_ID = re.compile(r"(the recorded event )?(ev-[0-9a-f]{32})")
 
 
 def _content_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -613,8 +599,7 @@ class _Batch:
             check_not_in_future(record, recorded_at)
             view, lane = self.apply(record)
         except RuleViolation as violation:
-            later = self.later_that_day(event)
-            error = LedgerError(_rejected(event, event_id, violation, later_that_day=later), line)
+            error = LedgerError(self.rejection(event, event_id, violation), line)
             if isinstance(violation, Unregistered):
                 error.unregistered = (violation.field, record[violation.field])
             raise error from None
@@ -719,17 +704,47 @@ class _Batch:
         records.extend(self.round_lanes.get((stream.hex, lane), ()))
         return live_entries(records)
 
+    def rejection(self, event: Any, event_id: str, violation: RuleViolation) -> str:
+        """The refusal of ``event``, naming only events the user can find. An id the
+        ledger generated is never stored when the batch is refused: the event's own
+        reads "this event", another line's "an earlier line of this batch". A date
+        given without a time is read as 00:00Z, before the events later that day it
+        may have followed: when the refusal concerns such events, the message says so."""
+        reason = str(violation)
+        if not event.event_id:
+            reason = reason.replace(event_id, "this event")
+        reason = _GENERATED_ID.sub(self._as_given, reason)
+        if self.later_that_day(event):
+            day = event.occurred_at.date().isoformat()
+            reason += (
+                f" (occurred_at {day} is a date alone, read as {day}T00:00:00Z, before the "
+                "events later that day; if it happened after them, give the time)"
+            )
+        named = f" {event.event_id}" if event.event_id else ""
+        return f"{event.type}{named} rejected: {reason}"
+
+    def _as_given(self, match: re.Match[str]) -> str:
+        ref = self.find(match[2])
+        first = self.result.first_sequence
+        if ref is None or first is None or ref.sequence < first:
+            return match[0]  # recorded before this batch: the user can look it up
+        return "an earlier line of this batch"
+
     def later_that_day(self, event: Any) -> bool:
-        """Whether ``event``, given a date alone, has events of its stream later on that
-        day (for a refusal's message only: it reads the whole stream)."""
+        """Whether ``event``, given a date alone, has events later that day in the lanes
+        its refusal can be about: its own, and its stream's registration (for a
+        message only: it reads the whole stream)."""
         if getattr(event, "occurred_at_precision", None) != "day":
             return False
         if event.type == "event_retracted":
             return False
+        content = self.event_content(event)
+        kind, stream = stream_of(content)
+        own = kind.lane_key(Entry.from_record({**content, "event_id": "", "sequence": -1}))
         midnight = event.occurred_at
-        _, stream = stream_of(self.event_content(event))
         return any(
             midnight < e.occurred_at < midnight + timedelta(days=1)
+            and kind.lane_key(e) in (own, "registration")
             for e in self.stream_entries(stream)
         )
 
@@ -864,10 +879,7 @@ class _Batch:
         for key, (line, event, event_id) in sorted(self.deferred.items(), key=lambda i: i[1][0]):
             lane = self.lanes.get(key)
             if lane is not None and lane.deferred is not None:
-                later = self.later_that_day(event)
-                raise LedgerError(
-                    _rejected(event, event_id, lane.deferred, later_that_day=later), line
-                )
+                raise LedgerError(self.rejection(event, event_id, lane.deferred), line)
         self.flush()
         for projection in self.ledger.inline_projections:
             projection.finish(self.tx.db)

@@ -58,6 +58,8 @@ def load_signer(path: Path) -> notes.Ed25519Signer:
         text = path.read_text(encoding="ascii").strip()
     except OSError as error:
         raise KeyError_(f"cannot read signing key {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise KeyError_(f"{path} is not a signer key: not ASCII text") from None
     try:
         return notes.parse_signer_key(text)
     except notes.NoteError as error:

@@ -658,6 +658,15 @@ def test_keygen_show_prints_the_verifier_key_again(log: Log) -> None:
     assert log.ok("keygen", "--show").stdout.strip() == log.vkey
 
 
+def test_a_signing_key_file_that_is_not_text_is_named_not_the_store(log: Log) -> None:
+    log.key.chmod(0o600)
+    log.key.write_bytes(b"\x88\xff" * 50)
+    for command in (["keygen", "--show"], ["checkpoint"]):
+        result = log.run(*command)
+        assert result.exit_code == 1, result.output
+        assert result.stderr == f"Error: {log.key} is not a signer key: not ASCII text\n"
+
+
 def test_verify_with_a_trusted_checkpoint_saved_earlier(log: Log) -> None:
     log.append_seed()
     saved = log.store.tmp_path / "saved.checkpoint"

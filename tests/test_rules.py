@@ -1045,3 +1045,56 @@ def test_a_date_alone_refused_against_its_own_day_says_it_was_read_as_midnight(
     # A refusal about another day gets no such note.
     message = reject_append(world, reinstated("2024-02-01", "r2"), expect=())
     assert "date alone" not in message
+
+
+def test_refusals_name_other_lines_of_the_batch_without_their_generated_ids(
+    world: Store,
+) -> None:
+    """Lines given without event_id get ids the refused batch never stores: a refusal
+    names such a line as an earlier line of the batch, never by that id."""
+    lines = [
+        ev("account_removed", "2024-01-10", account=A, policy="p"),
+        ev("account_suspended", "2024-01-12", account=A, policy="p"),
+    ]
+    message = reject_append(
+        world,
+        *lines,
+        expect=(
+            "Error: line 2: account_suspended rejected: the account was removed by an earlier "
+            "line of this batch at 2024-01-10T00:00:00Z",
+        ),
+    )
+    assert "ev-" not in message
+    later = [
+        ev("account_suspended", "2024-01-12", account=A, policy="p"),
+        ev("account_reinstated", "2024-01-13", account=A),
+        ev("account_reinstated", "2024-01-12T06:00:00Z", account=A),
+    ]
+    message = reject_append(
+        world,
+        *later,
+        expect=("this backfilled event would make an earlier line of this batch (",),
+    )
+    assert "ev-" not in message
+    # An id the log holds is named as it is.
+    world.append(ev("account_removed", "2024-01-10", account=A, policy="p", event_id="rm"))
+    reject_append(
+        world,
+        ev("account_suspended", "2024-01-12", account=A, policy="p"),
+        expect=("the account was removed by rm at 2024-01-10T00:00:00Z",),
+    )
+
+
+def test_the_date_alone_note_is_left_out_where_the_days_later_events_do_not_matter(
+    world: Store,
+) -> None:
+    world.append(
+        ev("account_removed", "2024-01-10", account=A, policy="p", event_id="rm"),
+        ev("followers_observed", "2024-01-15T10:00:00Z", account=A, count=3, event_id="f"),
+    )
+    message = reject_append(
+        world,
+        ev("account_suspended", "2024-01-15", account=A, policy="Q"),
+        expect=("removed by rm",),
+    )
+    assert "date alone" not in message
