@@ -11,6 +11,7 @@ cryptography only with a signing key). tests/test_startup.py pins this.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -591,17 +592,19 @@ def _created_for_copy(session: Session, origin: str) -> Iterator[None]:
     """Create this store for a copy. If the copy fails, a SQLite store this command
     created is removed again: a failed copy leaves nothing behind. (A PostgreSQL
     schema stays, empty: it may hold other things.)"""
+    path = session.location.path
+    files = [f"{path}{suffix}" for suffix in ("", "-wal", "-shm", "-journal")] if path else []
+    before = {name for name in files if os.path.lexists(name)}
     created, _ = _create_store(session.location, origin)
     try:
         yield
     except BaseException:
-        path = session.location.path
-        if created and path is not None:
-            from pathlib import Path
-
+        if created:
             session.close()
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            for name in files:
+                if name not in before:  # only what this command made
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name)
         raise
 
 

@@ -290,7 +290,9 @@ def similar_ids(db: Database, field: str, given: str, limit: int = 3) -> list[st
             "WHERE t.account >= :low AND t.account < :high "
             "AND t.type = 'account_registered' AND t.account <> :given"
         )
-        params = {"low": platform + ":", "high": platform + ";", "given": given}
+        # Slugs are lower case: "Twitter:x" is looked up among twitter's accounts.
+        slug = platform.lower()
+        params = {"low": slug + ":", "high": slug + ";", "given": given}
     else:
         sql = (
             f"SELECT DISTINCT t.subject FROM timeline t{_hint(db, 'timeline_subject')} "

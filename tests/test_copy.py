@@ -184,6 +184,12 @@ def test_a_copy_of_an_altered_source_copies_nothing(
     bare_store.ok("init")
     bare_store.fail("copy", source.url)
     assert bare_store.count() == 0
+    # A file that was there before a SQLite copy made its store in it stays too.
+    if bare_store.kind == "sqlite":
+        other = tmp_path / "placeholder.db"
+        other.write_bytes(b"")
+        Store(str(other), "sqlite", tmp_path).fail("copy", source.url)
+        assert other.exists()
 
 
 def _nothing_copied(target: Store) -> None:

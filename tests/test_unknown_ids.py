@@ -44,6 +44,10 @@ def test_reads_of_an_id_in_other_case_name_the_registered_one(
     )
 
 
+def test_a_platform_in_capitals_is_looked_up_by_its_lower_case_slug(world: Store) -> None:
+    reject(world, "status", "Twitter:khamenei_ir", expect=(f"did you mean '{KHAMENEI}'?",))
+
+
 def test_a_typo_names_close_spellings_on_the_same_platform_only(world: Store) -> None:
     stderr = reject(world, "status", "twitter:Khamenei_i")
     assert stderr.rstrip().endswith(f"; did you mean '{KHAMENEI}'?"), stderr
