@@ -80,7 +80,13 @@ def read_checkpoint_file(path: str) -> CheckpointText:
         raise IntegrityError(f"{path} is not a signed checkpoint: {error}") from None
     if not text.strip():
         raise IntegrityError(f"{path} is not a signed checkpoint: the file is empty")
-    return CheckpointText(path, text)
+    return CheckpointText(path, _one_final_newline(text))
+
+
+def _one_final_newline(text: str) -> str:
+    """A note ends in one newline; blank lines an editor added after it are not part
+    of it (the signature covers the text before the signature lines, not these)."""
+    return text.rstrip("\n") + "\n" if text.endswith("\n\n") else text
 
 
 def parse_vkeys(values: Iterable[str]) -> list[notes.Ed25519Verifier]:
@@ -189,8 +195,10 @@ def check_inclusion_proof(
     """Check a tlog-proof of ``leaf`` (an event as `export --nl` gives it) offline:
     the checkpoint's signature by a trusted key, the leaf's own sequence against the
     proof's index, and the path to the signed root. Returns (index, what was checked)."""
+    if not proof_text.strip():
+        raise IntegrityError("not an inclusion proof: the file is empty")
     try:
-        proof = notes.parse_tlog_proof(proof_text)
+        proof = notes.parse_tlog_proof(_one_final_newline(proof_text))
     except notes.TlogProofError as error:
         raise IntegrityError(f"not an inclusion proof: {error}") from None
     # The leaf names its own sequence (canonical JSON escapes every quote in a value, so

@@ -542,6 +542,7 @@ def test_an_auditor_checks_an_inclusion_proof_offline(shared_log: Log, tmp_path:
     proof.write_text(shared_log.ok("prove", "inclusion", "20").stdout)
     event = tmp_path / "e.event"
     event.write_bytes(lines[20] + b"\n")
+    proof.write_text(proof.read_text() + "\n\n")  # blank lines an editor added at the end
     result = offline(
         "prove", "check-inclusion", str(proof), "--event", str(event), "--vkey", shared_log.vkey
     )
@@ -576,7 +577,7 @@ def test_an_auditor_checks_a_consistency_proof_offline(shared_log: Log, tmp_path
     between them and the key show the older log is a prefix of the newer one."""
     (old_size, old_note), *_, (new_size, new_note) = stored_checkpoints(shared_log.store)
     old, new = tmp_path / "old.checkpoint", tmp_path / "new.checkpoint"
-    old.write_text(old_note, encoding="utf-8")
+    old.write_text(old_note + "\n", encoding="utf-8")  # a blank line after it: still the note
     new.write_text(new_note, encoding="utf-8")
     proof = tmp_path / "c.proof"
     proof.write_text(
