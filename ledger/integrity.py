@@ -211,11 +211,16 @@ def check_inclusion_proof(
         )
     signed = _signed(proof.checkpoint, verifiers, "the proof's checkpoint")
     try:
-        merkle.verify_inclusion(
-            proof.index, signed.size, merkle.leaf_hash(leaf), proof.hashes, signed.root
+        reached = merkle.root_from_inclusion_proof(
+            proof.index, signed.size, merkle.leaf_hash(leaf), proof.hashes
         )
     except merkle.ProofError as error:
         raise IntegrityError(f"the event is not in the signed log: {error}") from None
+    if reached != signed.root:
+        raise IntegrityError(
+            f"the event is not in the signed log: the proof leads from it to root "
+            f"{_b64(reached)}, but the signed checkpoint's root is {_b64(signed.root)}"
+        )
     return proof.index, signed
 
 

@@ -554,7 +554,10 @@ def test_an_auditor_checks_an_inclusion_proof_offline(shared_log: Log, tmp_path:
     assert result.stdout.endswith(f"signed by {key.name}+{key.key_id:08x}\n")
     cases = [
         (lines[21], "the event carries sequence 21, but the proof is for sequence 20"),
-        (lines[20].replace(b'"type"', b'"type" '), "the event is not in the signed log"),
+        (
+            lines[20].replace(b'"type"', b'"type" '),
+            "the event is not in the signed log: the proof leads from it to root ",
+        ),
     ]
     for leaf, problem in cases:
         event.write_bytes(leaf + b"\n")
