@@ -2144,7 +2144,7 @@ def check_inclusion(proof_file: str, event_file: str, vkeys: tuple[str, ...]) ->
     index, signed = check_inclusion_proof(_proof_text(proof_file), lines[0], verifiers)
     click.echo(
         f"OK sequence {index} is in the log {signed.origin} of size {signed.size}, root "
-        f"{_b64(signed.root)}, signed by {', '.join(signed.signers)}"
+        f"{signed.root_b64}, signed by {', '.join(signed.signers)}"
     )
 
 
@@ -2192,7 +2192,7 @@ def check_consistency(
     )
     click.echo(
         f"OK the log {old.origin} at size {old.size} is a prefix of it at size {new.size} "
-        f"(root {_b64(new.root)}), both signed by {', '.join(new.signers)}"
+        f"(root {new.root_b64}), both signed by {', '.join(new.signers)}"
     )
 
 
@@ -2204,12 +2204,6 @@ def _proof_text(path: str) -> str:
             return handle.read()
     except (OSError, UnicodeDecodeError) as error:
         raise IntegrityError(f"{path} is not a proof: {error}") from None
-
-
-def _b64(value: bytes) -> str:
-    import base64
-
-    return base64.b64encode(value).decode("ascii")
 
 
 @cli.command()

@@ -188,6 +188,10 @@ class ProofCheck(NamedTuple):
     root: bytes
     signers: list[str]  # the trusted keys that signed it, as name+keyid
 
+    @property
+    def root_b64(self) -> str:
+        return _b64(self.root)
+
 
 def check_inclusion_proof(
     proof_text: str, leaf: bytes, verifiers: Sequence[notes.Verifier]
