@@ -1481,7 +1481,7 @@ def _check_platform(db: Any, platform: str | None) -> None:
     """Refuse a platform's display name where its slug is meant, naming the slug."""
     if not platform:
         return
-    from projections.queries import renamed_platform
+    from projections.queries import platforms, renamed_platform
 
     renamed = renamed_platform(db, platform)
     if renamed is not None:
@@ -1499,6 +1499,11 @@ def _check_platform(db: Any, platform: str | None) -> None:
             f"--platform {platform.lower()}",
             param_hint="--platform",
         )
+    known = platforms(db)
+    if platform not in known:
+        # Like an unregistered id: the answer stays what was asked (nothing), said why.
+        listed = f"; its platforms are {', '.join(known)}" if known else ""
+        click.echo(f"note: no event in this ledger is on platform {platform!r}{listed}", err=True)
 
 
 def _note_unregistered(db: Any, account: str | None = None, subject: str | None = None) -> None:

@@ -485,6 +485,17 @@ def subjects(
         }
 
 
+def platforms(db: Database) -> list[str]:
+    """Every platform slug the timeline names, in order: one index seek a platform
+    (a skip scan; platforms are few, rows many)."""
+    rows = db.execute(
+        "WITH RECURSIVE p(slug) AS (SELECT min(platform) FROM timeline UNION ALL "
+        "SELECT (SELECT min(platform) FROM timeline WHERE platform > p.slug) FROM p "
+        "WHERE p.slug IS NOT NULL) SELECT slug FROM p WHERE slug IS NOT NULL"
+    )
+    return [slug for (slug,) in rows]
+
+
 def renamed_platform(db: Database, name: str) -> tuple[str, str, str] | None:
     """When ``name`` is no platform slug of this ledger but a name a platform took
     (``x`` for twitter, renamed X): that platform's slug, the name as recorded and

@@ -191,3 +191,16 @@ def test_a_subject_selection_never_registered_says_so_on_stderr(world: Store, co
         "note: no subject 'KHAMENEI' is registered in this ledger; did you mean 'Khamenei'?\n"
     )
     assert world.ok(command, "--subject", "Khamenei", "--nl").stderr == ""
+
+
+@pytest.mark.parametrize("command", ["timeline", "counts", "accounts", "posts", "appeals"])
+def test_a_platform_no_event_is_on_says_so_naming_the_ledgers_platforms(
+    world: Store, command: str
+) -> None:
+    result = world.ok(command, "--platform", "myspace", "--nl")
+    assert result.stdout in ("", '{"count":0}\n', '{"count": 0}\n'), result.stdout
+    assert result.stderr == (
+        "note: no event in this ledger is on platform 'myspace'; "
+        "its platforms are instagram, twitter\n"
+    )
+    assert world.ok(command, "--platform", "instagram", "--nl").stderr == ""
