@@ -849,6 +849,18 @@ def _checkpoint_option(help_text: str) -> Callable[[F], F]:
     )
 
 
+def _verifier_keys(vkeys: tuple[str, ...]) -> list[Any]:
+    """The --vkey values as verifiers; one that holds no verifier key is a usage error
+    (exit 2), unlike a well-formed key that did not sign (a verification failure)."""
+    from ledger.integrity import parse_vkeys
+    from ledger.location import KeyError_
+
+    try:
+        return parse_vkeys(vkeys)
+    except KeyError_ as error:
+        raise click.UsageError(str(error)) from None
+
+
 def _vkey_option(help_text: str) -> Callable[[F], F]:
     """--vkey KEY, repeatable: a C2SP verifier key, or a file holding one."""
     return click.option("--vkey", "vkeys", multiple=True, metavar="KEY", help=help_text)
@@ -924,11 +936,11 @@ def _copy_export(
 ) -> None:
     """`copy --export`: the log of an export file, with its checked checkpoints."""
     from ledger.application import SourceCheckpoint
-    from ledger.integrity import IntegrityError, parse_vkeys, read_checkpoint_file
+    from ledger.integrity import IntegrityError, read_checkpoint_file
     from ledger.notes import CheckpointError, NoteError, open_checkpoint
     from ledger.vocabulary import iso
 
-    verifiers = parse_vkeys(vkeys)
+    verifiers = _verifier_keys(vkeys)
     if checkpoint_files and not verifiers:
         raise click.UsageError(
             "--checkpoint needs --vkey: a signature is checked before it is kept"
@@ -2134,9 +2146,9 @@ def check_inclusion(proof_file: str, event_file: str, vkeys: tuple[str, ...]) ->
       enforcement-ledger export --nl | sed -n 16p > fb.event
       enforcement-ledger prove check-inclusion fb.proof --event fb.event --vkey ledger.vkey
     """
-    from ledger.integrity import IntegrityError, check_inclusion_proof, parse_vkeys
+    from ledger.integrity import IntegrityError, check_inclusion_proof
 
-    verifiers = parse_vkeys(vkeys)
+    verifiers = _verifier_keys(vkeys)
     if not verifiers:
         raise click.UsageError("--vkey is needed: a proof is checked against the log's key")
     with open(event_file, "rb") as handle:
@@ -2182,9 +2194,9 @@ def check_consistency(
       enforcement-ledger prove check-consistency 18-19.proof --old saved.checkpoint \
           --new latest.checkpoint --vkey ledger.vkey
     """
-    from ledger.integrity import check_consistency_proof, parse_vkeys
+    from ledger.integrity import check_consistency_proof
 
-    verifiers = parse_vkeys(vkeys)
+    verifiers = _verifier_keys(vkeys)
     if not verifiers:
         raise click.UsageError("--vkey is needed: checkpoints are checked against the log's key")
     from ledger.integrity import read_checkpoint_file
@@ -2258,7 +2270,6 @@ def verify(
     from ledger.integrity import (
         IntegrityError,
         StoredCheckpoint,
-        parse_vkeys,
         read_checkpoint_file,
         verify_log,
     )
@@ -2271,7 +2282,7 @@ def verify(
             "--checkpoint goes with --export (the checkpoints an export must match); to "
             "check this store against a checkpoint you saved, give it with --trusted"
         )
-    verifiers = parse_vkeys(vkeys)
+    verifiers = _verifier_keys(vkeys)
     trusted = [read_checkpoint_file(f) for f in trusted_files]
     covered = None
     if export_file is not None:
