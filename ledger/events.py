@@ -411,7 +411,10 @@ MAX_QUOTED = 100
 
 
 def _quoted(value: Any) -> str:
-    """A given value as the message shows it: its repr, cut so a huge input stays out."""
+    """A given value as the message shows it, cut so a huge input stays out: text as
+    its repr (control characters escaped), other JSON values as JSON spells them."""
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)  # true, null, NaN: the input's words, not Python's
     text = repr(value)
     if len(text) <= MAX_QUOTED:
         return text
@@ -419,11 +422,22 @@ def _quoted(value: Any) -> str:
     return f"{shorten(text, MAX_QUOTED)} ({size})"
 
 
+# A path part shown as it is: a field name or a list index. Any other (an unknown
+# field's name comes from the input) is quoted like a value, so that a newline or a
+# terminal escape in it cannot forge a line of output or take over the terminal.
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}|[0-9]{1,9}")
+
+
+def _path_part(part: Any) -> str:
+    text = str(part)
+    return text if _PLAIN_NAME.fullmatch(text) else _quoted(text)
+
+
 def describe_validation_error(error: ValidationError) -> list[str]:
     """Render pydantic errors as 'field.path: message (given ...)' for people."""
     problems = []
     for item in error.errors(include_url=False):
-        loc = [str(p) for p in item["loc"]]
+        loc = [_path_part(p) for p in item["loc"]]
         # A discriminated union puts the tag first; the user thinks in fields.
         if loc and loc[0] in EVENT_TYPES:
             loc = loc[1:]
@@ -475,7 +489,9 @@ def describe_validation_error(error: ValidationError) -> list[str]:
             else f" (given {_quoted(given)})"
         )
         if item["type"] == "union_tag_invalid":
-            shown = f" (given {_quoted(item.get('ctx', {}).get('tag'))})"
+            # The tag as given (5, not the '5' pydantic turns it into for its message).
+            tag = given.get("type") if isinstance(given, dict) else item.get("ctx", {}).get("tag")
+            shown = f" (given {_quoted(tag)})"
         problems.append(f"{path}: {message}{shown}")
     return problems
 
@@ -512,7 +528,10 @@ def _refuse_repeated_names(text: str | bytes, line: int | None) -> None:
         _check_names(text if isinstance(text, str) else str(text, "utf-8"))
     except _RepeatedName as repeated:
         raise EventInputError(
-            [f"{repeated.name}: given more than once in one object; give each field once"],
+            [
+                f"{_path_part(repeated.name)}: given more than once in one object; "
+                "give each field once"
+            ],
             line,
         ) from None
     except (ValueError, RecursionError):

@@ -1075,3 +1075,45 @@ def test_append_from_a_terminal_says_how_to_end_the_input(
     # From a file or a pipe: nothing extra.
     again = registered.ok("append", "-", input=jsonl({**event, "occurred_at": "2021-02-01"}))
     assert again.stderr == ""
+
+
+def test_field_names_from_input_are_quoted_like_values(registered: Store) -> None:
+    # An unknown field's name comes from the input: a newline in it must not forge an
+    # output line ("Appended …"), an escape must not reach the terminal, and a huge
+    # name is cut like a huge value.
+    forged = "x\nAppended 1 event(s), sequence 9..9\nok"
+    base = ev("followers_observed", "2021-01-08T16:00:00Z", account="twitter:example", count=1)
+    stderr = reject_append(
+        registered,
+        {**base, forged: 1, "\x1b[2J": 2, "k" * 5000: 3},
+        expect=(
+            "line 1: 'x\\nAppended 1 event(s), sequence 9..9\\nok': unknown field (given 1); "
+            "'\\x1b[2J': unknown field (given 2); 'kkkk",
+            "… (5,000 characters): unknown field (given 3)",
+        ),
+    )
+    assert "\x1b" not in stderr
+    assert stderr.count("\n") == 1
+    assert len(stderr) < 500
+    repeated = jsonl(base)[:-2] + ', "\\u001b[2J": 1, "\\u001b[2J": 2}\n'
+    reject(
+        registered,
+        "append",
+        "-",
+        input=repeated,
+        expect=("line 1: '\\x1b[2J': given more than once in one object",),
+    )
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [(True, "true"), (None, "null"), (2.5, "2.5"), (float("nan"), "NaN"), ("5", "'5'")],
+)
+def test_given_values_are_spelled_as_json_spells_them(
+    registered: Store, count: object, shown: str
+) -> None:
+    event = ev("followers_observed", "2021-01-08T16:00:00Z", account="twitter:example")
+    reject_append(
+        registered, {**event, "count": count}, expect=("line 1: count: ", f"(given {shown})")
+    )
+    reject(registered, "append", "-", input='{"type": 5}\n', expect=("(given 5)",))
