@@ -395,7 +395,57 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-class LedgerGroup(click.Group):
+def _refuse_repeated_options(command: click.Command, ctx: click.Context, args: list[str]) -> None:
+    """An option that takes one value given twice: click keeps the last silently, so a
+    command line edited by adding `--account b` would act on b, not the a it shows first
+    (`append` refuses a field given twice in one object for the same reason)."""
+    _, _, order = command.make_parser(ctx).parse_args(args=list(args))
+    seen: set[str | None] = set()
+    for param in order:
+        if not isinstance(param, click.Option) or param.multiple or param.count or param.is_flag:
+            continue
+        if param.name in seen:
+            raise click.UsageError(
+                f"{param.opts[0]} is given more than once; it takes one value: give it once",
+                ctx=ctx,
+            )
+        seen.add(param.name)
+
+
+def _given_value(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A filter given an empty value is refused: `--account "$ACCOUNT"` with the
+    variable unset would otherwise filter nothing and answer for the whole ledger."""
+    for item in value if isinstance(value, tuple) else (value,):
+        if item is not None and not item.strip():
+            raise click.BadParameter(
+                f"a filter needs a value (given {item!r}); leave the option out to "
+                "select everything",
+                ctx=ctx,
+                param=param,
+            )
+    return value
+
+
+class StrictCommand(click.Command):
+    """A command that refuses an option given twice (see _refuse_repeated_options)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _refuse_repeated_options(self, ctx, args)
+        return super().parse_args(ctx, args)
+
+
+class StrictGroup(click.Group):
+    command_class = StrictCommand
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _refuse_repeated_options(self, ctx, args)
+        return super().parse_args(ctx, args)
+
+
+StrictGroup.group_class = StrictGroup
+
+
+class LedgerGroup(StrictGroup):
     """Turns domain and data errors into `Error: …` with exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -510,7 +560,14 @@ def _parse_time(value: str | None, option: str, *, whole_day: bool = False) -> d
 
 
 def _actor(actor: str | None) -> str:
-    if actor:
+    if actor is not None:
+        from ledger.vocabulary import actor_problem, shorten
+
+        problem = actor_problem(actor)
+        if problem is not None:
+            raise click.BadParameter(
+                f"{problem} (given {shorten(repr(actor), 100)})", param_hint="--actor"
+            )
         return actor
     import getpass
 
@@ -972,7 +1029,7 @@ def _copy_export(
     )
 
 
-class RecordGroup(click.Group):
+class RecordGroup(StrictGroup):
     """`record TYPE`: one subcommand per event type, options generated from its model."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -1073,7 +1130,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
         + (doc + "\n\n" if doc and not doc.startswith("Fields") else "")
         + f"\b\nExample:\n{_record_example(type_name, required)}"
     )
-    return click.Command(
+    return StrictCommand(
         type_name.replace("_", "-"), params=params, callback=callback, help=help_text
     )
 
@@ -1233,9 +1290,17 @@ def _account_or_selection(
 
 @cli.command(name="posts")
 @click.argument("account", required=False)
-@click.option("--platform", help="Without ACCOUNT: the posts of every account on this platform.")
-@click.option("--subject", help="Without ACCOUNT: the posts of every account of this subject.")
-@click.option("--post", help="Only this post id.")
+@click.option(
+    "--platform",
+    help="Without ACCOUNT: the posts of every account on this platform.",
+    callback=_given_value,
+)
+@click.option(
+    "--subject",
+    help="Without ACCOUNT: the posts of every account of this subject.",
+    callback=_given_value,
+)
+@click.option("--post", help="Only this post id.", callback=_given_value)
 @click.option(
     "--state",
     "state_filter",
@@ -1306,8 +1371,16 @@ APPEALS_TABLE = ["appeal", "state", "outcome", "target_type", "policy", "filed_a
 
 @cli.command(name="appeals")
 @click.argument("account", required=False)
-@click.option("--platform", help="Without ACCOUNT: the appeals on every account on this platform.")
-@click.option("--subject", help="Without ACCOUNT: the appeals on every account of this subject.")
+@click.option(
+    "--platform",
+    help="Without ACCOUNT: the appeals on every account on this platform.",
+    callback=_given_value,
+)
+@click.option(
+    "--subject",
+    help="Without ACCOUNT: the appeals on every account of this subject.",
+    callback=_given_value,
+)
 @click.option(
     "--state",
     "state_filter",
@@ -1379,7 +1452,7 @@ def _with_platform_summary(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str,
 
 
 @cli.command(name="subjects")
-@click.option("--subject", help="Only this subject id.")
+@click.option("--subject", help="Only this subject id.", callback=_given_value)
 @click.option(
     "--divergent",
     is_flag=True,
@@ -1420,8 +1493,8 @@ def subjects_command(
 
 
 @cli.command(name="accounts")
-@click.option("--platform", help="Only accounts on this platform slug.")
-@click.option("--subject", help="Only accounts of this subject id.")
+@click.option("--platform", help="Only accounts on this platform slug.", callback=_given_value)
+@click.option("--subject", help="Only accounts of this subject id.", callback=_given_value)
 @click.option(
     "--status",
     "status_filter",
@@ -1532,12 +1605,22 @@ def _note_unregistered(db: Any, account: str | None = None, subject: str | None 
 def selection_options(func: F) -> F:
     """The event filters shared by `timeline` and `counts`."""
     options = [
-        click.option("--account", help="Events about this account."),
-        click.option("--subject", help="Events about this subject and all its accounts."),
-        click.option("--platform", help="Events on this platform slug."),
-        click.option("--type", "types", multiple=True, help="Event type; repeat for several."),
-        click.option("--policy", help="Events citing exactly this policy."),
-        click.option("--actor", help="Events recorded by this actor."),
+        click.option("--account", help="Events about this account.", callback=_given_value),
+        click.option(
+            "--subject",
+            help="Events about this subject and all its accounts.",
+            callback=_given_value,
+        ),
+        click.option("--platform", help="Events on this platform slug.", callback=_given_value),
+        click.option(
+            "--type",
+            "types",
+            multiple=True,
+            help="Event type; repeat for several.",
+            callback=_given_value,
+        ),
+        click.option("--policy", help="Events citing exactly this policy.", callback=_given_value),
+        click.option("--actor", help="Events recorded by this actor.", callback=_given_value),
         click.option("--since", metavar="TIME", help="Occurred at or after TIME."),
         click.option(
             "--until",

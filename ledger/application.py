@@ -42,7 +42,7 @@ from ledger.rules import (
     stream_id,
     stream_of,
 )
-from ledger.vocabulary import ASSIGNED_FIELDS, TARGETED_TYPES, iso, shorten
+from ledger.vocabulary import ASSIGNED_FIELDS, TARGETED_TYPES, actor_problem, iso, shorten
 
 if TYPE_CHECKING:  # cryptography, pydantic and eventsourcing load only when in use
     from eventsourcing.application import LocalNotificationLog, Repository
@@ -288,6 +288,11 @@ class Ledger:
         event_id (a uniqueness conflict), the whole batch is rolled back and
         re-run from scratch, rules included: nothing is dropped silently.
         """
+        problem = actor_problem(actor)
+        if problem is not None:
+            from ledger.events import EventInputError
+
+            raise EventInputError([f"actor: {problem} (given {shorten(repr(actor), 100)})"])
         source = events if callable(events) else None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             batch_events = source() if source is not None else events

@@ -9,6 +9,7 @@ ledger assigns and the one textual form of time, but not the validators in
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 # In the order of the event union (ledger.events.AnyEvent).
@@ -55,3 +56,22 @@ def shorten(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, the cut marked with "…", for messages and
     tables that must stay readable whatever was stored or given."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Who recorded an event is stored in its signed leaf for good: a name people can read
+# and filter on, not a place for terminal escapes, line breaks or pages of text.
+MAX_ACTOR = 200
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def actor_problem(actor: str) -> str | None:
+    """Why ``actor`` cannot be recorded as who recorded an event, or None."""
+    if not actor.strip():
+        return "must not be empty"
+    if actor != actor.strip():
+        return "must not start or end with whitespace"
+    if len(actor) > MAX_ACTOR:
+        return f"must be at most {MAX_ACTOR} characters; it has {len(actor):,}"
+    if _UNPRINTABLE.search(actor):
+        return "must not contain control characters or bidi controls"
+    return None

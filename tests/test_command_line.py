@@ -1,0 +1,130 @@
+"""What the command line refuses before any work: values that would silently act on
+something other than what the admin or researcher sees on their screen."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ledger.application import Ledger
+from ledger.events import EventInputError, parse_event
+from ledger.location import StoreLocation
+from tests.conftest import Store
+from tests.ledger_helpers import account, ev, export, jsonl, reject
+
+FOLLOWERS = (
+    "record", "followers-observed", "--account", "twitter:jack", "--count", "3",
+    "--occurred-at", "2024-01-02", "--source", "s",
+)  # fmt: skip
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Store:
+    store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    store.ok("init")
+    store.append(account("twitter:jack"), account("twitter:other"))
+    return store
+
+
+@pytest.mark.parametrize(
+    ("actor", "problem"),
+    [
+        ("", "must not be empty"),
+        ("   ", "must not be empty"),
+        (" jane", "must not start or end with whitespace"),
+        ("ev\x1b[31mil", "must not contain control characters or bidi controls"),
+        ("jane\nApproved by: legal", "must not contain control characters"),
+        ("\u202enaej", "must not contain control characters or bidi controls"),
+        ("a" * 201, "must be at most 200 characters; it has 201"),
+    ],
+)
+def test_an_actor_that_people_could_not_read_is_refused(
+    sqlite_store: Store, actor: str, problem: str
+) -> None:
+    # The actor is stored in the signed leaf for good: it is checked before anything.
+    for command in ([*FOLLOWERS, "--actor", actor], ["append", "--actor", actor, "-"]):
+        given = jsonl(ev("followers_observed", "2024-01-02", account="twitter:jack", count=3))
+        reject(
+            sqlite_store,
+            *command,
+            input=given,
+            code=2,
+            expect=(f"Invalid value for --actor: {problem}",),
+        )
+
+
+def test_a_readable_actor_is_recorded_as_given(sqlite_store: Store) -> None:
+    sqlite_store.ok(*FOLLOWERS, "--actor", "Jane Doe (T&S, Tehran desk) ✓")
+    assert export(sqlite_store)[-1]["actor"] == "Jane Doe (T&S, Tehran desk) ✓"
+
+
+def test_the_library_refuses_such_an_actor_too(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    store.ok("init")
+    ledger = Ledger(StoreLocation.parse(store.url))
+    try:
+        event = parse_event(jsonl(account("twitter:jack")))
+        with pytest.raises(EventInputError, match=r"actor: must not contain control characters"):
+            ledger.append([(1, event)], actor="x\ny", now=datetime.now(UTC))
+    finally:
+        ledger.close()
+    assert export(store) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        ([*FOLLOWERS, "--account", "twitter:other"], "--account"),
+        (["timeline", "--account", "twitter:jack", "--json", "--account", "x:y"], "--account"),
+        (["counts", "--policy", "a", "--policy=b"], "--policy"),
+        (["status", "twitter:jack", "--as-of", "2024-01-01", "--as-of", "2024-01-03"], "--as-of"),
+    ],
+)
+def test_an_option_that_takes_one_value_given_twice_is_refused(
+    sqlite_store: Store, command: list[str], option: str
+) -> None:
+    # Click would keep the last silently: an edited command line acting on another
+    # account than the one it shows first.
+    reject(
+        sqlite_store,
+        *command,
+        code=2,
+        expect=(f"Error: {option} is given more than once; it takes one value: give it once",),
+    )
+
+
+def test_a_repeated_store_option_is_refused_and_repeatable_ones_are_not(
+    sqlite_store: Store,
+) -> None:
+    result = sqlite_store.run("--store", "elsewhere.db", "timeline")  # --store twice
+    assert result.exit_code == 2
+    assert "--store is given more than once" in result.stderr
+    types = ("--type", "account_registered", "--type", "followers_observed")
+    assert len(sqlite_store.timeline(*types)) == 2
+    assert sqlite_store.ok("timeline", "--json", "--json").stdout.startswith("[")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["timeline", "--actor", ""],
+        ["timeline", "--account", ""],
+        ["counts", "--policy", " "],
+        ["timeline", "--type", "account_registered", "--type", ""],
+        ["accounts", "--platform", ""],
+        ["posts", "--subject", ""],
+        ["appeals", "--platform", ""],
+        ["subjects", "--subject", ""],
+    ],
+)
+def test_a_filter_given_an_empty_value_is_refused(sqlite_store: Store, command: list[str]) -> None:
+    # `--account "$ACCOUNT"` with the variable unset answered for the whole ledger.
+    option = next(arg for arg in reversed(command) if arg.startswith("--"))
+    reject(
+        sqlite_store,
+        *command,
+        code=2,
+        expect=(f"Invalid value for '{option}': a filter needs a value",),
+    )
