@@ -32,6 +32,7 @@ from ledger.rules import (
     AccountKind,
     Entry,
     LaneCache,
+    LaterEventInvalid,
     RuleViolation,
     StreamKind,
     StreamView,
@@ -512,7 +513,9 @@ class _Batch:
         self.round_versions: dict[uuid.UUID, int] = {}  # for views dropped mid-round
         # Lanes left invalid by a backfill, pending later lines:
         # (stream, lane) -> (line, event) of the line that broke it.
-        self.deferred: dict[tuple[str, str], tuple[int, Any, str]] = {}
+        # Lanes left invalid by a line, for the end of the batch to judge: the line
+        # that broke each, its event, that event's id and the conflict it caused.
+        self.deferred: dict[tuple[str, str], tuple[int, Any, str, LaterEventInvalid]] = {}
         # The line, event and event_id being added (the id may be generated just now).
         self.current: tuple[int, Any, str] = (0, None, "")
         # Ids of the current chunk found in the log, plus those flushed since the
@@ -813,11 +816,20 @@ class _Batch:
                     "subject",
                 )
         view = self.view(kind, sid)
-        lane = view.record(record, defer_later=True)
-        cached = self.lanes.get((view.key, lane))
-        if cached is not None and cached.deferred is not None:
-            self.deferred.setdefault((view.key, lane), self.current)
-        return view, lane
+        return view, self._settled_later(view, view.record(record, defer_later=True))
+
+    def _settled_later(self, view: StreamView, lane: str) -> str:
+        """Note a lane this line left invalid for the end of the batch to judge."""
+        key = (view.key, lane)
+        cached = self.lanes.get(key)
+        if cached is None or cached.deferred is None:
+            self.deferred.pop(key, None)  # settled by this line
+            return lane
+        conflict, first = cached.deferred, self.deferred.get(key)
+        # Still invalid as an earlier line left it: that line stays the one to name.
+        if first is None or first[3].invalid.event_id != conflict.invalid.event_id:
+            self.deferred[key] = (*self.current, conflict)
+        return lane
 
     def retract(self, record: dict[str, Any]) -> tuple[StreamView, str]:
         target_id = record["target"]
@@ -844,7 +856,8 @@ class _Batch:
                         f"account {registration.record['account']} still refers to subject "
                         f"'{subject}' ({registration.describe()}); retract that first"
                     )
-        return view, view.retract(record, Entry.from_record(target_record))
+        lane = view.retract(record, Entry.from_record(target_record), defer_later=True)
+        return view, self._settled_later(view, lane)
 
     # --- writing ----------------------------------------------------------------------
 
@@ -881,10 +894,12 @@ class _Batch:
     def finish(self) -> AppendResult:
         # A backfill may invalidate a later event that a later line repairs; whatever
         # is still invalid now is refused, naming the line that broke it.
-        for key, (line, event, event_id) in sorted(self.deferred.items(), key=lambda i: i[1][0]):
+        for key, (line, event, event_id, conflict) in sorted(
+            self.deferred.items(), key=lambda i: i[1][0]
+        ):
             lane = self.lanes.get(key)
             if lane is not None and lane.deferred is not None:
-                raise LedgerError(self.rejection(event, event_id, lane.deferred), line)
+                raise LedgerError(self.rejection(event, event_id, conflict), line)
         self.flush()
         for projection in self.ledger.inline_projections:
             projection.finish(self.tx.db)

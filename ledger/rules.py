@@ -83,7 +83,12 @@ class LaterEventInvalid(RuleViolation):
 
     Within one batch this may be repaired by a later line of the same batch (a
     backfilled removal, then its reinstatement), so the batch defers it to its end.
+    ``invalid`` is the recorded event it makes invalid.
     """
+
+    def __init__(self, message: str, invalid: Entry) -> None:
+        super().__init__(message)
+        self.invalid = invalid
 
 
 @dataclass(slots=True)
@@ -455,16 +460,32 @@ class Lane:
         return commit_insert
 
     def admit_removal(
-        self, target: Entry, stream: LiveEntries, load: Callable[[], list[Entry]]
+        self,
+        target: Entry,
+        stream: LiveEntries,
+        load: Callable[[], list[Entry]],
+        *,
+        defer_later: bool = False,
     ) -> Callable[[], None]:
+        """Check the lane without ``target`` (retracted); return the commit step.
+        ``defer_later`` as for ``admit``: a retraction whose replacement comes later in
+        the same batch (a removal re-dated) leaves a later event invalid only meanwhile."""
         entries = self.entries if self.entries is not None else load()
         trial = [e for e in entries if e.event_id != target.event_id]
-        new_state = _fold_naming_conflict(self.new_state, trial, None, stream, retracting=target)
+        try:
+            new_state: LaneState | None = _fold_naming_conflict(
+                self.new_state, trial, None, stream, retracting=target
+            )
+            deferred = None
+        except LaterEventInvalid as conflict:
+            if not defer_later:
+                raise
+            new_state, deferred = None, conflict
 
         def commit_remove() -> None:
             self.entries = trial
             self.state = new_state
-            self.deferred = None
+            self.deferred = deferred
             self.last = trial[-1].order if trial else None
 
         return commit_remove
@@ -490,7 +511,8 @@ def _fold_naming_conflict(
                 else "this backfilled event"
             )
             raise LaterEventInvalid(
-                f"{change} would make the recorded event {entry.describe()} invalid: {violation}"
+                f"{change} would make the recorded event {entry.describe()} invalid: {violation}",
+                entry,
             ) from None
         state.apply(entry)
     return state
@@ -822,9 +844,10 @@ class StreamView:
         self.version += 1
         return key
 
-    def retract(self, record: dict[str, Any], target: Entry) -> str:
+    def retract(self, record: dict[str, Any], target: Entry, *, defer_later: bool = False) -> str:
         """Check and record the retraction of ``target``, an event of this stream;
-        returns the lane it is stored in (the target's)."""
+        returns the lane it is stored in (the target's). ``defer_later`` as for
+        ``record``."""
         target_id = target.event_id
         if target.type == "event_retracted":
             raise RuleViolation(f"{target_id} is itself a retraction and cannot be retracted")
@@ -847,7 +870,7 @@ class StreamView:
         key = self.kind.lane_key(target)
         lane = self.lane(key, target)
         if lane.new_state.retains_entries:
-            lane.admit_removal(target, self, self._loader(key))()
+            lane.admit_removal(target, self, self._loader(key), defer_later=defer_later)()
             self.lanes.put((self.key, key), lane)
         if target.type == self.kind.registration_type:
             self.registration = None

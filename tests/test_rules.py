@@ -1005,6 +1005,44 @@ def test_retraction_that_invalidates_a_later_event_names_it(world: Store) -> Non
     )
 
 
+def test_a_retraction_and_its_replacement_in_one_batch_keep_a_later_event_valid(
+    world: Store,
+) -> None:
+    # Re-dating a removal that a reinstatement lifted: retracting it alone would leave
+    # the reinstatement lifting nothing; its replacement, later in the same batch,
+    # makes it valid again. The batch is judged at its end, as a backfill is.
+    world.append(removed("2021-01-09T00:00:00Z", "rm"), reinstated("2022-11-19T00:00:00Z", "back"))
+    fix = [retraction("rm", "x"), removed("2021-01-10T00:00:00Z", "rm-fixed")]
+    world.ok("append", "--sort", "--dry-run", "-", input=jsonl(*reversed(fix)))
+    world.append(*fix)
+    history = [
+        (row["status"], row["from"], row["cause_event"])
+        for row in json.loads(world.ok("status", A, "--history", "--json").stdout)
+    ]
+    assert history == [
+        ("active", "2020-01-01T00:00:00Z", "reg-a"),
+        ("removed", "2021-01-10T00:00:00Z", "rm-fixed"),
+        ("active", "2022-11-19T00:00:00Z", "back"),
+    ]
+
+
+def test_a_retraction_left_unrepaired_by_its_batch_is_refused_naming_its_line(
+    world: Store,
+) -> None:
+    world.append(removed("2021-01-09T00:00:00Z", "rm"), reinstated("2022-11-19T00:00:00Z", "back"))
+    # The second line neither repairs nor causes the conflict: the first is named.
+    reject_append(
+        world,
+        retraction("rm", "x"),
+        removed("2023-01-10T00:00:00Z", "rm-late"),
+        expect=(
+            "Error: line 1: event_retracted x rejected: retracting rm (account_removed at "
+            "2021-01-09T00:00:00Z) would make the recorded event back (account_reinstated at "
+            "2022-11-19T00:00:00Z) invalid",
+        ),
+    )
+
+
 def test_retracting_an_appealed_action_needs_the_appeal_retracted_first(world: Store) -> None:
     world.append(
         suspended("2021-01-01T00:00:00Z", "s"),
