@@ -802,10 +802,14 @@ def _report(result: Any, as_json: bool) -> None:
             f"{would} {result.appended} event(s), sequence "
             f"{result.first_sequence}..{result.last_sequence}"
         )
-    if result.skipped:
-        shown = ", ".join(result.skipped_ids[:5]) + ("…" if result.skipped > 5 else "")
-        verb = "Would skip" if result.dry_run else "Skipped"
-        click.echo(f"{verb} {result.skipped} already recorded event(s): {shown}")
+    verb = "Would skip" if result.dry_run else "Skipped"
+    for ids, what in (
+        (result.skipped_ids, "already recorded event(s)"),
+        (result.repeated_ids, "line(s) repeating an earlier line of this batch"),
+    ):
+        if ids:
+            shown = ", ".join(ids[:5]) + ("…" if len(ids) > 5 else "")
+            click.echo(f"{verb} {len(ids)} {what}: {shown}")
     if not result.appended and not result.skipped:
         click.echo("Nothing to append")
     if result.dry_run:

@@ -98,7 +98,9 @@ class AppendResult:
     skipped: int = 0
     first_sequence: int | None = None
     last_sequence: int | None = None
-    skipped_ids: list[str] = field(default_factory=list)
+    skipped_ids: list[str] = field(default_factory=list)  # already recorded
+    # Skipped as repeating an earlier line of the batch (same id, same content).
+    repeated_ids: list[str] = field(default_factory=list)
     # Skipped ids whose event is retracted, with the retraction: re-sending an event
     # does not restore it, which a person re-sending it would likely expect.
     skipped_retracted: list[tuple[str, str]] = field(default_factory=list)
@@ -182,7 +184,12 @@ def _source_record(leaf: bytes, index: int) -> dict[str, Any]:
     raise LedgerError(f"the stored event {problem}; verify the source first", index)
 
 
-def _differences(stored: dict[str, Any], given: dict[str, Any], limit: int = 3) -> str:
+def _differences(
+    stored: dict[str, Any],
+    given: dict[str, Any],
+    limit: int = 3,
+    verbs: tuple[str, str] = ("recorded", "given"),
+) -> str:
     """Which fields differ, as 'field: recorded X, given Y' (the first few, by name)."""
 
     def shown(record: dict[str, Any], name: str, verb: str) -> str:
@@ -192,7 +199,7 @@ def _differences(stored: dict[str, Any], given: dict[str, Any], limit: int = 3) 
 
     names = sorted(n for n in stored.keys() | given.keys() if stored.get(n) != given.get(n))
     parts = [
-        f"{n}: {shown(stored, n, 'recorded')}, {shown(given, n, 'given')}" for n in names[:limit]
+        f"{n}: {shown(stored, n, verbs[0])}, {shown(given, n, verbs[1])}" for n in names[:limit]
     ]
     more = f"; and {len(names) - limit} more" if len(names) > limit else ""
     return "; ".join(parts) + more
@@ -663,18 +670,23 @@ class _Batch:
         if existing is None:
             return False
         stored = _content_of(self.stored_record(existing))
+        first = self.result.first_sequence
+        in_batch = first is not None and existing.sequence >= first
         if stored == content:
             self.result.skipped += 1
+            if in_batch:  # not recorded yet: a line repeated within the batch
+                self.result.repeated_ids.append(event_id)
+                return True
             self.result.skipped_ids.append(event_id)
             retraction = self.retraction_of(event_id)
             if retraction is not None:
                 self.result.skipped_retracted.append((event_id, retraction))
             return True
-        first = self.result.first_sequence
-        if first is not None and existing.sequence >= first:
+        if in_batch:
+            differences = _differences(stored, content, verbs=("given earlier", "given here"))
             raise LedgerError(
                 f"event_id: '{event_id}' is given twice in this batch, with different "
-                f"content ({_differences(stored, content)}); an event_id names one event",
+                f"content ({differences}); an event_id names one event: give each its own",
                 line,
             )
         raise LedgerError(

@@ -890,6 +890,14 @@ def test_duplicate_within_one_batch_is_skipped(world: Store) -> None:
     event = suspended("2021-01-01T00:00:00Z", "s")
     summary = world.append(event, event)
     assert summary == {"appended": 1, "skipped": 1, "first_sequence": 3, "last_sequence": 3}
+    # Not "already recorded": the repeated line was not recorded before this batch.
+    again = ev("account_reinstated", "2021-01-05", account=A, event_id="r")
+    result = world.ok("append", "-", input=jsonl(event, again, again))
+    assert result.stdout == (
+        "Appended 1 event(s), sequence 4..4\n"
+        "Skipped 1 already recorded event(s): s\n"
+        "Skipped 1 line(s) repeating an earlier line of this batch: r\n"
+    )
 
 
 def test_conflicting_duplicate_within_one_batch_is_an_error(world: Store) -> None:
@@ -899,8 +907,8 @@ def test_conflicting_duplicate_within_one_batch_is_an_error(world: Store) -> Non
         suspended("2021-01-02T00:00:00Z", "s"),
         expect=(
             "Error: line 2: event_id: 's' is given twice in this batch, with different "
-            "content (occurred_at: recorded '2021-01-01T00:00:00Z', given "
-            "'2021-01-02T00:00:00Z'); an event_id names one event",
+            "content (occurred_at: given earlier '2021-01-01T00:00:00Z', given here "
+            "'2021-01-02T00:00:00Z'); an event_id names one event: give each its own",
         ),
     )
 
