@@ -1049,6 +1049,13 @@ class RecordGroup(StrictGroup):
         return _record_command(name, model) if model is not None else None
 
 
+def _field_help(description: str | None, *, repeated: bool) -> str:
+    text = (description or "").strip()
+    if not repeated:
+        return text
+    return (text.rstrip(".") + ". " if text else "") + "Repeat the option for several."
+
+
 def _record_command(type_name: str, model: Any) -> click.Command:
     import typing
 
@@ -1083,7 +1090,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
                 type=int if is_int else str,
                 metavar=f"[{'|'.join(literal)}]" if literal else None,
                 required=info.is_required(),
-                help=(info.description or "") + (" Repeat for several." if is_list else ""),
+                help=_field_help(info.description, repeated=is_list),
             )
         )
     params.append(
@@ -1113,6 +1120,15 @@ def _record_command(type_name: str, model: Any) -> click.Command:
         for key, value in fields.items():
             if value is None or value == ():
                 continue
+            if isinstance(value, tuple):
+                listed = next((item for item in value if "," in item), None)
+                if listed is not None:  # the lists hold slugs, which have no commas
+                    option = "--" + key.replace("_", "-")
+                    values = " ".join(f"{option} {v.strip()}" for v in listed.split(","))
+                    raise click.BadParameter(
+                        f"one value each time, repeated: {values} (given {listed!r})",
+                        param_hint=option,
+                    )
             data[key] = list(value) if isinstance(value, tuple) else value
         event = parse_event(data)
         from ledger.application import LedgerError  # only now: bad flags load no more

@@ -128,3 +128,20 @@ def test_a_filter_given_an_empty_value_is_refused(sqlite_store: Store, command: 
         code=2,
         expect=(f"Invalid value for '{option}': a filter needs a value",),
     )
+
+
+def test_a_list_option_given_a_comma_separated_value_says_to_repeat_it(
+    sqlite_store: Store,
+) -> None:
+    reject(
+        sqlite_store,
+        "record", "account-restricted", "--account", "twitter:jack", "--policy", "p",
+        "--restrictions", "read_only, reduced_reach", "--occurred-at", "2024-01-02",
+        "--source", "s",
+        code=2,
+        expect=(
+            "Invalid value for --restrictions: one value each time, repeated: "
+            "--restrictions read_only --restrictions reduced_reach "
+            "(given 'read_only, reduced_reach')",
+        ),
+    )  # fmt: skip
