@@ -408,6 +408,7 @@ class EventInputError(ValueError):
 
 
 MAX_QUOTED = 100
+JSON_LINES = "input is JSON Lines: each event one JSON object on one line"
 
 
 def _quoted(value: Any) -> str:
@@ -463,12 +464,17 @@ def describe_validation_error(error: ValidationError) -> list[str]:
                     " (a \\uD800-\\uDFFF escape must be one half of a surrogate pair, "
                     "high then low, e.g. \\ud83d\\ude00)"
                 )
+            # The parser counts lines within the one line it was given.
+            detail = re.sub(r" at line 1 column (\d+)$", r" at column \1", detail)
+            if detail.startswith("EOF while parsing"):  # the line ended inside a value
+                detail = re.sub(r" at (line \d+ )?column \d+$", "", detail) + f"; {JSON_LINES}"
             problems.append(f"malformed JSON: {detail}")
             continue
         if item["type"] == "dict_type" and not loc:
             kinds = {list: "list", str: "str", int: "int", float: "float", bool: "bool"}
             given_kind = kinds.get(type(item.get("input")), "null")
-            problems.append(f"event: expected a JSON object, given {given_kind}")
+            hint = f"; {JSON_LINES}, not an array" if given_kind == "list" else ""
+            problems.append(f"event: expected a JSON object, given {given_kind}{hint}")
             continue
         if item["type"] == "extra_forbidden":
             message = "unknown field"

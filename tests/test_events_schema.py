@@ -485,7 +485,10 @@ def test_a_json_value_that_is_not_an_object_is_refused(registered: Store) -> Non
         "append",
         "-",
         input='["account_suspended"]\n',
-        expect=("Error: line 1: event: expected a JSON object, given list",),
+        expect=(
+            "Error: line 1: event: expected a JSON object, given list; input is JSON Lines: "
+            "each event one JSON object on one line, not an array",
+        ),
     )
 
 
@@ -1117,3 +1120,20 @@ def test_given_values_are_spelled_as_json_spells_them(
         registered, {**event, "count": count}, expect=("line 1: count: ", f"(given {shown})")
     )
     reject(registered, "append", "-", input='{"type": 5}\n', expect=("(given 5)",))
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ('[\n {"type": "followers_observed"}\n]\n', "EOF while parsing a list; input is"),
+        ('{\n "type": "followers_observed"\n}\n', "EOF while parsing an object; input is"),
+        ('{"type": "followers_observed" "count": 1}\n', "expected `,` or `}` at column 31\n"),
+    ],
+)
+def test_json_that_is_not_one_object_a_line_says_the_input_is_json_lines(
+    registered: Store, given: str, expected: str
+) -> None:
+    # Pretty-printed JSON or an array: the first line ends inside a value. Positions
+    # are columns of the input line (the parser counted lines within it).
+    stderr = reject(registered, "append", "-", input=given, expect=(expected,))
+    assert stderr.startswith("Error: line 1: malformed JSON: "), stderr
