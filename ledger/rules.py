@@ -303,7 +303,12 @@ class ExemptionLane(LaneState):
         if entry.type == "exemption_applied" and self.applied:
             raise RuleViolation(f"exemption {name} is already in force ({self.applied})")
         if entry.type == "exemption_revoked" and not self.applied:
-            raise RuleViolation(f"exemption {name} is not in force at {iso(entry.occurred_at)}")
+            # Exemptions are held by an account or a subject, each its own: say whose.
+            holder = "account" if entry.record.get("account") else "subject"
+            raise RuleViolation(
+                f"exemption {name} is not in force on {holder} "
+                f"'{entry.record[holder]}' at {iso(entry.occurred_at)}"
+            )
 
     def apply(self, entry: Entry) -> None:
         self.applied = entry.event_id if entry.type == "exemption_applied" else None

@@ -741,8 +741,8 @@ def test_exemption_revoke_needs_it_applied(world: Store) -> None:
         world,
         exemption("exemption_revoked", "2021-01-01T00:00:00Z", "x", account=A),
         expect=(
-            "exemption_revoked x rejected: exemption public_interest is not in force at "
-            "2021-01-01T00:00:00Z",
+            "exemption_revoked x rejected: exemption public_interest is not in force on "
+            f"account '{A}' at 2021-01-01T00:00:00Z",
         ),
     )
 
@@ -752,7 +752,10 @@ def test_subject_exemption_revoke_needs_it_applied_to_the_subject(world: Store) 
     reject_append(
         world,
         exemption("exemption_revoked", "2021-02-01T00:00:00Z", "x", subject="someone"),
-        expect=("exemption public_interest is not in force at 2021-02-01T00:00:00Z",),
+        expect=(
+            "exemption public_interest is not in force on subject 'someone' at "
+            "2021-02-01T00:00:00Z",
+        ),
     )
 
 
