@@ -2424,8 +2424,10 @@ def verify(
                 expected_size=expected,
             )
             if read_models:
+                from ledger.index_check import check_index
                 from projections.check import check_read_models
 
+                check_index(storage, connection, report.size)
                 covered = check_read_models(connection, report.size)
                 if covered < report.size:
                     report.warnings.append(

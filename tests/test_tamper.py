@@ -208,8 +208,8 @@ class KeyedLedger:
     vkey: str
     lines: list[bytes]
 
-    def run(self, *args: str) -> Result:
-        return self.store.run("--key-file", str(self.key), *args)
+    def run(self, *args: str, input: str | None = None) -> Result:
+        return self.store.run("--key-file", str(self.key), *args, input=input)
 
     def verify(self, *args: str) -> Result:
         return self.run("verify", "--vkey", self.vkey, *args)
@@ -746,3 +746,65 @@ def test_a_read_model_changed_by_hand_is_found_by_the_check_the_failure_names(
     ledger.store.ok("replay", "--silent")
     assert "OK size 38" in ledger.verify_ok("--read-models")
     assert cli_process("--store", ledger.store.url, "status", account).returncode == 0
+
+
+# --- the ledger's index (ledger_entries) -------------------------------------------
+
+REMOVAL = 10  # seed-ig-khamenei-en-removed: instagram:khamenei_ir removed on 2024-02-08
+
+
+def test_an_index_row_edited_past_its_trigger_is_named_by_verify_read_models(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    # Appends check their rules against the index: with the removal's lane moved, the
+    # ledger accepts (and would sign) a suspension of a removed account, while every
+    # leaf and the tree still verify.
+    tables.drop_triggers()
+    tables.execute("UPDATE ledger_entries SET lane_key = lane_key + 1 WHERE sequence = ?", (10,))
+    suspension = {
+        "type": "account_suspended", "account": "instagram:khamenei_ir", "policy": "p",
+        "occurred_at": "2024-03-01T00:00:00Z", "source": SOURCE,
+    }  # fmt: skip
+    appended = ledger.run("append", "-", input=json.dumps(suspension) + "\n")
+    assert appended.exit_code == 0, appended.output
+    assert "OK size 39 " in ledger.verify_ok()
+    stderr = ledger.verify_fails("--read-models")
+    assert stderr.startswith(f"Error: sequence {REMOVAL}: the index row's lane_key is "), stderr
+    assert "the ledger's index (ledger_entries) was changed, edited outside the ledger" in stderr
+    assert "`export --nl` then `copy --export` into a new store rebuilds it" in stderr
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "sequence"),
+    [
+        ("event_id", "'renamed'", REMOVAL),
+        ("type", "'account_suspended'", REMOVAL),
+        ("recorded_at", "'2000-01-01T00:00:00.000000Z'", REMOVAL),
+        ("lane", "'post:x'", REMOVAL),
+        ("target", "'seed-x-post-oct7'", REMOVAL),
+        ("subject_ref", "'donald_trump'", 8),
+        ("originator_id", "(SELECT originator_id FROM ledger_entries WHERE sequence = 3)", 8),
+    ],
+)
+def test_each_index_column_the_rules_read_is_tied_to_its_leaf(
+    ledger: KeyedLedger, tables: Tables, column: str, value: str, sequence: int
+) -> None:
+    tables.drop_triggers()
+    tables.execute(f"UPDATE ledger_entries SET {column} = {value} WHERE sequence = ?", (sequence,))
+    stderr = ledger.verify_fails("--read-models")
+    assert stderr.startswith(f"Error: sequence {sequence}: the index row's {column} is "), stderr
+
+
+def test_a_retractions_index_row_is_tied_to_its_targets(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    retraction = {
+        "type": "event_retracted", "target": "subject-batch3_subject_07", "reason": "typo",
+        "occurred_at": "2024-03-01T00:00:00Z", "source": SOURCE,
+    }  # fmt: skip
+    assert ledger.run("append", "-", input=json.dumps(retraction) + "\n").exit_code == 0
+    assert "read models match the log (39 event(s))" in ledger.verify_ok("--read-models")
+    tables.drop_triggers()
+    tables.execute("UPDATE ledger_entries SET lane = 'status' WHERE sequence = 38")
+    stderr = ledger.verify_fails("--read-models")
+    assert stderr.startswith("Error: sequence 38: the index row's lane is 'status', "), stderr
