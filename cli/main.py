@@ -751,6 +751,15 @@ def _export_leaves(handle: IO[bytes]) -> Iterator[bytes]:
                 "holds one leaf a line and nothing else",
                 sequence,
             )
+        if sequence == 0 and not leaf.startswith(b'{"'):
+            # Not the export's own first leaf edited: a file of another shape (the
+            # table `export` prints without --nl, JSON, CSV), which is no tampering.
+            raise IntegrityError(
+                "line 1 of the file is not a leaf as `export --nl` writes it (one JSON "
+                f"object an event; it starts {leaf[:40]!r}): was it written "
+                "by `export` without --nl, or by another command?",
+                sequence,
+            )
         yield leaf
         sequence += 1
 

@@ -853,6 +853,24 @@ def test_verify_offline_names_converted_line_endings_and_blank_lines(
     assert verify_offline(export, checkpoint, shared_log.vkey).exit_code == 0
 
 
+@pytest.mark.parametrize("form", ["table", "--json", "--csv"])
+def test_verify_offline_of_a_file_in_another_format_says_so_not_tampering(
+    shared_log: Log, tmp_path: Path, form: str
+) -> None:
+    # `export` without --nl (or --json, --csv) is no tampering: it is named as a file
+    # of another shape, for verify and for copy alike.
+    export, checkpoint, _ = write_export_and_checkpoint(shared_log, tmp_path)
+    export.write_text(shared_log.ok("export", *([form] if form != "table" else [])).stdout)
+    result = verify_offline(export, checkpoint, shared_log.vkey)
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.stderr.startswith(
+        "Error: line 1 of the file is not a leaf as `export --nl` writes it (one JSON "
+        "object an event; it starts b'"
+    ), result.stderr
+    assert "was it written by `export` without --nl, or by another command?" in result.stderr
+    assert "deleted" not in result.stderr
+
+
 def test_verify_offline_refuses_an_over_long_line_without_holding_it(
     shared_log: Log, tmp_path: Path
 ) -> None:
