@@ -393,19 +393,22 @@ def verify_log(
                         "trusted": "history was rewritten since the auditor saved it",
                         "given": "these events differ from the log the checkpoint signed",
                     }.get(kind, "an event in this range was altered")
+                    start = last_good_size
                     if kind != "stored" and last_vouched_size < last_good_size:
+                        # A checkpoint from outside disagrees: the store's own ones are
+                        # signed with the key in question, so they narrow nothing.
+                        start = last_vouched_size
                         hint += (
-                            f" (the store's own checkpoints place it after {last_good_size}; "
-                            "if the signing key may have been used by anyone else, they are "
-                            f"no evidence, and it lies anywhere in {last_vouched_size}.."
-                            f"{size - 1})"
+                            f" (the store's own checkpoints would place it in "
+                            f"{last_good_size}..{size - 1}, but they are evidence only if "
+                            "the signing key never left the operator's hands)"
                         )
                     raise IntegrityError(
-                        f"sequence {last_good_size}..{size - 1}: root at size {size} is "
+                        f"sequence {start}..{size - 1}: root at size {size} is "
                         f"{_b64(root)} but the {kind} checkpoint{' ' + source if source else ''}"
                         " says "
                         f"{_b64(checkpoint.root_hash)}; {hint}",
-                        last_good_size,
+                        start,
                     )
             last_good_size = size
             if any(kind != "stored" for kind, _, _ in by_size[size]):
