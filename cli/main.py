@@ -1015,6 +1015,13 @@ def _copy_export(
         raise click.UsageError(
             "--checkpoint needs --vkey: a signature is checked before it is kept"
         )
+    if verifiers and not checkpoint_files:
+        # The key checks checkpoint signatures only: with none given, nothing would be.
+        raise click.UsageError(
+            "--vkey checks the signatures of --checkpoint files, and none was given: the "
+            "export alone would be copied unchecked. Give its checkpoints, or verify it "
+            "first (`verify --export FILE --checkpoint F --vkey KEY`)"
+        )
     checkpoints = []
     origins = set()
     # Kept as of now: a checkpoint file does not say when it was signed.

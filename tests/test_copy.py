@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger import notes as ledger_notes
 from tests.conftest import Store, drop_schema
 from tests.ledger_helpers import account, ev, jsonl, reject, subject
 
@@ -285,12 +286,16 @@ def test_an_export_with_a_changed_byte_or_a_forged_checkpoint_copies_nothing(
         (["x.db", "--export", "EXPORT"], "give SOURCE (a ledger store) or --export FILE"),
         (["x.db", "--vkey", "k"], "--checkpoint and --vkey go with --export"),
         (["--export", "EXPORT", "--checkpoint", "EXPORT"], "--checkpoint needs --vkey"),
+        # The key would check nothing: the export would be copied unchecked.
+        (["--export", "EXPORT", "--vkey", "VKEY"], "--vkey checks the signatures of"),
     ],
 )
 def test_copy_takes_a_store_or_an_export(tmp_path: Path, args: list[str], message: str) -> None:
     export = tmp_path / "e.jsonl"
     export.write_text("")
+    vkey = ledger_notes.generate_signer("example.org/log").verifier_key()
     target = Store(str(tmp_path / "target.db"), "sqlite", tmp_path)
-    result = target.fail("copy", *[str(export) if a == "EXPORT" else a for a in args], code=2)
+    given = {"EXPORT": str(export), "VKEY": vkey}
+    result = target.fail("copy", *[given.get(a, a) for a in args], code=2)
     assert message in result.output
     assert not Path(target.url).exists()
