@@ -356,7 +356,14 @@ def _is_not_null_violation(error: BaseException) -> bool:
 
 
 def _is_unique_violation(error: BaseException) -> bool:
-    return getattr(error, "sqlstate", None) == "23505"
+    """A duplicate key: PostgreSQL's 23505, or SQLite's unique or primary key constraint
+    (sqlite3 names it only in ``sqlite_errorname``)."""
+    if getattr(error, "sqlstate", None) == "23505":
+        return True
+    return getattr(error, "sqlite_errorname", None) in (
+        "SQLITE_CONSTRAINT_PRIMARYKEY",
+        "SQLITE_CONSTRAINT_UNIQUE",
+    )
 
 
 def _drop_beyond_position(db: Database) -> None:
@@ -479,8 +486,9 @@ class Projector:
                     if healed or not _is_unique_violation(error):
                         raise
                     # Rows beyond the position: a parallel rebuild stopped before it
-                    # set the position. They are a function of the log alone, so they
-                    # are dropped and projected again.
+                    # set the position, or the position was set back by hand. They are
+                    # a function of the log alone, so they are dropped and projected
+                    # again.
                     with self.db.transaction(lock="ledger-projection") as db:
                         _drop_beyond_position(db)
                     healed = True
