@@ -413,13 +413,14 @@ def _refuse_repeated_options(command: click.Command, ctx: click.Context, args: l
 
 
 def _given_value(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """A filter given an empty value is refused: `--account "$ACCOUNT"` with the
-    variable unset would otherwise filter nothing and answer for the whole ledger."""
+    """A filter or time given an empty value is refused: `--account "$ACCOUNT"` or
+    `--since "$START"` with the variable unset would otherwise filter nothing and answer
+    for the whole ledger (or for now)."""
     for item in value if isinstance(value, tuple) else (value,):
         if item is not None and not item.strip():
             raise click.BadParameter(
-                f"a filter needs a value (given {item!r}); leave the option out to "
-                "select everything",
+                f"needs a value (given {item!r}); leave the option out rather than give "
+                "it empty (an unset shell variable?)",
                 ctx=ctx,
                 param=param,
             )
@@ -1232,10 +1233,16 @@ def record() -> None:
 # --- read commands --------------------------------------------------------------
 
 as_of_option = click.option(
-    "--as-of", metavar="TIME", help="Valid time: what was true then (default now)."
+    "--as-of",
+    metavar="TIME",
+    help="Valid time: what was true then (default now).",
+    callback=_given_value,
 )
 known_at_option = click.option(
-    "--known-at", metavar="TIME", help="Record time: what the ledger knew then (default now)."
+    "--known-at",
+    metavar="TIME",
+    help="Record time: what the ledger knew then (default now).",
+    callback=_given_value,
 )
 
 
@@ -1657,17 +1664,21 @@ def selection_options(func: F) -> F:
         ),
         click.option("--policy", help="Events citing exactly this policy.", callback=_given_value),
         click.option("--actor", help="Events recorded by this actor.", callback=_given_value),
-        click.option("--since", metavar="TIME", help="Occurred at or after TIME."),
+        click.option(
+            "--since", metavar="TIME", help="Occurred at or after TIME.", callback=_given_value
+        ),
         click.option(
             "--until",
             metavar="TIME",
             help="Occurred at or before TIME; a date alone includes its day.",
+            callback=_given_value,
         ),
         click.option(
             "--recorded-since",
             metavar="TIME",
             help="Recorded by the ledger at or after TIME: with --known-at, what was "
             "added between the two.",
+            callback=_given_value,
         ),
         known_at_option,
     ]

@@ -111,22 +111,29 @@ def test_a_repeated_store_option_is_refused_and_repeatable_ones_are_not(
     [
         ["timeline", "--actor", ""],
         ["timeline", "--account", ""],
-        ["counts", "--policy", " "],
+        ["counts", "--policy", ""],
         ["timeline", "--type", "account_registered", "--type", ""],
         ["accounts", "--platform", ""],
         ["posts", "--subject", ""],
         ["appeals", "--platform", ""],
         ["subjects", "--subject", ""],
+        ["counts", "--since", ""],
+        ["timeline", "--until", ""],
+        ["timeline", "--recorded-since", ""],
+        ["accounts", "--as-of", ""],
+        ["posts", "--known-at", ""],
+        ["status", "twitter:jack", "--as-of", ""],
     ],
 )
 def test_a_filter_given_an_empty_value_is_refused(sqlite_store: Store, command: list[str]) -> None:
-    # `--account "$ACCOUNT"` with the variable unset answered for the whole ledger.
+    # `--account "$ACCOUNT"` with the variable unset answered for the whole ledger,
+    # `--as-of "$T"` for now.
     option = next(arg for arg in reversed(command) if arg.startswith("--"))
     reject(
         sqlite_store,
         *command,
         code=2,
-        expect=(f"Invalid value for '{option}': a filter needs a value",),
+        expect=(f"Invalid value for '{option}': needs a value (given ''); leave the option out",),
     )
 
 
