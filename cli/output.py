@@ -64,7 +64,8 @@ _FORMATS = [
     ("csv", "CSV with a header row."),
     (
         "spreadsheet",
-        "CSV to open in a spreadsheet: a cell that would start a formula (=, +, -, @, "
+        "CSV to open in a spreadsheet: UTF-8 with a byte-order mark (which Excel needs "
+        "to read non-Latin text), and a cell that would start a formula (=, +, -, @, "
         "tab, CR) gets a leading ' so it is shown, not run.",
     ),
 ]
@@ -147,6 +148,10 @@ def write_rows(
         import csv
 
         cell = _csv_cell if fmt == "csv" else _spreadsheet_cell
+        if fmt == "spreadsheet":
+            # Excel reads a CSV without a byte-order mark in the system's ANSI code page:
+            # Persian handles and excerpts would open garbled.
+            out.write("\ufeff")
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:

@@ -1079,14 +1079,19 @@ def test_spreadsheet_csv_shows_formulas_instead_of_running_them(store: Store) ->
             excerpt="@everyone", note="-1",
         ),
     )  # fmt: skip
-    plain = list(csv.DictReader(io.StringIO(store.ok("timeline", "--csv").stdout)))
-    safe = list(csv.DictReader(io.StringIO(store.ok("timeline", "--spreadsheet").stdout)))
+    plain_text = store.ok("timeline", "--csv").stdout
+    safe_text = store.ok("timeline", "--spreadsheet").stdout
+    # A byte-order mark, so that Excel reads the UTF-8 (it is no part of --csv).
+    assert safe_text.startswith("\ufeffsequence,")
+    assert plain_text.startswith("sequence,")
+    plain = list(csv.DictReader(io.StringIO(plain_text)))
+    safe = list(csv.DictReader(io.StringIO(safe_text.removeprefix("\ufeff"))))
     assert [r["excerpt"] for r in plain] == ["", hostile, "@everyone"]
     assert [r["excerpt"] for r in safe] == ["", "'" + hostile, "'@everyone"]
     assert safe[0]["handle"] == "'@a"
     assert [r["note"] for r in safe][1:] == ["'+1 more", "'-1"]
     assert [r["sequence"] for r in safe] == ["0", "1", "2"]  # others as they are
-    document = store.ok("status", "twitter:a", "--spreadsheet").stdout
+    document = store.ok("status", "twitter:a", "--spreadsheet").stdout.removeprefix("\ufeff")
     assert next(csv.DictReader(io.StringIO(document)))["handle"] == "'@a"
     result = store.fail("timeline", "--csv", "--spreadsheet", code=2)
     assert "choose one output format: --csv or --spreadsheet" in result.output
