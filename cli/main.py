@@ -1803,8 +1803,9 @@ def timeline_command(
     "--by",
     "dimensions",
     multiple=True,
-    type=click.Choice(["platform", "type", "policy", "actor", "account"]),
-    help="Count per value of this field; repeat for several.",
+    type=click.Choice(["platform", "type", "policy", "actor", "account", "subject"]),
+    help="Count per value of this field; repeat for several. subject: an account's "
+    "events count under the subject its registration names (as known at --known-at).",
 )
 @click.option(
     "--per",
@@ -1840,6 +1841,7 @@ def counts_command(
       enforcement-ledger counts --by platform --type account_removed
       enforcement-ledger counts --by policy --per month --platform instagram --csv
       enforcement-ledger counts --subject khamenei --by platform --by type
+      enforcement-ledger counts --by subject --by platform --type account_removed
     """
     from projections.queries import counts
 

@@ -840,9 +840,15 @@ def _rows(
     yield from db.stream(sql, params, binary=True)
 
 
-# What events can be counted by: timeline columns, each an exact value of the event
-# (an account's events carry no subject column, so subject is a filter, not a facet).
-COUNT_DIMENSIONS = ("platform", "type", "policy", "actor", "account")
+# What events can be counted by: timeline columns, each an exact value of the event,
+# and the subject: an account's events name none, so theirs is the subject of the
+# account's registration as known at K (at most one is in force at a time).
+COUNT_DIMENSIONS = ("platform", "type", "policy", "actor", "account", "subject")
+_SUBJECT_OF_ROW = (
+    "coalesce(t.subject, (SELECT a.subject FROM timeline a WHERE a.account = t.account "
+    f"AND a.type = 'account_registered' AND {status_facts_clause('a')} AND {_visible('a')} "
+    "LIMIT 1))"
+)
 PERIODS = ("day", "month", "year")
 _PERIOD_FORMATS = {
     "sqlite": {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"},
@@ -890,11 +896,12 @@ def counts(
     clauses = _filter_clauses(selection, known_at, params)
     if not include_retracted:
         clauses.append(_VISIBLE)
-    columns = [f"t.{d}" for d in by]
+    columns = [_SUBJECT_OF_ROW if d == "subject" else f"t.{d}" for d in by]
     if per is not None:
         columns.insert(0, _period_sql(db, per))
+    first = 2 if per is not None else 1  # the position of by's first column
     order = (["1"] if per is not None else []) + ["count(*) DESC"]
-    order += [f"t.{d} NULLS FIRST" for d in by]
+    order += [f"{first + i} NULLS FIRST" for i in range(len(by))]
     sql = (
         f"SELECT {', '.join([*columns, 'count(*)'])} FROM timeline t "
         f"WHERE {' AND '.join(clauses)}"

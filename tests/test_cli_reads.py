@@ -669,12 +669,22 @@ def test_demo_refuses_an_existing_path(tmp_path: Path) -> None:
 
 
 def _counted(
-    events: list[dict[str, Any]], by: tuple[str, ...], per: int | None = None
+    events: list[dict[str, Any]],
+    by: tuple[str, ...],
+    per: int | None = None,
+    subject_of: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The oracle: what `counts` must say, from the timeline's own rows."""
+    """The oracle: what `counts` must say, from the timeline's own rows; an account's
+    events count under ``subject_of`` it (its registration's subject)."""
     tally: dict[tuple[Any, ...], int] = {}
+
+    def value(event: dict[str, Any], field: str) -> Any:
+        if field == "subject" and "subject" not in event and subject_of is not None:
+            return subject_of.get(event.get("account", ""))
+        return event.get(field)
+
     for event in events:
-        key = ((event["occurred_at"][:per],) if per else ()) + tuple(event.get(d) for d in by)
+        key = ((event["occurred_at"][:per],) if per else ()) + tuple(value(event, d) for d in by)
         tally[key] = tally.get(key, 0) + 1
 
     def order(item: tuple[tuple[Any, ...], int]) -> tuple[Any, ...]:
@@ -702,6 +712,9 @@ def _counted(
         (("platform",), 7, ()),
         ((), 4, ("--platform", "twitter")),
         (("type",), 10, ("--known-at", "2099-01-01")),
+        (("subject",), None, ()),
+        (("subject", "platform"), 4, ("--type", "account_removed", "--type", "subject_registered")),
+        (("platform", "subject"), None, ("--subject", "khamenei")),
     ],
 )
 def test_counts_agree_with_the_timeline(
@@ -710,11 +723,35 @@ def test_counts_agree_with_the_timeline(
     period = {7: ("--per", "month"), 4: ("--per", "year"), 10: ("--per", "day")}.get(per or 0, ())
     args = [a for d in by for a in ("--by", d)]
     rows = nl(world, "counts", *args, *period, *filters)
-    expected = _counted([e for e in world.timeline(*filters) if not e["retracted"]], by, per)
+    registered = world.timeline("--type", "account_registered")
+    subject_of = {e["account"]: e.get("subject") for e in registered if not e["retracted"]}
+    listed = [e for e in world.timeline(*filters) if not e["retracted"]]
+    expected = _counted(listed, by, per, subject_of)
     assert rows == expected
     header, *values = read_csv(world.ok("counts", *args, *period, *filters, "--csv").stdout)
     assert header == (["period"] if per else []) + list(by) + ["count"]
     assert [int(v[-1]) for v in values] == [r["count"] for r in rows]
+
+
+def test_counts_by_subject_follow_the_registration_as_known_at_the_time(store: Store) -> None:
+    # An account registered to the wrong subject, then re-registered: its events
+    # count under the subject its registration in force names at --known-at.
+    store.append(
+        subject("khamenei", "2019-01-01"),
+        subject("someone_else", "2019-01-01"),
+        account("twitter:kh", "2020-01-01", subject="someone_else", event_id="wrong"),
+        ev("followers_observed", "2021-01-01", account="twitter:kh", count=5, event_id="f1"),
+    )
+    before = datetime.now(UTC).isoformat()
+    store.append(
+        ev("event_retracted", "2021-02-01", target="f1", reason="on the wrong registration"),
+        ev("event_retracted", "2021-02-01", target="wrong", reason="wrong subject"),
+        account("twitter:kh", "2020-01-01", subject="khamenei", event_id="right"),
+        ev("followers_observed", "2021-01-01", account="twitter:kh", count=5, event_id="f2"),
+    )
+    args = ("counts", "--by", "subject", "--type", "followers_observed")
+    assert nl(store, *args) == [{"subject": "khamenei", "count": 1}]
+    assert nl(store, *args, "--known-at", before) == [{"subject": "someone_else", "count": 1}]
 
 
 def test_counts_leave_out_retracted_events_as_known_at_the_time(world: Store) -> None:
@@ -782,7 +819,7 @@ def test_counts_refuse_a_field_twice_and_an_unknown_one(world: Store) -> None:
     reject(
         world, "counts", "--by", "type", "--by", "type", code=2, expect=("give each field once",)
     )
-    reject(world, "counts", "--by", "subject", code=2, expect=("'subject' is not one of",))
+    reject(world, "counts", "--by", "post", code=2, expect=("'post' is not one of",))
 
 
 # --- help ------------------------------------------------------------------------
