@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import itertools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -1234,6 +1236,48 @@ def record() -> None:
 
 # --- read commands --------------------------------------------------------------
 
+
+class RowCount(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
+    """A --limit or --offset. Both stores hold row counts in signed 64 bits: a larger
+    one was an internal failure (the driver's overflow), not a usage error."""
+
+    name = "N"
+    largest = 2**63 - 1
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            number = int(value)
+        except ValueError:
+            number = -1
+        if not 0 <= number <= self.largest:
+            self.fail(f"expected a whole number from 0 to {self.largest}, given {value!r}")
+        return number
+
+
+ROW_COUNT = RowCount()
+
+
+def paging_options(func: F) -> F:
+    """--limit / --offset for a listing that streams its rows: the command receives
+    ``page``, which cuts an iterator of rows (as timeline's and counts' own do)."""
+
+    @functools.wraps(func)
+    def with_page(*args: Any, limit: int | None, offset: int, **kwargs: Any) -> Any:
+        def page(rows: Iterable[Any]) -> Iterator[Any]:
+            stop = None if limit is None else offset + limit
+            return itertools.islice(rows, offset, stop)
+
+        return func(*args, page=page, **kwargs)
+
+    with_page = click.option(
+        "--offset", type=ROW_COUNT, default=0, help="Skip this many rows first."
+    )(with_page)
+    with_page = click.option("--limit", type=ROW_COUNT, help="At most this many rows.")(with_page)
+    return with_page  # type: ignore[return-value]
+
+
 as_of_option = click.option(
     "--as-of",
     metavar="TIME",
@@ -1354,6 +1398,7 @@ def _account_or_selection(
 )
 @as_of_option
 @known_at_option
+@paging_options
 @output_options
 @click.pass_obj
 def posts_command(
@@ -1366,6 +1411,7 @@ def posts_command(
     as_of: str | None,
     known_at: str | None,
     fmt: str,
+    page: Callable[[Iterable[Any]], Iterator[Any]],
 ) -> None:
     """The posts of ACCOUNT (or of every account) and their state: visible,
     warning_screen or removed.
@@ -1393,7 +1439,7 @@ def posts_command(
             db, moment, platform=platform, subject=subject, post=post, state=state_filter
         )
         table = ["account", *POSTS_TABLE]
-    write_rows(rows, fmt, POST_COLUMNS, table_columns=table, empty_message="(no posts)")
+    write_rows(page(rows), fmt, POST_COLUMNS, table_columns=table, empty_message="(no posts)")
 
 
 APPEAL_COLUMNS = [
@@ -1434,6 +1480,7 @@ APPEALS_TABLE = ["appeal", "state", "outcome", "target_type", "policy", "filed_a
 )
 @as_of_option
 @known_at_option
+@paging_options
 @output_options
 @click.pass_obj
 def appeals_command(
@@ -1445,6 +1492,7 @@ def appeals_command(
     as_of: str | None,
     known_at: str | None,
     fmt: str,
+    page: Callable[[Iterable[Any]], Iterator[Any]],
 ) -> None:
     """The appeals of ACCOUNT (or of every account): pending or decided, and how.
 
@@ -1467,7 +1515,7 @@ def appeals_command(
             db, moment, platform=platform, subject=subject, state=state_filter
         )
         table = ["account", *APPEALS_TABLE]
-    write_rows(rows, fmt, APPEAL_COLUMNS, table_columns=table, empty_message="(no appeals)")
+    write_rows(page(rows), fmt, APPEAL_COLUMNS, table_columns=table, empty_message="(no appeals)")
 
 
 SUBJECT_COLUMNS = [
@@ -1505,6 +1553,7 @@ def _with_platform_summary(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str,
 )
 @as_of_option
 @known_at_option
+@paging_options
 @output_options
 @click.pass_obj
 def subjects_command(
@@ -1514,6 +1563,7 @@ def subjects_command(
     as_of: str | None,
     known_at: str | None,
     fmt: str,
+    page: Callable[[Iterable[Any]], Iterator[Any]],
 ) -> None:
     """Every subject with its accounts' statuses side by side, across platforms.
 
@@ -1529,7 +1579,7 @@ def subjects_command(
 
     db = session.reader()
     _note_unregistered(db, subject=subject)
-    rows = subjects(db, _moment(as_of, known_at), subject=subject, divergent=divergent)
+    rows = page(subjects(db, _moment(as_of, known_at), subject=subject, divergent=divergent))
     if fmt == "table":
         rows = _with_platform_summary(rows)
     write_rows(
@@ -1554,6 +1604,7 @@ def subjects_command(
     help="Every period of each account's status over valid time, as in `status "
     "--history` (with --status, only the periods in that status).",
 )
+@paging_options
 @output_options
 @click.pass_obj
 def accounts_command(
@@ -1565,6 +1616,7 @@ def accounts_command(
     known_at: str | None,
     history: bool,
     fmt: str,
+    page: Callable[[Iterable[Any]], Iterator[Any]],
 ) -> None:
     """Every account with its status, across platforms.
 
@@ -1591,14 +1643,16 @@ def accounts_command(
             subject=subject,
             status=status_filter,
         )
-        write_rows(periods, fmt, HISTORY_COLUMNS, empty_message="(no periods)")
+        write_rows(page(periods), fmt, HISTORY_COLUMNS, empty_message="(no periods)")
         return
-    rows = accounts(
-        db,
-        _moment(as_of, known_at),
-        platform=platform,
-        subject=subject,
-        status=status_filter,
+    rows = page(
+        accounts(
+            db,
+            _moment(as_of, known_at),
+            platform=platform,
+            subject=subject,
+            status=status_filter,
+        )
     )
     if fmt == "table":
         rows = _with_exemption_names(rows)
@@ -1734,28 +1788,6 @@ def _selection(
         offset=offset,
     )
     return selection, known_at
-
-
-class RowCount(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
-    """A --limit or --offset. Both stores hold row counts in signed 64 bits: a larger
-    one was an internal failure (the driver's overflow), not a usage error."""
-
-    name = "N"
-    largest = 2**63 - 1
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            number = int(value)
-        except ValueError:
-            number = -1
-        if not 0 <= number <= self.largest:
-            self.fail(f"expected a whole number from 0 to {self.largest}, given {value!r}")
-        return number
-
-
-ROW_COUNT = RowCount()
 
 
 @cli.command(name="timeline")

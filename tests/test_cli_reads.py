@@ -1157,3 +1157,23 @@ def test_counts_pages_with_limit_and_offset_like_the_timeline(world: Store) -> N
     assert rows("--limit", "2", "--offset", "1") == every[1:3]
     assert rows("--offset", "2") == every[2:]
     assert rows("--offset", str(len(every))) == []
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [("accounts",), ("accounts", "--history"), ("posts",), ("appeals",), ("subjects",)],
+)
+def test_every_listing_pages_with_limit_and_offset(world: Store, listing: tuple[str, ...]) -> None:
+    # As timeline and counts do: pages of any size join back into the whole answer.
+    known = ("--known-at", datetime.now(UTC).isoformat())  # one answer for every page
+    if listing[0] != "accounts" or "--history" not in listing:
+        known += ("--as-of", known[1])
+    whole = nl(world, *listing, *known)
+    assert whole, listing
+    for size in (1, 2, len(whole)):
+        pages = [
+            nl(world, *listing, *known, "--limit", str(size), "--offset", str(start))
+            for start in range(0, len(whole) + 1, size)
+        ]
+        assert [row for page in pages for row in page] == whole
+    assert nl(world, *listing, *known, "--offset", str(len(whole))) == []
