@@ -622,17 +622,26 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
             f" (given {origin!r})",
             param_hint="--origin",
         )
-    created, storage = _create_store(location, origin or _default_origin(location))
-    if created:
-        click.echo(f"Created ledger at {location.display}")
-    else:
-        click.echo(f"Ledger already exists at {location.display}; nothing changed")
+    prefix = None
     if roles or role_prefix:
         from ledger.location import StoreError
 
         if location.kind != "postgres":
             raise StoreError("--roles needs a PostgreSQL store; SQLite has no roles")
-        writer, reader = storage.grant_roles(role_prefix or f"ledger_{location.schema}")  # type: ignore[attr-defined]
+        from ledger.postgres import RolePrefixError, role_names
+
+        prefix = role_prefix or f"ledger_{location.schema}"
+        try:
+            role_names(prefix)  # before anything is created
+        except RolePrefixError as error:
+            raise click.BadParameter(str(error), param_hint="--role-prefix") from None
+    created, storage = _create_store(location, origin or _default_origin(location))
+    if created:
+        click.echo(f"Created ledger at {location.display}")
+    else:
+        click.echo(f"Ledger already exists at {location.display}; nothing changed")
+    if prefix is not None:
+        writer, reader = storage.grant_roles(prefix)  # type: ignore[attr-defined]
         click.echo(f"Roles ready: {writer} (append, checkpoint), {reader} (read only)")
 
 

@@ -9,6 +9,7 @@ sequence order, notification order and commit order agree) with INSERT alone.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -246,7 +247,7 @@ class PostgresStorage(Storage):
 
     def grant_roles(self, prefix: str) -> tuple[str, str]:
         """Create (or refresh) the writer and reader roles for this ledger."""
-        writer, reader = f"{prefix}_writer", f"{prefix}_reader"
+        writer, reader = role_names(prefix)
         from projections.projector import TABLES as PROJECTION_TABLES
 
         with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
@@ -265,3 +266,34 @@ class PostgresStorage(Storage):
             projections = ", ".join(PROJECTION_TABLES)
             db.execute(f'GRANT INSERT, UPDATE, DELETE ON {projections} TO "{writer}"')
         return writer, reader
+
+
+# PostgreSQL cuts a longer name to this many bytes without an error.
+MAX_NAME_BYTES = 63
+_ROLE_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class RolePrefixError(ValueError):
+    """A role prefix that would not give two distinct, well-formed role names."""
+
+
+def role_names(prefix: str) -> tuple[str, str]:
+    """The writer and reader role names for ``prefix``, or RolePrefixError.
+
+    The names go into CREATE ROLE and GRANT statements, which take no parameters:
+    only letters, digits and underscores. And PostgreSQL would cut names over 63
+    bytes to one shared name, giving the reader the writer's rights."""
+    if not _ROLE_PREFIX.fullmatch(prefix):
+        raise RolePrefixError(
+            f"a role prefix is letters, digits and underscores, not starting with a digit "
+            f"(given {prefix!r})"
+        )
+    writer, reader = f"{prefix}_writer", f"{prefix}_reader"
+    if len(writer.encode()) > MAX_NAME_BYTES:
+        room = MAX_NAME_BYTES - len("_writer")
+        raise RolePrefixError(
+            f"the role names {writer!r} and {reader!r} are longer than PostgreSQL's "
+            f"{MAX_NAME_BYTES} bytes, and it would cut both to one name (the reader with "
+            f"the writer's rights): give a --role-prefix of at most {room} characters"
+        )
+    return writer, reader

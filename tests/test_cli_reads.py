@@ -1170,9 +1170,10 @@ def test_every_listing_pages_with_limit_and_offset(world: Store, listing: tuple[
         ev("appeal_filed", "2024-02-10", account=FB, appeal="ap-fb", target="rm-fb"),
         ev("post_published", "2024-01-05", account=X_KH, post="p-2"),
     )
-    known = ("--known-at", datetime.now(UTC).isoformat())  # one answer for every page
-    if listing[0] != "accounts" or "--history" not in listing:
-        known += ("--as-of", known[1])
+    now = datetime.now(UTC).isoformat()
+    known: tuple[str, ...] = ("--known-at", now)  # one answer for every page
+    if "--history" not in listing:
+        known += ("--as-of", now)
     whole = nl(world, *listing, *known)
     assert len(whole) >= 2, listing
     for size in (1, 2, len(whole)):

@@ -413,6 +413,40 @@ def test_missing_schema_says_run_init(tmp_path: Path, args: tuple[str, ...]) -> 
         _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@pytest.mark.parametrize(
+    ("prefix", "problem"),
+    [
+        (None, "longer than PostgreSQL's 63 bytes, and it would cut both to one name"),
+        ("r" * 57, "give a --role-prefix of at most 56 characters"),
+        ('r_x"y', "letters, digits and underscores"),
+        ('r_x" SUPERUSER --', "letters, digits and underscores"),
+        ("9lives", "not starting with a digit"),
+    ],
+    ids=["default-from-a-long-schema", "long", "quote", "injection", "digit"],
+)
+def test_role_names_postgresql_would_cut_or_misread_are_refused_first(
+    tmp_path: Path, prefix: str | None, problem: str
+) -> None:
+    # Cut to 63 bytes, the writer and reader roles were one role: the "reader" wrote.
+    _require_postgres()
+    schema = f"t_{uuid.uuid4().hex}_{'s' * 22}"  # 57 bytes: a valid schema name
+    store = Store(_url(PG_SUPERUSER, schema), "postgres", tmp_path)
+    before = _sql("SELECT rolname FROM pg_roles")
+    try:
+        args = ["init", "--roles", *(["--role-prefix", prefix] if prefix else [])]
+        result = store.run(*args)
+        assert result.exit_code == 2, (result.output, result.exception)
+        assert "Invalid value for --role-prefix: " in result.stderr
+        assert problem in result.stderr
+        # Refused before anything was made: no schema, no role.
+        assert not _sql(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (schema,)
+        )
+        assert _sql("SELECT rolname FROM pg_roles") == before
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 # --- concurrent init -----------------------------------------------------------------
 
 
