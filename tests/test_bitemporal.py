@@ -16,6 +16,7 @@ from tests.ledger_helpers import (
     account,
     ev,
     export,
+    jsonl,
     just_after,
     just_before,
     last_recorded_at,
@@ -622,3 +623,31 @@ def test_appeals_on_both_clocks(store: Store) -> None:
     result = store.fail("appeals", "twitter:a", "--platform", "twitter", code=2)
     assert "--platform and --subject select accounts: give them without ACCOUNT" in result.output
     assert "has no registration" in store.fail("appeals", "twitter:zz").output
+
+
+def test_a_clock_set_back_does_not_move_record_time_backwards(store: Store) -> None:
+    # The host clock stepped back between two appends (NTP, a VM restored): the second
+    # batch takes the last record time, so "known at T" stays a prefix of the log.
+    from datetime import UTC, datetime, timedelta
+
+    from ledger.application import Ledger
+    from ledger.events import parse_event
+    from ledger.location import StoreLocation
+
+    ledger = Ledger(StoreLocation.parse(store.url))
+    try:
+        first = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+        for now, line in (
+            (first, jsonl(account(A, "2020-01-01T00:00:00Z", event_id="reg"))),
+            (
+                first - timedelta(days=1),
+                jsonl(ev("followers_observed", "2021-01-01", account=A, count=1)),
+            ),
+        ):
+            ledger.append([(1, parse_event(line))], actor="tester", now=now)
+    finally:
+        ledger.close()
+    times = [e["recorded_at"] for e in export(store)]
+    assert times == ["2025-06-01T12:00:00Z", "2025-06-01T12:00:00Z"]
+    assert len(store.timeline("--known-at", "2025-06-01T12:00:00Z")) == 2
+    assert store.timeline("--known-at", "2025-06-01T11:59:59Z") == []

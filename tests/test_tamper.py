@@ -813,3 +813,20 @@ def test_a_retractions_index_row_is_tied_to_its_targets(
     tables.execute("UPDATE ledger_entries SET lane = 'status' WHERE sequence = 38")
     stderr = ledger.verify_fails("--read-models")
     assert stderr.startswith("Error: sequence 38: the index row's lane is 'status', "), stderr
+
+
+@pytest.mark.parametrize("column", ["size", "root"])
+def test_a_stored_checkpoints_columns_edited_apart_from_its_note_are_named(
+    ledger: KeyedLedger, tables: Tables, column: str
+) -> None:
+    # `prove` and `checkpoint` read the columns, the signature covers the note: an
+    # edit of either column alone must not pass.
+    tables.drop_triggers()
+    value = (
+        "size - 1" if column == "size" else "(SELECT root FROM checkpoints ORDER BY size LIMIT 1)"
+    )
+    tables.execute(f"UPDATE checkpoints SET {column} = {value} WHERE size = ?", (SIZES[-1],))
+    expected = SIZES[-1] - 1 if column == "size" else SIZES[-1]
+    assert ledger.verify_fails() == (
+        f"Error: stored checkpoint at size {expected}: its columns disagree with its signed note\n"
+    )
