@@ -2174,19 +2174,7 @@ def checkpoint(session: Session) -> None:
     Example:
       enforcement-ledger checkpoint > trusted.checkpoint
     """
-    from ledger import merkle
-    from ledger.integrity import check_extends, sign_tree_head
-    from ledger.vocabulary import iso
-
-    ledger = session.ledger()
-    signer = session.signer(required=True)
-    storage = ledger.storage
-    with storage.write_transaction() as tx:
-        size = tx.head().next_sequence
-        root = merkle.root_at(tx.get_node, size)
-        check_extends(tx.get_node, tx.last_checkpoint(), size, root)
-        note = sign_tree_head(ledger.origin, size, root, signer)
-        tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
+    note = session.ledger().sign_checkpoint(session.signer(required=True))
     click.echo(note, nl=False)
 
 

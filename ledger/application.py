@@ -347,13 +347,26 @@ class Ledger:
                 raise _RolledBack(result)  # write_transaction rolls back on any exception
             if self.signer is not None and result.appended:
                 # The batch's own signed tree head commits in the same transaction.
-                from ledger.integrity import check_extends, sign_tree_head
-
-                size, root = batch.tree.size, batch.tree.root()
-                check_extends(tx.get_node, tx.last_checkpoint(), size, root)
-                note = sign_tree_head(self._origin_in(tx.db), size, root, self.signer)
-                tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
+                self._sign_head(tx, batch.tree.size, batch.tree.root(), self.signer)
             return result
+
+    def sign_checkpoint(self, signer: Ed25519Signer) -> str:
+        """Sign the log as it is now and store the checkpoint; returns its note."""
+        with self.storage.write_transaction() as tx:
+            size = tx.head().next_sequence
+            return self._sign_head(tx, size, merkle.root_at(tx.get_node, size), signer)
+
+    def _sign_head(
+        self, tx: WriteTransaction, size: int, root: bytes, signer: Ed25519Signer
+    ) -> str:
+        """Sign (size, root) once it is checked to extend the last signed head, and
+        store the checkpoint in ``tx``."""
+        from ledger.integrity import check_extends, sign_tree_head
+
+        check_extends(tx.get_node, tx.last_checkpoint(), size, root)
+        note = sign_tree_head(self._origin_in(tx.db), size, root, signer)
+        tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
+        return note
 
     def copy_from(self, source: Ledger) -> tuple[AppendResult, int]:
         """``copy_log`` of the whole of ``source``: (result, checkpoints copied)."""
