@@ -17,6 +17,7 @@ import sqlite3
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -104,19 +105,23 @@ def import_baseline(args: list[str]) -> dict[str, Any]:
         return _timed(work)
     import psycopg
 
+    # A name of this run's own: runs sharing a server must not drop each other's table.
+    table = f"public.bench_baseline_{uuid.uuid4().hex[:12]}"
+
     def work_pg() -> None:
         with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS public.bench_baseline")
-            conn.execute("CREATE TABLE public.bench_baseline (line TEXT NOT NULL)")
-            with (
-                conn.transaction(),
-                conn.cursor() as cursor,
-                cursor.copy("COPY public.bench_baseline (line) FROM STDIN") as copy,
-                open(data, encoding="utf-8") as handle,
-            ):
-                for line in handle:
-                    copy.write_row((line.rstrip("\n"),))
-            conn.execute("DROP TABLE public.bench_baseline")
+            conn.execute(f"CREATE TABLE {table} (line TEXT NOT NULL)")
+            try:
+                with (
+                    conn.transaction(),
+                    conn.cursor() as cursor,
+                    cursor.copy(f"COPY {table} (line) FROM STDIN") as copy,
+                    open(data, encoding="utf-8") as handle,
+                ):
+                    for line in handle:
+                        copy.write_row((line.rstrip("\n"),))
+            finally:
+                conn.execute(f"DROP TABLE {table}")
 
     return _timed(work_pg)
 
@@ -244,6 +249,18 @@ def _import_floor_pg(url: str) -> dict[str, Any]:
     base = url.split("?", 1)[0]
     order = {**_FLOOR_TABLES, "events": "notification_id"}
     names = {table: EVENTS_TABLE if table == "events" else table for table in order}
+    try:
+        return _import_floor_pg_into(base, schema, floor, order, names)
+    finally:  # a failed run leaves no schema behind on the server either
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{floor}" CASCADE')
+
+
+def _import_floor_pg_into(
+    base: str, schema: str, floor: str, order: dict[str, str], names: dict[str, str]
+) -> dict[str, Any]:
+    import psycopg
+
     with psycopg.connect(base, autocommit=True) as admin:
         admin.execute(f'DROP SCHEMA IF EXISTS "{floor}" CASCADE')
         admin.execute(f'CREATE SCHEMA "{floor}"')
@@ -267,8 +284,6 @@ def _import_floor_pg(url: str) -> dict[str, Any]:
             seconds, count = _timed_rounds(cursors, insert)
             start = time.perf_counter()
         seconds += time.perf_counter() - start  # the commit
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f'DROP SCHEMA IF EXISTS "{floor}" CASCADE')
     return {"seconds": seconds, "rows": count}
 
 

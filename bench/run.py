@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -24,7 +25,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-PG_URL = os.environ.get("ENFORCEMENT_LEDGER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+# The tests' server unless the benchmark is given its own: one setting moves both.
+PG_URL = (
+    os.environ.get("ENFORCEMENT_LEDGER_BENCH_PG")
+    or os.environ.get("ENFORCEMENT_LEDGER_TEST_PG")
+    or "postgresql://postgres@127.0.0.1:5432/test"
+)
 CLI = [sys.executable, "-c", "from cli.main import main; main()"]
 PACKAGES = ("cli", "ledger", "projections")
 
@@ -79,6 +85,16 @@ def build(kind: str, workdir: Path, events: int, name: str) -> dict[str, Any]:
     data = workdir / f"{name}.jsonl"
     _child("generate", "--events", str(events), "--out", str(data))
     url = _store_url(kind, workdir, name)
+    try:
+        return _build_at(kind, workdir, events, name, data, url)
+    except BaseException:
+        _drop(kind, url)  # a failed run leaves no schema on the server
+        raise
+
+
+def _build_at(
+    kind: str, workdir: Path, events: int, name: str, data: Path, url: str
+) -> dict[str, Any]:
     key = workdir / f"{name}.key"
     env_args = ["--store", url, "--key-file", str(key)]
     subprocess.run([*CLI, *env_args, "init"], check=True, capture_output=True)
@@ -262,17 +278,28 @@ def main(argv: list[str] | None = None) -> None:
         "--store",
         choices=["sqlite", "postgres"],
         default="sqlite",
-        help="postgres: the server at $ENFORCEMENT_LEDGER_BENCH_PG (default "
-        "postgresql://postgres@127.0.0.1:5432/test), in schemas dropped afterwards.",
+        help="postgres: the server at $ENFORCEMENT_LEDGER_BENCH_PG, else "
+        "$ENFORCEMENT_LEDGER_TEST_PG, else postgresql://postgres@127.0.0.1:5432/test, in "
+        "schemas dropped afterwards.",
     )
     parser.add_argument("--json", dest="json_file", help="Also write the results as JSON.")
     parser.add_argument(
         "--smoke", action="store_true", help="A quick run for CI: small sizes, fewer repeats."
     )
-    parser.add_argument("--workdir", help="Keep stores and data here (default: a temp dir).")
+    parser.add_argument(
+        "--workdir", help="Keep stores and data here (default: a temp dir, removed afterwards)."
+    )
     args = parser.parse_args(argv)
     random.seed(1)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="enforcement-ledger-bench-"))
+    try:
+        _run(args, argv, workdir)
+    finally:
+        if args.workdir is None:  # a temp dir of stores and data: gone with the run
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None, workdir: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     n = args.events
     sizes = {"small": min(10_000, n), "medium": max(n // 10, 1_000), "large": n}
