@@ -226,3 +226,72 @@ def test_a_store_locked_too_long_gives_up_cleanly(
         "long append or a replay) is done\n"
     )
     assert store.count() == 1
+
+
+# --- a replay that others read through, or that dies -------------------------------
+
+
+def _replayable(tmp_path: Path, events: int) -> str:
+    url = str(tmp_path / "ledger.db")
+    assert _cli("--store", url, "init").returncode == 0
+    loaded = _cli("--store", url, "append", str(_generated(tmp_path, events)))
+    assert loaded.returncode == 0, loaded.stderr
+    return url
+
+
+def _accounts(url: str) -> subprocess.CompletedProcess[str]:
+    """Every account's status at one fixed instant (rows name it): answers compare."""
+    return _cli("--store", url, "accounts", "--nl", "--as-of", FIXED, "--known-at", FIXED)
+
+
+FIXED = "2030-01-01T00:00:00Z"
+
+
+def _indexes(url: str) -> set[str]:
+    with sqlite3.connect(url) as db:
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    return {name for (name,) in rows if name.startswith("timeline_")}
+
+
+def test_readers_during_a_sqlite_replay_answer_from_the_read_models_as_they_were(
+    tmp_path: Path,
+) -> None:
+    # The replay dropped the indexes and committed chunk by chunk: a reader between
+    # chunks failed with exit 70 ("no such index"), or caught up part of the log itself.
+    url = _replayable(tmp_path, 30_000)
+    expected = _accounts(url).stdout
+    indexes = _indexes(url)
+    replay = subprocess.Popen([*CLI, "--store", url, "replay"], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    answers = []
+    while replay.poll() is None or not answers:
+        answers.append(_accounts(url))
+    out, err = replay.communicate(timeout=120)
+    assert replay.returncode == 0, err
+    assert out == "Rebuilt projections from 30000 event(s)\n"
+    for answer in answers:
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stdout == expected
+    assert _indexes(url) == indexes
+
+
+@pytest.mark.parametrize("after", [0.25, 0.4, 0.6])
+def test_a_sqlite_replay_killed_leaves_the_read_models_as_they_were(
+    tmp_path: Path, after: float
+) -> None:
+    # Killed after dropping the indexes, every status query failed with exit 70 until
+    # the next replay, and `verify --read-models` said OK.
+    url = _replayable(tmp_path, 30_000)
+    expected = _accounts(url).stdout
+    indexes = _indexes(url)
+    replay = subprocess.Popen([*CLI, "--store", url, "replay"], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(after)
+    replay.kill()
+    replay.wait(timeout=60)
+    assert _indexes(url) == indexes
+    answer = _accounts(url)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout == expected
+    verified = _cli("--store", url, "verify", "--read-models")
+    assert verified.returncode == 0, verified.stderr
