@@ -17,7 +17,13 @@ from typing import Any
 from ledger.integrity import IntegrityError
 from ledger.persistence import Database
 from projections import leaves
-from projections.projector import TIMELINE_COLUMNS, micros, projected_position, timeline_row
+from projections.projector import (
+    INDEX_NAMES,
+    TIMELINE_COLUMNS,
+    micros,
+    projected_position,
+    timeline_row,
+)
 from projections.queries import events_join
 
 _COLUMNS = [c.strip() for c in TIMELINE_COLUMNS.split(",")]
@@ -48,7 +54,26 @@ def _snapshot(db: Database) -> Iterator[None]:
         yield
 
 
+def _check_indexes(db: Database) -> None:
+    """Every read-model index is there: a replay drops them and builds them again at
+    its end, so one stopped in between (PostgreSQL: its session ended) leaves them
+    gone, and every answer is then read by scanning whole tables."""
+    if db.dialect == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index'"
+    else:
+        sql = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+    present = {name for (name,) in db.execute(sql).fetchall()}
+    missing = [name for name in INDEX_NAMES if name not in present]
+    if missing:
+        raise IntegrityError(
+            f"the read models' index {', '.join(missing)} is missing (a replay stopped "
+            "before it built them again); `enforcement-ledger replay` rebuilds the read "
+            "models and their indexes"
+        )
+
+
 def _check(db: Database, upto: int) -> int:
+    _check_indexes(db)
     _, last_sequence = projected_position(db)
     covered = min(last_sequence + 1, upto)
     (rows,) = db.one("SELECT count(*) FROM timeline WHERE sequence < ?", (covered,))

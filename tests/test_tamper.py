@@ -830,3 +830,20 @@ def test_a_stored_checkpoints_columns_edited_apart_from_its_note_are_named(
     assert ledger.verify_fails() == (
         f"Error: stored checkpoint at size {expected}: its columns disagree with its signed note\n"
     )
+
+
+def test_a_read_model_index_missing_is_named_by_verify_read_models(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    # What a replay stopped between dropping the indexes and building them again
+    # leaves behind (PostgreSQL: its session ended; SQLite replays in one transaction).
+    tables.execute("DROP INDEX timeline_followers")
+    found = ledger.verify("--read-models")
+    assert found.exit_code == 1, found.output
+    assert found.stderr == (
+        "Error: the read models' index timeline_followers is missing (a replay stopped "
+        "before it built them again); `enforcement-ledger replay` rebuilds the read models "
+        "and their indexes\n"
+    )
+    ledger.store.ok("replay", "--silent")
+    assert "OK size 38" in ledger.verify_ok("--read-models")
