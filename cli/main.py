@@ -321,7 +321,12 @@ _SQLITE_PRIMARY = {5: "SQLITE_BUSY", 10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT", 1
 _OUTPUT_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # errors only a write raises
 
 
-def _store_failure(error: BaseException, where: str) -> str | None:
+# Commands that append events: a connection lost while committing leaves it open
+# whether their batch went in.
+_APPENDING = frozenset({"append", "record", "copy", "demo"})
+
+
+def _store_failure(error: BaseException, where: str, command: str | None = None) -> str | None:
     """The message for a store that could not do its part, or None."""
     sqlite3 = sys.modules.get("sqlite3")
     code = None
@@ -349,6 +354,13 @@ def _store_failure(error: BaseException, where: str) -> str | None:
             "process (a long append or a replay) is done"
         )
     if code == "connection lost":
+        if command == "replay":
+            return (
+                f"lost the connection to {where} ({detail}): the replay stopped part way, "
+                "which may leave the read models without their indexes; run it again"
+            )
+        if command not in _APPENDING:
+            return f"lost the connection to {where} ({detail}); run the command again"
         return (
             f"lost the connection to {where} ({detail}). A write is committed whole or not "
             "at all, but one cut off while committing may have committed: see what the log "
@@ -496,7 +508,7 @@ class LedgerGroup(StrictGroup):
                 raise click.ClickException(f"cannot write to {target}: {error.strerror}") from None
             session = ctx.find_object(Session)
             where = session.location.display if session else "the store"
-            failure = _store_failure(error, where)
+            failure = _store_failure(error, where, ctx.invoked_subcommand)
             if failure is not None:
                 raise click.ClickException(failure) from None
             if _is_read_only_store(error):

@@ -263,7 +263,7 @@ def test_readers_during_a_sqlite_replay_answer_from_the_read_models_as_they_were
     indexes = _indexes(url)
     replay = subprocess.Popen([*CLI, "--store", url, "replay"], cwd=REPO, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    answers = []
+    answers: list[subprocess.CompletedProcess[str]] = []
     while replay.poll() is None or not answers:
         answers.append(_accounts(url))
     out, err = replay.communicate(timeout=120)
@@ -295,3 +295,40 @@ def test_a_sqlite_replay_killed_leaves_the_read_models_as_they_were(
     assert answer.stdout == expected
     verified = _cli("--store", url, "verify", "--read-models")
     assert verified.returncode == 0, verified.stderr
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_a_replay_that_loses_its_connection_says_to_run_it_again(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    # Not the append's advice to look for a half-known batch: a replay writes no event.
+    import psycopg
+
+    assert _cli("--store", bare_store.url, "init").returncode == 0
+    loaded = _cli("--store", bare_store.url, "append", str(_generated(tmp_path, 30_000)))
+    assert loaded.returncode == 0, loaded.stderr
+    name = f"el-replay-{tmp_path.name}"[:60]
+    replay = subprocess.Popen(
+        [*CLI, "--store", bare_store.url, "replay", "--silent"], cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PGAPPNAME": name},
+    )  # fmt: skip
+    terminated = False
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and replay.poll() is None:
+            row = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND state IN ('active', 'idle in transaction')",
+                (name,),
+            ).fetchone()
+            if row is not None and row[0]:
+                terminated = True
+                break
+            time.sleep(0.02)
+    _, err = replay.communicate(timeout=120)
+    if not terminated:
+        pytest.skip("the replay ended before its session could be terminated")
+    assert replay.returncode == 1, err
+    assert err.startswith(f"Error: lost the connection to {bare_store.url.split('://')[0]}"), err
+    assert "the replay stopped part way" in err
+    assert "recorded-since" not in err
