@@ -9,6 +9,7 @@ bytes, never trusting stored hashes, and streams, so memory is flat in N.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -41,16 +42,40 @@ def create_key(path: Path, name: str) -> notes.Ed25519Signer:
             "re-create the store with `init --origin NAME`"
         )
     signer = notes.generate_signer(name)
+    if path.exists():
+        raise KeyError_(f"{path} already exists; refusing to overwrite a signing key")
+    # Written whole to a file of its own, synced, then linked into place: a full disk
+    # or a crash never leaves an empty or partial key file, which would refuse to be
+    # replaced and refuse to sign. link() fails if the name exists: never overwritten.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(signer.signer_key() + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(partial, 0o600)  # in case a umask or filesystem widened it
+            os.link(partial, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+        _sync_directory(path.parent)
     except FileExistsError:
         raise KeyError_(f"{path} already exists; refusing to overwrite a signing key") from None
     except OSError as error:
-        raise KeyError_(f"cannot create signing key {path}: {error.strerror}") from None
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(signer.signer_key() + "\n")
-    os.chmod(path, 0o600)  # in case a umask or filesystem widened it
+        raise KeyError_(f"cannot write signing key {path}: {error.strerror}") from None
     return signer
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a new name in ``directory`` survive a crash (where the OS allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def load_signer(path: Path) -> notes.Ed25519Signer:

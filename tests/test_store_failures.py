@@ -332,3 +332,41 @@ def test_a_replay_that_loses_its_connection_says_to_run_it_again(
     assert err.startswith(f"Error: lost the connection to {bare_store.url.split('://')[0]}"), err
     assert "the replay stopped part way" in err
     assert "recorded-since" not in err
+
+
+def test_keygen_on_a_full_disk_leaves_no_key_file_behind(tmp_path: Path) -> None:
+    # It left an empty key file: keygen then refused to overwrite it, and every
+    # append failed with "malformed signer key".
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small filesystem in a private mount namespace")
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir()
+    out.mkdir()
+    store = tmp_path / "ledger.db"
+    assert _cli("--store", str(store), "init").returncode == 0
+    cli = tmp_path / "enforcement-ledger"
+    cli.write_text(
+        f"#!/bin/sh\ncd {REPO} && ENFORCEMENT_LEDGER_ACTOR=tester exec {sys.executable} -c "
+        f"'from cli.main import main; main()' --store {store} --key-file {disk}/k.key \"$@\"\n"
+    )
+    cli.chmod(0o755)
+    script = f"""
+        mount -t tmpfs -o size=64k tmpfs {disk} || exit 99
+        dd if=/dev/zero of={disk}/filler bs=4k 2> /dev/null
+        {cli} keygen > /dev/null 2> {out}/full.err; echo $? > {out}/full.rc
+        ls -A {disk} > {out}/files
+        rm {disk}/filler
+        {cli} keygen > /dev/null 2> {out}/freed.err; echo $? > {out}/freed.rc
+        {cli} append {SEED} > {out}/append.out 2>&1; echo $? > {out}/append.rc
+    """
+    run = subprocess.run(["unshare", "--mount", "--", "sh", "-c", script], capture_output=True)
+    if run.returncode == 99:
+        pytest.skip("no private mount namespace here: cannot make a small filesystem")
+    assert run.returncode == 0, run.stderr
+    assert (out / "full.rc").read_text() == "1\n"
+    assert (out / "full.err").read_text() == (
+        f"Error: cannot write signing key {disk}/k.key: No space left on device\n"
+    )
+    assert (out / "files").read_text() == "filler\n"  # no key file, no partial one
+    assert (out / "freed.rc").read_text() == "0\n", (out / "freed.err").read_text()
+    assert (out / "append.rc").read_text() == "0\n", (out / "append.out").read_text()
