@@ -647,9 +647,14 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
             role_names(prefix)  # before anything is created
         except RolePrefixError as error:
             raise click.BadParameter(str(error), param_hint="--role-prefix") from None
-    created, storage = _create_store(location, origin or _default_origin(location))
+    created, storage, remade = _create_store(location, origin or _default_origin(location))
     if created:
         click.echo(f"Created ledger at {location.display}")
+    elif remade:
+        click.echo(
+            f"Ledger already exists at {location.display}; made again the read models' "
+            f"missing {', '.join(remade)} (the log is unchanged)"
+        )
     else:
         click.echo(f"Ledger already exists at {location.display}; nothing changed")
     if prefix is not None:
@@ -657,17 +662,21 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
         click.echo(f"Roles ready: {writer} (append, checkpoint), {reader} (read only)")
 
 
-def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage]:
-    """Create the store once (False when it existed: then nothing changes)."""
+def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, list[str]]:
+    """Create the store once (False when it existed); returns with it the read-model
+    tables and indexes an existing store lacked and that were made again."""
     from ledger.persistence import open_storage
     from ledger.vocabulary import iso
-    from projections.projector import create_tables
+    from projections.projector import create_tables, missing_parts
 
     storage = open_storage(location)
     created = storage.create({"origin": origin, "created_at": iso(datetime.now(UTC))})
     with storage.connect() as db, db.transaction(lock="ledger-projection"):
+        # A store of another format is not this version's to add to, as for every command.
+        storage.check_format(db)
+        missing = [] if created else missing_parts(db)
         create_tables(db)
-    return created, storage
+    return created, storage, missing
 
 
 @contextmanager
@@ -678,7 +687,7 @@ def _created_for_copy(session: Session, origin: str) -> Iterator[None]:
     path = session.location.path
     files = [f"{path}{suffix}" for suffix in ("", "-wal", "-shm", "-journal")] if path else []
     before = {name for name in files if os.path.lexists(name)}
-    created, _ = _create_store(session.location, origin)
+    created, _, _ = _create_store(session.location, origin)
     try:
         yield
     except BaseException:

@@ -18,9 +18,9 @@ from ledger.integrity import IntegrityError
 from ledger.persistence import Database
 from projections import leaves
 from projections.projector import (
-    INDEX_NAMES,
     TIMELINE_COLUMNS,
     micros,
+    missing_parts,
     projected_position,
     timeline_row,
 )
@@ -58,15 +58,10 @@ def _check_indexes(db: Database) -> None:
     """Every read-model index is there: a replay drops them and builds them again at
     its end, so one stopped in between (PostgreSQL: its session ended) leaves them
     gone, and every answer is then read by scanning whole tables."""
-    if db.dialect == "sqlite":
-        sql = "SELECT name FROM sqlite_master WHERE type = 'index'"
-    else:
-        sql = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
-    present = {name for (name,) in db.execute(sql).fetchall()}
-    missing = [name for name in INDEX_NAMES if name not in present]
+    missing = missing_parts(db)
     if missing:
         raise IntegrityError(
-            f"the read models' index {', '.join(missing)} is missing (a replay stopped "
+            f"the read models' {', '.join(missing)} is missing (a replay stopped "
             "before it built them again); `enforcement-ledger replay` rebuilds the read "
             "models and their indexes"
         )

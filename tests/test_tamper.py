@@ -841,9 +841,32 @@ def test_a_read_model_index_missing_is_named_by_verify_read_models(
     found = ledger.verify("--read-models")
     assert found.exit_code == 1, found.output
     assert found.stderr == (
-        "Error: the read models' index timeline_followers is missing (a replay stopped "
+        "Error: the read models' timeline_followers is missing (a replay stopped "
         "before it built them again); `enforcement-ledger replay` rebuilds the read models "
         "and their indexes\n"
     )
     ledger.store.ok("replay", "--silent")
     assert "OK size 38" in ledger.verify_ok("--read-models")
+    # `init` makes it again too, and says so (it said "nothing changed").
+    tables.execute("DROP INDEX timeline_account")
+    made = ledger.store.ok("init").stdout
+    assert made.endswith(
+        "; made again the read models' missing timeline_account (the log is unchanged)\n"
+    )
+    assert "OK size 38" in ledger.verify_ok("--read-models")
+
+
+@SQLITE_ONLY
+def test_init_refuses_a_store_of_another_format_and_changes_nothing(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    # It added this version's tables and indexes to it, then said "nothing changed".
+    tables.drop_triggers()
+    tables.execute("UPDATE ledger_meta SET value = '3' WHERE key = 'format_version'")
+    tables.execute("DROP INDEX timeline_account")
+    tables.close()
+    before = Path(ledger.store.url).read_bytes()
+    result = ledger.store.run("init")
+    assert result.exit_code == 1, result.output
+    assert "holds ledger format 3, this version reads format 2" in result.stderr
+    assert Path(ledger.store.url).read_bytes() == before
