@@ -274,17 +274,18 @@ def _is_stdout_encoding(encoding: str) -> bool:
 
 
 def _meant(ctx: click.Context, error: Exception) -> str:
-    """For an event refused because its account or subject has no registration: the
-    registered ids it may have meant, as the read models hold them."""
+    """For an event refused because its account or subject has no registration: its
+    retracted registration, or the registered ids it may have meant, as the read
+    models hold them."""
     unregistered = getattr(error, "unregistered", None)
     session = ctx.find_object(Session)
     if unregistered is None or session is None:
         return ""
-    from projections.queries import meant_hint
+    from projections.queries import unregistered_hint
 
     field, given = unregistered
     try:
-        return meant_hint(session.reader(), field, given)
+        return unregistered_hint(session.reader(), field, given)
     except Exception:  # a hint only: the refusal it would add to stands without it
         return ""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ledger.persistence import Database
@@ -251,6 +251,15 @@ def _registration_elsewhere(
         elif valid is not None and occurred_us > valid:
             notes.append(f"{event_id} occurred at {iso(from_micros(occurred_us))}")
     return f" (its registration {'; '.join(notes)})" if notes else ""
+
+
+def unregistered_hint(db: Database, field: str, given: str) -> str:
+    """For an event refused because its account or subject has no registration: a
+    registration the ledger holds but that is retracted, else the ids that may have
+    been meant."""
+    if field == "account":
+        return _registration_elsewhere(db, given, datetime.now(UTC), None)
+    return meant_hint(db, field, given)
 
 
 # Ledger ids are exact, while platforms mostly take handles in any letter case

@@ -15,7 +15,7 @@ import json
 import pytest
 
 from tests.conftest import Store
-from tests.ledger_helpers import account, ev, export, jsonl, reject, subject
+from tests.ledger_helpers import account, ev, export, jsonl, reject, reject_append, subject
 
 KHAMENEI = "twitter:Khamenei_ir"
 
@@ -92,6 +92,17 @@ def test_a_retracted_registration_is_named_with_its_retraction(store: Store) -> 
         "status",
         "twitter:gone",
         expect=(f"(its registration reg-gone was retracted at {retracted_at})",),
+    )
+    # An event about it says so too, rather than only "append its registration first"
+    # (or suggest other accounts by their spelling).
+    store.append(account("twitter:gonne"))
+    reject_append(
+        store,
+        ev("followers_observed", "2020-03-01", account="twitter:gone", count=1),
+        expect=(
+            "the account is not registered; append its account_registered event first "
+            f"(its registration reg-gone was retracted at {retracted_at})",
+        ),
     )
 
 
