@@ -10,15 +10,14 @@ an append wrote it, and names the first row that differs.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.integrity import IntegrityError
 from ledger.persistence import Database, Storage, lane_key, leaf_bytes
-from ledger.rules import Entry, stream_of
-
-_COLUMNS = ("event_id", "originator_id", "type", "recorded_at", "subject_ref", "lane", "lane_key")
+from ledger.rules import stream_of
 
 
 def check_index(storage: Storage, db: Database, upto: int) -> None:
@@ -26,11 +25,11 @@ def check_index(storage: Storage, db: Database, upto: int) -> None:
     ``upto`` that its leaf (or, for a retraction, its target's row) does not give.
 
     Streams in sequence order; memory is flat (a retraction's target row is read by
-    its event_id, ~1% of rows)."""
+    its event_id, ~1% of rows; a bounded cache holds the forms of recent streams)."""
     events, column = storage.events_table, storage.notification_column
     statement = (
-        "SELECT l.sequence, l.event_id, l.originator_id, l.type, l.recorded_at, "
-        "l.subject_ref, l.lane, l.lane_key, l.target, s.originator_id, s.state "
+        "SELECT l.sequence, l.event_id, l.type, l.recorded_at, l.subject_ref, l.lane, "
+        "l.lane_key, l.target, l.originator_id, s.originator_id, s.state "
         f"FROM ledger_entries l JOIN {events} s ON s.{column} = l.notification_id "
         "WHERE l.sequence < ? ORDER BY l.sequence"
     )
@@ -38,9 +37,10 @@ def check_index(storage: Storage, db: Database, upto: int) -> None:
         "SELECT originator_id, lane, lane_key FROM ledger_entries WHERE event_id = ?"
     )
     for row in db.stream(statement, (upto,), binary=True):
-        sequence, *stored, target, stream_of_event, state = row
-        record = json.loads(leaf_bytes(state))
-        if record["type"] == "event_retracted":
+        sequence, *stored, originator, stream_of_event, state = row
+        record = json.loads(str(leaf_bytes(state), "utf-8"))  # UTF-8 by the format
+        kind = record["type"]
+        if kind == "event_retracted":
             # A retraction is filed in its target's stream and lane.
             found = db.raw.execute(target_row, (record.get("target"),)).fetchone()
             if found is None:
@@ -50,24 +50,57 @@ def check_index(storage: Storage, db: Database, upto: int) -> None:
                     f"the ledger's index (ledger_entries) was changed{_EDITED}",
                     sequence,
                 )
-            originator, lane, key = found
+            forms, lane, key = _forms(str(found[0])), found[1], found[2]
         else:
-            kind, sid = stream_of(record)
-            lane = kind.lane_key(Entry.from_record(record))
-            originator, key = storage.originator_param(sid), lane_key(sid.hex, lane)
-        subject_ref = record.get("subject") if record["type"] == "account_registered" else None
-        expected = (
-            record["event_id"],
-            originator,
-            record["type"],
-            record["recorded_at"],
-            subject_ref,
-            lane,
-            key,
-        )
-        _compare(sequence, stored, expected, stream_of_event)
-        if target != record.get("target"):
-            raise IntegrityError(_differs(sequence, "target", target, record.get("target")))
+            stream, sid = stream_of(record)
+            lane = stream.lane_key(_LaneOnly(kind, record))  # type: ignore[arg-type]
+            forms, key = _stream(sid, lane)
+        subject_ref = record.get("subject") if kind == "account_registered" else None
+        expected = [
+            record["event_id"], kind, record["recorded_at"], subject_ref, lane, key,
+            record.get("target"),
+        ]  # fmt: skip
+        if stored != expected:
+            name, value, derived = next(
+                c for c in zip(_COLUMNS, stored, expected, strict=True) if c[1] != c[2]
+            )
+            raise IntegrityError(_differs(sequence, name, value, derived), sequence)
+        if originator not in forms:
+            raise IntegrityError(
+                _differs(sequence, "originator_id", originator, min(forms, key=str)), sequence
+            )
+        if stream_of_event not in forms:
+            raise IntegrityError(
+                f"sequence {sequence}: the stored event is in stream {stream_of_event}, but "
+                f"its leaf puts it in {min(forms, key=str)}: the events table was "
+                f"changed{_EDITED}",
+                sequence,
+            )
+
+
+_COLUMNS = ("event_id", "type", "recorded_at", "subject_ref", "lane", "lane_key", "target")
+
+
+class _LaneOnly(NamedTuple):
+    """What a stream kind's lane_key reads of an entry: its type and record."""
+
+    type: str
+    record: dict[str, Any]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _stream(sid: uuid.UUID, lane: str) -> tuple[frozenset[Any], int]:
+    """A stream's stored forms and one of its lanes' index key: computed once for the
+    many events of an account's lane."""
+    return _forms(sid.hex), lane_key(sid.hex, lane)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _forms(stream_hex: str) -> frozenset[Any]:
+    """Every form a stream id is stored in: uuid hex and text (SQLite), a uuid
+    (PostgreSQL); compared by membership, not parsed once a row."""
+    sid = uuid.UUID(stream_hex)
+    return frozenset({sid.hex, str(sid), sid})
 
 
 _EDITED = (
@@ -75,26 +108,6 @@ _EDITED = (
     "rules refuse may have been accepted since; the leaves and the tree verify, so "
     "`export --nl` then `copy --export` into a new store rebuilds it from them"
 )
-
-
-def _same(stored: Any, expected: Any, column: str) -> bool:
-    if column == "originator_id":  # uuid text on SQLite, uuid on PostgreSQL
-        return stored is not None and uuid.UUID(str(stored)) == uuid.UUID(str(expected))
-    return bool(stored == expected)
-
-
-def _compare(
-    sequence: int, stored: list[Any], expected: tuple[Any, ...], stream_of_event: Any
-) -> None:
-    for column, value, derived in zip(_COLUMNS, stored, expected, strict=True):
-        if not _same(value, derived, column):
-            raise IntegrityError(_differs(sequence, column, value, derived), sequence)
-    if not _same(stream_of_event, expected[1], "originator_id"):
-        raise IntegrityError(
-            f"sequence {sequence}: the stored event is in stream {stream_of_event}, but its "
-            f"leaf puts it in {expected[1]}: the events table was changed{_EDITED}",
-            sequence,
-        )
 
 
 def _differs(sequence: int, column: str, stored: Any, derived: Any) -> str:
