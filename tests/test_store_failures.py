@@ -159,42 +159,47 @@ def test_text_the_output_encoding_cannot_hold_is_an_error_saying_so(tmp_path: Pa
     )
 
 
-@pytest.mark.parametrize("store_kind", ["postgres"])
-def test_a_lost_server_connection_says_so_and_commits_nothing(
-    bare_store: Store, tmp_path: Path
-) -> None:
-    """The server ends the session mid-append (a restart, an admin's
-    pg_terminate_backend): an error saying so, exit 1, and the batch is not in."""
+def _cut_off(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], bool]:
+    """Run the CLI and have the server end its session while it works (as a restart
+    or an admin's pg_terminate_backend would); returns the process and whether its
+    session was ended before the command finished."""
     import psycopg
 
-    assert _cli("--store", bare_store.url, "init").returncode == 0
-    batch = _generated(tmp_path, 30_000)
     name = f"el-cut-{tmp_path.name}"[:60]
-    appending = subprocess.Popen(
-        [*CLI, "--store", bare_store.url, "append", str(batch)],
+    process = subprocess.Popen(
+        [*CLI, *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PGAPPNAME": name},  # libpq names the session
     )
-    terminated = False
     with psycopg.connect(PG_URL, autocommit=True) as admin:
-        # Until the append ends: on a loaded machine it spends most of its time in
-        # Python between statements, its session idle inside the batch's transaction.
+        # Until the command ends: on a loaded machine it spends most of its time in
+        # Python between statements, its session idle inside its transaction.
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and process.poll() is None:
             row = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE application_name = %s AND state IN ('active', 'idle in transaction')",
                 (name,),
             ).fetchone()
             if row is not None and row[0]:
-                terminated = True
-                break
-            if appending.poll() is not None:
-                break
-            time.sleep(0.05)
+                return process, True
+            time.sleep(0.02)
+    return process, False
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_a_lost_server_connection_says_so_and_commits_nothing(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    """The server ends the session mid-append (a restart, an admin's
+    pg_terminate_backend): an error saying so, exit 1, and the batch is not in."""
+
+    assert _cli("--store", bare_store.url, "init").returncode == 0
+    batch = _generated(tmp_path, 30_000)
+    appending, terminated = _cut_off(tmp_path, "--store", bare_store.url, "append", str(batch))
     out, err = appending.communicate(timeout=120)
     assert terminated, (out, err)
     assert appending.returncode == 1, (out, err)
@@ -302,29 +307,11 @@ def test_a_replay_that_loses_its_connection_says_to_run_it_again(
     bare_store: Store, tmp_path: Path
 ) -> None:
     # Not the append's advice to look for a half-known batch: a replay writes no event.
-    import psycopg
 
     assert _cli("--store", bare_store.url, "init").returncode == 0
     loaded = _cli("--store", bare_store.url, "append", str(_generated(tmp_path, 30_000)))
     assert loaded.returncode == 0, loaded.stderr
-    name = f"el-replay-{tmp_path.name}"[:60]
-    replay = subprocess.Popen(
-        [*CLI, "--store", bare_store.url, "replay", "--silent"], cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PGAPPNAME": name},
-    )  # fmt: skip
-    terminated = False
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and replay.poll() is None:
-            row = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = %s AND state IN ('active', 'idle in transaction')",
-                (name,),
-            ).fetchone()
-            if row is not None and row[0]:
-                terminated = True
-                break
-            time.sleep(0.02)
+    replay, terminated = _cut_off(tmp_path, "--store", bare_store.url, "replay", "--silent")
     _, err = replay.communicate(timeout=120)
     if not terminated:
         pytest.skip("the replay ended before its session could be terminated")
