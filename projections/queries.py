@@ -290,7 +290,7 @@ def similar_ids(db: Database, field: str, given: str, limit: int = 3) -> list[st
     meant: the same id in other letter case, else close spellings. For messages only:
     it reads every registration of the platform, or every subject row."""
     if field == "account":
-        platform, colon, _ = given.partition(":")
+        platform, colon, handle = given.partition(":")
         if not colon:
             return []
         # The platform slug is lower case by the schema: its accounts are one range.
@@ -302,6 +302,11 @@ def similar_ids(db: Database, field: str, given: str, limit: int = 3) -> list[st
         # Slugs are lower case: "Twitter:x" is looked up among twitter's accounts.
         slug = platform.lower()
         params = {"low": slug + ":", "high": slug + ";", "given": given}
+        renamed = renamed_platform(db, slug)
+        if renamed is not None:  # x:jack for twitter:jack, Twitter having become X
+            slug = renamed[0]
+            params.update(low=slug + ":", high=slug + ";")
+            given = f"{slug}:{handle}"  # compared as if given under the slug
     else:
         sql = (
             f"SELECT DISTINCT t.subject FROM timeline t{_hint(db, 'timeline_subject')} "

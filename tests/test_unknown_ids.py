@@ -215,3 +215,17 @@ def test_a_platform_no_event_is_on_says_so_naming_the_ledgers_platforms(
         "its platforms are instagram, twitter\n"
     )
     assert world.ok(command, "--platform", "instagram", "--nl").stderr == ""
+
+
+def test_an_id_under_a_platforms_new_name_names_the_id_under_its_slug(store: Store) -> None:
+    # Twitter became X; its accounts keep the slug twitter, as ids and filters do.
+    store.append(
+        ev("platform_renamed", "2023-07-24", platform="twitter", name="X"),
+        account("twitter:Jack"),
+    )
+    for given in ("x:Jack", "X:jack"):
+        reject(store, "status", given, expect=("did you mean 'twitter:Jack'?",))
+    result = store.ok("timeline", "--account", "x:jack", "--nl")
+    assert result.stderr == (
+        "note: no account 'x:jack' is registered in this ledger; did you mean 'twitter:Jack'?\n"
+    )
