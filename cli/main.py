@@ -1927,10 +1927,17 @@ def counts_command(
 
 
 @cli.command()
+@click.option(
+    "--known-at",
+    metavar="TIME",
+    callback=_given_value,
+    help="Only the events the ledger held at TIME: the log's first N, as a checkpoint "
+    "of size N signed then covers them.",
+)
 @output_options
 @click.pass_obj
-def export(session: Session, fmt: str) -> None:
-    """The whole log in sequence order.
+def export(session: Session, known_at: str | None, fmt: str) -> None:
+    """The whole log in sequence order (or as the ledger held it at --known-at).
 
     With --nl each line is exactly the stored leaf (RFC 8785 canonical JSON), so
     anyone can rebuild the Merkle tree from an export.
@@ -1938,12 +1945,16 @@ def export(session: Session, fmt: str) -> None:
     \b
     Example:
       enforcement-ledger export --nl > ledger.jsonl
+      enforcement-ledger export --nl --known-at 2024-03-01T00:00:00Z > then.jsonl
     """
     from contextlib import closing
 
+    ledger = session.ledger()
+    size = None if known_at is None else ledger.size_known_at(_parse_time(known_at, "--known-at"))
     # Closed on any failure too: the stream holds a connection (on PostgreSQL, a
     # transaction and a cursor) that would otherwise live as long as the generator.
-    with closing(session.ledger().iter_leaves()) as leaves:
+    with closing(ledger.iter_leaves()) as stream:
+        leaves: Iterator[bytes] = stream if size is None else itertools.islice(stream, size)
         if fmt == "nl":
             out = sys.stdout.buffer
             for leaf in leaves:

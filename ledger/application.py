@@ -463,6 +463,23 @@ class Ledger:
         with self.storage.connect() as db:
             yield from self.storage.iter_leaves(db)
 
+    def size_known_at(self, moment: datetime) -> int:
+        """How many events the ledger held at record time ``moment``. Record times never
+        run backwards, so those are the log's first N: found by bisection (O(log N)
+        lookups, as record time is text whose fraction digits vary)."""
+        with self.storage.connect() as db:
+            low, high = 0, self.storage.tree_size(db)  # the first `low` are known by then
+            while low < high:
+                middle = (low + high) // 2
+                (recorded,) = db.one(
+                    "SELECT recorded_at FROM ledger_entries WHERE sequence = ?", (middle,)
+                )
+                if datetime.fromisoformat(recorded) <= moment:
+                    low = middle + 1
+                else:
+                    high = middle
+            return low
+
     def close(self) -> None:
         self.storage.close()
         if self._library is not None:
