@@ -1764,7 +1764,8 @@ def selection_options(func: F) -> F:
             "--recorded-since",
             metavar="TIME",
             help="Recorded by the ledger at or after TIME: with --known-at, what was "
-            "added between the two.",
+            "added between the two. To follow the ledger, give the newest recorded_at "
+            "you hold, not the wall clock (a batch being written records its start).",
             callback=_given_value,
         ),
         known_at_option,
