@@ -2115,9 +2115,20 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     path = demo_store or ctx.obj.store
     if path is None:
         path = os.path.join(tempfile.mkdtemp(prefix="enforcement-ledger-demo-"), "demo.db")
-    if os.path.exists(path):
-        raise StoreError(f"{path} already exists; the demo builds a fresh store, give a new path")
     session = Session(path)
+    if session.location.kind == "postgres":
+        from ledger.persistence import open_storage
+
+        # A schema that holds a ledger is a team's: 18 seed events could only be
+        # retracted from it, never taken out.
+        if open_storage(session.location).exists():
+            session.close()
+            raise StoreError(
+                f"{session.location.display} already holds a ledger; the demo builds a "
+                "fresh store, give a new schema"
+            )
+    elif os.path.exists(path):
+        raise StoreError(f"{path} already exists; the demo builds a fresh store, give a new path")
     ctx.call_on_close(session.close)
     ctx.obj = session
     ctx.invoke(init)

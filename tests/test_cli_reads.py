@@ -665,6 +665,19 @@ def test_demo_refuses_an_existing_path(tmp_path: Path) -> None:
     assert path.read_bytes() == b"precious"
 
 
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_demo_refuses_a_postgresql_schema_that_holds_a_ledger(store: Store) -> None:
+    # It appended the seed story into a team's ledger, where it could only be retracted.
+    store.append(account("twitter:team"))
+    result = store.run("demo")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"Error: {store.url} already holds a ledger; the demo builds a fresh store, give a "
+        "new schema\n"
+    )
+    assert store.count() == 1
+
+
 # --- counts ----------------------------------------------------------------------
 
 
