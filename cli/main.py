@@ -652,9 +652,17 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
     if created:
         click.echo(f"Created ledger at {location.display}")
     elif remade:
+        from projections.projector import TABLES as READ_MODEL_TABLES
+
+        rebuilt = (
+            "; they are projected again from the log by the next command that reads them "
+            "(or run `replay` now)"
+            if set(remade) & set(READ_MODEL_TABLES)
+            else ""
+        )
         click.echo(
             f"Ledger already exists at {location.display}; made again the read models' "
-            f"missing {', '.join(remade)} (the log is unchanged)"
+            f"missing {', '.join(remade)} (the log is unchanged){rebuilt}"
         )
     else:
         click.echo(f"Ledger already exists at {location.display}; nothing changed")
@@ -668,6 +676,7 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
     tables and indexes an existing store lacked and that were made again."""
     from ledger.persistence import open_storage
     from ledger.vocabulary import iso
+    from projections.projector import TABLES as READ_MODEL_TABLES
     from projections.projector import create_tables, missing_parts
 
     storage = open_storage(location)
@@ -677,6 +686,12 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
         storage.check_format(db)
         missing = [] if created else missing_parts(db)
         create_tables(db)
+        if set(missing) & set(READ_MODEL_TABLES):
+            # A table made again is empty while the others and the position say the
+            # log was projected: answers would be wrong. Emptied, the read models are
+            # projected from the start by the next read.
+            for table in READ_MODEL_TABLES:
+                db.execute(f"DELETE FROM {table}")
     return created, storage, missing
 
 

@@ -879,3 +879,24 @@ def test_init_refuses_a_store_of_another_format_and_changes_nothing(
     assert result.exit_code == 1, result.output
     assert "holds ledger format 3, this version reads format 2" in result.stderr
     assert Path(ledger.store.url).read_bytes() == before
+
+
+@pytest.mark.parametrize("table", ["timeline", "retractions"])
+def test_init_making_a_read_model_table_again_has_the_read_models_projected_anew(
+    ledger: KeyedLedger, tables: Tables, table: str
+) -> None:
+    # Made again empty beside a position that said "all projected", a table gave
+    # wrong answers with exit 0 (no accounts; retracted events counted).
+    ledger.store.append(
+        {"type": "event_retracted", "target": "subject-batch3_subject_07", "reason": "typo",
+         "occurred_at": "2024-03-01T00:00:00Z", "source": SOURCE},
+    )  # fmt: skip
+    at = ("--known-at", "2030-01-01")
+    reads = (("accounts", "--nl", "--as-of", "2030-01-01"), ("counts", "--by", "type", "--nl"))
+    before = [ledger.store.ok(*read, *at).stdout for read in reads]
+    tables.execute(f"DROP TABLE {table}")
+    made = ledger.store.ok("init").stdout
+    assert f"made again the read models' missing {table}" in made
+    assert "projected again from the log by the next command that reads them" in made
+    assert [ledger.store.ok(*read, *at).stdout for read in reads] == before
+    assert "read models match the log (39 event(s))" in ledger.verify_ok("--read-models")
