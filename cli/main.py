@@ -416,6 +416,8 @@ def _refuse_repeated_options(command: click.Command, ctx: click.Context, args: l
     """An option that takes one value given twice: click keeps the last silently, so a
     command line edited by adding `--account b` would act on b, not the a it shows first
     (`append` refuses a field given twice in one object for the same reason)."""
+    if ctx.resilient_parsing:  # shell completion: a half-typed line, nothing run
+        return
     _, _, order = command.make_parser(ctx).parse_args(args=list(args))
     seen: set[str | None] = set()
     for param in order:
@@ -1312,7 +1314,8 @@ def paging_options(func: F) -> F:
     @functools.wraps(func)
     def with_page(*args: Any, limit: int | None, offset: int, **kwargs: Any) -> Any:
         def page(rows: Iterable[Any]) -> Iterator[Any]:
-            stop = None if limit is None else offset + limit
+            # islice takes no bound past sys.maxsize (2**63 - 1 here): "no limit" then.
+            stop = None if limit is None else min(offset + limit, sys.maxsize)
             return itertools.islice(rows, offset, stop)
 
         return func(*args, page=page, **kwargs)

@@ -148,11 +148,14 @@ def write_rows(
         import csv
 
         cell = _csv_cell if fmt == "csv" else _spreadsheet_cell
+        target: TextIO | _Utf8 = out
         if fmt == "spreadsheet":
             # Excel reads a CSV without a byte-order mark in the system's ANSI code page:
-            # Persian handles and excerpts would open garbled.
-            out.write("\ufeff")
-        writer = csv.writer(out, lineterminator="\n")
+            # Persian handles and excerpts would open garbled. UTF-8 whatever the
+            # terminal's encoding (cp1252 on Windows), which the mark announces.
+            target = _Utf8(out)
+            target.write("\ufeff")
+        writer = csv.writer(target, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
             writer.writerow([cell(row.get(c)) for c in columns])
@@ -160,6 +163,21 @@ def write_rows(
     else:
         count = _write_table(rows, table_columns or columns, out, empty_message)
     return count
+
+
+class _Utf8:
+    """Text written as UTF-8 bytes to a text stream's byte buffer, whatever the
+    stream's own encoding (a stream without one takes the text as it is)."""
+
+    def __init__(self, out: TextIO) -> None:
+        out.flush()  # what was written as text goes first
+        self.buffer = getattr(out, "buffer", None)
+        self.out = out
+
+    def write(self, text: str) -> int:
+        if self.buffer is None:
+            return self.out.write(text)
+        return int(self.buffer.write(text.encode("utf-8")))
 
 
 def _write_table(

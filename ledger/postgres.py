@@ -288,6 +288,8 @@ def role_names(prefix: str) -> tuple[str, str]:
             f"a role prefix is letters, digits and underscores, not starting with a digit "
             f"(given {prefix!r})"
         )
+    if prefix.lower().startswith("pg_"):
+        raise RolePrefixError(f"role names starting pg_ are PostgreSQL's own (given {prefix!r})")
     writer, reader = f"{prefix}_writer", f"{prefix}_reader"
     if len(writer.encode()) > MAX_NAME_BYTES:
         room = MAX_NAME_BYTES - len("_writer")

@@ -8,7 +8,10 @@ import csv
 import getpass
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,10 @@ from click.testing import CliRunner
 from cli.main import cli
 from tests.conftest import Store
 from tests.ledger_helpers import (
+    CLI,
+    REPO,
     account,
+    cli_process,
     ev,
     export,
     jsonl,
@@ -1147,6 +1153,43 @@ def test_spreadsheet_csv_shows_formulas_instead_of_running_them(store: Store) ->
     assert "choose one output format: --csv or --spreadsheet" in result.output
 
 
+def test_spreadsheet_csv_is_utf8_whatever_the_terminals_encoding(tmp_path: Path) -> None:
+    # cp1252 is what Python on Windows writes redirected output in: the byte-order
+    # mark failed there (exit 70), and the text would not have been the UTF-8 it announces.
+    store = tmp_path / "ledger.db"
+    assert cli_process("--store", str(store), "init").returncode == 0
+    handle = "Ḵhāmeneʼi_فارسی"
+    entry = jsonl(account(f"twitter:{handle}"))
+    assert subprocess.run([*CLI, "--store", str(store), "append", "-"], input=entry,
+                          text=True, cwd=REPO, env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "t"},
+                          capture_output=True).returncode == 0  # fmt: skip
+    done = subprocess.run(
+        [*CLI, "--store", str(store), "accounts", "--spreadsheet"],
+        cwd=REPO,
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "cp1252"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"\xef\xbb\xbfaccount,")
+    assert f"twitter:{handle}".encode() in done.stdout
+
+
+def test_shell_completion_of_a_line_with_a_repeated_option_completes(tmp_path: Path) -> None:
+    # The repeated-option check refused the half-typed line: exit 70.
+    env = {
+        **os.environ,
+        "COMP_WORDS": "enforcement-ledger timeline --account a --account b --",
+        "COMP_CWORD": "6",
+        "_ENFORCEMENT_LEDGER_COMPLETE": "bash_complete",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "from cli.main import cli; cli(prog_name='enforcement-ledger')"],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "plain,--subject" in done.stdout
+
+
 def test_table_columns_line_up_after_wide_characters(store: Store) -> None:
     """A CJK or emoji handle takes two terminal columns a character: the cells after it
     are padded by display width, not by character count."""
@@ -1196,3 +1239,6 @@ def test_every_listing_pages_with_limit_and_offset(world: Store, listing: tuple[
         ]
         assert [row for page in pages for row in page] == whole
     assert nl(world, *listing, *known, "--offset", str(len(whole))) == []
+    # The largest limit is "no limit", from any offset (as on timeline and counts).
+    largest = ("--limit", str(2**63 - 1), "--offset", "1")
+    assert nl(world, *listing, *known, *largest) == whole[1:]

@@ -421,8 +421,9 @@ def test_missing_schema_says_run_init(tmp_path: Path, args: tuple[str, ...]) -> 
         ('r_x"y', "letters, digits and underscores"),
         ('r_x" SUPERUSER --', "letters, digits and underscores"),
         ("9lives", "not starting with a digit"),
+        ("pg_probe", "role names starting pg_ are PostgreSQL's own"),
     ],
-    ids=["default-from-a-long-schema", "long", "quote", "injection", "digit"],
+    ids=["default-from-a-long-schema", "long", "quote", "injection", "digit", "reserved"],
 )
 def test_role_names_postgresql_would_cut_or_misread_are_refused_first(
     tmp_path: Path, prefix: str | None, problem: str
