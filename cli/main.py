@@ -437,9 +437,13 @@ def _given_value(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     for the whole ledger (or for now)."""
     for item in value if isinstance(value, tuple) else (value,):
         if item is not None and not item.strip():
+            instead = (
+                "leave the option out rather than give it empty"
+                if isinstance(param, click.Option)
+                else "give one"
+            )
             raise click.BadParameter(
-                f"needs a value (given {item!r}); leave the option out rather than give "
-                "it empty (an unset shell variable?)",
+                f"needs a value (given {item!r}); {instead} (an unset shell variable?)",
                 ctx=ctx,
                 param=param,
             )
@@ -531,6 +535,7 @@ class LedgerGroup(StrictGroup):
     show_envvar=True,
     metavar="PATH|URL",
     help="SQLite file (default ./enforcement-ledger.db) or postgresql:// URL.",
+    callback=_given_value,
 )
 @click.option(
     "--key-file",
@@ -538,6 +543,7 @@ class LedgerGroup(StrictGroup):
     show_envvar=True,
     metavar="PATH",
     help="Ed25519 signing key (default: the SQLite store's path + .key).",
+    callback=_given_value,
 )
 @click.pass_context
 def cli(ctx: click.Context, store: str | None, key_file: str | None) -> None:
@@ -990,7 +996,7 @@ def _vkey_option(help_text: str) -> Callable[[F], F]:
 
 
 @cli.command("copy")
-@click.argument("source", metavar="[SOURCE]", required=False)
+@click.argument("source", metavar="[SOURCE]", required=False, callback=_given_value)
 @_export_option("Copy from an `export --nl` file instead of a store.")
 @_checkpoint_option("With --export: a signed checkpoint of that log to keep; repeatable.")
 @_vkey_option("With --checkpoint: the log's verifier key (or a file holding one).")
@@ -1352,7 +1358,7 @@ def _moment(as_of: str | None, known_at: str | None) -> Any:
 
 
 @cli.command()
-@click.argument("account")
+@click.argument("account", callback=_given_value)
 @as_of_option
 @known_at_option
 @click.option(
@@ -1427,7 +1433,7 @@ def _account_or_selection(
 
 
 @cli.command(name="posts")
-@click.argument("account", required=False)
+@click.argument("account", required=False, callback=_given_value)
 @click.option(
     "--platform",
     help="Without ACCOUNT: the posts of every account on this platform.",
@@ -1510,7 +1516,7 @@ APPEALS_TABLE = ["appeal", "state", "outcome", "target_type", "policy", "filed_a
 
 
 @cli.command(name="appeals")
-@click.argument("account", required=False)
+@click.argument("account", required=False, callback=_given_value)
 @click.option(
     "--platform",
     help="Without ACCOUNT: the appeals on every account on this platform.",
@@ -2112,6 +2118,7 @@ def schema() -> None:
     "demo_store",
     metavar="PATH",
     help="Where to build the demo ledger (default: a new temporary file).",
+    callback=_given_value,
 )
 @click.pass_context
 def demo(ctx: click.Context, demo_store: str | None) -> None:

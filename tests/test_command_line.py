@@ -152,3 +152,40 @@ def test_a_list_option_given_a_comma_separated_value_says_to_repeat_it(
             "(given 'read_only, reduced_reach')",
         ),
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "param"),
+    [
+        (["status", "--history", ""], "ACCOUNT"),  # it folded every account's history
+        (["posts", ""], "[ACCOUNT]"),
+        (["appeals", " "], "[ACCOUNT]"),
+        (["copy", ""], "[SOURCE]"),  # it copied from ./enforcement-ledger.db
+    ],
+)
+def test_an_argument_given_empty_is_refused(
+    sqlite_store: Store, command: list[str], param: str
+) -> None:
+    reject(
+        sqlite_store,
+        *command,
+        code=2,
+        expect=(f"Invalid value for '{param}': needs a value (given ", "); give one"),
+    )
+
+
+@pytest.mark.parametrize("option", ["--store", "--key-file"])
+def test_an_empty_store_or_key_file_is_refused_not_the_default_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str
+) -> None:
+    # `--store "$STORE"` with the variable unset acted on ./enforcement-ledger.db.
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [option, "", "init"])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert "needs a value (given '')" in result.stderr
+    assert list(tmp_path.iterdir()) == []
