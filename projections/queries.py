@@ -855,13 +855,15 @@ def _rows(
 
 
 # What events can be counted by: timeline columns, each an exact value of the event,
-# and the subject: an account's events name none, so theirs is the subject of the
-# account's registration as known at K (at most one is in force at a time).
+# and the subject: an account's events (a retraction of one among them) count under
+# the subject of the account's registration as known at K (at most one is in force
+# at a time); a registration under its own, a subject's events under theirs.
 COUNT_DIMENSIONS = ("platform", "type", "policy", "actor", "account", "subject")
 _SUBJECT_OF_ROW = (
-    "coalesce(t.subject, (SELECT a.subject FROM timeline a WHERE a.account = t.account "
+    "CASE WHEN t.account IS NULL OR t.type = 'account_registered' THEN t.subject ELSE "
+    "(SELECT a.subject FROM timeline a WHERE a.account = t.account "
     f"AND a.type = 'account_registered' AND {status_facts_clause('a')} AND {_visible('a')} "
-    "LIMIT 1))"
+    "LIMIT 1) END"
 )
 PERIODS = ("day", "month", "year")
 _PERIOD_FORMATS = {

@@ -698,8 +698,9 @@ def _counted(
     tally: dict[tuple[Any, ...], int] = {}
 
     def value(event: dict[str, Any], field: str) -> Any:
-        if field == "subject" and "subject" not in event and subject_of is not None:
-            return subject_of.get(event.get("account", ""))
+        of_account = event.get("account") and event["type"] != "account_registered"
+        if field == "subject" and of_account and subject_of is not None:
+            return subject_of.get(event["account"])
         return event.get(field)
 
     for event in events:
@@ -771,6 +772,11 @@ def test_counts_by_subject_follow_the_registration_as_known_at_the_time(store: S
     args = ("counts", "--by", "subject", "--type", "followers_observed")
     assert nl(store, *args) == [{"subject": "khamenei", "count": 1}]
     assert nl(store, *args, "--known-at", before) == [{"subject": "someone_else", "count": 1}]
+    # The retractions are events of the account: they count under its subject now,
+    # as the subject filter lists them (not under the retracted registration's).
+    retractions = ("counts", "--by", "subject", "--type", "event_retracted")
+    assert nl(store, *retractions) == [{"subject": "khamenei", "count": 2}]
+    assert nl(store, *retractions, "--subject", "khamenei") == nl(store, *retractions)
 
 
 def test_counts_leave_out_retracted_events_as_known_at_the_time(world: Store) -> None:
