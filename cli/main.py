@@ -586,21 +586,25 @@ def _parse_time(value: str | None, option: str, *, whole_day: bool = False) -> d
 
 
 def _actor(actor: str | None) -> str:
-    if actor is not None:
-        from ledger.vocabulary import actor_problem, shorten
+    """Who records: --actor, else $ENFORCEMENT_LEDGER_ACTOR, else the OS user; each
+    checked before anything is read, naming where it came from."""
+    from ledger.vocabulary import actor_problem, shorten
 
-        problem = actor_problem(actor)
-        if problem is not None:
-            raise click.BadParameter(
-                f"{problem} (given {shorten(repr(actor), 100)})", param_hint="--actor"
-            )
-        return actor
-    import getpass
+    source = "--actor (or $ENFORCEMENT_LEDGER_ACTOR)"
+    if actor is None:
+        import getpass
 
-    try:
-        return getpass.getuser()
-    except Exception:  # no user database entry in some containers
-        return f"uid:{os.getuid()}"
+        source = "the OS user name, the actor by default; give --actor"
+        try:
+            actor = getpass.getuser()
+        except Exception:  # no user database entry in some containers
+            actor = f"uid:{os.getuid()}"
+    problem = actor_problem(actor)
+    if problem is not None:
+        raise click.BadParameter(
+            f"{problem} (given {shorten(repr(actor), 100)})", param_hint=source
+        )
+    return actor
 
 
 actor_option = click.option(

@@ -61,7 +61,10 @@ def shorten(text: str, limit: int) -> str:
 # Who recorded an event is stored in its signed leaf for good: a name people can read
 # and filter on, not a place for terminal escapes, line breaks or pages of text.
 MAX_ACTOR = 200
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Control characters, and the invisible ones that reorder or hide text: bidi marks,
+# embeddings, overrides and isolates, zero-width characters, line and paragraph
+# separators, the byte-order mark.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def actor_problem(actor: str) -> str | None:
@@ -73,5 +76,5 @@ def actor_problem(actor: str) -> str | None:
     if len(actor) > MAX_ACTOR:
         return f"must be at most {MAX_ACTOR} characters; it has {len(actor):,}"
     if _UNPRINTABLE.search(actor):
-        return "must not contain control characters or bidi controls"
+        return "must not contain control characters or invisible ones (bidi, zero-width)"
     return None

@@ -34,10 +34,12 @@ def sqlite_store(tmp_path: Path) -> Store:
         ("", "must not be empty"),
         ("   ", "must not be empty"),
         (" jane", "must not start or end with whitespace"),
-        ("ev\x1b[31mil", "must not contain control characters or bidi controls"),
+        ("ev\x1b[31mil", "must not contain control characters or invisible ones"),
         ("jane\nApproved by: legal", "must not contain control characters"),
-        ("\u202enaej", "must not contain control characters or bidi controls"),
+        ("\u202enaej", "must not contain control characters or invisible ones"),
         ("a" * 201, "must be at most 200 characters; it has 201"),
+        ("jane\u200fdoe", "must not contain control characters or invisible ones"),
+        ("jane\u2028doe", "must not contain control characters or invisible ones"),
     ],
 )
 def test_an_actor_that_people_could_not_read_is_refused(
@@ -51,7 +53,7 @@ def test_an_actor_that_people_could_not_read_is_refused(
             *command,
             input=given,
             code=2,
-            expect=(f"Invalid value for --actor: {problem}",),
+            expect=(f"Invalid value for --actor (or $ENFORCEMENT_LEDGER_ACTOR): {problem}",),
         )
 
 
@@ -189,3 +191,15 @@ def test_an_empty_store_or_key_file_is_refused_not_the_default_taken(
     assert f"Invalid value for '{option}'" in result.stderr
     assert "needs a value (given '')" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unusable_actor_names_where_it_came_from(sqlite_store: Store) -> None:
+    result = sqlite_store.run(*FOLLOWERS, env={"ENFORCEMENT_LEDGER_ACTOR": "x\x1by"})
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --actor (or $ENFORCEMENT_LEDGER_ACTOR): " in result.stderr
+    result = sqlite_store.run(*FOLLOWERS, env={"ENFORCEMENT_LEDGER_ACTOR": "", "USER": "b\x1bd",
+                                               "LOGNAME": "b\x1bd"})  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for the OS user name, the actor by default; give --actor: " in (
+        result.stderr
+    )
