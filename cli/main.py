@@ -1386,7 +1386,7 @@ def status(
     \b
     Example:
       enforcement-ledger status twitter:khamenei_ir
-      enforcement-ledger status instagram:khamenei_ir --as-of 2024-01-01 --json
+      enforcement-ledger status instagram:khamenei_ir --as-of 2024-02-09 --json
       enforcement-ledger status twitter:example --known-at 2024-03-01T12:00:00Z
       enforcement-ledger status twitter:realDonaldTrump --history --csv
     """
@@ -2428,7 +2428,7 @@ def check_consistency(
     \b
     Example:
       enforcement-ledger prove consistency 18 --to 19 > 18-19.proof
-      enforcement-ledger prove check-consistency 18-19.proof --old saved.checkpoint \
+      enforcement-ledger prove check-consistency 18-19.proof --old saved.checkpoint \\
           --new latest.checkpoint --vkey ledger.vkey
     """
     from ledger.integrity import check_consistency_proof
@@ -2571,7 +2571,7 @@ def verify(
     if all_signed and report.unsigned_from is not None:
         raise IntegrityError(
             f"sequence {report.unsigned_from}..{report.size - 1}: covered by no signed "
-            "checkpoint, and --all-signed asks that every event be"
+            "checkpoint, and --all-signed asks that every event be covered by one"
         )
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)

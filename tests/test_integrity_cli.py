@@ -785,7 +785,7 @@ def test_verify_offline_warns_of_events_beyond_the_newest_checkpoint(
     assert strict.stdout == ""
     assert strict.stderr == (
         "Error: sequence 18..37: covered by no signed checkpoint, and --all-signed asks "
-        "that every event be\n"
+        "that every event be covered by one\n"
     )
     newest = tmp_path / "newest.checkpoint"
     newest.write_text(stored_checkpoints(shared_log.store)[-1][1], encoding="utf-8")
