@@ -626,7 +626,9 @@ actor_option = click.option(
     help="PostgreSQL: also create <prefix>_writer and <prefix>_reader roles.",
 )
 @click.option(
-    "--role-prefix", metavar="PREFIX", help="Role name prefix (default: ledger_<schema>)."
+    "--role-prefix",
+    metavar="PREFIX",
+    help="Role name prefix (default: ledger_<schema>); implies --roles.",
 )
 @click.pass_obj
 def init(session: Session, origin: str | None, roles: bool, role_prefix: str | None) -> None:
@@ -661,6 +663,18 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
         except RolePrefixError as error:
             raise click.BadParameter(str(error), param_hint="--role-prefix") from None
     created, storage, remade = _create_store(location, origin or _default_origin(location))
+    if not created and origin is not None:
+        from ledger.application import Ledger
+        from ledger.location import StoreError
+
+        held = Ledger(location).origin
+        if held != origin:
+            # The origin names the log in every checkpoint: fixed when the store is made.
+            raise StoreError(
+                f"{location.display} already exists with origin {held!r}; --origin names "
+                "a new store's log and cannot change an existing one: give a new path "
+                "(or, on PostgreSQL, a new schema)"
+            )
     if created:
         click.echo(f"Created ledger at {location.display}")
     elif remade:
@@ -2524,10 +2538,10 @@ def verify(
     covered = None
     if export_file is not None:
         if not verifiers:
-            raise IntegrityError("offline verification needs --vkey")
+            raise click.UsageError("offline verification (--export) needs --vkey")
         checkpoints = [read_checkpoint_file(f) for f in checkpoint_files]
         if not checkpoints and not trusted:
-            raise IntegrityError("offline verification needs --checkpoint")
+            raise click.UsageError("offline verification (--export) needs --checkpoint")
         with open(export_file, "rb") as handle:
             leaves = ((line, None) for line in _export_leaves(handle))
             report = verify_log(

@@ -401,8 +401,9 @@ class Ledger:
         if origin != self.origin:
             raise LedgerError(
                 f"the source log's origin is {origin!r} but this store's is {self.origin!r}; "
-                f"signed checkpoints name their origin, so initialise an empty store with "
-                f"`enforcement-ledger init --origin '{origin}'` and copy into it"
+                f"signed checkpoints name their origin, so copy into a new store (a new "
+                f"path, or a new schema) made with `enforcement-ledger init --origin "
+                f"'{origin}'`"
             )
         pending = sorted(checkpoints, key=lambda c: c.size)
         with _no_automatic_collections(), self.storage.write_transaction() as tx:

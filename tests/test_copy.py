@@ -299,3 +299,16 @@ def test_copy_takes_a_store_or_an_export(tmp_path: Path, args: list[str], messag
     result = target.fail("copy", *[given.get(a, a) for a in args], code=2)
     assert message in result.output
     assert not Path(target.url).exists()
+
+
+def test_init_origin_on_an_existing_store_of_another_origin_is_refused(tmp_path: Path) -> None:
+    # The copy's hint led here, and init said "nothing changed": a loop with no way out.
+    store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    store.ok("init", "--origin", "example.org/first")
+    assert "nothing changed" in store.ok("init", "--origin", "example.org/first").stdout
+    result = store.fail("init", "--origin", "example.org/other")
+    assert result.stderr == (
+        f"Error: {store.url} already exists with origin 'example.org/first'; --origin names "
+        "a new store's log and cannot change an existing one: give a new path (or, on "
+        "PostgreSQL, a new schema)\n"
+    )

@@ -986,3 +986,15 @@ def test_export_known_at_gives_the_log_as_held_then_and_verifies_against_its_che
     assert len(log.ok("export", "--nl", "--known-at", first).stdout_bytes.splitlines()) == 18
     assert log.ok("export", "--nl", "--known-at", "2000-01-01").stdout == ""
     assert len(log.ok("export", "--json", "--known-at", between).stdout.split('"sequence"')) == 19
+
+
+def test_offline_verification_without_its_key_or_checkpoint_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    export = tmp_path / "ledger.jsonl"
+    export.write_text("")
+    vkey = notes.generate_signer("example.org/log").verifier_key()
+    for args, missing in (([], "--vkey"), (["--vkey", vkey], "--checkpoint")):
+        result = offline("verify", "--export", str(export), *args)
+        assert result.exit_code == 2, result.output
+        assert f"offline verification (--export) needs {missing}" in result.stderr
