@@ -2277,7 +2277,9 @@ def prove() -> None:
     """
 
 
-def _latest_checkpoint(session: Session, covering: int) -> tuple[int, str]:
+def _latest_checkpoint(session: Session, covering: int, what: str | None = None) -> tuple[int, str]:
+    """The newest signed checkpoint covering sequence ``covering`` (``what`` names it
+    in the refusal: "sequence 9", "size 10")."""
     from ledger.location import StoreError
 
     ledger = session.ledger()
@@ -2287,7 +2289,8 @@ def _latest_checkpoint(session: Session, covering: int) -> tuple[int, str]:
         if size > covering:
             return size, note
     raise StoreError(
-        f"no signed checkpoint covers sequence {covering} yet; run `enforcement-ledger checkpoint`"
+        f"no signed checkpoint covers {what or f'sequence {covering}'} yet; run "
+        "`enforcement-ledger checkpoint`"
     )
 
 
@@ -2366,13 +2369,27 @@ def consistency(session: Session, old_size: int, new_size: int | None) -> None:
         size = storage.tree_size(connection)
         if old_size > size:
             raise StoreError(f"OLD_SIZE {old_size} is beyond the end of the log (size {size})")
-        target = new_size if new_size is not None else _latest_checkpoint(session, old_size - 1)[0]
+        target = (
+            new_size
+            if new_size is not None
+            else _latest_checkpoint(session, old_size - 1, f"size {old_size}")[0]
+        )
         if target > size or old_size > target:
             raise StoreError(
                 f"need OLD_SIZE <= NEW_SIZE <= {size} (the log size); given {old_size} and {target}"
             )
         signed = {size: note for size, _, note in storage.checkpoints(connection)}
         lines = consistency_proof_lines(storage.node_getter(connection), old_size, target, signed)
+    unsigned = [n for n in (old_size, target) if n not in signed]
+    if unsigned:
+        # It is checked against the signed roots before printing only when both are.
+        sizes = " and ".join(str(n) for n in unsigned)
+        click.echo(
+            f"note: no signed checkpoint at size{'s' if len(unsigned) > 1 else ''} {sizes}: "
+            "this proof was not checked "
+            "against one; `checkpoint` signs the log's present size",
+            err=True,
+        )
     for line in lines:
         click.echo(line)
 

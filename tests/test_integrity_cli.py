@@ -523,6 +523,17 @@ def test_prove_consistency_matches_the_reference_roots(shared_log: Log) -> None:
                 merkle.verify_consistency(old, new, old_root, ref_root(lines[: new - 1]), proof)
 
 
+def test_prove_consistency_says_when_a_size_is_not_signed(shared_log: Log) -> None:
+    # Checked against the signed roots before printing only when both sizes are signed
+    # (18, 30 and 38 here); otherwise the proof is printed with a note saying so.
+    assert shared_log.ok("prove", "consistency", "18", "--to", "30").stderr == ""
+    assert shared_log.ok("prove", "consistency", "7", "--to", "30").stderr == (
+        "note: no signed checkpoint at size 7: this proof was not checked against one; "
+        "`checkpoint` signs the log's present size\n"
+    )
+    assert "at sizes 7 and 13: " in shared_log.ok("prove", "consistency", "7", "--to", "13").stderr
+
+
 def test_prove_consistency_beyond_the_log_fails(shared_log: Log) -> None:
     result = shared_log.fail("prove", "consistency", "5", "--to", "39")
     assert "39" in result.stderr
