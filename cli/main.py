@@ -2214,7 +2214,11 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
         as_of=None,
         known_at=None,
     )
-    click.echo(f"\nDemo ledger: {path}  (try: enforcement-ledger --store {path} timeline)")
+    import shlex  # a PostgreSQL URL's "?" would be a shell pattern unquoted
+
+    click.echo(
+        f"\nDemo ledger: {path}  (try: enforcement-ledger --store {shlex.quote(path)} timeline)"
+    )
 
 
 # --- tamper evidence ------------------------------------------------------------
