@@ -687,8 +687,8 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
             else ""
         )
         click.echo(
-            f"Ledger already exists at {location.display}; made again the read models' "
-            f"missing {', '.join(remade)} (the log is unchanged){rebuilt}"
+            f"Ledger already exists at {location.display}; made again its missing "
+            f"{', '.join(remade)} (the log is unchanged){rebuilt}"
         )
     else:
         click.echo(f"Ledger already exists at {location.display}; nothing changed")
@@ -711,6 +711,9 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
         # A store of another format is not this version's to add to, as for every command.
         storage.check_format(db)
         missing = [] if created else missing_parts(db)
+        for name in [] if created else storage.missing_ledger_indexes(db):
+            db.execute(storage.ledger_indexes()[name])  # the log's rows stay as they are
+            missing.append(name)
         create_tables(db)
         if set(missing) & set(READ_MODEL_TABLES):
             # A table made again is empty while the others and the position say the
@@ -2596,6 +2599,13 @@ def verify(
                 from ledger.index_check import check_index
                 from projections.check import check_read_models
 
+                missing = storage.missing_ledger_indexes(connection)
+                if missing:
+                    raise IntegrityError(
+                        f"the ledger's index {', '.join(missing)} is missing: appends read "
+                        "lanes and targets through it, ever more slowly without; "
+                        "`enforcement-ledger init` makes it again"
+                    )
                 check_index(storage, connection, report.size)
                 covered = check_read_models(connection, report.size)
                 if covered < report.size:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from ledger.location import StoreError, StoreLocation
 
@@ -481,6 +481,26 @@ class Storage:
     def originator_param(self, originator_id: uuid.UUID) -> Any:
         raise NotImplementedError
 
+    # The ledger's own indexes (not the read models'): appends read lanes and targets
+    # through them, so a store without one answers rightly but ever more slowly.
+    ledger_ddl: ClassVar[Sequence[str]] = ()
+
+    def ledger_indexes(self) -> dict[str, str]:
+        """Each of the ledger's indexes by name, with the statement that makes it."""
+        return {
+            statement.split()[5]: statement
+            for statement in self.ledger_ddl
+            if statement.startswith("CREATE INDEX IF NOT EXISTS ")
+        }
+
+    def missing_ledger_indexes(self, db: Database) -> list[str]:
+        if self.dialect == "sqlite":
+            sql = "SELECT name FROM sqlite_master WHERE type = 'index'"
+        else:
+            sql = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        present = {name for (name,) in db.execute(sql).fetchall()}
+        return [name for name in self.ledger_indexes() if name not in present]
+
     # shared
     def check_format(self, db: Database) -> None:
         """Refuse a ledger whose tables this version does not write."""
@@ -652,6 +672,7 @@ class SQLiteStorage(Storage):
     """The embedded store: one SQLite file in WAL mode."""
 
     dialect = "sqlite"
+    ledger_ddl: ClassVar[Sequence[str]] = _SQLITE_LEDGER_DDL
     events_table = "stored_events"
     notification_column = "rowid"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ledger.location import StoreError, StoreLocation
 from ledger.persistence import (
@@ -76,6 +76,7 @@ _LEDGER_META_EXISTS = (
 
 class PostgresStorage(Storage):
     dialect = "postgres"
+    ledger_ddl: ClassVar[Sequence[str]] = _LEDGER_DDL
     events_table = EVENTS_TABLE
     notification_column = "notification_id"
 

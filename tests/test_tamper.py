@@ -859,9 +859,7 @@ def test_a_read_model_index_missing_is_named_by_verify_read_models(
     # `init` makes it again too, and says so (it said "nothing changed").
     tables.execute("DROP INDEX timeline_account")
     made = ledger.store.ok("init").stdout
-    assert made.endswith(
-        "; made again the read models' missing timeline_account (the log is unchanged)\n"
-    )
+    assert made.endswith("; made again its missing timeline_account (the log is unchanged)\n")
     assert "OK size 38" in ledger.verify_ok("--read-models")
 
 
@@ -896,7 +894,24 @@ def test_init_making_a_read_model_table_again_has_the_read_models_projected_anew
     before = [ledger.store.ok(*read, *at).stdout for read in reads]
     tables.execute(f"DROP TABLE {table}")
     made = ledger.store.ok("init").stdout
-    assert f"made again the read models' missing {table}" in made
+    assert f"made again its missing {table}" in made
     assert "projected again from the log by the next command that reads them" in made
     assert [ledger.store.ok(*read, *at).stdout for read in reads] == before
     assert "read models match the log (39 event(s))" in ledger.verify_ok("--read-models")
+
+
+def test_a_ledger_index_missing_is_named_by_verify_read_models_and_made_by_init(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    # Appends read a stream's lanes through it: without it, right but ever slower.
+    tables.execute("DROP INDEX ledger_entries_lane")
+    found = ledger.verify("--read-models")
+    assert found.exit_code == 1, found.output
+    assert found.stderr == (
+        "Error: the ledger's index ledger_entries_lane is missing: appends read lanes and "
+        "targets through it, ever more slowly without; `enforcement-ledger init` makes it "
+        "again\n"
+    )
+    made = ledger.store.ok("init").stdout
+    assert made.endswith("; made again its missing ledger_entries_lane (the log is unchanged)\n")
+    assert "OK size 38" in ledger.verify_ok("--read-models")
