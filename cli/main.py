@@ -418,6 +418,8 @@ def _refuse_repeated_options(command: click.Command, ctx: click.Context, args: l
     (`append` refuses a field given twice in one object for the same reason)."""
     if ctx.resilient_parsing:  # shell completion: a half-typed line, nothing run
         return
+    if any(arg in ctx.help_option_names for arg in args):  # help wins, as click's does
+        return
     _, _, order = command.make_parser(ctx).parse_args(args=list(args))
     seen: set[str | None] = set()
     for param in order:

@@ -97,6 +97,11 @@ def test_an_option_that_takes_one_value_given_twice_is_refused(
     )
 
 
+def test_help_is_shown_even_with_a_repeated_option(sqlite_store: Store) -> None:
+    result = sqlite_store.ok("timeline", "--limit", "1", "--limit", "2", "--help")
+    assert result.stdout.startswith("Usage: cli timeline [OPTIONS]")
+
+
 def test_a_repeated_store_option_is_refused_and_repeatable_ones_are_not(
     sqlite_store: Store,
 ) -> None:
