@@ -345,6 +345,10 @@ def _store_failure(error: BaseException, where: str, command: str | None = None)
                 code is None or code.startswith(("08", "57P0"))
             ):
                 code = "connection lost"
+            # The client's own protocol error with no SQLSTATE ("received 2 results from
+            # command FETCH"): what a session ended mid-fetch leaves behind.
+            if isinstance(error, psycopg.InternalError) and code is None:
+                code = "connection lost"
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if code == "SQLITE_BUSY":
         from ledger.persistence import SQLITE_BUSY_TIMEOUT_S
