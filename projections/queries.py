@@ -522,7 +522,9 @@ def renamed_platform(db: Database, name: str) -> tuple[str, str, str] | None:
     if db.one("SELECT 1 FROM timeline WHERE platform = :name LIMIT 1", {"name": name}):
         return None
     renames = db.execute(
-        f"SELECT s.state FROM timeline t JOIN {events_join(db)} WHERE t.type = 'platform_renamed'"
+        f"SELECT s.state FROM timeline t JOIN {events_join(db)} "
+        "WHERE t.type = 'platform_renamed' AND NOT EXISTS "
+        "(SELECT 1 FROM retractions r WHERE r.target = t.event_id)"  # a rename taken back
     )
     for (leaf,) in renames:
         record = _record(leaf)

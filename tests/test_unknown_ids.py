@@ -229,3 +229,18 @@ def test_an_id_under_a_platforms_new_name_names_the_id_under_its_slug(store: Sto
     assert result.stderr == (
         "note: no account 'x:jack' is registered in this ledger; did you mean 'twitter:Jack'?\n"
     )
+
+
+def test_a_retracted_rename_is_no_name_of_the_platform(store: Store) -> None:
+    # Facebook Inc became Meta; the app did not: the rename is retracted, so "meta" is
+    # just a platform no event is on, not a name facebook took.
+    store.append(
+        ev("platform_renamed", "2021-10-28", platform="facebook", name="Meta", event_id="ren"),
+        account("facebook:zuck"),
+    )
+    assert store.fail("timeline", "--platform", "meta", code=2)
+    store.append(ev("event_retracted", "2024-03-01", target="ren", reason="the company"))
+    result = store.ok("timeline", "--platform", "meta")
+    assert result.stderr.startswith("note: no event in this ledger is on platform 'meta'")
+    reject(store, "status", "meta:zuck", expect=("has no registration",))
+    assert "did you mean" not in store.run("status", "meta:zuck").stderr
