@@ -843,9 +843,10 @@ class StreamView:
         lane = self.lane(key, candidate)
         commit = lane.admit(candidate, self, self._loader(key), defer_later=defer_later)
         commit()
-        self.lanes.put((self.key, key), lane)
         if candidate.type == self.kind.registration_type:
             self.registration = candidate
+            lane.deferred = None  # the stream's events have a registration again
+        self.lanes.put((self.key, key), lane)
         self.version += 1
         return key
 
@@ -859,13 +860,19 @@ class StreamView:
         retraction = self.history.retraction_of(target_id)
         if retraction is not None:
             raise RuleViolation(f"{target_id} was already retracted by {retraction}")
+        unregistered = None
         if target.type == self.kind.registration_type:
             others = [e for e in self.history.stream_entries(self.id) if e.event_id != target_id]
             if others:
-                raise RuleViolation(
+                message = (
                     f"retracting {target.describe()} would leave {others[0].describe()} "
-                    "without a registration; retract the later events first"
+                    "without a registration; retract the later events first, or register "
+                    "it again in the same batch"
                 )
+                if not defer_later:
+                    raise RuleViolation(message)
+                # A registration re-dated: its replacement later in the batch settles it.
+                unregistered = LaterEventInvalid(message, others[0])
         for entry in self.history.referring(target_id):
             if entry.type.startswith("appeal_"):
                 raise RuleViolation(
@@ -876,9 +883,10 @@ class StreamView:
         lane = self.lane(key, target)
         if lane.new_state.retains_entries:
             lane.admit_removal(target, self, self._loader(key), defer_later=defer_later)()
-            self.lanes.put((self.key, key), lane)
         if target.type == self.kind.registration_type:
             self.registration = None
+            lane.deferred = unregistered
+        self.lanes.put((self.key, key), lane)
         self.version += 1
         return key
 

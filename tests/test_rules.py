@@ -1054,6 +1054,48 @@ def test_a_retraction_left_unrepaired_by_its_batch_is_refused_naming_its_line(
     )
 
 
+def test_a_registration_re_dated_in_one_batch_keeps_the_accounts_events(store: Store) -> None:
+    # Registered at first observation, then its creation date learned: retract the
+    # registration and register it again earlier, in one batch, as for a measure.
+    store.append(
+        account("twitter:safety", "2024-01-01T00:00:00Z", event_id="reg1"),
+        ev("account_suspended", "2024-01-05", account="twitter:safety", policy="p", event_id="s1"),
+    )
+    fix = [
+        retraction("reg1", "x"),
+        account("twitter:safety", "2009-06-01T00:00:00Z", event_id="reg2"),
+    ]
+    store.ok("append", "--sort", "--dry-run", "-", input=jsonl(*reversed(fix)))
+    store.append(*fix)
+    history = json.loads(store.ok("status", "twitter:safety", "--history", "--json").stdout)
+    assert [(p["status"], p["from"], p["cause_event"]) for p in history] == [
+        ("active", "2009-06-01T00:00:00Z", "reg2"),
+        ("suspended", "2024-01-05T00:00:00Z", "s1"),
+    ]
+
+
+def test_a_registration_retracted_without_its_replacement_is_refused(store: Store) -> None:
+    store.append(
+        account("twitter:safety", "2024-01-01T00:00:00Z", event_id="reg1"),
+        ev("account_suspended", "2024-01-05", account="twitter:safety", policy="p", event_id="s1"),
+    )
+    expected = (
+        "Error: line 1: event_retracted x rejected: retracting reg1 (account_registered at "
+        "2024-01-01T00:00:00Z) would leave s1 (account_suspended at 2024-01-05T00:00:00Z) "
+        "without a registration; retract the later events first, or register it again in "
+        "the same batch",
+    )
+    reject_append(store, retraction("reg1", "x"), expect=expected)
+    # Registered again, but after the events it must precede: refused on that line.
+    later = account("twitter:safety", "2024-02-01T00:00:00Z", event_id="reg3")
+    reject_append(
+        store,
+        retraction("reg1", "x"),
+        later,
+        expect=("line 2: account_registered reg3 rejected: registration must not occur after",),
+    )
+
+
 def test_retracting_an_appealed_action_needs_the_appeal_retracted_first(world: Store) -> None:
     world.append(
         suspended("2021-01-01T00:00:00Z", "s"),
