@@ -298,6 +298,11 @@ class AccountRemoved(EventBase):
 class _Exemption(EventBase):
     account: AccountId | None = None
     subject: Identifier | None = None
+    platform: Slug | None = Field(
+        default=None,
+        description="With subject: the platform whose rule it is (its accounts there "
+        "hold it); without, every platform's",
+    )
     exemption: Slug = Field(description="e.g. un_recognised_government_official")
     policy: Text
 
@@ -305,6 +310,9 @@ class _Exemption(EventBase):
     def _exactly_one_holder(self) -> _Exemption:
         if (self.account is None) == (self.subject is None):
             raise ValueError("account: give exactly one of 'account' or 'subject'")
+        if self.account is not None and self.platform is not None:
+            # An account's platform is its id's prefix: a second one could only differ.
+            raise ValueError("platform: only with subject; an account's is its id's prefix")
         return self
 
 

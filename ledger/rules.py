@@ -62,7 +62,7 @@ APPEALABLE_TYPES = frozenset(
 
 RULE_FIELDS = (
     "account", "subject", "post", "exemption", "appeal", "target", "until", "policy",
-    "restrictions",
+    "restrictions", "platform",
 )  # fmt: skip
 
 
@@ -305,9 +305,11 @@ class ExemptionLane(LaneState):
         if entry.type == "exemption_revoked" and not self.applied:
             # Exemptions are held by an account or a subject, each its own: say whose.
             holder = "account" if entry.record.get("account") else "subject"
+            platform = entry.record.get("platform")
+            scope = f" for platform {platform}" if platform else ""
             raise RuleViolation(
                 f"exemption {name} is not in force on {holder} "
-                f"'{entry.record[holder]}' at {iso(entry.occurred_at)}"
+                f"'{entry.record[holder]}'{scope} at {iso(entry.occurred_at)}"
             )
 
     def apply(self, entry: Entry) -> None:
@@ -626,7 +628,10 @@ class SubjectKind(StreamKind):
     def lane_key(cls, entry: Entry) -> str:
         if entry.type == "subject_registered":
             return "registration"
-        return f"exemption:{entry.record['exemption']}"
+        # One platform's rule is its own lane: the same name on another is another one.
+        platform = entry.record.get("platform")
+        scope = f"@{platform}" if platform else ""
+        return f"exemption:{entry.record['exemption']}{scope}"
 
     @classmethod
     def lane_state(cls, entry: Entry) -> type[LaneState]:

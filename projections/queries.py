@@ -95,20 +95,21 @@ class Moment:
 
 
 def _exemptions(rows: Sequence[dict[str, Any]], holder: str) -> list[dict[str, Any]]:
-    """Exemptions in force after folding applied/revoked pairs in valid-time order."""
-    active: dict[str, dict[str, Any]] = {}
+    """Exemptions in force after folding applied/revoked pairs in valid-time order
+    (a subject's are one per name and platform, as its rules keep them)."""
+    active: dict[tuple[str, str | None], dict[str, Any]] = {}
     for record in rows:
-        name = record["exemption"]
+        key = (record["exemption"], record.get("platform"))
         if record["type"] == "exemption_applied":
-            active[name] = {
-                "exemption": name,
+            active[key] = {
+                "exemption": record["exemption"],
                 "policy": record["policy"],
                 "holder": holder,
                 "since": record["occurred_at"],
                 "event": record["event_id"],
             }
         else:
-            active.pop(name, None)
+            active.pop(key, None)
     return list(active.values())
 
 
@@ -354,7 +355,10 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
     (registration,) = parts[_REGISTRATION]
     status = fold_status(Entry.from_record(r) for r in parts[_STATUS]).at(moment.as_of)
     exemptions = _exemptions(parts[_EXEMPTION], holder="account")
-    exemptions += _exemptions(parts[_SUBJECT_EXEMPTION], holder="subject")
+    # A subject's exemption under one platform's rule is held by its accounts there.
+    platform = registration["platform"]
+    held = [r for r in parts[_SUBJECT_EXEMPTION] if r.get("platform") in (None, platform)]
+    exemptions += _exemptions(held, holder="subject")
     followers = parts[_FOLLOWERS]
     return {
         "account": account,

@@ -409,6 +409,51 @@ def test_a_retracted_exemption_disappears_from_the_retraction_on(store: Store) -
     assert store.status(A)["exemptions"] == []
 
 
+def test_a_subjects_exemption_under_one_platforms_rule_is_held_there_only(
+    store: Store,
+) -> None:
+    # X's public-interest framework is X's: Meta's accounts of the same person do not
+    # hold it (they showed it, and Meta appeared to remove an exempt account).
+    store.append(
+        subject("someone"),
+        account("twitter:someone", subject="someone"),
+        account("facebook:someone", subject="someone"),
+        ev("exemption_applied", "2022-01-01", subject="someone", platform="twitter",
+           exemption="world_leader", policy="X public-interest framework", event_id="x-rule"),
+        ev("exemption_applied", "2022-01-01", subject="someone",
+           exemption="world_leader", policy="every platform's", event_id="all"),
+    )  # fmt: skip
+
+    def held(account: str) -> list[str]:
+        return [e["event"] for e in store.status(account)["exemptions"]]
+
+    assert held("twitter:someone") == ["x-rule", "all"]
+    assert held("facebook:someone") == ["all"]
+    assert [e.get("platform") for e in store.timeline("--type", "exemption_applied")] == [
+        "twitter",
+        None,
+    ]
+    # Revoked per platform: the general one stays.
+    store.append(
+        ev("exemption_revoked", "2023-01-01", subject="someone", platform="twitter",
+           exemption="world_leader", policy="X public-interest framework"),
+    )  # fmt: skip
+    assert held("twitter:someone") == ["all"]
+    reject_append(
+        store,
+        ev("exemption_revoked", "2023-02-01", subject="someone", platform="twitter",
+           exemption="world_leader", policy="p"),
+        expect=("exemption world_leader is not in force on subject 'someone' for platform "
+                "twitter at 2023-02-01T00:00:00Z",),
+    )  # fmt: skip
+    reject_append(
+        store,
+        ev("exemption_applied", "2023-02-01", account="twitter:someone", platform="twitter",
+           exemption="x", policy="p"),
+        expect=("platform: only with subject; an account's is its id's prefix",),
+    )  # fmt: skip
+
+
 def test_followers_is_the_latest_count_in_valid_time(store: Store) -> None:
     store.append(
         account(A),
