@@ -268,6 +268,8 @@ def _is_stdout_encoding(encoding: str) -> bool:
     import codecs
 
     try:
+        if encoding == "charmap":  # how cp1252 and its kin name themselves in the error
+            return codecs.lookup(sys.stdout.encoding).name.startswith("cp")
         return codecs.lookup(encoding).name == codecs.lookup(sys.stdout.encoding).name
     except (LookupError, TypeError):
         return False
@@ -510,7 +512,7 @@ class LedgerGroup(StrictGroup):
                 ctx.exit(EXIT_BROKEN_PIPE)
             if isinstance(error, UnicodeEncodeError) and _is_stdout_encoding(error.encoding):
                 raise click.ClickException(
-                    f"standard output takes {error.encoding} only, which cannot hold "
+                    f"standard output takes {sys.stdout.encoding} only, which cannot hold "
                     f"{error.object[error.start : error.end]!r} from the ledger; set "
                     "PYTHONIOENCODING=utf-8 (or use a UTF-8 terminal) and run it again"
                 ) from None

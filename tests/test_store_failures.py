@@ -140,21 +140,33 @@ def test_output_whose_reader_stops_ends_quietly_with_the_sigpipe_status(
     assert stderr == b""
 
 
-def test_text_the_output_encoding_cannot_hold_is_an_error_saying_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoding", ["ascii", "cp1252"])
+def test_text_the_output_encoding_cannot_hold_is_an_error_saying_so(
+    tmp_path: Path, encoding: str
+) -> None:
+    # cp1252 (Windows' redirected output) names itself 'charmap' in the error: exit 70.
     store = str(tmp_path / "ledger.db")
     assert _cli("--store", store, "init").returncode == 0
     assert _cli("--store", store, "append", str(SEED)).returncode == 0
+    persian = jsonl(
+        {"type": "subject_registered", "subject": "fa", "name": "علی خامنه‌ای", "kind": "person",
+         "occurred_at": "2024-01-01", "source": "s"}
+    )  # fmt: skip
+    assert subprocess.run([*CLI, "--store", store, "append", "-"], input=persian, text=True,
+                          cwd=REPO, capture_output=True).returncode == 0  # fmt: skip
     result = subprocess.run(
         [*CLI, "--store", store, "timeline", "--nl"],
         cwd=REPO,
         capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+        env={**os.environ, "PYTHONIOENCODING": encoding},
         timeout=120,
+    )  # bytes: the lines before the one it cannot hold are in that encoding
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 1, stderr
+    assert stderr.startswith(f"Error: standard output takes {encoding} only, which cannot hold"), (
+        stderr
     )
-    assert result.returncode == 1
-    assert result.stderr.startswith("Error: standard output takes ascii only, which cannot hold")
-    assert result.stderr.endswith(
+    assert stderr.endswith(
         "set PYTHONIOENCODING=utf-8 (or use a UTF-8 terminal) and run it again\n"
     )
 
