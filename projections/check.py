@@ -61,9 +61,9 @@ def _check_indexes(db: Database) -> None:
     missing = missing_parts(db)
     if missing:
         raise IntegrityError(
-            f"the read models' {', '.join(missing)} is missing (a replay stopped "
-            "before it built them again); `enforcement-ledger replay` rebuilds the read "
-            "models and their indexes"
+            f"the read models' {', '.join(missing)} is missing (a replay stopped before it "
+            "built its indexes again, or a table was dropped); `enforcement-ledger init`, "
+            "as the store's owner, makes it again"
         )
 
 

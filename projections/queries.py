@@ -743,7 +743,10 @@ def _filter_clauses(
     if selection.subject:
         # A subject's timeline includes the events of every account registered to it,
         # as known at K: a retracted registration no longer ties its account to it
-        # (the account may have been registered again, to another subject).
+        # (the account may have been registered again, to another subject). An event
+        # can be about two subjects (the retraction of a registration that named the
+        # first, on an account now the second's): it is listed under both, while
+        # `counts --by subject` puts each event under one.
         clauses.append(
             "(t.subject = :subject OR t.account IN (SELECT a.account FROM timeline a "
             f"WHERE a.type = 'account_registered' AND a.subject = :subject AND {_visible('a')}))"

@@ -850,9 +850,9 @@ def test_a_read_model_index_missing_is_named_by_verify_read_models(
     found = ledger.verify("--read-models")
     assert found.exit_code == 1, found.output
     assert found.stderr == (
-        "Error: the read models' timeline_followers is missing (a replay stopped "
-        "before it built them again); `enforcement-ledger replay` rebuilds the read models "
-        "and their indexes\n"
+        "Error: the read models' timeline_followers is missing (a replay stopped before it "
+        "built its indexes again, or a table was dropped); `enforcement-ledger init`, as "
+        "the store's owner, makes it again\n"
     )
     ledger.store.ok("replay", "--silent")
     assert "OK size 38" in ledger.verify_ok("--read-models")
