@@ -723,12 +723,15 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
             db.execute(storage.ledger_indexes()[name])  # the log's rows stay as they are
             missing.append(name)
         create_tables(db)
-        if set(missing) & set(READ_MODEL_TABLES):
+        remade_tables = [t for t in READ_MODEL_TABLES if t in missing]
+        if remade_tables:
             # A table made again is empty while the others and the position say the
             # log was projected: answers would be wrong. Emptied, the read models are
             # projected from the start by the next read.
             for table in READ_MODEL_TABLES:
                 db.execute(f"DELETE FROM {table}")
+            if location.kind == "postgres":  # the team's roles keep their access
+                storage.grant_as_before(db, remade_tables)  # type: ignore[attr-defined]
     return created, storage, missing
 
 

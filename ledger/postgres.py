@@ -246,6 +246,23 @@ class PostgresStorage(Storage):
         db.raw.execute(f'NOTIFY "{EVENTS_TABLE}"')
         return ids
 
+    def grant_as_before(self, db: Database, tables: Sequence[str]) -> None:
+        """Give read-model tables made again the grants the ledger's roles hold on its
+        index: readers SELECT, writers (who append) the writes projecting makes."""
+        rows = db.execute(
+            "SELECT DISTINCT grantee, privilege_type "
+            "FROM information_schema.role_table_grants "
+            "WHERE table_schema = ? AND table_name = 'ledger_entries' "
+            "AND privilege_type IN ('SELECT', 'INSERT') "
+            "AND grantee NOT IN (current_user, 'PUBLIC')",
+            (self.schema,),
+        ).fetchall()
+        for role, privilege in rows:
+            granted = "SELECT" if privilege == "SELECT" else "INSERT, UPDATE, DELETE"
+            quoted = '"' + role.replace('"', '""') + '"'
+            for table in tables:
+                db.execute(f'GRANT {granted} ON "{self.schema}"."{table}" TO {quoted}')
+
     def grant_roles(self, prefix: str) -> tuple[str, str]:
         """Create (or refresh) the writer and reader roles for this ledger."""
         writer, reader = role_names(prefix)

@@ -363,6 +363,24 @@ def test_reader_cannot_replay_the_read_models(populated: RoleLedger) -> None:
     assert len(populated.reader.timeline()) == SEED_COUNT
 
 
+@pytest.mark.parametrize("table", ["retractions", "timeline"])
+def test_a_read_model_table_init_makes_again_keeps_the_roles_grants(
+    populated: RoleLedger, table: str
+) -> None:
+    # Made again by the owner, it had no grants: every read of the reader role and a
+    # writer's retraction failed with "permission denied".
+    populated.sql(f'DROP TABLE "{populated.schema}".{table}')
+    assert f"missing {table}" in populated.owner.ok("init").stdout
+    assert len(populated.writer.timeline()) == SEED_COUNT  # projects them anew
+    assert len(populated.reader.timeline()) == SEED_COUNT
+    populated.writer.ok(
+        "record", "event-retracted", "--target", "seed-x-un-rule", "--reason", "r",
+        "--occurred-at", "2024-03-02", "--source", "s",
+    )  # fmt: skip
+    assert len(populated.reader.timeline()) == SEED_COUNT + 1
+    populated.reader.fail("replay")  # and no more than before: the reader still reads only
+
+
 def test_writer_can_replay_the_read_models(populated: RoleLedger) -> None:
     result = populated.writer.ok("replay")
     assert f"Rebuilt projections from {SEED_COUNT} event(s)" in result.stdout
