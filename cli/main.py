@@ -368,6 +368,13 @@ def _store_failure(error: BaseException, where: str, command: str | None = None)
             )
         if command not in _APPENDING:
             return f"lost the connection to {where} ({detail}); run the command again"
+        if command == "copy":  # copied events keep the source's record times
+            return (
+                f"lost the connection to {where} ({detail}). A copy is committed whole or "
+                "not at all, but one cut off while committing may have committed: compare "
+                "this store's size with the source's (`verify` prints both) before running "
+                "it again"
+            )
         return (
             f"lost the connection to {where} ({detail}). A write is committed whole or not "
             "at all, but one cut off while committing may have committed: see what the log "
@@ -568,9 +575,17 @@ def cli(ctx: click.Context, store: str | None, key_file: str | None) -> None:
           --source https://example.org/report
       enforcement-ledger status twitter:example
     """
+    for name in _SETTINGS:
+        if os.environ.get(name) == "":
+            # Click reads an empty variable as unset: `export ENFORCEMENT_LEDGER_STORE=
+            # "$STORE"` with $STORE unset would act on ./enforcement-ledger.db.
+            raise click.UsageError(f"{name} is set but empty: unset it, or give it a value")
     session = Session(store, key_file)
     ctx.obj = session
     ctx.call_on_close(session.close)
+
+
+_SETTINGS = ("ENFORCEMENT_LEDGER_STORE", "ENFORCEMENT_LEDGER_KEY_FILE", "ENFORCEMENT_LEDGER_ACTOR")
 
 
 def _parse_time(value: str | None, option: str, *, whole_day: bool = False) -> datetime:
@@ -670,19 +685,9 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
             role_names(prefix)  # before anything is created
         except RolePrefixError as error:
             raise click.BadParameter(str(error), param_hint="--role-prefix") from None
+    if origin is not None:
+        _refuse_another_origin(location, origin)  # before init changes anything
     created, storage, remade = _create_store(location, origin or _default_origin(location))
-    if not created and origin is not None:
-        from ledger.application import Ledger
-        from ledger.location import StoreError
-
-        held = Ledger(location).origin
-        if held != origin:
-            # The origin names the log in every checkpoint: fixed when the store is made.
-            raise StoreError(
-                f"{location.display} already exists with origin {held!r}; --origin names "
-                "a new store's log and cannot change an existing one: give a new path "
-                "(or, on PostgreSQL, a new schema)"
-            )
     if created:
         click.echo(f"Created ledger at {location.display}")
     elif remade:
@@ -703,6 +708,27 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
     if prefix is not None:
         writer, reader = storage.grant_roles(prefix)  # type: ignore[attr-defined]
         click.echo(f"Roles ready: {writer} (append, checkpoint), {reader} (read only)")
+
+
+def _refuse_another_origin(location: StoreLocation, origin: str) -> None:
+    """The origin names the log in every checkpoint: fixed when the store is made."""
+    from ledger.application import Ledger
+    from ledger.location import StoreError
+    from ledger.persistence import open_storage
+
+    if not open_storage(location).exists():
+        return
+    ledger = Ledger(location)
+    try:
+        held = ledger.origin
+    finally:
+        ledger.close()
+    if held != origin:
+        raise StoreError(
+            f"{location.display} already exists with origin {held!r}; --origin names "
+            "a new store's log and cannot change an existing one: give a new path "
+            "(or, on PostgreSQL, a new schema)"
+        )
 
 
 def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, list[str]]:
@@ -2230,8 +2256,9 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     )
     import shlex  # a PostgreSQL URL's "?" would be a shell pattern unquoted
 
+    shown = session.location.display  # a password in the URL is not printed
     click.echo(
-        f"\nDemo ledger: {path}  (try: enforcement-ledger --store {shlex.quote(path)} timeline)"
+        f"\nDemo ledger: {shown}  (try: enforcement-ledger --store {shlex.quote(shown)} timeline)"
     )
 
 

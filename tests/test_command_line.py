@@ -202,9 +202,28 @@ def test_an_unusable_actor_names_where_it_came_from(sqlite_store: Store) -> None
     result = sqlite_store.run(*FOLLOWERS, env={"ENFORCEMENT_LEDGER_ACTOR": "x\x1by"})
     assert result.exit_code == 2, result.output
     assert "Invalid value for --actor (or $ENFORCEMENT_LEDGER_ACTOR): " in result.stderr
-    result = sqlite_store.run(*FOLLOWERS, env={"ENFORCEMENT_LEDGER_ACTOR": "", "USER": "b\x1bd",
-                                               "LOGNAME": "b\x1bd"})  # fmt: skip
+    result = sqlite_store.run(*FOLLOWERS, env={"ENFORCEMENT_LEDGER_ACTOR": None,  # type: ignore[dict-item]
+                                               "USER": "b\x1bd", "LOGNAME": "b\x1bd"})  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "Invalid value for the OS user name, the actor by default; give --actor: " in (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["ENFORCEMENT_LEDGER_STORE", "ENFORCEMENT_LEDGER_KEY_FILE", "ENFORCEMENT_LEDGER_ACTOR"]
+)
+def test_a_setting_in_the_environment_set_but_empty_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # Click reads it as unset: `export ENFORCEMENT_LEDGER_STORE="$STORE"` with $STORE
+    # unset acted on ./enforcement-ledger.db, as --store "" did.
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["init"], env={name: ""})
+    assert result.exit_code == 2, result.output
+    assert f"{name} is set but empty: unset it, or give it a value" in result.stderr
+    assert list(tmp_path.iterdir()) == []

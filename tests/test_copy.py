@@ -306,7 +306,13 @@ def test_init_origin_on_an_existing_store_of_another_origin_is_refused(tmp_path:
     store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
     store.ok("init", "--origin", "example.org/first")
     assert "nothing changed" in store.ok("init", "--origin", "example.org/first").stdout
+    with closing(sqlite3.connect(store.url)) as db:
+        db.execute("DROP INDEX timeline_followers")  # init would make it again
     result = store.fail("init", "--origin", "example.org/other")
+    with closing(sqlite3.connect(store.url)) as db:  # refused before anything is made
+        assert not db.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'timeline_followers'"
+        ).fetchall()
     assert result.stderr == (
         f"Error: {store.url} already exists with origin 'example.org/first'; --origin names "
         "a new store's log and cannot change an existing one: give a new path (or, on "
