@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -56,7 +57,12 @@ def create_key(path: Path, name: str) -> notes.Ed25519Signer:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.chmod(partial, 0o600)  # in case a umask or filesystem widened it
-            os.link(partial, path)
+            try:
+                os.link(partial, path)
+            except OSError as error:
+                if error.errno not in _NO_HARD_LINKS:
+                    raise
+                _write_new(path, signer.signer_key() + "\n")  # FAT, exFAT, some shares
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
@@ -66,6 +72,28 @@ def create_key(path: Path, name: str) -> notes.Ed25519Signer:
     except OSError as error:
         raise KeyError_(f"cannot write signing key {path}: {error.strerror}") from None
     return signer
+
+
+# What a file system without hard links (FAT and exFAT on removable media, some network
+# shares) answers to link().
+_NO_HARD_LINKS = frozenset(
+    {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
+)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create ``path`` (never overwriting), write and sync ``text``; a failure leaves
+    no file behind."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
 
 
 def _sync_directory(directory: Path) -> None:

@@ -1009,3 +1009,23 @@ def test_offline_verification_without_its_key_or_checkpoint_is_a_usage_error(
         result = offline("verify", "--export", str(export), *args)
         assert result.exit_code == 2, result.output
         assert f"offline verification (--export) needs {missing}" in result.stderr
+
+
+def test_keygen_where_the_file_system_has_no_hard_links(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FAT or exFAT (a key on a USB stick), some network shares: link() is refused.
+    import errno
+    import os
+
+    def no_links(*_: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    key = store.tmp_path / "usb" / "ledger.key"
+    key.parent.mkdir()
+    result = store.run("--key-file", str(key), "keygen")
+    assert result.exit_code == 0, result.output
+    assert notes.parse_signer_key(key.read_text(encoding="ascii").strip())
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert [p.name for p in key.parent.iterdir()] == ["ledger.key"]  # no partial file left
