@@ -9,7 +9,7 @@ ledger assigns and the one textual form of time, but not the validators in
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from datetime import UTC, datetime
 
 # In the order of the event union (ledger.events.AnyEvent).
@@ -61,10 +61,22 @@ def shorten(text: str, limit: int) -> str:
 # Who recorded an event is stored in its signed leaf for good: a name people can read
 # and filter on, not a place for terminal escapes, line breaks or pages of text.
 MAX_ACTOR = 200
-# Control characters, and the invisible ones that reorder or hide text: bidi marks,
-# embeddings, overrides and isolates, zero-width characters, line and paragraph
-# separators, the byte-order mark.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# Characters that show nothing though they are not spaces: a name holding one looks like
+# another name and is not found by it (Hangul and halfwidth fillers, the braille blank,
+# the combining grapheme joiner, variation selectors).
+_BLANK_LOOKING = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0")
+
+
+def _unprintable(char: str) -> bool:
+    """Control, format (bidi, zero-width, soft hyphen, tags), separator, surrogate,
+    private or unassigned characters, and the blank-looking ones."""
+    category = unicodedata.category(char)
+    return (
+        category in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn")
+        or char in _BLANK_LOOKING
+        or "\ufe00" <= char <= "\ufe0f"
+        or "\U000e0100" <= char <= "\U000e01ef"
+    )
 
 
 def actor_problem(actor: str) -> str | None:
@@ -75,6 +87,6 @@ def actor_problem(actor: str) -> str | None:
         return "must not start or end with whitespace"
     if len(actor) > MAX_ACTOR:
         return f"must be at most {MAX_ACTOR} characters; it has {len(actor):,}"
-    if _UNPRINTABLE.search(actor):
+    if any(_unprintable(char) for char in actor):
         return "must not contain control characters or invisible ones (bidi, zero-width)"
     return None

@@ -40,6 +40,10 @@ def sqlite_store(tmp_path: Path) -> Store:
         ("a" * 201, "must be at most 200 characters; it has 201"),
         ("jane\u200fdoe", "must not contain control characters or invisible ones"),
         ("jane\u2028doe", "must not contain control characters or invisible ones"),
+        ("bob\u00ad", "must not contain control characters or invisible ones"),  # soft hyphen
+        ("bob\U000e0041", "must not contain control characters or invisible ones"),  # a tag
+        ("bob\u3164", "must not contain control characters or invisible ones"),  # a filler
+        ("\u2800", "must not contain control characters or invisible ones"),  # braille blank
     ],
 )
 def test_an_actor_that_people_could_not_read_is_refused(
