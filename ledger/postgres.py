@@ -177,6 +177,12 @@ class PostgresStorage(Storage):
                 (self.schema,),
             ):
                 return False
+            if db.one("SELECT 1 FROM pg_tables WHERE schemaname = ? LIMIT 1", (self.schema,)):
+                # As for a SQLite file that is not a ledger: its tables are someone's.
+                raise StoreError(
+                    f"schema {self.schema!r} holds tables but no ledger; refusing to add "
+                    "tables to it (choose another schema)"
+                )
             for statement in self._library_ddl():
                 db.raw.execute(statement)
             for statement in _LEDGER_DDL:

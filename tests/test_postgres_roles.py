@@ -635,3 +635,24 @@ def test_background_follow_keeps_projections_current(ledger: RoleLedger) -> None
     finally:
         follower.kill()
         follower.wait(timeout=10)
+
+
+def test_init_refuses_a_schema_that_holds_tables_but_no_ledger(tmp_path: Path) -> None:
+    # SQLite refuses a database that is not a ledger; a schema of someone's tables
+    # got the ledger's tables added beside them (and demo its seed story).
+    _require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    _sql(f'CREATE SCHEMA "{schema}"')
+    _sql(f'CREATE TABLE "{schema}".invoices (id int)')
+    try:
+        store = Store(_url(PG_SUPERUSER, schema), "postgres", tmp_path)
+        for command in (("init",), ("demo",)):
+            result = store.run(*command)
+            assert result.exit_code == 1, result.output
+            assert f"schema '{schema}' holds tables but no ledger; refusing to add" in (
+                result.stderr
+            )
+        tables = _sql("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (schema,))
+        assert tables == [("invoices",)]
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
