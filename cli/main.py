@@ -2175,7 +2175,8 @@ def schema() -> None:
     "--store",
     "demo_store",
     metavar="PATH",
-    help="Where to build the demo ledger (default: a new temporary file).",
+    help="Where to build the demo ledger (default: the store given before `demo`, or "
+    "$ENFORCEMENT_LEDGER_STORE, else a new temporary file); it must not exist yet.",
     callback=_given_value,
 )
 @click.pass_context
