@@ -32,34 +32,45 @@ def _generated(tmp_path: Path, events: int) -> Path:
     return path
 
 
-def test_a_full_disk_keeps_what_was_committed_and_none_of_the_batch(tmp_path: Path) -> None:
-    """On a 700 KiB filesystem: the seed fits, 3,000 more events do not."""
+def _on_a_small_disk(tmp_path: Path, cli_args: str, script: str) -> tuple[Path, Path]:
+    """Run ``script`` (its ``{cli}`` the CLI with ``cli_args``, its ``{disk}`` a small
+    tmpfs it mounts, its ``{out}`` a directory for results) in a private mount
+    namespace; returns (disk, out). Skips where that is not possible."""
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a small filesystem in a private mount namespace")
     disk, out = tmp_path / "disk", tmp_path / "out"
     disk.mkdir()
     out.mkdir()
-    batch = _generated(tmp_path, 3_000)
     cli = tmp_path / "enforcement-ledger"
     cli.write_text(
-        f"#!/bin/sh\ncd {REPO} && exec {sys.executable} -c "
-        f"'from cli.main import main; main()' --store {disk}/ledger.db \"$@\"\n"
+        f"#!/bin/sh\ncd {REPO} && ENFORCEMENT_LEDGER_ACTOR=tester exec {sys.executable} -c "
+        f"'from cli.main import main; main()' {cli_args.format(disk=disk)} \"$@\"\n"
     )
     cli.chmod(0o755)
-    script = f"""
-        mount -t tmpfs -o size=700k tmpfs {disk} || exit 99
-        {cli} init > /dev/null && {cli} append {SEED} > /dev/null || exit 98
-        {cli} append {batch} 2> {out}/full.err; echo $? > {out}/full.rc
-        {cli} export --nl > {out}/after-full.nl
-        {cli} verify > {out}/after-full.verify 2>&1
-        mount -o remount,size=20m {disk}
-        {cli} append {batch} > {out}/freed.out 2>&1; echo $? > {out}/freed.rc
-        {cli} verify > {out}/after-freed.verify 2>&1
-    """
-    run = subprocess.run(["unshare", "--mount", "--", "sh", "-c", script], capture_output=True)
+    run = subprocess.run(
+        ["unshare", "--mount", "--", "sh", "-c", script.format(cli=cli, disk=disk, out=out)],
+        capture_output=True,
+    )
     if run.returncode == 99:
         pytest.skip("no private mount namespace here: cannot make a small filesystem")
     assert run.returncode == 0, run.stderr
+    return disk, out
+
+
+def test_a_full_disk_keeps_what_was_committed_and_none_of_the_batch(tmp_path: Path) -> None:
+    """On a 700 KiB filesystem: the seed fits, 3,000 more events do not."""
+    batch = _generated(tmp_path, 3_000)
+    script = f"""
+        mount -t tmpfs -o size=700k tmpfs {{disk}} || exit 99
+        {{cli}} init > /dev/null && {{cli}} append {SEED} > /dev/null || exit 98
+        {{cli}} append {batch} 2> {{out}}/full.err; echo $? > {{out}}/full.rc
+        {{cli}} export --nl > {{out}}/after-full.nl
+        {{cli}} verify > {{out}}/after-full.verify 2>&1
+        mount -o remount,size=20m {{disk}}
+        {{cli}} append {batch} > {{out}}/freed.out 2>&1; echo $? > {{out}}/freed.rc
+        {{cli}} verify > {{out}}/after-freed.verify 2>&1
+    """
+    disk, out = _on_a_small_disk(tmp_path, "--store {disk}/ledger.db", script)
     assert (out / "full.rc").read_text() == "1\n"
     assert (out / "full.err").read_text() == (
         f"Error: the disk holding {disk}/ledger.db is full (database or disk is full): the "
@@ -336,32 +347,18 @@ def test_a_replay_that_loses_its_connection_says_to_run_it_again(
 def test_keygen_on_a_full_disk_leaves_no_key_file_behind(tmp_path: Path) -> None:
     # It left an empty key file: keygen then refused to overwrite it, and every
     # append failed with "malformed signer key".
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small filesystem in a private mount namespace")
-    disk, out = tmp_path / "disk", tmp_path / "out"
-    disk.mkdir()
-    out.mkdir()
     store = tmp_path / "ledger.db"
     assert _cli("--store", str(store), "init").returncode == 0
-    cli = tmp_path / "enforcement-ledger"
-    cli.write_text(
-        f"#!/bin/sh\ncd {REPO} && ENFORCEMENT_LEDGER_ACTOR=tester exec {sys.executable} -c "
-        f"'from cli.main import main; main()' --store {store} --key-file {disk}/k.key \"$@\"\n"
-    )
-    cli.chmod(0o755)
     script = f"""
-        mount -t tmpfs -o size=64k tmpfs {disk} || exit 99
-        dd if=/dev/zero of={disk}/filler bs=4k 2> /dev/null
-        {cli} keygen > /dev/null 2> {out}/full.err; echo $? > {out}/full.rc
-        ls -A {disk} > {out}/files
-        rm {disk}/filler
-        {cli} keygen > /dev/null 2> {out}/freed.err; echo $? > {out}/freed.rc
-        {cli} append {SEED} > {out}/append.out 2>&1; echo $? > {out}/append.rc
+        mount -t tmpfs -o size=64k tmpfs {{disk}} || exit 99
+        dd if=/dev/zero of={{disk}}/filler bs=4k 2> /dev/null
+        {{cli}} keygen > /dev/null 2> {{out}}/full.err; echo $? > {{out}}/full.rc
+        ls -A {{disk}} > {{out}}/files
+        rm {{disk}}/filler
+        {{cli}} keygen > /dev/null 2> {{out}}/freed.err; echo $? > {{out}}/freed.rc
+        {{cli}} append {SEED} > {{out}}/append.out 2>&1; echo $? > {{out}}/append.rc
     """
-    run = subprocess.run(["unshare", "--mount", "--", "sh", "-c", script], capture_output=True)
-    if run.returncode == 99:
-        pytest.skip("no private mount namespace here: cannot make a small filesystem")
-    assert run.returncode == 0, run.stderr
+    disk, out = _on_a_small_disk(tmp_path, f"--store {store} --key-file {{disk}}/k.key", script)
     assert (out / "full.rc").read_text() == "1\n"
     assert (out / "full.err").read_text() == (
         f"Error: cannot write signing key {disk}/k.key: No space left on device\n"
