@@ -549,8 +549,6 @@ class _Batch:
         self.round_retractions: dict[str, str] = {}
         self.round_referring: dict[str, list[dict[str, Any]]] = {}
         self.round_versions: dict[uuid.UUID, int] = {}  # for views dropped mid-round
-        # Lanes left invalid by a backfill, pending later lines:
-        # (stream, lane) -> (line, event) of the line that broke it.
         # Lanes left invalid by a line, for the end of the batch to judge: the line
         # that broke each, its event, that event's id and the conflict it caused.
         self.deferred: dict[tuple[str, str], tuple[int, Any, str, LaterEventInvalid]] = {}
