@@ -268,8 +268,8 @@ def _is_stdout_encoding(encoding: str) -> bool:
     import codecs
 
     try:
-        if encoding == "charmap":  # how cp1252 and its kin name themselves in the error
-            return codecs.lookup(sys.stdout.encoding).name.startswith("cp")
+        if encoding == "charmap":  # how every single-byte code page names itself there
+            return True
         return codecs.lookup(encoding).name == codecs.lookup(sys.stdout.encoding).name
     except (LookupError, TypeError):
         return False
@@ -2604,7 +2604,9 @@ def verify(
             raise click.UsageError("offline verification (--export) needs --vkey")
         checkpoints = [read_checkpoint_file(f) for f in checkpoint_files]
         if not checkpoints and not trusted:
-            raise click.UsageError("offline verification (--export) needs --checkpoint")
+            raise click.UsageError(
+                "offline verification (--export) needs --checkpoint (or --trusted)"
+            )
         with open(export_file, "rb") as handle:
             leaves = ((line, None) for line in _export_leaves(handle))
             report = verify_log(

@@ -870,10 +870,10 @@ def _rows(
 COUNT_DIMENSIONS = ("platform", "type", "policy", "actor", "account", "subject")
 _SUBJECT_OF_ROW = (
     "CASE WHEN t.account IS NULL OR t.type = 'account_registered' THEN t.subject ELSE "
-    "(SELECT a.subject FROM timeline a WHERE a.account = t.account "
+    "coalesce((SELECT a.subject FROM timeline a WHERE a.account = t.account "
     f"AND a.type = 'account_registered' AND {status_facts_clause('a')} AND {_visible('a')} "
-    "LIMIT 1) END"
-)
+    "LIMIT 1), t.subject) END"
+)  # an account with no registration in force: the row's own (a retraction's target's)
 PERIODS = ("day", "month", "year")
 _PERIOD_FORMATS = {
     "sqlite": {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"},

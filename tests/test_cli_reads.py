@@ -777,6 +777,14 @@ def test_counts_by_subject_follow_the_registration_as_known_at_the_time(store: S
     retractions = ("counts", "--by", "subject", "--type", "event_retracted")
     assert nl(store, *retractions) == [{"subject": "khamenei", "count": 2}]
     assert nl(store, *retractions, "--subject", "khamenei") == nl(store, *retractions)
+    # An account left with no registration in force: the retraction of it counts under
+    # the subject that registration named, as the subject filter lists it.
+    store.append(
+        account("twitter:other", "2020-01-01", subject="khamenei", event_id="other"),
+        ev("event_retracted", "2021-02-01", target="other", reason="not theirs", event_id="x3"),
+    )
+    counted = nl(store, "counts", "--by", "subject", "--subject", "khamenei")
+    assert [row["subject"] for row in counted] == ["khamenei"]
 
 
 def test_counts_leave_out_retracted_events_as_known_at_the_time(world: Store) -> None:

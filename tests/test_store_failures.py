@@ -151,7 +151,7 @@ def test_output_whose_reader_stops_ends_quietly_with_the_sigpipe_status(
     assert stderr == b""
 
 
-@pytest.mark.parametrize("encoding", ["ascii", "cp1252"])
+@pytest.mark.parametrize("encoding", ["ascii", "cp1252", "iso8859-15", "koi8-r"])
 def test_text_the_output_encoding_cannot_hold_is_an_error_saying_so(
     tmp_path: Path, encoding: str
 ) -> None:
