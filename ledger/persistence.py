@@ -780,7 +780,7 @@ class SQLiteStorage(Storage):
         with self.connect() as db, db.transaction():
             if db.one("SELECT 1 FROM sqlite_master WHERE name='ledger_meta'"):
                 return False
-            if db.one("SELECT 1 FROM sqlite_master WHERE type='table'"):
+            if db.one("SELECT 1 FROM sqlite_master"):  # tables or views: someone's
                 raise StoreError(
                     f"{self.path} is a SQLite database but not a ledger; refusing to add "
                     "tables to it (choose another --store)"

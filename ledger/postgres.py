@@ -177,11 +177,16 @@ class PostgresStorage(Storage):
                 (self.schema,),
             ):
                 return False
-            if db.one("SELECT 1 FROM pg_tables WHERE schemaname = ? LIMIT 1", (self.schema,)):
-                # As for a SQLite file that is not a ledger: its tables are someone's.
+            if db.one(
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = ? LIMIT 1",
+                (self.schema,),
+            ):
+                # As for a SQLite file that is not a ledger: its tables, views and
+                # sequences are someone's (a view named like ours also broke init).
                 raise StoreError(
-                    f"schema {self.schema!r} holds tables but no ledger; refusing to add "
-                    "tables to it (choose another schema)"
+                    f"schema {self.schema!r} holds tables or views but no ledger; refusing "
+                    "to add tables to it (choose another schema)"
                 )
             for statement in self._library_ddl():
                 db.raw.execute(statement)

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -1000,6 +1001,17 @@ def test_actor_defaults_to_the_os_user(store: Store) -> None:
     )
     assert result.exit_code == 0, result.output
     assert export(store)[-1]["actor"] == getpass.getuser()
+
+
+def test_init_refuses_a_sqlite_database_holding_only_a_view(tmp_path: Path) -> None:
+    # A view named like a read model made init fail half way (exit 70).
+    import sqlite3
+
+    path = tmp_path / "views.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE VIEW timeline AS SELECT 1 AS x")
+    result = Store(str(path), "sqlite", tmp_path).fail("init")
+    assert "is a SQLite database but not a ledger" in result.output
 
 
 def test_init_refuses_a_sqlite_database_that_is_not_a_ledger(tmp_path: Path) -> None:

@@ -644,15 +644,20 @@ def test_init_refuses_a_schema_that_holds_tables_but_no_ledger(tmp_path: Path) -
     schema = f"t_{uuid.uuid4().hex[:12]}"
     _sql(f'CREATE SCHEMA "{schema}"')
     _sql(f'CREATE TABLE "{schema}".invoices (id int)')
+    _sql(f'CREATE VIEW "{schema}".timeline AS SELECT 1 AS x')  # named like a read model
     try:
         store = Store(_url(PG_SUPERUSER, schema), "postgres", tmp_path)
         for command in (("init",), ("demo",)):
             result = store.run(*command)
             assert result.exit_code == 1, result.output
-            assert f"schema '{schema}' holds tables but no ledger; refusing to add" in (
+            assert f"schema '{schema}' holds tables or views but no ledger; refusing" in (
                 result.stderr
             )
-        tables = _sql("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (schema,))
-        assert tables == [("invoices",)]
+        relations = _sql(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s ORDER BY 1",
+            (schema,),
+        )
+        assert relations == [("invoices",), ("timeline",)]
     finally:
         _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
