@@ -43,7 +43,14 @@ from ledger.rules import (
     stream_id,
     stream_of,
 )
-from ledger.vocabulary import ASSIGNED_FIELDS, TARGETED_TYPES, actor_problem, iso, shorten
+from ledger.vocabulary import (
+    ASSIGNED_FIELDS,
+    TARGETED_TYPES,
+    actor_problem,
+    iso,
+    platform_of,
+    shorten,
+)
 
 if TYPE_CHECKING:  # cryptography, pydantic and eventsourcing load only when in use
     from eventsourcing.application import LocalNotificationLog, Repository
@@ -856,8 +863,41 @@ class _Batch:
                     "subject_registered event first",
                     "subject",
                 )
+        if record["type"] == "exemption_applied" and record.get("subject"):
+            self._check_exemption_platform(record)
         view = self.view(kind, sid)
         return view, self._settled_later(view, view.record(record, defer_later=True))
+
+    def _registrations_to(self, subject: str) -> list[Entry]:
+        """The registrations in force of the accounts registered to ``subject``."""
+        accounts = set(self.tx.accounts_referencing(subject))
+        accounts.update(
+            ref.originator_id
+            for ref, r in self.unflushed.values()
+            if ref.type == "account_registered" and r.get("subject") == subject
+        )
+        found = []
+        for account_id in sorted(accounts):
+            registration = self.view(AccountKind, account_id).registration
+            if registration is not None and registration.record.get("subject") == subject:
+                found.append(registration)
+        return found
+
+    def _check_exemption_platform(self, record: dict[str, Any]) -> None:
+        """A subject's exemption under one platform's rule names a platform it has an
+        account on, by its slug: "x", a typo or a platform's new name held by nobody."""
+        platform = record.get("platform")
+        if platform is None:
+            return
+        held = sorted(
+            {platform_of(r.record["account"]) for r in self._registrations_to(record["subject"])}
+        )
+        if platform not in held:
+            raise RuleViolation(
+                f"platform: subject '{record['subject']}' has no account on platform "
+                f"'{platform}' (its accounts are on {', '.join(held) or 'no platform yet'}); "
+                "an exemption names the platform slug its accounts' ids begin with"
+            )
 
     def _settled_later(self, view: StreamView, lane: str) -> str:
         """Note a lane this line left invalid for the end of the batch to judge."""
@@ -884,19 +924,13 @@ class _Batch:
         view = self.view(kind, sid)
         if found.type == "subject_registered":
             subject = target_record["subject"]
-            accounts = set(self.tx.accounts_referencing(subject))
-            accounts.update(
-                ref.originator_id
-                for ref, r in self.unflushed.values()
-                if ref.type == "account_registered" and r.get("subject") == subject
-            )
-            for account_id in sorted(accounts):
-                registration = self.view(AccountKind, account_id).registration
-                if registration is not None and registration.record.get("subject") == subject:
-                    raise RuleViolation(
-                        f"account {registration.record['account']} still refers to subject "
-                        f"'{subject}' ({registration.describe()}); retract that first"
-                    )
+            registrations = self._registrations_to(subject)
+            if registrations:
+                first = registrations[0]
+                raise RuleViolation(
+                    f"account {first.record['account']} still refers to subject "
+                    f"'{subject}' ({first.describe()}); retract that first"
+                )
         lane = view.retract(record, Entry.from_record(target_record), defer_later=True)
         return view, self._settled_later(view, lane)
 

@@ -452,6 +452,16 @@ def test_a_subjects_exemption_under_one_platforms_rule_is_held_there_only(
            exemption="x", policy="p"),
         expect=("platform: only with subject; an account's is its id's prefix",),
     )  # fmt: skip
+    # A platform the subject has no account on (a typo, a platform's new name) would
+    # exempt nobody: refused, naming where its accounts are.
+    for platform in ("x", "twiter", "youtube"):
+        reject_append(
+            store,
+            ev("exemption_applied", "2023-02-01", subject="someone", platform=platform,
+               exemption="y", policy="p"),
+            expect=(f"platform: subject 'someone' has no account on platform '{platform}' "
+                    "(its accounts are on facebook, twitter)",),
+        )  # fmt: skip
 
 
 def test_followers_is_the_latest_count_in_valid_time(store: Store) -> None:
