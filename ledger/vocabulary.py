@@ -79,6 +79,27 @@ def _unprintable(char: str) -> bool:
     )
 
 
+# Zero-width non-joiner and joiner: part of ordinary spelling between letters (Persian
+# محمد‌رضا, Indic conjuncts), invisible anywhere else.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def _letter_or_mark(char: str) -> bool:
+    return unicodedata.category(char)[0] in "LM"
+
+
+def _hidden_at(actor: str, index: int) -> bool:
+    char = actor[index]
+    if char in _JOINERS:
+        between_letters = 0 < index < len(actor) - 1
+        return not (
+            between_letters
+            and _letter_or_mark(actor[index - 1])
+            and _letter_or_mark(actor[index + 1])
+        )
+    return _unprintable(char)
+
+
 def actor_problem(actor: str) -> str | None:
     """Why ``actor`` cannot be recorded as who recorded an event, or None."""
     if not actor.strip():
@@ -87,6 +108,8 @@ def actor_problem(actor: str) -> str | None:
         return "must not start or end with whitespace"
     if len(actor) > MAX_ACTOR:
         return f"must be at most {MAX_ACTOR} characters; it has {len(actor):,}"
-    if any(_unprintable(char) for char in actor):
+    if any(_hidden_at(actor, i) for i in range(len(actor))):
         return "must not contain control characters or invisible ones (bidi, zero-width)"
+    if not any(unicodedata.category(char)[0] in "LNPS" for char in actor):
+        return "must hold a letter, digit or sign people can see"  # not marks alone
     return None

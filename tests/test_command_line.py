@@ -44,6 +44,8 @@ def sqlite_store(tmp_path: Path) -> Store:
         ("bob\U000e0041", "must not contain control characters or invisible ones"),  # a tag
         ("bob\u3164", "must not contain control characters or invisible ones"),  # a filler
         ("\u2800", "must not contain control characters or invisible ones"),  # braille blank
+        ("\u200cbob", "must not contain control characters or invisible ones"),  # not between
+        ("\u0301", "must hold a letter, digit or sign people can see"),  # a mark alone
     ],
 )
 def test_an_actor_that_people_could_not_read_is_refused(
@@ -61,9 +63,18 @@ def test_an_actor_that_people_could_not_read_is_refused(
         )
 
 
-def test_a_readable_actor_is_recorded_as_given(sqlite_store: Store) -> None:
-    sqlite_store.ok(*FOLLOWERS, "--actor", "Jane Doe (T&S, Tehran desk) ✓")
-    assert export(sqlite_store)[-1]["actor"] == "Jane Doe (T&S, Tehran desk) ✓"
+@pytest.mark.parametrize(
+    "actor",
+    [
+        "Jane Doe (T&S, Tehran desk) ✓",
+        "محمد\u200cرضا",  # Persian: a zero-width non-joiner between letters
+        "क्\u200dष",  # Devanagari: a zero-width joiner in a conjunct
+        "José O'Neil <jose@example.org>",
+    ],
+)
+def test_a_readable_actor_is_recorded_as_given(sqlite_store: Store, actor: str) -> None:
+    sqlite_store.ok(*FOLLOWERS, "--actor", actor)
+    assert export(sqlite_store)[-1]["actor"] == actor
 
 
 def test_the_library_refuses_such_an_actor_too(tmp_path: Path) -> None:
