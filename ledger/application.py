@@ -973,8 +973,11 @@ class _Batch:
             self.deferred.items(), key=lambda i: i[1][0]
         ):
             lane = self.lanes.get(key)
-            if lane is not None and lane.deferred is not None:
-                raise LedgerError(self.rejection(event, event_id, conflict), line)
+            if lane is None or lane.deferred is None:
+                continue
+            if key[1] == "registration" and not self.stream_entries(uuid.UUID(key[0])):
+                continue  # a registration retracted, and every event after it as well
+            raise LedgerError(self.rejection(event, event_id, conflict), line)
         self.flush()
         for projection in self.ledger.inline_projections:
             projection.finish(self.tx.db)

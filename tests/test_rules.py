@@ -1086,6 +1086,10 @@ def test_a_registration_retracted_without_its_replacement_is_refused(store: Stor
         "the same batch",
     )
     reject_append(store, retraction("reg1", "x"), expect=expected)
+    # Its events retracted too, later in the same batch: nothing is left unregistered.
+    store.ok(
+        "append", "--dry-run", "-", input=jsonl(retraction("reg1", "x"), retraction("s1", "y"))
+    )
     # Registered again, but after the events it must precede: refused on that line.
     later = account("twitter:safety", "2024-02-01T00:00:00Z", event_id="reg3")
     reject_append(
