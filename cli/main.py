@@ -2046,7 +2046,8 @@ def export(session: Session, known_at: str | None, fmt: str) -> None:
             return
         rows = (json.loads(leaf) for leaf in leaves)
         columns = [c for c in TIMELINE_COLUMNS if c != "retracted"]
-        write_rows(rows, fmt, columns, table_columns=EXPORT_TABLE, empty_message="(empty ledger)")
+        empty = "(empty ledger)" if known_at is None else f"(no events recorded by {known_at})"
+        write_rows(rows, fmt, columns, table_columns=EXPORT_TABLE, empty_message=empty)
 
 
 @cli.command()

@@ -108,6 +108,8 @@ def _exemptions(rows: Sequence[dict[str, Any]], holder: str) -> list[dict[str, A
                 "since": record["occurred_at"],
                 "event": record["event_id"],
             }
+            if key[1] is not None:  # one platform's rule: its revocation names it too
+                active[key]["platform"] = key[1]
         else:
             active.pop(key, None)
     return list(active.values())

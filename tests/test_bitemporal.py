@@ -428,6 +428,8 @@ def test_a_subjects_exemption_under_one_platforms_rule_is_held_there_only(
         return [e["event"] for e in store.status(account)["exemptions"]]
 
     assert held("twitter:someone") == ["x-rule", "all"]
+    scoped = store.status("twitter:someone")["exemptions"][0]
+    assert scoped["platform"] == "twitter"  # its revocation must name it too
     assert held("facebook:someone") == ["all"]
     assert [e.get("platform") for e in store.timeline("--type", "exemption_applied")] == [
         "twitter",
