@@ -2303,7 +2303,8 @@ def keygen(session: Session, show: bool) -> None:
 @cli.command()
 @click.pass_obj
 def checkpoint(session: Session) -> None:
-    """Sign and print a C2SP checkpoint of the log as it is now.
+    """Sign a C2SP checkpoint of the log as it is now, store it in the ledger (this
+    writes to the store, as the signing-key holder) and print it.
 
     \b
     Example:
