@@ -734,7 +734,7 @@ class TimelineFilter:
 
 
 def _filter_clauses(
-    selection: TimelineFilter, known_at: datetime, params: dict[str, Any]
+    selection: TimelineFilter, known_at: datetime, params: dict[str, Any], db: Database
 ) -> list[str]:
     """WHERE clauses over timeline ``t`` for a selection (fills ``params``)."""
     params["known"] = micros(known_at)
@@ -778,7 +778,25 @@ def _filter_clauses(
     if selection.recorded_since:
         clauses.append("t.recorded_us >= :recorded_since")
         params["recorded_since"] = micros(selection.recorded_since)
+        # Record time never runs backwards along the log: what was recorded since T is
+        # a tail of it, read by sequence (the key) rather than by a scan of every row.
+        clauses.append("t.sequence >= :from_sequence")
+        params["from_sequence"] = _first_recorded_since(db, params["recorded_since"])
     return clauses
+
+
+def _first_recorded_since(db: Database, recorded_us: int) -> int:
+    """The first sequence recorded at or after ``recorded_us`` (bisecting the log)."""
+    (end,) = db.one("SELECT coalesce(max(sequence) + 1, 0) FROM timeline")
+    low, high = 0, int(end)
+    while low < high:
+        middle = (low + high) // 2
+        row = db.one("SELECT recorded_us FROM timeline WHERE sequence = :s", {"s": middle})
+        if row is not None and row[0] < recorded_us:
+            low = middle + 1
+        else:
+            high = middle
+    return low
 
 
 def timeline(
@@ -788,7 +806,7 @@ def timeline(
     named by the platform (and, for a retraction, the account and subject) it is
     listed under."""
     params: dict[str, Any] = {}
-    clauses = _filter_clauses(selection, known_at, params)
+    clauses = _filter_clauses(selection, known_at, params, db)
     sql = (
         f"SELECT s.state, r.target IS NOT NULL FROM timeline t JOIN {events_join(db)} "
         f"LEFT JOIN {_retraction_of_row(db)} "
@@ -920,7 +938,7 @@ def counts(
     if unknown or (per is not None and per not in PERIODS):
         raise ValueError(f"cannot count by {unknown or per!r}")
     params: dict[str, Any] = {}
-    clauses = _filter_clauses(selection, known_at, params)
+    clauses = _filter_clauses(selection, known_at, params, db)
     if not include_retracted:
         clauses.append(_VISIBLE)
     columns = [_SUBJECT_OF_ROW if d == "subject" else f"t.{d}" for d in by]

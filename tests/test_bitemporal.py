@@ -708,3 +708,25 @@ def test_a_clock_set_back_does_not_move_record_time_backwards(store: Store) -> N
     assert times == ["2025-06-01T12:00:00Z", "2025-06-01T12:00:00Z"]
     assert len(store.timeline("--known-at", "2025-06-01T12:00:00Z")) == 2
     assert store.timeline("--known-at", "2025-06-01T11:59:59Z") == []
+
+
+def test_recorded_since_lists_exactly_what_was_recorded_from_then(store: Store) -> None:
+    # Found as a tail of the log by bisecting record times: at, just before and just
+    # after each batch's record time, the answer equals the export's own filter.
+    from datetime import datetime
+
+    store.append(account(A, "2020-01-01T00:00:00Z"))
+    for batch in range(1, 4):
+        store.append(
+            *[ev("followers_observed", "2021-01-01", account=A, count=batch * 10 + i)
+              for i in range(batch)]
+        )  # fmt: skip
+    log = export(store)
+    for recorded in sorted({e["recorded_at"] for e in log}):
+        for moment in (just_before(recorded), recorded, just_after(recorded)):
+            since = datetime.fromisoformat(moment)
+            listed = {e["sequence"] for e in store.timeline("--recorded-since", moment)}
+            expected = {
+                e["sequence"] for e in log if datetime.fromisoformat(e["recorded_at"]) >= since
+            }
+            assert listed == expected, moment
