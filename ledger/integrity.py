@@ -49,20 +49,17 @@ def create_key(path: Path, name: str) -> notes.Ed25519Signer:
     # or a crash never leaves an empty or partial key file, which would refuse to be
     # replaced and refuse to sign. link() fails if the name exists: never overwritten.
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    text = signer.signer_key() + "\n"
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        _write_new(partial, text)
         try:
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(signer.signer_key() + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
             os.chmod(partial, 0o600)  # in case a umask or filesystem widened it
             try:
                 os.link(partial, path)
             except OSError as error:
                 if error.errno not in _NO_HARD_LINKS:
                     raise
-                _write_new(path, signer.signer_key() + "\n")  # FAT, exFAT, some shares
+                _write_new(path, text)  # FAT, exFAT, some shares
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
