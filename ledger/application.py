@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import gc
 import json
 import re
@@ -476,17 +477,14 @@ class Ledger:
         run backwards, so those are the log's first N: found by bisection (O(log N)
         lookups, as record time is text whose fraction digits vary)."""
         with self.storage.connect() as db:
-            low, high = 0, self.storage.tree_size(db)  # the first `low` are known by then
-            while low < high:
-                middle = (low + high) // 2
-                (recorded,) = db.one(
-                    "SELECT recorded_at FROM ledger_entries WHERE sequence = ?", (middle,)
+
+            def recorded(sequence: int) -> datetime:
+                (text,) = db.one(
+                    "SELECT recorded_at FROM ledger_entries WHERE sequence = ?", (sequence,)
                 )
-                if datetime.fromisoformat(recorded) <= moment:
-                    low = middle + 1
-                else:
-                    high = middle
-            return low
+                return datetime.fromisoformat(text)
+
+            return bisect.bisect_right(range(self.storage.tree_size(db)), moment, key=recorded)
 
     def close(self) -> None:
         self.storage.close()

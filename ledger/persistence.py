@@ -150,6 +150,18 @@ class Database:
     def one(self, statement: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         return self.execute(statement, params).fetchone()
 
+    def relation_names(self) -> set[str]:
+        """The names of the tables and indexes this store holds (in its schema), for
+        the checks that find one missing."""
+        if self.dialect == "sqlite":
+            sql = "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')"
+        else:
+            sql = (
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() UNION ALL "
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+            )
+        return {name for (name,) in self.execute(sql).fetchall()}
+
     def stream(
         self, statement: str, params: Sequence[Any] | dict[str, Any] = (), *, binary: bool = False
     ) -> Iterator[Any]:
@@ -494,11 +506,7 @@ class Storage:
         }
 
     def missing_ledger_indexes(self, db: Database) -> list[str]:
-        if self.dialect == "sqlite":
-            sql = "SELECT name FROM sqlite_master WHERE type = 'index'"
-        else:
-            sql = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
-        present = {name for (name,) in db.execute(sql).fetchall()}
+        present = db.relation_names()
         return [name for name in self.ledger_indexes() if name not in present]
 
     # shared

@@ -133,14 +133,7 @@ def from_micros(us: int) -> datetime:
 def missing_parts(db: Database) -> list[str]:
     """The read-model tables and indexes this store lacks, by name (none normally; a
     replay stopped between dropping its indexes and building them leaves those)."""
-    if db.dialect == "sqlite":
-        sql = "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')"
-    else:
-        sql = (
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() UNION ALL "
-            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
-        )
-    present = {name for (name,) in db.execute(sql).fetchall()}
+    present = db.relation_names()
     return [name for name in (*TABLES, *INDEX_NAMES) if name not in present]
 
 

@@ -12,6 +12,7 @@ through an index: it never replays the log.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -788,15 +789,12 @@ def _filter_clauses(
 def _first_recorded_since(db: Database, recorded_us: int) -> int:
     """The first sequence recorded at or after ``recorded_us`` (bisecting the log)."""
     (end,) = db.one("SELECT coalesce(max(sequence) + 1, 0) FROM timeline")
-    low, high = 0, int(end)
-    while low < high:
-        middle = (low + high) // 2
-        row = db.one("SELECT recorded_us FROM timeline WHERE sequence = :s", {"s": middle})
-        if row is not None and row[0] < recorded_us:
-            low = middle + 1
-        else:
-            high = middle
-    return low
+
+    def recorded(sequence: int) -> int:
+        row = db.one("SELECT recorded_us FROM timeline WHERE sequence = :s", {"s": sequence})
+        return recorded_us if row is None else int(row[0])  # a hole: search before it
+
+    return bisect.bisect_left(range(int(end)), recorded_us, key=recorded)
 
 
 def timeline(
