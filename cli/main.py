@@ -66,6 +66,7 @@ POST_COLUMNS = [
     "account",
     "post",
     "state",
+    "account_status",
     "since",
     "policy",
     "reason",
@@ -77,7 +78,16 @@ POST_COLUMNS = [
     "as_of",
     "known_at",
 ]
-POSTS_TABLE = ["post", "state", "since", "policy", "exception", "cause_event", "published_at"]
+POSTS_TABLE = [
+    "post",
+    "state",
+    "account_status",
+    "since",
+    "policy",
+    "exception",
+    "cause_event",
+    "published_at",
+]
 HISTORY_COLUMNS = ["account", "status", "from", "to", "until", "policy", "cause_event"]
 HISTORY_TABLE = HISTORY_COLUMNS[1:]  # one account: its id is the question
 TIMELINE_COLUMNS = [
@@ -1530,8 +1540,9 @@ def posts_command(
     warning_screen or removed.
 
     Each with the event that put it there (its policy, reason and exception: e.g. a
-    post kept behind a screen in the public interest), as of a valid time and as
-    known at a record time.
+    post kept behind a screen in the public interest) and its account's status then
+    (a post is "visible" unless removed itself, even on a removed account), as of a
+    valid time and as known at a record time.
 
     \b
     Example:

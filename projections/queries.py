@@ -691,7 +691,14 @@ def _posts_of(
         if name in folded:
             folded[name]["changed"] = record  # the newest: what put the post in its state
     rows = [_post_row(account, name, parts, moment) for name, parts in sorted(folded.items())]
-    return [row for row in rows if state is None or row["state"] == state]
+    rows = [row for row in rows if state is None or row["state"] == state]
+    if rows:
+        # A post's state is the post's own; a removed or suspended account's posts are
+        # still "visible" by it, so each row says what its account was at the moment.
+        account_now = account_status(db, account, moment)["status"]
+        for row in rows:
+            row["account_status"] = account_now
+    return rows
 
 
 def _post_row(account: str, name: str, parts: dict[str, Any], moment: Moment) -> dict[str, Any]:
@@ -705,6 +712,7 @@ def _post_row(account: str, name: str, parts: dict[str, Any], moment: Moment) ->
         "account": account,
         "post": name,
         "state": "removed" if removal else "warning_screen" if screen else "visible",
+        "account_status": None,  # filled in by _posts_of, once an account
         "since": cause["occurred_at"],
         "policy": measure.get("policy"),
         "reason": measure.get("reason"),

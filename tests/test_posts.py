@@ -86,7 +86,7 @@ def test_a_removal_outranks_a_screen_and_each_is_lifted_by_its_own_event(store: 
         "p2"
     ]
     header = next(csv.reader(io.StringIO(store.ok("posts", A, "--csv").stdout)))
-    assert header[:4] == ["account", "post", "state", "since"]
+    assert header[:5] == ["account", "post", "state", "account_status", "since"]
 
 
 def test_known_at_sees_a_removal_before_its_retraction_and_not_before_it_was_recorded(
@@ -107,6 +107,36 @@ def test_known_at_sees_a_removal_before_its_retraction_and_not_before_it_was_rec
     assert state(removal_known) == "removed"
     assert state(just_before(retraction_known)) == "removed"
     assert state(retraction_known) == "visible"
+
+
+def test_each_post_says_what_its_account_was_at_the_moment(store: Store) -> None:
+    """A removed account's post reads `visible` (nobody removed the post), so the row
+    carries the account's status then: researchers can tell the two apart."""
+    store.append(
+        account(A, "2020-01-01"),
+        _post("post_published", "2021-01-01", "pub"),
+        _post("post_published", "2021-01-02", "pub2", post_id="p2"),
+        _post("post_removed", "2021-01-03", "rm2", post_id="p2", policy="Spam"),
+        ev("account_suspended", "2021-02-01", account=A, policy="Spam", until="2021-03-01"),
+        ev("account_removed", "2021-06-01", account=A, policy="Spam"),
+    )
+    for as_of, account_status in (
+        ("2021-01-15", "active"),
+        ("2021-02-15", "suspended"),
+        ("2021-03-15", "active"),  # the suspension lapsed
+        ("2021-07-01", "removed"),
+    ):
+        rows = _posts(store, A, "--as-of", as_of)
+        assert [(r["post"], r["state"], r["account_status"]) for r in rows] == [
+            ("p1", "visible", account_status),
+            ("p2", "removed", account_status),
+        ], as_of
+    # The whole-ledger listing and its machine formats carry it too.
+    (row,) = json.loads(store.ok("posts", "--json", "--state", "visible").stdout)
+    assert (row["account"], row["post"], row["account_status"]) == (A, "p1", "removed")
+    header = next(csv.reader(io.StringIO(store.ok("posts", "--csv").stdout)))
+    assert header[header.index("state") + 1] == "account_status"
+    assert "account_status" in store.ok("posts", A).stdout.splitlines()[0]
 
 
 def test_an_unregistered_account_is_an_error(store: Store) -> None:
@@ -157,6 +187,7 @@ def test_every_accounts_posts_agree_with_a_reference_on_both_clocks(store: Store
     as_ofs += [t - timedelta(microseconds=1) for t in as_ofs] + [datetime.now(UTC)]
     compared = 0
     states: set[str] = set()
+    account_statuses: set[str] = set()
     for known_at in (iso(between), iso(datetime.now(UTC))):
         for account_id in accounts:
             rows = store.timeline("--account", account_id, "--known-at", known_at)
@@ -173,15 +204,18 @@ def test_every_accounts_posts_agree_with_a_reference_on_both_clocks(store: Store
                 if not registered:
                     store.fail("posts", account_id, *args)
                     continue
-                got = {
-                    r["post"]: (r["state"], r["cause_event"])
-                    for r in _posts(store, account_id, *args)
-                }
+                listed = _posts(store, account_id, *args)
+                got = {r["post"]: (r["state"], r["cause_event"]) for r in listed}
                 assert got == _reference(rows, as_of), (account_id, args)
+                if listed:  # each row's account status is what `status` answers then
+                    status = json.loads(store.ok("status", account_id, "--json", *args).stdout)
+                    assert {r["account_status"] for r in listed} == {status["status"]}
+                    account_statuses.add(status["status"])
                 compared += 1
                 states.update(state for state, _ in got.values())
     assert compared > 200
     assert states == {"visible", "warning_screen", "removed"} == set(POST_STATES)
+    assert {"active", "suspended", "removed"} <= account_statuses
 
 
 def test_without_an_account_posts_lists_every_accounts_posts(store: Store) -> None:
