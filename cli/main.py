@@ -2315,7 +2315,9 @@ def keygen(session: Session, show: bool) -> None:
 @click.pass_obj
 def checkpoint(session: Session) -> None:
     """Sign a C2SP checkpoint of the log as it is now, store it in the ledger (this
-    writes to the store, as the signing-key holder) and print it.
+    writes to the store, as the signing-key holder) and print it. At a size already
+    signed with this key it prints that checkpoint again (the same bytes: Ed25519
+    signatures are deterministic) and stores no second copy.
 
     \b
     Example:

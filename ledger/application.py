@@ -359,7 +359,8 @@ class Ledger:
             return result
 
     def sign_checkpoint(self, signer: Ed25519Signer) -> str:
-        """Sign the log as it is now and store the checkpoint; returns its note."""
+        """Sign the log as it is now and store the checkpoint (once: a size already
+        signed with this key is not stored again); returns its note."""
         with self.storage.write_transaction() as tx:
             size = tx.head().next_sequence
             return self._sign_head(tx, size, merkle.root_at(tx.get_node, size), signer)
@@ -368,12 +369,15 @@ class Ledger:
         self, tx: WriteTransaction, size: int, root: bytes, signer: Ed25519Signer
     ) -> str:
         """Sign (size, root) once it is checked to extend the last signed head, and
-        store the checkpoint in ``tx``."""
+        store the checkpoint in ``tx`` unless that very note is stored already (Ed25519
+        signs deterministically: the same key, origin, size and root give the same
+        bytes, and a second row would only inflate the checkpoint count)."""
         from ledger.integrity import check_extends, sign_tree_head
 
         check_extends(tx.get_node, tx.last_checkpoint(), size, root)
         note = sign_tree_head(self._origin_in(tx.db), size, root, signer)
-        tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
+        if not tx.has_checkpoint(size, note):
+            tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
         return note
 
     def copy_from(self, source: Ledger) -> tuple[AppendResult, int]:

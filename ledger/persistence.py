@@ -449,6 +449,10 @@ class WriteTransaction:
     def insert_checkpoint(self, size: int, root: bytes, note: str, created_at: str) -> None:
         self.storage.insert_checkpoint(self.db, size, root, note, created_at)
 
+    def has_checkpoint(self, size: int, note: str) -> bool:
+        found = self.db.one("SELECT 1 FROM checkpoints WHERE size = ? AND note = ?", (size, note))
+        return found is not None
+
     def last_checkpoint(self) -> tuple[int, bytes] | None:
         row = self.db.one("SELECT size, root FROM checkpoints ORDER BY size DESC, id DESC LIMIT 1")
         return None if row is None else (int(row[0]), bytes(row[1]))

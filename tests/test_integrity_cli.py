@@ -292,7 +292,8 @@ def test_sqlite_key_defaults_to_store_path_plus_key(
     text = store.ok("checkpoint").stdout
     checkpoint, _ = notes.open_checkpoint(text, [notes.parse_verifier_key(vkey)])
     assert checkpoint.size == 18
-    assert "(2 checkpoint(s)" in store.ok("verify", "--vkey", vkey).stdout
+    # The append signed size 18 with that key: `checkpoint` printed that one again.
+    assert "(1 checkpoint(s)" in store.ok("verify", "--vkey", vkey).stdout
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite"])
@@ -352,6 +353,23 @@ def test_checkpoint_of_an_empty_log_commits_to_the_empty_root(log: Log) -> None:
     assert b64(root) == EMPTY_ROOT_B64
     out = log.ok("verify", "--vkey", log.vkey).stdout
     assert f"OK size 0 root {EMPTY_ROOT_B64}" in out
+
+
+def test_checkpoint_at_a_signed_size_prints_that_checkpoint_and_stores_no_copy(
+    full_log: Log,
+) -> None:
+    before = stored_checkpoints(full_log.store)
+    assert [size for size, _ in before] == [18, 30, 38]
+    # The last batch signed size 38: the same key gives the same bytes, stored once.
+    assert full_log.ok("checkpoint").stdout == before[-1][1]
+    assert full_log.ok("checkpoint").stdout == before[-1][1]
+    assert stored_checkpoints(full_log.store) == before
+    # Another key's signature of that size is a different checkpoint: stored.
+    other = Log(full_log.store, full_log.store.tmp_path / "other.key")
+    other.keygen()
+    note = other.ok("checkpoint").stdout
+    assert note != before[-1][1]
+    assert stored_checkpoints(full_log.store) == [*before, (38, note)]
 
 
 def test_checkpoint_without_a_key_fails_and_names_keygen(store: Store) -> None:

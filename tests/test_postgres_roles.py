@@ -263,6 +263,11 @@ def test_reader_cannot_append_or_record(populated: RoleLedger) -> None:
 
 def test_reader_cannot_checkpoint_even_with_the_key(populated: RoleLedger) -> None:
     before = populated.sql("SELECT count(*) FROM checkpoints")
+    # At a size already signed it only prints that checkpoint again: nothing to write.
+    again = populated.reader.ok("--key-file", str(populated.key_file), "checkpoint").stdout
+    assert again == populated.sql("SELECT note FROM checkpoints")[0][0]
+    assert populated.sql("SELECT count(*) FROM checkpoints") == before
+    populated.writer.append(_followers("unsigned-1", 7))  # no key: unsigned
     result = populated.reader.run("--key-file", str(populated.key_file), "checkpoint")
     assert result.exit_code == 1, (result.output, result.exception)
     # It got as far as the INSERT: the key was readable, the table was not writable.
@@ -292,11 +297,13 @@ def test_writer_can_append_and_checkpoint(ledger: RoleLedger) -> None:
     )
     note = ledger.writer.ok(*key, "checkpoint").stdout
     assert f"\n{SEED_COUNT + 1}\n" in note, note
-    # One checkpoint per signed batch plus the explicit one.
-    assert ledger.sql("SELECT count(*) FROM checkpoints")[0][0] == 3
+    # One checkpoint per signed batch; the explicit one signs the last batch's size
+    # again, the same bytes, which are not stored twice.
+    assert ledger.sql("SELECT count(*) FROM checkpoints")[0][0] == 2
+    assert ledger.sql("SELECT note FROM checkpoints ORDER BY size DESC")[0][0] == note
     verified = ledger.writer.ok("verify", "--vkey", ledger.vkey).stdout
     assert verified.startswith(f"OK size {SEED_COUNT + 1} "), verified
-    assert "(3 checkpoint(s)" in verified
+    assert "(2 checkpoint(s)" in verified
 
 
 @pytest.mark.parametrize("who", ["reader", "writer", "owner"])
@@ -350,7 +357,7 @@ def test_both_roles_can_read_and_verify(populated: RoleLedger, who: str) -> None
     assert "khamenei" in table
     verified = store.ok("verify", "--vkey", populated.vkey).stdout
     assert verified.startswith(f"OK size {SEED_COUNT} "), verified
-    assert "(2 checkpoint(s)" in verified
+    assert "(1 checkpoint(s)" in verified  # the batch's; `checkpoint` at its size stored none
     proof = store.ok("prove", "inclusion", "seed-x-trump-suspended").stdout
     assert proof.startswith(f"{TLOG_PROOF_HEADER}\nindex {SEED_COUNT - 1}\n"), proof
     assert store.ok("prove", "consistency", "5").stdout.strip()
