@@ -127,15 +127,24 @@ class Entry:
 # --- status: the account-level state machine, shared with the read side --------
 
 
+# How heavy a measure is: the heaviest in force is the account's status, whatever
+# the order they were laid in (a restriction laid on a suspension does not lift it).
+SEVERITY = {"restricted": 1, "suspended": 2, "removed": 3}
+
+
 @dataclass(slots=True)
 class AccountStatus:
     """An account's enforcement status at one moment of valid time.
 
-    Measures stack: a measure laid on one still in force (a suspension on an
-    indefinite restriction) ends by its own ``until``, and the one beneath is in force
-    again from then on, as nothing lifted it; a reinstatement lifts them all. The
-    platform lifting the measure beneath can then still be recorded, and only a
-    reinstatement, never a later measure's end, makes an account active.
+    Measures stack: every measure laid since the last reinstatement is in force
+    until its own ``until`` (or for good), and the status is the heaviest in force
+    (removed, then suspended, then restricted), the newest of equals. A suspension
+    laid on an indefinite restriction ends by its ``until`` and the restriction,
+    which nothing lifted, is the status again from then on; a restriction laid on a
+    suspension waits beneath it. A reinstatement lifts them all; only a
+    reinstatement, never a measure's end, makes an account active while another
+    measure is in force. The platform lifting the measure beneath can then still be
+    recorded.
     """
 
     status: str = "active"
@@ -144,20 +153,38 @@ class AccountStatus:
     policy: str | None = None
     cause: str | None = None
     restrictions: tuple[str, ...] = ()
-    # The measure in force when this one was applied (None for none, or when active).
-    beneath: AccountStatus | None = None
+    # The measures in force when the newest was laid, heaviest first (this one is the
+    # first); each is a plain AccountStatus without layers. Empty when active.
+    layers: tuple[AccountStatus, ...] = ()
+    # (severity, occurred_at, sequence) of the event that laid this measure.
+    rank: tuple[int, datetime, int] | None = None
+
+    def in_force(self, moment: datetime) -> list[AccountStatus]:
+        """The measures in force at ``moment``, heaviest first; the first one's
+        ``since`` is when it became the status (a heavier measure laid over it may
+        have ended after it began)."""
+        covered: datetime | None = None  # the latest end of the heavier measures
+        for index, layer in enumerate(self.layers):
+            if layer.until is None or moment < layer.until:
+                rest = [m for m in self.layers[index + 1 :] if m.until is None or moment < m.until]
+                assert layer.since is not None
+                if covered is not None and covered > layer.since:
+                    layer = replace(layer, since=covered)
+                return [layer, *rest]
+            covered = layer.until if covered is None else max(covered, layer.until)
+        return []
 
     def at(self, moment: datetime) -> AccountStatus:
         """The status at ``moment``: a measure with ``until`` ends by itself, and the
-        measure beneath it, if still in force, is the status from that end on."""
-        if self.until is None or moment < self.until:
-            return self
-        below = self.beneath.at(moment) if self.beneath is not None else None
-        if below is None or (below.status == "active" and (below.since or moment) <= self.until):
-            return AccountStatus("active", since=self.until, cause=self.cause)
-        if below.since is not None and below.since >= self.until:
-            return below  # it changed again after this measure ended
-        return replace(below, since=self.until)
+        heaviest measure still in force, if any, is the status from then on."""
+        if not self.layers or self.until is None or moment < self.until:
+            return self  # active, or the heaviest measure still in force
+        layers = self.in_force(moment)
+        if layers:
+            return replace(layers[0], layers=tuple(layers))
+        # None in force: active since the last of them ended.
+        last = max(self.layers, key=lambda m: (m.until, m.rank))
+        return AccountStatus("active", since=last.until, cause=last.cause)
 
     def check(self, entry: Entry) -> None:
         """Raise if ``entry`` cannot happen to an account in this status."""
@@ -194,16 +221,22 @@ class AccountStatus:
             "account_suspended": "suspended",
             "account_removed": "removed",
         }[entry.type]
-        in_force = self.at(entry.occurred_at)
-        return AccountStatus(
+        laid = AccountStatus(
             status,
             since=entry.occurred_at,
             until=entry.until(),
             policy=record.get("policy"),
             cause=entry.event_id,
             restrictions=tuple(record.get("restrictions", ())),
-            beneath=in_force if in_force.status != "active" else None,
+            rank=(SEVERITY[status], entry.occurred_at, entry.sequence),
         )
+        layers = sorted([*self.in_force(entry.occurred_at), laid], key=_rank, reverse=True)
+        return replace(layers[0], layers=tuple(layers))
+
+
+def _rank(measure: AccountStatus) -> tuple[int, datetime, int]:
+    assert measure.rank is not None
+    return measure.rank
 
 
 def fold_status(entries: Iterable[Entry]) -> AccountStatus:

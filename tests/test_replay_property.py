@@ -127,15 +127,16 @@ class Status:
 
 
 _KINDS = {"account_restricted": "restricted", "account_suspended": "suspended"}
+_SEVERITY = {"restricted": 1, "suspended": 2, "removed": 3}  # stated here, not imported
 
 
 def reference_status(facts: list[Fact], moment: datetime) -> Status:
     """The status at ``moment`` from status facts in valid-time order, stated directly
     rather than folded (the ledger folds a stack, see AccountStatus): a reinstatement
-    lifts every measure before it; after the last one, the status is the newest measure
-    in force at ``moment``, in force since it began or since the newest later measure
-    laid on it ended; with none in force, active since the last measure ended (or the
-    reinstatement)."""
+    lifts every measure before it; after the last one, the status is the heaviest
+    measure in force at ``moment`` (removed, suspended, restricted), the newest of
+    equals, in force since it began or since the last measure that outranks it ended;
+    with none in force, active since the last measure ended (or the reinstatement)."""
     facts = [f for f in facts if f.at <= moment]
     lifted = max((i for i, f in enumerate(facts) if f.type == "account_reinstated"), default=-1)
     measures = facts[lifted + 1 :]
@@ -148,17 +149,23 @@ def reference_status(facts: list[Fact], moment: datetime) -> Status:
         end = until(fact)
         return end is None or moment < end
 
-    for i in reversed(range(len(measures))):
-        fact = measures[i]
-        if in_force(fact):
-            later_ends = [end for f in measures[i + 1 :] if (end := until(f)) is not None]
-            return Status(
-                _KINDS.get(fact.type, "removed"),
-                since=max([fact.at, *later_ends]),
-                until=until(fact),
-                policy=fact.record["policy"],
-                cause=fact.event_id,
-            )
+    def rank(i: int) -> tuple[int, int]:
+        return (_SEVERITY[_KINDS.get(measures[i].type, "removed")], i)
+
+    live = [i for i in range(len(measures)) if in_force(measures[i])]
+    if live:
+        top = max(live, key=rank)
+        fact = measures[top]
+        outranking = [i for i in range(len(measures)) if rank(i) > rank(top)]
+        # all of them ended by the moment (else one of them would be the status)
+        ends = [end for i in outranking if (end := until(measures[i])) is not None]
+        return Status(
+            _KINDS.get(fact.type, "removed"),
+            since=max([fact.at, *ends]),
+            until=until(fact),
+            policy=fact.record["policy"],
+            cause=fact.event_id,
+        )
     if measures:
         ended = max(measures, key=lambda f: (until(f), f.order))  # none is in force
         return Status("active", since=until(ended), cause=ended.event_id)

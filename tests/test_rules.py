@@ -589,6 +589,68 @@ def test_a_restriction_beneath_an_expired_suspension_can_still_be_lifted(world: 
     )
 
 
+def restricted(when: str, event_id: str, **fields: Any) -> dict[str, Any]:
+    fields.setdefault("policy", "Spam")
+    fields.setdefault("restrictions", ["reduced_reach"])
+    return ev("account_restricted", when, account=A, event_id=event_id, **fields)
+
+
+def test_a_lighter_measure_laid_on_a_heavier_one_waits_beneath_it(world: Store) -> None:
+    """The heaviest measure in force is the status, not the newest: a restriction laid
+    on a suspension lifts nothing (it read "restricted" for its whole term, and a
+    permanent suspension became a one-day period in the history)."""
+    world.append(
+        suspended("2021-01-08T00:00:00Z", "perm"),
+        restricted("2021-01-09", "reach"),
+        restricted("2021-02-01", "short", until="2021-03-01T00:00:00Z"),
+    )
+    for as_of in ("2021-01-09", "2021-02-15", "2021-06-01"):
+        now = world.status(A, "--as-of", as_of)
+        assert (now["status"], now["cause_event"], now["since"]) == (
+            "suspended",
+            "perm",
+            "2021-01-08T00:00:00Z",
+        ), as_of
+    suspended_then = json.loads(
+        world.ok("accounts", "--status", "suspended", "--as-of", "2021-02-15", "--json").stdout
+    )
+    assert [row["account"] for row in suspended_then] == [A]
+    periods = json.loads(world.ok("status", A, "--history", "--json").stdout)
+    assert [(p["status"], p["from"][:10], p["to"], p["cause_event"]) for p in periods] == [
+        ("active", "2020-01-01", "2021-01-08T00:00:00Z", "reg-a"),
+        ("suspended", "2021-01-08", None, "perm"),
+    ]
+    # A reinstatement lifts them all, the restrictions beneath too.
+    world.append(reinstated("2021-07-01", "lifted"))
+    assert world.status(A)["status"] == "active"
+
+
+def test_the_lighter_measure_is_the_status_once_the_heavier_one_ends(world: Store) -> None:
+    """Strikes: a two-week upload freeze laid during a short suspension is the status
+    from the suspension's end to its own; of equal measures the newest shows."""
+    world.append(
+        restricted("2020-03-01", "strike-1", until="2020-03-08T00:00:00Z"),
+        suspended("2020-03-04T00:00:00Z", "susp", until="2020-03-06T00:00:00Z"),
+        restricted("2020-03-05", "strike-2", until="2020-03-15T00:00:00Z"),
+    )
+    periods = json.loads(world.ok("status", A, "--history", "--json").stdout)
+    assert [(p["status"], p["from"][:10], p["cause_event"]) for p in periods] == [
+        ("active", "2020-01-01", "reg-a"),
+        ("restricted", "2020-03-01", "strike-1"),
+        ("suspended", "2020-03-04", "susp"),
+        ("restricted", "2020-03-06", "strike-2"),  # newer than strike-1, both in force
+        ("active", "2020-03-15", "strike-2"),
+    ]
+    assert world.status(A, "--as-of", "2020-03-05T12:00:00Z")["cause_event"] == "susp"
+    # The rules fold the same way: the suspension is in force, so nothing is refused,
+    # and after every measure ended a reinstatement has nothing to lift.
+    reject_append(
+        world,
+        reinstated("2020-03-20", "late"),
+        expect=("measure strike-2 already ended at 2020-03-15T00:00:00Z",),
+    )
+
+
 def test_backfill_is_checked_only_against_its_own_account(world: Store) -> None:
     world.append(ev("account_removed", "2021-01-01", account=B, policy="p"))
     world.append(suspended("2022-01-01T00:00:00Z", "s"))
