@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from ledger.events import AnyEvent, parse_event
+from ledger.times import parse_utc
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -97,11 +98,11 @@ def _row(number: int, line: str) -> tuple[object, ...]:
     try:
         event = json.loads(line)
         kind = event.get("type")
-        moment = datetime.fromisoformat(event["occurred_at"])
+        # The validator's own reading of a time (datetime.fromisoformat refuses a
+        # lowercase "z", which then went first and changed the order).
+        moment = parse_utc(event["occurred_at"])
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return (number, line, _UNREADABLE, "", "", None, None, None, None)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # a date alone means 00:00Z
     at = (moment - _EPOCH) // _MICROSECOND + _AT_OFFSET
     if kind in ("subject_registered", "platform_renamed"):
         phase, rank = _NAMED, _OTHER_RANK

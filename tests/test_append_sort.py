@@ -127,6 +127,36 @@ def test_at_one_instant_registration_first_appeals_last(store: Store) -> None:
     assert store.status(A)["status"] == "removed"
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    ["2021-01-01T00:00:00z", "2021-01-01t00:00:00Z", "2021-01-01 00:00:00+00:00", "2021-01-01"],
+)
+def test_every_time_the_validator_reads_is_placed_by_its_instant(
+    store: Store, spelling: str
+) -> None:
+    """--sort reads times as the validator does: a lowercase "z" was unreadable to
+    datetime.fromisoformat, so its line went first (a suspension before its account's
+    registration was refused, and at one instant the input order changed)."""
+    lines = [account(A, "2020-01-01"), ev("account_suspended", spelling, account=A, policy="p")]
+    store.ok("append", "--sort", "-", input=_lines(lines))
+    assert [row["type"] for row in export(store)] == ["account_registered", "account_suspended"]
+    # At one instant the rest keeps the input's order: a reinstatement given first
+    # stays first whichever way the restriction's time is spelt.
+    same = spelling.replace("2021-01-01", "2022-01-01")
+    store.ok(
+        "append",
+        "--sort",
+        "-",
+        input=_lines(
+            [
+                ev("account_reinstated", "2022-01-01T00:00:00Z", account=A, event_id="lift"),
+                ev("account_restricted", same, account=A, policy="q", restrictions=["x"]),
+            ]
+        ),
+    )
+    assert store.status(A)["status"] == "restricted"
+
+
 def test_retractions_follow_their_targets_and_the_appeals_of_them(store: Store) -> None:
     # A mistaken suspension, appealed and decided, all retracted in the same batch
     # that records the right suspension: the retractions are given first.
