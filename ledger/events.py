@@ -35,8 +35,8 @@ from ledger.times import EXPECTED_TIME, LEAP_SECOND, LEAP_SECOND_MESSAGE
 from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
 from ledger.vocabulary import TARGETED_TYPES as TARGETED_TYPES
+from ledger.vocabulary import account_id_problem, platform_of, shorten
 from ledger.vocabulary import iso as iso
-from ledger.vocabulary import platform_of, shorten
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -121,9 +121,19 @@ Identifier = Annotated[
     str,
     StringConstraints(pattern=IDENTIFIER, max_length=200),
 ]
+
+
+def _account_id_checked(account: str) -> str:
+    problem = account_id_problem(account)
+    if problem is not None:
+        raise ValueError(problem)
+    return account
+
+
 AccountId = Annotated[
     str,
     StringConstraints(pattern=ACCOUNT_ID, max_length=265),
+    AfterValidator(_account_id_checked),  # a Python call, but an ASCII id returns at once
 ]
 CountryCode = Annotated[str, StringConstraints(pattern=COUNTRY_CODE)]
 # I-JSON's exact integers (RFC 7493): leaves are RFC 8785 canonical JSON, which is

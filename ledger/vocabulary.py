@@ -100,6 +100,35 @@ def _hidden_at(actor: str, index: int) -> bool:
     return _unprintable(char)
 
 
+HIDDEN_CHARACTERS = "must not contain control characters or invisible ones (bidi, zero-width)"
+
+
+def has_hidden_characters(text: str) -> bool:
+    return any(_hidden_at(text, i) for i in range(len(text)))
+
+
+def account_id_problem(account: str) -> str | None:
+    """Why ``account`` (which matched the id pattern) cannot name an account, or None.
+
+    An account id is the key every query joins on: two ids that print alike would
+    split one account's history silently (a zero-width space, or café spelt with a
+    combining accent), so the invisible ones and the second spelling are refused."""
+    if account.isascii():
+        return None  # the pattern already refused controls and spaces
+    if has_hidden_characters(account):
+        return HIDDEN_CHARACTERS
+    composed = unicodedata.normalize("NFC", account)
+    if composed != account:
+        # The two spellings print alike, so name the code points that differ.
+        marks = sorted({f"U+{ord(c):04X}" for c in account if c not in composed})
+        return (
+            f"must be in Unicode normal form NFC: NFC writes its {' '.join(marks)} "
+            "otherwise, so it would print like the NFC spelling yet not match it; give "
+            "the id in NFC"
+        )
+    return None
+
+
 def actor_problem(actor: str) -> str | None:
     """Why ``actor`` cannot be recorded as who recorded an event, or None."""
     if not actor.strip():
@@ -108,8 +137,8 @@ def actor_problem(actor: str) -> str | None:
         return "must not start or end with whitespace"
     if len(actor) > MAX_ACTOR:
         return f"must be at most {MAX_ACTOR} characters; it has {len(actor):,}"
-    if any(_hidden_at(actor, i) for i in range(len(actor))):
-        return "must not contain control characters or invisible ones (bidi, zero-width)"
+    if has_hidden_characters(actor):
+        return HIDDEN_CHARACTERS
     if not any(unicodedata.category(char)[0] in "LNPS" for char in actor):
         return "must hold a letter, digit or sign people can see"  # not marks alone
     return None

@@ -854,6 +854,51 @@ def test_account_id_refuses_control_characters(store: Store, character: str) -> 
 
 
 @pytest.mark.parametrize(
+    "character",
+    ["\u200b", "\u200f", "\u061c", "\u2060", "\ufeff", "\u00ad", "\u180e", "\u3164", "\ue000"],
+)
+def test_account_id_refuses_invisible_characters(store: Store, character: str) -> None:
+    """The account id is what every query joins on: one with a zero-width space printed
+    like another account's and split its history (status, counts, subjects)."""
+    store.append(account("twitter:abc", "2020-01-01"))
+    given = f"twitter:a{character}bc"
+    for line in (
+        ev("account_registered", "2020-01-01", account=given, platform="twitter", handle="x"),
+        ev("account_suspended", "2021-01-01", account=given, policy="p"),
+    ):
+        reject_append(
+            store,
+            line,
+            expect=(
+                "line 1: account: must not contain control characters or invisible ones",
+                f"(given {given!r})",
+            ),
+        )
+    assert [row["account"] for row in json.loads(store.ok("accounts", "--json").stdout)] == [
+        "twitter:abc"
+    ]
+
+
+def test_account_ids_are_one_spelling_nfc_and_joiners_stay_within_words(store: Store) -> None:
+    decomposed = "x:cafe\u0301"  # prints as x:café
+    reject_append(
+        store,
+        ev("account_registered", "2020-01-01", account=decomposed, platform="x", handle="c"),
+        expect=("account: must be in Unicode normal form NFC: NFC writes its U+0065 U+0301",),
+    )
+    # Composed, it is an id; so is a Persian name with a zero-width non-joiner between
+    # letters, which is how it is spelt (as for actors).
+    persian = "x:\u0645\u062d\u0645\u062f\u200c\u0631\u0636\u0627"
+    store.append(account("x:caf\u00e9", "2020-01-01"), account(persian, "2020-01-01"))
+    assert store.status(persian)["status"] == "active"
+    reject_append(
+        store,
+        account("x:\u200cabc", "2020-01-01"),
+        expect=("account: must not contain control characters or invisible ones",),
+    )
+
+
+@pytest.mark.parametrize(
     ("fields", "expect"),
     [
         (
