@@ -10,7 +10,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,6 +30,7 @@ from ledger.persistence import (
     open_storage,
 )
 from ledger.rules import (
+    FUTURE_TOLERANCE,
     AccountKind,
     Entry,
     LaneCache,
@@ -175,6 +176,30 @@ def _content_of(record: dict[str, Any]) -> dict[str, Any]:
 
 
 _ASSIGNED = frozenset({"event_id", *ASSIGNED_FIELDS})
+
+
+def _copied_record_time(given: object, line: int) -> datetime:
+    """A copied event's record time, which must be one this ledger could have written:
+    UTC in its own spelling, and not ahead of this clock (every later append would
+    inherit it, record time never running backwards, and answer "as known now" without
+    the events recorded "after" it)."""
+    moment = None
+    if isinstance(given, str):
+        with suppress(ValueError):
+            moment = datetime.fromisoformat(given)
+    if moment is None or moment.tzinfo is None or iso(moment) != given:
+        raise LedgerError(
+            f"recorded_at {given!r} is not a record time as a ledger writes it "
+            "(UTC, e.g. 2024-02-08T10:00:00.123456Z)",
+            line,
+        )
+    if moment > datetime.now(UTC) + FUTURE_TOLERANCE:
+        raise LedgerError(
+            f"recorded_at {given} is in the future by this machine's clock; a ledger "
+            "records events when it learns them (check the source's clock)",
+            line,
+        )
+    return moment
 
 
 def _source_record(leaf: bytes, index: int) -> dict[str, Any]:
@@ -637,7 +662,10 @@ class _Batch:
             recorded_iso, recorded_at, actor = self.recorded_iso, self.recorded_at, self.actor
         else:
             recorded_iso, actor = original[0]["recorded_at"], original[0]["actor"]
-            recorded_at = datetime.fromisoformat(recorded_iso)
+            recorded_at = _copied_record_time(recorded_iso, line)
+            problem = actor_problem(actor) if isinstance(actor, str) else "must be text"
+            if problem is not None:
+                raise LedgerError(f"actor {actor!r} {problem}", line)
             if recorded_at < self.recorded_at:
                 raise LedgerError(
                     f"recorded_at {recorded_iso} is earlier than an event before it; a "

@@ -255,6 +255,43 @@ def test_an_export_without_checkpoints_is_copied_under_this_stores_origin(
     assert bare_store.ok("export", "--nl").stdout == source.ok("export", "--nl").stdout
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("recorded_at", "2999-01-01T00:00:00Z", "is in the future by this machine's clock"),
+        ("recorded_at", "2024-01-01T00:00:00", "is not a record time as a ledger writes it"),
+        ("recorded_at", "2024-01-01T02:00:00+02:00", "is not a record time as a ledger"),
+        ("recorded_at", "garbage", "is not a record time as a ledger writes it"),
+        ("recorded_at", 5, "is not a record time as a ledger writes it"),
+        ("actor", "", "actor '' must not be empty"),
+        ("actor", 5, "actor 5 must be text"),
+        ("actor", "me\u200b", "must not contain control characters or invisible ones"),
+    ],
+)
+def test_an_export_whose_record_time_or_actor_no_ledger_writes_copies_nothing(
+    bare_store: Store, tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    """A copy keeps each event's record time and actor, so they are checked as an
+    append would have written them: a source clock ahead made every later append
+    inherit its future record time (reads "as known now" then saw none of them); a
+    time without an offset was an internal failure (exit 70)."""
+    source = Store(str(tmp_path / "operator.db"), "sqlite", tmp_path)
+    source.ok("init")
+    source.ok("append", str(SEED))
+    export, _ = _export_and_checkpoints(source, tmp_path)
+    lines = export.read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    first[field] = value
+    lines[0] = json.dumps(first, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = bare_store.fail("copy", "--export", str(edited))
+    assert result.exit_code == 1, result.output
+    assert "source sequence 0: " in result.stderr, result.stderr
+    assert message in result.stderr, result.stderr
+    _nothing_copied(bare_store)
+
+
 def test_an_export_with_a_changed_byte_or_a_forged_checkpoint_copies_nothing(
     bare_store: Store, tmp_path: Path
 ) -> None:
