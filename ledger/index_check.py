@@ -39,6 +39,15 @@ def check_index(storage: Storage, db: Database, upto: int) -> None:
     for row in db.stream(statement, (upto,), binary=True):
         sequence, *stored, originator, stream_of_event, state = row
         record = json.loads(str(leaf_bytes(state), "utf-8"))  # UTF-8 by the format
+        if record.get("sequence") != sequence:
+            # Rows renumbered (swapped whole, past the triggers by INSERT OR REPLACE):
+            # lookups by sequence, such as export --known-at, then read the wrong event.
+            raise IntegrityError(
+                f"sequence {sequence}: the index row points to the event whose leaf carries "
+                f"sequence {record.get('sequence')!r}: the ledger's index (ledger_entries) "
+                f"was changed{_EDITED}",
+                sequence,
+            )
         kind = record["type"]
         if kind == "event_retracted":
             # A retraction is filed in its target's stream and lane.

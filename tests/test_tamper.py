@@ -809,6 +809,27 @@ def test_each_index_column_the_rules_read_is_tied_to_its_leaf(
     assert stderr.startswith(f"Error: sequence {sequence}: the index row's {column} is "), stderr
 
 
+def test_index_rows_renumbered_or_missing_are_named_by_verify_read_models(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Two whole rows swapped keep every column tied to a leaf, but lookups by sequence
+    (export --known-at, proofs) then read the wrong event: the leaf's own sequence
+    ties each row to its place."""
+    tables.drop_triggers()
+    for old, new in ((17, -1), (18, 17), (-1, 18)):
+        tables.execute("UPDATE ledger_entries SET sequence = ? WHERE sequence = ?", (new, old))
+    stderr = ledger.verify_fails("--read-models")
+    assert stderr.startswith(
+        "Error: sequence 17: the index row points to the event whose leaf carries sequence 18"
+    ), stderr
+    for old, new in ((17, -1), (18, 17), (-1, 18)):
+        tables.execute("UPDATE ledger_entries SET sequence = ? WHERE sequence = ?", (new, old))
+    assert "read models match the log" in ledger.verify_ok("--read-models")
+    tables.execute("DELETE FROM ledger_entries WHERE sequence = 5")
+    stderr = ledger.verify_fails("--read-models")
+    assert stderr.startswith("Error: sequence 5: a stored event the log index does not list")
+
+
 def test_a_retractions_index_row_is_tied_to_its_targets(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
