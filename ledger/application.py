@@ -379,8 +379,11 @@ class Ledger:
                 result.dry_run = True
                 raise _RolledBack(result)  # write_transaction rolls back on any exception
             if self.signer is not None and result.appended:
-                # The batch's own signed tree head commits in the same transaction.
-                self._sign_head(tx, batch.tree.size, batch.tree.root(), self.signer)
+                # The batch's own signed tree head commits in the same transaction; its
+                # root is built on the stored nodes at the batch's start (and on the
+                # nodes of its own leaves, hashed here).
+                tree, start = batch.tree, batch.start_size
+                self._sign_head(tx, tree.size, tree.root(), self.signer, start)
             return result
 
     def sign_checkpoint(self, signer: Ed25519Signer) -> str:
@@ -388,18 +391,24 @@ class Ledger:
         signed with this key is not stored again); returns its note."""
         with self.storage.write_transaction() as tx:
             size = tx.head().next_sequence
-            return self._sign_head(tx, size, merkle.root_at(tx.get_node, size), signer)
+            return self._sign_head(tx, size, merkle.root_at(tx.get_node, size), signer, size)
 
     def _sign_head(
-        self, tx: WriteTransaction, size: int, root: bytes, signer: Ed25519Signer
+        self, tx: WriteTransaction, size: int, root: bytes, signer: Ed25519Signer, stored: int
     ) -> str:
-        """Sign (size, root) once it is checked to extend the last signed head, and
-        store the checkpoint in ``tx`` unless that very note is stored already (Ed25519
-        signs deterministically: the same key, origin, size and root give the same
-        bytes, and a second row would only inflate the checkpoint count)."""
-        from ledger.integrity import check_extends, sign_tree_head
+        """Sign (size, root) once it is checked to extend the last signed head, and the
+        stored nodes it was built on (those of the first ``stored`` events) to be what
+        the leaves since that head give; store the checkpoint in ``tx`` unless that very
+        note is stored already (Ed25519 signs deterministically: the same key, origin,
+        size and root give the same bytes, and a second row would only inflate the
+        checkpoint count)."""
+        from ledger.integrity import check_extends, check_nodes_give_leaves, sign_tree_head
 
-        check_extends(tx.get_node, tx.last_checkpoint(), size, root)
+        previous = tx.last_checkpoint()
+        start = previous[0] if previous is not None else 0
+        leaves = self.storage.iter_leaves_between(tx.db, start, stored) if start < stored else ()
+        check_nodes_give_leaves(tx.get_node, previous, stored, leaves)
+        check_extends(tx.get_node, previous, size, root)
         note = sign_tree_head(self._origin_in(tx.db), size, root, signer)
         if not tx.has_checkpoint(size, note):
             tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
@@ -574,6 +583,7 @@ class _Batch:
         self.lanes = LaneCache(LANE_CACHE)
         self.first_notification_id = self.next_notification_id
         self.tree = merkle.PendingNodes(tx.get_node, head.next_sequence)
+        self.start_size = head.next_sequence  # the tree this batch builds on
         # This round's unflushed rows, and indexes over them for the rules.
         self.events: list[EventRow] = []
         self.entries: list[EntryRow] = []

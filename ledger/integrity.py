@@ -196,6 +196,42 @@ def check_extends(
         ) from None
 
 
+def check_nodes_give_leaves(
+    get: merkle.NodeGetter,
+    previous: tuple[int, bytes] | None,
+    end: int,
+    leaves: Iterable[bytes],
+) -> None:
+    """Refuse to sign over stored tree nodes the events do not give.
+
+    A root is folded from the stored frontier; ``check_extends`` ties the nodes to
+    the last signed checkpoint, but not those of the events since, which no signature
+    covers yet: an edited node there would be signed, and ``verify`` would then blame
+    the events. So the frontier at ``end`` is rebuilt from the last signed one and the
+    hashes of ``leaves`` (the stored leaves from the last signed size to ``end``):
+    work in proportion to what is not yet signed, none for an append after a signed
+    one.
+    """
+    start = previous[0] if previous is not None else 0
+    if start >= end:
+        return  # nothing unsigned; a checkpoint beyond the tree is check_extends' to refuse
+    refusal = (
+        "refusing to sign: the stored Merkle nodes do not match the events from "
+        f"sequence {start} on (the node table was changed outside the ledger); run "
+        "`enforcement-ledger verify`"
+    )
+    try:
+        # The frontier at the signed size: check_extends ties it to the signed root.
+        tree = merkle.StreamingRoot.from_nodes(get, start)
+        for leaf in leaves:
+            tree.append(merkle.leaf_hash(leaf))
+        stored = merkle.StreamingRoot.from_nodes(get, end)
+    except KeyError:
+        raise IntegrityError(refusal) from None
+    if tree.size != end or tree.frontier() != stored.frontier():
+        raise IntegrityError(refusal)
+
+
 # --- proofs ---------------------------------------------------------------------
 
 

@@ -550,6 +550,15 @@ class Storage:
         for (state,) in db.stream(statement, binary=True):
             yield leaf_bytes(state)
 
+    def iter_leaves_between(self, db: Database, start: int, stop: int) -> Iterator[bytes]:
+        """Stored leaves of sequences ``start`` to ``stop`` (exclusive), in log order:
+        the events table's own order, not the index's, which an edited row could
+        reorder."""
+        order = "rowid" if self.dialect == "sqlite" else "notification_id"
+        statement = f"SELECT state FROM {self.events_table} ORDER BY {order} LIMIT ? OFFSET ?"
+        for (state,) in db.stream(statement, (stop - start, start), binary=True):
+            yield leaf_bytes(state)
+
     def iter_leaves_with_hashes(self, db: Database) -> Iterator[tuple[bytes, bytes | None]]:
         """(leaf, hash recorded at append time) in log order, one streamed query.
 
