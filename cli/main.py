@@ -2599,6 +2599,7 @@ def verify(
     from ledger.integrity import (
         IntegrityError,
         StoredCheckpoint,
+        check_no_node_beyond,
         read_checkpoint_file,
         verify_log,
     )
@@ -2651,6 +2652,7 @@ def verify(
                 compare_recorded=True,
                 expected_size=expected,
             )
+            check_no_node_beyond(storage.first_node_beyond(connection, report.size), report.size)
             if read_models:
                 from ledger.index_check import check_index
                 from projections.check import check_read_models

@@ -352,8 +352,10 @@ class Ledger:
                     raise
                 if attempt == MAX_ATTEMPTS:
                     raise LedgerError(
-                        f"gave up after {attempt} attempts: concurrent writers kept "
-                        f"conflicting ({error})"
+                        f"gave up after {attempt} attempts: a stored row was in the way "
+                        f"each time ({error}); writers wait for each other, so it was "
+                        "most likely written outside the ledger: `enforcement-ledger "
+                        "verify` names it"
                     ) from error
                 self.conflicts_retried += 1
                 time.sleep(0.01 * attempt)

@@ -232,6 +232,21 @@ def check_nodes_give_leaves(
         raise IntegrityError(refusal)
 
 
+def check_no_node_beyond(node: tuple[int, int] | None, size: int) -> None:
+    """Raise if the node table holds a node past the log's end: the next append
+    would collide with it (appends write every node once), so none could succeed."""
+    if node is not None:
+        level, index = node
+        raise IntegrityError(
+            f"sequence {size}: the Merkle node table holds a node (level {level}, index "
+            f"{index}) beyond the log's {size} event(s): it was written outside the "
+            "ledger, and the next append that reaches it will fail; the leaves and the "
+            "tree verify, so `export --nl` then `copy --export` into a new store "
+            "rebuilds the store from them",
+            size,
+        )
+
+
 # --- proofs ---------------------------------------------------------------------
 
 

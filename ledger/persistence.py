@@ -596,6 +596,24 @@ class Storage:
         row = db.one("SELECT MAX(sequence) FROM ledger_entries")
         return 0 if row[0] is None else int(row[0]) + 1
 
+    def first_node_beyond(self, db: Database, size: int) -> tuple[int, int] | None:
+        """A stored tree node (level, index) the tree of ``size`` leaves does not have,
+        or None. Appends write only the complete subtrees: ``size >> level`` a level."""
+        odd = db.one(
+            "SELECT level, idx FROM merkle_nodes WHERE level < 0 OR level > 63 OR idx < 0 "
+            "ORDER BY level, idx LIMIT 1"
+        )
+        if odd is not None:
+            return int(odd[0]), int(odd[1])
+        statement = db.sql(
+            "SELECT idx FROM merkle_nodes WHERE level = ? AND idx >= ? ORDER BY idx LIMIT 1"
+        )
+        for level in range(64):
+            row = db.raw.execute(statement, (level, size >> level)).fetchone()
+            if row is not None:
+                return level, int(row[0])
+        return None
+
     def node_getter(self, db: Database) -> Callable[[int, int], bytes]:
         statement = db.sql("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?")
         raw = db.raw

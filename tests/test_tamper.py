@@ -691,6 +691,26 @@ def test_nodes_of_events_no_checkpoint_covers_are_checked_before_signing(
     assert "OK size 41" in ledger.verify_ok()
 
 
+@pytest.mark.parametrize("node", [(0, 38), (1, 19), (5, 1), (70, 0)])
+def test_a_node_beyond_the_log_is_named_by_verify_and_by_the_append_it_blocks(
+    ledger: KeyedLedger, tables: Tables, node: tuple[int, int]
+) -> None:
+    """INSERT on merkle_nodes (a writer role has it) past the log's end left verify
+    OK while every later append failed, blamed on "concurrent writers"."""
+    tables.execute("INSERT INTO merkle_nodes VALUES (?, ?, ?)", (*node, bytes(32)))
+    level, index = node
+    stderr = ledger.verify_fails()
+    assert stderr.startswith(
+        f"Error: sequence 38: the Merkle node table holds a node (level {level}, index "
+        f"{index}) beyond the log's 38 event(s): it was written outside the ledger"
+    ), stderr
+    if node == (0, 38):  # the next leaf's node: the next append collides with it
+        result = ledger.run("append", "-", input=events_for(4, 1))
+        assert result.exit_code == 1, result.output
+        assert "a stored row was in the way each time" in result.stderr, result.stderr
+        assert "`enforcement-ledger verify` names it" in result.stderr
+
+
 # --- what other commands say about a payload that is not JSON ---------------------
 
 
