@@ -370,6 +370,8 @@ class Ledger:
         dry_run: bool = False,
     ) -> AppendResult:
         with _no_automatic_collections(), self.storage.write_transaction() as tx:
+            if self.signer is not None:
+                self._check_key_is_this_logs(tx, self.signer)  # before any work
             batch = _Batch(self, tx, actor=actor, now=now or datetime.now(UTC))
             try:
                 for chunk in _chunks(events, FLUSH_EVERY):
@@ -395,6 +397,20 @@ class Ledger:
             size = tx.head().next_sequence
             return self._sign_head(tx, size, merkle.root_at(tx.get_node, size), signer, size)
 
+    def _check_key_is_this_logs(self, tx: WriteTransaction, signer: Ed25519Signer) -> str:
+        """This log's origin, once ``signer`` is shown to be named after it: keygen
+        names a key after its log, and another log's key would mix two logs'
+        signatures into this one's checkpoints for good (they are append-only)."""
+        origin = self._origin_in(tx.db)
+        if signer.name != origin:
+            raise LedgerError(
+                f"the signing key signs as log {signer.name!r}, not as this log "
+                f"({origin!r}); nothing was written: sign with this log's key (or unset "
+                "ENFORCEMENT_LEDGER_KEY_FILE, which overrides a SQLite store's own "
+                "<store>.key)"
+            )
+        return origin
+
     def _sign_head(
         self, tx: WriteTransaction, size: int, root: bytes, signer: Ed25519Signer, stored: int
     ) -> str:
@@ -406,12 +422,13 @@ class Ledger:
         checkpoint count)."""
         from ledger.integrity import check_extends, check_nodes_give_leaves, sign_tree_head
 
+        origin = self._check_key_is_this_logs(tx, signer)
         previous = tx.last_checkpoint()
         start = previous[0] if previous is not None else 0
         leaves = self.storage.iter_leaves_between(tx.db, start, stored) if start < stored else ()
         check_nodes_give_leaves(tx.get_node, previous, stored, leaves)
         check_extends(tx.get_node, previous, size, root)
-        note = sign_tree_head(self._origin_in(tx.db), size, root, signer)
+        note = sign_tree_head(origin, size, root, signer)
         if not tx.has_checkpoint(size, note):
             tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
         return note

@@ -372,6 +372,31 @@ def test_checkpoint_at_a_signed_size_prints_that_checkpoint_and_stores_no_copy(
     assert stored_checkpoints(full_log.store) == [*before, (38, note)]
 
 
+def test_another_logs_key_signs_nothing_here(full_log: Log, tmp_path: Path) -> None:
+    """ENFORCEMENT_LEDGER_KEY_FILE overrides a SQLite store's own key: another log's key
+    then signed this log's checkpoints, mixing two logs' signatures in it for good."""
+    other = Store(str(tmp_path / "other.db"), "sqlite", tmp_path)
+    other.ok("init")
+    foreign = Log(other, tmp_path / "other-log.key")
+    foreign.keygen()
+    before = stored_checkpoints(full_log.store)
+    size = len(full_log.export_lines())
+    for args in (("checkpoint",), ("append", "-"), ("append", "--dry-run", "-")):
+        result = full_log.store.run(
+            "--key-file",
+            str(foreign.key),
+            *args,
+            input=jsonl([subject_event("foreign_subject")]) if "-" in args else None,
+        )
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stderr.startswith(
+            f"Error: the signing key signs as log '{foreign.origin()}', not as this log "
+            f"('{full_log.origin()}'); nothing was written"
+        ), result.stderr
+    assert stored_checkpoints(full_log.store) == before
+    assert len(full_log.export_lines()) == size
+
+
 def test_checkpoint_without_a_key_fails_and_names_keygen(store: Store) -> None:
     store.ok("append", str(SEED))
     missing = store.tmp_path / "missing.key"
