@@ -17,6 +17,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -825,9 +826,12 @@ def _input_lines(stream: IO[Any]) -> Iterator[tuple[int, str]]:
     from ledger.events import EventInputError
 
     number = 0
-    while raw := stream.readline(MAX_LINE_BYTES + 1):
+    while raw := stream.readline(MAX_LINE_BYTES + 2):  # the most, with a CRLF after it
         number += 1
-        if len(raw) > MAX_LINE_BYTES:
+        content = len(raw)  # without the line's end: a last line may have none
+        if raw[-1:] in (b"\n", "\n"):
+            content -= 2 if raw[-2:] in (b"\r\n", "\r\n") else 1
+        if content > MAX_LINE_BYTES:
             raise EventInputError(
                 [f"event: the line is longer than {MAX_LINE_BYTES:,} bytes, the most accepted"],
                 number,
@@ -1199,6 +1203,20 @@ def _field_help(description: str | None, *, repeated: bool) -> str:
     return (text.rstrip(".") + ". " if text else "") + "Repeat the option for several."
 
 
+class _JsonInteger(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
+    """An integer spelt as a JSON line spells it: Python's int() also takes "1_000",
+    " 5" and other scripts' digits, which `append` refuses for the same event."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        if not re.fullmatch(r"-?(0|[1-9][0-9]*)", str(value), flags=re.ASCII):
+            self.fail(f"{value!r} is not an integer as JSON writes it, e.g. 1000", param, ctx)
+        return int(value)
+
+
 def _record_command(type_name: str, model: Any) -> click.Command:
     import typing
 
@@ -1230,7 +1248,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
             click.Option(
                 ["--" + field_name.replace("_", "-"), field_name],
                 multiple=is_list,
-                type=int if is_int else str,
+                type=_JsonInteger() if is_int else str,
                 metavar=f"[{'|'.join(literal)}]" if literal else None,
                 required=info.is_required(),
                 help=_field_help(info.description, repeated=is_list),
@@ -1573,6 +1591,7 @@ APPEAL_COLUMNS = [
     "outcome",
     "target",
     "target_type",
+    "post",
     "policy",
     "filed_at",
     "decided_at",

@@ -898,6 +898,10 @@ class StreamView:
         retraction = self.history.retraction_of(target_id)
         if retraction is not None:
             raise RuleViolation(f"{target_id} was already retracted by {retraction}")
+        if datetime.fromisoformat(record["occurred_at"]) < target.occurred_at:
+            # A correction is made once the mistake exists; dated earlier, it sorted
+            # first on the account's timeline and fell into windows before the target.
+            raise RuleViolation(f"a retraction cannot occur before its target {target.describe()}")
         unregistered = None
         if target.type == self.kind.registration_type:
             others = [e for e in self.history.stream_entries(self.id) if e.event_id != target_id]

@@ -631,6 +631,7 @@ def _appeals_of(
                 "outcome": None,
                 "target": record["target"],
                 "target_type": action.get("type"),
+                "post": action.get("post"),  # the post, for an appeal of a post's removal
                 "policy": action.get("policy"),
                 "filed_at": record["occurred_at"],
                 "decided_at": None,

@@ -288,7 +288,7 @@ def test_appeals_pair_each_filing_with_its_decision_as_of_both_clocks(opened: Op
     each filing paired with its decision by (account, appeal)."""
     now = datetime.now(UTC)
     occurred = opened.occurred
-    decided_seen = pending_seen = 0
+    decided_seen = pending_seen = posts_appealed = 0
     for known_at in (opened.between, now):
         kinds = ("appeal_filed", "appeal_decided", *sorted(APPEALABLE_TYPES))
         log = list(timeline(opened.db, known_at, TimelineFilter(types=kinds)))
@@ -315,6 +315,7 @@ def test_appeals_pair_each_filing_with_its_decision_as_of_both_clocks(opened: Op
                         "decided" if decision else "pending",
                         decision["outcome"] if decision else None,
                         action["type"],
+                        action.get("post"),
                         action.get("policy"),
                         filed["occurred_at"],
                         decision["occurred_at"] if decision else None,
@@ -328,6 +329,7 @@ def test_appeals_pair_each_filing_with_its_decision_as_of_both_clocks(opened: Op
                     r["state"],
                     r["outcome"],
                     r["target_type"],
+                    r["post"],
                     r["policy"],
                     r["filed_at"],
                     r["decided_at"],
@@ -335,6 +337,7 @@ def test_appeals_pair_each_filing_with_its_decision_as_of_both_clocks(opened: Op
                 for r in queries.every_accounts_appeals(opened.db, moment)
             ]
             assert sorted(found, key=str) == sorted(expected, key=str)
+            posts_appealed += sum(row[5] is not None for row in found)
             decided_seen += sum(row[2] == "decided" for row in found)
             pending_seen += sum(row[2] == "pending" for row in found)
             pending = list(queries.every_accounts_appeals(opened.db, moment, state="pending"))
@@ -342,6 +345,7 @@ def test_appeals_pair_each_filing_with_its_decision_as_of_both_clocks(opened: Op
             assert len(pending) == sum(row[2] == "pending" for row in found)
     assert decided_seen
     assert pending_seen
+    assert posts_appealed  # appeals of post removals name their post
 
 
 def test_long_account_timelines_stream_and_page_alike(

@@ -376,23 +376,27 @@ def test_record_missing_required_option_is_a_usage_error(store: Store) -> None:
     )
 
 
-def test_record_non_integer_count_is_a_usage_error(store: Store) -> None:
+@pytest.mark.parametrize("given", ["many", "1_000", " 5", "007", "\u0661\u0660", "1e3", "5.0"])
+def test_record_non_integer_count_is_a_usage_error(store: Store, given: str) -> None:
+    """What `append` refuses in a JSON line `record` refuses too: Python's int() took
+    "1_000", " 5" and Arabic-Indic digits."""
     store.append(account("twitter:example"))
+    args = ["--account", "twitter:example", "--occurred-at", "2024-02-09", "--source", SOURCE]
     reject(
         store,
         "record",
         "followers-observed",
-        "--account",
-        "twitter:example",
+        *args,
         "--count",
-        "many",
-        "--occurred-at",
-        "2024-02-09",
-        "--source",
-        SOURCE,
+        given,
         code=2,
-        expect=("Invalid value for '--count'", "'many' is not a valid integer"),
+        expect=(
+            "Invalid value for '--count'",
+            f"{given!r} is not an integer as JSON writes it, e.g. 1000",
+        ),
     )
+    line = {"type": "followers_observed", "account": "twitter:example", "count": given}
+    reject_append(store, {**line, "occurred_at": "2024-02-09", "source": SOURCE})
 
 
 def test_record_invalid_value_is_a_data_error(store: Store) -> None:
@@ -650,11 +654,25 @@ def test_a_line_over_the_size_limit_is_refused_before_it_is_parsed(registered: S
         input=jsonl(valid) + padded + "\n",
         expect=(f"line 2: event: the line is longer than {MAX_LINE_BYTES:,} bytes",),
     )
-    # Just under the limit is still an ordinary line.
-    fits = json.dumps(valid).replace(", ", "," + " " * (MAX_LINE_BYTES - 400), 1)
-    assert len(fits.encode()) < MAX_LINE_BYTES
-    summary = json.loads(registered.ok("append", "--json", "-", input=fits + "\n").stdout)
-    assert summary["appended"] == 1
+    # Exactly the limit is an ordinary line, whatever ends it (the newline was counted:
+    # the same line passed as a file's last line and failed before a newline).
+    line = json.dumps(valid)
+    exact = line.replace(", ", "," + " " * (MAX_LINE_BYTES - len(line.encode()) + 1), 1)
+    assert len(exact.encode()) == MAX_LINE_BYTES
+    for end in ("", "\n", "\r\n"):
+        summary = json.loads(
+            registered.ok("append", "--json", "--dry-run", "-", input=exact + end).stdout
+        )
+        assert summary["appended"] == 1, end
+    one_more = exact.replace(", ", ",  ", 1)
+    for end in ("", "\n", "\r\n"):
+        reject(
+            registered,
+            "append",
+            "-",
+            input=one_more + end,
+            expect=(f"line 1: event: the line is longer than {MAX_LINE_BYTES:,} bytes",),
+        )
 
 
 def test_times_keep_microseconds_and_drop_finer_digits(registered: Store) -> None:

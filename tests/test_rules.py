@@ -1037,6 +1037,26 @@ def test_retracting_twice_is_refused(world: Store) -> None:
     reject_append(world, retraction("s", "x2"), expect=("s was already retracted by x1",))
 
 
+def test_a_retraction_cannot_occur_before_its_target(world: Store) -> None:
+    """Dated 1990 against a 2021 target, a retraction was accepted: it sorted first on
+    the account's timeline and counted in windows decades before the mistake."""
+    world.append(suspended("2021-01-01T00:00:00.500000Z", "s"))
+    for when in ("1990-01-01", "2021-01-01T00:00:00Z"):  # a half second before is before
+        early = ev("event_retracted", when, target="s", reason="typo", event_id="x")
+        reject_append(
+            world,
+            early,
+            expect=(
+                "event_retracted x rejected: a retraction cannot occur before its target "
+                "s (account_suspended at 2021-01-01T00:00:00.500000Z)",
+            ),
+        )
+    # At the target's own instant or after, it is a correction.
+    at_once = ev("event_retracted", "2021-01-01T00:00:00.5Z", target="s", reason="typo")
+    world.append(at_once)
+    assert world.status(A)["status"] == "active"
+
+
 def test_retraction_of_an_unknown_event_is_refused(world: Store) -> None:
     reject_append(
         world,
@@ -1150,7 +1170,13 @@ def test_a_registration_retracted_without_its_replacement_is_refused(store: Stor
     reject_append(store, retraction("reg1", "x"), expect=expected)
     # Its events retracted too, later in the same batch: nothing is left unregistered.
     store.ok(
-        "append", "--dry-run", "-", input=jsonl(retraction("reg1", "x"), retraction("s1", "y"))
+        "append",
+        "--dry-run",
+        "-",
+        input=jsonl(
+            retraction("reg1", "x"),
+            ev("event_retracted", "2024-06-01", target="s1", reason="wrong", event_id="y"),
+        ),
     )
     # Registered again, but after the events it must precede: refused on that line.
     later = account("twitter:safety", "2024-02-01T00:00:00Z", event_id="reg3")
