@@ -581,6 +581,9 @@ def cli(ctx: click.Context, store: str | None, key_file: str | None) -> None:
     \b
     Example:
       enforcement-ledger init
+      enforcement-ledger record account-registered --account twitter:example \\
+          --platform twitter --handle @example --occurred-at 2020-01-01 \\
+          --source https://example.org/report
       enforcement-ledger record account-suspended --account twitter:example \\
           --occurred-at 2021-01-08T16:00:00Z --policy "Glorification of violence" \\
           --source https://example.org/report
@@ -1367,7 +1370,10 @@ def record() -> None:
     """Record one event from flags; options come from the event schema.
 
     \b
-    Example:
+    Example (an account is registered before anything happens to it):
+      enforcement-ledger record account-registered --account twitter:example \\
+          --platform twitter --handle @example --occurred-at 2020-01-01 \\
+          --source https://example.org/report
       enforcement-ledger record account-suspended --account twitter:example \\
           --occurred-at 2021-01-08T16:00:00Z --policy "Glorification of violence" \\
           --source https://example.org/report

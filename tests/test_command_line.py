@@ -242,3 +242,32 @@ def test_a_setting_in_the_environment_set_but_empty_is_refused(
     assert result.exit_code == 2, result.output
     assert f"{name} is set but empty: unset it, or give it a value" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _examples(help_text: str) -> list[list[str]]:
+    """The commands of a help text's Example block, continuation lines joined."""
+    import shlex
+
+    block = help_text.split("Example", 1)[1].split("\n", 1)[1]
+    joined = block.replace("\\\n", " ")
+    return [
+        shlex.split(line)[1:]  # without the program name
+        for line in joined.splitlines()
+        if line.strip().startswith("enforcement-ledger ")
+    ]
+
+
+@pytest.mark.parametrize("group", [(), ("record",)], ids=["enforcement-ledger", "record"])
+def test_the_examples_that_start_from_nothing_run_as_shown(
+    tmp_path: Path, group: tuple[str, ...]
+) -> None:
+    """The root help's example (and record's) is a sequence a new user types into a new
+    store: it ran `record account-suspended` on an account nobody had registered."""
+    store = Store(str(tmp_path / "fresh.db"), "sqlite", tmp_path)
+    if group:
+        store.ok("init")
+    commands = _examples(store.ok(*group, "--help").stdout)
+    assert len(commands) >= 2
+    for command in commands:
+        store.ok(*command)
+    assert store.status("twitter:example")["status"] == "suspended"
