@@ -603,6 +603,7 @@ class _Batch:
         self.first_notification_id = self.next_notification_id
         self.tree = merkle.PendingNodes(tx.get_node, head.next_sequence)
         self.start_size = head.next_sequence  # the tree this batch builds on
+        self.skipped_once: set[str] = set()  # recorded before, re-sent in this batch
         # This round's unflushed rows, and indexes over them for the rules.
         self.events: list[EventRow] = []
         self.entries: list[EntryRow] = []
@@ -769,9 +770,11 @@ class _Batch:
         in_batch = first is not None and existing.sequence >= first
         if stored == content:
             self.result.skipped += 1
-            if in_batch:  # not recorded yet: a line repeated within the batch
+            # Not recorded yet, or already skipped once: a line repeated in the batch.
+            if in_batch or event_id in self.skipped_once:
                 self.result.repeated_ids.append(event_id)
                 return True
+            self.skipped_once.add(event_id)
             self.result.skipped_ids.append(event_id)
             retraction = self.retraction_of(event_id)
             if retraction is not None:

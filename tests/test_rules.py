@@ -963,6 +963,13 @@ def test_duplicate_within_one_batch_is_skipped(world: Store) -> None:
         "Skipped 1 already recorded event(s): s\n"
         "Skipped 1 line(s) repeating an earlier line of this batch: r\n"
     )
+    # The same batch again: each event once as recorded, its repeat as a repeat (both
+    # lines were listed as "already recorded": "s, s").
+    result = world.ok("append", "-", input=jsonl(event, event, again, again))
+    assert result.stdout == (
+        "Skipped 2 already recorded event(s): s, r\n"
+        "Skipped 2 line(s) repeating an earlier line of this batch: s, r\n"
+    )
 
 
 def test_conflicting_duplicate_within_one_batch_is_an_error(world: Store) -> None:
