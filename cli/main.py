@@ -2259,13 +2259,14 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     result = session.writing_ledger().append(_read_lines(io.StringIO(seed)), actor="demo")
     session.reader()
     _report(result, as_json=False)
-    click.echo("\nCross-platform status now, from the seed article's facts alone:\n")
+    # As of the article's date: its facts say nothing of what happened since.
+    click.echo("\nCross-platform status on 9 Feb 2024, the article's date, from its facts:\n")
     ctx.invoke(
         accounts_command,
         platform=None,
         subject=None,
         status_filter=None,
-        as_of=None,
+        as_of="2024-02-09",
         known_at=None,
     )
     click.echo("\nKhamenei's timeline:\n")
