@@ -1181,6 +1181,15 @@ def _copy_export(
         f"Copied {result.appended} event(s) and {len(checkpoints)} signed checkpoint(s) "
         f"from {export_file}"
     )
+    signed = max((c.size for c in checkpoints), default=0)
+    if signed < result.appended:
+        # The store answers from these events too, and no signature vouches for them.
+        click.echo(
+            f"warning: sequence {signed}..{result.appended - 1}: covered by no signed "
+            "checkpoint given, so nothing shows they are the operator's (`verify "
+            "--all-signed` fails on them)",
+            err=True,
+        )
 
 
 class RecordGroup(StrictGroup):

@@ -238,10 +238,27 @@ def test_an_export_copied_into_a_store_is_the_same_ledger(
     given = [arg for path in checkpoints for arg in ("--checkpoint", str(path))]
     result = bare_store.ok("copy", "--export", str(export), *given, "--vkey", vkey)
     assert result.stdout == f"Copied 23 event(s) and 3 signed checkpoint(s) from {export}\n"
+    assert result.stderr == ""  # every event is under a signed checkpoint
     assert (
         bare_store.ok("verify", "--vkey", vkey).stdout == source.ok("verify", "--vkey", vkey).stdout
     )
     assert _answers(bare_store) == _answers(source)
+
+
+def test_events_beyond_the_checkpoints_given_are_copied_with_a_warning(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    """Lines after the newest checkpoint given were copied without a word, and the
+    store's answers then rested on them (a forged removal read as the status)."""
+    _, vkey, export, checkpoints = _handed_over(tmp_path)
+    oldest = ["--checkpoint", str(checkpoints[0])]
+    size = int(checkpoints[0].read_text(encoding="utf-8").splitlines()[1])
+    result = bare_store.ok("copy", "--export", str(export), *oldest, "--vkey", vkey)
+    assert result.stderr == (
+        f"warning: sequence {size}..22: covered by no signed checkpoint given, so nothing "
+        "shows they are the operator's (`verify --all-signed` fails on them)\n"
+    )
+    assert bare_store.fail("verify", "--vkey", vkey, "--all-signed").exit_code == 1
 
 
 def test_an_export_without_checkpoints_is_copied_under_this_stores_origin(
