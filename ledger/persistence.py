@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -770,8 +771,26 @@ class SQLiteStorage(Storage):
             # 64 MiB page cache (default 2 MiB): bulk appends touch several indexes.
             raw.execute("PRAGMA cache_size=-65536")
         except sqlite3.DatabaseError as error:
+            if self._disk_full(error):
+                # Opening writes beside the file (its -shm index); a full disk is no
+                # damage, and the message must not send anyone to their backups.
+                raise StoreError(
+                    f"cannot open {self.path}: the disk holding it is full ({error}); "
+                    "nothing was changed: free space and run the command again"
+                ) from None
             raise StoreError(f"{self.path} is not a usable SQLite ledger: {error}") from None
         return Database(raw, "sqlite")
+
+    def _disk_full(self, error: sqlite3.DatabaseError) -> bool:
+        name = getattr(error, "sqlite_errorname", "")
+        if name == "SQLITE_FULL":
+            return True
+        if not name.startswith("SQLITE_IOERR"):
+            return False
+        try:  # an I/O error on a disk without room is that disk being full
+            return shutil.disk_usage(self.path.absolute().parent).free < 1024 * 1024
+        except OSError:
+            return False
 
     @staticmethod
     def _open(target: str | os.PathLike[str], *, uri: bool) -> sqlite3.Connection:
@@ -815,7 +834,12 @@ class SQLiteStorage(Storage):
         """Create the schema once. Returns False when it already existed."""
         from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():
+            # Not made: a mistyped path would give a new, empty ledger somewhere else.
+            raise StoreError(
+                f"no directory {self.path.parent} to hold {self.path.name}",
+                "create the directory first, or check the --store path",
+            )
         with self.connect() as db, db.transaction():
             if db.one("SELECT 1 FROM sqlite_master WHERE name='ledger_meta'"):
                 return False

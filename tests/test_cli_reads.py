@@ -1014,6 +1014,19 @@ def test_init_refuses_a_sqlite_database_holding_only_a_view(tmp_path: Path) -> N
     assert "is a SQLite database but not a ledger" in result.output
 
 
+def test_init_makes_no_directories(tmp_path: Path) -> None:
+    """A mistyped directory gave a new, empty ledger there (parents were created)."""
+    store = Store(str(tmp_path / "typo" / "ledger.db"), "sqlite", tmp_path)
+    result = store.fail("init")
+    assert result.stderr == (
+        f"Error: no directory {tmp_path / 'typo'} to hold ledger.db; create the directory "
+        "first, or check the --store path\n"
+    )
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "typo").mkdir()
+    store.ok("init")
+
+
 def test_init_refuses_a_sqlite_database_that_is_not_a_ledger(tmp_path: Path) -> None:
     import sqlite3
 

@@ -83,6 +83,27 @@ def test_a_full_disk_keeps_what_was_committed_and_none_of_the_batch(tmp_path: Pa
     assert "OK size 3018 " in (out / "after-freed.verify").read_text()
 
 
+def test_reading_from_a_full_disk_says_the_disk_is_full_not_that_the_store_is_bad(
+    tmp_path: Path,
+) -> None:
+    """Opening writes beside the file (its -shm index): on a full disk every read
+    said "not a usable SQLite ledger", which sends an operator to their backups."""
+    script = f"""
+        mount -t tmpfs -o size=700k tmpfs {{disk}} || exit 99
+        {{cli}} init > /dev/null && {{cli}} append {SEED} > /dev/null || exit 98
+        dd if=/dev/zero of={{disk}}/fill bs=1k count=2000 2> /dev/null
+        {{cli}} status twitter:khamenei_ir 2> {{out}}/status.err; echo $? > {{out}}/status.rc
+        rm {{disk}}/fill
+        {{cli}} verify > {{out}}/freed.verify 2>&1
+    """
+    disk, out = _on_a_small_disk(tmp_path, "--store {disk}/ledger.db", script)
+    assert (out / "status.rc").read_text() == "1\n"
+    message = (out / "status.err").read_text()
+    assert message.startswith(f"Error: cannot open {disk}/ledger.db: the disk holding it is full")
+    assert message.endswith("nothing was changed: free space and run the command again\n")
+    assert "OK size 18 " in (out / "freed.verify").read_text()
+
+
 def test_a_damaged_store_file_is_named_as_such(tmp_path: Path) -> None:
     store = tmp_path / "ledger.db"
     assert _cli("--store", str(store), "init").returncode == 0
