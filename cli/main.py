@@ -762,7 +762,10 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
         for name in [] if created else storage.missing_ledger_indexes(db):
             db.execute(storage.ledger_indexes()[name])  # the log's rows stay as they are
             missing.append(name)
-        create_tables(db)
+        if created or missing:
+            # Only then: CREATE … IF NOT EXISTS needs CREATE on a PostgreSQL schema even
+            # for what exists, and the writer and reader roles lack it.
+            create_tables(db)
         remade_tables = [t for t in READ_MODEL_TABLES if t in missing]
         if remade_tables:
             # A table made again is empty while the others and the position say the

@@ -171,12 +171,11 @@ class PostgresStorage(Storage):
     def create(self, meta: dict[str, str]) -> bool:
         """Create schema, tables and triggers once; concurrent inits wait, then no-op."""
         with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
-            db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            if db.one(
-                _LEDGER_META_EXISTS,
-                (self.schema,),
-            ):
+            # Asked first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
+            # when the schema exists, which the writer and reader roles do not have.
+            if db.one(_LEDGER_META_EXISTS, (self.schema,)):
                 return False
+            db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             if db.one(
                 "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = ? LIMIT 1",

@@ -213,6 +213,21 @@ def test_init_roles_twice_is_harmless(populated: RoleLedger) -> None:
     assert len(populated.reader.timeline()) == SEED_COUNT + 1
 
 
+@pytest.mark.parametrize("who", ["writer", "reader"])
+def test_init_or_copy_by_a_role_on_an_existing_ledger_says_what_the_owner_hears(
+    populated: RoleLedger, who: str, tmp_path: Path
+) -> None:
+    """CREATE SCHEMA IF NOT EXISTS ran first and needs CREATE on the database: the
+    roles got "permission denied for database" instead of "already exists"."""
+    store: Store = getattr(populated, who)
+    assert "Ledger already exists" in store.ok("init").stdout
+    source = Store(str(tmp_path / "source.db"), "sqlite", tmp_path)
+    source.ok("init")
+    owner = populated.owner.fail("copy", source.url).stderr
+    assert owner.startswith("Error: the source log's origin is "), owner
+    assert store.fail("copy", source.url).stderr == owner
+
+
 def test_role_privileges_are_least_privilege(ledger: RoleLedger) -> None:
     def has(role: str, table: str, privilege: str) -> bool:
         row = ledger.sql(
