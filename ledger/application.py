@@ -456,8 +456,10 @@ class Ledger:
         """Append another ledger's whole log to this empty one, verbatim.
 
         Each stored event is validated and checked against the rules as an append
-        would be, keeping its event_id, sequence, recorded_at and actor, and must come
-        out as the very bytes it was stored as: the tree, every root and so every
+        would be (but for the checks added since for new input only: an account id's
+        spelling, a retraction's date), keeping its event_id, sequence, recorded_at
+        and actor, and must come out as the very bytes it was stored as: the tree,
+        every root and so every
         signed checkpoint (copied too, each checked against its root) are the
         source's. One transaction: all of it or none.
         """
@@ -475,6 +477,7 @@ class Ledger:
             # Each copied event brings its own record time; the batch's is only the
             # floor they must not run below.
             batch = _Batch(self, tx, actor="", now=datetime.min.replace(tzinfo=UTC))
+            batch.copying = True
             if batch.next_sequence:
                 raise LedgerError(
                     f"this store already holds {batch.next_sequence} event(s); "
@@ -493,7 +496,7 @@ class Ledger:
                             index,
                         )
                     data = {**_content_of(record), "event_id": record.get("event_id")}
-                    chunk.append((index, parse_event(data, index)))
+                    chunk.append((index, parse_event(data, index, stored=True)))
                     originals.append((record, leaf_bytes(leaf)))
                     if len(chunk) >= FLUSH_EVERY:
                         checked = batch.add_copied(chunk, originals, pending, checked)
@@ -604,6 +607,7 @@ class _Batch:
         self.tree = merkle.PendingNodes(tx.get_node, head.next_sequence)
         self.start_size = head.next_sequence  # the tree this batch builds on
         self.skipped_once: set[str] = set()  # recorded before, re-sent in this batch
+        self.copying = False  # events already in a log (copy_log), kept verbatim
         # This round's unflushed rows, and indexes over them for the rules.
         self.events: list[EventRow] = []
         self.entries: list[EntryRow] = []
@@ -993,7 +997,8 @@ class _Batch:
                     f"account {first.record['account']} still refers to subject "
                     f"'{subject}' ({first.describe()}); retract that first"
                 )
-        lane = view.retract(record, Entry.from_record(target_record), defer_later=True)
+        target = Entry.from_record(target_record)
+        lane = view.retract(record, target, defer_later=True, stored=self.copying)
         return view, self._settled_later(view, lane)
 
     # --- writing ----------------------------------------------------------------------

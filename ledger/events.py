@@ -27,6 +27,8 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -123,18 +125,20 @@ Identifier = Annotated[
 ]
 
 
-def _account_id_checked(account: str) -> str:
-    problem = account_id_problem(account)
-    if problem is not None:
-        raise ValueError(problem)
-    return account
-
-
 AccountId = Annotated[
     str,
     StringConstraints(pattern=ACCOUNT_ID, max_length=265),
-    AfterValidator(_account_id_checked),  # a Python call, but an ASCII id returns at once
 ]
+# Validation context for events already in a log (a copy): rules added since they were
+# stored do not apply to them, or an older log could not be moved (STYLE: old stored
+# events still load).
+STORED = {"stored": True}
+
+
+def _is_stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
+
+
 CountryCode = Annotated[str, StringConstraints(pattern=COUNTRY_CODE)]
 # I-JSON's exact integers (RFC 7493): leaves are RFC 8785 canonical JSON, which is
 # defined only for them, and beyond them JSON readers disagree on the value.
@@ -221,6 +225,16 @@ class AccountRegistered(EventBase):
     handle: Text
     subject: Identifier | None = None
     language: Annotated[str, StringConstraints(pattern=LANGUAGE_TAG)] | None = None
+
+    @field_validator("account")
+    @classmethod
+    def _an_id_that_prints_as_itself(cls, account: str, info: ValidationInfo) -> str:
+        # Checked where an id is made: an account's later events must name it as it
+        # was registered, whichever version registered it.
+        problem = None if _is_stored(info) else account_id_problem(account)
+        if problem is not None:
+            raise ValueError(problem)
+        return account
 
     @model_validator(mode="after")
     def _account_prefix_is_platform(self) -> AccountRegistered:
@@ -562,16 +576,20 @@ def _refuse_repeated_names(text: str | bytes, line: int | None) -> None:
         pass
 
 
-def parse_event(data: str | bytes | dict[str, Any], line: int | None = None) -> AnyEvent:
-    """Validate one event from JSON text or a decoded object."""
+def parse_event(
+    data: str | bytes | dict[str, Any], line: int | None = None, *, stored: bool = False
+) -> AnyEvent:
+    """Validate one event from JSON text or a decoded object; ``stored``: an event
+    already in a log (a copy), which the checks added for new input do not refuse."""
     if not isinstance(data, dict):
         _refuse_repeated_names(data, line)
+    context = STORED if stored else None
     try:
         if isinstance(data, dict):
             model = EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
             if model is not None:
-                return model.model_validate(data)  # type: ignore[return-value]
-            return event_adapter().validate_python(data)
+                return model.model_validate(data, context=context)  # type: ignore[return-value]
+            return event_adapter().validate_python(data, context=context)
         # pydantic-core parses and validates in one pass: the bulk path's hot spot.
         return event_adapter().validate_json(data)
     except ValidationError as e:

@@ -888,17 +888,31 @@ class StreamView:
         self.version += 1
         return key
 
-    def retract(self, record: dict[str, Any], target: Entry, *, defer_later: bool = False) -> str:
+    def retract(
+        self,
+        record: dict[str, Any],
+        target: Entry,
+        *,
+        defer_later: bool = False,
+        stored: bool = False,
+    ) -> str:
         """Check and record the retraction of ``target``, an event of this stream;
         returns the lane it is stored in (the target's). ``defer_later`` as for
-        ``record``."""
+        ``record``; ``stored``: a retraction already in a log (a copy), which the
+        rules added since do not refuse."""
         target_id = target.event_id
         if target.type == "event_retracted":
             raise RuleViolation(f"{target_id} is itself a retraction and cannot be retracted")
         retraction = self.history.retraction_of(target_id)
         if retraction is not None:
             raise RuleViolation(f"{target_id} was already retracted by {retraction}")
-        if datetime.fromisoformat(record["occurred_at"]) < target.occurred_at:
+        retracted_at = datetime.fromisoformat(record["occurred_at"])
+        if (
+            not stored
+            and retracted_at < target.occurred_at
+            # A target dated ahead of now (up to FUTURE_TOLERANCE) is retracted "now".
+            and target.occurred_at <= datetime.fromisoformat(record["recorded_at"])
+        ):
             # A correction is made once the mistake exists; dated earlier, it sorted
             # first on the account's timeline and fell into windows before the target.
             raise RuleViolation(f"a retraction cannot occur before its target {target.describe()}")

@@ -261,6 +261,72 @@ def test_events_beyond_the_checkpoints_given_are_copied_with_a_warning(
     assert bare_store.fail("verify", "--vkey", vkey, "--all-signed").exit_code == 1
 
 
+def _written_by_an_older_version(tmp_path: Path, events: list[dict[str, object]]) -> Path:
+    """An export of a log an older version wrote: leaves as it stored them, which
+    today's checks for new input would refuse (they did not exist then)."""
+    from ledger.canonical import canonical_json
+
+    export = tmp_path / "older.jsonl"
+    with export.open("wb") as out:
+        for sequence, event in enumerate(events):
+            leaf = {
+                "actor": "older",
+                "occurred_at_precision": "instant",
+                "recorded_at": f"2024-01-01T00:00:0{sequence}Z",
+                "sequence": sequence,
+                "source": "https://example.org/report",
+                **event,
+            }
+            out.write(canonical_json(leaf) + b"\n")
+    return export
+
+
+def test_a_log_holding_what_new_input_may_no_longer_hold_is_still_copied_and_kept_up(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    """An account id in another Unicode spelling, a retraction dated before its
+    target: refused as new input since, but a log that holds them must still move
+    (copy validated them as new input, so no such store could be copied), and its
+    accounts must still take new events (they were refused for their own id)."""
+    decomposed = "twitter:cafe\u0301"
+    export = _written_by_an_older_version(
+        tmp_path,
+        [
+            {"type": "account_registered", "event_id": "reg", "account": decomposed,
+             "platform": "twitter", "handle": "@cafe", "occurred_at": "2020-01-01T00:00:00Z"},
+            {"type": "account_suspended", "event_id": "sus", "account": decomposed,
+             "policy": "p", "occurred_at": "2020-01-05T00:00:00Z"},
+            {"type": "followers_observed", "event_id": "f", "account": decomposed,
+             "count": 5, "occurred_at": "2020-01-06T00:00:00Z"},
+            {"type": "event_retracted", "event_id": "x", "target": "f", "reason": "typo",
+             "occurred_at": "2020-01-03T00:00:00Z"},
+        ],
+    )  # fmt: skip
+    bare_store.ok("copy", "--export", str(export))
+    assert bare_store.ok("export", "--nl").stdout_bytes == export.read_bytes()
+    bare_store.append(ev("account_reinstated", "2020-02-01", account=decomposed))
+    assert bare_store.status(decomposed)["status"] == "active"
+    # New input still may not register such an id, nor date a retraction so.
+    reject(
+        bare_store,
+        "append",
+        "-",
+        input=jsonl(account("twitter:cre\u0300me", "2020-01-01")),
+        expect=("account: must be in Unicode normal form NFC",),
+    )
+    reject(
+        bare_store,
+        "append",
+        "-",
+        input=jsonl(ev("event_retracted", "2020-01-04", target="sus", reason="r")),
+        expect=("a retraction cannot occur before its target sus",),
+    )
+    # And the store moves on again, store to store.
+    onward = Store(str(tmp_path / "onward.db"), "sqlite", tmp_path)
+    onward.ok("copy", bare_store.url)
+    assert onward.ok("export", "--nl").stdout == bare_store.ok("export", "--nl").stdout
+
+
 def test_an_export_without_checkpoints_is_copied_under_this_stores_origin(
     bare_store: Store, tmp_path: Path
 ) -> None:

@@ -1058,6 +1058,11 @@ def test_a_retraction_cannot_occur_before_its_target(world: Store) -> None:
                 "s (account_suspended at 2021-01-01T00:00:00.500000Z)",
             ),
         )
+    # A target dated a few minutes ahead (as appends allow) is retracted "now".
+    ahead = (datetime.now(UTC) + timedelta(minutes=3)).isoformat()
+    world.append(ev("account_suspended", ahead, account=B, policy="p", event_id="ahead"))
+    now = datetime.now(UTC).isoformat()
+    world.append(ev("event_retracted", now, target="ahead", reason="typo", event_id="fix"))
     # At the target's own instant or after, it is a correction.
     at_once = ev("event_retracted", "2021-01-01T00:00:00.5Z", target="s", reason="typo")
     world.append(at_once)
