@@ -230,7 +230,17 @@ class AccountStatus:
             restrictions=tuple(record.get("restrictions", ())),
             rank=(SEVERITY[status], entry.occurred_at, entry.sequence),
         )
-        layers = sorted([*self.in_force(entry.occurred_at), laid], key=_rank, reverse=True)
+        ranked = sorted([*self.in_force(entry.occurred_at), laid], key=_rank, reverse=True)
+        # A measure outranked by one lasting at least as long can never be the status
+        # again (only a reinstatement ends that one, and it ends both): dropped, so an
+        # account laid measure after measure keeps a short stack, not all of them.
+        layers: list[AccountStatus] = []
+        reach: datetime | None = entry.occurred_at  # the latest end among those kept
+        for layer in ranked:
+            if layers and (reach is None or (layer.until is not None and layer.until <= reach)):
+                continue
+            layers.append(layer)
+            reach = None if reach is None or layer.until is None else max(reach, layer.until)
         return replace(layers[0], layers=tuple(layers))
 
 

@@ -167,7 +167,9 @@ def reference_status(facts: list[Fact], moment: datetime) -> Status:
             cause=fact.event_id,
         )
     if measures:
-        ended = max(measures, key=lambda f: (until(f), f.order))  # none is in force
+        # None is in force: the cause is the last to end; of several ending at once,
+        # the one showing until then (the heaviest, then the newest).
+        ended = measures[max(range(len(measures)), key=lambda i: (until(measures[i]), rank(i)))]
         return Status("active", since=until(ended), cause=ended.event_id)
     if lifted >= 0:
         return Status("active", since=facts[lifted].at, cause=facts[lifted].event_id)
@@ -530,3 +532,60 @@ def test_canonical_json_known_forms() -> None:
         canonical_json(value)
         == '{"a":"é\\n\u2028\u007f\\u001f","aa":{},"b":[1,true,null]}'.encode()
     )
+
+
+# --- the status fold alone, against the reference, many more histories ------------
+
+_MEASURES = ("account_restricted", "account_suspended", "account_removed")
+status_facts = st.lists(
+    st.tuples(
+        st.sampled_from((*_MEASURES, "account_reinstated")),
+        st.integers(min_value=0, max_value=40),  # the day it occurred
+        st.one_of(st.none(), st.integers(min_value=1, max_value=15)),  # days in force
+    ),
+    max_size=14,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(steps=status_facts)
+def test_the_status_fold_equals_the_reference_at_every_moment(
+    steps: list[tuple[str, int, int | None]],
+) -> None:
+    """In process, so hundreds of histories: the ledger's fold (with the measures it
+    drops as never showing again) against the status stated directly, at every
+    moment it can change, for the histories the rules accept."""
+    from ledger.rules import RuleViolation, fold_status
+
+    facts: list[Fact] = []
+    for number, (kind, when, days) in enumerate(sorted(steps, key=lambda s: s[1])):
+        record: dict[str, Any] = {"policy": f"p{number}"}
+        if days is not None and kind in _MEASURES[:2]:
+            record["until"] = (day(when) + timedelta(days=days)).isoformat()
+        candidate = Fact(f"e{number}", number, kind, "status", day(when), record)
+        state = fold_status(_entry(f) for f in facts)
+        try:
+            state.check(_entry(candidate))
+        except RuleViolation:
+            continue  # refused: the reference model's own test covers which
+        facts.append(candidate)
+    moments = {day(0), *(f.at for f in facts)}
+    moments |= {datetime.fromisoformat(f.record["until"]) for f in facts if "until" in f.record}
+    for moment in sorted(moments):
+        for offset in (timedelta(0), timedelta(hours=12)):
+            # As `status --as-of` reads it: the facts by then, folded, asked then.
+            known = [_entry(f) for f in facts if f.at <= moment + offset]
+            got = fold_status(known).at(moment + offset)
+            expected = reference_status(facts, moment + offset)
+            assert (got.status, got.cause, got.since, got.until) == (
+                expected.status,
+                expected.cause,
+                expected.since,
+                expected.until,
+            ), (moment + offset, [(f.event_id, f.type, f.at, f.record) for f in facts])
+
+
+def _entry(fact: Fact) -> Any:
+    from ledger.rules import Entry
+
+    return Entry(fact.sequence, fact.event_id, fact.type, fact.at, fact.record)

@@ -1293,3 +1293,41 @@ def test_the_date_alone_note_is_left_out_where_the_days_later_events_do_not_matt
         expect=("removed by rm",),
     )
     assert "date alone" not in message
+
+
+def test_the_status_fold_keeps_only_measures_that_can_still_show() -> None:
+    """Every measure since the last reinstatement was kept and re-sorted as each was
+    laid: 10,000 restrictions cost seconds a status. A measure outranked by one that
+    lasts at least as long can never show again, so it is dropped."""
+    from ledger.rules import Entry, fold_status
+
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+
+    def restricted_at(hour: int, until: datetime | None = None, kind: str = "restricted") -> Entry:
+        record: dict[str, Any] = {"policy": "p", "restrictions": ["r"]}
+        if until is not None:
+            record["until"] = until.isoformat()
+        return Entry(
+            sequence=hour,
+            event_id=f"e{hour}",
+            type=f"account_{kind}",
+            occurred_at=start + timedelta(hours=hour),
+            record=record,
+        )
+
+    state = fold_status(restricted_at(hour) for hour in range(1_000))
+    assert (state.cause, len(state.layers)) == ("e999", 1)
+    # A suspension for a day over them, then a restriction that ends before it: the
+    # suspension shows, the short restriction never will (dropped), and the indefinite
+    # one waits beneath, the status again once the suspension ends.
+    day = start + timedelta(hours=1_024)
+    state = fold_status(
+        [
+            *(restricted_at(hour) for hour in range(1_000)),
+            restricted_at(1_000, until=day, kind="suspended"),
+            restricted_at(1_001, until=day - timedelta(hours=1)),
+        ]
+    )
+    assert [m.cause for m in state.layers] == ["e1000", "e999"]
+    assert (state.at(day).cause, state.at(day).since) == ("e999", day)
+    assert state.at(day - timedelta(hours=2)).cause == "e1000"
