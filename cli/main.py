@@ -197,7 +197,7 @@ class Session:
         """The ledger set up to append: signing key if configured, read models inline."""
         ledger = self.ledger()
         if ledger.signer is None:
-            ledger.signer = self.signer(required=False)
+            ledger.signer = self.log_signer(required=False)
         if not ledger.inline_projections:
             from projections.projector import InlineProjection
 
@@ -230,6 +230,34 @@ class Session:
                 err=True,
             )
         return signer
+
+    def log_signer(self, *, required: bool) -> Any:
+        """``signer``, once it is shown to be this log's: a key names the log keygen
+        made it for, and the ledger refuses another's; here the refusal names the file
+        and where it came from."""
+        from ledger.location import KeyError_, key_path
+
+        signer = self.signer(required=required)
+        origin = self.ledger().origin
+        if signer is None or signer.name == origin:
+            return signer
+        path = key_path(self.location, self.key_file)
+        if self.key_file:
+            advice = "give --key-file this log's key"
+        elif os.environ.get("ENFORCEMENT_LEDGER_KEY_FILE"):
+            advice = (
+                "ENFORCEMENT_LEDGER_KEY_FILE names it: point it at this log's key, or unset "
+                "it to use the store's own"
+            )
+        else:
+            advice = (
+                "it is left from another ledger once at this path: move it away, then "
+                "`enforcement-ledger keygen` makes this log's"
+            )
+        raise KeyError_(
+            f"the signing key {path} signs as log {signer.name!r}, not as this log "
+            f"({origin!r}); nothing was written: {advice}"
+        )
 
     def reader(self) -> Any:
         """A read connection whose projections have caught up: never stale."""
@@ -2361,7 +2389,7 @@ def checkpoint(session: Session) -> None:
     Example:
       enforcement-ledger checkpoint > trusted.checkpoint
     """
-    note = session.ledger().sign_checkpoint(session.signer(required=True))
+    note = session.ledger().sign_checkpoint(session.log_signer(required=True))
     click.echo(note, nl=False)
 
 

@@ -389,12 +389,32 @@ def test_another_logs_key_signs_nothing_here(full_log: Log, tmp_path: Path) -> N
             input=jsonl([subject_event("foreign_subject")]) if "-" in args else None,
         )
         assert result.exit_code == 1, (args, result.output)
-        assert result.stderr.startswith(
-            f"Error: the signing key signs as log '{foreign.origin()}', not as this log "
-            f"('{full_log.origin()}'); nothing was written"
+        assert result.stderr == (
+            f"Error: the signing key {foreign.key} signs as log '{foreign.origin()}', not as "
+            f"this log ('{full_log.origin()}'); nothing was written: give --key-file this "
+            "log's key\n"
         ), result.stderr
     assert stored_checkpoints(full_log.store) == before
     assert len(full_log.export_lines()) == size
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite"])
+def test_a_default_key_left_from_an_earlier_store_at_the_path_is_named(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ENFORCEMENT_LEDGER_KEY_FILE", raising=False)
+    store.ok("keygen")
+    for suffix in ("", "-wal", "-shm"):
+        Path(store.url + suffix).unlink(missing_ok=True)
+    store.ok("init")  # a new log at the same path; its old key is still beside it
+    result = store.fail("append", str(SEED))
+    assert result.stderr.endswith(
+        "nothing was written: it is left from another ledger once at this path: move it "
+        "away, then `enforcement-ledger keygen` makes this log's\n"
+    ), result.stderr
+    Path(store.url + ".key").rename(store.url + ".old-key")
+    store.ok("keygen")
+    store.ok("append", str(SEED))
 
 
 def test_checkpoint_without_a_key_fails_and_names_keygen(store: Store) -> None:
