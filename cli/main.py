@@ -1187,7 +1187,7 @@ def _copy_export(
             "export alone would be copied unchecked. Give its checkpoints, or verify it "
             "first (`verify --export FILE --checkpoint F --vkey KEY`)"
         )
-    checkpoints = []
+    checkpoints: list[SourceCheckpoint] = []
     origins = set()
     # Kept as of now: a checkpoint file does not say when it was signed.
     now = iso(datetime.now(UTC))
@@ -1198,6 +1198,8 @@ def _copy_export(
         except (NoteError, CheckpointError) as error:
             raise IntegrityError(f"checkpoint {path}: {error}") from None
         origins.add(checkpoint.origin)
+        if any(kept.note == text for kept in checkpoints):
+            continue  # the same checkpoint given twice (two copies of one file) is one
         checkpoints.append(SourceCheckpoint(checkpoint.size, checkpoint.root_hash, text, now))
     if len(origins) > 1:
         raise IntegrityError(f"the checkpoints name {len(origins)} logs: {sorted(origins)}")
@@ -2665,6 +2667,7 @@ def verify(
     from ledger.integrity import (
         IntegrityError,
         StoredCheckpoint,
+        check_index_gapless,
         check_no_node_beyond,
         read_checkpoint_file,
         verify_log,
@@ -2708,6 +2711,7 @@ def verify(
             stored = [StoredCheckpoint(*row) for row in storage.checkpoints(connection)]
             if stored and not verifiers:
                 raise IntegrityError("the log has signed checkpoints: pass --vkey to check them")
+            check_index_gapless(storage.first_index_gap(connection))
             expected = storage.tree_size(connection)
             report = verify_log(
                 storage.iter_leaves_with_hashes(connection),

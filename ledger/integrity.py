@@ -232,6 +232,20 @@ def check_nodes_give_leaves(
         raise IntegrityError(refusal)
 
 
+def check_index_gapless(gap: tuple[int, int] | None) -> None:
+    """Raise at the first sequence the log index has no row for (rows renumbered or
+    deleted past the triggers): lookups by sequence would find no event there."""
+    if gap is not None:
+        missing, top = gap
+        raise IntegrityError(
+            f"sequence {missing}: the log index has no row for it, though its rows run to "
+            f"sequence {top}: the ledger's index (ledger_entries) was changed outside the "
+            "ledger (rows renumbered or deleted); the leaves are intact, so `export --nl` "
+            "then `copy --export` into a new store rebuilds it",
+            missing,
+        )
+
+
 def check_no_node_beyond(node: tuple[int, int] | None, size: int) -> None:
     """Raise if the node table holds a node past the log's end: the next append
     would collide with it (appends write every node once), so none could succeed."""
@@ -594,7 +608,8 @@ def verify_log(
     if covered < tree.size:
         warnings.append(
             f"sequence {covered}..{tree.size - 1}: covered by no signed checkpoint "
-            "(run `enforcement-ledger checkpoint`, or compare with a --trusted checkpoint)"
+            "(the key holder signs them with `enforcement-ledger checkpoint`; or compare "
+            "with a --trusted checkpoint)"
         )
     report = VerifyReport(
         warnings=warnings,

@@ -597,6 +597,22 @@ class Storage:
         row = db.one("SELECT MAX(sequence) FROM ledger_entries")
         return 0 if row[0] is None else int(row[0]) + 1
 
+    def first_index_gap(self, db: Database) -> tuple[int, int] | None:
+        """(the first sequence without an index row, the highest row's) when the
+        index's sequences are not gapless from 0, else None; two cheap reads when
+        they are."""
+        count, top = db.one("SELECT count(*), max(sequence) FROM ledger_entries")
+        if top is None or int(count) == int(top) + 1:
+            return None
+        if db.one("SELECT 1 FROM ledger_entries WHERE sequence = 0") is None:
+            return 0, int(top)
+        row = db.one(
+            "SELECT min(l.sequence) + 1 FROM ledger_entries l WHERE l.sequence < ? AND NOT "
+            "EXISTS (SELECT 1 FROM ledger_entries m WHERE m.sequence = l.sequence + 1)",
+            (top,),
+        )
+        return (int(row[0]) if row[0] is not None else int(top)), int(top)
+
     def first_node_beyond(self, db: Database, size: int) -> tuple[int, int] | None:
         """A stored tree node (level, index) the tree of ``size`` leaves does not have,
         or None. Appends write only the complete subtrees: ``size >> level`` a level."""

@@ -239,6 +239,14 @@ def test_an_export_copied_into_a_store_is_the_same_ledger(
     result = bare_store.ok("copy", "--export", str(export), *given, "--vkey", vkey)
     assert result.stdout == f"Copied 23 event(s) and 3 signed checkpoint(s) from {export}\n"
     assert result.stderr == ""  # every event is under a signed checkpoint
+    # The same checkpoint given twice (a copy of its file) is stored and counted once.
+    twice = Store(str(tmp_path / "twice.db"), "sqlite", tmp_path)
+    again = tmp_path / "again.checkpoint"
+    again.write_bytes(checkpoints[-1].read_bytes())
+    result = twice.ok(
+        "copy", "--export", str(export), *given, "--checkpoint", str(again), "--vkey", vkey
+    )
+    assert result.stdout == f"Copied 23 event(s) and 3 signed checkpoint(s) from {export}\n"
     assert (
         bare_store.ok("verify", "--vkey", vkey).stdout == source.ok("verify", "--vkey", vkey).stdout
     )

@@ -466,8 +466,8 @@ def test_appends_without_a_key_are_not_checkpointed(
     assert "(0 checkpoint(s)" in verified.stdout
     # Nothing vouches for these events beyond the store itself: the auditor is told.
     assert verified.stderr == (
-        "warning: sequence 0..17: covered by no signed checkpoint (run `enforcement-ledger "
-        "checkpoint`, or compare with a --trusted checkpoint)\n"
+        "warning: sequence 0..17: covered by no signed checkpoint (the key holder signs "
+        "them with `enforcement-ledger checkpoint`; or compare with a --trusted checkpoint)\n"
     )
     result = store.fail("prove", "inclusion", "0")
     assert "checkpoint" in result.stderr

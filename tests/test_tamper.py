@@ -604,8 +604,8 @@ def test_events_covered_by_no_signed_checkpoint_are_flagged(
     result = ledger.verify()
     assert result.exit_code == 0, result.output
     assert result.stderr == (
-        "warning: sequence 30..37: covered by no signed checkpoint (run `enforcement-ledger "
-        "checkpoint`, or compare with a --trusted checkpoint)\n"
+        "warning: sequence 30..37: covered by no signed checkpoint (the key holder signs "
+        "them with `enforcement-ledger checkpoint`; or compare with a --trusted checkpoint)\n"
     )
     assert ledger.verify_fails("--all-signed").startswith("Error: sequence 30..37: ")
 
@@ -882,7 +882,27 @@ def test_index_rows_renumbered_or_missing_are_named_by_verify_read_models(
     assert "read models match the log" in ledger.verify_ok("--read-models")
     tables.execute("DELETE FROM ledger_entries WHERE sequence = 5")
     stderr = ledger.verify_fails("--read-models")
-    assert stderr.startswith("Error: sequence 5: a stored event the log index does not list")
+    assert stderr.startswith(
+        "Error: sequence 5: the log index has no row for it, though its rows run to sequence 37"
+    ), stderr
+
+
+@SQLITE_ONLY
+def test_an_index_row_moved_past_the_end_by_insert_or_replace_is_named(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """INSERT OR REPLACE passes SQLite's delete trigger: row 5 renumbered to 50 made
+    verify say "the log index lists 51 events but 38 leaves", naming sequence 38."""
+    tables.execute(
+        "INSERT OR REPLACE INTO ledger_entries SELECT 50, event_id, notification_id, "
+        "originator_id, type, leaf_hash, recorded_at, subject_ref, lane, lane_key, target "
+        "FROM ledger_entries WHERE sequence = 5"
+    )
+    for args in ((), ("--read-models",)):
+        assert ledger.verify_fails(*args).startswith(
+            "Error: sequence 5: the log index has no row for it, though its rows run to "
+            "sequence 50: the ledger's index (ledger_entries) was changed outside the ledger"
+        )
 
 
 def test_a_retractions_index_row_is_tied_to_its_targets(
