@@ -242,9 +242,11 @@ class Session:
         if signer is None or signer.name == origin:
             return signer
         path = key_path(self.location, self.key_file)
-        if self.key_file:
+        from_environment = os.environ.get("ENFORCEMENT_LEDGER_KEY_FILE")
+        # click fills --key-file from the variable too: which one the user set.
+        if self.key_file and self.key_file != from_environment:
             advice = "give --key-file this log's key"
-        elif os.environ.get("ENFORCEMENT_LEDGER_KEY_FILE"):
+        elif from_environment:
             advice = (
                 "ENFORCEMENT_LEDGER_KEY_FILE names it: point it at this log's key, or unset "
                 "it to use the store's own"

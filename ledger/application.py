@@ -31,6 +31,7 @@ from ledger.persistence import (
 )
 from ledger.rules import (
     FUTURE_TOLERANCE,
+    NEW_INPUT_CHECKS_SINCE,
     AccountKind,
     Entry,
     LaneCache,
@@ -176,6 +177,17 @@ def _content_of(record: dict[str, Any]) -> dict[str, Any]:
 
 
 _ASSIGNED = frozenset({"event_id", *ASSIGNED_FIELDS})
+
+
+def _recorded_before_new_checks(record: dict[str, Any]) -> bool:
+    """Whether a copied event was recorded before the checks for new input added on
+    NEW_INPUT_CHECKS_SINCE, which it is then spared (a record time that is no time is
+    refused by _copied_record_time)."""
+    try:
+        recorded = datetime.fromisoformat(str(record.get("recorded_at")))
+    except ValueError:
+        return False
+    return recorded.tzinfo is not None and recorded < NEW_INPUT_CHECKS_SINCE
 
 
 def _copied_record_time(given: object, line: int) -> datetime:
@@ -496,7 +508,8 @@ class Ledger:
                             index,
                         )
                     data = {**_content_of(record), "event_id": record.get("event_id")}
-                    chunk.append((index, parse_event(data, index, stored=True)))
+                    older = _recorded_before_new_checks(record)
+                    chunk.append((index, parse_event(data, index, stored=older)))
                     originals.append((record, leaf_bytes(leaf)))
                     if len(chunk) >= FLUSH_EVERY:
                         checked = batch.add_copied(chunk, originals, pending, checked)
@@ -998,7 +1011,8 @@ class _Batch:
                     f"'{subject}' ({first.describe()}); retract that first"
                 )
         target = Entry.from_record(target_record)
-        lane = view.retract(record, target, defer_later=True, stored=self.copying)
+        older = self.copying and _recorded_before_new_checks(record)
+        lane = view.retract(record, target, defer_later=True, stored=older)
         return view, self._settled_later(view, lane)
 
     # --- writing ----------------------------------------------------------------------

@@ -262,8 +262,21 @@ def unregistered_hint(db: Database, field: str, given: str) -> str:
     registration the ledger holds but that is retracted, else the ids that may have
     been meant."""
     if field == "account":
+        spelling = _spelling_hint(given)
+        if spelling:
+            return spelling
         return _registration_elsewhere(db, given, datetime.now(UTC), None)
     return meant_hint(db, field, given)
+
+
+def _spelling_hint(account: str) -> str:
+    """Why an id no account can be registered under is none of the ledger's: "did you
+    mean" would name one that prints the same (a zero-width space, é spelt as e and
+    an accent), so the spelling is named, escaped."""
+    from ledger.vocabulary import account_id_problem
+
+    problem = account_id_problem(account)
+    return f"; this id {problem} (given {account!a})" if problem else ""
 
 
 # Ledger ids are exact, while platforms mostly take handles in any letter case
@@ -285,6 +298,8 @@ def ever_registered(db: Database, field: str, given: str) -> bool:
 
 def meant_hint(db: Database, field: str, given: str) -> str:
     """The "; did you mean 'x'?" naming ``similar_ids``, or nothing when there are none."""
+    if field == "account" and (spelling := _spelling_hint(given)):
+        return spelling
     meant = similar_ids(db, field, given)
     return f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
 

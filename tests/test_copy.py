@@ -329,6 +329,14 @@ def test_a_log_holding_what_new_input_may_no_longer_hold_is_still_copied_and_kep
         input=jsonl(ev("event_retracted", "2020-01-04", target="sus", reason="r")),
         expect=("a retraction cannot occur before its target sus",),
     )
+    # Recorded since those checks exist, the same events are new input: refused.
+    newer = tmp_path / "newer.jsonl"
+    newer.write_bytes(
+        export.read_bytes().replace(b'"recorded_at":"2024-01-01', b'"recorded_at":"2026-12-07')
+    )
+    fresh = Store(str(tmp_path / "fresh.db"), "sqlite", tmp_path)
+    refused = fresh.fail("copy", "--export", str(newer)).stderr
+    assert "source sequence 0: account: must be in Unicode normal form NFC" in refused
     # And the store moves on again, store to store.
     onward = Store(str(tmp_path / "onward.db"), "sqlite", tmp_path)
     onward.ok("copy", bare_store.url)

@@ -890,11 +890,16 @@ def test_account_id_refuses_invisible_characters(store: Store, character: str) -
     )
     # Checked where an id is made: any other event must name a registered account
     # (and one an older version registered keeps taking events, see test_copy).
-    reject_append(
+    message = reject_append(
         store,
         ev("account_suspended", "2021-01-01", account=given, policy="p"),
         expect=("the account is not registered",),
     )
+    # Not "did you mean 'twitter:abc'", which prints the same: the spelling, escaped.
+    assert message.endswith(
+        "; this id must not contain control characters or invisible ones (bidi, "
+        f"zero-width) (given {given!a})\n"
+    ), message
     assert [row["account"] for row in json.loads(store.ok("accounts", "--json").stdout)] == [
         "twitter:abc"
     ]

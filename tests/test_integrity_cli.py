@@ -398,6 +398,21 @@ def test_another_logs_key_signs_nothing_here(full_log: Log, tmp_path: Path) -> N
     assert len(full_log.export_lines()) == size
 
 
+def test_another_logs_key_from_the_environment_is_named_so(
+    full_log: Log, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = Store(str(tmp_path / "other.db"), "sqlite", tmp_path)
+    other.ok("init")
+    foreign = Log(other, tmp_path / "other-log.key")
+    foreign.keygen()
+    monkeypatch.setenv("ENFORCEMENT_LEDGER_KEY_FILE", str(foreign.key))
+    result = full_log.store.fail("checkpoint")
+    assert result.stderr.endswith(
+        "nothing was written: ENFORCEMENT_LEDGER_KEY_FILE names it: point it at this log's "
+        "key, or unset it to use the store's own\n"
+    ), result.stderr
+
+
 @pytest.mark.parametrize("store_kind", ["sqlite"])
 def test_a_default_key_left_from_an_earlier_store_at_the_path_is_named(
     store: Store, monkeypatch: pytest.MonkeyPatch

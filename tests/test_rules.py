@@ -1061,6 +1061,11 @@ def test_a_retraction_cannot_occur_before_its_target(world: Store) -> None:
     # A target dated a few minutes ahead (as appends allow) is retracted "now".
     ahead = (datetime.now(UTC) + timedelta(minutes=3)).isoformat()
     world.append(ev("account_suspended", ahead, account=B, policy="p", event_id="ahead"))
+    reject_append(  # "now", not any time before it
+        world,
+        ev("event_retracted", "1999-01-01", target="ahead", reason="typo", event_id="fix"),
+        expect=("a retraction cannot occur before its target ahead",),
+    )
     now = datetime.now(UTC).isoformat()
     world.append(ev("event_retracted", now, target="ahead", reason="typo", event_id="fix"))
     # At the target's own instant or after, it is a correction.
