@@ -171,6 +171,7 @@ class Session:
     def __init__(self, store: str | None, key_file: str | None = None) -> None:
         self.store = store
         self.key_file = key_file
+        self.key_file_from_environment = False
         self._ledger: Ledger | None = None
         self._read: Any = None
 
@@ -242,11 +243,9 @@ class Session:
         if signer is None or signer.name == origin:
             return signer
         path = key_path(self.location, self.key_file)
-        from_environment = os.environ.get("ENFORCEMENT_LEDGER_KEY_FILE")
-        # click fills --key-file from the variable too: which one the user set.
-        if self.key_file and self.key_file != from_environment:
+        if self.key_file and not self.key_file_from_environment:
             advice = "give --key-file this log's key"
-        elif from_environment:
+        elif self.key_file:
             advice = (
                 "ENFORCEMENT_LEDGER_KEY_FILE names it: point it at this log's key, or unset "
                 "it to use the store's own"
@@ -625,6 +624,10 @@ def cli(ctx: click.Context, store: str | None, key_file: str | None) -> None:
             # "$STORE"` with $STORE unset would act on ./enforcement-ledger.db.
             raise click.UsageError(f"{name} is set but empty: unset it, or give it a value")
     session = Session(store, key_file)
+    # Where --key-file's value came from, for messages about the key: click fills it
+    # from ENFORCEMENT_LEDGER_KEY_FILE too.
+    source = ctx.get_parameter_source("key_file")
+    session.key_file_from_environment = source == click.core.ParameterSource.ENVIRONMENT
     ctx.obj = session
     ctx.call_on_close(session.close)
 
@@ -2669,7 +2672,7 @@ def verify(
     from ledger.integrity import (
         IntegrityError,
         StoredCheckpoint,
-        check_index_gapless,
+        check_index_matches,
         check_no_node_beyond,
         read_checkpoint_file,
         verify_log,
@@ -2713,8 +2716,6 @@ def verify(
             stored = [StoredCheckpoint(*row) for row in storage.checkpoints(connection)]
             if stored and not verifiers:
                 raise IntegrityError("the log has signed checkpoints: pass --vkey to check them")
-            check_index_gapless(storage.first_index_gap(connection))
-            expected = storage.tree_size(connection)
             report = verify_log(
                 storage.iter_leaves_with_hashes(connection),
                 stored,
@@ -2722,8 +2723,9 @@ def verify(
                 verifiers=verifiers,
                 trusted=trusted,
                 compare_recorded=True,
-                expected_size=expected,
             )
+            # Once every leaf is checked: the index has one row for each, no other.
+            check_index_matches(storage.index_mismatch(connection, report.size), report.size)
             check_no_node_beyond(storage.first_node_beyond(connection, report.size), report.size)
             if read_models:
                 from ledger.index_check import check_index

@@ -621,6 +621,7 @@ class _Batch:
         self.start_size = head.next_sequence  # the tree this batch builds on
         self.skipped_once: set[str] = set()  # recorded before, re-sent in this batch
         self.copying = False  # events already in a log (copy_log), kept verbatim
+        self._renames: dict[str, dict[str, Any]] | None = None  # _live_renames, once read
         # This round's unflushed rows, and indexes over them for the rules.
         self.events: list[EventRow] = []
         self.entries: list[EntryRow] = []
@@ -944,8 +945,66 @@ class _Batch:
                 )
         if record["type"] == "exemption_applied" and record.get("subject"):
             self._check_exemption_platform(record)
+        new_input = not (self.copying and _recorded_before_new_checks(record))
+        if new_input and record["type"] == "account_registered":
+            self._check_platform_is_no_renamed_name(record)
+        if new_input and record["type"] == "platform_renamed":
+            self._check_name_is_no_platform_in_use(record)
         view = self.view(kind, sid)
-        return view, self._settled_later(view, view.record(record, defer_later=True))
+        lane = self._settled_later(view, view.record(record, defer_later=True))
+        if record["type"] == "platform_renamed" and self._renames is not None:
+            self._renames[record["event_id"]] = record
+        return view, lane
+
+    def _live_renames(self) -> dict[str, dict[str, Any]]:
+        """The platform renames in force (not retracted), by event_id: read once a
+        batch (renames are few; the index has no way to them but a scan)."""
+        if self._renames is None:
+            found = {}
+            for leaf in self.tx.leaves_of_type("platform_renamed"):
+                record = json.loads(leaf)
+                found[record["event_id"]] = record
+            for ref, record in self.unflushed.values():
+                if ref.type == "platform_renamed":
+                    found[ref.event_id] = record
+            self._renames = {k: r for k, r in found.items() if self.retraction_of(k) is None}
+        return self._renames
+
+    def _check_platform_is_no_renamed_name(self, record: dict[str, Any]) -> None:
+        """A platform keeps its slug when renamed (Twitter, now X, is still twitter):
+        an account registered under the new name's slug split one platform in two
+        (counts, subjects and a subject's platform exemption then missed it)."""
+        platform = record["platform"]
+        for rename in self._live_renames().values():
+            if rename["platform"] != platform and str(rename["name"]).casefold() == platform:
+                handle = record["account"].partition(":")[2]
+                raise RuleViolation(
+                    f"platform: '{platform}' is the name platform '{rename['platform']}' "
+                    f"took ({rename['event_id']} at {rename['occurred_at']}); a platform "
+                    f"keeps its slug when renamed: register it as "
+                    f"'{rename['platform']}:{handle}' with platform '{rename['platform']}'"
+                )
+
+    def _check_name_is_no_platform_in_use(self, record: dict[str, Any]) -> None:
+        """The other way round: a rename onto the slug accounts are registered under
+        would leave them a second platform."""
+        claimed, platform = str(record["name"]).casefold(), record["platform"]
+        if claimed == platform:
+            return
+        leaves = [json.loads(leaf) for leaf in self.tx.leaves_of_type("account_registered")]
+        leaves += [r for ref, r in self.unflushed.values() if ref.type == "account_registered"]
+        for registration in leaves:
+            if registration["platform"] != claimed:
+                continue
+            view = self.view(AccountKind, stream_id("account", registration["account"]))
+            if view.registration is not None:
+                raise RuleViolation(
+                    f"accounts are registered under platform '{claimed}' (e.g. "
+                    f"'{registration['account']}'): naming platform '{platform}' "
+                    f"'{record['name']}' would make them a second platform; register them "
+                    f"under '{platform}' first (retract each registration and register it "
+                    "again), then record the rename"
+                )
 
     def _registrations_to(self, subject: str) -> list[Entry]:
         """The registrations in force of the accounts registered to ``subject``."""
@@ -1013,6 +1072,8 @@ class _Batch:
         target = Entry.from_record(target_record)
         older = self.copying and _recorded_before_new_checks(record)
         lane = view.retract(record, target, defer_later=True, stored=older)
+        if found.type == "platform_renamed" and self._renames is not None:
+            self._renames.pop(target_id, None)
         return view, self._settled_later(view, lane)
 
     # --- writing ----------------------------------------------------------------------

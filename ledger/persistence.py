@@ -408,6 +408,12 @@ class WriteTransaction:
         ).fetchall()
         return [leaf_bytes(r[0]) for r in rows]
 
+    def leaves_of_type(self, kind: str) -> list[bytes]:
+        """Leaves of every event of one type, in log order: a scan of the index, for
+        the rare types only (platform renames), or rare moments (a rename's check)."""
+        rows = self.db.execute(self._leaves_with_sequence_sql + "WHERE l.type = ?", (kind,))
+        return [leaf_bytes(state) for _, state in sorted(rows.fetchall())]
+
     def referring_leaves(self, event_id: str) -> list[bytes]:
         """Leaves of events whose ``target`` is ``event_id`` (appeals, retractions)."""
         rows = self.db.execute(
@@ -597,21 +603,28 @@ class Storage:
         row = db.one("SELECT MAX(sequence) FROM ledger_entries")
         return 0 if row[0] is None else int(row[0]) + 1
 
-    def first_index_gap(self, db: Database) -> tuple[int, int] | None:
-        """(the first sequence without an index row, the highest row's) when the
-        index's sequences are not gapless from 0, else None; two cheap reads when
-        they are."""
-        count, top = db.one("SELECT count(*), max(sequence) FROM ledger_entries")
-        if top is None or int(count) == int(top) + 1:
-            return None
-        if db.one("SELECT 1 FROM ledger_entries WHERE sequence = 0") is None:
-            return 0, int(top)
-        row = db.one(
-            "SELECT min(l.sequence) + 1 FROM ledger_entries l WHERE l.sequence < ? AND NOT "
-            "EXISTS (SELECT 1 FROM ledger_entries m WHERE m.sequence = l.sequence + 1)",
-            (top,),
+    def index_mismatch(self, db: Database, size: int) -> tuple[str, int] | None:
+        """Where the log index differs from one row for each of ``size`` leaves:
+        ("missing", the first sequence without a row) or ("stray", a row's sequence no
+        leaf has); None when it does not (two cheap reads then)."""
+        (within,) = db.one(
+            "SELECT count(*) FROM ledger_entries WHERE sequence >= 0 AND sequence < ?", (size,)
         )
-        return (int(row[0]) if row[0] is not None else int(top)), int(top)
+        if int(within) < size:  # sequences are unique: some in 0..size-1 are missing
+            if db.one("SELECT 1 FROM ledger_entries WHERE sequence = 0") is None:
+                return "missing", 0
+            row = db.one(
+                "SELECT min(l.sequence) + 1 FROM ledger_entries l WHERE l.sequence >= 0 "
+                "AND l.sequence < ? AND NOT EXISTS "
+                "(SELECT 1 FROM ledger_entries m WHERE m.sequence = l.sequence + 1)",
+                (size - 1,),
+            )
+            return "missing", int(row[0])
+        stray = db.one(
+            "SELECT sequence FROM ledger_entries WHERE sequence < 0 OR sequence >= ? LIMIT 1",
+            (size,),
+        )
+        return None if stray is None else ("stray", int(stray[0]))
 
     def first_node_beyond(self, db: Database, size: int) -> tuple[int, int] | None:
         """A stored tree node (level, index) the tree of ``size`` leaves does not have,

@@ -921,10 +921,12 @@ class StreamView:
         if retraction is not None:
             raise RuleViolation(f"{target_id} was already retracted by {retraction}")
         retracted_at = datetime.fromisoformat(record["occurred_at"])
-        # A target dated ahead of now (appends allow FUTURE_TOLERANCE) may be retracted
-        # "now": no earlier than that much before its record time.
         now = datetime.fromisoformat(record["recorded_at"])
-        if not stored and retracted_at < min(target.occurred_at, now - FUTURE_TOLERANCE):
+        # A target dated ahead of now (appends allow FUTURE_TOLERANCE) may be retracted
+        # "now", no earlier than that much before the record time; any other target,
+        # no earlier than itself.
+        retracted_now = target.occurred_at > now and retracted_at >= now - FUTURE_TOLERANCE
+        if not stored and retracted_at < target.occurred_at and not retracted_now:
             # A correction is made once the mistake exists; dated earlier, it sorted
             # first on the account's timeline and fell into windows before the target.
             raise RuleViolation(f"a retraction cannot occur before its target {target.describe()}")

@@ -411,6 +411,9 @@ def test_another_logs_key_from_the_environment_is_named_so(
         "nothing was written: ENFORCEMENT_LEDGER_KEY_FILE names it: point it at this log's "
         "key, or unset it to use the store's own\n"
     ), result.stderr
+    # Given as --key-file too (the same file): the option is what to change.
+    result = full_log.store.fail("--key-file", str(foreign.key), "checkpoint")
+    assert result.stderr.endswith("nothing was written: give --key-file this log's key\n")
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite"])

@@ -651,6 +651,43 @@ def test_the_lighter_measure_is_the_status_once_the_heavier_one_ends(world: Stor
     )
 
 
+def test_a_platform_keeps_its_slug_when_renamed_either_way_round(store: Store) -> None:
+    """Twitter renamed X: an account then registered under platform "x" was a second
+    platform (counts, subjects, a subject's platform exemption split); and a rename
+    onto a slug accounts are registered under would make them one."""
+    rename = ev("platform_renamed", "2023-07-23", platform="twitter", name="X", event_id="rn")
+    store.append(account("twitter:jack"), rename)
+    reject_append(
+        store,
+        account("x:newcomer", "2023-08-01"),
+        expect=(
+            "platform: 'x' is the name platform 'twitter' took (rn at 2023-07-23T00:00:00Z); "
+            "a platform keeps its slug when renamed: register it as 'twitter:newcomer' with "
+            "platform 'twitter'",
+        ),
+    )
+    store.append(account("twitter:newcomer", "2023-08-01"))
+    # The other way round, in one batch or across batches.
+    store.append(account("threads:zuck", "2023-08-01"))
+    onto = ev("platform_renamed", "2024-01-01", platform="instagram", name="Threads")
+    reject_append(
+        store,
+        onto,
+        expect=("accounts are registered under platform 'threads' (e.g. 'threads:zuck')",),
+    )
+    reject_append(
+        store,
+        ev("platform_renamed", "2024-01-01", platform="reddit", name="Mastodon", event_id="m"),
+        account("mastodon:a", "2024-02-01"),
+        expect=("line 2: account_registered", "'mastodon' is the name platform 'reddit' took"),
+    )
+    # A platform renamed to its own name in other letters is no split; a rename taken
+    # back frees the slug.
+    store.append(ev("platform_renamed", "2024-01-01", platform="twitter", name="TWITTER"))
+    store.append(ev("event_retracted", "2024-03-01", target="rn", reason="not yet"))
+    store.append(account("x:after", "2024-03-02"))
+
+
 def test_backfill_is_checked_only_against_its_own_account(world: Store) -> None:
     world.append(ev("account_removed", "2021-01-01", account=B, policy="p"))
     world.append(suspended("2022-01-01T00:00:00Z", "s"))
@@ -1068,6 +1105,15 @@ def test_a_retraction_cannot_occur_before_its_target(world: Store) -> None:
     )
     now = datetime.now(UTC).isoformat()
     world.append(ev("event_retracted", now, target="ahead", reason="typo", event_id="fix"))
+    # A target minutes in the past gets no such leeway.
+    recent = (datetime.now(UTC) - timedelta(minutes=2)).isoformat()
+    world.append(ev("followers_observed", recent, account=B, count=1, event_id="recent"))
+    earlier = (datetime.now(UTC) - timedelta(minutes=4)).isoformat()
+    reject_append(
+        world,
+        ev("event_retracted", earlier, target="recent", reason="typo", event_id="fix2"),
+        expect=("a retraction cannot occur before its target recent",),
+    )
     # At the target's own instant or after, it is a correction.
     at_once = ev("event_retracted", "2021-01-01T00:00:00.5Z", target="s", reason="typo")
     world.append(at_once)

@@ -882,9 +882,7 @@ def test_index_rows_renumbered_or_missing_are_named_by_verify_read_models(
     assert "read models match the log" in ledger.verify_ok("--read-models")
     tables.execute("DELETE FROM ledger_entries WHERE sequence = 5")
     stderr = ledger.verify_fails("--read-models")
-    assert stderr.startswith(
-        "Error: sequence 5: the log index has no row for it, though its rows run to sequence 37"
-    ), stderr
+    assert stderr.startswith("Error: sequence 5: a stored event the log index does not list")
 
 
 @SQLITE_ONLY
@@ -900,9 +898,49 @@ def test_an_index_row_moved_past_the_end_by_insert_or_replace_is_named(
     )
     for args in ((), ("--read-models",)):
         assert ledger.verify_fails(*args).startswith(
-            "Error: sequence 5: the log index has no row for it, though its rows run to "
-            "sequence 50: the ledger's index (ledger_entries) was changed outside the ledger"
+            "Error: sequence 5: the log index has no row for it: the ledger's index "
+            "(ledger_entries) was changed outside the ledger"
         )
+
+
+@pytest.mark.parametrize(
+    ("moves", "message"),
+    [
+        ({37: -1}, "sequence 37: the log index has no row for it: "),
+        ({0: -1}, "sequence 0: the log index has no row for it: "),
+        ({}, "sequence 38: the log index has a row for it, but the log's 38 leaves end before"),
+    ],
+    ids=["last-made-negative", "first-made-negative", "a-row-beyond"],
+)
+def test_index_rows_outside_the_leaves_are_named_once_every_leaf_verified(
+    ledger: KeyedLedger, tables: Tables, moves: dict[int, int], message: str
+) -> None:
+    """The index must hold one row for each leaf and no other: a row moved to -1 left
+    count = max + 1, which passed, or named a sequence that has its row."""
+    tables.drop_triggers()
+    for old, new in moves.items():
+        tables.execute("UPDATE ledger_entries SET sequence = ? WHERE sequence = ?", (new, old))
+    if not moves:  # a copy of row 3's other columns at sequence 38, a new event_id
+        tables.execute(
+            "INSERT INTO ledger_entries SELECT 38, 'stray', notification_id + 100000, "
+            "originator_id, type, leaf_hash, recorded_at, subject_ref, lane, lane_key, target "
+            "FROM ledger_entries WHERE sequence = 3"
+        )
+    assert ledger.verify_fails().startswith(f"Error: {message}")
+
+
+def test_an_altered_event_is_named_before_a_renumbered_index(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """The index check came first and said the leaves were intact: following its
+    advice (export, copy) carried the altered event into a fresh, valid store."""
+    tables.drop_triggers()
+    tables.set_payload(5, change_one_byte(tables.payload(5)))
+    tables.execute("UPDATE ledger_entries SET sequence = 50 WHERE sequence = 2")
+    stderr = ledger.verify_fails()
+    assert stderr.startswith("Error: sequence 5: the stored event's bytes no longer hash to "), (
+        stderr
+    )
 
 
 def test_a_retractions_index_row_is_tied_to_its_targets(
