@@ -179,6 +179,10 @@ def _content_of(record: dict[str, Any]) -> dict[str, Any]:
 _ASSIGNED = frozenset({"event_id", *ASSIGNED_FIELDS})
 
 
+# A platform slug (ledger.events.SLUG), here without pydantic.
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
 def _recorded_before_new_checks(record: dict[str, Any]) -> bool:
     """Whether a copied event was recorded before the checks for new input added on
     NEW_INPUT_CHECKS_SINCE, which it is then spared (a record time that is no time is
@@ -622,6 +626,7 @@ class _Batch:
         self.skipped_once: set[str] = set()  # recorded before, re-sent in this batch
         self.copying = False  # events already in a log (copy_log), kept verbatim
         self._renames: dict[str, dict[str, Any]] | None = None  # _live_renames, once read
+        self._platform_accounts: dict[str, set[str]] | None = None  # _accounts_by_platform
         # This round's unflushed rows, and indexes over them for the rules.
         self.events: list[EventRow] = []
         self.entries: list[EntryRow] = []
@@ -954,6 +959,8 @@ class _Batch:
         lane = self._settled_later(view, view.record(record, defer_later=True))
         if record["type"] == "platform_renamed" and self._renames is not None:
             self._renames[record["event_id"]] = record
+        if record["type"] == "account_registered" and self._platform_accounts is not None:
+            self._platform_accounts.setdefault(record["platform"], set()).add(record["account"])
         return view, lane
 
     def _live_renames(self) -> dict[str, dict[str, Any]]:
@@ -989,22 +996,31 @@ class _Batch:
         """The other way round: a rename onto the slug accounts are registered under
         would leave them a second platform."""
         claimed, platform = str(record["name"]).casefold(), record["platform"]
-        if claimed == platform:
-            return
-        leaves = [json.loads(leaf) for leaf in self.tx.leaves_of_type("account_registered")]
-        leaves += [r for ref, r in self.unflushed.values() if ref.type == "account_registered"]
-        for registration in leaves:
-            if registration["platform"] != claimed:
-                continue
-            view = self.view(AccountKind, stream_id("account", registration["account"]))
-            if view.registration is not None:
+        if claimed == platform or not _SLUG.fullmatch(claimed):
+            return  # its own name, or one no account can be registered under
+        for account in sorted(self._accounts_by_platform().get(claimed, ())):
+            registration = self.view(AccountKind, stream_id("account", account)).registration
+            if registration is not None and registration.record.get("platform") == claimed:
                 raise RuleViolation(
                     f"accounts are registered under platform '{claimed}' (e.g. "
-                    f"'{registration['account']}'): naming platform '{platform}' "
-                    f"'{record['name']}' would make them a second platform; register them "
-                    f"under '{platform}' first (retract each registration and register it "
-                    "again), then record the rename"
+                    f"'{account}'): naming platform '{platform}' '{record['name']}' would "
+                    f"make them a second platform; register them under '{platform}' first "
+                    "(retract each registration and register it again), then record the "
+                    "rename"
                 )
+
+    def _accounts_by_platform(self) -> dict[str, set[str]]:
+        """Every account ever registered, by platform slug: read once a batch, the
+        first time a rename's name is a slug (one scan of the index). Kept current with
+        the batch's registrations; a retracted one is checked where it is used."""
+        if self._platform_accounts is None:
+            found: dict[str, set[str]] = {}
+            records = [json.loads(leaf) for leaf in self.tx.leaves_of_type("account_registered")]
+            records += [r for ref, r in self.unflushed.values() if ref.type == "account_registered"]
+            for registration in records:
+                found.setdefault(registration["platform"], set()).add(registration["account"])
+            self._platform_accounts = found
+        return self._platform_accounts
 
     def _registrations_to(self, subject: str) -> list[Entry]:
         """The registrations in force of the accounts registered to ``subject``."""

@@ -48,6 +48,10 @@ _LEDGER_DDL = [
     "CREATE INDEX IF NOT EXISTS ledger_entries_lane ON ledger_entries (lane_key)",
     """CREATE INDEX IF NOT EXISTS ledger_entries_target
         ON ledger_entries (target) WHERE target IS NOT NULL""",
+    # A registration checks the platform renames (a rename's name is no slug to
+    # register under): a handful of rows, found without reading the whole index.
+    """CREATE INDEX IF NOT EXISTS ledger_entries_renames
+        ON ledger_entries (sequence) WHERE type = 'platform_renamed'""",
     """CREATE TABLE IF NOT EXISTS merkle_nodes (
         level INTEGER NOT NULL, idx BIGINT NOT NULL, hash BYTEA NOT NULL,
         PRIMARY KEY (level, idx))""",

@@ -155,3 +155,28 @@ def test_postgres_timeline_probes_retractions_per_row(
     (plan,) = captured
     assert "retractions" in plan, plan
     assert "Hash Cond: (r.target" not in plan, plan
+
+
+def test_a_registration_finds_the_platform_renames_through_their_partial_index(
+    db: Database, store: Store
+) -> None:
+    """Every registration checks the renames (a rename's name is no slug to register
+    under): through their partial index, not a scan of the log's whole index."""
+    from ledger.application import Ledger as _Ledger
+    from ledger.persistence import WriteTransaction
+
+    ledger = _Ledger(StoreLocation.parse(store.url))
+    try:
+        tx = WriteTransaction(db, ledger.storage)
+        sql = tx._leaves_with_sequence_sql + "WHERE l.type = 'platform_renamed'"
+        plan = _plan(db, sql, {})
+        assert "ledger_entries_renames" in plan, plan
+        # And the method reads them.
+        rename = (
+            '{"type": "platform_renamed", "platform": "twitter", "name": "X", '
+            '"occurred_at": "2023-07-23", "source": "s"}\n'
+        )
+        store.ok("append", "-", input=rename)
+        assert [b'"name":"X"' in leaf for leaf in tx.leaves_of_type("platform_renamed")] == [True]
+    finally:
+        ledger.close()

@@ -131,7 +131,7 @@ def test_read_models_behind_the_log_are_checked_as_far_as_they_go(
 
     writer = Ledger(StoreLocation.parse(store.url))  # a library append: no read model updated
     try:
-        writer.append([(1, parse_event(account("x:late", "2024-01-01")))], actor="t")
+        writer.append([(1, parse_event(account("mastodon:late", "2024-01-01")))], actor="t")
     finally:
         writer.close()
     code, out = _checked(store)
@@ -162,7 +162,7 @@ def test_the_check_reads_one_state_while_others_project(
 
     def then_append(db: Any) -> tuple[int, int]:
         position = reads_position(db)
-        store.append(account("x:meanwhile", "2024-01-01"))  # another connection
+        store.append(account("mastodon:meanwhile", "2024-01-01"))  # another connection
         return position
 
     monkeypatch.setattr(check, "projected_position", then_append)

@@ -153,7 +153,7 @@ def test_every_write_is_refused_and_nothing_changes(
     store = str(directory / "ledger.db")
     if args[0] == "append":
         args = [*args[:-1], str(directory.parent / "new.jsonl")]
-        (directory.parent / "new.jsonl").write_text(jsonl(account("x:new", "2024-01-01")))
+        (directory.parent / "new.jsonl").write_text(jsonl(account("mastodon:new", "2024-01-01")))
     result = run("--store", store, *args)
     if args[0] == "init":  # nothing to write: the ledger is there already
         assert result.returncode == 0, result.stderr
@@ -177,7 +177,7 @@ def _write_uncheckpointed(directory: Path) -> None:
         holder.execute("PRAGMA wal_autocheckpoint=0")
         holder.execute("SELECT count(*) FROM stored_events").fetchone()
         event = directory.parent / "late.jsonl"
-        event.write_text(jsonl(account("x:late", "2024-01-01")))
+        event.write_text(jsonl(account("mastodon:late", "2024-01-01")))
         _ok("--store", store, "append", str(event))
         assert (directory / "ledger.db-wal").stat().st_size > 0
         copy = directory.parent / f"{directory.name}-copy"
@@ -199,7 +199,7 @@ def test_a_copy_with_its_write_ahead_log_reads_the_events_only_the_log_holds(
     result = run("--store", str(directory / "ledger.db"), "export", "--nl")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") == 19
-    assert '"account":"x:late"' in result.stdout
+    assert '"account":"mastodon:late"' in result.stdout
 
 
 def test_a_write_ahead_log_without_its_index_is_refused_not_read_stale(
@@ -232,11 +232,11 @@ def test_read_models_behind_the_log_are_an_error_naming_what_to_do(
 
     writer = Ledger(StoreLocation.parse(store))  # a library append: no read model updated
     try:
-        writer.append([(1, parse_event(account("x:late", "2024-01-01")))], actor="t")
+        writer.append([(1, parse_event(account("mastodon:late", "2024-01-01")))], actor="t")
     finally:
         writer.close()
     run = read_only(directory)
-    result = run("--store", store, "status", "x:late")
+    result = run("--store", store, "status", "mastodon:late")
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert result.stderr == (
         f"Error: the read models are behind the log and {store} is read-only here, so they "

@@ -686,6 +686,10 @@ def test_a_platform_keeps_its_slug_when_renamed_either_way_round(store: Store) -
     store.append(ev("platform_renamed", "2024-01-01", platform="twitter", name="TWITTER"))
     store.append(ev("event_retracted", "2024-03-01", target="rn", reason="not yet"))
     store.append(account("x:after", "2024-03-02"))
+    # The appends' own slug pattern (no pydantic there) is the schema's.
+    from ledger import application, events
+
+    assert application._SLUG.pattern == events.SLUG.strip("^$")
 
 
 def test_backfill_is_checked_only_against_its_own_account(world: Store) -> None:
