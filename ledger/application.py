@@ -967,14 +967,11 @@ class _Batch:
         """The platform renames in force (not retracted), by event_id: read once a
         batch (renames are few; the index has no way to them but a scan)."""
         if self._renames is None:
-            found = {}
-            for leaf in self.tx.leaves_of_type("platform_renamed"):
-                record = json.loads(leaf)
-                found[record["event_id"]] = record
-            for ref, record in self.unflushed.values():
-                if ref.type == "platform_renamed":
-                    found[ref.event_id] = record
-            self._renames = {k: r for k, r in found.items() if self.retraction_of(k) is None}
+            self._renames = {
+                record["event_id"]: record
+                for record in self._records_of_type("platform_renamed")
+                if self.retraction_of(record["event_id"]) is None
+            }
         return self._renames
 
     def _check_platform_is_no_renamed_name(self, record: dict[str, Any]) -> None:
@@ -1015,12 +1012,16 @@ class _Batch:
         the batch's registrations; a retracted one is checked where it is used."""
         if self._platform_accounts is None:
             found: dict[str, set[str]] = {}
-            records = [json.loads(leaf) for leaf in self.tx.leaves_of_type("account_registered")]
-            records += [r for ref, r in self.unflushed.values() if ref.type == "account_registered"]
-            for registration in records:
+            for registration in self._records_of_type("account_registered"):
                 found.setdefault(registration["platform"], set()).add(registration["account"])
             self._platform_accounts = found
         return self._platform_accounts
+
+    def _records_of_type(self, kind: str) -> list[dict[str, Any]]:
+        """Every recorded event of one type, this batch's unflushed ones included."""
+        records = [json.loads(leaf) for leaf in self.tx.leaves_of_type(kind)]
+        records += [r for ref, r in self.unflushed.values() if ref.type == kind]
+        return records
 
     def _registrations_to(self, subject: str) -> list[Entry]:
         """The registrations in force of the accounts registered to ``subject``."""

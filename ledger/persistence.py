@@ -411,12 +411,13 @@ class WriteTransaction:
         """Leaves of every event of one type, in log order. Renames come through their
         partial index (its predicate spelt out, as the planners need to use it); any
         other type is a scan of the index, for rare moments only (a rename's check)."""
-        where = "WHERE l.type = 'platform_renamed'" if kind == "platform_renamed" else ""
-        rows = self.db.execute(
-            self._leaves_with_sequence_sql + (where or "WHERE l.type = ?"),
-            () if where else (kind,),
-        )
-        return [leaf_bytes(state) for _, state in sorted(rows.fetchall())]
+        params: tuple[str, ...] = ()
+        if kind == "platform_renamed":
+            where = "WHERE l.type = 'platform_renamed'"
+        else:
+            where, params = "WHERE l.type = ?", (kind,)
+        rows = self.db.execute(self._leaves_with_sequence_sql + where, params).fetchall()
+        return [leaf_bytes(state) for _, state in sorted(rows)]
 
     def referring_leaves(self, event_id: str) -> list[bytes]:
         """Leaves of events whose ``target`` is ``event_id`` (appeals, retractions)."""

@@ -88,14 +88,14 @@ def _letter_or_mark(char: str) -> bool:
     return unicodedata.category(char)[0] in "LM"
 
 
-def _hidden_at(actor: str, index: int) -> bool:
-    char = actor[index]
+def _hidden_at(text: str, index: int) -> bool:
+    char = text[index]
     if char in _JOINERS:
-        between_letters = 0 < index < len(actor) - 1
+        between_letters = 0 < index < len(text) - 1
         return not (
             between_letters
-            and _letter_or_mark(actor[index - 1])
-            and _letter_or_mark(actor[index + 1])
+            and _letter_or_mark(text[index - 1])
+            and _letter_or_mark(text[index + 1])
         )
     return _unprintable(char)
 

@@ -261,10 +261,7 @@ def unregistered_hint(db: Database, field: str, given: str) -> str:
     """For an event refused because its account or subject has no registration: a
     registration the ledger holds but that is retracted, else the ids that may have
     been meant."""
-    if field == "account":
-        spelling = _spelling_hint(given)
-        if spelling:
-            return spelling
+    if field == "account":  # with no registration at all, meant_hint names its spelling
         return _registration_elsewhere(db, given, datetime.now(UTC), None)
     return meant_hint(db, field, given)
 
