@@ -1054,6 +1054,34 @@ class _Batch:
                 "an exemption names the platform slug its accounts' ids begin with"
             )
 
+    def _check_no_exemption_rests_on(self, registration: dict[str, Any]) -> None:
+        """A registration whose retraction would leave a subject's exemption under one
+        platform's rule held by no account there is refused, as an exemption naming
+        that platform would be: the exemption is retracted or revoked first."""
+        subject, account = registration.get("subject"), registration["account"]
+        platform = platform_of(account)
+        if subject is None:
+            return
+        own = self.lane_entries(stream_id("account", account), "registration")
+        # Another account there, or this account's other registration to the subject.
+        if any(
+            platform_of(r.record["account"]) == platform and r.record.get("subject") == subject
+            for r in self._registrations_to(subject) + own
+            if r.event_id != registration["event_id"]
+        ):
+            return
+        in_force: dict[str, Entry | None] = {}
+        for entry in self.stream_entries(stream_id("subject", subject)):
+            if entry.type.startswith("exemption_") and entry.record.get("platform") == platform:
+                applied = entry.type == "exemption_applied"
+                in_force[entry.record["exemption"]] = entry if applied else None
+        held = [entry for entry in in_force.values() if entry is not None]
+        if held:
+            raise RuleViolation(
+                f"subject '{subject}' holds {held[0].describe()} under platform '{platform}' "
+                f"through account {account} alone; retract that first"
+            )
+
     def _settled_later(self, view: StreamView, lane: str) -> str:
         """Note a lane this line left invalid for the end of the batch to judge."""
         key = (view.key, lane)
@@ -1086,8 +1114,10 @@ class _Batch:
                     f"account {first.record['account']} still refers to subject "
                     f"'{subject}' ({first.describe()}); retract that first"
                 )
-        target = Entry.from_record(target_record)
         older = self.copying and _recorded_before_new_checks(record)
+        if found.type == "account_registered" and not older:
+            self._check_no_exemption_rests_on(target_record)
+        target = Entry.from_record(target_record)
         lane = view.retract(record, target, defer_later=True, stored=older)
         if found.type == "platform_renamed" and self._renames is not None:
             self._renames.pop(target_id, None)

@@ -466,6 +466,40 @@ def test_a_subjects_exemption_under_one_platforms_rule_is_held_there_only(
         )  # fmt: skip
 
 
+def test_a_registration_holding_a_platform_exemption_alone_is_retracted_after_it(
+    store: Store,
+) -> None:
+    # Retracting the subject's only twitter account would leave its twitter exemption
+    # held by nobody, one a new exemption naming twitter could not be: refused, as a
+    # subject's registration is while an account refers to it.
+    store.append(
+        subject("someone"),
+        account("twitter:someone", subject="someone", event_id="tw"),
+        account("facebook:someone", subject="someone", event_id="fb"),
+        ev("exemption_applied", "2022-01-01", subject="someone", platform="twitter",
+           exemption="world_leader", policy="p", event_id="x-rule"),
+    )  # fmt: skip
+    reject_append(
+        store,
+        ev("event_retracted", "2024-01-01", target="tw", reason="wrong", event_id="r"),
+        expect=("event_retracted r rejected: subject 'someone' holds x-rule (exemption_applied "
+                "at 2022-01-01T00:00:00Z) under platform 'twitter' through account "
+                "twitter:someone alone; retract that first",),
+    )  # fmt: skip
+    # Another account there holds it too, or the exemption is gone: the retraction stands.
+    store.append(
+        account("twitter:someone2", subject="someone", event_id="tw2"),
+        ev("event_retracted", "2024-01-01", target="tw", reason="wrong"),
+        ev("event_retracted", "2024-01-01", target="fb", reason="wrong"),
+        ev("exemption_revoked", "2023-01-01", subject="someone", platform="twitter",
+           exemption="world_leader", policy="p"),
+        ev("event_retracted", "2024-01-01", target="tw2", reason="wrong"),
+    )  # fmt: skip
+    recorded = export(store)
+    assert len(recorded) == 9
+    assert recorded[-1]["target"] == "tw2"
+
+
 def test_followers_is_the_latest_count_in_valid_time(store: Store) -> None:
     store.append(
         account(A),

@@ -289,6 +289,40 @@ def _written_by_an_older_version(tmp_path: Path, events: list[dict[str, object]]
     return export
 
 
+def test_a_registration_retracted_from_under_a_platform_exemption_by_an_older_version_is_copied(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    export = _written_by_an_older_version(
+        tmp_path,
+        [
+            {"type": "subject_registered", "event_id": "s", "subject": "someone",
+             "name": "Someone", "kind": "person", "roles": [],
+             "occurred_at": "2020-01-01T00:00:00Z"},
+            {"type": "account_registered", "event_id": "tw", "account": "twitter:someone",
+             "platform": "twitter", "handle": "someone", "subject": "someone",
+             "occurred_at": "2020-01-01T00:00:00Z"},
+            {"type": "exemption_applied", "event_id": "e", "subject": "someone",
+             "platform": "twitter", "exemption": "world_leader", "policy": "p",
+             "occurred_at": "2021-01-01T00:00:00Z"},
+            {"type": "event_retracted", "event_id": "r", "target": "tw", "reason": "wrong",
+             "occurred_at": "2022-01-01T00:00:00Z"},
+        ],
+    )  # fmt: skip
+    bare_store.ok("copy", "--export", str(export))
+    assert bare_store.ok("export", "--nl").stdout_bytes == export.read_bytes()
+    newer = tmp_path / "newer.jsonl"
+    newer.write_bytes(
+        export.read_bytes().replace(
+            b'"recorded_at":"2024-01-01T00', b'"recorded_at":"2026-12-07T02'
+        )
+    )
+    fresh = Store(str(tmp_path / "fresh.db"), "sqlite", tmp_path)
+    assert (
+        "subject 'someone' holds e (exemption_applied at 2021-01-01T00:00:00Z) under platform "
+        "'twitter' through account twitter:someone alone; retract that first"
+    ) in fresh.fail("copy", "--export", str(newer)).stderr
+
+
 def test_a_log_holding_what_new_input_may_no_longer_hold_is_still_copied_and_kept_up(
     bare_store: Store, tmp_path: Path
 ) -> None:
@@ -332,7 +366,9 @@ def test_a_log_holding_what_new_input_may_no_longer_hold_is_still_copied_and_kep
     # Recorded since those checks exist, the same events are new input: refused.
     newer = tmp_path / "newer.jsonl"
     newer.write_bytes(
-        export.read_bytes().replace(b'"recorded_at":"2024-01-01', b'"recorded_at":"2026-12-07')
+        export.read_bytes().replace(
+            b'"recorded_at":"2024-01-01T00', b'"recorded_at":"2026-12-07T02'
+        )
     )
     fresh = Store(str(tmp_path / "fresh.db"), "sqlite", tmp_path)
     refused = fresh.fail("copy", "--export", str(newer)).stderr
