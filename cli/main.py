@@ -144,10 +144,13 @@ _DETAIL_FIELDS = (
 def _with_detail(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Table view only: the type-specific fields folded into one readable column."""
     for row in rows:
+        # An account's event carries the subject its registration names (JSON and CSV
+        # have the column); the table's detail shows it on the registration only.
+        derived = row.get("account") is not None and row["type"] != "account_registered"
         parts = [
             f"{key}={', '.join(map(str, value)) if isinstance(value, list) else value}"
             for key in _DETAIL_FIELDS
-            if (value := row.get(key)) is not None
+            if (value := row.get(key)) is not None and not (key == "subject" and derived)
         ]
         if row.get("account") is None and row.get("platform") is not None:
             # A row of no account (a platform's rename): the table has no platform column.

@@ -832,25 +832,57 @@ def timeline(
         f"WHERE {' AND '.join(clauses)} ORDER BY t.occurred_us, t.sequence"
     )
     parse = leaves.parser()
+    subject_of = _AccountSubjects(db, known_at)
     count = 0
     try:
         for leaf, retracted in _rows(db, sql, params, selection):
             record = parse(leaf)
-            # Each row names what the filters matched: an account's events their
-            # platform (the account id's prefix), a retraction its target's account,
-            # subject and platform (as projected: ~1% of rows, so a lookup each keeps
-            # the account index covering). `export` gives the stored events as they are.
+            # Each row names what the filters matched: a retraction its target's
+            # account, subject and platform (as projected: ~1% of rows, so a lookup each
+            # keeps the account index covering); an account's events their platform
+            # (the account id's prefix) and, where the event names none, the subject
+            # its account's registration names, as `counts --by subject` counts them.
+            # `export` gives the stored events as they are.
+            if record["type"] == "event_retracted":
+                _name_retraction(db, record)
             account = record.get("account")
             if account is not None:
-                if "platform" not in record:
-                    record["platform"] = platform_of(account)
-            elif record["type"] == "event_retracted":
-                _name_retraction(db, record)
+                record.setdefault("platform", platform_of(account))
+                own = record["type"] == "account_registered"  # registered to none, or its own
+                if not own and record.get("subject") is None and (subject := subject_of(account)):
+                    record["subject"] = subject
             record["retracted"] = bool(retracted)
             count += 1
             yield record
     finally:
         leaves.parsed(count)
+
+
+class _AccountSubjects:
+    """The subject each account's registration names as known at K (None for an
+    account registered to none, or with no registration then), one lookup an account;
+    the cache is bounded, as a cross-platform timeline meets every account."""
+
+    LIMIT = 4096
+
+    def __init__(self, db: Database, known_at: datetime) -> None:
+        self.db = db
+        self.known = micros(known_at)
+        self.found: dict[str, str | None] = {}
+
+    def __call__(self, account: str) -> str | None:
+        if account in self.found:
+            return self.found[account]
+        if len(self.found) >= self.LIMIT:
+            self.found.clear()
+        row = self.db.one(
+            "SELECT a.subject FROM timeline a WHERE a.account = :account "
+            f"AND a.type = 'account_registered' AND {status_facts_clause('a')} "
+            f"AND {_visible('a')} LIMIT 1",
+            {"account": account, "known": self.known},
+        )
+        self.found[account] = subject = None if row is None else row[0]
+        return subject
 
 
 def _name_retraction(db: Database, record: dict[str, Any]) -> None:

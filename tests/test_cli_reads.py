@@ -469,11 +469,33 @@ def test_timeline_rows_name_what_the_filters_matched(world: Store) -> None:
     retraction = world.timeline("--account", FB)[-1]
     assert retraction["type"] == "event_retracted"
     assert (retraction["account"], retraction["platform"]) == (FB, "facebook")
-    assert "subject" not in retraction  # its target names none
-    # The stored events are unchanged: an account event names no platform itself.
+    # An account's events name the subject its registration names, as known then.
+    assert retraction["subject"] == "khamenei"
+    assert {r[header.index("subject")] for r in body} == {"khamenei"}
+    assert {e.get("subject") for e in world.timeline("--account", X_DT)} == {"donald_trump"}
+    # The stored events are unchanged: an account event names no platform or subject.
     stored = {e["event_id"]: e for e in export(world)}
     assert "platform" not in stored["rm-ig"]
+    assert "subject" not in stored["rm-ig"]
     assert "account" not in stored["x"]
+
+
+def test_an_account_events_subject_is_its_registrations_as_known_then(world: Store) -> None:
+    world.append(ev("followers_observed", "2024-03-01", account=X_OTHER, count=5, event_id="f"))
+    assert "subject" not in world.timeline("--account", X_OTHER)[-1]  # registered to none
+    before = export(world)[-1]["recorded_at"]
+    # Registered to the wrong subject: retracted and registered again, to the right one.
+    world.append(
+        ev("event_retracted", "2024-03-02", target="reg-other", reason="wrong", event_id="r"),
+        account(X_OTHER, "2020-01-01", subject="donald_trump", event_id="reg-other-2"),
+    )
+    now = {e["event_id"]: e.get("subject") for e in world.timeline("--account", X_OTHER)}
+    assert now == {"reg-other": None, "reg-other-2": "donald_trump", "f": "donald_trump",
+                   "r": "donald_trump"}  # fmt: skip
+    then = world.timeline("--account", X_OTHER, "--known-at", before)
+    assert [e.get("subject") for e in then] == [None, None]
+    # A subject's timeline lists them under it, as `counts --by subject` counts them.
+    assert "f" in {e["event_id"] for e in world.timeline("--subject", "donald_trump")}
 
 
 def test_export_formats(world: Store) -> None:
