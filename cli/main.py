@@ -2271,8 +2271,8 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     """Build the Khamenei / Trump story in a fresh store and show it.
 
     Loads the seed events shipped with the package (ledger/data/seed.jsonl), then
-    prints the cross-platform status table, Khamenei's timeline and the post X
-    kept behind a warning screen.
+    prints the cross-platform status table, Khamenei's timeline, the post X kept
+    behind a warning screen and the history of Trump's account.
 
     \b
     Example:
@@ -2309,8 +2309,9 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     result = session.writing_ledger().append(_read_lines(io.StringIO(seed)), actor="demo")
     session.reader()
     _report(result, as_json=False)
-    # As of the article's date: its facts say nothing of what happened since.
-    click.echo("\nCross-platform status on 9 Feb 2024, the article's date, from its facts:\n")
+    # As of the article's date: its facts (and Trump's earlier reinstatement) say
+    # nothing of what happened since.
+    click.echo("\nCross-platform status on 9 Feb 2024, the article's date:\n")
     ctx.invoke(
         accounts_command,
         platform=None,
@@ -2342,6 +2343,14 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
         state_filter=None,
         as_of=None,
         known_at=None,
+    )
+    click.echo("\nTrump's Twitter account, removed while Khamenei's was kept, over time:\n")
+    ctx.invoke(
+        status,
+        account="twitter:realDonaldTrump",
+        as_of=None,
+        known_at=None,
+        history=True,
     )
     import shlex  # a PostgreSQL URL's "?" would be a shell pattern unquoted
 
@@ -2447,7 +2456,7 @@ def inclusion(session: Session, event: str, by: str | None) -> None:
 
     \b
     Example:
-      enforcement-ledger prove inclusion seed-x-trump-suspended > trump.proof
+      enforcement-ledger prove inclusion seed-x-trump-reinstated > trump.proof
       enforcement-ledger prove inclusion 12 --by sequence
     """
     from ledger.integrity import inclusion_proof_text

@@ -20,6 +20,8 @@ from tests.conftest import Store
 
 SOURCE = "https://example.org/report"
 REPO = Path(__file__).resolve().parents[1]
+SEED = REPO / "ledger" / "data" / "seed.jsonl"
+SEED_EVENTS = len(SEED.read_text(encoding="utf-8").splitlines())  # the shipped story's
 # The CLI as its own process (signals, exit statuses, file systems, start-up).
 CLI = [sys.executable, "-c", "from cli.main import main; main()"]
 

@@ -651,7 +651,7 @@ def test_demo_builds_the_story_and_shows_it(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     out = result.stdout
     # As of the article's date, not "now": the article says nothing of what came after.
-    header = "Cross-platform status on 9 Feb 2024, the article's date, from its facts:"
+    header = "Cross-platform status on 9 Feb 2024, the article's date:"
     assert header in out
     assert "Khamenei's timeline:" in out
     status_text = out.split(header)[1].split("Khamenei's timeline:")[0]
@@ -661,7 +661,7 @@ def test_demo_builds_the_story_and_shows_it(tmp_path: Path) -> None:
         "instagram:khamenei_fa": "removed",
         "facebook:khamenei.ir": "removed",
         "twitter:khamenei_ir": "active",
-        "twitter:realDonaldTrump": "suspended",
+        "twitter:realDonaldTrump": "active",  # X reinstated him on 19 Nov 2022
     }
     assert rows["twitter:khamenei_ir"]["followers"] == "1000000"
     screened = "The post X kept behind a warning screen:"
@@ -672,12 +672,18 @@ def test_demo_builds_the_story_and_shows_it(tmp_path: Path) -> None:
     assert "exemption_applied" in types
     assert types.count("account_removed") == 3
     assert all("realDonaldTrump" not in r.get("account", "") for r in timeline)
-    (post,) = parse_table(out.split(screened)[1].split("Demo ledger:")[0].strip("\n"))
+    trump = "Trump's Twitter account, removed while Khamenei's was kept, over time:"
+    (post,) = parse_table(out.split(screened)[1].split(trump)[0].strip("\n"))
     assert (post["post"], post["state"], post["exception"]) == (
         "oct-7-praise",
         "warning_screen",
         "public_interest",
     )
+    history = parse_table(out.split(trump)[1].split("Demo ledger:")[0].strip("\n"))
+    assert [(p["status"], p["from"], p["to"]) for p in history] == [
+        ("removed", "2021-01-08T00:00:00Z", "2022-11-19T00:00:00Z"),
+        ("active", "2022-11-19T00:00:00Z", ""),
+    ]
     assert path.exists()
     # The demo ledger is an ordinary store.
     again = CliRunner().invoke(cli, ["--store", str(path), "status", "twitter:khamenei_ir"])

@@ -69,7 +69,7 @@ def test_a_copy_is_the_same_ledger_both_ways(store: Store, tmp_path: Path) -> No
 
     middle = Store(str(tmp_path / "moved.db"), "sqlite", tmp_path)
     result = middle.ok("copy", store.url)
-    assert result.stdout.startswith("Copied 23 event(s) and 3 signed checkpoint(s) from ")
+    assert result.stdout.startswith("Copied 24 event(s) and 3 signed checkpoint(s) from ")
     assert middle.ok("verify", "--vkey", vkey).stdout == source_verify
     assert _answers(middle) == _answers(store)
     # Record time and actors are the source's, not the copy's.
@@ -92,7 +92,7 @@ def test_a_copy_is_the_same_ledger_both_ways(store: Store, tmp_path: Path) -> No
             "-",
             input=jsonl(ev("account_reinstated", "2024-03-01", account="twitter:someone")),
         )
-        assert "OK size 24 " in back.ok("verify", "--vkey", vkey).stdout
+        assert "OK size 25 " in back.ok("verify", "--vkey", vkey).stdout
     finally:
         if back.kind == "postgres":
             schema = back.url.rsplit("schema=", 1)[1]
@@ -112,7 +112,7 @@ def test_a_copy_goes_only_into_an_empty_store_of_the_same_origin(
     # Same origin, but not empty.
     twin = Store(str(tmp_path / "twin.db"), "sqlite", tmp_path)
     twin.ok("copy", store.url)
-    reject(twin, "copy", store.url, expect=("already holds 23 event(s)",))
+    reject(twin, "copy", store.url, expect=("already holds 24 event(s)",))
 
 
 def test_a_missing_source_is_named_without_advice_meant_for_the_target(
@@ -237,7 +237,7 @@ def test_an_export_copied_into_a_store_is_the_same_ledger(
     source, vkey, export, checkpoints = _handed_over(tmp_path)
     given = [arg for path in checkpoints for arg in ("--checkpoint", str(path))]
     result = bare_store.ok("copy", "--export", str(export), *given, "--vkey", vkey)
-    assert result.stdout == f"Copied 23 event(s) and 3 signed checkpoint(s) from {export}\n"
+    assert result.stdout == f"Copied 24 event(s) and 3 signed checkpoint(s) from {export}\n"
     assert result.stderr == ""  # every event is under a signed checkpoint
     # The same checkpoint given twice (a copy of its file) is stored and counted once.
     twice = Store(str(tmp_path / "twice.db"), "sqlite", tmp_path)
@@ -246,7 +246,7 @@ def test_an_export_copied_into_a_store_is_the_same_ledger(
     result = twice.ok(
         "copy", "--export", str(export), *given, "--checkpoint", str(again), "--vkey", vkey
     )
-    assert result.stdout == f"Copied 23 event(s) and 3 signed checkpoint(s) from {export}\n"
+    assert result.stdout == f"Copied 24 event(s) and 3 signed checkpoint(s) from {export}\n"
     assert (
         bare_store.ok("verify", "--vkey", vkey).stdout == source.ok("verify", "--vkey", vkey).stdout
     )
@@ -263,7 +263,7 @@ def test_events_beyond_the_checkpoints_given_are_copied_with_a_warning(
     size = int(checkpoints[0].read_text(encoding="utf-8").splitlines()[1])
     result = bare_store.ok("copy", "--export", str(export), *oldest, "--vkey", vkey)
     assert result.stderr == (
-        f"warning: sequence {size}..22: covered by no signed checkpoint given, so nothing "
+        f"warning: sequence {size}..23: covered by no signed checkpoint given, so nothing "
         "shows they are the operator's (`verify --all-signed` fails on them)\n"
     )
     assert bare_store.fail("verify", "--vkey", vkey, "--all-signed").exit_code == 1
@@ -447,7 +447,7 @@ def test_an_export_with_a_changed_byte_or_a_forged_checkpoint_copies_nothing(
     short = tmp_path / "short.jsonl"
     short.write_bytes(b"".join(export.read_bytes().splitlines(keepends=True)[:5]))
     result = bare_store.fail("copy", "--export", str(short), *newest, "--vkey", vkey)
-    assert "the source's checkpoint at size 23 is beyond its 5 event(s)" in result.stderr
+    assert "the source's checkpoint at size 24 is beyond its 5 event(s)" in result.stderr
     _nothing_copied(bare_store)
 
 

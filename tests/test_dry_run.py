@@ -11,7 +11,7 @@ import pytest
 
 from bench.generate import generate
 from tests.conftest import Store
-from tests.ledger_helpers import account, ev, jsonl
+from tests.ledger_helpers import SEED_EVENTS, account, ev, jsonl
 
 SEED = Path(__file__).parents[1] / "ledger" / "data" / "seed.jsonl"
 
@@ -42,7 +42,7 @@ def test_a_dry_run_answers_as_the_append_would_and_writes_nothing(
     real = store.ok("--key-file", str(key), "append", "--json", "-", input=batch)
     assert json.loads(real.stdout) == summary  # the same events, at the same sequences
     assert summary["appended"] == 300
-    assert summary["first_sequence"] == 18
+    assert summary["first_sequence"] == SEED_EVENTS
 
 
 def test_a_dry_run_refuses_what_the_append_refuses(store: Store) -> None:
@@ -65,7 +65,7 @@ def test_record_dry_run(store: Store) -> None:
     args = ["--account", "twitter:khamenei_ir", "--post", "p2", "--occurred-at", "2024-03-01"]
     result = store.ok("record", "post-published", *args, "--source", "s", "--dry-run")
     assert result.stdout == (
-        "Would append 1 event(s), sequence 18..18\n"
+        f"Would append 1 event(s), sequence {SEED_EVENTS}..{SEED_EVENTS}\n"
         "Dry run: every check passed; nothing was written\n"
     )
     assert _everything(store) == before
@@ -82,5 +82,5 @@ def test_a_dry_run_of_re_sent_events_says_what_it_would_skip(store: Store, sort:
     store.ok("append", str(SEED))
     flags = ["--sort"] if sort else []
     result = store.ok("append", "--dry-run", *flags, str(SEED))
-    assert result.stdout.startswith("Would skip 18 already recorded event(s): ")
+    assert result.stdout.startswith(f"Would skip {SEED_EVENTS} already recorded event(s): ")
     assert result.stdout.endswith("Dry run: every check passed; nothing was written\n")

@@ -149,12 +149,12 @@ class Log:
 
 
 def three_batches(log: Log) -> None:
-    """18 seed events, then 12 subjects, then 8 accounts: 38 events, 3 batches."""
+    """19 seed events, then 12 subjects, then 8 accounts: 39 events, 3 batches."""
     names = [f"extra_subject_{i:02d}" for i in range(12)]
     log.append_seed()
     log.append([subject_event(n) for n in names])
     log.append([account_event(n) for n in names[:8]])
-    assert log.sizes == [18, 30, 38]
+    assert log.sizes == [19, 31, 39]
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def log(store: Store) -> Log:
 
 @pytest.fixture
 def full_log(log: Log) -> Log:
-    """38 events appended in 3 batches under a key: 3 stored checkpoints."""
+    """39 events appended in 3 batches under a key: 3 stored checkpoints."""
     three_batches(log)
     return log
 
@@ -291,8 +291,8 @@ def test_sqlite_key_defaults_to_store_path_plus_key(
     store.ok("append", str(SEED))
     text = store.ok("checkpoint").stdout
     checkpoint, _ = notes.open_checkpoint(text, [notes.parse_verifier_key(vkey)])
-    assert checkpoint.size == 18
-    # The append signed size 18 with that key: `checkpoint` printed that one again.
+    assert checkpoint.size == 19
+    # The append signed size 19 with that key: `checkpoint` printed that one again.
     assert "(1 checkpoint(s)" in store.ok("verify", "--vkey", vkey).stdout
 
 
@@ -332,7 +332,7 @@ def test_checkpoint_is_a_signed_c2sp_note_over_the_rfc6962_root(full_log: Log) -
     origin, size, root, name, signature = parse_checkpoint(text)
     verifier = full_log.verifier()
     assert origin == name == verifier.name
-    assert size == 38
+    assert size == 39
     assert root == ref_root(full_log.export_lines())
     # base64(keyid || Ed25519 signature)
     assert len(signature) == 4 + 64
@@ -359,7 +359,7 @@ def test_checkpoint_at_a_signed_size_prints_that_checkpoint_and_stores_no_copy(
     full_log: Log,
 ) -> None:
     before = stored_checkpoints(full_log.store)
-    assert [size for size, _ in before] == [18, 30, 38]
+    assert [size for size, _ in before] == [19, 31, 39]
     # The last batch signed size 38: the same key gives the same bytes, stored once.
     assert full_log.ok("checkpoint").stdout == before[-1][1]
     assert full_log.ok("checkpoint").stdout == before[-1][1]
@@ -369,7 +369,7 @@ def test_checkpoint_at_a_signed_size_prints_that_checkpoint_and_stores_no_copy(
     other.keygen()
     note = other.ok("checkpoint").stdout
     assert note != before[-1][1]
-    assert stored_checkpoints(full_log.store) == [*before, (38, note)]
+    assert stored_checkpoints(full_log.store) == [*before, (39, note)]
 
 
 def test_another_logs_key_signs_nothing_here(full_log: Log, tmp_path: Path) -> None:
@@ -453,25 +453,25 @@ def test_every_append_batch_stores_a_new_signed_checkpoint(shared_log: Log) -> N
     # The newest stored checkpoint is the one proofs are served against.
     proof = notes.parse_tlog_proof(shared_log.ok("prove", "inclusion", "0").stdout)
     checkpoint, _ = proof.verify(ref_leaf(lines[0]), [verifier], origin=shared_log.origin())
-    assert checkpoint.size == 38
+    assert checkpoint.size == 39
     assert checkpoint.root_hash == ref_root(lines)
 
     # In the store: one signed checkpoint per batch, each over its own prefix.
     stored = stored_checkpoints(shared_log.store)
-    assert [size for size, _ in stored] == shared_log.sizes == [18, 30, 38]
+    assert [size for size, _ in stored] == shared_log.sizes == [19, 31, 39]
     for size, note in stored:
         checkpoint, _ = notes.open_checkpoint(note, [verifier], origin=shared_log.origin())
         assert (checkpoint.size, checkpoint.root_hash) == (size, ref_root(lines[:size]))
 
     # Successive checkpoints are provably consistent.
-    for old, new in [(18, 30), (30, 38), (18, 38)]:
+    for old, new in [(19, 31), (31, 39), (19, 39)]:
         proof_lines = shared_log.ok("prove", "consistency", str(old), "--to", str(new)).stdout
         hashes = [base64.b64decode(x) for x in proof_lines.split()]
         merkle.verify_consistency(old, new, ref_root(lines[:old]), ref_root(lines[:new]), hashes)
 
     # Without --to the newest checkpoint is the target.
-    default = shared_log.ok("prove", "consistency", "18").stdout
-    assert default == shared_log.ok("prove", "consistency", "18", "--to", "38").stdout
+    default = shared_log.ok("prove", "consistency", "19").stdout
+    assert default == shared_log.ok("prove", "consistency", "19", "--to", "39").stdout
 
 
 def test_appends_without_a_key_are_not_checkpointed(
@@ -484,7 +484,7 @@ def test_appends_without_a_key_are_not_checkpointed(
     assert "(0 checkpoint(s)" in verified.stdout
     # Nothing vouches for these events beyond the store itself: the auditor is told.
     assert verified.stderr == (
-        "warning: sequence 0..17: covered by no signed checkpoint (the key holder signs "
+        "warning: sequence 0..18: covered by no signed checkpoint (the key holder signs "
         "them with `enforcement-ledger checkpoint`; or compare with a --trusted checkpoint)\n"
     )
     result = store.fail("prove", "inclusion", "0")
@@ -499,7 +499,7 @@ def test_export_nl_lines_are_canonical_leaves_in_sequence_order(shared_log: Log)
     assert data.endswith(b"\n")
     assert b"\r" not in data
     lines = data.split(b"\n")[:-1]
-    assert len(lines) == 38
+    assert len(lines) == 39
     event_ids = set()
     for index, line in enumerate(lines):
         text = line.decode("utf-8")
@@ -509,7 +509,7 @@ def test_export_nl_lines_are_canonical_leaves_in_sequence_order(shared_log: Log)
         for key in ("event_id", "type", "occurred_at", "recorded_at", "actor", "source"):
             assert key in record, (index, key)
         event_ids.add(record["event_id"])
-    assert len(event_ids) == 38
+    assert len(event_ids) == 39
     # The seed's non-ASCII text is stored as UTF-8, not as \u escapes.
     assert "…".encode() in data
 
@@ -520,7 +520,7 @@ def test_export_nl_lines_are_canonical_leaves_in_sequence_order(shared_log: Log)
 def test_prove_inclusion_by_sequence_and_by_event_id(shared_log: Log) -> None:
     lines = shared_log.export_lines()
     verifier = shared_log.verifier()
-    for index in (0, 5, 17, 18, 29, 36, 37):
+    for index in (0, 5, 18, 19, 30, 37, 38):
         event_id = json.loads(lines[index])["event_id"]
         by_sequence = shared_log.ok("prove", "inclusion", str(index)).stdout
         by_event_id = shared_log.ok("prove", "inclusion", event_id).stdout
@@ -531,13 +531,13 @@ def test_prove_inclusion_by_sequence_and_by_event_id(shared_log: Log) -> None:
         assert header[0] == "c2sp.org/tlog-proof@v1"
         assert header[1] == f"index {index}"
         origin, size, root, _, _ = parse_checkpoint(signed)
-        assert (size, root) == (38, ref_root(lines))
+        assert (size, root) == (39, ref_root(lines))
 
         proof = notes.parse_tlog_proof(by_sequence)
         assert proof.index == index
         assert len(proof.hashes) == len(header) - 2
         checkpoint, _ = proof.verify(ref_leaf(lines[index]), [verifier], origin=origin)
-        assert checkpoint.size == 38
+        assert checkpoint.size == 39
 
         other = lines[(index + 1) % len(lines)]
         with pytest.raises(merkle.ProofError):
@@ -553,31 +553,31 @@ def test_prove_inclusion_of_an_unknown_event_fails_clearly(shared_log: Log) -> N
     result = shared_log.fail("prove", "inclusion", "no-such-event")
     assert "no-such-event" in result.stderr
     assert result.stdout == ""
-    result = shared_log.fail("prove", "inclusion", "38")
+    result = shared_log.fail("prove", "inclusion", "39")
     assert result.stderr == (
-        "Error: sequence 38 is beyond the end of the log (size 38: sequences 0..37)\n"
+        "Error: sequence 39 is beyond the end of the log (size 39: sequences 0..38)\n"
     )
 
 
 def test_prove_inclusion_refuses_to_guess_when_a_numeric_event_id_is_also_a_sequence(
     full_log: Log,
 ) -> None:
-    # event_id "3" names sequence 38, and "3" is also sequence 3: either answer would
+    # event_id "3" names sequence 39, and "3" is also sequence 3: either answer would
     # be a valid proof of *some* event, so the command asks which one was meant.
     full_log.append([{**subject_event("numeric"), "event_id": "3"}])
     full_log.ok("checkpoint")
     result = full_log.fail("prove", "inclusion", "3")
-    assert "'3' is both the event_id of sequence 38 and sequence 3" in result.stderr
+    assert "'3' is both the event_id of sequence 39 and sequence 3" in result.stderr
     assert "--by event-id or --by sequence" in result.stderr
     assert result.stdout == ""
     by_id = full_log.ok("prove", "inclusion", "3", "--by", "event-id").stdout
     by_sequence = full_log.ok("prove", "inclusion", "3", "--by", "sequence").stdout
-    assert notes.parse_tlog_proof(by_id).index == 38
+    assert notes.parse_tlog_proof(by_id).index == 39
     assert notes.parse_tlog_proof(by_sequence).index == 3
     # No ambiguity where the number is past the log's end: the event_id is meant.
     full_log.append([{**subject_event("numeric_far"), "event_id": "400"}])
     full_log.ok("checkpoint")
-    assert notes.parse_tlog_proof(full_log.ok("prove", "inclusion", "400").stdout).index == 39
+    assert notes.parse_tlog_proof(full_log.ok("prove", "inclusion", "400").stdout).index == 40
     misread = full_log.run("prove", "inclusion", "nope", "--by", "sequence")
     assert misread.exit_code == 2
     assert "expected a sequence number, given 'nope'" in misread.stderr
@@ -588,7 +588,7 @@ def test_prove_inclusion_refuses_to_guess_when_a_numeric_event_id_is_also_a_sequ
 
 def test_prove_consistency_matches_the_reference_roots(shared_log: Log) -> None:
     lines = shared_log.export_lines()
-    pairs = [(1, 1), (1, 2), (3, 7), (7, 13), (16, 32), (18, 30), (1, 38), (21, 38), (38, 38)]
+    pairs = [(1, 1), (1, 2), (3, 7), (7, 13), (16, 32), (19, 31), (1, 39), (21, 39), (39, 39)]
     for old, new in pairs:
         out = shared_log.ok("prove", "consistency", str(old), "--to", str(new)).stdout
         proof = [base64.b64decode(line, validate=True) for line in out.splitlines()]
@@ -606,9 +606,9 @@ def test_prove_consistency_matches_the_reference_roots(shared_log: Log) -> None:
 
 def test_prove_consistency_says_when_a_size_is_not_signed(shared_log: Log) -> None:
     # Checked against the signed roots before printing only when both sizes are signed
-    # (18, 30 and 38 here); otherwise the proof is printed with a note saying so.
-    assert shared_log.ok("prove", "consistency", "18", "--to", "30").stderr == ""
-    assert shared_log.ok("prove", "consistency", "7", "--to", "30").stderr == (
+    # (19, 31 and 39 here); otherwise the proof is printed with a note saying so.
+    assert shared_log.ok("prove", "consistency", "19", "--to", "31").stderr == ""
+    assert shared_log.ok("prove", "consistency", "7", "--to", "31").stderr == (
         "note: no signed checkpoint at size 7: this proof was not checked against one; "
         "`checkpoint` signs the log's present size\n"
     )
@@ -616,13 +616,13 @@ def test_prove_consistency_says_when_a_size_is_not_signed(shared_log: Log) -> No
 
 
 def test_prove_consistency_beyond_the_log_fails(shared_log: Log) -> None:
-    result = shared_log.fail("prove", "consistency", "5", "--to", "39")
-    assert "39" in result.stderr
-    result = shared_log.fail("prove", "consistency", "30", "--to", "20")
+    result = shared_log.fail("prove", "consistency", "5", "--to", "40")
+    assert "40" in result.stderr
+    result = shared_log.fail("prove", "consistency", "31", "--to", "20")
     assert result.stdout == ""
     # An old size beyond the log is that, not a missing checkpoint.
-    result = shared_log.fail("prove", "consistency", "39")
-    assert result.stderr == "Error: OLD_SIZE 39 is beyond the end of the log (size 38)\n"
+    result = shared_log.fail("prove", "consistency", "40")
+    assert result.stderr == "Error: OLD_SIZE 40 is beyond the end of the log (size 39)\n"
 
 
 # --- verify -----------------------------------------------------------------------
@@ -642,7 +642,7 @@ def test_an_auditor_checks_an_inclusion_proof_offline(shared_log: Log, tmp_path:
     assert result.exit_code == 0, result.output
     key = shared_log.verifier()
     assert result.stdout.startswith(
-        f"OK sequence 20 is in the log {shared_log.origin()} of size 38, root "
+        f"OK sequence 20 is in the log {shared_log.origin()} of size 39, root "
     )
     assert result.stdout.endswith(f"signed by {key.name}+{key.key_id:08x}\n")
     cases = [
@@ -707,7 +707,7 @@ def test_an_auditor_checks_a_consistency_proof_offline(shared_log: Log, tmp_path
 def test_verify_reports_ok_with_size_and_root(shared_log: Log, tmp_path: Path) -> None:
     root = b64(ref_root(shared_log.export_lines()))
     result = shared_log.ok("verify", "--vkey", shared_log.vkey)
-    assert result.stdout.startswith(f"OK size 38 root {root}")
+    assert result.stdout.startswith(f"OK size 39 root {root}")
     assert "(3 checkpoint(s), 0 trusted)" in result.stdout
     assert result.stderr == ""  # the newest checkpoint covers the whole log
     # --vkey also accepts a file holding the key.
@@ -771,7 +771,7 @@ def test_verify_with_a_trusted_checkpoint_saved_earlier(log: Log) -> None:
     three_more = [subject_event(f"later_{i}") for i in range(3)]
     log.append(three_more)
     result = log.ok("verify", "--vkey", log.vkey, "--trusted", str(saved))
-    assert result.stdout.startswith("OK size 21 ")
+    assert result.stdout.startswith("OK size 22 ")
     assert "1 trusted" in result.stdout
     assert result.stderr == ""
 
@@ -836,7 +836,7 @@ def test_verify_offline_needs_only_an_export_and_a_checkpoint(
     monkeypatch.chdir(elsewhere)
     result = verify_offline(export, checkpoint, shared_log.vkey)
     assert result.exit_code == 0, (result.output, result.exception)
-    assert result.stdout.startswith(f"OK size 38 root {b64(ref_root(lines))}")
+    assert result.stdout.startswith(f"OK size 39 root {b64(ref_root(lines))}")
     assert result.stderr == ""
     assert list(elsewhere.iterdir()) == [], "offline verify must not create a store"
     # The same with the store option pointing nowhere.
@@ -861,22 +861,22 @@ def test_verify_offline_warns_of_events_beyond_the_newest_checkpoint(
 ) -> None:
     export, _, _ = write_export_and_checkpoint(shared_log, tmp_path)
     first_size, first_note = stored_checkpoints(shared_log.store)[0]
-    assert first_size == 18
+    assert first_size == 19
     older = tmp_path / "older.checkpoint"
     older.write_text(first_note, encoding="utf-8")
     result = offline(
         "verify", "--export", str(export), "--checkpoint", str(older), "--vkey", shared_log.vkey
     )
     assert result.exit_code == 0, (result.output, result.exception)
-    assert result.stdout.startswith("OK size 38 ")
-    assert "warning: sequence 18..37: covered by no signed checkpoint" in result.stderr
+    assert result.stdout.startswith("OK size 39 ")
+    assert "warning: sequence 19..38: covered by no signed checkpoint" in result.stderr
     # An auditor who accepts nothing unsigned makes it a failure.
     args = ["--export", str(export), "--checkpoint", str(older), "--vkey", shared_log.vkey]
     strict = offline("verify", *args, "--all-signed")
     assert strict.exit_code == 1, strict.output
     assert strict.stdout == ""
     assert strict.stderr == (
-        "Error: sequence 18..37: covered by no signed checkpoint, and --all-signed asks "
+        "Error: sequence 19..38: covered by no signed checkpoint, and --all-signed asks "
         "that every event be covered by one\n"
     )
     newest = tmp_path / "newest.checkpoint"
@@ -939,7 +939,7 @@ def test_verify_offline_names_converted_line_endings_and_blank_lines(
     result = verify_offline(export, checkpoint, shared_log.vkey)
     assert result.exit_code == 1, (result.output, result.exception)
     assert result.stderr == (
-        "Error: sequence 38: line 39 of the export is empty; an export holds one leaf a "
+        "Error: sequence 39: line 40 of the export is empty; an export holds one leaf a "
         "line and nothing else\n"
     )
     export.write_bytes(b"".join(line + b"\n" for line in lines))  # as it was: accepted
@@ -1068,16 +1068,16 @@ def test_export_known_at_gives_the_log_as_held_then_and_verifies_against_its_che
     log.append([subject_event(f"later_{i}") for i in range(5)])
     whole = log.ok("export", "--nl").stdout_bytes.splitlines()
     held = log.ok("export", "--nl", "--known-at", between).stdout_bytes.splitlines()
-    assert held == whole[:18]
+    assert held == whole[:19]
     export, checkpoint = tmp_path / "then.jsonl", tmp_path / "then.checkpoint"
     export.write_bytes(b"".join(line + b"\n" for line in held))
     checkpoint.write_text(then, encoding="utf-8")
-    assert "OK size 18 " in verify_offline(export, checkpoint, log.vkey).stdout
+    assert "OK size 19 " in verify_offline(export, checkpoint, log.vkey).stdout
     # Record times bound it exactly: the first batch's own time holds the batch.
     first = json.loads(whole[0])["recorded_at"]
-    assert len(log.ok("export", "--nl", "--known-at", first).stdout_bytes.splitlines()) == 18
+    assert len(log.ok("export", "--nl", "--known-at", first).stdout_bytes.splitlines()) == 19
     assert log.ok("export", "--nl", "--known-at", "2000-01-01").stdout == ""
-    assert len(log.ok("export", "--json", "--known-at", between).stdout.split('"sequence"')) == 19
+    assert len(log.ok("export", "--json", "--known-at", between).stdout.split('"sequence"')) == 20
 
 
 def test_offline_verification_without_its_key_or_checkpoint_is_a_usage_error(

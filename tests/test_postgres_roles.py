@@ -373,7 +373,7 @@ def test_both_roles_can_read_and_verify(populated: RoleLedger, who: str) -> None
     verified = store.ok("verify", "--vkey", populated.vkey).stdout
     assert verified.startswith(f"OK size {SEED_COUNT} "), verified
     assert "(1 checkpoint(s)" in verified  # the batch's; `checkpoint` at its size stored none
-    proof = store.ok("prove", "inclusion", "seed-x-trump-suspended").stdout
+    proof = store.ok("prove", "inclusion", "seed-x-trump-reinstated").stdout
     assert proof.startswith(f"{TLOG_PROOF_HEADER}\nindex {SEED_COUNT - 1}\n"), proof
     assert store.ok("prove", "consistency", "5").stdout.strip()
 

@@ -15,7 +15,7 @@ import pytest
 from bench.generate import generate
 from ledger.integrity import IntegrityError
 from tests.conftest import Store
-from tests.ledger_helpers import account
+from tests.ledger_helpers import SEED_EVENTS, account
 from tests.test_tamper import Tables
 
 SEED = Path(__file__).parents[1] / "ledger" / "data" / "seed.jsonl"
@@ -53,7 +53,7 @@ def test_intact_read_models_match(filled: tuple[Store, Tables]) -> None:
     store, _ = filled
     code, out = _checked(store)
     assert code == 0, out
-    assert f"; read models match the log ({18 + EVENTS} event(s))" in out
+    assert f"; read models match the log ({SEED_EVENTS + EVENTS} event(s))" in out
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,8 @@ def test_a_deleted_or_added_row_is_found(filled: tuple[Store, Tables]) -> None:
     tables.execute("DELETE FROM timeline WHERE sequence = 50")
     code, out = _checked(store)
     assert code == 1, out
-    assert f"the timeline read model has {18 + EVENTS - 1} row(s) for the {18 + EVENTS}" in out
+    size = SEED_EVENTS + EVENTS
+    assert f"the timeline read model has {size - 1} row(s) for the {size}" in out
     store.ok("replay")
     row = tables.all("SELECT * FROM timeline WHERE sequence = 51")[0]
     tables.execute(  # a forged row beyond the log
@@ -136,7 +137,7 @@ def test_read_models_behind_the_log_are_checked_as_far_as_they_go(
         writer.close()
     code, out = _checked(store)
     assert code == 0, out
-    size = 18 + EVENTS
+    size = SEED_EVENTS + EVENTS
     assert f"warning: sequence {size}..{size}: not projected yet" in out
     assert f"read models match the log ({size} event(s))" in out
 
@@ -169,14 +170,14 @@ def test_the_check_reads_one_state_while_others_project(
     ledger = Ledger(StoreLocation.parse(store.url))
     db = ledger.storage.connect()
     try:
-        assert check.check_read_models(db, 10**9) == 18 + EVENTS
+        assert check.check_read_models(db, 10**9) == SEED_EVENTS + EVENTS
     finally:
         db.close()
         ledger.close()
     monkeypatch.undo()
     code, out = _checked(store)  # and afterwards, with the new event
     assert code == 0, out
-    assert f"read models match the log ({18 + EVENTS + 1} event(s))" in out
+    assert f"read models match the log ({SEED_EVENTS + EVENTS + 1} event(s))" in out
 
 
 def test_the_check_covers_the_log_verified_and_forged_retractions(

@@ -8,7 +8,7 @@ and re-signs it with the operator's own key; only an auditor's saved checkpoint
 (`verify --trusted`) can catch that, and does.
 
 Every test starts from a keyed store holding 38 events appended in 3 batches, so
-3 signed checkpoints (sizes 18, 30, 38) are stored. The core attacks run on SQLite
+3 signed checkpoints (sizes 19, 30, 38) are stored. The core attacks run on SQLite
 and, through psycopg as user postgres, on PostgreSQL; their variants on SQLite.
 The last tests probe the edges: checkpoints deleted to hide an edit, and a corrupted
 Merkle node table (which proofs and new checkpoints are computed from).
@@ -35,7 +35,7 @@ from tests.ledger_helpers import cli_process
 
 SEED = Path(__file__).resolve().parent.parent / "ledger" / "data" / "seed.jsonl"
 SOURCE = "https://example.org/report"
-SIZES = [18, 30, 38]
+SIZES = [19, 30, 38]
 LEDGER_TABLES = ("ledger_entries", "merkle_nodes", "checkpoints", "ledger_meta")
 # A column each table has, for an UPDATE that changes nothing (the trigger still fires).
 SOME_COLUMN = {
@@ -258,7 +258,7 @@ def ledger(store: Store) -> KeyedLedger:
     keyed = ("--key-file", str(key))
     vkey = store.ok(*keyed, "keygen").stdout.strip()
     store.ok(*keyed, "append", str(SEED))
-    store.ok(*keyed, "append", "-", input=events_for(2, 12))
+    store.ok(*keyed, "append", "-", input=events_for(2, 11))
     store.ok(*keyed, "append", "-", input=events_for(3, 8))
     lines = store.ok("export", "--nl").stdout_bytes.splitlines()
     assert len(lines) == SIZES[-1]
@@ -398,7 +398,7 @@ def test_changed_byte_with_fixed_up_stored_hashes_is_still_caught(
     lines[bad] = leaf
     tables.replace_nodes(lines)
     message = ledger.verify_fails()
-    # The damage lies between the checkpoints at sizes 18 and 30.
+    # The damage lies between the checkpoints at sizes 19 and 30.
     assert f"sequence {SIZES[0]}..{SIZES[1] - 1}" in message
     assert f"size {SIZES[1]}" in message
 
@@ -634,9 +634,9 @@ def test_proofs_are_not_given_out_from_a_corrupted_node_table(
     proof = notes.parse_tlog_proof(result.stdout)
     verifier = notes.parse_verifier_key(ledger.vkey)
     proof.verify(ref_leaf(ledger.lines[20]), [verifier], origin=verifier.name)
-    # Node (4, 0) covers leaves 0..15, in every consistency proof from size 18 on.
+    # Node (4, 0) covers leaves 0..15, in every consistency proof from size 19 on.
     tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 4 AND idx = 0", (bytes(32),))
-    result = ledger.run("prove", "consistency", "18", "--to", "30")
+    result = ledger.run("prove", "consistency", "19", "--to", "30")
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("Error: refusing to give out a consistency proof")
 
@@ -793,15 +793,15 @@ _INTERNAL_FAILURE_HINT = (
 def test_a_read_model_changed_by_hand_is_found_by_the_check_the_failure_names(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
-    """A suspension's timeline row made a registration: the log is intact (verify says
+    """A removal's timeline row made a registration: the log is intact (verify says
     OK) and the answer fails inside (exit 70); the hint names the check that finds it,
     and replay mends it."""
-    suspended = tables.all(
-        "SELECT account, sequence FROM timeline WHERE type = 'account_suspended' "
+    removed = tables.all(
+        "SELECT account, sequence FROM timeline WHERE type = 'account_removed' "
         "ORDER BY sequence LIMIT 1"
     )
-    assert suspended, "the fixture's log holds a suspension"
-    account, sequence = suspended[0]
+    assert removed, "the fixture's log holds a removal"
+    account, sequence = removed[0]
     tables.execute(
         "UPDATE timeline SET type = 'account_registered' WHERE sequence = ?", (sequence,)
     )
