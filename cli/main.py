@@ -2724,7 +2724,8 @@ def verify(
                     "warning: checking signatures with the store's own key; pass --vkey", err=True
                 )
         storage = ledger.storage
-        with storage.connect() as connection:
+        # One snapshot: rows an append commits meanwhile are no rows out of place.
+        with storage.connect() as connection, connection.read_snapshot():
             stored = [StoredCheckpoint(*row) for row in storage.checkpoints(connection)]
             if stored and not verifiers:
                 raise IntegrityError("the log has signed checkpoints: pass --vkey to check them")

@@ -219,6 +219,32 @@ class Database:
             raise
         self.commit()
 
+    @contextmanager
+    def read_snapshot(self) -> Iterator[Database]:
+        """Every statement inside sees one state of the store while appends go on (a
+        check that reads the log, its index and its checkpoints in turn would otherwise
+        see rows committed between two of its statements as rows out of place).
+
+        SQLite: a deferred BEGIN, whose first read fixes the WAL snapshot (no lock);
+        PostgreSQL: a REPEATABLE READ transaction. Inside one already, it is that one.
+        """
+        if self.dialect == "sqlite":
+            if self.raw.in_transaction:
+                yield self
+                return
+            self.raw.execute("BEGIN")
+            try:
+                yield self
+            finally:
+                self.raw.execute("COMMIT")
+            return
+        if self.raw.info.transaction_status != 0:  # psycopg's IDLE: no transaction open
+            yield self
+            return
+        with self.raw.transaction():
+            self.raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield self
+
     def advisory_lock(self, name: str) -> None:
         """A transaction-scoped lock, per schema: ledgers sharing a database never wait
         on each other."""

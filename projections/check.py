@@ -10,8 +10,6 @@ the retraction events, streamed in sequence order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from ledger.integrity import IntegrityError
@@ -34,24 +32,10 @@ def check_read_models(db: Database, upto: int) -> int:
     """Raise IntegrityError at the first read-model row the log does not give, for
     the events before sequence ``upto`` (those just verified: appends may go on);
     returns how many of them the read models cover (those projected so far)."""
-    with _snapshot(db):
+    # One state of the store, though appends and a `follow` may project more
+    # meanwhile (the count and the rows must agree).
+    with db.read_snapshot():
         return _check(db, upto)
-
-
-@contextmanager
-def _snapshot(db: Database) -> Iterator[None]:
-    """Every statement of the check sees one state of the store, though appends and
-    a `follow` may project more meanwhile (the count and the rows must agree)."""
-    if db.dialect == "sqlite":
-        db.execute("BEGIN")  # deferred: the first read fixes the WAL snapshot, no lock
-        try:
-            yield
-        finally:
-            db.execute("COMMIT")
-        return
-    with db.raw.transaction():
-        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        yield
 
 
 def _check_indexes(db: Database) -> None:

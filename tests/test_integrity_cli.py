@@ -28,7 +28,9 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from ledger import merkle, notes
+from ledger.persistence import Storage
 from tests.conftest import PG_URL, STORE_KINDS, Store, drop_schema, require_postgres
+from tests.ledger_helpers import SEED_EVENTS, cli_process
 
 SEED = Path(__file__).resolve().parent.parent / "ledger" / "data" / "seed.jsonl"
 SOURCE = "https://example.org/report"
@@ -1110,3 +1112,32 @@ def test_keygen_where_the_file_system_has_no_hard_links(
     assert notes.parse_signer_key(key.read_text(encoding="ascii").strip())
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert [p.name for p in key.parent.iterdir()] == ["ledger.key"]  # no partial file left
+
+
+def test_verify_reads_one_state_while_an_append_commits(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append committed while verify runs (here: after it hashed the leaves,
+    before it checks the index and the node table against them) is no damage: verify
+    checks the store as it was when it began."""
+    store.ok("append", str(SEED))
+    more = tmp_path / "more.jsonl"
+    more.write_text(
+        json.dumps({"type": "followers_observed", "account": "twitter:khamenei_ir",
+                    "count": 1000001, "occurred_at": "2024-03-01", "source": "s"}) + "\n"
+    )  # fmt: skip
+    checked = Storage.index_mismatch
+    appended: list[Any] = []
+
+    def append_first(self: Storage, db: Any, size: int) -> Any:
+        if not appended:
+            appended.append(cli_process("--store", store.url, "append", str(more)))
+        return checked(self, db, size)
+
+    monkeypatch.setattr(Storage, "index_mismatch", append_first)
+    result = store.ok("verify", "--read-models")
+    assert appended[0].returncode == 0, appended[0].stderr
+    assert result.stdout.startswith(f"OK size {SEED_EVENTS} ")
+    assert f"read models match the log ({SEED_EVENTS} event(s))" in result.stdout
+    monkeypatch.undo()
+    assert store.ok("verify").stdout.startswith(f"OK size {SEED_EVENTS + 1} ")
