@@ -102,6 +102,8 @@ def _row(number: int, line: str) -> tuple[object, ...]:
         # lowercase "z", which then went first and changed the order).
         moment = parse_utc(event["occurred_at"])
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        kind = None
+    if not isinstance(kind, str):  # a list or an object is no type: refused first
         return (number, line, _UNREADABLE, "", "", None, None, None, None)
     at = (moment - _EPOCH) // _MICROSECOND + _AT_OFFSET
     if kind in ("subject_registered", "platform_renamed"):

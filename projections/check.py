@@ -51,9 +51,39 @@ def _check_indexes(db: Database) -> None:
         )
 
 
+def _checked_position(db: Database) -> int:
+    """The last sequence projected, once checked to name an event of the log: a
+    position set beyond it (or at another event's notification) hides every event
+    appended from then on from every answer."""
+    notification_id, last_sequence = projected_position(db)
+    if not isinstance(last_sequence, int) or not isinstance(notification_id, int):
+        raise IntegrityError(
+            f"the read models' position (projection_position) is ({notification_id!r}, "
+            f"{last_sequence!r}), not a notification id and a sequence{_REBUILD}"
+        )
+    if last_sequence < 0:
+        return last_sequence
+    found = db.one(
+        "SELECT notification_id FROM ledger_entries WHERE sequence = ?", (last_sequence,)
+    )
+    if found is None:
+        raise IntegrityError(
+            f"the read models' position (projection_position) says sequence {last_sequence} "
+            "is projected, but the log has no event at that sequence: events appended from "
+            f"here on would be missing from every answer{_REBUILD}"
+        )
+    if found[0] != notification_id:
+        raise IntegrityError(
+            f"the read models' position (projection_position) pairs sequence {last_sequence} "
+            f"with notification {notification_id}, which the log's index does not: events "
+            f"appended from here on could be missing from answers{_REBUILD}"
+        )
+    return last_sequence
+
+
 def _check(db: Database, upto: int) -> int:
     _check_indexes(db)
-    _, last_sequence = projected_position(db)
+    last_sequence = _checked_position(db)
     covered = min(last_sequence + 1, upto)
     (rows,) = db.one("SELECT count(*) FROM timeline WHERE sequence < ?", (covered,))
     (beyond,) = db.one(

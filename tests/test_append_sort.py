@@ -283,3 +283,15 @@ def test_a_line_too_deeply_nested_to_place_is_refused_not_a_crash(store: Store) 
     # json.loads raised RecursionError while reading the line's place (exit 70).
     deep = '{"type": "post_published", "excerpt": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
     reject(store, "append", "--sort", "-", input=deep, expect=("line 1: malformed JSON",))
+
+
+@pytest.mark.parametrize("kind", [["account_suspended"], {"a": 1}])
+def test_a_type_that_is_no_text_is_refused_as_without_sort(store: Store, kind: object) -> None:
+    # Its rank at one instant was looked up by it: unhashable, an internal failure.
+    line = jsonl(
+        ev("account_suspended", "2024-01-01", account="x:kim", policy="p") | {"type": kind}
+    )
+    for flags in ([], ["--sort"]):
+        reject(
+            store, "append", *flags, "-", input=line, expect=("line 1: type: unknown event type",)
+        )

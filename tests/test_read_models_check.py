@@ -142,6 +142,34 @@ def test_read_models_behind_the_log_are_checked_as_far_as_they_go(
     assert f"read models match the log ({size} event(s))" in out
 
 
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ((100_000, 99_999), "says sequence 99999 is projected, but the log has no event"),
+        ((5, None), "pairs sequence"),  # None: the last sequence, at another notification
+    ],
+)
+def test_a_position_past_or_beside_the_log_is_found(
+    filled: tuple[Store, Tables], values: tuple[int, int | None], expected: str
+) -> None:
+    # Every event appended after it was then missing from every answer, and the
+    # check said the read models match.
+    store, tables = filled
+    notification_id, sequence = values
+    if sequence is None:
+        sequence = SEED_EVENTS + EVENTS - 1
+    tables.execute(
+        "UPDATE projection_position SET notification_id = ?, sequence = ?",
+        (notification_id, sequence),
+    )
+    code, out = _checked(store)
+    assert code == 1, out
+    assert "the read models' position (projection_position)" in out
+    assert expected in out
+    store.ok("replay", "--silent")
+    assert _checked(store)[0] == 0
+
+
 def test_read_models_are_a_store_check(store: Store, tmp_path: Path) -> None:
     export = tmp_path / "e.jsonl"
     export.write_text(json.dumps({}) + "\n")
