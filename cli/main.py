@@ -2686,6 +2686,7 @@ def verify(
         StoredCheckpoint,
         check_index_matches,
         check_no_node_beyond,
+        check_stored_frontier,
         read_checkpoint_file,
         verify_log,
     )
@@ -2740,6 +2741,7 @@ def verify(
             # Once every leaf is checked: the index has one row for each, no other.
             check_index_matches(storage.index_mismatch(connection, report.size), report.size)
             check_no_node_beyond(storage.first_node_beyond(connection, report.size), report.size)
+            check_stored_frontier(storage.node_getter(connection), report)
             if read_models:
                 from ledger.index_check import check_index
                 from projections.check import check_read_models

@@ -232,6 +232,37 @@ def check_nodes_give_leaves(
         raise IntegrityError(refusal)
 
 
+def check_stored_frontier(get: merkle.NodeGetter, report: VerifyReport) -> None:
+    """Raise where a stored node that every append and checkpoint start from (the
+    perfect subtrees whose fold is the root at the log's size) is missing or is not
+    what the verified leaves give: a missing one stops every append, a wrong one
+    would be folded into the next root signed."""
+    rebuild = (
+        "; every leaf verified, so `export --nl` then `copy --export` into a new store "
+        "rebuilds the tree from them"
+    )
+    for (level, index), (_, expected) in zip(
+        merkle.frontier_nodes(report.size), report.frontier, strict=True
+    ):
+        first = index << level
+        try:
+            stored = get(level, index)
+        except KeyError:
+            raise IntegrityError(
+                f"sequence {first}: the Merkle node table has no node (level {level}, index "
+                f"{index}), which every append and checkpoint start from: it was deleted "
+                f"outside the ledger{rebuild}",
+                first,
+            ) from None
+        if stored != expected:
+            raise IntegrityError(
+                f"sequence {first}: the Merkle node (level {level}, index {index}) is not "
+                "the one the verified leaves give, and the next append would fold it into "
+                f"the root it signs: the node table was changed outside the ledger{rebuild}",
+                first,
+            )
+
+
 def check_index_matches(mismatch: tuple[str, int] | None, size: int) -> None:
     """Raise where the log index (checked once every leaf verified) lacks a row for a
     sequence, or has one no leaf has: rows renumbered or deleted past the triggers,
@@ -415,6 +446,8 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
     # The first sequence no signed checkpoint covers (None: every event is covered).
     unsigned_from: int | None = None
+    # The recomputed perfect-subtree roots whose fold is the root (largest first).
+    frontier: list[tuple[int, bytes]] = field(default_factory=list)
 
     @property
     def root_b64(self) -> str:
@@ -618,6 +651,7 @@ def verify_log(
         signatures=report_sigs,
         trusted=trusted_count,
         unsigned_from=covered if covered < tree.size else None,
+        frontier=tree.frontier(),
     )
     return report
 

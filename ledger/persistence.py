@@ -91,6 +91,22 @@ def _to_pyformat(sql: str) -> str:
 _ADVISORY_KEY = "hashtext(coalesce(current_schema(), '') || ':' || %s)"
 
 
+class MissingMerkleNode(StoreError, KeyError):
+    """A tree node the log needs is not stored (deleted outside the ledger): appends,
+    checkpoints and proofs cannot go on. A KeyError too, for the node getters' users."""
+
+    def __init__(self, level: int, index: int) -> None:
+        super().__init__(
+            f"the Merkle node table has no node (level {level}, index {index}), which the "
+            "log needs: it was deleted outside the ledger; nothing was written",
+            "`enforcement-ledger verify` names what else changed; `export --nl` then "
+            "`copy --export` into a new store rebuilds the tree from the leaves",
+        )
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return Exception.__str__(self)
+
+
 class Database:
     """One connection, written against in sqlite3's SQL dialect and placeholders."""
 
@@ -682,7 +698,7 @@ class Storage:
         def get(level: int, index: int) -> bytes:
             row = raw.execute(statement, (level, index)).fetchone()
             if row is None:
-                raise KeyError((level, index))
+                raise MissingMerkleNode(level, index)
             return bytes(row[0])
 
         return get

@@ -658,8 +658,32 @@ def test_checkpoint_does_not_sign_a_root_from_a_corrupted_node_table(
         "checkpoint (size 38): sizes are equal (38) but the roots differ; run "
         "`enforcement-ledger verify`\n"
     )
-    # The log itself is intact (verify recomputes from the leaves, not the node table).
-    assert "OK size 38" in ledger.verify_ok()
+    # The leaves are intact, and verify names the node (it folds every next root).
+    assert ledger.verify_fails().startswith(
+        "Error: sequence 0: the Merkle node (level 5, index 0) is not the one the verified "
+        "leaves give, and the next append would fold it into the root it signs"
+    )
+
+
+@pytest.mark.parametrize("node", [(5, 0), (2, 8), (1, 18)])
+def test_a_deleted_node_every_append_starts_from_is_named_not_a_crash(
+    ledger: KeyedLedger, tables: Tables, node: tuple[int, int]
+) -> None:
+    # 38 = 32 + 4 + 2: the root folds nodes (5, 0), (2, 8) and (1, 18). Without one
+    # every append, checkpoint and proof failed with exit 70 (KeyError), and verify
+    # said OK.
+    tables.drop_triggers()
+    level, index = node
+    tables.execute("DELETE FROM merkle_nodes WHERE level = ? AND idx = ?", node)
+    assert ledger.verify_fails().startswith(
+        f"Error: sequence {index << level}: the Merkle node table has no node (level "
+        f"{level}, index {index}), which every append and checkpoint start from"
+    )
+    for command in (("checkpoint",), ("append", "-")):
+        result = ledger.run(*command, input=events_for(4, 1))
+        assert result.exit_code == 1, (result.output, result.exception)
+        assert f"no node (level {level}, index {index})" in result.stderr
+    assert len(tables.leaves()) == 38  # nothing written
 
 
 def test_nodes_of_events_no_checkpoint_covers_are_checked_before_signing(
