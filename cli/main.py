@@ -363,7 +363,13 @@ def _is_read_only_store(error: BaseException) -> bool:
 # data_corrupted, XX002 index_corrupted).
 _DISK_FULL = {"SQLITE_FULL", "53100"}
 _DAMAGED = {"SQLITE_CORRUPT", "SQLITE_IOERR", "58030", "XX001", "XX002"}
-_SQLITE_PRIMARY = {5: "SQLITE_BUSY", 10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT", 13: "SQLITE_FULL"}
+_SQLITE_PRIMARY = {
+    1: "SQLITE_ERROR",
+    5: "SQLITE_BUSY",
+    10: "SQLITE_IOERR",
+    11: "SQLITE_CORRUPT",
+    13: "SQLITE_FULL",
+}
 _OUTPUT_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # errors only a write raises
 
 
@@ -395,6 +401,13 @@ def _store_failure(error: BaseException, where: str, command: str | None = None)
             if isinstance(error, psycopg.InternalError) and code is None:
                 code = "connection lost"
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if (code == "SQLITE_ERROR" and detail.startswith("no such table")) or code == "42P01":
+        # Every table is made by init and none is ever dropped by the ledger.
+        return (
+            f"{where} lacks a table the ledger needs ({detail}): it was dropped outside "
+            "the ledger. Restore the store from a copy or a backup and check that with "
+            "`enforcement-ledger verify`"
+        )
     if code == "SQLITE_BUSY":
         from ledger.persistence import SQLITE_BUSY_TIMEOUT_S
 

@@ -297,7 +297,16 @@ class Ledger:
         """The log's origin, read through ``db`` (an open transaction needs no second
         connection) and remembered."""
         if self._origin is None:
-            self._origin = str(db.one("SELECT value FROM ledger_meta WHERE key = 'origin'")[0])
+            row = db.one("SELECT value FROM ledger_meta WHERE key = 'origin'")
+            if row is None or not isinstance(row[0], str):
+                from ledger.integrity import IntegrityError
+
+                raise IntegrityError(
+                    "the store's origin (the ledger_meta row 'origin', the log's name in "
+                    "its checkpoints) is missing or not text: it was changed outside the "
+                    "ledger"
+                )
+            self._origin = row[0]
         return self._origin
 
     @property

@@ -634,6 +634,19 @@ class Storage:
         rows = db.execute(
             "SELECT size, root, note, created_at FROM checkpoints ORDER BY size, id"
         ).fetchall()
+        for row in rows:
+            shapes = zip(
+                ("size", "root", "note"), row[:3], (int, bytes | memoryview, str), strict=True
+            )
+            for column, value, kind in shapes:
+                if not isinstance(value, kind):  # SQLite keeps whatever was written
+                    from ledger.integrity import IntegrityError
+
+                    raise IntegrityError(
+                        f"a stored checkpoint's {column} is {describe_stored(value)} "
+                        f"({value!r:.40}), not what the ledger writes there: the "
+                        "checkpoints table was changed outside the ledger"
+                    )
         return [(int(r[0]), bytes(r[1]), r[2], r[3]) for r in rows]
 
     def read_once(self, db: Database) -> None:

@@ -1073,3 +1073,26 @@ def test_a_ledger_index_missing_is_named_by_verify_read_models_and_made_by_init(
     made = ledger.store.ok("init").stdout
     assert made.endswith("; made again its missing ledger_entries_lane (the log is unchanged)\n")
     assert "OK size 38" in ledger.verify_ok("--read-models")
+
+
+@SQLITE_ONLY  # SQLite keeps whatever a column is given; PostgreSQL types refuse these
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("UPDATE checkpoints SET root = 'abc'", "a stored checkpoint's root is text ('abc')"),
+        ("UPDATE checkpoints SET size = '27x'", "a stored checkpoint's size is text ('27x')"),
+        ("DELETE FROM ledger_meta WHERE key = 'origin'", "the store's origin (the ledger_meta "
+         "row 'origin', the log's name in its checkpoints) is missing or not text"),
+        ("DROP TABLE checkpoints", "lacks a table the ledger needs (no such table: checkpoints)"),
+        ("DROP TABLE merkle_nodes", "lacks a table the ledger needs (no such table: merkle_"),
+        ("UPDATE projection_position SET sequence = 'x'", "the read models' position "
+         "(projection_position) is ("),
+    ],
+)  # fmt: skip
+def test_a_column_or_table_changed_past_its_type_is_named_not_a_crash(
+    ledger: KeyedLedger, tables: Tables, change: str, expected: str
+) -> None:
+    # Each was an internal failure (exit 70) of verify.
+    tables.drop_triggers()
+    tables.execute(change)
+    assert expected in ledger.verify_fails("--read-models")
