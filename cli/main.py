@@ -408,11 +408,16 @@ def _store_failure(error: BaseException, where: str, command: str | None = None)
             "the ledger. Restore the store from a copy or a backup and check that with "
             "`enforcement-ledger verify`"
         )
-    if code == "SQLITE_BUSY":
-        from ledger.persistence import SQLITE_BUSY_TIMEOUT_S
+    if code in ("SQLITE_BUSY", "55P03"):  # PostgreSQL's lock_not_available
+        from ledger import persistence
 
+        waited = (
+            persistence.SQLITE_BUSY_TIMEOUT_S
+            if code == "SQLITE_BUSY"
+            else persistence.WRITE_LOCK_WAIT_S
+        )
         return (
-            f"another process kept {where} locked for {SQLITE_BUSY_TIMEOUT_S:g} s ({detail}), "
+            f"another process kept {where} locked for {waited:g} s ({detail}), "
             "so this command gave up waiting and wrote nothing; run it again once that "
             "process (a long append or a replay) is done"
         )

@@ -65,6 +65,7 @@ FORMAT_VERSION = "2"  # 2: ledger_entries gained lane and target
 APPLICATION_NAME = "EnforcementLedger"
 LEDGER_TABLES = ("ledger_meta", "ledger_entries", "merkle_nodes", "checkpoints")
 SQLITE_BUSY_TIMEOUT_S = 120.0  # concurrent writers wait for the file lock, not fail
+WRITE_LOCK_WAIT_S = SQLITE_BUSY_TIMEOUT_S  # PostgreSQL writers, for the log's lock
 READ_CHUNK = 5000
 
 
@@ -263,13 +264,21 @@ class Database:
 
     def advisory_lock(self, name: str) -> None:
         """A transaction-scoped lock, per schema: ledgers sharing a database never wait
-        on each other."""
-        self.raw.execute(f"SELECT pg_advisory_xact_lock({_ADVISORY_KEY})", (name,))
+        on each other. Waited for as long as SQLite waits for its file lock, not for
+        ever: any session may take an advisory lock, a stuck writer or a reader's
+        psql included (the setting is the transaction's, made before the wait)."""
+        self.raw.execute(
+            f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock({_ADVISORY_KEY})",
+            (f"{int(WRITE_LOCK_WAIT_S * 1000)}ms", name),
+        )
 
     @contextmanager
     def session_lock(self, name: str) -> Iterator[None]:
         """The same lock held by this session across transactions (PostgreSQL)."""
-        self.raw.execute(f"SELECT pg_advisory_lock({_ADVISORY_KEY})", (name,))
+        self.raw.execute(
+            f"SELECT set_config('lock_timeout', %s, false), pg_advisory_lock({_ADVISORY_KEY})",
+            (f"{int(WRITE_LOCK_WAIT_S * 1000)}ms", name),
+        )
         try:
             yield
         finally:

@@ -277,6 +277,29 @@ def test_a_store_locked_too_long_gives_up_cleanly(
     assert store.count() == 1
 
 
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_a_postgres_write_lock_held_too_long_gives_up_cleanly(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any session may take the log's advisory lock (a reader's psql, a stuck writer):
+    an append waited for it in silence, for ever."""
+    import psycopg
+
+    from ledger import persistence
+    from ledger.location import StoreLocation
+
+    monkeypatch.setattr(persistence, "WRITE_LOCK_WAIT_S", 0.3)
+    store.append(account("twitter:a", "2020-01-01"))
+    schema = StoreLocation.parse(store.url).schema
+    with psycopg.connect(PG_URL, autocommit=True) as holder:
+        holder.execute(f'SET search_path TO "{schema}"')
+        holder.execute("SELECT pg_advisory_lock(hashtext(current_schema() || ':ledger-log'))")
+        result = store.fail("append", "-", input=jsonl(account("twitter:b", "2020-01-01")))
+    assert result.stderr.startswith(f"Error: another process kept {store.url} locked for 0.3 s")
+    assert "gave up waiting and wrote nothing" in result.stderr
+    assert store.count() == 1
+
+
 # --- a replay that others read through, or that dies -------------------------------
 
 
