@@ -1496,13 +1496,14 @@ def paging_options(func: F) -> F:
 as_of_option = click.option(
     "--as-of",
     metavar="TIME",
-    help="Valid time: what was true then (default now).",
+    help="Valid time: what was true then (default: --known-at's time, else now).",
     callback=_given_value,
 )
 known_at_option = click.option(
     "--known-at",
     metavar="TIME",
-    help="Record time: what the ledger knew then (default now).",
+    help="Record time: what the ledger knew then (default now); alone, the answer "
+    "the ledger gave then.",
     callback=_given_value,
 )
 
@@ -1510,11 +1511,10 @@ known_at_option = click.option(
 def _moment(as_of: str | None, known_at: str | None) -> Any:
     from projections.queries import Moment
 
-    now = datetime.now(UTC)
-    return Moment(
-        as_of=_parse_time(as_of, "--as-of") if as_of else now,
-        known_at=_parse_time(known_at, "--known-at") if known_at else now,
-    )
+    # --known-at alone asks what the ledger said then: as of then too (a suspension
+    # that has ended by its `until` since still shows). Both given: the two axes apart.
+    known = _parse_time(known_at, "--known-at") if known_at else datetime.now(UTC)
+    return Moment(as_of=_parse_time(as_of, "--as-of") if as_of else known, known_at=known)
 
 
 @cli.command()

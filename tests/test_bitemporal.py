@@ -6,7 +6,9 @@ append, so the tests read them back from `export --nl` and query around them.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -498,6 +500,24 @@ def test_a_registration_holding_a_platform_exemption_alone_is_retracted_after_it
     recorded = export(store)
     assert len(recorded) == 9
     assert recorded[-1]["target"] == "tw2"
+
+
+def test_known_at_alone_gives_the_answer_the_ledger_gave_then(store: Store) -> None:
+    # A suspension ending seconds after it was recorded: asked later "as known then",
+    # it is what a reader was told then (as of then), not what is true now by it.
+    start = datetime.now(UTC)
+    store.append(
+        account(A),
+        ev("account_suspended", start.isoformat(), account=A, policy="p",
+           until=(start + timedelta(seconds=1)).isoformat()),
+    )  # fmt: skip
+    then = store.status(A)
+    assert then["status"] == "suspended"
+    time.sleep(1.2)
+    known = then["known_at"]
+    assert store.status(A, "--known-at", known) == then
+    assert store.status(A, "--known-at", known, "--as-of", "2030-01-01")["status"] == "active"
+    assert store.status(A)["status"] == "active"
 
 
 def test_followers_is_the_latest_count_in_valid_time(store: Store) -> None:
