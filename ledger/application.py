@@ -960,7 +960,7 @@ class _Batch:
         if record["type"] == "exemption_applied" and record.get("subject"):
             self._check_exemption_platform(record)
         new_input = not (self.copying and _recorded_before_new_checks(record))
-        if new_input and record["type"] == "account_registered":
+        if new_input and record["type"] in ("account_registered", "platform_renamed"):
             self._check_platform_is_no_renamed_name(record)
         if new_input and record["type"] == "platform_renamed":
             self._check_name_is_no_platform_in_use(record)
@@ -985,17 +985,22 @@ class _Batch:
 
     def _check_platform_is_no_renamed_name(self, record: dict[str, Any]) -> None:
         """A platform keeps its slug when renamed (Twitter, now X, is still twitter):
-        an account registered under the new name's slug split one platform in two
-        (counts, subjects and a subject's platform exemption then missed it)."""
+        an account registered, or a rename recorded, under the new name's slug split
+        one platform in two (counts, subjects and a subject's platform exemption then
+        missed it)."""
         platform = record["platform"]
         for rename in self._live_renames().values():
             if rename["platform"] != platform and str(rename["name"]).casefold() == platform:
-                handle = record["account"].partition(":")[2]
+                slug = rename["platform"]
+                if record["type"] == "platform_renamed":  # X's names are twitter's
+                    advice = f"record the rename under platform '{slug}'"
+                else:
+                    handle = record["account"].partition(":")[2]
+                    advice = f"register it as '{slug}:{handle}' with platform '{slug}'"
                 raise RuleViolation(
-                    f"platform: '{platform}' is the name platform '{rename['platform']}' "
-                    f"took ({rename['event_id']} at {rename['occurred_at']}); a platform "
-                    f"keeps its slug when renamed: register it as "
-                    f"'{rename['platform']}:{handle}' with platform '{rename['platform']}'"
+                    f"platform: '{platform}' is the name platform '{slug}' took "
+                    f"({rename['event_id']} at {rename['occurred_at']}); a platform keeps "
+                    f"its slug when renamed: {advice}"
                 )
 
     def _check_name_is_no_platform_in_use(self, record: dict[str, Any]) -> None:

@@ -667,6 +667,18 @@ def test_a_platform_keeps_its_slug_when_renamed_either_way_round(store: Store) -
         ),
     )
     store.append(account("twitter:newcomer", "2023-08-01"))
+    # Nor a rename under it (X's next name is twitter's), whatever it is named: the
+    # advice was to register twitter's accounts under "x", itself refused.
+    for name in ("X Corp", "Twitter"):
+        reject_append(
+            store,
+            ev("platform_renamed", "2024-06-01", platform="x", name=name),
+            expect=(
+                "platform: 'x' is the name platform 'twitter' took (rn at 2023-07-23T00:00:00Z)"
+                "; a platform keeps its slug when renamed: record the rename under platform "
+                "'twitter'",
+            ),
+        )
     # The other way round, in one batch or across batches.
     store.append(account("threads:zuck", "2023-08-01"))
     onto = ev("platform_renamed", "2024-01-01", platform="instagram", name="Threads")
