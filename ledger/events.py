@@ -520,12 +520,20 @@ def describe_validation_error(error: ValidationError) -> list[str]:
             else:
                 pattern = str(item.get("ctx", {}).get("pattern"))
                 message = PATTERN_MEANINGS.get(pattern, message)
+        elif item["type"] in ("datetime_parsing", "datetime_from_date_parsing"):
+            # pydantic's says what is wrong, not what is read; after a valid date its
+            # "extra characters" are a time of day it could not read (T24:00, T10Z).
+            detail = message.rpartition(", ")[2]
+            if detail.startswith("unexpected extra characters"):
+                detail = "what follows the date is not an ISO 8601 time of day and offset"
+            message = f"{EXPECTED_TIME}; {detail}"
         given = item.get("input")
-        shown = (
-            ""
-            if item["type"] == "missing" or isinstance(given, dict)
-            else f" (given {_quoted(given)})"
-        )
+        if item["type"] == "missing" or (isinstance(given, dict) and not loc):
+            shown = ""  # the event itself: its fields are named one by one
+        elif isinstance(given, dict):
+            shown = " (given a JSON object)"
+        else:
+            shown = f" (given {_quoted(given)})"
         if item["type"] == "union_tag_invalid":
             # The tag as given (5, not the '5' pydantic turns it into for its message).
             tag = given.get("type") if isinstance(given, dict) else item.get("ctx", {}).get("tag")

@@ -612,6 +612,11 @@ def test_naive_until_is_refused(registered: Store) -> None:
         ("occurred_at", "20240101T000000Z", "(given '20240101T000000Z')"),
         ("until", 1767225600, "not a number (given 1767225600)"),
         ("until", "2026", "(given '2026')"),
+        # A date, then what pydantic called "unexpected extra characters" (no format).
+        ("occurred_at", "2024-03-01T24:00:00Z", "Z; what follows the date is not an ISO"),
+        ("occurred_at", "2024-03-01T10Z", "(given '2024-03-01T10Z')"),
+        ("until", "2024-03-01T10:00:00+24:00", "not an ISO 8601 time of day and offset"),
+        ("occurred_at", "2024-13-01T10:00:00Z", "Z; month value is outside expected range"),
     ],
 )
 def test_a_time_must_be_iso_8601_text(
@@ -626,6 +631,15 @@ def test_a_time_must_be_iso_8601_text(
             f"line 1: {field}: expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z",
             expect,
         ),
+    )
+
+
+def test_an_object_where_text_belongs_says_so(registered: Store) -> None:
+    event = ev("account_suspended", "2021-01-08", account="twitter:example", policy="p")
+    reject_append(
+        registered,
+        {**event, "note": {"a": 1}},
+        expect=("line 1: note: Input should be a valid string (given a JSON object)",),
     )
 
 
