@@ -12,6 +12,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -345,6 +346,30 @@ class ProofCheck(NamedTuple):
         return _b64(self.root)
 
 
+def _check_exported_form(leaf: bytes) -> None:
+    """The proof is for the event's exact bytes: the same event re-serialised (spaces,
+    other key order, escapes) is another leaf, and is refused as that, not as an event
+    without a sequence or outside the log."""
+    from ledger.canonical import canonical_json
+
+    try:
+        record = json.loads(leaf)
+    except ValueError:
+        raise IntegrityError(
+            "the event file is not an event as `export --nl` gives it: not JSON"
+        ) from None
+    if not isinstance(record, dict):
+        raise IntegrityError(
+            "the event file is not an event as `export --nl` gives it: not a JSON object"
+        )
+    if canonical_json(record) != leaf:
+        raise IntegrityError(
+            "the event is not byte for byte as `export --nl` gives it (RFC 8785 canonical "
+            "JSON: keys sorted, no spaces, no needless escapes), and a proof is for those "
+            "bytes: take the event's line from `export --nl` as it is"
+        )
+
+
 def check_inclusion_proof(
     proof_text: str, leaf: bytes, verifiers: Sequence[notes.Verifier]
 ) -> tuple[int, ProofCheck]:
@@ -360,6 +385,7 @@ def check_inclusion_proof(
     # The leaf names its own sequence (canonical JSON escapes every quote in a value, so
     # this pattern is the key's): a proof for another position is refused by name.
     found = re.search(rb'"sequence":(\d+)[,}]', leaf)
+    _check_exported_form(leaf)
     if found is None or int(found[1]) != proof.index:
         carries = f"sequence {int(found[1])}" if found else "no sequence"
         raise IntegrityError(

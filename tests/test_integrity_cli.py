@@ -650,9 +650,16 @@ def test_an_auditor_checks_an_inclusion_proof_offline(shared_log: Log, tmp_path:
     cases = [
         (lines[21], "the event carries sequence 21, but the proof is for sequence 20"),
         (
-            lines[20].replace(b'"type"', b'"type" '),
+            lines[20].replace(b'"actor":"', b'"actor":"x'),
             "the event is not in the signed log: the proof leads from it to root ",
         ),
+        # The same event re-serialised: said so (it read "carries no sequence").
+        (
+            json.dumps(json.loads(lines[20])).encode(),
+            "the event is not byte for byte as `export --nl` gives it",
+        ),
+        (lines[20].replace(b'"type"', b'"type" '), "the event is not byte for byte as"),
+        (b"[1]", "the event file is not an event as `export --nl` gives it: not a JSON"),
     ]
     for leaf, problem in cases:
         event.write_bytes(leaf + b"\n")
