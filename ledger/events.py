@@ -113,7 +113,9 @@ PATTERN_MEANINGS = {
         " spaces or control characters"
     ),
     COUNTRY_CODE: "expected an ISO 3166-1 alpha-2 code in capitals, e.g. IR",
-    LANGUAGE_TAG: "expected a BCP 47 language tag, e.g. fa or en-GB",
+    # Tags are case-insensitive; one spelling per language keeps them comparable.
+    LANGUAGE_TAG: "expected a BCP 47 language tag, its language in lowercase, e.g. fa or en-GB "
+    "(DSA's EN is en)",
 }
 Text = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000, pattern=NO_NUL)

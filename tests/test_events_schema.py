@@ -948,7 +948,8 @@ def test_account_ids_are_one_spelling_nfc_and_joiners_stay_within_words(store: S
         ),
         (
             {"language": "EN"},
-            "language: expected a BCP 47 language tag, e.g. fa or en-GB (given 'EN')",
+            "language: expected a BCP 47 language tag, its language in lowercase, e.g. fa or "
+            "en-GB (DSA's EN is en) (given 'EN')",
         ),
         ({"subject": "a b"}, "subject: expected an identifier: letters, digits and _ . : @ / + -"),
     ],
