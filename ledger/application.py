@@ -965,12 +965,51 @@ class _Batch:
         if new_input and record["type"] == "platform_renamed":
             self._check_name_is_no_platform_in_use(record)
         view = self.view(kind, sid)
-        lane = self._settled_later(view, view.record(record, defer_later=True))
+        try:
+            lane = self._settled_later(view, view.record(record, defer_later=True))
+        except RuleViolation as refusal:
+            if type(refusal) is not RuleViolation or record["type"] != "exemption_revoked":
+                raise
+            raise RuleViolation(f"{refusal}{self._exemption_held_elsewhere(record)}") from None
         if record["type"] == "platform_renamed" and self._renames is not None:
             self._renames[record["event_id"]] = record
         if record["type"] == "account_registered" and self._platform_accounts is not None:
             self._platform_accounts.setdefault(record["platform"], set()).add(record["account"])
         return view, lane
+
+    def _exemption_held_elsewhere(self, revoked: dict[str, Any]) -> str:
+        """For a revocation of an exemption not in force where it names: where one of
+        that name is in force then (on the account's subject, on another platform's
+        rule, on the subject's accounts), as a hint; "" where nowhere."""
+        name, when = revoked["exemption"], Entry.from_record(revoked).occurred_at
+        holders: list[tuple[str, str, str | None]] = []
+        if revoked.get("account"):
+            account = revoked["account"]
+            registration = self.view(AccountKind, stream_id("account", account)).registration
+            subject = registration.record.get("subject") if registration else None
+            if subject:
+                holders += [("subject", subject, platform_of(account)), ("subject", subject, None)]
+        else:
+            subject = revoked["subject"]
+            accounts = [r.record["account"] for r in self._registrations_to(subject)]
+            holders += [("account", account, None) for account in accounts]
+            scopes = {None, *(platform_of(account) for account in accounts)}
+            scopes.discard(revoked.get("platform"))
+            holders += [("subject", subject, scope) for scope in sorted(scopes, key=str)]
+        for holder, key, platform in holders:
+            scope = f"@{platform}" if platform else ""
+            entries = [
+                e
+                for e in self.lane_entries(stream_id(holder, key), f"exemption:{name}{scope}")
+                if e.occurred_at <= when
+            ]
+            if entries and entries[-1].type == "exemption_applied":
+                where = f" for platform {platform}" if platform else ""
+                return (
+                    f"; it is in force on {holder} '{key}'{where} "
+                    f"({entries[-1].describe()}): revoke it there"
+                )
+        return ""
 
     def _live_renames(self) -> dict[str, dict[str, Any]]:
         """The platform renames in force (not retracted), by event_id: read once a

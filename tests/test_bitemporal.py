@@ -468,6 +468,32 @@ def test_a_subjects_exemption_under_one_platforms_rule_is_held_there_only(
         )  # fmt: skip
 
 
+def test_a_revocation_where_the_exemption_is_not_held_says_where_it_is(store: Store) -> None:
+    store.append(
+        subject("someone"),
+        account("twitter:someone", subject="someone"),
+        ev("exemption_applied", "2022-01-01", subject="someone", platform="twitter",
+           exemption="news", policy="p", event_id="x-news"),
+    )  # fmt: skip
+    scoped = (
+        "; it is in force on subject 'someone' for platform twitter (x-news (exemption_applied "
+        "at 2022-01-01T00:00:00Z)): revoke it there"
+    )
+    for holder in ({"account": "twitter:someone"}, {"subject": "someone"}):
+        reject_append(
+            store,
+            ev("exemption_revoked", "2023-01-01", exemption="news", policy="p", **holder),
+            expect=(scoped,),
+        )
+    # Before it was applied it is nowhere: no hint.
+    message = reject_append(
+        store,
+        ev("exemption_revoked", "2021-01-01", exemption="news", policy="p", subject="someone"),
+        expect=("exemption news is not in force on subject 'someone' at 2021-01-01T00:00:00Z",),
+    )
+    assert "in force on" not in message.split("not in force on")[1]
+
+
 def test_a_registration_holding_a_platform_exemption_alone_is_retracted_after_it(
     store: Store,
 ) -> None:
