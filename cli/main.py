@@ -1907,6 +1907,17 @@ def _check_platform(db: Any, platform: str | None) -> None:
         click.echo(f"note: no event in this ledger is on platform {platform!r}{listed}", err=True)
 
 
+def _note_unmatched_text(db: Any, selection: Any) -> None:
+    """A --policy or --actor no event has matches nothing (a policy is each platform's
+    own text, matched exactly): say so on stderr, with the values likely meant."""
+    from projections.queries import unmatched_text_hint
+
+    for column in ("policy", "actor"):
+        given = getattr(selection, column)
+        if given and (hint := unmatched_text_hint(db, column, given)) is not None:
+            click.echo(f"note: no event in this ledger has {column} {given!r}{hint}", err=True)
+
+
 def _note_unregistered(db: Any, account: str | None = None, subject: str | None = None) -> None:
     """An --account or --subject the ledger never registered matches nothing: say so on
     stderr (the output stays what was asked), with the registered id likely meant."""
@@ -2039,6 +2050,7 @@ def timeline_command(
     db = session.reader()
     _check_platform(db, selection.platform)
     _note_unregistered(db, selection.account, selection.subject)
+    _note_unmatched_text(db, selection)
     rows = timeline(db, known, selection)
     if fmt == "table":
         rows = _with_detail(rows)
@@ -2101,6 +2113,7 @@ def counts_command(
     db = session.reader()
     _check_platform(db, selection.platform)
     _note_unregistered(db, selection.account, selection.subject)
+    _note_unmatched_text(db, selection)
     rows = counts(
         db,
         known,

@@ -338,6 +338,30 @@ def similar_ids(db: Database, field: str, given: str, limit: int = 3) -> list[st
     return difflib.get_close_matches(given, candidates, n=limit, cutoff=0.85)
 
 
+# Filters on free text a platform or the ledger wrote, which no index serves.
+TEXT_FILTERS = ("policy", "actor")
+
+
+def unmatched_text_hint(db: Database, column: str, given: str) -> str | None:
+    """None when some event has ``column`` = ``given``; else the note's tail: the
+    values it may have meant (other letter case, close spellings: "Organizations"
+    for "Organisations"). Reads the column whole only for a value no event has."""
+    if column not in TEXT_FILTERS:
+        raise ValueError(f"not a text filter: {column}")
+    if db.one(f"SELECT 1 FROM timeline WHERE {column} = :given LIMIT 1", {"given": given}):
+        return None
+    candidates = [
+        value
+        for (value,) in db.execute(f"SELECT DISTINCT {column} FROM timeline WHERE {column} <> ''")
+        if value is not None
+    ]
+    folded = given.casefold()
+    meant = sorted(c for c in candidates if c.casefold() == folded)[:3]
+    if not meant and len(candidates) <= SIMILAR_SPELLINGS_LIMIT:
+        meant = difflib.get_close_matches(given, candidates, n=3, cutoff=0.85)
+    return f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
+
+
 def _require_registered(db: Database, account: str, moment: Moment) -> None:
     """NotFound unless the account's registration occurred by the moment, as known."""
     registered = db.one(

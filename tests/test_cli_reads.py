@@ -498,6 +498,23 @@ def test_an_account_events_subject_is_its_registrations_as_known_then(world: Sto
     assert "f" in {e["event_id"] for e in world.timeline("--subject", "donald_trump")}
 
 
+def test_a_policy_or_actor_no_event_has_is_noted_with_what_was_meant(world: Store) -> None:
+    # Exact text filters: a US spelling of Meta's policy counted 0, silently.
+    us = "Dangerous Organizations and Individuals"
+    for command in ("timeline", "counts"):
+        result = world.ok(command, "--policy", us)
+        assert result.stderr.startswith(
+            f"note: no event in this ledger has policy {us!r}; did you mean {DOI!r}?\n"
+        )
+        assert "note:" not in world.ok(command, "--policy", DOI).stderr
+    assert world.ok("timeline", "--actor", "ALICE").stderr.startswith(
+        "note: no event in this ledger has actor 'ALICE'; did you mean 'alice'?\n"
+    )
+    assert world.ok("timeline", "--actor", "nobody").stderr.startswith(
+        "note: no event in this ledger has actor 'nobody'\n"
+    )
+
+
 def test_export_formats(world: Store) -> None:
     log = export(world)
     assert json.loads(world.ok("export", "--json").stdout) == log
