@@ -45,9 +45,10 @@ def _check_indexes(db: Database) -> None:
     missing = missing_parts(db)
     if missing:
         raise IntegrityError(
-            f"the read models' {', '.join(missing)} is missing (a replay stopped before it "
-            "built its indexes again, or a table was dropped); `enforcement-ledger init`, "
-            "as the store's owner, makes it again"
+            f"the read models' {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            "missing (a replay stopped before it built its indexes again, or a table was "
+            "dropped); `enforcement-ledger replay` rebuilds the read models whole, or "
+            "`enforcement-ledger init`, as the store's owner, makes what is missing"
         )
 
 
