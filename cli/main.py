@@ -816,6 +816,12 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
         for name in [] if created else storage.missing_ledger_indexes(db):
             db.execute(storage.ledger_indexes()[name])  # the log's rows stay as they are
             missing.append(name)
+        guards = [] if created else storage.missing_guards(db)
+        for statement in storage.guard_setup() if guards else []:
+            db.execute(statement)
+        for name in guards:
+            db.execute(storage.guard_triggers()[name])
+            missing.append(f"append-only trigger {name}")
         if created or missing:
             # Only then: CREATE … IF NOT EXISTS needs CREATE on a PostgreSQL schema even
             # for what exists, and the writer and reader roles lack it.
@@ -2773,6 +2779,13 @@ def verify(
             check_index_matches(storage.index_mismatch(connection, report.size), report.size)
             check_no_node_beyond(storage.first_node_beyond(connection, report.size), report.size)
             check_stored_frontier(storage.node_getter(connection), report)
+            guards = storage.missing_guards(connection)
+            if guards:  # not damage itself, but nothing then stops an accidental edit
+                report.warnings.append(
+                    f"the store lacks its append-only triggers {', '.join(guards)} (dropped "
+                    "outside the ledger): the log verified, but nothing refuses an edit of "
+                    "it now; `enforcement-ledger init`, as the store's owner, makes them again"
+                )
             if read_models:
                 from ledger.index_check import check_index
                 from projections.check import check_read_models

@@ -576,6 +576,23 @@ class Storage:
         present = db.relation_names()
         return [name for name in self.ledger_indexes() if name not in present]
 
+    def guard_triggers(self) -> dict[str, str]:
+        """Each append-only trigger of the log's tables by name, with its statement
+        (run after ``guard_setup``)."""
+        raise NotImplementedError
+
+    def guard_setup(self) -> list[str]:
+        """What the triggers need made first (PostgreSQL: the function they call)."""
+        return []
+
+    def trigger_names(self, db: Database) -> set[str]:
+        raise NotImplementedError
+
+    def missing_guards(self, db: Database) -> list[str]:
+        """The append-only triggers the store lacks (dropped by whoever owns it)."""
+        present = self.trigger_names(db)
+        return [name for name in self.guard_triggers() if name not in present]
+
     # shared
     def check_format(self, db: Database) -> None:
         """Refuse a ledger whose tables this version does not write."""
@@ -934,6 +951,20 @@ class SQLiteStorage(Storage):
         raw.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return raw
 
+    def guard_triggers(self) -> dict[str, str]:
+        return {
+            f"{table}_no_{action.lower()}": (
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} "
+                f"BEFORE {action} ON {table} BEGIN "
+                f"SELECT RAISE(ABORT, 'enforcement ledger: {table} is append-only'); END"
+            )
+            for table in (self.events_table, *LEDGER_TABLES)
+            for action in ("UPDATE", "DELETE")
+        }
+
+    def trigger_names(self, db: Database) -> set[str]:
+        return {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+
     def create(self, meta: dict[str, str]) -> bool:
         """Create the schema once. Returns False when it already existed."""
         from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
@@ -957,13 +988,8 @@ class SQLiteStorage(Storage):
             ).construct_create_table_statements()
             for statement in [*library_ddl, *_SQLITE_LEDGER_DDL]:
                 db.execute(statement)
-            for table in (self.events_table, *LEDGER_TABLES):
-                for action in ("UPDATE", "DELETE"):
-                    db.execute(
-                        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} "
-                        f"BEFORE {action} ON {table} BEGIN "
-                        f"SELECT RAISE(ABORT, 'enforcement ledger: {table} is append-only'); END"
-                    )
+            for statement in self.guard_triggers().values():
+                db.execute(statement)
             db.executemany(
                 "INSERT INTO ledger_meta VALUES (?, ?)",
                 sorted({**meta, "format_version": FORMAT_VERSION}.items()),

@@ -26,6 +26,14 @@ from ledger.persistence import (
 
 EVENTS_TABLE = APPLICATION_NAME.lower() + "_events"
 
+# What every append-only trigger calls.
+_REFUSE_CHANGE = """CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'enforcement ledger: % is append-only', TG_TABLE_NAME
+                USING ERRCODE = 'insufficient_privilege';
+        END $$"""
+
 _LEDGER_DDL = [
     "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # Identifiers compare byte by byte (COLLATE "C"), as in SQLite, whatever the
@@ -61,12 +69,7 @@ _LEDGER_DDL = [
         root BYTEA NOT NULL,
         note TEXT NOT NULL,
         created_at TEXT NOT NULL)""",
-    """CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            RAISE EXCEPTION 'enforcement ledger: % is append-only', TG_TABLE_NAME
-                USING ERRCODE = 'insufficient_privilege';
-        END $$""",
+    _REFUSE_CHANGE,
 ]
 
 
@@ -172,6 +175,31 @@ class PostgresStorage(Storage):
             "SET LOCAL jit = off"
         )
 
+    def guard_triggers(self) -> dict[str, str]:
+        found = {}
+        for table in (EVENTS_TABLE, *LEDGER_TABLES):
+            found[f"{table}_append_only"] = (
+                f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON "
+                f"{table} FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()"
+            )
+            found[f"{table}_no_truncate"] = (
+                f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()"
+            )
+        return found
+
+    def guard_setup(self) -> list[str]:
+        return [_REFUSE_CHANGE]
+
+    def trigger_names(self, db: Database) -> set[str]:
+        rows = db.execute(
+            "SELECT t.tgname FROM pg_catalog.pg_trigger t "
+            "JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND NOT t.tgisinternal"
+        )
+        return {name for (name,) in rows}
+
     def create(self, meta: dict[str, str]) -> bool:
         """Create schema, tables and triggers once; concurrent inits wait, then no-op."""
         with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
@@ -195,15 +223,8 @@ class PostgresStorage(Storage):
                 db.raw.execute(statement)
             for statement in _LEDGER_DDL:
                 db.execute(statement)
-            for table in (EVENTS_TABLE, *LEDGER_TABLES):
-                db.execute(
-                    f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                    "FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()"
-                )
-                db.execute(
-                    f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                    "FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()"
-                )
+            for statement in self.guard_triggers().values():
+                db.execute(statement)
             db.executemany(
                 "INSERT INTO ledger_meta VALUES (?, ?)",
                 sorted({**meta, "format_version": FORMAT_VERSION}.items()),

@@ -603,11 +603,30 @@ def test_events_covered_by_no_signed_checkpoint_are_flagged(
     # signature covers are named: a warning, and with --all-signed a failure.
     result = ledger.verify()
     assert result.exit_code == 0, result.output
-    assert result.stderr == (
+    unsigned, guards = result.stderr.splitlines()
+    assert unsigned == (
         "warning: sequence 30..37: covered by no signed checkpoint (the key holder signs "
-        "them with `enforcement-ledger checkpoint`; or compare with a --trusted checkpoint)\n"
+        "them with `enforcement-ledger checkpoint`; or compare with a --trusted checkpoint)"
     )
+    assert guards.startswith("warning: the store lacks its append-only triggers ")  # dropped
     assert ledger.verify_fails("--all-signed").startswith("Error: sequence 30..37: ")
+
+
+def test_dropped_append_only_triggers_are_named_and_made_again_by_init(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    # verify said OK and init "nothing changed", with every guard gone.
+    (name, table), *_ = tables.triggers()
+    if tables.kind == "sqlite":
+        tables.execute(f'DROP TRIGGER "{name}"')
+    else:
+        tables.execute(f'DROP TRIGGER "{name}" ON "{table}"')
+    warned = ledger.verify().stderr
+    assert f"warning: the store lacks its append-only triggers {name} (dropped outside" in warned
+    made = ledger.store.ok("init").stdout
+    assert f"made again its missing append-only trigger {name} (the log is unchanged)" in made
+    assert ledger.verify().stderr == ""
+    assert (name, table) in tables.triggers()
 
 
 @SQLITE_ONLY
