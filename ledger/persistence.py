@@ -975,6 +975,13 @@ class SQLiteStorage(Storage):
                 f"no directory {self.path.parent} to hold {self.path.name}",
                 "create the directory first, or check the --store path",
             )
+        if not self.path.exists() and not os.access(self.path.parent, os.W_OK | os.X_OK):
+            # SQLite says only "unable to open database file", as for a damaged one.
+            raise StoreError(
+                f"cannot create {self.path}: the directory {self.path.parent} is read-only "
+                "here; nothing was made",
+                "give a --store path in a directory you may write",
+            )
         with self.connect() as db, db.transaction():
             if db.one("SELECT 1 FROM sqlite_master WHERE name='ledger_meta'"):
                 return False

@@ -323,7 +323,8 @@ class PostgresStorage(Storage):
 
 # PostgreSQL cuts a longer name to this many bytes without an error.
 MAX_NAME_BYTES = 63
-_ROLE_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Lower case: PostgreSQL folds an unquoted name, so "GRANT x_Up_writer" names x_up_writer.
+_ROLE_PREFIX = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 class RolePrefixError(ValueError):
@@ -338,8 +339,8 @@ def role_names(prefix: str) -> tuple[str, str]:
     bytes to one shared name, giving the reader the writer's rights."""
     if not _ROLE_PREFIX.fullmatch(prefix):
         raise RolePrefixError(
-            f"a role prefix is letters, digits and underscores, not starting with a digit "
-            f"(given {prefix!r})"
+            f"a role prefix is lowercase letters, digits and underscores, not starting "
+            f"with a digit, as PostgreSQL reads a role named without quotes (given {prefix!r})"
         )
     if prefix.lower().startswith("pg_"):
         raise RolePrefixError(f"role names starting pg_ are PostgreSQL's own (given {prefix!r})")

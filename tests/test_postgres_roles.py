@@ -458,12 +458,14 @@ def test_missing_schema_says_run_init(tmp_path: Path, args: tuple[str, ...]) -> 
     [
         (None, "longer than PostgreSQL's 63 bytes, and it would cut both to one name"),
         ("r" * 57, "give a --role-prefix of at most 56 characters"),
-        ('r_x"y', "letters, digits and underscores"),
-        ('r_x" SUPERUSER --', "letters, digits and underscores"),
+        ('r_x"y', "lowercase letters, digits and underscores"),
+        ('r_x" SUPERUSER --', "lowercase letters, digits and underscores"),
         ("9lives", "not starting with a digit"),
         ("pg_probe", "role names starting pg_ are PostgreSQL's own"),
+        # Kept as given, the roles were named only in quotes ("GRANT r_Up_writer" failed).
+        ("r_Up", "as PostgreSQL reads a role named without quotes (given 'r_Up')"),
     ],
-    ids=["default-from-a-long-schema", "long", "quote", "injection", "digit", "reserved"],
+    ids=["default-from-a-long-schema", "long", "quote", "injection", "digit", "reserved", "case"],
 )
 def test_role_names_postgresql_would_cut_or_misread_are_refused_first(
     tmp_path: Path, prefix: str | None, problem: str

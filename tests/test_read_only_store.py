@@ -246,3 +246,20 @@ def test_read_models_behind_the_log_are_an_error_naming_what_to_do(
     verified = run("--store", store, "verify", "--vkey", vkey)  # the log, not the models
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith("OK size 19")
+
+
+def test_a_new_store_in_a_read_only_directory_is_refused_saying_so(
+    tmp_path: Path, read_only: Callable[[Path], Run]
+) -> None:
+    # SQLite's "unable to open database file" read as a store that is no ledger.
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    (shelf / "keep").write_text("x")  # the fixture makes what it holds read-only too
+    run = read_only(shelf)
+    for command in (["init"], ["copy", "--export", str(SEED)]):
+        result = run("--store", str(shelf / "new.db"), *command)
+        assert result.returncode == 1, (result.stdout, result.stderr)
+        assert result.stderr.startswith(
+            f"Error: cannot create {shelf / 'new.db'}: the directory {shelf} is read-only here"
+        ), result.stderr
+    assert sorted(p.name for p in shelf.iterdir()) == ["keep"]
