@@ -249,10 +249,13 @@ class Session:
         if self.key_file and not self.key_file_from_environment:
             advice = "give --key-file this log's key"
         elif self.key_file:
-            advice = (
-                "ENFORCEMENT_LEDGER_KEY_FILE names it: point it at this log's key, or unset "
-                "it to use the store's own"
+            # A SQLite store has a default key beside it; a PostgreSQL one has none.
+            fallback = (
+                ", or unset it to use the store's own"
+                if self.location.kind == "sqlite"
+                else " (a PostgreSQL store has no key file of its own)"
             )
+            advice = f"ENFORCEMENT_LEDGER_KEY_FILE names it: point it at this log's key{fallback}"
         else:
             advice = (
                 "it is left from another ledger once at this path: move it away, then "
