@@ -992,7 +992,9 @@ def _rewound(stream: IO[bytes]) -> IO[bytes]:
     return stream
 
 
-def _report(result: Any, as_json: bool) -> None:
+def _report(result: Any, as_json: bool, *, generated_id: str | None = None) -> None:
+    """The append's summary; ``generated_id``: the event_id `record` made for its
+    event, named with it."""
     retracted = result.skipped_retracted
     for event_id, retraction in retracted[:5]:
         click.echo(
@@ -1003,13 +1005,17 @@ def _report(result: Any, as_json: bool) -> None:
     if len(retracted) > 5:
         click.echo(f"note: and {len(retracted) - 5} more re-sent event(s) stay retracted", err=True)
     if as_json:
-        click.echo(json.dumps(result.as_json()))
+        summary = result.as_json()
+        if generated_id is not None:
+            summary["event_id"] = generated_id
+        click.echo(json.dumps(summary))
         return
     would = "Would append" if result.dry_run else "Appended"
     if result.appended:
+        named = f" (event_id {generated_id})" if generated_id is not None else ""
         click.echo(
             f"{would} {result.appended} event(s), sequence "
-            f"{result.first_sequence}..{result.last_sequence}"
+            f"{result.first_sequence}..{result.last_sequence}{named}"
         )
     verb = "Would skip" if result.dry_run else "Skipped"
     for ids, what in (
@@ -1096,9 +1102,11 @@ def append(
         result = ledger.append(
             lambda: _read_lines(_rewound(replayable)), actor=_actor(actor), dry_run=dry_run
         )
+    # Said before the read side catches up: a failure there (or Ctrl-C) is after the
+    # commit, and the batch is in whatever follows.
+    _report(result, as_json)
     if not dry_run:
         _after_append(session)
-    _report(result, as_json)
 
 
 def _export_option(help_text: str) -> Callable[[F], F]:
@@ -1194,11 +1202,11 @@ def copy_command(
             result, checkpoints = session.writing_ledger().copy_from(source_ledger)
     finally:
         source_ledger.close()
-    _after_append(session)
     click.echo(
         f"Copied {result.appended} event(s) and {checkpoints} signed checkpoint(s) "
         f"from {source_ledger.location.display}"
     )
+    _after_append(session)
 
 
 def _copy_export(
@@ -1244,11 +1252,11 @@ def _copy_export(
         result = ledger.copy_log(
             _export_leaves(handle), checkpoints, origin=origin if checkpoints else ledger.origin
         )
-    _after_append(session)
     click.echo(
         f"Copied {result.appended} event(s) and {len(checkpoints)} signed checkpoint(s) "
         f"from {export_file}"
     )
+    _after_append(session)
     signed = max((c.size for c in checkpoints), default=0)
     if signed < result.appended:
         # The store answers from these events too, and no signature vouches for them.
@@ -1380,9 +1388,10 @@ def _record_command(type_name: str, model: Any) -> click.Command:
             )
         except LedgerError as error:
             raise error.without_line() from None  # flags have no input line
+        # The id the ledger made, named: a retraction or an appeal of it needs it.
+        _report(result, as_json, generated_id=result.last_assigned_id)
         if not dry_run:
             _after_append(session)
-        _report(result, as_json)
 
     required = [n for n, i in model.model_fields.items() if i.is_required() and n != "type"]
     doc = (model.__doc__ or "").strip()

@@ -116,6 +116,9 @@ class AppendResult:
     skipped_retracted: list[tuple[str, str]] = field(default_factory=list)
     # Checked in full, then rolled back: what an append would do now.
     dry_run: bool = False
+    # The event_id made for the last event given none (`record` names it: a retraction
+    # or an appeal of the event needs it); one, so memory stays flat in a bulk append.
+    last_assigned_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -716,7 +719,9 @@ class _Batch:
             if original is not None:
                 raise LedgerError(f"event_id {event.event_id} appears twice in the source", line)
             return
-        event_id = event.event_id or f"ev-{uuid.uuid4().hex}"
+        event_id = event.event_id
+        if event_id is None:
+            event_id = self.result.last_assigned_id = f"ev-{uuid.uuid4().hex}"
         self.current = (line, event, event_id)
         record = content
         record["event_id"] = event_id

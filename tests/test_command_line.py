@@ -271,3 +271,25 @@ def test_the_examples_that_start_from_nothing_run_as_shown(
     for command in commands:
         store.ok(*command)
     assert store.status("twitter:example")["status"] == "suspended"
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite"])
+def test_the_summary_is_given_before_the_read_side_catches_up(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is committed before the read models catch up: a failure (or Ctrl-C)
+    there came with no summary, as if nothing had been appended."""
+    from cli import main
+
+    def fails(session: object) -> None:
+        raise RuntimeError("catch-up failed")
+
+    monkeypatch.setattr(main, "_after_append", fails)
+    for args in (["append", "-"], ["record", "account-registered", "--account", "x:b",
+                                   "--platform", "x", "--handle", "b", "--occurred-at",
+                                   "2020-01-01", "--source", "s"]):  # fmt: skip
+        line = jsonl(account("x:a", "2020-01-01"))
+        result = store.run(*args, input=line if args[0] == "append" else None)
+        assert isinstance(result.exception, RuntimeError)
+        assert result.stdout.startswith("Appended 1 event(s), sequence ")
+    assert len(export(store)) == 2

@@ -244,13 +244,14 @@ def test_record_subject_with_repeated_roles(store: Store) -> None:
         SOURCE,
         "--json",
     )
+    (stored,) = export(store)
     assert json.loads(result.stdout) == {
         "appended": 1,
         "skipped": 0,
         "first_sequence": 0,
         "last_sequence": 0,
+        "event_id": stored["event_id"],  # made by the ledger, named for what refers to it
     }
-    (stored,) = export(store)
     assert stored["type"] == "subject_registered"
     assert stored["roles"] == ["head_of_state", "government_official"]
     assert stored["country"] == "IR"
