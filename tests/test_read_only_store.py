@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ledger_helpers import REPO, account, cli_process, jsonl
+from tests.ledger_helpers import REPO, SEED_EVENTS, account, cli_process, jsonl
 
 SEED = REPO / "ledger" / "data" / "seed.jsonl"
 AS_OF = ["--as-of", "2024-03-01", "--known-at", "2100-01-01"]
@@ -119,7 +119,7 @@ def test_every_read_answers_as_on_a_writable_copy_and_changes_no_byte(
         result = run("--store", str(directory / "ledger.db"), *args, *extra)
         assert result.returncode == 0, (args, result.stderr)
         assert result.stdout == expected[args[0]], args
-    assert "OK size 18" in expected["verify"]
+    assert f"OK size {SEED_EVENTS}" in expected["verify"]
     assert _digests(directory) == before
 
 
@@ -165,7 +165,7 @@ def test_every_write_is_refused_and_nothing_changes(
             "written. Reading commands (status, timeline, verify, export, …) work on it\n"
         )
     assert _digests(directory) == before
-    assert run("--store", store, "export", "--nl").stdout.count("\n") == 18
+    assert run("--store", store, "export", "--nl").stdout.count("\n") == SEED_EVENTS
 
 
 def _write_uncheckpointed(directory: Path) -> None:
@@ -198,7 +198,7 @@ def test_a_copy_with_its_write_ahead_log_reads_the_events_only_the_log_holds(
     run = read_only(directory)
     result = run("--store", str(directory / "ledger.db"), "export", "--nl")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("\n") == 19
+    assert result.stdout.count("\n") == SEED_EVENTS + 1
     assert '"account":"mastodon:late"' in result.stdout
 
 
@@ -245,7 +245,7 @@ def test_read_models_behind_the_log_are_an_error_naming_what_to_do(
     )
     verified = run("--store", store, "verify", "--vkey", vkey)  # the log, not the models
     assert verified.returncode == 0, verified.stderr
-    assert verified.stdout.startswith("OK size 19")
+    assert verified.stdout.startswith(f"OK size {SEED_EVENTS + 1}")
 
 
 def test_a_new_store_in_a_read_only_directory_is_refused_saying_so(

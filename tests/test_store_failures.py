@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PG_URL, Store
-from tests.ledger_helpers import CLI, REPO, account, jsonl
+from tests.ledger_helpers import CLI, REPO, SEED_EVENTS, account, jsonl
 from tests.ledger_helpers import cli_process as _cli
 
 SEED = REPO / "ledger" / "data" / "seed.jsonl"
@@ -77,10 +77,10 @@ def test_a_full_disk_keeps_what_was_committed_and_none_of_the_batch(tmp_path: Pa
         "write in progress was rolled back whole (events are appended all or nothing, and "
         "what earlier commands wrote is intact); free space and run the command again\n"
     )
-    assert (out / "after-full.nl").read_text().count("\n") == 18
-    assert "OK size 18 " in (out / "after-full.verify").read_text()
+    assert (out / "after-full.nl").read_text().count("\n") == SEED_EVENTS
+    assert f"OK size {SEED_EVENTS} " in (out / "after-full.verify").read_text()
     assert (out / "freed.rc").read_text() == "0\n", (out / "freed.out").read_text()
-    assert "OK size 3018 " in (out / "after-freed.verify").read_text()
+    assert f"OK size {SEED_EVENTS + 3000} " in (out / "after-freed.verify").read_text()
 
 
 def test_reading_from_a_full_disk_says_the_disk_is_full_not_that_the_store_is_bad(
@@ -101,7 +101,7 @@ def test_reading_from_a_full_disk_says_the_disk_is_full_not_that_the_store_is_ba
     message = (out / "status.err").read_text()
     assert message.startswith(f"Error: cannot open {disk}/ledger.db: the disk holding it is full")
     assert message.endswith("nothing was changed: free space and run the command again\n")
-    assert "OK size 18 " in (out / "freed.verify").read_text()
+    assert f"OK size {SEED_EVENTS} " in (out / "freed.verify").read_text()
 
 
 def test_a_damaged_store_file_is_named_as_such(tmp_path: Path) -> None:
