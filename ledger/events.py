@@ -322,8 +322,14 @@ class AccountRemoved(EventBase):
 
 
 class _Exemption(EventBase):
-    account: AccountId | None = None
-    subject: Identifier | None = None
+    account: AccountId | None = Field(
+        default=None, description="The account holding it (give account or subject, one)."
+    )
+    subject: Identifier | None = Field(
+        default=None,
+        description="The subject holding it, through its accounts (give account or subject, "
+        "one).",
+    )
     platform: Slug | None = Field(
         default=None,
         description="With subject: the platform whose rule it is (its accounts there "
@@ -369,6 +375,10 @@ class EventRetracted(EventBase):
     """The only way to correct a mistake: the target stays in the log, marked retracted."""
 
     type: Literal["event_retracted"] = "event_retracted"
+    occurred_at: UtcDatetime = Field(
+        description="When the correction was made (not before its target's occurred_at): "
+        "ISO 8601 with an offset, or a date (00:00Z)."
+    )
     target: Identifier = Field(description="event_id of the event being retracted")
     reason: Text
 
