@@ -209,12 +209,31 @@ class _HasUntil(EventBase):
         return self
 
 
+MAX_LISTED = 50  # roles or restriction kinds: a 100,000-role registration passed
+
+
+def _each_once(values: list[str], info: ValidationInfo) -> list[str]:
+    """A short list, each value once: one listed twice says nothing more and would be
+    counted twice. (New input only: a stored event is kept as it was recorded.)"""
+    if _is_stored(info):
+        return values
+    if len(values) > MAX_LISTED:
+        raise ValueError(f"lists at most {MAX_LISTED} values, not {len(values):,}")
+    if len(set(values)) < len(values):
+        again = next(v for i, v in enumerate(values) if v in values[:i])
+        raise ValueError(f"lists each value once ({again!r} is given twice)")
+    return values
+
+
+SlugList = Annotated[list[Slug], AfterValidator(_each_once)]
+
+
 class SubjectRegistered(EventBase):
     type: Literal["subject_registered"] = "subject_registered"
     subject: Identifier
     name: Text
     kind: Literal["person", "organisation", "state_body"]
-    roles: list[Slug] = Field(default_factory=list, description="e.g. head_of_state")
+    roles: SlugList = Field(default_factory=list, description="e.g. head_of_state")
     country: CountryCode | None = Field(default=None, description="ISO 3166-1 alpha-2")
 
 
@@ -299,7 +318,7 @@ class AccountRestricted(_HasUntil):
     type: Literal["account_restricted"] = "account_restricted"
     account: AccountId
     policy: Text
-    restrictions: Annotated[list[Slug], Field(min_length=1)] = Field(
+    restrictions: Annotated[SlugList, Field(min_length=1)] = Field(
         description="e.g. read_only, reduced_reach"
     )
 
@@ -327,8 +346,7 @@ class _Exemption(EventBase):
     )
     subject: Identifier | None = Field(
         default=None,
-        description="The subject holding it, through its accounts (give account or subject, "
-        "one).",
+        description="The subject holding it, through its accounts (give account or subject, one).",
     )
     platform: Slug | None = Field(
         default=None,

@@ -1224,3 +1224,18 @@ def test_json_that_is_not_one_object_a_line_says_the_input_is_json_lines(
     # are columns of the input line (the parser counted lines within it).
     stderr = reject(registered, "append", "-", input=given, expect=(expected,))
     assert stderr.startswith("Error: line 1: malformed JSON: "), stderr
+
+
+def test_a_list_holds_each_value_once_and_few_of_them(registered: Store) -> None:
+    restricted = ev("account_restricted", "2021-01-08", account="twitter:example", policy="p")
+    reject_append(
+        registered,
+        {**restricted, "restrictions": ["read_only", "reduced_reach", "read_only"]},
+        expect=("line 1: restrictions: lists each value once ('read_only' is given twice)",),
+    )
+    reject_append(
+        registered,
+        subject("many", roles=[f"role_{n}" for n in range(51)]),
+        expect=("line 1: roles: lists at most 50 values, not 51",),
+    )
+    registered.append(subject("fifty", roles=[f"role_{n}" for n in range(50)]))
