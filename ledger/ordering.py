@@ -183,7 +183,15 @@ class DependencyOrder:
                 (target_id,),
             ).fetchone()
             if target is None:
-                rows.append((number, _STORED_TARGET, "", 0))
+                retraction = db.execute(
+                    "SELECT 1 FROM spool WHERE event_id = ? AND target IS NOT NULL LIMIT 1",
+                    (target_id,),
+                ).fetchone()
+                # A retraction of one of the batch's retractions goes last, to be refused
+                # as that (first, it read as a retraction of an event nowhere).
+                rows.append(
+                    (number, _DATED, "~", 0) if retraction else (number, _STORED_TARGET, "", 0)
+                )
                 continue
             kind, key, appeal = target
             if kind == "appeal_filed":

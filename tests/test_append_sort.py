@@ -295,3 +295,18 @@ def test_a_type_that_is_no_text_is_refused_as_without_sort(store: Store, kind: o
         reject(
             store, "append", *flags, "-", input=line, expect=("line 1: type: unknown event type",)
         )
+
+
+def test_a_retraction_of_a_retraction_in_the_batch_is_refused_as_that(store: Store) -> None:
+    # Sorted first, it was "not an event in this ledger".
+    batch = jsonl(
+        account("x:kim", "2024-01-01"),
+        ev("post_published", "2024-01-02", account="x:kim", post="p", event_id="h"),
+        ev("event_retracted", "2024-01-03", target="h", reason="r", event_id="h-x"),
+        ev("event_retracted", "2024-01-04", target="h-x", reason="r", event_id="h-x-x"),
+    )
+    for flags in ([], ["--sort"]):
+        reject(
+            store, "append", *flags, "-", input=batch,
+            expect=("h-x is itself a retraction and cannot be retracted",),
+        )  # fmt: skip
