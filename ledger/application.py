@@ -172,6 +172,8 @@ class SourceCheckpoint:
 # An event_id the ledger generated (for a line given without one), as rule messages
 # name it; "the recorded event" before it when the message calls it recorded.
 _GENERATED_ID = re.compile(r"(the recorded event )?(ev-[0-9a-f]{32})")
+# A given event_id a message calls recorded (ids hold no spaces; its description follows).
+_RECORDED_EVENT = re.compile(r"the recorded event (\S+) \(([^()]*)\)")
 
 
 def _content_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -869,6 +871,7 @@ class _Batch:
         if not event.event_id:
             reason = reason.replace(event_id, "this event")
         reason = _GENERATED_ID.sub(self._as_given, reason)
+        reason = _RECORDED_EVENT.sub(self._of_this_batch, reason)
         if self.later_that_day(event):
             day = event.occurred_at.date().isoformat()
             reason += (
@@ -877,6 +880,14 @@ class _Batch:
             )
         named = f" {event.event_id}" if event.event_id else ""
         return f"{event.type}{named} rejected: {reason}"
+
+    def _of_this_batch(self, match: re.Match[str]) -> str:
+        """ "the recorded event X" where X is a line of this batch, not yet recorded."""
+        ref = self.find(match[1])
+        first = self.result.first_sequence
+        if ref is None or first is None or ref.sequence < first:
+            return match[0]
+        return f"the event {match[1]} ({match[2]}, an earlier line of this batch)"
 
     def _as_given(self, match: re.Match[str]) -> str:
         ref = self.find(match[2])

@@ -1398,3 +1398,20 @@ def test_the_status_fold_keeps_only_measures_that_can_still_show() -> None:
     assert [m.cause for m in state.layers] == ["e1000", "e999"]
     assert (state.at(day).cause, state.at(day).since) == ("e999", day)
     assert state.at(day - timedelta(hours=2)).cause == "e1000"
+
+
+def test_a_conflict_with_a_line_of_the_same_batch_does_not_call_it_recorded(store: Store) -> None:
+    # It read "would make the recorded event m-s": m-s was line 2, and nothing was recorded.
+    reject_append(
+        store,
+        account(A),
+        ev("account_suspended", "2021-01-01", account=A, policy="p", event_id="m-s"),
+        ev("account_reinstated", "2021-02-01", account=A),
+        ev("account_removed", "2020-06-01", account=A, policy="p"),
+        expect=(
+            "line 4: account_removed rejected: this backfilled event would make the event "
+            "m-s (account_suspended at 2021-01-01T00:00:00Z, an earlier line of this batch) "
+            "invalid",
+        ),
+    )
+    assert export(store) == []
