@@ -2735,6 +2735,7 @@ def verify(
         StoredCheckpoint,
         check_index_matches,
         check_no_node_beyond,
+        check_origin_row,
         check_stored_frontier,
         read_checkpoint_file,
         verify_log,
@@ -2777,6 +2778,7 @@ def verify(
         # One snapshot: rows an append commits meanwhile are no rows out of place.
         with storage.connect() as connection, connection.read_snapshot():
             stored = [StoredCheckpoint(*row) for row in storage.checkpoints(connection)]
+            check_origin_row(ledger.origin, stored)
             if stored and not verifiers:
                 raise IntegrityError("the log has signed checkpoints: pass --vkey to check them")
             report = verify_log(

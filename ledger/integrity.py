@@ -462,6 +462,19 @@ class StoredCheckpoint:
     note: str
 
 
+def check_origin_row(origin: str, stored: Sequence[StoredCheckpoint]) -> None:
+    """Raise where every stored checkpoint names one log and the store's origin row
+    another: the row was changed (each checkpoint, signed, was not), and the checkpoint
+    that verify reads first is not what to blame."""
+    named = {checkpoint.note.partition("\n")[0] for checkpoint in stored}
+    if len(named) == 1 and origin not in named:
+        raise IntegrityError(
+            f"the store's origin (the ledger_meta row 'origin') is {origin!r}, but every "
+            f"stored checkpoint names the log {named.pop()!r}: the origin row was changed "
+            "outside the ledger"
+        )
+
+
 @dataclass
 class VerifyReport:
     size: int

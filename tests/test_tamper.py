@@ -1108,6 +1108,10 @@ def test_a_ledger_index_missing_is_named_by_verify_read_models_and_made_by_init(
         ("DELETE FROM ledger_meta WHERE key = 'origin'", "the store's origin (the ledger_meta "
          "row 'origin', the log's name in its checkpoints) is missing or not text"),
         ("DROP TABLE checkpoints", "lacks a table the ledger needs (no such table: checkpoints)"),
+        # It blamed the first checkpoint, which is signed and intact.
+        ("UPDATE ledger_meta SET value = 'evil.example/log' WHERE key = 'origin'",
+         "the store's origin (the ledger_meta row 'origin') is 'evil.example/log', but every "
+         "stored checkpoint names the log "),
         ("DROP TABLE merkle_nodes", "lacks a table the ledger needs (no such table: merkle_"),
         ("UPDATE projection_position SET sequence = 'x'", "the read models' position "
          "(projection_position) is ("),
