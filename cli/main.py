@@ -1170,7 +1170,10 @@ def copy_command(
     With --export instead of SOURCE, the log comes from an `export --nl` file (an
     auditor's copy), with any signed checkpoints of it given by --checkpoint and
     checked against --vkey: the store then answers status, timeline and every
-    --as-of / --known-at question about exactly that log.
+    --as-of / --known-at question about exactly that log. The checkpoints give it
+    the log's origin (its name); without any, the copy is a log of this store's own
+    origin, the same leaves and roots under another name, and a checkpoint saved
+    from the source names another log (`verify --trusted` then refuses it).
 
     \b
     Example:
