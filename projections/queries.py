@@ -850,68 +850,38 @@ def timeline(
     listed under."""
     params: dict[str, Any] = {}
     clauses = _filter_clauses(selection, known_at, params, db)
-    # One account's subject comes with its rows, read once by the same statement (not
-    # correlated): no second round trip on PostgreSQL.
-    its_subject_sql = f"({_AccountSubjects.SQL})" if selection.account else "NULL"
+    # The subject of each row's account as `counts --by subject` reads it: in the
+    # statement (per row, in the server); for one account once, not correlated to the
+    # row (whose other columns the account's covering index then need not give).
+    subject = _ACCOUNT_SUBJECT.format(account=":account" if selection.account else "t.account")
     sql = (
-        f"SELECT s.state, r.target IS NOT NULL, {its_subject_sql} FROM timeline t "
+        f"SELECT s.state, r.target IS NOT NULL, {subject} FROM timeline t "
         f"JOIN {events_join(db)} LEFT JOIN {_retraction_of_row(db)} "
         f"WHERE {' AND '.join(clauses)} ORDER BY t.occurred_us, t.sequence"
     )
     parse = leaves.parser()
-    subject_of = _AccountSubjects(db, known_at)
     count = 0
     try:
-        for leaf, retracted, its_subject in _rows(db, sql, params, selection):
-            if selection.account and not count:
-                subject_of.found[selection.account] = its_subject
+        for leaf, retracted, listed_subject in _rows(db, sql, params, selection):
             record = parse(leaf)
             # Each row names what the filters matched: a retraction its target's
             # account, subject and platform (as projected: ~1% of rows, so a lookup each
             # keeps the account index covering); an account's events their platform
-            # (the account id's prefix) and, where the event names none, the subject
-            # its account's registration names, as `counts --by subject` counts them.
-            # `export` gives the stored events as they are.
+            # (the account id's prefix) and the subject its account's registration
+            # names. `export` gives the stored events as they are.
             if record["type"] == "event_retracted":
                 _name_retraction(db, record)
             account = record.get("account")
             if account is not None:
                 record.setdefault("platform", platform_of(account))
-                own = record["type"] == "account_registered"  # registered to none, or its own
-                if not own and record.get("subject") is None and (subject := subject_of(account)):
-                    record["subject"] = subject
+                own = record["type"] == "account_registered"  # its own subject, or none
+                if not own and listed_subject is not None:
+                    record["subject"] = listed_subject
             record["retracted"] = bool(retracted)
             count += 1
             yield record
     finally:
         leaves.parsed(count)
-
-
-class _AccountSubjects:
-    """The subject each account's registration names as known at K (None for an
-    account registered to none, or with no registration then), one lookup an account;
-    the cache is bounded, as a cross-platform timeline meets every account."""
-
-    LIMIT = 4096
-    SQL = (
-        "SELECT a.subject FROM timeline a WHERE a.account = :account "
-        f"AND a.type = 'account_registered' AND {status_facts_clause('a')} "
-        f"AND {_visible('a')} LIMIT 1"
-    )
-
-    def __init__(self, db: Database, known_at: datetime) -> None:
-        self.db = db
-        self.known = micros(known_at)
-        self.found: dict[str, str | None] = {}
-
-    def __call__(self, account: str) -> str | None:
-        if account in self.found:
-            return self.found[account]
-        if len(self.found) >= self.LIMIT:
-            self.found.clear()
-        row = self.db.one(self.SQL, {"account": account, "known": self.known})
-        self.found[account] = subject = None if row is None else row[0]
-        return subject
 
 
 def _name_retraction(db: Database, record: dict[str, Any]) -> None:
@@ -968,11 +938,14 @@ def _rows(
 # the subject of the account's registration as known at K (at most one is in force
 # at a time); a registration under its own, a subject's events under theirs.
 COUNT_DIMENSIONS = ("platform", "type", "policy", "actor", "account", "subject")
+_ACCOUNT_SUBJECT = (
+    "(SELECT a.subject FROM timeline a WHERE a.account = {account} "
+    f"AND a.type = 'account_registered' AND {status_facts_clause('a')} AND {_visible('a')} "
+    "LIMIT 1)"
+)
 _SUBJECT_OF_ROW = (
     "CASE WHEN t.account IS NULL OR t.type = 'account_registered' THEN t.subject ELSE "
-    "coalesce((SELECT a.subject FROM timeline a WHERE a.account = t.account "
-    f"AND a.type = 'account_registered' AND {status_facts_clause('a')} AND {_visible('a')} "
-    "LIMIT 1), t.subject) END"
+    f"coalesce({_ACCOUNT_SUBJECT.format(account='t.account')}, t.subject) END"
 )  # an account with no registration in force: the row's own (a retraction's target's)
 PERIODS = ("day", "month", "year")
 _PERIOD_FORMATS = {
