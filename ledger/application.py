@@ -1151,6 +1151,18 @@ class _Batch:
                 f"through account {account} alone; retract that first"
             )
 
+    def _check_exemption_comes_back_held(self, revocation: dict[str, Any]) -> None:
+        """Retracting the revocation of a subject's exemption under one platform's rule
+        puts the exemption back in force: it needs an account there, as when applied."""
+        platform, subject = revocation["platform"], revocation["subject"]
+        held = {platform_of(r.record["account"]) for r in self._registrations_to(subject)}
+        if platform not in held:
+            raise RuleViolation(
+                f"retracting {revocation['event_id']} would put exemption "
+                f"{revocation['exemption']} back in force on subject '{subject}' under "
+                f"platform '{platform}', where it has no account any more"
+            )
+
     def _settled_later(self, view: StreamView, lane: str) -> str:
         """Note a lane this line left invalid for the end of the batch to judge."""
         key = (view.key, lane)
@@ -1186,6 +1198,8 @@ class _Batch:
         older = self.copying and _recorded_before_new_checks(record)
         if found.type == "account_registered" and not older:
             self._check_no_exemption_rests_on(target_record)
+        if found.type == "exemption_revoked" and target_record.get("platform") and not older:
+            self._check_exemption_comes_back_held(target_record)
         target = Entry.from_record(target_record)
         lane = view.retract(record, target, defer_later=True, stored=older)
         if found.type == "platform_renamed" and self._renames is not None:

@@ -526,6 +526,14 @@ def test_a_registration_holding_a_platform_exemption_alone_is_retracted_after_it
     recorded = export(store)
     assert len(recorded) == 9
     assert recorded[-1]["target"] == "tw2"
+    # Nor may the exemption come back by retracting its revocation (review probe).
+    revocation = next(e["event_id"] for e in recorded if e["type"] == "exemption_revoked")
+    reject_append(
+        store,
+        ev("event_retracted", "2024-02-01", target=revocation, reason="wrong"),
+        expect=(f"retracting {revocation} would put exemption world_leader back in force on "
+                "subject 'someone' under platform 'twitter', where it has no account any more",),
+    )  # fmt: skip
 
 
 def test_known_at_alone_gives_the_answer_the_ledger_gave_then(store: Store) -> None:
