@@ -2798,10 +2798,12 @@ def verify(
             check_stored_frontier(storage.node_getter(connection), report)
             guards = storage.missing_guards(connection)
             if guards:  # not damage itself, but nothing then stops an accidental edit
+                them = "it" if len(guards) == 1 else "them"
                 report.warnings.append(
-                    f"the store lacks its append-only triggers {', '.join(guards)} (dropped "
-                    "outside the ledger): the log verified, but nothing refuses an edit of "
-                    "it now; `enforcement-ledger init`, as the store's owner, makes them again"
+                    f"the store lacks its append-only trigger{'s' * (len(guards) > 1)} "
+                    f"{', '.join(guards)} (dropped or disabled outside the ledger): the log "
+                    "verified, but nothing refuses an edit of it now; `enforcement-ledger "
+                    f"init`, as the store's owner, makes {them} again"
                 )
             if read_models:
                 from ledger.index_check import check_index

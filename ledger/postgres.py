@@ -196,7 +196,8 @@ class PostgresStorage(Storage):
             "SELECT t.tgname FROM pg_catalog.pg_trigger t "
             "JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = current_schema() AND NOT t.tgisinternal"
+            # A disabled trigger (ALTER TABLE … DISABLE TRIGGER) guards nothing.
+            "WHERE n.nspname = current_schema() AND NOT t.tgisinternal AND t.tgenabled <> 'D'"
         )
         return {name for (name,) in rows}
 
