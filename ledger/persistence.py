@@ -271,6 +271,8 @@ class Database:
             f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock({_ADVISORY_KEY})",
             (f"{int(WRITE_LOCK_WAIT_S * 1000)}ms", name),
         )
+        # The wait for this lock only: the transaction's other locks wait as before.
+        self.raw.execute("SET LOCAL lock_timeout TO DEFAULT")
 
     @contextmanager
     def session_lock(self, name: str) -> Iterator[None]:
@@ -279,6 +281,8 @@ class Database:
             f"SELECT set_config('lock_timeout', %s, false), pg_advisory_lock({_ADVISORY_KEY})",
             (f"{int(WRITE_LOCK_WAIT_S * 1000)}ms", name),
         )
+        # The wait for this lock only: a replay's TRUNCATE then waits for readers, as before.
+        self.raw.execute("RESET lock_timeout")
         try:
             yield
         finally:

@@ -298,6 +298,13 @@ def test_a_postgres_write_lock_held_too_long_gives_up_cleanly(
     assert result.stderr.startswith(f"Error: another process kept {store.url} locked for 0.3 s")
     assert "gave up waiting and wrote nothing" in result.stderr
     assert store.count() == 1
+    # The limit is for that wait only: a replay's TRUNCATE, say, waits for readers.
+    storage = persistence.open_storage(StoreLocation.parse(store.url))
+    with storage.connect() as db:
+        with db.transaction(lock="ledger-log"):
+            assert db.one("SHOW lock_timeout")[0] == "0"
+        with db.session_lock("ledger-projection"):
+            assert db.one("SHOW lock_timeout")[0] == "0"
 
 
 # --- a replay that others read through, or that dies -------------------------------
