@@ -1534,8 +1534,10 @@ def _moment(as_of: str | None, known_at: str | None) -> Any:
 
     # --known-at alone asks what the ledger said then: as of then too (a suspension
     # that has ended by its `until` since still shows). Both given: the two axes apart.
-    known = _parse_time(known_at, "--known-at") if known_at else datetime.now(UTC)
-    return Moment(as_of=_parse_time(as_of, "--as-of") if as_of else known, known_at=known)
+    # A record time still to come knows what is known now: as of now, not a forecast.
+    now = datetime.now(UTC)
+    known = _parse_time(known_at, "--known-at") if known_at else now
+    return Moment(as_of=_parse_time(as_of, "--as-of") if as_of else min(known, now), known_at=known)
 
 
 @cli.command()

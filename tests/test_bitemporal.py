@@ -552,6 +552,12 @@ def test_known_at_alone_gives_the_answer_the_ledger_gave_then(store: Store) -> N
     assert store.status(A, "--known-at", known) == then
     assert store.status(A, "--known-at", known, "--as-of", "2030-01-01")["status"] == "active"
     assert store.status(A)["status"] == "active"
+    # A record time to come knows what is known now: as of now, not of then (a script's
+    # far-future --known-at for "everything known" got a forecast).
+    store.append(ev("account_suspended", "2024-01-01", account=A, policy="p", until="2090-01-01"))
+    future = store.status(A, "--known-at", "2100-01-01")
+    assert future["status"] == "suspended"
+    assert future["as_of"] < "2100"
 
 
 def test_followers_is_the_latest_count_in_valid_time(store: Store) -> None:
