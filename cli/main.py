@@ -1391,8 +1391,9 @@ def _record_command(type_name: str, model: Any) -> click.Command:
             )
         except LedgerError as error:
             raise error.without_line() from None  # flags have no input line
-        # The id the ledger made, named: a retraction or an appeal of it needs it.
-        _report(result, as_json, generated_id=result.last_assigned_id)
+        # The id the ledger made, named: a retraction or an appeal of it needs it (a
+        # dry run's is made again by the append, so it names none).
+        _report(result, as_json, generated_id=None if dry_run else result.last_assigned_id)
         if not dry_run:
             _after_append(session)
 

@@ -12,7 +12,7 @@ import pytest
 
 from bench.generate import generate
 from tests.conftest import Store
-from tests.ledger_helpers import SEED_EVENTS, account, ev, jsonl
+from tests.ledger_helpers import SEED_EVENTS, account, ev, export, jsonl
 
 SEED = Path(__file__).parents[1] / "ledger" / "data" / "seed.jsonl"
 
@@ -65,13 +65,22 @@ def test_record_dry_run(store: Store) -> None:
     before = _everything(store)
     args = ["--account", "twitter:khamenei_ir", "--post", "p2", "--occurred-at", "2024-03-01"]
     result = store.ok("record", "post-published", *args, "--source", "s", "--dry-run")
-    assert re.fullmatch(
-        f"Would append 1 event\\(s\\), sequence {SEED_EVENTS}..{SEED_EVENTS} "
-        "\\(event_id ev-[0-9a-f]{32}\\)\n"  # the id made: what a retraction will name
-        "Dry run: every check passed; nothing was written\n",
-        result.stdout,
-    ), result.stdout
+    assert result.stdout == (  # no made id: the append would make another
+        f"Would append 1 event(s), sequence {SEED_EVENTS}..{SEED_EVENTS}\n"
+        "Dry run: every check passed; nothing was written\n"
+    )
     assert _everything(store) == before
+    done = store.ok("record", "post-published", *args, "--source", "s").stdout
+    assert re.fullmatch(
+        f"Appended 1 event\\(s\\), sequence {SEED_EVENTS}..{SEED_EVENTS} "
+        "\\(event_id ev-[0-9a-f]{32}\\)\n",  # the id made: what a retraction will name
+        done,
+    ), done
+    assert done.split()[-1].rstrip(")") == export(store)[-1]["event_id"]  # the stored one
+    made = done.split()[-1].rstrip(")")
+    store.ok("record", "event-retracted", "--target", made, "--reason", "r",
+             "--occurred-at", "2024-03-02", "--source", "s")  # fmt: skip
+    before = _everything(store)
     refused = store.fail(
         "record", "account-reinstated", "--account", "twitter:khamenei_ir",
         "--occurred-at", "2024-03-01", "--source", "s", "--dry-run",
