@@ -820,11 +820,22 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
             db.execute(storage.ledger_indexes()[name])  # the log's rows stay as they are
             missing.append(name)
         guards = [] if created else storage.missing_guards(db)
-        for statement in storage.guard_setup() if guards else []:
-            db.execute(statement)
-        for name in guards:
-            db.execute(storage.guard_triggers()[name])
-            missing.append(f"append-only trigger {name}")
+        try:
+            for statement in storage.guard_setup() if guards else []:
+                db.execute(statement)
+            for name in guards:
+                db.execute(storage.guard_triggers()[name])
+                missing.append(f"append-only trigger {name}")
+        except Exception as error:
+            if not _is_permission_error(error):
+                raise
+            from ledger.location import StoreError
+
+            raise StoreError(
+                f"{location.display} lacks its append-only triggers {', '.join(guards)}, and "
+                "only the store's owner may make them; nothing was changed",
+                "run `enforcement-ledger init` as the owner",
+            ) from None
         if created or missing:
             # Only then: CREATE … IF NOT EXISTS needs CREATE on a PostgreSQL schema even
             # for what exists, and the writer and reader roles lack it.

@@ -385,6 +385,20 @@ def test_reader_cannot_replay_the_read_models(populated: RoleLedger) -> None:
     assert len(populated.reader.timeline()) == SEED_COUNT
 
 
+def test_a_missing_trigger_is_made_by_the_owner_and_the_writer_is_told_so(
+    populated: RoleLedger,
+) -> None:
+    populated.sql(f'DROP TRIGGER merkle_nodes_append_only ON "{populated.schema}".merkle_nodes')
+    refused = populated.writer.fail("init").stderr  # it was a bare "permission denied"
+    assert (
+        "lacks its append-only triggers merkle_nodes_append_only, and only the store's "
+        "owner may make them; nothing was changed; run `enforcement-ledger init` as the "
+        "owner" in refused
+    )
+    made = populated.owner.ok("init").stdout
+    assert "made again its missing append-only trigger merkle_nodes_append_only" in made
+
+
 @pytest.mark.parametrize("table", ["retractions", "timeline"])
 def test_a_read_model_table_init_makes_again_keeps_the_roles_grants(
     populated: RoleLedger, table: str
