@@ -98,10 +98,11 @@ class MissingMerkleNode(StoreError, KeyError):
 
     def __init__(self, level: int, index: int) -> None:
         super().__init__(
-            f"the Merkle node table has no node (level {level}, index {index}), which the "
-            "log needs: it was deleted outside the ledger; nothing was written",
-            "`enforcement-ledger verify` names what else changed; `export --nl` then "
-            "`copy --export` into a new store rebuilds the tree from the leaves",
+            f"the Merkle node table has no node (level {level}, index {index}), which this "
+            "needs: it was deleted outside the ledger (a write in progress is rolled back "
+            "whole)",
+            "`export --nl` then `copy --export` into a new store rebuilds the tree from the "
+            "leaves, which `verify` checks",
         )
 
     def __str__(self) -> str:  # KeyError's would quote the message
