@@ -1148,7 +1148,7 @@ class _Batch:
         if held:
             raise RuleViolation(
                 f"subject '{subject}' holds {held[0].describe()} under platform '{platform}' "
-                f"through account {account} alone; retract that first"
+                f"through account {account} alone; revoke or retract it first"
             )
 
     def _check_exemption_comes_back_held(self, revocation: dict[str, Any]) -> None:

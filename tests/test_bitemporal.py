@@ -512,7 +512,7 @@ def test_a_registration_holding_a_platform_exemption_alone_is_retracted_after_it
         ev("event_retracted", "2024-01-01", target="tw", reason="wrong", event_id="r"),
         expect=("event_retracted r rejected: subject 'someone' holds x-rule (exemption_applied "
                 "at 2022-01-01T00:00:00Z) under platform 'twitter' through account "
-                "twitter:someone alone; retract that first",),
+                "twitter:someone alone; revoke or retract it first",),
     )  # fmt: skip
     # Another account there holds it too, or the exemption is gone: the retraction stands.
     store.append(

@@ -319,7 +319,7 @@ def test_a_registration_retracted_from_under_a_platform_exemption_by_an_older_ve
     fresh = Store(str(tmp_path / "fresh.db"), "sqlite", tmp_path)
     assert (
         "subject 'someone' holds e (exemption_applied at 2021-01-01T00:00:00Z) under platform "
-        "'twitter' through account twitter:someone alone; retract that first"
+        "'twitter' through account twitter:someone alone; revoke or retract it first"
     ) in fresh.fail("copy", "--export", str(newer)).stderr
 
 
