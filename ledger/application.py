@@ -545,6 +545,13 @@ class Ledger:
                 reason = (
                     error.reason if isinstance(error, LedgerError) else "; ".join(error.problems)
                 )
+                if isinstance(error, EventInputError) or " rejected: " in reason:
+                    # A rule or a field check: it may be one the source's version lacked.
+                    reason += (
+                        f" (a copy checks the events a log recorded since "
+                        f"{iso(NEW_INPUT_CHECKS_SINCE)} as new input; one an older version "
+                        "recorded may fail a check that version did not have)"
+                    )
                 raise LedgerError(f"source sequence {error.line}: {reason}") from None
             finally:
                 batch.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,26 @@ def test_events_beyond_the_checkpoints_given_are_copied_with_a_warning(
     assert bare_store.fail("verify", "--vkey", vkey, "--all-signed").exit_code == 1
 
 
+def _recorded_after_the_checks(
+    export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The export's events recorded at 02:00 on the day the checks came, which the
+    cut-off (the release, 06:00) spares; moved to 01:00 here, they are new input.
+    (A record time after the real cut-off would be ahead of the clock on that day.)"""
+    from ledger import application
+
+    newer = tmp_path / "newer.jsonl"
+    newer.write_bytes(
+        export.read_bytes().replace(
+            b'"recorded_at":"2024-01-01T00', b'"recorded_at":"2026-12-07T02'
+        )
+    )
+    spared = Store(str(tmp_path / "spared.db"), "sqlite", tmp_path)
+    spared.ok("copy", "--export", str(newer))  # written by the versions before the checks
+    monkeypatch.setattr(application, "NEW_INPUT_CHECKS_SINCE", datetime(2026, 12, 7, 1, tzinfo=UTC))
+    return newer
+
+
 def _written_by_an_older_version(tmp_path: Path, events: list[dict[str, object]]) -> Path:
     """An export of a log an older version wrote: leaves as it stored them, which
     today's checks for new input would refuse (they did not exist then)."""
@@ -290,7 +311,7 @@ def _written_by_an_older_version(tmp_path: Path, events: list[dict[str, object]]
 
 
 def test_a_registration_retracted_from_under_a_platform_exemption_by_an_older_version_is_copied(
-    bare_store: Store, tmp_path: Path
+    bare_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     export = _written_by_an_older_version(
         tmp_path,
@@ -310,12 +331,7 @@ def test_a_registration_retracted_from_under_a_platform_exemption_by_an_older_ve
     )  # fmt: skip
     bare_store.ok("copy", "--export", str(export))
     assert bare_store.ok("export", "--nl").stdout_bytes == export.read_bytes()
-    newer = tmp_path / "newer.jsonl"
-    newer.write_bytes(
-        export.read_bytes().replace(
-            b'"recorded_at":"2024-01-01T00', b'"recorded_at":"2026-12-07T02'
-        )
-    )
+    newer = _recorded_after_the_checks(export, tmp_path, monkeypatch)
     fresh = Store(str(tmp_path / "fresh.db"), "sqlite", tmp_path)
     assert (
         "subject 'someone' holds e (exemption_applied at 2021-01-01T00:00:00Z) under platform "
@@ -324,7 +340,7 @@ def test_a_registration_retracted_from_under_a_platform_exemption_by_an_older_ve
 
 
 def test_a_log_holding_what_new_input_may_no_longer_hold_is_still_copied_and_kept_up(
-    bare_store: Store, tmp_path: Path
+    bare_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An account id in another Unicode spelling, a retraction dated before its
     target: refused as new input since, but a log that holds them must still move
@@ -364,15 +380,15 @@ def test_a_log_holding_what_new_input_may_no_longer_hold_is_still_copied_and_kep
         expect=("a retraction cannot occur before its target sus",),
     )
     # Recorded since those checks exist, the same events are new input: refused.
-    newer = tmp_path / "newer.jsonl"
-    newer.write_bytes(
-        export.read_bytes().replace(
-            b'"recorded_at":"2024-01-01T00', b'"recorded_at":"2026-12-07T02'
-        )
-    )
+    newer = _recorded_after_the_checks(export, tmp_path, monkeypatch)
     fresh = Store(str(tmp_path / "fresh.db"), "sqlite", tmp_path)
     refused = fresh.fail("copy", "--export", str(newer)).stderr
     assert "source sequence 0: account: must be in Unicode normal form NFC" in refused
+    assert (
+        "(a copy checks the events a log recorded since 2026-12-07T06:00:00Z as new "
+        "input; one an older version recorded may fail a check that version did not have)"
+        in refused
+    )
     # And the store moves on again, store to store.
     onward = Store(str(tmp_path / "onward.db"), "sqlite", tmp_path)
     onward.ok("copy", bare_store.url)
