@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import gc
 import json
 import re
@@ -660,6 +661,9 @@ class _Batch:
         # Lanes left invalid by a line, for the end of the batch to judge: the line
         # that broke each, its event, that event's id and the conflict it caused.
         self.deferred: dict[tuple[str, str], tuple[int, Any, str, LaterEventInvalid]] = {}
+        # Checks of a retraction that a later line may settle (the account registered
+        # again), run at the end of the batch: (line, event, event_id, check).
+        self.end_checks: list[tuple[int, Any, str, Callable[[], None]]] = []
         # The line, event and event_id being added (the id may be generated just now).
         self.current: tuple[int, Any, str] = (0, None, "")
         # Ids of the current chunk found in the log, plus those flushed since the
@@ -1204,9 +1208,16 @@ class _Batch:
                 )
         older = self.copying and _recorded_before_new_checks(record)
         if found.type == "account_registered" and not older:
-            self._check_no_exemption_rests_on(target_record)
+            self.end_checks.append(
+                (*self.current, functools.partial(self._check_no_exemption_rests_on, target_record))
+            )
         if found.type == "exemption_revoked" and target_record.get("platform") and not older:
-            self._check_exemption_comes_back_held(target_record)
+            self.end_checks.append(
+                (
+                    *self.current,
+                    functools.partial(self._check_exemption_comes_back_held, target_record),
+                )
+            )
         target = Entry.from_record(target_record)
         lane = view.retract(record, target, defer_later=True, stored=older)
         if found.type == "platform_renamed" and self._renames is not None:
@@ -1257,6 +1268,11 @@ class _Batch:
             if key[1] == "registration" and not self.stream_entries(uuid.UUID(key[0])):
                 continue  # a registration retracted, and every event after it as well
             raise LedgerError(self.rejection(event, event_id, conflict), line)
+        for line, event, event_id, check in self.end_checks:
+            try:
+                check()
+            except RuleViolation as violation:
+                raise LedgerError(self.rejection(event, event_id, violation), line) from None
         self.flush()
         for projection in self.ledger.inline_projections:
             projection.finish(self.tx.db)

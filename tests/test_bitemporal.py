@@ -514,17 +514,23 @@ def test_a_registration_holding_a_platform_exemption_alone_is_retracted_after_it
                 "at 2022-01-01T00:00:00Z) under platform 'twitter' through account "
                 "twitter:someone alone; revoke or retract it first",),
     )  # fmt: skip
+    # Registered again in the same batch (a registration's correction), it still holds it:
+    # judged at the end of the batch, as a registration retracted and made again is.
+    store.append(
+        ev("event_retracted", "2024-01-01", target="tw", reason="wrong date"),
+        account("twitter:someone", "2019-06-01", subject="someone", event_id="tw-again"),
+    )
     # Another account there holds it too, or the exemption is gone: the retraction stands.
     store.append(
         account("twitter:someone2", subject="someone", event_id="tw2"),
-        ev("event_retracted", "2024-01-01", target="tw", reason="wrong"),
+        ev("event_retracted", "2024-01-01", target="tw-again", reason="wrong"),
         ev("event_retracted", "2024-01-01", target="fb", reason="wrong"),
         ev("exemption_revoked", "2023-01-01", subject="someone", platform="twitter",
            exemption="world_leader", policy="p"),
         ev("event_retracted", "2024-01-01", target="tw2", reason="wrong"),
     )  # fmt: skip
     recorded = export(store)
-    assert len(recorded) == 9
+    assert len(recorded) == 11
     assert recorded[-1]["target"] == "tw2"
     # Nor may the exemption come back by retracting its revocation (review probe).
     revocation = next(e["event_id"] for e in recorded if e["type"] == "exemption_revoked")
