@@ -196,8 +196,10 @@ class PostgresStorage(Storage):
             "SELECT t.tgname FROM pg_catalog.pg_trigger t "
             "JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            # A disabled trigger (ALTER TABLE … DISABLE TRIGGER) guards nothing.
-            "WHERE n.nspname = current_schema() AND NOT t.tgisinternal AND t.tgenabled <> 'D'"
+            # Only one that fires in every session guards: 'O' (origin, the default) or
+            # 'A' (always); a disabled one ('D') or a replica-only one ('R') does not.
+            "WHERE n.nspname = current_schema() AND NOT t.tgisinternal "
+            "AND t.tgenabled IN ('O', 'A')"
         )
         return {name for (name,) in rows}
 
