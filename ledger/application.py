@@ -1075,6 +1075,13 @@ class _Batch:
         claimed, platform = str(record["name"]).casefold(), record["platform"]
         if claimed == platform or not _SLUG.fullmatch(claimed):
             return  # its own name, or one no account can be registered under
+        for rename in self._live_renames().values():
+            if rename["platform"] == claimed:  # a platform with renames of its own
+                raise RuleViolation(
+                    f"'{claimed}' is the slug of a platform of this ledger (renamed "
+                    f"'{rename['name']}' by {rename['event_id']}): naming platform "
+                    f"'{platform}' '{record['name']}' would make the two one name"
+                )
         for account in sorted(self._accounts_by_platform().get(claimed, ())):
             registration = self.view(AccountKind, stream_id("account", account)).registration
             if registration is not None and registration.record.get("platform") == claimed:

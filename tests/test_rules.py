@@ -679,6 +679,15 @@ def test_a_platform_keeps_its_slug_when_renamed_either_way_round(store: Store) -
                 "'twitter'",
             ),
         )
+    # Nor onto the slug of a platform with renames of its own (recorded first, it was
+    # then read as twitter's new name).
+    store.append(ev("platform_renamed", "2020-01-01", platform="foo", name="Foo Corp",
+                    event_id="foo-rn"))  # fmt: skip
+    reject_append(
+        store,
+        ev("platform_renamed", "2024-06-01", platform="twitter", name="FOO"),
+        expect=("'foo' is the slug of a platform of this ledger (renamed 'Foo Corp' by foo-rn)",),
+    )
     # The other way round, in one batch or across batches.
     store.append(account("threads:zuck", "2023-08-01"))
     onto = ev("platform_renamed", "2024-01-01", platform="instagram", name="Threads")
