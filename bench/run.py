@@ -70,6 +70,11 @@ def _store_url(kind: str, workdir: Path, name: str) -> str:
     return f"{PG_URL}?schema=bench_{name}_{uuid.uuid4().hex[:8]}"
 
 
+def _key_path(kind: str, workdir: Path, name: str) -> Path:
+    """Per store kind: a workdir shared by a SQLite and a PostgreSQL run holds both."""
+    return workdir / f"{name}-{kind}.key"
+
+
 def _drop(kind: str, url: str) -> None:
     if kind != "postgres":
         return
@@ -95,7 +100,10 @@ def build(kind: str, workdir: Path, events: int, name: str) -> dict[str, Any]:
 def _build_at(
     kind: str, workdir: Path, events: int, name: str, data: Path, url: str
 ) -> dict[str, Any]:
-    key = workdir / f"{name}.key"
+    key = _key_path(kind, workdir, name)
+    if kind == "sqlite":  # a workdir used before: a fresh store and key, not its old ones
+        for stale in (key, *workdir.glob(f"{name}.db*")):
+            stale.unlink(missing_ok=True)
     env_args = ["--store", url, "--key-file", str(key)]
     subprocess.run([*CLI, *env_args, "init"], check=True, capture_output=True)
     vkey = subprocess.run(
@@ -315,7 +323,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None, workdir: Path) -> Non
             print(f"[bench] {name}: {size:,} events on {args.store}", file=sys.stderr, flush=True)
             results["runs"][name] = build(args.store, workdir, size, name)
         large = results["runs"]["large"]
-        key = str(workdir / "large.key")
+        key = str(_key_path(args.store, workdir, "large"))
         results["single_append"] = single_append(large["url"], key, 5 if args.smoke else 20)
     finally:
         for run in results["runs"].values():
