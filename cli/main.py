@@ -242,9 +242,20 @@ class Session:
         from ledger.location import KeyError_, key_path
 
         signer = self.signer(required=required)
-        origin = self.ledger().origin
+        ledger = self.ledger()
+        origin = ledger.origin
         if signer is None or signer.name == origin:
             return signer
+        with ledger.storage.connect() as db:
+            signed = {note.partition("\n")[0] for _, _, note in ledger.storage.checkpoints(db)}
+        if signer.name in signed and origin not in signed:
+            # The key and every signed checkpoint agree: the origin row is what changed.
+            raise KeyError_(
+                f"the store's origin (the ledger_meta row 'origin') is {origin!r}, but this "
+                f"key and every stored checkpoint name the log {signer.name!r}: the origin "
+                "row was changed outside the ledger; nothing was written (`enforcement-ledger "
+                "verify` names it)"
+            )
         path = key_path(self.location, self.key_file)
         if self.key_file and not self.key_file_from_environment:
             advice = "give --key-file this log's key"

@@ -1105,6 +1105,20 @@ def test_a_ledger_index_missing_is_named_by_verify_read_models_and_made_by_init(
     assert "OK size 38" in ledger.verify_ok("--read-models")
 
 
+def test_an_edited_origin_row_is_named_by_appends_too(ledger: KeyedLedger, tables: Tables) -> None:
+    # They said the key file was another log's and advised moving it away.
+    tables.drop_triggers()
+    tables.execute("UPDATE ledger_meta SET value = 'evil.example/log' WHERE key = 'origin'")
+    for command in (("checkpoint",), ("append", "-")):
+        result = ledger.run(*command, input=events_for(4, 1))
+        assert result.exit_code == 1, (result.output, result.exception)
+        assert result.stderr.startswith(
+            "Error: the store's origin (the ledger_meta row 'origin') is 'evil.example/log', "
+            "but this key and every stored checkpoint name the log "
+        ), result.stderr
+    assert len(tables.leaves()) == 38
+
+
 @SQLITE_ONLY  # SQLite keeps whatever a column is given; PostgreSQL types refuse these
 @pytest.mark.parametrize(
     ("change", "expected"),
