@@ -875,7 +875,7 @@ class _Batch:
     def rejection(self, event: Any, event_id: str, violation: RuleViolation) -> str:
         """The refusal of ``event``, naming only events the user can find. An id the
         ledger generated is never stored when the batch is refused: the event's own
-        reads "this event", another line's "an earlier line of this batch". A date
+        reads "this event", another line's "another line of this batch". A date
         given without a time is read as 00:00Z, before the events later that day it
         may have followed: when the refusal concerns such events, the message says so."""
         reason = str(violation)
@@ -893,19 +893,20 @@ class _Batch:
         return f"{event.type}{named} rejected: {reason}"
 
     def _of_this_batch(self, match: re.Match[str]) -> str:
-        """ "the recorded event X" where X is a line of this batch, not yet recorded."""
+        """ "the recorded event X" where X is a line of this batch, not yet recorded
+        (another line: with --sort it may come later in the input)."""
         ref = self.find(match[1])
         first = self.result.first_sequence
         if ref is None or first is None or ref.sequence < first:
             return match[0]
-        return f"the event {match[1]} ({match[2]}, an earlier line of this batch)"
+        return f"the event {match[1]} ({match[2]}, another line of this batch)"
 
     def _as_given(self, match: re.Match[str]) -> str:
         ref = self.find(match[2])
         first = self.result.first_sequence
         if ref is None or first is None or ref.sequence < first:
             return match[0]  # recorded before this batch: the user can look it up
-        return "an earlier line of this batch"
+        return "another line of this batch"
 
     def later_that_day(self, event: Any) -> bool:
         """Whether ``event``, given a date alone, has events later that day in the lanes
@@ -1275,7 +1276,9 @@ class _Batch:
             if key[1] == "registration" and not self.stream_entries(uuid.UUID(key[0])):
                 continue  # a registration retracted, and every event after it as well
             raise LedgerError(self.rejection(event, event_id, conflict), line)
-        for line, event, event_id, check in self.end_checks:
+        # Latest line first: the line that made the state a check refuses (the second of
+        # two registrations retracted, the retraction that brought an exemption back).
+        for line, event, event_id, check in reversed(self.end_checks):
             try:
                 check()
             except RuleViolation as violation:

@@ -514,6 +514,16 @@ def test_a_registration_holding_a_platform_exemption_alone_is_retracted_after_it
                 "at 2022-01-01T00:00:00Z) under platform 'twitter' through account "
                 "twitter:someone alone; revoke or retract it first",),
     )  # fmt: skip
+    # Two accounts there: retracting both is refused, naming the second line (the first
+    # alone left the other holding it).
+    store.append(account("twitter:someone3", subject="someone", event_id="tw3"))
+    reject_append(
+        store,
+        ev("event_retracted", "2024-01-01", target="tw", reason="wrong"),
+        ev("event_retracted", "2024-01-01", target="tw3", reason="wrong"),
+        expect=("line 2: event_retracted", "through account twitter:someone3 alone"),
+    )
+    store.append(ev("event_retracted", "2024-01-01", target="tw3", reason="wrong"))
     # Registered again in the same batch (a registration's correction), it still holds it:
     # judged at the end of the batch, as a registration retracted and made again is.
     store.append(
@@ -530,7 +540,7 @@ def test_a_registration_holding_a_platform_exemption_alone_is_retracted_after_it
         ev("event_retracted", "2024-01-01", target="tw2", reason="wrong"),
     )  # fmt: skip
     recorded = export(store)
-    assert len(recorded) == 11
+    assert len(recorded) == 13
     assert recorded[-1]["target"] == "tw2"
     # Nor may the exemption come back by retracting its revocation (review probe).
     revocation = next(e["event_id"] for e in recorded if e["type"] == "exemption_revoked")

@@ -1344,7 +1344,7 @@ def test_refusals_name_other_lines_of_the_batch_without_their_generated_ids(
     message = reject_append(
         world,
         *later,
-        expect=("this backfilled event would make an earlier line of this batch (",),
+        expect=("this backfilled event would make another line of this batch (",),
     )
     assert "ev-" not in message
     # An id the log holds is named as it is.
@@ -1419,7 +1419,7 @@ def test_a_conflict_with_a_line_of_the_same_batch_does_not_call_it_recorded(stor
         ev("account_removed", "2020-06-01", account=A, policy="p"),
         expect=(
             "line 4: account_removed rejected: this backfilled event would make the event "
-            "m-s (account_suspended at 2021-01-01T00:00:00Z, an earlier line of this batch) "
+            "m-s (account_suspended at 2021-01-01T00:00:00Z, another line of this batch) "
             "invalid",
         ),
     )
