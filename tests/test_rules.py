@@ -1322,7 +1322,7 @@ def test_refusals_name_other_lines_of_the_batch_without_their_generated_ids(
     world: Store,
 ) -> None:
     """Lines given without event_id get ids the refused batch never stores: a refusal
-    names such a line as an earlier line of the batch, never by that id."""
+    names such a line as another line of the batch, never by that id."""
     lines = [
         ev("account_removed", "2024-01-10", account=A, policy="p"),
         ev("account_suspended", "2024-01-12", account=A, policy="p"),
@@ -1331,7 +1331,7 @@ def test_refusals_name_other_lines_of_the_batch_without_their_generated_ids(
         world,
         *lines,
         expect=(
-            "Error: line 2: account_suspended rejected: the account was removed by an earlier "
+            "Error: line 2: account_suspended rejected: the account was removed by another "
             "line of this batch at 2024-01-10T00:00:00Z",
         ),
     )
