@@ -177,6 +177,15 @@ _GENERATED_ID = re.compile(r"(the recorded event )?(ev-[0-9a-f]{32})")
 _RECORDED_EVENT = re.compile(r"the recorded event (\S+) \(([^()]*)\)")
 
 
+def _same_name(a: object, b: object) -> bool:
+    """Names a reader takes for one: the same letters in any case or width (X, x, Ｘ)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", str(a)).casefold() == (
+        unicodedata.normalize("NFKC", str(b)).casefold()
+    )
+
+
 def _content_of(record: dict[str, Any]) -> dict[str, Any]:
     """A stored record's submitted content: what idempotency compares."""
     return {k: v for k, v in record.items() if k not in _ASSIGNED}
@@ -1074,6 +1083,13 @@ class _Batch:
         """The other way round: a rename onto the slug accounts are registered under
         would leave them a second platform."""
         claimed, platform = str(record["name"]).casefold(), record["platform"]
+        for rename in self._live_renames().values():
+            other = rename["platform"]
+            if other != platform and _same_name(rename["name"], record["name"]):
+                raise RuleViolation(
+                    f"'{rename['name']}' is the name platform '{other}' took "
+                    f"({rename['event_id']}): two platforms under one name would read as one"
+                )
         if claimed == platform or not _SLUG.fullmatch(claimed):
             return  # its own name, or one no account can be registered under
         for rename in self._live_renames().values():

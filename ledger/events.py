@@ -225,7 +225,12 @@ def _each_once(values: list[str], info: ValidationInfo) -> list[str]:
     return values
 
 
-SlugList = Annotated[list[Slug], AfterValidator(_each_once)]
+SlugList = Annotated[
+    list[Slug],
+    AfterValidator(_each_once),
+    # Said in the schema too: a file valid by it is not then refused.
+    Field(json_schema_extra={"maxItems": MAX_LISTED, "uniqueItems": True}),
+]
 
 
 class SubjectRegistered(EventBase):
@@ -351,7 +356,7 @@ class _Exemption(EventBase):
     platform: Slug | None = Field(
         default=None,
         description="With subject: the platform whose rule it is (its accounts there "
-        "hold it); without, every platform's",
+        "hold it); without one, the exemption holds on every platform.",
     )
     exemption: Slug = Field(description="e.g. un_recognised_government_official")
     policy: Text

@@ -688,6 +688,13 @@ def test_a_platform_keeps_its_slug_when_renamed_either_way_round(store: Store) -
         ev("platform_renamed", "2024-06-01", platform="twitter", name="FOO"),
         expect=("'foo' is the slug of a platform of this ledger (renamed 'Foo Corp' by foo-rn)",),
     )
+    # Nor a name another platform took, in any case or width.
+    for name in ("x", "Ｘ"):
+        reject_append(
+            store,
+            ev("platform_renamed", "2024-06-01", platform="instagram", name=name),
+            expect=("'X' is the name platform 'twitter' took (rn): two platforms under one name",),
+        )
     # The other way round, in one batch or across batches.
     store.append(account("threads:zuck", "2023-08-01"))
     onto = ev("platform_renamed", "2024-01-01", platform="instagram", name="Threads")
