@@ -246,8 +246,10 @@ class Session:
         origin = ledger.origin
         if signer is None or signer.name == origin:
             return signer
+        from ledger.integrity import logs_named
+
         with ledger.storage.connect() as db:
-            signed = {note.partition("\n")[0] for _, _, note in ledger.storage.checkpoints(db)}
+            signed = logs_named(note for _, _, note in ledger.storage.checkpoints(db))
         if signer.name in signed and origin not in signed:
             # The key and every signed checkpoint agree: the origin row is what changed.
             raise KeyError_(

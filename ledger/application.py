@@ -901,21 +901,22 @@ class _Batch:
         named = f" {event.event_id}" if event.event_id else ""
         return f"{event.type}{named} rejected: {reason}"
 
-    def _of_this_batch(self, match: re.Match[str]) -> str:
-        """ "the recorded event X" where X is a line of this batch, not yet recorded
-        (another line: with --sort it may come later in the input)."""
-        ref = self.find(match[1])
+    def _in_this_batch(self, event_id: str) -> bool:
+        """Whether ``event_id`` is a line of this batch (another line: with --sort it
+        may come later in the input), not an event recorded before it, which the user
+        can look up."""
+        ref = self.find(event_id)
         first = self.result.first_sequence
-        if ref is None or first is None or ref.sequence < first:
+        return ref is not None and first is not None and ref.sequence >= first
+
+    def _of_this_batch(self, match: re.Match[str]) -> str:
+        """ "the recorded event X" where X is a line of this batch, not yet recorded."""
+        if not self._in_this_batch(match[1]):
             return match[0]
         return f"the event {match[1]} ({match[2]}, another line of this batch)"
 
     def _as_given(self, match: re.Match[str]) -> str:
-        ref = self.find(match[2])
-        first = self.result.first_sequence
-        if ref is None or first is None or ref.sequence < first:
-            return match[0]  # recorded before this batch: the user can look it up
-        return "another line of this batch"
+        return "another line of this batch" if self._in_this_batch(match[2]) else match[0]
 
     def later_that_day(self, event: Any) -> bool:
         """Whether ``event``, given a date alone, has events later that day in the lanes
@@ -996,11 +997,13 @@ class _Batch:
                 )
         if record["type"] == "exemption_applied" and record.get("subject"):
             self._check_exemption_platform(record)
-        new_input = not (self.copying and _recorded_before_new_checks(record))
-        if new_input and record["type"] in ("account_registered", "platform_renamed"):
+        # Asked of these types only: a copy would parse every event's record time again.
+        if record["type"] in ("account_registered", "platform_renamed") and not (
+            self.copying and _recorded_before_new_checks(record)
+        ):
             self._check_platform_is_no_renamed_name(record)
-        if new_input and record["type"] == "platform_renamed":
-            self._check_name_is_no_platform_in_use(record)
+            if record["type"] == "platform_renamed":
+                self._check_name_is_no_platform_in_use(record)
         view = self.view(kind, sid)
         try:
             lane = self._settled_later(view, view.record(record, defer_later=True))
@@ -1142,15 +1145,17 @@ class _Batch:
                 found.append(registration)
         return found
 
+    def _platforms_of(self, subject: str) -> set[str]:
+        """The platforms the subject has an account on (by registrations in force)."""
+        return {platform_of(r.record["account"]) for r in self._registrations_to(subject)}
+
     def _check_exemption_platform(self, record: dict[str, Any]) -> None:
         """A subject's exemption under one platform's rule names a platform it has an
         account on, by its slug: "x", a typo or a platform's new name held by nobody."""
         platform = record.get("platform")
         if platform is None:
             return
-        held = sorted(
-            {platform_of(r.record["account"]) for r in self._registrations_to(record["subject"])}
-        )
+        held = sorted(self._platforms_of(record["subject"]))
         if platform not in held:
             raise RuleViolation(
                 f"platform: subject '{record['subject']}' has no account on platform "
@@ -1190,8 +1195,7 @@ class _Batch:
         """Retracting the revocation of a subject's exemption under one platform's rule
         puts the exemption back in force: it needs an account there, as when applied."""
         platform, subject = revocation["platform"], revocation["subject"]
-        held = {platform_of(r.record["account"]) for r in self._registrations_to(subject)}
-        if platform not in held:
+        if platform not in self._platforms_of(subject):
             raise RuleViolation(
                 f"retracting {revocation['event_id']} would put exemption "
                 f"{revocation['exemption']} back in force on subject '{subject}' under "

@@ -462,11 +462,16 @@ class StoredCheckpoint:
     note: str
 
 
+def logs_named(notes: Iterable[str]) -> set[str]:
+    """The origins signed checkpoints name (a checkpoint note's first line)."""
+    return {note.partition("\n")[0] for note in notes}
+
+
 def check_origin_row(origin: str, stored: Sequence[StoredCheckpoint]) -> None:
     """Raise where every stored checkpoint names one log and the store's origin row
     another: the row was changed (each checkpoint, signed, was not), and the checkpoint
     that verify reads first is not what to blame."""
-    named = {checkpoint.note.partition("\n")[0] for checkpoint in stored}
+    named = logs_named(checkpoint.note for checkpoint in stored)
     if len(named) == 1 and origin not in named:
         raise IntegrityError(
             f"the store's origin (the ledger_meta row 'origin') is {origin!r}, but every "

@@ -297,8 +297,21 @@ def meant_hint(db: Database, field: str, given: str) -> str:
     """The "; did you mean 'x'?" naming ``similar_ids``, or nothing when there are none."""
     if field == "account" and (spelling := _spelling_hint(given)):
         return spelling
-    meant = similar_ids(db, field, given)
+    return _did_you_mean(similar_ids(db, field, given))
+
+
+def _did_you_mean(meant: Sequence[str]) -> str:
     return f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
+
+
+def _closest(given: str, candidates: list[str], limit: int) -> list[str]:
+    """What ``given`` may have meant among ``candidates``: itself in other letter
+    case, else close spellings (compared only among a few candidates)."""
+    folded = given.casefold()
+    same = sorted(c for c in candidates if c.casefold() == folded)
+    if same or len(candidates) > SIMILAR_SPELLINGS_LIMIT:
+        return same[:limit]
+    return difflib.get_close_matches(given, candidates, n=limit, cutoff=0.85)
 
 
 def similar_ids(db: Database, field: str, given: str, limit: int = 3) -> list[str]:
@@ -330,12 +343,7 @@ def similar_ids(db: Database, field: str, given: str, limit: int = 3) -> list[st
             "AND t.subject <> :given"
         )
         params = {"given": given}
-    candidates = [row[0] for row in db.execute(sql, params)]
-    folded = given.casefold()
-    same = sorted(c for c in candidates if c.casefold() == folded)
-    if same or len(candidates) > SIMILAR_SPELLINGS_LIMIT:
-        return same[:limit]
-    return difflib.get_close_matches(given, candidates, n=limit, cutoff=0.85)
+    return _closest(given, [row[0] for row in db.execute(sql, params)], limit)
 
 
 # Filters on free text a platform or the ledger wrote, which no index serves.
@@ -355,11 +363,7 @@ def unmatched_text_hint(db: Database, column: str, given: str) -> str | None:
         for (value,) in db.execute(f"SELECT DISTINCT {column} FROM timeline WHERE {column} <> ''")
         if value is not None
     ]
-    folded = given.casefold()
-    meant = sorted(c for c in candidates if c.casefold() == folded)[:3]
-    if not meant and len(candidates) <= SIMILAR_SPELLINGS_LIMIT:
-        meant = difflib.get_close_matches(given, candidates, n=3, cutoff=0.85)
-    return f"; did you mean {' or '.join(repr(m) for m in meant)}?" if meant else ""
+    return _did_you_mean(_closest(given, candidates, 3))
 
 
 def _require_registered(db: Database, account: str, moment: Moment) -> None:
