@@ -832,21 +832,31 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
         for name in [] if created else storage.missing_ledger_indexes(db):
             db.execute(storage.ledger_indexes()[name])  # the log's rows stay as they are
             missing.append(name)
-        guards = [] if created else storage.missing_guards(db)
+        lacking = [] if created else storage.missing_guards(db)
+        changed = [] if created else storage.changed_guards(db)
+        guards = [*lacking, *changed]
         try:
             for statement in storage.guard_setup() if guards else []:
                 db.execute(statement)
             for name in guards:
+                storage.drop_guard(db, name)
                 db.execute(storage.guard_triggers()[name])
-                missing.append(f"append-only trigger {name}")
+                missing.append(
+                    f"append-only trigger {name}" + (" (it had been changed)" * (name in changed))
+                )
         except Exception as error:
             if not _is_permission_error(error):
                 raise
             from ledger.location import StoreError
 
+            faults = [
+                f"{what} its append-only triggers {', '.join(names)}"
+                for what, names in (("lacks", lacking), ("holds changed", changed))
+                if names
+            ]
             raise StoreError(
-                f"{location.display} lacks its append-only triggers {', '.join(guards)}, and "
-                "only the store's owner may make them; nothing was changed",
+                f"{location.display} {' and '.join(faults)}, and only the store's owner may "
+                "make them; nothing was changed",
                 "run `enforcement-ledger init` as the owner",
             ) from None
         if created or missing:
@@ -2831,6 +2841,16 @@ def verify(
                     f"{', '.join(guards)} (dropped or disabled outside the ledger): the log "
                     "verified, but nothing refuses an edit of it now; `enforcement-ledger "
                     f"init`, as the store's owner, makes {them} again"
+                )
+            changed = storage.changed_guards(connection)
+            if changed:
+                them = "it" if len(changed) == 1 else "them"
+                report.warnings.append(
+                    f"the store's append-only trigger{'s' * (len(changed) > 1)} "
+                    f"{', '.join(changed)} {'is' if len(changed) == 1 else 'are'} not as the "
+                    f"ledger made {them} (changed outside the ledger, perhaps to refuse nothing): "
+                    "the log verified, but an edit of it may not be refused now; "
+                    f"`enforcement-ledger init`, as the store's owner, makes {them} again"
                 )
             if read_models:
                 from ledger.index_check import check_index

@@ -590,13 +590,25 @@ class Storage:
         """What the triggers need made first (PostgreSQL: the function they call)."""
         return []
 
-    def trigger_names(self, db: Database) -> set[str]:
+    def guards_in_force(self, db: Database) -> dict[str, bool]:
+        """Each append-only trigger that fires in every session, by name, with whether
+        it is still the one the ledger made (an owner may replace a trigger, or the
+        function it calls, by one that refuses nothing)."""
         raise NotImplementedError
 
+    def drop_guard(self, db: Database, name: str) -> None:
+        """Drop a changed trigger before it is made again (PostgreSQL replaces it)."""
+
     def missing_guards(self, db: Database) -> list[str]:
-        """The append-only triggers the store lacks (dropped by whoever owns it)."""
-        present = self.trigger_names(db)
+        """The append-only triggers the store lacks (dropped or disabled by whoever
+        owns it)."""
+        present = self.guards_in_force(db)
         return [name for name in self.guard_triggers() if name not in present]
+
+    def changed_guards(self, db: Database) -> list[str]:
+        """The append-only triggers present but not as the ledger made them."""
+        present = self.guards_in_force(db)
+        return [name for name in self.guard_triggers() if present.get(name) is False]
 
     # shared
     def check_format(self, db: Database) -> None:
@@ -967,8 +979,17 @@ class SQLiteStorage(Storage):
             for action in ("UPDATE", "DELETE")
         }
 
-    def trigger_names(self, db: Database) -> set[str]:
-        return {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    def guards_in_force(self, db: Database) -> dict[str, bool]:
+        # SQLite keeps a trigger's statement as written, less its IF NOT EXISTS.
+        made = {
+            name: " ".join(statement.replace(" IF NOT EXISTS", "", 1).split())
+            for name, statement in self.guard_triggers().items()
+        }
+        rows = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+        return {name: " ".join(str(sql).split()) == made.get(name) for name, sql in rows}
+
+    def drop_guard(self, db: Database, name: str) -> None:
+        db.execute(f'DROP TRIGGER IF EXISTS "{name}"')
 
     def create(self, meta: dict[str, str]) -> bool:
         """Create the schema once. Returns False when it already existed."""

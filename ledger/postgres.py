@@ -34,6 +34,14 @@ _REFUSE_CHANGE = """CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS tr
                 USING ERRCODE = 'insufficient_privilege';
         END $$"""
 
+_REFUSE_CHANGE_BODY = _REFUSE_CHANGE.split("$$")[1]
+
+# pg_trigger.tgtype bits: 1 row, 2 before, 8 delete, 16 update, 32 truncate.
+_GUARD_KINDS = {
+    **{f"{table}_append_only": (table, 1 | 2 | 8 | 16) for table in (EVENTS_TABLE, *LEDGER_TABLES)},
+    **{f"{table}_no_truncate": (table, 2 | 32) for table in (EVENTS_TABLE, *LEDGER_TABLES)},
+}
+
 _LEDGER_DDL = [
     "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # Identifiers compare byte by byte (COLLATE "C"), as in SQLite, whatever the
@@ -191,17 +199,31 @@ class PostgresStorage(Storage):
     def guard_setup(self) -> list[str]:
         return [_REFUSE_CHANGE]
 
-    def trigger_names(self, db: Database) -> set[str]:
+    def guards_in_force(self, db: Database) -> dict[str, bool]:
         rows = db.execute(
-            "SELECT t.tgname FROM pg_catalog.pg_trigger t "
+            "SELECT t.tgname, c.relname, t.tgtype, t.tgqual IS NULL AND t.tgnargs = 0 "
+            "AND t.tgattr::text = '', p.proname, pn.nspname = current_schema(), p.prosrc "
+            "FROM pg_catalog.pg_trigger t "
             "JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid "
+            "JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace "
             # Only one that fires in every session guards: 'O' (origin, the default) or
             # 'A' (always); a disabled one ('D') or a replica-only one ('R') does not.
             "WHERE n.nspname = current_schema() AND NOT t.tgisinternal "
             "AND t.tgenabled IN ('O', 'A')"
         )
-        return {name for (name,) in rows}
+        found = {}
+        for name, table, kind, unconditional, function, ours, body in rows:
+            made = _GUARD_KINDS.get(name)
+            found[name] = (
+                made == (table, kind)
+                and bool(unconditional)
+                and function == "ledger_refuse_change"
+                and bool(ours)
+                and body == _REFUSE_CHANGE_BODY
+            )
+        return found
 
     def create(self, meta: dict[str, str]) -> bool:
         """Create schema, tables and triggers once; concurrent inits wait, then no-op."""

@@ -397,6 +397,19 @@ def test_a_missing_trigger_is_made_by_the_owner_and_the_writer_is_told_so(
     )
     made = populated.owner.ok("init").stdout
     assert "made again its missing append-only trigger merkle_nodes_append_only" in made
+    # One the owner replaced by a trigger that refuses nothing.
+    populated.sql(
+        f"CREATE OR REPLACE TRIGGER ledger_entries_no_truncate BEFORE INSERT ON "
+        f'"{populated.schema}".ledger_entries FOR EACH ROW EXECUTE FUNCTION '
+        f'"{populated.schema}".ledger_refuse_change()'
+    )
+    refused = populated.writer.fail("init").stderr
+    assert "holds changed its append-only triggers ledger_entries_no_truncate, and only" in (
+        refused
+    )
+    made = populated.owner.ok("init").stdout
+    assert "append-only trigger ledger_entries_no_truncate (it had been changed)" in made
+    assert populated.owner.ok("verify", "--vkey", populated.vkey).stderr == ""
 
 
 @pytest.mark.parametrize("table", ["retractions", "timeline"])

@@ -635,6 +635,43 @@ def test_dropped_append_only_triggers_are_named_and_made_again_by_init(
             assert ledger.verify().stderr == ""
 
 
+def test_append_only_triggers_changed_to_refuse_nothing_are_named_and_made_again_by_init(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """verify checked the triggers by name only: one replaced by a trigger that refuses
+    nothing (or, on PostgreSQL, the function they call rewritten) passed in silence."""
+    (name, table), *_ = tables.triggers()
+    if tables.kind == "sqlite":
+        tables.execute(f'DROP TRIGGER "{name}"')
+        tables.execute(f'CREATE TRIGGER "{name}" BEFORE UPDATE ON "{table}" BEGIN SELECT 1; END')
+    else:
+        tables.execute(
+            f'CREATE OR REPLACE TRIGGER "{name}" BEFORE INSERT ON "{table}" '
+            "FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()"
+        )
+    result = ledger.verify()
+    assert result.exit_code == 0, result.output
+    assert f"warning: the store's append-only trigger {name} is not as the ledger made it" in (
+        result.stderr
+    )
+    made = ledger.store.ok("init").stdout
+    assert f"append-only trigger {name} (it had been changed)" in made
+    assert ledger.verify().stderr == ""
+    if tables.kind == "postgres":
+        tables.execute(
+            "CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$"
+        )
+        warned = ledger.verify().stderr
+        assert "warning: the store's append-only triggers " in warned
+        assert f"{name}, " in warned or f", {name} " in warned
+        ledger.store.ok("init")
+        assert ledger.verify().stderr == ""
+    # Made again, it refuses an edit as before.
+    with pytest.raises(tables.errors, match="append-only"):
+        tables.execute(f'DELETE FROM "{table}"')
+
+
 @SQLITE_ONLY
 def test_proofs_are_not_given_out_from_a_corrupted_node_table(
     ledger: KeyedLedger, tables: Tables
