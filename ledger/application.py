@@ -177,13 +177,15 @@ _GENERATED_ID = re.compile(r"(the recorded event )?(ev-[0-9a-f]{32})")
 _RECORDED_EVENT = re.compile(r"the recorded event (\S+) \(([^()]*)\)")
 
 
-def _same_name(a: object, b: object) -> bool:
-    """Names a reader takes for one: the same letters in any case or width (X, x, Ｘ)."""
+def _name_key(name: object) -> str:
+    """What a reader reads in a name: its letters in any case or width (X, x, Ｘ)."""
     import unicodedata
 
-    return unicodedata.normalize("NFKC", str(a)).casefold() == (
-        unicodedata.normalize("NFKC", str(b)).casefold()
-    )
+    return unicodedata.normalize("NFKC", str(name)).casefold()
+
+
+def _same_name(a: object, b: object) -> bool:
+    return _name_key(a) == _name_key(b)
 
 
 def _content_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -1069,7 +1071,7 @@ class _Batch:
         missed it)."""
         platform = record["platform"]
         for rename in self._live_renames().values():
-            if rename["platform"] != platform and str(rename["name"]).casefold() == platform:
+            if rename["platform"] != platform and _name_key(rename["name"]) == platform:
                 slug = rename["platform"]
                 if record["type"] == "platform_renamed":  # X's names are twitter's
                     advice = f"record the rename under platform '{slug}'"
@@ -1085,7 +1087,7 @@ class _Batch:
     def _check_name_is_no_platform_in_use(self, record: dict[str, Any]) -> None:
         """The other way round: a rename onto the slug accounts are registered under
         would leave them a second platform."""
-        claimed, platform = str(record["name"]).casefold(), record["platform"]
+        claimed, platform = _name_key(record["name"]), record["platform"]
         for rename in self._live_renames().values():
             other = rename["platform"]
             if other != platform and _same_name(rename["name"], record["name"]):

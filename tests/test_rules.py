@@ -695,13 +695,21 @@ def test_a_platform_keeps_its_slug_when_renamed_either_way_round(store: Store) -
             ev("platform_renamed", "2024-06-01", platform="instagram", name=name),
             expect=("'X' is the name platform 'twitter' took (rn): two platforms under one name",),
         )
-    # The other way round, in one batch or across batches.
+    # The other way round, in one batch or across batches; a full-width name reads as
+    # the slug too (it was compared by case only).
     store.append(account("threads:zuck", "2023-08-01"))
-    onto = ev("platform_renamed", "2024-01-01", platform="instagram", name="Threads")
+    for name in ("Threads", "Ｔｈｒｅａｄｓ"):
+        reject_append(
+            store,
+            ev("platform_renamed", "2024-01-01", platform="instagram", name=name),
+            expect=("accounts are registered under platform 'threads' (e.g. 'threads:zuck')",),
+        )
+    store.append(ev("platform_renamed", "2024-01-01", platform="tiktok", name="Ｄｏｕｙｉｎ",
+                    event_id="dy"))  # fmt: skip
     reject_append(
         store,
-        onto,
-        expect=("accounts are registered under platform 'threads' (e.g. 'threads:zuck')",),
+        account("douyin:a", "2024-02-01"),
+        expect=("platform: 'douyin' is the name platform 'tiktok' took (dy at ",),
     )
     reject_append(
         store,
