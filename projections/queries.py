@@ -512,24 +512,27 @@ def subjects(
     marks (and, asked for, keeps only) subjects whose accounts are not all in one
     status. Streams, subject by subject.
 
-    A subject is listed whatever its registration's ``occurred_at``: that is when it
-    was first observed (accounts may name it from before), not when it began."""
+    A subject is listed once it is registered by the valid time, or an account of
+    it is: its registration's ``occurred_at`` is when it was first observed (accounts
+    may name it from before), not when it began."""
     clauses = ["t.type = 'subject_registered'", _VISIBLE]
     params: dict[str, Any] = moment.params()
     if subject:
         clauses.append("t.subject = :subject")
         params["subject"] = subject
     cursor = db.execute(
-        f"SELECT s.state FROM timeline t JOIN {events_join(db)} "
+        f"SELECT s.state, t.occurred_us FROM timeline t JOIN {events_join(db)} "
         f"WHERE {' AND '.join(clauses)} ORDER BY t.subject, t.occurred_us, t.sequence",
         params,
     )
-    for (leaf,) in cursor:
+    for leaf, occurred_us in cursor:
         registration = _record(leaf)
         held = [
             {key: row[key] for key in ("account", "platform", "status", "since", "policy")}
             for row in accounts(db, moment, subject=registration["subject"])
         ]
+        if not held and occurred_us > params["as_of"]:
+            continue  # nothing of it existed yet
         statuses = {row["status"] for row in held}
         if divergent and len(statuses) < 2:
             continue

@@ -1185,12 +1185,21 @@ def test_subjects_show_each_persons_accounts_side_by_side(store: Store) -> None:
         ("twitter:khamenei_ir", "active"),
     ]
     # The day before Meta acted only his X account existed (as far as the ledger
-    # knows); the subject is listed though its registration was observed later.
+    # knows); a subject is listed once it or an account of it is registered.
     before = json.loads(store.ok("subjects", "--as-of", "2024-02-07", "--json").stdout)
     assert [(s["subject"], s["divergent"], len(s["accounts"])) for s in before] == [
         ("donald_trump", False, 1),
         ("khamenei", False, 1),
     ]
+    earlier = json.loads(store.ok("subjects", "--as-of", "2021-06-01", "--json").stdout)
+    assert [s["subject"] for s in earlier] == ["donald_trump"]  # khamenei was listed
+    assert store.ok("subjects", "--as-of", "2020-01-01").stderr == "(no subjects)\n"
+    # A subject registered before any account of it is listed from its registration.
+    store.append(
+        ev("subject_registered", "2019-01-01", subject="nobody", name="No Body", kind="person")
+    )
+    listed = json.loads(store.ok("subjects", "--as-of", "2020-01-01", "--json").stdout)
+    assert [(s["subject"], s["accounts"]) for s in listed] == [("nobody", [])]
     divergent = store.ok("subjects", "--divergent", "--as-of", "2024-02-10").stdout
     assert divergent.splitlines()[2].split(None, 3) == [
         "khamenei",
