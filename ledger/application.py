@@ -53,6 +53,7 @@ from ledger.vocabulary import (
     actor_problem,
     iso,
     platform_of,
+    quoted,
     shorten,
 )
 
@@ -222,7 +223,7 @@ def _copied_record_time(given: object, line: int) -> datetime:
             moment = datetime.fromisoformat(given)
     if moment is None or moment.tzinfo is None or iso(moment) != given:
         raise LedgerError(
-            f"recorded_at {given!r} is not a record time as a ledger writes it "
+            f"recorded_at {quoted(given)} is not a record time as a ledger writes it "
             "(UTC, e.g. 2024-02-08T10:00:00.123456Z)",
             line,
         )
@@ -534,13 +535,13 @@ class Ledger:
                     if record.get("sequence") != index:
                         raise LedgerError(
                             f"the event at this position carries sequence "
-                            f"{record.get('sequence')!r}; verify the source first",
+                            f"{quoted(record.get('sequence'))}; verify the source first",
                             index,
                         )
                     data = {**_content_of(record), "event_id": record.get("event_id")}
                     older = _recorded_before_new_checks(record)
-                    chunk.append((index, parse_event(data, index, stored=older)))
                     originals.append((record, leaf_bytes(leaf)))
+                    chunk.append((index, parse_event(data, index, stored=older)))
                     if len(chunk) >= FLUSH_EVERY:
                         checked = batch.add_copied(chunk, originals, pending, checked)
                         chunk, originals = [], []
@@ -557,7 +558,9 @@ class Ledger:
                 reason = (
                     error.reason if isinstance(error, LedgerError) else "; ".join(error.problems)
                 )
-                if isinstance(error, EventInputError) or " rejected: " in reason:
+                failed = [r for r, _ in originals if r.get("sequence") == error.line]
+                spared = failed and _recorded_before_new_checks(failed[0])
+                if (isinstance(error, EventInputError) or " rejected: " in reason) and not spared:
                     # A rule or a field check: it may be one the source's version lacked.
                     reason += (
                         f" (a copy checks the events a log recorded since "
@@ -752,11 +755,18 @@ class _Batch:
         if original is None:
             recorded_iso, recorded_at, actor = self.recorded_iso, self.recorded_at, self.actor
         else:
+            for field in ("recorded_at", "actor"):
+                if field not in original[0]:
+                    raise LedgerError(
+                        f"{field}: required field is missing (the ledger gives every event "
+                        "one); verify the source first",
+                        line,
+                    )
             recorded_iso, actor = original[0]["recorded_at"], original[0]["actor"]
             recorded_at = _copied_record_time(recorded_iso, line)
             problem = actor_problem(actor) if isinstance(actor, str) else "must be text"
             if problem is not None:
-                raise LedgerError(f"actor {actor!r} {problem}", line)
+                raise LedgerError(f"actor {quoted(actor)} {problem}", line)
             if recorded_at < self.recorded_at:
                 raise LedgerError(
                     f"recorded_at {recorded_iso} is earlier than an event before it; a "
@@ -843,8 +853,9 @@ class _Batch:
             return True
         if in_batch:
             differences = _differences(stored, content, verbs=("given earlier", "given here"))
+            where = "the source" if self.copying else "this batch"
             raise LedgerError(
-                f"event_id: '{event_id}' is given twice in this batch, with different "
+                f"event_id: '{event_id}' is given twice in {where}, with different "
                 f"content ({differences}); an event_id names one event: give each its own",
                 line,
             )

@@ -37,7 +37,7 @@ from ledger.times import EXPECTED_TIME, LEAP_SECOND, LEAP_SECOND_MESSAGE
 from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
 from ledger.vocabulary import TARGETED_TYPES as TARGETED_TYPES
-from ledger.vocabulary import account_id_problem, platform_of, shorten
+from ledger.vocabulary import account_id_problem, platform_of, quoted
 from ledger.vocabulary import iso as iso
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -474,20 +474,7 @@ class EventInputError(ValueError):
         super().__init__(where + "; ".join(problems))
 
 
-MAX_QUOTED = 100
 JSON_LINES = "input is JSON Lines: each event one JSON object on one line"
-
-
-def _quoted(value: Any) -> str:
-    """A given value as the message shows it, cut so a huge input stays out: text as
-    its repr (control characters escaped), other JSON values as JSON spells them."""
-    if value is None or isinstance(value, bool | int | float):
-        return json.dumps(value)  # true, null, NaN: the input's words, not Python's
-    text = repr(value)
-    if len(text) <= MAX_QUOTED:
-        return text
-    size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} in all"
-    return f"{shorten(text, MAX_QUOTED)} ({size})"
 
 
 # A path part shown as it is: a field name or a list index. Any other (an unknown
@@ -498,7 +485,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}|[0-9]{1,9}")
 
 def _path_part(part: Any) -> str:
     text = str(part)
-    return text if _PLAIN_NAME.fullmatch(text) else _quoted(text)
+    return text if _PLAIN_NAME.fullmatch(text) else quoted(text)
 
 
 def describe_validation_error(error: ValidationError) -> list[str]:
@@ -568,11 +555,11 @@ def describe_validation_error(error: ValidationError) -> list[str]:
         elif isinstance(given, dict):
             shown = " (given a JSON object)"
         else:
-            shown = f" (given {_quoted(given)})"
+            shown = f" (given {quoted(given)})"
         if item["type"] == "union_tag_invalid":
             # The tag as given (5, not the '5' pydantic turns it into for its message).
             tag = given.get("type") if isinstance(given, dict) else item.get("ctx", {}).get("tag")
-            shown = f" (given {_quoted(tag)})"
+            shown = f" (given {quoted(tag)})"
         problems.append(f"{path}: {message}{shown}")
     return problems
 
@@ -629,7 +616,8 @@ def parse_event(
     context = STORED if stored else None
     try:
         if isinstance(data, dict):
-            model = EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
+            kind = data.get("type")
+            model = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
             if model is not None:
                 return model.model_validate(data, context=context)  # type: ignore[return-value]
             return event_adapter().validate_python(data, context=context)

@@ -9,6 +9,7 @@ ledger assigns and the one textual form of time, but not the validators in
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from datetime import UTC, datetime
 
@@ -56,6 +57,21 @@ def shorten(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, the cut marked with "…", for messages and
     tables that must stay readable whatever was stored or given."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+MAX_QUOTED = 100
+
+
+def quoted(value: object) -> str:
+    """A given value as a message shows it, cut so a huge input stays out: text as
+    its repr (control characters escaped), other JSON values as JSON spells them."""
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)  # true, null, NaN: the input's words, not Python's
+    text = repr(value)
+    if len(text) <= MAX_QUOTED:
+        return text
+    size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} in all"
+    return f"{shorten(text, MAX_QUOTED)} ({size})"
 
 
 # Who recorded an event is stored in its signed leaf for good: a name people can read

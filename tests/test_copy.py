@@ -406,6 +406,9 @@ def test_an_export_without_checkpoints_is_copied_under_this_stores_origin(
     assert bare_store.ok("export", "--nl").stdout == source.ok("export", "--nl").stdout
 
 
+MISSING = object()
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -417,6 +420,13 @@ def test_an_export_without_checkpoints_is_copied_under_this_stores_origin(
         ("actor", "", "actor '' must not be empty"),
         ("actor", 5, "actor 5 must be text"),
         ("actor", "me\u200b", "must not contain control characters or invisible ones"),
+        # Each was an internal failure (exit 70), or quoted a huge value whole.
+        ("actor", MISSING, "actor: required field is missing"),
+        ("recorded_at", MISSING, "recorded_at: required field is missing"),
+        ("actor", None, "actor null must be text"),
+        ("actor", "a" * 100_000, "a… (100,000 characters) must be at most 200 characters"),
+        ("recorded_at", "2" * 200_000, "2… (200,000 characters) is not a record time"),
+        ("type", [1], "type: unknown event type; expected one of: "),
     ],
 )
 def test_an_export_whose_record_time_or_actor_no_ledger_writes_copies_nothing(
@@ -433,6 +443,8 @@ def test_an_export_whose_record_time_or_actor_no_ledger_writes_copies_nothing(
     lines = export.read_text(encoding="utf-8").splitlines()
     first = json.loads(lines[0])
     first[field] = value
+    if value is MISSING:
+        del first[field]
     lines[0] = json.dumps(first, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     edited = tmp_path / "edited.jsonl"
     edited.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -506,3 +518,20 @@ def test_init_origin_on_an_existing_store_of_another_origin_is_refused(tmp_path:
         "a new store's log and cannot change an existing one: give a new path (or, on "
         "PostgreSQL, a new schema)\n"
     )
+
+
+def test_a_copy_refusal_of_an_event_recorded_before_the_new_checks_gives_no_hint_of_them(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    """The hint that new checks apply since the cut-off was added to every refusal,
+    also of events the cut-off spares (a rule every version had)."""
+    export = _written_by_an_older_version(
+        tmp_path,
+        [
+            {"type": "account_suspended", "event_id": "s", "account": "twitter:nobody",
+             "policy": "p", "occurred_at": "2020-01-01T00:00:00Z"},
+        ],
+    )  # fmt: skip
+    refused = bare_store.fail("copy", "--export", str(export)).stderr
+    assert refused.startswith("Error: source sequence 0: account_suspended s rejected: "), refused
+    assert "a copy checks" not in refused
