@@ -97,6 +97,12 @@ class LedgerError(Exception):
         self.unregistered: tuple[str, str] | None = None
         super().__init__(f"line {line}: {message}" if line is not None else message)
 
+    def with_note(self, note: str) -> LedgerError:
+        """The same error with ``note`` added to its reason."""
+        noted = LedgerError(self.reason + note, self.line)
+        noted.unregistered = self.unregistered
+        return noted
+
     def without_line(self) -> LedgerError:
         """The same error for input that has no lines (an event from flags)."""
         bare = LedgerError(self.reason)
@@ -695,8 +701,35 @@ class _Batch:
 
     def add_chunk(self, chunk: list[tuple[int, AnyEvent]]) -> None:
         self.look_up(chunk)
-        for line, event in chunk:
-            self.add(line, event)
+        for position, (line, event) in enumerate(chunk):
+            try:
+                self.add(line, event)
+            except LedgerError as error:
+                later = self._later_line_giving(error, event, chunk[position + 1 :])
+                if later is None:
+                    raise
+                gives = "registers it" if error.unregistered else "is that event"
+                raise error.with_note(
+                    f" (line {later} of this batch {gives}, after this line: each line is "
+                    "checked against the lines before it, so give that one first)"
+                ) from None
+
+    def _later_line_giving(
+        self, error: LedgerError, event: AnyEvent, rest: list[tuple[int, AnyEvent]]
+    ) -> int | None:
+        """The line of the batch's current chunk, after the refused one, that registers
+        the account or subject it lacked or is the event it targets (not found)."""
+        if error.unregistered is not None:
+            field, value = error.unregistered
+            wanted = f"{field}_registered"
+            for line, later in rest:
+                if later.type == wanted and getattr(later, field) == value:
+                    return line
+            return None
+        target = getattr(event, "target", None) if event.type in TARGETED_TYPES else None
+        if target is None or self.find(target) is not None:
+            return None
+        return next((line for line, later in rest if later.event_id == target), None)
 
     def look_up(self, chunk: list[tuple[int, AnyEvent]]) -> None:
         """One lookup query for the chunk's ids and targets instead of one per event."""

@@ -45,25 +45,50 @@ def _lines(events: list[dict[str, Any]]) -> str:
     return jsonl(*events)
 
 
-def test_the_seed_sorted_by_occurred_at_needs_sort(store: Store, tmp_path: Path) -> None:
-    # Khamenei's accounts were observed (registered) in 2023, his subject in 2024:
-    # by occurred_at alone the accounts come first and name an unregistered subject.
-    seed = [json.loads(line) for line in SEED.read_text().splitlines()]
-    by_time = sorted(seed, key=lambda event: str(event["occurred_at"]))
+def test_the_seed_in_reverse_needs_sort(store: Store, tmp_path: Path) -> None:
+    # Line by line, the first line names an account a later line registers: the
+    # refusal says which line (it said only "append its registration first").
+    seed = SEED.read_text().splitlines()
+    backwards = "\n".join(reversed(seed)) + "\n"
     reject(
         store,
         "append",
         "-",
-        input=_lines(by_time),
-        expect=("rejected: subject 'khamenei' is not registered",),
+        input=backwards,
+        expect=(
+            "line 1: account_reinstated seed-x-trump-reinstated rejected: the account is not "
+            "registered; append its account_registered event first (line 3 of this batch "
+            "registers it, after this line: each line is checked against the lines before "
+            "it, so give that one first)",
+        ),
     )
-    store.ok("append", "--sort", "-", input=_lines(by_time))
+    store.ok("append", "--sort", "-", input=backwards)
     sorted_state = _state(store)
 
     other = Store(str(tmp_path / "as-given.db"), "sqlite", tmp_path)
     other.ok("init")
     other.ok("append", str(SEED))
     assert sorted_state == _state(other)
+
+
+def test_a_retraction_or_appeal_before_its_target_names_the_line_of_the_target(
+    store: Store,
+) -> None:
+    registration = account(A, "2020-01-01")
+    suspension = ev("account_suspended", "2020-02-01", account=A, event_id="susp", policy="p")
+    appeal = ev("appeal_filed", "2020-02-02", account=A, appeal="ap", target="susp")
+    retraction = ev("event_retracted", "2020-03-01", target="susp", reason="wrong")
+    for first in (appeal, retraction):
+        reject(
+            store,
+            "append",
+            "-",
+            input=jsonl(registration, first, suspension),
+            expect=("line 2: ", "(line 3 of this batch is that event, after this line: "),
+        )
+    # A target that no line gives: no such note.
+    refused = store.fail("append", "-", input=jsonl(registration, retraction)).stderr
+    assert "of this batch is that event" not in refused
 
 
 def test_a_shuffled_generated_history_gives_the_same_ledger(store: Store, tmp_path: Path) -> None:
