@@ -514,6 +514,15 @@ def test_a_field_given_twice_is_refused_not_read_one_way(registered: Store) -> N
         input=first + twice,
         expect=("Error: line 2: occurred_at: given more than once in one object",),
     )
+    # Inside a value, the path names where (it named the top-level field of that name).
+    nested = twice.replace('"occurred_at": "2021-01-10T00:00:00Z"', '"note": [{"a": 1, "a": 2}]')
+    reject(
+        registered,
+        "append",
+        "-",
+        input=first + nested,
+        expect=("Error: line 2: note.0.a: given more than once in one object",),
+    )
 
 
 def test_a_byte_order_mark_opening_the_input_is_not_data(registered: Store) -> None:
