@@ -924,6 +924,11 @@ def _read_lines(stream: IO[Any]) -> Iterator[tuple[int, Any]]:
         yield number, parse_event(line, number)
 
 
+# One object's end and another's start split by a CR alone: never valid JSON (after a
+# value comes a comma or a bracket), so it can only be a line ending no reader split on.
+_BARE_CR_BETWEEN_OBJECTS = re.compile(r"\}[ \t]*\r[ \t]*\{")
+
+
 def _input_lines(stream: IO[Any]) -> Iterator[tuple[int, str]]:
     """Non-blank lines with their numbers; the input is read as bytes, checked as UTF-8."""
     from ledger.events import EventInputError
@@ -949,6 +954,23 @@ def _input_lines(stream: IO[Any]) -> Iterator[tuple[int, str]]:
                 ) from None
         if number == 1 and line.startswith("\ufeff"):
             line = line[1:]  # a byte order mark some editors write: not part of the data
+        elif line.startswith("\ufeff"):
+            raise EventInputError(
+                [
+                    "event: the line starts with a byte order mark (U+FEFF), which only the "
+                    "input's start may hold (files joined with `cat`?); remove it"
+                ],
+                number,
+            )
+        if _BARE_CR_BETWEEN_OBJECTS.search(line):
+            raise EventInputError(
+                [
+                    "event: lines end in a bare carriage return (CR, old Mac line endings); "
+                    "events are read one a line, ending in LF or CRLF: convert it with "
+                    "`tr '\\r' '\\n'`"
+                ],
+                number,
+            )
         if line.strip():
             yield number, line
 
@@ -983,6 +1005,12 @@ def _export_leaves(handle: IO[bytes]) -> Iterator[bytes]:
             raise IntegrityError(
                 f"sequence {sequence}: line {sequence + 1} of the export is empty; an export "
                 "holds one leaf a line and nothing else",
+                sequence,
+            )
+        if sequence == 0 and leaf.startswith(b"\xef\xbb\xbf"):
+            raise IntegrityError(
+                "sequence 0: the export starts with a byte order mark (U+FEFF), added on "
+                "the way (an export is written without one); remove its first three bytes",
                 sequence,
             )
         if sequence == 0 and not leaf.startswith(b'{"'):

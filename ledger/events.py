@@ -512,14 +512,14 @@ def describe_validation_error(error: ValidationError) -> list[str]:
             message += "; expected one of: " + ", ".join(EVENT_TYPES)
         if item["type"] == "json_invalid":
             detail = str(item.get("ctx", {}).get("error", message))
+            # The parser counts lines within the one line it was given.
+            detail = re.sub(r" at line 1 column (\d+)$", r" at column \1", detail)
             if "hex escape" in detail or "surrogate" in detail:
                 # e.g. "\ud800" alone: half of a UTF-16 pair, which no text can hold.
                 detail += (
                     " (a \\uD800-\\uDFFF escape must be one half of a surrogate pair, "
                     "high then low, e.g. \\ud83d\\ude00)"
                 )
-            # The parser counts lines within the one line it was given.
-            detail = re.sub(r" at line 1 column (\d+)$", r" at column \1", detail)
             if detail.startswith("EOF while parsing"):  # the line ended inside a value
                 detail = re.sub(r" at (line \d+ )?column \d+$", "", detail) + f"; {JSON_LINES}"
             problems.append(f"malformed JSON: {detail}")

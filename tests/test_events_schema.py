@@ -529,13 +529,29 @@ def test_a_byte_order_mark_opening_the_input_is_not_data(registered: Store) -> N
     event = ev("account_suspended", "2021-01-08T16:00:00Z", account="twitter:example", policy="p")
     registered.ok("append", "-", input="\ufeff" + jsonl(event))
     assert export(registered)[-1]["type"] == "account_suspended"
-    # Anywhere else it is a stray character: malformed JSON, refused.
+    # Anywhere else it is refused, said for what it is (it was "malformed JSON").
     reject(
         registered,
         "append",
         "-",
         input=jsonl(event) + "\ufeff" + jsonl(event),
-        expect=("Error: line 2: malformed JSON",),
+        expect=("Error: line 2: event: the line starts with a byte order mark (U+FEFF)",),
+    )
+    # Lines split by a bare CR were one line with "trailing characters".
+    reject(
+        registered,
+        "append",
+        "-",
+        input=jsonl(event).replace("\n", "\r") * 2,
+        expect=("Error: line 1: event: lines end in a bare carriage return (CR, old Mac",),
+    )
+    # A line holding a bad escape: its position is given within the line.
+    reject(
+        registered,
+        "append",
+        "-",
+        input=jsonl(event) + jsonl({**event, "source": "?"}).replace("?", "\\ud800"),
+        expect=("Error: line 2: malformed JSON: unexpected end of hex escape at column ",),
     )
 
 

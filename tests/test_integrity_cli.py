@@ -956,6 +956,13 @@ def test_verify_offline_names_converted_line_endings_and_blank_lines(
         "Error: sequence 39: line 40 of the export is empty; an export holds one leaf a "
         "line and nothing else\n"
     )
+    export.write_bytes(b"\xef\xbb\xbf" + b"".join(line + b"\n" for line in lines))
+    result = verify_offline(export, checkpoint, shared_log.vkey)
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.stderr == (  # it was "was it written by `export` without --nl…"
+        "Error: sequence 0: the export starts with a byte order mark (U+FEFF), added on the "
+        "way (an export is written without one); remove its first three bytes\n"
+    )
     export.write_bytes(b"".join(line + b"\n" for line in lines))  # as it was: accepted
     assert verify_offline(export, checkpoint, shared_log.vkey).exit_code == 0
 
