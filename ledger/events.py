@@ -55,6 +55,8 @@ def _json_kind(value: Any) -> str:
         return "a number"
     if isinstance(value, dict):
         return "an object"
+    if value is None:
+        return "null"
     return "an array" if isinstance(value, list) else type(value).__name__
 
 

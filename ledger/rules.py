@@ -981,7 +981,7 @@ class StreamView:
         if registration is None:
             raise Unregistered(self.kind.unregistered_message(), self.kind.id_field)
         if candidate.occurred_at < registration.occurred_at:
-            raise RuleViolation(f"occurs before the registration {registration.describe()}")
+            raise RuleViolation(f"occurs before its registration, {registration.describe()}")
 
 
 def check_not_in_future(record: dict[str, Any], recorded_at: datetime) -> None:

@@ -635,6 +635,7 @@ def test_naive_until_is_refused(registered: Store) -> None:
         ("occurred_at", 1704067200.5, "not a number"),
         ("occurred_at", True, "not true/false"),
         ("occurred_at", ["2024-01-01"], "not an array"),
+        ("occurred_at", None, "not null (given null)"),  # was "not NoneType"
         ("occurred_at", "20240101T000000Z", "(given '20240101T000000Z')"),
         ("until", 1767225600, "not a number (given 1767225600)"),
         ("until", "2026", "(given '2026')"),

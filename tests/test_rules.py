@@ -94,7 +94,7 @@ def test_event_before_the_registration_is_refused(world: Store, event: dict[str,
         world,
         event,
         expect=(
-            f"{event['type']} early rejected: occurs before the registration "
+            f"{event['type']} early rejected: occurs before its registration, "
             "reg-a (account_registered at 2020-01-01T00:00:00Z)",
         ),
     )
@@ -159,7 +159,18 @@ def test_subject_exemption_before_the_subject_registration_is_refused(world: Sto
             policy="p",
         ),
         expect=(
-            "occurs before the registration subj (subject_registered at 2019-01-01T00:00:00Z)",
+            "occurs before its registration, subj (subject_registered at 2019-01-01T00:00:00Z)",
+        ),
+    )
+    # A registration on another line of the batch, with an id the ledger makes: it
+    # read "before the registration another line of this batch (…)".
+    reject_append(
+        world,
+        ev("subject_registered", "2019-01-01", subject="other", name="O", kind="person"),
+        ev("exemption_applied", "2018-01-01", subject="other", exemption="e", policy="p"),
+        expect=(
+            "line 2: exemption_applied rejected: occurs before its registration, another "
+            "line of this batch (subject_registered at 2019-01-01T00:00:00Z)",
         ),
     )
 
