@@ -523,6 +523,25 @@ def _refuse_repeated_options(command: click.Command, ctx: click.Context, args: l
         seen.add(param.name)
 
 
+def _complete_files(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion offers paths (a --store is a file, unless a URL)."""
+    return [click.shell_completion.CompletionItem(incomplete, type="file")]
+
+
+def _complete_event_types(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    from ledger.vocabulary import EVENT_TYPE_NAMES
+
+    return [
+        click.shell_completion.CompletionItem(name)
+        for name in EVENT_TYPE_NAMES
+        if name.startswith(incomplete)
+    ]
+
+
 def _given_value(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """A filter or time given an empty value is refused: `--account "$ACCOUNT"` or
     `--since "$START"` with the variable unset would otherwise filter nothing and answer
@@ -628,6 +647,7 @@ class LedgerGroup(StrictGroup):
     metavar="PATH|URL",
     help="SQLite file (default ./enforcement-ledger.db) or postgresql:// URL.",
     callback=_given_value,
+    shell_complete=_complete_files,
 )
 @click.option(
     "--key-file",
@@ -2031,6 +2051,7 @@ def selection_options(func: F) -> F:
             multiple=True,
             help="Event type; repeat for several.",
             callback=_given_value,
+            shell_complete=_complete_event_types,
         ),
         click.option("--policy", help="Events citing exactly this policy.", callback=_given_value),
         click.option("--actor", help="Events recorded by this actor.", callback=_given_value),
@@ -2382,6 +2403,7 @@ def schema() -> None:
     help="Where to build the demo ledger (default: the store given before `demo`, or "
     "$ENFORCEMENT_LEDGER_STORE, else a new temporary file); it must not exist yet.",
     callback=_given_value,
+    shell_complete=_complete_files,
 )
 @click.pass_context
 def demo(ctx: click.Context, demo_store: str | None) -> None:
@@ -2912,12 +2934,25 @@ def verify(
     )
 
 
+def _debugging() -> bool:
+    """ENFORCEMENT_LEDGER_DEBUG set to anything but empty, 0, false, no or off."""
+    value = os.environ.get("ENFORCEMENT_LEDGER_DEBUG", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: no traceback ever reaches a user."""
+    if sys.stdout is None:  # started with it closed (`>&-`): no answer could be given
+        click.echo(
+            "Error: standard output is closed, so nothing this command says could be read; "
+            "nothing was done (send it to /dev/null to discard it)",
+            err=True,
+        )
+        sys.exit(1)
     try:
         cli.main(args=argv, prog_name="enforcement-ledger", standalone_mode=True)
     except Exception as error:  # pragma: no cover - last line of defence
-        if os.environ.get("ENFORCEMENT_LEDGER_DEBUG"):
+        if _debugging():
             raise
         click.echo(
             f"Error: internal failure: {type(error).__name__}: {error}\n"

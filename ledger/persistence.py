@@ -619,7 +619,8 @@ class Storage:
             raise StoreError(
                 f"{self.location.display} holds ledger format {found}, this version reads "
                 f"format {FORMAT_VERSION}",
-                "export it with the version that wrote it and append the export to a new ledger",
+                "export it with the version that wrote it (`export --nl`) and copy the export "
+                "into a new ledger (`copy --export`)",
             )
 
     @contextmanager

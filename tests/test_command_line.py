@@ -3,6 +3,8 @@ something other than what the admin or researcher sees on their screen."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from ledger.application import Ledger
 from ledger.events import EventInputError, parse_event
 from ledger.location import StoreLocation
 from tests.conftest import Store
-from tests.ledger_helpers import account, ev, export, jsonl, reject
+from tests.ledger_helpers import CLI, account, ev, export, jsonl, reject
 
 FOLLOWERS = (
     "record", "followers-observed", "--account", "twitter:jack", "--count", "3",
@@ -293,3 +295,54 @@ def test_the_summary_is_given_before_the_read_side_catches_up(
         assert isinstance(result.exception, RuntimeError)
         assert result.stdout.startswith("Appended 1 event(s), sequence ")
     assert len(export(store)) == 2
+
+
+def test_a_closed_standard_output_is_refused_before_anything_is_done(
+    sqlite_store: Store,
+) -> None:
+    """`… >&-`: listings failed with exit 70 ("internal failure", with advice to check
+    the store for tampering); other commands did their work and said nothing."""
+    event = jsonl(account("twitter:closed", "2020-01-01"))
+    before = export(sqlite_store)
+    for args in (["timeline"], ["append", "-"]):
+        done = subprocess.run(
+            [*CLI, "--store", sqlite_store.url, *args],
+            input=event.encode(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: os.close(1),  # as a shell's `>&-` leaves it
+            check=False,
+        )
+        assert done.returncode == 1, done
+        assert done.stderr.decode().startswith("Error: standard output is closed"), done
+    assert export(sqlite_store) == before  # nothing appended
+
+
+@pytest.mark.parametrize("value", ["0", "", "false", "off"])
+def test_debug_set_to_no_shows_no_traceback(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from cli.main import _debugging
+
+    monkeypatch.setenv("ENFORCEMENT_LEDGER_DEBUG", value)
+    assert not _debugging()  # "0" turned tracebacks on
+    monkeypatch.setenv("ENFORCEMENT_LEDGER_DEBUG", "1")
+    assert _debugging()
+
+
+def test_shell_completion_offers_files_for_the_store_and_the_event_types() -> None:
+    def complete(words: str) -> list[str]:
+        env = {
+            **os.environ,
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+            "_ENFORCEMENT_LEDGER_COMPLETE": "bash_complete",
+        }
+        done = subprocess.run(CLI, env=env, capture_output=True, text=True, check=False)
+        return done.stdout.splitlines()
+
+    assert complete("enforcement-ledger timeline --type account_re") == [
+        "plain,account_registered",
+        "plain,account_restricted",
+        "plain,account_reinstated",
+        "plain,account_removed",
+    ]
+    assert complete("enforcement-ledger --store led") == ["file,led"]
