@@ -282,9 +282,11 @@ class Session:
     def reader(self) -> Any:
         """A read connection whose projections have caught up: never stale."""
         ledger = self.ledger()
+        from projections.projector import Projector, wait_for_rebuilds
+
         if self._read is None:
             self._read = ledger.storage.connect()
-        from projections.projector import Projector
+            wait_for_rebuilds(self._read)
 
         projector = Projector(ledger, self._read)
         try:
@@ -2866,60 +2868,69 @@ def verify(
                 )
         storage = ledger.storage
         # One snapshot: rows an append commits meanwhile are no rows out of place.
-        with storage.connect() as connection, connection.read_snapshot():
-            stored = [StoredCheckpoint(*row) for row in storage.checkpoints(connection)]
-            check_origin_row(ledger.origin, stored)
-            if stored and not verifiers:
-                raise IntegrityError("the log has signed checkpoints: pass --vkey to check them")
-            report = verify_log(
-                storage.iter_leaves_with_hashes(connection),
-                stored,
-                origin=ledger.origin,
-                verifiers=verifiers,
-                trusted=trusted,
-                compare_recorded=True,
-            )
-            # Once every leaf is checked: the index has one row for each, no other.
-            check_index_matches(storage.index_mismatch(connection, report.size), report.size)
-            check_no_node_beyond(storage.first_node_beyond(connection, report.size), report.size)
-            check_stored_frontier(storage.node_getter(connection), report)
-            guards = storage.missing_guards(connection)
-            if guards:  # not damage itself, but nothing then stops an accidental edit
-                them = "it" if len(guards) == 1 else "them"
-                report.warnings.append(
-                    f"the store lacks its append-only trigger{'s' * (len(guards) > 1)} "
-                    f"{', '.join(guards)} (dropped or disabled outside the ledger): the log "
-                    "verified, but nothing refuses an edit of it now; `enforcement-ledger "
-                    f"init`, as the store's owner, makes {them} again"
-                )
-            changed = storage.changed_guards(connection)
-            if changed:
-                them = "it" if len(changed) == 1 else "them"
-                report.warnings.append(
-                    f"the store's append-only trigger{'s' * (len(changed) > 1)} "
-                    f"{', '.join(changed)} {'is' if len(changed) == 1 else 'are'} not as the "
-                    f"ledger made {them} (changed outside the ledger, perhaps to refuse nothing): "
-                    "the log verified, but an edit of it may not be refused now; "
-                    f"`enforcement-ledger init`, as the store's owner, makes {them} again"
-                )
-            if read_models:
-                from ledger.index_check import check_index
-                from projections.check import check_read_models
+        with storage.connect() as connection:
+            if read_models:  # not a rebuild's tables half made, its indexes yet to come
+                from projections.projector import wait_for_rebuilds
 
-                missing = storage.missing_ledger_indexes(connection)
-                if missing:
+                wait_for_rebuilds(connection)
+            with connection.read_snapshot():
+                stored = [StoredCheckpoint(*row) for row in storage.checkpoints(connection)]
+                check_origin_row(ledger.origin, stored)
+                if stored and not verifiers:
                     raise IntegrityError(
-                        f"the ledger's index {', '.join(missing)} is missing: appends read "
-                        "lanes and targets through it, ever more slowly without; "
-                        "`enforcement-ledger init` makes it again"
+                        "the log has signed checkpoints: pass --vkey to check them"
                     )
-                check_index(storage, connection, report.size)
-                covered = check_read_models(connection, report.size)
-                if covered < report.size:
+                report = verify_log(
+                    storage.iter_leaves_with_hashes(connection),
+                    stored,
+                    origin=ledger.origin,
+                    verifiers=verifiers,
+                    trusted=trusted,
+                    compare_recorded=True,
+                )
+                # Once every leaf is checked: the index has one row for each, no other.
+                check_index_matches(storage.index_mismatch(connection, report.size), report.size)
+                check_no_node_beyond(
+                    storage.first_node_beyond(connection, report.size), report.size
+                )
+                check_stored_frontier(storage.node_getter(connection), report)
+                guards = storage.missing_guards(connection)
+                if guards:  # not damage itself, but nothing then stops an accidental edit
+                    them = "it" if len(guards) == 1 else "them"
                     report.warnings.append(
-                        f"sequence {covered}..{report.size - 1}: not projected yet, so not "
-                        "in the read models checked (any read command brings them up to date)"
+                        f"the store lacks its append-only trigger{'s' * (len(guards) > 1)} "
+                        f"{', '.join(guards)} (dropped or disabled outside the ledger): the log "
+                        "verified, but nothing refuses an edit of it now; `enforcement-ledger "
+                        f"init`, as the store's owner, makes {them} again"
                     )
+                changed = storage.changed_guards(connection)
+                if changed:
+                    them = "it" if len(changed) == 1 else "them"
+                    report.warnings.append(
+                        f"the store's append-only trigger{'s' * (len(changed) > 1)} "
+                        f"{', '.join(changed)} {'is' if len(changed) == 1 else 'are'} not as "
+                        f"the ledger made {them} (changed outside the ledger, perhaps to refuse "
+                        "nothing): the log verified, but an edit of it may not be refused now; "
+                        f"`enforcement-ledger init`, as the store's owner, makes {them} again"
+                    )
+                if read_models:
+                    from ledger.index_check import check_index
+                    from projections.check import check_read_models
+
+                    missing = storage.missing_ledger_indexes(connection)
+                    if missing:
+                        raise IntegrityError(
+                            f"the ledger's index {', '.join(missing)} is missing: appends read "
+                            "lanes and targets through it, ever more slowly without; "
+                            "`enforcement-ledger init` makes it again"
+                        )
+                    check_index(storage, connection, report.size)
+                    covered = check_read_models(connection, report.size)
+                    if covered < report.size:
+                        report.warnings.append(
+                            f"sequence {covered}..{report.size - 1}: not projected yet, so not "
+                            "in the read models checked (any read command brings them up to date)"
+                        )
     if all_signed and report.unsigned_from is not None:
         raise IntegrityError(
             f"sequence {report.unsigned_from}..{report.size - 1}: covered by no signed "

@@ -289,6 +289,17 @@ class Database:
         finally:
             self.raw.execute(f"SELECT pg_advisory_unlock({_ADVISORY_KEY})", (name,))
 
+    def hold_shared(self, name: str) -> None:
+        """The lock in shared mode, held until this connection closes (PostgreSQL):
+        many holders at once, none while a session holds it whole (``session_lock``).
+        Waited for as long as the other locks."""
+        self.raw.execute(
+            "SELECT set_config('lock_timeout', %s, false), "
+            f"pg_advisory_lock_shared({_ADVISORY_KEY})",
+            (f"{int(WRITE_LOCK_WAIT_S * 1000)}ms", name),
+        )
+        self.raw.execute("RESET lock_timeout")
+
     def close(self) -> None:
         self.raw.close()
 

@@ -449,6 +449,17 @@ class InlineProjection:
             self.indexes_dropped = False
 
 
+# PostgreSQL: held whole by a rebuild, shared by every reader of the read models.
+REBUILD_LOCK = "ledger-rebuild"
+
+
+def wait_for_rebuilds(db: Database) -> None:
+    """Hold off any rebuild while this connection reads the read models (PostgreSQL; a
+    SQLite rebuild is one transaction, which readers never see half done)."""
+    if db.dialect == "postgres":
+        db.hold_shared(REBUILD_LOCK)
+
+
 class Projector:
     """Applies new log entries to the read models, exactly once."""
 
@@ -517,7 +528,11 @@ class Projector:
         with _small_cache(self.db):
             if self.db.dialect == "sqlite":
                 return self._rebuild_in_one_transaction(owner, progress)
-            return self._rebuild(owner, progress)
+            # Its phases commit apart (emptied, projected from two connections, indexed):
+            # readers, who hold this lock shared, wait for the whole rather than answer
+            # from tables half rebuilt, and it waits for those reading.
+            with self.db.session_lock(REBUILD_LOCK):
+                return self._rebuild(owner, progress)
 
     def _rebuild_in_one_transaction(
         self, owner: bool, progress: Callable[[int], None] | None

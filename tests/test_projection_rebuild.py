@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,8 @@ from projections import leaves
 from projections.queries import Moment, TimelineFilter, account_status, timeline
 from tests.conftest import Store
 from tests.ledger_helpers import account, ev, jsonl, subject
+
+SEED = Path(__file__).resolve().parents[1] / "ledger" / "data" / "seed.jsonl"
 
 GENERATED = 1500
 
@@ -355,3 +358,54 @@ def test_timelines_read_the_same_with_either_leaf_parser(
     assert leaves._fast is not None
     assert sum(len(rows) for rows in slow[1:]) > GENERATED / 2
     assert any(row["retracted"] for rows in slow for row in rows)
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_a_postgres_read_waits_for_a_rebuild_under_way_and_a_rebuild_for_reads(
+    store: Store, tmp_path: Path
+) -> None:
+    """A PostgreSQL rebuild commits its phases apart (emptied, projected, indexed): a
+    read arriving meanwhile answered from the emptied tables, with exit 0 ("(no
+    events)", an account with "no registration"). Readers now hold the rebuild lock
+    shared, and a rebuild holds it whole."""
+    import subprocess
+    import time
+
+    import psycopg
+
+    from tests.conftest import PG_URL
+    from tests.ledger_helpers import CLI
+
+    store.ok("append", str(SEED))
+    expected = store.ok("timeline", "--nl").stdout
+    schema = store.url.rsplit("schema=", 1)[1]
+    key = f"hashtext('{schema}' || ':' || '{projector.REBUILD_LOCK}')"
+    with psycopg.connect(PG_URL, autocommit=True) as rebuild:
+        # A rebuild between its phases: the lock held, the read models emptied.
+        rebuild.execute(f'SET search_path TO "{schema}"')
+        rebuild.execute(f"SELECT pg_advisory_lock({key})")
+        rebuild.execute(f"TRUNCATE {', '.join(projector.TABLES)}")
+        reader = subprocess.Popen(
+            [*CLI, "--store", store.url, "timeline", "--nl"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(1.5)
+        assert reader.poll() is None, reader.communicate()  # it waits
+        rebuild.execute(f"SELECT pg_advisory_unlock({key})")
+        out, err = reader.communicate(timeout=60)
+    assert (reader.returncode, err) == (0, b"")
+    assert out.decode() == expected  # caught up from the log, not the emptied tables
+
+    # The other way round: a replay waits for a read under way.
+    with psycopg.connect(PG_URL, autocommit=True) as reading:
+        reading.execute(f"SELECT pg_advisory_lock_shared({key})")
+        replay = subprocess.Popen(
+            [*CLI, "--store", store.url, "replay"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        time.sleep(1.5)
+        assert replay.poll() is None, replay.communicate()
+        reading.execute(f"SELECT pg_advisory_unlock_shared({key})")
+        replay.communicate(timeout=60)
+        assert replay.returncode == 0
+    assert store.ok("timeline", "--nl").stdout == expected
