@@ -242,6 +242,22 @@ def _copied_record_time(given: object, line: int) -> datetime:
     return moment
 
 
+def _leaves_as_appended(rows: Iterable[tuple[Any, Any]]) -> Iterator[bytes]:
+    """A source store's leaves, each checked against the hash its append recorded, as
+    verify checks them: a copy made anew from an edited event would hash and verify
+    clean, the edit's trace gone (only a signed checkpoint would have caught it)."""
+    for index, (stored, recorded) in enumerate(rows):
+        leaf = leaf_bytes(stored)
+        if recorded is None or merkle.leaf_hash(leaf) != bytes(recorded):
+            _source_record(leaf, index)  # no JSON object at all: said so first
+            raise LedgerError(
+                "the stored event's bytes no longer hash to the leaf recorded at append "
+                "time (the event or its index row was altered); verify the source first",
+                index,
+            )
+        yield leaf
+
+
 def _source_record(leaf: bytes, index: int) -> dict[str, Any]:
     """A copied store's stored event as a JSON object, or a LedgerError naming its
     position: the source file may have been edited outside the ledger."""
@@ -491,7 +507,9 @@ class Ledger:
             for checkpoint in checkpoints:
                 checkpoint.check_note()
             result = self.copy_log(
-                source.storage.iter_leaves(db), checkpoints, origin=source._origin_in(db)
+                _leaves_as_appended(source.storage.iter_leaves_with_hashes(db)),
+                checkpoints,
+                origin=source._origin_in(db),
             )
         return result, len(checkpoints)
 

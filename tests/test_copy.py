@@ -7,6 +7,7 @@ times and actors, the same answers; and like any append, all or nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from contextlib import closing
@@ -129,14 +130,15 @@ def test_a_missing_source_is_named_without_advice_meant_for_the_target(
         assert message == f"Error: SOURCE: {problem}; copy reads an existing ledger\n"
 
 
-def _tamper(path: Path, sequence: int, old: bytes, new: bytes) -> None:
-    """Change a stored leaf behind the ledger's back (triggers dropped first)."""
+def _tamper(path: Path, sequence: int, old: bytes, new: bytes, rehash: bool = True) -> None:
+    """Change a stored leaf behind the ledger's back (triggers dropped first); with
+    ``rehash``, its recorded leaf hash too, as a thorough forger would."""
     with closing(sqlite3.connect(path)) as conn:
         triggers = [
             name
             for (name,) in conn.execute(
-                "SELECT name FROM sqlite_master "
-                "WHERE type = 'trigger' AND tbl_name = 'stored_events'"
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                "AND tbl_name IN ('stored_events', 'ledger_entries')"
             )
         ]
         for name in triggers:
@@ -150,6 +152,12 @@ def _tamper(path: Path, sequence: int, old: bytes, new: bytes) -> None:
             "(SELECT rowid FROM stored_events ORDER BY rowid LIMIT 1 OFFSET ?)",
             (bytes(state).replace(old, new), sequence),
         )
+        if rehash:
+            leaf = bytes(state).replace(old, new)
+            conn.execute(
+                "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?",
+                (hashlib.sha256(b"\x00" + leaf).digest(), sequence),
+            )
         conn.commit()
 
 
@@ -168,6 +176,13 @@ def _tamper(path: Path, sequence: int, old: bytes, new: bytes) -> None:
         ),
         # Out of place in the log.
         (b'"sequence":10', b'"sequence":11', "source sequence 10: the event at this position"),
+        # Its recorded hash left as it was: named as verify names it, even where no
+        # checkpoint covers it (a copy made anew from the edit verified clean).
+        (
+            b"Dangerous Organisations",
+            b"Dangerous Organizations",
+            "source sequence 10: the stored event's bytes no longer hash to the leaf recorded",
+        ),
     ],
 )
 def test_a_copy_of_an_altered_source_copies_nothing(
@@ -178,7 +193,7 @@ def test_a_copy_of_an_altered_source_copies_nothing(
     key = tmp_path / "source.key"
     _keyed(source, key)
     _fill(source, key)
-    _tamper(Path(source.url), 10, old, new)
+    _tamper(Path(source.url), 10, old, new, rehash="no longer hash" not in message)
     result = bare_store.fail("copy", source.url)
     assert message in result.stderr, result.stderr
     _nothing_copied(bare_store)
