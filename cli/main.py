@@ -608,7 +608,15 @@ class LedgerGroup(StrictGroup):
                 ) from None
             if _is_permission_error(error):
                 message = str(error).strip().splitlines()[0]
-                raise click.ClickException(f"permission denied: {message}") from None
+                session = ctx.find_object(Session)
+                writing = ctx.invoked_subcommand in {*_APPENDING, "checkpoint"}
+                advice = ""
+                if writing and session is not None and session.location.kind == "postgres":
+                    advice = (
+                        "; this role may not write to the ledger (a reader?): nothing was "
+                        "written; run it as the ledger's writer role or its owner"
+                    )
+                raise click.ClickException(f"permission denied: {message}{advice}") from None
             if isinstance(error, OSError) and error.errno == errno.EPIPE:
                 # The reader of the output stopped (`… | head`): not an error of this
                 # command. The status a shell gives a process ended by SIGPIPE, as a

@@ -158,6 +158,15 @@ class PostgresStorage(Storage):
                     f"no ledger in schema '{self.schema}' at {self.location.display}",
                     "run `enforcement-ledger init` first",
                 )
+            if not db.one("SELECT has_schema_privilege(?, 'USAGE')", (self.schema,))[0]:
+                # Its tables then read as missing: "dropped, restore from a backup".
+                raise StoreError(
+                    f"the ledger in schema '{self.schema}' is there, but this role "
+                    f"({self.location.user}) has no access to the "
+                    "schema (USAGE)",
+                    "connect as a role of this ledger (`init --roles` makes a writer and a "
+                    "reader), or ask its owner to grant access",
+                )
             self.check_format(db)
         except BaseException:
             db.close()

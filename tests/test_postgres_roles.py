@@ -273,7 +273,29 @@ def test_reader_cannot_append_or_record(populated: RoleLedger) -> None:
         "https://example.org/report",
     )
     assert DENIED_APPEND in result.stderr, result.stderr
+    assert "this role may not write to the ledger (a reader?): nothing was written" in (
+        result.stderr
+    )
     assert populated.size() == before
+
+
+def test_a_role_without_access_to_the_schema_is_told_so_not_to_restore_a_backup(
+    populated: RoleLedger,
+) -> None:
+    """It was told the ledger's tables were dropped and to restore from a backup."""
+    stranger = f"{populated.prefix}_stranger"
+    _sql(f'CREATE ROLE "{stranger}" LOGIN')
+    try:
+        outsider = Store(_url(stranger, populated.schema), "postgres", populated.tmp_path)
+        for command in (["timeline"], ["verify"], ["append", "-"]):
+            refused = outsider.fail(*command, input="").stderr
+            assert (
+                f"the ledger in schema '{populated.schema}' is there, but this role "
+                f"({stranger}) has no access to the schema (USAGE)"
+            ) in refused, refused
+            assert "restore" not in refused
+    finally:
+        _drop_roles(stranger)
 
 
 def test_reader_cannot_checkpoint_even_with_the_key(populated: RoleLedger) -> None:
