@@ -673,6 +673,15 @@ def verify_log(
         index += len(batch)
     if next_check < len(pending_sizes):
         missing = pending_sizes[-1]
+        sources = [source for kind, _, source in by_size[missing] if kind != "stored"]
+        if sources:  # a checkpoint file: signed later than the events given were taken?
+            raise IntegrityError(
+                f"sequence {tree.size}: the log has {tree.size} events but the checkpoint "
+                f"{sources[0]} commits to {missing}: events were cut from its end, or it "
+                "was exported before that checkpoint was signed (export it again, or give "
+                "the checkpoint of its own size)",
+                tree.size,
+            )
         raise IntegrityError(
             f"sequence {tree.size}: the log has {tree.size} events but a checkpoint commits "
             f"to {missing}; the log was truncated",
@@ -712,7 +721,7 @@ def _open(
     except notes.UnverifiedNoteError:
         given = ", ".join(f"{v.name}+{v.key_id:08x}" for v in verifiers)
         signers = ", ".join(_signers(text)) or "no key"
-        advice = f"--vkey gave {given}" if given else "give the log's key with --vkey"
+        advice = f"checked with {given}" if given else "give the log's key with --vkey"
         raise IntegrityError(
             f"{what}: no signature by a trusted key: it is signed by {signers}; {advice}"
         ) from None
