@@ -854,7 +854,9 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
     from projections.projector import create_tables, missing_parts
 
     storage = open_storage(location)
-    created = storage.create({"origin": origin, "created_at": iso(datetime.now(UTC))})
+    created = storage.create(
+        {"origin": origin, "created_at": iso(datetime.now(UTC))}, then=create_tables
+    )
     with storage.connect() as db, db.transaction(lock="ledger-projection"):
         # A store of another format is not this version's to add to, as for every command.
         storage.check_format(db)
@@ -889,7 +891,7 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
                 "make them; nothing was changed",
                 "run `enforcement-ledger init` as the owner",
             ) from None
-        if created or missing:
+        if missing:
             # Only then: CREATE … IF NOT EXISTS needs CREATE on a PostgreSQL schema even
             # for what exists, and the writer and reader roles lack it.
             create_tables(db)

@@ -564,7 +564,10 @@ class Storage:
     def require(self) -> None:
         raise NotImplementedError
 
-    def create(self, meta: dict[str, str]) -> bool:
+    def create(self, meta: dict[str, str], then: Callable[[Database], None] | None = None) -> bool:
+        """Make the store's tables once, then ``then`` (the read side's), all in one
+        transaction: a concurrent command never meets the one without the other.
+        Returns False when it already existed."""
         raise NotImplementedError
 
     def insert_events(
@@ -1003,7 +1006,7 @@ class SQLiteStorage(Storage):
     def drop_guard(self, db: Database, name: str) -> None:
         db.execute(f'DROP TRIGGER IF EXISTS "{name}"')
 
-    def create(self, meta: dict[str, str]) -> bool:
+    def create(self, meta: dict[str, str], then: Callable[[Database], None] | None = None) -> bool:
         """Create the schema once. Returns False when it already existed."""
         from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
@@ -1035,6 +1038,8 @@ class SQLiteStorage(Storage):
                 db.execute(statement)
             for statement in self.guard_triggers().values():
                 db.execute(statement)
+            if then is not None:  # what else the store needs, in the same transaction
+                then(db)
             db.executemany(
                 "INSERT INTO ledger_meta VALUES (?, ?)",
                 sorted({**meta, "format_version": FORMAT_VERSION}.items()),

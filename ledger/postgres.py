@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ledger.location import StoreError, StoreLocation
@@ -234,7 +234,7 @@ class PostgresStorage(Storage):
             )
         return found
 
-    def create(self, meta: dict[str, str]) -> bool:
+    def create(self, meta: dict[str, str], then: Callable[[Database], None] | None = None) -> bool:
         """Create schema, tables and triggers once; concurrent inits wait, then no-op."""
         with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
             # Asked first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
@@ -259,6 +259,8 @@ class PostgresStorage(Storage):
                 db.execute(statement)
             for statement in self.guard_triggers().values():
                 db.execute(statement)
+            if then is not None:  # what else the store needs, in the same transaction
+                then(db)
             db.executemany(
                 "INSERT INTO ledger_meta VALUES (?, ?)",
                 sorted({**meta, "format_version": FORMAT_VERSION}.items()),
