@@ -469,7 +469,7 @@ def _store_failure(error: BaseException, where: str, command: str | None = None)
         return (
             f"{where} is damaged or unreadable ({detail}): the disk failed, or the store "
             "was changed outside the ledger. Restore it from a copy or a backup and check "
-            "that with `enforcement-ledger verify`"
+            "that with `enforcement-ledger verify --read-models`"
         )
     return None
 
@@ -2927,6 +2927,14 @@ def verify(
                     from ledger.index_check import check_index
                     from projections.check import check_read_models
 
+                    damage = storage.structure_problems(connection)
+                    if damage:
+                        raise IntegrityError(
+                            f"the store's file is damaged ({'; '.join(damage)}): the disk "
+                            "failed, or it was written outside the database engine. Restore "
+                            "it from a copy or a backup and check that with `enforcement-"
+                            "ledger verify --read-models`"
+                        )
                     missing = storage.missing_ledger_indexes(connection)
                     if missing:
                         raise IntegrityError(

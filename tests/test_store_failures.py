@@ -122,8 +122,33 @@ def test_a_damaged_store_file_is_named_as_such(tmp_path: Path) -> None:
         assert result.stderr.endswith(
             f"Error: {store} is damaged or unreadable (database disk image is malformed): the "
             "disk failed, or the store was changed outside the ledger. Restore it from a copy "
-            "or a backup and check that with `enforcement-ledger verify`\n"
+            "or a backup and check that with `enforcement-ledger verify --read-models`\n"
         ), (args, result.stderr)
+
+
+def test_a_damaged_index_page_fails_verify_read_models_as_it_fails_appends(
+    tmp_path: Path,
+) -> None:
+    """verify reads the tables in rowid order and never met a garbled index page,
+    which every append then failed on, pointing to verify: OK."""
+    store = tmp_path / "ledger.db"
+    assert _cli("--store", str(store), "init").returncode == 0
+    assert _cli("--store", str(store), "append", str(_generated(tmp_path, 2_000))).returncode == 0
+    with sqlite3.connect(store) as db:
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'ledger_entries_lane'"
+        ).fetchone()
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    with store.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * 12)
+    result = _cli("--store", str(store), "verify", "--read-models")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("Error: the store's file is damaged ("), result.stderr
+    assert result.stderr.endswith(
+        "the disk failed, or it was written outside the database engine. Restore it from "
+        "a copy or a backup and check that with `enforcement-ledger verify --read-models`\n"
+    )
 
 
 @pytest.mark.parametrize("args", [["export", "--nl"], ["timeline", "--csv"], ["accounts"]])
