@@ -155,7 +155,7 @@ def write_rows(
             # terminal's encoding (cp1252 on Windows), which the mark announces.
             target = _Utf8(out)
             target.write("\ufeff")
-        writer = csv.writer(target, lineterminator="\n")
+        writer = csv.writer(target, lineterminator="\r\n")  # RFC 4180: records end in CRLF
         writer.writerow(columns)
         for row in rows:
             writer.writerow([cell(row.get(c)) for c in columns])

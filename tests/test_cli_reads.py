@@ -1246,6 +1246,27 @@ def test_spreadsheet_csv_shows_formulas_instead_of_running_them(store: Store) ->
     assert "choose one output format: --csv or --spreadsheet" in result.output
 
 
+def test_csv_records_end_in_crlf_and_text_keeps_its_own_line_ends(store: Store) -> None:
+    """RFC 4180: every record ends in CRLF (they ended in LF, so a note's stored CRLF
+    made one file of two line endings); a line break within a field stays as stored."""
+    store.append(account("twitter:a", "2020-01-01", handle="@a"))
+    store.append(
+        ev("post_published", "2020-02-01", account="twitter:a", post="p1",
+           excerpt='one, "two"\nthree', note="a\r\nb"),
+    )  # fmt: skip
+    for form in ("--csv", "--spreadsheet"):
+        # The bytes: click's test result reads "\r\n" as "\n" in its text.
+        text = store.ok("timeline", form).stdout_bytes.decode().removeprefix("\ufeff")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        assert len(rows) == 3
+        records = text.split("\r\n")
+        assert records[-1] == ""
+        assert records[0].startswith("sequence,")
+        assert text.count("\r\n") == 4  # three records and the note's own
+        post = dict(zip(rows[0], rows[2], strict=True))
+        assert (post["excerpt"], post["note"]) == ('one, "two"\nthree', "a\r\nb")
+
+
 def test_spreadsheet_csv_is_utf8_whatever_the_terminals_encoding(tmp_path: Path) -> None:
     # cp1252 is what Python on Windows writes redirected output in: the byte-order
     # mark failed there (exit 70), and the text would not have been the UTF-8 it announces.
