@@ -1221,10 +1221,21 @@ class _Batch:
             return
         held = sorted(self._platforms_of(record["subject"]))
         if platform not in held:
+            renamed = [
+                rename
+                for rename in self._live_renames().values()
+                if _name_key(rename["name"]) == platform and rename["platform"] != platform
+            ]
+            took = (
+                f"; '{platform}' is the name platform '{renamed[0]['platform']}' took "
+                f"({renamed[0]['event_id']}): a platform keeps its slug when renamed"
+                if renamed
+                else ""
+            )
             raise RuleViolation(
                 f"platform: subject '{record['subject']}' has no account on platform "
                 f"'{platform}' (its accounts are on {', '.join(held) or 'no platform yet'}); "
-                "an exemption names the platform slug its accounts' ids begin with"
+                f"an exemption names the platform slug its accounts' ids begin with{took}"
             )
 
     def _check_no_exemption_rests_on(self, registration: dict[str, Any]) -> None:

@@ -466,6 +466,16 @@ def test_a_subjects_exemption_under_one_platforms_rule_is_held_there_only(
             expect=(f"platform: subject 'someone' has no account on platform '{platform}' "
                     "(its accounts are on facebook, twitter)",),
         )  # fmt: skip
+    # A platform's new name: said so (as the read commands' filters say it).
+    store.append(ev("platform_renamed", "2023-07-23", platform="twitter", name="X",
+                    event_id="rn"))  # fmt: skip
+    reject_append(
+        store,
+        ev("exemption_applied", "2023-08-01", subject="someone", platform="x",
+           exemption="y", policy="p"),
+        expect=("begin with; 'x' is the name platform 'twitter' took (rn): a platform keeps "
+                "its slug when renamed",),
+    )  # fmt: skip
 
 
 def test_a_revocation_where_the_exemption_is_not_held_says_where_it_is(store: Store) -> None:
