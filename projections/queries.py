@@ -401,7 +401,12 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
     # A subject's exemption under one platform's rule is held by its accounts there.
     platform = registration["platform"]
     held = [r for r in parts[_SUBJECT_EXEMPTION] if r.get("platform") in (None, platform)]
-    exemptions += _exemptions(held, holder="subject")
+    registered = registration["occurred_at"]
+    for exemption in _exemptions(held, holder="subject"):
+        # Since when this account holds it: not before the account is registered.
+        if datetime.fromisoformat(exemption["since"]) < datetime.fromisoformat(registered):
+            exemption["since"] = registered
+        exemptions.append(exemption)
     followers = parts[_FOLLOWERS]
     return {
         "account": account,

@@ -112,7 +112,10 @@ def reference_status(db: Database, account: str, moment: Moment) -> dict[str, An
         theirs = _visible(
             list(timeline(db, moment.known_at, TimelineFilter(subject=subject))), moment.as_of
         )
-        exemptions += _fold_exemptions([r for r in theirs if r.get("account") is None], "subject")
+        for held in _fold_exemptions([r for r in theirs if r.get("account") is None], "subject"):
+            # Held by this account from its registration on.
+            held["since"] = max(held["since"], registration["occurred_at"], key=parse_utc)
+            exemptions.append(held)
     followers = [r["count"] for r in own if r["type"] == "followers_observed"]
     return {
         "account": account,

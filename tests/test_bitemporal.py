@@ -393,6 +393,26 @@ def test_exemptions_of_the_account_and_of_its_subject(store: Store) -> None:
     assert [e["event"] for e in other] == ["ex-sub"]
 
 
+def test_a_subjects_exemption_is_held_by_a_later_account_from_its_registration(
+    store: Store,
+) -> None:
+    """Its `since` read as the subject's, before the account existed."""
+    store.append(
+        subject("someone"),
+        account("twitter:first", subject="someone"),
+        ev("exemption_applied", "2021-01-01", subject="someone", platform="twitter",
+           exemption="news", policy="p", event_id="ex"),
+        account("twitter:later", "2022-01-01", subject="someone"),
+    )  # fmt: skip
+    since = {
+        a: store.status(a)["exemptions"][0]["since"] for a in ("twitter:first", "twitter:later")
+    }
+    assert since == {
+        "twitter:first": "2021-01-01T00:00:00Z",
+        "twitter:later": "2022-01-01T00:00:00Z",
+    }
+
+
 def test_a_retracted_exemption_disappears_from_the_retraction_on(store: Store) -> None:
     store.append(
         account(A),
