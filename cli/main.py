@@ -47,6 +47,7 @@ STATUS_COLUMNS = [
     "since",
     "until",
     "policy",
+    "restrictions",
     "cause_event",
     "exemptions",
     "followers",
@@ -1685,7 +1686,12 @@ def status(
                     ", ".join(f"{e['exemption']} ({e['holder']}, {e['policy']})" for e in value)
                     or "none"
                 )
-            click.echo(f"{key + ':':<13}{'' if value is None else printable(str(value))}")
+            elif key == "restrictions":
+                if value is None:
+                    continue  # only a restriction has them
+                value = ", ".join(value) or "none given"
+            label = f"{key}: " if len(key) > 11 else f"{key + ':':<13}"
+            click.echo(f"{label}{'' if value is None else printable(str(value))}")
         return
     write_document(document, fmt, STATUS_COLUMNS)
 

@@ -417,6 +417,8 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
         "since": iso(status.since) if status.since else registration["occurred_at"],
         "until": iso(status.until) if status.until else None,
         "policy": status.policy,
+        # What a restriction limits (reach, posting, …): the cause's own kinds.
+        "restrictions": list(status.restrictions) if status.status == "restricted" else None,
         "cause_event": status.cause or registration["event_id"],
         "exemptions": exemptions,
         "followers": followers[0]["count"] if followers else None,

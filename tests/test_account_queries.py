@@ -126,6 +126,11 @@ def reference_status(db: Database, account: str, moment: Moment) -> dict[str, An
         "since": iso(status.since) if status.since else registration["occurred_at"],
         "until": iso(status.until) if status.until else None,
         "policy": status.policy,
+        "restrictions": (
+            next(r for r in own if r["event_id"] == status.cause).get("restrictions", [])
+            if status.status == "restricted"
+            else None
+        ),
         "cause_event": status.cause or registration["event_id"],
         "exemptions": exemptions,
         "followers": followers[-1] if followers else None,

@@ -1356,3 +1356,19 @@ def test_every_listing_pages_with_limit_and_offset(world: Store, listing: tuple[
     # The largest limit is "no limit", from any offset (as on timeline and counts).
     largest = ("--limit", str(2**63 - 1), "--offset", "1")
     assert nl(world, *listing, *known, *largest) == whole[1:]
+
+
+def test_a_restricted_accounts_status_names_what_is_restricted(store: Store) -> None:
+    """The restriction kinds were in the timeline only: status said "restricted"."""
+    store.append(
+        account("twitter:a", "2020-01-01", handle="@a"),
+        ev("account_restricted", "2020-02-01", account="twitter:a", policy="p",
+           restrictions=["reach", "replies"], event_id="r1"),
+    )  # fmt: skip
+    assert store.status("twitter:a")["restrictions"] == ["reach", "replies"]
+    assert "restrictions: reach, replies\n" in store.ok("status", "twitter:a").stdout
+    listed = json.loads(store.ok("accounts", "--json").stdout)
+    assert [row["restrictions"] for row in listed] == [["reach", "replies"]]
+    before = store.status("twitter:a", "--as-of", "2020-01-15")
+    assert before["restrictions"] is None  # active: nothing restricted
+    assert "restrictions" not in store.ok("status", "twitter:a", "--as-of", "2020-01-15").stdout
