@@ -1578,10 +1578,9 @@ class RowCount(click.ParamType):  # type: ignore[type-arg]  # generic only from 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
-        try:
-            number = int(value)
-        except ValueError:
-            number = -1
+        # Digits only: Python's int() also reads "1_000", " 5" and "٥" (Arabic five).
+        text = str(value)
+        number = int(text) if text.isascii() and text.isdigit() else -1
         if not 0 <= number <= self.largest:
             self.fail(f"expected a whole number from 0 to {self.largest}, given {value!r}")
         return number

@@ -378,6 +378,12 @@ def test_timeline_paging(world: Store, window: tuple[str, ...], selection: slice
 
 def test_timeline_negative_limit_is_a_usage_error(world: Store) -> None:
     reject(world, "timeline", "--limit", "-1", code=2, expect=("Invalid value for '--limit'",))
+    # Python's int() reads these too; a row count is plain digits.
+    for given in ("1_000", " 5", "\u0665", "+3"):
+        reject(
+            world, "timeline", "--limit", given, code=2,
+            expect=(f"expected a whole number from 0 to {2**63 - 1}, given {given!r}",),
+        )  # fmt: skip
 
 
 def test_row_counts_beyond_64_bits_are_usage_errors_and_the_largest_works(world: Store) -> None:
