@@ -1137,7 +1137,15 @@ def _after_append(session: Session) -> None:
     projections = ledger.inline_projections
     if projections and all(getattr(p, "active", False) for p in projections):
         return
-    session.reader()
+    try:
+        session.reader()
+    except Exception as error:  # the append is committed: not "nothing was written"
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise click.ClickException(
+            "the append above is committed, but the read side could not catch up after "
+            f"it ({detail}); reads catch up by themselves, so the next one (or "
+            "`enforcement-ledger follow --once`) does it: do not append it again"
+        ) from None
 
 
 @cli.command()

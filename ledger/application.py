@@ -99,9 +99,8 @@ class LedgerError(Exception):
 
     def with_note(self, note: str) -> LedgerError:
         """The same error with ``note`` added to its reason."""
-        noted = LedgerError(self.reason + note, self.line)
-        noted.unregistered = self.unregistered
-        return noted
+        # No "did you mean" for it (the note names the line that gives what it lacked).
+        return LedgerError(self.reason + note, self.line)
 
     def without_line(self) -> LedgerError:
         """The same error for input that has no lines (an event from flags)."""

@@ -597,8 +597,12 @@ def _refuse_repeated_names(text: str | bytes, line: int | None) -> None:
     decoded = text if isinstance(text, str) else str(text, "utf-8")
     try:
         _check_names(decoded)
-    except _RepeatedName:
-        path = ".".join(_path_part(part) for part in _repeated_name_path(decoded))
+    except _RepeatedName as repeated:
+        try:
+            where = _repeated_name_path(decoded)
+        except (ValueError, RecursionError):  # the line fails later on: the name alone
+            where = [repeated.name]
+        path = ".".join(_path_part(part) for part in where)
         raise EventInputError(
             [f"{path}: given more than once in one object; give each field once"], line
         ) from None

@@ -289,6 +289,29 @@ class Database:
         finally:
             self.raw.execute(f"SELECT pg_advisory_unlock({_ADVISORY_KEY})", (name,))
 
+    @contextmanager
+    def session_lock_when_free(self, name: str, holders: str) -> Iterator[None]:
+        """The lock held whole by this session, taken once no one holds it: asked for
+        again and again rather than queued for, since a queued request holds up every
+        shared one behind it (each new reader would wait for the one in the queue).
+        ``holders`` says who held it, for the message when it never comes free."""
+        import time
+
+        deadline = time.monotonic() + WRITE_LOCK_WAIT_S
+        take = f"SELECT pg_try_advisory_lock({_ADVISORY_KEY})"
+        while not self.raw.execute(take, (name,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"{holders} for {WRITE_LOCK_WAIT_S:g} s, so this command gave up "
+                    "waiting and changed nothing",
+                    "run it again once they are done",
+                )
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            self.raw.execute(f"SELECT pg_advisory_unlock({_ADVISORY_KEY})", (name,))
+
     def hold_shared(self, name: str) -> None:
         """The lock in shared mode, held until this connection closes (PostgreSQL):
         many holders at once, none while a session holds it whole (``session_lock``).

@@ -208,6 +208,11 @@ class PostgresStorage(Storage):
     def guard_setup(self) -> list[str]:
         return [_REFUSE_CHANGE]
 
+    def drop_guard(self, db: Database, name: str) -> None:
+        # CREATE OR REPLACE cannot replace a constraint trigger of the same name.
+        table, _ = _GUARD_KINDS[name]
+        db.execute(f'DROP TRIGGER IF EXISTS "{name}" ON "{table}"')
+
     def guards_in_force(self, db: Database) -> dict[str, bool]:
         rows = db.execute(
             "SELECT t.tgname, c.relname, t.tgtype, t.tgqual IS NULL AND t.tgnargs = 0 "

@@ -89,6 +89,14 @@ def test_a_retraction_or_appeal_before_its_target_names_the_line_of_the_target(
     # A target that no line gives: no such note.
     refused = store.fail("append", "-", input=jsonl(registration, retraction)).stderr
     assert "of this batch is that event" not in refused
+    # An account a later line registers: no "did you mean" another one as well.
+    store.append(account("twitter:p", "2020-01-01"))
+    suspension_q = ev("account_suspended", "2020-02-01", account="twitter:q", policy="p")
+    refused = store.fail(
+        "append", "-", input=jsonl(suspension_q, account("twitter:q", "2020-01-01"))
+    ).stderr
+    assert "(line 2 of this batch registers it, after this line: " in refused
+    assert "did you mean" not in refused
 
 
 def test_a_shuffled_generated_history_gives_the_same_ledger(store: Store, tmp_path: Path) -> None:

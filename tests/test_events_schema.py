@@ -523,6 +523,17 @@ def test_a_field_given_twice_is_refused_not_read_one_way(registered: Store) -> N
         input=first + nested,
         expect=("Error: line 2: note.0.a: given more than once in one object",),
     )
+    # A line that fails later on as JSON too: the name alone (finding its path read
+    # the line again, and that failure was called the store's, or exit 70).
+    for tail in (' "x": }', ' "x": ' + "[" * 100_000 + "]" * 100_000 + "}"):
+        broken = '{"type": "account_registered", "note": {"a": 1, "a": 2},' + tail + "\n"
+        reject(
+            registered,
+            "append",
+            "-",
+            input=broken,
+            expect=("Error: line 1: a: given more than once in one object",),
+        )
 
 
 def test_a_byte_order_mark_opening_the_input_is_not_data(registered: Store) -> None:

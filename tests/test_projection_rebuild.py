@@ -397,7 +397,9 @@ def test_a_postgres_read_waits_for_a_rebuild_under_way_and_a_rebuild_for_reads(
     assert (reader.returncode, err) == (0, b"")
     assert out.decode() == expected  # caught up from the log, not the emptied tables
 
-    # The other way round: a replay waits for a read under way.
+    # The other way round: a replay waits for a read under way, and reads arriving
+    # meanwhile are not held up behind the waiting replay (a queued request for the
+    # lock would hold up every new reader: they waited for it, up to two minutes).
     with psycopg.connect(PG_URL, autocommit=True) as reading:
         reading.execute(f"SELECT pg_advisory_lock_shared({key})")
         replay = subprocess.Popen(
@@ -405,7 +407,48 @@ def test_a_postgres_read_waits_for_a_rebuild_under_way_and_a_rebuild_for_reads(
         )
         time.sleep(1.5)
         assert replay.poll() is None, replay.communicate()
+        started = time.monotonic()
+        assert store.ok("timeline", "--nl").stdout == expected
+        assert time.monotonic() - started < 10
         reading.execute(f"SELECT pg_advisory_unlock_shared({key})")
         replay.communicate(timeout=60)
         assert replay.returncode == 0
     assert store.ok("timeline", "--nl").stdout == expected
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_waits_for_the_rebuild_lock_give_up_saying_what_happened(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from ledger import persistence
+    from tests.conftest import PG_URL
+    from tests.ledger_helpers import account
+
+    monkeypatch.setattr(persistence, "WRITE_LOCK_WAIT_S", 1)
+    store.ok("append", str(SEED))
+    schema = store.url.rsplit("schema=", 1)[1]
+    key = f"hashtext('{schema}' || ':' || '{projector.REBUILD_LOCK}')"
+    with psycopg.connect(PG_URL, autocommit=True) as other:
+        other.execute(f"SELECT pg_advisory_lock_shared({key})")  # a long read
+        refused = store.fail("replay").stderr
+        assert refused == (
+            "Error: reads kept the read models busy for 1 s, so this command gave up "
+            "waiting and changed nothing; run it again once they are done\n"
+        )
+        other.execute(f"SELECT pg_advisory_unlock_shared({key})")
+        # A long replay: an append whose read side is behind commits, and says so
+        # when catching the read side up after it fails ("wrote nothing; run it again").
+        other.execute(f'SET search_path TO "{schema}"')
+        other.execute(f"SELECT pg_advisory_lock({key})")
+        other.execute(f"TRUNCATE {', '.join(projector.TABLES)}")
+        result = store.fail("append", "-", input=jsonl(account("twitter:late", "2024-03-01")))
+        assert result.stdout.startswith("Appended 1 event(s), sequence 19..19"), result.stdout
+        assert result.stderr.startswith(
+            "Error: the append above is committed, but the read side could not catch up after "
+        ), result.stderr
+        assert result.stderr.endswith("does it: do not append it again\n"), result.stderr
+        other.execute(f"SELECT pg_advisory_unlock({key})")
+    assert store.count() == 20
+    assert len(store.timeline()) == 20  # the next read caught up

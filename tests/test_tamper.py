@@ -667,6 +667,20 @@ def test_append_only_triggers_changed_to_refuse_nothing_are_named_and_made_again
         assert f"{name}, " in warned or f", {name} " in warned
         ledger.store.ok("init")
         assert ledger.verify().stderr == ""
+        # A constraint trigger in its place, which CREATE OR REPLACE cannot replace
+        # (init was exit 70).
+        tables.execute(
+            "CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; "
+            "END $$"
+        )
+        tables.execute(f'DROP TRIGGER "{name}" ON "{table}"')
+        tables.execute(
+            f'CREATE CONSTRAINT TRIGGER "{name}" AFTER UPDATE OR DELETE ON "{table}" '
+            "DEFERRABLE FOR EACH ROW EXECUTE FUNCTION noop()"
+        )
+        assert f"trigger {name} is not as the ledger made it" in ledger.verify().stderr
+        ledger.store.ok("init")
+        assert ledger.verify().stderr == ""
     # Made again, it refuses an edit as before.
     with pytest.raises(tables.errors, match="append-only"):
         tables.execute(f'DELETE FROM "{table}"')
