@@ -1198,7 +1198,7 @@ def append(
     if in_dependency_order:
         from ledger.ordering import DependencyOrder
 
-        with DependencyOrder(_input_lines(file)) as ordered:
+        with DependencyOrder(_input_lines(file), ledger.recorded_types) as ordered:
             result = ledger.append(ordered.events, actor=_actor(actor), dry_run=dry_run)
     else:
         replayable = _replayable(file)

@@ -608,6 +608,18 @@ class Ledger:
         with self.storage.connect() as db:
             yield from self.storage.iter_leaves(db)
 
+    def recorded_types(self, event_ids: list[str]) -> dict[str, str]:
+        """The type of each of these events the log holds (``append --sort`` orders
+        retractions of recorded events by it)."""
+        with self.storage.connect() as db:
+            marks = ",".join("?" * len(event_ids))
+            return dict(
+                db.execute(
+                    f"SELECT event_id, type FROM ledger_entries WHERE event_id IN ({marks})",
+                    tuple(event_ids),
+                ).fetchall()
+            )
+
     def size_known_at(self, moment: datetime) -> int:
         """How many events the ledger held at record time ``moment``. Record times never
         run backwards, so those are the log's first N: found by bisection (O(log N)

@@ -6,15 +6,19 @@ comes later in the file. Sorting by ``occurred_at`` alone is not enough: a subje
 is often registered when first observed, after its accounts; offsets make the text
 of two times sort wrongly; and retractions name their targets by id. The order:
 
-0. retractions of events that are not in the batch, in input order (they need
-   nothing from the batch, and a correction in the batch may need them first);
+0. retractions of events that are not in the batch (they need nothing from the
+   batch, and a correction in the batch may need them first): of decisions, then of
+   appeals, then the rest, each group in input order (the log says which is which);
 1. subject registrations and platform renames (referred to by name, from any time),
    by ``occurred_at``;
 2. every other event by ``occurred_at`` in UTC; at one instant an account's
    registration, then posts published, then the rest in input order, then appeals
    filed, then appeals decided. A retraction of an event in the batch comes right
-   after its target, or after the appeals of that target in the batch and their
-   retractions: a mistaken event is withdrawn before the events that replace it.
+   after its target (in the target's phase), or after the appeals of that target in
+   the batch and their retractions: a mistaken event is withdrawn before the events
+   that replace it. When every appeal and decision of the target in the batch is
+   withdrawn in it too, they and their retractions are placed right after the
+   target, whatever their times (a replacement may lie between the two).
 
 What this cannot rebuild is the state a retracted event was first checked against:
 a batch that retracts one of its events and gives a conflicting replacement
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from ledger.events import AnyEvent, parse_event
@@ -57,6 +61,10 @@ _RANK_AT_ONE_INSTANT = {
 _OTHER_RANK = 2
 # Retractions anchored at one line: an appeal's decision, then the appeal, then its target.
 _RETRACTION_DEPTH = {"appeal_decided": -2, "appeal_filed": -1}
+# An appeal and its decisions pulled to their target, before their own retractions.
+_PULLED_DEPTH = {"appeal_filed": -4, "appeal_decided": -3}
+# Retractions of recorded events: of a decision, then of an appeal, then of the rest.
+_RECORDED_RANK = {"appeal_decided": 0, "appeal_filed": 1}
 
 _SPOOL_CACHE_KIB = 16 * 1024  # the sorter spills to disk beyond this
 _ROUND = 2000
@@ -138,7 +146,13 @@ class DependencyOrder:
     """The lines of one batch, held on disk and read back in dependency order as
     many times as the append needs (a conflicting batch is re-run)."""
 
-    def __init__(self, lines: Iterable[tuple[int, str]]) -> None:
+    def __init__(
+        self,
+        lines: Iterable[tuple[int, str]],
+        recorded_types: Callable[[list[str]], dict[str, str]] = lambda ids: {},
+    ) -> None:
+        """``recorded_types``: the type of each of these event ids the log holds."""
+        self._recorded_types = recorded_types
         # SQLite's private temporary database: a file in $SQLITE_TMPDIR or $TMPDIR that
         # is unlinked as soon as it is opened, so not even a killed process leaves it.
         self._db = sqlite3.connect("")
@@ -172,14 +186,21 @@ class DependencyOrder:
     def _place_retractions(self) -> None:
         """Each retraction after its target, and after the target's appeals in the
         batch (which must be withdrawn first); before everything if its target is
-        not in the batch."""
+        not in the batch, the retractions of recorded decisions first, then of
+        recorded appeals, then the rest (each needs the one after it gone first)."""
         db = self._db
-        retractions = db.execute("SELECT number, target FROM spool WHERE target IS NOT NULL")
-        rows = []
+        retractions = db.execute(
+            "SELECT number, target FROM spool WHERE target IS NOT NULL ORDER BY number"
+        )
+        rows: list[tuple[int, int, str, int]] = []
+        recorded: list[tuple[int, str]] = []  # retractions of events not in the batch
+        self._pulled: set[int] = set()  # placed with their target's appeals' target
         for number, target_id in retractions:
+            if number in self._pulled:
+                continue
             target = db.execute(
-                "SELECT type, key, appeal FROM spool WHERE event_id = ? AND target IS NULL "
-                "ORDER BY number LIMIT 1",
+                "SELECT number, type, phase, key, appeal FROM spool WHERE event_id = ? "
+                "AND target IS NULL ORDER BY number LIMIT 1",
                 (target_id,),
             ).fetchone()
             if target is None:
@@ -189,28 +210,81 @@ class DependencyOrder:
                 ).fetchone()
                 # A retraction of one of the batch's retractions goes last, to be refused
                 # as that (first, it read as a retraction of an event nowhere).
-                rows.append(
-                    (number, _DATED, "~", 0) if retraction else (number, _STORED_TARGET, "", 0)
-                )
+                if retraction:
+                    rows.append((number, _DATED, "~", 0))
+                else:
+                    recorded.append((number, target_id))
                 continue
-            kind, key, appeal = target
-            if kind == "appeal_filed":
-                (later,) = db.execute(
-                    "SELECT max(key) FROM spool WHERE appeal = ? AND type = 'appeal_decided'",
-                    (appeal,),
-                ).fetchone()
-            elif kind == "appeal_decided":
-                later = None
-            else:
-                (later,) = db.execute(
-                    "SELECT max(key) FROM spool WHERE refers = ?", (target_id,)
-                ).fetchone()
-            anchor = max(key, later) if later is not None else key
-            rows.append((number, _DATED, anchor, _RETRACTION_DEPTH.get(kind, 0)))
-            if len(rows) == _ROUND:
-                db.executemany("INSERT INTO placed VALUES (?, ?, ?, ?)", rows)
+            rows.extend(self._placed_after_target(number, target_id, *target[1:]))
+            if len(rows) >= _ROUND:
+                db.executemany("INSERT OR REPLACE INTO placed VALUES (?, ?, ?, ?)", rows)
                 rows.clear()
-        db.executemany("INSERT INTO placed VALUES (?, ?, ?, ?)", rows)
+        db.executemany("INSERT OR REPLACE INTO placed VALUES (?, ?, ?, ?)", rows)
+        self._place_recorded_targets(recorded)
+
+    def _placed_after_target(
+        self, number: int, target_id: str, kind: str, phase: int, key: str, appeal: str | None
+    ) -> list[tuple[int, int, str, int]]:
+        """Where a retraction of the batch's own event ``target_id`` goes (and, when the
+        target's appeals in the batch are all retracted in it too, where those appeals,
+        their decisions and all their retractions go: right after the target, whatever
+        their times, so that a replacement later than the target but earlier than its
+        appeals is checked after the mistake is withdrawn)."""
+        db = self._db
+        if kind == "appeal_filed":
+            # Its own decisions: those before the next filing of the same appeal name
+            # (an appeal withdrawn and filed again keeps its name).
+            (later,) = db.execute(
+                "SELECT max(key) FROM spool WHERE appeal = ? AND type = 'appeal_decided' "
+                "AND key > ? AND key < coalesce((SELECT min(key) FROM spool WHERE appeal = ? "
+                "AND type = 'appeal_filed' AND key > ?), '~')",
+                (appeal, key, appeal, key),
+            ).fetchone()
+            anchor = max(key, later) if later is not None else key
+            return [(number, phase, anchor, _RETRACTION_DEPTH[kind])]
+        if kind == "appeal_decided":
+            return [(number, phase, key, _RETRACTION_DEPTH[kind])]
+        referring = db.execute(
+            "SELECT number, event_id, type, appeal FROM spool WHERE refers = ? ORDER BY key",
+            (target_id,),
+        ).fetchall()
+        if not referring:
+            return [(number, phase, key, 0)]
+        withdrawn = {
+            row[0]
+            for row in db.execute(
+                f"SELECT target FROM spool WHERE target IN ({','.join('?' * len(referring))})",
+                [event_id for _, event_id, _, _ in referring],
+            )
+        }
+        if all(event_id in withdrawn for _, event_id, _, _ in referring):
+            placed = [(number, phase, key, 0)]
+            for line, event_id, line_kind, _ in referring:
+                placed.append((line, phase, key, _PULLED_DEPTH[line_kind]))
+                for (retraction,) in db.execute(
+                    "SELECT number FROM spool WHERE target = ?", (event_id,)
+                ):
+                    placed.append((retraction, phase, key, _RETRACTION_DEPTH[line_kind]))
+                    self._pulled.add(retraction)
+            return placed
+        (later,) = db.execute(
+            "SELECT max(key) FROM spool WHERE refers = ?", (target_id,)
+        ).fetchone()
+        return [(number, phase, max(key, later), 0)]
+
+    def _place_recorded_targets(self, recorded: list[tuple[int, str]]) -> None:
+        """Retractions of events the log holds: decisions' first, then appeals', then
+        the rest, each group in input order (a target's type is asked of the log)."""
+        for start in range(0, len(recorded), _ROUND):
+            chunk = recorded[start : start + _ROUND]
+            kinds = self._recorded_types([target for _, target in chunk])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO placed VALUES (?, ?, ?, ?)",
+                [
+                    (number, _STORED_TARGET, str(_RECORDED_RANK.get(kinds.get(target, ""), 2)), 0)
+                    for number, target in chunk
+                ],
+            )
 
     def events(self) -> Iterator[tuple[int, AnyEvent]]:
         """The batch in dependency order, each event with its input line number."""

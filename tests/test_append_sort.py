@@ -343,3 +343,72 @@ def test_a_retraction_of_a_retraction_in_the_batch_is_refused_as_that(store: Sto
             store, "append", *flags, "-", input=batch,
             expect=("h-x is itself a retraction and cannot be retracted",),
         )  # fmt: skip
+
+
+def _dry_run_both_ways(store: Store, lines: list[dict[str, Any]]) -> None:
+    """Accepted as given, and accepted with --sort too (each was refused with it)."""
+    batch = jsonl(*lines)
+    store.ok("append", "--dry-run", "-", input=batch)
+    store.ok("append", "--dry-run", "--sort", "-", input=batch)
+
+
+def test_sort_keeps_the_shapes_a_correction_takes(store: Store) -> None:
+    store.append(
+        subject("p", "2020-01-01"),
+        account("twitter:p", "2020-01-01", subject="p", event_id="a1"),
+        ev("account_suspended", "2021-01-01", account="twitter:p", policy="x", event_id="su1"),
+    )
+    appeal = {"account": "twitter:p", "appeal": "ap", "target": "su1"}
+    # An appeal withdrawn and filed again under its name, then decided: the withdrawal
+    # went after the new filing's decision.
+    _dry_run_both_ways(store, [
+        ev("appeal_filed", "2021-01-02", event_id="af1", **appeal),
+        ev("event_retracted", "2021-01-04", target="af1", reason="wrong date", event_id="r1"),
+        ev("appeal_filed", "2021-01-05", event_id="af2", **appeal),
+        ev("appeal_decided", "2021-01-06", outcome="overturned", event_id="ad2", **appeal),
+    ])  # fmt: skip
+    # A subject registration or a rename withdrawn in the batch: right after it (the
+    # withdrawal went among the dated events, after the replacement).
+    _dry_run_both_ways(store, [
+        ev("subject_registered", "2020-01-01", subject="c", name="Typo", kind="person",
+           event_id="sc1"),
+        ev("event_retracted", "2020-01-02", target="sc1", reason="typo"),
+        ev("subject_registered", "2020-01-01", subject="c", name="Right", kind="person"),
+    ])  # fmt: skip
+    _dry_run_both_ways(store, [
+        ev("platform_renamed", "2021-10-28", platform="facebook", name="Meta", event_id="n1"),
+        ev("event_retracted", "2021-10-29", target="n1", reason="wrong"),
+        account("meta:u", "2020-01-02"),
+    ])  # fmt: skip
+    # A mistaken removal withdrawn with its appeal, and given again later than it but
+    # before the appeal: the withdrawal went at the appeal's time, after the new one.
+    _dry_run_both_ways(store, [
+        account("twitter:t", "2020-01-01", event_id="reg"),
+        ev("account_removed", "2021-01-01", account="twitter:t", policy="p", event_id="rem1"),
+        ev("appeal_filed", "2021-03-01", account="twitter:t", appeal="a1", target="rem1",
+           event_id="af"),
+        ev("event_retracted", "2022-01-01", target="af", reason="wrong"),
+        ev("event_retracted", "2022-01-01", target="rem1", reason="wrong date"),
+        ev("account_removed", "2021-02-01", account="twitter:t", policy="p", event_id="rem2"),
+    ])  # fmt: skip
+
+
+def test_sort_withdraws_recorded_decisions_then_appeals_then_their_target(store: Store) -> None:
+    """Retractions of recorded events kept their input order, so a dump withdrawing a
+    measure before its appeal was refused with advice to reorder it."""
+    store.append(
+        account("twitter:p", "2020-01-01"),
+        ev("account_suspended", "2021-01-01", account="twitter:p", policy="x", event_id="su1"),
+        ev("appeal_filed", "2021-01-02", account="twitter:p", appeal="ap", target="su1",
+           event_id="af1"),
+        ev("appeal_decided", "2021-01-03", account="twitter:p", appeal="ap", target="su1",
+           outcome="upheld", event_id="ad1"),
+    )  # fmt: skip
+    withdrawals = [
+        ev("event_retracted", "2022-01-04", target=target, reason="wrong")
+        for target in ("su1", "af1", "ad1")
+    ]
+    reject(store, "append", "--dry-run", "-", input=jsonl(*withdrawals),
+           expect=("retract the appeal first",))  # fmt: skip
+    store.ok("append", "--sort", "-", input=jsonl(*withdrawals))
+    assert store.status("twitter:p")["status"] == "active"
