@@ -104,18 +104,24 @@ def test_reading_from_a_full_disk_says_the_disk_is_full_not_that_the_store_is_ba
     assert f"OK size {SEED_EVENTS} " in (out / "freed.verify").read_text()
 
 
-def test_a_damaged_store_file_is_named_as_such(tmp_path: Path) -> None:
+def _store_with_a_garbled_root_page(tmp_path: Path, table_or_index: str) -> Path:
+    """A store of 2,000 events whose table's or index's root page header is garbled."""
     store = tmp_path / "ledger.db"
     assert _cli("--store", str(store), "init").returncode == 0
     assert _cli("--store", str(store), "append", str(_generated(tmp_path, 2_000))).returncode == 0
     with sqlite3.connect(store) as db:
         (root,) = db.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'stored_events'"
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (table_or_index,)
         ).fetchone()
         (page_size,) = db.execute("PRAGMA page_size").fetchone()
-    with store.open("r+b") as file:  # the events table's root page: its header garbled
+    with store.open("r+b") as file:
         file.seek((root - 1) * page_size)
         file.write(b"\xff" * 12)
+    return store
+
+
+def test_a_damaged_store_file_is_named_as_such(tmp_path: Path) -> None:
+    store = _store_with_a_garbled_root_page(tmp_path, "stored_events")
     for args in (["verify"], ["export", "--nl"], ["replay"]):
         result = _cli("--store", str(store), *args)
         assert result.returncode == 1, (args, result.stderr)
@@ -131,17 +137,7 @@ def test_a_damaged_index_page_fails_verify_read_models_as_it_fails_appends(
 ) -> None:
     """verify reads the tables in rowid order and never met a garbled index page,
     which every append then failed on, pointing to verify: OK."""
-    store = tmp_path / "ledger.db"
-    assert _cli("--store", str(store), "init").returncode == 0
-    assert _cli("--store", str(store), "append", str(_generated(tmp_path, 2_000))).returncode == 0
-    with sqlite3.connect(store) as db:
-        (root,) = db.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'ledger_entries_lane'"
-        ).fetchone()
-        (page_size,) = db.execute("PRAGMA page_size").fetchone()
-    with store.open("r+b") as file:
-        file.seek((root - 1) * page_size)
-        file.write(b"\xff" * 12)
+    store = _store_with_a_garbled_root_page(tmp_path, "ledger_entries_lane")
     result = _cli("--store", str(store), "verify", "--read-models")
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("Error: the store's file is damaged ("), result.stderr
