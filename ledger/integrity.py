@@ -677,9 +677,9 @@ def verify_log(
         if sources:  # a checkpoint file: signed later than the events given were taken?
             raise IntegrityError(
                 f"sequence {tree.size}: the log has {tree.size} events but the checkpoint "
-                f"{sources[0]} commits to {missing}: events were cut from its end, or it "
-                "was exported before that checkpoint was signed (export it again, or give "
-                "the checkpoint of its own size)",
+                f"{sources[0]} commits to {missing}: the log was truncated, or (an export) "
+                "it was written before that checkpoint was signed: export it again, or give "
+                "the checkpoint of its own size",
                 tree.size,
             )
         raise IntegrityError(

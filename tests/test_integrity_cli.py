@@ -937,9 +937,9 @@ def test_verify_offline_rejects_a_truncated_export_and_a_wrong_key(
     # between the two).
     assert result.stderr == (
         f"Error: sequence {len(lines) - 2}: the log has {len(lines) - 2} events but the "
-        f"checkpoint {checkpoint} commits to {len(lines)}: events were cut from its end, or "
-        "it was exported before that checkpoint was signed (export it again, or give the "
-        "checkpoint of its own size)\n"
+        f"checkpoint {checkpoint} commits to {len(lines)}: the log was truncated, or (an "
+        "export) it was written before that checkpoint was signed: export it again, or give "
+        "the checkpoint of its own size\n"
     )
 
 
