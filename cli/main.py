@@ -593,10 +593,21 @@ class LedgerGroup(StrictGroup):
             raise
         except KeyboardInterrupt:
             # Not click's "Aborted!" with status 1, which a script would take for a
-            # data error. Every write is one transaction: it is wholly in, or not at all.
-            click.echo(
-                "Interrupted: a write in progress was committed whole or not at all", err=True
-            )
+            # data error. Every write is one transaction: it is wholly in, or not at all
+            # (but a PostgreSQL replay, whose phases commit apart).
+            session = ctx.find_object(Session)
+            if ctx.invoked_subcommand == "replay" and (
+                session is not None and session.location.kind == "postgres"
+            ):
+                message = (
+                    "Interrupted: the replay stopped part way, which may leave the read "
+                    "models partly rebuilt or without their indexes (reads stay right, "
+                    "catching up from the log, but slow); run `enforcement-ledger replay` "
+                    "again. The log is unchanged"
+                )
+            else:
+                message = "Interrupted: a write in progress was committed whole or not at all"
+            click.echo(message, err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as error:
             if isinstance(error, _user_errors()):

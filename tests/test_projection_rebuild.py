@@ -452,3 +452,30 @@ def test_waits_for_the_rebuild_lock_give_up_saying_what_happened(
         other.execute(f"SELECT pg_advisory_unlock({key})")
     assert store.count() == 20
     assert len(store.timeline()) == 20  # the next read caught up
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_an_interrupted_postgres_replay_says_it_stopped_part_way(store: Store) -> None:
+    """Its phases commit apart: "committed whole or not at all" was not true of it."""
+    import signal
+    import subprocess
+    import time
+
+    import psycopg
+
+    from tests.conftest import PG_URL
+    from tests.ledger_helpers import CLI
+
+    store.ok("append", str(SEED))
+    schema = store.url.rsplit("schema=", 1)[1]
+    key = f"hashtext('{schema}' || ':' || '{projector.REBUILD_LOCK}')"
+    with psycopg.connect(PG_URL, autocommit=True) as reading:
+        reading.execute(f"SELECT pg_advisory_lock_shared({key})")  # the replay waits
+        replay = subprocess.Popen(
+            [*CLI, "--store", store.url, "replay"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        time.sleep(1.5)
+        replay.send_signal(signal.SIGINT)
+        _, err = replay.communicate(timeout=30)
+    assert replay.returncode == 130
+    assert err.decode().startswith("Interrupted: the replay stopped part way, which may leave ")
