@@ -172,9 +172,12 @@ EXPORT_TABLE = ["sequence", "event_id", "type", "occurred_at", "recorded_at", "a
 class Session:
     """What the commands share: the store location and lazily opened handles."""
 
-    def __init__(self, store: str | None, key_file: str | None = None) -> None:
+    def __init__(
+        self, store: str | None, key_file: str | None = None, unsigned: bool = False
+    ) -> None:
         self.store = store
         self.key_file = key_file
+        self.unsigned = unsigned  # appends sign with no key, whatever is configured (demo)
         self.key_file_from_environment = False
         self._ledger: Ledger | None = None
         self._read: Any = None
@@ -201,7 +204,7 @@ class Session:
     def writing_ledger(self) -> Ledger:
         """The ledger set up to append: signing key if configured, read models inline."""
         ledger = self.ledger()
-        if ledger.signer is None:
+        if ledger.signer is None and not self.unsigned:
             ledger.signer = self.log_signer(required=False)
         if not ledger.inline_projections:
             from projections.projector import InlineProjection
@@ -2461,7 +2464,9 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     path = demo_store or ctx.obj.store
     if path is None:
         path = os.path.join(tempfile.mkdtemp(prefix="enforcement-ledger-demo-"), "demo.db")
-    session = Session(path)
+    # Unsigned: a team's key (ENFORCEMENT_LEDGER_KEY_FILE) signs as its own log, not
+    # the demo's, and refused every append after the store was made.
+    session = Session(path, unsigned=True)
     if session.location.kind == "postgres":
         from ledger.persistence import open_storage
 

@@ -26,6 +26,7 @@ from tests.conftest import Store
 from tests.ledger_helpers import (
     CLI,
     REPO,
+    SEED_EVENTS,
     account,
     cli_process,
     ev,
@@ -721,6 +722,20 @@ def test_demo_refuses_an_existing_path(tmp_path: Path) -> None:
     assert result.stderr.startswith("Error: ")
     assert "already exists" in result.stderr
     assert path.read_bytes() == b"precious"
+
+
+def test_demo_builds_unsigned_whatever_key_is_configured(tmp_path: Path) -> None:
+    """A team's ENFORCEMENT_LEDGER_KEY_FILE signs as its own log: the demo made its
+    store, then every append was refused as signed by another log's key."""
+    team = tmp_path / "team.db"
+    assert CliRunner().invoke(cli, ["--store", str(team), "init"]).exit_code == 0
+    assert CliRunner().invoke(cli, ["--store", str(team), "keygen"]).exit_code == 0
+    demo_path = tmp_path / "demo.db"
+    result = CliRunner(env={"ENFORCEMENT_LEDGER_KEY_FILE": f"{team}.key"}).invoke(
+        cli, ["--key-file", f"{team}.key", "demo", "--store", str(demo_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"Appended {SEED_EVENTS} event(s)" in result.stdout
 
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
