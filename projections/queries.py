@@ -95,6 +95,24 @@ class Moment:
         return {"as_of": micros(self.as_of), "known": micros(self.known_at)}
 
 
+def _restrictions_in_force(records: Sequence[dict[str, Any]], as_of: datetime) -> list[str]:
+    """What the restrictions in force at ``as_of`` limit (reach, posting, …), each kind
+    once, in the order laid: measures stack, so an older restriction still running
+    limits the account too, though the newest is the status. ``records``: its status
+    facts in valid-time order; a reinstatement lifts every one before it."""
+    kinds: dict[str, None] = {}
+    for record in records:
+        if datetime.fromisoformat(record["occurred_at"]) > as_of:
+            break
+        if record["type"] == "account_reinstated":
+            kinds.clear()
+        elif record["type"] == "account_restricted":
+            until = record.get("until")
+            if until is None or datetime.fromisoformat(until) > as_of:
+                kinds.update(dict.fromkeys(record.get("restrictions", ())))
+    return list(kinds)
+
+
 def _exemptions(rows: Sequence[dict[str, Any]], holder: str) -> list[dict[str, Any]]:
     """Exemptions in force after folding applied/revoked pairs in valid-time order
     (a subject's are one per name and platform, as its rules keep them)."""
@@ -417,8 +435,11 @@ def account_status(db: Database, account: str, moment: Moment) -> dict[str, Any]
         "since": iso(status.since) if status.since else registration["occurred_at"],
         "until": iso(status.until) if status.until else None,
         "policy": status.policy,
-        # What a restriction limits (reach, posting, …): the cause's own kinds.
-        "restrictions": list(status.restrictions) if status.status == "restricted" else None,
+        "restrictions": (
+            _restrictions_in_force(parts[_STATUS], moment.as_of)
+            if status.status == "restricted"
+            else None
+        ),
         "cause_event": status.cause or registration["event_id"],
         "exemptions": exemptions,
         "followers": followers[0]["count"] if followers else None,

@@ -94,6 +94,22 @@ def _fold_exemptions(records: list[dict[str, Any]], holder: str) -> list[dict[st
     return list(active.values())
 
 
+def _kinds_in_force(records: list[dict[str, Any]], as_of: datetime) -> list[str]:
+    """Every kind named by a restriction laid since the last reinstatement by ``as_of``
+    and not ended by it, once, in the order laid (every visible event, in timeline order)."""
+    kinds: list[str] = []
+    for record in records:
+        if parse_utc(record["occurred_at"]) > as_of:
+            continue
+        if record["type"] == "account_reinstated":
+            kinds = []
+        elif record["type"] == "account_restricted":
+            until = record.get("until")
+            if until is None or parse_utc(until) > as_of:
+                kinds += [k for k in record.get("restrictions", []) if k not in kinds]
+    return kinds
+
+
 def reference_status(db: Database, account: str, moment: Moment) -> dict[str, Any] | None:
     """Fold every visible event of the account's timeline (and its subject's)."""
     own = _visible(
@@ -126,11 +142,9 @@ def reference_status(db: Database, account: str, moment: Moment) -> dict[str, An
         "since": iso(status.since) if status.since else registration["occurred_at"],
         "until": iso(status.until) if status.until else None,
         "policy": status.policy,
-        "restrictions": (
-            next(r for r in own if r["event_id"] == status.cause).get("restrictions", [])
-            if status.status == "restricted"
-            else None
-        ),
+        "restrictions": _kinds_in_force(own, moment.as_of)
+        if status.status == "restricted"
+        else None,
         "cause_event": status.cause or registration["event_id"],
         "exemptions": exemptions,
         "followers": followers[-1] if followers else None,

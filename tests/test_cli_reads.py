@@ -1393,3 +1393,18 @@ def test_a_restricted_accounts_status_names_what_is_restricted(store: Store) -> 
     before = store.status("twitter:a", "--as-of", "2020-01-15")
     assert before["restrictions"] is None  # active: nothing restricted
     assert "restrictions" not in store.ok("status", "twitter:a", "--as-of", "2020-01-15").stdout
+    # Measures stack: while a newer one runs, the older one still limits the account
+    # (only the newer one's kinds were named).
+    store.append(
+        ev("account_restricted", "2020-03-01", account="twitter:a", policy="spam",
+           restrictions=["read_only", "reach"], until="2020-03-02", event_id="r2"),
+    )  # fmt: skip
+    during = store.status("twitter:a", "--as-of", "2020-03-01T12:00:00Z")
+    assert (during["cause_event"], during["restrictions"]) == (
+        "r2",
+        ["reach", "replies", "read_only"],
+    )
+    after = store.status("twitter:a", "--as-of", "2020-03-02")
+    assert (after["cause_event"], after["restrictions"]) == ("r1", ["reach", "replies"])
+    store.append(ev("account_reinstated", "2020-04-01", account="twitter:a"))
+    assert store.status("twitter:a")["restrictions"] is None
