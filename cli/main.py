@@ -1210,10 +1210,22 @@ def append(
             err=True,
         )
     if in_dependency_order:
+        from ledger.application import LedgerError
         from ledger.ordering import DependencyOrder
 
         with DependencyOrder(_input_lines(file), ledger.recorded_types) as ordered:
-            result = ledger.append(ordered.events, actor=_actor(actor), dry_run=dry_run)
+            try:
+                result = ledger.append(ordered.events, actor=_actor(actor), dry_run=dry_run)
+            except LedgerError as refused:
+                # Never refused for being sorted: a batch the rules accept as given
+                # (a correction whose shape the sort misreads) goes in as given. Its
+                # refusal is the sorted order's, the one asked for.
+                try:
+                    result = ledger.append(
+                        ordered.events_as_given, actor=_actor(actor), dry_run=dry_run
+                    )
+                except LedgerError:
+                    raise refused from None
     else:
         replayable = _replayable(file)
         result = ledger.append(

@@ -13,21 +13,26 @@ of two times sort wrongly; and retractions name their targets by id. The order:
    by ``occurred_at``;
 2. every other event by ``occurred_at`` in UTC; at one instant an account's
    registration, then posts published, then the rest in input order, then appeals
-   filed, then appeals decided. A retraction of an event in the batch comes right
-   after its target (in the target's phase), or after the appeals of that target in
+   filed, then appeals decided; within each of those, an event the batch withdraws
+   first (its replacement often has its time). A retraction of an event in the batch
+   comes right after its target (in the target's phase), or after the appeals of that target in
    the batch and their retractions: a mistaken event is withdrawn before the events
    that replace it. When every appeal and decision of the target in the batch is
    withdrawn in it too, they and their retractions are placed right after the
    target, whatever their times (a replacement may lie between the two).
 
-What this cannot rebuild is the state a retracted event was first checked against:
+``append --sort`` falls back to the order given when the rules refuse this one (a
+shape misread here: an appeal filed twice under one name, a recorded target
+withdrawn after batch events that needed it), so it never refuses a batch valid as
+given. What this cannot rebuild is the state a retracted event was first checked against:
 a batch that retracts one of its events and gives a conflicting replacement
-*earlier* in time (a removal re-dated to the day before) is refused at the mistaken
-event; give such a batch in the order it was recorded, without sorting.
+*earlier* in time (a removal re-dated to the day before), given in another order, is
+refused at the mistaken event; given in the order it was recorded, it goes in so.
 
 Lines wait in SQLite's private temporary database (on disk, removed even if the
 process is killed), so memory stays bounded however long the batch. They are
-validated once, by the append, in this order; errors name input line numbers, and a
+validated by the append in this order (again as given, if refused); errors name
+input line numbers, and a
 line whose place cannot be read (not JSON, no time) is checked first.
 """
 
@@ -65,6 +70,10 @@ _RETRACTION_DEPTH = {"appeal_decided": -2, "appeal_filed": -1}
 _PULLED_DEPTH = {"appeal_filed": -4, "appeal_decided": -3}
 # Retractions of recorded events: of a decision, then of an appeal, then of the rest.
 _RECORDED_RANK = {"appeal_decided": 0, "appeal_filed": 1}
+
+# After the rank: a line the batch withdraws goes before the others of its rank at its
+# instant (its replacement is often given the same time, and may come first in a dump).
+_WITHDRAWN, _KEPT = "0", "1"
 
 _SPOOL_CACHE_KIB = 16 * 1024  # the sorter spills to disk beyond this
 _ROUND = 2000
@@ -118,7 +127,7 @@ def _row(number: int, line: str) -> tuple[object, ...]:
         phase, rank = _NAMED, _OTHER_RANK
     else:
         phase, rank = _DATED, _RANK_AT_ONE_INSTANT.get(kind, _OTHER_RANK)
-    key = f"{at:019d}{rank}{number:012d}"
+    key = f"{at:019d}{rank}{_KEPT}{number:012d}"
     target = refers = appeal = None
     if kind == "event_retracted":
         target = _text(event.get("target"))
@@ -181,6 +190,12 @@ class DependencyOrder:
             CREATE INDEX spool_appeal ON spool (appeal, type) WHERE appeal IS NOT NULL;
             CREATE INDEX spool_retractions ON spool (number) WHERE target IS NOT NULL;
             """
+        )
+        self._db.execute(
+            f"UPDATE spool SET key = substr(key, 1, 20) || '{_WITHDRAWN}' || substr(key, 22) "
+            "WHERE target IS NULL AND phase IN (?, ?) AND event_id IN "
+            "(SELECT target FROM spool WHERE target IS NOT NULL)",
+            (_NAMED, _DATED),
         )
 
     def _place_retractions(self) -> None:
@@ -289,6 +304,11 @@ class DependencyOrder:
     def events(self) -> Iterator[tuple[int, AnyEvent]]:
         """The batch in dependency order, each event with its input line number."""
         for number, line in self._db.execute(_ORDERED):
+            yield number, parse_event(line, number)
+
+    def events_as_given(self) -> Iterator[tuple[int, AnyEvent]]:
+        """The batch in its input order (what a refused sorted order falls back to)."""
+        for number, line in self._db.execute("SELECT number, line FROM spool ORDER BY number"):
             yield number, parse_event(line, number)
 
     def close(self) -> None:

@@ -251,15 +251,17 @@ def test_what_sort_cannot_rebuild_is_refused_as_documented(store: Store) -> None
         ev("event_retracted", "2021-01-09", target="mistake", reason="re-dated"),
         ev("account_removed", "2021-01-07", account=A, policy="V", event_id="fixed"),
     ]
+    shuffled = [batch[2], batch[0], batch[1]]
     reject(
         store,
         "append",
         "--sort",
         "-",
-        input=_lines(batch),
-        expect=("line 1: account_removed mistake rejected", "removed by fixed"),
+        input=_lines(shuffled),
+        expect=("line 2: account_removed mistake rejected", "removed by fixed"),
     )
-    store.ok("append", "-", input=_lines(batch))  # as recorded, it is valid
+    # As recorded it is valid, and --sort then takes it as given.
+    store.ok("append", "--sort", "-", input=_lines(batch))
 
 
 def test_errors_name_input_lines_and_nothing_is_appended(store: Store, tmp_path: Path) -> None:
@@ -412,3 +414,45 @@ def test_sort_withdraws_recorded_decisions_then_appeals_then_their_target(store:
            expect=("retract the appeal first",))  # fmt: skip
     store.ok("append", "--sort", "-", input=jsonl(*withdrawals))
     assert store.status("twitter:p")["status"] == "active"
+
+
+def test_sort_withdraws_an_event_before_its_replacement_at_the_same_instant(
+    store: Store,
+) -> None:
+    """A typo fixed, the time kept: listed newest first, the replacement came before
+    the mistake at their one instant, and was checked while the mistake stood."""
+    fixed = [
+        account("twitter:a", "2024-01-01", event_id="reg"),
+        ev("account_removed", "2024-02-01", account="twitter:a", policy="Violnt speech",
+           event_id="rm"),
+        ev("event_retracted", "2024-02-02", target="rm", reason="policy typo"),
+        ev("account_removed", "2024-02-01", account="twitter:a", policy="Violent speech",
+           event_id="rm2"),
+    ]  # fmt: skip
+    store.ok("append", "--dry-run", "--sort", "-", input=jsonl(*reversed(fixed)))
+    store.ok("append", "--sort", "-", input=jsonl(*reversed(fixed)))
+    assert store.status("twitter:a")["cause_event"] == "rm2"
+
+
+def test_sort_never_refuses_a_batch_the_rules_accept_as_given(store: Store) -> None:
+    """Shapes the sort misreads (an appeal filed twice under one name, then the
+    measure withdrawn with both): in their recorded order they are accepted, with
+    --sort too."""
+    reg = account("twitter:a", "2024-01-01", event_id="reg")
+    appeal = {"account": "twitter:a", "appeal": "ap1"}
+    batch = [
+        reg,
+        ev("account_suspended", "2024-02-01", account="twitter:a", policy="p", event_id="su"),
+        ev("appeal_filed", "2024-02-03", target="su", event_id="ap", **appeal),
+        ev("event_retracted", "2024-03-01", target="ap", reason="r"),
+        ev("appeal_filed", "2024-02-04", target="su", event_id="ap2", **appeal),
+        ev("event_retracted", "2024-03-02", target="ap2", reason="r"),
+        ev("event_retracted", "2024-03-02", target="su", reason="r"),
+        ev("account_suspended", "2024-02-02", account="twitter:a", policy="p2", event_id="su2"),
+    ]
+    store.ok("append", "--sort", "-", input=jsonl(*batch))
+    assert store.status("twitter:a")["cause_event"] == "su2"
+    # Refused either way: the sorted order's refusal is the one given.
+    other = [ev("account_reinstated", "2024-05-01", account="twitter:nobody")]
+    refused = store.fail("append", "--sort", "-", input=jsonl(*other)).stderr
+    assert refused.startswith("Error: line 1: account_reinstated rejected: the account is not ")
