@@ -1217,14 +1217,21 @@ def append(
             try:
                 result = ledger.append(ordered.events, actor=_actor(actor), dry_run=dry_run)
             except LedgerError as refused:
-                # Never refused for being sorted: a batch the rules accept as given
-                # (a correction whose shape the sort misreads) goes in as given. Its
-                # refusal is the sorted order's, the one asked for.
+                # Never refused for being sorted: a batch of corrections the rules accept
+                # as given (a shape the sort misreads) goes in as given. Only a batch
+                # with retractions: no other shape is misread, and a refused batch is
+                # then checked twice.
+                if not ordered.has_retractions:
+                    raise
                 try:
                     result = ledger.append(
                         ordered.events_as_given, actor=_actor(actor), dry_run=dry_run
                     )
-                except LedgerError:
+                except LedgerError as as_given:
+                    # The refusal of a line that fails either way: one the order given
+                    # got past was refused for the sort's order alone.
+                    if (refused.line or 0) < (as_given.line or 0):
+                        raise as_given from None
                     raise refused from None
     else:
         replayable = _replayable(file)

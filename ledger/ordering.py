@@ -13,19 +13,21 @@ of two times sort wrongly; and retractions name their targets by id. The order:
    by ``occurred_at``;
 2. every other event by ``occurred_at`` in UTC; at one instant an account's
    registration, then posts published, then the rest in input order, then appeals
-   filed, then appeals decided; within each of those, an event the batch withdraws
-   first (its replacement often has its time). A retraction of an event in the batch
-   comes right after its target (in the target's phase), or after the appeals of that target in
+   filed, then appeals decided. A retraction of an event in the batch comes right
+   after its target (in the target's phase), or after the appeals of that target in
    the batch and their retractions: a mistaken event is withdrawn before the events
    that replace it. When every appeal and decision of the target in the batch is
    withdrawn in it too, they and their retractions are placed right after the
-   target, whatever their times (a replacement may lie between the two).
+   target, whatever their times (a replacement may lie between the two). Events of
+   the withdrawn event's type at its instant (its replacement, its time kept) come
+   after its retraction.
 
-``append --sort`` falls back to the order given when the rules refuse this one (a
-shape misread here: an appeal filed twice under one name, a recorded target
-withdrawn after batch events that needed it), so it never refuses a batch valid as
-given. What this cannot rebuild is the state a retracted event was first checked against:
-a batch that retracts one of its events and gives a conflicting replacement
+``append --sort`` falls back to the order given when the rules refuse this one and
+the batch holds retractions (a correction shape misread here: an appeal filed twice
+under one name, a recorded target withdrawn after batch events that needed it), so
+it never refuses such a batch valid as given. What this cannot rebuild is the state a
+retracted event was first checked against: a batch that retracts one of its events
+and gives a conflicting replacement
 *earlier* in time (a removal re-dated to the day before), given in another order, is
 refused at the mistaken event; given in the order it was recorded, it goes in so.
 
@@ -70,10 +72,6 @@ _RETRACTION_DEPTH = {"appeal_decided": -2, "appeal_filed": -1}
 _PULLED_DEPTH = {"appeal_filed": -4, "appeal_decided": -3}
 # Retractions of recorded events: of a decision, then of an appeal, then of the rest.
 _RECORDED_RANK = {"appeal_decided": 0, "appeal_filed": 1}
-
-# After the rank: a line the batch withdraws goes before the others of its rank at its
-# instant (its replacement is often given the same time, and may come first in a dump).
-_WITHDRAWN, _KEPT = "0", "1"
 
 _SPOOL_CACHE_KIB = 16 * 1024  # the sorter spills to disk beyond this
 _ROUND = 2000
@@ -127,7 +125,7 @@ def _row(number: int, line: str) -> tuple[object, ...]:
         phase, rank = _NAMED, _OTHER_RANK
     else:
         phase, rank = _DATED, _RANK_AT_ONE_INSTANT.get(kind, _OTHER_RANK)
-    key = f"{at:019d}{rank}{_KEPT}{number:012d}"
+    key = f"{at:019d}{rank}{number:012d}"
     target = refers = appeal = None
     if kind == "event_retracted":
         target = _text(event.get("target"))
@@ -191,12 +189,6 @@ class DependencyOrder:
             CREATE INDEX spool_retractions ON spool (number) WHERE target IS NOT NULL;
             """
         )
-        self._db.execute(
-            f"UPDATE spool SET key = substr(key, 1, 20) || '{_WITHDRAWN}' || substr(key, 22) "
-            "WHERE target IS NULL AND phase IN (?, ?) AND event_id IN "
-            "(SELECT target FROM spool WHERE target IS NOT NULL)",
-            (_NAMED, _DATED),
-        )
 
     def _place_retractions(self) -> None:
         """Each retraction after its target, and after the target's appeals in the
@@ -230,7 +222,9 @@ class DependencyOrder:
                 else:
                     recorded.append((number, target_id))
                 continue
-            rows.extend(self._placed_after_target(number, target_id, *target[1:]))
+            placed = self._placed_after_target(number, target_id, *target[1:])
+            rows.extend(placed)
+            rows.extend(self._replacements_after(target[0], target[1], placed[0]))
             if len(rows) >= _ROUND:
                 db.executemany("INSERT OR REPLACE INTO placed VALUES (?, ?, ?, ?)", rows)
                 rows.clear()
@@ -287,6 +281,25 @@ class DependencyOrder:
         ).fetchone()
         return [(number, phase, max(key, later), 0)]
 
+    def _replacements_after(
+        self, target: int, kind: str, retraction: tuple[int, int, str, int]
+    ) -> list[tuple[int, int, str, int]]:
+        """Lines of the withdrawn line's type at its instant (its replacement, its time
+        kept), placed after its retraction: a dump listed newest first gave the
+        replacement first, checked while the mistake stood. Only where the retraction
+        follows the target at once (no appeals of it between)."""
+        _, phase, anchor, _ = retraction
+        (key,) = self._db.execute("SELECT key FROM spool WHERE number = ?", (target,)).fetchone()
+        if anchor != key:
+            return []
+        rows = self._db.execute(
+            "SELECT number FROM spool WHERE type = ? AND target IS NULL AND number != ? "
+            "AND substr(key, 1, 19) = substr(?, 1, 19) AND phase = ? AND (event_id IS NULL "
+            "OR event_id NOT IN (SELECT target FROM spool WHERE target IS NOT NULL))",
+            (kind, target, key, phase),
+        )
+        return [(number, phase, anchor, 1) for (number,) in rows]
+
     def _place_recorded_targets(self, recorded: list[tuple[int, str]]) -> None:
         """Retractions of events the log holds: decisions' first, then appeals', then
         the rest, each group in input order (a target's type is asked of the log)."""
@@ -305,6 +318,12 @@ class DependencyOrder:
         """The batch in dependency order, each event with its input line number."""
         for number, line in self._db.execute(_ORDERED):
             yield number, parse_event(line, number)
+
+    @property
+    def has_retractions(self) -> bool:
+        return (
+            self._db.execute("SELECT 1 FROM spool WHERE target IS NOT NULL").fetchone() is not None
+        )
 
     def events_as_given(self) -> Iterator[tuple[int, AnyEvent]]:
         """The batch in its input order (what a refused sorted order falls back to)."""

@@ -432,6 +432,17 @@ def test_sort_withdraws_an_event_before_its_replacement_at_the_same_instant(
     store.ok("append", "--dry-run", "--sort", "-", input=jsonl(*reversed(fixed)))
     store.ok("append", "--sort", "-", input=jsonl(*reversed(fixed)))
     assert store.status("twitter:a")["cause_event"] == "rm2"
+    # Not before what it acts on at that instant: a restore withdrawn on the day of
+    # the removal it undid (a first version put every withdrawn event first).
+    post = {"account": "twitter:a", "post": "p1"}
+    mistaken = [
+        ev("post_restored", "2024-03-02", event_id="rs2", **post),
+        ev("post_published", "2024-02-05", event_id="pub", **post),
+        ev("post_removed", "2024-03-01", policy="p", event_id="prm", **post),
+        ev("post_restored", "2024-03-01", event_id="rs", **post),
+        ev("event_retracted", "2024-03-05", target="rs", reason="wrong day"),
+    ]
+    store.ok("append", "--dry-run", "--sort", "-", input=jsonl(*mistaken))
 
 
 def test_sort_never_refuses_a_batch_the_rules_accept_as_given(store: Store) -> None:
@@ -450,9 +461,10 @@ def test_sort_never_refuses_a_batch_the_rules_accept_as_given(store: Store) -> N
         ev("event_retracted", "2024-03-02", target="su", reason="r"),
         ev("account_suspended", "2024-02-02", account="twitter:a", policy="p2", event_id="su2"),
     ]
+    # Refused either way: the refusal of the line that fails in both (the sorted
+    # order's refusal named line 5, which the order given gets past).
+    bad = ev("account_reinstated", "2025-01-01", account="twitter:nobody")
+    refused = store.fail("append", "--sort", "-", input=jsonl(*batch, bad)).stderr
+    assert refused.startswith("Error: line 9: account_reinstated rejected: the account is not ")
     store.ok("append", "--sort", "-", input=jsonl(*batch))
     assert store.status("twitter:a")["cause_event"] == "su2"
-    # Refused either way: the sorted order's refusal is the one given.
-    other = [ev("account_reinstated", "2024-05-01", account="twitter:nobody")]
-    refused = store.fail("append", "--sort", "-", input=jsonl(*other)).stderr
-    assert refused.startswith("Error: line 1: account_reinstated rejected: the account is not ")
