@@ -9,6 +9,8 @@ of two times sort wrongly; and retractions name their targets by id. The order:
 0. retractions of events that are not in the batch (they need nothing from the
    batch, and a correction in the batch may need them first): of decisions, then of
    appeals, then the rest, each group in input order (the log says which is which);
+   but one whose target the batch's own appeals or decisions refer to, all withdrawn
+   in the batch, goes after the last of them (they need it in force);
 1. subject registrations and platform renames (referred to by name, from any time),
    by ``occurred_at``;
 2. every other event by ``occurred_at`` in UTC; at one instant an account's
@@ -18,7 +20,8 @@ of two times sort wrongly; and retractions name their targets by id. The order:
    the batch and their retractions: a mistaken event is withdrawn before the events
    that replace it. When every appeal and decision of the target in the batch is
    withdrawn in it too, they and their retractions are placed right after the
-   target, whatever their times (a replacement may lie between the two). Events of
+   target, whatever their times (a replacement may lie between the two): each filing,
+   its decisions each followed by its withdrawal, then the filing's withdrawal. Events of
    the withdrawn event's type at its instant (its replacement, its time kept) come
    after its retraction.
 
@@ -44,6 +47,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ledger.events import AnyEvent, parse_event
 from ledger.times import parse_utc
@@ -68,8 +72,6 @@ _RANK_AT_ONE_INSTANT = {
 _OTHER_RANK = 2
 # Retractions anchored at one line: an appeal's decision, then the appeal, then its target.
 _RETRACTION_DEPTH = {"appeal_decided": -2, "appeal_filed": -1}
-# An appeal and its decisions pulled to their target, before their own retractions.
-_PULLED_DEPTH = {"appeal_filed": -4, "appeal_decided": -3}
 # Retractions of recorded events: of a decision, then of an appeal, then of the rest.
 _RECORDED_RANK = {"appeal_decided": 0, "appeal_filed": 1}
 
@@ -254,7 +256,7 @@ class DependencyOrder:
         if kind == "appeal_decided":
             return [(number, phase, key, _RETRACTION_DEPTH[kind])]
         referring = db.execute(
-            "SELECT number, event_id, type, appeal FROM spool WHERE refers = ? ORDER BY key",
+            "SELECT number, event_id, type, appeal, key FROM spool WHERE refers = ? ORDER BY key",
             (target_id,),
         ).fetchall()
         if not referring:
@@ -263,23 +265,61 @@ class DependencyOrder:
             row[0]
             for row in db.execute(
                 f"SELECT target FROM spool WHERE target IN ({','.join('?' * len(referring))})",
-                [event_id for _, event_id, _, _ in referring],
+                [event_id for _, event_id, _, _, _ in referring],
             )
         }
-        if all(event_id in withdrawn for _, event_id, _, _ in referring):
-            placed = [(number, phase, key, 0)]
-            for line, event_id, line_kind, _ in referring:
-                placed.append((line, phase, key, _PULLED_DEPTH[line_kind]))
-                for (retraction,) in db.execute(
-                    "SELECT number FROM spool WHERE target = ?", (event_id,)
-                ):
-                    placed.append((retraction, phase, key, _RETRACTION_DEPTH[line_kind]))
-                    self._pulled.add(retraction)
-            return placed
+        if all(event_id in withdrawn for _, event_id, _, _, _ in referring):
+            return self._pulled_to_target(number, phase, key, referring)
         (later,) = db.execute(
             "SELECT max(key) FROM spool WHERE refers = ?", (target_id,)
         ).fetchone()
         return [(number, phase, max(key, later), 0)]
+
+    def _pulled_to_target(
+        self, number: int, phase: int, key: str, referring: list[tuple[Any, ...]]
+    ) -> list[tuple[int, int, str, int]]:
+        """The target's appeals and decisions, all withdrawn in the batch, right after
+        it: each filing, its decisions each followed by its withdrawal, the filing's
+        withdrawal, then the next filing (one filed again under its name must find
+        the first withdrawn); the target's own withdrawal (``number``) last."""
+        placed: list[tuple[int, int, str, int]] = []
+
+        def put(line: int) -> None:
+            placed.append((line, phase, key, len(placed) - 1_000_000))
+
+        def withdraw(event_id: str) -> None:
+            for (retraction,) in self._db.execute(
+                "SELECT number FROM spool WHERE target = ? ORDER BY number", (event_id,)
+            ):
+                put(retraction)
+                self._pulled.add(retraction)
+
+        done: set[int] = set()
+        for index, (line, event_id, kind, appeal, at) in enumerate(referring):
+            if kind != "appeal_filed":
+                continue
+            refiled = next(
+                (r[4] for r in referring[index + 1 :] if r[2] == kind and r[3] == appeal), None
+            )
+            put(line)
+            done.add(line)
+            for d_line, d_id, d_kind, d_appeal, d_at in referring:
+                if (
+                    (d_kind, d_appeal) == ("appeal_decided", appeal)
+                    and d_line not in done
+                    and d_at > at
+                    and (refiled is None or d_at < refiled)
+                ):
+                    put(d_line)
+                    done.add(d_line)
+                    withdraw(d_id)
+            withdraw(event_id)
+        for line, event_id, _, _, _ in referring:  # decisions of no filing in the batch
+            if line not in done:
+                put(line)
+                withdraw(event_id)
+        placed.append((number, phase, key, 0))
+        return placed
 
     def _replacements_after(
         self, target: int, kind: str, retraction: tuple[int, int, str, int]
@@ -309,10 +349,38 @@ class DependencyOrder:
             self._db.executemany(
                 "INSERT OR REPLACE INTO placed VALUES (?, ?, ?, ?)",
                 [
-                    (number, _STORED_TARGET, str(_RECORDED_RANK.get(kinds.get(target, ""), 2)), 0)
+                    self._after_batch_appeals(number, target)
+                    or (
+                        number,
+                        _STORED_TARGET,
+                        str(_RECORDED_RANK.get(kinds.get(target, ""), 2)),
+                        0,
+                    )
                     for number, target in chunk
                 ],
             )
+
+    def _after_batch_appeals(self, number: int, target: str) -> tuple[int, int, str, int] | None:
+        """A recorded event's withdrawal placed after the batch's own appeals and
+        decisions of it, when the batch withdraws every one of them too (they need
+        it in force to be checked), or None."""
+        referring = [
+            (event_id, key)
+            for event_id, key in self._db.execute(
+                "SELECT event_id, key FROM spool WHERE refers = ?", (target,)
+            )
+        ]
+        if not referring:
+            return None
+        for event_id, _ in referring:
+            if (
+                event_id is None
+                or not self._db.execute(
+                    "SELECT 1 FROM spool WHERE target = ? LIMIT 1", (event_id,)
+                ).fetchone()
+            ):
+                return None
+        return (number, _DATED, max(key for _, key in referring), 0)
 
     def events(self) -> Iterator[tuple[int, AnyEvent]]:
         """The batch in dependency order, each event with its input line number."""

@@ -468,3 +468,39 @@ def test_sort_never_refuses_a_batch_the_rules_accept_as_given(store: Store) -> N
     assert refused.startswith("Error: line 9: account_reinstated rejected: the account is not ")
     store.ok("append", "--sort", "-", input=jsonl(*batch))
     assert store.status("twitter:a")["cause_event"] == "su2"
+
+
+def test_sort_withdraws_each_refiled_appeal_before_the_next_and_recorded_targets_after_them(
+    store: Store,
+) -> None:
+    """Fuzzing found two more shapes: an appeal filed twice under one name, both
+    withdrawn with the measure (both filings went before both withdrawals), and a
+    recorded measure withdrawn with the batch's own appeal of it (its withdrawal went
+    first, before the appeal that needs it)."""
+    appeal = {"account": "x:a", "appeal": "ap0", "target": "rm1"}
+    history = [
+        ev("account_removed", "2024-01-01T11:00:00Z", account="x:a", policy="p1",
+           event_id="rm1"),
+        ev("appeal_filed", "2024-01-03T06:00:00Z", event_id="f1", **appeal),
+        ev("event_retracted", "2024-01-12T09:00:00Z", target="f1", reason="mistake"),
+        ev("appeal_filed", "2024-01-03T07:00:00Z", event_id="f2", **appeal),
+        ev("event_retracted", "2024-01-12T10:00:00Z", target="f2", reason="mistake"),
+        ev("event_retracted", "2024-01-12T11:00:00Z", target="rm1", reason="mistake"),
+        account("x:a", "2024-01-01T06:00:00Z", event_id="reg"),
+    ]  # fmt: skip
+    store.ok("append", "--dry-run", "--sort", "-", input=jsonl(*history))
+    store.ok("append", "--dry-run", "--sort", "-", input=jsonl(*reversed(history)))
+
+    store.append(
+        account("x:b", "2024-01-01T06:00:00Z"),
+        ev("account_suspended", "2024-01-02T06:00:00Z", account="x:b", policy="p1",
+           event_id="su1"),
+    )  # fmt: skip
+    newest_first = [
+        ev("event_retracted", "2024-01-12T10:00:00Z", target="su1", reason="mistake"),
+        ev("event_retracted", "2024-01-12T09:00:00Z", target="fb", reason="mistake"),
+        ev("appeal_filed", "2024-01-03T06:00:00Z", account="x:b", appeal="ap0",
+           target="su1", event_id="fb"),
+    ]  # fmt: skip
+    store.ok("append", "--sort", "-", input=jsonl(*newest_first))
+    assert store.status("x:b")["status"] == "active"
