@@ -586,6 +586,12 @@ class StrictGroup(click.Group):
 StrictGroup.group_class = StrictGroup
 
 
+def _on_postgres(ctx: click.Context) -> bool:
+    """Whether the command's store is a PostgreSQL one."""
+    session = ctx.find_object(Session)
+    return session is not None and session.location.kind == "postgres"
+
+
 class LedgerGroup(StrictGroup):
     """Turns domain and data errors into `Error: …` with exit status 1."""
 
@@ -598,10 +604,7 @@ class LedgerGroup(StrictGroup):
             # Not click's "Aborted!" with status 1, which a script would take for a
             # data error. Every write is one transaction: it is wholly in, or not at all
             # (but a PostgreSQL replay, whose phases commit apart).
-            session = ctx.find_object(Session)
-            if ctx.invoked_subcommand == "replay" and (
-                session is not None and session.location.kind == "postgres"
-            ):
+            if ctx.invoked_subcommand == "replay" and _on_postgres(ctx):
                 message = (
                     "Interrupted: the replay stopped part way, which may leave the read "
                     "models partly rebuilt or without their indexes (reads stay right, "
@@ -623,10 +626,9 @@ class LedgerGroup(StrictGroup):
                 ) from None
             if _is_permission_error(error):
                 message = str(error).strip().splitlines()[0]
-                session = ctx.find_object(Session)
                 writing = ctx.invoked_subcommand in {*_APPENDING, "checkpoint"}
                 advice = ""
-                if writing and session is not None and session.location.kind == "postgres":
+                if writing and _on_postgres(ctx):
                     advice = (
                         "; this role may not write to the ledger (a reader?): nothing was "
                         "written; run it as the ledger's writer role or its owner"
@@ -879,8 +881,7 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
         for name in [] if created else storage.missing_ledger_indexes(db):
             db.execute(storage.ledger_indexes()[name])  # the log's rows stay as they are
             missing.append(name)
-        lacking = [] if created else storage.missing_guards(db)
-        changed = [] if created else storage.changed_guards(db)
+        lacking, changed = ([], []) if created else storage.guard_faults(db)
         guards = [*lacking, *changed]
         try:
             for statement in storage.guard_setup() if guards else []:
@@ -2952,7 +2953,7 @@ def verify(
                     storage.first_node_beyond(connection, report.size), report.size
                 )
                 check_stored_frontier(storage.node_getter(connection), report)
-                guards = storage.missing_guards(connection)
+                guards, changed = storage.guard_faults(connection)
                 if guards:  # not damage itself, but nothing then stops an accidental edit
                     them = "it" if len(guards) == 1 else "them"
                     report.warnings.append(
@@ -2961,7 +2962,6 @@ def verify(
                         "verified, but nothing refuses an edit of it now; `enforcement-ledger "
                         f"init`, as the store's owner, makes {them} again"
                     )
-                changed = storage.changed_guards(connection)
                 if changed:
                     them = "it" if len(changed) == 1 else "them"
                     report.warnings.append(

@@ -1137,25 +1137,34 @@ class _Batch:
             }
         return self._renames
 
+    def _rename_taking(self, slug: str) -> dict[str, Any] | None:
+        """The live rename of another platform whose name reads as ``slug`` (twitter's
+        "X" for "x"), if any."""
+        for rename in self._live_renames().values():
+            if rename["platform"] != slug and _name_key(rename["name"]) == slug:
+                return rename
+        return None
+
     def _check_platform_is_no_renamed_name(self, record: dict[str, Any]) -> None:
         """A platform keeps its slug when renamed (Twitter, now X, is still twitter):
         an account registered, or a rename recorded, under the new name's slug split
         one platform in two (counts, subjects and a subject's platform exemption then
         missed it)."""
         platform = record["platform"]
-        for rename in self._live_renames().values():
-            if rename["platform"] != platform and _name_key(rename["name"]) == platform:
-                slug = rename["platform"]
-                if record["type"] == "platform_renamed":  # X's names are twitter's
-                    advice = f"record the rename under platform '{slug}'"
-                else:
-                    handle = record["account"].partition(":")[2]
-                    advice = f"register it as '{slug}:{handle}' with platform '{slug}'"
-                raise RuleViolation(
-                    f"platform: '{platform}' is the name platform '{slug}' took "
-                    f"({rename['event_id']} at {rename['occurred_at']}); a platform keeps "
-                    f"its slug when renamed: {advice}"
-                )
+        rename = self._rename_taking(platform)
+        if rename is None:
+            return
+        slug = rename["platform"]
+        if record["type"] == "platform_renamed":  # X's names are twitter's
+            advice = f"record the rename under platform '{slug}'"
+        else:
+            handle = record["account"].partition(":")[2]
+            advice = f"register it as '{slug}:{handle}' with platform '{slug}'"
+        raise RuleViolation(
+            f"platform: '{platform}' is the name platform '{slug}' took "
+            f"({rename['event_id']} at {rename['occurred_at']}); a platform keeps "
+            f"its slug when renamed: {advice}"
+        )
 
     def _check_name_is_no_platform_in_use(self, record: dict[str, Any]) -> None:
         """The other way round: a rename onto the slug accounts are registered under
@@ -1232,14 +1241,10 @@ class _Batch:
             return
         held = sorted(self._platforms_of(record["subject"]))
         if platform not in held:
-            renamed = [
-                rename
-                for rename in self._live_renames().values()
-                if _name_key(rename["name"]) == platform and rename["platform"] != platform
-            ]
+            renamed = self._rename_taking(platform)
             took = (
-                f"; '{platform}' is the name platform '{renamed[0]['platform']}' took "
-                f"({renamed[0]['event_id']}): a platform keeps its slug when renamed"
+                f"; '{platform}' is the name platform '{renamed['platform']}' took "
+                f"({renamed['event_id']}): a platform keeps its slug when renamed"
                 if renamed
                 else ""
             )

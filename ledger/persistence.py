@@ -641,16 +641,15 @@ class Storage:
     def drop_guard(self, db: Database, name: str) -> None:
         """Drop a changed trigger before it is made again (PostgreSQL replaces it)."""
 
-    def missing_guards(self, db: Database) -> list[str]:
-        """The append-only triggers the store lacks (dropped or disabled by whoever
-        owns it)."""
+    def guard_faults(self, db: Database) -> tuple[list[str], list[str]]:
+        """The append-only triggers the store lacks (dropped or disabled by whoever owns
+        it), and those present but not as the ledger made them: one read of both."""
         present = self.guards_in_force(db)
-        return [name for name in self.guard_triggers() if name not in present]
-
-    def changed_guards(self, db: Database) -> list[str]:
-        """The append-only triggers present but not as the ledger made them."""
-        present = self.guards_in_force(db)
-        return [name for name in self.guard_triggers() if present.get(name) is False]
+        made = self.guard_triggers()
+        return (
+            [name for name in made if name not in present],
+            [name for name in made if present.get(name) is False],
+        )
 
     # shared
     def check_format(self, db: Database) -> None:
