@@ -261,14 +261,7 @@ class DependencyOrder:
         ).fetchall()
         if not referring:
             return [(number, phase, key, 0)]
-        withdrawn = {
-            row[0]
-            for row in db.execute(
-                f"SELECT target FROM spool WHERE target IN ({','.join('?' * len(referring))})",
-                [event_id for _, event_id, _, _, _ in referring],
-            )
-        }
-        if all(event_id in withdrawn for _, event_id, _, _, _ in referring):
+        if self._all_withdrawn([event_id for _, event_id, _, _, _ in referring]):
             return self._pulled_to_target(number, phase, key, referring)
         (later,) = db.execute(
             "SELECT max(key) FROM spool WHERE refers = ?", (target_id,)
@@ -370,17 +363,23 @@ class DependencyOrder:
                 "SELECT event_id, key FROM spool WHERE refers = ?", (target,)
             )
         ]
-        if not referring:
+        if not referring or not self._all_withdrawn([event_id for event_id, _ in referring]):
             return None
-        for event_id, _ in referring:
-            if (
-                event_id is None
-                or not self._db.execute(
-                    "SELECT 1 FROM spool WHERE target = ? LIMIT 1", (event_id,)
-                ).fetchone()
-            ):
-                return None
         return (number, _DATED, max(key for _, key in referring), 0)
+
+    def _all_withdrawn(self, event_ids: list[str | None]) -> bool:
+        """Whether the batch retracts every one of these events (one without an id
+        cannot be named by a retraction)."""
+        if None in event_ids:
+            return False
+        marks = ",".join("?" * len(event_ids))
+        withdrawn = {
+            target
+            for (target,) in self._db.execute(
+                f"SELECT target FROM spool WHERE target IN ({marks})", event_ids
+            )
+        }
+        return all(event_id in withdrawn for event_id in event_ids)
 
     def events(self) -> Iterator[tuple[int, AnyEvent]]:
         """The batch in dependency order, each event with its input line number."""
