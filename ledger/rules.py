@@ -160,7 +160,6 @@ class AccountStatus:
     until: datetime | None = None
     policy: str | None = None
     cause: str | None = None
-    restrictions: tuple[str, ...] = ()
     # The measures in force when the newest was laid, heaviest first (this one is the
     # first); each is a plain AccountStatus without layers. Empty when active.
     layers: tuple[AccountStatus, ...] = ()
@@ -235,7 +234,6 @@ class AccountStatus:
             until=entry.until(),
             policy=record.get("policy"),
             cause=entry.event_id,
-            restrictions=tuple(record.get("restrictions", ())),
             rank=(SEVERITY[status], entry.occurred_at, entry.sequence),
         )
         ranked = sorted([*self.in_force(entry.occurred_at), laid], key=_rank, reverse=True)
