@@ -36,10 +36,17 @@ _REFUSE_CHANGE = """CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS tr
 
 _REFUSE_CHANGE_BODY = _REFUSE_CHANGE.split("$$")[1]
 
-# pg_trigger.tgtype bits: 1 row, 2 before, 8 delete, 16 update, 32 truncate.
+# Each append-only trigger on every ledger table: its name's suffix, when it fires,
+# and the pg_trigger.tgtype bits that say so (1 row, 2 before, 8 delete, 16 update,
+# 32 truncate), which verify compares with the catalog.
+_GUARDS = {
+    "append_only": ("BEFORE UPDATE OR DELETE", "FOR EACH ROW", 1 | 2 | 8 | 16),
+    "no_truncate": ("BEFORE TRUNCATE", "FOR EACH STATEMENT", 2 | 32),
+}
 _GUARD_KINDS = {
-    **{f"{table}_append_only": (table, 1 | 2 | 8 | 16) for table in (EVENTS_TABLE, *LEDGER_TABLES)},
-    **{f"{table}_no_truncate": (table, 2 | 32) for table in (EVENTS_TABLE, *LEDGER_TABLES)},
+    f"{table}_{suffix}": (table, bits)
+    for table in (EVENTS_TABLE, *LEDGER_TABLES)
+    for suffix, (_, _, bits) in _GUARDS.items()
 }
 
 _LEDGER_DDL = [
@@ -193,17 +200,14 @@ class PostgresStorage(Storage):
         )
 
     def guard_triggers(self) -> dict[str, str]:
-        found = {}
-        for table in (EVENTS_TABLE, *LEDGER_TABLES):
-            found[f"{table}_append_only"] = (
-                f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON "
-                f"{table} FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()"
+        return {
+            f"{table}_{suffix}": (
+                f"CREATE OR REPLACE TRIGGER {table}_{suffix} {timing} ON {table} "
+                f"{granularity} EXECUTE FUNCTION ledger_refuse_change()"
             )
-            found[f"{table}_no_truncate"] = (
-                f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()"
-            )
-        return found
+            for table in (EVENTS_TABLE, *LEDGER_TABLES)
+            for suffix, (timing, granularity, _) in _GUARDS.items()
+        }
 
     def guard_setup(self) -> list[str]:
         return [_REFUSE_CHANGE]
