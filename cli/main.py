@@ -61,6 +61,7 @@ ACCOUNTS_TABLE = [
     "since",
     "until",
     "policy",
+    "restrictions",
     "exemptions",
     "followers",
 ]

@@ -556,7 +556,10 @@ def subjects(
     for leaf, occurred_us in cursor:
         registration = _record(leaf)
         held = [
-            {key: row[key] for key in ("account", "platform", "status", "since", "policy")}
+            {
+                key: row[key]
+                for key in ("account", "platform", "status", "since", "policy", "restrictions")
+            }
             for row in accounts(db, moment, subject=registration["subject"])
         ]
         if not held and occurred_us > params["as_of"]:

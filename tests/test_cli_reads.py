@@ -1382,7 +1382,8 @@ def test_every_listing_pages_with_limit_and_offset(world: Store, listing: tuple[
 def test_a_restricted_accounts_status_names_what_is_restricted(store: Store) -> None:
     """The restriction kinds were in the timeline only: status said "restricted"."""
     store.append(
-        account("twitter:a", "2020-01-01", handle="@a"),
+        subject("someone"),
+        account("twitter:a", "2020-01-01", handle="@a", subject="someone"),
         ev("account_restricted", "2020-02-01", account="twitter:a", policy="p",
            restrictions=["reach", "replies"], event_id="r1"),
     )  # fmt: skip
@@ -1390,6 +1391,14 @@ def test_a_restricted_accounts_status_names_what_is_restricted(store: Store) -> 
     assert "restrictions: reach, replies\n" in store.ok("status", "twitter:a").stdout
     listed = json.loads(store.ok("accounts", "--json").stdout)
     assert [row["restrictions"] for row in listed] == [["reach", "replies"]]
+    # The accounts table and the subjects listing name them too (a researcher saw
+    # "restricted" there and had to ask each account's status for what).
+    header, _, row = store.ok("accounts").stdout.splitlines()
+    assert "restrictions" in header.split()
+    assert "reach, replies" in row
+    assert "reach" not in store.ok("accounts", "--as-of", "2020-01-15").stdout
+    (listed,) = json.loads(store.ok("subjects", "--json").stdout)
+    assert [held["restrictions"] for held in listed["accounts"]] == [["reach", "replies"]]
     before = store.status("twitter:a", "--as-of", "2020-01-15")
     assert before["restrictions"] is None  # active: nothing restricted
     assert "restrictions" not in store.ok("status", "twitter:a", "--as-of", "2020-01-15").stdout
