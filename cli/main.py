@@ -2048,6 +2048,7 @@ def _check_platform(db: Any, platform: str | None) -> None:
     """Refuse a platform's display name where its slug is meant, naming the slug."""
     if not platform:
         return
+    from ledger.vocabulary import SLUG, SLUG_MEANING
     from projections.queries import platforms, renamed_platform
 
     renamed = renamed_platform(db, platform)
@@ -2059,14 +2060,20 @@ def _check_platform(db: Any, platform: str | None) -> None:
             f"never changes: --platform {slug}",
             param_hint="--platform",
         )
-    if platform != platform.lower():
-        # Slugs are lower case by the schema: this one could match nothing.
+    known = platforms(db)
+    if not re.fullmatch(SLUG, platform):
+        # No event can be on it (a display name, capitals, a space): said so, with the
+        # slug likely meant only where the ledger holds it.
+        lowered = platform.lower()
+        meant = (
+            f"--platform {lowered}"
+            if lowered in known
+            else (f"its platforms are {', '.join(known)}" if known else "it has no platforms")
+        )
         raise click.BadParameter(
-            f"no platform has the slug {platform!r}; slugs are lower case: "
-            f"--platform {platform.lower()}",
+            f"no platform has the slug {platform!r} ({SLUG_MEANING}); {meant}",
             param_hint="--platform",
         )
-    known = platforms(db)
     if platform not in known:
         # Like an unregistered id: the answer stays what was asked (nothing), said why.
         listed = f"; its platforms are {', '.join(known)}" if known else ""

@@ -36,8 +36,8 @@ from pydantic import (
 from ledger.times import EXPECTED_TIME, LEAP_SECOND, LEAP_SECOND_MESSAGE
 from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
+from ledger.vocabulary import SLUG, SLUG_MEANING, account_id_problem, platform_of, quoted
 from ledger.vocabulary import TARGETED_TYPES as TARGETED_TYPES
-from ledger.vocabulary import account_id_problem, platform_of, quoted
 from ledger.vocabulary import iso as iso
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -97,7 +97,6 @@ UtcDatetime = Annotated[
 # No NUL (U+0000): PostgreSQL text cannot hold it, so a ledger must refuse it on every
 # backend alike (a regex in pydantic-core: no Python call per field).
 NO_NUL = r"^[^\x00]*$"
-SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,199}$"
 # No whitespace and no control characters (C0, DEL, C1) in the id part: an id is
 # printed in tables and messages, where an escape sequence would drive the terminal.
@@ -106,7 +105,7 @@ COUNTRY_CODE = r"^[A-Z]{2}$"
 LANGUAGE_TAG = r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$"
 # What each pattern means, for people: a failed match names this, not the regex.
 PATTERN_MEANINGS = {
-    SLUG: "expected a lowercase slug: a-z, 0-9, '_', '.', '-', starting with a letter or digit",
+    SLUG: SLUG_MEANING,
     IDENTIFIER: (
         "expected an identifier: letters, digits and _ . : @ / + -, starting with a letter or digit"
     ),

@@ -41,6 +41,10 @@ TARGETED_TYPES = frozenset({"appeal_filed", "appeal_decided", "event_retracted"}
 # Fields the ledger assigns; input may not set them.
 ASSIGNED_FIELDS = ("recorded_at", "actor", "sequence")
 
+# A platform's slug (its account ids' prefix): read commands check a --platform with it.
+SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+SLUG_MEANING = "expected a lowercase slug: a-z, 0-9, '_', '.', '-', starting with a letter or digit"
+
 
 def platform_of(account: str) -> str:
     """The platform an account id names: its prefix (``twitter:jack`` → ``twitter``),

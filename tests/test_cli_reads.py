@@ -1183,9 +1183,16 @@ def test_a_platforms_new_name_given_for_its_slug_is_told_the_slug(
     # A slug in capitals could match nothing either: slugs are lower case.
     result = store.fail(*command, "--platform", "Instagram", code=2)
     assert (
-        "Invalid value for --platform: no platform has the slug 'Instagram'; slugs are "
-        "lower case: --platform instagram\n"
+        "Invalid value for --platform: no platform has the slug 'Instagram' (expected a "
+        "lowercase slug: a-z, 0-9, '_', '.', '-', starting with a letter or digit); "
+        "--platform instagram\n"
     ) in result.output
+    # Only a slug the ledger holds is offered ('foo bar' was, which is no slug at all).
+    for typed in ("Foo Bar", "YOUTUBE", "instagram\n"):
+        result = store.fail(*command, "--platform", typed, code=2)
+        assert "--platform foo bar" not in result.output
+        assert f"no platform has the slug {typed!r}" in result.output
+        assert "its platforms are facebook, instagram, twitter\n" in result.output
 
 
 def test_subjects_show_each_persons_accounts_side_by_side(store: Store) -> None:
