@@ -2922,7 +2922,13 @@ def verify(
         with open(export_file, "rb") as handle:
             leaves = ((line, None) for line in _export_leaves(handle))
             report = verify_log(
-                leaves, [], origin=None, verifiers=verifiers, trusted=trusted, given=checkpoints
+                leaves,
+                [],
+                origin=None,
+                verifiers=verifiers,
+                trusted=trusted,
+                given=checkpoints,
+                export=True,
             )
     else:
         ledger = session.ledger()

@@ -531,6 +531,7 @@ def verify_log(
     trusted: Sequence[CheckpointText] = (),
     given: Sequence[CheckpointText] = (),
     compare_recorded: bool = False,
+    export: bool = False,
 ) -> VerifyReport:
     """Recompute the tree from leaf bytes and check every claim made about it.
 
@@ -544,6 +545,8 @@ def verify_log(
     ``leaves`` yields (leaf bytes, hash recorded at append time or None). With
     ``compare_recorded`` the recorded hash only sharpens the report: it names the
     first sequence whose recomputed hash differs from the one written then.
+    ``export``: the leaves are an export's, which may predate a checkpoint file given
+    (a store's cannot: one shorter than a checkpoint was truncated).
     """
     by_size: dict[int, list[tuple[str, notes.Checkpoint | None, str]]] = {}
     report_sigs = 0
@@ -674,7 +677,7 @@ def verify_log(
     if next_check < len(pending_sizes):
         missing = pending_sizes[-1]
         sources = [source for kind, _, source in by_size[missing] if kind != "stored"]
-        if sources:  # a checkpoint file: signed later than the events given were taken?
+        if sources and export:  # a checkpoint file signed after the export was taken?
             raise IntegrityError(
                 f"sequence {tree.size}: the log has {tree.size} events but the checkpoint "
                 f"{sources[0]} commits to {missing}: the log was truncated, or (an export) "
@@ -682,8 +685,9 @@ def verify_log(
                 "the checkpoint of its own size",
                 tree.size,
             )
+        which = f"the checkpoint {sources[0]}" if sources else "a checkpoint"
         raise IntegrityError(
-            f"sequence {tree.size}: the log has {tree.size} events but a checkpoint commits "
+            f"sequence {tree.size}: the log has {tree.size} events but {which} commits "
             f"to {missing}; the log was truncated",
             tree.size,
         )
