@@ -49,6 +49,7 @@ from ledger.rules import (
 )
 from ledger.vocabulary import (
     ASSIGNED_FIELDS,
+    SLUG,
     TARGETED_TYPES,
     actor_problem,
     iso,
@@ -202,8 +203,7 @@ def _content_of(record: dict[str, Any]) -> dict[str, Any]:
 _ASSIGNED = frozenset({"event_id", *ASSIGNED_FIELDS})
 
 
-# A platform slug (ledger.events.SLUG), here without pydantic.
-_SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_SLUG = re.compile(SLUG)
 
 
 def _recorded_before_new_checks(record: dict[str, Any]) -> bool:

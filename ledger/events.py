@@ -36,7 +36,8 @@ from pydantic import (
 from ledger.times import EXPECTED_TIME, LEAP_SECOND, LEAP_SECOND_MESSAGE
 from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
-from ledger.vocabulary import SLUG, SLUG_MEANING, account_id_problem, platform_of, quoted
+from ledger.vocabulary import SLUG as SLUG
+from ledger.vocabulary import SLUG_MEANING, account_id_problem, platform_of, quoted
 from ledger.vocabulary import TARGETED_TYPES as TARGETED_TYPES
 from ledger.vocabulary import iso as iso
 
