@@ -290,21 +290,33 @@ class Database:
             self.raw.execute(f"SELECT pg_advisory_unlock({_ADVISORY_KEY})", (name,))
 
     @contextmanager
-    def session_lock_when_free(self, name: str, holders: str) -> Iterator[None]:
+    def session_lock_when_free(self, name: str, sharing: str, holding: str) -> Iterator[None]:
         """The lock held whole by this session, taken once no one holds it: asked for
         again and again rather than queued for, since a queued request holds up every
         shared one behind it (each new reader would wait for the one in the queue).
-        ``holders`` says who held it, for the message when it never comes free."""
+        ``sharing`` and ``holding`` name who holds it shared and whole, for the message
+        when it never comes free."""
         import time
 
         deadline = time.monotonic() + WRITE_LOCK_WAIT_S
         take = f"SELECT pg_try_advisory_lock({_ADVISORY_KEY})"
         while not self.raw.execute(take, (name,)).fetchone()[0]:
             if time.monotonic() > deadline:
+                # Shared, it is readers that hold it; else one session holds it whole.
+                shared = self.raw.execute(
+                    f"SELECT pg_try_advisory_lock_shared({_ADVISORY_KEY})", (name,)
+                ).fetchone()[0]
+                if shared:
+                    self.raw.execute(f"SELECT pg_advisory_unlock_shared({_ADVISORY_KEY})", (name,))
+                busy, done = (
+                    (f"{sharing} kept the read models busy", "they are")
+                    if shared
+                    else (f"{holding} held the read models", "it is")
+                )
                 raise StoreError(
-                    f"{holders} for {WRITE_LOCK_WAIT_S:g} s, so this command gave up "
+                    f"{busy} for {WRITE_LOCK_WAIT_S:g} s, so this command gave up "
                     "waiting and changed nothing",
-                    "run it again once they are done",
+                    f"run it again once {done} done",
                 )
             time.sleep(0.05)
         try:

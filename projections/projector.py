@@ -531,7 +531,7 @@ class Projector:
             # Its phases commit apart (emptied, projected from two connections, indexed):
             # readers, who hold this lock shared, wait for the whole rather than answer
             # from tables half rebuilt, and it waits for those reading.
-            with self.db.session_lock_when_free(REBUILD_LOCK, "reads kept the read models busy"):
+            with self.db.session_lock_when_free(REBUILD_LOCK, "reads", "another replay"):
                 return self._rebuild(owner, progress)
 
     def _rebuild_in_one_transaction(

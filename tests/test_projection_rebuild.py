@@ -438,6 +438,13 @@ def test_waits_for_the_rebuild_lock_give_up_saying_what_happened(
             "waiting and changed nothing; run it again once they are done\n"
         )
         other.execute(f"SELECT pg_advisory_unlock_shared({key})")
+        # Another replay holds it whole: not blamed on reads.
+        other.execute(f"SELECT pg_advisory_lock({key})")
+        assert store.fail("replay").stderr == (
+            "Error: another replay held the read models for 1 s, so this command gave up "
+            "waiting and changed nothing; run it again once it is done\n"
+        )
+        other.execute(f"SELECT pg_advisory_unlock({key})")
         # A long replay: an append whose read side is behind commits, and says so
         # when catching the read side up after it fails ("wrote nothing; run it again").
         other.execute(f'SET search_path TO "{schema}"')
