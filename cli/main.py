@@ -831,9 +831,15 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
             if set(remade) & set(READ_MODEL_TABLES)
             else ""
         )
+        lost = [part for part in remade if not part.startswith("changed ")]
+        restored = [part.removeprefix("changed ") for part in remade if part not in lost]
+        done = [
+            *([f"made again its missing {', '.join(lost)}"] if lost else []),
+            *([f"restored its changed {', '.join(restored)}"] if restored else []),
+        ]
         click.echo(
-            f"Ledger already exists at {location.display}; made again its missing "
-            f"{', '.join(remade)} (the log is unchanged){rebuilt}"
+            f"Ledger already exists at {location.display}; {' and '.join(done)} "
+            f"(the log is unchanged){rebuilt}"
         )
     else:
         click.echo(f"Ledger already exists at {location.display}; nothing changed")
@@ -890,9 +896,8 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
             for name in guards:
                 storage.drop_guard(db, name)
                 db.execute(storage.guard_triggers()[name])
-                missing.append(
-                    f"append-only trigger {name}" + (" (it had been changed)" * (name in changed))
-                )
+                # A changed one is restored, not "missing": the message says which.
+                missing.append(f"{'changed ' * (name in changed)}append-only trigger {name}")
         except Exception as error:
             if not _is_permission_error(error):
                 raise

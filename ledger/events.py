@@ -36,8 +36,15 @@ from pydantic import (
 from ledger.times import EXPECTED_TIME, LEAP_SECOND, LEAP_SECOND_MESSAGE
 from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
+from ledger.vocabulary import (
+    HIDDEN_CHARACTERS,
+    SLUG_MEANING,
+    account_id_problem,
+    has_hidden_characters,
+    platform_of,
+    quoted,
+)
 from ledger.vocabulary import SLUG as SLUG
-from ledger.vocabulary import SLUG_MEANING, account_id_problem, platform_of, quoted
 from ledger.vocabulary import TARGETED_TYPES as TARGETED_TYPES
 from ledger.vocabulary import iso as iso
 
@@ -277,6 +284,16 @@ class PlatformRenamed(EventBase):
     type: Literal["platform_renamed"] = "platform_renamed"
     platform: Slug
     name: Text
+
+    @field_validator("name")
+    @classmethod
+    def _a_name_that_prints_as_itself(cls, name: str, info: ValidationInfo) -> str:
+        # A platform's name is compared with slugs and other names (NFKC, casefold):
+        # "Threads" with a zero-width space or soft hyphen printed as "Threads" but
+        # compared as another name.
+        if not _is_stored(info) and has_hidden_characters(name):
+            raise ValueError(HIDDEN_CHARACTERS)
+        return name
 
 
 class FollowersObserved(EventBase):

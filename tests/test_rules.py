@@ -715,6 +715,16 @@ def test_a_platform_keeps_its_slug_when_renamed_either_way_round(store: Store) -
             ev("platform_renamed", "2024-01-01", platform="instagram", name=name),
             expect=("accounts are registered under platform 'threads' (e.g. 'threads:zuck')",),
         )
+    # Nor a name holding an invisible character, which printed as "Threads" but was
+    # compared as another name.
+    for name in ("Threads\u200b", "Th\u00adreads", "Threads\u2060"):
+        reject_append(
+            store,
+            ev("platform_renamed", "2024-01-01", platform="instagram", name=name),
+            expect=(
+                "name: must not contain control characters or invisible ones (bidi, zero-width)",
+            ),
+        )
     store.append(ev("platform_renamed", "2024-01-01", platform="tiktok", name="Ｄｏｕｙｉｎ",
                     event_id="dy"))  # fmt: skip
     reject_append(

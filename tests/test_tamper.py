@@ -660,7 +660,7 @@ def test_append_only_triggers_changed_to_refuse_nothing_are_named_and_made_again
         result.stderr
     )
     made = ledger.store.ok("init").stdout
-    assert f"append-only trigger {name} (it had been changed)" in made
+    assert f"; restored its changed append-only trigger {name} (the log is unchanged)" in made
     assert ledger.verify().stderr == ""
     if tables.kind == "postgres":
         tables.execute(
