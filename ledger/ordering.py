@@ -22,8 +22,11 @@ of two times sort wrongly; and retractions name their targets by id. The order:
    withdrawn in it too, they and their retractions are placed right after the
    target, whatever their times (a replacement may lie between the two): each filing,
    its decisions each followed by its withdrawal, then the filing's withdrawal. Events of
-   the withdrawn event's type at its instant (its replacement, its time kept) come
-   after its retraction.
+   the withdrawn event's type, account (or post, or holder) and instant (its
+   replacement, its time kept) come after its retraction. Mistakes withdrawn together
+   are undone newest first: a withdrawn event's retraction waits for those of the later
+   batch events that needed it and are withdrawn too (a removal's reinstatement, a
+   registration's posts).
 
 ``append --sort`` falls back to the order given when the rules refuse this one and
 the batch holds retractions (a correction shape misread here: an appeal filed twice
@@ -72,6 +75,19 @@ _RANK_AT_ONE_INSTANT = {
 _OTHER_RANK = 2
 # Retractions anchored at one line: an appeal's decision, then the appeal, then its target.
 _RETRACTION_DEPTH = {"appeal_decided": -2, "appeal_filed": -1}
+# What ends each state, and what such an end needs in force (the withdrawal of one
+# waits for the withdrawals of the other after it in the batch).
+_MEASURES = ("account_restricted", "account_suspended", "account_removed")
+_ENDED_BY: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(_MEASURES, ("account_reinstated",)),
+    "account_reinstated": _MEASURES,
+    "post_removed": ("post_restored",),
+    "post_restored": ("post_removed",),
+    "post_warning_screen_applied": ("post_warning_screen_removed",),
+    "post_warning_screen_removed": ("post_warning_screen_applied",),
+    "exemption_applied": ("exemption_revoked",),
+    "exemption_revoked": ("exemption_applied",),
+}
 # Retractions of recorded events: of a decision, then of an appeal, then of the rest.
 _RECORDED_RANK = {"appeal_decided": 0, "appeal_filed": 1}
 
@@ -92,7 +108,10 @@ CREATE TABLE spool (
     event_id TEXT,
     target TEXT,            -- a retraction's target
     refers TEXT,            -- an appeal's target
-    appeal TEXT             -- an appeal's account and name
+    appeal TEXT,            -- an appeal's account and name
+    account TEXT,           -- the account it is about
+    scope TEXT,             -- what its state belongs to: account, post, exemption, subject
+    subject TEXT            -- the subject an account registration or exemption names
 );
 CREATE TABLE placed (       -- where each retraction goes
     number INTEGER PRIMARY KEY, phase INTEGER NOT NULL, key TEXT NOT NULL,
@@ -121,7 +140,7 @@ def _row(number: int, line: str) -> tuple[object, ...]:
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         kind = None
     if not isinstance(kind, str):  # a list or an object is no type: refused first
-        return (number, line, _UNREADABLE, "", "", None, None, None, None)
+        return (number, line, _UNREADABLE, "", "", None, None, None, None, None, None, None)
     at = (moment - _EPOCH) // _MICROSECOND + _AT_OFFSET
     if kind in ("subject_registered", "platform_renamed"):
         phase, rank = _NAMED, _OTHER_RANK
@@ -134,6 +153,7 @@ def _row(number: int, line: str) -> tuple[object, ...]:
     elif kind in ("appeal_filed", "appeal_decided"):
         refers = _text(event.get("target"))
         appeal = f"{event.get('account')}\x1f{event.get('appeal')}"
+    account, subject = _text(event.get("account")), _text(event.get("subject"))
     return (
         number,
         line,
@@ -144,7 +164,25 @@ def _row(number: int, line: str) -> tuple[object, ...]:
         target,
         refers,
         appeal,
+        account,
+        _scope(kind, event, account, subject),
+        subject,
     )
+
+
+def _scope(kind: str, event: dict[str, Any], account: str | None, subject: str | None) -> str:
+    """What the event's state belongs to: two events replace or depend on each other
+    only within one (another account's events at the same instant are neither)."""
+    if kind.startswith("post_"):
+        return f"post\x1f{account}\x1f{_text(event.get('post'))}"
+    if kind.startswith("exemption_"):
+        holder = f"account\x1f{account}" if account is not None else f"subject\x1f{subject}"
+        return f"exemption\x1f{holder}\x1f{event.get('exemption')}\x1f{event.get('platform')}"
+    if kind == "subject_registered":
+        return f"subject\x1f{subject}"
+    if kind == "platform_renamed":
+        return f"platform\x1f{_text(event.get('platform'))}"
+    return f"account\x1f{account}"
 
 
 def _text(value: object) -> str | None:
@@ -175,7 +213,7 @@ class DependencyOrder:
             raise
 
     def _fill(self, lines: Iterable[tuple[int, str]]) -> None:
-        insert = "INSERT INTO spool VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        insert = "INSERT INTO spool VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         rows = []
         for number, line in lines:
             rows.append(_row(number, line))
@@ -189,6 +227,10 @@ class DependencyOrder:
             CREATE INDEX spool_refers ON spool (refers) WHERE refers IS NOT NULL;
             CREATE INDEX spool_appeal ON spool (appeal, type) WHERE appeal IS NOT NULL;
             CREATE INDEX spool_retractions ON spool (number) WHERE target IS NOT NULL;
+            CREATE INDEX spool_target ON spool (target) WHERE target IS NOT NULL;
+            CREATE INDEX spool_scope ON spool (scope, type);
+            CREATE INDEX spool_account ON spool (account);
+            CREATE INDEX spool_subject ON spool (subject) WHERE subject IS NOT NULL;
             """
         )
 
@@ -204,6 +246,7 @@ class DependencyOrder:
         rows: list[tuple[int, int, str, int]] = []
         recorded: list[tuple[int, str]] = []  # retractions of events not in the batch
         self._pulled: set[int] = set()  # placed with their target's appeals' target
+        self._withdrawal_places: dict[int, tuple[int, str, int]] = {}
         for number, target_id in retractions:
             if number in self._pulled:
                 continue
@@ -225,8 +268,9 @@ class DependencyOrder:
                     recorded.append((number, target_id))
                 continue
             placed = self._placed_after_target(number, target_id, *target[1:])
+            placed[-1] = self._after_withdrawn_dependents(target[0], placed[-1])
             rows.extend(placed)
-            rows.extend(self._replacements_after(target[0], target[1], placed[0]))
+            rows.extend(self._replacements_after(target[0], target[1], placed[-1]))
             if len(rows) >= _ROUND:
                 db.executemany("INSERT OR REPLACE INTO placed VALUES (?, ?, ?, ?)", rows)
                 rows.clear()
@@ -267,6 +311,68 @@ class DependencyOrder:
             "SELECT max(key) FROM spool WHERE refers = ?", (target_id,)
         ).fetchone()
         return [(number, phase, max(key, later), 0)]
+
+    def _after_withdrawn_dependents(
+        self, target: int, entry: tuple[int, int, str, int]
+    ) -> tuple[int, int, str, int]:
+        """``entry`` (the withdrawal of line ``target``) moved after the withdrawals of
+        the later batch events that needed the target and are withdrawn too (a
+        reinstatement of a withdrawn removal, a post of a withdrawn registration): the
+        mistakes are undone newest first, as they were made. The later events that stay
+        do not hold it back: they stood without the mistake."""
+        number, phase, key, depth = entry
+        place = (phase, key, depth)
+        for dependent in self._withdrawn_dependents(target):
+            d_phase, d_key, d_depth = self._withdrawal_place(dependent)
+            # After it, and after its replacements (depth 1 beyond the withdrawal).
+            place = max(place, (d_phase, d_key, d_depth + 2))
+        self._withdrawal_places[target] = place
+        return (number, *place)
+
+    def _withdrawal_place(self, line: int) -> tuple[int, str, int]:
+        """Where the withdrawal of batch line ``line`` goes (computed once)."""
+        if line not in self._withdrawal_places:
+            kind, phase, key, appeal, event_id = self._db.execute(
+                "SELECT type, phase, key, appeal, event_id FROM spool WHERE number = ?", (line,)
+            ).fetchone()
+            (retraction,) = self._db.execute(
+                "SELECT min(number) FROM spool WHERE target = ?", (event_id,)
+            ).fetchone()
+            placed = self._placed_after_target(retraction, event_id, kind, phase, key, appeal)
+            self._after_withdrawn_dependents(line, placed[-1])
+        return self._withdrawal_places[line]
+
+    def _withdrawn_dependents(self, target: int) -> list[int]:
+        """The batch lines after line ``target`` whose own check needed it, each
+        withdrawn in the batch too: of a registration, the account's (or subject's)
+        events; of a post, its events; of a measure, the account's reinstatements; of a
+        reinstatement, its measures; of a removal, screen or exemption, what ends it,
+        and the other way round."""
+        kind, phase, key, account, scope, subject = self._db.execute(
+            "SELECT type, phase, key, account, scope, subject FROM spool WHERE number = ?",
+            (target,),
+        ).fetchone()
+        if kind == "account_registered":
+            related, values = "account = ?", [account]
+        elif kind == "subject_registered":
+            related, values = "subject = ?", [subject]
+        elif kind == "post_published":
+            related, values = "scope = ?", [scope]
+        elif kind in _ENDED_BY:
+            ended = _ENDED_BY[kind]
+            related = f"scope = ? AND type IN ({','.join('?' * len(ended))})"
+            values = [scope, *ended]
+        else:
+            return []
+        return [
+            number
+            for (number,) in self._db.execute(
+                f"SELECT number FROM spool WHERE {related} AND target IS NULL AND number != ? "
+                "AND (phase > ? OR (phase = ? AND key > ?)) AND event_id IN "
+                "(SELECT target FROM spool WHERE target IS NOT NULL)",
+                (*values, target, phase, phase, key),
+            )
+        ]
 
     def _pulled_to_target(
         self, number: int, phase: int, key: str, referring: list[tuple[Any, ...]]
@@ -325,11 +431,15 @@ class DependencyOrder:
         (key,) = self._db.execute("SELECT key FROM spool WHERE number = ?", (target,)).fetchone()
         if anchor != key:
             return []
+        # Of the same account, post or holder: another's events at that instant keep
+        # their order (a second account reinstated, then restricted, at the instant of
+        # a withdrawn restriction had its restriction moved first).
         rows = self._db.execute(
             "SELECT number FROM spool WHERE type = ? AND target IS NULL AND number != ? "
-            "AND substr(key, 1, 19) = substr(?, 1, 19) AND phase = ? AND (event_id IS NULL "
+            "AND substr(key, 1, 19) = substr(?, 1, 19) AND phase = ? "
+            "AND scope = (SELECT scope FROM spool WHERE number = ?) AND (event_id IS NULL "
             "OR event_id NOT IN (SELECT target FROM spool WHERE target IS NOT NULL))",
-            (kind, target, key, phase),
+            (kind, target, key, phase, target),
         )
         return [(number, phase, anchor, 1) for (number,) in rows]
 

@@ -504,3 +504,49 @@ def test_sort_withdraws_each_refiled_appeal_before_the_next_and_recorded_targets
     ]  # fmt: skip
     store.ok("append", "--sort", "-", input=jsonl(*newest_first))
     assert store.status("x:b")["status"] == "active"
+
+
+def test_sort_withdraws_mistakes_newest_first_and_moves_only_their_own_replacements(
+    store: Store,
+) -> None:
+    """Review and probe shapes: a measure withdrawn with its reinstatement, or a
+    registration with a post, was withdrawn right after itself, before the event that
+    needed it (refused); and another account's events at a withdrawn event's instant
+    were moved after its withdrawal as if they replaced it (a reinstatement then a
+    restriction, given in that order, went in the other way round: active)."""
+    registered_last = [
+        ev("event_retracted", "2024-03-01", target="rs", reason="r", event_id="x-rs"),
+        ev("event_retracted", "2024-03-01", target="su", reason="r", event_id="x-su"),
+        ev("account_reinstated", "2024-02-01", account="tiktok:m", event_id="rs"),
+        ev("account_suspended", "2024-01-15", account="tiktok:m", policy="p", event_id="su"),
+        ev("post_published", "2024-01-20", account="tiktok:m", post="p1", event_id="p1"),
+        ev("post_removed", "2024-01-21", account="tiktok:m", post="p1", policy="p",
+           event_id="prm"),
+        ev("post_restored", "2024-01-22", account="tiktok:m", post="p1", event_id="prs"),
+        ev("event_retracted", "2024-03-01", target="prm", reason="r"),
+        ev("event_retracted", "2024-03-01", target="prs", reason="r"),
+        ev("event_retracted", "2024-03-02", target="p1", reason="r"),
+        ev("event_retracted", "2024-03-03", target="rg", reason="r"),
+        account("tiktok:m", "2024-01-01", event_id="rg"),
+    ]  # fmt: skip
+    for lines in (registered_last, list(reversed(registered_last))):
+        store.ok("append", "--dry-run", "--sort", "-", input=jsonl(*lines))
+    store.ok("append", "--sort", "-", input=jsonl(*registered_last[:4], registered_last[-1]))
+    assert store.status("tiktok:m")["status"] == "active"
+    assert [row["event_id"] for row in export(store)][-2:] == ["x-rs", "x-su"]
+
+    other_account = [
+        ev("account_restricted", "2024-01-05", account="twitter:aaa", policy="P",
+           restrictions=["reach"], event_id="a-rs"),
+        ev("event_retracted", "2024-01-06", target="a-rs", reason="mistake"),
+        ev("account_reinstated", "2024-01-05", account="twitter:bbb", event_id="b-re"),
+        ev("account_restricted", "2024-01-05", account="twitter:bbb", policy="P",
+           restrictions=["reach"], event_id="b-rs"),
+        ev("account_suspended", "2024-01-02", account="twitter:bbb", policy="P",
+           event_id="b-su"),
+        account("twitter:bbb", "2024-01-01", event_id="b-reg"),
+        account("twitter:aaa", "2024-01-01", event_id="a-reg"),
+    ]  # fmt: skip
+    store.ok("append", "--sort", "-", input=jsonl(*other_account))
+    restricted = store.status("twitter:bbb")
+    assert (restricted["status"], restricted["cause_event"]) == ("restricted", "b-rs")
