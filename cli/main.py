@@ -1222,7 +1222,9 @@ def append(
 
         with DependencyOrder(_input_lines(file), ledger.recorded_types) as ordered:
             try:
-                result = ledger.append(ordered.events, actor=_actor(actor), dry_run=dry_run)
+                result = ledger.append(
+                    ordered.events, actor=_actor(actor), dry_run=dry_run, time_ordered=True
+                )
             except LedgerError as refused:
                 # Never refused for being sorted: a batch of corrections the rules accept
                 # as given (a shape the sort misreads) goes in as given. Only a batch

@@ -378,8 +378,12 @@ class Ledger:
         actor: str,
         now: datetime | None = None,
         dry_run: bool = False,
+        time_ordered: bool = False,
     ) -> AppendResult:
         """Append a batch: every event or none of them.
+
+        ``time_ordered``: the events come in dependency order (``append --sort``), not
+        as given, so a line they lack that comes later is later in time, not in the file.
 
         ``dry_run``: everything an append does (validation, every rule, hashing, the
         read models), in its transaction, which is then rolled back: the result says
@@ -404,7 +408,13 @@ class Ledger:
             assert not callable(batch_events)
             try:
                 try:
-                    result = self._append_once(batch_events, actor=actor, now=now, dry_run=dry_run)
+                    result = self._append_once(
+                        batch_events,
+                        actor=actor,
+                        now=now,
+                        dry_run=dry_run,
+                        time_ordered=time_ordered,
+                    )
                 except _RolledBack as rolled_back:
                     return rolled_back.result
                 if result.appended >= ANALYZE_AFTER:
@@ -432,11 +442,13 @@ class Ledger:
         actor: str,
         now: datetime | None,
         dry_run: bool = False,
+        time_ordered: bool = False,
     ) -> AppendResult:
         with _no_automatic_collections(), self.storage.write_transaction() as tx:
             if self.signer is not None:
                 self._check_key_is_this_logs(tx, self.signer)  # before any work
             batch = _Batch(self, tx, actor=actor, now=now or datetime.now(UTC))
+            batch.time_ordered = time_ordered
             try:
                 for chunk in _chunks(events, FLUSH_EVERY):
                     batch.add_chunk(chunk)
@@ -713,6 +725,7 @@ class _Batch:
         # Checks of a retraction that a later line may settle (the account registered
         # again), run at the end of the batch: (line, event, event_id, check).
         self.end_checks: list[tuple[int, Any, str, Callable[[], None]]] = []
+        self.time_ordered = False  # set by Ledger.append
         # The line, event and event_id being added (the id may be generated just now).
         self.current: tuple[int, Any, str] = (0, None, "")
         # Ids of the current chunk found in the log, plus those flushed since the
@@ -734,9 +747,25 @@ class _Batch:
             try:
                 self.add(line, event)
             except LedgerError as error:
-                later = self._later_line_giving(error, event, chunk[position + 1 :])
-                if later is None:
+                giving = self._later_line_giving(error, event, chunk[position + 1 :])
+                if giving is None:
                     raise
+                later, given = giving
+                what = (
+                    f"its {error.unregistered[0]}'s registration"
+                    if error.unregistered
+                    else "its target"
+                )
+                if self.time_ordered:
+                    # Sorted, a line comes later for its time: the file's order is not
+                    # the fault, the times are.
+                    named = f" {event.event_id}" if event.event_id else ""
+                    raise LedgerError(
+                        f"{event.type}{named} rejected: it occurs at "
+                        f"{iso(event.occurred_at)}, before {what}, line {later} of this "
+                        f"batch (at {iso(given.occurred_at)})",
+                        line,
+                    ) from None
                 gives = "registers it" if error.unregistered else "is that event"
                 raise error.with_note(
                     f" (line {later} of this batch {gives}, after this line: each line is "
@@ -745,20 +774,20 @@ class _Batch:
 
     def _later_line_giving(
         self, error: LedgerError, event: AnyEvent, rest: list[tuple[int, AnyEvent]]
-    ) -> int | None:
-        """The line of the batch's current chunk, after the refused one, that registers
-        the account or subject it lacked or is the event it targets (not found)."""
+    ) -> tuple[int, AnyEvent] | None:
+        """The line (and event) of the batch's current chunk, after the refused one,
+        that registers the account or subject it lacked or is the event it targets."""
         if error.unregistered is not None:
             field, value = error.unregistered
             wanted = f"{field}_registered"
             for line, later in rest:
                 if later.type == wanted and getattr(later, field) == value:
-                    return line
+                    return line, later
             return None
         target = getattr(event, "target", None) if event.type in TARGETED_TYPES else None
         if target is None or self.find(target) is not None:
             return None
-        return next((line for line, later in rest if later.event_id == target), None)
+        return next(((line, later) for line, later in rest if later.event_id == target), None)
 
     def look_up(self, chunk: list[tuple[int, AnyEvent]]) -> None:
         """One lookup query for the chunk's ids and targets instead of one per event."""

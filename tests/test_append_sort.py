@@ -550,3 +550,27 @@ def test_sort_withdraws_mistakes_newest_first_and_moves_only_their_own_replaceme
     store.ok("append", "--sort", "-", input=jsonl(*other_account))
     restricted = store.status("twitter:bbb")
     assert (restricted["status"], restricted["cause_event"]) == ("restricted", "b-rs")
+
+
+def test_sorted_a_line_that_predates_what_it_needs_is_told_so_by_time(store: Store) -> None:
+    """Sorted, a line comes after another for its time: the refusal said "line 1 of
+    this batch registers it, after this line … so give that one first" of a line
+    given first already."""
+    early_removal = [
+        account("twitter:d", "2024-01-05", event_id="d-reg"),
+        ev("account_removed", "2024-01-02", account="twitter:d", policy="P", event_id="d-rm"),
+    ]
+    reject(store, "append", "--sort", "-", input=jsonl(*early_removal), expect=(
+        "Error: line 2: account_removed d-rm rejected: it occurs at 2024-01-02T00:00:00Z, "
+        "before its account's registration, line 1 of this batch (at 2024-01-05T00:00:00Z)\n",
+    ))  # fmt: skip
+    early_appeal = [
+        account("twitter:h", "2024-01-01"),
+        ev("account_removed", "2024-01-05", account="twitter:h", policy="P", event_id="h-rm"),
+        ev("appeal_filed", "2024-01-03", account="twitter:h", appeal="a", target="h-rm",
+           event_id="h-ap"),
+    ]  # fmt: skip
+    reject(store, "append", "--sort", "-", input=jsonl(*early_appeal), expect=(
+        "Error: line 3: appeal_filed h-ap rejected: it occurs at 2024-01-03T00:00:00Z, before "
+        "its target, line 2 of this batch (at 2024-01-05T00:00:00Z)\n",
+    ))  # fmt: skip
