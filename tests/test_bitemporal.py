@@ -413,6 +413,16 @@ def test_a_subjects_exemption_is_held_by_a_later_account_from_its_registration(
         "twitter:first": "2021-01-01T00:00:00Z",
         "twitter:later": "2022-01-01T00:00:00Z",
     }
+    # The subject's event, listed under it and its platform, not an account (README).
+    listed = {
+        name: [row["event_id"] for row in store.timeline(*flag) if row["event_id"] == "ex"]
+        for name, flag in (
+            ("subject", ("--subject", "someone")),
+            ("platform", ("--platform", "twitter")),
+            ("account", ("--account", "twitter:first")),
+        )
+    }
+    assert listed == {"subject": ["ex"], "platform": ["ex"], "account": []}
 
 
 def test_a_retracted_exemption_disappears_from_the_retraction_on(store: Store) -> None:
