@@ -1220,7 +1220,7 @@ def append(
         from ledger.application import LedgerError
         from ledger.ordering import DependencyOrder
 
-        with DependencyOrder(_input_lines(file), ledger.recorded_types) as ordered:
+        with DependencyOrder(_input_lines(file), ledger.recorded_events) as ordered:
             try:
                 result = ledger.append(
                     ordered.events, actor=_actor(actor), dry_run=dry_run, time_ordered=True
@@ -1237,9 +1237,7 @@ def append(
                         ordered.events_as_given, actor=_actor(actor), dry_run=dry_run
                     )
                 except LedgerError as as_given:
-                    # The refusal of a line that fails either way: one the order given
-                    # got past was refused for the sort's order alone.
-                    if (refused.line or 0) < (as_given.line or 0):
+                    if ordered.fails_in_both(refused, as_given) is as_given:
                         raise as_given from None
                     raise refused from None
     else:

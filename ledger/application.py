@@ -96,6 +96,8 @@ class LedgerError(Exception):
         # (field, id) when the event names an account or subject with no registration:
         # the CLI then looks for the registered id that was likely meant.
         self.unregistered: tuple[str, str] | None = None
+        # Refused for the file's order alone: a later line gives what it lacked.
+        self.given_too_early = False
         super().__init__(f"line {line}: {message}" if line is not None else message)
 
     def with_note(self, note: str) -> LedgerError:
@@ -620,17 +622,18 @@ class Ledger:
         with self.storage.connect() as db:
             yield from self.storage.iter_leaves(db)
 
-    def recorded_types(self, event_ids: list[str]) -> dict[str, str]:
-        """The type of each of these events the log holds (``append --sort`` orders
-        retractions of recorded events by it)."""
+    def recorded_events(self, event_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Each of these events the log holds, as recorded (``append --sort`` places
+        retractions of recorded events by their type and what they are about)."""
+        events, column = self.storage.events_table, self.storage.notification_column
         with self.storage.connect() as db:
             marks = ",".join("?" * len(event_ids))
-            return dict(
-                db.execute(
-                    f"SELECT event_id, type FROM ledger_entries WHERE event_id IN ({marks})",
-                    tuple(event_ids),
-                ).fetchall()
-            )
+            rows = db.execute(
+                f"SELECT l.event_id, s.state FROM ledger_entries l JOIN {events} s "
+                f"ON s.{column} = l.notification_id WHERE l.event_id IN ({marks})",
+                tuple(event_ids),
+            ).fetchall()
+            return {event_id: json.loads(leaf_bytes(state)) for event_id, state in rows}
 
     def size_known_at(self, moment: datetime) -> int:
         """How many events the ledger held at record time ``moment``. Record times never
@@ -767,10 +770,12 @@ class _Batch:
                         line,
                     ) from None
                 gives = "registers it" if error.unregistered else "is that event"
-                raise error.with_note(
+                noted = error.with_note(
                     f" (line {later} of this batch {gives}, after this line: each line is "
                     "checked against the lines before it, so give that one first)"
-                ) from None
+                )
+                noted.given_too_early = True
+                raise noted from None
 
     def _later_line_giving(
         self, error: LedgerError, event: AnyEvent, rest: list[tuple[int, AnyEvent]]

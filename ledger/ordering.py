@@ -10,7 +10,9 @@ of two times sort wrongly; and retractions name their targets by id. The order:
    batch, and a correction in the batch may need them first): of decisions, then of
    appeals, then the rest, each group in input order (the log says which is which);
    but one whose target the batch's own appeals or decisions refer to, all withdrawn
-   in the batch, goes after the last of them (they need it in force);
+   in the batch, goes after the last of them (they need it in force), and one whose
+   target batch events withdrawn in the batch needed (a restore of a recorded
+   removal, a decision of a recorded appeal) after their withdrawals;
 1. subject registrations and platform renames (referred to by name, from any time),
    by ``occurred_at``;
 2. every other event by ``occurred_at`` in UTC; at one instant an account's
@@ -196,10 +198,10 @@ class DependencyOrder:
     def __init__(
         self,
         lines: Iterable[tuple[int, str]],
-        recorded_types: Callable[[list[str]], dict[str, str]] = lambda ids: {},
+        recorded_events: Callable[[list[str]], dict[str, dict[str, Any]]] = lambda ids: {},
     ) -> None:
-        """``recorded_types``: the type of each of these event ids the log holds."""
-        self._recorded_types = recorded_types
+        """``recorded_events``: each of these event ids the log holds, as recorded."""
+        self._recorded_events = recorded_events
         # SQLite's private temporary database: a file in $SQLITE_TMPDIR or $TMPDIR that
         # is unlinked as soon as it is opened, so not even a killed process leaves it.
         self._db = sqlite3.connect("")
@@ -344,20 +346,40 @@ class DependencyOrder:
 
     def _withdrawn_dependents(self, target: int) -> list[int]:
         """The batch lines after line ``target`` whose own check needed it, each
-        withdrawn in the batch too: of a registration, the account's (or subject's)
-        events; of a post, its events; of a measure, the account's reinstatements; of a
-        reinstatement, its measures; of a removal, screen or exemption, what ends it,
-        and the other way round."""
+        withdrawn in the batch too (see ``_needing``)."""
         kind, phase, key, account, scope, subject = self._db.execute(
             "SELECT type, phase, key, account, scope, subject FROM spool WHERE number = ?",
             (target,),
         ).fetchone()
+        return self._needing(
+            kind, account, scope, subject, None, "AND number != ? AND (phase > ? OR "
+            "(phase = ? AND key > ?))", (target, phase, phase, key),
+        )  # fmt: skip
+
+    def _needing(
+        self,
+        kind: str,
+        account: str | None,
+        scope: str,
+        subject: str | None,
+        appeal: str | None,
+        later: str = "",
+        after: tuple[object, ...] = (),
+    ) -> list[int]:
+        """The batch lines withdrawn in the batch whose own check needed an event of
+        ``kind`` about these: of a registration, the account's (or subject's) events; of
+        a post, its events; of a measure, the account's reinstatements; of a
+        reinstatement, its measures; of a removal, screen or exemption, what ends it, and
+        the other way round; of a recorded appeal (``appeal``: account and name), its
+        decisions. ``later`` narrows them (SQL, with its parameters ``after``)."""
         if kind == "account_registered":
             related, values = "account = ?", [account]
         elif kind == "subject_registered":
             related, values = "subject = ?", [subject]
         elif kind == "post_published":
             related, values = "scope = ?", [scope]
+        elif kind == "appeal_filed" and appeal is not None:
+            related, values = "appeal = ? AND type = 'appeal_decided'", [appeal]
         elif kind in _ENDED_BY:
             ended = _ENDED_BY[kind]
             related = f"scope = ? AND type IN ({','.join('?' * len(ended))})"
@@ -367,10 +389,9 @@ class DependencyOrder:
         return [
             number
             for (number,) in self._db.execute(
-                f"SELECT number FROM spool WHERE {related} AND target IS NULL AND number != ? "
-                "AND (phase > ? OR (phase = ? AND key > ?)) AND event_id IN "
-                "(SELECT target FROM spool WHERE target IS NOT NULL)",
-                (*values, target, phase, phase, key),
+                f"SELECT number FROM spool WHERE {related} AND target IS NULL {later} "
+                "AND event_id IN (SELECT target FROM spool WHERE target IS NOT NULL)",
+                (*values, *after),
             )
         ]
 
@@ -445,25 +466,36 @@ class DependencyOrder:
 
     def _place_recorded_targets(self, recorded: list[tuple[int, str]]) -> None:
         """Retractions of events the log holds: decisions' first, then appeals', then
-        the rest, each group in input order (a target's type is asked of the log)."""
+        the rest, each group in input order (a target is read from the log); but one
+        whose target batch events withdrawn in the batch needed (a restore of a recorded
+        removal, a decision of a recorded appeal) goes after their withdrawals."""
         for start in range(0, len(recorded), _ROUND):
             chunk = recorded[start : start + _ROUND]
-            kinds = self._recorded_types([target for _, target in chunk])
-            self._db.executemany(
-                "INSERT OR REPLACE INTO placed VALUES (?, ?, ?, ?)",
-                [
-                    self._after_batch_appeals(number, target)
-                    or (
-                        number,
-                        _STORED_TARGET,
-                        str(_RECORDED_RANK.get(kinds.get(target, ""), 2)),
-                        0,
-                    )
-                    for number, target in chunk
-                ],
-            )
+            events = self._recorded_events([target for _, target in chunk])
+            places = []
+            for number, target in chunk:
+                record = events.get(target, {})
+                kind = str(record.get("type", ""))
+                place = self._after_batch_appeals(number, target)
+                needing = self._needing_recorded(record) if kind else []
+                if needing:
+                    phase, key, depth = max(self._withdrawal_place(line) for line in needing)
+                    after = (phase, key, depth + 2)  # after them and their replacements
+                    place = after if place is None else max(place, after)
+                places.append(
+                    (number, *place)
+                    if place is not None
+                    else (number, _STORED_TARGET, str(_RECORDED_RANK.get(kind, 2)), 0)
+                )
+            self._db.executemany("INSERT OR REPLACE INTO placed VALUES (?, ?, ?, ?)", places)
 
-    def _after_batch_appeals(self, number: int, target: str) -> tuple[int, int, str, int] | None:
+    def _needing_recorded(self, record: dict[str, Any]) -> list[int]:
+        kind = str(record["type"])
+        account, subject = _text(record.get("account")), _text(record.get("subject"))
+        appeal = f"{account}\x1f{record.get('appeal')}" if kind == "appeal_filed" else None
+        return self._needing(kind, account, _scope(kind, record, account, subject), subject, appeal)
+
+    def _after_batch_appeals(self, number: int, target: str) -> tuple[int, str, int] | None:
         """A recorded event's withdrawal placed after the batch's own appeals and
         decisions of it, when the batch withdraws every one of them too (they need
         it in force to be checked), or None."""
@@ -475,7 +507,7 @@ class DependencyOrder:
         ]
         if not referring or not self._all_withdrawn([event_id for event_id, _ in referring]):
             return None
-        return (number, _DATED, max(key for _, key in referring), 0)
+        return (_DATED, max(key for _, key in referring), 0)
 
     def _all_withdrawn(self, event_ids: list[str | None]) -> bool:
         """Whether the batch retracts every one of these events (one without an id
@@ -501,6 +533,27 @@ class DependencyOrder:
         return (
             self._db.execute("SELECT 1 FROM spool WHERE target IS NOT NULL").fetchone() is not None
         )
+
+    def fails_in_both(self, in_order: Exception, as_given: Exception) -> Exception:
+        """Which refusal to report when both orders were refused (each an error naming
+        its ``line``): the order given's only when its line may fail in both orders
+        (the sorted order stopped before reaching it) while the sorted order's line was
+        checked and passed as given, and it was not refused for being given before a
+        line it needs (sorted, that line comes first); else the sorted order's."""
+        sorted_line, given_line = getattr(in_order, "line", None), getattr(as_given, "line", None)
+        if (
+            sorted_line is None
+            or given_line is None
+            or getattr(as_given, "given_too_early", False)
+            or not sorted_line < given_line  # the order given stopped before it
+        ):
+            return in_order
+        for (number,) in self._db.execute(_ORDERED.replace("s.number, s.line", "s.number")):
+            if number == sorted_line:
+                return as_given  # the sorted order never reached the given one's line
+            if number == given_line:
+                return in_order  # it passed in the sorted order: it failed as given only
+        return in_order
 
     def events_as_given(self) -> Iterator[tuple[int, AnyEvent]]:
         """The batch in its input order (what a refused sorted order falls back to)."""

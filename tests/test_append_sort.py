@@ -574,3 +574,52 @@ def test_sorted_a_line_that_predates_what_it_needs_is_told_so_by_time(store: Sto
         "Error: line 3: appeal_filed h-ap rejected: it occurs at 2024-01-03T00:00:00Z, before "
         "its target, line 2 of this batch (at 2024-01-05T00:00:00Z)\n",
     ))  # fmt: skip
+
+
+def test_sort_withdraws_a_recorded_event_after_the_withdrawn_batch_events_that_needed_it(
+    store: Store,
+) -> None:
+    """Fuzz round 3: a recorded removal's withdrawal went first, before the batch's
+    own (withdrawn) restore that needs it; a recorded appeal's before the batch's
+    (withdrawn) decision of it, which names it by name, not by target."""
+    store.append(
+        account("meta:h0", "2020-01-02"),
+        ev("post_published", "2020-01-03", account="meta:h0", post="p0", event_id="p"),
+        ev("post_removed", "2020-01-04", account="meta:h0", post="p0", policy="P",
+           event_id="pr"),
+        ev("account_removed", "2020-01-03", account="meta:h0", policy="P", event_id="rm"),
+        ev("appeal_filed", "2020-01-04", account="meta:h0", appeal="ap0", target="rm",
+           event_id="af"),
+    )  # fmt: skip
+    newest_first = [
+        ev("event_retracted", "2020-02-02", target="pr", reason="wrong", event_id="x2"),
+        ev("event_retracted", "2020-02-01", target="rest", reason="wrong", event_id="x1"),
+        ev("post_restored", "2020-01-05", account="meta:h0", post="p0", event_id="rest"),
+        ev("event_retracted", "2020-02-02", target="af", reason="wrong", event_id="y2"),
+        ev("event_retracted", "2020-02-01", target="ad", reason="wrong", event_id="y1"),
+        ev("appeal_decided", "2020-01-05", account="meta:h0", appeal="ap0", target="rm",
+           outcome="upheld", event_id="ad"),
+    ]  # fmt: skip
+    store.ok("append", "--sort", "-", input=jsonl(*newest_first))
+    appended = [row["event_id"] for row in export(store)][-6:]
+    assert appended.index("x1") < appended.index("x2")
+    assert appended.index("y1") < appended.index("y2")
+    assert json.loads(store.ok("posts", "meta:h0", "--json").stdout)[0]["state"] == "visible"
+
+
+def test_sort_reports_the_sorted_refusal_over_one_for_a_line_given_too_early(
+    store: Store,
+) -> None:
+    """Both orders refused: the order given's refusal of a line given before the
+    line it needs ("give that one first") was reported, which sorting had settled."""
+    batch = [
+        account("twitter:a", "2024-01-01"),
+        ev("account_removed", "2024-02-01", account="twitter:a", policy="p", event_id="rm"),
+        ev("event_retracted", "2024-02-03", target="rm", reason="wrong day"),
+        # Re-dated earlier, conflicting: what --sort cannot rebuild (README).
+        ev("account_removed", "2024-01-31", account="twitter:a", policy="p", event_id="rm2"),
+        ev("followers_observed", "2024-03-01", account="twitter:b", count=3),
+        account("twitter:b", "2024-01-01"),
+    ]
+    refused = store.fail("append", "--sort", "-", input=jsonl(*batch)).stderr
+    assert refused.startswith("Error: line 2: account_removed rm rejected: "), refused
