@@ -522,6 +522,15 @@ def _check_sequence(leaf: bytes, index: int) -> None:
         )
 
 
+def _undecided_hash(sequence: int) -> IntegrityError:
+    return IntegrityError(
+        f"sequence {sequence}: the stored event's bytes no longer hash to the leaf recorded "
+        "at append time: the event, or the hash recorded for it, was altered (no signed "
+        "checkpoint covers it to tell which)",
+        sequence,
+    )
+
+
 def verify_log(
     leaves: Iterable[tuple[bytes, bytes | None]],
     checkpoints: Sequence[StoredCheckpoint],
@@ -581,6 +590,10 @@ def verify_log(
     next_check = 0
     root_at_zero = merkle.EMPTY_ROOT
 
+    # The first sequence whose hash recorded at append time is not its bytes' hash: the
+    # event was altered, or the recorded hash was. The next checkpoint tells which.
+    hash_changed: int | None = None
+
     def check_size() -> None:
         nonlocal next_check, last_good_size, last_vouched_size
         while next_check < len(pending_sizes) and pending_sizes[next_check] == tree.size:
@@ -588,6 +601,16 @@ def verify_log(
             root = tree.root() if size else root_at_zero
             for kind, checkpoint, source in by_size[size]:
                 assert checkpoint is not None
+                if (
+                    checkpoint.root_hash != root
+                    and hash_changed is not None
+                    and size > hash_changed
+                ):
+                    raise IntegrityError(
+                        f"sequence {hash_changed}: the stored event's bytes no longer hash "
+                        "to the leaf recorded at append time (the event was altered)",
+                        hash_changed,
+                    )
                 if checkpoint.root_hash != root:
                     hint = {
                         "trusted": "history was rewritten since the auditor saved it",
@@ -610,6 +633,13 @@ def verify_log(
                         f"{_b64(checkpoint.root_hash)}; {hint}",
                         start,
                     )
+            if hash_changed is not None and size > hash_changed:
+                raise IntegrityError(
+                    f"sequence {hash_changed}: the leaf hash the log index recorded for it at "
+                    "append time was changed outside the ledger; the stored event itself is "
+                    f"intact (the log still matches the signed checkpoint at size {size})",
+                    hash_changed,
+                )
             last_good_size = size
             if any(kind != "stored" for kind, _, _ in by_size[size]):
                 last_vouched_size = size
@@ -622,75 +652,83 @@ def verify_log(
     # Batches: hashing, comparing and folding go through list comprehensions and C
     # list equality; the checks and their order (first bad leaf or root) are those
     # of a leaf-by-leaf loop.
-    while batch := list(islice(iterator, _VERIFY_BATCH)):
-        not_bytes = None  # offset of a stored event that is not bytes at all
-        try:
-            hashes = [sha256(b"\x00" + leaf).digest() for leaf, _ in batch]
-        except TypeError:  # TEXT or NULL where a leaf was: changed outside the ledger
-            not_bytes = next(i for i, (leaf, _) in enumerate(batch) if not _is_bytes(leaf))
-            hashes = [sha256(b"\x00" + leaf).digest() for leaf, _ in batch[:not_bytes]]
-        bad = len(batch) if not_bytes is None else not_bytes  # first leaf failing a check
-        for offset, (leaf, _) in enumerate(batch[:bad]):
-            marker = b'"sequence":%d' % (index + offset)
-            at = leaf.find(marker)
-            if at < 0 or leaf[at + len(marker) : at + len(marker) + 1] not in (b",", b"}"):
-                bad = offset
-                break
-        altered = None
-        if compare_recorded:
-            recorded = [digest for _, digest in batch[:bad]]
-            good = hashes[:bad]
-            if recorded != good:
-                pairs = zip(recorded, good, strict=True)
-                altered = bad = next(i for i, (was, now) in enumerate(pairs) if was != now)
-        # Fold the good leaves, checking every checkpoint size they reach.
-        stop = index + bad
-        while tree.size < stop:
-            upto = stop
-            if next_check < len(pending_sizes):
-                upto = min(upto, pending_sizes[next_check])
-            tree.extend_trusted(hashes[tree.size - index : upto - index])
-            check_size()
-        if altered is not None:
-            if batch[altered][1] is None:
+    try:
+        while batch := list(islice(iterator, _VERIFY_BATCH)):
+            not_bytes = None  # offset of a stored event that is not bytes at all
+            try:
+                hashes = [sha256(b"\x00" + leaf).digest() for leaf, _ in batch]
+            except TypeError:  # TEXT or NULL where a leaf was: changed outside the ledger
+                not_bytes = next(i for i, (leaf, _) in enumerate(batch) if not _is_bytes(leaf))
+                hashes = [sha256(b"\x00" + leaf).digest() for leaf, _ in batch[:not_bytes]]
+            bad = len(batch) if not_bytes is None else not_bytes  # first leaf failing a check
+            for offset, (leaf, _) in enumerate(batch[:bad]):
+                marker = b'"sequence":%d' % (index + offset)
+                at = leaf.find(marker)
+                if at < 0 or leaf[at + len(marker) : at + len(marker) + 1] not in (b",", b"}"):
+                    bad = offset
+                    break
+            altered = None  # a stored event the index does not list
+            if compare_recorded:
+                recorded = [digest for _, digest in batch[:bad]]
+                good = hashes[:bad]
+                if recorded != good:
+                    for offset, (was, now) in enumerate(zip(recorded, good, strict=True)):
+                        if was is None:
+                            altered = bad = offset
+                            break
+                        if was != now and hash_changed is None:
+                            hash_changed = index + offset
+            # Fold the good leaves, checking every checkpoint size they reach.
+            stop = index + bad
+            while tree.size < stop:
+                upto = stop
+                if next_check < len(pending_sizes):
+                    upto = min(upto, pending_sizes[next_check])
+                tree.extend_trusted(hashes[tree.size - index : upto - index])
+                check_size()
+            if altered is not None:
                 raise IntegrityError(
                     f"sequence {stop}: a stored event the log index does not list (it was "
                     "added outside the ledger, or its index row deleted)",
                     stop,
                 )
-            raise IntegrityError(
-                f"sequence {stop}: the stored event's bytes no longer hash to the leaf "
-                "recorded at append time (the event was altered)",
-                stop,
-            )
-        if not_bytes is not None and bad == not_bytes:
-            from ledger.persistence import describe_stored
+            if not_bytes is not None and bad == not_bytes:
+                from ledger.persistence import describe_stored
 
+                raise IntegrityError(
+                    f"sequence {stop}: the stored event is {describe_stored(batch[bad][0])}, "
+                    "not bytes: it was changed outside the ledger",
+                    stop,
+                )
+            if bad < len(batch):
+                _check_sequence(batch[bad][0], stop)  # raises with the full explanation
+            index += len(batch)
+        if hash_changed is not None and next_check == len(pending_sizes):
+            raise _undecided_hash(hash_changed)
+        if next_check < len(pending_sizes):
+            missing = pending_sizes[-1]
+            sources = [source for kind, _, source in by_size[missing] if kind != "stored"]
+            if sources and export:  # a checkpoint file signed after the export was taken?
+                raise IntegrityError(
+                    f"sequence {tree.size}: the log has {tree.size} events but the checkpoint "
+                    f"{sources[0]} commits to {missing}: the log was truncated, or (an export) "
+                    "it was written before that checkpoint was signed: export it again, or give "
+                    "the checkpoint of its own size",
+                    tree.size,
+                )
+            which = f"the checkpoint {sources[0]}" if sources else "a checkpoint"
             raise IntegrityError(
-                f"sequence {stop}: the stored event is {describe_stored(batch[bad][0])}, "
-                "not bytes: it was changed outside the ledger",
-                stop,
-            )
-        if bad < len(batch):
-            _check_sequence(batch[bad][0], stop)  # raises with the full explanation
-        index += len(batch)
-    if next_check < len(pending_sizes):
-        missing = pending_sizes[-1]
-        sources = [source for kind, _, source in by_size[missing] if kind != "stored"]
-        if sources and export:  # a checkpoint file signed after the export was taken?
-            raise IntegrityError(
-                f"sequence {tree.size}: the log has {tree.size} events but the checkpoint "
-                f"{sources[0]} commits to {missing}: the log was truncated, or (an export) "
-                "it was written before that checkpoint was signed: export it again, or give "
-                "the checkpoint of its own size",
+                f"sequence {tree.size}: the log has {tree.size} events but {which} commits "
+                f"to {missing}; the log was truncated",
                 tree.size,
             )
-        which = f"the checkpoint {sources[0]}" if sources else "a checkpoint"
-        raise IntegrityError(
-            f"sequence {tree.size}: the log has {tree.size} events but {which} commits "
-            f"to {missing}; the log was truncated",
-            tree.size,
-        )
+    except IntegrityError as error:
+        # The first finding is reported: a leaf whose recorded hash differs, met before
+        # anything decided whether the event or that hash changed.
+        if hash_changed is None or (error.sequence is not None and error.sequence <= hash_changed):
+            raise
+        raise _undecided_hash(hash_changed) from None
+
     warnings = []
     # Every checkpoint opened above is signed by a known key, whatever its kind.
     covered = max(by_size, default=0)

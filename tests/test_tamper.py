@@ -329,7 +329,37 @@ def test_one_changed_byte_in_a_stored_payload_is_named(ledger: KeyedLedger, tabl
     tables.set_payload(bad, change_one_byte(tables.payload(bad)))
     message = ledger.verify_fails()
     assert named_sequence(message) == bad
-    assert f"sequence {bad}:" in message
+    assert message == (
+        f"Error: sequence {bad}: the stored event's bytes no longer hash to the leaf "
+        "recorded at append time (the event was altered)\n"
+    )
+
+
+def test_an_edited_index_hash_is_named_as_that_not_as_an_altered_event(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Only the index's copy of a leaf hash changed: "the event was altered" would
+    have had an auditor report falsified content that was intact (its export
+    verified)."""
+    bad = 21
+    tables.drop_triggers()
+    set_hash = "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?"
+    tables.execute(set_hash, (bytes(32), bad))
+    assert ledger.verify_fails() == (
+        f"Error: sequence {bad}: the leaf hash the log index recorded for it at append time "
+        "was changed outside the ledger; the stored event itself is intact (the log still "
+        "matches the signed checkpoint at size 30)\n"
+    )
+    tables.execute(set_hash, (ref_leaf(tables.payload(bad)), bad))
+    ledger.verify_ok()
+    # Where no signed checkpoint covers it, which of the two changed cannot be told.
+    tables.execute("DELETE FROM checkpoints WHERE size > 30")
+    tables.execute(set_hash, (bytes(32), 33))
+    assert ledger.verify_fails() == (
+        "Error: sequence 33: the stored event's bytes no longer hash to the leaf recorded "
+        "at append time: the event, or the hash recorded for it, was altered (no signed "
+        "checkpoint covers it to tell which)\n"
+    )
 
 
 def test_a_stored_event_set_to_null_is_named(ledger: KeyedLedger, tables: Tables) -> None:

@@ -28,20 +28,30 @@ def _leaf(index: int) -> bytes:
 def _reference(
     leaves: list[tuple[bytes, bytes | None]], roots: dict[int, bytes]
 ) -> tuple[str, int | bytes]:
-    """The checks one leaf at a time, in log order."""
+    """The checks one leaf at a time, in log order. A recorded hash that differs is
+    judged by the next checkpoint (the event altered, or only that hash); any failure
+    before one, or none after it, leaves it undecided, reported first."""
     tree = merkle.StreamingRoot()
     if 0 in roots and roots[0] != merkle.EMPTY_ROOT:
         return "root", 0
+    changed = None
     for index, (leaf, recorded) in enumerate(leaves):
         found = re.search(rb'"sequence":(\d+)([,}])', leaf)
         if found is None or found.group(1) != b"%d" % index:
-            return "sequence", index
+            return ("undecided", changed) if changed is not None else ("sequence", index)
         hashed = merkle.leaf_hash(leaf)
-        if recorded != hashed:
-            return "altered", index
+        if recorded is None:
+            return ("undecided", changed) if changed is not None else ("unlisted", index)
+        if recorded != hashed and changed is None:
+            changed = index
         tree.append(hashed)
-        if tree.size in roots and roots[tree.size] != tree.root():
-            return "root", tree.size
+        if tree.size in roots:
+            if changed is not None:
+                return ("altered" if roots[tree.size] != tree.root() else "index", changed)
+            if roots[tree.size] != tree.root():
+                return "root", tree.size
+    if changed is not None:
+        return "undecided", changed
     return "ok", tree.root() if leaves else merkle.EMPTY_ROOT
 
 
@@ -67,8 +77,14 @@ def _verify(
         text = str(error)
         if "does not carry sequence" in text:
             return "sequence", int(text.split()[1].rstrip(":"))
-        if "no longer hash" in text or "the log index does not list" in text:
-            return "altered", int(text.split()[1].rstrip(":"))
+        for phrase, kind in (
+            ("to tell which", "undecided"),
+            ("(the event was altered)", "altered"),
+            ("the log index does not list", "unlisted"),
+            ("the stored event itself is intact", "index"),
+        ):
+            if phrase in text:
+                return kind, int(text.split()[1].rstrip(":"))
         found = re.search(r"root at size (\d+)", text)
         assert found is not None, text
         return "root", int(found.group(1))
