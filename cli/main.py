@@ -2741,12 +2741,18 @@ def consistency(session: Session, old_size: int, new_size: int | None) -> None:
         lines = consistency_proof_lines(storage.node_getter(connection), old_size, target, signed)
     unsigned = [n for n in (old_size, target) if n not in signed]
     if unsigned:
-        # It is checked against the signed roots before printing only when both are.
+        # Checked before printing against each signed root there is; said so where
+        # neither size is signed, or which one is not.
+        checked = (
+            "this proof was not checked against one"
+            if len(unsigned) == 2
+            else f"the proof was checked against the signed root at size "
+            f"{old_size if target in unsigned else target} only"
+        )
         sizes = " and ".join(str(n) for n in unsigned)
         click.echo(
             f"note: no signed checkpoint at size{'s' if len(unsigned) > 1 else ''} {sizes}: "
-            "this proof was not checked "
-            "against one; `checkpoint` signs the log's present size",
+            f"{checked}; `checkpoint` signs the log's present size",
             err=True,
         )
     for line in lines:

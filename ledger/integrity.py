@@ -321,11 +321,16 @@ def inclusion_proof_text(
 def consistency_proof_lines(
     get: merkle.NodeGetter, old_size: int, new_size: int, signed: dict[int, str]
 ) -> list[str]:
-    """The consistency proof, base64 a line; checked first when a signed checkpoint
-    (``signed``: size to note) vouches for the root at each of the two sizes."""
+    """The consistency proof, base64 a line; checked first against the signed root at
+    each of the two sizes a checkpoint (``signed``: size to note) vouches for, the other
+    root computed from the same nodes (a damaged node then cannot pass unseen when one
+    side is signed)."""
     proof = merkle.consistency_proof(get, old_size, new_size)
-    if old_size in signed and new_size in signed:
-        old_root, new_root = _signed_root(signed[old_size]), _signed_root(signed[new_size])
+    if old_size in signed or new_size in signed:
+        old_root, new_root = (
+            _signed_root(signed[size]) if size in signed else merkle.root_at(get, size)
+            for size in (old_size, new_size)
+        )
         try:
             merkle.verify_consistency(old_size, new_size, old_root, new_root, proof)
         except merkle.ProofError as error:

@@ -612,12 +612,12 @@ def test_prove_consistency_matches_the_reference_roots(shared_log: Log) -> None:
 
 
 def test_prove_consistency_says_when_a_size_is_not_signed(shared_log: Log) -> None:
-    # Checked against the signed roots before printing only when both sizes are signed
-    # (19, 31 and 39 here); otherwise the proof is printed with a note saying so.
+    # Checked against each signed root before printing (19, 31 and 39 are signed here);
+    # a size without one is named in a note.
     assert shared_log.ok("prove", "consistency", "19", "--to", "31").stderr == ""
     assert shared_log.ok("prove", "consistency", "7", "--to", "31").stderr == (
-        "note: no signed checkpoint at size 7: this proof was not checked against one; "
-        "`checkpoint` signs the log's present size\n"
+        "note: no signed checkpoint at size 7: the proof was checked against the signed "
+        "root at size 31 only; `checkpoint` signs the log's present size\n"
     )
     assert "at sizes 7 and 13: " in shared_log.ok("prove", "consistency", "7", "--to", "13").stderr
 

@@ -750,6 +750,12 @@ def test_proofs_are_not_given_out_from_a_corrupted_node_table(
     result = ledger.run("prove", "consistency", "19", "--to", "30")
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("Error: refusing to give out a consistency proof")
+    # One side signed is enough to catch it (it was printed, with a note that it had
+    # not been checked): the other root comes from the same nodes.
+    tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 0 AND idx = 3", (bytes(32),))
+    result = ledger.run("prove", "consistency", "3", "--to", "19")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: refusing to give out a consistency proof")
 
 
 @SQLITE_ONLY
