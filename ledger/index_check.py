@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from ledger.integrity import IntegrityError
 from ledger.persistence import Database, Storage, lane_key, leaf_bytes
-from ledger.rules import stream_of
+from ledger.rules import AccountKind, PlatformKind, SubjectKind, stream_of
 
 
 def check_index(storage: Storage, db: Database, upto: int) -> None:
@@ -29,15 +29,19 @@ def check_index(storage: Storage, db: Database, upto: int) -> None:
     events, column = storage.events_table, storage.notification_column
     statement = (
         "SELECT l.sequence, l.event_id, l.type, l.recorded_at, l.subject_ref, l.lane, "
-        "l.lane_key, l.target, l.originator_id, s.originator_id, s.state "
+        "l.lane_key, l.target, l.originator_id, s.originator_id, s.originator_version, "
+        "s.topic, s.state "
         f"FROM ledger_entries l JOIN {events} s ON s.{column} = l.notification_id "
         "WHERE l.sequence < ? ORDER BY l.sequence"
     )
     target_row = db.sql(
         "SELECT originator_id, lane, lane_key FROM ledger_entries WHERE event_id = ?"
     )
+    first_topic = db.sql(
+        f"SELECT topic FROM {events} WHERE originator_id = ? AND originator_version = 1"
+    )
     for row in db.stream(statement, (upto,), binary=True):
-        sequence, *stored, originator, stream_of_event, state = row
+        sequence, *stored, originator, stream_of_event, version, topic, state = row
         record = json.loads(str(leaf_bytes(state), "utf-8"))  # UTF-8 by the format
         if record.get("sequence") != sequence:
             # Rows renumbered (swapped whole, past the triggers by INSERT OR REPLACE):
@@ -60,10 +64,14 @@ def check_index(storage: Storage, db: Database, upto: int) -> None:
                     sequence,
                 )
             forms, lane, key = _forms(str(found[0])), found[1], found[2]
+            # Its stream's kind, as its first event is stored (checked in its own row).
+            started = db.raw.execute(first_topic, (stream_of_event,)).fetchone()
+            topics = _TOPICS.get(started[0] if started else "", ("", ""))
         else:
             stream, sid = stream_of(record)
             lane = stream.lane_key(_LaneOnly(kind, record))  # type: ignore[arg-type]
             forms, key = _stream(sid, lane)
+            topics = (stream.started_topic, stream.recorded_topic)
         subject_ref = record.get("subject") if kind == "account_registered" else None
         expected = [
             record["event_id"], kind, record["recorded_at"], subject_ref, lane, key,
@@ -85,7 +93,21 @@ def check_index(storage: Storage, db: Database, upto: int) -> None:
                 f"changed{_EDITED}",
                 sequence,
             )
+        # The library's repository rebuilds a stream from its events by their topics.
+        if topic != topics[0 if version == 1 else 1]:
+            raise IntegrityError(
+                f"sequence {sequence}: the stored event's topic is {topic!r}, but its stream "
+                f"and version give {topics[0 if version == 1 else 1]!r}: the events table "
+                f"was changed{_EDITED}",
+                sequence,
+            )
 
+
+# Each stream kind's topics, (its first event's, the later ones'), by the first's.
+_TOPICS = {
+    kind.started_topic: (kind.started_topic, kind.recorded_topic)
+    for kind in (AccountKind, SubjectKind, PlatformKind)
+}
 
 _COLUMNS = ("event_id", "type", "recorded_at", "subject_ref", "lane", "lane_key", "target")
 

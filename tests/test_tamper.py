@@ -1005,6 +1005,32 @@ def test_each_index_column_the_rules_read_is_tied_to_its_leaf(
     assert stderr.startswith(f"Error: sequence {sequence}: the index row's {column} is "), stderr
 
 
+def test_a_stored_events_topic_is_tied_to_its_stream_and_version(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """The library's repository rebuilds a stream by its events' topics: one edited
+    passed verify --read-models, and reading that stream then failed."""
+    retract = {"type": "event_retracted", "target": "seed-x-khamenei-en-followers",
+               "reason": "r", "occurred_at": "2024-03-01", "source": SOURCE}  # fmt: skip
+    assert ledger.run("append", "-", input=json.dumps(retract) + "\n").exit_code == 0
+    retraction = SIZES[-1]
+    tables.drop_triggers()
+    for sequence in (8, retraction):
+        (topic,) = tables.all(
+            f"SELECT topic FROM {tables.events} WHERE {tables.row_id} = ?",
+            (tables.row_of(sequence),),
+        )[0]
+        edit = f"UPDATE {tables.events} SET topic = ? WHERE {tables.row_id} = ?"
+        tables.execute(edit, ("ledger.domain:PlatformStream.Recorded", tables.row_of(sequence)))
+        assert ledger.verify_fails("--read-models").startswith(
+            f"Error: sequence {sequence}: the stored event's topic is "
+            "'ledger.domain:PlatformStream.Recorded', but its stream and version give "
+            f"{topic!r}: the events table was changed"
+        )
+        tables.execute(edit, (topic, tables.row_of(sequence)))
+    assert "read models match the log" in ledger.verify_ok("--read-models")
+
+
 def test_index_rows_renumbered_or_missing_are_named_by_verify_read_models(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
