@@ -13,8 +13,8 @@ of two times sort wrongly; and retractions name their targets by id. The order:
    in the batch, goes after the last of them (they need it in force), and one whose
    target batch events withdrawn in the batch needed (a restore of a recorded
    removal, a decision of a recorded appeal) after their withdrawals;
-1. subject registrations and platform renames (referred to by name, from any time),
-   by ``occurred_at``;
+1. subject registrations (referred to by name, from any time), by ``occurred_at``
+   (a platform rename is dated: it only forbids later registrations under its name);
 2. every other event by ``occurred_at`` in UTC; at one instant an account's
    registration, then posts published, then the rest in input order, then appeals
    filed, then appeals decided. A retraction of an event in the batch comes right
@@ -25,10 +25,13 @@ of two times sort wrongly; and retractions name their targets by id. The order:
    target, whatever their times (a replacement may lie between the two): each filing,
    its decisions each followed by its withdrawal, then the filing's withdrawal. Events of
    the withdrawn event's type, account (or post, or holder) and instant (its
-   replacement, its time kept) come after its retraction. Mistakes withdrawn together
-   are undone newest first: a withdrawn event's retraction waits for those of the later
-   batch events that needed it and are withdrawn too (a removal's reinstatement, a
-   registration's posts).
+   replacement, its time kept) come after its retraction, unless two of that type
+   stack (restrictions, suspensions). Mistakes withdrawn together are undone newest
+   first: a withdrawn event's retraction waits for those of the later batch events
+   that needed it and are withdrawn too (a removal's reinstatement, a registration's
+   posts), unless the batch replaces it (another event of its type about the same
+   account, post or holder): then the events that needed it were checked against the
+   replacement, and the mistake goes first.
 
 ``append --sort`` falls back to the order given when the rules refuse this one and
 the batch holds retractions (a correction shape misread here: an appeal filed twice
@@ -77,19 +80,24 @@ _RANK_AT_ONE_INSTANT = {
 _OTHER_RANK = 2
 # Retractions anchored at one line: an appeal's decision, then the appeal, then its target.
 _RETRACTION_DEPTH = {"appeal_decided": -2, "appeal_filed": -1}
-# What ends each state, and what such an end needs in force (the withdrawal of one
-# waits for the withdrawals of the other after it in the batch).
+# What each event's later events of the same account, post or holder need it for (a
+# reinstatement its measure, a screen or a second removal the restore before it): the
+# withdrawal of one waits for the withdrawals of those after it in the batch.
 _MEASURES = ("account_restricted", "account_suspended", "account_removed")
 _ENDED_BY: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(_MEASURES, ("account_reinstated",)),
     "account_reinstated": _MEASURES,
     "post_removed": ("post_restored",),
-    "post_restored": ("post_removed",),
+    "post_restored": ("post_removed", "post_warning_screen_applied"),
     "post_warning_screen_applied": ("post_warning_screen_removed",),
     "post_warning_screen_removed": ("post_warning_screen_applied",),
     "exemption_applied": ("exemption_revoked",),
     "exemption_revoked": ("exemption_applied",),
 }
+# Events that can happen twice at one instant to one account without either being
+# refused: one of these at a withdrawn one's instant is no replacement to move after
+# the withdrawal (it keeps the order given).
+_STACKING = frozenset({"account_restricted", "account_suspended", "followers_observed"})
 # Retractions of recorded events: of a decision, then of an appeal, then of the rest.
 _RECORDED_RANK = {"appeal_decided": 0, "appeal_filed": 1}
 
@@ -144,7 +152,7 @@ def _row(number: int, line: str) -> tuple[object, ...]:
     if not isinstance(kind, str):  # a list or an object is no type: refused first
         return (number, line, _UNREADABLE, "", "", None, None, None, None, None, None, None)
     at = (moment - _EPOCH) // _MICROSECOND + _AT_OFFSET
-    if kind in ("subject_registered", "platform_renamed"):
+    if kind == "subject_registered":
         phase, rank = _NAMED, _OTHER_RANK
     else:
         phase, rank = _DATED, _RANK_AT_ONE_INSTANT.get(kind, _OTHER_RANK)
@@ -324,12 +332,27 @@ class DependencyOrder:
         do not hold it back: they stood without the mistake."""
         number, phase, key, depth = entry
         place = (phase, key, depth)
-        for dependent in self._withdrawn_dependents(target):
+        for dependent in [] if self._replaced(target) else self._withdrawn_dependents(target):
             d_phase, d_key, d_depth = self._withdrawal_place(dependent)
             # After it, and after its replacements (depth 1 beyond the withdrawal).
             place = max(place, (d_phase, d_key, d_depth + 2))
         self._withdrawal_places[target] = place
         return (number, *place)
+
+    def _replaced(self, target: int) -> bool:
+        """Whether the batch gives line ``target`` a replacement: another event of its
+        type about the same account, post or holder. The mistake is then withdrawn
+        first, as recorded, and the events that needed it were checked against the
+        replacement."""
+        return (
+            self._db.execute(
+                "SELECT 1 FROM spool AS s JOIN spool AS t ON t.number = ? WHERE "
+                "s.scope = t.scope AND s.type = t.type AND s.number != t.number "
+                "AND s.target IS NULL LIMIT 1",
+                (target,),
+            ).fetchone()
+            is not None
+        )
 
     def _withdrawal_place(self, line: int) -> tuple[int, str, int]:
         """Where the withdrawal of batch line ``line`` goes (computed once)."""
@@ -372,12 +395,14 @@ class DependencyOrder:
         reinstatement, its measures; of a removal, screen or exemption, what ends it, and
         the other way round; of a recorded appeal (``appeal``: account and name), its
         decisions. ``later`` narrows them (SQL, with its parameters ``after``)."""
+        # (Another registration or publication is no event that needed it: it
+        # replaces it, and must find it withdrawn.)
         if kind == "account_registered":
-            related, values = "account = ?", [account]
+            related, values = "account = ? AND type != 'account_registered'", [account]
         elif kind == "subject_registered":
-            related, values = "subject = ?", [subject]
+            related, values = "subject = ? AND type != 'subject_registered'", [subject]
         elif kind == "post_published":
-            related, values = "scope = ?", [scope]
+            related, values = "scope = ? AND type != 'post_published'", [scope]
         elif kind == "appeal_filed" and appeal is not None:
             related, values = "appeal = ? AND type = 'appeal_decided'", [appeal]
         elif kind in _ENDED_BY:
@@ -450,7 +475,7 @@ class DependencyOrder:
         follows the target at once (no appeals of it between)."""
         _, phase, anchor, _ = retraction
         (key,) = self._db.execute("SELECT key FROM spool WHERE number = ?", (target,)).fetchone()
-        if anchor != key:
+        if anchor != key or kind in _STACKING:
             return []
         # Of the same account, post or holder: another's events at that instant keep
         # their order (a second account reinstated, then restricted, at the instant of

@@ -623,3 +623,59 @@ def test_sort_reports_the_sorted_refusal_over_one_for_a_line_given_too_early(
     ]
     refused = store.fail("append", "--sort", "-", input=jsonl(*batch)).stderr
     assert refused.startswith("Error: line 2: account_removed rm rejected: "), refused
+
+
+def test_sort_keeps_a_withdrawn_event_before_its_replacement_and_screens_after_restores(
+    store: Store,
+) -> None:
+    """Fuzz round 4. A withdrawal held back for a withdrawn dependent went after the
+    mistake's replacement too (a post published again, a removal re-dated: "already
+    published", "already removed"); a restore's withdrawal went before a screen that
+    needs the post restored; a suspension at a withdrawn suspension's instant, given
+    before a reinstatement there, was moved after it as a "replacement"; a rename went
+    before a registration under its name that the batch withdraws before the rename."""
+    post = {"account": "meta:h0", "post": "p0"}
+    shapes = [
+        [   # replaced, the replacement withdrawn too
+            ev("event_retracted", "2020-01-11", target="p2", reason="wrong"),
+            account("meta:h0", "2020-01-02"),
+            ev("post_published", "2020-01-03", event_id="p", **post),
+            ev("event_retracted", "2020-01-10", target="p", reason="wrong"),
+            ev("post_published", "2020-01-04", event_id="p2", **post),
+        ],
+        [   # a removal re-dated, its first reinstatement withdrawn
+            ev("event_retracted", "2020-01-11", target="m", reason="wrong"),
+            account("meta:h0", "2020-01-02"),
+            ev("account_removed", "2020-01-03", account="meta:h0", policy="P", event_id="m"),
+            ev("account_reinstated", "2020-01-05", account="meta:h0", event_id="ri"),
+            ev("event_retracted", "2020-01-10", target="ri", reason="wrong"),
+            ev("account_removed", "2020-01-04", account="meta:h0", policy="P", event_id="m2"),
+        ],
+        [   # a screen on the restored post
+            ev("event_retracted", "2020-01-11", target="rs", reason="wrong"),
+            account("meta:h0", "2020-01-02"),
+            ev("post_published", "2020-01-03", event_id="p", **post),
+            ev("post_removed", "2020-01-04", policy="P", event_id="rm", **post),
+            ev("post_restored", "2020-01-05", event_id="rs", **post),
+            ev("post_warning_screen_applied", "2020-01-06", policy="P", reason="r",
+               event_id="w", **post),
+            ev("event_retracted", "2020-01-10", target="w", reason="wrong"),
+        ],
+        [   # at one instant: suspended, reinstated, suspended again (that one withdrawn)
+            ev("event_retracted", "2020-01-10", target="m2", reason="wrong"),
+            account("meta:h0", "2020-01-02"),
+            ev("account_suspended", "2020-01-03", account="meta:h0", policy="P", event_id="m1"),
+            ev("account_reinstated", "2020-01-03", account="meta:h0", event_id="ri"),
+            ev("account_suspended", "2020-01-03", account="meta:h0", policy="P", event_id="m2"),
+        ],
+        [   # newest first: a rename taking the name of a withdrawn registration's slug
+            ev("platform_renamed", "2020-01-04", platform="twitter", name="Bird"),
+            ev("event_retracted", "2020-01-03", target="a", reason="wrong platform"),
+            account("bird:h0", "2020-01-02", event_id="a"),
+        ],
+    ]  # fmt: skip
+    for lines in shapes:
+        store.ok("append", "--dry-run", "--sort", "-", input=jsonl(*lines))
+    store.ok("append", "--sort", "-", input=jsonl(*shapes[3]))
+    status = store.status("meta:h0")
+    assert (status["status"], status["cause_event"]) == ("active", "ri")
