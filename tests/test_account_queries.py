@@ -280,7 +280,14 @@ def test_subjects_equal_their_accounts_folded_from_full_timelines(opened: Opened
                         held.append(
                             {
                                 k: status[k]
-                                for k in ("account", "platform", "status", "since", "policy")
+                                for k in (
+                                    "account",
+                                    "platform",
+                                    "status",
+                                    "since",
+                                    "policy",
+                                    "restrictions",
+                                )
                             }
                         )
                 if not held and parse_utc(registration["occurred_at"]) > as_of:
