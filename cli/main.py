@@ -1110,7 +1110,25 @@ def _rewound(stream: IO[bytes]) -> IO[bytes]:
 
 def _report(result: Any, as_json: bool, *, generated_id: str | None = None) -> None:
     """The append's summary; ``generated_id``: the event_id `record` made for its
-    event, named with it."""
+    event, named with it. The append is committed by now: if the summary cannot be
+    written out (a full disk, a reader gone), stderr says so, as a failing status alone
+    would read as "refused" to a script that then sends it again."""
+    try:
+        _write_report(result, as_json, generated_id=generated_id)
+    except OSError:
+        if result.appended and not result.dry_run:
+            named = f" (event_id {generated_id})" if generated_id is not None else ""
+            click.echo(
+                f"note: appended {result.appended} event(s), sequence "
+                f"{result.first_sequence}..{result.last_sequence}{named}: committed, but "
+                "this summary could not be written to standard output; do not append "
+                "them again",
+                err=True,
+            )
+        raise
+
+
+def _write_report(result: Any, as_json: bool, *, generated_id: str | None) -> None:
     retracted = result.skipped_retracted
     for event_id, retraction in retracted[:5]:
         click.echo(

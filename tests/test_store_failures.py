@@ -167,6 +167,38 @@ def test_output_to_a_full_disk_is_an_error_saying_so(tmp_path: Path, args: list[
     assert result.stderr == "Error: cannot write to standard output: No space left on device\n"
 
 
+def test_an_append_whose_summary_cannot_be_written_says_it_is_committed(
+    tmp_path: Path,
+) -> None:
+    """Exit 1 and "cannot write to standard output" alone read as a refusal: a script
+    sent the batch again, and events without an event_id were recorded twice."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    store = str(tmp_path / "ledger.db")
+    assert _cli("--store", store, "init").returncode == 0
+    for args in (["append", "--json", str(SEED)], ["record", "subject-registered",
+                 "--subject", "s", "--name", "S", "--kind", "person",
+                 "--occurred-at", "2020-01-01", "--source", "https://example.org"]):  # fmt: skip
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(
+                [*CLI, "--store", store, *args],
+                cwd=REPO,
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=120,
+            )
+        assert result.returncode == 1
+        note, error = result.stderr.splitlines()
+        assert note.startswith("note: appended "), note
+        assert note.endswith(
+            ": committed, but this summary could not be written to standard output; do not "
+            "append them again"
+        )
+        assert error == "Error: cannot write to standard output: No space left on device"
+    assert _cli("--store", store, "export", "--nl").stdout.count("\n") == 20
+
+
 @pytest.mark.parametrize("args", [["export", "--nl"], ["timeline", "--csv"], ["timeline"]])
 def test_output_whose_reader_stops_ends_quietly_with_the_sigpipe_status(
     tmp_path: Path, args: list[str]
