@@ -549,6 +549,15 @@ def _complete_event_types(
     ]
 
 
+def _given_text(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A --policy or --actor: given, and in the one spelling (NFC) the ledger keeps
+    them in, however the terminal composed its accents."""
+    import unicodedata
+
+    value = _given_value(ctx, param, value)
+    return None if value is None else unicodedata.normalize("NFC", value)
+
+
 def _given_value(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """A filter or time given an empty value is refused: `--account "$ACCOUNT"` or
     `--since "$START"` with the variable unset would otherwise filter nothing and answer
@@ -2143,8 +2152,8 @@ def selection_options(func: F) -> F:
             callback=_given_value,
             shell_complete=_complete_event_types,
         ),
-        click.option("--policy", help="Events citing exactly this policy.", callback=_given_value),
-        click.option("--actor", help="Events recorded by this actor.", callback=_given_value),
+        click.option("--policy", help="Events citing exactly this policy.", callback=_given_text),
+        click.option("--actor", help="Events recorded by this actor.", callback=_given_text),
         click.option(
             "--since", metavar="TIME", help="Occurred at or after TIME.", callback=_given_value
         ),

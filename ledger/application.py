@@ -8,6 +8,7 @@ import gc
 import json
 import re
 import time
+import unicodedata
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -399,6 +400,8 @@ class Ledger:
         event_id (a uniqueness conflict), the whole batch is rolled back and
         re-run from scratch, rules included: nothing is dropped silently.
         """
+        # Filtered and counted by its text, as a policy is: one spelling (NFC).
+        actor = unicodedata.normalize("NFC", actor)
         problem = actor_problem(actor)
         if problem is not None:
             from ledger.events import EventInputError

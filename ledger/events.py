@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import unicodedata
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Union
 
@@ -148,6 +149,16 @@ STORED = {"stored": True}
 
 def _is_stored(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get("stored"))
+
+
+def _composed_unless_stored(text: str, info: ValidationInfo) -> str:
+    return text if _is_stored(info) else unicodedata.normalize("NFC", text)
+
+
+# A policy is matched exactly by filters and counted by its text: one spelled with a
+# combining accent printed like the composed one yet split the counts. Kept in
+# Unicode NFC (as stored events were, they stay).
+PolicyText = Annotated[Text, AfterValidator(_composed_unless_stored)]
 
 
 CountryCode = Annotated[str, StringConstraints(pattern=COUNTRY_CODE)]
@@ -314,7 +325,7 @@ class PostWarningScreenApplied(EventBase):
     type: Literal["post_warning_screen_applied"] = "post_warning_screen_applied"
     account: AccountId
     post: Identifier
-    policy: Text
+    policy: PolicyText
     reason: Text
     exception: Slug | None = Field(default=None, description="e.g. public_interest")
 
@@ -329,7 +340,7 @@ class PostRemoved(EventBase):
     type: Literal["post_removed"] = "post_removed"
     account: AccountId
     post: Identifier
-    policy: Text
+    policy: PolicyText
 
 
 class PostRestored(EventBase):
@@ -341,7 +352,7 @@ class PostRestored(EventBase):
 class AccountRestricted(_HasUntil):
     type: Literal["account_restricted"] = "account_restricted"
     account: AccountId
-    policy: Text
+    policy: PolicyText
     restrictions: Annotated[SlugList, Field(min_length=1)] = Field(
         description="e.g. read_only, reduced_reach"
     )
@@ -350,7 +361,7 @@ class AccountRestricted(_HasUntil):
 class AccountSuspended(_HasUntil):
     type: Literal["account_suspended"] = "account_suspended"
     account: AccountId
-    policy: Text
+    policy: PolicyText
 
 
 class AccountReinstated(EventBase):
@@ -361,7 +372,7 @@ class AccountReinstated(EventBase):
 class AccountRemoved(EventBase):
     type: Literal["account_removed"] = "account_removed"
     account: AccountId
-    policy: Text
+    policy: PolicyText
 
 
 class _Exemption(EventBase):
@@ -378,7 +389,7 @@ class _Exemption(EventBase):
         "hold it); without one, the exemption holds on every platform.",
     )
     exemption: Slug = Field(description="e.g. un_recognised_government_official")
-    policy: Text
+    policy: PolicyText
 
     @model_validator(mode="after")
     def _exactly_one_holder(self) -> _Exemption:
