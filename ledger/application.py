@@ -288,12 +288,37 @@ def _differences(
             return f"not {verb}"
         return f"{verb} {shorten(repr(record[name]), 60)}"
 
+    def pair(name: str) -> str:
+        old, new = stored.get(name), given.get(name)
+        if isinstance(old, str) and isinstance(new, str):
+            return _text_difference(old, new, verbs)
+        return f"{shown(stored, name, verbs[0])}, {shown(given, name, verbs[1])}"
+
     names = sorted(n for n in stored.keys() | given.keys() if stored.get(n) != given.get(n))
-    parts = [
-        f"{n}: {shown(stored, n, verbs[0])}, {shown(given, n, verbs[1])}" for n in names[:limit]
-    ]
+    parts = [f"{n}: {pair(n)}" for n in names[:limit]]
     more = f"; and {len(names) - limit} more" if len(names) > limit else ""
     return "; ".join(parts) + more
+
+
+def _text_difference(old: str, new: str, verbs: tuple[str, str]) -> str:
+    """Two texts that differ, shown where they do: around the first character that
+    differs when long (both cut alike read the same), with escapes when the difference
+    is only in how Unicode composes them (which prints alike)."""
+    if unicodedata.normalize("NFC", old) == unicodedata.normalize("NFC", new):
+        return (
+            f"{verbs[0]} {shorten(ascii(old), 60)}, {verbs[1]} {shorten(ascii(new), 60)}: the "
+            "same text in another Unicode form (composed and combining accents)"
+        )
+    pairs = enumerate(zip(old, new, strict=False))
+    at = next((i for i, (a, b) in pairs if a != b), min(len(old), len(new)))
+    start = max(0, at - 20) if max(len(old), len(new)) > 60 else 0
+
+    def excerpt(text: str) -> str:
+        part = text[start : start + 50] if start or len(text) > 60 else text
+        return ("…" if start else "") + repr(part) + ("…" if start + len(part) < len(text) else "")
+
+    where = f" (first differing at character {at + 1})" if start else ""
+    return f"{verbs[0]} {excerpt(old)}, {verbs[1]} {excerpt(new)}{where}"
 
 
 def _chunks(

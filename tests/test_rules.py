@@ -1004,8 +1004,24 @@ def test_a_conflicting_event_id_names_what_differs_briefly(world: Store) -> None
     assert long_source not in message
     only_source = {**suspended("2021-01-01T00:00:00Z", "s", note="first"), "source": long_source}
     message = reject_append(world, only_source, expect=())
-    cut = repr(long_source)[:59] + "…"
+    cut = repr(long_source[:50]) + "…"
     assert f"(source: recorded {SOURCE!r}, given {cut});" in message
+    # Long texts that differ late are shown where they differ (both cut alike read the
+    # same, and lost their closing quotes); a difference only in Unicode form, which
+    # prints alike, is named.
+    world.append(suspended("2021-02-01T00:00:00Z", "s2", source=long_source + "/a"))
+    late = {**suspended("2021-02-01T00:00:00Z", "s2"), "source": long_source + "/b"}
+    message = reject_append(world, late, expect=())
+    assert (
+        f"(source: recorded …{'x' * 19 + '/a'!r}, given …{'x' * 19 + '/b'!r} (first "
+        "differing at character 222));"
+    ) in message
+    world.append(suspended("2021-03-01T00:00:00Z", "s3", source="https://example.org/caf\u00e9"))
+    form = {**suspended("2021-03-01T00:00:00Z", "s3"), "source": "https://example.org/cafe\u0301"}
+    assert (
+        "(source: recorded 'https://example.org/caf\\xe9', given "
+        "'https://example.org/cafe\\u0301': the same text in another Unicode form"
+    ) in reject_append(world, form, expect=())
 
 
 def test_re_sending_a_retracted_event_says_it_stays_retracted(world: Store) -> None:
