@@ -549,6 +549,11 @@ def _complete_event_types(
     ]
 
 
+def _is_undecodable(text: str) -> bool:
+    """Whether ``text`` is bytes Python could not decode, kept as lone surrogates."""
+    return bool(text) and all("\udc80" <= char <= "\udcff" for char in text)
+
+
 def _given_text(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """A --policy or --actor: given, and in the one spelling (NFC) the ledger keeps
     them in, however the terminal composed its accents."""
@@ -650,6 +655,16 @@ class LedgerGroup(StrictGroup):
                 # Unix tool in its place would end; nothing more is written.
                 _discard_stdout()
                 ctx.exit(EXIT_BROKEN_PIPE)
+            if isinstance(error, UnicodeEncodeError) and _is_undecodable(
+                error.object[error.start : error.end]
+            ):
+                # Python keeps a byte of the command line that is not UTF-8 as a lone
+                # surrogate: the input is at fault, not the output's encoding.
+                raise click.ClickException(
+                    f"{error.object[error.start : error.end]!r} is no text: the command line "
+                    "(or environment) holds a byte that is not UTF-8; give the value in "
+                    "UTF-8"
+                ) from None
             if isinstance(error, UnicodeEncodeError) and _is_stdout_encoding(error.encoding):
                 raise click.ClickException(
                     f"standard output takes {sys.stdout.encoding} only, which cannot hold "

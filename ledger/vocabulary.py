@@ -157,6 +157,10 @@ def actor_problem(actor: str) -> str | None:
         return "must not start or end with whitespace"
     if len(actor) > MAX_ACTOR:
         return f"must be at most {MAX_ACTOR} characters; it has {len(actor):,}"
+    if any("\udc80" <= char <= "\udcff" for char in actor):
+        # A byte of the command line or environment that is not UTF-8 (Python keeps it
+        # as a lone surrogate): not an invisible character the user typed.
+        return "must be UTF-8 text: it holds a byte that is not UTF-8"
     if has_hidden_characters(actor):
         return HIDDEN_CHARACTERS
     if not any(unicodedata.category(char)[0] in "LNPS" for char in actor):

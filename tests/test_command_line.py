@@ -318,6 +318,34 @@ def test_a_closed_standard_output_is_refused_before_anything_is_done(
     assert export(sqlite_store) == before  # nothing appended
 
 
+def test_a_byte_that_is_not_utf8_in_an_argument_is_named_as_that(sqlite_store: Store) -> None:
+    """It was blamed on the output's encoding ("from the ledger; set
+    PYTHONIOENCODING=utf-8"), which changed nothing; in the actor, on an invisible
+    character."""
+    store = sqlite_store.url.encode()
+    for args in ([b"status", b"twitter:ex\xffample"], [b"timeline", b"--account", b"x:\xff"]):
+        done = subprocess.run(
+            [*(part.encode() for part in CLI), b"--store", store, *args],
+            capture_output=True,
+            check=False,
+            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        )
+        assert done.returncode == 1, done
+        assert done.stderr == (
+            b"Error: '\\udcff' is no text: the command line (or environment) holds a byte "
+            b"that is not UTF-8; give the value in UTF-8\n"
+        )
+    done = subprocess.run(
+        [*CLI, "--store", sqlite_store.url, "append", "-"],
+        input=b"",
+        capture_output=True,
+        check=False,
+        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": os.fsdecode(b"a\xffb")},
+    )
+    assert done.returncode == 2, done
+    assert b"must be UTF-8 text: it holds a byte that is not UTF-8" in done.stderr
+
+
 @pytest.mark.parametrize("value", ["0", "", "false", "off"])
 def test_debug_set_to_no_shows_no_traceback(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     from cli.main import _debugging
