@@ -709,7 +709,34 @@ def event_content(event: EventBase) -> dict[str, Any]:
 
 
 def event_schema() -> dict[str, Any]:
-    schema = event_adapter().json_schema()
+    schema: dict[str, Any] = _as_accepted(event_adapter().json_schema())
     schema["title"] = "Enforcement ledger event"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
+
+
+def _as_accepted(node: Any) -> Any:
+    """The schema as input is read: a time may be a date alone (pydantic says
+    date-time only, which refused every example given with a date), and the precision
+    follows from it when not given (pydantic's default said 'instant' always)."""
+    if isinstance(node, list):
+        return [_as_accepted(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("format") == "date-time":
+        kept = {key: value for key, value in node.items() if key not in ("format", "type")}
+        return {
+            **kept,
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "format": "date"},
+            ],
+        }
+    node = {key: _as_accepted(value) for key, value in node.items()}
+    if node.get("title") == "Occurred At Precision":
+        node.pop("default", None)
+        node["description"] = (
+            "'day' when occurred_at is a date alone, else 'instant'; set from occurred_at "
+            "when not given"
+        )
+    return node

@@ -1134,6 +1134,22 @@ def test_schema_is_a_discriminated_union_of_all_types() -> None:
             assert assigned not in definition["properties"]
 
 
+def test_schema_says_a_time_may_be_a_date_and_the_precision_follows_from_it() -> None:
+    """It said date-time only, which refused every example given with a date alone,
+    and a precision of 'instant' by default, which a date alone is not."""
+    schema = json.loads(_schema_text())
+    for definition in schema["$defs"].values():
+        properties = definition.get("properties", {})
+        if "occurred_at" not in properties:
+            continue
+        accepted = properties["occurred_at"]["anyOf"]
+        assert {"type": "string", "format": "date"} in accepted
+        assert {"type": "string", "format": "date-time"} in accepted
+        assert "default" not in properties["occurred_at_precision"]
+    until = json.dumps(schema["$defs"]["AccountSuspended"]["properties"]["until"])
+    assert '"format": "date"' in until
+
+
 def test_schema_does_not_touch_a_store(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
     result = CliRunner().invoke(cli, ["--store", str(path), "schema"])
