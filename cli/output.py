@@ -22,10 +22,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 TABLE_SAMPLE = 200
 MAX_CELL = 60
 # Stored text comes from platforms and admins. In the human formats, control characters
-# (C0, DEL, C1) and the bidi embeddings, overrides and isolates are shown escaped: an ESC
-# sequence would drive the terminal, a newline would break the row, an override would
-# reorder the cells after it. --json/--nl/--csv give the text as stored.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# (C0, DEL, C1), the line and paragraph separators, the bidi marks, embeddings,
+# overrides and isolates, and the soft hyphen are shown escaped: an ESC sequence would
+# drive the terminal, a line break would break the row, a bidi control would reorder
+# the cells after it, a soft hyphen would hide in a name. --json/--nl/--csv give the
+# text as stored. (Zero-width joiners stay: Persian and Indic spelling needs them.)
+_UNPRINTABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -122,6 +126,16 @@ def _spreadsheet_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+def _json_text(value: Any, indent: int | None = None) -> str:
+    """JSON with the text as stored, but U+2028 and U+2029 escaped: valid raw in JSON,
+    yet line breaks to readers that split lines on them (Python's splitlines,
+    JavaScript before ES2019), which then cut a JSON Lines record in two."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text
+
+
 def write_rows(
     rows: Iterable[dict[str, Any]],
     fmt: str,
@@ -136,12 +150,12 @@ def write_rows(
     count = 0
     if fmt == "nl":
         for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(_json_text(row) + "\n")
             count += 1
     elif fmt == "json":
         out.write("[")
         for row in rows:
-            out.write(("\n  " if count == 0 else ",\n  ") + json.dumps(row, ensure_ascii=False))
+            out.write(("\n  " if count == 0 else ",\n  ") + _json_text(row))
             count += 1
         out.write("\n]\n" if count else "]\n")
     elif fmt in ("csv", "spreadsheet"):
@@ -216,6 +230,6 @@ def write_document(document: dict[str, Any], fmt: str, columns: Sequence[str]) -
     """A single object: --json/--nl print it whole, --csv/--spreadsheet/table one row."""
     if fmt in ("json", "nl"):
         indent = 2 if fmt == "json" else None
-        click.echo(json.dumps(document, ensure_ascii=False, indent=indent))
+        click.echo(_json_text(document, indent=indent))
         return
     write_rows([document], fmt, columns)

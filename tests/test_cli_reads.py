@@ -1117,12 +1117,12 @@ def test_human_formats_escape_control_characters_and_machine_formats_keep_them(
 ) -> None:
     # Stored text comes from platforms: in a table or the status lines an ESC sequence
     # would drive the terminal, a newline break the row, a bidi override reorder it.
-    policy = "Hate\nspeech\x1b[31m red\u202e tail"
+    policy = "Hate\nspeech\x1b[31m red\u202e tail\u2028\u200f\u061c\xadx"
     store.append(
         account("twitter:example", "2020-01-01"),
         ev("account_suspended", "2021-01-08", account="twitter:example", policy=policy),
     )
-    shown = "Hate\\nspeech\\x1b[31m red\\u202e tail"
+    shown = "Hate\\nspeech\\x1b[31m red\\u202e tail\\u2028\\u200f\\u061c\\xadx"
     status = store.ok("status", "twitter:example").stdout
     assert f"policy:      {shown}\n" in status
     for table in (status, store.ok("timeline").stdout, store.ok("accounts").stdout):
