@@ -1493,6 +1493,18 @@ class _JsonInteger(click.ParamType):  # type: ignore[type-arg]  # generic only f
         return int(value)
 
 
+def _completing(values: tuple[str, ...]) -> Callable[..., list[Any]]:
+    """Shell completion of a closed set of values (a str option, so that a wrong one
+    gets the model's own error, not click's)."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(value) for value in values if value.startswith(incomplete)]
+
+    return complete
+
+
 def _record_command(type_name: str, model: Any) -> click.Command:
     import typing
 
@@ -1528,6 +1540,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
                 metavar=f"[{'|'.join(literal)}]" if literal else None,
                 required=info.is_required(),
                 help=_field_help(info.description, repeated=is_list),
+                shell_complete=_completing(literal) if literal else None,
             )
         )
     params.append(

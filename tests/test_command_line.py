@@ -374,3 +374,6 @@ def test_shell_completion_offers_files_for_the_store_and_the_event_types() -> No
         "plain,account_removed",
     ]
     assert complete("enforcement-ledger --store led") == ["file,led"]
+    # A record flag's closed set of values (it completed nothing).
+    assert complete("enforcement-ledger record appeal-decided --outcome o") == ["plain,overturned"]
+    assert complete("enforcement-ledger record subject-registered --kind p") == ["plain,person"]
