@@ -207,11 +207,31 @@ class Session:
         ledger = self.ledger()
         if ledger.signer is None and not self.unsigned:
             ledger.signer = self.log_signer(required=False)
+            if ledger.signer is None:
+                self._warn_if_signed_before(ledger)
         if not ledger.inline_projections:
             from projections.projector import InlineProjection
 
             ledger.inline_projections.append(InlineProjection())
         return ledger
+
+    def _warn_if_signed_before(self, ledger: Ledger) -> None:
+        """An append without a key to a log whose appends were signed: said, as the key
+        file moved or deleted would otherwise leave every append unsigned unseen."""
+        from ledger.location import key_path
+
+        with ledger.storage.connect() as db:
+            signed = db.one("SELECT 1 FROM checkpoints LIMIT 1") is not None
+        if signed:
+            path = key_path(self.location, self.key_file)
+            where = f" at {path}" if path else " (--key-file)"
+            click.echo(
+                f"warning: no signing key{where}, though this log holds signed checkpoints: "
+                "this append goes unsigned (`verify --all-signed` fails on it until a "
+                "checkpoint covers it); restore the log's key file or pass --key-file, and "
+                "`checkpoint` with it signs what went unsigned",
+                err=True,
+            )
 
     def signer(self, *, required: bool) -> Any:
         """The signing key, if configured: every append batch is then checkpointed."""

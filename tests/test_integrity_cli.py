@@ -296,6 +296,15 @@ def test_sqlite_key_defaults_to_store_path_plus_key(
     assert checkpoint.size == 19
     # The append signed size 19 with that key: `checkpoint` printed that one again.
     assert "(1 checkpoint(s)" in store.ok("verify", "--vkey", vkey).stdout
+    # The key file gone, an append goes unsigned: said (it went unseen until verify).
+    default.rename(default.with_name("moved.key"))
+    result = store.ok("append", "-", input=jsonl([subject_event("unsigned")]))
+    assert result.stderr == (
+        f"warning: no signing key at {default}, though this log holds signed checkpoints: "
+        "this append goes unsigned (`verify --all-signed` fails on it until a checkpoint "
+        "covers it); restore the log's key file or pass --key-file, and `checkpoint` with "
+        "it signs what went unsigned\n"
+    )
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite"])
