@@ -564,6 +564,8 @@ def describe_validation_error(error: ValidationError) -> list[str]:
             message = "unknown field"
             if loc and loc[-1] in ASSIGNED_FIELDS:
                 message = "assigned by the ledger, cannot be given"
+            if loc and loc[-1] == "sequence":  # only an export's lines carry one
+                message += " (a line of `export --nl`? `copy --export FILE` moves a log)"
         elif item["type"] == "missing":
             message = "required field is missing"
         elif item["type"] == "string_pattern_mismatch":

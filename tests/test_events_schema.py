@@ -1041,6 +1041,15 @@ def test_ledger_assigned_fields_cannot_be_given(registered: Store, name: str, va
     )
 
 
+def test_an_exported_line_given_to_append_points_to_copy(registered: Store) -> None:
+    line = export(registered)[-1]
+    message = reject_append(registered, line)
+    assert (
+        "sequence: assigned by the ledger, cannot be given (a line of `export --nl`? "
+        "`copy --export FILE` moves a log)"
+    ) in message
+
+
 def test_invalid_line_in_the_middle_rejects_the_whole_batch(registered: Store) -> None:
     message = reject_append(
         registered,
