@@ -29,9 +29,8 @@ of two times sort wrongly; and retractions name their targets by id. The order:
    stack (restrictions, suspensions). Mistakes withdrawn together are undone newest
    first: a withdrawn event's retraction waits for those of the later batch events
    that needed it and are withdrawn too (a removal's reinstatement, a registration's
-   posts), unless the batch replaces it (another event of its type about the same
-   account, post or holder): then the events that needed it were checked against the
-   replacement, and the mistake goes first.
+   posts), unless an event like it (another measure, registration, publication)
+   lies between them: the later one needed that, and the mistake goes first.
 
 ``append --sort`` falls back to the order given when the rules refuse this one and
 the batch holds retractions (a correction shape misread here: an appeal filed twice
@@ -278,9 +277,11 @@ class DependencyOrder:
                     recorded.append((number, target_id))
                 continue
             placed = self._placed_after_target(number, target_id, *target[1:])
-            placed[-1] = self._after_withdrawn_dependents(target[0], placed[-1])
+            after_appeals = placed[-1]
+            placed[-1] = self._after_withdrawn_dependents(target[0], after_appeals)
             rows.extend(placed)
-            rows.extend(self._replacements_after(target[0], target[1], placed[-1]))
+            if after_appeals[2] == target[3]:  # no appeals of it between the two
+                rows.extend(self._replacements_after(target[0], target[1], placed[-1]))
             if len(rows) >= _ROUND:
                 db.executemany("INSERT OR REPLACE INTO placed VALUES (?, ?, ?, ?)", rows)
                 rows.clear()
@@ -332,27 +333,12 @@ class DependencyOrder:
         do not hold it back: they stood without the mistake."""
         number, phase, key, depth = entry
         place = (phase, key, depth)
-        for dependent in [] if self._replaced(target) else self._withdrawn_dependents(target):
+        for dependent in self._withdrawn_dependents(target):
             d_phase, d_key, d_depth = self._withdrawal_place(dependent)
             # After it, and after its replacements (depth 1 beyond the withdrawal).
             place = max(place, (d_phase, d_key, d_depth + 2))
         self._withdrawal_places[target] = place
         return (number, *place)
-
-    def _replaced(self, target: int) -> bool:
-        """Whether the batch gives line ``target`` a replacement: another event of its
-        type about the same account, post or holder. The mistake is then withdrawn
-        first, as recorded, and the events that needed it were checked against the
-        replacement."""
-        return (
-            self._db.execute(
-                "SELECT 1 FROM spool AS s JOIN spool AS t ON t.number = ? WHERE "
-                "s.scope = t.scope AND s.type = t.type AND s.number != t.number "
-                "AND s.target IS NULL LIMIT 1",
-                (target,),
-            ).fetchone()
-            is not None
-        )
 
     def _withdrawal_place(self, line: int) -> tuple[int, str, int]:
         """Where the withdrawal of batch line ``line`` goes (computed once)."""
@@ -374,10 +360,7 @@ class DependencyOrder:
             "SELECT type, phase, key, account, scope, subject FROM spool WHERE number = ?",
             (target,),
         ).fetchone()
-        return self._needing(
-            kind, account, scope, subject, None, "AND number != ? AND (phase > ? OR "
-            "(phase = ? AND key > ?))", (target, phase, phase, key),
-        )  # fmt: skip
+        return self._needing(kind, account, scope, subject, None, (target, phase, key))
 
     def _needing(
         self,
@@ -386,37 +369,55 @@ class DependencyOrder:
         scope: str,
         subject: str | None,
         appeal: str | None,
-        later: str = "",
-        after: tuple[object, ...] = (),
+        line: tuple[int, int, str] | None = None,
     ) -> list[int]:
         """The batch lines withdrawn in the batch whose own check needed an event of
         ``kind`` about these: of a registration, the account's (or subject's) events; of
         a post, its events; of a measure, the account's reinstatements; of a
         reinstatement, its measures; of a removal, screen or exemption, what ends it, and
         the other way round; of a recorded appeal (``appeal``: account and name), its
-        decisions. ``later`` narrows them (SQL, with its parameters ``after``)."""
+        decisions. Of a batch event (``line``: its number, phase and key), those after
+        it. Not one with an event like it between the two (a second removal before a
+        reinstatement, a publication again before a removal): that one is what it
+        needed, and the mistake is withdrawn first, as it was recorded."""
         # (Another registration or publication is no event that needed it: it
         # replaces it, and must find it withdrawn.)
         if kind == "account_registered":
-            related, values = "account = ? AND type != 'account_registered'", [account]
+            related, values = "d.account = ? AND d.type != 'account_registered'", [account]
+            alike, like = "e.account = ? AND e.type = 'account_registered'", [account]
         elif kind == "subject_registered":
-            related, values = "subject = ? AND type != 'subject_registered'", [subject]
+            related, values = "d.subject = ? AND d.type != 'subject_registered'", [subject]
+            alike, like = "e.subject = ? AND e.type = 'subject_registered'", [subject]
         elif kind == "post_published":
-            related, values = "scope = ? AND type != 'post_published'", [scope]
+            related, values = "d.scope = ? AND d.type != 'post_published'", [scope]
+            alike, like = "e.scope = ? AND e.type = 'post_published'", [scope]
         elif kind == "appeal_filed" and appeal is not None:
-            related, values = "appeal = ? AND type = 'appeal_decided'", [appeal]
+            related, values = "d.appeal = ? AND d.type = 'appeal_decided'", [appeal]
+            alike, like = "e.appeal = ? AND e.type = 'appeal_filed'", [appeal]
         elif kind in _ENDED_BY:
-            ended = _ENDED_BY[kind]
-            related = f"scope = ? AND type IN ({','.join('?' * len(ended))})"
+            ended, kinds = _ENDED_BY[kind], _MEASURES if kind in _MEASURES else (kind,)
+            related = f"d.scope = ? AND d.type IN ({','.join('?' * len(ended))})"
             values = [scope, *ended]
+            alike = f"e.scope = ? AND e.type IN ({','.join('?' * len(kinds))})"
+            like = [scope, *kinds]
         else:
             return []
+        after, since = "", ""
+        bounds: list[object] = []
+        if line is not None:
+            number, phase, key = line
+            after = "AND d.number != ? AND (d.phase > ? OR (d.phase = ? AND d.key > ?))"
+            since = "AND e.number != ? AND (e.phase > ? OR (e.phase = ? AND e.key > ?))"
+            bounds = [number, phase, phase, key]
         return [
-            number
-            for (number,) in self._db.execute(
-                f"SELECT number FROM spool WHERE {related} AND target IS NULL {later} "
-                "AND event_id IN (SELECT target FROM spool WHERE target IS NOT NULL)",
-                (*values, *after),
+            found
+            for (found,) in self._db.execute(
+                f"SELECT d.number FROM spool AS d WHERE {related} AND d.target IS NULL "
+                f"{after} AND d.event_id IN (SELECT target FROM spool WHERE target IS NOT "
+                f"NULL) AND NOT EXISTS (SELECT 1 FROM spool AS e WHERE {alike} AND "
+                f"e.target IS NULL {since} AND (e.phase < d.phase OR (e.phase = d.phase "
+                "AND e.key < d.key)))",
+                (*values, *bounds, *like, *bounds),
             )
         ]
 
@@ -470,12 +471,14 @@ class DependencyOrder:
         self, target: int, kind: str, retraction: tuple[int, int, str, int]
     ) -> list[tuple[int, int, str, int]]:
         """Lines of the withdrawn line's type at its instant (its replacement, its time
-        kept), placed after its retraction: a dump listed newest first gave the
-        replacement first, checked while the mistake stood. Only where the retraction
-        follows the target at once (no appeals of it between)."""
-        _, phase, anchor, _ = retraction
-        (key,) = self._db.execute("SELECT key FROM spool WHERE number = ?", (target,)).fetchone()
-        if anchor != key or kind in _STACKING:
+        kept), placed right after its retraction (wherever the withdrawals of events
+        that needed the mistake put it): a dump listed newest first gave the replacement
+        first, checked while the mistake stood."""
+        _, at_phase, anchor, depth = retraction
+        (key, phase) = self._db.execute(
+            "SELECT key, phase FROM spool WHERE number = ?", (target,)
+        ).fetchone()
+        if kind in _STACKING:
             return []
         # Of the same account, post or holder: another's events at that instant keep
         # their order (a second account reinstated, then restricted, at the instant of
@@ -487,7 +490,7 @@ class DependencyOrder:
             "OR event_id NOT IN (SELECT target FROM spool WHERE target IS NOT NULL))",
             (kind, target, key, phase, target),
         )
-        return [(number, phase, anchor, 1) for (number,) in rows]
+        return [(number, at_phase, anchor, depth + 1) for (number,) in rows]
 
     def _place_recorded_targets(self, recorded: list[tuple[int, str]]) -> None:
         """Retractions of events the log holds: decisions' first, then appeals', then

@@ -679,3 +679,51 @@ def test_sort_keeps_a_withdrawn_event_before_its_replacement_and_screens_after_r
     store.ok("append", "--sort", "-", input=jsonl(*shapes[3]))
     status = store.status("meta:h0")
     assert (status["status"], status["cause_event"]) == ("active", "ri")
+
+
+def test_sort_holds_a_withdrawal_back_only_for_what_needed_that_very_event(store: Store) -> None:
+    """Fuzz round 5: any later event of the withdrawn one's type was taken for its
+    replacement (a second removal after a reinstatement: the first removal was
+    withdrawn before the reinstatement that lifted it); a reinstatement of a later
+    restriction held a withdrawn removal's withdrawal back; a recorded post's withdrawal
+    waited past its publication again; a registration's replacement at its instant
+    stayed before it when its withdrawal was held back."""
+    a = "meta:h0"
+    shapes = [
+        [
+            ev("event_retracted", "2020-03-10", target="rm1", reason="wrong"),
+            ev("event_retracted", "2020-03-09", target="ri", reason="wrong"),
+            ev("account_removed", "2020-03-01", account=a, policy="P", event_id="rm2"),
+            ev("account_reinstated", "2020-02-01", account=a, event_id="ri"),
+            ev("account_removed", "2020-01-10", account=a, policy="P", event_id="rm1"),
+            account(a, "2020-01-02"),
+        ],
+        [
+            ev("event_retracted", "2020-05-01", target="ri", reason="wrong"),
+            ev("account_reinstated", "2020-04-01", account=a, event_id="ri"),
+            ev("account_restricted", "2020-03-01", account=a, policy="P",
+               restrictions=["read_only"], event_id="r"),
+            ev("event_retracted", "2020-02-05", target="rm", reason="wrong"),
+            ev("account_removed", "2020-02-01", account=a, policy="P", event_id="rm"),
+            account(a, "2020-01-02"),
+        ],
+        [
+            account(a, "2020-01-02", event_id="a2", handle="@h0"),
+            ev("event_retracted", "2020-01-11", target="a", reason="wrong"),
+            ev("event_retracted", "2020-01-10", target="f", reason="wrong"),
+            ev("followers_observed", "2020-01-05", account=a, count=5, event_id="f"),
+            account(a, "2020-01-02", event_id="a"),
+        ],
+    ]  # fmt: skip
+    for lines in shapes:
+        store.ok("append", "--dry-run", "--sort", "-", input=jsonl(*lines))
+    post = {"account": a, "post": "p0"}
+    store.append(account(a, "2020-01-02"), ev("post_published", "2020-02-01", event_id="p", **post))
+    store.ok("append", "--sort", "-", input=jsonl(
+        ev("post_published", "2020-02-01T03:00:00Z", event_id="p2", **post),
+        ev("event_retracted", "2020-04-02", target="p", reason="wrong date"),
+        ev("event_retracted", "2020-04-01", target="rm", reason="wrong"),
+        ev("post_removed", "2020-03-01", policy="P", event_id="rm", **post),
+    ))  # fmt: skip
+    (published,) = json.loads(store.ok("posts", a, "--json").stdout)
+    assert published["published_at"] == "2020-02-01T03:00:00Z"
