@@ -207,19 +207,21 @@ class Session:
         ledger = self.ledger()
         if ledger.signer is None and not self.unsigned:
             ledger.signer = self.log_signer(required=False)
-            if ledger.signer is None:
-                self._warn_if_signed_before(ledger)
         if not ledger.inline_projections:
             from projections.projector import InlineProjection
 
             ledger.inline_projections.append(InlineProjection())
         return ledger
 
-    def _warn_if_signed_before(self, ledger: Ledger) -> None:
-        """An append without a key to a log whose appends were signed: said, as the key
-        file moved or deleted would otherwise leave every append unsigned unseen."""
+    def warn_if_unsigned(self, result: Any) -> None:
+        """An append committed without a key to a log whose appends were signed: said,
+        as the key file moved or deleted would otherwise leave every append unsigned
+        unseen."""
         from ledger.location import key_path
 
+        ledger = self.ledger()
+        if result.dry_run or not result.appended or ledger.signer is not None or self.unsigned:
+            return
         with ledger.storage.connect() as db:
             signed = db.one("SELECT 1 FROM checkpoints LIMIT 1") is not None
         if signed:
@@ -227,7 +229,7 @@ class Session:
             where = f" at {path}" if path else " (--key-file)"
             click.echo(
                 f"warning: no signing key{where}, though this log holds signed checkpoints: "
-                "this append goes unsigned (`verify --all-signed` fails on it until a "
+                "this append went unsigned (`verify --all-signed` fails on it until a "
                 "checkpoint covers it); restore the log's key file or pass --key-file, and "
                 "`checkpoint` with it signs what went unsigned",
                 err=True,
@@ -1310,6 +1312,7 @@ def append(
     # Said before the read side catches up: a failure there (or Ctrl-C) is after the
     # commit, and the batch is in whatever follows.
     _report(result, as_json)
+    session.warn_if_unsigned(result)
     if not dry_run:
         _after_append(session)
 
@@ -1612,6 +1615,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
         # The id the ledger made, named: a retraction or an appeal of it needs it (a
         # dry run's is made again by the append, so it names none).
         _report(result, as_json, generated_id=None if dry_run else result.last_assigned_id)
+        session.warn_if_unsigned(result)
         if not dry_run:
             _after_append(session)
 

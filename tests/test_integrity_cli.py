@@ -301,7 +301,7 @@ def test_sqlite_key_defaults_to_store_path_plus_key(
     result = store.ok("append", "-", input=jsonl([subject_event("unsigned")]))
     assert result.stderr == (
         f"warning: no signing key at {default}, though this log holds signed checkpoints: "
-        "this append goes unsigned (`verify --all-signed` fails on it until a checkpoint "
+        "this append went unsigned (`verify --all-signed` fails on it until a checkpoint "
         "covers it); restore the log's key file or pass --key-file, and `checkpoint` with "
         "it signs what went unsigned\n"
     )
