@@ -486,6 +486,34 @@ def _store_failure(error: BaseException, where: str, command: str | None = None)
             "at all, but one cut off while committing may have committed: see what the log "
             "holds (`enforcement-ledger timeline --recorded-since …`) before running it again"
         )
+    writes = "; the write in progress was rolled back whole" if command in _APPENDING else ""
+    if code == "57014":  # query_canceled: a statement_timeout the server applies
+        stopped = (
+            ": the replay stopped part way, which may leave the read models without their "
+            "rows or indexes; run it again once the limit allows"
+            if command == "replay"
+            else writes
+        )
+        return (
+            f"the server cancelled a statement of this command ({detail}): a "
+            "statement_timeout set for this role or database (or in PGOPTIONS) is shorter "
+            f"than it needs{stopped}. Raise it for this role (ALTER ROLE … SET "
+            "statement_timeout), or run the command where none applies"
+        )
+    if code == "25006":  # read_only_sql_transaction
+        return (
+            f"{where} is opened read-only for this session ({detail}): "
+            "default_transaction_read_only is on for this role or database, and "
+            f"`{command}` writes; nothing was written. Run it as a role whose sessions may "
+            "write"
+        )
+    if code == "25P03":  # idle_in_transaction_session_timeout
+        return (
+            f"the server ended the session ({detail}): it waited in a transaction longer "
+            "than the idle_in_transaction_session_timeout set for this role or database, "
+            "while the output was read slowly; read it into a file, or raise that limit for "
+            "this role"
+        )
     if code in _DISK_FULL:
         return (
             f"the disk holding {where} is full ({detail}): the write in progress was "

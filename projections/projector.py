@@ -530,7 +530,9 @@ class Projector:
                 return self._rebuild_in_one_transaction(owner, progress)
             # Its phases commit apart (emptied, projected from two connections, indexed):
             # readers, who hold this lock shared, wait for the whole rather than answer
-            # from tables half rebuilt, and it waits for those reading.
+            # from tables half rebuilt, and it waits for those reading. A statement_timeout
+            # set for the role would stop it part way, the read models emptied.
+            self.db.raw.execute(_NO_STATEMENT_TIMEOUT)
             with self.db.session_lock_when_free(REBUILD_LOCK, "reads", "another replay"):
                 return self._rebuild(owner, progress)
 
@@ -618,6 +620,7 @@ class Projector:
         def work(assigned: list[tuple[int, int]]) -> None:
             try:
                 with storage.connect() as db:
+                    db.raw.execute(_NO_STATEMENT_TIMEOUT)
                     for after, upto in assigned:
                         if failures:
                             return
@@ -646,6 +649,9 @@ class Projector:
             raise failures[0]
         return 0 if failures else sum(r[0] for r in results)
 
+
+# For this session only: any role may set it.
+_NO_STATEMENT_TIMEOUT = "SET statement_timeout = 0"
 
 REBUILD_CACHE_KIB = 8192
 # Helper threads SQLite may sort with while building an index (beside the caller's).

@@ -470,3 +470,49 @@ def test_keygen_on_a_full_disk_leaves_no_key_file_behind(tmp_path: Path) -> None
     assert (out / "files").read_text() == "filler\n"  # no key file, no partial one
     assert (out / "freed.rc").read_text() == "0\n", (out / "freed.err").read_text()
     assert (out / "append.rc").read_text() == "0\n", (out / "append.out").read_text()
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_a_session_the_server_makes_read_only_is_named_as_that(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """default_transaction_read_only set for a role (here through PGOPTIONS, as a DBA's
+    ALTER ROLE would): an "internal failure" with advice to look for tampering, exit 70."""
+    monkeypatch.setenv("PGOPTIONS", "-c default_transaction_read_only=on")
+    for args in (("append", "-"), ("replay",)):
+        result = store.run(*args, input=jsonl(account("twitter:ro", "2020-01-01")))
+        assert result.exit_code == 1, result.output
+        assert " is opened read-only for this session (cannot execute " in result.stderr
+        assert result.stderr.endswith(
+            f"default_transaction_read_only is on for this role or database, and `{args[0]}` "
+            "writes; nothing was written. Run it as a role whose sessions may write\n"
+        )
+    monkeypatch.delenv("PGOPTIONS")
+    assert store.count() == 0
+
+
+def test_server_limits_on_statements_and_idle_sessions_are_named() -> None:
+    """A statement_timeout or idle_in_transaction_session_timeout a DBA set: exit 70
+    and "internal failure" before; said what it is, and for a replay that it stopped
+    part way."""
+    psycopg = pytest.importorskip("psycopg")
+    from cli.main import _store_failure
+
+    cancelled = psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+    said = _store_failure(cancelled, "the store", "timeline")
+    assert said is not None
+    assert said.startswith(
+        "the server cancelled a statement of this command (canceling statement due to "
+        "statement timeout): a statement_timeout set for this role or database (or in "
+        "PGOPTIONS) is shorter than it needs. Raise it"
+    )
+    replay = _store_failure(cancelled, "the store", "replay")
+    assert replay is not None
+    assert ": the replay stopped part way, which may leave the read models" in replay
+    append = _store_failure(cancelled, "the store", "append")
+    assert append is not None
+    assert "; the write in progress was rolled back whole. Raise it" in append
+    idle = psycopg.errors.IdleInTransactionSessionTimeout("terminating connection due to idle")
+    said = _store_failure(idle, "the store", "export")
+    assert said is not None
+    assert "longer than the idle_in_transaction_session_timeout" in said
