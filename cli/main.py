@@ -2475,7 +2475,17 @@ def replay(session: Session, silent: bool) -> None:
             file=sys.stderr if show else _Null(),  # type: ignore[arg-type]
         ) as bar:
             applied = Projector(ledger, db).rebuild(progress=bar.update)
+        from projections.projector import missing_parts
+
+        lacking = missing_parts(db)  # a role other than the owner cannot make them
     click.echo(f"Rebuilt projections from {applied} event(s)")
+    if lacking:
+        click.echo(
+            f"warning: the read models still lack {', '.join(lacking)}, which only the "
+            "store's owner may make (`enforcement-ledger init` or `replay` as the owner); "
+            "answers are right meanwhile, but read by scanning whole tables",
+            err=True,
+        )
 
 
 class _Null:

@@ -47,8 +47,8 @@ def _check_indexes(db: Database) -> None:
         raise IntegrityError(
             f"the read models' {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
             "missing (a replay stopped before it built its indexes again, or a table was "
-            "dropped); `enforcement-ledger replay` rebuilds the read models whole, or "
-            "`enforcement-ledger init`, as the store's owner, makes what is missing"
+            "dropped); as the store's owner, `enforcement-ledger replay` rebuilds the read "
+            "models whole, or `enforcement-ledger init` makes what is missing"
         )
 
 

@@ -1152,9 +1152,9 @@ def test_a_read_model_index_missing_is_named_by_verify_read_models(
     assert found.exit_code == 1, found.output
     assert found.stderr == (
         "Error: the read models' timeline_followers is missing (a replay stopped before it "
-        "built its indexes again, or a table was dropped); `enforcement-ledger replay` "
-        "rebuilds the read models whole, or `enforcement-ledger init`, as the store's "
-        "owner, makes what is missing\n"
+        "built its indexes again, or a table was dropped); as the store's owner, "
+        "`enforcement-ledger replay` rebuilds the read models whole, or `enforcement-ledger "
+        "init` makes what is missing\n"
     )
     tables.execute("DROP INDEX timeline_account")
     assert "timeline_account, timeline_followers are missing" in ledger.verify_fails(
