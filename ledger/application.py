@@ -541,9 +541,11 @@ class Ledger:
 
     def copy_from(self, source: Ledger) -> tuple[AppendResult, int]:
         """``copy_log`` of the whole of ``source``: (result, checkpoints copied)."""
-        with source.storage.connect() as db:
+        with source.storage.connect() as db, db.read_snapshot():
             source.storage.read_once(db)
-            # Read before the events: every checkpoint then falls within them.
+            # One state of the source while appends go on there: the checkpoints and the
+            # events they sign (a batch committed between the two reads left its
+            # checkpoint out, and the copy failed `verify --all-signed`).
             checkpoints = [SourceCheckpoint(*row) for row in source.storage.checkpoint_rows(db)]
             for checkpoint in checkpoints:
                 checkpoint.check_note()

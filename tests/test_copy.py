@@ -101,6 +101,37 @@ def test_a_copy_is_the_same_ledger_both_ways(store: Store, tmp_path: Path) -> No
             drop_schema(schema)
 
 
+def test_a_copy_reads_one_state_of_a_source_appended_to_meanwhile(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoints, then the events: a signed batch committed between the two reads
+    was copied without its checkpoint, and the copy failed `verify --all-signed`."""
+    from ledger.persistence import Storage
+    from tests.ledger_helpers import cli_process
+
+    key = tmp_path / "source.key"
+    vkey = _keyed(store, key)
+    store.ok("--key-file", str(key), "append", str(SEED))
+    more = tmp_path / "more.jsonl"
+    more.write_text(jsonl(ev("followers_observed", "2024-03-01", account="twitter:khamenei_ir",
+                             count=2)))  # fmt: skip
+    read = Storage.checkpoint_rows
+    appended: list[int] = []
+
+    def then_an_append(self: Storage, db: object) -> list[tuple[int, bytes, str, str]]:
+        rows = read(self, db)  # type: ignore[arg-type]
+        if not appended:  # another process appends a signed batch to the source now
+            done = cli_process("--store", store.url, "--key-file", str(key), "append", str(more))
+            appended.append(done.returncode)
+        return rows
+
+    monkeypatch.setattr(Storage, "checkpoint_rows", then_an_append)
+    moved = Store(str(tmp_path / "moved.db"), "sqlite", tmp_path)
+    moved.ok("copy", store.url)
+    assert appended == [0]
+    assert "OK size 19 " in moved.ok("verify", "--vkey", vkey, "--all-signed").stdout
+
+
 def test_a_copy_goes_only_into_an_empty_store_of_the_same_origin(
     store: Store, tmp_path: Path
 ) -> None:
