@@ -237,6 +237,7 @@ class DependencyOrder:
             CREATE INDEX spool_appeal ON spool (appeal, type) WHERE appeal IS NOT NULL;
             CREATE INDEX spool_retractions ON spool (number) WHERE target IS NOT NULL;
             CREATE INDEX spool_target ON spool (target) WHERE target IS NOT NULL;
+            CREATE INDEX spool_retraction_id ON spool (event_id) WHERE target IS NOT NULL;
             CREATE INDEX spool_scope ON spool (scope, type);
             CREATE INDEX spool_account ON spool (account);
             CREATE INDEX spool_subject ON spool (subject) WHERE subject IS NOT NULL;
