@@ -527,11 +527,61 @@ def _check_sequence(leaf: bytes, index: int) -> None:
         )
 
 
-def _undecided_hash(sequence: int) -> IntegrityError:
+_NAMED_AT_MOST = 5
+
+
+def _listed(sequences: list[int], size: int) -> tuple[list[int], str]:
+    """The sequences below ``size`` and how a message names them."""
+    within = [n for n in sequences if n < size]
+    return within, ", ".join(str(n) for n in within)
+
+
+def _altered(changed: list[int], size: int) -> IntegrityError:
+    """Events whose bytes differ from the hashes recorded at append time, under a signed
+    checkpoint that does not match: one is that event altered; of several, at least
+    one is (the others' recorded hashes alone may have been changed)."""
+    within, named = _listed(changed, size)
+    if len(within) == 1:
+        return IntegrityError(
+            f"sequence {within[0]}: the stored event's bytes no longer hash to the leaf "
+            "recorded at append time (the event was altered)",
+            within[0],
+        )
+    return IntegrityError(
+        f"sequence {within[0]}: the stored events at sequences {named} no longer hash to the "
+        f"leaves recorded at append time, and the signed checkpoint at size {size} does not "
+        "match: at least one of these events was altered (the others may have had only "
+        "their recorded hash changed)",
+        within[0],
+    )
+
+
+def _index_hash_changed(changed: list[int], size: int) -> IntegrityError:
+    """The same under a checkpoint that matches: the events are as signed, and only
+    the index's copies of their hashes were changed."""
+    within, named = _listed(changed, size)
+    if len(within) == 1:
+        what = "the leaf hash the log index recorded for it at append time was"
+        intact = "the stored event itself is intact"
+    else:
+        what = f"the leaf hashes the log index recorded at append time for {named} were"
+        intact = "the stored events themselves are intact"
+    return IntegrityError(
+        f"sequence {within[0]}: {what} changed outside the ledger; {intact} (the log still "
+        f"matches the signed checkpoint at size {size})",
+        within[0],
+    )
+
+
+def _undecided_hash(sequence: int, stopped: IntegrityError | None = None) -> IntegrityError:
+    why = (
+        f"the check stopped before a signed checkpoint could tell which: {stopped}"
+        if stopped is not None
+        else "no signed checkpoint covers it to tell which"
+    )
     return IntegrityError(
         f"sequence {sequence}: the stored event's bytes no longer hash to the leaf recorded "
-        "at append time: the event, or the hash recorded for it, was altered (no signed "
-        "checkpoint covers it to tell which)",
+        f"at append time: the event, or the hash recorded for it, was altered ({why})",
         sequence,
     )
 
@@ -598,6 +648,7 @@ def verify_log(
     # The first sequence whose hash recorded at append time is not its bytes' hash: the
     # event was altered, or the recorded hash was. The next checkpoint tells which.
     hash_changed: int | None = None
+    changed: list[int] = []  # every such sequence (the first few), to judge them together
 
     def check_size() -> None:
         nonlocal next_check, last_good_size, last_vouched_size
@@ -611,11 +662,7 @@ def verify_log(
                     and hash_changed is not None
                     and size > hash_changed
                 ):
-                    raise IntegrityError(
-                        f"sequence {hash_changed}: the stored event's bytes no longer hash "
-                        "to the leaf recorded at append time (the event was altered)",
-                        hash_changed,
-                    )
+                    raise _altered(changed, size)
                 if checkpoint.root_hash != root:
                     hint = {
                         "trusted": "history was rewritten since the auditor saved it",
@@ -639,12 +686,7 @@ def verify_log(
                         start,
                     )
             if hash_changed is not None and size > hash_changed:
-                raise IntegrityError(
-                    f"sequence {hash_changed}: the leaf hash the log index recorded for it at "
-                    "append time was changed outside the ledger; the stored event itself is "
-                    f"intact (the log still matches the signed checkpoint at size {size})",
-                    hash_changed,
-                )
+                raise _index_hash_changed(changed, size)
             last_good_size = size
             if any(kind != "stored" for kind, _, _ in by_size[size]):
                 last_vouched_size = size
@@ -681,8 +723,11 @@ def verify_log(
                         if was is None:
                             altered = bad = offset
                             break
-                        if was != now and hash_changed is None:
-                            hash_changed = index + offset
+                        if was != now:
+                            if hash_changed is None:
+                                hash_changed = index + offset
+                            if len(changed) < _NAMED_AT_MOST:
+                                changed.append(index + offset)
             # Fold the good leaves, checking every checkpoint size they reach.
             stop = index + bad
             while tree.size < stop:
@@ -732,7 +777,7 @@ def verify_log(
         # anything decided whether the event or that hash changed.
         if hash_changed is None or (error.sequence is not None and error.sequence <= hash_changed):
             raise
-        raise _undecided_hash(hash_changed) from None
+        raise _undecided_hash(hash_changed, error) from None
 
     warnings = []
     # Every checkpoint opened above is signed by a known key, whatever its kind.

@@ -350,6 +350,26 @@ def test_an_edited_index_hash_is_named_as_that_not_as_an_altered_event(
         "was changed outside the ledger; the stored event itself is intact (the log still "
         "matches the signed checkpoint at size 30)\n"
     )
+    # With an event after it altered under the same checkpoint: not "sequence 21 was
+    # altered" (it is intact), but both named, one of them altered.
+    original = tables.payload(bad + 1)
+    tables.set_payload(bad + 1, change_one_byte(original))
+    assert ledger.verify_fails() == (
+        f"Error: sequence {bad}: the stored events at sequences {bad}, {bad + 1} no longer "
+        "hash to the leaves recorded at append time, and the signed checkpoint at size 30 "
+        "does not match: at least one of these events was altered (the others may have had "
+        "only their recorded hash changed)\n"
+    )
+    # A later finding that stops the check before the checkpoint: named, and not "no
+    # checkpoint covers it".
+    tables.set_payload(bad + 1, original.replace(b'"sequence":22', b'"sequence":23'))
+    stopped = ledger.verify_fails()
+    assert stopped.startswith(
+        f"Error: sequence {bad}: the stored event's bytes no longer hash to the leaf recorded "
+        "at append time: the event, or the hash recorded for it, was altered (the check "
+        f"stopped before a signed checkpoint could tell which: sequence {bad + 1}: "
+    ), stopped
+    tables.set_payload(bad + 1, original)
     tables.execute(set_hash, (ref_leaf(tables.payload(bad)), bad))
     ledger.verify_ok()
     # Where no signed checkpoint covers it, which of the two changed cannot be told.

@@ -75,12 +75,13 @@ def _verify(
         )
     except integrity.IntegrityError as error:
         text = str(error)
-        if "does not carry sequence" in text:
-            return "sequence", int(text.split()[1].rstrip(":"))
         for phrase, kind in (
-            ("to tell which", "undecided"),
+            ("tell which", "undecided"),
+            ("does not carry sequence", "sequence"),
             ("(the event was altered)", "altered"),
+            ("at least one of these events was altered", "altered"),
             ("the log index does not list", "unlisted"),
+            ("themselves are intact", "index"),
             ("the stored event itself is intact", "index"),
         ):
             if phrase in text:
