@@ -707,6 +707,15 @@ def test_sort_holds_a_withdrawal_back_only_for_what_needed_that_very_event(store
             ev("account_removed", "2020-02-01", account=a, policy="P", event_id="rm"),
             account(a, "2020-01-02"),
         ],
+        [   # a removal and reinstatement kept before the withdrawn pair (review)
+            ev("event_retracted", "2020-03-01", target="r1", reason="r"),
+            ev("event_retracted", "2020-03-01", target="i1", reason="r"),
+            account(a, "2019-01-01"),
+            ev("account_removed", "2020-01-01", account=a, policy="p", event_id="r0"),
+            ev("account_reinstated", "2020-01-02", account=a, event_id="i0"),
+            ev("account_removed", "2020-02-01", account=a, policy="p", event_id="r1"),
+            ev("account_reinstated", "2020-02-02", account=a, event_id="i1"),
+        ],
         [
             account(a, "2020-01-02", event_id="a2", handle="@h0"),
             ev("event_retracted", "2020-01-11", target="a", reason="wrong"),
