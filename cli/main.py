@@ -2514,6 +2514,42 @@ def _polling_interval(ctx: click.Context, param: click.Parameter, value: float) 
     return value
 
 
+def _follow_notifications(ledger: Ledger) -> None:
+    """PostgreSQL: catch up on each notification of the events table. A lost
+    connection (a server restart, an admin ending the session) is said and followed
+    again, waiting longer each time it fails at once, as a daemon should not end on it."""
+    import time
+
+    import psycopg
+    from eventsourcing.persistence import OperationalError as LibraryOperationalError
+
+    from projections.projector import Projector
+
+    wait = 1.0
+    while True:
+        try:
+            # A connection of its own each time: a lost one stays closed.
+            with ledger.storage.connect() as db:
+                projector = Projector(ledger, db)
+                projector.catch_up()  # what came while the subscription was down
+                position = projector.position()[0]
+                with ledger.recorder.subscribe(gt=position) as subscription:
+                    wait = 1.0
+                    for notification in subscription:
+                        if notification.id > projector.position()[0]:
+                            applied = projector.catch_up()
+                            click.echo(f"Applied {applied} event(s)", err=True)
+        except (psycopg.OperationalError, LibraryOperationalError) as error:
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else "no detail"
+            click.echo(
+                f"warning: lost the connection to the store ({detail}); following again in "
+                f"{wait:g} s",
+                err=True,
+            )
+            time.sleep(wait)
+            wait = min(wait * 2, 60.0)
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Catch up and exit.")
 @click.option(
@@ -2553,12 +2589,7 @@ def follow(session: Session, once: bool, interval: float) -> None:
         previous = signal.signal(signal.SIGTERM, _raise_stopped)
         try:
             if ledger.storage.dialect == "postgres":
-                position = projector.position()[0]
-                with ledger.recorder.subscribe(gt=position) as subscription:
-                    for notification in subscription:
-                        if notification.id > projector.position()[0]:
-                            applied = projector.catch_up()
-                            click.echo(f"Applied {applied} event(s)", err=True)
+                _follow_notifications(ledger)
             else:
                 while True:
                     time.sleep(interval)

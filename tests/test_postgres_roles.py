@@ -724,6 +724,45 @@ def test_background_follow_keeps_projections_current(ledger: RoleLedger) -> None
         follower.wait(timeout=10)
 
 
+def test_follow_survives_its_connections_being_ended(ledger: RoleLedger) -> None:
+    """A server restart or an admin's pg_terminate_backend ended `follow` with exit 70
+    ("internal failure"); a daemon says so and follows again."""
+    import os
+    import signal
+
+    seed = [json.loads(line) for line in SEED.splitlines()]
+    _api_append(_url(PG_SUPERUSER, ledger.schema), seed[:5])
+    log = ledger.tmp_path / "follow.log"
+    name = f"follow-{ledger.schema}"
+    with log.open("w") as stderr:
+        follower = subprocess.Popen(
+            [*CLI, "--store", _url(ledger.writer_role, ledger.schema), "follow"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "PGAPPNAME": name},
+        )
+    try:
+        assert _wait_for(lambda: "Caught up: 5 event(s)" in log.read_text()), log.read_text()
+        time.sleep(1.0)  # its subscription in place
+        _sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (name,),
+        )
+        assert _wait_for(lambda: "following again in" in log.read_text()), log.read_text()
+        assert follower.poll() is None, log.read_text()
+        # Following again: what another process appends is projected.
+        _api_append(_url(PG_SUPERUSER, ledger.schema), seed[5:])
+        assert _wait_for(lambda: ledger.position() == SEED_COUNT - 1), log.read_text()
+        follower.send_signal(signal.SIGTERM)
+        assert follower.wait(timeout=20) == 0
+        assert log.read_text().endswith("Stopped\n")
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait(timeout=10)
+
+
 def test_init_refuses_a_schema_that_holds_tables_but_no_ledger(tmp_path: Path) -> None:
     # SQLite refuses a database that is not a ledger; a schema of someone's tables
     # got the ledger's tables added beside them (and demo its seed story).
