@@ -691,12 +691,17 @@ class LedgerGroup(StrictGroup):
                 ) from None
             if _is_permission_error(error):
                 message = str(error).strip().splitlines()[0]
-                writing = ctx.invoked_subcommand in {*_APPENDING, "checkpoint"}
+                writing = ctx.invoked_subcommand in {*_APPENDING, "checkpoint", "replay"}
                 advice = ""
                 if writing and _on_postgres(ctx):
+                    what = (
+                        "rebuild the read models"
+                        if ctx.invoked_subcommand == "replay"
+                        else "write to the ledger"
+                    )
                     advice = (
-                        "; this role may not write to the ledger (a reader?): nothing was "
-                        "written; run it as the ledger's writer role or its owner"
+                        f"; this role may not {what} (a reader?): nothing was written; run "
+                        "it as the ledger's writer role or its owner"
                     )
                 raise click.ClickException(f"permission denied: {message}{advice}") from None
             if isinstance(error, OSError) and error.errno == errno.EPIPE:

@@ -403,6 +403,10 @@ def test_both_roles_can_read_and_verify(populated: RoleLedger, who: str) -> None
 def test_reader_cannot_replay_the_read_models(populated: RoleLedger) -> None:
     result = populated.reader.fail("replay")
     assert "permission denied" in result.stderr, result.stderr
+    assert result.stderr.endswith(
+        "; this role may not rebuild the read models (a reader?): nothing was written; run "
+        "it as the ledger's writer role or its owner\n"
+    )
     assert populated.position() == SEED_COUNT - 1
     assert len(populated.reader.timeline()) == SEED_COUNT
 
