@@ -691,17 +691,25 @@ def _wait_for(predicate: Any, timeout: float = WAIT_S) -> bool:
     return bool(predicate())
 
 
-def test_background_follow_keeps_projections_current(ledger: RoleLedger) -> None:
-    seed = [json.loads(line) for line in SEED.splitlines()]
-    _api_append(_url(PG_SUPERUSER, ledger.schema), seed[:5])
-    log = ledger.tmp_path / "follow.log"
+def _follow(
+    ledger: RoleLedger, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`follow` as the writer, in the background, its stderr into ``log``."""
     with log.open("w") as stderr:
-        follower = subprocess.Popen(
+        return subprocess.Popen(
             [*CLI, "--store", _url(ledger.writer_role, ledger.schema), "follow"],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            env=env,
         )
+
+
+def test_background_follow_keeps_projections_current(ledger: RoleLedger) -> None:
+    seed = [json.loads(line) for line in SEED.splitlines()]
+    _api_append(_url(PG_SUPERUSER, ledger.schema), seed[:5])
+    log = ledger.tmp_path / "follow.log"
+    follower = _follow(ledger, log)
     try:
         assert _wait_for(lambda: "Caught up: 5 event(s)" in log.read_text()), log.read_text()
         assert ledger.position() == 4
@@ -738,14 +746,7 @@ def test_follow_survives_its_connections_being_ended(ledger: RoleLedger) -> None
     _api_append(_url(PG_SUPERUSER, ledger.schema), seed[:5])
     log = ledger.tmp_path / "follow.log"
     name = f"follow-{ledger.schema}"
-    with log.open("w") as stderr:
-        follower = subprocess.Popen(
-            [*CLI, "--store", _url(ledger.writer_role, ledger.schema), "follow"],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env={**os.environ, "PGAPPNAME": name},
-        )
+    follower = _follow(ledger, log, env={**os.environ, "PGAPPNAME": name})
     try:
         assert _wait_for(lambda: "Caught up: 5 event(s)" in log.read_text()), log.read_text()
         time.sleep(1.0)  # its subscription in place

@@ -154,17 +154,21 @@ def test_output_to_a_full_disk_is_an_error_saying_so(tmp_path: Path, args: list[
     store = str(tmp_path / "ledger.db")
     assert _cli("--store", store, "init").returncode == 0
     assert _cli("--store", store, "append", str(SEED)).returncode == 0
+    result = _output_to_a_full_disk("--store", store, *args)
+    assert result.returncode == 1
+    assert result.stderr == "Error: cannot write to standard output: No space left on device\n"
+
+
+def _output_to_a_full_disk(*args: str) -> subprocess.CompletedProcess[str]:
     with open("/dev/full", "w") as full:
-        result = subprocess.run(
-            [*CLI, "--store", store, *args],
+        return subprocess.run(
+            [*CLI, *args],
             cwd=REPO,
             stdout=full,
             stderr=subprocess.PIPE,
             text=True,
             timeout=120,
         )
-    assert result.returncode == 1
-    assert result.stderr == "Error: cannot write to standard output: No space left on device\n"
 
 
 def test_an_append_whose_summary_cannot_be_written_says_it_is_committed(
@@ -179,15 +183,7 @@ def test_an_append_whose_summary_cannot_be_written_says_it_is_committed(
     for args in (["append", "--json", str(SEED)], ["record", "subject-registered",
                  "--subject", "s", "--name", "S", "--kind", "person",
                  "--occurred-at", "2020-01-01", "--source", "https://example.org"]):  # fmt: skip
-        with open("/dev/full", "w") as full:
-            result = subprocess.run(
-                [*CLI, "--store", store, *args],
-                cwd=REPO,
-                stdout=full,
-                stderr=subprocess.PIPE,
-                text=True,
-                timeout=120,
-            )
+        result = _output_to_a_full_disk("--store", store, *args)
         assert result.returncode == 1
         note, error = result.stderr.splitlines()
         assert note.startswith("note: appended "), note
