@@ -527,49 +527,71 @@ def _check_sequence(leaf: bytes, index: int) -> None:
         )
 
 
+def _judge_changed_hashes(
+    found: list[tuple[str, notes.Checkpoint | None, str]],
+    from_bytes: bytes,
+    from_recorded: bytes,
+    size: int,
+    changed: list[int],
+    total: int,
+    *,
+    final: bool,
+) -> None:
+    """Raise what the checkpoints at ``size`` prove of the sequences whose bytes and
+    recorded hashes differ: a checkpoint the recorded hashes give, and the bytes do
+    not, proves those events altered; when every one the bytes give, only the index's
+    hashes were changed (``final``: no checkpoint from outside the store is still to
+    come). Anything else is left to the root check (a root the bytes do not give)."""
+    within, named = _listed(changed, size, total)
+    for kind, checkpoint, source in found:
+        assert checkpoint is not None
+        if checkpoint.root_hash == from_recorded != from_bytes:
+            which = f"the {kind} checkpoint{' ' + source if source else ''} at size {size}"
+            if len(within) == 1:
+                raise IntegrityError(
+                    f"sequence {within[0]}: the stored event's bytes no longer hash to the "
+                    f"leaf recorded at append time, which {which} confirms (the event was "
+                    "altered)",
+                    within[0],
+                )
+            raise IntegrityError(
+                f"sequence {within[0]}: the stored events at sequences {named} no longer hash "
+                f"to the leaves recorded at append time, which {which} confirms (the events "
+                "were altered)",
+                within[0],
+            )
+    if final and all(
+        checkpoint.root_hash == from_bytes for _, checkpoint, _ in found if checkpoint
+    ):
+        if len(within) == 1:
+            what = "the leaf hash the log index recorded for it at append time was"
+            intact = "the stored event itself is intact"
+        else:
+            what = f"the leaf hashes the log index recorded at append time for {named} were"
+            intact = "the stored events themselves are intact"
+        raise IntegrityError(
+            f"sequence {within[0]}: {what} changed outside the ledger; {intact} (the log "
+            f"still matches the signed checkpoint at size {size})",
+            within[0],
+        )
+
+
 _NAMED_AT_MOST = 5
 
 
-def _listed(sequences: list[int], size: int) -> tuple[list[int], str]:
-    """The sequences below ``size`` and how a message names them."""
+def _listed(sequences: list[int], size: int, total: int) -> tuple[list[int], str]:
+    """The sequences below ``size`` and how a message names them (the first few of
+    ``total``)."""
     within = [n for n in sequences if n < size]
-    return within, ", ".join(str(n) for n in within)
+    more = total - len(sequences)
+    return within, ", ".join(str(n) for n in within) + (f" and {more} more" if more > 0 else "")
 
 
-def _altered(changed: list[int], size: int) -> IntegrityError:
-    """Events whose bytes differ from the hashes recorded at append time, under a signed
-    checkpoint that does not match: one is that event altered; of several, at least
-    one is (the others' recorded hashes alone may have been changed)."""
-    within, named = _listed(changed, size)
-    if len(within) == 1:
-        return IntegrityError(
-            f"sequence {within[0]}: the stored event's bytes no longer hash to the leaf "
-            "recorded at append time (the event was altered)",
-            within[0],
-        )
-    return IntegrityError(
-        f"sequence {within[0]}: the stored events at sequences {named} no longer hash to the "
-        f"leaves recorded at append time, and the signed checkpoint at size {size} does not "
-        "match: at least one of these events was altered (the others may have had only "
-        "their recorded hash changed)",
-        within[0],
-    )
-
-
-def _index_hash_changed(changed: list[int], size: int) -> IntegrityError:
-    """The same under a checkpoint that matches: the events are as signed, and only
-    the index's copies of their hashes were changed."""
-    within, named = _listed(changed, size)
-    if len(within) == 1:
-        what = "the leaf hash the log index recorded for it at append time was"
-        intact = "the stored event itself is intact"
-    else:
-        what = f"the leaf hashes the log index recorded at append time for {named} were"
-        intact = "the stored events themselves are intact"
-    return IntegrityError(
-        f"sequence {within[0]}: {what} changed outside the ledger; {intact} (the log still "
-        f"matches the signed checkpoint at size {size})",
-        within[0],
+def _also_recorded(changed: list[int], total: int) -> str:
+    _, named = _listed(changed, 1 << 62, total)
+    return (
+        f"; the hashes the index recorded at append time also differ from the stored "
+        f"events at sequences {named}, and give no signed root either"
     )
 
 
@@ -646,23 +668,35 @@ def verify_log(
     root_at_zero = merkle.EMPTY_ROOT
 
     # The first sequence whose hash recorded at append time is not its bytes' hash: the
-    # event was altered, or the recorded hash was. The next checkpoint tells which.
+    # event was altered, or the recorded hash was. A signed checkpoint over it tells
+    # which: the stored bytes give its root (only the index's hashes changed), or the
+    # recorded hashes do (the events changed), or neither (both, or other events too).
     hash_changed: int | None = None
-    changed: list[int] = []  # every such sequence (the first few), to judge them together
+    changed: list[int] = []  # such sequences (the first few), to name them together
+    changed_total = 0
+    as_recorded: merkle.StreamingRoot | None = None  # the tree of the recorded hashes
+    # Sizes of checkpoints from outside the store (trusted, given): the store's own are
+    # evidence only if its key never left the operator's hands, so "intact" waits for
+    # one of these when there is one.
+    outside_sizes = sorted(
+        size for size, found in by_size.items() if any(k != "stored" for k, _, _ in found)
+    )
 
     def check_size() -> None:
         nonlocal next_check, last_good_size, last_vouched_size
         while next_check < len(pending_sizes) and pending_sizes[next_check] == tree.size:
             size = pending_sizes[next_check]
             root = tree.root() if size else root_at_zero
+            if hash_changed is not None and size > hash_changed:
+                assert as_recorded is not None
+                _judge_changed_hashes(
+                    by_size[size], root, as_recorded.root(), size, changed, changed_total,
+                    final=not any(n >= size for n in outside_sizes) or any(
+                        kind != "stored" for kind, _, _ in by_size[size]
+                    ),
+                )  # fmt: skip
             for kind, checkpoint, source in by_size[size]:
                 assert checkpoint is not None
-                if (
-                    checkpoint.root_hash != root
-                    and hash_changed is not None
-                    and size > hash_changed
-                ):
-                    raise _altered(changed, size)
                 if checkpoint.root_hash != root:
                     hint = {
                         "trusted": "history was rewritten since the auditor saved it",
@@ -678,6 +712,8 @@ def verify_log(
                             f"{last_good_size}..{size - 1}, but they are evidence only if "
                             "the signing key never left the operator's hands)"
                         )
+                    if hash_changed is not None and size > hash_changed:
+                        hint += _also_recorded(changed, changed_total)
                     raise IntegrityError(
                         f"sequence {start}..{size - 1}: root at size {size} is "
                         f"{_b64(root)} but the {kind} checkpoint{' ' + source if source else ''}"
@@ -685,8 +721,6 @@ def verify_log(
                         f"{_b64(checkpoint.root_hash)}; {hint}",
                         start,
                     )
-            if hash_changed is not None and size > hash_changed:
-                raise _index_hash_changed(changed, size)
             last_good_size = size
             if any(kind != "stored" for kind, _, _ in by_size[size]):
                 last_vouched_size = size
@@ -726,14 +760,19 @@ def verify_log(
                         if was != now:
                             if hash_changed is None:
                                 hash_changed = index + offset
+                                as_recorded = tree.copy()  # the two trees part here
                             if len(changed) < _NAMED_AT_MOST:
                                 changed.append(index + offset)
+                            changed_total += 1
             # Fold the good leaves, checking every checkpoint size they reach.
             stop = index + bad
             while tree.size < stop:
                 upto = stop
                 if next_check < len(pending_sizes):
                     upto = min(upto, pending_sizes[next_check])
+                if as_recorded is not None:
+                    fold = [digest for _, digest in batch[tree.size - index : upto - index]]
+                    as_recorded.extend_trusted(fold)  # type: ignore[arg-type]
                 tree.extend_trusted(hashes[tree.size - index : upto - index])
                 check_size()
             if altered is not None:

@@ -331,7 +331,8 @@ def test_one_changed_byte_in_a_stored_payload_is_named(ledger: KeyedLedger, tabl
     assert named_sequence(message) == bad
     assert message == (
         f"Error: sequence {bad}: the stored event's bytes no longer hash to the leaf "
-        "recorded at append time (the event was altered)\n"
+        "recorded at append time, which the stored checkpoint at size 30 confirms (the "
+        "event was altered)\n"
     )
 
 
@@ -351,15 +352,24 @@ def test_an_edited_index_hash_is_named_as_that_not_as_an_altered_event(
         "matches the signed checkpoint at size 30)\n"
     )
     # With an event after it altered under the same checkpoint: not "sequence 21 was
-    # altered" (it is intact), but both named, one of them altered.
+    # altered" (it is intact): neither the bytes nor the recorded hashes give the signed
+    # root, so the range is named, and the hashes that differ.
     original = tables.payload(bad + 1)
     tables.set_payload(bad + 1, change_one_byte(original))
-    assert ledger.verify_fails() == (
-        f"Error: sequence {bad}: the stored events at sequences {bad}, {bad + 1} no longer "
-        "hash to the leaves recorded at append time, and the signed checkpoint at size 30 "
-        "does not match: at least one of these events was altered (the others may have had "
-        "only their recorded hash changed)\n"
+    both = ledger.verify_fails()
+    assert both.startswith("Error: sequence 19..29: root at size 30 is "), both
+    assert both.endswith(
+        "; an event in this range was altered; the hashes the index recorded at append time "
+        f"also differ from the stored events at sequences {bad}, {bad + 1}, and give no "
+        "signed root either\n"
     )
+    # The same with the altered event's recorded hash fixed up to its new bytes: not
+    # "sequence 21 was altered" either.
+    tables.execute(set_hash, (ref_leaf(tables.payload(bad + 1)), bad + 1))
+    fixed = ledger.verify_fails()
+    assert fixed.startswith("Error: sequence 19..29: root at size 30 is "), fixed
+    assert f"also differ from the stored events at sequences {bad}, and give" in fixed
+    tables.execute(set_hash, (ref_leaf(original), bad + 1))
     # A later finding that stops the check before the checkpoint: named, and not "no
     # checkpoint covers it".
     tables.set_payload(bad + 1, original.replace(b'"sequence":22', b'"sequence":23'))
@@ -614,6 +624,18 @@ def test_history_rewritten_and_re_signed_is_caught_by_a_trusted_checkpoint(
         f"(the store's own checkpoints would place it in {SIZES[-2]}..{SIZES[-1] - 1}, but "
         "they are evidence only if the signing key never left the operator's hands)"
     ) in message
+    # The index's hash of the event left as it was: the re-signed checkpoints match the
+    # altered bytes, but the auditor's own matches the recorded hashes, which proves the
+    # event altered ("intact" was said, from the store's own checkpoint at size 19).
+    tables.execute(
+        "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?",
+        (ref_leaf(ledger.lines[victim]), victim),
+    )
+    assert ledger.verify_fails("--trusted", str(saved)) == (
+        f"Error: sequence {victim}: the stored event's bytes no longer hash to the leaf "
+        f"recorded at append time, which the trusted checkpoint {saved} at size "
+        f"{SIZES[-1]} confirms (the event was altered)\n"
+    )
 
 
 def hide_an_edit_by_deleting_checkpoints(ledger: KeyedLedger, tables: Tables) -> int:

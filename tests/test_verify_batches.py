@@ -29,9 +29,12 @@ def _reference(
     leaves: list[tuple[bytes, bytes | None]], roots: dict[int, bytes]
 ) -> tuple[str, int | bytes]:
     """The checks one leaf at a time, in log order. A recorded hash that differs is
-    judged by the next checkpoint (the event altered, or only that hash); any failure
-    before one, or none after it, leaves it undecided, reported first."""
+    judged by the next checkpoint: its root from the recorded hashes (and not from the
+    bytes) proves the event altered, from the bytes only the hash changed, from
+    neither it fails as a root; any failure before one, or none after it, leaves it
+    undecided, reported first."""
     tree = merkle.StreamingRoot()
+    as_recorded: merkle.StreamingRoot | None = None
     if 0 in roots and roots[0] != merkle.EMPTY_ROOT:
         return "root", 0
     changed = None
@@ -43,11 +46,17 @@ def _reference(
         if recorded is None:
             return ("undecided", changed) if changed is not None else ("unlisted", index)
         if recorded != hashed and changed is None:
-            changed = index
+            changed, as_recorded = index, tree.copy()
         tree.append(hashed)
+        if as_recorded is not None:
+            as_recorded.append(recorded)
         if tree.size in roots:
             if changed is not None:
-                return ("altered" if roots[tree.size] != tree.root() else "index", changed)
+                assert as_recorded is not None
+                if roots[tree.size] == as_recorded.root():
+                    return "altered", changed
+                if roots[tree.size] == tree.root():
+                    return "index", changed
             if roots[tree.size] != tree.root():
                 return "root", tree.size
     if changed is not None:
@@ -78,8 +87,8 @@ def _verify(
         for phrase, kind in (
             ("tell which", "undecided"),
             ("does not carry sequence", "sequence"),
-            ("(the event was altered)", "altered"),
-            ("at least one of these events was altered", "altered"),
+            ("confirms (the event was altered)", "altered"),
+            ("confirms (the events were altered)", "altered"),
             ("the log index does not list", "unlisted"),
             ("themselves are intact", "index"),
             ("the stored event itself is intact", "index"),
