@@ -218,8 +218,8 @@ def check_nodes_give_leaves(
         return  # nothing unsigned; a checkpoint beyond the tree is check_extends' to refuse
     refusal = (
         "refusing to sign: the stored Merkle nodes do not match the events from "
-        f"sequence {start} on (the node table was changed outside the ledger); run "
-        "`enforcement-ledger verify`"
+        f"sequence {start} on (the node table, or those events, which no checkpoint signs "
+        "yet, were changed outside the ledger); run `enforcement-ledger verify`"
     )
     try:
         # The frontier at the signed size: check_extends ties it to the signed root.
@@ -256,10 +256,25 @@ def check_stored_frontier(get: merkle.NodeGetter, report: VerifyReport) -> None:
                 first,
             ) from None
         if stored != expected:
+            end = first + (1 << level)
+            if report.unsigned_from is None or report.unsigned_from >= end:
+                raise IntegrityError(
+                    f"sequence {first}: the Merkle node (level {level}, index {index}) is "
+                    "not the one the verified leaves give, and the next append would fold "
+                    "it into the root it signs: the node table was changed outside the "
+                    f"ledger{rebuild}",
+                    first,
+                )
+            # Events no checkpoint covers may have been edited, their recorded hashes
+            # fixed up to match: the node then still gives the events as appended, and a
+            # rebuild from the events as they are now would keep the edit.
             raise IntegrityError(
                 f"sequence {first}: the Merkle node (level {level}, index {index}) is not "
-                "the one the verified leaves give, and the next append would fold it into "
-                f"the root it signs: the node table was changed outside the ledger{rebuild}",
+                f"the one the stored events {first}..{end - 1} give: the node table was "
+                "changed outside the ledger, or those events were (with the hashes "
+                f"recorded for them), and no signed checkpoint covers {report.unsigned_from}"
+                f"..{end - 1} to tell which. Compare the events with an earlier export or an "
+                "auditor's checkpoint before anything is rebuilt from them",
                 first,
             )
 

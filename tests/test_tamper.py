@@ -824,6 +824,29 @@ def test_checkpoint_does_not_sign_a_root_from_a_corrupted_node_table(
     )
 
 
+def test_an_unsigned_event_edited_with_its_hash_is_not_blamed_on_the_node_table(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Beyond the checkpoints an event edited with its recorded hash fixed up shows
+    only as a stored node that no longer fits the events: "the node table was changed"
+    with advice to rebuild the tree from the events, which kept the edit."""
+    tables.drop_triggers()
+    tables.execute("DELETE FROM checkpoints WHERE size > ?", (SIZES[1],))
+    victim = 33  # under node (2, 8), over 32..35
+    leaf = change_one_byte(tables.payload(victim))
+    tables.set_payload(victim, leaf)
+    tables.execute(
+        "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?", (ref_leaf(leaf), victim)
+    )
+    assert ledger.verify_fails() == (
+        "Error: sequence 32: the Merkle node (level 2, index 8) is not the one the stored "
+        "events 32..35 give: the node table was changed outside the ledger, or those events "
+        "were (with the hashes recorded for them), and no signed checkpoint covers 30..35 "
+        "to tell which. Compare the events with an earlier export or an auditor's "
+        "checkpoint before anything is rebuilt from them\n"
+    )
+
+
 @pytest.mark.parametrize("node", [(5, 0), (2, 8), (1, 18)])
 def test_a_deleted_node_every_append_starts_from_is_named_not_a_crash(
     ledger: KeyedLedger, tables: Tables, node: tuple[int, int]
@@ -859,8 +882,8 @@ def test_nodes_of_events_no_checkpoint_covers_are_checked_before_signing(
     tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 0 AND idx = 40", (bytes(32),))
     refusal = (
         "Error: refusing to sign: the stored Merkle nodes do not match the events from "
-        "sequence 38 on (the node table was changed outside the ledger); run "
-        "`enforcement-ledger verify`\n"
+        "sequence 38 on (the node table, or those events, which no checkpoint signs yet, "
+        "were changed outside the ledger); run `enforcement-ledger verify`\n"
     )
     result = ledger.run("checkpoint")
     assert (result.exit_code, result.stdout, result.stderr) == (1, "", refusal)
