@@ -36,8 +36,8 @@ from pydantic import (
 # Re-exported: code that needs no validator imports them from ledger.vocabulary.
 from ledger.times import EXPECTED_TIME, LEAP_SECOND, LEAP_SECOND_MESSAGE
 from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
-from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
 from ledger.vocabulary import (
+    COUNTRY_CODES,
     HIDDEN_CHARACTERS,
     SLUG_MEANING,
     account_id_problem,
@@ -45,6 +45,7 @@ from ledger.vocabulary import (
     platform_of,
     quoted,
 )
+from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
 from ledger.vocabulary import SLUG as SLUG
 from ledger.vocabulary import TARGETED_TYPES as TARGETED_TYPES
 from ledger.vocabulary import iso as iso
@@ -260,6 +261,14 @@ class SubjectRegistered(EventBase):
     kind: Literal["person", "organisation", "state_body"]
     roles: SlugList = Field(default_factory=list, description="e.g. head_of_state")
     country: CountryCode | None = Field(default=None, description="ISO 3166-1 alpha-2")
+
+    @field_validator("country")
+    @classmethod
+    def _an_assigned_country_code(cls, code: str | None, info: ValidationInfo) -> str | None:
+        if code is not None and code not in COUNTRY_CODES and not _is_stored(info):
+            hint = " (the United Kingdom's is GB)" if code == "UK" else ""
+            raise ValueError(f"expected an assigned ISO 3166-1 alpha-2 code, e.g. IR{hint}")
+        return code
 
 
 class AccountRegistered(EventBase):

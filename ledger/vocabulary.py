@@ -41,6 +41,23 @@ TARGETED_TYPES = frozenset({"appeal_filed", "appeal_decided", "event_retracted"}
 # Fields the ledger assigns; input may not set them.
 ASSIGNED_FIELDS = ("recorded_at", "actor", "sequence")
 
+# ISO 3166-1 alpha-2: the 249 assigned codes (as tzdata's iso3166.tab lists them), and
+# XK, the user-assigned code the EU and the DSA database use for Kosovo. A pattern of two
+# capitals let "XX" or "UK" (the UK is GB) through.
+_COUNTRY_CODES_TEXT = (
+    "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN "
+    "BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ "
+    "DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL "
+    "GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM "
+    "JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME "
+    "MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP "
+    "NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD "
+    "SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO "
+    "TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW "
+    "XK"
+)
+COUNTRY_CODES = frozenset(_COUNTRY_CODES_TEXT.split())
+
 # A platform's slug (its account ids' prefix): read commands check a --platform with it.
 SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 SLUG_MEANING = "expected a lowercase slug: a-z, 0-9, '_', '.', '-', starting with a letter or digit"

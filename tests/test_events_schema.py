@@ -1301,3 +1301,14 @@ def test_a_list_holds_each_value_once_and_few_of_them(registered: Store) -> None
         expect=("line 1: roles: lists at most 50 values, not 51",),
     )
     registered.append(subject("fifty", roles=[f"role_{n}" for n in range(50)]))
+
+
+def test_a_country_is_an_assigned_iso_3166_code(registered: Store) -> None:
+    """Two capitals were enough: "XX", or "UK" for the United Kingdom (GB)."""
+    for code, expect in (
+        ("XX", "country: expected an assigned ISO 3166-1 alpha-2 code, e.g. IR (given 'XX')"),
+        ("UK", "e.g. IR (the United Kingdom's is GB) (given 'UK')"),
+    ):
+        reject_append(registered, subject("someone", country=code), expect=(expect,))
+    for index, code in enumerate(("GB", "XK", "VE")):
+        registered.append(subject(f"someone_{index}", country=code))
