@@ -181,6 +181,8 @@ class Session:
         self.unsigned = unsigned  # appends sign with no key, whatever is configured (demo)
         self.key_file_from_environment = False
         self._ledger: Ledger | None = None
+        # An append's result once it is committed: an interrupt after it says so.
+        self.committed: Any = None
         self._read: Any = None
 
     @property
@@ -678,6 +680,15 @@ class LedgerGroup(StrictGroup):
                 )
             else:
                 message = "Interrupted: a write in progress was committed whole or not at all"
+                session = ctx.find_object(Session)
+                done = getattr(session, "committed", None)
+                if done is not None and done.appended and not done.dry_run:
+                    # Known here: after the commit (the summary, the read side catching up).
+                    message = (
+                        f"Interrupted after the append was committed ({done.appended} "
+                        f"event(s), sequence {done.first_sequence}..{done.last_sequence}): "
+                        "do not append them again"
+                    )
             click.echo(message, err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as error:
@@ -1344,6 +1355,7 @@ def append(
         )
     # Said before the read side catches up: a failure there (or Ctrl-C) is after the
     # commit, and the batch is in whatever follows.
+    session.committed = result
     _report(result, as_json)
     session.warn_if_unsigned(result)
     if not dry_run:
@@ -1647,6 +1659,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
             raise error.without_line() from None  # flags have no input line
         # The id the ledger made, named: a retraction or an appeal of it needs it (a
         # dry run's is made again by the append, so it names none).
+        session.committed = result
         _report(result, as_json, generated_id=None if dry_run else result.last_assigned_id)
         session.warn_if_unsigned(result)
         if not dry_run:

@@ -37,10 +37,10 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 # where it is registered, a retraction's date, a renamed platform's slug, in any case or
 # width, a registration or a revocation retracted from under a subject's platform
 # exemption, lists each value once, a platform name without invisible characters, a
-# policy kept in NFC, an assigned country code) do not apply to copied events recorded before the last of them
-# was released: an older ledger holding such events must still move (STYLE: old stored
-# events load). A record time cannot say which version wrote an event, so the cut-off
-# is that release.
+# policy kept in NFC, an assigned country code) do not apply to copied events recorded
+# before the last of them was released: an older ledger holding such events must still
+# move (STYLE: old stored events load). A record time cannot say which version wrote an
+# event, so the cut-off is that release.
 NEW_INPUT_CHECKS_SINCE = datetime(2026, 12, 7, 12, tzinfo=UTC)
 
 # Namespace for uuid5 ids of natural keys ("account:instagram:khamenei_ir").

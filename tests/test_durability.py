@@ -192,3 +192,28 @@ def test_a_tampered_state_update_is_refused(ledger: Path) -> None:
     finally:
         connection.close()
     assert leaves(ledger)[0]["event_id"] == "reg-before"
+
+
+def test_an_interrupt_after_the_commit_says_the_append_is_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the summary is written or the read side catches up: "committed whole
+    or not at all" left the user to guess, and to send the batch again."""
+    import cli.main
+    from tests.conftest import Store
+    from tests.ledger_helpers import account, jsonl
+
+    store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    store.ok("init")
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.main, "_after_append", interrupted)
+    result = store.run("append", "-", input=jsonl(account("twitter:late", "2020-01-01")))
+    assert result.exit_code == 130, result.output
+    assert result.stderr == (
+        "Interrupted after the append was committed (1 event(s), sequence 0..0): do not "
+        "append them again\n"
+    )
+    assert store.count() == 1
