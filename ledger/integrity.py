@@ -552,32 +552,43 @@ def _judge_changed_hashes(
     *,
     final: bool,
 ) -> None:
-    """Raise what the checkpoints at ``size`` prove of the sequences whose bytes and
-    recorded hashes differ: a checkpoint the recorded hashes give, and the bytes do
-    not, proves those events altered; when every one the bytes give, only the index's
-    hashes were changed (``final``: no checkpoint from outside the store is still to
-    come). Anything else is left to the root check (a root the bytes do not give)."""
+    """Raise what the checkpoints at ``size`` prove of the sequences below it whose bytes
+    and recorded hashes differ: one whose root the recorded hashes give, and the bytes
+    do not, proves those events altered; when every one the bytes give, only the
+    index's hashes were changed. Checkpoints from outside the store (trusted, given)
+    decide when there are any: the store's own are evidence only if its key never left
+    the operator's hands, so they decide only when none from outside is given at this
+    size or beyond (``final``). Anything else is left to the root check."""
+    outside = [entry for entry in found if entry[0] != "stored"]
+    deciding = outside or (found if final else [])
+    if not deciding:
+        return
     within, named = _listed(changed, size, total)
-    for kind, checkpoint, source in found:
+
+    def which(kind: str, source: str) -> str:
+        return f"the {kind} checkpoint{' ' + source if source else ''} at size {size}"
+
+    for kind, checkpoint, source in deciding:
         assert checkpoint is not None
         if checkpoint.root_hash == from_recorded != from_bytes:
-            which = f"the {kind} checkpoint{' ' + source if source else ''} at size {size}"
             if len(within) == 1:
                 raise IntegrityError(
                     f"sequence {within[0]}: the stored event's bytes no longer hash to the "
-                    f"leaf recorded at append time, which {which} confirms (the event was "
-                    "altered)",
+                    f"leaf recorded at append time, which {which(kind, source)} confirms (the "
+                    "event was altered)",
                     within[0],
                 )
             raise IntegrityError(
                 f"sequence {within[0]}: the stored events at sequences {named} no longer hash "
-                f"to the leaves recorded at append time, which {which} confirms (the events "
-                "were altered)",
+                f"to the leaves recorded at append time, which {which(kind, source)} confirms "
+                "(the events were altered)",
                 within[0],
             )
-    if final and all(
-        checkpoint.root_hash == from_bytes for _, checkpoint, _ in found if checkpoint
+    if all(
+        checkpoint is not None and checkpoint.root_hash == from_bytes
+        for _, checkpoint, _ in deciding
     ):
+        kind, _, source = deciding[0]
         if len(within) == 1:
             what = "the leaf hash the log index recorded for it at append time was"
             intact = "the stored event itself is intact"
@@ -586,7 +597,7 @@ def _judge_changed_hashes(
             intact = "the stored events themselves are intact"
         raise IntegrityError(
             f"sequence {within[0]}: {what} changed outside the ledger; {intact} (the log "
-            f"still matches the signed checkpoint at size {size})",
+            f"still matches {which(kind, source)})",
             within[0],
         )
 
@@ -702,16 +713,20 @@ def verify_log(
         while next_check < len(pending_sizes) and pending_sizes[next_check] == tree.size:
             size = pending_sizes[next_check]
             root = tree.root() if size else root_at_zero
+            from_recorded = None  # the recorded hashes' root, while a judgement waits
             if hash_changed is not None and size > hash_changed:
                 assert as_recorded is not None
+                from_recorded = as_recorded.root()
                 _judge_changed_hashes(
-                    by_size[size], root, as_recorded.root(), size, changed, changed_total,
-                    final=not any(n >= size for n in outside_sizes) or any(
-                        kind != "stored" for kind, _, _ in by_size[size]
-                    ),
+                    by_size[size], root, from_recorded, size, changed, changed_total,
+                    final=not any(n >= size for n in outside_sizes),
                 )  # fmt: skip
             for kind, checkpoint, source in by_size[size]:
                 assert checkpoint is not None
+                if kind == "stored" and checkpoint.root_hash == from_recorded:
+                    # It agrees with the recorded hashes, not the bytes: a checkpoint from
+                    # outside, still to come, judges the two (this one may be re-signed).
+                    continue
                 if checkpoint.root_hash != root:
                     hint = {
                         "trusted": "history was rewritten since the auditor saved it",
@@ -764,6 +779,7 @@ def verify_log(
                     bad = offset
                     break
             altered = None  # a stored event the index does not list
+            pending: list[int] = []  # this batch's such sequences, counted once folded
             if compare_recorded:
                 recorded = [digest for _, digest in batch[:bad]]
                 good = hashes[:bad]
@@ -776,9 +792,7 @@ def verify_log(
                             if hash_changed is None:
                                 hash_changed = index + offset
                                 as_recorded = tree.copy()  # the two trees part here
-                            if len(changed) < _NAMED_AT_MOST:
-                                changed.append(index + offset)
-                            changed_total += 1
+                            pending.append(index + offset)
             # Fold the good leaves, checking every checkpoint size they reach.
             stop = index + bad
             while tree.size < stop:
@@ -786,9 +800,19 @@ def verify_log(
                 if next_check < len(pending_sizes):
                     upto = min(upto, pending_sizes[next_check])
                 if as_recorded is not None:
-                    fold = [digest for _, digest in batch[tree.size - index : upto - index]]
-                    as_recorded.extend_trusted(fold)  # type: ignore[arg-type]
+                    # A recorded "hash" that is no bytes (edited into text) gives no root.
+                    fold = [
+                        digest if isinstance(digest, bytes) else b""
+                        for _, digest in batch[tree.size - index : upto - index]
+                    ]
+                    as_recorded.extend_trusted(fold)
                 tree.extend_trusted(hashes[tree.size - index : upto - index])
+                # Judged with the checkpoint at this size: only the sequences below it.
+                while pending and pending[0] < upto:
+                    if len(changed) < _NAMED_AT_MOST:
+                        changed.append(pending[0])
+                    changed_total += 1
+                    pending.pop(0)
                 check_size()
             if altered is not None:
                 raise IntegrityError(

@@ -508,6 +508,13 @@ def test_server_limits_on_statements_and_idle_sessions_are_named() -> None:
     append = _store_failure(cancelled, "the store", "append")
     assert append is not None
     assert "; the write in progress was rolled back whole. Raise it" in append
+    asked = psycopg.errors.QueryCanceled("canceling statement due to user request")
+    said = _store_failure(asked, "the store", "append")
+    assert said == (
+        "the server cancelled a statement of this command (canceling statement due to user "
+        "request): an administrator or another session asked it to; the write in progress "
+        "was rolled back whole"
+    )
     idle = psycopg.errors.IdleInTransactionSessionTimeout("terminating connection due to idle")
     said = _store_failure(idle, "the store", "export")
     assert said is not None

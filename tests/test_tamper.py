@@ -349,8 +349,19 @@ def test_an_edited_index_hash_is_named_as_that_not_as_an_altered_event(
     assert ledger.verify_fails() == (
         f"Error: sequence {bad}: the leaf hash the log index recorded for it at append time "
         "was changed outside the ledger; the stored event itself is intact (the log still "
-        "matches the signed checkpoint at size 30)\n"
+        "matches the stored checkpoint at size 30)\n"
     )
+    # Only the sequences the checkpoint covers are judged by it: an event altered
+    # beyond it was counted in ("and 1 more … intact").
+    later = tables.payload(33)
+    tables.set_payload(33, change_one_byte(later))
+    judged = ledger.verify_fails()
+    assert judged.startswith(f"Error: sequence {bad}: the leaf hash the log index "), judged
+    assert "more" not in judged
+    tables.set_payload(33, later)
+    # A hash edited into text: named, not a crash (exit 70).
+    tables.execute(set_hash, ("abc", bad))
+    assert ledger.verify_fails().startswith(f"Error: sequence {bad}: ")
     # With an event after it altered under the same checkpoint: not "sequence 21 was
     # altered" (it is intact): neither the bytes nor the recorded hashes give the signed
     # root, so the range is named, and the hashes that differ.
@@ -635,6 +646,41 @@ def test_history_rewritten_and_re_signed_is_caught_by_a_trusted_checkpoint(
         f"Error: sequence {victim}: the stored event's bytes no longer hash to the leaf "
         f"recorded at append time, which the trusted checkpoint {saved} at size "
         f"{SIZES[-1]} confirms (the event was altered)\n"
+    )
+
+
+def test_an_index_hash_edit_under_re_signed_checkpoints_is_judged_by_the_auditors(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """The store's own checkpoints re-signed over an edited index hash (the key was
+    stolen) made an intact event "altered", though the auditor's checkpoint showed it
+    intact: the outside checkpoint decides."""
+    from ledger import merkle
+
+    saved = ledger.save_checkpoint("auditor.checkpoint")
+    victim = 3
+    fake = hashlib.sha256(b"another").digest()
+    tables.drop_triggers()
+    tables.execute("UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?", (fake, victim))
+    origin = tables.all("SELECT value FROM ledger_meta WHERE key = 'origin'")[0][0]
+    signer = integrity.load_signer(ledger.key)
+    hashes = [ref_leaf(line) for line in ledger.lines]
+    hashes[victim] = fake
+    for size in SIZES:
+        tree = merkle.StreamingRoot()
+        for digest in hashes[:size]:
+            tree.append(digest)
+        root = tree.root()
+        note = integrity.sign_tree_head(origin, size, root, signer)
+        tables.execute(
+            "UPDATE checkpoints SET root = ?, note = ? WHERE size = ?", (root, note, size)
+        )
+    # Alone, the store's own re-signed checkpoints are all it has.
+    assert "which the stored checkpoint at size 19 confirms" in ledger.verify_fails()
+    assert ledger.verify_fails("--trusted", str(saved)) == (
+        f"Error: sequence {victim}: the leaf hash the log index recorded for it at append "
+        "time was changed outside the ledger; the stored event itself is intact (the log "
+        f"still matches the trusted checkpoint {saved} at size {SIZES[-1]})\n"
     )
 
 
