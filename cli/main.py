@@ -917,6 +917,10 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
         try:
             role_names(prefix)  # before anything is created
         except RolePrefixError as error:
+            if role_prefix is None:  # the default, made from the schema's name
+                raise click.BadParameter(
+                    f"{error} (not given, it is ledger_<schema>)", param_hint="--roles"
+                ) from None
             raise click.BadParameter(str(error), param_hint="--role-prefix") from None
     if origin is not None:
         _refuse_another_origin(location, origin)  # before init changes anything

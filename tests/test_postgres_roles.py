@@ -543,7 +543,9 @@ def test_role_names_postgresql_would_cut_or_misread_are_refused_first(
         args = ["init", "--roles", *(["--role-prefix", prefix] if prefix else [])]
         result = store.run(*args)
         assert result.exit_code == 2, (result.output, result.exception)
-        assert "Invalid value for --role-prefix: " in result.stderr
+        # The default prefix was not given: named as --roles' (it said --role-prefix).
+        option = "--roles" if prefix is None else "--role-prefix"
+        assert f"Invalid value for {option}: " in result.stderr
         assert problem in result.stderr
         # Refused before anything was made: no schema, no role.
         assert not _sql(
