@@ -545,24 +545,25 @@ def _check_sequence(leaf: bytes, index: int) -> None:
 def _judge_changed_hashes(
     found: list[tuple[str, notes.Checkpoint | None, str]],
     from_bytes: bytes,
-    from_recorded: bytes,
+    from_recorded: bytes | None,
     size: int,
     changed: list[int],
     total: int,
     *,
     final: bool,
-) -> None:
-    """Raise what the checkpoints at ``size`` prove of the sequences below it whose bytes
-    and recorded hashes differ: one whose root the recorded hashes give, and the bytes
-    do not, proves those events altered; when every one the bytes give, only the
-    index's hashes were changed. Checkpoints from outside the store (trusted, given)
-    decide when there are any: the store's own are evidence only if its key never left
-    the operator's hands, so they decide only when none from outside is given at this
-    size or beyond (``final``). Anything else is left to the root check."""
+) -> tuple[str, IntegrityError] | None:
+    """What the checkpoints at ``size`` prove of the sequences below it whose bytes and
+    recorded hashes differ, as ("altered" or "intact", the error saying so): one whose
+    root the recorded hashes give (``from_recorded``; None when some recorded hash is
+    no hash at all), and the bytes do not, proves those events altered; when every one
+    the bytes give, only the index's hashes were changed. Checkpoints from outside the
+    store (trusted, given) decide when there are any: the store's own are evidence only
+    if its key never left the operator's hands, so they decide only when none from
+    outside is given at this size or beyond (``final``). None: nothing proven here."""
     outside = [entry for entry in found if entry[0] != "stored"]
     deciding = outside or (found if final else [])
     if not deciding:
-        return
+        return None
     within, named = _listed(changed, size, total)
 
     def which(kind: str, source: str) -> str:
@@ -570,15 +571,15 @@ def _judge_changed_hashes(
 
     for kind, checkpoint, source in deciding:
         assert checkpoint is not None
-        if checkpoint.root_hash == from_recorded != from_bytes:
+        if from_recorded is not None and checkpoint.root_hash == from_recorded != from_bytes:
             if len(within) == 1:
-                raise IntegrityError(
+                return "altered", IntegrityError(
                     f"sequence {within[0]}: the stored event's bytes no longer hash to the "
                     f"leaf recorded at append time, which {which(kind, source)} confirms (the "
                     "event was altered)",
                     within[0],
                 )
-            raise IntegrityError(
+            return "altered", IntegrityError(
                 f"sequence {within[0]}: the stored events at sequences {named} no longer hash "
                 f"to the leaves recorded at append time, which {which(kind, source)} confirms "
                 "(the events were altered)",
@@ -595,11 +596,26 @@ def _judge_changed_hashes(
         else:
             what = f"the leaf hashes the log index recorded at append time for {named} were"
             intact = "the stored events themselves are intact"
-        raise IntegrityError(
+        return "intact", IntegrityError(
             f"sequence {within[0]}: {what} changed outside the ledger; {intact} (the log "
             f"still matches {which(kind, source)})",
             within[0],
         )
+    return None
+
+
+def _store_checkpoints_disagree(
+    sequence: int, first: int, gives: str, later: int
+) -> IntegrityError:
+    other = "the recorded hashes" if gives == "the stored bytes" else "the stored bytes"
+    return IntegrityError(
+        f"sequence {sequence}: the stored event's bytes and the hash recorded for it at "
+        "append time disagree, and so do the store's own signed checkpoints: the one at "
+        f"size {first} gives {gives}, the one at size {later} {other}. One of them was "
+        "signed over a changed log (had the signing key left the operator's hands?); an "
+        "auditor's --trusted checkpoint decides",
+        sequence,
+    )
 
 
 _NAMED_AT_MOST = 5
@@ -701,6 +717,10 @@ def verify_log(
     changed: list[int] = []  # such sequences (the first few), to name them together
     changed_total = 0
     as_recorded: merkle.StreamingRoot | None = None  # the tree of the recorded hashes
+    recorded_broken = False  # a recorded "hash" that is no 32-byte hash: it gives no root
+    # The store's own checkpoints' judgement, held while later ones may contradict it:
+    # (outcome, its error, the size that gave it).
+    verdict: tuple[str, IntegrityError, int] | None = None
     # Sizes of checkpoints from outside the store (trusted, given): the store's own are
     # evidence only if its key never left the operator's hands, so "intact" waits for
     # one of these when there is one.
@@ -709,23 +729,49 @@ def verify_log(
     )
 
     def check_size() -> None:
-        nonlocal next_check, last_good_size, last_vouched_size
+        nonlocal next_check, last_good_size, last_vouched_size, verdict
         while next_check < len(pending_sizes) and pending_sizes[next_check] == tree.size:
             size = pending_sizes[next_check]
             root = tree.root() if size else root_at_zero
+            found = by_size[size]
             from_recorded = None  # the recorded hashes' root, while a judgement waits
             if hash_changed is not None and size > hash_changed:
                 assert as_recorded is not None
-                from_recorded = as_recorded.root()
-                _judge_changed_hashes(
-                    by_size[size], root, from_recorded, size, changed, changed_total,
-                    final=not any(n >= size for n in outside_sizes),
-                )  # fmt: skip
-            for kind, checkpoint, source in by_size[size]:
+                from_recorded = None if recorded_broken else as_recorded.root()
+                from_outside = any(kind != "stored" for kind, _, _ in found)
+                if verdict is None or from_outside:
+                    judged = _judge_changed_hashes(
+                        found, root, from_recorded, size, changed, changed_total,
+                        final=not any(n >= size for n in outside_sizes),
+                    )  # fmt: skip
+                    if judged is not None and from_outside:
+                        raise judged[1]
+                    if judged is not None:
+                        verdict = (*judged, size)
+                else:  # the store's own, judged already: do the later ones agree?
+                    outcome, _, first = verdict
+                    for _, checkpoint, _ in found:
+                        assert checkpoint is not None
+                        if outcome == "intact" and checkpoint.root_hash == from_recorded:
+                            raise _store_checkpoints_disagree(
+                                hash_changed, first, "the stored bytes", size
+                            )
+                        if outcome == "altered" and checkpoint.root_hash == root:
+                            raise _store_checkpoints_disagree(
+                                hash_changed, first, "the recorded hashes", size
+                            )
+            skipped = False
+            for kind, checkpoint, source in found:
                 assert checkpoint is not None
-                if kind == "stored" and checkpoint.root_hash == from_recorded:
-                    # It agrees with the recorded hashes, not the bytes: a checkpoint from
-                    # outside, still to come, judges the two (this one may be re-signed).
+                if (
+                    kind == "stored"
+                    and from_recorded is not None
+                    and checkpoint.root_hash == from_recorded
+                ):
+                    # It agrees with the recorded hashes, not the bytes: judged above, or
+                    # by a checkpoint from outside still to come (this one may be
+                    # re-signed), so it vouches for no range here.
+                    skipped = True
                     continue
                 if checkpoint.root_hash != root:
                     hint = {
@@ -751,7 +797,8 @@ def verify_log(
                         f"{_b64(checkpoint.root_hash)}; {hint}",
                         start,
                     )
-            last_good_size = size
+            if not skipped:
+                last_good_size = size
             if any(kind != "stored" for kind, _, _ in by_size[size]):
                 last_vouched_size = size
             next_check += 1
@@ -801,11 +848,13 @@ def verify_log(
                     upto = min(upto, pending_sizes[next_check])
                 if as_recorded is not None:
                     # A recorded "hash" that is no bytes (edited into text) gives no root.
-                    fold = [
-                        digest if isinstance(digest, bytes) else b""
-                        for _, digest in batch[tree.size - index : upto - index]
-                    ]
-                    as_recorded.extend_trusted(fold)
+                    fold = [digest for _, digest in batch[tree.size - index : upto - index]]
+                    if not all(isinstance(d, bytes) and len(d) == 32 for d in fold):
+                        # Any length would fold: two neighbours' values cut and joined
+                        # anew gave the signed root. None of them is a hash.
+                        recorded_broken = True
+                    if not recorded_broken:
+                        as_recorded.extend_trusted(fold)  # type: ignore[arg-type]
                 tree.extend_trusted(hashes[tree.size - index : upto - index])
                 # Judged with the checkpoint at this size: only the sequences below it.
                 while pending and pending[0] < upto:
@@ -831,6 +880,8 @@ def verify_log(
             if bad < len(batch):
                 _check_sequence(batch[bad][0], stop)  # raises with the full explanation
             index += len(batch)
+        if verdict is not None:
+            raise verdict[1]
         if hash_changed is not None and next_check == len(pending_sizes):
             raise _undecided_hash(hash_changed)
         if next_check < len(pending_sizes):
@@ -855,6 +906,11 @@ def verify_log(
         # anything decided whether the event or that hash changed.
         if hash_changed is None or (error.sequence is not None and error.sequence <= hash_changed):
             raise
+        if verdict is not None and error is not verdict[1]:
+            # The store's checkpoints judged it before this later finding.
+            raise IntegrityError(
+                f"{verdict[1]}; the check went on to find: {error}", hash_changed
+            ) from None
         raise _undecided_hash(hash_changed, error) from None
 
     warnings = []

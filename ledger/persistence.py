@@ -717,8 +717,12 @@ class Storage:
         bytea): verify reads every row, so no per-row copy.
         """
         order = "rowid" if self.dialect == "sqlite" else "notification_id"
+        # None only where no index row lists the event; a row whose hash was set to NULL
+        # (its NOT NULL dropped) gives an empty hash, judged as a changed one.
+        empty = "X''" if self.dialect == "sqlite" else "''::bytea"
         statement = (
-            f"SELECT s.state, l.leaf_hash FROM {self.events_table} s "
+            f"SELECT s.state, CASE WHEN l.notification_id IS NULL THEN NULL ELSE "
+            f"coalesce(l.leaf_hash, {empty}) END FROM {self.events_table} s "
             f"LEFT JOIN ledger_entries l ON l.notification_id = s.{order} ORDER BY s.{order}"
         )
         if self.dialect == "postgres":

@@ -684,6 +684,81 @@ def test_an_index_hash_edit_under_re_signed_checkpoints_is_judged_by_the_auditor
     )
 
 
+def _resign_stored(ledger: KeyedLedger, tables: Tables, size: int, hashes: list[bytes]) -> None:
+    """The stored checkpoint at ``size`` signed again, with the operator's key, over
+    ``hashes`` (leaf hashes)."""
+    from ledger import merkle
+
+    origin = tables.all("SELECT value FROM ledger_meta WHERE key = 'origin'")[0][0]
+    tree = merkle.StreamingRoot()
+    for digest in hashes[:size]:
+        tree.append(digest)
+    root = tree.root()
+    note = integrity.sign_tree_head(origin, size, root, integrity.load_signer(ledger.key))
+    tables.execute("UPDATE checkpoints SET root = ?, note = ? WHERE size = ?", (root, note, size))
+
+
+def test_verify_claims_only_what_the_signed_roots_prove(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 2: recorded values of other lengths folded into a "confirmed" root
+    (two neighbours' hashes cut and joined anew); a store checkpoint skipped while an
+    auditor's was awaited still narrowed the range; a store checkpoint re-signed over an
+    altered event said "intact" though the later ones disagree."""
+    saved = ledger.save_checkpoint("auditor.checkpoint")
+    tables.drop_triggers()
+    set_hash = "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?"
+    hashes = [ref_leaf(line) for line in ledger.lines]
+    # 20 and 21 are siblings: their recorded values joined give their parent.
+    tables.set_payload(20, change_one_byte(ledger.lines[20]))
+    tables.execute(set_hash, (hashes[20] + hashes[21][:10], 20))
+    tables.execute(set_hash, (hashes[21][10:], 21))
+    cut = ledger.verify_fails()
+    assert cut.startswith("Error: sequence 19..29: root at size 30 is "), cut
+    assert "confirms" not in cut
+    tables.set_payload(20, ledger.lines[20])
+    for sequence in (20, 21):
+        tables.execute(set_hash, (hashes[sequence], sequence))
+    ledger.verify_ok()
+    # An altered event (5) and an index hash edited (25), with the auditor's checkpoint:
+    # the store's at 19 agrees with the recorded hashes and waits; the range named
+    # starts before 5, not at 19.
+    tables.set_payload(5, change_one_byte(ledger.lines[5]))
+    tables.execute(set_hash, (bytes(32), 25))
+    ranged = ledger.verify_fails("--trusted", str(saved))
+    assert ranged.startswith("Error: sequence 0..29: root at size 30 is "), ranged
+    tables.execute(set_hash, (hashes[25], 25))
+    # The store's checkpoint at 19 re-signed over the altered event: the later ones,
+    # over the recorded hashes, disagree with it, and that is said.
+    altered = list(hashes)
+    altered[5] = ref_leaf(change_one_byte(ledger.lines[5]))
+    _resign_stored(ledger, tables, SIZES[0], altered)
+    assert ledger.verify_fails() == (
+        "Error: sequence 5: the stored event's bytes and the hash recorded for it at append "
+        "time disagree, and so do the store's own signed checkpoints: the one at size 19 "
+        "gives the stored bytes, the one at size 30 the recorded hashes. One of them was "
+        "signed over a changed log (had the signing key left the operator's hands?); an "
+        "auditor's --trusted checkpoint decides\n"
+    )
+    assert "which the trusted checkpoint" in ledger.verify_fails("--trusted", str(saved))
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_an_index_hash_set_to_null_is_a_changed_hash_not_a_missing_row(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Its NOT NULL dropped by the owner, a NULL hash read as "an event the index does
+    not list" (the row is there, and the event intact)."""
+    tables.drop_triggers()
+    tables.execute("ALTER TABLE ledger_entries ALTER COLUMN leaf_hash DROP NOT NULL")
+    tables.execute("UPDATE ledger_entries SET leaf_hash = NULL WHERE sequence = 21")
+    assert ledger.verify_fails() == (
+        "Error: sequence 21: the leaf hash the log index recorded for it at append time was "
+        "changed outside the ledger; the stored event itself is intact (the log still "
+        "matches the stored checkpoint at size 30)\n"
+    )
+
+
 def hide_an_edit_by_deleting_checkpoints(ledger: KeyedLedger, tables: Tables) -> int:
     """Without the key: edit an event of batch 3, fix every stored hash, and delete
     the checkpoints that cover it. Returns the edited sequence."""
