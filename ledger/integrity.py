@@ -569,6 +569,23 @@ def _judge_changed_hashes(
     def which(kind: str, source: str) -> str:
         return f"the {kind} checkpoint{' ' + source if source else ''} at size {size}"
 
+    giving_bytes = [e for e in deciding if e[1] is not None and e[1].root_hash == from_bytes]
+    giving_recorded = [
+        e
+        for e in deciding
+        if e[1] is not None and from_recorded is not None and e[1].root_hash == from_recorded
+    ]
+    if giving_bytes and giving_recorded and from_bytes != from_recorded:
+        (kind, _, source), (other, _, other_source) = giving_bytes[0], giving_recorded[0]
+        decides = "" if outside else "; an auditor's --trusted checkpoint decides"
+        return "conflict", IntegrityError(
+            f"sequence {within[0]}: the stored event's bytes and the hash recorded for it at "
+            f"append time disagree, and so do two signed checkpoints of one size: "
+            f"{which(kind, source)} gives the stored bytes, {which(other, other_source)} the "
+            "recorded hashes. One was signed over a changed log (had the signing key left "
+            f"the operator's hands?){decides}",
+            within[0],
+        )
     for kind, checkpoint, source in deciding:
         assert checkpoint is not None
         if from_recorded is not None and checkpoint.root_hash == from_recorded != from_bytes:
@@ -744,7 +761,7 @@ def verify_log(
                         found, root, from_recorded, size, changed, changed_total,
                         final=not any(n >= size for n in outside_sizes),
                     )  # fmt: skip
-                    if judged is not None and from_outside:
+                    if judged is not None and (from_outside or judged[0] == "conflict"):
                         raise judged[1]
                     if judged is not None:
                         verdict = (*judged, size)
@@ -761,7 +778,10 @@ def verify_log(
                                 hash_changed, first, "the recorded hashes", size
                             )
             skipped = False
-            for kind, checkpoint, source in found:
+            # Outside checkpoints first: theirs is the finding that counts when both differ;
+            # while one is given at this size or later, the store's own narrow nothing.
+            outside_later = any(n >= size for n in outside_sizes)
+            for kind, checkpoint, source in sorted(found, key=lambda entry: entry[0] == "stored"):
                 assert checkpoint is not None
                 if (
                     kind == "stored"
@@ -779,7 +799,14 @@ def verify_log(
                         "given": "these events differ from the log the checkpoint signed",
                     }.get(kind, "an event in this range was altered")
                     start = last_good_size
-                    if kind != "stored" and last_vouched_size < last_good_size:
+                    if size == 0:
+                        raise IntegrityError(
+                            f"the {kind} checkpoint{' ' + source if source else ''} at size 0 "
+                            f"says {_b64(checkpoint.root_hash)}, but an empty log's root is "
+                            f"{_b64(root)}: it is no checkpoint of any log (forged)",
+                            0,
+                        )
+                    if (kind != "stored" or outside_later) and last_vouched_size < last_good_size:
                         # A checkpoint from outside disagrees: the store's own ones are
                         # signed with the key in question, so they narrow nothing.
                         start = last_vouched_size
@@ -880,11 +907,11 @@ def verify_log(
             if bad < len(batch):
                 _check_sequence(batch[bad][0], stop)  # raises with the full explanation
             index += len(batch)
-        if verdict is not None:
+        if verdict is not None and next_check == len(pending_sizes):
             raise verdict[1]
         if hash_changed is not None and next_check == len(pending_sizes):
             raise _undecided_hash(hash_changed)
-        if next_check < len(pending_sizes):
+        if next_check < len(pending_sizes):  # (with a verdict: added to it, below)
             missing = pending_sizes[-1]
             sources = [source for kind, _, source in by_size[missing] if kind != "stored"]
             if sources and export:  # a checkpoint file signed after the export was taken?

@@ -743,6 +743,87 @@ def test_verify_claims_only_what_the_signed_roots_prove(
     assert "which the trusted checkpoint" in ledger.verify_fails("--trusted", str(saved))
 
 
+def _insert_signed(ledger: KeyedLedger, tables: Tables, size: int, hashes: list[bytes]) -> Path:
+    """One more stored checkpoint at ``size``, signed with the operator's key over
+    ``hashes``; also written to a file, as a forged --trusted one would be."""
+    from ledger import merkle
+
+    origin = tables.all("SELECT value FROM ledger_meta WHERE key = 'origin'")[0][0]
+    tree = merkle.StreamingRoot()
+    for digest in hashes[:size]:
+        tree.append(digest)
+    root = tree.root() if size else bytes(32)
+    note = integrity.sign_tree_head(origin, size, root, integrity.load_signer(ledger.key))
+    tables.execute(
+        "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",
+        (size, root, note, "2026-01-01T00:00:00Z"),
+    )
+    path = ledger.store.tmp_path / f"forged-{size}.cp"
+    path.write_text(note)
+    return path
+
+
+@SQLITE_ONLY
+def test_verify_names_forks_and_keeps_every_finding(ledger: KeyedLedger, tables: Tables) -> None:
+    """Probe round 3: two checkpoints of one size, one over the bytes and one over the
+    recorded hashes, gave "confirms … altered" of an intact event; store checkpoints
+    re-signed in part narrowed the range past the auditor's; a truncation was hidden
+    behind an index-hash verdict; a forged size-0 checkpoint named "sequence 0..-1"."""
+    saved = ledger.save_checkpoint("auditor.checkpoint")
+    tables.drop_triggers()
+    set_hash = "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?"
+    hashes = [ref_leaf(line) for line in ledger.lines]
+    tables.execute(set_hash, (bytes(32), 33))
+    forged = list(hashes)
+    forged[33] = bytes(32)
+    _insert_signed(ledger, tables, SIZES[-1], forged)
+    assert "and so do two signed checkpoints of one size: the stored checkpoint at size 38 " \
+        "gives the stored bytes" in ledger.verify_fails()  # fmt: skip
+    assert "itself is intact" in ledger.verify_fails("--trusted", str(saved))
+    tables.execute("DELETE FROM checkpoints WHERE id = (SELECT max(id) FROM checkpoints)")
+    tables.execute(set_hash, (hashes[33], 33))
+    ledger.verify_ok()
+    # A truncation after an index-hash verdict is named with it.
+    tables.execute(set_hash, (bytes(32), 5))
+    for sequence in (37, 36, 35):
+        tables.delete_event(sequence, with_entry=True)
+    assert ledger.verify_fails().endswith(
+        "(the log still matches the stored checkpoint at size 19); the check went on to "
+        "find: sequence 35: the log has 35 events but a checkpoint commits to 38; the log "
+        "was truncated\n"
+    )
+    # A checkpoint of the empty log with a root it cannot have.
+    zero = _insert_signed(ledger, tables, 0, [])
+    assert ledger.verify_fails().startswith(
+        "Error: the stored checkpoint at size 0 says AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        "AAA=, but an empty log's root is "
+    )
+    assert "it is no checkpoint of any log (forged)" in ledger.verify_fails("--trusted", str(zero))
+
+
+@SQLITE_ONLY
+def test_a_partly_re_signed_store_narrows_nothing_beside_an_auditors_checkpoint(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Event 10 altered, its hash fixed up, the store's checkpoints at 19 and 30 re-signed
+    over it: with the auditor's checkpoint the range named was 30..37 (from the store's
+    own), which does not hold 10."""
+    saved = ledger.save_checkpoint("auditor.checkpoint")
+    tables.drop_triggers()
+    lines = list(ledger.lines)
+    lines[10] = change_one_byte(lines[10])
+    tables.set_payload(10, lines[10])
+    tables.execute(
+        "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?", (ref_leaf(lines[10]), 10)
+    )
+    tables.replace_nodes(lines)
+    for size in SIZES[:2]:
+        _resign_stored(ledger, tables, size, [ref_leaf(line) for line in lines])
+    found = ledger.verify_fails("--trusted", str(saved))
+    assert found.startswith("Error: sequence 0..37: root at size 38 is "), found
+    assert f"the trusted checkpoint {saved} says" in found
+
+
 @pytest.mark.parametrize("store_kind", ["postgres"])
 def test_an_index_hash_set_to_null_is_a_changed_hash_not_a_missing_row(
     ledger: KeyedLedger, tables: Tables
