@@ -2209,7 +2209,9 @@ def _check_platform(db: Any, platform: str | None) -> None:
     if not re.fullmatch(SLUG, platform):
         # No event can be on it (a display name, capitals, a space): said so, with the
         # slug likely meant only where the ledger holds it.
-        lowered = platform.lower()
+        import unicodedata
+
+        lowered = unicodedata.normalize("NFKC", platform).strip().lower()
         meant = (
             f"--platform {lowered}"
             if lowered in known

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -609,9 +610,15 @@ def renamed_platform(db: Database, name: str) -> tuple[str, str, str] | None:
     )
     for (leaf,) in renames:
         record = _record(leaf)
-        if str(record.get("name", "")).casefold() == name.casefold():
+        if _name_key(str(record.get("name", ""))) == _name_key(name):
             return str(record["platform"]), str(record["name"]), str(record["occurred_at"])
     return None
+
+
+def _name_key(name: str) -> str:
+    """A platform name as compared: in any case or width (Ｘ is X), spaces around it
+    dropped."""
+    return unicodedata.normalize("NFKC", name).strip().casefold()
 
 
 def registered_accounts(

@@ -1171,7 +1171,7 @@ def test_a_platforms_new_name_given_for_its_slug_is_told_the_slug(
     """Twitter became X: `--platform x` would match nothing, silently; it is told
     that filters take the slug, which never changes."""
     store.ok("append", str(Path(__file__).parents[1] / "ledger" / "data" / "seed.jsonl"))
-    for typed in ("x", "X"):
+    for typed in ("x", "X", "\uff38"):  # in any case or width (full-width X)
         result = store.fail(*command, "--platform", typed, code=2)
         assert (
             f"Invalid value for --platform: no platform has the slug {typed!r}; 'X' is the "
@@ -1188,11 +1188,14 @@ def test_a_platforms_new_name_given_for_its_slug_is_told_the_slug(
         "--platform instagram\n"
     ) in result.output
     # Only a slug the ledger holds is offered ('foo bar' was, which is no slug at all).
-    for typed in ("Foo Bar", "YOUTUBE", "instagram\n"):
+    for typed in ("Foo Bar", "YOUTUBE"):
         result = store.fail(*command, "--platform", typed, code=2)
         assert "--platform foo bar" not in result.output
         assert f"no platform has the slug {typed!r}" in result.output
         assert "its platforms are facebook, instagram, twitter\n" in result.output
+    for typed in ("instagram\n", "instagram ", "\uff49nstagram"):  # the slug meant
+        result = store.fail(*command, "--platform", typed, code=2)
+        assert result.output.endswith("; --platform instagram\n"), result.output
 
 
 def test_subjects_show_each_persons_accounts_side_by_side(store: Store) -> None:
@@ -1445,3 +1448,16 @@ def test_a_policy_or_actor_spelt_with_combining_accents_is_one_with_the_composed
     for actor in ("Jos\u00e9", "Jose\u0301"):
         assert {row["actor"] for row in store.timeline("--actor", actor)} == {"Jos\u00e9"}
     assert "Poli\u0301tica" not in store.ok("export", "--nl").stdout
+
+
+def test_tables_show_zero_width_characters_escaped_but_keep_joiners() -> None:
+    """Two policies, one with a zero-width space, printed alike in `counts`; the
+    joiners Persian spelling needs stay as they are."""
+    from cli.output import printable
+
+    assert printable("Hate\u200bful\u2060 con\ufeffduct\u180e") == (
+        "Hate\\u200bful\\u2060 con\\ufeffduct\\u180e"
+    )
+    assert printable("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") == (
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    )
