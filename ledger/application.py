@@ -54,6 +54,7 @@ from ledger.vocabulary import (
     TARGETED_TYPES,
     actor_problem,
     iso,
+    name_key,
     platform_of,
     quoted,
     shorten,
@@ -187,15 +188,8 @@ _GENERATED_ID = re.compile(r"(the recorded event )?(ev-[0-9a-f]{32})")
 _RECORDED_EVENT = re.compile(r"the recorded event (\S+) \(([^()]*)\)")
 
 
-def _name_key(name: object) -> str:
-    """What a reader reads in a name: its letters in any case or width (X, x, Ｘ)."""
-    import unicodedata
-
-    return unicodedata.normalize("NFKC", str(name)).casefold()
-
-
 def _same_name(a: object, b: object) -> bool:
-    return _name_key(a) == _name_key(b)
+    return name_key(a) == name_key(b)
 
 
 def _content_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -1205,7 +1199,7 @@ class _Batch:
         """The live rename of another platform whose name reads as ``slug`` (twitter's
         "X" for "x"), if any."""
         for rename in self._live_renames().values():
-            if rename["platform"] != slug and _name_key(rename["name"]) == slug:
+            if rename["platform"] != slug and name_key(rename["name"]) == slug:
                 return rename
         return None
 
@@ -1233,7 +1227,7 @@ class _Batch:
     def _check_name_is_no_platform_in_use(self, record: dict[str, Any]) -> None:
         """The other way round: a rename onto the slug accounts are registered under
         would leave them a second platform."""
-        claimed, platform = _name_key(record["name"]), record["platform"]
+        claimed, platform = name_key(record["name"]), record["platform"]
         for rename in self._live_renames().values():
             other = rename["platform"]
             if other != platform and _same_name(rename["name"], record["name"]):

@@ -58,6 +58,13 @@ _COUNTRY_CODES_TEXT = (
 )
 COUNTRY_CODES = frozenset(_COUNTRY_CODES_TEXT.split())
 
+
+def name_key(name: object) -> str:
+    """What a reader reads in a name: its letters in any case or width (X, x, Ｘ),
+    without the spaces around them."""
+    return unicodedata.normalize("NFKC", str(name)).strip().casefold()
+
+
 # A platform's slug (its account ids' prefix): read commands check a --platform with it.
 SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 SLUG_MEANING = "expected a lowercase slug: a-z, 0-9, '_', '.', '-', starting with a letter or digit"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bisect
 import difflib
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from typing import Any
 
 from ledger.persistence import Database
 from ledger.rules import APPEALABLE_TYPES, POST_TYPES, STATUS_TYPES, Entry, fold_status
-from ledger.vocabulary import iso, platform_of
+from ledger.vocabulary import iso, name_key, platform_of
 from projections import leaves
 from projections.projector import from_micros, micros, status_facts_clause
 
@@ -610,15 +609,9 @@ def renamed_platform(db: Database, name: str) -> tuple[str, str, str] | None:
     )
     for (leaf,) in renames:
         record = _record(leaf)
-        if _name_key(str(record.get("name", ""))) == _name_key(name):
+        if name_key(record.get("name", "")) == name_key(name):
             return str(record["platform"]), str(record["name"]), str(record["occurred_at"])
     return None
-
-
-def _name_key(name: str) -> str:
-    """A platform name as compared: in any case or width (Ｘ is X), spaces around it
-    dropped."""
-    return unicodedata.normalize("NFKC", name).strip().casefold()
 
 
 def registered_accounts(
