@@ -567,7 +567,7 @@ def _judge_changed_hashes(
     within, named = _listed(changed, size, total)
 
     def which(kind: str, source: str) -> str:
-        return f"the {kind} checkpoint{' ' + source if source else ''} at size {size}"
+        return f"{_checkpoint_name(kind, source)} at size {size}"
 
     giving_bytes = [e for e in deciding if e[1] is not None and e[1].root_hash == from_bytes]
     giving_recorded = [
@@ -633,6 +633,11 @@ def _store_checkpoints_disagree(
         "auditor's --trusted checkpoint decides",
         sequence,
     )
+
+
+def _checkpoint_name(kind: str, source: str) -> str:
+    """ "the stored checkpoint", "the trusted checkpoint FILE": as messages name one."""
+    return f"the {kind} checkpoint{' ' + source if source else ''}"
 
 
 _NAMED_AT_MOST = 5
@@ -739,8 +744,8 @@ def verify_log(
     # (outcome, its error, the size that gave it).
     verdict: tuple[str, IntegrityError, int] | None = None
     # Sizes of checkpoints from outside the store (trusted, given): the store's own are
-    # evidence only if its key never left the operator's hands, so "intact" waits for
-    # one of these when there is one.
+    # evidence only if its key never left the operator's hands, so a judgement waits
+    # for one of these when there is one.
     outside_sizes = sorted(
         size for size, found in by_size.items() if any(k != "stored" for k, _, _ in found)
     )
@@ -751,15 +756,18 @@ def verify_log(
             size = pending_sizes[next_check]
             root = tree.root() if size else root_at_zero
             found = by_size[size]
+            from_outside = any(kind != "stored" for kind, _, _ in found)
+            # While a checkpoint from outside is given at this size or later, the store's
+            # own narrow nothing and decide nothing.
+            outside_later = any(n >= size for n in outside_sizes)
             from_recorded = None  # the recorded hashes' root, while a judgement waits
             if hash_changed is not None and size > hash_changed:
                 assert as_recorded is not None
                 from_recorded = None if recorded_broken else as_recorded.root()
-                from_outside = any(kind != "stored" for kind, _, _ in found)
                 if verdict is None or from_outside:
                     judged = _judge_changed_hashes(
                         found, root, from_recorded, size, changed, changed_total,
-                        final=not any(n >= size for n in outside_sizes),
+                        final=not outside_later,
                     )  # fmt: skip
                     if judged is not None and (from_outside or judged[0] == "conflict"):
                         raise judged[1]
@@ -778,9 +786,7 @@ def verify_log(
                                 hash_changed, first, "the recorded hashes", size
                             )
             skipped = False
-            # Outside checkpoints first: theirs is the finding that counts when both differ;
-            # while one is given at this size or later, the store's own narrow nothing.
-            outside_later = any(n >= size for n in outside_sizes)
+            # Outside checkpoints first: theirs is the finding that counts when both differ.
             for kind, checkpoint, source in sorted(found, key=lambda entry: entry[0] == "stored"):
                 assert checkpoint is not None
                 if (
@@ -801,7 +807,7 @@ def verify_log(
                     start = last_good_size
                     if size == 0:
                         raise IntegrityError(
-                            f"the {kind} checkpoint{' ' + source if source else ''} at size 0 "
+                            f"{_checkpoint_name(kind, source)} at size 0 "
                             f"says {_b64(checkpoint.root_hash)}, but an empty log's root is "
                             f"{_b64(root)}: it is no checkpoint of any log (forged)",
                             0,
@@ -819,14 +825,13 @@ def verify_log(
                         hint += _also_recorded(changed, changed_total)
                     raise IntegrityError(
                         f"sequence {start}..{size - 1}: root at size {size} is "
-                        f"{_b64(root)} but the {kind} checkpoint{' ' + source if source else ''}"
-                        " says "
+                        f"{_b64(root)} but {_checkpoint_name(kind, source)} says "
                         f"{_b64(checkpoint.root_hash)}; {hint}",
                         start,
                     )
             if not skipped:
                 last_good_size = size
-            if any(kind != "stored" for kind, _, _ in by_size[size]):
+            if from_outside:
                 last_vouched_size = size
             next_check += 1
 
