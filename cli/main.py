@@ -489,24 +489,19 @@ def _store_failure(error: BaseException, where: str, command: str | None = None)
             "holds (`enforcement-ledger timeline --recorded-since …`) before running it again"
         )
     writes = "; the write in progress was rolled back whole" if command in _APPENDING else ""
-    if code == "57014" and "statement timeout" not in detail:  # pg_cancel_backend
+    if code == "57014":  # query_canceled: a statement_timeout, or pg_cancel_backend
+        timeout = "statement timeout" in detail
         stopped = (
             ": the replay stopped part way, which may leave the read models without their "
-            "rows or indexes; run it again"
+            f"rows or indexes; run it again{' once the limit allows' * timeout}"
             if command == "replay"
             else writes
         )
-        return (
-            f"the server cancelled a statement of this command ({detail}): an "
-            f"administrator or another session asked it to{stopped}"
-        )
-    if code == "57014":  # query_canceled: a statement_timeout the server applies
-        stopped = (
-            ": the replay stopped part way, which may leave the read models without their "
-            "rows or indexes; run it again once the limit allows"
-            if command == "replay"
-            else writes
-        )
+        if not timeout:
+            return (
+                f"the server cancelled a statement of this command ({detail}): an "
+                f"administrator or another session asked it to{stopped}"
+            )
         return (
             f"the server cancelled a statement of this command ({detail}): a "
             "statement_timeout set for this role or database (or in PGOPTIONS) is shorter "

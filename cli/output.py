@@ -24,10 +24,10 @@ MAX_CELL = 60
 # Stored text comes from platforms and admins. In the human formats, control characters
 # (C0, DEL, C1), the line and paragraph separators, the bidi marks, embeddings,
 # overrides and isolates, the soft hyphen and the zero-width space, word joiner and BOM
-# are shown escaped: an ESC sequence would
-# drive the terminal, a line break would break the row, a bidi control would reorder
-# the cells after it, a soft hyphen would hide in a name. --json/--nl/--csv give the
-# text as stored. (Zero-width joiners stay: Persian and Indic spelling needs them.)
+# are shown escaped: an ESC sequence would drive the terminal, a line break would break
+# the row, a bidi control would reorder the cells after it, an invisible one would hide
+# in a name. --json/--nl/--csv give the text as stored. (Zero-width joiners stay:
+# Persian and Indic spelling needs them.)
 _UNPRINTABLE = re.compile(
     "[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b\u200e\u200f\u2028\u2029\u202a-\u202e"
     "\u2060\u2066-\u2069\ufeff]"

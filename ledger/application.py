@@ -471,8 +471,9 @@ class Ledger:
         with _no_automatic_collections(), self.storage.write_transaction() as tx:
             if self.signer is not None:
                 self._check_key_is_this_logs(tx, self.signer)  # before any work
-            batch = _Batch(self, tx, actor=actor, now=now or datetime.now(UTC))
-            batch.time_ordered = time_ordered
+            batch = _Batch(
+                self, tx, actor=actor, now=now or datetime.now(UTC), time_ordered=time_ordered
+            )
             try:
                 for chunk in _chunks(events, FLUSH_EVERY):
                     batch.add_chunk(chunk)
@@ -712,7 +713,15 @@ class _Batch:
     transaction sees it plus this round's unflushed events.
     """
 
-    def __init__(self, ledger: Ledger, tx: WriteTransaction, *, actor: str, now: datetime) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        tx: WriteTransaction,
+        *,
+        actor: str,
+        now: datetime,
+        time_ordered: bool = False,
+    ) -> None:
         from ledger.events import event_content  # pydantic: only when appending
 
         self.event_content = event_content
@@ -752,7 +761,8 @@ class _Batch:
         # Checks of a retraction that a later line may settle (the account registered
         # again), run at the end of the batch: (line, event, event_id, check).
         self.end_checks: list[tuple[int, Any, str, Callable[[], None]]] = []
-        self.time_ordered = False  # set by Ledger.append
+        # Lines come in dependency order (``append --sort``), not as given.
+        self.time_ordered = time_ordered
         # The line, event and event_id being added (the id may be generated just now).
         self.current: tuple[int, Any, str] = (0, None, "")
         # Ids of the current chunk found in the log, plus those flushed since the

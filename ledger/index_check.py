@@ -94,11 +94,11 @@ def check_index(storage: Storage, db: Database, upto: int) -> None:
                 sequence,
             )
         # The library's repository rebuilds a stream from its events by their topics.
-        if topic != topics[0 if version == 1 else 1]:
+        expected_topic = topics[0 if version == 1 else 1]
+        if topic != expected_topic:
             raise IntegrityError(
                 f"sequence {sequence}: the stored event's topic is {topic!r}, but its stream "
-                f"and version give {topics[0 if version == 1 else 1]!r}: the events table "
-                f"was changed{_EDITED}",
+                f"and version give {expected_topic!r}: the events table was changed{_EDITED}",
                 sequence,
             )
 

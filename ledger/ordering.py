@@ -83,7 +83,7 @@ _RETRACTION_DEPTH = {"appeal_decided": -2, "appeal_filed": -1}
 # reinstatement its measure, a screen or a second removal the restore before it): the
 # withdrawal of one waits for the withdrawals of those after it in the batch.
 _MEASURES = ("account_restricted", "account_suspended", "account_removed")
-_ENDED_BY: dict[str, tuple[str, ...]] = {
+_NEEDING_IT: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(_MEASURES, ("account_reinstated",)),
     "account_reinstated": _MEASURES,
     "post_removed": ("post_restored",),
@@ -395,8 +395,8 @@ class DependencyOrder:
         elif kind == "appeal_filed" and appeal is not None:
             related, values = "d.appeal = ? AND d.type = 'appeal_decided'", [appeal]
             alike, like = "e.appeal = ? AND e.type = 'appeal_filed'", [appeal]
-        elif kind in _ENDED_BY:
-            ended, kinds = _ENDED_BY[kind], _MEASURES if kind in _MEASURES else (kind,)
+        elif kind in _NEEDING_IT:
+            ended, kinds = _NEEDING_IT[kind], _MEASURES if kind in _MEASURES else (kind,)
             related = f"d.scope = ? AND d.type IN ({','.join('?' * len(ended))})"
             values = [scope, *ended]
             alike = f"e.scope = ? AND e.type IN ({','.join('?' * len(kinds))})"
