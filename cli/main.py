@@ -2561,7 +2561,7 @@ def _follow_notifications(ledger: Ledger) -> None:
             # A connection of its own each time: a lost one stays closed.
             with ledger.storage.connect() as db:
                 projector = Projector(ledger, db)
-                projector.catch_up()  # what came while the subscription was down
+                projector.catch_up()  # what came before, or while it was down
                 position = projector.position()[0]
                 with ledger.recorder.subscribe(gt=position) as subscription:
                     wait = 1.0
@@ -2619,6 +2619,9 @@ def follow(session: Session, once: bool, interval: float) -> None:
         previous = signal.signal(signal.SIGTERM, _raise_stopped)
         try:
             if ledger.storage.dialect == "postgres":
+                # Its subscriptions open connections of their own (a lost one stays
+                # closed): this one is not held idle meanwhile.
+                db.close()
                 _follow_notifications(ledger)
             else:
                 while True:
