@@ -1872,7 +1872,7 @@ def status(
                 if value is None:
                     continue  # only a restriction has them
                 value = ", ".join(value) or "none given"
-            label = f"{key}: " if len(key) > 11 else f"{key + ':':<13}"
+            label = f"{key + ':':<14}"  # "restrictions:" is the longest label
             click.echo(f"{label}{'' if value is None else printable(str(value))}")
         return
     write_document(document, fmt, STATUS_COLUMNS)

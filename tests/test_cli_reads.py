@@ -421,9 +421,9 @@ def test_status_formats(world: Store) -> None:
     assert dict(zip(header, row, strict=True))["status"] == "removed"
     assert dict(zip(header, row, strict=True))["followers"] == "200000"
     table = world.ok("status", IG, *moment).stdout
-    assert "status:      removed\n" in table
-    assert f"policy:      {DOI}\n" in table
-    assert "exemptions:  none\n" in table
+    assert "status:       removed\n" in table
+    assert f"policy:       {DOI}\n" in table
+    assert "exemptions:   none\n" in table
 
 
 def test_accounts_formats(world: Store) -> None:
@@ -711,7 +711,7 @@ def test_demo_builds_the_story_and_shows_it(tmp_path: Path) -> None:
     assert path.exists()
     # The demo ledger is an ordinary store.
     again = CliRunner().invoke(cli, ["--store", str(path), "status", "twitter:khamenei_ir"])
-    assert "status:      active" in again.stdout
+    assert "status:       active" in again.stdout
 
 
 def test_demo_refuses_an_existing_path(tmp_path: Path) -> None:
@@ -1124,7 +1124,7 @@ def test_human_formats_escape_control_characters_and_machine_formats_keep_them(
     )
     shown = "Hate\\nspeech\\x1b[31m red\\u202e tail\\u2028\\u200f\\u061c\\xadx"
     status = store.ok("status", "twitter:example").stdout
-    assert f"policy:      {shown}\n" in status
+    assert f"policy:       {shown}\n" in status
     for table in (status, store.ok("timeline").stdout, store.ok("accounts").stdout):
         assert "\x1b" not in table
         assert "\u202e" not in table
