@@ -941,8 +941,10 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
             f"Ledger already exists at {location.display}; {' and '.join(done)} "
             f"(the log is unchanged){rebuilt}"
         )
-    else:
+    elif prefix is None:
         click.echo(f"Ledger already exists at {location.display}; nothing changed")
+    else:  # the roles may yet change, or be refused
+        click.echo(f"Ledger already exists at {location.display}")
     if prefix is not None:
         writer, reader = storage.grant_roles(prefix)  # type: ignore[attr-defined]
         click.echo(f"Roles ready: {writer} (append, checkpoint), {reader} (read only)")

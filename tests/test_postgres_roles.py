@@ -205,12 +205,21 @@ def test_init_creates_writer_and_reader_roles(ledger: RoleLedger) -> None:
 def test_init_roles_twice_is_harmless(populated: RoleLedger) -> None:
     before = populated.sql("SELECT sequence, event_id, leaf_hash FROM ledger_entries")
     result = populated.owner.ok("init", "--roles", "--role-prefix", populated.prefix)
-    assert "already exists" in result.stdout
+    assert result.stdout.startswith("Ledger already exists at postgresql://")
+    assert "nothing changed" not in result.stdout  # the roles were granted again
     assert "Created" not in result.stdout
     assert populated.sql("SELECT sequence, event_id, leaf_hash FROM ledger_entries") == before
     # The roles still work afterwards.
     populated.writer.append(_followers("again-1", 7))
     assert len(populated.reader.timeline()) == SEED_COUNT + 1
+
+
+def test_init_roles_by_the_writer_is_refused_without_first_saying_nothing_changed(
+    populated: RoleLedger,
+) -> None:
+    refused = populated.writer.fail("init", "--roles", "--role-prefix", f"{populated.prefix}x")
+    assert "nothing changed" not in refused.stdout  # it said so, then the refusal
+    assert refused.stderr.startswith("Error: "), refused.stderr
 
 
 @pytest.mark.parametrize("who", ["writer", "reader"])
