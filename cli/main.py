@@ -2578,6 +2578,10 @@ def _follow_notifications(ledger: Ledger) -> None:
                 f"{wait:g} s",
                 err=True,
             )
+            # The pool's idle connections died with it: let it test and replace them
+            # now, or the next catch-up meets one and this is said twice.
+            with contextlib.suppress(Exception):  # a server still down: said next time
+                ledger.recorder.datastore.pool.check()  # type: ignore[attr-defined]
             time.sleep(wait)
             wait = min(wait * 2, 60.0)
 
