@@ -218,10 +218,21 @@ class Session:
     def warn_if_unsigned(self, result: Any) -> None:
         """An append committed without a key to a log whose appends were signed: said,
         as the key file moved or deleted would otherwise leave every append unsigned
-        unseen."""
+        unseen. One whose checkpoint signs earlier events no checkpoint covered: said,
+        as checkpoints deleted from under an edit would otherwise be signed over."""
         from ledger.location import key_path
 
         ledger = self.ledger()
+        if result.first_signed is not None:
+            first, last = result.first_signed
+            click.echo(
+                f"warning: this append's checkpoint also signs sequence {first}..{last}, "
+                "which no checkpoint covered: appended unsigned, or signed once and those "
+                "checkpoints deleted (an edit hidden so would now bear your signature); "
+                "`enforcement-ledger verify --trusted FILE` checks them against a "
+                "checkpoint you hold",
+                err=True,
+            )
         if result.dry_run or not result.appended or ledger.signer is not None or self.unsigned:
             return
         with ledger.storage.connect() as db:
@@ -2808,8 +2819,16 @@ def checkpoint(session: Session) -> None:
     Example:
       enforcement-ledger checkpoint > trusted.checkpoint
     """
-    note = session.ledger().sign_checkpoint(session.log_signer(required=True))
+    note, first_signed = session.ledger().sign_checkpoint(session.log_signer(required=True))
     click.echo(note, nl=False)
+    if first_signed is not None:
+        first, last = first_signed
+        click.echo(
+            f"note: this is the first checkpoint to sign sequence {first}..{last} (had one "
+            "signed them before, it was deleted; `verify --trusted FILE` checks them "
+            "against a checkpoint you hold)",
+            err=True,
+        )
 
 
 @cli.group()

@@ -32,6 +32,7 @@ from ledger.persistence import (
     open_storage,
 )
 from ledger.rules import (
+    CLOCK_BEHIND_LIMIT,
     FUTURE_TOLERANCE,
     NEW_INPUT_CHECKS_SINCE,
     AccountKind,
@@ -131,6 +132,9 @@ class AppendResult:
     # The event_id made for the last event given none (`record` names it: a retraction
     # or an appeal of the event needs it); one, so memory stays flat in a bulk append.
     last_assigned_id: str | None = None
+    # Events before the batch that no checkpoint covered and its checkpoint signs (first,
+    # last sequence): checkpoints deleted from under an edit would be signed over so.
+    first_signed: tuple[int, int] | None = None
 
     def as_json(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -198,6 +202,9 @@ def _content_of(record: dict[str, Any]) -> dict[str, Any]:
 
 
 _ASSIGNED = frozenset({"event_id", *ASSIGNED_FIELDS})
+
+# A copy's "now": its events keep the record times the source gave them.
+COPYING = datetime.min.replace(tzinfo=UTC)
 
 
 _SLUG = re.compile(SLUG)
@@ -488,12 +495,15 @@ class Ledger:
                 # root is built on the stored nodes at the batch's start (and on the
                 # nodes of its own leaves, hashed here).
                 tree, start = batch.tree, batch.start_size
-                self._sign_head(tx, tree.size, tree.root(), self.signer, start)
+                _, result.first_signed = self._sign_head(
+                    tx, tree.size, tree.root(), self.signer, start
+                )
             return result
 
-    def sign_checkpoint(self, signer: Ed25519Signer) -> str:
+    def sign_checkpoint(self, signer: Ed25519Signer) -> tuple[str, tuple[int, int] | None]:
         """Sign the log as it is now and store the checkpoint (once: a size already
-        signed with this key is not stored again); returns its note."""
+        signed with this key is not stored again); returns its note and the events it
+        is the first to sign (first, last sequence), if any."""
         with self.storage.write_transaction() as tx:
             size = tx.head().next_sequence
             return self._sign_head(tx, size, merkle.root_at(tx.get_node, size), signer, size)
@@ -514,13 +524,14 @@ class Ledger:
 
     def _sign_head(
         self, tx: WriteTransaction, size: int, root: bytes, signer: Ed25519Signer, stored: int
-    ) -> str:
+    ) -> tuple[str, tuple[int, int] | None]:
         """Sign (size, root) once it is checked to extend the last signed head, and the
         stored nodes it was built on (those of the first ``stored`` events) to be what
         the leaves since that head give; store the checkpoint in ``tx`` unless that very
         note is stored already (Ed25519 signs deterministically: the same key, origin,
         size and root give the same bytes, and a second row would only inflate the
-        checkpoint count)."""
+        checkpoint count). Returns the note and the stored events no checkpoint covered
+        before (first, last sequence), if any."""
         from ledger.integrity import check_extends, check_nodes_give_leaves, sign_tree_head
 
         origin = self._check_key_is_this_logs(tx, signer)
@@ -532,7 +543,7 @@ class Ledger:
         note = sign_tree_head(origin, size, root, signer)
         if not tx.has_checkpoint(size, note):
             tx.insert_checkpoint(size, root, note, iso(datetime.now(UTC)))
-        return note
+        return note, ((start, stored - 1) if start < stored else None)
 
     def copy_from(self, source: Ledger) -> tuple[AppendResult, int]:
         """``copy_log`` of the whole of ``source``: (result, checkpoints copied)."""
@@ -581,7 +592,7 @@ class Ledger:
         with _no_automatic_collections(), self.storage.write_transaction() as tx:
             # Each copied event brings its own record time; the batch's is only the
             # floor they must not run below.
-            batch = _Batch(self, tx, actor="", now=datetime.min.replace(tzinfo=UTC))
+            batch = _Batch(self, tx, actor="", now=COPYING)
             batch.copying = True
             if batch.next_sequence:
                 raise LedgerError(
@@ -731,6 +742,15 @@ class _Batch:
         head = tx.head()
         # Record time never runs backwards, so "known at T" is always a log prefix.
         last = head.last_recorded_at
+        if last is not None and now != COPYING and last > now + CLOCK_BEHIND_LIMIT:
+            raise LedgerError(
+                f"the log's last record time, {iso(last)} (sequence "
+                f"{head.next_sequence - 1}), is more than {CLOCK_BEHIND_LIMIT.days} day "
+                f"ahead of this clock ({iso(now)}); every event appended now would take "
+                "it: set this machine's clock right, or, if it is right, the event was "
+                "recorded by a clock far ahead or changed since (`enforcement-ledger "
+                "verify` checks it); nothing was written"
+            )
         self.recorded_at = now if last is None or now > last else last
         self.recorded_iso = iso(self.recorded_at)
         self.next_sequence = head.next_sequence

@@ -25,12 +25,13 @@ PostgreSQL) through triggers, for every role including the owner.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
@@ -423,7 +424,22 @@ class WriteTransaction:
         )
         if row is None:
             return Head(0, None, 0)
-        return Head(row[0] + 1, datetime.fromisoformat(row[1]), int(row[2]))
+        # Every later batch inherits this time if it is ahead of the clock, into leaves
+        # it signs: it is read from the event itself, which the log's hashes cover, and
+        # an index column that disagrees stops the append.
+        leaf = self.db.one(self._leaves_sql + "WHERE l.sequence = ?", (row[0],))
+        recorded = None
+        if leaf is not None:
+            with suppress(ValueError, TypeError, KeyError):
+                recorded = json.loads(leaf_bytes(leaf[0]))["recorded_at"]
+        if recorded is None or recorded != row[1]:
+            raise StoreError(
+                f"the index gives the last event, sequence {row[0]}, the record time "
+                f"{row[1]!r}, but the stored event holds {recorded!r}: the store was "
+                "changed outside the ledger; nothing was written: `enforcement-ledger "
+                "verify --read-models` names what changed"
+            )
+        return Head(row[0] + 1, datetime.fromisoformat(recorded), int(row[2]))
 
     def _rows_by_event_id(self, select: str, event_ids: Sequence[str]) -> Iterator[Any]:
         """Rows of ``select`` (ending in ``… IN``) for these event ids, one query per

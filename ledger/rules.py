@@ -33,6 +33,10 @@ from typing import Any, Protocol
 from ledger.vocabulary import iso
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
+# A clock stepped back (NTP, a restored VM) records at the log's last record time; one
+# further behind it than this stops appends, rather than sign every later event with a
+# time still to come (a clock far ahead wrote it, or the store was changed).
+CLOCK_BEHIND_LIMIT = timedelta(days=1)
 # The checks for new input added by the versions of 7 Dec 2026 (an account id's spelling
 # where it is registered, a retraction's date, a renamed platform's slug, in any case or
 # width, a registration or a revocation retracted from under a subject's platform

@@ -862,6 +862,37 @@ def test_a_clock_set_back_does_not_move_record_time_backwards(store: Store) -> N
     assert store.timeline("--known-at", "2025-06-01T11:59:59Z") == []
 
 
+def test_a_clock_far_behind_the_log_stops_appends_rather_than_sign_a_time_to_come(
+    store: Store,
+) -> None:
+    # More than a day behind the last record time: a clock far ahead wrote that one, or
+    # the store was changed; each event appended would take a time still to come.
+    from datetime import UTC, datetime, timedelta
+
+    from ledger.application import Ledger, LedgerError
+    from ledger.events import parse_event
+    from ledger.location import StoreLocation
+
+    ledger = Ledger(StoreLocation.parse(store.url))
+    first = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    try:
+        ledger.append(
+            [(1, parse_event(jsonl(account(A, "2020-01-01T00:00:00Z", event_id="reg"))))],
+            actor="tester",
+            now=first,
+        )
+        later = parse_event(jsonl(ev("followers_observed", "2021-01-01", account=A, count=1)))
+        with pytest.raises(LedgerError) as refused:
+            ledger.append([(1, later)], actor="tester", now=first - timedelta(days=1, seconds=1))
+    finally:
+        ledger.close()
+    assert str(refused.value).startswith(
+        "the log's last record time, 2025-06-01T12:00:00Z (sequence 0), is more than 1 day "
+        "ahead of this clock (2025-05-31T11:59:59Z); every event appended now would take it"
+    )
+    assert len(export(store)) == 1
+
+
 def test_recorded_since_lists_exactly_what_was_recorded_from_then(store: Store) -> None:
     # Found as a tail of the log by bisecting record times: at, just before and just
     # after each batch's record time, the answer equals the export's own filter.

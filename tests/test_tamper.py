@@ -1529,3 +1529,52 @@ def test_a_column_or_table_changed_past_its_type_is_named_not_a_crash(
     tables.drop_triggers()
     tables.execute(change)
     assert expected in ledger.verify_fails("--read-models")
+
+
+def test_an_append_that_signs_over_deleted_checkpoints_says_so(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Without the key, an edit hidden by deleting the checkpoints over it: the
+    operator's next append signed the forged events with no word, and afterwards even
+    `verify --all-signed` said OK."""
+    hide_an_edit_by_deleting_checkpoints(ledger, tables)
+    signed = ledger.run("append", "-", input=events_for(4, 1))
+    assert signed.exit_code == 0, signed.output
+    assert signed.stderr.startswith(
+        f"warning: this append's checkpoint also signs sequence {SIZES[1]}..{SIZES[2] - 1}, "
+        "which no checkpoint covered: appended unsigned, or signed once and those "
+        "checkpoints deleted"
+    ), signed.stderr
+    quiet = ledger.run("append", "-", input=events_for(5, 1))
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr == "", quiet.stderr  # signed as usual
+    # `checkpoint` says what it is the first to sign; then, nothing.
+    tables.execute("DELETE FROM checkpoints WHERE size > ?", (SIZES[1],))
+    first = ledger.run("checkpoint")
+    assert first.exit_code == 0, first.output
+    assert first.stderr.startswith(
+        f"note: this is the first checkpoint to sign sequence {SIZES[1]}..{SIZES[2] + 1} "
+    ), first.stderr
+    assert ledger.run("checkpoint").stderr == ""
+
+
+def test_a_record_time_edited_into_the_index_is_not_inherited_by_later_appends(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """The last index row's record time set years ahead: every later batch took it
+    (record time never runs backwards), signed it into its leaves and was hidden
+    from every answer "as known now" until then; plain `verify` said OK."""
+    tables.drop_triggers()
+    last = SIZES[-1] - 1
+    tables.execute(
+        "UPDATE ledger_entries SET recorded_at = '2030-01-01T00:00:00Z' WHERE sequence = ?",
+        (last,),
+    )
+    refused = ledger.run("append", "-", input=events_for(4, 1))
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.startswith(
+        f"Error: the index gives the last event, sequence {last}, the record time "
+        "'2030-01-01T00:00:00Z', but the stored event holds '20"
+    ), refused.stderr
+    assert "changed outside the ledger; nothing was written" in refused.stderr
+    assert len(tables.leaves()) == SIZES[-1]
