@@ -429,6 +429,26 @@ _SQLITE_PRIMARY = {
     13: "SQLITE_FULL",
 }
 _OUTPUT_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # errors only a write raises
+# SQLite's I/O errors in writing (a file-size limit, a quota, a failing disk), as
+# against reading what is stored.
+_SQLITE_WRITE_FAILED = frozenset(
+    {"SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_DIR_FSYNC", "SQLITE_IOERR_TRUNCATE"}
+)
+
+
+def _file_size_limit() -> str:
+    """Names the process's file-size limit, when it has one: the likely cause of a
+    failed write (EFBIG from `ulimit -f`, systemd's LimitFSIZE), which SQLite reports
+    only as an I/O error."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit == resource.RLIM_INFINITY:
+        return ""
+    return (
+        f"; this process may write files of at most {limit:,} bytes (`ulimit -f`, "
+        "LimitFSIZE), the likely cause"
+    )
 
 
 # Commands that append events: a connection lost while committing leaves it open
@@ -538,6 +558,16 @@ def _store_failure(error: BaseException, where: str, command: str | None = None)
             f"the disk holding {where} is full ({detail}): the write in progress was "
             "rolled back whole (events are appended all or nothing, and what earlier "
             "commands wrote is intact); free space and run the command again"
+        )
+    name = getattr(error, "sqlite_errorname", "")
+    if name in _SQLITE_WRITE_FAILED:
+        # SQLite rolls a failed write back (its journal is written first): the store is
+        # as the last command left it, and sending anyone to a backup loses what came since.
+        return (
+            f"a write to {where} failed ({detail}, {name}){_file_size_limit()}: "
+            "the write in progress was rolled back whole, and what earlier commands wrote is "
+            "intact (`enforcement-ledger verify --read-models` checks it); run the command "
+            "again once the cause is fixed"
         )
     if code in _DAMAGED:
         return (

@@ -83,6 +83,42 @@ def test_a_full_disk_keeps_what_was_committed_and_none_of_the_batch(tmp_path: Pa
     assert f"OK size {SEED_EVENTS + 3000} " in (out / "after-freed.verify").read_text()
 
 
+def test_a_file_size_limit_is_named_and_the_store_not_called_damaged(tmp_path: Path) -> None:
+    """`ulimit -f` (systemd's LimitFSIZE): SQLite reports EFBIG as an I/O error, which
+    was told as a damaged store to be restored from a backup (losing what came since)."""
+    import resource
+
+    batch = _generated(tmp_path, 300)
+    store = str(tmp_path / "ledger.db")
+    assert _cli("--store", store, "init").returncode == 0
+    limit = 300 * 1024
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    appending = subprocess.run(
+        [*CLI, "--store", store, "append", str(batch)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester"},
+        preexec_fn=limited,  # the child's own limit, set before it runs
+        timeout=120,
+    )
+    assert appending.returncode == 1, appending.stderr
+    assert appending.stderr == (
+        f"Error: a write to {store} failed (disk I/O error, SQLITE_IOERR_WRITE); this process "
+        f"may write files of at most {limit:,} bytes (`ulimit -f`, LimitFSIZE), the likely "
+        "cause: the write in progress was rolled back whole, and what earlier commands wrote "
+        "is intact (`enforcement-ledger verify --read-models` checks it); run the command "
+        "again once the cause is fixed\n"
+    )
+    verified = _cli("--store", store, "verify", "--read-models")
+    assert verified.returncode == 0, verified.stderr
+    assert "OK size 0 " in verified.stdout
+    assert _cli("--store", store, "append", str(batch)).returncode == 0
+
+
 def test_reading_from_a_full_disk_says_the_disk_is_full_not_that_the_store_is_bad(
     tmp_path: Path,
 ) -> None:
