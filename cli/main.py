@@ -215,14 +215,23 @@ class Session:
             ledger.inline_projections.append(InlineProjection())
         return ledger
 
-    def warn_if_unsigned(self, result: Any) -> None:
-        """An append committed without a key to a log whose appends were signed: said,
+    def warn_after_append(self, result: Any) -> None:
+        """A registration likely misspelling an id the ledger holds: said (the rules
+        take it as new, and the data is split). An append committed without a key to a
+        log whose appends were signed: said,
         as the key file moved or deleted would otherwise leave every append unsigned
         unseen. One whose checkpoint signs earlier events no checkpoint covered: said,
         as checkpoints deleted from under an edit would otherwise be signed over."""
         from ledger.location import key_path
 
         ledger = self.ledger()
+        if result.registered:
+            from projections.queries import near_duplicates
+
+            for warning in near_duplicates(
+                self.reader(), result.registered, _first(result), dry_run=result.dry_run
+            ):
+                click.echo(f"warning: {warning}", err=True)
         if result.first_signed is not None:
             first, last = result.first_signed
             click.echo(
@@ -1251,6 +1260,11 @@ def _rewound(stream: IO[bytes]) -> IO[bytes]:
     return stream
 
 
+def _first(result: Any) -> int:
+    """The sequence an append's (or a dry run's) first event took."""
+    return int(result.first_sequence if result.first_sequence is not None else 0)
+
+
 def _report(result: Any, as_json: bool, *, generated_id: str | None = None) -> None:
     """The append's summary; ``generated_id``: the event_id `record` made for its
     event, named with it. The append is committed by now: if the summary cannot be
@@ -1410,7 +1424,7 @@ def append(
     # commit, and the batch is in whatever follows.
     session.committed = result
     _report(result, as_json)
-    session.warn_if_unsigned(result)
+    session.warn_after_append(result)
     if not dry_run:
         _after_append(session)
 
@@ -1714,7 +1728,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
         # dry run's is made again by the append, so it names none).
         session.committed = result
         _report(result, as_json, generated_id=None if dry_run else result.last_assigned_id)
-        session.warn_if_unsigned(result)
+        session.warn_after_append(result)
         if not dry_run:
             _after_append(session)
 
@@ -2785,7 +2799,17 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
         as_of=None,
         known_at=None,
     )
-    click.echo("\nTrump's Twitter account, removed while Khamenei's was kept, over time:\n")
+    # The double standard the article reports: Trump banned, Khamenei's account kept.
+    click.echo("\nTwitter on 9 Jan 2021, the day after it banned Trump:\n")
+    ctx.invoke(
+        accounts_command,
+        platform="twitter",
+        subject=None,
+        status_filter=None,
+        as_of="2021-01-09",
+        known_at=None,
+    )
+    click.echo("\nTrump's Twitter account over time:\n")
     ctx.invoke(
         status,
         account="twitter:realDonaldTrump",

@@ -135,6 +135,9 @@ class AppendResult:
     # Events before the batch that no checkpoint covered and its checkpoint signs (first,
     # last sequence): checkpoints deleted from under an edit would be signed over so.
     first_signed: tuple[int, int] | None = None
+    # The batch's first registrations (type, id, platform, event_id), for the CLI to
+    # point out one that is likely a misspelling of an id the ledger holds.
+    registered: list[tuple[str, str, str | None, str]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -202,6 +205,11 @@ def _content_of(record: dict[str, Any]) -> dict[str, Any]:
 
 
 _ASSIGNED = frozenset({"event_id", *ASSIGNED_FIELDS})
+
+_REGISTRATIONS = frozenset({"subject_registered", "account_registered"})
+# A batch's first registrations are compared with the ledger's ids after the append
+# (those an admin types; a bulk import's thousands are not all listed).
+REGISTRATIONS_LISTED = 20
 
 # A copy's "now": its events keep the record times the source gave them.
 COPYING = datetime.min.replace(tzinfo=UTC)
@@ -974,6 +982,9 @@ class _Batch:
                 self.round_retractions[target] = event_id
         result = self.result
         result.appended += 1
+        if kind in _REGISTRATIONS and len(result.registered) < REGISTRATIONS_LISTED:
+            registered = record["subject" if kind == "subject_registered" else "account"]
+            result.registered.append((kind, registered, record.get("platform"), event_id))
         if result.first_sequence is None:
             result.first_sequence = sequence
         result.last_sequence = sequence

@@ -364,6 +364,75 @@ def similar_ids(db: Database, field: str, given: str, limit: int = 3) -> list[st
     return _closest(given, [row[0] for row in db.execute(sql, params)], limit)
 
 
+def near_duplicates(
+    db: Database,
+    registered: Sequence[tuple[str, str, str | None, str]],
+    before: int,
+    *,
+    dry_run: bool = False,
+) -> list[str]:
+    """Warnings for registrations (type, id, platform, event_id) appended from sequence
+    ``before`` on that likely misspell what the ledger held: a subject or account id
+    registered in other letter case, a new platform slug close to one in use. Each is
+    a new id as far as the rules go; split data is what it costs a researcher. A dry
+    run's event ids are not named (one made for it is made again by the append)."""
+    warnings: list[str] = []
+    fix = "; if it is that one, retract this registration and use it"
+
+    def named(event_id: str) -> str:
+        return "" if dry_run else f" ({event_id})"
+
+    subjects = [r for r in registered if r[0] == "subject_registered"]
+    accounts = [r for r in registered if r[0] == "account_registered"]
+    if subjects:
+        held = _ids_before(db, "subject", "subject_registered", before)
+        for _, subject, _, event_id in subjects:
+            same = sorted(h for h in held.get(subject.casefold(), ()) if h != subject)
+            if same:
+                warnings.append(
+                    f"subject {subject!r}{named(event_id)} is new, and the ledger holds "
+                    f"{' and '.join(map(repr, same))}, the same in other letter case{fix}"
+                )
+    if accounts:
+        held = _ids_before(db, "account", "account_registered", before)
+        platforms = {a.partition(":")[0] for ids in held.values() for a in ids}
+        for _, account, platform, event_id in accounts:
+            same = sorted(h for h in held.get(account.casefold(), ()) if h != account)
+            if same:
+                warnings.append(
+                    f"account {account!r}{named(event_id)} is new, and the ledger holds "
+                    f"{' and '.join(map(repr, same))}, the same in other letter case{fix}"
+                )
+            elif platform and platform not in platforms:
+                close = difflib.get_close_matches(platform, sorted(platforms), 3, 0.75)
+                if close:
+                    warnings.append(
+                        f"platform {platform!r} (account {account!r}"
+                        f"{'' if dry_run else ', ' + event_id}) "
+                        f"is new, and the ledger holds {' or '.join(map(repr, close))}; a "
+                        "typo? If so, retract this registration and register it there"
+                    )
+    return warnings
+
+
+def _ids_before(db: Database, column: str, kind: str, before: int) -> dict[str, set[str]]:
+    """The ids registered before sequence ``before``, by their case-folded spelling
+    (read through the partial index each is in, not the whole timeline)."""
+    found: dict[str, set[str]] = {}
+    if column == "subject":
+        index, facts = "timeline_subject", "t.subject IS NOT NULL"
+    else:
+        index, facts = "timeline_status_facts", status_facts_clause("t")
+    rows = db.execute(
+        f"SELECT DISTINCT t.{column} FROM timeline t{_hint(db, index)} "
+        f"WHERE {facts} AND t.type = :kind AND t.sequence < :before",
+        {"kind": kind, "before": before},
+    )
+    for (value,) in rows:
+        found.setdefault(value.casefold(), set()).add(value)
+    return found
+
+
 # Filters on free text a platform or the ledger wrote, which no index serves.
 TEXT_FILTERS = ("policy", "actor")
 

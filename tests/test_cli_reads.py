@@ -696,13 +696,19 @@ def test_demo_builds_the_story_and_shows_it(tmp_path: Path) -> None:
     assert "exemption_applied" in types
     assert types.count("account_removed") == 3
     assert all("realDonaldTrump" not in r.get("account", "") for r in timeline)
-    trump = "Trump's Twitter account, removed while Khamenei's was kept, over time:"
-    (post,) = parse_table(out.split(screened)[1].split(trump)[0].strip("\n"))
+    banned = "Twitter on 9 Jan 2021, the day after it banned Trump:"
+    trump = "Trump's Twitter account over time:"
+    (post,) = parse_table(out.split(screened)[1].split(banned)[0].strip("\n"))
     assert (post["post"], post["state"], post["exception"]) == (
         "oct-7-praise",
         "warning_screen",
         "public_interest",
     )
+    twitter = parse_table(out.split(banned)[1].split(trump)[0].strip("\n"))
+    assert [(r["account"], r["status"], r["policy"]) for r in twitter] == [
+        ("twitter:khamenei_ir", "active", ""),
+        ("twitter:realDonaldTrump", "removed", "Glorification of Violence"),
+    ]
     history = parse_table(out.split(trump)[1].split("Demo ledger:")[0].strip("\n"))
     assert [(p["status"], p["from"], p["to"]) for p in history] == [
         ("removed", "2021-01-08T00:00:00Z", "2022-11-19T00:00:00Z"),
@@ -1222,8 +1228,14 @@ def test_subjects_show_each_persons_accounts_side_by_side(store: Store) -> None:
         ("donald_trump", False, 1),
         ("khamenei", False, 1),
     ]
-    earlier = json.loads(store.ok("subjects", "--as-of", "2021-06-01", "--json").stdout)
-    assert [s["subject"] for s in earlier] == ["donald_trump"]  # khamenei was listed
+    # Both accounts on Twitter the day it banned Trump: the double standard reported.
+    banned = json.loads(store.ok("subjects", "--as-of", "2021-01-08", "--json").stdout)
+    assert [(s["subject"], s["divergent"], len(s["accounts"])) for s in banned] == [
+        ("donald_trump", False, 1),
+        ("khamenei", False, 1),
+    ]
+    earlier = json.loads(store.ok("subjects", "--as-of", "2021-01-07", "--json").stdout)
+    assert earlier == []
     assert store.ok("subjects", "--as-of", "2020-01-01").stderr == "(no subjects)\n"
     # A subject registered before any account of it is listed from its registration.
     store.append(
@@ -1461,3 +1473,40 @@ def test_tables_show_zero_width_characters_escaped_but_keep_joiners() -> None:
     assert printable("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") == (
         "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
     )
+
+
+def test_a_registration_likely_misspelling_an_id_the_ledger_holds_is_warned_of(
+    store: Store,
+) -> None:
+    """The rules take `Khamenei` or `twiter` as new ids, and only readers were told
+    "did you mean": the data was split unseen (two subjects, a second platform)."""
+    store.ok("append", str(REPO / "ledger" / "data" / "seed.jsonl"))
+    common = ("--occurred-at", "2024-03-01", "--source", "s")
+    subject_args = ("--name", "Ali Khamenei", "--kind", "person", *common)
+    again = store.ok(
+        "record", "subject-registered", "--subject", "Khamenei", *subject_args, "--event-id", "k2"
+    )
+    assert again.stderr == (
+        "warning: subject 'Khamenei' (k2) is new, and the ledger holds 'khamenei', the same "
+        "in other letter case; if it is that one, retract this registration and use it\n"
+    )
+    typo = ("--account", "twiter:foo", "--platform", "twiter", "--handle", "foo", *common)
+    dry = store.ok("record", "account-registered", *typo, "--dry-run")
+    assert dry.stderr == (  # a dry run's made-up event_id is not named
+        "warning: platform 'twiter' (account 'twiter:foo') is new, and the ledger holds "
+        "'twitter'; a typo? If so, retract this registration and register it there\n"
+    )
+    lines = [
+        account("twitter:Khamenei_IR", "2024-03-01T00:00:00Z", event_id="kir"),
+        account("mastodon:someone", "2024-03-01T00:00:00Z", event_id="m"),
+    ]
+    batch = store.ok("append", "-", input="".join(jsonl(line) for line in lines))
+    assert batch.stderr == (
+        "warning: account 'twitter:Khamenei_IR' (kir) is new, and the ledger holds "
+        "'twitter:khamenei_ir', the same in other letter case; if it is that one, retract "
+        "this registration and use it\n"
+    )
+    # Once in, the platform and ids are the ledger's own: no second warning.
+    assert store.ok("record", "account-registered", *typo).stderr.startswith("warning: ")
+    typo_two = ("--account", "twiter:bar", "--platform", "twiter", "--handle", "bar", *common)
+    assert store.ok("record", "account-registered", *typo_two).stderr == ""

@@ -37,8 +37,10 @@ def test_the_seed_post_is_visible_then_behind_a_public_interest_screen(store: St
     assert (now["policy"], now["exception"]) == ("X Rules", "public_interest")
     assert now["since"] == now["warning_screen_since"] == "2023-10-09T00:00:00Z"
     assert now["published_at"] == "2023-10-08T00:00:00Z"
-    # Registered (first observed) with the post on 2023-10-08: before that, no account.
-    reject(store, "posts", "twitter:khamenei_ir", "--as-of", "2023-10-07", expect=("2023-10-07",))
+    # Registered (first observed) on 2021-01-08: the day before, no account; between,
+    # an account with no posts yet.
+    assert _posts(store, "twitter:khamenei_ir", "--as-of", "2023-10-07") == []
+    reject(store, "posts", "twitter:khamenei_ir", "--as-of", "2021-01-07", expect=("2021-01-07",))
     table = store.ok("posts", "twitter:khamenei_ir").stdout
     assert "oct-7-praise  warning_screen" in table
 
