@@ -3232,6 +3232,14 @@ def verify(
                     trusted=trusted,
                     compare_recorded=True,
                 )
+                if vkeys and ledger.origin not in {v.name for v in verifiers}:
+                    # With no checkpoint to fail on, another log's key passed unremarked.
+                    names = " and ".join(sorted({repr(v.name) for v in verifiers}))
+                    report.warnings.append(
+                        f"the --vkey given names log {names}, not this log "
+                        f"({ledger.origin!r}): none of this log's checkpoints can be "
+                        "checked with it"
+                    )
                 # Once every leaf is checked: the index has one row for each, no other.
                 check_index_matches(storage.index_mismatch(connection, report.size), report.size)
                 check_no_node_beyond(

@@ -1177,3 +1177,25 @@ def test_verify_reads_one_state_while_an_append_commits(
     assert f"read models match the log ({SEED_EVENTS} event(s))" in result.stdout
     monkeypatch.undo()
     assert store.ok("verify").stdout.startswith(f"OK size {SEED_EVENTS + 1} ")
+
+
+def test_verify_with_another_logs_key_and_no_checkpoint_says_so(tmp_path: Path) -> None:
+    """With no checkpoint to fail on, `verify --vkey` with another log's key said OK
+    and only the general unsigned warning: the auditor never learnt the key was wrong."""
+    ours = Store(str(tmp_path / "ours.db"), "sqlite", tmp_path)
+    theirs = Store(str(tmp_path / "theirs.db"), "sqlite", tmp_path)
+    ours.ok("init")
+    theirs.ok("init")
+    other_key = theirs.ok("keygen").stdout.strip()
+    ours.ok("append", "-", input=json.dumps({
+        "type": "subject_registered", "subject": "s", "name": "S", "kind": "person",
+        "occurred_at": "2024-01-01T00:00:00Z", "source": "x",
+    }) + "\n")  # fmt: skip
+    result = ours.ok("verify", "--vkey", other_key)
+    warning = result.stderr.splitlines()[-1]
+    assert warning.startswith(
+        f"warning: the --vkey given names log {other_key.split('+')[0]!r}, not this log ("
+    ), result.stderr
+    assert warning.endswith("): none of this log's checkpoints can be checked with it")
+    own = ours.ok("keygen").stdout.strip()
+    assert "the --vkey given" not in ours.ok("verify", "--vkey", own).stderr
