@@ -2113,12 +2113,14 @@ SUBJECTS_TABLE = ["subject", "name", "divergent", "platforms"]
 
 
 def _with_platform_summary(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Table rows: each subject's accounts as 'facebook removed, twitter active' (a
-    count where one platform holds several accounts in one status)."""
+    """Table rows: each subject's accounts as 'facebook removed, twitter active
+    (exempt: …)' (a count where one platform holds several accounts alike)."""
     for row in rows:
         tally: dict[tuple[str, str], int] = {}
         for held in row["accounts"]:
-            key = (held["platform"], held["status"])
+            exempt = sorted({e["exemption"] for e in held["exemptions"]})
+            shown = held["status"] + (f" (exempt: {', '.join(exempt)})" if exempt else "")
+            key = (held["platform"], shown)
             tally[key] = tally.get(key, 0) + 1
         parts = [f"{p} {s}" + (f" x{n}" if n > 1 else "") for (p, s), n in sorted(tally.items())]
         yield {**row, "platforms": ", ".join(parts) or "(no accounts)"}

@@ -600,6 +600,19 @@ def accounts(
             yield row
 
 
+# What `subjects` shows of each account: its exemptions too, which is what explains an
+# account kept where the subject's others were removed.
+_SUBJECT_ACCOUNT_KEYS = (
+    "account",
+    "platform",
+    "status",
+    "since",
+    "policy",
+    "restrictions",
+    "exemptions",
+)
+
+
 def subjects(
     db: Database, moment: Moment, *, subject: str | None = None, divergent: bool = False
 ) -> Iterator[dict[str, Any]]:
@@ -625,10 +638,7 @@ def subjects(
     for leaf, occurred_us in cursor:
         registration = _record(leaf)
         held = [
-            {
-                key: row[key]
-                for key in ("account", "platform", "status", "since", "policy", "restrictions")
-            }
+            {key: row[key] for key in _SUBJECT_ACCOUNT_KEYS}
             for row in accounts(db, moment, subject=registration["subject"])
         ]
         if not held and occurred_us > params["as_of"]:

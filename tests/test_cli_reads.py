@@ -1248,7 +1248,13 @@ def test_subjects_show_each_persons_accounts_side_by_side(store: Store) -> None:
         "khamenei",
         "Ali",
         "Khamenei",
-        "yes        facebook removed, instagram removed x2, twitter active",
+        # The exemption that explains the one account kept (the table cut it at 60).
+        "yes        facebook removed, instagram removed x2, twitter active (exempt: "
+        "un_recognised_government_official)",
+    ]
+    (x_account,) = [a for a in after[1]["accounts"] if a["platform"] == "twitter"]
+    assert [e["exemption"] for e in x_account["exemptions"]] == [
+        "un_recognised_government_official"
     ]
     only = json.loads(store.ok("subjects", "--subject", "donald_trump", "--json").stdout)
     assert [s["subject"] for s in only] == ["donald_trump"]
