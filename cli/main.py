@@ -1344,8 +1344,19 @@ def _after_append(session: Session) -> None:
         ) from None
 
 
+class _InputFile(click.File):
+    """A FILE to read, ``-`` for standard input: started with that closed (`<&-`),
+    there is nothing to read, which click reports as a RuntimeError (an "internal
+    failure" that sent people to check the store)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "-" and sys.stdin is None:
+            raise click.ClickException("standard input is closed; nothing was read or written")
+        return super().convert(value, param, ctx)
+
+
 @cli.command()
-@click.argument("file", type=click.File("rb"), default="-")
+@click.argument("file", type=_InputFile("rb"), default="-")
 @actor_option
 @click.option(
     "--sort",

@@ -318,6 +318,26 @@ def test_a_closed_standard_output_is_refused_before_anything_is_done(
     assert export(sqlite_store) == before  # nothing appended
 
 
+def test_a_closed_standard_input_is_refused_before_anything_is_done(
+    sqlite_store: Store,
+) -> None:
+    """`append - <&-` failed with exit 70 ("internal failure", with advice to check the
+    store for tampering): click found no stream for stdin."""
+    before = export(sqlite_store)
+    for args in (["append", "-"], ["append"]):
+        done = subprocess.run(
+            [*CLI, "--store", sqlite_store.url, *args],
+            capture_output=True,
+            preexec_fn=lambda: os.close(0),  # as a shell's `<&-` leaves it
+            check=False,
+        )
+        assert done.returncode == 1, done
+        assert done.stderr.decode() == (
+            "Error: standard input is closed; nothing was read or written\n"
+        ), done
+    assert export(sqlite_store) == before
+
+
 def test_a_byte_that_is_not_utf8_in_an_argument_is_named_as_that(sqlite_store: Store) -> None:
     """It was blamed on the output's encoding ("from the ledger; set
     PYTHONIOENCODING=utf-8"), which changed nothing; in the actor, on an invisible
