@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from ledger.application import Ledger
@@ -29,6 +30,22 @@ def _dump():
 atexit.register(_dump)
 from cli.main import main
 main(sys.argv[2:])
+"""
+
+# The console script's function (from pyproject.toml), with Ctrl-C arriving while the
+# command's modules load: click's import is interrupted.
+_INTERRUPTED_PROBE = """
+import importlib, sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+module, _, function = sys.argv[1].partition(":")
+getattr(importlib.import_module(module), function)()
 """
 
 NOT_FOR_HELP = ("pydantic", "eventsourcing", "ledger.application", "ledger.events", "psycopg")
@@ -145,3 +162,22 @@ def test_status_loads_no_writing_machinery(store: Store, tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert "active" in done.stdout
     assert _loaded(modules, ("eventsourcing", "pydantic", *SIGNING)) == []
+
+
+def test_ctrl_c_while_loading_ends_quietly() -> None:
+    """Ctrl-C in the first moments of a command (before the CLI's own handling is in
+    place) printed a traceback and ended the process by the signal."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    entry = scripts["scripts"]["enforcement-ledger"]
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_PROBE, entry, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        130,
+        "",
+        "Interrupted: nothing was done\n",
+    )
