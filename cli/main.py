@@ -1362,8 +1362,9 @@ class _InputFile(click.File):
     "--sort",
     "in_dependency_order",
     is_flag=True,
-    help="Append the lines in dependency order, not as given: subjects and renames "
-    "first, then by occurred_at, each retraction after its target (see README); "
+    help="Append the lines in dependency order, not as given: retractions of recorded "
+    "events first, then subject registrations, then every other event (platform renames "
+    "too) by occurred_at, each retraction of a line after its target (see README); "
     "errors still name input lines.",
 )
 @click.option(

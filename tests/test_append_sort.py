@@ -71,6 +71,18 @@ def test_the_seed_in_reverse_needs_sort(store: Store, tmp_path: Path) -> None:
     assert sorted_state == _state(other)
 
 
+def test_the_help_gives_the_order_sort_puts_lines_in() -> None:
+    """It said "subjects and renames first": a rename is placed by its occurred_at,
+    and retractions of recorded events go before everything (ledger/ordering.py)."""
+    done = subprocess.run([*CLI, "append", "--help"], capture_output=True, text=True, check=True)
+    text = " ".join(done.stdout.split())
+    assert (
+        "--sort Append the lines in dependency order, not as given: retractions of recorded "
+        "events first, then subject registrations, then every other event (platform renames "
+        "too) by occurred_at, each retraction of a line after its target (see README)"
+    ) in text
+
+
 def test_a_retraction_or_appeal_before_its_target_names_the_line_of_the_target(
     store: Store,
 ) -> None:
