@@ -962,6 +962,11 @@ class SQLiteStorage(Storage):
             )
         with self.connect() as db:  # one connection for both checks
             if not self._has_meta(db):
+                if db.one("SELECT 1 FROM sqlite_master"):  # someone's tables: init refuses
+                    raise StoreError(
+                        f"{self.path} is a SQLite database but not a ledger",
+                        "choose another --store",
+                    )
                 raise StoreError(f"{self.path} is not an enforcement ledger", "run `init` first")
             self.check_format(db)
 

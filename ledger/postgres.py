@@ -95,6 +95,11 @@ _LEDGER_META_EXISTS = (
     "ON n.oid = c.relnamespace WHERE n.nspname = ? AND c.relname = 'ledger_meta'"
 )
 
+_SCHEMA_HOLDS_RELATIONS = (
+    "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = ? LIMIT 1"
+)
+
 
 class PostgresStorage(Storage):
     dialect = "postgres"
@@ -161,6 +166,12 @@ class PostgresStorage(Storage):
         db = self.connect()  # one connection for both checks
         try:
             if not self._has_meta(db):
+                if db.one(_SCHEMA_HOLDS_RELATIONS, (self.schema,)):  # someone's: init refuses
+                    raise StoreError(
+                        f"schema '{self.schema}' at {self.location.display} holds tables or "
+                        "views but no ledger",
+                        "choose another schema",
+                    )
                 raise StoreError(
                     f"no ledger in schema '{self.schema}' at {self.location.display}",
                     "run `enforcement-ledger init` first",
@@ -251,11 +262,7 @@ class PostgresStorage(Storage):
             if db.one(_LEDGER_META_EXISTS, (self.schema,)):
                 return False
             db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            if db.one(
-                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = ? LIMIT 1",
-                (self.schema,),
-            ):
+            if db.one(_SCHEMA_HOLDS_RELATIONS, (self.schema,)):
                 # As for a SQLite file that is not a ledger: its tables, views and
                 # sequences are someone's (a view named like ours also broke init).
                 raise StoreError(

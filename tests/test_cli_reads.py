@@ -1109,6 +1109,12 @@ def test_init_refuses_a_sqlite_database_that_is_not_a_ledger(tmp_path: Path) -> 
     other = Store(str(path), "sqlite", tmp_path)
     result = other.fail("init")
     assert "is a SQLite database but not a ledger" in result.output
+    # Other commands sent it to init, which refuses it.
+    for args in (["status", "x:a"], ["append", "-"]):
+        message = other.fail(*args, input="").output
+        assert message == (
+            f"Error: {path} is a SQLite database but not a ledger; choose another --store\n"
+        )
     with sqlite3.connect(path) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()

@@ -799,6 +799,10 @@ def test_init_refuses_a_schema_that_holds_tables_but_no_ledger(tmp_path: Path) -
             assert f"schema '{schema}' holds tables or views but no ledger; refusing" in (
                 result.stderr
             )
+        # Other commands sent it to init, which refuses it.
+        message = store.run("status", "x:a").stderr
+        assert f"schema '{schema}' at " in message
+        assert message.endswith(" holds tables or views but no ledger; choose another schema\n")
         relations = _sql(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s ORDER BY 1",
