@@ -1287,6 +1287,11 @@ def _report(result: Any, as_json: bool, *, generated_id: str | None = None) -> N
 
 def _write_report(result: Any, as_json: bool, *, generated_id: str | None) -> None:
     retracted = result.skipped_retracted
+    if retracted:
+        # A batch re-sending the retraction after its target (the batch it was recorded
+        # in, sent again) says itself that the event stays retracted.
+        place = {event_id: n for n, event_id in enumerate(result.skipped_ids)}
+        retracted = [(e, r) for e, r in retracted if place.get(r, -1) < place[e]]
     for event_id, retraction in retracted[:5]:
         click.echo(
             f"note: {event_id} is already recorded and stays retracted (by {retraction}); "

@@ -1040,6 +1040,12 @@ def test_re_sending_a_retracted_event_says_it_stays_retracted(world: Store) -> N
             "to record it again, give it a new event_id\n"
         )
     assert world.status(A)["status"] == "active"
+    # The batch re-sent whole, the retraction after its target, says so itself.
+    result = world.ok(
+        "append", "-", input=jsonl(suspended("2021-01-01T00:00:00Z", "s"), retraction)
+    )
+    assert result.stdout == "Skipped 2 already recorded event(s): s, r\n"
+    assert result.stderr == ""
     # A re-sent event that is not retracted is skipped without a note.
     world.append(suspended("2021-03-01T00:00:00Z", "s2"))
     result = world.ok("append", "-", input=jsonl(suspended("2021-03-01T00:00:00Z", "s2")))
