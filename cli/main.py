@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -690,20 +691,63 @@ def _given_value(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+# The group's own options: given after a command, click's "did you mean" named one of
+# the command's (`timeline --store x.db`: "--actor, --json, --type?").
+_GLOBAL_OPTIONS = ("--store", "--key-file")
+
+
+@contextmanager
+def _option_hints(command: click.Command, ctx: click.Context, args: list[str]) -> Iterator[None]:
+    """An unknown option that is known elsewhere: said where it goes instead."""
+    try:
+        yield
+    except click.NoSuchOption as error:
+        name = error.option_name
+        has = {opt for param in command.params for opt in param.opts}
+        if name in _GLOBAL_OPTIONS:
+            value = "PATH"
+            for n, arg in enumerate(args):
+                if arg == name and n + 1 < len(args):
+                    value = shlex.quote(args[n + 1])
+                elif arg.startswith(name + "="):
+                    value = shlex.quote(arg.partition("=")[2])
+            path = []
+            at: click.Context | None = ctx
+            while at is not None and at.parent is not None:
+                path.append(at.info_name or "")
+                at = at.parent
+            raise click.NoSuchOption(
+                name,
+                f"{name} is a global option, given before the command: "
+                f"enforcement-ledger {name} {value} {' '.join(reversed(path))}",
+                ctx=ctx,
+            ) from None
+        if name == "--reason" and "--note" in has:  # a record type without a reason field
+            raise click.NoSuchOption(
+                name,
+                f"No such option '--reason': {ctx.info_name} has no reason field; "
+                "say why in --note",
+                ctx=ctx,
+            ) from None
+        raise
+
+
 class StrictCommand(click.Command):
     """A command that refuses an option given twice (see _refuse_repeated_options)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        _refuse_repeated_options(self, ctx, args)
-        return super().parse_args(ctx, args)
+        with _option_hints(self, ctx, args):
+            _refuse_repeated_options(self, ctx, args)
+            return super().parse_args(ctx, args)
 
 
 class StrictGroup(click.Group):
     command_class = StrictCommand
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        _refuse_repeated_options(self, ctx, args)
-        return super().parse_args(ctx, args)
+        with _option_hints(self, ctx, args):
+            _refuse_repeated_options(self, ctx, args)
+            return super().parse_args(ctx, args)
 
 
 StrictGroup.group_class = StrictGroup

@@ -318,6 +318,36 @@ def test_a_closed_standard_output_is_refused_before_anything_is_done(
     assert export(sqlite_store) == before  # nothing appended
 
 
+def test_a_global_option_given_after_the_command_is_said_to_go_before_it(
+    sqlite_store: Store,
+) -> None:
+    """click's "did you mean" named the command's own options instead ('--trusted'
+    for verify's --store)."""
+    for args, hint in [
+        (["timeline", "--store", "x.db"], "--store x.db timeline"),
+        (["verify", "--store=my x.db"], "--store 'my x.db' verify"),
+        (["record", "account-removed", "--store", "x.db"], "--store x.db record account-removed"),
+        (["prove", "inclusion", "1", "--key-file", "k"], "--key-file k prove inclusion"),
+    ]:
+        message = reject(sqlite_store, *args, code=2).splitlines()[-1]
+        option = hint.split()[0]
+        assert message == (
+            f"Error: {option} is a global option, given before the command: "
+            f"enforcement-ledger {hint}"
+        )
+    # demo takes a --store of its own.
+    demo = sqlite_store.tmp_path / "demo.db"
+    assert "Demo ledger: " in sqlite_store.ok("demo", "--store", str(demo)).stdout
+
+
+def test_reason_on_a_record_type_without_one_points_to_note(sqlite_store: Store) -> None:
+    # click suggested '--json'.
+    message = reject(sqlite_store, "record", "account-removed", "--reason", "x", code=2)
+    assert message.splitlines()[-1] == (
+        "Error: No such option '--reason': account-removed has no reason field; say why in --note"
+    )
+
+
 def test_a_closed_standard_input_is_refused_before_anything_is_done(
     sqlite_store: Store,
 ) -> None:
