@@ -237,3 +237,15 @@ def test_the_demo_prints_what_readme_shows(tmp_path: Path, env: dict[str, str]) 
     short = re.sub(r"^.*/enforcement-ledger-demo-[^/]+", "/tmp/enforcement-ledger-demo-…", store[1])
     printed = result.stdout.replace(f"--store {store[1]} ", "--store … ").replace(store[1], short)
     assert [line.rstrip() for line in printed.splitlines()] == [line.rstrip() for line in shown]
+
+
+def test_the_field_readme_says_an_indefinite_suspension_is_told_by_is_one_it_has() -> None:
+    # It named `reason`, which account_suspended does not have.
+    from ledger.events import AccountSuspended
+
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    said = re.search(r"an indefinite one is `account_suspended` .*?\(say which in ([^)]*)\)", text)
+    assert said is not None
+    fields = re.findall(r"`(\w+)`", said.group(1))
+    assert fields
+    assert [f for f in fields if f not in AccountSuspended.model_fields] == []
