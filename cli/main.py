@@ -1667,6 +1667,23 @@ class RecordGroup(StrictGroup):
         model = EVENT_TYPES.get(name)
         return _record_command(name, model) if model is not None else None
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand:
+            # click suggests from the commands made so far: none, as they are made lazily.
+            import difflib
+
+            given = args[0].lower().replace("_", "-")
+            meant = difflib.get_close_matches(given, self.list_commands(ctx), n=1, cutoff=0.8)
+            if not meant:
+                raise
+            raise click.exceptions.NoSuchCommand(
+                args[0], f"No such command {args[0]!r}. Did you mean {meant[0]!r}?", ctx=ctx
+            ) from None
+
 
 def _field_help(description: str | None, *, repeated: bool) -> str:
     text = (description or "").strip()
@@ -2418,8 +2435,13 @@ def _selection(
     types = tuple(t.replace("-", "_") for t in filters["types"])
     unknown = [t for t in types if t not in EVENT_TYPE_NAMES]
     if unknown:
+        import difflib
+
+        # A typo's type, not another word's (account_banned is no account_suspended).
+        meant = difflib.get_close_matches(unknown[0].lower(), EVENT_TYPE_NAMES, n=1, cutoff=0.8)
+        hint = f" (did you mean {meant[0]!r}?)" if meant else ""
         raise click.BadParameter(
-            f"unknown type {unknown[0]!r}; expected one of: {', '.join(EVENT_TYPE_NAMES)}",
+            f"unknown type {unknown[0]!r}{hint}; expected one of: {', '.join(EVENT_TYPE_NAMES)}",
             param_hint="--type",
         )
     since, until = filters["since"], filters["until"]

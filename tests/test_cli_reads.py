@@ -290,6 +290,15 @@ def test_timeline_unknown_type_is_a_usage_error(world: Store) -> None:
             "event_retracted",
         ),
     )
+    for given in ("account_remove", "Account-Removed"):
+        reject(
+            world,
+            "counts",
+            "--type",
+            given,
+            code=2,
+            expect=("(did you mean 'account_removed'?); expected one of: ",),
+        )
 
 
 def test_timeline_by_policy_is_exact(world: Store) -> None:

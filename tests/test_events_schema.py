@@ -443,7 +443,16 @@ def test_record_a_value_outside_a_closed_set_is_a_data_error(store: Store) -> No
 
 
 def test_record_unknown_type_is_a_usage_error(store: Store) -> None:
-    reject(store, "record", "account-banned", code=2, expect=("No such command 'account-banned'",))
+    message = reject(store, "record", "account-banned", code=2)
+    assert message.splitlines()[-1] == "Error: No such command 'account-banned'."
+    # A typo names the type meant (click's suggestion saw none: they are made lazily).
+    for given, meant in [
+        ("acount-removed", "account-removed"),
+        ("account_suspend", "account-suspended"),
+        ("ACCOUNT_REMOVED", "account-removed"),
+    ]:
+        message = reject(store, "record", given, code=2).splitlines()[-1]
+        assert message == f"Error: No such command '{given}'. Did you mean '{meant}'?"
 
 
 # --- bad input: each refused with a precise message, nothing appended -----------
