@@ -354,6 +354,17 @@ def similar_ids(db: Database, field: str, given: str, limit: int = 3) -> list[st
             slug = renamed[0]
             params.update(low=slug + ":", high=slug + ";")
             given = f"{slug}:{handle}"  # compared as if given under the slug
+        candidates = [row[0] for row in db.execute(sql, params)]
+        if candidates:
+            return _closest(given, candidates, limit)
+        # No account on that platform: its slug is likely mistyped too (twiter:jack),
+        # so every account is compared, whole.
+        sql = (
+            f"SELECT DISTINCT t.account FROM timeline t{_hint(db, 'timeline_status_facts')} "
+            "WHERE t.account IS NOT NULL AND t.type = 'account_registered' "
+            "AND t.account <> :given"
+        )
+        params = {"given": given}
     else:
         sql = (
             f"SELECT DISTINCT t.subject FROM timeline t{_hint(db, 'timeline_subject')} "

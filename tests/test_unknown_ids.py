@@ -56,6 +56,16 @@ def test_a_typo_names_close_spellings_on_the_same_platform_only(world: Store) ->
     assert "did you mean" not in stderr
 
 
+def test_a_mistyped_platform_names_close_spellings_on_every_platform(world: Store) -> None:
+    # Its own platform's accounts were the only candidates, and it has none.
+    stderr = reject(world, "status", "twiter:Khamenei_ir")
+    assert stderr.rstrip().endswith(f"; did you mean '{KHAMENEI}'?"), stderr
+    note = world.ok("timeline", "--account", "instagrm:khamenei_ir").stderr.splitlines()[0]
+    assert note.endswith("; did you mean 'instagram:khamenei_ir'?"), note
+    stderr = reject(world, "status", "twiter:somebody_else")
+    assert "did you mean" not in stderr
+
+
 def test_status_history_names_the_registered_id(world: Store) -> None:
     reject(
         world,
