@@ -1581,7 +1581,10 @@ def copy_command(
         except StoreError as error:
             # Without the advice meant for this store ("run init", "choose another with
             # --store"): the source is read, never created.
-            raise StoreError(f"SOURCE: {error.problem}", "copy reads an existing ledger") from None
+            advice = "copy reads an existing ledger"
+            if _looks_like_json_lines(source):
+                advice += f"; for an `export --nl` file use `copy --export {shlex.quote(source)}`"
+            raise StoreError(f"SOURCE: {error.problem}", advice) from None
         with _created_for_copy(session, source_ledger.origin):
             result, checkpoints = session.writing_ledger().copy_from(source_ledger)
     finally:
@@ -1591,6 +1594,16 @@ def copy_command(
         f"from {source_ledger.location.display}"
     )
     _after_append(session)
+
+
+def _looks_like_json_lines(path: str) -> bool:
+    """Whether a file starts as an export does (a JSON object), not as SQLite."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(64)
+    except OSError:  # a URL, a directory, a file that is not there
+        return False
+    return start.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{")
 
 
 def _copy_export(

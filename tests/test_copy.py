@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
@@ -159,6 +160,20 @@ def test_a_missing_source_is_named_without_advice_meant_for_the_target(
             source.touch()
         message = reject(store, "copy", str(source))
         assert message == f"Error: SOURCE: {problem}; copy reads an existing ledger\n"
+
+
+def test_an_export_given_as_source_points_to_copy_export(store: Store, tmp_path: Path) -> None:
+    # It said only "file is not a database; copy reads an existing ledger".
+    store.append(account("twitter:a"))
+    path = tmp_path / "ledger.jsonl"
+    path.write_text(store.ok("export", "--nl").stdout, encoding="utf-8")
+    target = Store(str(tmp_path / "target.db"), "sqlite", tmp_path)
+    message = target.fail("copy", str(path)).stderr
+    quoted = shlex.quote(str(path))
+    assert message.endswith(
+        f"; copy reads an existing ledger; for an `export --nl` file use `copy --export {quoted}`\n"
+    ), message
+    assert not (tmp_path / "target.db").exists()
 
 
 def _tamper(path: Path, sequence: int, old: bytes, new: bytes, rehash: bool = True) -> None:
