@@ -551,6 +551,7 @@ def _judge_changed_hashes(
     total: int,
     *,
     final: bool,
+    altered_below: int = 0,
 ) -> tuple[str, IntegrityError] | None:
     """What the checkpoints at ``size`` prove of the sequences below it whose bytes and
     recorded hashes differ, as ("altered" or "intact", the error saying so): one whose
@@ -559,7 +560,9 @@ def _judge_changed_hashes(
     the bytes give, only the index's hashes were changed. Checkpoints from outside the
     store (trusted, given) decide when there are any: the store's own are evidence only
     if its key never left the operator's hands, so they decide only when none from
-    outside is given at this size or beyond (``final``). None: nothing proven here."""
+    outside is given at this size or beyond (``final``). ``altered_below``: the size
+    below which events were found altered, their signed leaves taken for them. None:
+    nothing proven here."""
     outside = [entry for entry in found if entry[0] != "stored"]
     deciding = outside or (found if final else [])
     if not deciding:
@@ -613,8 +616,13 @@ def _judge_changed_hashes(
         else:
             what = f"the leaf hashes the log index recorded at append time for {named} were"
             intact = "the stored events themselves are intact"
+        log = (
+            f"the log, with the events found altered before {altered_below} as signed,"
+            if altered_below
+            else "the log"
+        )
         return "intact", IntegrityError(
-            f"sequence {within[0]}: {what} changed outside the ledger; {intact} (the log "
+            f"sequence {within[0]}: {what} changed outside the ledger; {intact} ({log} "
             f"still matches {which(kind, source)})",
             within[0],
         )
@@ -657,6 +665,24 @@ def _also_recorded(changed: list[int], total: int) -> str:
         f"; the hashes the index recorded at append time also differ from the stored "
         f"events at sequences {named}, and give no signed root either"
     )
+
+
+def _went_on(
+    first: IntegrityError,
+    later: list[IntegrityError],
+    undecided: int | None,
+    stopped: IntegrityError | None,
+) -> str:
+    """The store's first judgement with what the check found after it: later
+    judgements, a changed hash no checkpoint judged, the finding that stopped it."""
+    found = list(later)
+    if undecided is not None and (
+        stopped is None or stopped.sequence is None or stopped.sequence > undecided
+    ):
+        found.append(_undecided_hash(undecided, stopped))
+    elif stopped is not None:
+        found.append(stopped)
+    return f"{first}; the check went on to find: " + "; and then: ".join(map(str, found))
 
 
 def _undecided_hash(sequence: int, stopped: IntegrityError | None = None) -> IntegrityError:
@@ -743,12 +769,38 @@ def verify_log(
     # The store's own checkpoints' judgement, held while later ones may contradict it:
     # (outcome, its error, the size that gave it).
     verdict: tuple[str, IntegrityError, int] | None = None
+    # Once the store's checkpoints have judged the sequences below a size, those after it
+    # are judged afresh (`changed` then holds only theirs) against the tree that
+    # checkpoint signed: an altered event's recorded leaf, not its bytes, which would put
+    # every later root off by that one event and blame a range for it.
+    later: list[IntegrityError] = []  # those later judgements, in log order
+    open_changed: int | None = None  # the first such sequence not judged yet (folded)
+    signed_bytes: merkle.StreamingRoot | None = None  # the signed tree, then the bytes
+    signed_recorded: merkle.StreamingRoot | None = None  # the signed tree, then as recorded
+    signed_broken = False  # recorded_broken, for signed_recorded
+    altered_below = 0  # the size of the last judgement that found events altered
     # Sizes of checkpoints from outside the store (trusted, given): the store's own are
     # evidence only if its key never left the operator's hands, so a judgement waits
     # for one of these when there is one.
     outside_sizes = sorted(
         size for size, found in by_size.items() if any(k != "stored" for k, _, _ in found)
     )
+
+    def rebase(outcome: str) -> None:
+        """Judge what follows against the tree the checkpoint that just judged signed."""
+        nonlocal signed_bytes, signed_recorded, signed_broken, open_changed, changed_total
+        nonlocal altered_below
+        if outcome == "altered":
+            signed = signed_recorded if signed_recorded is not None else as_recorded
+            assert signed is not None
+            altered_below = signed.size
+        else:
+            signed = signed_bytes if signed_bytes is not None else tree
+        signed_bytes, signed_recorded = signed.copy(), signed.copy()
+        signed_broken = False
+        open_changed = None
+        changed.clear()
+        changed_total = 0
 
     def check_size() -> None:
         nonlocal next_check, last_good_size, last_vouched_size, verdict
@@ -760,31 +812,46 @@ def verify_log(
             # While a checkpoint from outside is given at this size or later, the store's
             # own narrow nothing and decide nothing.
             outside_later = any(n >= size for n in outside_sizes)
-            from_recorded = None  # the recorded hashes' root, while a judgement waits
-            if hash_changed is not None and size > hash_changed:
+            if verdict is not None:  # the store's own, judged already: do the later ones agree?
+                assert hash_changed is not None
                 assert as_recorded is not None
-                from_recorded = None if recorded_broken else as_recorded.root()
-                if verdict is None or from_outside:
-                    judged = _judge_changed_hashes(
-                        found, root, from_recorded, size, changed, changed_total,
-                        final=not outside_later,
-                    )  # fmt: skip
-                    if judged is not None and (from_outside or judged[0] == "conflict"):
-                        raise judged[1]
-                    if judged is not None:
+                outcome, _, first = verdict
+                all_recorded = None if recorded_broken else as_recorded.root()
+                for _, checkpoint, _ in found:
+                    assert checkpoint is not None
+                    if outcome == "intact" and checkpoint.root_hash == all_recorded:
+                        raise _store_checkpoints_disagree(
+                            hash_changed, first, "the stored bytes", size
+                        )
+                    if outcome == "altered" and checkpoint.root_hash == root:
+                        raise _store_checkpoints_disagree(
+                            hash_changed, first, "the recorded hashes", size
+                        )
+            # Judged against the tree the last judgement found signed (before one: the
+            # stored bytes and the recorded hashes from the start).
+            bytes_tree = signed_bytes if signed_bytes is not None else tree
+            root = bytes_tree.root() if size else root_at_zero
+            from_recorded = None  # the recorded hashes' root, while a judgement waits
+            if open_changed is not None:
+                recorded_tree = signed_recorded if signed_recorded is not None else as_recorded
+                assert recorded_tree is not None
+                broken = signed_broken if signed_recorded is not None else recorded_broken
+                from_recorded = None if broken else recorded_tree.root()
+                judged = _judge_changed_hashes(
+                    found, root, from_recorded, size, changed, changed_total,
+                    final=not outside_later, altered_below=altered_below,
+                )  # fmt: skip
+                if judged is not None and (from_outside or judged[0] == "conflict"):
+                    raise judged[1]
+                if judged is not None:
+                    if verdict is None:
                         verdict = (*judged, size)
-                else:  # the store's own, judged already: do the later ones agree?
-                    outcome, _, first = verdict
-                    for _, checkpoint, _ in found:
-                        assert checkpoint is not None
-                        if outcome == "intact" and checkpoint.root_hash == from_recorded:
-                            raise _store_checkpoints_disagree(
-                                hash_changed, first, "the stored bytes", size
-                            )
-                        if outcome == "altered" and checkpoint.root_hash == root:
-                            raise _store_checkpoints_disagree(
-                                hash_changed, first, "the recorded hashes", size
-                            )
+                    else:
+                        later.append(judged[1])
+                    rebase(judged[0])
+                    from_recorded = None
+                    assert signed_bytes is not None
+                    root = signed_bytes.root()  # the signed root: this checkpoint's
             skipped = False
             # Outside checkpoints first: theirs is the finding that counts when both differ.
             for kind, checkpoint, source in sorted(found, key=lambda entry: entry[0] == "stored"):
@@ -821,10 +888,15 @@ def verify_log(
                             f"{last_good_size}..{size - 1}, but they are evidence only if "
                             "the signing key never left the operator's hands)"
                         )
-                    if hash_changed is not None and size > hash_changed:
+                    if open_changed is not None:
                         hint += _also_recorded(changed, changed_total)
+                    taken = (
+                        f", with the events found altered before {altered_below} as signed,"
+                        if altered_below
+                        else ""
+                    )
                     raise IntegrityError(
-                        f"sequence {start}..{size - 1}: root at size {size} is "
+                        f"sequence {start}..{size - 1}: root at size {size}{taken} is "
                         f"{_b64(root)} but {_checkpoint_name(kind, source)} says "
                         f"{_b64(checkpoint.root_hash)}; {hint}",
                         start,
@@ -884,12 +956,19 @@ def verify_log(
                     if not all(isinstance(d, bytes) and len(d) == 32 for d in fold):
                         # Any length would fold: two neighbours' values cut and joined
                         # anew gave the signed root. None of them is a hash.
-                        recorded_broken = True
+                        recorded_broken = signed_broken = True
                     if not recorded_broken:
                         as_recorded.extend_trusted(fold)  # type: ignore[arg-type]
+                    if signed_bytes is not None:
+                        assert signed_recorded is not None
+                        signed_bytes.extend_trusted(hashes[tree.size - index : upto - index])
+                        if not signed_broken:
+                            signed_recorded.extend_trusted(fold)  # type: ignore[arg-type]
                 tree.extend_trusted(hashes[tree.size - index : upto - index])
                 # Judged with the checkpoint at this size: only the sequences below it.
                 while pending and pending[0] < upto:
+                    if open_changed is None:
+                        open_changed = pending[0]
                     if len(changed) < _NAMED_AT_MOST:
                         changed.append(pending[0])
                     changed_total += 1
@@ -913,7 +992,11 @@ def verify_log(
                 _check_sequence(batch[bad][0], stop)  # raises with the full explanation
             index += len(batch)
         if verdict is not None and next_check == len(pending_sizes):
-            raise verdict[1]
+            if open_changed is None and not later:
+                raise verdict[1]
+            raise IntegrityError(
+                _went_on(verdict[1], later, open_changed, None), verdict[1].sequence
+            )
         if hash_changed is not None and next_check == len(pending_sizes):
             raise _undecided_hash(hash_changed)
         if next_check < len(pending_sizes):  # (with a verdict: added to it, below)
@@ -939,9 +1022,9 @@ def verify_log(
         if hash_changed is None or (error.sequence is not None and error.sequence <= hash_changed):
             raise
         if verdict is not None and error is not verdict[1]:
-            # The store's checkpoints judged it before this later finding.
+            # The store's checkpoints judged it (and maybe more) before this later finding.
             raise IntegrityError(
-                f"{verdict[1]}; the check went on to find: {error}", hash_changed
+                _went_on(verdict[1], later, open_changed, error), hash_changed
             ) from None
         raise _undecided_hash(hash_changed, error) from None
 

@@ -801,6 +801,51 @@ def test_verify_names_forks_and_keeps_every_finding(ledger: KeyedLedger, tables:
     assert "it is no checkpoint of any log (forged)" in ledger.verify_fails("--trusted", str(zero))
 
 
+def test_a_second_fault_after_a_judgement_keeps_it_and_is_judged_on_its_own(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 4: event 18 altered (the checkpoint at 19 proves it) and 19's index
+    hash edited gave "sequence 0..29: … an event in this range was altered; the hashes
+    the index recorded … at sequences 18, 19 … give no signed root either": the finding
+    for 18 was lost, and the recorded hash of 18 does give the signed roots. What follows
+    a judgement is judged against the tree its checkpoint signed."""
+    tables.drop_triggers()
+    set_hash = "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?"
+    for altered, edited in ((18, 19), (12, 20)):
+        tables.set_payload(altered, change_one_byte(ledger.lines[altered]))
+        tables.execute(set_hash, (b"\x22" * 32, edited))
+        assert ledger.verify_fails() == (
+            f"Error: sequence {altered}: the stored event's bytes no longer hash to the leaf "
+            "recorded at append time, which the stored checkpoint at size 19 confirms (the "
+            f"event was altered); the check went on to find: sequence {edited}: the leaf hash "
+            "the log index recorded for it at append time was changed outside the ledger; "
+            "the stored event itself is intact (the log, with the events found altered "
+            "before 19 as signed, still matches the stored checkpoint at size 30)\n"
+        )
+        tables.set_payload(altered, ledger.lines[altered])
+        tables.execute(set_hash, (ref_leaf(ledger.lines[edited]), edited))
+    # A second altered event after the first judgement is named as that too, and one no
+    # checkpoint covers is named as undecided; a later range names its own events only.
+    tables.set_payload(12, change_one_byte(ledger.lines[12]))
+    tables.set_payload(25, change_one_byte(ledger.lines[25]))
+    tables.execute(set_hash, (b"\x22" * 32, 33))
+    tables.execute("DELETE FROM checkpoints WHERE size = 38")
+    found = ledger.verify_fails()
+    assert found.startswith("Error: sequence 12: "), found
+    assert found.endswith(
+        "the check went on to find: sequence 25: the stored event's bytes no longer hash to "
+        "the leaf recorded at append time, which the stored checkpoint at size 30 confirms "
+        "(the event was altered); and then: sequence 33: the stored event's bytes no longer "
+        "hash to the leaf recorded at append time: the event, or the hash recorded for it, "
+        "was altered (no signed checkpoint covers it to tell which)\n"
+    ), found
+    tables.set_payload(25, change_one_byte(change_one_byte(ledger.lines[25])))
+    tables.execute(set_hash, (ref_leaf(tables.payload(25)), 25))
+    ranged = ledger.verify_fails()
+    assert "; the check went on to find: sequence 19..29: root at size 30, with the events " \
+        "found altered before 19 as signed, is " in ranged, ranged  # fmt: skip
+
+
 @SQLITE_ONLY
 def test_a_partly_re_signed_store_narrows_nothing_beside_an_auditors_checkpoint(
     ledger: KeyedLedger, tables: Tables
