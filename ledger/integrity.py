@@ -324,13 +324,53 @@ def inclusion_proof_text(
     before it is given out: the proof comes from the stored node table, which only
     appends write and nothing else checks."""
     proof = merkle.inclusion_proof(get, index, size)
+    root = _signed_root(signed_checkpoint)
+    hashed = merkle.leaf_hash(leaf)
     try:
-        merkle.verify_inclusion(
-            index, size, merkle.leaf_hash(leaf), proof, _signed_root(signed_checkpoint)
-        )
+        merkle.verify_inclusion(index, size, hashed, proof, root)
     except merkle.ProofError as error:
-        raise IntegrityError(_unservable("an inclusion", error)) from None
+        why = _unservable_inclusion(get, index, size, hashed, proof, root, error)
+        raise IntegrityError(why) from None
     return notes.format_tlog_proof(index, proof, signed_checkpoint)
+
+
+def _unservable_inclusion(
+    get: merkle.NodeGetter,
+    index: int,
+    size: int,
+    hashed: bytes,
+    proof: Sequence[bytes],
+    root: bytes,
+    error: merkle.ProofError,
+) -> str:
+    """Why an inclusion proof failed: the node table also holds the leaf (node level 0),
+    so the event is blamed where that leaf and the proof give the signed root (the
+    table's path is then sound), the table where the event's bytes are that leaf, and
+    either or both where neither gives the root."""
+    try:
+        stored = get(0, index)
+    except KeyError:
+        stored = None
+    if stored is not None and stored != hashed:
+        try:
+            merkle.verify_inclusion(index, size, stored, proof, root)
+        except merkle.ProofError:
+            pass
+        else:
+            return (
+                f"refusing to give out an inclusion proof for sequence {index}: the stored "
+                "event's bytes no longer hash to the leaf the signed checkpoint holds for it "
+                "(the Merkle node table's copy of that leaf, with the proof, gives the signed "
+                "root): the event was altered; `enforcement-ledger verify` names it"
+            )
+        return (
+            f"refusing to give out an inclusion proof that does not verify against the signed "
+            f"checkpoint ({error}): the stored event's bytes are not the leaf the Merkle node "
+            "table holds for it, and neither gives the signed root: the event was altered, or "
+            "the node table it is read from was changed or damaged, or both; "
+            "`enforcement-ledger verify` checks the log itself from its leaves"
+        )
+    return _unservable("an inclusion", error)
 
 
 def consistency_proof_lines(

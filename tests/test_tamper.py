@@ -1047,6 +1047,30 @@ def test_proofs_are_not_given_out_from_a_corrupted_node_table(
     assert result.stderr.startswith("Error: refusing to give out a consistency proof")
 
 
+def test_a_proof_refused_for_an_altered_event_names_the_event_not_the_node_table(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 4: event 12 altered (its leaf node and the rest of the table intact)
+    and `prove inclusion 12` blamed the node table; `verify` rightly names the event."""
+    tables.drop_triggers()
+    tables.set_payload(12, change_one_byte(ledger.lines[12]))
+    result = ledger.run("prove", "inclusion", "12", "--by", "sequence")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        "Error: refusing to give out an inclusion proof for sequence 12: the stored event's "
+        "bytes no longer hash to the leaf the signed checkpoint holds for it (the Merkle node "
+        "table's copy of that leaf, with the proof, gives the signed root): the event was "
+        "altered; `enforcement-ledger verify` names it\n"
+    )
+    assert "sequence 12: " in ledger.verify_fails()
+    # With a node on its path changed too, which is wrong cannot be told: both are named.
+    tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 2 AND idx = 2", (bytes(32),))
+    result = ledger.run("prove", "inclusion", "12", "--by", "sequence")
+    assert result.exit_code == 1, result.output
+    assert "the event was altered, or the node table it is read from was changed or " \
+        "damaged, or both" in result.stderr, result.stderr  # fmt: skip
+
+
 @SQLITE_ONLY
 def test_checkpoint_does_not_sign_a_root_from_a_corrupted_node_table(
     ledger: KeyedLedger, tables: Tables
