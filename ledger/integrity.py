@@ -281,19 +281,25 @@ def check_stored_frontier(get: merkle.NodeGetter, report: VerifyReport) -> None:
 
 def check_index_matches(mismatch: tuple[str, int] | None, size: int) -> None:
     """Raise where the log index (checked once every leaf verified) lacks a row for a
-    sequence, or has one no leaf has: rows renumbered or deleted past the triggers,
-    and lookups by sequence would find no event there, or the wrong one."""
+    sequence, or has one no leaf has: rows renumbered, deleted or added past the
+    triggers, and lookups by sequence would find no event there, or the wrong one."""
     if mismatch is None:
         return
     kind, sequence = mismatch
-    what = (
-        "the log index has no row for it"
-        if kind == "missing"
-        else f"the log index has a row for it, but the log's {size} leaves end before"
-    )
+    what, how = {
+        "missing": ("the log index has no row for it", "rows renumbered or deleted"),
+        "stray": (
+            f"the log index has a row for it, but the log's {size} leaves end before",
+            "rows renumbered or deleted",
+        ),
+        "unbacked": (
+            "the log index has a row for it that lists no stored event",
+            "the row added, or its event deleted",
+        ),
+    }[kind]
     raise IntegrityError(
         f"sequence {sequence}: {what}: the ledger's index (ledger_entries) was changed "
-        "outside the ledger (rows renumbered or deleted); every leaf verified, so "
+        f"outside the ledger ({how}); every leaf verified, so "
         "`export --nl` then `copy --export` into a new store rebuilds it from them",
         sequence if kind == "missing" else size,
     )

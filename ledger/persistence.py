@@ -428,10 +428,15 @@ class WriteTransaction:
         # it signs: it is read from the event itself, which the log's hashes cover, and
         # an index column that disagrees stops the append.
         leaf = self.db.one(self._leaves_sql + "WHERE l.sequence = ?", (row[0],))
+        if leaf is None:
+            raise StoreError(
+                f"the index's last row, sequence {row[0]}, lists no stored event "
+                f"(notification_id {row[2]}): it was added outside the ledger (or its event "
+                "deleted); nothing was written: `enforcement-ledger verify` names what changed"
+            )
         recorded = None
-        if leaf is not None:
-            with suppress(ValueError, TypeError, KeyError):
-                recorded = json.loads(leaf_bytes(leaf[0]))["recorded_at"]
+        with suppress(ValueError, TypeError, KeyError):
+            recorded = json.loads(leaf_bytes(leaf[0]))["recorded_at"]
         if recorded is None or recorded != row[1]:
             raise StoreError(
                 f"the index gives the last event, sequence {row[0]}, the record time "
@@ -782,8 +787,9 @@ class Storage:
 
     def index_mismatch(self, db: Database, size: int) -> tuple[str, int] | None:
         """Where the log index differs from one row for each of ``size`` leaves:
-        ("missing", the first sequence without a row) or ("stray", a row's sequence no
-        leaf has); None when it does not (two cheap reads then)."""
+        ("missing", the first sequence without a row), ("stray", a row's sequence no
+        leaf has) or ("unbacked", that of such a row that lists no stored event); None
+        when it does not (two cheap reads then)."""
         (within,) = db.one(
             "SELECT count(*) FROM ledger_entries WHERE sequence >= 0 AND sequence < ?", (size,)
         )
@@ -798,10 +804,17 @@ class Storage:
             )
             return "missing", int(row[0])
         stray = db.one(
-            "SELECT sequence FROM ledger_entries WHERE sequence < 0 OR sequence >= ? LIMIT 1",
+            "SELECT sequence, notification_id FROM ledger_entries "
+            "WHERE sequence < 0 OR sequence >= ? LIMIT 1",
             (size,),
         )
-        return None if stray is None else ("stray", int(stray[0]))
+        if stray is None:
+            return None
+        event = db.one(
+            f"SELECT 1 FROM {self.events_table} WHERE {self.notification_column} = ?",
+            (stray[1],),
+        )
+        return ("stray" if event is not None else "unbacked"), int(stray[0])
 
     def first_node_beyond(self, db: Database, size: int) -> tuple[int, int] | None:
         """A stored tree node (level, index) the tree of ``size`` leaves does not have,

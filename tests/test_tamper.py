@@ -1411,7 +1411,7 @@ def test_an_index_row_moved_past_the_end_by_insert_or_replace_is_named(
     [
         ({37: -1}, "sequence 37: the log index has no row for it: "),
         ({0: -1}, "sequence 0: the log index has no row for it: "),
-        ({}, "sequence 38: the log index has a row for it, but the log's 38 leaves end before"),
+        ({}, "sequence 38: the log index has a row for it that lists no stored event: "),
     ],
     ids=["last-made-negative", "first-made-negative", "a-row-beyond"],
 )
@@ -1430,6 +1430,31 @@ def test_index_rows_outside_the_leaves_are_named_once_every_leaf_verified(
             "FROM ledger_entries WHERE sequence = 3"
         )
     assert ledger.verify_fails().startswith(f"Error: {message}")
+
+
+def test_an_index_row_added_with_no_event_is_named_so_by_verify_and_by_appends(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 4: a row added at sequence 38 for no stored event was "rows
+    renumbered or deleted" to verify, and appends said the last event held record time
+    None (or, before the head read the event, that a tree node was deleted)."""
+    tables.drop_triggers()
+    tables.execute(
+        "INSERT INTO ledger_entries SELECT 38, 'ghost', 999, originator_id, type, leaf_hash, "
+        "recorded_at, subject_ref, lane, lane_key, target FROM ledger_entries WHERE sequence = 37"
+    )
+    assert ledger.verify_fails() == (
+        "Error: sequence 38: the log index has a row for it that lists no stored event: the "
+        "ledger's index (ledger_entries) was changed outside the ledger (the row added, or its "
+        "event deleted); every leaf verified, so `export --nl` then `copy --export` into a new "
+        "store rebuilds it from them\n"
+    )
+    result = ledger.run("append", "-", input=events_for(4, 1))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(
+        "Error: the index's last row, sequence 38, lists no stored event (notification_id "
+        "999): it was added outside the ledger (or its event deleted); nothing was written"
+    ), result.stderr
 
 
 def test_an_altered_event_is_named_before_a_renumbered_index(
