@@ -131,6 +131,15 @@ def read_checkpoint_file(path: str) -> CheckpointText:
         raise IntegrityError(f"{path} is not a signed checkpoint: {error}") from None
     if not text.strip():
         raise IntegrityError(f"{path} is not a signed checkpoint: the file is empty")
+    if text.startswith(notes.TLOG_PROOF_HEADER):
+        # Its checkpoint's signature lines would be read as signing the whole proof: an
+        # "invalid signature", which reads as forgery.
+        raise IntegrityError(
+            f"{path} is not a signed checkpoint: it is an inclusion proof (it starts "
+            f"{notes.TLOG_PROOF_HEADER}, as `prove inclusion` prints it); give a checkpoint "
+            "as `enforcement-ledger checkpoint` prints it (a proof's own is the part after "
+            "its first blank line)"
+        )
     return CheckpointText(path, _one_final_newline(text))
 
 

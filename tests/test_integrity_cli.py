@@ -825,6 +825,22 @@ def test_a_bad_trusted_checkpoint_is_named_by_its_file(log: Log) -> None:
     empty.write_text("")
     result = log.fail("verify", "--vkey", log.vkey, "--trusted", str(empty))
     assert result.stderr == f"Error: {empty} is not a signed checkpoint: the file is empty\n"
+    # An inclusion proof (which holds a checkpoint) was "invalid signature for key …",
+    # which reads as forgery: it is named as what it is.
+    proof = log.store.tmp_path / "event.proof"
+    proof.write_text(log.ok("prove", "inclusion", "3", "--by", "sequence").stdout)
+    export = log.store.tmp_path / "ledger.jsonl"
+    export.write_bytes(log.ok("export", "--nl").stdout_bytes)
+    for option in (("--trusted",), ("--export", str(export), "--checkpoint")):
+        result = log.fail("verify", "--vkey", log.vkey, *option, str(proof))
+        assert result.stderr.startswith(
+            f"Error: {proof} is not a signed checkpoint: it is an inclusion proof (it starts "
+            "c2sp.org/tlog-proof@v1, as `prove inclusion` prints it); "
+        ), result.stderr
+    # Its checkpoint, the part after the first blank line, is one.
+    own = log.store.tmp_path / "own.checkpoint"
+    own.write_text(proof.read_text().split("\n\n", 1)[1])
+    assert log.ok("verify", "--vkey", log.vkey, "--trusted", str(own)).stdout.startswith("OK ")
 
 
 def write_export_and_checkpoint(log: Log, tmp: Path) -> tuple[Path, Path, list[bytes]]:
