@@ -1272,8 +1272,24 @@ def _export_leaves(handle: IO[bytes]) -> Iterator[bytes]:
                 "by `export` without --nl, or by another command?",
                 sequence,
             )
+        if not line.endswith(b"\n") and not _json_object(leaf):
+            # Every line of an export ends in LF: a last line without one that is no
+            # JSON object was cut short, which a root would only call "differs".
+            raise IntegrityError(
+                f"sequence {sequence}: line {sequence + 1} of the export, its last, is an "
+                "incomplete JSON object with no final newline: the export was truncated "
+                "(cut short when written or copied); export it again, or copy it whole",
+                sequence,
+            )
         yield leaf
         sequence += 1
+
+
+def _json_object(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 def _replayable(stream: IO[bytes]) -> IO[bytes]:

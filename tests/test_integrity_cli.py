@@ -996,7 +996,19 @@ def test_verify_offline_names_converted_line_endings_and_blank_lines(
         "Error: sequence 0: the export starts with a byte order mark (U+FEFF), added on the "
         "way (an export is written without one); remove its first three bytes\n"
     )
-    export.write_bytes(b"".join(line + b"\n" for line in lines))  # as it was: accepted
+    # Cut short mid-line (`head -c -30`): it was "sequence 0..N: root … differ".
+    whole = b"".join(line + b"\n" for line in lines)
+    export.write_bytes(whole[:-30])
+    result = verify_offline(export, checkpoint, shared_log.vkey)
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.stderr == (
+        f"Error: sequence {len(lines) - 1}: line {len(lines)} of the export, its last, is an "
+        "incomplete JSON object with no final newline: the export was truncated (cut short "
+        "when written or copied); export it again, or copy it whole\n"
+    )
+    export.write_bytes(whole[:-1])  # only the final newline lost (an editor): accepted
+    assert verify_offline(export, checkpoint, shared_log.vkey).exit_code == 0
+    export.write_bytes(whole)  # as it was: accepted
     assert verify_offline(export, checkpoint, shared_log.vkey).exit_code == 0
 
 
