@@ -290,7 +290,8 @@ def _differences(
     limit: int = 3,
     verbs: tuple[str, str] = ("recorded", "given"),
 ) -> str:
-    """Which fields differ, as 'field: recorded X, given Y' (the first few, by name)."""
+    """Which fields differ, as 'field: recorded X, given Y' (the first few: type, then
+    the rest by name)."""
 
     def shown(record: dict[str, Any], name: str, verb: str) -> str:
         if name not in record:
@@ -303,7 +304,11 @@ def _differences(
             return _text_difference(old, new, verbs)
         return f"{shown(stored, name, verbs[0])}, {shown(given, name, verbs[1])}"
 
-    names = sorted(n for n in stored.keys() | given.keys() if stored.get(n) != given.get(n))
+    # A different type says most (another event altogether): never one of the "more".
+    names = sorted(
+        (n for n in stored.keys() | given.keys() if stored.get(n) != given.get(n)),
+        key=lambda name: (name != "type", name),
+    )
     parts = [f"{n}: {pair(n)}" for n in names[:limit]]
     more = f"; and {len(names) - limit} more" if len(names) > limit else ""
     return "; ".join(parts) + more

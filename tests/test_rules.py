@@ -1024,6 +1024,17 @@ def test_a_conflicting_event_id_names_what_differs_briefly(world: Store) -> None
     ) in reject_append(world, form, expect=())
 
 
+def test_a_conflicting_event_id_names_a_different_type_first(world: Store) -> None:
+    """type sorted last among four differences and was cut as "and 1 more"."""
+    world.append(ev("followers_observed", "2021-01-01T00:00:00Z", account=A, count=7, event_id="d"))
+    message = reject_append(world, suspended("2021-01-02T00:00:00Z", "d"), expect=())
+    assert (
+        "with different content (type: recorded 'followers_observed', given "
+        "'account_suspended'; count: recorded 7, not given; occurred_at: recorded "
+        "'2021-01-01T00:00:00Z', given '2021-01-02T00:00:00Z'; and 1 more)"
+    ) in message
+
+
 def test_re_sending_a_retracted_event_says_it_stays_retracted(world: Store) -> None:
     world.append(suspended("2021-01-01T00:00:00Z", "s"))
     retraction = ev("event_retracted", "2021-01-02", target="s", reason="wrong", event_id="r")
