@@ -104,9 +104,18 @@ UtcDatetime = Annotated[
 ]
 
 
-# No NUL (U+0000): PostgreSQL text cannot hold it, so a ledger must refuse it on every
-# backend alike (a regex in pydantic-core: no Python call per field).
-NO_NUL = r"^[^\x00]*$"
+# What strip_whitespace strips (Unicode White_Space, as Rust's trim; not Python's
+# strip, which takes \x1c-\x1f too), as a character class's inside: a text of these
+# alone is blank. The characters themselves, not escapes, so every regex dialect (the
+# schema's readers') reads the class alike.
+WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_BLANK = re.compile(f"[{WHITESPACE}]+")
+# Text: no NUL (U+0000), which PostgreSQL text cannot hold, so a ledger must refuse it
+# on every backend alike (a regex in pydantic-core: no Python call per field); and not
+# blank. The loader strips first and finds a blank text too short; the pattern says it
+# in the schema, whose readers see the text as given (a file valid by it is not then
+# refused), and refuses nothing the loader accepted.
+TEXT = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,199}$"
 # No whitespace and no control characters (C0, DEL, C1) in the id part: an id is
 # printed in tables and messages, where an escape sequence would drive the terminal.
@@ -129,7 +138,7 @@ PATTERN_MEANINGS = {
     "(DSA's EN is en)",
 }
 Text = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000, pattern=NO_NUL)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000, pattern=TEXT)
 ]
 Slug = Annotated[str, StringConstraints(pattern=SLUG, min_length=1, max_length=64)]
 Identifier = Annotated[
@@ -577,6 +586,9 @@ def describe_validation_error(error: ValidationError) -> list[str]:
                 message += " (a line of `export --nl`? `copy --export FILE` moves a log)"
         elif item["type"] == "missing":
             message = "required field is missing"
+        elif item["type"] == "string_too_short" and _is_blank(item.get("input")):
+            # Too short once stripped: pydantic counted none of the characters given.
+            message = "must not be blank: expected some text, not whitespace alone"
         elif item["type"] == "string_pattern_mismatch":
             if "\x00" in str(item.get("input")):
                 message = "must not contain NUL characters (U+0000)"
@@ -603,6 +615,10 @@ def describe_validation_error(error: ValidationError) -> list[str]:
             shown = f" (given {quoted(tag)})"
         problems.append(f"{path}: {message}{shown}")
     return problems
+
+
+def _is_blank(value: Any) -> bool:
+    return isinstance(value, str) and _BLANK.fullmatch(value) is not None
 
 
 class _RepeatedName(ValueError):

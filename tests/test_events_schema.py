@@ -8,6 +8,7 @@ status, the message (line, field path, reason) and that the log is unchanged.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -783,6 +784,20 @@ def test_a_nul_character_is_refused_on_every_backend(registered: Store) -> None:
     )
 
 
+def test_blank_text_is_refused_as_blank(registered: Store) -> None:
+    """Stripped, it was "String should have at least 1 character (given '   ')"."""
+    for field, value in (("note", "   "), ("source", "\u3000\t"), ("policy", "\u2028")):
+        suspension = ev("account_suspended", "2021-01-08", account="twitter:example", policy="p")
+        reject_append(
+            registered,
+            {**suspension, field: value},
+            expect=(
+                f"line 1: {field}: must not be blank: expected some text, not whitespace "
+                f"alone (given {value!r})",
+            ),
+        )
+
+
 def test_count_stays_within_json_exact_integers(registered: Store) -> None:
     # Leaves are RFC 8785 canonical JSON, which is defined for I-JSON integers only.
     largest = 2**53 - 1
@@ -1166,6 +1181,52 @@ def test_schema_says_a_time_may_be_a_date_and_the_precision_follows_from_it() ->
         assert "default" not in properties["occurred_at_precision"]
     until = json.dumps(schema["$defs"]["AccountSuspended"]["properties"]["until"])
     assert '"format": "date"' in until
+
+
+def test_schema_text_patterns_refuse_blank_text_as_the_loader_does() -> None:
+    """The schema said minLength 1 alone, so "   " was valid by it and refused."""
+    from pydantic import TypeAdapter
+
+    from ledger.events import Text
+
+    schema = _schema_text()
+    patterns = {
+        p for d in json.loads(schema)["$defs"].values() for p in _text_patterns(d["properties"])
+    }
+    assert len(patterns) == 1
+    pattern = re.compile(patterns.pop())
+    accepts = TypeAdapter(Text).validate_python
+    for code in range(0x3100):  # every whitespace character lies below U+3100
+        character = chr(code)
+        try:
+            accepts(character)
+            loader_refuses = False
+        except ValueError:
+            loader_refuses = True
+        # JSON Schema patterns are not anchored; this one is, on both ends.
+        assert (pattern.search(character) is None) == loader_refuses, hex(code)
+        assert (pattern.search(character * 3) is None) == loader_refuses, hex(code)
+    assert pattern.search(" a ")
+    assert pattern.search("\ufeff")  # not stripped: text, as the loader reads it
+    assert not pattern.search("a\x00")
+    # Every text field says it (a sample of them).
+    definitions = json.loads(schema)["$defs"]
+    for model, name in [
+        *(("PostPublished", name) for name in ("source", "note", "url", "excerpt")),
+        ("AccountSuspended", "policy"),
+    ]:
+        assert _text_patterns({name: definitions[model]["properties"][name]}), name
+
+
+def _text_patterns(properties: dict[str, Any]) -> list[str]:
+    """The patterns of the properties that are text (minLength 1, maxLength 2000)."""
+    found = []
+    for value in properties.values():
+        for branch in value.get("anyOf", [value]):
+            if branch.get("maxLength") == 2000:
+                assert branch["minLength"] == 1
+                found.append(branch["pattern"])
+    return found
 
 
 def test_schema_does_not_touch_a_store(tmp_path: Path) -> None:
