@@ -737,6 +737,13 @@ def event_content(event: EventBase) -> dict[str, Any]:
 
 def event_schema() -> dict[str, Any]:
     schema: dict[str, Any] = _as_accepted(event_adapter().json_schema())
+    # The models default their type (code builds them by class); input must name it,
+    # and JSON Schema readers ignore "discriminator" (OpenAPI's), so each branch says so.
+    for definition in schema["$defs"].values():
+        tag = definition.get("properties", {}).get("type")
+        if tag is not None and "const" in tag:
+            tag.pop("default", None)
+            definition["required"] = ["type", *definition.get("required", [])]
     schema["title"] = "Enforcement ledger event"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema

@@ -1161,6 +1161,9 @@ def test_schema_is_a_discriminated_union_of_all_types() -> None:
     for type_name, ref in mapping.items():
         definition = schema["$defs"][ref.removeprefix("#/$defs/")]
         assert definition["properties"]["type"]["const"] == type_name
+        # Required in every branch: readers of JSON Schema ignore "discriminator".
+        assert "type" in definition["required"]
+        assert "default" not in definition["properties"]["type"]
         assert definition["additionalProperties"] is False
         assert {"occurred_at", "source"} <= set(definition["required"])
         for assigned in ("sequence", "recorded_at", "actor"):
