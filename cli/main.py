@@ -1722,17 +1722,24 @@ def _field_help(description: str | None, *, repeated: bool) -> str:
 
 
 class _JsonInteger(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
-    """An integer spelt as a JSON line spells it: Python's int() also takes "1_000",
-    " 5" and other scripts' digits, which `append` refuses for the same event."""
+    """A number spelt as a JSON line spells it: Python's int() also takes "1_000",
+    " 5" and other scripts' digits, which `append` refuses for the same event. It is
+    read as JSON reads it and the model judges it, as in a line (5.0 and 1e3 are whole
+    numbers, 5.5 is not)."""
 
     name = "integer"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | float:
         if isinstance(value, int):
             return value
-        if not re.fullmatch(r"-?(0|[1-9][0-9]*)", str(value), flags=re.ASCII):
-            self.fail(f"{value!r} is not an integer as JSON writes it, e.g. 1000", param, ctx)
-        return int(value)
+        if not re.fullmatch(
+            r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?", str(value), flags=re.ASCII
+        ):
+            self.fail(f"{value!r} is not a number as JSON writes it, e.g. 1000", param, ctx)
+        number: int | float = json.loads(value)
+        return number
 
 
 def _completing(values: tuple[str, ...]) -> Callable[..., list[Any]]:

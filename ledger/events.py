@@ -39,11 +39,13 @@ from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import (
     COUNTRY_CODES,
     HIDDEN_CHARACTERS,
+    MAX_QUOTED,
     SLUG_MEANING,
     account_id_problem,
     has_hidden_characters,
     platform_of,
     quoted,
+    shorten,
 )
 from ledger.vocabulary import EVENT_TYPE_NAMES as EVENT_TYPE_NAMES
 from ledger.vocabulary import SLUG as SLUG
@@ -175,6 +177,29 @@ CountryCode = Annotated[str, StringConstraints(pattern=COUNTRY_CODE)]
 # I-JSON's exact integers (RFC 7493): leaves are RFC 8785 canonical JSON, which is
 # defined only for them, and beyond them JSON readers disagree on the value.
 MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer is any number without a fraction (5.0, 1e3): read as one,
+    so that a file valid by the schema is not refused. Text ("5") and true stay refused
+    by the strict int that follows."""
+    if type(value) is float:
+        if not value.is_integer():  # a fraction, Infinity (1e400) or NaN
+            raise ValueError("expected a whole number")
+        return int(value)
+    return value
+
+
+Count = Annotated[
+    int,
+    BeforeValidator(_whole_number),
+    Field(
+        ge=0,
+        le=MAX_SAFE_INTEGER,
+        strict=True,
+        description="A whole number: 5, or 5.0 or 5e0 alike (JSON Schema's integer).",
+    ),
+]
 
 
 class EventBase(BaseModel):
@@ -328,7 +353,7 @@ class PlatformRenamed(EventBase):
 class FollowersObserved(EventBase):
     type: Literal["followers_observed"] = "followers_observed"
     account: AccountId
-    count: Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER, strict=True)]
+    count: Count
 
 
 class PostPublished(EventBase):
@@ -536,10 +561,51 @@ def _path_part(part: Any) -> str:
     return text if _PLAIN_NAME.fullmatch(text) else quoted(text)
 
 
-def describe_validation_error(error: ValidationError) -> list[str]:
-    """Render pydantic errors as 'field.path: message (given ...)' for people."""
+class _Written(str):
+    """A number as its line spells it."""
+
+
+def _numbers_as_written(text: str | bytes | None) -> Any:
+    """The line decoded with its numbers kept as written: pydantic reports a number as
+    the float it read (1e3 as 1000.0, 1e400 as Infinity), which the line does not hold."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text, parse_float=_Written, parse_int=_Written, parse_constant=_Written)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _as_written(decoded: Any, loc: tuple[int | str, ...]) -> str | None:
+    """The number at ``loc`` in the line as decoded by _numbers_as_written, cut like
+    any value quoted."""
+    value = decoded
+    for index, part in enumerate(loc):
+        if index == 0 and isinstance(value, dict) and value.get("type") == part:
+            continue  # the union's tag, not a field
+        if not isinstance(value, dict | list):
+            return None
+        try:
+            value = value[part]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return None
+    if not isinstance(value, _Written):
+        return None
+    size = f" ({len(value):,} characters)" if len(value) > MAX_QUOTED else ""
+    return shorten(str(value), MAX_QUOTED) + size
+
+
+def describe_validation_error(error: ValidationError, text: str | bytes | None = None) -> list[str]:
+    """Render pydantic errors as 'field.path: message (given ...)' for people; a number
+    given is quoted as ``text``, the line, spells it."""
     problems = []
-    for item in error.errors(include_url=False):
+    items = error.errors(include_url=False)
+    # Read again only when a number is quoted: an error path, not the bulk one.
+    number = any(
+        type(i.get("input")) in (int, float) or i["type"] == "union_tag_invalid" for i in items
+    )
+    decoded = _numbers_as_written(text) if number else None
+    for item in items:
         loc = [_path_part(p) for p in item["loc"]]
         # A discriminated union puts the tag first; the user thinks in fields.
         if loc and loc[0] in EVENT_TYPES:
@@ -608,11 +674,13 @@ def describe_validation_error(error: ValidationError) -> list[str]:
         elif isinstance(given, dict):
             shown = " (given a JSON object)"
         else:
-            shown = f" (given {quoted(given)})"
+            written = _as_written(decoded, item["loc"]) if decoded is not None else None
+            shown = f" (given {written or quoted(given)})"
         if item["type"] == "union_tag_invalid":
             # The tag as given (5, not the '5' pydantic turns it into for its message).
             tag = given.get("type") if isinstance(given, dict) else item.get("ctx", {}).get("tag")
-            shown = f" (given {quoted(tag)})"
+            written = _as_written(decoded, ("type",)) if decoded is not None else None
+            shown = f" (given {written or quoted(tag)})"
         problems.append(f"{path}: {message}{shown}")
     return problems
 
@@ -716,7 +784,8 @@ def parse_event(
         # pydantic-core parses and validates in one pass: the bulk path's hot spot.
         return event_adapter().validate_json(data)
     except ValidationError as e:
-        raise EventInputError(describe_validation_error(e), line) from None
+        text = None if isinstance(data, dict) else data
+        raise EventInputError(describe_validation_error(e, text), line) from None
 
 
 def event_content(event: EventBase) -> dict[str, Any]:

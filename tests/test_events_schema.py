@@ -378,7 +378,7 @@ def test_record_missing_required_option_is_a_usage_error(store: Store) -> None:
     )
 
 
-@pytest.mark.parametrize("given", ["many", "1_000", " 5", "007", "\u0661\u0660", "1e3", "5.0"])
+@pytest.mark.parametrize("given", ["many", "1_000", " 5", "007", "\u0661\u0660", "5.", "0x10"])
 def test_record_non_integer_count_is_a_usage_error(store: Store, given: str) -> None:
     """What `append` refuses in a JSON line `record` refuses too: Python's int() took
     "1_000", " 5" and Arabic-Indic digits."""
@@ -394,7 +394,7 @@ def test_record_non_integer_count_is_a_usage_error(store: Store, given: str) -> 
         code=2,
         expect=(
             "Invalid value for '--count'",
-            f"{given!r} is not an integer as JSON writes it, e.g. 1000",
+            f"{given!r} is not a number as JSON writes it, e.g. 1000",
         ),
     )
     line = {"type": "followers_observed", "account": "twitter:example", "count": given}
@@ -766,6 +766,71 @@ def test_count_is_a_strict_integer(registered: Store) -> None:
         registered,
         ev("followers_observed", "2021-01-08T16:00:00Z", account="twitter:example", count="5"),
         expect=("line 1: count: Input should be a valid integer (given '5')",),
+    )
+
+
+def _followers_line(count: str, day: int = 8) -> str:
+    """A followers_observed line with its count spelt as given."""
+    event = ev("followers_observed", f"2021-01-{day:02}", account="twitter:example", count=0)
+    return json.dumps(event).replace('"count": 0', f'"count": {count}') + "\n"
+
+
+def test_a_whole_number_count_is_read_as_json_schema_reads_it(registered: Store) -> None:
+    """JSON Schema's integer is any number without a fraction: "count": 5.0 was valid by
+    the schema and refused ("Input should be a valid integer")."""
+    written = {"5.0": 5, "1e3": 1000, "1E2": 100, "0.1e1": 1, "-0.0": 0, "2.5e1": 25}
+    lines = "".join(_followers_line(text, day) for day, text in enumerate(written, 1))
+    registered.ok("append", "-", input=lines)
+    counts = [event["count"] for event in export(registered)[-len(written) :]]
+    assert counts == list(written.values())
+    assert all(type(count) is int for count in counts)
+    for count in ("5.5", "1e-1", "NaN"):
+        reject(
+            registered,
+            "append",
+            "-",
+            input=_followers_line(count),
+            expect=(f"line 1: count: expected a whole number (given {count})",),
+        )
+    # `record` reads --count as a line does.
+    args = ["--account", "twitter:example", "--occurred-at", "2024-02-09", "--source", SOURCE]
+    registered.ok("record", "followers-observed", *args, "--count", "1e3")
+    assert export(registered)[-1]["count"] == 1000
+    reject(
+        registered,
+        "record",
+        "followers-observed",
+        *args,
+        "--count",
+        "5.5",
+        expect=("count: expected a whole number (given 5.5)",),
+    )
+
+
+def test_a_number_given_is_quoted_as_the_line_spells_it(registered: Store) -> None:
+    """pydantic reports the float it read: "(given 1000.0)" for 1E3, "(given Infinity)"
+    for 1e400, which the admin cannot find in the file."""
+    long = "1" + "0" * 200
+    five = _followers_line("5")
+    for line, expected in (
+        (_followers_line("1e400"), "count: expected a whole number (given 1e400)"),
+        (_followers_line(long), f"(given {long[:99]}… (201 characters))"),
+        (five.replace('"2021-01-08"', "0.1E4"), "occurred_at: "),
+        (five.replace('"2021-01-08"', "0.1E4"), "a number (given 0.1E4)"),
+        (five.replace('"followers_observed"', "1E3"), "event_retracted (given 1E3)"),
+    ):
+        reject(registered, "append", "-", input=line, expect=(expected,))
+    assert "(given 1e300)" in reject(registered, "append", "-", input=_followers_line("1e300"))
+    subject = '{"type": "subject_registered", "subject": "s", "name": "S", "kind": "person", '
+    reject(
+        registered,
+        "append",
+        "-",
+        input=subject + '"roles": [1E2], "source": 2.50, "occurred_at": "2020-01-01"}\n',
+        expect=(
+            "roles.0: Input should be a valid string (given 1E2)",
+            "source: Input should be a valid string (given 2.50)",
+        ),
     )
 
 
