@@ -641,9 +641,7 @@ class Ledger:
             except (LedgerError, EventInputError) as error:
                 if error.line is None:
                     raise
-                reason = (
-                    error.reason if isinstance(error, LedgerError) else "; ".join(error.problems)
-                )
+                reason = error.reason if isinstance(error, LedgerError) else error.summary()
                 failed = [r for r, _ in originals if r.get("sequence") == error.line]
                 spared = failed and _recorded_before_new_checks(failed[0])
                 if (isinstance(error, EventInputError) or " rejected: " in reason) and not spared:

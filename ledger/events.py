@@ -537,6 +537,10 @@ def event_adapter() -> TypeAdapter[AnyEvent]:
     return TypeAdapter(AnyEvent)
 
 
+# Problems said in one message: a line of 20,000 unknown fields said each, 700 KB.
+MAX_PROBLEMS = 10
+
+
 class EventInputError(ValueError):
     """Input that is not a valid event; ``problems`` are 'field.path: message' lines."""
 
@@ -544,7 +548,14 @@ class EventInputError(ValueError):
         self.problems = problems
         self.line = line
         where = f"line {line}: " if line is not None else ""
-        super().__init__(where + "; ".join(problems))
+        super().__init__(where + self.summary())
+
+    def summary(self) -> str:
+        """The problems in one line, the first few of them and how many more."""
+        more = len(self.problems) - MAX_PROBLEMS
+        return "; ".join(self.problems[:MAX_PROBLEMS]) + (
+            f"; and {more:,} more" if more > 0 else ""
+        )
 
 
 JSON_LINES = "input is JSON Lines: each event one JSON object on one line"

@@ -610,6 +610,21 @@ def test_unknown_field_is_refused(registered: Store) -> None:
     )
 
 
+def test_many_problems_in_one_line_are_cut(registered: Store) -> None:
+    """A line of 20,000 unknown fields (under the line limit) gave a 717,794-byte
+    message naming each."""
+    fields = ", ".join(f'"x{n}": 1' for n in range(20_000))
+    line = _followers_line("5").replace('"count": 5', f'"count": 5, {fields}')
+    message = reject(registered, "append", "-", input=line)
+    assert message.startswith("Error: line 1: x0: unknown field (given 1); x1: unknown field")
+    assert message.endswith("; x9: unknown field (given 1); and 19,990 more\n")
+    assert len(message) < 1_000
+    # Ten are said in full.
+    fields = ", ".join(f'"x{n}": 1' for n in range(10))
+    line = _followers_line("5").replace('"count": 5', f'"count": 5, {fields}')
+    assert reject(registered, "append", "-", input=line).endswith("x9: unknown field (given 1)\n")
+
+
 def test_missing_required_field_is_refused(registered: Store) -> None:
     reject_append(
         registered,
