@@ -634,6 +634,7 @@ def describe_validation_error(error: ValidationError, text: str | bytes | None =
                 if item["type"] == "union_tag_invalid"
                 else ("required field is missing")
             )
+            message += _type_meant(item.get("input"))
             message += "; expected one of: " + ", ".join(EVENT_TYPES)
         if item["type"] == "json_invalid":
             detail = str(item.get("ctx", {}).get("error", message))
@@ -854,3 +855,16 @@ def _as_accepted(node: Any) -> Any:
             "when not given"
         )
     return node
+
+
+def _type_meant(given: object) -> str:
+    """The "(did you mean 'account_removed'?)" for a type typed as a command
+    ("account-removed"), in capitals or misspelt; nothing when none is close."""
+    tag = given.get("type") if isinstance(given, dict) else None
+    if not isinstance(tag, str):
+        return ""
+    import difflib
+
+    folded = tag.strip().lower().replace("-", "_")
+    meant = difflib.get_close_matches(folded, EVENT_TYPES, n=1, cutoff=0.8)
+    return f" (did you mean {meant[0]!r}?)" if meant and meant[0] != tag else ""

@@ -586,6 +586,19 @@ def test_unknown_type_is_refused_listing_the_valid_types(registered: Store) -> N
         assert name in message
 
 
+@pytest.mark.parametrize("typed", ["account-removed", "Account_Removed", "acount_removed"])
+def test_a_mistyped_type_is_pointed_to_the_type_meant(registered: Store, typed: str) -> None:
+    # `record account-removed` is the command; the line's type is account_removed.
+    reject_append(
+        registered,
+        ev(typed, "2021-01-08T16:00:00Z", account="twitter:example", policy="p"),
+        expect=(
+            "line 1: type: unknown event type (did you mean 'account_removed'?); expected one of: ",
+            f"(given {typed!r})",
+        ),
+    )
+
+
 def test_missing_type_is_refused(registered: Store) -> None:
     reject(
         registered,
