@@ -59,14 +59,31 @@ class StoreLocation:
             schemas = query.get("schema", ["public"])
             if len(schemas) > 1:
                 raise StoreError(f"the store URL gives ?schema= {len(schemas)} times; give it once")
-            schema = schemas[0]
-            if not schema.replace("_", "").isalnum() or not schema[0].isalpha():
-                raise StoreError(f"schema '{schema}' must be letters, digits and underscores")
+            given = schemas[0]
+            # Checked as it will be used: folded to lower case ("İ" becomes two
+            # characters, three bytes), the name every later command opens.
+            schema = given.lower()
+            named = repr(given) if schema == given else f"{given!r} (in lower case {schema!r})"
+            if not schema or schema[0].isdigit() or not schema.replace("_", "a").isalnum():
+                raise StoreError(
+                    f"schema {named} must be letters, digits and underscores, not starting "
+                    "with a digit"
+                )
+            if schema.startswith("pg_"):
+                raise StoreError(
+                    f"schema {named}: names starting pg_ are PostgreSQL's own; choose another"
+                )
             if len(schema.encode()) > MAX_IDENTIFIER_BYTES:
                 # PostgreSQL would cut it silently, and two long names could meet.
                 raise StoreError(
-                    f"schema '{schema}' is longer than PostgreSQL's "
+                    f"schema {named} is longer than PostgreSQL's "
                     f"{MAX_IDENTIFIER_BYTES}-byte limit for names"
+                )
+            if "," in url.netloc.rpartition("@")[2]:
+                # libpq's list of hosts to try in turn: the library's pool takes one.
+                raise StoreError(
+                    f"the store URL names several hosts ({url.netloc.rpartition('@')[2]}); "
+                    "only one is supported: give the one to use"
                 )
             try:
                 port = 5432 if url.port is None else url.port
@@ -85,7 +102,7 @@ class StoreLocation:
                 user=unquote(url.username or "postgres"),
                 password=unquote(url.password or ""),
                 dbname=unquote((url.path or "/").lstrip("/")) or "postgres",
-                schema=schema.lower(),
+                schema=schema,
             )
         if raw.startswith("sqlite:///"):
             raw = raw.removeprefix("sqlite:///")

@@ -642,6 +642,24 @@ def test_a_store_that_is_a_directory_is_a_clear_error(tmp_path: Path) -> None:
         ("postgresql://postgres@127.0.0.1:abc/test", "the store URL's port must be a number"),
         ("postgresql://postgres@127.0.0.1:99999/test", "the store URL's port must be a number"),
         ("postgresql://postgres@127.0.0.1:0/test", "the store URL's port must be a number"),
+        # Was "the port must be a number, given '5433'".
+        (
+            "postgresql://postgres@127.0.0.1:5432,127.0.0.1:5433/test",
+            "the store URL names several hosts (127.0.0.1:5432,127.0.0.1:5433); only one",
+        ),
+        # 62 bytes as given, 93 in lower case: init made a schema PostgreSQL cut short,
+        # which every later command then failed to find (exit 70).
+        (
+            "postgresql://postgres@127.0.0.1:5432/test?schema=" + "\u023a" * 31,
+            "schema '" + "\u023a" * 31 + "' (in lower case '" + "\u2c65" * 31 + "') is longer",
+        ),
+        # PostgreSQL's own names: was an internal failure (ReservedName).
+        (
+            "postgresql://postgres@127.0.0.1:5432/test?schema=PG_x",
+            "schema 'PG_x' (in lower case 'pg_x'): names starting pg_ are PostgreSQL's own",
+        ),
+        ("postgresql://postgres@127.0.0.1:5432/test?schema=pg_temp", "schema 'pg_temp': names"),
+        ("postgresql://postgres@127.0.0.1:5432/test?schema=1x", "schema '1x' must be letters"),
     ],
 )
 def test_a_store_url_is_used_whole_or_refused(
@@ -652,6 +670,12 @@ def test_a_store_url_is_used_whole_or_refused(
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(f"Error: {message}"), result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_schema_may_start_with_an_underscore_as_in_postgresql() -> None:
+    from ledger.location import StoreLocation
+
+    assert StoreLocation.parse("postgresql://p@h:5432/d?schema=_Ab1").schema == "_ab1"
 
 
 def test_a_store_url_names_an_ipv6_host_in_brackets() -> None:
