@@ -1588,7 +1588,7 @@ def copy_command(
         return
     assert source is not None
     from ledger.application import Ledger
-    from ledger.location import StoreError, StoreLocation
+    from ledger.location import NoLedgerError, StoreError, StoreLocation
 
     source_ledger = Ledger(StoreLocation.parse(source))
     try:
@@ -1597,9 +1597,11 @@ def copy_command(
         except StoreError as error:
             # Without the advice meant for this store ("run init", "choose another with
             # --store"): the source is read, never created.
-            advice = "copy reads an existing ledger"
+            missing = isinstance(error, NoLedgerError)
+            advice = "copy reads an existing ledger" if missing else None
             if _looks_like_json_lines(source):
-                advice += f"; for an `export --nl` file use `copy --export {shlex.quote(source)}`"
+                hint = f"for an `export --nl` file use `copy --export {shlex.quote(source)}`"
+                advice = f"{advice}; {hint}" if advice else hint
             raise StoreError(f"SOURCE: {error.problem}", advice) from None
         with _created_for_copy(session, source_ledger.origin):
             result, checkpoints = session.writing_ledger().copy_from(source_ledger)

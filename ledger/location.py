@@ -27,6 +27,10 @@ class StoreError(Exception):
         super().__init__(f"{problem}; {advice}" if advice else problem)
 
 
+class NoLedgerError(StoreError):
+    """The store is there (or could be made) but holds no ledger."""
+
+
 @dataclass(frozen=True)
 class StoreLocation:
     """A parsed ``--store`` value."""

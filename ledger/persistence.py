@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
 
-from ledger.location import StoreError, StoreLocation
+from ledger.location import NoLedgerError, StoreError, StoreLocation
 
 
 def describe_stored(value: object) -> str:
@@ -969,7 +969,7 @@ class SQLiteStorage(Storage):
 
     def require(self) -> None:
         if not self.path.exists():
-            raise StoreError(
+            raise NoLedgerError(
                 f"no ledger at {self.path}",
                 advice="create one with `enforcement-ledger init` or choose another with --store",
             )
@@ -980,7 +980,7 @@ class SQLiteStorage(Storage):
                         f"{self.path} is a SQLite database but not a ledger",
                         "choose another --store",
                     )
-                raise StoreError(f"{self.path} is not an enforcement ledger", "run `init` first")
+                raise NoLedgerError(f"{self.path} is not an enforcement ledger", "run `init` first")
             self.check_format(db)
 
     def connect(self) -> Database:

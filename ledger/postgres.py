@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from ledger.location import StoreError, StoreLocation
+from ledger.location import NoLedgerError, StoreError, StoreLocation
 from ledger.persistence import (
     APPLICATION_NAME,
     FORMAT_VERSION,
@@ -89,15 +89,16 @@ _LEDGER_DDL = [
 
 
 # The catalogs directly: information_schema.tables is a view that took ~4 ms of
-# every command's start.
+# every command's start. A table only: a view or composite type of that name is not
+# a ledger's (init then failed on it, "… is a composite type").
 _LEDGER_META_EXISTS = (
     "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
-    "ON n.oid = c.relnamespace WHERE n.nspname = ? AND c.relname = 'ledger_meta'"
+    "ON n.oid = c.relnamespace WHERE n.nspname = ? AND c.relname = 'ledger_meta' "
+    "AND c.relkind = 'r'"
 )
-
-_SCHEMA_HOLDS_RELATIONS = (
-    "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE n.nspname = ? LIMIT 1"
+_HOLDS_RELATIONS = (
+    "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+    "ON n.oid = c.relnamespace WHERE n.nspname = ? LIMIT 1"
 )
 
 
@@ -156,34 +157,38 @@ class PostgresStorage(Storage):
             return self._has_meta(db)
 
     def _has_meta(self, db: Database) -> bool:
-        row = db.one(
-            _LEDGER_META_EXISTS,
-            (self.schema,),
-        )
-        return row is not None
+        if db.one(_LEDGER_META_EXISTS, (self.schema,)) is None:
+            return False
+        # The catalogs show the ledger to every role, but its tables read as missing to
+        # one without USAGE: "dropped, restore from a backup".
+        if not db.one("SELECT has_schema_privilege(?, 'USAGE')", (self.schema,))[0]:
+            raise StoreError(
+                f"the ledger in schema '{self.schema}' is there, but this role "
+                f"({self.location.user}) has no access to the "
+                "schema (USAGE)",
+                "connect as a role of this ledger (`init --roles` makes a writer and a "
+                "reader), or ask its owner to grant access",
+            )
+        return True
+
+    def _refuse_foreign(self, db: Database, advice: str) -> None:
+        """A schema of someone else's relations: no place for a ledger."""
+        if db.one(_HOLDS_RELATIONS, (self.schema,)):
+            # As for a SQLite file that is not a ledger: its tables, views and
+            # sequences are someone's (a view named like ours also broke init).
+            raise NoLedgerError(
+                f"schema {self.schema!r} holds tables, views or types but no ledger", advice
+            )
 
     def require(self) -> None:
         db = self.connect()  # one connection for both checks
         try:
             if not self._has_meta(db):
-                if db.one(_SCHEMA_HOLDS_RELATIONS, (self.schema,)):  # someone's: init refuses
-                    raise StoreError(
-                        f"schema '{self.schema}' at {self.location.display} holds tables or "
-                        "views but no ledger",
-                        "choose another schema",
-                    )
-                raise StoreError(
+                # `init` refuses such a schema: "run init" would not help.
+                self._refuse_foreign(db, "choose another schema (`init` adds no ledger to it)")
+                raise NoLedgerError(
                     f"no ledger in schema '{self.schema}' at {self.location.display}",
                     "run `enforcement-ledger init` first",
-                )
-            if not db.one("SELECT has_schema_privilege(?, 'USAGE')", (self.schema,))[0]:
-                # Its tables then read as missing: "dropped, restore from a backup".
-                raise StoreError(
-                    f"the ledger in schema '{self.schema}' is there, but this role "
-                    f"({self.location.user}) has no access to the "
-                    "schema (USAGE)",
-                    "connect as a role of this ledger (`init --roles` makes a writer and a "
-                    "reader), or ask its owner to grant access",
                 )
             self.check_format(db)
         except BaseException:
@@ -259,16 +264,10 @@ class PostgresStorage(Storage):
         with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
             # Asked first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
             # when the schema exists, which the writer and reader roles do not have.
-            if db.one(_LEDGER_META_EXISTS, (self.schema,)):
+            if self._has_meta(db):
                 return False
             db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            if db.one(_SCHEMA_HOLDS_RELATIONS, (self.schema,)):
-                # As for a SQLite file that is not a ledger: its tables, views and
-                # sequences are someone's (a view named like ours also broke init).
-                raise StoreError(
-                    f"schema {self.schema!r} holds tables or views but no ledger; refusing "
-                    "to add tables to it (choose another schema)"
-                )
+            self._refuse_foreign(db, "refusing to add tables to it (choose another schema)")
             for statement in self._library_ddl():
                 db.raw.execute(statement)
             for statement in _LEDGER_DDL:

@@ -296,7 +296,18 @@ def test_a_role_without_access_to_the_schema_is_told_so_not_to_restore_a_backup(
     _sql(f'CREATE ROLE "{stranger}" LOGIN')
     try:
         outsider = Store(_url(stranger, populated.schema), "postgres", populated.tmp_path)
-        for command in (["timeline"], ["verify"], ["append", "-"]):
+        source = Store(str(populated.tmp_path / "source.db"), "sqlite", populated.tmp_path)
+        source.ok("init")
+        for command in (
+            ["timeline"],
+            ["verify"],
+            ["append", "-"],
+            # These looked in the catalogs first, which show the ledger to every role.
+            ["init"],
+            ["init", "--origin", "example.org/log"],
+            ["init", "--roles", "--role-prefix", f"{populated.prefix}_s"],
+            ["copy", source.url],
+        ):
             refused = outsider.fail(*command, input="").stderr
             assert (
                 f"the ledger in schema '{populated.schema}' is there, but this role "
@@ -796,13 +807,22 @@ def test_init_refuses_a_schema_that_holds_tables_but_no_ledger(tmp_path: Path) -
         for command in (("init",), ("demo",)):
             result = store.run(*command)
             assert result.exit_code == 1, result.output
-            assert f"schema '{schema}' holds tables or views but no ledger; refusing" in (
+            assert f"schema '{schema}' holds tables, views or types but no ledger; refusing" in (
                 result.stderr
             )
-        # Other commands sent it to init, which refuses it.
-        message = store.run("status", "x:a").stderr
-        assert f"schema '{schema}' at " in message
-        assert message.endswith(" holds tables or views but no ledger; choose another schema\n")
+        # The other commands do not send it to `init`, which refuses it.
+        refused = store.fail("status", "twitter:x").stderr
+        assert refused == (
+            f"Error: schema '{schema}' holds tables, views or types but no ledger; choose "
+            "another schema (`init` adds no ledger to it)\n"
+        ), refused
+        # Nor `copy` from it to read another kind of store.
+        target = Store(str(tmp_path / "target.db"), "sqlite", tmp_path)
+        refused = target.fail("copy", store.url).stderr
+        assert refused == (
+            f"Error: SOURCE: schema '{schema}' holds tables, views or types but no ledger; "
+            "copy reads an existing ledger\n"
+        ), refused
         relations = _sql(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s ORDER BY 1",
@@ -811,3 +831,30 @@ def test_init_refuses_a_schema_that_holds_tables_but_no_ledger(tmp_path: Path) -
         assert relations == [("invoices",), ("timeline",)]
     finally:
         _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_init_refuses_a_schema_holding_a_type_named_like_a_ledger_table(tmp_path: Path) -> None:
+    # A composite type is a pg_class row: taken for the ledger's table, then init
+    # failed inside ("WrongObjectType: ... is a composite type", exit 70).
+    _require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    _sql(f'CREATE SCHEMA "{schema}"')
+    _sql(f'CREATE TYPE "{schema}".ledger_meta AS (a int)')
+    try:
+        store = Store(_url(PG_SUPERUSER, schema), "postgres", tmp_path)
+        refused = store.fail("init").stderr
+        assert refused.startswith(
+            f"Error: schema '{schema}' holds tables, views or types but no ledger; refusing"
+        ), refused
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_copy_source_that_cannot_be_reached_is_not_called_a_missing_ledger(
+    tmp_path: Path,
+) -> None:
+    _require_postgres()
+    target = Store(str(tmp_path / "target.db"), "sqlite", tmp_path)
+    refused = target.fail("copy", "postgresql://postgres@127.0.0.1:1/test?schema=x").stderr
+    assert refused.startswith("Error: SOURCE: cannot connect to postgresql://"), refused
+    assert "copy reads an existing ledger" not in refused
