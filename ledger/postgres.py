@@ -102,6 +102,13 @@ _HOLDS_RELATIONS = (
 )
 
 
+def no_password() -> str | None:
+    """The password the library's pool passes when the URL gives none: no password
+    parameter at all (psycopg drops a None), so libpq looks for one as it does for the
+    ledger's own connections (PGPASSWORD, ~/.pgpass, a service file)."""
+    return None
+
+
 class PostgresStorage(Storage):
     dialect = "postgres"
     ledger_ddl: ClassVar[Sequence[str]] = _LEDGER_DDL
@@ -120,7 +127,12 @@ class PostgresStorage(Storage):
             "POSTGRES_HOST": loc.host,
             "POSTGRES_PORT": str(loc.port),
             "POSTGRES_USER": loc.user,
+            # Without one in the URL, none at all, as for the ledger's own connections:
+            # the library's pool passed password='', which libpq takes as given, and
+            # never read PGPASSWORD (or a service file). Set either way, so a
+            # POSTGRES_GET_PASSWORD_TOPIC in the environment does not override the URL.
             "POSTGRES_PASSWORD": loc.password,
+            "POSTGRES_GET_PASSWORD_TOPIC": "" if loc.password else f"{__name__}:no_password",
             "POSTGRES_SCHEMA": self.schema,
             "POSTGRES_POOL_SIZE": "2",
             # Tables are made once, by `init`: concurrent CREATE TABLE IF NOT EXISTS

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import pytest
 
 from ledger.notes import TLOG_PROOF_HEADER
-from tests.conftest import PG_URL, Store, require_postgres
+from tests.conftest import PG_URL, Store, drop_schema, require_postgres
 from tests.ledger_helpers import CLI, REPO
 
 SEED = resources.files("ledger").joinpath("data/seed.jsonl").read_text(encoding="utf-8")
@@ -858,3 +858,36 @@ def test_a_copy_source_that_cannot_be_reached_is_not_called_a_missing_ledger(
     refused = target.fail("copy", "postgresql://postgres@127.0.0.1:1/test?schema=x").stderr
     assert refused.startswith("Error: SOURCE: cannot connect to postgresql://"), refused
     assert "copy reads an existing ledger" not in refused
+
+
+def test_the_librarys_connections_read_the_password_from_the_environment_as_ours_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The library's pool (follow's subscription) passed password='', which libpq takes
+    # as given: with password authentication, follow never subscribed, and said nothing.
+    _require_postgres()
+    from ledger.application import Ledger
+    from ledger.location import StoreLocation
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = Store(_url(PG_SUPERUSER, schema), "postgres", tmp_path)
+    try:
+        store.ok("init")
+        monkeypatch.setenv("PGPASSWORD", "from-the-environment")  # trust auth ignores it
+        app = Ledger(StoreLocation.parse(store.url))
+        try:
+            with app.storage.connect() as db:
+                assert db.raw.info.password == "from-the-environment"
+            with app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+                assert conn.info.password == "from-the-environment"
+        finally:
+            app.close()
+        # A password in the URL is the library's too.
+        app = Ledger(StoreLocation.parse(store.url.replace("@", ":in-the-url@", 1)))
+        try:
+            with app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+                assert conn.info.password == "in-the-url"
+        finally:
+            app.close()
+    finally:
+        drop_schema(schema)
