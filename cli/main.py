@@ -466,7 +466,12 @@ def _file_size_limit() -> str:
 _APPENDING = frozenset({"append", "record", "copy", "demo"})
 
 
-def _store_failure(error: BaseException, where: str, command: str | None = None) -> str | None:
+def _store_failure(
+    error: BaseException,
+    where: str,
+    command: str | None = None,
+    location: StoreLocation | None = None,
+) -> str | None:
     """The message for a store that could not do its part, or None."""
     sqlite3 = sys.modules.get("sqlite3")
     code = None
@@ -496,17 +501,37 @@ def _store_failure(error: BaseException, where: str, command: str | None = None)
             "the ledger. Restore the store from a copy or a backup and check that with "
             "`enforcement-ledger verify`"
         )
+    writes = "; the write in progress was rolled back whole" if command in _APPENDING else ""
     if code in ("SQLITE_BUSY", "55P03"):  # PostgreSQL's lock_not_available
         from ledger import persistence
 
+        if code == "55P03" and persistence.OWN_LOCK_WAIT not in getattr(error, "__notes__", ()):
+            # Not the ledger's own wait: a lock_timeout the server was given for this
+            # role, database or session ended a wait for a table's lock.
+            limit = None
+            if location is not None and location.kind == "postgres":
+                from ledger.postgres import server_setting
+
+                limit = server_setting(location, "lock_timeout")
+            given = f" ({limit})" if limit and limit != "0" else ""
+            return (
+                f"another session held a lock on {where} that this command needed for longer "
+                f"than the lock_timeout{given} set for this role or database (or in PGOPTIONS) "
+                f"allows ({detail}), so the server cancelled the wait{writes}. Run it again "
+                "once that session is done, or raise the limit for this role (ALTER ROLE … "
+                "SET lock_timeout)"
+            )
         waited = (
             persistence.SQLITE_BUSY_TIMEOUT_S
             if code == "SQLITE_BUSY"
             else persistence.WRITE_LOCK_WAIT_S
         )
+        # A read command's wait was for the read models' catch-up: it writes no events.
+        reads = command is not None and command not in {*_APPENDING, "checkpoint", "replay", "init"}
+        wrote = "" if reads else " and wrote nothing"
         return (
             f"another process kept {where} locked for {waited:g} s ({detail}), "
-            "so this command gave up waiting and wrote nothing; run it again once that "
+            f"so this command gave up waiting{wrote}; run it again once that "
             "process (a long append or a replay) is done"
         )
     if code == "connection lost":
@@ -529,7 +554,6 @@ def _store_failure(error: BaseException, where: str, command: str | None = None)
             "at all, but one cut off while committing may have committed: see what the log "
             "holds (`enforcement-ledger timeline --recorded-since …`) before running it again"
         )
-    writes = "; the write in progress was rolled back whole" if command in _APPENDING else ""
     if code == "57014":  # query_canceled: a statement_timeout, or pg_cancel_backend
         timeout = "statement timeout" in detail
         stopped = (
@@ -844,7 +868,8 @@ class LedgerGroup(StrictGroup):
                 raise click.ClickException(f"cannot write to {target}: {error.strerror}") from None
             session = ctx.find_object(Session)
             where = session.location.display if session else "the store"
-            failure = _store_failure(error, where, ctx.invoked_subcommand)
+            location = session.location if session else None
+            failure = _store_failure(error, where, ctx.invoked_subcommand, location)
             if failure is not None:
                 raise click.ClickException(failure) from None
             if _is_read_only_store(error):

@@ -67,6 +67,8 @@ APPLICATION_NAME = "EnforcementLedger"
 LEDGER_TABLES = ("ledger_meta", "ledger_entries", "merkle_nodes", "checkpoints")
 SQLITE_BUSY_TIMEOUT_S = 120.0  # concurrent writers wait for the file lock, not fail
 WRITE_LOCK_WAIT_S = SQLITE_BUSY_TIMEOUT_S  # PostgreSQL writers, for the log's lock
+# Noted on a lock timeout that ended that wait (a server's lock_timeout ends others).
+OWN_LOCK_WAIT = "enforcement-ledger: gave up waiting for the ledger's own lock"
 READ_CHUNK = 5000
 
 
@@ -264,14 +266,24 @@ class Database:
             self.raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield self
 
+    def _wait_for_lock(self, statement: str, name: str) -> None:
+        """Run a statement that waits for one of the ledger's own locks, up to
+        WRITE_LOCK_WAIT_S; a lock timeout then is that wait's, not a server setting's."""
+        try:
+            self.raw.execute(statement, (f"{int(WRITE_LOCK_WAIT_S * 1000)}ms", name))
+        except Exception as error:
+            if getattr(error, "sqlstate", None) == "55P03":
+                error.add_note(OWN_LOCK_WAIT)
+            raise
+
     def advisory_lock(self, name: str) -> None:
         """A transaction-scoped lock, per schema: ledgers sharing a database never wait
         on each other. Waited for as long as SQLite waits for its file lock, not for
         ever: any session may take an advisory lock, a stuck writer or a reader's
         psql included (the setting is the transaction's, made before the wait)."""
-        self.raw.execute(
+        self._wait_for_lock(
             f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock({_ADVISORY_KEY})",
-            (f"{int(WRITE_LOCK_WAIT_S * 1000)}ms", name),
+            name,
         )
         # The wait for this lock only: the transaction's other locks wait as before.
         self.raw.execute("SET LOCAL lock_timeout TO DEFAULT")
@@ -279,9 +291,9 @@ class Database:
     @contextmanager
     def session_lock(self, name: str) -> Iterator[None]:
         """The same lock held by this session across transactions (PostgreSQL)."""
-        self.raw.execute(
+        self._wait_for_lock(
             f"SELECT set_config('lock_timeout', %s, false), pg_advisory_lock({_ADVISORY_KEY})",
-            (f"{int(WRITE_LOCK_WAIT_S * 1000)}ms", name),
+            name,
         )
         # The wait for this lock only: a replay's TRUNCATE then waits for readers, as before.
         self.raw.execute("RESET lock_timeout")
@@ -329,10 +341,10 @@ class Database:
         """The lock in shared mode, held until this connection closes (PostgreSQL):
         many holders at once, none while a session holds it whole (``session_lock``).
         Waited for as long as the other locks."""
-        self.raw.execute(
+        self._wait_for_lock(
             "SELECT set_config('lock_timeout', %s, false), "
             f"pg_advisory_lock_shared({_ADVISORY_KEY})",
-            (f"{int(WRITE_LOCK_WAIT_S * 1000)}ms", name),
+            name,
         )
         self.raw.execute("RESET lock_timeout")
 

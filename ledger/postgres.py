@@ -384,6 +384,16 @@ class PostgresStorage(Storage):
         return writer, reader
 
 
+def server_setting(location: StoreLocation, name: str) -> str | None:
+    """A setting as a new session of this role gets it (from the role, the database or
+    PGOPTIONS), or None if it cannot be read: for a message, after a failure."""
+    try:
+        with PostgresStorage(location).connect() as db:
+            return str(db.one("SELECT current_setting(?)", (name,))[0])
+    except Exception:
+        return None
+
+
 # PostgreSQL cuts a longer name to this many bytes without an error.
 MAX_NAME_BYTES = 63
 # Lower case: PostgreSQL folds an unquoted name, so "GRANT x_Up_writer" names x_up_writer.

@@ -392,6 +392,42 @@ def test_a_postgres_write_lock_held_too_long_gives_up_cleanly(
             assert db.one("SHOW lock_timeout")[0] == "0"
 
 
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_a_lock_timeout_set_for_the_role_is_named_not_the_ledgers_own_wait(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lock timeout was told as the ledger's own 120 s wait for "a long append or
+    a replay", and to readers as having "wrote nothing"."""
+    import psycopg
+
+    from ledger.location import StoreLocation
+
+    store.append(account("twitter:a", "2020-01-01"))
+    schema = StoreLocation.parse(store.url).schema
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=300ms")
+    with psycopg.connect(PG_URL) as holder:  # a transaction, holding its lock till the end
+        holder.execute(f'SET search_path TO "{schema}"')
+        holder.execute("LOCK TABLE ledger_entries, timeline IN ACCESS EXCLUSIVE MODE")
+        append = store.fail("append", "-", input=jsonl(account("twitter:b", "2020-01-01")))
+        timeline = store.fail("timeline")
+        holder.rollback()
+    said = (
+        f"Error: another session held a lock on {store.url} that this command needed for "
+        "longer than the lock_timeout (300ms) set for this role or database (or in PGOPTIONS) "
+        "allows (canceling statement due to lock timeout), so the server cancelled the wait"
+    )
+    assert append.stderr == (
+        f"{said}; the write in progress was rolled back whole. Run it again once that "
+        "session is done, or raise the limit for this role (ALTER ROLE … SET lock_timeout)\n"
+    ), append.stderr
+    assert timeline.stderr == (
+        f"{said}. Run it again once that session is done, or raise the limit for this role "
+        "(ALTER ROLE … SET lock_timeout)\n"
+    ), timeline.stderr
+    monkeypatch.delenv("PGOPTIONS")
+    assert store.count() == 1
+
+
 # --- a replay that others read through, or that dies -------------------------------
 
 
@@ -555,3 +591,21 @@ def test_server_limits_on_statements_and_idle_sessions_are_named() -> None:
     said = _store_failure(idle, "the store", "export")
     assert said is not None
     assert "longer than the idle_in_transaction_session_timeout" in said
+
+
+def test_a_read_command_that_waited_too_long_for_the_ledgers_lock_is_not_said_to_write() -> None:
+    psycopg = pytest.importorskip("psycopg")
+    from cli.main import _store_failure
+    from ledger.persistence import OWN_LOCK_WAIT, WRITE_LOCK_WAIT_S
+
+    waited = psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
+    waited.add_note(OWN_LOCK_WAIT)
+    said = _store_failure(waited, "the store", "timeline")
+    assert said == (
+        f"another process kept the store locked for {WRITE_LOCK_WAIT_S:g} s (canceling "
+        "statement due to lock timeout), so this command gave up waiting; run it again once "
+        "that process (a long append or a replay) is done"
+    )
+    append = _store_failure(waited, "the store", "append")
+    assert append is not None
+    assert "gave up waiting and wrote nothing; run it again" in append
