@@ -370,7 +370,7 @@ class PostgresStorage(Storage):
             for role in (writer, reader):
                 exists = db.one("SELECT 1 FROM pg_roles WHERE rolname = ?", (role,))
                 if not exists:
-                    db.execute(f'CREATE ROLE "{role}" LOGIN')
+                    self._create_role(db, role)
             schema = f'"{self.schema}"'
             for role in (writer, reader):
                 db.execute(f'GRANT USAGE ON SCHEMA {schema} TO "{role}"')
@@ -382,6 +382,19 @@ class PostgresStorage(Storage):
             projections = ", ".join(PROJECTION_TABLES)
             db.execute(f'GRANT INSERT, UPDATE, DELETE ON {projections} TO "{writer}"')
         return writer, reader
+
+    @staticmethod
+    def _create_role(db: Database, role: str) -> None:
+        """CREATE ROLE, or nothing if another init (of another schema or database: roles
+        are the cluster's, and its lock is this schema's) made it meanwhile."""
+        import psycopg
+
+        db.execute("SAVEPOINT ledger_create_role")
+        try:
+            db.execute(f'CREATE ROLE "{role}" LOGIN')
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+            db.execute("ROLLBACK TO SAVEPOINT ledger_create_role")
+        db.execute("RELEASE SAVEPOINT ledger_create_role")
 
 
 def server_setting(location: StoreLocation, name: str) -> str | None:

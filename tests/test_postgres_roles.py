@@ -891,3 +891,40 @@ def test_the_librarys_connections_read_the_password_from_the_environment_as_ours
             app.close()
     finally:
         drop_schema(schema)
+
+
+def test_init_roles_meeting_another_init_creating_the_same_roles_succeeds(
+    tmp_path: Path,
+) -> None:
+    # Roles are the cluster's, and init's lock is its schema's: a role another init
+    # (of another schema) created meanwhile failed CREATE ROLE, an internal failure.
+    _require_postgres()
+    import psycopg
+
+    token = uuid.uuid4().hex[:12]
+    schema, prefix = f"t_{token}", f"r_{token}"
+    url = _url(PG_SUPERUSER, schema)
+    Store(url, "postgres", tmp_path).ok("init")
+    try:
+        with psycopg.connect(PG_URL) as other:  # the other init, not committed yet
+            other.execute(f'CREATE ROLE "{prefix}_writer" LOGIN')
+            init = subprocess.Popen(
+                [*CLI, "--store", url, "init", "--roles", "--role-prefix", prefix],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert _wait_for(
+                lambda: _sql(
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query = %s",
+                    (f'CREATE ROLE "{prefix}_writer" LOGIN',),
+                )
+            )
+            other.commit()
+        out, err = init.communicate(timeout=60)
+        assert init.returncode == 0, (out, err)
+        assert f"Roles ready: {prefix}_writer" in out
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _drop_roles(f"{prefix}_writer", f"{prefix}_reader")
