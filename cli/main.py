@@ -828,7 +828,16 @@ class LedgerGroup(StrictGroup):
                 message = str(error).strip().splitlines()[0]
                 writing = ctx.invoked_subcommand in {*_APPENDING, "checkpoint", "replay"}
                 advice = ""
-                if writing and _on_postgres(ctx):
+                if message.startswith("permission denied for database"):
+                    # CREATE SCHEMA, for a new store: the ledger's writer may write to
+                    # one, but not make one.
+                    advice = (
+                        "; this role may not create a schema in that database (it lacks "
+                        "CREATE on it): nothing was written. Have the database's owner make "
+                        "the store (`init`, with --origin for a copy), or run it as a role "
+                        "that may"
+                    )
+                elif writing and _on_postgres(ctx):
                     what = (
                         "rebuild the read models"
                         if ctx.invoked_subcommand == "replay"

@@ -928,3 +928,23 @@ def test_init_roles_meeting_another_init_creating_the_same_roles_succeeds(
     finally:
         _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         _drop_roles(f"{prefix}_writer", f"{prefix}_reader")
+
+
+def test_a_copy_into_a_new_schema_by_the_writer_says_it_may_not_create_one(
+    populated: RoleLedger, tmp_path: Path
+) -> None:
+    # It was told it "may not write to the ledger (a reader?)": it is the writer.
+    source = Store(str(tmp_path / "source.db"), "sqlite", tmp_path)
+    source.ok("init")
+    schema = f"{populated.schema}_new"
+    try:
+        writer = Store(_url(populated.writer_role, schema), "postgres", tmp_path)
+        refused = writer.fail("copy", source.url).stderr
+        assert refused.startswith(
+            "Error: permission denied: permission denied for database "
+            f"{PG_DB}; this role may not create a schema in that database (it lacks CREATE "
+            "on it): nothing was written."
+        ), refused
+        assert "a reader?" not in refused
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
