@@ -364,24 +364,44 @@ class PostgresStorage(Storage):
     def grant_roles(self, prefix: str) -> tuple[str, str]:
         """Create (or refresh) the writer and reader roles for this ledger."""
         writer, reader = role_names(prefix)
-        from projections.projector import TABLES as PROJECTION_TABLES
-
         with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
             for role in (writer, reader):
                 exists = db.one("SELECT 1 FROM pg_roles WHERE rolname = ?", (role,))
                 if not exists:
                     self._create_role(db, role)
-            schema = f'"{self.schema}"'
-            for role in (writer, reader):
-                db.execute(f'GRANT USAGE ON SCHEMA {schema} TO "{role}"')
-                db.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO "{role}"')
-            history = ", ".join((EVENTS_TABLE, "ledger_entries", "merkle_nodes", "checkpoints"))
-            db.execute(f'GRANT INSERT ON {history} TO "{writer}"')
-            db.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO "{writer}"')
-            # The read models are derived data, rebuilt at will: writers keep them current.
-            projections = ", ".join(PROJECTION_TABLES)
-            db.execute(f'GRANT INSERT, UPDATE, DELETE ON {projections} TO "{writer}"')
+            # A GRANT by a role that may not give the privilege grants nothing, with a
+            # warning only (privilege_not_granted): "Roles ready" would be untrue.
+            withheld: list[str] = []
+            db.raw.add_notice_handler(
+                lambda diag: (
+                    withheld.append(diag.message_primary or "")
+                    if diag.sqlstate == "01007"
+                    else None
+                )
+            )
+            self._grant(db, writer, reader)
+            if withheld:
+                raise StoreError(
+                    f"this role ({self.location.user}) may not grant the ledger's privileges "
+                    f"to {writer} and {reader} (PostgreSQL: {withheld[0]}); nothing was "
+                    "changed",
+                    "run `init --roles` as the ledger's owner",
+                )
         return writer, reader
+
+    def _grant(self, db: Database, writer: str, reader: str) -> None:
+        from projections.projector import TABLES as PROJECTION_TABLES
+
+        schema = f'"{self.schema}"'
+        for role in (writer, reader):
+            db.execute(f'GRANT USAGE ON SCHEMA {schema} TO "{role}"')
+            db.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO "{role}"')
+        history = ", ".join((EVENTS_TABLE, "ledger_entries", "merkle_nodes", "checkpoints"))
+        db.execute(f'GRANT INSERT ON {history} TO "{writer}"')
+        db.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO "{writer}"')
+        # The read models are derived data, rebuilt at will: writers keep them current.
+        projections = ", ".join(PROJECTION_TABLES)
+        db.execute(f'GRANT INSERT, UPDATE, DELETE ON {projections} TO "{writer}"')
 
     @staticmethod
     def _create_role(db: Database, role: str) -> None:

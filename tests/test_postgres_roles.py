@@ -948,3 +948,23 @@ def test_a_copy_into_a_new_schema_by_the_writer_says_it_may_not_create_one(
         assert "a reader?" not in refused
     finally:
         _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_init_roles_by_the_writer_that_grants_nothing_is_refused(populated: RoleLedger) -> None:
+    # PostgreSQL only warns when a role grants what it may not give: "Roles ready", exit
+    # 0, and the reader still could not read the checkpoints the owner had revoked.
+    populated.sql(f'REVOKE SELECT ON checkpoints FROM "{populated.reader_role}"')
+    refused = populated.writer.fail("init", "--roles", "--role-prefix", populated.prefix)
+    assert "Roles ready" not in refused.stdout
+    assert refused.stderr.startswith(
+        f"Error: this role ({populated.writer_role}) may not grant the ledger's privileges to "
+        f"{populated.writer_role} and {populated.reader_role} (PostgreSQL: no privileges were "
+        "granted for "
+    ), refused.stderr
+    assert refused.stderr.endswith(
+        "; nothing was changed; run `init --roles` as the ledger's owner\n"
+    ), refused.stderr
+    populated.owner.ok("init", "--roles", "--role-prefix", populated.prefix)
+    assert populated.sql(
+        "SELECT has_table_privilege(%s, 'checkpoints', 'SELECT')", (populated.reader_role,)
+    ) == [(True,)]
