@@ -826,7 +826,12 @@ class LedgerGroup(StrictGroup):
                 ) from None
             if _is_permission_error(error):
                 message = str(error).strip().splitlines()[0]
-                writing = ctx.invoked_subcommand in {*_APPENDING, "checkpoint", "replay"}
+                writing = ctx.invoked_subcommand in {
+                    *_APPENDING,
+                    "checkpoint",
+                    "replay",
+                    "follow",
+                }
                 advice = ""
                 if message.startswith("permission denied for database"):
                     # CREATE SCHEMA, for a new store: the ledger's writer may write to
@@ -838,11 +843,10 @@ class LedgerGroup(StrictGroup):
                         "that may"
                     )
                 elif writing and _on_postgres(ctx):
-                    what = (
-                        "rebuild the read models"
-                        if ctx.invoked_subcommand == "replay"
-                        else "write to the ledger"
-                    )
+                    what = {
+                        "replay": "rebuild the read models",
+                        "follow": "update the read models, which follow keeps current",
+                    }.get(ctx.invoked_subcommand or "", "write to the ledger")
                     advice = (
                         f"; this role may not {what} (a reader?): nothing was written; run "
                         "it as the ledger's writer role or its owner"
@@ -3443,9 +3447,16 @@ def verify(
                     check_index(storage, connection, report.size)
                     covered = check_read_models(connection, report.size)
                     if covered < report.size:
+                        # A reader's read commands cannot project them: they fail instead.
+                        catch_up = (
+                            "`follow --once` or any append, run as the ledger's writer, "
+                            "brings them up to date (this role may not)"
+                            if not storage.may_update_read_models(connection)
+                            else "any read command brings them up to date"
+                        )
                         report.warnings.append(
                             f"sequence {covered}..{report.size - 1}: not projected yet, so not "
-                            "in the read models checked (any read command brings them up to date)"
+                            f"in the read models checked ({catch_up})"
                         )
     if all_signed and report.unsigned_from is not None:
         raise IntegrityError(

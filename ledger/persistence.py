@@ -664,6 +664,10 @@ class Storage:
         b-trees, indexes against their tables): none where it cannot tell."""
         return []
 
+    def may_update_read_models(self, db: Database) -> bool:
+        """Whether this connection's role may project the log into the read models."""
+        return True
+
     def missing_ledger_indexes(self, db: Database) -> list[str]:
         present = db.relation_names()
         return [name for name in self.ledger_indexes() if name not in present]

@@ -213,6 +213,15 @@ class PostgresStorage(Storage):
         else:
             db.close()
 
+    def may_update_read_models(self, db: Database) -> bool:
+        # Every read model table and the position are granted together (grant_roles).
+        return bool(
+            db.one(
+                "SELECT has_table_privilege(?, 'INSERT') AND has_table_privilege(?, 'UPDATE')",
+                ("projection_position", "projection_position"),
+            )[0]
+        )
+
     def lock_log(self, db: Database) -> None:
         db.advisory_lock("ledger-log")
         # Every lookup an append makes is an index lookup, but a batch that fills an

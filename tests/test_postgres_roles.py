@@ -968,3 +968,27 @@ def test_init_roles_by_the_writer_that_grants_nothing_is_refused(populated: Role
     assert populated.sql(
         "SELECT has_table_privilege(%s, 'checkpoints', 'SELECT')", (populated.reader_role,)
     ) == [(True,)]
+
+
+def test_a_reader_facing_read_models_behind_the_log_is_sent_to_the_writer(
+    populated: RoleLedger,
+) -> None:
+    # As a killed replay leaves them: the reader was told "any read command brings them
+    # up to date", and each of its read commands then failed; its follow failed with a
+    # bare "permission denied for table …".
+    populated.sql("TRUNCATE timeline, retractions, projection_position")
+    checked = populated.reader.ok("verify", "--read-models", "--vkey", populated.vkey)
+    assert (
+        f"warning: sequence 0..{SEED_COUNT - 1}: not projected yet, so not in the read models "
+        "checked (`follow --once` or any append, run as the ledger's writer, brings them up "
+        "to date (this role may not))"
+    ) in checked.stderr, checked.stderr
+    refused = populated.reader.fail("follow", "--once").stderr
+    assert refused.startswith("Error: permission denied: permission denied for table "), refused
+    assert refused.endswith(
+        "; this role may not update the read models, which follow keeps current (a reader?): "
+        "nothing was written; run it as the ledger's writer role or its owner\n"
+    ), refused
+    # The writer's answer is as before.
+    checked = populated.writer.ok("verify", "--read-models", "--vkey", populated.vkey)
+    assert "(any read command brings them up to date)" in checked.stderr, checked.stderr
