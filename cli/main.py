@@ -1769,17 +1769,22 @@ class _JsonInteger(click.ParamType):  # type: ignore[type-arg]  # generic only f
 
     name = "integer"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> int | float:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
         if not re.fullmatch(
             r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?", str(value), flags=re.ASCII
         ):
             self.fail(f"{value!r} is not a number as JSON writes it, e.g. 1000", param, ctx)
-        number: int | float = json.loads(value)
-        return number
+        # Exactly as written: a float would round 9007199254740990.5 or 1e-400 whole.
+        from decimal import Decimal
+
+        number = Decimal(value)
+        if number.adjusted() > 20:  # not made an int of a million digits to be refused
+            self.fail(f"expected a whole number of at most 2**53 - 1, given {value!r}", param, ctx)
+        if number != number.to_integral_value():
+            self.fail(f"expected a whole number, given {value!r}", param, ctx)
+        return int(number)
 
 
 def _completing(values: tuple[str, ...]) -> Callable[..., list[Any]]:

@@ -15,7 +15,9 @@ import functools
 import json
 import re
 import unicodedata
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -179,26 +181,36 @@ CountryCode = Annotated[str, StringConstraints(pattern=COUNTRY_CODE)]
 MAX_SAFE_INTEGER = 2**53 - 1
 
 
+# Set when a count was read from a float: the float may have rounded a fraction away
+# (9007199254740990.5, 1e-400), so parse_event checks the number as the line wrote it.
+_COUNT_FROM_FLOAT: ContextVar[bool] = ContextVar("count_from_float", default=False)
+
+
 def _whole_number(value: Any) -> Any:
     """JSON Schema's integer is any number without a fraction (5.0, 1e3): read as one,
     so that a file valid by the schema is not refused. Text ("5") and true stay refused
     by the strict int that follows."""
     if type(value) is float:
-        if not value.is_integer():  # a fraction, Infinity (1e400) or NaN
+        if value in (float("inf"), float("-inf")):  # 1e400: whole, and too large
+            raise ValueError(f"Input should be less than or equal to {MAX_SAFE_INTEGER}")
+        if not value.is_integer():  # a fraction, or NaN
             raise ValueError("expected a whole number")
+        _COUNT_FROM_FLOAT.set(True)
         return int(value)
     return value
 
 
+# The constraints before the validator: after it, pydantic's JSON Schema named them
+# "ge"/"le", which JSON Schema readers ignore (a negative count passed the schema).
 Count = Annotated[
     int,
-    BeforeValidator(_whole_number),
     Field(
         ge=0,
         le=MAX_SAFE_INTEGER,
         strict=True,
         description="A whole number: 5, or 5.0 or 5e0 alike (JSON Schema's integer).",
     ),
+    BeforeValidator(_whole_number),
 ]
 
 
@@ -794,10 +806,25 @@ def parse_event(
                 return model.model_validate(data, context=context)  # type: ignore[return-value]
             return event_adapter().validate_python(data, context=context)
         # pydantic-core parses and validates in one pass: the bulk path's hot spot.
-        return event_adapter().validate_json(data)
+        _COUNT_FROM_FLOAT.set(False)
+        event = event_adapter().validate_json(data)
+        if _COUNT_FROM_FLOAT.get():
+            _check_count_as_written(data, line)
+        return event
     except ValidationError as e:
         text = None if isinstance(data, dict) else data
         raise EventInputError(describe_validation_error(e, text), line) from None
+
+
+def _check_count_as_written(text: str | bytes, line: int | None) -> None:
+    """A count read from a float is whole as the line writes it, not only once rounded
+    to a float (which took 1e-400 for 0 and 1.00000000000000001 for 1)."""
+    decoded = _numbers_as_written(text)
+    written = _as_written(decoded, ("count",))
+    if written is not None and isinstance(decoded, dict):
+        number = Decimal(decoded["count"])
+        if number != number.to_integral_value():
+            raise EventInputError([f"count: expected a whole number (given {written})"], line)
 
 
 def event_content(event: EventBase) -> dict[str, Any]:
