@@ -388,7 +388,13 @@ def near_duplicates(
     a new id as far as the rules go; split data is what it costs a researcher. A dry
     run's event ids are not named (one made for it is made again by the append)."""
     warnings: list[str] = []
-    fix = "; if it is that one, retract this registration and use it"
+    fix = (
+        "; if it is that one, give it instead"
+        if dry_run
+        else "; if it is that one, retract this registration and use it"
+    )
+    retracted = _retracted(db, [r[3] for r in registered])
+    registered = [r for r in registered if r[3] not in retracted]  # undone in the batch
 
     def named(event_id: str) -> str:
         return "" if dry_run else f" ({event_id})"
@@ -415,13 +421,18 @@ def near_duplicates(
                     f"{' and '.join(map(repr, same))}, the same in other letter case{fix}"
                 )
             elif platform and platform not in platforms:
-                close = difflib.get_close_matches(platform, sorted(platforms), 3, 0.75)
+                close = difflib.get_close_matches(platform, sorted(platforms), 3, 0.8)
                 if close:
+                    there = (
+                        "give it there"
+                        if dry_run
+                        else "retract this registration and register it there"
+                    )
                     warnings.append(
                         f"platform {platform!r} (account {account!r}"
                         f"{'' if dry_run else ', ' + event_id}) "
                         f"is new, and the ledger holds {' or '.join(map(repr, close))}; a "
-                        "typo? If so, retract this registration and register it there"
+                        f"typo? If so, {there}"
                     )
     return warnings
 
@@ -434,14 +445,29 @@ def _ids_before(db: Database, column: str, kind: str, before: int) -> dict[str, 
         index, facts = "timeline_subject", "t.subject IS NOT NULL"
     else:
         index, facts = "timeline_status_facts", status_facts_clause("t")
+    # Retracted ones left out: a wrong spelling retracted and the right one registered
+    # was told to use the retracted one.
     rows = db.execute(
         f"SELECT DISTINCT t.{column} FROM timeline t{_hint(db, index)} "
-        f"WHERE {facts} AND t.type = :kind AND t.sequence < :before",
+        "LEFT JOIN retractions r ON r.target = t.event_id "
+        f"WHERE {facts} AND t.type = :kind AND t.sequence < :before AND r.target IS NULL",
         {"kind": kind, "before": before},
     )
     for (value,) in rows:
         found.setdefault(value.casefold(), set()).add(value)
     return found
+
+
+def _retracted(db: Database, event_ids: Sequence[str]) -> set[str]:
+    """Which of these events the read models hold retracted."""
+    if not event_ids:
+        return set()
+    marks = ", ".join(f":e{i}" for i in range(len(event_ids)))
+    rows = db.execute(
+        f"SELECT target FROM retractions WHERE target IN ({marks})",
+        {f"e{i}": event_id for i, event_id in enumerate(event_ids)},
+    )
+    return {row[0] for row in rows}
 
 
 # Filters on free text a platform or the ledger wrote, which no index serves.

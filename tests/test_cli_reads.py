@@ -1537,9 +1537,9 @@ def test_a_registration_likely_misspelling_an_id_the_ledger_holds_is_warned_of(
     )
     typo = ("--account", "twiter:foo", "--platform", "twiter", "--handle", "foo", *common)
     dry = store.ok("record", "account-registered", *typo, "--dry-run")
-    assert dry.stderr == (  # a dry run's made-up event_id is not named
+    assert dry.stderr == (  # a dry run's made-up event_id is not named, nor a retraction
         "warning: platform 'twiter' (account 'twiter:foo') is new, and the ledger holds "
-        "'twitter'; a typo? If so, retract this registration and register it there\n"
+        "'twitter'; a typo? If so, give it there\n"
     )
     lines = [
         account("twitter:Khamenei_IR", "2024-03-01T00:00:00Z", event_id="kir"),
@@ -1555,3 +1555,18 @@ def test_a_registration_likely_misspelling_an_id_the_ledger_holds_is_warned_of(
     assert store.ok("record", "account-registered", *typo).stderr.startswith("warning: ")
     typo_two = ("--account", "twiter:bar", "--platform", "twiter", "--handle", "bar", *common)
     assert store.ok("record", "account-registered", *typo_two).stderr == ""
+    # The fix the warning asks for: the wrong spelling retracted, the right one
+    # registered. It said to use the retracted one (which nothing may name).
+    wrong = subject("Someone", "2024-03-01T00:00:00Z", event_id="wrong")
+    store.ok("append", "-", input=jsonl(wrong))
+    fixed = [
+        ev("event_retracted", "2024-03-02", target="wrong", reason="case", event_id="fix"),
+        subject("someone", "2024-03-01T00:00:00Z", event_id="right"),
+    ]
+    assert store.ok("append", "-", input="".join(jsonl(e) for e in fixed)).stderr == ""
+    # Nor is a registration retracted in its own batch warned of.
+    undone = [
+        subject("SOMEONE", "2024-03-01T00:00:00Z", event_id="again"),
+        ev("event_retracted", "2024-03-02", target="again", reason="case", event_id="undo"),
+    ]
+    assert store.ok("append", "-", input="".join(jsonl(e) for e in undone)).stderr == ""
