@@ -226,7 +226,14 @@ class Session:
         from ledger.location import key_path
 
         ledger = self.ledger()
-        if result.registered:
+        projections = ledger.inline_projections
+        if (
+            result.registered
+            and projections
+            and all(getattr(p, "active", False) for p in projections)
+        ):
+            # Only on read models the append kept current: catching them up here would
+            # wait (a replay) or fail before the catch-up that says the append is in.
             from projections.queries import near_duplicates
 
             for warning in near_duplicates(

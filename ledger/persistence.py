@@ -1000,10 +1000,20 @@ class SQLiteStorage(Storage):
             self.check_format(db)
 
     def connect(self) -> Database:
+        return self._connect(creating=False)
+
+    def _connect(self, *, creating: bool) -> Database:
+        """The file opened for reading and writing (read-only where it cannot be
+        written). It is put in WAL mode (persistent, so once) only when it is a ledger
+        or ``init`` is making one in it: any other file given as a store, an empty one
+        or someone's database, is left as it was (the switch rewrote it, even to read)."""
         try:
             try:
                 raw = self._open(self.path, uri=False)
-                raw.execute("PRAGMA journal_mode=WAL")
+                if raw.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    empty = raw.execute("SELECT 1 FROM sqlite_master").fetchone() is None
+                    if (creating and empty) or self._has_meta(Database(raw, "sqlite")):
+                        raw.execute("PRAGMA journal_mode=WAL")
             except sqlite3.OperationalError as error:
                 # An auditor's copy on read-only media or in a directory they may not
                 # write: SQLite cannot make its -wal/-shm files. Read it read-only.
@@ -1123,7 +1133,7 @@ class SQLiteStorage(Storage):
                 "here; nothing was made",
                 "give a --store path in a directory you may write",
             )
-        with self.connect() as db, db.transaction():
+        with self._connect(creating=True) as db, db.transaction():
             if db.one("SELECT 1 FROM sqlite_master WHERE name='ledger_meta'"):
                 return False
             if db.one("SELECT 1 FROM sqlite_master"):  # tables or views: someone's

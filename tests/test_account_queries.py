@@ -287,6 +287,7 @@ def test_subjects_equal_their_accounts_folded_from_full_timelines(opened: Opened
                                     "since",
                                     "policy",
                                     "restrictions",
+                                    "exemptions",
                                 )
                             }
                         )

@@ -1139,6 +1139,7 @@ def test_init_refuses_a_sqlite_database_that_is_not_a_ledger(tmp_path: Path) -> 
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE notes (body TEXT)")
     conn.close()
+    before = path.read_bytes()
     other = Store(str(path), "sqlite", tmp_path)
     result = other.fail("init")
     assert "is a SQLite database but not a ledger" in result.output
@@ -1152,6 +1153,16 @@ def test_init_refuses_a_sqlite_database_that_is_not_a_ledger(tmp_path: Path) -> 
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
     assert tables == {"notes"}
+    # Not a byte changed: opening it put it in WAL mode, rewriting its header.
+    assert path.read_bytes() == before
+    assert not path.with_name(path.name + "-wal").exists()
+    # Nor an empty file given as copy's SOURCE (it became a 4 KiB SQLite database).
+    empty = tmp_path / "empty.nl"
+    empty.write_bytes(b"")
+    store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    store.ok("init")
+    store.fail("copy", str(empty))
+    assert empty.read_bytes() == b""
 
 
 # --- what a person sees -------------------------------------------------------

@@ -171,7 +171,7 @@ def test_an_export_given_as_source_points_to_copy_export(store: Store, tmp_path:
     message = target.fail("copy", str(path)).stderr
     quoted = shlex.quote(str(path))
     assert message.endswith(
-        f"; copy reads an existing ledger; for an `export --nl` file use `copy --export {quoted}`\n"
+        f"file is not a database; for an `export --nl` file use `copy --export {quoted}`\n"
     ), message
     assert not (tmp_path / "target.db").exists()
 
