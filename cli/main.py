@@ -736,22 +736,27 @@ def _option_hints(command: click.Command, ctx: click.Context, args: list[str]) -
         name = error.option_name
         has = {opt for param in command.params for opt in param.opts}
         if name in _GLOBAL_OPTIONS:
-            value = "PATH"
+            # The whole line again, the option moved: one that dropped the rest of it
+            # (an ACCOUNT, the filters) ran another command when copied.
+            value, rest, skip = "PATH", [], False
             for n, arg in enumerate(args):
-                if arg == name and n + 1 < len(args):
-                    value = shlex.quote(args[n + 1])
+                if skip:
+                    skip = False
+                elif arg == name:
+                    value = shlex.quote(args[n + 1]) if n + 1 < len(args) else value
+                    skip = True
                 elif arg.startswith(name + "="):
                     value = shlex.quote(arg.partition("=")[2])
+                else:
+                    rest.append(shlex.quote(arg))
             path = []
             at: click.Context | None = ctx
             while at is not None and at.parent is not None:
                 path.append(at.info_name or "")
                 at = at.parent
+            line = " ".join(["enforcement-ledger", name, value, *reversed(path), *rest])
             raise click.NoSuchOption(
-                name,
-                f"{name} is a global option, given before the command: "
-                f"enforcement-ledger {name} {value} {' '.join(reversed(path))}",
-                ctx=ctx,
+                name, f"{name} is a global option, given before the command: {line}", ctx=ctx
             ) from None
         if name == "--reason" and "--note" in has:  # a record type without a reason field
             raise click.NoSuchOption(

@@ -758,9 +758,10 @@ class _Batch:
                 f"the log's last record time, {iso(last)} (sequence "
                 f"{head.next_sequence - 1}), is more than {CLOCK_BEHIND_LIMIT.days} day "
                 f"ahead of this clock ({iso(now)}); every event appended now would take "
-                "it: set this machine's clock right, or, if it is right, the event was "
-                "recorded by a clock far ahead or changed since (`enforcement-ledger "
-                "verify` checks it); nothing was written"
+                "it, so nothing was written. Set this machine's clock right; if it is "
+                "right, that event was recorded by a clock far ahead (`enforcement-ledger "
+                "verify` then finds nothing: the time is as recorded) or edited since "
+                "(verify names it), and appends resume once this clock passes that time"
             )
         self.recorded_at = now if last is None or now > last else last
         self.recorded_iso = iso(self.recorded_at)

@@ -327,7 +327,16 @@ def test_a_global_option_given_after_the_command_is_said_to_go_before_it(
         (["timeline", "--store", "x.db"], "--store x.db timeline"),
         (["verify", "--store=my x.db"], "--store 'my x.db' verify"),
         (["record", "account-removed", "--store", "x.db"], "--store x.db record account-removed"),
-        (["prove", "inclusion", "1", "--key-file", "k"], "--key-file k prove inclusion"),
+        (["prove", "inclusion", "1", "--key-file", "k"], "--key-file k prove inclusion 1"),
+        # The rest of the line kept: without it the hint ran another command.
+        (
+            ["status", "twitter:x", "--store", "d.db", "--as-of", "2024-01-01"],
+            "--store d.db status twitter:x --as-of 2024-01-01",
+        ),
+        (
+            ["record", "account-removed", "--store", "d.db", "--policy", "a b"],
+            "--store d.db record account-removed --policy 'a b'",
+        ),
     ]:
         message = reject(sqlite_store, *args, code=2).splitlines()[-1]
         option = hint.split()[0]
