@@ -607,12 +607,13 @@ def _judge_changed_hashes(
     *,
     final: bool,
     altered_below: int = 0,
-) -> tuple[str, IntegrityError] | None:
+) -> tuple[str, IntegrityError, str] | None:
     """What the checkpoints at ``size`` prove of the sequences below it whose bytes and
-    recorded hashes differ, as ("altered" or "intact", the error saying so): one whose
-    root the recorded hashes give (``from_recorded``; None when some recorded hash is
-    no hash at all), and the bytes do not, proves those events altered; when every one
-    the bytes give, only the index's hashes were changed. Checkpoints from outside the
+    recorded hashes differ, as ("altered" or "intact", the error saying so, the deciding
+    checkpoint as messages name it): one whose root the recorded hashes give
+    (``from_recorded``; None when some recorded hash is no hash at all), and the bytes
+    do not, proves those events altered; when every one the bytes give, only the index's
+    hashes were changed. Checkpoints from outside the
     store (trusted, given) decide when there are any: the store's own are evidence only
     if its key never left the operator's hands, so they decide only when none from
     outside is given at this size or beyond (``final``). ``altered_below``: the size
@@ -636,29 +637,41 @@ def _judge_changed_hashes(
     if giving_bytes and giving_recorded and from_bytes != from_recorded:
         (kind, _, source), (other, _, other_source) = giving_bytes[0], giving_recorded[0]
         decides = "" if outside else "; an auditor's --trusted checkpoint decides"
-        return "conflict", IntegrityError(
-            f"sequence {within[0]}: the stored event's bytes and the hash recorded for it at "
-            f"append time disagree, and so do two signed checkpoints of one size: "
-            f"{which(kind, source)} gives the stored bytes, {which(other, other_source)} the "
-            "recorded hashes. One was signed over a changed log (had the signing key left "
-            f"the operator's hands?){decides}",
-            within[0],
+        return (
+            "conflict",
+            IntegrityError(
+                f"sequence {within[0]}: the stored event's bytes and the hash recorded for it at "
+                f"append time disagree, and so do two signed checkpoints of one size: "
+                f"{which(kind, source)} gives the stored bytes, {which(other, other_source)} the "
+                "recorded hashes. One was signed over a changed log (had the signing key left "
+                f"the operator's hands?){decides}",
+                within[0],
+            ),
+            "",
         )
     for kind, checkpoint, source in deciding:
         assert checkpoint is not None
         if from_recorded is not None and checkpoint.root_hash == from_recorded != from_bytes:
             if len(within) == 1:
-                return "altered", IntegrityError(
-                    f"sequence {within[0]}: the stored event's bytes no longer hash to the "
-                    f"leaf recorded at append time, which {which(kind, source)} confirms (the "
-                    "event was altered)",
-                    within[0],
+                return (
+                    "altered",
+                    IntegrityError(
+                        f"sequence {within[0]}: the stored event's bytes no longer hash to the "
+                        f"leaf recorded at append time, which {which(kind, source)} confirms (the "
+                        "event was altered)",
+                        within[0],
+                    ),
+                    _checkpoint_name(kind, source),
                 )
-            return "altered", IntegrityError(
-                f"sequence {within[0]}: the stored events at sequences {named} no longer hash "
-                f"to the leaves recorded at append time, which {which(kind, source)} confirms "
-                "(the events were altered)",
-                within[0],
+            return (
+                "altered",
+                IntegrityError(
+                    f"sequence {within[0]}: the stored events at sequences {named} no longer hash "
+                    f"to the leaves recorded at append time, which {which(kind, source)} confirms "
+                    "(the events were altered)",
+                    within[0],
+                ),
+                _checkpoint_name(kind, source),
             )
     if all(
         checkpoint is not None and checkpoint.root_hash == from_bytes
@@ -676,24 +689,39 @@ def _judge_changed_hashes(
             if altered_below
             else "the log"
         )
-        return "intact", IntegrityError(
-            f"sequence {within[0]}: {what} changed outside the ledger; {intact} ({log} "
-            f"still matches {which(kind, source)})",
-            within[0],
+        return (
+            "intact",
+            IntegrityError(
+                f"sequence {within[0]}: {what} changed outside the ledger; {intact} ({log} "
+                f"still matches {which(kind, source)})",
+                within[0],
+            ),
+            _checkpoint_name(kind, source),
         )
     return None
 
 
-def _store_checkpoints_disagree(
-    sequence: int, first: int, gives: str, later: int
+def _checkpoints_disagree(
+    sequence: int, first: tuple[int, str], gives: str, later: tuple[int, str]
 ) -> IntegrityError:
+    """Two signed checkpoints, (size, name) each, judge one changed sequence apart."""
     other = "the recorded hashes" if gives == "the stored bytes" else "the stored bytes"
+    decides = ""
+    if first[1] == later[1] == _checkpoint_name("stored", ""):
+        which = (
+            f"the store's own signed checkpoints: the one at size {first[0]} gives {gives}, "
+            f"the one at size {later[0]} {other}"
+        )
+        decides = "; an auditor's --trusted checkpoint decides"
+    else:
+        which = (
+            f"two signed checkpoints: {first[1]} at size {first[0]} gives {gives}, "
+            f"{later[1]} at size {later[0]} {other}"
+        )
     return IntegrityError(
         f"sequence {sequence}: the stored event's bytes and the hash recorded for it at "
-        "append time disagree, and so do the store's own signed checkpoints: the one at "
-        f"size {first} gives {gives}, the one at size {later} {other}. One of them was "
-        "signed over a changed log (had the signing key left the operator's hands?); an "
-        "auditor's --trusted checkpoint decides",
+        f"append time disagree, and so do {which}. One of them was signed over a changed "
+        f"log (had the signing key left the operator's hands?){decides}",
         sequence,
     )
 
@@ -723,14 +751,14 @@ def _also_recorded(changed: list[int], total: int) -> str:
 
 
 def _went_on(
-    first: IntegrityError,
-    later: list[IntegrityError],
+    judgements: Sequence[tuple[str, IntegrityError, int, str]],
     undecided: int | None,
     stopped: IntegrityError | None,
 ) -> str:
-    """The store's first judgement with what the check found after it: later
+    """The checkpoints' first judgement with what the check found after it: later
     judgements, a changed hash no checkpoint judged, the finding that stopped it."""
-    found = list(later)
+    first = judgements[0][1]
+    found = [error for _, error, _, _ in judgements[1:]]
     if undecided is not None and (
         stopped is None or stopped.sequence is None or stopped.sequence > undecided
     ):
@@ -821,14 +849,14 @@ def verify_log(
     changed_total = 0
     as_recorded: merkle.StreamingRoot | None = None  # the tree of the recorded hashes
     recorded_broken = False  # a recorded "hash" that is no 32-byte hash: it gives no root
-    # The store's own checkpoints' judgement, held while later ones may contradict it:
-    # (outcome, its error, the size that gave it).
-    verdict: tuple[str, IntegrityError, int] | None = None
+    # The checkpoints' judgements, in log order, held while the check goes on and later
+    # checkpoints may contradict them: (outcome, its error, the size that gave it, the
+    # deciding checkpoint as messages name it). The first is the report's lead.
+    judgements: list[tuple[str, IntegrityError, int, str]] = []
     # Once the store's checkpoints have judged the sequences below a size, those after it
     # are judged afresh (`changed` then holds only theirs) against the tree that
     # checkpoint signed: an altered event's recorded leaf, not its bytes, which would put
     # every later root off by that one event and blame a range for it.
-    later: list[IntegrityError] = []  # those later judgements, in log order
     open_changed: int | None = None  # the first such sequence not judged yet (folded)
     signed_bytes: merkle.StreamingRoot | None = None  # the signed tree, then the bytes
     signed_recorded: merkle.StreamingRoot | None = None  # the signed tree, then as recorded
@@ -858,7 +886,7 @@ def verify_log(
         changed_total = 0
 
     def check_size() -> None:
-        nonlocal next_check, last_good_size, last_vouched_size, verdict
+        nonlocal next_check, last_good_size, last_vouched_size
         while next_check < len(pending_sizes) and pending_sizes[next_check] == tree.size:
             size = pending_sizes[next_check]
             root = tree.root() if size else root_at_zero
@@ -867,26 +895,36 @@ def verify_log(
             # While a checkpoint from outside is given at this size or later, the store's
             # own narrow nothing and decide nothing.
             outside_later = any(n >= size for n in outside_sizes)
-            if verdict is not None:  # the store's own, judged already: do the later ones agree?
-                assert hash_changed is not None
+            if judgements:  # judged already: do the later checkpoints agree?
                 assert as_recorded is not None
-                outcome, _, first = verdict
                 all_recorded = None if recorded_broken else as_recorded.root()
-                for _, checkpoint, _ in found:
+                for kind, checkpoint, source in found:
                     assert checkpoint is not None
-                    if outcome == "intact" and checkpoint.root_hash == all_recorded:
-                        raise _store_checkpoints_disagree(
-                            hash_changed, first, "the stored bytes", size
-                        )
-                    if outcome == "altered" and checkpoint.root_hash == root:
-                        raise _store_checkpoints_disagree(
-                            hash_changed, first, "the recorded hashes", size
+                    # The recorded hashes throughout contradict every "intact" judgement
+                    # (and agree with every "altered" one); the stored bytes the reverse.
+                    if checkpoint.root_hash == all_recorded:
+                        contradicted, gives = "intact", "the stored bytes"
+                    elif checkpoint.root_hash == root:
+                        contradicted, gives = "altered", "the recorded hashes"
+                    else:
+                        continue
+                    at = next((i for i, j in enumerate(judgements) if j[0] == contradicted), None)
+                    if at is not None:
+                        _, error, first, name = judgements[at]
+                        del judgements[at:]  # it and what was judged on top of it
+                        assert error.sequence is not None
+                        raise _checkpoints_disagree(
+                            error.sequence,
+                            (first, name),
+                            gives,
+                            (size, _checkpoint_name(kind, source)),
                         )
             # Judged against the tree the last judgement found signed (before one: the
             # stored bytes and the recorded hashes from the start).
             bytes_tree = signed_bytes if signed_bytes is not None else tree
             root = bytes_tree.root() if size else root_at_zero
             from_recorded = None  # the recorded hashes' root, while a judgement waits
+            judged = None
             if open_changed is not None:
                 recorded_tree = signed_recorded if signed_recorded is not None else as_recorded
                 assert recorded_tree is not None
@@ -896,13 +934,12 @@ def verify_log(
                     found, root, from_recorded, size, changed, changed_total,
                     final=not outside_later, altered_below=altered_below,
                 )  # fmt: skip
-                if judged is not None and (from_outside or judged[0] == "conflict"):
+                if judged is not None and judged[0] == "conflict":
                     raise judged[1]
                 if judged is not None:
-                    if verdict is None:
-                        verdict = (*judged, size)
-                    else:
-                        later.append(judged[1])
+                    # Held, from outside the store or not: a checkpoint from outside
+                    # decides these sequences, and those after it are still to be checked.
+                    judgements.append((judged[0], judged[1], size, judged[2]))
                     rebase(judged[0])
                     from_recorded = None
                     assert signed_bytes is not None
@@ -911,6 +948,8 @@ def verify_log(
             # Outside checkpoints first: theirs is the finding that counts when both differ.
             for kind, checkpoint, source in sorted(found, key=lambda entry: entry[0] == "stored"):
                 assert checkpoint is not None
+                if kind == "stored" and judged is not None and from_outside:
+                    continue  # one from outside judged this size: the store's decide nothing
                 if (
                     kind == "stored"
                     and from_recorded is not None
@@ -1046,15 +1085,14 @@ def verify_log(
             if bad < len(batch):
                 _check_sequence(batch[bad][0], stop)  # raises with the full explanation
             index += len(batch)
-        if verdict is not None and next_check == len(pending_sizes):
-            if open_changed is None and not later:
-                raise verdict[1]
-            raise IntegrityError(
-                _went_on(verdict[1], later, open_changed, None), verdict[1].sequence
-            )
+        if judgements and next_check == len(pending_sizes):
+            lead = judgements[0][1]
+            if open_changed is None and len(judgements) == 1:
+                raise lead
+            raise IntegrityError(_went_on(judgements, open_changed, None), lead.sequence)
         if hash_changed is not None and next_check == len(pending_sizes):
             raise _undecided_hash(hash_changed)
-        if next_check < len(pending_sizes):  # (with a verdict: added to it, below)
+        if next_check < len(pending_sizes):  # (with judgements: added to them, below)
             missing = pending_sizes[-1]
             sources = [source for kind, _, source in by_size[missing] if kind != "stored"]
             if sources and export:  # a checkpoint file signed after the export was taken?
@@ -1076,11 +1114,9 @@ def verify_log(
         # anything decided whether the event or that hash changed.
         if hash_changed is None or (error.sequence is not None and error.sequence <= hash_changed):
             raise
-        if verdict is not None and error is not verdict[1]:
-            # The store's checkpoints judged it (and maybe more) before this later finding.
-            raise IntegrityError(
-                _went_on(verdict[1], later, open_changed, error), hash_changed
-            ) from None
+        if judgements and error is not judgements[0][1]:
+            # The checkpoints judged it (and maybe more) before this later finding.
+            raise IntegrityError(_went_on(judgements, open_changed, error), hash_changed) from None
         raise _undecided_hash(hash_changed, error) from None
 
     warnings = []

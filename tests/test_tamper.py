@@ -846,6 +846,74 @@ def test_a_second_fault_after_a_judgement_keeps_it_and_is_judged_on_its_own(
         "found altered before 19 as signed, is " in ranged, ranged  # fmt: skip
 
 
+def _stored_note(ledger: KeyedLedger, tables: Tables, size: int) -> Path:
+    """The stored checkpoint at ``size`` in a file, as an auditor saved it then."""
+    path = ledger.store.tmp_path / f"auditor-{size}.checkpoint"
+    path.write_text(tables.all("SELECT note FROM checkpoints WHERE size = ?", (size,))[0][0])
+    return path
+
+
+def test_an_auditors_checkpoint_hides_no_finding_after_its_judgement(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 20: with --trusted, the first judgement (an outside checkpoint's)
+    ended the check, and an event altered after it went unreported, though plain verify
+    named it; and a later checkpoint that contradicts an auditor's judgement is named."""
+    saved = _stored_note(ledger, tables, SIZES[1])
+    tables.drop_triggers()
+    set_hash = "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?"
+    tables.execute(set_hash, (b"\x01" * 32, 5))
+    tables.set_payload(33, change_one_byte(ledger.lines[33]))
+    altered = (
+        "the check went on to find: sequence 33: the stored event's bytes no longer hash to "
+        "the leaf recorded at append time, which the stored checkpoint at size 38 confirms "
+        "(the event was altered)\n"
+    )
+    assert ledger.verify_fails().endswith(altered)
+    assert ledger.verify_fails("--trusted", str(saved)) == (
+        "Error: sequence 5: the leaf hash the log index recorded for it at append time was "
+        "changed outside the ledger; the stored event itself is intact (the log still "
+        f"matches the trusted checkpoint {saved} at size 30); {altered}"
+    )
+    # The store's checkpoint at 38 re-signed over the recorded hashes: it says 5 is not
+    # what the auditor's checkpoint signed.
+    tables.set_payload(33, ledger.lines[33])
+    hashes = [ref_leaf(line) for line in ledger.lines]
+    hashes[5] = b"\x01" * 32
+    _resign_stored(ledger, tables, SIZES[-1], hashes)
+    assert ledger.verify_fails("--trusted", str(saved)) == (
+        "Error: sequence 5: the stored event's bytes and the hash recorded for it at append "
+        f"time disagree, and so do two signed checkpoints: the trusted checkpoint {saved} at "
+        "size 30 gives the stored bytes, the stored checkpoint at size 38 the recorded "
+        "hashes. One of them was signed over a changed log (had the signing key left the "
+        "operator's hands?)\n"
+    )
+
+
+def test_a_later_checkpoint_contradicting_a_later_judgement_is_named_as_that(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 20: 5's index hash edited (judged first), event 25 altered (judged at
+    30), the checkpoint at 38 re-signed over the altered event: only the first judgement
+    was compared with later checkpoints, and 38's root was blamed on an untouched range
+    ("sequence 30..37: … an event in this range was altered")."""
+    tables.drop_triggers()
+    tables.execute("UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = 5", (bytes(32),))
+    lines = list(ledger.lines)
+    lines[25] = change_one_byte(lines[25])
+    tables.set_payload(25, lines[25])
+    _resign_stored(ledger, tables, SIZES[-1], [ref_leaf(line) for line in lines])
+    found = ledger.verify_fails()
+    assert found.startswith("Error: sequence 5: the leaf hash the log index recorded"), found
+    assert found.endswith(
+        "; the check went on to find: sequence 25: the stored event's bytes and the hash "
+        "recorded for it at append time disagree, and so do the store's own signed "
+        "checkpoints: the one at size 30 gives the recorded hashes, the one at size 38 the "
+        "stored bytes. One of them was signed over a changed log (had the signing key left "
+        "the operator's hands?); an auditor's --trusted checkpoint decides\n"
+    ), found
+
+
 @SQLITE_ONLY
 def test_a_partly_re_signed_store_narrows_nothing_beside_an_auditors_checkpoint(
     ledger: KeyedLedger, tables: Tables
