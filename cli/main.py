@@ -3140,7 +3140,10 @@ def inclusion(session: Session, event: str, by: str | None) -> None:
             )
         size, note = _latest_checkpoint(session, sequence)
         leaf = storage.leaf_at(connection, sequence)
-        text = inclusion_proof_text(storage.node_getter(connection), sequence, leaf, size, note)
+        asked = event if by_id is not None and sequence == by_id else None
+        text = inclusion_proof_text(
+            storage.node_getter(connection), sequence, leaf, size, note, event_id=asked
+        )
     click.echo(text, nl=False)
 
 

@@ -333,11 +333,18 @@ def check_no_node_beyond(node: tuple[int, int] | None, size: int) -> None:
 
 
 def inclusion_proof_text(
-    get: merkle.NodeGetter, index: int, leaf: bytes, size: int, signed_checkpoint: str
+    get: merkle.NodeGetter,
+    index: int,
+    leaf: bytes,
+    size: int,
+    signed_checkpoint: str,
+    event_id: str | None = None,
 ) -> str:
     """The tlog-proof of ``leaf`` at ``index``, checked against the checkpoint's root
     before it is given out: the proof comes from the stored node table, which only
-    appends write and nothing else checks."""
+    appends write and nothing else checks. ``event_id``: the one asked for, which the
+    log index gave ``index`` for."""
+    _check_leaf_is_the_one_asked(get, index, leaf, event_id)
     proof = merkle.inclusion_proof(get, index, size)
     root = _signed_root(signed_checkpoint)
     hashed = merkle.leaf_hash(leaf)
@@ -347,6 +354,47 @@ def inclusion_proof_text(
         why = _unservable_inclusion(get, index, size, hashed, proof, root, error)
         raise IntegrityError(why) from None
     return notes.format_tlog_proof(index, proof, signed_checkpoint)
+
+
+def _check_leaf_is_the_one_asked(
+    get: merkle.NodeGetter, index: int, leaf: bytes, event_id: str | None
+) -> None:
+    """The leaf was read through the log index, whose rows verify alone does not tie
+    to their events: a row renumbered, or its event_id edited, leads to another event,
+    whose proof would fail as an "altered" event, or (a valid proof of another event)
+    be given out for the one asked. The leaf names its own sequence and event_id."""
+    try:
+        record = json.loads(leaf)
+    except ValueError:
+        return  # no event at all: the proof check refuses it as altered
+    if not isinstance(record, dict):
+        return
+    carried, theirs = record.get("sequence"), record.get("event_id")
+    if carried == index and (event_id is None or theirs == event_id):
+        return
+    carries = f"carries sequence {carried!r}"
+    if event_id is None:
+        asked = f"sequence {index}: the log index row for it leads to a stored event that {carries}"
+    else:
+        there = f"is '{theirs}'" if carried == index else carries
+        asked = (
+            f"event_id '{event_id}': the log index gives it sequence {index}, but the stored "
+            f"event there {there}"
+        )
+    # Its leaf the one the node table holds at the sequence it carries: that event is
+    # intact where it was appended, and only the index row leads to it wrongly.
+    try:
+        intact = isinstance(carried, int) and get(0, carried) == merkle.leaf_hash(leaf)
+    except KeyError:
+        intact = False
+    blame = (
+        "the log index (ledger_entries) was changed outside the ledger; "
+        "`enforcement-ledger verify --read-models` names it"
+        if intact
+        else "the log index (ledger_entries), or that event, was changed outside the "
+        "ledger; `enforcement-ledger verify --read-models` checks both"
+    )
+    raise IntegrityError(f"refusing to give out an inclusion proof for {asked}: {blame}")
 
 
 def _unservable_inclusion(
@@ -384,6 +432,16 @@ def _unservable_inclusion(
             "table holds for it, and neither gives the signed root: the event was altered, or "
             "the node table it is read from was changed or damaged, or both; "
             "`enforcement-ledger verify` checks the log itself from its leaves"
+        )
+    if stored is not None:
+        # The table's leaf is the event's bytes: the path above it was changed, or the
+        # event was, its leaf in the table (and the hash recorded for it) made to match.
+        return (
+            f"refusing to give out an inclusion proof that does not verify against the "
+            f"signed checkpoint ({error}): the stored Merkle node table it is read from was "
+            "changed or damaged, or the event was altered and its leaf in that table changed "
+            "to match; `enforcement-ledger verify` checks the log itself from its leaves and "
+            "names an altered event"
         )
     return _unservable("an inclusion", error)
 

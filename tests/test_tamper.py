@@ -1139,6 +1139,74 @@ def test_a_proof_refused_for_an_altered_event_names_the_event_not_the_node_table
         "damaged, or both" in result.stderr, result.stderr  # fmt: skip
 
 
+def test_a_proof_asked_through_an_edited_index_row_names_the_index(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 20: index rows 10 and 11 with their sequences swapped, `prove
+    inclusion --by sequence 10` said event 10 was altered (it is intact; verify passes);
+    with their event_ids swapped, `prove inclusion ID` gave a valid proof of another
+    event as the one asked. The leaf names its own sequence and event_id."""
+    tables.drop_triggers()
+    rows = "UPDATE ledger_entries SET {} = ? WHERE sequence = ?"
+    tables.execute(rows.format("sequence"), (1000, 10))
+    tables.execute(rows.format("sequence"), (10, 11))
+    tables.execute(rows.format("sequence"), (11, 1000))
+    ledger.verify_ok()
+    result = ledger.run("prove", "inclusion", "--by", "sequence", "10")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        "Error: refusing to give out an inclusion proof for sequence 10: the log index row "
+        "for it leads to a stored event that carries sequence 11: the log index "
+        "(ledger_entries) was changed outside the ledger; `enforcement-ledger verify "
+        "--read-models` names it\n"
+    )
+    assert "sequence 10: the index row points to the event whose leaf carries sequence 11" \
+        in ledger.verify_fails("--read-models")  # fmt: skip
+    tables.execute(rows.format("sequence"), (1000, 10))
+    tables.execute(rows.format("sequence"), (10, 11))
+    tables.execute(rows.format("sequence"), (11, 1000))
+    ids = [json.loads(ledger.lines[n])["event_id"] for n in (10, 11)]
+    tables.execute(rows.format("event_id"), ("swapping", 10))
+    tables.execute(rows.format("event_id"), (ids[0], 11))
+    tables.execute(rows.format("event_id"), (ids[1], 10))
+    ledger.verify_ok()
+    result = ledger.run("prove", "inclusion", ids[0])
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: refusing to give out an inclusion proof for event_id '{ids[0]}': the log "
+        f"index gives it sequence 11, but the stored event there is '{ids[1]}': the log "
+        "index (ledger_entries) was changed outside the ledger; `enforcement-ledger verify "
+        "--read-models` names it\n"
+    )
+    assert "sequence 10: the index row's event_id is " in ledger.verify_fails("--read-models")
+
+
+@SQLITE_ONLY
+def test_a_proof_refused_for_an_event_altered_with_its_leaf_node_names_both(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 20: event 10 altered, its recorded hash and its leaf in the node table
+    made to match: `prove inclusion` blamed the node table alone, verify the event."""
+    tables.drop_triggers()
+    altered = change_one_byte(ledger.lines[10])
+    tables.set_payload(10, altered)
+    tables.execute(
+        "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = 10", (ref_leaf(altered),)
+    )
+    tables.execute(
+        "UPDATE merkle_nodes SET hash = ? WHERE level = 0 AND idx = 10", (ref_leaf(altered),)
+    )
+    result = ledger.run("prove", "inclusion", "--by", "sequence", "10")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.endswith(
+        "the stored Merkle node table it is read from was changed or damaged, or the event "
+        "was altered and its leaf in that table changed to match; `enforcement-ledger "
+        "verify` checks the log itself from its leaves and names an altered event\n"
+    ), result.stderr
+    assert ledger.verify_fails().startswith("Error: sequence 0..18: root at size 19 ")
+
+
 @SQLITE_ONLY
 def test_checkpoint_does_not_sign_a_root_from_a_corrupted_node_table(
     ledger: KeyedLedger, tables: Tables
