@@ -255,17 +255,28 @@ def check_stored_frontier(get: merkle.NodeGetter, report: VerifyReport) -> None:
         merkle.frontier_nodes(report.size), report.frontier, strict=True
     ):
         first = index << level
+        end = first + (1 << level)
         try:
             stored = get(level, index)
         except KeyError:
-            raise IntegrityError(
+            missing = (
                 f"sequence {first}: the Merkle node table has no node (level {level}, index "
                 f"{index}), which every append and checkpoint start from: it was deleted "
-                f"outside the ledger{rebuild}",
+                "outside the ledger"
+            )
+            if report.unsigned_from is None or report.unsigned_from >= end:
+                raise IntegrityError(missing + rebuild, first) from None
+            # Events (with index rows) added outside the ledger have no nodes either: a
+            # rebuild from the events as they are now would keep them.
+            added = max(first, report.unsigned_from)
+            raise IntegrityError(
+                f"{missing}, or events from {added} on were added outside the ledger (with "
+                f"their index rows), and no signed checkpoint covers {report.unsigned_from}.."
+                f"{end - 1} to tell which. Compare the events with an earlier export or an "
+                "auditor's checkpoint before anything is rebuilt from them",
                 first,
             ) from None
         if stored != expected:
-            end = first + (1 << level)
             if report.unsigned_from is None or report.unsigned_from >= end:
                 raise IntegrityError(
                     f"sequence {first}: the Merkle node (level {level}, index {index}) is "

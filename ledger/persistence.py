@@ -446,15 +446,35 @@ class WriteTransaction:
                 f"(notification_id {row[2]}): it was added outside the ledger (or its event "
                 "deleted); nothing was written: `enforcement-ledger verify` names what changed"
             )
-        recorded = None
+        recorded = carried = None
         with suppress(ValueError, TypeError, KeyError):
-            recorded = json.loads(leaf_bytes(leaf[0]))["recorded_at"]
+            record = json.loads(leaf_bytes(leaf[0]))
+            carried = record["sequence"]
+            recorded = record["recorded_at"]
+        # A row renumbered past the end would have the append start there: its tree
+        # would then need nodes that never were, and the log a gap.
+        if carried is not None and carried != row[0]:
+            raise StoreError(
+                f"the index's last row, sequence {row[0]}, lists the stored event that "
+                f"carries sequence {carried!r}: the index (ledger_entries) was changed "
+                "outside the ledger; nothing was written: `enforcement-ledger verify` names "
+                "what changed"
+            )
         if recorded is None or recorded != row[1]:
             raise StoreError(
                 f"the index gives the last event, sequence {row[0]}, the record time "
                 f"{row[1]!r}, but the stored event holds {recorded!r}: the store was "
                 "changed outside the ledger; nothing was written: `enforcement-ledger "
                 "verify --read-models` names what changed"
+            )
+        # Every append stores its leaves in the node table: an event added with its index
+        # row outside the ledger has none (and would be signed by the next checkpoint).
+        if self.db.one("SELECT 1 FROM merkle_nodes WHERE level = 0 AND idx = ?", (row[0],)) is None:
+            raise StoreError(
+                f"the Merkle node table has no leaf (level 0, index {row[0]}) for the last "
+                f"event, sequence {row[0]}: the event was added outside the ledger (with its "
+                "index row), or the node deleted; nothing was written: `enforcement-ledger "
+                "verify` names what changed"
             )
         return Head(row[0] + 1, datetime.fromisoformat(recorded), int(row[2]))
 

@@ -1275,6 +1275,65 @@ def test_a_deleted_node_every_append_starts_from_is_named_not_a_crash(
     assert len(tables.leaves()) == 38  # nothing written
 
 
+@SQLITE_ONLY
+def test_an_event_added_with_its_index_row_past_the_last_checkpoint_is_not_called_a_lost_node(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 20: an event and its index row added after the last checkpoint (the
+    node table untouched) were named a deleted node, with advice to rebuild the store
+    from the events, the added one with them; append said the same."""
+    tables.drop_triggers()
+    last = json.loads(tables.payload(SIZES[-1] - 1))
+    forged = canonical({**last, "sequence": SIZES[-1], "event_id": "forged"})
+    topic = tables.all("SELECT topic FROM stored_events LIMIT 1")[0][0]
+    originator = "00000000-0000-0000-0000-0000000000ff"
+    row = tables.execute(
+        "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
+        "VALUES (?, 1, ?, ?)",
+        (originator, topic, forged),
+    ).lastrowid
+    tables.execute(
+        "INSERT INTO ledger_entries SELECT ?, 'forged', ?, ?, type, ?, recorded_at, "
+        "subject_ref, lane, lane_key, target FROM ledger_entries WHERE sequence = ?",
+        (SIZES[-1], row, originator, ref_leaf(forged), SIZES[-1] - 1),
+    )
+    assert ledger.verify_fails() == (
+        "Error: sequence 38: the Merkle node table has no node (level 0, index 38), which "
+        "every append and checkpoint start from: it was deleted outside the ledger, or "
+        "events from 38 on were added outside the ledger (with their index rows), and no "
+        "signed checkpoint covers 38..38 to tell which. Compare the events with an earlier "
+        "export or an auditor's checkpoint before anything is rebuilt from them\n"
+    )
+    for command in (("checkpoint",), ("append", "-")):
+        result = ledger.run(*command, input=events_for(4, 1))
+        assert result.exit_code == 1, (result.output, result.exception)
+        assert result.stderr == (
+            "Error: the Merkle node table has no leaf (level 0, index 38) for the last "
+            "event, sequence 38: the event was added outside the ledger (with its index "
+            "row), or the node deleted; nothing was written: `enforcement-ledger verify` "
+            "names what changed\n"
+        )
+    assert len(tables.leaves()) == 39  # nothing written
+
+
+def test_the_last_index_row_renumbered_past_the_end_stops_appends_as_that(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 20: the last index row renumbered to 100 had append start there and
+    fail on "no node (level 0, index 100) … deleted outside the ledger"."""
+    tables.drop_triggers()
+    tables.execute("UPDATE ledger_entries SET sequence = 100 WHERE sequence = 37")
+    result = ledger.run("append", "-", input=events_for(4, 1))
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.stderr == (
+        "Error: the index's last row, sequence 100, lists the stored event that carries "
+        "sequence 37: the index (ledger_entries) was changed outside the ledger; nothing "
+        "was written: `enforcement-ledger verify` names what changed\n"
+    )
+    assert len(tables.leaves()) == 38
+    assert "sequence 37: the log index has no row for it" in ledger.verify_fails()
+
+
 def test_nodes_of_events_no_checkpoint_covers_are_checked_before_signing(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
