@@ -3291,7 +3291,7 @@ def _proof_text(path: str) -> str:
     from ledger.integrity import IntegrityError
 
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # a leading BOM is no part of it
             return handle.read()
     except (OSError, UnicodeDecodeError) as error:
         raise IntegrityError(f"{path} is not a proof: {error}") from None

@@ -126,7 +126,9 @@ class CheckpointText(NamedTuple):
 
 def read_checkpoint_file(path: str) -> CheckpointText:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: a byte order mark an editor put first is no part of the note (it
+        # read as the origin's first character: an "invalid signature", like forgery).
+        text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise IntegrityError(f"{path} is not a signed checkpoint: {error}") from None
     if not text.strip():

@@ -843,6 +843,29 @@ def test_a_bad_trusted_checkpoint_is_named_by_its_file(log: Log) -> None:
     assert log.ok("verify", "--vkey", log.vkey, "--trusted", str(own)).stdout.startswith("OK ")
 
 
+def test_checkpoint_and_proof_files_saved_with_a_byte_order_mark_are_read(log: Log) -> None:
+    """Probe round 20: a real checkpoint saved with a UTF-8 BOM (as some editors save)
+    was refused by `verify --trusted` as an "invalid signature", which reads as forgery;
+    a proof with one was not named as a proof."""
+    log.append_seed()
+    bom = b"\xef\xbb\xbf"
+    saved = log.store.tmp_path / "saved.checkpoint"
+    saved.write_bytes(bom + log.ok("checkpoint").stdout_bytes)
+    assert log.ok("verify", "--vkey", log.vkey, "--trusted", str(saved)).stdout.startswith("OK ")
+    proof = log.store.tmp_path / "event.proof"
+    proof.write_bytes(bom + log.ok("prove", "inclusion", "3", "--by", "sequence").stdout_bytes)
+    result = log.fail("verify", "--vkey", log.vkey, "--trusted", str(proof))
+    assert result.stderr.startswith(
+        f"Error: {proof} is not a signed checkpoint: it is an inclusion proof (it starts "
+    ), result.stderr
+    event = log.store.tmp_path / "event.json"
+    event.write_bytes(log.ok("export", "--nl").stdout_bytes.splitlines()[3] + b"\n")
+    checked = log.ok(
+        "prove", "check-inclusion", str(proof), "--event", str(event), "--vkey", log.vkey
+    )
+    assert checked.stdout.startswith("OK sequence 3 is in the log ")
+
+
 def write_export_and_checkpoint(log: Log, tmp: Path) -> tuple[Path, Path, list[bytes]]:
     """What an operator hands an auditor: `export --nl` and the newest signed checkpoint."""
     export = tmp / "ledger.jsonl"
