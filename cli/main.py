@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -236,9 +236,14 @@ class Session:
             # wait (a replay) or fail before the catch-up that says the append is in.
             from projections.queries import near_duplicates
 
-            for warning in near_duplicates(
-                self.reader(), result.registered, _first(result), dry_run=result.dry_run
-            ):
+            try:
+                with ledger.storage.connect() as db:
+                    warnings = near_duplicates(
+                        db, result.registered, _first_sequence(result), dry_run=result.dry_run
+                    )
+            except Exception as error:  # advice only: the append stands, said so
+                warnings = [f"the new ids could not be compared with the ledger's ({error})"]
+            for warning in warnings:
                 click.echo(f"warning: {warning}", err=True)
         if result.first_signed is not None:
             first, last = result.first_signed
@@ -795,6 +800,22 @@ def _on_postgres(ctx: click.Context) -> bool:
     return session is not None and session.location.kind == "postgres"
 
 
+def _said_if_committed(ctx: click.Context, explained: click.ClickException) -> click.ClickException:
+    """A failure after an append committed (its summary printed, a warning, the read
+    side) says so first: "wrote nothing" alone would have it appended twice."""
+    session = ctx.find_object(Session)
+    done = getattr(session, "committed", None)
+    if done is None or not done.appended or done.dry_run:
+        return explained
+    if explained.message.startswith("the append above is committed"):
+        return explained
+    return click.ClickException(
+        f"the append above is committed ({done.appended} event(s), sequence "
+        f"{done.first_sequence}..{done.last_sequence}): do not append it again; what "
+        f"failed after it: {explained.message}"
+    )
+
+
 class LedgerGroup(StrictGroup):
     """Turns domain and data errors into `Error: …` with exit status 1."""
 
@@ -828,82 +849,89 @@ class LedgerGroup(StrictGroup):
             click.echo(message, err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as error:
-            if isinstance(error, _user_errors()):
-                raise click.ClickException(str(error) + _meant(ctx, error)) from None
-            if _is_unreadable_store_data(error):
-                detail = str(error).strip().splitlines()[0]
-                raise click.ClickException(
-                    f"the store holds an event that is not valid JSON ({detail}): it was "
-                    "changed outside the ledger; `enforcement-ledger verify` finds where"
-                ) from None
-            if _is_permission_error(error):
-                message = str(error).strip().splitlines()[0]
-                writing = ctx.invoked_subcommand in {
-                    *_APPENDING,
-                    "checkpoint",
-                    "replay",
-                    "follow",
-                }
-                advice = ""
-                if message.startswith("permission denied for database"):
-                    # CREATE SCHEMA, for a new store: the ledger's writer may write to
-                    # one, but not make one.
-                    advice = (
-                        "; this role may not create a schema in that database (it lacks "
-                        "CREATE on it): nothing was written. Have the database's owner make "
-                        "the store (`init`, with --origin for a copy), or run it as a role "
-                        "that may"
-                    )
-                elif writing and _on_postgres(ctx):
-                    what = {
-                        "replay": "rebuild the read models",
-                        "follow": "update the read models, which follow keeps current",
-                    }.get(ctx.invoked_subcommand or "", "write to the ledger")
-                    advice = (
-                        f"; this role may not {what} (a reader?): nothing was written; run "
-                        "it as the ledger's writer role or its owner"
-                    )
-                raise click.ClickException(f"permission denied: {message}{advice}") from None
-            if isinstance(error, OSError) and error.errno == errno.EPIPE:
-                # The reader of the output stopped (`… | head`): not an error of this
-                # command. The status a shell gives a process ended by SIGPIPE, as a
-                # Unix tool in its place would end; nothing more is written.
-                _discard_stdout()
-                ctx.exit(EXIT_BROKEN_PIPE)
-            if isinstance(error, UnicodeEncodeError) and _is_undecodable(
-                error.object[error.start : error.end]
-            ):
-                # Python keeps a byte of the command line that is not UTF-8 as a lone
-                # surrogate: the input is at fault, not the output's encoding.
-                raise click.ClickException(
-                    f"{error.object[error.start : error.end]!r} is no text: the command line "
-                    "(or environment) holds a byte that is not UTF-8; give the value in "
-                    "UTF-8"
-                ) from None
-            if isinstance(error, UnicodeEncodeError) and _is_stdout_encoding(error.encoding):
-                raise click.ClickException(
-                    f"standard output takes {sys.stdout.encoding} only, which cannot hold "
-                    f"{error.object[error.start : error.end]!r} from the ledger; set "
-                    "PYTHONIOENCODING=utf-8 (or use a UTF-8 terminal) and run it again"
-                ) from None
-            if isinstance(error, OSError) and error.errno in _OUTPUT_FAILURES:
-                # Writing what the command prints (stdout to a full disk, say): the
-                # store's own writes fail through its driver, not as OSError.
-                target = error.filename or "standard output"
-                raise click.ClickException(f"cannot write to {target}: {error.strerror}") from None
-            session = ctx.find_object(Session)
-            where = session.location.display if session else "the store"
-            location = session.location if session else None
-            failure = _store_failure(error, where, ctx.invoked_subcommand, location)
-            if failure is not None:
-                raise click.ClickException(failure) from None
-            if _is_read_only_store(error):
-                raise click.ClickException(
-                    f"{where} is read-only here and `{ctx.invoked_subcommand}` writes to "
-                    "it; nothing was written. Reading commands (status, timeline, verify, "
-                    "export, …) work on it"
-                ) from None
-            raise
+            try:
+                self._explain(ctx, error)
+            except click.ClickException as explained:
+                raise _said_if_committed(ctx, explained) from None
+
+    def _explain(self, ctx: click.Context, error: Exception) -> NoReturn:
+        """Raise the ClickException a user can act on for ``error``, or ``error``."""
+        if isinstance(error, _user_errors()):
+            raise click.ClickException(str(error) + _meant(ctx, error)) from None
+        if _is_unreadable_store_data(error):
+            detail = str(error).strip().splitlines()[0]
+            raise click.ClickException(
+                f"the store holds an event that is not valid JSON ({detail}): it was "
+                "changed outside the ledger; `enforcement-ledger verify` finds where"
+            ) from None
+        if _is_permission_error(error):
+            message = str(error).strip().splitlines()[0]
+            writing = ctx.invoked_subcommand in {
+                *_APPENDING,
+                "checkpoint",
+                "replay",
+                "follow",
+            }
+            advice = ""
+            if message.startswith("permission denied for database"):
+                # CREATE SCHEMA, for a new store: the ledger's writer may write to
+                # one, but not make one.
+                advice = (
+                    "; this role may not create a schema in that database (it lacks "
+                    "CREATE on it): nothing was written. Have the database's owner make "
+                    "the store (`init`, with --origin for a copy), or run it as a role "
+                    "that may"
+                )
+            elif writing and _on_postgres(ctx):
+                what = {
+                    "replay": "rebuild the read models",
+                    "follow": "update the read models, which follow keeps current",
+                }.get(ctx.invoked_subcommand or "", "write to the ledger")
+                advice = (
+                    f"; this role may not {what} (a reader?): nothing was written; run "
+                    "it as the ledger's writer role or its owner"
+                )
+            raise click.ClickException(f"permission denied: {message}{advice}") from None
+        if isinstance(error, OSError) and error.errno == errno.EPIPE:
+            # The reader of the output stopped (`… | head`): not an error of this
+            # command. The status a shell gives a process ended by SIGPIPE, as a
+            # Unix tool in its place would end; nothing more is written.
+            _discard_stdout()
+            ctx.exit(EXIT_BROKEN_PIPE)
+        if isinstance(error, UnicodeEncodeError) and _is_undecodable(
+            error.object[error.start : error.end]
+        ):
+            # Python keeps a byte of the command line that is not UTF-8 as a lone
+            # surrogate: the input is at fault, not the output's encoding.
+            raise click.ClickException(
+                f"{error.object[error.start : error.end]!r} is no text: the command line "
+                "(or environment) holds a byte that is not UTF-8; give the value in "
+                "UTF-8"
+            ) from None
+        if isinstance(error, UnicodeEncodeError) and _is_stdout_encoding(error.encoding):
+            raise click.ClickException(
+                f"standard output takes {sys.stdout.encoding} only, which cannot hold "
+                f"{error.object[error.start : error.end]!r} from the ledger; set "
+                "PYTHONIOENCODING=utf-8 (or use a UTF-8 terminal) and run it again"
+            ) from None
+        if isinstance(error, OSError) and error.errno in _OUTPUT_FAILURES:
+            # Writing what the command prints (stdout to a full disk, say): the
+            # store's own writes fail through its driver, not as OSError.
+            target = error.filename or "standard output"
+            raise click.ClickException(f"cannot write to {target}: {error.strerror}") from None
+        session = ctx.find_object(Session)
+        where = session.location.display if session else "the store"
+        location = session.location if session else None
+        failure = _store_failure(error, where, ctx.invoked_subcommand, location)
+        if failure is not None:
+            raise click.ClickException(failure) from None
+        if _is_read_only_store(error):
+            raise click.ClickException(
+                f"{where} is read-only here and `{ctx.invoked_subcommand}` writes to "
+                "it; nothing was written. Reading commands (status, timeline, verify, "
+                "export, …) work on it"
+            ) from None
+        raise error
 
 
 @click.group(cls=LedgerGroup, context_settings=CONTEXT_SETTINGS)
@@ -1370,7 +1398,7 @@ def _rewound(stream: IO[bytes]) -> IO[bytes]:
     return stream
 
 
-def _first(result: Any) -> int:
+def _first_sequence(result: Any) -> int:
     """The sequence an append's (or a dry run's) first event took."""
     return int(result.first_sequence if result.first_sequence is not None else 0)
 
@@ -1792,8 +1820,11 @@ class _JsonInteger(click.ParamType):  # type: ignore[type-arg]  # generic only f
         from decimal import Decimal
 
         number = Decimal(value)
-        if number.adjusted() > 20:  # not made an int of a million digits to be refused
-            self.fail(f"expected a whole number of at most 2**53 - 1, given {value!r}", param, ctx)
+        if number.is_zero():  # 0e999: its exponent says nothing of its size
+            return 0
+        if number.copy_abs().adjusted() > 20:  # not made an int of a million digits
+            bound = "at least 0" if number < 0 else "at most 2**53 - 1"
+            self.fail(f"expected a whole number {bound}, given {value!r}", param, ctx)
         if number != number.to_integral_value():
             self.fail(f"expected a whole number, given {value!r}", param, ctx)
         return int(number)

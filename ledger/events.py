@@ -191,8 +191,10 @@ def _whole_number(value: Any) -> Any:
     so that a file valid by the schema is not refused. Text ("5") and true stay refused
     by the strict int that follows."""
     if type(value) is float:
-        if value in (float("inf"), float("-inf")):  # 1e400: whole, and too large
+        if value == float("inf"):  # 1e400: whole, and too large
             raise ValueError(f"Input should be less than or equal to {MAX_SAFE_INTEGER}")
+        if value == float("-inf"):
+            raise ValueError("Input should be greater than or equal to 0")
         if not value.is_integer():  # a fraction, or NaN
             raise ValueError("expected a whole number")
         _COUNT_FROM_FLOAT.set(True)

@@ -436,3 +436,31 @@ def test_shell_completion_offers_files_for_the_store_and_the_event_types() -> No
     # A record flag's closed set of values (it completed nothing).
     assert complete("enforcement-ledger record appeal-decided --outcome o") == ["plain,overturned"]
     assert complete("enforcement-ledger record subject-registered --kind p") == ["plain,person"]
+
+
+def test_a_failure_after_the_append_committed_says_it_is_committed(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store error after the commit (a warning's query, the read side) was told as
+    it would be before one ("… wrote nothing"): a `record` run again made a second event."""
+    from cli import main
+    from ledger.location import StoreError
+
+    sqlite_store.ok("append", "-", input=jsonl(account("twitter:a", "2024-01-01")))
+    before = len(export(sqlite_store))
+
+    def failing(self: object, result: object) -> None:
+        raise StoreError("cannot read the store", "nothing was written")
+
+    monkeypatch.setattr(main.Session, "warn_after_append", failing)
+    result = sqlite_store.fail(
+        "record", "followers-observed", "--account", "twitter:a", "--count", "3",
+        "--occurred-at", "2024-02-01", "--source", "s",
+    )  # fmt: skip
+    assert result.stdout.startswith(f"Appended 1 event(s), sequence {before}..{before}")
+    assert result.stderr == (
+        f"Error: the append above is committed (1 event(s), sequence {before}..{before}): do "
+        "not append it again; what failed after it: cannot read the store; nothing was "
+        "written\n"
+    ), result.stderr
+    assert len(export(sqlite_store)) == before + 1

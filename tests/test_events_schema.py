@@ -844,8 +844,20 @@ def test_a_whole_number_count_is_read_as_json_schema_reads_it(registered: Store)
         "--count",
         "1e99999999",  # refused before it is made an int of a hundred million digits
         code=2,
-        expect=("expected a whole number of at most 2**53 - 1, given '1e99999999'",),
+        expect=("expected a whole number at most 2**53 - 1, given '1e99999999'",),
     )
+    reject(
+        registered,
+        "record",
+        "followers-observed",
+        *args,
+        "--count",
+        "-1e400",
+        code=2,
+        expect=("expected a whole number at least 0, given '-1e400'",),
+    )
+    registered.ok("record", "followers-observed", *args, "--count", "0e999")  # as append
+    assert export(registered)[-1]["count"] == 0
 
 
 def test_the_schema_bounds_count_in_json_schema_words(registered: Store) -> None:
@@ -875,6 +887,10 @@ def test_a_number_given_is_quoted_as_the_line_spells_it(registered: Store) -> No
     ):
         reject(registered, "append", "-", input=line, expect=(expected,))
     assert "(given 1e300)" in reject(registered, "append", "-", input=_followers_line("1e300"))
+    # Too small, not too large.
+    assert "count: Input should be greater than or equal to 0 (given -1e400)" in reject(
+        registered, "append", "-", input=_followers_line("-1e400")
+    )
     subject = '{"type": "subject_registered", "subject": "s", "name": "S", "kind": "person", '
     reject(
         registered,
