@@ -1003,6 +1003,11 @@ class SQLiteStorage(Storage):
         row = db.one("SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger_meta'")
         return row is not None
 
+    def _refuse_foreign(self, db: Database, advice: str) -> None:
+        """A database of someone else's tables or views: no place for a ledger."""
+        if db.one("SELECT 1 FROM sqlite_master"):
+            raise StoreError(f"{self.path} is a SQLite database but not a ledger", advice)
+
     def require(self) -> None:
         if not self.path.exists():
             raise NoLedgerError(
@@ -1011,11 +1016,8 @@ class SQLiteStorage(Storage):
             )
         with self.connect() as db:  # one connection for both checks
             if not self._has_meta(db):
-                if db.one("SELECT 1 FROM sqlite_master"):  # someone's tables: init refuses
-                    raise StoreError(
-                        f"{self.path} is a SQLite database but not a ledger",
-                        "choose another --store",
-                    )
+                # `init` refuses such a file: "run init" would not help.
+                self._refuse_foreign(db, "choose another --store (`init` adds no ledger to it)")
                 raise NoLedgerError(f"{self.path} is not an enforcement ledger", "run `init` first")
             self.check_format(db)
 
@@ -1156,11 +1158,7 @@ class SQLiteStorage(Storage):
         with self._connect(creating=True) as db, db.transaction():
             if db.one("SELECT 1 FROM sqlite_master WHERE name='ledger_meta'"):
                 return False
-            if db.one("SELECT 1 FROM sqlite_master"):  # tables or views: someone's
-                raise StoreError(
-                    f"{self.path} is a SQLite database but not a ledger; refusing to add "
-                    "tables to it (choose another --store)"
-                )
+            self._refuse_foreign(db, "refusing to add tables to it (choose another --store)")
             library_ddl = SQLiteApplicationRecorder(
                 SQLiteDatastore(str(self.path))
             ).construct_create_table_statements()

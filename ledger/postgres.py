@@ -188,7 +188,7 @@ class PostgresStorage(Storage):
         if db.one(_HOLDS_RELATIONS, (self.schema,)):
             # As for a SQLite file that is not a ledger: its tables, views and
             # sequences are someone's (a view named like ours also broke init).
-            raise NoLedgerError(
+            raise StoreError(  # not NoLedgerError: no ledger belongs here at all
                 f"schema {self.schema!r} holds tables, views or types but no ledger", advice
             )
 

@@ -1147,7 +1147,8 @@ def test_init_refuses_a_sqlite_database_that_is_not_a_ledger(tmp_path: Path) -> 
     for args in (["status", "x:a"], ["append", "-"]):
         message = other.fail(*args, input="").output
         assert message == (
-            f"Error: {path} is a SQLite database but not a ledger; choose another --store\n"
+            f"Error: {path} is a SQLite database but not a ledger; choose another --store "
+            "(`init` adds no ledger to it)\n"
         )
     with sqlite3.connect(path) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -1163,6 +1164,10 @@ def test_init_refuses_a_sqlite_database_that_is_not_a_ledger(tmp_path: Path) -> 
     store.ok("init")
     store.fail("copy", str(empty))
     assert empty.read_bytes() == b""
+    # As a copy's SOURCE, told as on PostgreSQL (a schema of someone's tables).
+    assert store.fail("copy", str(path)).stderr == (
+        f"Error: SOURCE: {path} is a SQLite database but not a ledger\n"
+    )
 
 
 # --- what a person sees -------------------------------------------------------

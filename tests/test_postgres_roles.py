@@ -820,8 +820,7 @@ def test_init_refuses_a_schema_that_holds_tables_but_no_ledger(tmp_path: Path) -
         target = Store(str(tmp_path / "target.db"), "sqlite", tmp_path)
         refused = target.fail("copy", store.url).stderr
         assert refused == (
-            f"Error: SOURCE: schema '{schema}' holds tables, views or types but no ledger; "
-            "copy reads an existing ledger\n"
+            f"Error: SOURCE: schema '{schema}' holds tables, views or types but no ledger\n"
         ), refused
         relations = _sql(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
