@@ -399,63 +399,81 @@ def near_duplicates(
     def named(event_id: str) -> str:
         return "" if dry_run else f" ({event_id})"
 
+    def same_in_other_case(kind: str, given: str, held: dict[str, set[str]], event_id: str) -> bool:
+        same = sorted(h for h in held.get(given.casefold(), ()) if h != given)
+        if same:
+            warnings.append(
+                f"{kind} {given!r}{named(event_id)} is new, and the ledger holds "
+                f"{' and '.join(map(repr, same))}, the same in other letter case{fix}"
+            )
+        return bool(same)
+
     subjects = [r for r in registered if r[0] == "subject_registered"]
-    accounts = [r for r in registered if r[0] == "account_registered"]
     if subjects:
         held = _ids_before(db, "subject", "subject_registered", before)
         for _, subject, _, event_id in subjects:
-            same = sorted(h for h in held.get(subject.casefold(), ()) if h != subject)
-            if same:
-                warnings.append(
-                    f"subject {subject!r}{named(event_id)} is new, and the ledger holds "
-                    f"{' and '.join(map(repr, same))}, the same in other letter case{fix}"
-                )
-    if accounts:
-        held = _ids_before(db, "account", "account_registered", before)
-        platforms = {a.partition(":")[0] for ids in held.values() for a in ids}
-        for _, account, platform, event_id in accounts:
-            same = sorted(h for h in held.get(account.casefold(), ()) if h != account)
-            if same:
-                warnings.append(
-                    f"account {account!r}{named(event_id)} is new, and the ledger holds "
-                    f"{' and '.join(map(repr, same))}, the same in other letter case{fix}"
-                )
-            elif platform and platform not in platforms:
-                close = difflib.get_close_matches(platform, sorted(platforms), 3, 0.8)
-                if close:
-                    there = (
-                        "give it there"
-                        if dry_run
-                        else "retract this registration and register it there"
-                    )
-                    warnings.append(
-                        f"platform {platform!r} (account {account!r}"
-                        f"{'' if dry_run else ', ' + event_id}) "
-                        f"is new, and the ledger holds {' or '.join(map(repr, close))}; a "
-                        f"typo? If so, {there}"
-                    )
+            same_in_other_case("subject", subject, held, event_id)
+    slugs: list[str] | None = None  # every platform's, read once if a new one is seen
+    for kind, account, platform, event_id in registered:
+        if kind != "account_registered" or not platform:
+            continue
+        # The platform's own accounts (a slug is lower case: one index range), and it
+        # is new when none came before the batch.
+        held = _ids_before(db, "account", "account_registered", before, platform=platform)
+        if same_in_other_case("account", account, held, event_id) or held:
+            continue
+        if slugs is None:  # those in use before the batch (a seek each: they are few)
+            slugs = [slug for slug in platforms(db) if _on_platform_before(db, slug, before)]
+        close = difflib.get_close_matches(platform, [s for s in slugs if s != platform], 3, 0.8)
+        if close:
+            there = (
+                "give it there" if dry_run else "retract this registration and register it there"
+            )
+            warnings.append(
+                f"platform {platform!r} (account {account!r}"
+                f"{'' if dry_run else ', ' + event_id}) is new, and the ledger holds "
+                f"{' or '.join(map(repr, close))}; a typo? If so, {there}"
+            )
     return warnings
 
 
-def _ids_before(db: Database, column: str, kind: str, before: int) -> dict[str, set[str]]:
-    """The ids registered before sequence ``before``, by their case-folded spelling
-    (read through the partial index each is in, not the whole timeline)."""
+def _ids_before(
+    db: Database, column: str, kind: str, before: int, *, platform: str | None = None
+) -> dict[str, set[str]]:
+    """The ids registered before sequence ``before`` and not retracted (only the
+    ``platform``'s accounts, if given), by their case-folded spelling; read through the
+    partial index each is in, not the whole timeline."""
     found: dict[str, set[str]] = {}
+    params: dict[str, Any] = {"kind": kind, "before": before}
     if column == "subject":
         index, facts = "timeline_subject", "t.subject IS NOT NULL"
     else:
         index, facts = "timeline_status_facts", status_facts_clause("t")
+    if platform is not None:
+        facts += " AND t.account >= :low AND t.account < :high"
+        params.update(low=platform + ":", high=platform + ";")
     # Retracted ones left out: a wrong spelling retracted and the right one registered
     # was told to use the retracted one.
     rows = db.execute(
         f"SELECT DISTINCT t.{column} FROM timeline t{_hint(db, index)} "
         "LEFT JOIN retractions r ON r.target = t.event_id "
         f"WHERE {facts} AND t.type = :kind AND t.sequence < :before AND r.target IS NULL",
-        {"kind": kind, "before": before},
+        params,
     )
     for (value,) in rows:
         found.setdefault(value.casefold(), set()).add(value)
     return found
+
+
+def _on_platform_before(db: Database, platform: str, before: int) -> bool:
+    """Whether an account was registered on ``platform`` before sequence ``before``."""
+    row = db.one(
+        f"SELECT 1 FROM timeline t{_hint(db, 'timeline_status_facts')} "
+        f"WHERE {status_facts_clause('t')} AND t.account >= :low AND t.account < :high "
+        "AND t.type = 'account_registered' AND t.sequence < :before LIMIT 1",
+        {"low": platform + ":", "high": platform + ";", "before": before},
+    )
+    return row is not None
 
 
 def _retracted(db: Database, event_ids: Sequence[str]) -> set[str]:
