@@ -730,6 +730,7 @@ def _given_value(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 # The group's own options: given after a command, click's "did you mean" named one of
 # the command's (`timeline --store x.db`: "--actor, --json, --type?").
 _GLOBAL_OPTIONS = ("--store", "--key-file")
+_COMMAND_LINE = "enforcement_ledger.command_line"
 
 
 @contextmanager
@@ -742,24 +743,23 @@ def _option_hints(command: click.Command, ctx: click.Context, args: list[str]) -
         has = {opt for param in command.params for opt in param.opts}
         if name in _GLOBAL_OPTIONS:
             # The whole line again, the option moved: one that dropped the rest of it
-            # (an ACCOUNT, the filters) ran another command when copied.
-            value, rest, skip = "PATH", [], False
-            for n, arg in enumerate(args):
-                if skip:
+            # (an ACCOUNT, the filters, options given before the command) ran another
+            # command when copied.
+            given = list(ctx.find_root().meta.get(_COMMAND_LINE, args))
+            at = max(n for n, arg in enumerate(given) if arg == name or arg.startswith(name + "="))
+            if given[at] == name:
+                value = given[at + 1] if at + 1 < len(given) else "PATH"
+            else:
+                value = given[at].partition("=")[2]
+            rest, skip = [], False
+            for arg in given:  # without it, nor the same option given before the command
+                if skip or arg.startswith(name + "="):
                     skip = False
                 elif arg == name:
-                    value = shlex.quote(args[n + 1]) if n + 1 < len(args) else value
                     skip = True
-                elif arg.startswith(name + "="):
-                    value = shlex.quote(arg.partition("=")[2])
                 else:
-                    rest.append(shlex.quote(arg))
-            path = []
-            at: click.Context | None = ctx
-            while at is not None and at.parent is not None:
-                path.append(at.info_name or "")
-                at = at.parent
-            line = " ".join(["enforcement-ledger", name, value, *reversed(path), *rest])
+                    rest.append(arg)
+            line = shlex.join(["enforcement-ledger", name, value, *rest])
             raise click.NoSuchOption(
                 name, f"{name} is a global option, given before the command: {line}", ctx=ctx
             ) from None
@@ -786,6 +786,8 @@ class StrictGroup(click.Group):
     command_class = StrictCommand
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            ctx.meta[_COMMAND_LINE] = list(args)  # for _option_hints' corrected line
         with _option_hints(self, ctx, args):
             _refuse_repeated_options(self, ctx, args)
             return super().parse_args(ctx, args)
@@ -3087,9 +3089,9 @@ def checkpoint(session: Session) -> None:
     if first_signed is not None:
         first, last = first_signed
         click.echo(
-            f"note: this is the first checkpoint to sign sequence {first}..{last} (had one "
-            "signed them before, it was deleted; `verify --trusted FILE` checks them "
-            "against a checkpoint you hold)",
+            f"note: this is the first checkpoint to sign sequence {first}..{last}: appended "
+            "unsigned, or signed once and those checkpoints deleted (`verify --trusted FILE` "
+            "checks them against a checkpoint you hold)",
             err=True,
         )
 

@@ -327,7 +327,10 @@ def test_a_global_option_given_after_the_command_is_said_to_go_before_it(
         (["timeline", "--store", "x.db"], "--store x.db timeline"),
         (["verify", "--store=my x.db"], "--store 'my x.db' verify"),
         (["record", "account-removed", "--store", "x.db"], "--store x.db record account-removed"),
-        (["prove", "inclusion", "1", "--key-file", "k"], "--key-file k prove inclusion 1"),
+        (
+            ["prove", "inclusion", "1", "--key-file", "k"],
+            "--key-file k --store {store} prove inclusion 1",  # the helper's --store kept
+        ),
         # The rest of the line kept: without it the hint ran another command.
         (
             ["status", "twitter:x", "--store", "d.db", "--as-of", "2024-01-01"],
@@ -337,12 +340,18 @@ def test_a_global_option_given_after_the_command_is_said_to_go_before_it(
             ["record", "account-removed", "--store", "d.db", "--policy", "a b"],
             "--store d.db record account-removed --policy 'a b'",
         ),
+        # Options given before the command are kept too (--store, given there by the
+        # test's helper, gives way to the one given after).
+        (
+            ["--key-file", "k", "timeline", "--store", "s.db", "--limit", "2"],
+            "--store s.db --key-file k timeline --limit 2",
+        ),
     ]:
         message = reject(sqlite_store, *args, code=2).splitlines()[-1]
         option = hint.split()[0]
         assert message == (
             f"Error: {option} is a global option, given before the command: "
-            f"enforcement-ledger {hint}"
+            f"enforcement-ledger {hint.format(store=sqlite_store.url)}"
         )
     # demo takes a --store of its own.
     demo = sqlite_store.tmp_path / "demo.db"

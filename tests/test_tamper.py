@@ -1842,7 +1842,7 @@ def test_an_append_that_signs_over_deleted_checkpoints_says_so(
     first = ledger.run("checkpoint")
     assert first.exit_code == 0, first.output
     assert first.stderr.startswith(
-        f"note: this is the first checkpoint to sign sequence {SIZES[1]}..{SIZES[2] + 1} "
+        f"note: this is the first checkpoint to sign sequence {SIZES[1]}..{SIZES[2] + 1}: "
     ), first.stderr
     assert ledger.run("checkpoint").stderr == ""
 
