@@ -2975,17 +2975,21 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     result = session.writing_ledger().append(_read_lines(io.StringIO(seed)), actor="demo")
     session.reader()
     _report(result, as_json=False)
+
     # As of the article's date: its facts (and Trump's earlier reinstatement) say
     # nothing of what happened since.
-    click.echo("\nCross-platform status on 9 Feb 2024, the article's date:\n")
-    ctx.invoke(
-        accounts_command,
-        platform=None,
-        subject=None,
-        status_filter=None,
-        as_of="2024-02-09",
-        known_at=None,
-    )
+    def accounts_on(title: str, as_of: str, platform: str | None = None) -> None:
+        click.echo(f"\n{title}:\n")
+        ctx.invoke(
+            accounts_command,
+            platform=platform,
+            subject=None,
+            status_filter=None,
+            as_of=as_of,
+            known_at=None,
+        )
+
+    accounts_on("Cross-platform status on 9 Feb 2024, the article's date", "2024-02-09")
     click.echo("\nKhamenei's timeline:\n")
     ctx.invoke(
         timeline_command,
@@ -3011,15 +3015,7 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
         known_at=None,
     )
     # The double standard the article reports: Trump banned, Khamenei's account kept.
-    click.echo("\nTwitter on 9 Jan 2021, the day after it banned Trump:\n")
-    ctx.invoke(
-        accounts_command,
-        platform="twitter",
-        subject=None,
-        status_filter=None,
-        as_of="2021-01-09",
-        known_at=None,
-    )
+    accounts_on("Twitter on 9 Jan 2021, the day after it banned Trump", "2021-01-09", "twitter")
     click.echo("\nTrump's Twitter account over time:\n")
     ctx.invoke(
         status,
