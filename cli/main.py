@@ -854,6 +854,8 @@ class LedgerGroup(StrictGroup):
             try:
                 self._explain(ctx, error)
             except click.ClickException as explained:
+                if isinstance(error, OSError) and error.errno in _OUTPUT_FAILURES:
+                    raise  # the summary's own failure: _report's note says it is committed
                 raise _said_if_committed(ctx, explained) from None
 
     def _explain(self, ctx: click.Context, error: Exception) -> NoReturn:
