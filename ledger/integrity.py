@@ -212,17 +212,20 @@ def check_nodes_give_leaves(
     get: merkle.NodeGetter,
     previous: tuple[int, bytes] | None,
     end: int,
-    leaves: Iterable[bytes],
+    leaves: Iterable[tuple[bytes, bytes | None]],
 ) -> None:
-    """Refuse to sign over stored tree nodes the events do not give.
+    """Refuse to sign over stored tree nodes the events do not give, or over events
+    that no longer hash to the leaf recorded for them at append time.
 
     A root is folded from the stored frontier; ``check_extends`` ties the nodes to
     the last signed checkpoint, but not those of the events since, which no signature
     covers yet: an edited node there would be signed, and ``verify`` would then blame
     the events. So the frontier at ``end`` is rebuilt from the last signed one and the
-    hashes of ``leaves`` (the stored leaves from the last signed size to ``end``):
-    work in proportion to what is not yet signed, none for an append after a signed
-    one.
+    hashes of ``leaves`` (the stored leaves from the last signed size to ``end``, with
+    their recorded hashes): work in proportion to what is not yet signed, none for an
+    append after a signed one. An event edited and the nodes rebuilt from it would
+    pass the first check; signed, `verify` would then call the event intact and blame
+    its recorded hash.
     """
     start = previous[0] if previous is not None else 0
     if start >= end:
@@ -235,8 +238,22 @@ def check_nodes_give_leaves(
     try:
         # The frontier at the signed size: check_extends ties it to the signed root.
         tree = merkle.StreamingRoot.from_nodes(get, start)
-        for leaf in leaves:
-            tree.append(merkle.leaf_hash(leaf))
+        for sequence, (leaf, recorded) in enumerate(leaves, start):
+            hashed = merkle.leaf_hash(leaf)
+            if recorded != hashed:
+                changed = (
+                    "the log index has no row for it"
+                    if recorded is None
+                    else "the stored event's bytes no longer hash to the leaf recorded for "
+                    "it at append time"
+                )
+                raise IntegrityError(
+                    f"refusing to sign: sequence {sequence}: {changed} (the event, or the "
+                    "index, which no checkpoint signs yet, was changed outside the ledger); "
+                    "nothing was written: run `enforcement-ledger verify`",
+                    sequence,
+                )
+            tree.append(hashed)
         stored = merkle.StreamingRoot.from_nodes(get, end)
     except KeyError:
         raise IntegrityError(refusal) from None

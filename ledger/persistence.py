@@ -758,14 +758,23 @@ class Storage:
         for (state,) in db.stream(statement, binary=True):
             yield leaf_bytes(state)
 
-    def iter_leaves_between(self, db: Database, start: int, stop: int) -> Iterator[bytes]:
-        """Stored leaves of sequences ``start`` to ``stop`` (exclusive), in log order:
-        the events table's own order, not the index's, which an edited row could
-        reorder."""
+    def iter_leaves_between(
+        self, db: Database, start: int, stop: int
+    ) -> Iterator[tuple[bytes, bytes | None]]:
+        """(leaf, hash recorded at append time) of sequences ``start`` to ``stop``
+        (exclusive), in log order: the events table's own order, not the index's, which
+        an edited row could reorder. The hash is None where no index row lists the
+        event, empty where a row's was set to NULL."""
         order = "rowid" if self.dialect == "sqlite" else "notification_id"
-        statement = f"SELECT state FROM {self.events_table} ORDER BY {order} LIMIT ? OFFSET ?"
-        for (state,) in db.stream(statement, (stop - start, start), binary=True):
-            yield leaf_bytes(state)
+        empty = "X''" if self.dialect == "sqlite" else "''::bytea"
+        statement = (
+            f"SELECT s.state, CASE WHEN l.notification_id IS NULL THEN NULL ELSE "
+            f"coalesce(l.leaf_hash, {empty}) END FROM {self.events_table} s "
+            f"LEFT JOIN ledger_entries l ON l.notification_id = s.{order} "
+            f"ORDER BY s.{order} LIMIT ? OFFSET ?"
+        )
+        for state, recorded in db.stream(statement, (stop - start, start), binary=True):
+            yield leaf_bytes(state), None if recorded is None else bytes(recorded)
 
     def iter_leaves_with_hashes(self, db: Database) -> Iterator[tuple[bytes, bytes | None]]:
         """(leaf, hash recorded at append time) in log order, one streamed query.

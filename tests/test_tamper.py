@@ -1363,6 +1363,32 @@ def test_nodes_of_events_no_checkpoint_covers_are_checked_before_signing(
     assert "OK size 41" in ledger.verify_ok()
 
 
+def test_an_event_no_checkpoint_covers_is_checked_against_its_recorded_hash_before_signing(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 21: event 35 edited, the nodes rebuilt from the events and the
+    checkpoint at 38 deleted; `checkpoint` and a signed append signed over it, and
+    verify then called the event intact and its recorded hash the changed one."""
+    tables.drop_triggers()
+    lines = list(ledger.lines)
+    lines[35] = change_one_byte(lines[35])
+    tables.set_payload(35, lines[35])
+    tables.replace_nodes(lines)
+    tables.execute("DELETE FROM checkpoints WHERE size = ?", (SIZES[-1],))
+    refusal = (
+        "Error: refusing to sign: sequence 35: the stored event's bytes no longer hash to "
+        "the leaf recorded for it at append time (the event, or the index, which no "
+        "checkpoint signs yet, was changed outside the ledger); nothing was written: run "
+        "`enforcement-ledger verify`\n"
+    )
+    for command in (("checkpoint",), ("append", "-")):
+        result = ledger.run(*command, input=events_for(4, 1))
+        assert (result.exit_code, result.stdout, result.stderr) == (1, "", refusal)
+    assert len(tables.leaves()) == SIZES[-1]
+    assert tables.all("SELECT max(size) FROM checkpoints") == [(SIZES[1],)]
+    assert "was altered (no signed checkpoint covers it" in ledger.verify_fails()
+
+
 @pytest.mark.parametrize("node", [(0, 38), (1, 19), (5, 1), (70, 0)])
 def test_a_node_beyond_the_log_is_named_by_verify_and_by_the_append_it_blocks(
     ledger: KeyedLedger, tables: Tables, node: tuple[int, int]
