@@ -115,6 +115,22 @@ class LedgerError(Exception):
         return bare
 
 
+def _check_not_cut_short(size: int, previous: tuple[int, bytes] | None) -> None:
+    """Refuse to sign a log shorter than its last signed checkpoint: a consistency
+    proof needs the old size within the new one."""
+    if previous is None or previous[0] <= size:
+        return
+    from ledger.integrity import IntegrityError
+
+    raise IntegrityError(
+        f"refusing to sign: the log index lists {size} event(s), fewer than the "
+        f"{previous[0]} the last signed checkpoint commits to: events, or their index "
+        "rows, were removed outside the ledger; nothing was written: "
+        "`enforcement-ledger verify` names what changed",
+        size,
+    )
+
+
 @dataclass
 class AppendResult:
     appended: int = 0
@@ -491,6 +507,8 @@ class Ledger:
         with _no_automatic_collections(), self.storage.write_transaction() as tx:
             if self.signer is not None:
                 self._check_key_is_this_logs(tx, self.signer)  # before any work
+                # Else the batch's first insert collides with the unlisted events.
+                _check_not_cut_short(tx.head().next_sequence, tx.last_checkpoint())
             batch = _Batch(
                 self, tx, actor=actor, now=now or datetime.now(UTC), time_ordered=time_ordered
             )
@@ -550,6 +568,7 @@ class Ledger:
         origin = self._check_key_is_this_logs(tx, signer)
         previous = tx.last_checkpoint()
         start = previous[0] if previous is not None else 0
+        _check_not_cut_short(stored, previous)
         leaves = self.storage.iter_leaves_between(tx.db, start, stored) if start < stored else ()
         check_nodes_give_leaves(tx.get_node, previous, stored, leaves)
         check_extends(tx.get_node, previous, size, root)

@@ -1389,6 +1389,33 @@ def test_an_event_no_checkpoint_covers_is_checked_against_its_recorded_hash_befo
     assert "was altered (no signed checkpoint covers it" in ledger.verify_fails()
 
 
+@pytest.mark.parametrize("events_too", [True, False])
+def test_a_log_cut_short_below_its_last_checkpoint_is_refused_by_signing(
+    ledger: KeyedLedger, tables: Tables, events_too: bool
+) -> None:
+    """Probe round 21: `checkpoint` and a signed append failed internally (exit 70,
+    "need 0 < old_size <= new_size") on a log shorter than its last signed checkpoint:
+    the last events cut, or only the last index row deleted."""
+    tables.drop_triggers()
+    first_cut = 35 if events_too else 37
+    if events_too:
+        tables.execute(f"DELETE FROM {tables.events} WHERE {tables.row_id} > ?", (35,))
+        tables.execute("DELETE FROM merkle_nodes WHERE ((idx + 1) << level) > 35")
+    tables.execute("DELETE FROM ledger_entries WHERE sequence >= ?", (first_cut,))
+    refusal = (
+        f"Error: refusing to sign: the log index lists {first_cut} event(s), fewer than "
+        "the 38 the last signed checkpoint commits to: events, or their index rows, were "
+        "removed outside the ledger; nothing was written: `enforcement-ledger verify` "
+        "names what changed\n"
+    )
+    leaves = len(tables.leaves())
+    for command in (("checkpoint",), ("append", "-")):
+        result = ledger.run(*command, input=events_for(4, 1))
+        assert (result.exit_code, result.stdout, result.stderr) == (1, "", refusal)
+    assert len(tables.leaves()) == leaves
+    assert tables.all("SELECT count(*) FROM checkpoints") == [(len(SIZES),)]
+
+
 @pytest.mark.parametrize("node", [(0, 38), (1, 19), (5, 1), (70, 0)])
 def test_a_node_beyond_the_log_is_named_by_verify_and_by_the_append_it_blocks(
     ledger: KeyedLedger, tables: Tables, node: tuple[int, int]
