@@ -263,16 +263,18 @@ def check_nodes_give_leaves(
 
 def check_stored_frontier(get: merkle.NodeGetter, report: VerifyReport) -> None:
     """Raise where a stored node that every append and checkpoint start from (the
-    perfect subtrees whose fold is the root at the log's size) is missing or is not
-    what the verified leaves give: a missing one stops every append, a wrong one
-    would be folded into the next root signed."""
+    perfect subtrees whose fold is the root at the log's size, and the last event's
+    leaf, which they check first) is missing or is not what the verified leaves give:
+    a missing one stops every append, a wrong one would be folded into the next root
+    signed (or, the last leaf, stops every append)."""
     rebuild = (
         "; every leaf verified, so `export --nl` then `copy --export` into a new store "
         "rebuilds the tree from them"
     )
-    for (level, index), (_, expected) in zip(
-        merkle.frontier_nodes(report.size), report.frontier, strict=True
-    ):
+    nodes = list(zip(merkle.frontier_nodes(report.size), report.frontier, strict=True))
+    if report.last_leaf is not None and nodes[-1][0][0] != 0:  # else the frontier's last
+        nodes.append(((0, report.size - 1), (0, report.last_leaf)))
+    for (level, index), (_, expected) in nodes:
         first = index << level
         end = first + (1 << level)
         try:
@@ -296,12 +298,16 @@ def check_stored_frontier(get: merkle.NodeGetter, report: VerifyReport) -> None:
                 first,
             ) from None
         if stored != expected:
+            effect = (
+                "every append and checkpoint refuse on it"
+                if (level, index) not in merkle.frontier_nodes(report.size)
+                else "the next append would fold it into the root it signs"
+            )
             if report.unsigned_from is None or report.unsigned_from >= end:
                 raise IntegrityError(
                     f"sequence {first}: the Merkle node (level {level}, index {index}) is "
-                    "not the one the verified leaves give, and the next append would fold "
-                    "it into the root it signs: the node table was changed outside the "
-                    f"ledger{rebuild}",
+                    f"not the one the verified leaves give, and {effect}: the node table "
+                    f"was changed outside the ledger{rebuild}",
                     first,
                 )
             # Events no checkpoint covers may have been edited, their recorded hashes
@@ -655,6 +661,8 @@ class VerifyReport:
     unsigned_from: int | None = None
     # The recomputed perfect-subtree roots whose fold is the root (largest first).
     frontier: list[tuple[int, bytes]] = field(default_factory=list)
+    # The hash of the last leaf (None for an empty log).
+    last_leaf: bytes | None = None
 
     @property
     def root_b64(self) -> str:
@@ -1093,6 +1101,7 @@ def verify_log(
     sha256 = hashlib.sha256
     iterator = iter(leaves)
     index = 0  # leaves before the current batch
+    last_leaf: bytes | None = None
     # Batches: hashing, comparing and folding go through list comprehensions and C
     # list equality; the checks and their order (first bad leaf or root) are those
     # of a leaf-by-leaf loop.
@@ -1147,6 +1156,7 @@ def verify_log(
                         if not signed_broken:
                             signed_recorded.extend_trusted(fold)  # type: ignore[arg-type]
                 tree.extend_trusted(hashes[tree.size - index : upto - index])
+                last_leaf = hashes[upto - index - 1]
                 # Judged with the checkpoint at this size: only the sequences below it.
                 while pending and pending[0] < upto:
                     if open_changed is None:
@@ -1225,6 +1235,7 @@ def verify_log(
         trusted=trusted_count,
         unsigned_from=covered if covered < tree.size else None,
         frontier=tree.frontier(),
+        last_leaf=last_leaf,
     )
     return report
 

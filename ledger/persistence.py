@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
 
+from ledger import merkle
 from ledger.location import NoLedgerError, StoreError, StoreLocation
 
 
@@ -468,13 +469,33 @@ class WriteTransaction:
                 "verify --read-models` names what changed"
             )
         # Every append stores its leaves in the node table: an event added with its index
-        # row outside the ledger has none (and would be signed by the next checkpoint).
-        if self.db.one("SELECT 1 FROM merkle_nodes WHERE level = 0 AND idx = ?", (row[0],)) is None:
+        # row outside the ledger has none (and would be signed by the next checkpoint),
+        # one put in place of the last event a leaf that is not its hash.
+        node = self.db.one("SELECT hash FROM merkle_nodes WHERE level = 0 AND idx = ?", (row[0],))
+        signed = self.last_checkpoint()
+        if node is None and signed is not None and signed[0] > row[0]:
+            raise StoreError(
+                f"the Merkle node table has no leaf (level 0, index {row[0]}) for the last "
+                f"event, sequence {row[0]}, which the stored checkpoint at size {signed[0]} "
+                "covers: the node was deleted outside the ledger; nothing was written: "
+                "`enforcement-ledger verify` checks the events, and then `export --nl` and "
+                "`copy --export` into a new store rebuild the tree from them"
+            )
+        if node is None:
             raise StoreError(
                 f"the Merkle node table has no leaf (level 0, index {row[0]}) for the last "
                 f"event, sequence {row[0]}: the event was added outside the ledger (with its "
                 "index row), or the node deleted; nothing was written: `enforcement-ledger "
                 "verify` names what changed"
+            )
+        if not isinstance(node[0], bytes | memoryview) or bytes(node[0]) != merkle.leaf_hash(
+            leaf_bytes(leaf[0])
+        ):
+            raise StoreError(
+                f"the Merkle node table's leaf (level 0, index {row[0]}) is not the hash of the "
+                f"event the index's last row, sequence {row[0]}, lists: the index, that event "
+                "or the node was changed outside the ledger; nothing was written: "
+                "`enforcement-ledger verify` names what changed"
             )
         return Head(row[0] + 1, datetime.fromisoformat(recorded), int(row[2]))
 

@@ -1316,6 +1316,92 @@ def test_an_event_added_with_its_index_row_past_the_last_checkpoint_is_not_calle
     assert len(tables.leaves()) == 39  # nothing written
 
 
+def test_the_last_events_leaf_deleted_is_named_by_verify_with_a_rebuild(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 21: node (0, 37) is in no root's fold at 38, so verify said OK while
+    every append refused on it as maybe "added outside the ledger", which the
+    checkpoint at 38 rules out for a key never in other hands."""
+    tables.drop_triggers()
+    tables.execute("DELETE FROM merkle_nodes WHERE level = 0 AND idx = 37")
+    assert ledger.verify_fails() == (
+        "Error: sequence 37: the Merkle node table has no node (level 0, index 37), which "
+        "every append and checkpoint start from: it was deleted outside the ledger; every "
+        "leaf verified, so `export --nl` then `copy --export` into a new store rebuilds "
+        "the tree from them\n"
+    )
+    for command in (("checkpoint",), ("append", "-")):
+        result = ledger.run(*command, input=events_for(4, 1))
+        assert (result.exit_code, result.stderr) == (
+            1,
+            "Error: the Merkle node table has no leaf (level 0, index 37) for the last "
+            "event, sequence 37, which the stored checkpoint at size 38 covers: the node "
+            "was deleted outside the ledger; nothing was written: `enforcement-ledger "
+            "verify` checks the events, and then `export --nl` and `copy --export` into a "
+            "new store rebuild the tree from them\n",
+        )
+    assert len(tables.leaves()) == SIZES[-1]
+
+
+LAST_LEAF_REFUSED = (
+    "Error: the Merkle node table's leaf (level 0, index 37) is not the hash of the event "
+    "the index's last row, sequence 37, lists: the index, that event or the node was "
+    "changed outside the ledger; nothing was written: `enforcement-ledger verify` names "
+    "what changed\n"
+)
+
+
+def test_the_last_events_leaf_changed_stops_appends_and_is_named_by_verify(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    tables.drop_triggers()
+    tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 0 AND idx = 37", (bytes(32),))
+    result = ledger.run("append", "-", input=events_for(4, 1))
+    assert (result.exit_code, result.stderr) == (1, LAST_LEAF_REFUSED)
+    assert len(tables.leaves()) == SIZES[-1]
+    assert ledger.verify_fails().startswith(
+        "Error: sequence 37: the Merkle node (level 0, index 37) is not the one the "
+        "verified leaves give, and every append and checkpoint refuse on it: "
+    )
+
+
+@SQLITE_ONLY
+def test_the_last_index_row_pointed_at_a_forged_event_stops_appends(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 21: row 37 re-pointed to a forged event of the same record time (the
+    original still stored); head() checked only that a leaf node existed, and the
+    append signed."""
+    tables.drop_triggers()
+    columns = sorted(tables.columns("stored_events"))
+    row = dict(
+        zip(
+            columns,
+            tables.all(
+                f"SELECT {', '.join(columns)} FROM stored_events WHERE rowid = ?",
+                (tables.row_of(37),),
+            )[0],
+            strict=True,
+        )
+    )
+    record = json.loads(row["state"])
+    record["name"] = "Forged"
+    row["state"] = canonical(record)
+    row["originator_version"] += 1000
+    cursor = tables.execute(
+        f"INSERT INTO stored_events ({', '.join(columns)}) VALUES "
+        f"({', '.join('?' * len(columns))})",
+        [row[c] for c in columns],
+    )
+    tables.execute(
+        "UPDATE ledger_entries SET notification_id = ?, leaf_hash = ? WHERE sequence = 37",
+        (cursor.lastrowid, ref_leaf(row["state"])),
+    )
+    result = ledger.run("append", "-", input=events_for(4, 1))
+    assert (result.exit_code, result.stderr) == (1, LAST_LEAF_REFUSED)
+    assert tables.all("SELECT count(*) FROM checkpoints") == [(len(SIZES),)]
+
+
 def test_the_last_index_row_renumbered_past_the_end_stops_appends_as_that(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
@@ -1343,9 +1429,10 @@ def test_nodes_of_events_no_checkpoint_covers_are_checked_before_signing(
     unsigned = ledger.store.ok("append", "-", input=events_for(4, 3))  # no key: unsigned
     assert "sequence 38..40" in unsigned.stdout
     tables.drop_triggers()
-    # 41 = 32 + 8 + 1: the root at 41 folds node (0, 40), the newest leaf's.
-    saved = tables.all("SELECT hash FROM merkle_nodes WHERE level = 0 AND idx = 40")[0][0]
-    tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 0 AND idx = 40", (bytes(32),))
+    # 41 = 32 + 8 + 1: the root at 41 folds node (3, 4), over 32..39. (The newest
+    # leaf's, (0, 40), every append and checkpoint check against its event first.)
+    saved = tables.all("SELECT hash FROM merkle_nodes WHERE level = 3 AND idx = 4")[0][0]
+    tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 3 AND idx = 4", (bytes(32),))
     refusal = (
         "Error: refusing to sign: the stored Merkle nodes do not match the events from "
         "sequence 38 on (the node table, or those events, which no checkpoint signs yet, "
@@ -1356,7 +1443,7 @@ def test_nodes_of_events_no_checkpoint_covers_are_checked_before_signing(
     result = ledger.run("append", "-", input=events_for(5, 2))
     assert (result.exit_code, result.stderr) == (1, refusal)
     assert ledger.store.ok("export", "--nl").stdout.count("\n") == 41  # nothing appended
-    tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 0 AND idx = 40", (saved,))
+    tables.execute("UPDATE merkle_nodes SET hash = ? WHERE level = 3 AND idx = 4", (saved,))
     signed = ledger.run("checkpoint")
     assert signed.exit_code == 0, signed.output
     assert "\n41\n" in signed.stdout
