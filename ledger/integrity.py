@@ -958,6 +958,9 @@ def verify_log(
     signed_recorded: merkle.StreamingRoot | None = None  # the signed tree, then as recorded
     signed_broken = False  # recorded_broken, for signed_recorded
     altered_below = 0  # the size of the last judgement that found events altered
+    # The store's own checkpoints' judgement (its error, size) held back while one from
+    # outside is still to come: the report's lead if the check stops before that one.
+    provisional: tuple[IntegrityError, int] | None = None
     # Sizes of checkpoints from outside the store (trusted, given): the store's own are
     # evidence only if its key never left the operator's hands, so a judgement waits
     # for one of these when there is one.
@@ -982,7 +985,7 @@ def verify_log(
         changed_total = 0
 
     def check_size() -> None:
-        nonlocal next_check, last_good_size, last_vouched_size
+        nonlocal next_check, last_good_size, last_vouched_size, provisional
         while next_check < len(pending_sizes) and pending_sizes[next_check] == tree.size:
             size = pending_sizes[next_check]
             root = tree.root() if size else root_at_zero
@@ -1032,6 +1035,17 @@ def verify_log(
                 )  # fmt: skip
                 if judged is not None and judged[0] == "conflict":
                     raise judged[1]
+                if judged is None and outside_later and not from_outside:
+                    # What the store's own would judge, reported should the check stop
+                    # before the checkpoint from outside decides (plain verify names it).
+                    alone = _judge_changed_hashes(
+                        found, root, from_recorded, size, changed, changed_total,
+                        final=True, altered_below=altered_below,
+                    )  # fmt: skip
+                    if alone is not None and alone[0] != "conflict":
+                        provisional = (alone[1], size)
+                elif judged is not None:
+                    provisional = None
                 if judged is not None:
                     # Held, from outside the store or not: a checkpoint from outside
                     # decides these sequences, and those after it are still to be checked.
@@ -1215,6 +1229,16 @@ def verify_log(
         if judgements and error is not judgements[0][1]:
             # The checkpoints judged it (and maybe more) before this later finding.
             raise IntegrityError(_went_on(judgements, open_changed, error), hash_changed) from None
+        if provisional is not None and not judgements:
+            lead, size = provisional
+            beyond = [n for n in changed if n >= size]
+            then = _undecided_hash(beyond[0], error) if beyond else error
+            raise IntegrityError(
+                f"{lead}; that is the store's own checkpoint, evidence only if the signing "
+                "key never left the operator's hands (the check stopped before one from "
+                f"outside the store could decide); the check went on to find: {then}",
+                hash_changed,
+            ) from None
         raise _undecided_hash(hash_changed, error) from None
 
     warnings = []

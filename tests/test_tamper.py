@@ -986,6 +986,35 @@ def test_checkpoints_deleted_to_hide_an_edit_are_caught_by_the_auditors_copy(
     assert f"would place it in {SIZES[1]}..{SIZES[2] - 1}" in message
 
 
+def test_a_trusted_checkpoint_the_check_stops_before_hides_no_judgement_of_the_stores(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 21: with --trusted at the log's end, the store's own checkpoints
+    decide nothing while it is still to come; the check stopped before it (an event
+    deleted) and named only the first changed hash, as undecided, where plain verify
+    named every one and what the store's checkpoints found of them."""
+    saved = ledger.save_checkpoint("auditor.checkpoint")
+    tables.drop_triggers()
+    tables.execute("UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = 24", (bytes(32),))
+    tables.execute("UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = 27", (bytes(32),))
+    tables.delete_event(33, with_entry=True)
+    plain = ledger.verify_fails()
+    assert plain.startswith(
+        "Error: sequence 24: the leaf hashes the log index recorded at "
+        "append time for 24, 27 were changed outside the ledger"
+    )
+    trusted = ledger.verify_fails("--trusted", str(saved))
+    assert trusted == (
+        "Error: sequence 24: the leaf hashes the log index recorded at append time for 24, "
+        "27 were changed outside the ledger; the stored events themselves are intact (the "
+        "log still matches the stored checkpoint at size 30); that is the store's own "
+        "checkpoint, evidence only if the signing key never left the operator's hands (the "
+        "check stopped before one from outside the store could decide); the check went on "
+        "to find: sequence 33: the leaf at position 33 does not carry sequence 33 (an event "
+        "was deleted, reordered or edited)\n"
+    )
+
+
 @SQLITE_ONLY
 def test_events_covered_by_no_signed_checkpoint_are_flagged(
     ledger: KeyedLedger, tables: Tables
