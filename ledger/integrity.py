@@ -1012,6 +1012,19 @@ def verify_log(
                         _, error, first, name = judgements[at]
                         del judgements[at:]  # it and what was judged on top of it
                         assert error.sequence is not None
+                        if kind == "stored" and name != _checkpoint_name("stored", ""):
+                            # The auditor's copy is not signed with the key in question.
+                            other = (
+                                "the recorded hashes"
+                                if gives == "the stored bytes"
+                                else "the stored bytes"
+                            )
+                            raise IntegrityError(
+                                f"{error}; the stored checkpoint at size {size} gives {other} "
+                                "instead: it was signed over a changed log (had the signing "
+                                "key left the operator's hands?)",
+                                error.sequence,
+                            )
                         raise _checkpoints_disagree(
                             error.sequence,
                             (first, name),

@@ -876,17 +876,28 @@ def test_an_auditors_checkpoint_hides_no_finding_after_its_judgement(
         f"matches the trusted checkpoint {saved} at size 30); {altered}"
     )
     # The store's checkpoint at 38 re-signed over the recorded hashes: it says 5 is not
-    # what the auditor's checkpoint signed.
+    # what the auditor's checkpoint signed, and the auditor's, not signed with the key in
+    # question, decides (probe round 21: it said only that one of the two was wrong).
     tables.set_payload(33, ledger.lines[33])
     hashes = [ref_leaf(line) for line in ledger.lines]
     hashes[5] = b"\x01" * 32
     _resign_stored(ledger, tables, SIZES[-1], hashes)
     assert ledger.verify_fails("--trusted", str(saved)) == (
-        "Error: sequence 5: the stored event's bytes and the hash recorded for it at append "
-        f"time disagree, and so do two signed checkpoints: the trusted checkpoint {saved} at "
-        "size 30 gives the stored bytes, the stored checkpoint at size 38 the recorded "
-        "hashes. One of them was signed over a changed log (had the signing key left the "
-        "operator's hands?)\n"
+        "Error: sequence 5: the leaf hash the log index recorded for it at append time was "
+        "changed outside the ledger; the stored event itself is intact (the log still "
+        f"matches the trusted checkpoint {saved} at size 30); the stored checkpoint at "
+        "size 38 gives the recorded hashes instead: it was signed over a changed log (had "
+        "the signing key left the operator's hands?)\n"
+    )
+    # Event 5 altered instead, 38 re-signed over its bytes: the auditor's says altered.
+    tables.execute(set_hash, (ref_leaf(ledger.lines[5]), 5))
+    tables.set_payload(5, change_one_byte(ledger.lines[5]))
+    _resign_stored(ledger, tables, SIZES[-1], [ref_leaf(line) for line in tables.leaves()])
+    assert ledger.verify_fails("--trusted", str(saved)) == (
+        "Error: sequence 5: the stored event's bytes no longer hash to the leaf recorded at "
+        f"append time, which the trusted checkpoint {saved} at size 30 confirms (the event "
+        "was altered); the stored checkpoint at size 38 gives the stored bytes instead: it "
+        "was signed over a changed log (had the signing key left the operator's hands?)\n"
     )
 
 
