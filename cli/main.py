@@ -3141,7 +3141,7 @@ def inclusion(session: Session, event: str, by: str | None) -> None:
       enforcement-ledger prove inclusion seed-x-trump-reinstated > trump.proof
       enforcement-ledger prove inclusion 12 --by sequence
     """
-    from ledger.integrity import inclusion_proof_text
+    from ledger.integrity import check_leaf_is_the_one_asked, inclusion_proof_text
     from ledger.location import StoreError
 
     ledger = session.ledger()
@@ -3161,7 +3161,10 @@ def inclusion(session: Session, event: str, by: str | None) -> None:
             )
         sequence = by_id if by_id is not None else by_number
         if sequence is None:
-            raise StoreError(f"no event with event_id '{event}'")
+            raise StoreError(
+                f"the log index lists no event with event_id '{event}' "
+                "(`enforcement-ledger verify --read-models` checks the index against the events)"
+            )
         if sequence >= size:
             raise StoreError(
                 f"sequence {sequence} is beyond the end of the log (size {size}: sequences "
@@ -3169,9 +3172,12 @@ def inclusion(session: Session, event: str, by: str | None) -> None:
                 if size
                 else f"sequence {sequence} is beyond the end of the log, which is empty"
             )
-        size, note = _latest_checkpoint(session, sequence)
         leaf = storage.leaf_at(connection, sequence)
         asked = event if by_id is not None and sequence == by_id else None
+        # Before the checkpoint is looked for: a row renumbered past the last one would
+        # have it ask for a checkpoint that cannot be signed.
+        check_leaf_is_the_one_asked(storage.node_getter(connection), sequence, leaf, asked)
+        size, note = _latest_checkpoint(session, sequence)
         text = inclusion_proof_text(
             storage.node_getter(connection), sequence, leaf, size, note, event_id=asked
         )

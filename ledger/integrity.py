@@ -380,7 +380,7 @@ def inclusion_proof_text(
     before it is given out: the proof comes from the stored node table, which only
     appends write and nothing else checks. ``event_id``: the one asked for, which the
     log index gave ``index`` for."""
-    _check_leaf_is_the_one_asked(get, index, leaf, event_id)
+    check_leaf_is_the_one_asked(get, index, leaf, event_id)
     proof = merkle.inclusion_proof(get, index, size)
     root = _signed_root(signed_checkpoint)
     hashed = merkle.leaf_hash(leaf)
@@ -392,7 +392,7 @@ def inclusion_proof_text(
     return notes.format_tlog_proof(index, proof, signed_checkpoint)
 
 
-def _check_leaf_is_the_one_asked(
+def check_leaf_is_the_one_asked(
     get: merkle.NodeGetter, index: int, leaf: bytes, event_id: str | None
 ) -> None:
     """The leaf was read through the log index, whose rows verify alone does not tie
@@ -469,17 +469,24 @@ def _unservable_inclusion(
             "the node table it is read from was changed or damaged, or both; "
             "`enforcement-ledger verify` checks the log itself from its leaves"
         )
-    if stored is not None:
-        # The table's leaf is the event's bytes: the path above it was changed, or the
-        # event was, its leaf in the table (and the hash recorded for it) made to match.
+    if stored is None:
+        # With the table's copy of the leaf gone, nothing tells the event from the path.
         return (
             f"refusing to give out an inclusion proof that does not verify against the "
-            f"signed checkpoint ({error}): the stored Merkle node table it is read from was "
-            "changed or damaged, or the event was altered and its leaf in that table changed "
-            "to match; `enforcement-ledger verify` checks the log itself from its leaves and "
-            "names an altered event"
+            f"signed checkpoint ({error}): the stored event was altered, or the Merkle node "
+            f"table it is read from was changed (it has lost its copy of the leaf, level 0 "
+            f"index {index}, that would tell which); `enforcement-ledger verify` checks the "
+            "log itself from its leaves and names an altered event"
         )
-    return _unservable("an inclusion", error)
+    # The table's leaf is the event's bytes: the path above it was changed, or the
+    # event was, its leaf in the table (and the hash recorded for it) made to match.
+    return (
+        f"refusing to give out an inclusion proof that does not verify against the "
+        f"signed checkpoint ({error}): the stored Merkle node table it is read from was "
+        "changed or damaged, or the event was altered and its leaf in that table changed "
+        "to match; `enforcement-ledger verify` checks the log itself from its leaves and "
+        "names an altered event"
+    )
 
 
 def consistency_proof_lines(

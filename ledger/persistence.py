@@ -919,7 +919,13 @@ class Storage:
             f"ON s.{self.notification_column} = l.notification_id WHERE l.sequence = ?",
             (sequence,),
         )
-        return leaf_bytes(None if row is None else row[0])
+        if row is None:  # no row, or one listing no event: not a stored NULL
+            raise StoreError(
+                f"the log index (ledger_entries) lists no stored event for sequence "
+                f"{sequence}: it was changed outside the ledger (a row renumbered or deleted); "
+                "`enforcement-ledger verify` names it"
+            )
+        return leaf_bytes(row[0])
 
     def find_sequence(self, db: Database, event_id: str) -> int | None:
         row = db.one("SELECT sequence FROM ledger_entries WHERE event_id = ?", (event_id,))

@@ -1563,6 +1563,55 @@ def test_a_node_beyond_the_log_is_named_by_verify_and_by_the_append_it_blocks(
         assert "`enforcement-ledger verify` names it" in result.stderr
 
 
+def test_prove_inclusion_names_the_index_where_its_row_was_renumbered_or_renamed(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe round 21: row 10 renumbered to 100 sent `prove inclusion ID` to sign a
+    checkpoint (which refuses), `10 --by sequence` said an event is NULL; row 10's
+    event_id renamed, the real id was "no event with event_id"."""
+    event_id = json.loads(ledger.lines[10])["event_id"]
+    tables.drop_triggers()
+    tables.execute("UPDATE ledger_entries SET sequence = 100 WHERE sequence = 10")
+    by_id = ledger.run("prove", "inclusion", event_id)
+    assert (by_id.exit_code, by_id.stderr) == (
+        1,
+        f"Error: refusing to give out an inclusion proof for event_id '{event_id}': the log "
+        "index gives it sequence 100, but the stored event there carries sequence 10: the "
+        "log index (ledger_entries) was changed outside the ledger; `enforcement-ledger "
+        "verify --read-models` names it\n",
+    )
+    by_sequence = ledger.run("prove", "inclusion", "10", "--by", "sequence")
+    assert (by_sequence.exit_code, by_sequence.stderr) == (
+        1,
+        "Error: the log index (ledger_entries) lists no stored event for sequence 10: it "
+        "was changed outside the ledger (a row renumbered or deleted); `enforcement-ledger "
+        "verify` names it\n",
+    )
+    tables.execute("UPDATE ledger_entries SET sequence = 10, event_id = 'x' WHERE sequence = 100")
+    renamed = ledger.run("prove", "inclusion", event_id)
+    assert (renamed.exit_code, renamed.stderr) == (
+        1,
+        f"Error: the log index lists no event with event_id '{event_id}' (`enforcement-ledger "
+        "verify --read-models` checks the index against the events)\n",
+    )
+
+
+def test_prove_inclusion_of_an_altered_event_whose_leaf_node_is_gone_blames_both(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    tables.drop_triggers()
+    tables.set_payload(10, change_one_byte(ledger.lines[10]))
+    tables.execute("DELETE FROM merkle_nodes WHERE level = 0 AND idx = 10")
+    result = ledger.run("prove", "inclusion", "10", "--by", "sequence")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.endswith(
+        "the stored event was altered, or the Merkle node table it is read from was changed "
+        "(it has lost its copy of the leaf, level 0 index 10, that would tell which); "
+        "`enforcement-ledger verify` checks the log itself from its leaves and names an "
+        "altered event\n"
+    ), result.stderr
+
+
 # --- what other commands say about a payload that is not JSON ---------------------
 
 
