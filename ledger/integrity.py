@@ -155,10 +155,13 @@ def parse_vkeys(values: Iterable[str]) -> list[notes.Ed25519Verifier]:
     """Verifier keys given as text or as files holding one."""
     verifiers = []
     for value in values:
-        text = value.strip()
+        # A byte order mark an editor put first is no part of the key (read from the
+        # file, or passed on as "$(cat FILE)").
+        text = value.strip().removeprefix("\ufeff")
         if os.path.exists(text):
             try:
-                text = Path(text).read_text(encoding="ascii").strip()
+                text = Path(text).read_bytes().removeprefix(b"\xef\xbb\xbf").decode("ascii")
+                text = text.strip()
             except (OSError, UnicodeDecodeError) as error:
                 reason = error.strerror if isinstance(error, OSError) else "not ASCII text"
                 raise KeyError_(

@@ -774,6 +774,17 @@ def test_vkey_files_that_hold_no_verifier_key_are_named(shared_log: Log, tmp_pat
         assert problem in result.stderr
 
 
+def test_a_vkey_with_a_byte_order_mark_first_is_read(shared_log: Log, tmp_path: Path) -> None:
+    """Probe round 21: a BOM an editor put first made the file "not ASCII text", and
+    "$(cat FILE)" a key whose ID did not match, read as a wrong key."""
+    marked = tmp_path / "marked.vkey"
+    marked.write_text("\ufeff" + shared_log.vkey + "\r\n", encoding="utf-8")
+    for given in (str(marked), "\ufeff" + shared_log.vkey):
+        result = shared_log.run("verify", "--vkey", given)
+        assert result.exit_code == 0, (given, result.output)
+        assert result.stdout.startswith("OK size "), result.stdout
+
+
 def test_keygen_show_prints_the_verifier_key_again(log: Log) -> None:
     assert log.ok("keygen", "--show").stdout.strip() == log.vkey
 
