@@ -84,7 +84,9 @@ def _write_new(path: Path, text: str) -> None:
     no file behind."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
+        # UTF-8: a key is named after its log, whose origin may hold any letters
+        # (C2SP key names are UTF-8; ASCII failed keygen for a store named 漢.db).
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -106,11 +108,11 @@ def _sync_directory(directory: Path) -> None:
 
 def load_signer(path: Path) -> notes.Ed25519Signer:
     try:
-        text = path.read_text(encoding="ascii").strip()
+        text = path.read_text(encoding="utf-8").strip()
     except OSError as error:
         raise KeyError_(f"cannot read signing key {path}: {error.strerror}") from None
     except UnicodeDecodeError:
-        raise KeyError_(f"{path} is not a signer key: not ASCII text") from None
+        raise KeyError_(f"{path} is not a signer key: not UTF-8 text") from None
     try:
         return notes.parse_signer_key(text)
     except notes.NoteError as error:
@@ -160,10 +162,10 @@ def parse_vkeys(values: Iterable[str]) -> list[notes.Ed25519Verifier]:
         text = value.strip().removeprefix("\ufeff")
         if os.path.exists(text):
             try:
-                text = Path(text).read_bytes().removeprefix(b"\xef\xbb\xbf").decode("ascii")
+                text = Path(text).read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8")
                 text = text.strip()
             except (OSError, UnicodeDecodeError) as error:
-                reason = error.strerror if isinstance(error, OSError) else "not ASCII text"
+                reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
                 raise KeyError_(
                     f"--vkey {value!r}: cannot read a verifier key from it: {reason}"
                 ) from None

@@ -764,7 +764,7 @@ def test_vkey_files_that_hold_no_verifier_key_are_named(shared_log: Log, tmp_pat
     binary.write_bytes(b"\xff\xfe")
     cases = [
         (str(tmp_path), "cannot read a verifier key from it: Is a directory"),
-        (str(binary), "cannot read a verifier key from it: not ASCII text"),
+        (str(binary), "cannot read a verifier key from it: not UTF-8 text"),
         (str(shared_log.key), "is the private signing key, which must stay with the operator"),
     ]
     for given, problem in cases:
@@ -795,7 +795,7 @@ def test_a_signing_key_file_that_is_not_text_is_named_not_the_store(log: Log) ->
     for command in (["keygen", "--show"], ["checkpoint"]):
         result = log.run(*command)
         assert result.exit_code == 1, result.output
-        assert result.stderr == f"Error: {log.key} is not a signer key: not ASCII text\n"
+        assert result.stderr == f"Error: {log.key} is not a signer key: not UTF-8 text\n"
 
 
 def test_verify_with_a_trusted_checkpoint_saved_earlier(log: Log) -> None:
@@ -1261,3 +1261,19 @@ def test_verify_with_another_logs_key_and_no_checkpoint_says_so(tmp_path: Path) 
     assert warning.endswith("): none of this log's checkpoints can be checked with it")
     own = ours.ok("keygen").stdout.strip()
     assert "the --vkey given" not in ours.ok("verify", "--vkey", own).stderr
+
+
+@pytest.mark.parametrize("name", ["漢.db", "straße.db"])
+def test_a_log_whose_origin_is_not_ascii_can_be_signed(tmp_path: Path, name: str) -> None:
+    """The default origin keeps the store's letters (C2SP key names are UTF-8): keygen
+    wrote the key as ASCII and failed (exit 70), so such a ledger could never be signed."""
+    store = Store(str(tmp_path / name), "sqlite", tmp_path)
+    store.ok("init")
+    vkey = store.ok("keygen").stdout.strip()
+    assert name.removesuffix(".db") in vkey
+    store.ok("append", "-", input=json.dumps({
+        "type": "subject_registered", "subject": "s", "name": "S", "kind": "person",
+        "occurred_at": "2024-01-01T00:00:00Z", "source": "x",
+    }) + "\n")  # fmt: skip
+    assert store.ok("keygen", "--show").stdout.strip() == vkey
+    assert store.ok("verify", "--vkey", vkey, "--all-signed").stdout.startswith("OK size 1 ")
