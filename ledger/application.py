@@ -587,11 +587,16 @@ class Ledger:
             checkpoints = [SourceCheckpoint(*row) for row in source.storage.checkpoint_rows(db)]
             for checkpoint in checkpoints:
                 checkpoint.check_note()
-            result = self.copy_log(
-                _leaves_as_appended(source.storage.iter_leaves_with_hashes(db)),
-                checkpoints,
-                origin=source._origin_in(db),
-            )
+            rows = source.storage.iter_leaves_with_hashes(db)
+            try:
+                result = self.copy_log(
+                    _leaves_as_appended(rows), checkpoints, origin=source._origin_in(db)
+                )
+            finally:
+                # A stream this store stopped reading (its own failure, a Ctrl-C) is
+                # cancelled first: PostgreSQL's COPY was still sending into a full
+                # socket, and the snapshot's ROLLBACK behind it waited for ever.
+                rows.close()
         return result, len(checkpoints)
 
     def copy_log(

@@ -30,7 +30,7 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -797,7 +797,9 @@ class Storage:
         for state, recorded in db.stream(statement, (stop - start, start), binary=True):
             yield leaf_bytes(state), None if recorded is None else bytes(recorded)
 
-    def iter_leaves_with_hashes(self, db: Database) -> Iterator[tuple[bytes, bytes | None]]:
+    def iter_leaves_with_hashes(
+        self, db: Database
+    ) -> Generator[tuple[bytes, bytes | None], None, None]:
         """(leaf, hash recorded at append time) in log order, one streamed query.
 
         Rows pass through as the drivers return them (bytes for BLOB and binary

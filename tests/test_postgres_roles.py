@@ -25,7 +25,7 @@ import pytest
 
 from ledger.notes import TLOG_PROOF_HEADER
 from tests.conftest import PG_URL, Store, drop_schema, require_postgres
-from tests.ledger_helpers import CLI, REPO
+from tests.ledger_helpers import CLI, REPO, jsonl, subject
 
 SEED = resources.files("ledger").joinpath("data/seed.jsonl").read_text(encoding="utf-8")
 SEED_COUNT = len(SEED.splitlines())
@@ -330,6 +330,35 @@ def test_reader_cannot_checkpoint_even_with_the_key(populated: RoleLedger) -> No
     # It got as far as the INSERT: the key was readable, the table was not writable.
     assert "permission denied for table checkpoints" in result.stderr, result.stderr
     assert populated.sql("SELECT count(*) FROM checkpoints") == before
+
+
+def test_a_copy_from_postgresql_into_a_store_that_refuses_it_ends_with_the_refusal(
+    ledger: RoleLedger,
+) -> None:
+    """The reader's first write fails with the source's COPY still streaming (more rows
+    than a socket holds): the snapshot's ROLLBACK behind it waited for ever."""
+    origin = ledger.sql("SELECT value FROM ledger_meta WHERE key = 'origin'")[0][0]
+    schema = f"{ledger.schema}_source"
+    source = Store(_url(PG_SUPERUSER, schema), "postgres", ledger.tmp_path)
+    try:
+        source.ok("init", "--origin", origin)
+        events = [subject(f"s_{n}", note="x" * 200) for n in range(4000)]
+        source.ok("append", "-", input=jsonl(*events))
+        try:
+            copied = subprocess.run(
+                [*CLI, "--store", ledger.reader.url, "copy", source.url],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("copy hung after the destination refused the write")
+        assert copied.returncode == 1, (copied.returncode, copied.stderr)
+        assert "this role may not write to the ledger (a reader?)" in copied.stderr
+        assert ledger.size() == 0
+    finally:
+        drop_schema(schema)
 
 
 # --- the writer ----------------------------------------------------------------------
