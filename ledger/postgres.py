@@ -305,17 +305,12 @@ class PostgresStorage(Storage):
 
     def _library_ddl(self) -> list[Any]:
         """The library's own CREATE statements for its events table, run in our transaction."""
-        from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+        from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 
-        loc = self.location
-        datastore = PostgresDatastore(
-            dbname=loc.dbname,
-            host=loc.host,
-            port=str(loc.port),
-            user=loc.user,
-            password=loc.password,
-            schema=self.schema,
-        )
+        # Its recorder connects (to look up its types): with the credentials of the
+        # library's other connections, not password='', which libpq takes as given
+        # without reading PGPASSWORD (init failed, "couldn't get a connection").
+        datastore = PostgresFactory(self.eventsourcing_env()).datastore
         try:
             recorder = PostgresApplicationRecorder(datastore, events_table_name=EVENTS_TABLE)
             return list(recorder.sql_create_statements)

@@ -1020,3 +1020,34 @@ def test_a_reader_facing_read_models_behind_the_log_is_sent_to_the_writer(
     # The writer's answer is as before.
     checked = populated.writer.ok("verify", "--read-models", "--vkey", populated.vkey)
     assert "(any read command brings them up to date)" in checked.stderr, checked.stderr
+
+
+def test_every_connection_init_makes_reads_the_password_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The library's recorder, built at init for its CREATE statements, connected with
+    # password='': with password authentication, init failed ("couldn't get a
+    # connection"), as did demo and copy into a new schema.
+    _require_postgres()
+    import psycopg
+
+    passwords: list[str | None] = []
+    connect = psycopg.Connection.connect.__func__  # type: ignore[attr-defined]
+
+    def recorded(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        conn = connect(cls, *args, **kwargs)
+        passwords.append(conn.info.password)
+        return conn
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = Store(_url(PG_SUPERUSER, schema), "postgres", tmp_path)
+    monkeypatch.setenv("PGPASSWORD", "from-the-environment")  # trust auth ignores it
+    monkeypatch.setattr(psycopg.Connection, "connect", classmethod(recorded))  # the library's
+    monkeypatch.setattr(psycopg, "connect", psycopg.Connection.connect)  # the ledger's
+    try:
+        store.ok("init")
+    finally:
+        monkeypatch.undo()
+        drop_schema(schema)
+    assert len(passwords) > 1, passwords
+    assert set(passwords) == {"from-the-environment"}, passwords
