@@ -1233,7 +1233,9 @@ def _default_origin(location: StoreLocation) -> str:
     import secrets
 
     if location.kind == "postgres":
-        name = f"{location.host}/{location.dbname}/{location.schema}"
+        host = location.libpq("host")
+        host = "localhost" if not host or host.startswith("/") else host  # a Unix socket
+        name = f"{host}/{location.libpq('dbname')}/{location.schema}"
     else:
         name = location.path.stem if location.path else "ledger"
     safe = "".join(c if c.isalnum() or c in "-._/" else "-" for c in name)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 STORE_ENV = "ENFORCEMENT_LEDGER_STORE"
 KEY_FILE_ENV = "ENFORCEMENT_LEDGER_KEY_FILE"
 DEFAULT_STORE = "enforcement-ledger.db"
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
+# Where libpq looks for a connection part the URL leaves out, before its default.
+_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
 
 
 class StoreError(Exception):
@@ -38,12 +41,17 @@ class StoreLocation:
     raw: str
     kind: str  # "sqlite" or "postgres"
     path: Path | None = None
-    host: str = "127.0.0.1"
-    port: int = 5432
-    user: str = "postgres"
+    # None where the URL gives none: libpq's environment (PGHOST, PGUSER, PGSERVICE…)
+    # or its defaults apply, to every connection; not ours, or a postgres superuser
+    # stood in for the PGUSER meant to be the ledger's writer or reader.
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
     password: str = ""
-    dbname: str = ""
+    dbname: str | None = None
     schema: str = "public"
+    # What libpq chose for those parts, as a connection reports it (see ``libpq``).
+    connected: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def parse(cls, value: str | None) -> StoreLocation:
@@ -90,7 +98,7 @@ class StoreLocation:
                     "only one is supported: give the one to use"
                 )
             try:
-                port = 5432 if url.port is None else url.port
+                port = url.port
             except ValueError:
                 port = 0
             if port == 0:
@@ -98,14 +106,21 @@ class StoreLocation:
                 raise StoreError(
                     f"the store URL's port must be a number from 1 to 65535, given {port_text!r}"
                 )
+            # As given, not url.hostname: that folds case, and a Unix socket's directory
+            # comes percent-encoded (postgresql://user@%2Fvar%2Frun%2Fpostgresql/db).
+            host_port = url.netloc.rpartition("@")[2]
+            if host_port.startswith("["):  # IPv6
+                host = host_port[1:].partition("]")[0]
+            else:
+                host = host_port.partition(":")[0]
             return cls(
                 raw=raw,
                 kind="postgres",
-                host=url.hostname or "127.0.0.1",
+                host=unquote(host) or None,
                 port=port,
-                user=unquote(url.username or "postgres"),
+                user=unquote(url.username) if url.username else None,
                 password=unquote(url.password or ""),
-                dbname=unquote((url.path or "/").lstrip("/")) or "postgres",
+                dbname=unquote((url.path or "/").lstrip("/")) or None,
                 schema=schema,
             )
         if raw.startswith("sqlite:///"):
@@ -117,12 +132,41 @@ class StoreLocation:
             )
         return cls(raw=raw, kind="sqlite", path=Path(raw).expanduser())
 
+    def libpq(self, part: str) -> str:
+        """A connection part ("host", "port", "user", "dbname") for messages: the URL's,
+        else what a connection reported, else libpq's environment or its default (a
+        Unix socket, port 5432, the login name, a database named after the user)."""
+        given = getattr(self, part)
+        if given is not None:
+            return str(given)
+        if part in self.connected:
+            return self.connected[part]
+        if from_env := os.environ.get(_LIBPQ_ENV[part]):
+            return from_env
+        if part == "host":
+            return ""
+        if part == "port":
+            return "5432"
+        if part == "dbname":
+            return self.libpq("user")
+        try:
+            return getpass.getuser()
+        except Exception:  # no login name: libpq would fail too
+            return "?"
+
     @property
     def display(self) -> str:
         if self.kind == "sqlite":
             return str(self.path)
-        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6, as in the URL
-        return f"postgresql://{self.user}@{host}:{self.port}/{self.dbname}?schema={self.schema}"
+        host = self.libpq("host")
+        if ":" in host:  # IPv6, as in the URL
+            host = f"[{host}]"
+        elif host.startswith("/"):  # a Unix socket's directory
+            host = quote(host, safe="")
+        return (
+            f"postgresql://{self.libpq('user')}@{host}:{self.libpq('port')}/"
+            f"{self.libpq('dbname')}?schema={self.schema}"
+        )
 
 
 class KeyError_(Exception):  # named apart from the builtin KeyError

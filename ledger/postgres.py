@@ -122,11 +122,12 @@ class PostgresStorage(Storage):
     def eventsourcing_env(self) -> dict[str, str]:
         loc = self.location
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": loc.dbname,
-            "POSTGRES_HOST": loc.host,
-            "POSTGRES_PORT": str(loc.port),
-            "POSTGRES_USER": loc.user,
+            # Parts the URL leaves out are given as '' and left to libpq (see there).
+            "PERSISTENCE_MODULE": "ledger.postgres_library:LibpqFactory",
+            "POSTGRES_DBNAME": loc.dbname or "",
+            "POSTGRES_HOST": loc.host or "",
+            "POSTGRES_PORT": str(loc.port or ""),
+            "POSTGRES_USER": loc.user or "",
             # Without one in the URL, none at all, as for the ledger's own connections:
             # the library's pool passed password='', which libpq takes as given, and
             # never read PGPASSWORD (or a service file). Set either way, so a
@@ -161,6 +162,11 @@ class PostgresStorage(Storage):
         except psycopg.OperationalError as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise StoreError(f"cannot connect to {loc.display}: {first}") from None
+        # For messages: whom and where libpq connected for the parts the URL left out.
+        info = raw.info
+        loc.connected.update(
+            host=info.host, port=str(info.port), user=info.user, dbname=info.dbname
+        )
         raw.execute(f'SET search_path TO "{self.schema}"')
         return Database(raw, "postgres")
 
@@ -176,7 +182,7 @@ class PostgresStorage(Storage):
         if not db.one("SELECT has_schema_privilege(?, 'USAGE')", (self.schema,))[0]:
             raise StoreError(
                 f"the ledger in schema '{self.schema}' is there, but this role "
-                f"({self.location.user}) has no access to the "
+                f"({self.location.libpq('user')}) has no access to the "
                 "schema (USAGE)",
                 "connect as a role of this ledger (`init --roles` makes a writer and a "
                 "reader), or ask its owner to grant access",
@@ -305,12 +311,14 @@ class PostgresStorage(Storage):
 
     def _library_ddl(self) -> list[Any]:
         """The library's own CREATE statements for its events table, run in our transaction."""
-        from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+        from eventsourcing.postgres import PostgresApplicationRecorder
+
+        from ledger.postgres_library import LibpqFactory
 
         # Its recorder connects (to look up its types): with the credentials of the
         # library's other connections, not password='', which libpq takes as given
         # without reading PGPASSWORD (init failed, "couldn't get a connection").
-        datastore = PostgresFactory(self.eventsourcing_env()).datastore
+        datastore = LibpqFactory(self.eventsourcing_env()).datastore
         try:
             recorder = PostgresApplicationRecorder(datastore, events_table_name=EVENTS_TABLE)
             return list(recorder.sql_create_statements)
@@ -386,9 +394,9 @@ class PostgresStorage(Storage):
             self._grant(db, writer, reader)
             if withheld:
                 raise StoreError(
-                    f"this role ({self.location.user}) may not grant the ledger's privileges "
-                    f"to {writer} and {reader} (PostgreSQL: {withheld[0]}); nothing was "
-                    "changed",
+                    f"this role ({self.location.libpq('user')}) may not grant the ledger's "
+                    f"privileges to {writer} and {reader} (PostgreSQL: {withheld[0]}); "
+                    "nothing was changed",
                     "run `init --roles` as the ledger's owner",
                 )
         return writer, reader

@@ -686,6 +686,22 @@ def test_a_store_url_names_an_ipv6_host_in_brackets() -> None:
     assert location.display == "postgresql://postgres@[::1]:5433/my db?schema=s"
 
 
+def test_a_store_url_leaves_what_it_does_not_name_to_libpq_and_reads_a_socket_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ledger.location import StoreLocation
+
+    for name in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
+        monkeypatch.delenv(name, raising=False)
+    bare = StoreLocation.parse("postgresql:///?schema=s")
+    assert (bare.host, bare.port, bare.user, bare.dbname) == (None, None, None, None)
+    monkeypatch.setenv("PGUSER", "alice")
+    assert bare.display == "postgresql://alice@:5432/alice?schema=s"  # libpq's defaults
+    socket = StoreLocation.parse("postgresql://bob@%2Fvar%2Frun%2FPostgres/d?schema=s")
+    assert (socket.host, socket.user) == ("/var/run/Postgres", "bob")
+    assert socket.display == "postgresql://bob@%2Fvar%2Frun%2FPostgres:5432/d?schema=s"
+
+
 def test_init_twice_is_harmless(store: Store) -> None:
     store.append(account(X_KH))
     again = store.ok("init")

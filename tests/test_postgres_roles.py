@@ -1051,3 +1051,27 @@ def test_every_connection_init_makes_reads_the_password_from_the_environment(
         drop_schema(schema)
     assert len(passwords) > 1, passwords
     assert set(passwords) == {"from-the-environment"}, passwords
+
+
+def test_parts_the_url_leaves_out_come_from_libpqs_environment_for_every_connection(
+    ledger: RoleLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # They were filled in (postgres@127.0.0.1:5432/postgres) and passed to every
+    # connection: PGUSER naming the reader connected as the superuser, who could write.
+    from ledger.application import Ledger
+    from ledger.location import StoreLocation
+
+    monkeypatch.setenv("PGUSER", ledger.reader_role)
+    monkeypatch.setenv("PGDATABASE", PG_DB)
+    url = f"postgresql://{PG_HOST}:{PG_PORT}?schema={ledger.schema}"
+    refused = Store(url, "postgres", ledger.tmp_path).fail("append", "-", input=SEED).stderr
+    assert "this role may not write to the ledger (a reader?)" in refused, refused
+    app = Ledger(StoreLocation.parse(url))
+    try:
+        with app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+            assert (conn.info.user, conn.info.dbname) == (ledger.reader_role, PG_DB)
+        shown = f"postgresql://{ledger.reader_role}@{PG_HOST}:{PG_PORT}/{PG_DB}?schema="
+        assert app.storage.location.display == shown + ledger.schema
+    finally:
+        app.close()
+    assert ledger.size() == 0
