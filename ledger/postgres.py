@@ -96,9 +96,13 @@ _LEDGER_META_EXISTS = (
     "ON n.oid = c.relnamespace WHERE n.nspname = ? AND c.relname = 'ledger_meta' "
     "AND c.relkind = 'r'"
 )
+# Someone's types and functions too, not only relations: init made its tables beside
+# an enum named ledger_entries, and replaced a function named ledger_refuse_change.
 _HOLDS_RELATIONS = (
-    "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
-    "ON n.oid = c.relnamespace WHERE n.nspname = ? LIMIT 1"
+    "SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = ? AND ("
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = n.oid) OR "
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = n.oid) OR "
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = n.oid))"
 )
 
 
@@ -190,12 +194,13 @@ class PostgresStorage(Storage):
         return True
 
     def _refuse_foreign(self, db: Database, advice: str) -> None:
-        """A schema of someone else's relations: no place for a ledger."""
+        """A schema of someone else's relations, types or functions: no place for a ledger."""
         if db.one(_HOLDS_RELATIONS, (self.schema,)):
             # As for a SQLite file that is not a ledger: its tables, views and
             # sequences are someone's (a view named like ours also broke init).
             raise StoreError(  # not NoLedgerError: no ledger belongs here at all
-                f"schema {self.schema!r} holds tables, views or types but no ledger", advice
+                f"schema {self.schema!r} holds tables, views, types or functions but no ledger",
+                advice,
             )
 
     def require(self) -> None:

@@ -836,20 +836,22 @@ def test_init_refuses_a_schema_that_holds_tables_but_no_ledger(tmp_path: Path) -
         for command in (("init",), ("demo",)):
             result = store.run(*command)
             assert result.exit_code == 1, result.output
-            assert f"schema '{schema}' holds tables, views or types but no ledger; refusing" in (
-                result.stderr
+            assert (
+                f"schema '{schema}' holds tables, views, types or functions but no ledger; refusing"
+                in (result.stderr)
             )
         # The other commands do not send it to `init`, which refuses it.
         refused = store.fail("status", "twitter:x").stderr
         assert refused == (
-            f"Error: schema '{schema}' holds tables, views or types but no ledger; choose "
-            "another schema (`init` adds no ledger to it)\n"
+            f"Error: schema '{schema}' holds tables, views, types or functions but no ledger; "
+            "choose another schema (`init` adds no ledger to it)\n"
         ), refused
         # Nor `copy` from it to read another kind of store.
         target = Store(str(tmp_path / "target.db"), "sqlite", tmp_path)
         refused = target.fail("copy", store.url).stderr
         assert refused == (
-            f"Error: SOURCE: schema '{schema}' holds tables, views or types but no ledger\n"
+            f"Error: SOURCE: schema '{schema}' holds tables, views, types or functions but no "
+            "ledger\n"
         ), refused
         relations = _sql(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -872,8 +874,39 @@ def test_init_refuses_a_schema_holding_a_type_named_like_a_ledger_table(tmp_path
         store = Store(_url(PG_SUPERUSER, schema), "postgres", tmp_path)
         refused = store.fail("init").stderr
         assert refused.startswith(
-            f"Error: schema '{schema}' holds tables, views or types but no ledger; refusing"
+            f"Error: schema '{schema}' holds tables, views, types or functions but no ledger; "
+            "refusing"
         ), refused
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.mark.parametrize(
+    "made",
+    [
+        "CREATE TYPE {schema}.ledger_entries AS ENUM ('a')",
+        "CREATE DOMAIN {schema}.timeline AS int",
+        # init replaced it with its own, and said nothing.
+        "CREATE FUNCTION {schema}.ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql "
+        "AS 'BEGIN RETURN NEW; END'",
+    ],
+)
+def test_init_refuses_a_schema_holding_someones_types_or_functions(
+    tmp_path: Path, made: str
+) -> None:
+    # Only pg_class was asked: tables went in beside them.
+    _require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    _sql(f'CREATE SCHEMA "{schema}"')
+    _sql(made.format(schema=f'"{schema}"'))
+    try:
+        store = Store(_url(PG_SUPERUSER, schema), "postgres", tmp_path)
+        refused = store.fail("init").stderr
+        assert refused.startswith(
+            f"Error: schema '{schema}' holds tables, views, types or functions but no ledger; "
+            "refusing"
+        ), refused
+        assert _sql("SELECT 1 FROM pg_tables WHERE schemaname = %s", (schema,)) == []
     finally:
         _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
