@@ -628,7 +628,10 @@ def _is_permission_error(error: BaseException) -> bool:
     if "psycopg" in sys.modules:
         import psycopg
 
-        return isinstance(error, psycopg.errors.InsufficientPrivilege)
+        # Or the eventsourcing library's own error for one (it wraps psycopg's).
+        return any(
+            isinstance(e, psycopg.errors.InsufficientPrivilege) for e in (error, error.__cause__)
+        )
     return False
 
 

@@ -203,6 +203,26 @@ class PostgresStorage(Storage):
                 advice,
             )
 
+    def _require_create(self, db: Database) -> None:
+        """Someone else's empty schema takes the ledger only from a role with USAGE and
+        CREATE on it: without, the library's lookups failed ("internal failure") or the
+        first CREATE TABLE did, told as a reader's refused write to a ledger not there."""
+        usage, create = db.one(
+            "SELECT has_schema_privilege(?, 'USAGE'), has_schema_privilege(?, 'CREATE')",
+            (self.schema, self.schema),
+        )
+        if usage and create:
+            return
+        lacks = " and ".join(
+            name for name, held in (("USAGE", usage), ("CREATE", create)) if not held
+        )
+        raise StoreError(
+            f"this role ({self.location.libpq('user')}) may not create tables in schema "
+            f"'{self.schema}' (it lacks {lacks} on it): nothing was written",
+            "have the schema's owner make the store (`init`, with --origin for a copy), "
+            "or grant this role USAGE and CREATE on the schema",
+        )
+
     def require(self) -> None:
         db = self.connect()  # one connection for both checks
         try:
@@ -300,6 +320,7 @@ class PostgresStorage(Storage):
                 return False
             db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             self._refuse_foreign(db, "refusing to add tables to it (choose another schema)")
+            self._require_create(db)
             for statement in self._library_ddl():
                 db.raw.execute(statement)
             for statement in _LEDGER_DDL:

@@ -1108,3 +1108,46 @@ def test_parts_the_url_leaves_out_come_from_libpqs_environment_for_every_connect
     finally:
         app.close()
     assert ledger.size() == 0
+
+
+@pytest.mark.parametrize("usage", [False, True])
+def test_a_role_that_may_not_create_tables_in_an_existing_schema_is_told_so(
+    tmp_path: Path, usage: bool
+) -> None:
+    # Without USAGE the library's lookup failed: "internal failure" (exit 70); with it,
+    # the first CREATE TABLE did, told "this role may not write to the ledger (a
+    # reader?)" of a ledger not there.
+    _require_postgres()
+    token = uuid.uuid4().hex[:12]
+    schema, role = f"t_{token}", f"r_{token}_maker"
+    _sql(f'CREATE SCHEMA "{schema}"')
+    _sql(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        _sql(f'GRANT CREATE ON DATABASE "{PG_DB}" TO "{role}"')  # a schema it may make
+        if usage:
+            _sql(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        lacks = "CREATE" if usage else "USAGE and CREATE"
+        store = Store(_url(role, schema), "postgres", tmp_path)
+        source = Store(str(tmp_path / "source.db"), "sqlite", tmp_path)
+        source.ok("init")
+        for command in (["init"], ["copy", source.url]):
+            refused = store.fail(*command).stderr
+            assert refused.startswith(
+                f"Error: this role ({role}) may not create tables in schema '{schema}' (it "
+                f"lacks {lacks} on it): nothing was written; have the schema's owner make"
+            ), refused
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _drop_roles(role)
+
+
+def test_the_librarys_error_for_a_privilege_is_told_as_one() -> None:
+    # eventsourcing raises its own ProgrammingError from psycopg's: "internal failure".
+    import psycopg
+    from eventsourcing.persistence import ProgrammingError
+
+    from cli.main import _is_permission_error
+
+    wrapped = ProgrammingError("permission denied for schema s")
+    wrapped.__cause__ = psycopg.errors.InsufficientPrivilege("permission denied for schema s")
+    assert _is_permission_error(wrapped)
