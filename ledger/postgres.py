@@ -401,30 +401,44 @@ class PostgresStorage(Storage):
 
     def grant_roles(self, prefix: str) -> tuple[str, str]:
         """Create (or refresh) the writer and reader roles for this ledger."""
+        import psycopg
+
         writer, reader = role_names(prefix)
-        with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
-            for role in (writer, reader):
-                exists = db.one("SELECT 1 FROM pg_roles WHERE rolname = ?", (role,))
-                if not exists:
-                    self._create_role(db, role)
-            # A GRANT by a role that may not give the privilege grants nothing, with a
-            # warning only (privilege_not_granted): "Roles ready" would be untrue.
-            withheld: list[str] = []
-            db.raw.add_notice_handler(
-                lambda diag: (
-                    withheld.append(diag.message_primary or "")
-                    if diag.sqlstate == "01007"
-                    else None
+        user = self.location.libpq("user")
+        advice = "run `init --roles` as the ledger's owner (a role with CREATEROLE)"
+        refused = f"may not create the ledger's roles {writer} and {reader}"
+        try:
+            with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
+                for role in (writer, reader):
+                    exists = db.one("SELECT 1 FROM pg_roles WHERE rolname = ?", (role,))
+                    if not exists:
+                        self._create_role(db, role)
+                refused = f"may not grant the ledger's privileges to {writer} and {reader}"
+                # A GRANT by a role that may not give the privilege grants nothing, with
+                # a warning only (privilege_not_granted): "Roles ready" would be untrue.
+                withheld: list[str] = []
+                db.raw.add_notice_handler(
+                    lambda diag: (
+                        withheld.append(diag.message_primary or "")
+                        if diag.sqlstate == "01007"
+                        else None
+                    )
                 )
-            )
-            self._grant(db, writer, reader)
-            if withheld:
-                raise StoreError(
-                    f"this role ({self.location.libpq('user')}) may not grant the ledger's "
-                    f"privileges to {writer} and {reader} (PostgreSQL: {withheld[0]}); "
-                    "nothing was changed",
-                    "run `init --roles` as the ledger's owner",
-                )
+                self._grant(db, writer, reader)
+                if withheld:
+                    raise StoreError(
+                        f"this role ({user}) {refused} (PostgreSQL: {withheld[0]}); nothing "
+                        "was changed",
+                        advice,
+                    )
+        except psycopg.errors.InsufficientPrivilege as error:
+            # Refused outright (CREATE ROLE without CREATEROLE, a GRANT on what the role
+            # holds no privilege on): told as the withheld grants above, with the advice.
+            raise StoreError(
+                f"this role ({user}) {refused} (PostgreSQL: "
+                f"{error.diag.message_primary or error}); nothing was changed",
+                advice,
+            ) from None
         return writer, reader
 
     def _grant(self, db: Database, writer: str, reader: str) -> None:

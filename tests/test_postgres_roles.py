@@ -1023,7 +1023,7 @@ def test_init_roles_by_the_writer_that_grants_nothing_is_refused(populated: Role
         "granted for "
     ), refused.stderr
     assert refused.stderr.endswith(
-        "; nothing was changed; run `init --roles` as the ledger's owner\n"
+        "; nothing was changed; run `init --roles` as the ledger's owner (a role with CREATEROLE)\n"
     ), refused.stderr
     populated.owner.ok("init", "--roles", "--role-prefix", populated.prefix)
     assert populated.sql(
@@ -1151,3 +1151,32 @@ def test_the_librarys_error_for_a_privilege_is_told_as_one() -> None:
     wrapped = ProgrammingError("permission denied for schema s")
     wrapped.__cause__ = psycopg.errors.InsufficientPrivilege("permission denied for schema s")
     assert _is_permission_error(wrapped)
+
+
+@pytest.mark.parametrize(
+    ("who", "prefix", "refused"),
+    [
+        # A GRANT on what the reader holds no privilege on: an error, not a warning.
+        ("reader", "own", "may not grant the ledger's privileges to {roles} (PostgreSQL: "),
+        # CREATE ROLE without CREATEROLE (the default prefix's roles do not exist).
+        ("writer", None, "may not create the ledger's roles {roles} (PostgreSQL: "),
+    ],
+)
+def test_init_roles_by_a_role_that_may_not_make_them_gets_the_owners_advice(
+    populated: RoleLedger, who: str, prefix: str | None, refused: str
+) -> None:
+    # Bare "permission denied for sequence …" or "… to create role" was all they got.
+    role = populated.role(who)
+    chosen = populated.prefix if prefix == "own" else f"ledger_{populated.schema}"
+    args = ["--role-prefix", chosen] if prefix else ["--roles"]
+    result = getattr(populated, who).fail("init", *args)
+    roles = f"{chosen}_writer and {chosen}_reader"
+    assert result.stderr.startswith(f"Error: this role ({role}) " + refused.format(roles=roles)), (
+        result.stderr
+    )
+    assert result.stderr.endswith(
+        "; nothing was changed; run `init --roles` as the ledger's owner (a role with CREATEROLE)\n"
+    ), result.stderr
+    if prefix is None:  # no role was made
+        made = populated.sql("SELECT 1 FROM pg_roles WHERE rolname = %s", (f"{chosen}_writer",))
+        assert made == []
