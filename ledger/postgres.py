@@ -98,11 +98,22 @@ _LEDGER_META_EXISTS = (
 )
 # Someone's types and functions too, not only relations: init made its tables beside
 # an enum named ledger_entries, and replaced a function named ledger_refuse_change.
+# An extension's objects (CREATE EXTENSION citext in public, say) are nobody's data:
+# they do not make a schema someone's. A relation's row type is judged with it.
+_EXTENSION_MEMBER = (
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '{catalog}'::regclass "
+    "AND d.objid = {alias}.oid AND d.deptype = 'e')"
+)
 _HOLDS_RELATIONS = (
     "SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = ? AND ("
-    "EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = n.oid) OR "
-    "EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = n.oid) OR "
-    "EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = n.oid))"
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid AND NOT "
+    + _EXTENSION_MEMBER.format(catalog="pg_catalog.pg_class", alias="c")
+    + ") OR EXISTS (SELECT 1 FROM pg_catalog.pg_type t WHERE t.typnamespace = n.oid "
+    "AND t.typrelid = 0 AND t.typcategory <> 'A' AND NOT "
+    + _EXTENSION_MEMBER.format(catalog="pg_catalog.pg_type", alias="t")
+    + ") OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.pronamespace = n.oid AND NOT "
+    + _EXTENSION_MEMBER.format(catalog="pg_catalog.pg_proc", alias="p")
+    + "))"
 )
 
 

@@ -1180,3 +1180,21 @@ def test_init_roles_by_a_role_that_may_not_make_them_gets_the_owners_advice(
     if prefix is None:  # no role was made
         made = populated.sql("SELECT 1 FROM pg_roles WHERE rolname = %s", (f"{chosen}_writer",))
         assert made == []
+
+
+def test_init_takes_a_schema_holding_only_an_extensions_objects(tmp_path: Path) -> None:
+    """Types and functions made someone's schema refused: an extension's (CREATE
+    EXTENSION in public, a team's everyday) are nobody's data."""
+    _require_postgres()
+    if _sql("SELECT 1 FROM pg_extension WHERE extname = 'seg'"):
+        pytest.skip("the seg extension is installed elsewhere in this database")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    _sql(f'CREATE SCHEMA "{schema}"')
+    _sql(f'CREATE EXTENSION seg SCHEMA "{schema}"')
+    try:
+        store = Store(_url(PG_SUPERUSER, schema), "postgres", tmp_path)
+        assert store.ok("init").stdout.startswith("Created ledger at ")
+        store.ok("append", "-", input=SEED)
+        assert store.ok("verify").stdout.startswith("OK size ")
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
