@@ -115,6 +115,10 @@ class LedgerError(Exception):
         return bare
 
 
+# _sign_head's previous checkpoint not yet read (None is "no checkpoint").
+_UNREAD: Any = object()
+
+
 def _check_not_cut_short(size: int, previous: tuple[int, bytes] | None) -> None:
     """Refuse to sign a log shorter than its last signed checkpoint: a consistency
     proof needs the old size within the new one."""
@@ -505,14 +509,17 @@ class Ledger:
         time_ordered: bool = False,
     ) -> AppendResult:
         with _no_automatic_collections(), self.storage.write_transaction() as tx:
+            previous = None
             if self.signer is not None:
                 self._check_key_is_this_logs(tx, self.signer)  # before any work
-                # Else the batch's first insert collides with the unlisted events.
-                _check_not_cut_short(tx.head().next_sequence, tx.last_checkpoint())
+                previous = tx.last_checkpoint()  # a scan: read once, for _sign_head too
             batch = _Batch(
                 self, tx, actor=actor, now=now or datetime.now(UTC), time_ordered=time_ordered
             )
             try:
+                if self.signer is not None:
+                    # Else the batch's first insert collides with the unlisted events.
+                    _check_not_cut_short(batch.start_size, previous)
                 for chunk in _chunks(events, FLUSH_EVERY):
                     batch.add_chunk(chunk)
                 result = batch.finish()
@@ -527,7 +534,7 @@ class Ledger:
                 # nodes of its own leaves, hashed here).
                 tree, start = batch.tree, batch.start_size
                 _, result.first_signed = self._sign_head(
-                    tx, tree.size, tree.root(), self.signer, start
+                    tx, tree.size, tree.root(), self.signer, start, previous=previous
                 )
             return result
 
@@ -554,7 +561,14 @@ class Ledger:
         return origin
 
     def _sign_head(
-        self, tx: WriteTransaction, size: int, root: bytes, signer: Ed25519Signer, stored: int
+        self,
+        tx: WriteTransaction,
+        size: int,
+        root: bytes,
+        signer: Ed25519Signer,
+        stored: int,
+        *,
+        previous: Any = _UNREAD,
     ) -> tuple[str, tuple[int, int] | None]:
         """Sign (size, root) once it is checked to extend the last signed head, and the
         stored nodes it was built on (those of the first ``stored`` events) to be what
@@ -566,7 +580,8 @@ class Ledger:
         from ledger.integrity import check_extends, check_nodes_give_leaves, sign_tree_head
 
         origin = self._check_key_is_this_logs(tx, signer)
-        previous = tx.last_checkpoint()
+        if previous is _UNREAD:  # the append read it already, under the same lock
+            previous = tx.last_checkpoint()
         start = previous[0] if previous is not None else 0
         _check_not_cut_short(stored, previous)
         leaves = self.storage.iter_leaves_between(tx.db, start, stored) if start < stored else ()

@@ -472,7 +472,7 @@ class WriteTransaction:
         # row outside the ledger has none (and would be signed by the next checkpoint),
         # one put in place of the last event a leaf that is not its hash.
         node = self.db.one("SELECT hash FROM merkle_nodes WHERE level = 0 AND idx = ?", (row[0],))
-        signed = self.last_checkpoint()
+        signed = self.last_checkpoint() if node is None else None  # a scan: only then
         if node is None and signed is not None and signed[0] > row[0]:
             raise StoreError(
                 f"the Merkle node table has no leaf (level 0, index {row[0]}) for the last "
@@ -788,11 +788,13 @@ class Storage:
         event, empty where a row's was set to NULL."""
         order = "rowid" if self.dialect == "sqlite" else "notification_id"
         empty = "X''" if self.dialect == "sqlite" else "''::bytea"
+        # The range first, then the join: SQLite joined every row OFFSET skipped (a
+        # checkpoint after 10 unsigned events of 1M took 384 ms against 21).
         statement = (
             f"SELECT s.state, CASE WHEN l.notification_id IS NULL THEN NULL ELSE "
-            f"coalesce(l.leaf_hash, {empty}) END FROM {self.events_table} s "
-            f"LEFT JOIN ledger_entries l ON l.notification_id = s.{order} "
-            f"ORDER BY s.{order} LIMIT ? OFFSET ?"
+            f"coalesce(l.leaf_hash, {empty}) END FROM (SELECT {order} AS n, state FROM "
+            f"{self.events_table} ORDER BY {order} LIMIT ? OFFSET ?) s "
+            "LEFT JOIN ledger_entries l ON l.notification_id = s.n ORDER BY s.n"
         )
         for state, recorded in db.stream(statement, (stop - start, start), binary=True):
             yield leaf_bytes(state), None if recorded is None else bytes(recorded)
