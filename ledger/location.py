@@ -158,14 +158,16 @@ class StoreLocation:
     def display(self) -> str:
         if self.kind == "sqlite":
             return str(self.path)
-        host = self.libpq("host")
+        host, port = self.libpq("host"), self.libpq("port")
         if ":" in host:  # IPv6, as in the URL
             host = f"[{host}]"
         elif host.startswith("/"):  # a Unix socket's directory
             host = quote(host, safe="")
+        # No host: libpq's default socket, which a URL says by naming none ("@:5432"
+        # read as a host left out by mistake).
+        where = f"{host}:{port}" if host or port != "5432" else ""
         return (
-            f"postgresql://{self.libpq('user')}@{host}:{self.libpq('port')}/"
-            f"{self.libpq('dbname')}?schema={self.schema}"
+            f"postgresql://{self.libpq('user')}@{where}/{self.libpq('dbname')}?schema={self.schema}"
         )
 
 

@@ -696,7 +696,7 @@ def test_a_store_url_leaves_what_it_does_not_name_to_libpq_and_reads_a_socket_ho
     bare = StoreLocation.parse("postgresql:///?schema=s")
     assert (bare.host, bare.port, bare.user, bare.dbname) == (None, None, None, None)
     monkeypatch.setenv("PGUSER", "alice")
-    assert bare.display == "postgresql://alice@:5432/alice?schema=s"  # libpq's defaults
+    assert bare.display == "postgresql://alice@/alice?schema=s"  # libpq's defaults: a socket
     socket = StoreLocation.parse("postgresql://bob@%2Fvar%2Frun%2FPostgres/d?schema=s")
     assert (socket.host, socket.user) == ("/var/run/Postgres", "bob")
     assert socket.display == "postgresql://bob@%2Fvar%2Frun%2FPostgres:5432/d?schema=s"
