@@ -1686,8 +1686,7 @@ def copy_command(
             # --store"): the source is read, never created.
             missing = isinstance(error, NoLedgerError)
             advice = "copy reads an existing ledger" if missing else None
-            if _looks_like_json_lines(source):
-                hint = f"for an `export --nl` file use `copy --export {shlex.quote(source)}`"
+            if hint := _export_hint(source):
                 advice = f"{advice}; {hint}" if advice else hint
             raise StoreError(f"SOURCE: {error.problem}", advice) from None
         with _created_for_copy(session, source_ledger.origin):
@@ -1701,14 +1700,23 @@ def copy_command(
     _after_append(session)
 
 
-def _looks_like_json_lines(path: str) -> bool:
-    """Whether a file starts as an export does (a JSON object), not as SQLite."""
+def _export_hint(path: str) -> str | None:
+    """For a file that starts as an export does, not as SQLite: how to copy it (an
+    `export --nl` file) or what to export instead (`--json`, `--csv`, which a copy
+    cannot read: they are not the stored leaves)."""
     try:
         with open(path, "rb") as handle:
-            start = handle.read(64)
+            start = handle.read(64).removeprefix(b"\xef\xbb\xbf").lstrip()
     except OSError:  # a URL, a directory, a file that is not there
-        return False
-    return start.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{")
+        return None
+    if start.startswith(b"{"):
+        return f"for an `export --nl` file use `copy --export {shlex.quote(path)}`"
+    if start.startswith(b"[") or start.startswith(b"sequence,"):
+        return (
+            "it looks like an `export --json` or `--csv` file, which holds no stored leaves; "
+            "export the log with `export --nl` and copy that with `copy --export FILE`"
+        )
+    return None
 
 
 def _copy_export(

@@ -174,6 +174,16 @@ def test_an_export_given_as_source_points_to_copy_export(store: Store, tmp_path:
         f"file is not a database; for an `export --nl` file use `copy --export {quoted}`\n"
     ), message
     assert not (tmp_path / "target.db").exists()
+    # An `export --json` or `--csv` file holds no leaves: it said only "not a database".
+    for fmt in ("--json", "--csv"):
+        other = tmp_path / f"ledger{fmt}"
+        other.write_text(store.ok("export", fmt).stdout, encoding="utf-8")
+        message = target.fail("copy", str(other)).stderr
+        assert message.endswith(
+            "file is not a database; it looks like an `export --json` or `--csv` file, which "
+            "holds no stored leaves; export the log with `export --nl` and copy that with "
+            "`copy --export FILE`\n"
+        ), message
 
 
 def _tamper(path: Path, sequence: int, old: bytes, new: bytes, rehash: bool = True) -> None:
