@@ -240,8 +240,24 @@ class PostgresStorage(Storage):
             if not self._has_meta(db):
                 # `init` refuses such a schema: "run init" would not help.
                 self._refuse_foreign(db, "choose another schema (`init` adds no ledger to it)")
+                # A schema made outside in mixed case ("Newsroom") is another one: init
+                # would make a second, lower-case schema beside it.
+                others = [
+                    row[0]
+                    for row in db.execute(
+                        "SELECT nspname FROM pg_catalog.pg_namespace WHERE lower(nspname) = ? "
+                        "AND nspname <> ?",
+                        (self.schema, self.schema),
+                    ).fetchall()
+                ]
+                case = (
+                    f" (the URL's schema is taken in lower case; {', '.join(map(repr, others))} "
+                    "is another schema, which the ledger cannot name)"
+                    if others
+                    else ""
+                )
                 raise NoLedgerError(
-                    f"no ledger in schema '{self.schema}' at {self.location.display}",
+                    f"no ledger in schema '{self.schema}' at {self.location.display}{case}",
                     "run `enforcement-ledger init` first",
                 )
             self.check_format(db)

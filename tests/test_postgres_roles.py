@@ -1198,3 +1198,22 @@ def test_init_takes_a_schema_holding_only_an_extensions_objects(tmp_path: Path) 
         assert store.ok("verify").stdout.startswith("OK size ")
     finally:
         _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_mixed_case_schema_made_outside_is_named_when_the_url_finds_no_ledger(
+    tmp_path: Path,
+) -> None:
+    """The URL's schema is taken in lower case: "Newsroom" made outside the ledger is
+    another schema, and `init` would make a second one beside it; say so."""
+    _require_postgres()
+    mixed = f"T_{uuid.uuid4().hex[:12]}"
+    _sql(f'CREATE SCHEMA "{mixed}"')
+    try:
+        store = Store(_url(PG_SUPERUSER, mixed), "postgres", tmp_path)
+        refused = store.fail("status", "twitter:x").stderr
+        assert (
+            f"(the URL's schema is taken in lower case; '{mixed}' is another schema, which "
+            "the ledger cannot name); run `enforcement-ledger init` first\n"
+        ) in refused, refused
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{mixed}" CASCADE')
