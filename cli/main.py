@@ -1800,14 +1800,14 @@ class RecordGroup(StrictGroup):
             return super().resolve_command(ctx, args)
         except click.exceptions.NoSuchCommand:
             # click suggests from the commands made so far: none, as they are made lazily.
-            import difflib
+            from ledger.vocabulary import event_type_meant
 
-            given = args[0].lower().replace("_", "-")
-            meant = difflib.get_close_matches(given, self.list_commands(ctx), n=1, cutoff=0.8)
-            if not meant:
+            meant = event_type_meant(args[0])
+            if meant is None:
                 raise
+            command = meant.replace("_", "-")
             raise click.exceptions.NoSuchCommand(
-                args[0], f"No such command {args[0]!r}. Did you mean {meant[0]!r}?", ctx=ctx
+                args[0], f"No such command {args[0]!r}. Did you mean {command!r}?", ctx=ctx
             ) from None
 
 
@@ -2576,11 +2576,10 @@ def _selection(
     types = tuple(t.replace("-", "_") for t in filters["types"])
     unknown = [t for t in types if t not in EVENT_TYPE_NAMES]
     if unknown:
-        import difflib
+        from ledger.vocabulary import event_type_meant
 
-        # A typo's type, not another word's (account_banned is no account_suspended).
-        meant = difflib.get_close_matches(unknown[0].lower(), EVENT_TYPE_NAMES, n=1, cutoff=0.8)
-        hint = f" (did you mean {meant[0]!r}?)" if meant else ""
+        meant = event_type_meant(unknown[0])
+        hint = f" (did you mean {meant!r}?)" if meant else ""
         raise click.BadParameter(
             f"unknown type {unknown[0]!r}{hint}; expected one of: {', '.join(EVENT_TYPE_NAMES)}",
             param_hint="--type",

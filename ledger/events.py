@@ -44,6 +44,7 @@ from ledger.vocabulary import (
     MAX_QUOTED,
     SLUG_MEANING,
     account_id_problem,
+    event_type_meant,
     has_hidden_characters,
     platform_of,
     quoted,
@@ -892,8 +893,5 @@ def _type_meant(given: object) -> str:
     tag = given.get("type") if isinstance(given, dict) else None
     if not isinstance(tag, str):
         return ""
-    import difflib
-
-    folded = tag.strip().lower().replace("-", "_")
-    meant = difflib.get_close_matches(folded, EVENT_TYPES, n=1, cutoff=0.8)
-    return f" (did you mean {meant[0]!r}?)" if meant and meant[0] != tag else ""
+    meant = event_type_meant(tag)
+    return f" (did you mean {meant!r}?)" if meant and meant != tag else ""

@@ -65,6 +65,17 @@ def name_key(name: object) -> str:
     return unicodedata.normalize("NFKC", str(name)).strip().casefold()
 
 
+def event_type_meant(given: str) -> str | None:
+    """The event type a mistyped one most likely names: in capitals, with hyphens as
+    `record`'s commands have them (account-removed), or misspelt; None when none is
+    close, as for another word (account_banned is no account_suspended)."""
+    import difflib
+
+    folded = given.strip().lower().replace("-", "_")
+    meant = difflib.get_close_matches(folded, EVENT_TYPE_NAMES, n=1, cutoff=0.8)
+    return meant[0] if meant else None
+
+
 # A platform's slug (its account ids' prefix): read commands check a --platform with it.
 SLUG = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 SLUG_MEANING = "expected a lowercase slug: a-z, 0-9, '_', '.', '-', starting with a letter or digit"
