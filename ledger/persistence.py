@@ -774,10 +774,20 @@ class Storage:
 
     def iter_leaves(self, db: Database) -> Iterator[bytes]:
         """Stored leaves in log order (notification order equals sequence order)."""
-        order = "rowid" if self.dialect == "sqlite" else "notification_id"
+        order = self.notification_column
         statement = f"SELECT state FROM {self.events_table} ORDER BY {order}"
         for (state,) in db.stream(statement, binary=True):
             yield leaf_bytes(state)
+
+    @property
+    def _recorded_hash(self) -> str:
+        """The hash the index row ``l`` recorded for its event, as a column: None only
+        where no index row lists the event; a row whose hash was set to NULL (its NOT
+        NULL dropped) gives an empty hash, judged as a changed one."""
+        empty = "X''" if self.dialect == "sqlite" else "''::bytea"
+        return (
+            f"CASE WHEN l.notification_id IS NULL THEN NULL ELSE coalesce(l.leaf_hash, {empty}) END"
+        )
 
     def iter_leaves_between(
         self, db: Database, start: int, stop: int
@@ -786,13 +796,11 @@ class Storage:
         (exclusive), in log order: the events table's own order, not the index's, which
         an edited row could reorder. The hash is None where no index row lists the
         event, empty where a row's was set to NULL."""
-        order = "rowid" if self.dialect == "sqlite" else "notification_id"
-        empty = "X''" if self.dialect == "sqlite" else "''::bytea"
+        order = self.notification_column
         # The range first, then the join: SQLite joined every row OFFSET skipped (a
         # checkpoint after 10 unsigned events of 1M took 384 ms against 21).
         statement = (
-            f"SELECT s.state, CASE WHEN l.notification_id IS NULL THEN NULL ELSE "
-            f"coalesce(l.leaf_hash, {empty}) END FROM (SELECT {order} AS n, state FROM "
+            f"SELECT s.state, {self._recorded_hash} FROM (SELECT {order} AS n, state FROM "
             f"{self.events_table} ORDER BY {order} LIMIT ? OFFSET ?) s "
             "LEFT JOIN ledger_entries l ON l.notification_id = s.n ORDER BY s.n"
         )
@@ -807,13 +815,9 @@ class Storage:
         Rows pass through as the drivers return them (bytes for BLOB and binary
         bytea): verify reads every row, so no per-row copy.
         """
-        order = "rowid" if self.dialect == "sqlite" else "notification_id"
-        # None only where no index row lists the event; a row whose hash was set to NULL
-        # (its NOT NULL dropped) gives an empty hash, judged as a changed one.
-        empty = "X''" if self.dialect == "sqlite" else "''::bytea"
+        order = self.notification_column
         statement = (
-            f"SELECT s.state, CASE WHEN l.notification_id IS NULL THEN NULL ELSE "
-            f"coalesce(l.leaf_hash, {empty}) END FROM {self.events_table} s "
+            f"SELECT s.state, {self._recorded_hash} FROM {self.events_table} s "
             f"LEFT JOIN ledger_entries l ON l.notification_id = s.{order} ORDER BY s.{order}"
         )
         if self.dialect == "postgres":
