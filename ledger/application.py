@@ -231,9 +231,6 @@ _REGISTRATIONS = frozenset({"subject_registered", "account_registered"})
 # (those an admin types; a bulk import's thousands are not all listed).
 REGISTRATIONS_LISTED = 20
 
-# A copy's "now": its events keep the record times the source gave them.
-COPYING = datetime.min.replace(tzinfo=UTC)
-
 
 _SLUG = re.compile(SLUG)
 
@@ -644,8 +641,7 @@ class Ledger:
         with _no_automatic_collections(), self.storage.write_transaction() as tx:
             # Each copied event brings its own record time; the batch's is only the
             # floor they must not run below.
-            batch = _Batch(self, tx, actor="", now=COPYING)
-            batch.copying = True
+            batch = _Batch(self, tx, actor="", now=datetime.min.replace(tzinfo=UTC), copying=True)
             if batch.next_sequence:
                 raise LedgerError(
                     f"this store already holds {batch.next_sequence} event(s); "
@@ -782,6 +778,7 @@ class _Batch:
         actor: str,
         now: datetime,
         time_ordered: bool = False,
+        copying: bool = False,
     ) -> None:
         from ledger.events import event_content  # pydantic: only when appending
 
@@ -792,7 +789,8 @@ class _Batch:
         head = tx.head()
         # Record time never runs backwards, so "known at T" is always a log prefix.
         last = head.last_recorded_at
-        if last is not None and now != COPYING and last > now + CLOCK_BEHIND_LIMIT:
+        # A copy's events keep the record times the source gave them.
+        if last is not None and not copying and last > now + CLOCK_BEHIND_LIMIT:
             raise LedgerError(
                 f"the log's last record time, {iso(last)} (sequence "
                 f"{head.next_sequence - 1}), is more than {CLOCK_BEHIND_LIMIT.days} day "
@@ -814,7 +812,7 @@ class _Batch:
         self.tree = merkle.PendingNodes(tx.get_node, head.next_sequence)
         self.start_size = head.next_sequence  # the tree this batch builds on
         self.skipped_once: set[str] = set()  # recorded before, re-sent in this batch
-        self.copying = False  # events already in a log (copy_log), kept verbatim
+        self.copying = copying  # events already in a log (copy_log), kept verbatim
         self._renames: dict[str, dict[str, Any]] | None = None  # _live_renames, once read
         self._platform_accounts: dict[str, set[str]] | None = None  # _accounts_by_platform
         # This round's unflushed rows, and indexes over them for the rules.
