@@ -805,14 +805,17 @@ def _on_postgres(ctx: click.Context) -> bool:
     return session is not None and session.location.kind == "postgres"
 
 
+def _committed(ctx: click.Context) -> Any:
+    """The append this command committed (not a dry run's), if it got that far."""
+    done = getattr(ctx.find_object(Session), "committed", None)
+    return done if done is not None and done.appended and not done.dry_run else None
+
+
 def _said_if_committed(ctx: click.Context, explained: click.ClickException) -> click.ClickException:
     """A failure after an append committed (its summary printed, a warning, the read
     side) says so first: "wrote nothing" alone would have it appended twice."""
-    session = ctx.find_object(Session)
-    done = getattr(session, "committed", None)
-    if done is None or not done.appended or done.dry_run:
-        return explained
-    if explained.message.startswith("the append above is committed"):
+    done = _committed(ctx)
+    if done is None or explained.message.startswith("the append above is committed"):
         return explained
     return click.ClickException(
         f"the append above is committed ({done.appended} event(s), sequence "
@@ -842,9 +845,8 @@ class LedgerGroup(StrictGroup):
                 )
             else:
                 message = "Interrupted: a write in progress was committed whole or not at all"
-                session = ctx.find_object(Session)
-                done = getattr(session, "committed", None)
-                if done is not None and done.appended and not done.dry_run:
+                done = _committed(ctx)
+                if done is not None:
                     # Known here: after the commit (the summary, the read side catching up).
                     message = (
                         f"Interrupted after the append was committed ({done.appended} "
