@@ -3192,9 +3192,7 @@ def inclusion(session: Session, event: str, by: str | None) -> None:
         # have it ask for a checkpoint that cannot be signed.
         check_leaf_is_the_one_asked(storage.node_getter(connection), sequence, leaf, asked)
         size, note = _latest_checkpoint(session, sequence)
-        text = inclusion_proof_text(
-            storage.node_getter(connection), sequence, leaf, size, note, event_id=asked
-        )
+        text = inclusion_proof_text(storage.node_getter(connection), sequence, leaf, size, note)
     click.echo(text, nl=False)
 
 

@@ -379,13 +379,11 @@ def inclusion_proof_text(
     leaf: bytes,
     size: int,
     signed_checkpoint: str,
-    event_id: str | None = None,
 ) -> str:
     """The tlog-proof of ``leaf`` at ``index``, checked against the checkpoint's root
     before it is given out: the proof comes from the stored node table, which only
-    appends write and nothing else checks. ``event_id``: the one asked for, which the
-    log index gave ``index`` for."""
-    check_leaf_is_the_one_asked(get, index, leaf, event_id)
+    appends write and nothing else checks. The leaf, read through the log index, is
+    the caller's to check first (``check_leaf_is_the_one_asked``)."""
     proof = merkle.inclusion_proof(get, index, size)
     root = _signed_root(signed_checkpoint)
     hashed = merkle.leaf_hash(leaf)
