@@ -887,6 +887,42 @@ def _undecided_hash(sequence: int, stopped: IntegrityError | None = None) -> Int
     )
 
 
+@dataclass
+class _Walk:
+    """What ``verify_log`` had judged, and the trees it judged against, before the
+    store's own checkpoints judged while one from outside the store is still to come:
+    restored should anything contradict them (their key may have left the operator's
+    hands). Its trees (None: the stored bytes and the recorded hashes from the start)
+    grow with the log meanwhile, and its changed sequences with them."""
+
+    signed_bytes: merkle.StreamingRoot | None
+    signed_recorded: merkle.StreamingRoot | None
+    signed_broken: bool
+    open_changed: int | None
+    changed: list[int]
+    changed_total: int
+    altered_below: int
+    judgements: list[tuple[str, IntegrityError, int, str]]
+    last_good_size: int
+
+    def extend(self, hashes: list[bytes], recorded: list[bytes], broken: bool) -> None:
+        """The leaves folded meanwhile: their hashes, and the hashes recorded for them
+        (``broken``: one is no hash)."""
+        self.signed_broken = self.signed_broken or broken
+        if self.signed_bytes is not None:
+            assert self.signed_recorded is not None
+            self.signed_bytes.extend_trusted(hashes)
+            if not self.signed_broken:
+                self.signed_recorded.extend_trusted(recorded)
+
+    def count_changed(self, sequence: int) -> None:
+        if self.open_changed is None:
+            self.open_changed = sequence
+        if len(self.changed) < _NAMED_AT_MOST:
+            self.changed.append(sequence)
+        self.changed_total += 1
+
+
 def verify_log(
     leaves: Iterable[tuple[bytes, bytes | None]],
     checkpoints: Sequence[StoredCheckpoint],
@@ -968,9 +1004,14 @@ def verify_log(
     signed_recorded: merkle.StreamingRoot | None = None  # the signed tree, then as recorded
     signed_broken = False  # recorded_broken, for signed_recorded
     altered_below = 0  # the size of the last judgement that found events altered
-    # The store's own checkpoints' judgement (its error, size) held back while one from
-    # outside is still to come: the report's lead if the check stops before that one.
-    provisional: tuple[IntegrityError, int] | None = None
+    # The store's own checkpoints' judgements, held while one from outside is still to
+    # come: the sequences after them are judged against the tree they signed, as plain
+    # verify would. The checkpoint from outside confirms them when it matches that tree
+    # (its root commits to every leaf below it); anything that contradicts them restores
+    # the walk as it was before them (``before_held``), which the one from outside then
+    # decides alone. The report's lead if the check stops before that one.
+    held: list[tuple[str, IntegrityError, int, str]] = []
+    before_held: _Walk | None = None
     # Sizes of checkpoints from outside the store (trusted, given): the store's own are
     # evidence only if its key never left the operator's hands, so a judgement waits
     # for one of these when there is one.
@@ -994,145 +1035,250 @@ def verify_log(
         changed.clear()
         changed_total = 0
 
+    def walk_now() -> _Walk:
+        return _Walk(
+            None if signed_bytes is None else signed_bytes.copy(),
+            None if signed_recorded is None else signed_recorded.copy(),
+            signed_broken,
+            open_changed,
+            list(changed),
+            changed_total,
+            altered_below,
+            list(judgements),
+            last_good_size,
+        )
+
+    def restore(walk: _Walk) -> None:
+        nonlocal signed_bytes, signed_recorded, signed_broken, open_changed
+        nonlocal changed_total, altered_below, last_good_size
+        signed_bytes, signed_recorded = walk.signed_bytes, walk.signed_recorded
+        signed_broken, open_changed = walk.signed_broken, walk.open_changed
+        changed[:], changed_total = walk.changed, walk.changed_total
+        altered_below, judgements[:] = walk.altered_below, walk.judgements
+        last_good_size = walk.last_good_size
+
+    def hold() -> None:
+        """Keep the walk as it is before the store's own checkpoints judge."""
+        nonlocal before_held
+        if before_held is None:
+            before_held = walk_now()
+
+    def unhold() -> None:
+        """The walk as it was before the held judgements, which are dropped."""
+        nonlocal before_held
+        assert before_held is not None
+        was, before_held = before_held, None
+        held.clear()
+        restore(was)
+
     def check_size() -> None:
-        nonlocal next_check, last_good_size, last_vouched_size, provisional
+        nonlocal next_check, before_held
         while next_check < len(pending_sizes) and pending_sizes[next_check] == tree.size:
             size = pending_sizes[next_check]
-            root = tree.root() if size else root_at_zero
-            found = by_size[size]
-            from_outside = any(kind != "stored" for kind, _, _ in found)
-            # While a checkpoint from outside is given at this size or later, the store's
-            # own narrow nothing and decide nothing.
-            outside_later = any(n >= size for n in outside_sizes)
-            if judgements:  # judged already: do the later checkpoints agree?
-                assert as_recorded is not None
-                all_recorded = None if recorded_broken else as_recorded.root()
-                for kind, checkpoint, source in found:
-                    assert checkpoint is not None
-                    # The recorded hashes throughout contradict every "intact" judgement
-                    # (and agree with every "altered" one); the stored bytes the reverse.
-                    if checkpoint.root_hash == all_recorded:
-                        contradicted, gives = "intact", "the stored bytes"
-                    elif checkpoint.root_hash == root:
-                        contradicted, gives = "altered", "the recorded hashes"
-                    else:
-                        continue
-                    at = next((i for i, j in enumerate(judgements) if j[0] == contradicted), None)
-                    if at is not None:
-                        _, error, first, name = judgements[at]
-                        del judgements[at:]  # it and what was judged on top of it
-                        assert error.sequence is not None
-                        if kind == "stored" and name != _checkpoint_name("stored", ""):
-                            # The auditor's copy is not signed with the key in question.
-                            other = (
-                                "the recorded hashes"
-                                if gives == "the stored bytes"
-                                else "the stored bytes"
-                            )
+            if before_held is None:
+                check_one(size)
+            elif any(kind != "stored" for kind, _, _ in by_size[size]):
+                # One from outside decides as if the store's own had judged nothing;
+                # where it cannot, it may still confirm what they judged.
+                walk, walk_held, walked = walk_now(), list(held), before_held
+                unhold()
+                try:
+                    check_one(size)
+                except IntegrityError:
+                    restore(walk)
+                    held[:], before_held = walk_held, walked
+                    try:
+                        check_one(size)
+                    except IntegrityError:
+                        store_found = [error for _, error, _, _ in held]
+                        unhold()
+                        try:
+                            check_one(size)  # raises as it did first
+                        except IntegrityError as error:
                             raise IntegrityError(
-                                f"{error}; the stored checkpoint at size {size} gives {other} "
-                                "instead: it was signed over a changed log (had the signing "
-                                "key left the operator's hands?)",
+                                f"{error}; the store's own checkpoints, evidence only if the "
+                                "signing key never left the operator's hands, found: "
+                                + "; and then: ".join(map(str, store_found)),
                                 error.sequence,
-                            )
-                        raise _checkpoints_disagree(
-                            error.sequence,
-                            (first, name),
-                            gives,
-                            (size, _checkpoint_name(kind, source)),
+                            ) from None
+            else:
+                try:
+                    check_one(size)
+                except IntegrityError:
+                    unhold()
+                    check_one(size)  # as if the store's own had judged nothing
+                else:
+                    if before_held is not None:
+                        # The store's own checkpoints here that the walk before the held
+                        # judgements gives (it names ranges with them, once restored).
+                        was = before_held.signed_bytes
+                        root = (tree if was is None else was).root() if size else root_at_zero
+                        stored_here = [c for k, c, _ in by_size[size] if k == "stored"]
+                        if all(c is not None and c.root_hash == root for c in stored_here):
+                            before_held.last_good_size = size
+            next_check += 1
+
+    def check_one(size: int) -> None:
+        nonlocal last_good_size, last_vouched_size, before_held
+        root = tree.root() if size else root_at_zero
+        found = by_size[size]
+        from_outside = any(kind != "stored" for kind, _, _ in found)
+        # While a checkpoint from outside is given at this size or later, the store's
+        # own narrow nothing and decide nothing.
+        outside_later = any(n >= size for n in outside_sizes)
+        if judgements:  # judged already: do the later checkpoints agree?
+            assert as_recorded is not None
+            all_recorded = None if recorded_broken else as_recorded.root()
+            for kind, checkpoint, source in found:
+                assert checkpoint is not None
+                # The recorded hashes throughout contradict every "intact" judgement
+                # (and agree with every "altered" one); the stored bytes the reverse.
+                if checkpoint.root_hash == all_recorded:
+                    contradicted, gives = "intact", "the stored bytes"
+                elif checkpoint.root_hash == root:
+                    contradicted, gives = "altered", "the recorded hashes"
+                else:
+                    continue
+                at = next((i for i, j in enumerate(judgements) if j[0] == contradicted), None)
+                if at is not None:
+                    _, error, first, name = judgements[at]
+                    del judgements[at:]  # it and what was judged on top of it
+                    assert error.sequence is not None
+                    if kind == "stored" and name != _checkpoint_name("stored", ""):
+                        # The auditor's copy is not signed with the key in question.
+                        other = (
+                            "the recorded hashes"
+                            if gives == "the stored bytes"
+                            else "the stored bytes"
                         )
-            # Judged against the tree the last judgement found signed (before one: the
-            # stored bytes and the recorded hashes from the start).
-            bytes_tree = signed_bytes if signed_bytes is not None else tree
-            root = bytes_tree.root() if size else root_at_zero
-            from_recorded = None  # the recorded hashes' root, while a judgement waits
-            judged = None
-            if open_changed is not None:
-                recorded_tree = signed_recorded if signed_recorded is not None else as_recorded
-                assert recorded_tree is not None
-                broken = signed_broken if signed_recorded is not None else recorded_broken
-                from_recorded = None if broken else recorded_tree.root()
-                judged = _judge_changed_hashes(
+                        raise IntegrityError(
+                            f"{error}; the stored checkpoint at size {size} gives {other} "
+                            "instead: it was signed over a changed log (had the signing "
+                            "key left the operator's hands?)",
+                            error.sequence,
+                        )
+                    raise _checkpoints_disagree(
+                        error.sequence,
+                        (first, name),
+                        gives,
+                        (size, _checkpoint_name(kind, source)),
+                    )
+        # Judged against the tree the last judgement found signed (before one: the
+        # stored bytes and the recorded hashes from the start).
+        bytes_tree = signed_bytes if signed_bytes is not None else tree
+        root = bytes_tree.root() if size else root_at_zero
+        from_recorded = None  # the recorded hashes' root, while a judgement waits
+        judged = None
+        if open_changed is not None:
+            recorded_tree = signed_recorded if signed_recorded is not None else as_recorded
+            assert recorded_tree is not None
+            broken = signed_broken if signed_recorded is not None else recorded_broken
+            from_recorded = None if broken else recorded_tree.root()
+            judged = _judge_changed_hashes(
+                found, root, from_recorded, size, changed, changed_total,
+                final=not outside_later, altered_below=altered_below,
+            )  # fmt: skip
+            if judged is not None and judged[0] == "conflict":
+                raise judged[1]
+            if judged is None and outside_later and not from_outside:
+                # What the store's own would judge, held until the checkpoint from
+                # outside decides (plain verify names it).
+                alone = _judge_changed_hashes(
                     found, root, from_recorded, size, changed, changed_total,
-                    final=not outside_later, altered_below=altered_below,
+                    final=True, altered_below=altered_below,
                 )  # fmt: skip
-                if judged is not None and judged[0] == "conflict":
-                    raise judged[1]
-                if judged is None and outside_later and not from_outside:
-                    # What the store's own would judge, reported should the check stop
-                    # before the checkpoint from outside decides (plain verify names it).
-                    alone = _judge_changed_hashes(
-                        found, root, from_recorded, size, changed, changed_total,
-                        final=True, altered_below=altered_below,
-                    )  # fmt: skip
-                    if alone is not None and alone[0] != "conflict":
-                        provisional = (alone[1], size)
-                elif judged is not None:
-                    provisional = None
-                if judged is not None:
-                    # Held, from outside the store or not: a checkpoint from outside
-                    # decides these sequences, and those after it are still to be checked.
-                    judgements.append((judged[0], judged[1], size, judged[2]))
-                    rebase(judged[0])
+                if alone is not None and alone[0] != "conflict":
+                    hold()
+                    held.append((alone[0], alone[1], size, alone[2]))
+                    rebase(alone[0])
                     from_recorded = None
                     assert signed_bytes is not None
-                    root = signed_bytes.root()  # the signed root: this checkpoint's
-            skipped = False
-            # Outside checkpoints first: theirs is the finding that counts when both differ.
-            for kind, checkpoint, source in sorted(found, key=lambda entry: entry[0] == "stored"):
-                assert checkpoint is not None
-                if kind == "stored" and judged is not None and from_outside:
-                    continue  # one from outside judged this size: the store's decide nothing
-                if (
-                    kind == "stored"
-                    and from_recorded is not None
-                    and checkpoint.root_hash == from_recorded
-                ):
-                    # It agrees with the recorded hashes, not the bytes: judged above, or
-                    # by a checkpoint from outside still to come (this one may be
-                    # re-signed), so it vouches for no range here.
-                    skipped = True
-                    continue
-                if checkpoint.root_hash != root:
-                    hint = {
-                        "trusted": "history was rewritten since the auditor saved it",
-                        "given": "these events differ from the log the checkpoint signed",
-                    }.get(kind, "an event in this range was altered")
-                    start = last_good_size
-                    if size == 0:
-                        raise IntegrityError(
-                            f"{_checkpoint_name(kind, source)} at size 0 "
-                            f"says {_b64(checkpoint.root_hash)}, but an empty log's root is "
-                            f"{_b64(root)}: it is no checkpoint of any log (forged)",
-                            0,
-                        )
-                    if (kind != "stored" or outside_later) and last_vouched_size < last_good_size:
-                        # A checkpoint from outside disagrees: the store's own ones are
-                        # signed with the key in question, so they narrow nothing.
-                        start = last_vouched_size
-                        hint += (
-                            f" (the store's own checkpoints would place it in "
-                            f"{last_good_size}..{size - 1}, but they are evidence only if "
-                            "the signing key never left the operator's hands)"
-                        )
-                    if open_changed is not None:
-                        hint += _also_recorded(changed, changed_total)
-                    taken = (
-                        f", with the events found altered before {altered_below} as signed,"
-                        if altered_below
-                        else ""
-                    )
+                    root = signed_bytes.root()
+            if judged is not None:
+                # Held, from outside the store or not: a checkpoint from outside
+                # decides these sequences, and those after it are still to be checked.
+                judgements.append((judged[0], judged[1], size, judged[2]))
+                rebase(judged[0])
+                from_recorded = None
+                assert signed_bytes is not None
+                root = signed_bytes.root()  # the signed root: this checkpoint's
+        skipped = False
+        # Outside checkpoints first: theirs is the finding that counts when both differ.
+        for kind, checkpoint, source in sorted(found, key=lambda entry: entry[0] == "stored"):
+            assert checkpoint is not None
+            if kind == "stored" and judged is not None and from_outside:
+                continue  # one from outside judged this size: the store's decide nothing
+            if (
+                kind == "stored"
+                and from_recorded is not None
+                and checkpoint.root_hash == from_recorded
+            ):
+                # It agrees with the recorded hashes, not the bytes: judged above, or
+                # by a checkpoint from outside still to come (this one may be
+                # re-signed), so it vouches for no range here.
+                skipped = True
+                continue
+            if checkpoint.root_hash != root:
+                hint = {
+                    "trusted": "history was rewritten since the auditor saved it",
+                    "given": "these events differ from the log the checkpoint signed",
+                }.get(kind, "an event in this range was altered")
+                start = last_good_size
+                if size == 0:
                     raise IntegrityError(
-                        f"sequence {start}..{size - 1}: root at size {size}{taken} is "
-                        f"{_b64(root)} but {_checkpoint_name(kind, source)} says "
-                        f"{_b64(checkpoint.root_hash)}; {hint}",
-                        start,
+                        f"{_checkpoint_name(kind, source)} at size 0 "
+                        f"says {_b64(checkpoint.root_hash)}, but an empty log's root is "
+                        f"{_b64(root)}: it is no checkpoint of any log (forged)",
+                        0,
                     )
-            if not skipped:
-                last_good_size = size
-            if from_outside:
-                last_vouched_size = size
-            next_check += 1
+                if (kind != "stored" or outside_later) and last_vouched_size < last_good_size:
+                    # A checkpoint from outside disagrees: the store's own ones are
+                    # signed with the key in question, so they narrow nothing.
+                    start = last_vouched_size
+                    hint += (
+                        f" (the store's own checkpoints would place it in "
+                        f"{last_good_size}..{size - 1}, but they are evidence only if "
+                        "the signing key never left the operator's hands)"
+                    )
+                if open_changed is not None:
+                    hint += _also_recorded(changed, changed_total)
+                taken = (
+                    f", with the events found altered before {altered_below} as signed,"
+                    if altered_below
+                    else ""
+                )
+                raise IntegrityError(
+                    f"sequence {start}..{size - 1}: root at size {size}{taken} is "
+                    f"{_b64(root)} but {_checkpoint_name(kind, source)} says "
+                    f"{_b64(checkpoint.root_hash)}; {hint}",
+                    start,
+                )
+        if not skipped:
+            last_good_size = size
+        if from_outside:
+            last_vouched_size = size
+            if held:
+                # It matched the tree the store's own judgements signed: it confirms
+                # them, before its own judgement at this size.
+                at = next((i for i, j in enumerate(judgements) if j[2] == size), None)
+                if at is None:  # it judged nothing itself: say that it confirms them
+                    at = len(judgements)
+                    kind, source = next((k, s) for k, _, s in found if k != "stored")
+                    outcome, error, judged_at, name = held[-1]
+                    held[-1] = (
+                        outcome,
+                        IntegrityError(
+                            f"{error}; {_checkpoint_name(kind, source)} at size {size} matches "
+                            "the log as found here, which confirms from outside the store what "
+                            "its own checkpoints found",
+                            error.sequence,
+                        ),
+                        judged_at,
+                        name,
+                    )
+                judgements[at:at] = held
+                held.clear()
+                before_held = None
 
     check_size()
     sha256 = hashlib.sha256
@@ -1181,7 +1327,8 @@ def verify_log(
                 if as_recorded is not None:
                     # A recorded "hash" that is no bytes (edited into text) gives no root.
                     fold = [digest for _, digest in batch[tree.size - index : upto - index]]
-                    if not all(isinstance(d, bytes) and len(d) == 32 for d in fold):
+                    broken = not all(isinstance(d, bytes) and len(d) == 32 for d in fold)
+                    if broken:
                         # Any length would fold: two neighbours' values cut and joined
                         # anew gave the signed root. None of them is a hash.
                         recorded_broken = signed_broken = True
@@ -1192,10 +1339,18 @@ def verify_log(
                         signed_bytes.extend_trusted(hashes[tree.size - index : upto - index])
                         if not signed_broken:
                             signed_recorded.extend_trusted(fold)  # type: ignore[arg-type]
+                    if before_held is not None:
+                        before_held.extend(
+                            hashes[tree.size - index : upto - index],
+                            fold,  # type: ignore[arg-type]
+                            broken,
+                        )
                 tree.extend_trusted(hashes[tree.size - index : upto - index])
                 last_leaf = hashes[upto - index - 1]
                 # Judged with the checkpoint at this size: only the sequences below it.
                 while pending and pending[0] < upto:
+                    if before_held is not None:
+                        before_held.count_changed(pending[0])
                     if open_changed is None:
                         open_changed = pending[0]
                     if len(changed) < _NAMED_AT_MOST:
@@ -1249,19 +1404,20 @@ def verify_log(
         # anything decided whether the event or that hash changed.
         if hash_changed is None or (error.sequence is not None and error.sequence <= hash_changed):
             raise
+        if held:
+            # The store's own judged, and the check stopped before one from outside could.
+            kind, lead, size, name = held[0]
+            noted = IntegrityError(
+                f"{lead}; that is the store's own checkpoint, evidence only if the signing "
+                "key never left the operator's hands (the check stopped before one from "
+                "outside the store could decide)",
+                lead.sequence,
+            )
+            found = [*judgements, (kind, noted, size, name), *held[1:]]
+            raise IntegrityError(_went_on(found, open_changed, error), hash_changed) from None
         if judgements and error is not judgements[0][1]:
             # The checkpoints judged it (and maybe more) before this later finding.
             raise IntegrityError(_went_on(judgements, open_changed, error), hash_changed) from None
-        if provisional is not None and not judgements:
-            lead, size = provisional
-            beyond = [n for n in changed if n >= size]
-            then = _undecided_hash(beyond[0], error) if beyond else error
-            raise IntegrityError(
-                f"{lead}; that is the store's own checkpoint, evidence only if the signing "
-                "key never left the operator's hands (the check stopped before one from "
-                f"outside the store could decide); the check went on to find: {then}",
-                hash_changed,
-            ) from None
         raise _undecided_hash(hash_changed, error) from None
 
     warnings = []

@@ -721,12 +721,36 @@ def test_verify_claims_only_what_the_signed_roots_prove(
         tables.execute(set_hash, (hashes[sequence], sequence))
     ledger.verify_ok()
     # An altered event (5) and an index hash edited (25), with the auditor's checkpoint:
-    # the store's at 19 agrees with the recorded hashes and waits; the range named
-    # starts before 5, not at 19.
+    # the store's at 19 agrees with the recorded hashes, its judgement held until the
+    # auditor's decides. Here the auditor's matches the log as the store's judged it,
+    # which confirms them (probe vt21: the range 0..29 was named, neither judgement).
     tables.set_payload(5, change_one_byte(ledger.lines[5]))
     tables.execute(set_hash, (bytes(32), 25))
+    store_found = (
+        "sequence 5: the stored event's bytes no longer hash to the leaf recorded at append "
+        "time, which the stored checkpoint at size 19 confirms (the event was altered); "
+        "{went}sequence 25: the leaf hash the log index recorded for it at append time was "
+        "changed outside the ledger; the stored event itself is intact (the log, with the "
+        "events found altered before 19 as signed, still matches the stored checkpoint at "
+        "size 30)"
+    )
+    assert ledger.verify_fails("--trusted", str(saved)) == (
+        "Error: " + store_found.format(went="the check went on to find: ") + f"; the trusted "
+        f"checkpoint {saved} at size 38 matches the log as found here, which confirms from "
+        "outside the store what its own checkpoints found\n"
+    )
+    # Event 34 altered too, its hash fixed up: the auditor's matches neither; the range
+    # named starts before 5, not at 19, and the store's findings are its evidence only.
+    tables.set_payload(34, change_one_byte(ledger.lines[34]))
+    tables.execute(set_hash, (ref_leaf(tables.payload(34)), 34))
     ranged = ledger.verify_fails("--trusted", str(saved))
-    assert ranged.startswith("Error: sequence 0..29: root at size 30 is "), ranged
+    assert ranged.startswith("Error: sequence 0..37: root at size 38 is "), ranged
+    assert ranged.endswith(
+        "; the store's own checkpoints, evidence only if the signing key never left the "
+        "operator's hands, found: " + store_found.format(went="and then: ") + "\n"
+    ), ranged
+    tables.set_payload(34, ledger.lines[34])
+    tables.execute(set_hash, (hashes[34], 34))
     tables.execute(set_hash, (hashes[25], 25))
     # The store's checkpoint at 19 re-signed over the altered event: the later ones,
     # over the recorded hashes, disagree with it, and that is said.
@@ -1024,6 +1048,56 @@ def test_a_trusted_checkpoint_the_check_stops_before_hides_no_judgement_of_the_s
         "to find: sequence 33: the leaf at position 33 does not carry sequence 33 (an event "
         "was deleted, reordered or edited)\n"
     )
+
+
+def test_an_auditors_checkpoint_between_the_stores_judges_what_they_judged(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe vt21 case B: event 17 altered, 28's index hash edited, event 33 altered,
+    the auditor's checkpoint at 30. The store's own judged 17 (at 19) and 28 (at 30),
+    but with --trusted the first was only held, and the auditor's checkpoint, which the
+    log gives only with both judgements, was compared with the bytes and the recorded
+    hashes throughout: a range 0..29 was named, and event 33, after it, never. The
+    sequences after a held judgement are judged against the tree it signed, as plain
+    verify does; the auditor's checkpoint matching that tree confirms it."""
+    saved = _stored_note(ledger, tables, SIZES[1])
+    tables.drop_triggers()
+    tables.set_payload(17, change_one_byte(ledger.lines[17]))
+    tables.execute("UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = 28", (bytes(32),))
+    tables.set_payload(33, change_one_byte(ledger.lines[33]))
+    found = (
+        "Error: sequence 17: the stored event's bytes no longer hash to the leaf recorded at "
+        "append time, which the stored checkpoint at size 19 confirms (the event was "
+        "altered); the check went on to find: sequence 28: the leaf hash the log index "
+        "recorded for it at append time was changed outside the ledger; the stored event "
+        "itself is intact (the log, with the events found altered before 19 as signed, "
+        "still matches {which} at size 30); and then: sequence 33: the stored event's bytes "
+        "no longer hash to the leaf recorded at append time, which the stored checkpoint at "
+        "size 38 confirms (the event was altered)\n"
+    )
+    assert ledger.verify_fails() == found.format(which="the stored checkpoint")
+    assert ledger.verify_fails("--trusted", str(saved)) == found.format(
+        which=f"the trusted checkpoint {saved}"
+    )
+    # The check stopped (an event deleted) before the auditor's at the log's end: every
+    # judgement of the store's own is named, not only the latest.
+    at_end = ledger.store.tmp_path / "auditor-38.checkpoint"
+    at_end.write_text(_stored_note(ledger, tables, SIZES[-1]).read_text())
+    tables.set_payload(33, ledger.lines[33])
+    tables.delete_event(35, with_entry=True)
+    stopped = ledger.verify_fails("--trusted", str(at_end))
+    assert stopped.startswith(
+        "Error: sequence 17: the stored event's bytes no longer hash to the leaf recorded at "
+        "append time, which the stored checkpoint at size 19 confirms (the event was "
+        "altered); that is the store's own checkpoint, evidence only if the signing key "
+        "never left the operator's hands (the check stopped before one from outside the "
+        "store could decide); the check went on to find: sequence 28: the leaf hash the log "
+        "index recorded for it at append time was changed outside the ledger; "
+    ), stopped
+    assert stopped.endswith(
+        "; and then: sequence 35: the leaf at position 35 does not carry sequence 35 (an "
+        "event was deleted, reordered or edited)\n"
+    ), stopped
 
 
 @SQLITE_ONLY
