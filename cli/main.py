@@ -1124,10 +1124,10 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
         )
     elif prefix is None:
         click.echo(f"Ledger already exists at {location.display}; nothing changed")
-    else:  # the roles may yet change, or be refused
-        click.echo(f"Ledger already exists at {location.display}")
     if prefix is not None:
         writer, reader = storage.grant_roles(prefix)  # type: ignore[attr-defined]
+        if not created and not remade:  # only once granted: a refusal says it alone
+            click.echo(f"Ledger already exists at {location.display}")
         click.echo(f"Roles ready: {writer} (append, checkpoint), {reader} (read only)")
 
 

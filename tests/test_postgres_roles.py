@@ -223,6 +223,20 @@ def test_init_roles_by_the_writer_is_refused_without_first_saying_nothing_change
 
 
 @pytest.mark.parametrize("who", ["writer", "reader"])
+@pytest.mark.parametrize("own", [True, False])
+def test_init_roles_refused_to_a_role_says_only_the_refusal(
+    populated: RoleLedger, who: str, own: bool
+) -> None:
+    # "Ledger already exists at …" came first, then the refusal.
+    prefix = populated.prefix if own else f"{populated.prefix}x"
+    refused = getattr(populated, who).fail("init", "--role-prefix", prefix)
+    assert refused.stdout == ""
+    assert refused.stderr.startswith(f"Error: this role ({populated.role(who)}) may not "), (
+        refused.stderr
+    )
+
+
+@pytest.mark.parametrize("who", ["writer", "reader"])
 def test_init_or_copy_by_a_role_on_an_existing_ledger_says_what_the_owner_hears(
     populated: RoleLedger, who: str, tmp_path: Path
 ) -> None:
