@@ -1100,6 +1100,10 @@ def init(session: Session, origin: str | None, roles: bool, role_prefix: str | N
             raise click.BadParameter(str(error), param_hint="--role-prefix") from None
     if origin is not None:
         _refuse_another_origin(location, origin)  # before init changes anything
+    if prefix is not None:  # before the ledger is made: all or nothing
+        from ledger.persistence import open_storage
+
+        open_storage(location).require_role_rights(prefix)  # type: ignore[attr-defined]
     created, storage, remade = _create_store(location, origin or _default_origin(location))
     if created:
         click.echo(f"Created ledger at {location.display}")

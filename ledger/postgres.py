@@ -426,13 +426,33 @@ class PostgresStorage(Storage):
             for table in tables:
                 db.execute(f'GRANT {granted} ON "{self.schema}"."{table}" TO {quoted}')
 
+    def require_role_rights(self, prefix: str) -> None:
+        """Refuse, before `init` makes anything, a role that may not create the ledger's
+        roles it lacks: the ledger was made, then the roles refused "nothing was changed"."""
+        writer, reader = role_names(prefix)
+        with self.connect() as db:
+            self._has_meta(db)  # a role without access to the ledger's schema hears that first
+            may, missing = db.one(
+                "SELECT rolsuper OR rolcreaterole, "
+                "(SELECT count(*) FROM pg_roles WHERE rolname IN (?, ?)) < 2 "
+                "FROM pg_roles WHERE rolname = current_user",
+                (writer, reader),
+            )
+        if missing and not may:
+            raise StoreError(
+                f"this role ({self.location.libpq('user')}) may not create the ledger's "
+                f"roles {writer} and {reader} (it has neither CREATEROLE nor SUPERUSER); "
+                "nothing was changed",
+                _ROLES_ADVICE,
+            )
+
     def grant_roles(self, prefix: str) -> tuple[str, str]:
         """Create (or refresh) the writer and reader roles for this ledger."""
         import psycopg
 
         writer, reader = role_names(prefix)
         user = self.location.libpq("user")
-        advice = "run `init --roles` as the ledger's owner (a role with CREATEROLE)"
+        advice = _ROLES_ADVICE
         refused = f"may not create the ledger's roles {writer} and {reader}"
         try:
             with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
@@ -505,6 +525,8 @@ def server_setting(location: StoreLocation, name: str) -> str | None:
     except Exception:
         return None
 
+
+_ROLES_ADVICE = "run `init --roles` as the ledger's owner (a role with CREATEROLE)"
 
 # PostgreSQL cuts a longer name to this many bytes without an error.
 MAX_NAME_BYTES = 63

@@ -236,6 +236,36 @@ def test_init_roles_refused_to_a_role_says_only_the_refusal(
     )
 
 
+@pytest.mark.parametrize("flag", [("--roles",), ("--role-prefix", "own")])
+def test_init_roles_by_an_owner_without_createrole_makes_nothing(
+    tmp_path: Path, flag: tuple[str, ...]
+) -> None:
+    # The ledger was made, then the roles refused with "nothing was changed".
+    _require_postgres()
+    token = uuid.uuid4().hex[:12]
+    schema, owner = f"t_{token}", f"o_{token}"
+    args = ("--role-prefix", f"r_{token}") if flag[-1] == "own" else flag
+    _sql(f'CREATE ROLE "{owner}" LOGIN NOCREATEROLE')
+    try:
+        _sql(f'GRANT CREATE ON DATABASE "{PG_DB}" TO "{owner}"')
+        store = Store(_url(owner, schema), "postgres", tmp_path)
+        refused = store.fail("init", *args)
+        roles = f"r_{token}_writer and r_{token}_reader"
+        if flag == ("--roles",):
+            roles = f"ledger_{schema}_writer and ledger_{schema}_reader"
+        assert refused.stdout == ""
+        assert refused.stderr == (
+            f"Error: this role ({owner}) may not create the ledger's roles {roles} (it has "
+            "neither CREATEROLE nor SUPERUSER); nothing was changed; run `init --roles` as "
+            "the ledger's owner (a role with CREATEROLE)\n"
+        )
+        assert _sql("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)) == []
+        assert "Created ledger" in store.ok("init").stdout  # without roles, it may
+    finally:
+        _sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _drop_roles(owner)
+
+
 @pytest.mark.parametrize("who", ["writer", "reader"])
 def test_init_or_copy_by_a_role_on_an_existing_ledger_says_what_the_owner_hears(
     populated: RoleLedger, who: str, tmp_path: Path
@@ -1158,7 +1188,7 @@ def test_the_librarys_error_for_a_privilege_is_told_as_one() -> None:
         # A GRANT on what the reader holds no privilege on: an error, not a warning.
         ("reader", "own", "may not grant the ledger's privileges to {roles} (PostgreSQL: "),
         # CREATE ROLE without CREATEROLE (the default prefix's roles do not exist).
-        ("writer", None, "may not create the ledger's roles {roles} (PostgreSQL: "),
+        ("writer", None, "may not create the ledger's roles {roles} (it has neither CREATEROLE "),
     ],
 )
 def test_init_roles_by_a_role_that_may_not_make_them_gets_the_owners_advice(
