@@ -15,10 +15,11 @@ import functools
 import json
 import re
 import unicodedata
+from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     AfterValidator,
@@ -679,8 +680,12 @@ def describe_validation_error(error: ValidationError, text: str | bytes | None =
                 message += " (a line of `export --nl`? `copy --export FILE` moves a log)"
         elif item["type"] == "missing":
             message = "required field is missing"
-        elif item["type"] == "string_too_short" and _is_blank(item.get("input")):
+        elif item["type"] == "string_too_short" and (
+            _is_blank(item.get("input"))
+            or (item.get("input") == "" and _is_text(error.title, item["loc"]))
+        ):
             # Too short once stripped: pydantic counted none of the characters given.
+            # Empty text is blank too ("" in a slug is not text: it keeps pydantic's).
             message = "must not be blank: expected some text, not whitespace alone"
         elif item["type"] == "string_pattern_mismatch":
             if "\x00" in str(item.get("input")):
@@ -714,6 +719,30 @@ def describe_validation_error(error: ValidationError, text: str | bytes | None =
 
 def _is_blank(value: Any) -> bool:
     return isinstance(value, str) and _BLANK.fullmatch(value) is not None
+
+
+def _is_text(title: str, loc: tuple[int | str, ...]) -> bool:
+    """Whether the error at ``loc`` is a Text field's: the union's tag, then the field,
+    or the field alone in an error of the model titled ``title`` (record's)."""
+    if len(loc) == 2 and loc[0] in EVENT_TYPES:
+        return _text_field(EVENT_TYPES[str(loc[0])], str(loc[1]))
+    models = [m for m in EVENT_MODELS if m.__name__ == title]
+    return len(loc) == 1 and len(models) == 1 and _text_field(models[0], str(loc[0]))
+
+
+@functools.cache
+def _text_field(model: type[EventBase], name: str) -> bool:
+    field = model.model_fields.get(name)
+    if field is None:
+        return False
+
+    def constraints(annotation: Any) -> Iterator[Any]:
+        yield from getattr(annotation, "__metadata__", ())
+        for argument in get_args(annotation):
+            yield from constraints(argument)
+
+    found = [*field.metadata, *constraints(field.annotation)]
+    return any(isinstance(c, StringConstraints) and c.pattern == TEXT for c in found)
 
 
 class _RepeatedName(ValueError):

@@ -933,6 +933,30 @@ def test_blank_text_is_refused_as_blank(registered: Store) -> None:
         )
 
 
+def test_empty_text_is_refused_as_blank_too(registered: Store) -> None:
+    """ "" got pydantic's "String should have at least 1 character", "   " the blank one."""
+    blank = "must not be blank: expected some text, not whitespace alone (given '')"
+    suspension = ev("account_suspended", "2021-01-08", account="twitter:example", policy="p")
+    for field in ("note", "source", "policy"):
+        reject_append(registered, {**suspension, field: ""}, expect=(f"line 1: {field}: {blank}",))
+    for option in ("--note", "--source", "--policy"):
+        given = {"--policy": "p", "--source": SOURCE, option: ""}
+        args = [arg for pair in given.items() for arg in pair]
+        message = reject(
+            registered,
+            *("record", "account-suspended", "--account", "twitter:example"),
+            *("--occurred-at", "2021-01-08", *args),
+        )
+        assert message == f"Error: {option[2:]}: {blank}\n", message
+    # A slug is no text: "" there is as before.
+    subject = ev("subject_registered", "2021-01-08", subject="k", name="n", kind="person")
+    reject_append(
+        registered,
+        {**subject, "roles": [""]},
+        expect=("line 1: roles.0: String should have at least 1 character (given '')",),
+    )
+
+
 def test_count_stays_within_json_exact_integers(registered: Store) -> None:
     # Leaves are RFC 8785 canonical JSON, which is defined for I-JSON integers only.
     largest = 2**53 - 1
