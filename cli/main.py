@@ -236,6 +236,7 @@ class Session:
             # wait (a replay) or fail before the catch-up that says the append is in.
             from projections.queries import near_duplicates
 
+            unread = False
             try:
                 with ledger.storage.connect() as db:
                     warnings = near_duplicates(
@@ -243,8 +244,18 @@ class Session:
                     )
             except Exception as error:  # advice only: the append stands, said so
                 warnings = [f"the new ids could not be compared with the ledger's ({error})"]
+                unread = True
             for warning in warnings:
                 click.echo(f"warning: {warning}", err=True)
+            if result.registered_unlisted and not unread:  # once, for a bulk import
+                from ledger.application import REGISTRATIONS_LISTED
+
+                click.echo(
+                    f"note: only the batch's first {REGISTRATIONS_LISTED} registrations were "
+                    f"compared with the ledger's ids for misspellings; its other "
+                    f"{result.registered_unlisted:,} were not",
+                    err=True,
+                )
         if result.first_signed is not None:
             first, last = result.first_signed
             click.echo(

@@ -158,6 +158,8 @@ class AppendResult:
     # The batch's first registrations (type, id, platform, event_id), for the CLI to
     # point out one that is likely a misspelling of an id the ledger holds.
     registered: list[tuple[str, str, str | None, str]] = field(default_factory=list)
+    # The batch's registrations past those listed: not compared, which the CLI says.
+    registered_unlisted: int = 0
 
     def as_json(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -1023,9 +1025,13 @@ class _Batch:
                 self.round_retractions[target] = event_id
         result = self.result
         result.appended += 1
-        if kind in _REGISTRATIONS and len(result.registered) < REGISTRATIONS_LISTED:
+        if kind not in _REGISTRATIONS:
+            pass
+        elif len(result.registered) < REGISTRATIONS_LISTED:
             registered = record["subject" if kind == "subject_registered" else "account"]
             result.registered.append((kind, registered, record.get("platform"), event_id))
+        else:
+            result.registered_unlisted += 1
         if result.first_sequence is None:
             result.first_sequence = sequence
         result.last_sequence = sequence

@@ -399,14 +399,26 @@ def near_duplicates(
     def named(event_id: str) -> str:
         return "" if dry_run else f" ({event_id})"
 
+    # The batch's own new ids so far, by case-folded spelling: two spellings of one new
+    # id in one batch split the data as one beside a held id does.
+    batch: dict[tuple[str, str], set[str]] = {}
+
     def same_in_other_case(kind: str, given: str, held: dict[str, set[str]], event_id: str) -> bool:
-        same = sorted(h for h in held.get(given.casefold(), ()) if h != given)
+        folded = given.casefold()
+        same = sorted(h for h in held.get(folded, ()) if h != given)
+        earlier = sorted(b for b in batch.get((kind, folded), ()) if b != given)
+        batch.setdefault((kind, folded), set()).add(given)
         if same:
             warnings.append(
                 f"{kind} {given!r}{named(event_id)} is new, and the ledger holds "
                 f"{' and '.join(map(repr, same))}, the same in other letter case{fix}"
             )
-        return bool(same)
+        elif earlier:
+            warnings.append(
+                f"{kind} {given!r}{named(event_id)} is new, and this batch also registers "
+                f"{' and '.join(map(repr, earlier))}, the same in other letter case{fix}"
+            )
+        return bool(same or earlier)
 
     subjects = [r for r in registered if r[0] == "subject_registered"]
     if subjects:

@@ -1602,3 +1602,55 @@ def test_a_registration_likely_misspelling_an_id_the_ledger_holds_is_warned_of(
         ev("event_retracted", "2024-03-02", target="again", reason="case", event_id="undo"),
     ]
     assert store.ok("append", "-", input="".join(jsonl(e) for e in undone)).stderr == ""
+
+
+def test_two_spellings_of_one_new_id_in_one_batch_are_warned_of(store: Store) -> None:
+    """Only a new id against a held one was warned of: `khamenei` and `Khamenei`
+    registered in one batch split the data unseen."""
+    lines = [
+        subject("khamenei", "2024-03-01T00:00:00Z", event_id="k1"),
+        subject("Khamenei", "2024-03-01T00:00:00Z", event_id="k2"),
+        account("twitter:jack", "2024-03-01T00:00:00Z", event_id="a1"),
+        account("twitter:Jack", "2024-03-01T00:00:00Z", event_id="a2"),
+        account("mastodon:Jack", "2024-03-01T00:00:00Z", event_id="a3"),  # another platform
+    ]
+    dry = store.ok("append", "-", "--dry-run", input=jsonl(*lines))
+    assert dry.stderr == (
+        "warning: subject 'Khamenei' is new, and this batch also registers 'khamenei', the "
+        "same in other letter case; if it is that one, give it instead\n"
+        "warning: account 'twitter:Jack' is new, and this batch also registers "
+        "'twitter:jack', the same in other letter case; if it is that one, give it instead\n"
+    )
+    batch = store.ok("append", "-", input=jsonl(*lines))
+    assert batch.stderr == (
+        "warning: subject 'Khamenei' (k2) is new, and this batch also registers 'khamenei', "
+        "the same in other letter case; if it is that one, retract this registration and "
+        "use it\n"
+        "warning: account 'twitter:Jack' (a2) is new, and this batch also registers "
+        "'twitter:jack', the same in other letter case; if it is that one, retract this "
+        "registration and use it\n"
+    )
+
+
+def test_a_batch_of_more_registrations_than_are_compared_says_the_rest_were_not(
+    store: Store,
+) -> None:
+    """Only the batch's first 20 registrations are compared: past them, a misspelling
+    went unsaid, and nothing said the check had stopped."""
+    from ledger.application import REGISTRATIONS_LISTED
+
+    first = [subject(f"s{n}", "2024-03-01T00:00:00Z") for n in range(REGISTRATIONS_LISTED)]
+    assert store.ok("append", "-", input=jsonl(*first)).stderr == ""  # all compared
+    more = [subject(f"t{n}", "2024-03-01T00:00:00Z") for n in range(REGISTRATIONS_LISTED + 3)]
+    note = (
+        f"note: only the batch's first {REGISTRATIONS_LISTED} registrations were compared "
+        "with the ledger's ids for misspellings; its other 3 were not\n"
+    )
+    assert store.ok("append", "-", "--dry-run", input=jsonl(*more)).stderr == note
+    # Said once, after the warnings of those compared.
+    misspelt = [subject("S0", "2024-03-01T00:00:00Z", event_id="S0"), *more]
+    assert store.ok("append", "-", input=jsonl(*misspelt)).stderr == (
+        "warning: subject 'S0' (S0) is new, and the ledger holds 's0', the same in other "
+        "letter case; if it is that one, retract this registration and use it\n"
+        + note.replace("other 3", "other 4")
+    )

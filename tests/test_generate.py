@@ -188,7 +188,7 @@ def test_the_ledger_accepts_a_generated_batch(tmp_path: Path, seed: int) -> None
     assert init.exit_code == 0, init.output
     result = runner.invoke(cli, ["--store", db, "append", "--json", str(file)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output.strip().splitlines()[-1])["appended"] == events
+    assert json.loads(result.stdout)["appended"] == events
 
 
 def test_command_line(capsys: pytest.CaptureFixture[str]) -> None:
