@@ -2855,6 +2855,7 @@ def _follow_notifications(ledger: Ledger) -> None:
     from projections.projector import Projector
 
     wait = 1.0
+    first = True
     while True:
         try:
             # A connection of its own each time: a lost one stays closed.
@@ -2862,6 +2863,9 @@ def _follow_notifications(ledger: Ledger) -> None:
                 projector = Projector(ledger, db)
                 projector.catch_up()  # what came before, or while it was down
                 position = projector.position()[0]
+                if first:
+                    _try_subscription_connections(ledger)
+                    first = False
                 with ledger.recorder.subscribe(gt=position) as subscription:
                     wait = 1.0
                     for notification in subscription:
@@ -2881,6 +2885,27 @@ def _follow_notifications(ledger: Ledger) -> None:
                 ledger.recorder.datastore.pool.check()  # type: ignore[attr-defined]
             time.sleep(wait)
             wait = min(wait * 2, 60.0)
+
+
+def _try_subscription_connections(ledger: Ledger) -> None:
+    """Before the first subscription, the connections its pool will hold (the one it
+    listens on, the one each pull takes) are opened, as the library opens them, and
+    closed: one it cannot have (a role's or the server's connection limit) is an error
+    now, not a warning after the library's pool waited 30 s for it, then again."""
+    from ledger.location import StoreError
+
+    size = int(ledger.storage.eventsourcing_env()["POSTGRES_POOL_SIZE"])
+    with contextlib.ExitStack() as opened:
+        for _ in range(size):
+            try:
+                opened.enter_context(ledger.storage.connect())
+            except StoreError as error:
+                raise StoreError(
+                    f"follow holds {size} connections for its subscription besides its "
+                    f"own, and {error.problem}",
+                    "free connections (the role's or the server's connection limit), "
+                    "then follow again",
+                ) from None
 
 
 @cli.command()

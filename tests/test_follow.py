@@ -6,12 +6,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
-from tests.conftest import Store
+from tests.conftest import PG_URL, Store, drop_schema, require_postgres
 from tests.ledger_helpers import CLI, REPO, account, reject
 
 
@@ -63,3 +65,42 @@ def test_follow_applies_new_events_and_stops_cleanly(
 @pytest.mark.parametrize("interval", ["-1", "0", "nan", "inf", "1e9"])
 def test_follow_refuses_an_interval_it_cannot_sleep(store: Store, interval: str) -> None:
     reject(store, "follow", "--interval", interval, code=2, expect=("'--interval'",))
+
+
+def test_follow_whose_subscription_cannot_connect_says_so_at_once(tmp_path: Path) -> None:
+    """The library's pool waited 30 s for a connection the role's limit refused, then
+    warned of a "lost" connection and followed again: now an error, at once."""
+    require_postgres()
+    import psycopg
+
+    token = uuid.uuid4().hex[:12]
+    schema, prefix = f"t_{token}", f"r_{token}"
+    owner = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    try:
+        owner.ok("init", "--role-prefix", prefix)
+        writer = f"{prefix}_writer"
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            # Enough for its catch-up, not for the subscription besides.
+            conn.execute(f'ALTER ROLE "{writer}" CONNECTION LIMIT 2')
+        server = urlparse(PG_URL)
+        where = f"{server.hostname}:{server.port or 5432}{server.path}"
+        url = f"postgresql://{writer}@{where}?schema={schema}"
+        started = time.monotonic()
+        result = subprocess.run(
+            [*CLI, "--store", url, "follow"], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+        assert time.monotonic() - started < 15, result.stderr
+        assert result.returncode == 1, result.stderr
+        error = result.stderr.splitlines()[-1]
+        assert error.startswith(
+            "Error: follow holds 2 connections for its subscription besides its own, and "
+            "cannot connect to "
+        ), result.stderr
+        assert "too many connections" in error, error
+    finally:
+        drop_schema(schema)
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            for role in (f"{prefix}_writer", f"{prefix}_reader"):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    conn.execute(f'DROP OWNED BY "{role}"')
+                    conn.execute(f'DROP ROLE "{role}"')
