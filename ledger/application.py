@@ -724,6 +724,21 @@ class Ledger:
         run backwards, so those are the log's first N: found by bisection (O(log N)
         lookups, as record time is text whose fraction digits vary)."""
         with self.storage.connect() as db:
+            size = self.storage.tree_size(db)
+            # The bisection reads the log index: a row renumbered or deleted outside the
+            # ledger leaves a sequence below its highest with no row to read.
+            mismatch = self.storage.index_mismatch(db, size)
+            if mismatch is not None:
+                from ledger.integrity import IntegrityError
+
+                raise IntegrityError(
+                    f"--known-at reads record times from the log index (ledger_entries), "
+                    f"which has no row for sequence {mismatch[1]} though it lists "
+                    f"sequence {size - 1}: the index was changed outside the ledger (a row "
+                    "renumbered or deleted); `enforcement-ledger verify` names what "
+                    "changed (`export` without --known-at reads the events themselves)",
+                    mismatch[1],
+                )
 
             def recorded(sequence: int) -> datetime:
                 (text,) = db.one(
@@ -731,7 +746,7 @@ class Ledger:
                 )
                 return datetime.fromisoformat(text)
 
-            return bisect.bisect_right(range(self.storage.tree_size(db)), moment, key=recorded)
+            return bisect.bisect_right(range(size), moment, key=recorded)
 
     def close(self) -> None:
         self.storage.close()

@@ -1670,6 +1670,33 @@ def test_prove_inclusion_names_the_index_where_its_row_was_renumbered_or_renamed
     )
 
 
+@pytest.mark.parametrize(("old", "new"), [(10, 100), (5, -1)], ids=["past-the-end", "negative"])
+def test_export_known_at_names_an_index_row_renumbered_outside_the_ledger(
+    ledger: KeyedLedger, tables: Tables, old: int, new: int
+) -> None:
+    """`export --known-at` bisects the index's record times: a row renumbered (past the
+    end, or below 0) left a sequence with no row, and it failed internally (exit 70,
+    "TypeError: cannot unpack non-iterable NoneType object")."""
+    known_at = json.loads(ledger.lines[-1])["recorded_at"]
+    tables.drop_triggers()
+    tables.execute("UPDATE ledger_entries SET sequence = ? WHERE sequence = ?", (new, old))
+    last = max(new, len(ledger.lines) - 1)
+    for fmt in ((), ("--nl",), ("--json",), ("--csv",)):
+        result = ledger.run("export", *fmt, "--known-at", known_at)
+        assert (result.exit_code, result.stdout, result.stderr) == (
+            1,
+            "",
+            f"Error: --known-at reads record times from the log index (ledger_entries), "
+            f"which has no row for sequence {old} though it lists sequence {last}: the index "
+            "was changed outside the ledger (a row renumbered or deleted); "
+            "`enforcement-ledger verify` names what changed (`export` without --known-at "
+            "reads the events themselves)\n",
+        ), fmt
+    # The events themselves are intact: the plain export still gives every one.
+    assert ledger.store.ok("export", "--nl").stdout_bytes.splitlines() == ledger.lines
+    assert f"sequence {old}: the log index has no row for it" in ledger.verify_fails()
+
+
 def test_prove_inclusion_of_an_altered_event_whose_leaf_node_is_gone_blames_both(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
