@@ -2836,17 +2836,64 @@ def _raise_stopped(signum: int, frame: object) -> None:
     raise _Stopped
 
 
-def _polling_interval(ctx: click.Context, param: click.Parameter, value: float) -> float:
+def _polling_interval(
+    ctx: click.Context, param: click.Parameter, value: float | None
+) -> float | None:
+    if value is None:  # the store's own default (follow)
+        return None
     # NaN passes a FloatRange (every comparison with it is false): refused by hand.
     if not 0.01 <= value <= 3600:
         raise click.BadParameter(f"expected seconds from 0.01 to 3600, given {value}")
     return value
 
 
-def _follow_notifications(ledger: Ledger) -> None:
-    """PostgreSQL: catch up on each notification of the events table. A lost
-    connection (a server restart, an admin ending the session) is said and followed
-    again, waiting longer each time it fails at once, as a daemon should not end on it."""
+# PostgreSQL: seconds `follow` waits for a notification before it checks the read
+# models anyway (one small query): a replay stopped part way leaves them emptied or
+# partly rebuilt, and no append may come to announce it.
+FOLLOW_CHECK_EVERY = 10.0
+
+
+def _wakes(subscription: Iterator[Any], every: float) -> Iterator[bool]:
+    """True for each notification the subscription delivers (those queued meanwhile
+    are one wake: one catch-up covers them), False after ``every`` seconds without
+    one. The subscription is read in a thread of its own, so this thread can wait on
+    a timeout; an error it raises is raised here, and its end ends this."""
+    import queue
+    import threading
+
+    woken: queue.Queue[BaseException | None] = queue.Queue()
+
+    def listen() -> None:
+        try:
+            for _ in subscription:
+                woken.put(None)
+            woken.put(StopIteration())
+        except BaseException as error:  # re-raised in the caller's thread
+            woken.put(error)
+
+    threading.Thread(target=listen, name="follow-subscription", daemon=True).start()
+    while True:
+        try:
+            items = [woken.get(timeout=every)]
+        except queue.Empty:
+            yield False
+            continue
+        while not woken.empty():
+            items.append(woken.get_nowait())
+        for item in items:
+            if isinstance(item, StopIteration):
+                return
+            if item is not None:
+                raise item
+        yield True
+
+
+def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVERY) -> None:
+    """PostgreSQL: catch up on each notification of the events table, and every
+    ``check_every`` seconds without one (read models a stopped replay left behind,
+    which no append announces). A lost connection (a server restart, an admin ending
+    the session) is said and followed again, waiting longer each time it fails at
+    once, as a daemon should not end on it."""
     import time
 
     import psycopg
@@ -2868,10 +2915,18 @@ def _follow_notifications(ledger: Ledger) -> None:
                     first = False
                 with ledger.recorder.subscribe(gt=position) as subscription:
                     wait = 1.0
-                    for notification in subscription:
-                        if notification.id > projector.position()[0]:
-                            applied = projector.catch_up()
+                    for notified in _wakes(subscription, check_every):
+                        # Not behind: one small query, and nothing written.
+                        applied = projector.catch_up()
+                        if applied and notified:
                             click.echo(f"Applied {applied} event(s)", err=True)
+                        elif applied:
+                            click.echo(
+                                f"Applied {applied} event(s) the read models lacked "
+                                "though no append announced them (a replay stopped part "
+                                "way, or the read models emptied)",
+                                err=True,
+                            )
         except (psycopg.OperationalError, LibraryOperationalError) as error:
             detail = str(error).strip().splitlines()[0] if str(error).strip() else "no detail"
             click.echo(
@@ -2913,17 +2968,19 @@ def _try_subscription_connections(ledger: Ledger) -> None:
 @click.option(
     "--interval",
     type=float,
-    default=1.0,
-    show_default=True,
     callback=_polling_interval,
-    help="SQLite polling interval (s), 0.01 to 3600.",
+    help="Seconds between polls on SQLite (default 1); on PostgreSQL, which wakes on "
+    "each append, between checks for read models a stopped replay left behind "
+    f"(default {FOLLOW_CHECK_EVERY:g}). 0.01 to 3600.",
 )
 @click.pass_obj
-def follow(session: Session, once: bool, interval: float) -> None:
+def follow(session: Session, once: bool, interval: float | None) -> None:
     """Keep the read models current, continuously, in this process.
 
     On PostgreSQL it wakes on the event table's LISTEN/NOTIFY channel through the
-    library's subscription; on SQLite (which cannot subscribe) it polls. Queries
+    library's subscription, and checks every --interval seconds without one too
+    (read models a replay stopped part way left emptied or partly rebuilt, which no
+    append announces); on SQLite (which cannot subscribe) it polls. Queries
     catch up by themselves too, so this only keeps them fast. Ctrl-C or SIGTERM
     stops it with status 0: each catch-up commits whole, so nothing is left half
     applied.
@@ -2950,10 +3007,10 @@ def follow(session: Session, once: bool, interval: float) -> None:
                 # Its subscriptions open connections of their own (a lost one stays
                 # closed): this one is not held idle meanwhile.
                 db.close()
-                _follow_notifications(ledger)
+                _follow_notifications(ledger, interval or FOLLOW_CHECK_EVERY)
             else:
                 while True:
-                    time.sleep(interval)
+                    time.sleep(interval or 1.0)
                     applied = projector.catch_up()
                     if applied:
                         click.echo(f"Applied {applied} event(s)", err=True)

@@ -104,3 +104,64 @@ def test_follow_whose_subscription_cannot_connect_says_so_at_once(tmp_path: Path
                 if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
                     conn.execute(f'DROP OWNED BY "{role}"')
                     conn.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.mark.parametrize("left", ["emptied", "partial"])
+def test_follow_repairs_read_models_a_stopped_replay_left_without_an_append(
+    tmp_path: Path, left: str
+) -> None:
+    """A replay killed part way (PostgreSQL: its phases commit apart) leaves the read
+    models emptied, or holding the chunks it projected and no position; a running
+    follow woke only on a notification, so it left them so until the next append.
+    Now it checks every --interval seconds without one too."""
+    require_postgres()
+    import psycopg
+
+    from projections.projector import INDEX_NAMES
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    log = tmp_path / "follow.log"
+    follower = None
+    try:
+        store.ok("init")
+        events = [account(f"twitter:a{n}", "2020-01-01") for n in range(30)]
+        store.append(*events)
+        with log.open("w") as stderr:
+            follower = subprocess.Popen(
+                [*CLI, "--store", store.url, "follow", "--interval", "0.5"],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        assert _wait_for(lambda: "Caught up" in log.read_text()), log.read_text()
+        time.sleep(0.5)  # let the subscription's LISTEN settle
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{schema}"')
+            position = conn.execute("SELECT * FROM projection_position").fetchall()
+            # As the replay leaves them: its indexes dropped and the tables emptied in
+            # one transaction; then (partial) chunks projected with no position set.
+            with conn.transaction():
+                for name in INDEX_NAMES:
+                    conn.execute(f"DROP INDEX {name}")
+                if left == "partial":
+                    conn.execute("DELETE FROM projection_position")
+                    conn.execute("DELETE FROM timeline WHERE sequence >= 12")
+                else:
+                    conn.execute("TRUNCATE timeline, retractions, projection_position")
+
+            def repaired() -> bool:
+                rows = conn.execute("SELECT * FROM projection_position").fetchall()
+                (count,) = conn.execute("SELECT count(*) FROM timeline").fetchone() or (0,)
+                return rows == position and count == len(events)
+
+            assert _wait_for(repaired, seconds=10), log.read_text()
+        assert f"Applied {len(events)} event(s) the read models lacked" in log.read_text()
+        assert store.count() == len(events)  # no append announced it
+        follower.send_signal(signal.SIGTERM)
+        assert follower.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if follower is not None and follower.poll() is None:
+            follower.kill()
+            follower.wait(timeout=10)
+        drop_schema(schema)
