@@ -465,8 +465,29 @@ _OUTPUT_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # errors only a wr
 # SQLite's I/O errors in writing (a file-size limit, a quota, a failing disk), as
 # against reading what is stored.
 _SQLITE_WRITE_FAILED = frozenset(
-    {"SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_DIR_FSYNC", "SQLITE_IOERR_TRUNCATE"}
+    {
+        "SQLITE_IOERR_WRITE",
+        "SQLITE_IOERR_FSYNC",
+        "SQLITE_IOERR_DIR_FSYNC",
+        "SQLITE_IOERR_TRUNCATE",
+        # Growing the shared-memory index beside the file (-shm), which a write
+        # transaction does first: on a full disk or past a file-size limit, not damage.
+        "SQLITE_IOERR_SHMSIZE",
+    }
 )
+
+
+def _disk_nearly_full(location: StoreLocation | None) -> bool:
+    """The disk holding a SQLite store has (nearly) no room: an I/O error in writing
+    there is that disk being full, which SQLite does not always report as such."""
+    if location is None or location.path is None:
+        return False
+    import shutil
+
+    try:
+        return shutil.disk_usage(location.path.absolute().parent).free < 1024 * 1024
+    except OSError:
+        return False
 
 
 def _file_size_limit() -> str:
@@ -610,13 +631,13 @@ def _store_failure(
             "while the output was read slowly; read it into a file, or raise that limit for "
             "this role"
         )
-    if code in _DISK_FULL:
+    name = getattr(error, "sqlite_errorname", "")
+    if code in _DISK_FULL or (name in _SQLITE_WRITE_FAILED and _disk_nearly_full(location)):
         return (
             f"the disk holding {where} is full ({detail}): the write in progress was "
             "rolled back whole (events are appended all or nothing, and what earlier "
             "commands wrote is intact); free space and run the command again"
         )
-    name = getattr(error, "sqlite_errorname", "")
     if name in _SQLITE_WRITE_FAILED:
         # SQLite rolls a failed write back (its journal is written first): the store is
         # as the last command left it, and sending anyone to a backup loses what came since.

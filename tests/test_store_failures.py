@@ -119,6 +119,81 @@ def test_a_file_size_limit_is_named_and_the_store_not_called_damaged(tmp_path: P
     assert _cli("--store", store, "append", str(batch)).returncode == 0
 
 
+def test_init_on_a_full_disk_says_so_and_the_next_init_makes_the_ledger(tmp_path: Path) -> None:
+    """Probe: `init` with room for the file's header but not for SQLite's -shm index
+    beside it (SQLITE_IOERR_SHMSIZE) called the new store "damaged or unreadable" to
+    be restored from a backup. It leaves a file holding no ledger: the commands after
+    say to run init, which makes the ledger once there is room."""
+    script = """
+        mount -t tmpfs -o size=128k tmpfs {disk} || exit 99
+        dd if=/dev/zero of={disk}/fill bs=1k count=100 2> /dev/null
+        {cli} init 2> {out}/init.err; echo $? > {out}/init.rc
+        rm {disk}/fill
+        {cli} status twitter:a 2> {out}/status.err
+        mount -o remount,size=20m {disk}
+        {cli} init > {out}/again.out 2>&1; echo $? > {out}/again.rc
+        {cli} verify > {out}/verify.out 2>&1
+    """
+    disk, out = _on_a_small_disk(tmp_path, "--store {disk}/ledger.db", script)
+    assert (out / "init.rc").read_text() == "1\n"
+    said = (out / "init.err").read_text()
+    assert said.startswith(f"Error: the disk holding {disk}/ledger.db is full ("), said
+    assert said.endswith("free space and run the command again\n"), said
+    assert (out / "status.err").read_text() == (
+        f"Error: {disk}/ledger.db is not an enforcement ledger; run `init` first\n"
+    )
+    assert (out / "again.rc").read_text() == "0\n", (out / "again.out").read_text()
+    assert "OK size 0 " in (out / "verify.out").read_text()
+
+
+@pytest.mark.parametrize("leftover", ["as init left it", "an empty file"])
+def test_init_past_a_file_size_limit_names_it_and_leaves_a_file_init_can_use(
+    tmp_path: Path, leftover: str
+) -> None:
+    """SQLite reports a -shm index it cannot grow (EFBIG, SQLITE_IOERR_SHMSIZE) as an
+    I/O error, which was told as a damaged store to restore from a backup. What init
+    left, or an empty file (an init killed at once), is no ledger, and is said to be
+    so by the commands that read or append; init makes the ledger in it."""
+    import resource
+
+    store = tmp_path / "ledger.db"
+    limit = 8192
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    initialising = subprocess.run(
+        [*CLI, "--store", str(store), "init"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester"},
+        preexec_fn=limited,  # the child's own limit, set before it runs
+        timeout=120,
+    )
+    assert (initialising.returncode, initialising.stderr) == (
+        1,
+        f"Error: a write to {store} failed (disk I/O error, SQLITE_IOERR_SHMSIZE); this "
+        f"process may write files of at most {limit:,} bytes (`ulimit -f`, LimitFSIZE), the "
+        "likely cause: the write in progress was rolled back whole, and what earlier "
+        "commands wrote is intact (`enforcement-ledger verify --read-models` checks it); "
+        "run the command again once the cause is fixed\n",
+    )
+    if leftover == "an empty file":
+        for beside in tmp_path.glob("ledger.db-*"):
+            beside.unlink()
+        store.write_bytes(b"")
+    for command in (("status", "twitter:a"), ("verify",), ("append", str(SEED))):
+        result = _cli("--store", str(store), *command)
+        assert (result.returncode, result.stderr) == (
+            1,
+            f"Error: {store} is not an enforcement ledger; run `init` first\n",
+        ), command
+    assert _cli("--store", str(store), "init").returncode == 0
+    assert _cli("--store", str(store), "append", str(SEED)).returncode == 0
+    assert f"OK size {SEED_EVENTS} " in _cli("--store", str(store), "verify").stdout
+
+
 def test_reading_from_a_full_disk_says_the_disk_is_full_not_that_the_store_is_bad(
     tmp_path: Path,
 ) -> None:
