@@ -731,13 +731,21 @@ class Ledger:
             if mismatch is not None:
                 from ledger.integrity import IntegrityError
 
+                kind, sequence = mismatch
+                found = (
+                    f"which has no row for sequence {sequence} though it lists sequence "
+                    f"{size - 1}: the index was changed outside the ledger (a row renumbered "
+                    "or deleted)"
+                    if kind == "missing"
+                    else f"which has a row for sequence {sequence}, outside the log's "
+                    f"0..{size - 1}: the index was changed outside the ledger (a row "
+                    "renumbered or added)"
+                )
                 raise IntegrityError(
-                    f"--known-at reads record times from the log index (ledger_entries), "
-                    f"which has no row for sequence {mismatch[1]} though it lists "
-                    f"sequence {size - 1}: the index was changed outside the ledger (a row "
-                    "renumbered or deleted); `enforcement-ledger verify` names what "
-                    "changed (`export` without --known-at reads the events themselves)",
-                    mismatch[1],
+                    "--known-at reads record times from the log index (ledger_entries), "
+                    f"{found}; `enforcement-ledger verify` names what changed (`export` "
+                    "without --known-at reads the events themselves)",
+                    sequence,
                 )
 
             def recorded(sequence: int) -> datetime:

@@ -1697,6 +1697,30 @@ def test_export_known_at_names_an_index_row_renumbered_outside_the_ledger(
     assert f"sequence {old}: the log index has no row for it" in ledger.verify_fails()
 
 
+def test_export_known_at_names_an_index_row_added_below_the_log(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """A row added at sequence -1 leaves no gap: it is named as a row outside the log,
+    not as a sequence without one."""
+    known_at = json.loads(ledger.lines[-1])["recorded_at"]
+    tables.drop_triggers()
+    columns = "originator_id, type, leaf_hash, recorded_at, subject_ref, lane, lane_key, target"
+    tables.execute(
+        f"INSERT INTO ledger_entries (sequence, event_id, notification_id, {columns}) "
+        f"SELECT -1, event_id || '-copy', notification_id + 1000000, {columns} "
+        "FROM ledger_entries WHERE sequence = 0"
+    )
+    result = ledger.run("export", "--nl", "--known-at", known_at)
+    assert (result.exit_code, result.stdout) == (1, ""), result.output
+    assert result.stderr == (
+        "Error: --known-at reads record times from the log index (ledger_entries), which "
+        f"has a row for sequence -1, outside the log's 0..{len(ledger.lines) - 1}: the "
+        "index was changed outside the ledger (a row renumbered or added); "
+        "`enforcement-ledger verify` names what changed (`export` without --known-at "
+        "reads the events themselves)\n"
+    )
+
+
 def test_prove_inclusion_of_an_altered_event_whose_leaf_node_is_gone_blames_both(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
