@@ -39,6 +39,9 @@ from typing import Any, ClassVar, NamedTuple
 from ledger import merkle
 from ledger.location import NoLedgerError, StoreError, StoreLocation
 
+# psycopg's pq.TransactionStatus.ACTIVE: a statement is running (its result not read).
+_PG_ACTIVE = 1
+
 
 def describe_stored(value: object) -> str:
     """What a stored event column holds instead of bytes, for a message."""
@@ -225,6 +228,31 @@ class Database:
     def rollback(self) -> None:
         self.raw.execute("ROLLBACK")
 
+    def abandon(self, error: BaseException) -> None:
+        """Roll back the transaction ``error`` cut off, leaving ``error`` the one raised.
+
+        Ctrl-C can land inside psycopg while a statement is still running (its result
+        not read: psycopg's own cancel does not always get that far), and a ROLLBACK
+        sent then fails with "another command is already in progress", an error that
+        would replace the interrupt and read as a lost connection. An interrupted
+        session whose ROLLBACK cannot be sent is closed instead: the server rolls back
+        the transaction of a session that ends (its statement cancelled first), and
+        nothing was committed (COMMIT is sent only after the block's work is done).
+        """
+        if isinstance(error, Exception):
+            self.rollback()
+            return
+        if self.dialect == "postgres" and self.raw.info.transaction_status == _PG_ACTIVE:
+            # Cancelled first: a closed session's statement would run on, its locks held.
+            with suppress(Exception):
+                self.raw.cancel_safe(timeout=5.0)
+            self.raw.close()
+            return
+        try:
+            self.rollback()
+        except Exception:
+            self.raw.close()
+
     @contextmanager
     def transaction(self, lock: str | None = None) -> Iterator[Database]:
         """A write transaction; ``lock`` names what it serialises on (PostgreSQL).
@@ -236,8 +264,8 @@ class Database:
             if lock is not None and self.dialect == "postgres":
                 self.advisory_lock(lock)
             yield self
-        except BaseException:
-            self.rollback()
+        except BaseException as error:
+            self.abandon(error)
             raise
         self.commit()
 
@@ -764,8 +792,10 @@ class Storage:
         try:
             self.lock_log(db)
             yield WriteTransaction(db, self)
-        except BaseException:
-            db.rollback()
+        except BaseException as error:
+            db.abandon(error)
+            if db.dialect == "postgres" and db.raw.closed:
+                self._writer = None  # an interrupt closed it: a next write opens a new one
             raise
         db.commit()
 

@@ -412,6 +412,44 @@ def test_a_lost_server_connection_says_so_and_commits_nothing(
     assert _cli("--store", bare_store.url, "export", "--nl").stdout == ""  # all or nothing
 
 
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_ctrl_c_while_a_statement_runs_is_an_interrupt_not_a_lost_connection(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C can land inside psycopg while the server still runs a statement (psycopg
+    leaves it running): the ROLLBACK sent then failed with "another command is already
+    in progress", told as a lost connection that "may have committed", exit 1."""
+    import psycopg
+
+    from ledger import persistence
+    from ledger.postgres import PostgresStorage
+
+    store.append(account("twitter:a", "2020-01-01"))
+    lock_log = PostgresStorage.lock_log
+    sleep = f"SELECT pg_sleep(60) -- {store.url}"
+
+    def interrupted_mid_statement(self: PostgresStorage, db: persistence.Database) -> None:
+        lock_log(self, db)
+        db.raw.pgconn.send_query(sleep.encode())  # running, its result unread
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PostgresStorage, "lock_log", interrupted_mid_statement)
+    result = store.run("append", "-", input=jsonl(account("twitter:b", "2020-01-01")))
+    assert result.exit_code == 130, result.output
+    assert result.stderr == "Interrupted: a write in progress was committed whole or not at all\n"
+    monkeypatch.undo()
+    # Nothing committed, and the statement was cancelled, not left holding the log's lock.
+    monkeypatch.setattr(persistence, "WRITE_LOCK_WAIT_S", 5)
+    assert store.count() == 1
+    store.append(account("twitter:c", "2020-01-01"))
+    with psycopg.connect(PG_URL) as admin:
+        running = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = %s AND state = 'active'",
+            (sleep,),
+        ).fetchone()
+    assert running == (0,)
+
+
 @pytest.mark.parametrize("store_kind", ["sqlite"])
 def test_a_store_locked_too_long_gives_up_cleanly(
     store: Store, monkeypatch: pytest.MonkeyPatch
