@@ -199,11 +199,17 @@ class Database:
             while rows := cursor.fetchmany(READ_CHUNK):
                 yield from rows
             return
+        # Declared and fetched by hand, not through psycopg's named cursor: a FETCH the
+        # server stops part way (a statement_timeout, a cancel) sends some rows, then
+        # its error, and the named cursor raised "received 2 results from command" with
+        # no SQLSTATE, told as a lost connection; a plain cursor raises the server's.
         name = f"c_{uuid.uuid4().hex[:12]}"
-        with self.raw.transaction(), self.raw.cursor(name=name, binary=binary) as cursor:
-            cursor.itersize = READ_CHUNK
-            cursor.execute(self.sql(statement), params)
-            yield from cursor
+        fetch = f'FETCH FORWARD {READ_CHUNK} FROM "{name}"'
+        with self.raw.transaction(), self.raw.cursor() as cursor:
+            declare = f'DECLARE "{name}" NO SCROLL CURSOR FOR {self.sql(statement)}'
+            cursor.execute(declare, params or None, prepare=False)
+            while rows := cursor.execute(fetch, binary=binary, prepare=False).fetchall():
+                yield from rows
 
     def copy_out(self, statement: str, types: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """PostgreSQL: a query's rows by binary ``COPY … TO STDOUT``, typed as given.

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -704,6 +705,39 @@ def test_server_limits_on_statements_and_idle_sessions_are_named() -> None:
     said = _store_failure(idle, "the store", "export")
     assert said is not None
     assert "longer than the idle_in_transaction_session_timeout" in said
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+@pytest.mark.parametrize("output", ["--nl", "--json", "--csv"])
+def test_a_statement_timeout_that_ends_a_fetch_is_named_not_a_lost_connection(
+    store: Store, output: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement_timeout that fires as a FETCH ends (after its rows, before the
+    server is ready again) reaches libpq as two results: the rows, then the error.
+    psycopg's named cursor raised "received 2 results from command 'FETCH …'" with no
+    SQLSTATE, which export told as a lost connection, "run the command again". The
+    race is made certain here: the server's own error is fetched after a FETCH's rows."""
+    from psycopg import _cursor_base, generators
+
+    store.append(account("twitter:a", "2020-01-01"), account("twitter:b", "2020-01-01"))
+    execute = generators.execute
+
+    def fetch_then_timed_out(pgconn: Any) -> Any:
+        results = yield from execute(pgconn)
+        if results and results[-1].command_status.startswith(b"FETCH") and results[-1].ntuples:
+            pgconn.send_query(b"SET LOCAL statement_timeout = 10; SELECT pg_sleep(5)")
+            results = [*results, (yield from execute(pgconn))[-1]]
+        return results
+
+    monkeypatch.setattr(generators, "execute", fetch_then_timed_out)
+    monkeypatch.setattr(_cursor_base, "execute", fetch_then_timed_out)
+    result = store.fail("export", output)
+    monkeypatch.undo()
+    assert result.stderr.startswith(
+        "Error: the server cancelled a statement of this command (canceling statement due "
+        "to statement timeout): a statement_timeout set for this role or database (or in "
+        "PGOPTIONS) is shorter than it needs. Raise it"
+    ), result.stderr
 
 
 def test_a_read_command_that_waited_too_long_for_the_ledgers_lock_is_not_said_to_write() -> None:
