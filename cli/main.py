@@ -184,6 +184,8 @@ class Session:
         self._ledger: Ledger | None = None
         # An append's result once it is committed: an interrupt after it says so.
         self.committed: Any = None
+        # What a failed copy removed again of the store it made, for its message.
+        self.undone: str | None = None
         self._read: Any = None
 
     @property
@@ -843,6 +845,12 @@ def _committed(ctx: click.Context) -> Any:
     return done if done is not None and done.appended and not done.dry_run else None
 
 
+def _said_if_undone(ctx: click.Context, message: str) -> str:
+    """A failed copy's message, saying what it removed again of the store it made."""
+    undone = getattr(ctx.find_object(Session), "undone", None)
+    return f"{message} (nothing was left: {undone} again)" if undone else message
+
+
 def _said_if_committed(ctx: click.Context, explained: click.ClickException) -> click.ClickException:
     """A failure after an append committed (its summary printed, a warning, the read
     side) says so first: "wrote nothing" alone would have it appended twice."""
@@ -885,6 +893,8 @@ class LedgerGroup(StrictGroup):
                         f"event(s), sequence {done.first_sequence}..{done.last_sequence}): "
                         "do not append them again"
                     )
+            if undone := getattr(ctx.find_object(Session), "undone", None):
+                message = f"Interrupted: nothing was left ({undone} again)"  # a copy's
             click.echo(message, err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as error:
@@ -893,6 +903,8 @@ class LedgerGroup(StrictGroup):
             except click.ClickException as explained:
                 if isinstance(error, OSError) and error.errno in _OUTPUT_FAILURES:
                     raise  # the summary's own failure: _report's note says it is committed
+                if (said := _said_if_undone(ctx, explained.message)) != explained.message:
+                    explained = click.ClickException(said)
                 raise _said_if_committed(ctx, explained) from None
 
     def _explain(self, ctx: click.Context, error: Exception) -> NoReturn:
@@ -1251,21 +1263,33 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
 @contextmanager
 def _created_for_copy(session: Session, origin: str) -> Iterator[None]:
     """Create this store for a copy. If the copy fails, a SQLite store this command
-    created is removed again: a failed copy leaves nothing behind. (A PostgreSQL
-    schema stays, empty: it may hold other things.)"""
-    path = session.location.path
+    created is removed again, and so is a PostgreSQL schema it created: a failed copy
+    leaves nothing behind. (A schema that was there before stays as it was, or, empty
+    before, with the empty ledger the copy made in it.)"""
+    location = session.location
+    path = location.path
     files = [f"{path}{suffix}" for suffix in ("", "-wal", "-shm", "-journal")] if path else []
     before = {name for name in files if os.path.lexists(name)}
-    created, _, _ = _create_store(session.location, origin)
+    schema = None
+    if location.kind == "postgres":
+        from ledger.postgres import PostgresStorage
+
+        schema = PostgresStorage(location)
+    schema_was_there = schema is not None and schema.schema_exists()
+    created, _, _ = _create_store(location, origin)
     try:
         yield
     except BaseException:
         if created:
             session.close()
-            for name in files:
-                if name not in before:  # only what this command made
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(name)
+            if schema is None:
+                for name in files:
+                    if name not in before:  # only what this command made
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(name)
+                session.undone = f"the store this copy made ({location.display}) was removed"
+            elif not schema_was_there and schema.drop_made_schema():
+                session.undone = f"the schema this copy made ({location.schema}) was dropped"
         raise
 
 
@@ -1686,8 +1710,9 @@ def copy_command(
     checkpoints, so its Merkle roots are the source's and the source's verifier key
     verifies it. Every event is validated and checked against the rules on the way
     in; one failure copies nothing. This store is created with the source's origin
-    if it does not exist yet (a SQLite store so created is removed again if the copy
-    fails); if it does, it must be empty, with the same origin.
+    if it does not exist yet (a SQLite store or a PostgreSQL schema so created is
+    removed again if the copy fails); if it does, it must be empty, with the same
+    origin.
 
     With --export instead of SOURCE, the log comes from an `export --nl` file (an
     auditor's copy), with any signed checkpoints of it given by --checkpoint and

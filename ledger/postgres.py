@@ -189,6 +189,22 @@ class PostgresStorage(Storage):
         with self.connect() as db:
             return self._has_meta(db)
 
+    def schema_exists(self) -> bool:
+        with self.connect() as db:
+            return (
+                db.one("SELECT 1 FROM pg_namespace WHERE nspname = ?", (self.schema,)) is not None
+            )
+
+    def drop_made_schema(self) -> bool:
+        """Drop the schema a failed copy made (it was not there before the copy): the
+        copy left nothing behind. Not where the log holds events meanwhile (another
+        command's append): then it is not the copy's alone. Returns whether dropped."""
+        with self.connect() as db, db.transaction(lock="ledger-log"):
+            if db.one(f"SELECT 1 FROM {EVENTS_TABLE} LIMIT 1") is not None:
+                return False
+            db.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
+        return True
+
     def _has_meta(self, db: Database) -> bool:
         if db.one(_LEDGER_META_EXISTS, (self.schema,)) is None:
             return False

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from ledger import notes as ledger_notes
 from tests.conftest import Store, drop_schema
@@ -252,10 +253,10 @@ def test_a_copy_of_an_altered_source_copies_nothing(
     _tamper(Path(source.url), 10, old, new, rehash="no longer hash" not in message)
     result = bare_store.fail("copy", source.url)
     assert message in result.stderr, result.stderr
-    _nothing_copied(bare_store)
-    # Into a store that existed before: it stays, empty.
+    _nothing_copied(bare_store, result)
+    # Into a store that existed before: it stays, empty, and nothing is said removed.
     bare_store.ok("init")
-    bare_store.fail("copy", source.url)
+    assert "nothing was left" not in bare_store.fail("copy", source.url).stderr
     assert bare_store.count() == 0
     # A file that was there before a SQLite copy made its store in it stays too.
     if bare_store.kind == "sqlite":
@@ -265,13 +266,27 @@ def test_a_copy_of_an_altered_source_copies_nothing(
         assert other.exists()
 
 
-def _nothing_copied(target: Store) -> None:
-    """A failed copy leaves nothing: a SQLite store it created is removed again (a
-    PostgreSQL schema stays, empty, as it may hold other things)."""
+def _nothing_copied(target: Store, failed: Result) -> None:
+    """A failed copy leaves nothing, and says so: a SQLite store it created is removed
+    again, and so is a PostgreSQL schema it created (it was left, an empty ledger with
+    the source's origin: `init` then said the ledger "already exists")."""
     if target.kind == "sqlite":
         assert not list(Path(target.url).parent.glob(Path(target.url).name + "*"))
+        made = "store"
     else:
-        assert target.count() == 0
+        import psycopg
+
+        from ledger.location import StoreLocation
+        from tests.conftest import PG_URL
+
+        schema = StoreLocation.parse(target.url).schema
+        with psycopg.connect(PG_URL) as admin:
+            found = admin.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            assert found.fetchone() is None
+        made = "schema"
+    said = failed.stderr
+    assert "nothing was left" in said, said
+    assert f"the {made} this copy made (" in said, said
 
 
 def _export_and_checkpoints(store: Store, tmp_path: Path) -> tuple[Path, list[Path]]:
@@ -523,7 +538,7 @@ def test_an_export_whose_record_time_or_actor_no_ledger_writes_copies_nothing(
     assert result.exit_code == 1, result.output
     assert "source sequence 0: " in result.stderr, result.stderr
     assert message in result.stderr, result.stderr
-    _nothing_copied(bare_store)
+    _nothing_copied(bare_store, result)
 
 
 def test_an_export_with_a_changed_byte_or_a_forged_checkpoint_copies_nothing(
@@ -547,7 +562,7 @@ def test_an_export_with_a_changed_byte_or_a_forged_checkpoint_copies_nothing(
     short.write_bytes(b"".join(export.read_bytes().splitlines(keepends=True)[:5]))
     result = bare_store.fail("copy", "--export", str(short), *newest, "--vkey", vkey)
     assert "the source's checkpoint at size 24 is beyond its 5 event(s)" in result.stderr
-    _nothing_copied(bare_store)
+    _nothing_copied(bare_store, result)
 
 
 @pytest.mark.parametrize(
@@ -606,3 +621,25 @@ def test_a_copy_refusal_of_an_event_recorded_before_the_new_checks_gives_no_hint
     refused = bare_store.fail("copy", "--export", str(export)).stderr
     assert refused.startswith("Error: source sequence 0: account_suspended s rejected: "), refused
     assert "a copy checks" not in refused
+
+
+def test_an_interrupted_copy_leaves_nothing_and_says_so(
+    bare_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during a copy into a store it made: a PostgreSQL schema was left, an
+    empty ledger with the source's origin, and "committed whole or not at all" said
+    nothing of it."""
+    from ledger.application import Ledger
+
+    source = Store(str(tmp_path / "source.db"), "sqlite", tmp_path)
+    source.ok("init")
+    source.append(account("twitter:a", "2020-01-01"))
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Ledger, "copy_log", interrupted)
+    result = bare_store.run("copy", source.url)
+    assert result.exit_code == 130, result.output
+    assert result.stderr.startswith("Interrupted: nothing was left (the "), result.stderr
+    _nothing_copied(bare_store, result)
