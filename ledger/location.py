@@ -7,7 +7,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlparse
+from urllib.parse import ParseResult, parse_qs, quote, unquote, urlparse
 
 STORE_ENV = "ENFORCEMENT_LEDGER_STORE"
 KEY_FILE_ENV = "ENFORCEMENT_LEDGER_KEY_FILE"
@@ -16,6 +16,47 @@ _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 # Where libpq looks for a connection part the URL leaves out, before its default.
 _LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
+
+
+# Connection parts a URL has a place of its own for, and libpq's variable for each.
+_URL_PLACES = {**_LIBPQ_ENV, "password": "PGPASSWORD"}
+
+
+def _in_its_place(url: ParseResult, option: str, query: dict[str, list[str]]) -> str:
+    """Advice for a connection part given as ``?option=``: the URL with it in its own
+    place (a password not repeated), or libpq's variable for it."""
+    variable = _URL_PLACES[option]
+    if option == "password":
+        return (
+            "give it in the URL's user part, percent-encoded: "
+            f"postgresql://user:PASSWORD@host/dbname; or in {variable} or ~/.pgpass"
+        )
+    value = query[option][0]
+    user_part, at, host_part = url.netloc.rpartition("@")
+    user_part = re.sub(r":.*", ":…", user_part)  # a password is not repeated
+    parts = re.fullmatch(r"(\[[^\]]*\]|[^:]*)(:.*)?", host_part)
+    host, port = (parts[1], parts[2] or "") if parts else (host_part, "")
+    path = url.path
+    if option == "host":
+        host = quote(value, safe="")  # a Unix socket's directory, percent-encoded
+    elif option == "port":
+        port = f":{value}"
+    elif option == "user":
+        user_part, at = quote(value, safe="") + (":…" if ":" in user_part else ""), "@"
+    else:  # dbname
+        path = "/" + quote(value, safe="")
+    rest = [
+        f"{name}={quote(v, safe='')}" for name, vs in query.items() if name != option for v in vs
+    ]
+    suggested = f"{url.scheme}://{user_part}{at}{host}{port}{path}"
+    suggested += f"?{'&'.join(rest)}" if rest else ""
+    where = {
+        "host": "in the URL itself, a Unix socket's directory percent-encoded",
+        "port": "in the URL itself, after the host",
+        "user": "in the URL itself, before the host",
+        "dbname": "as the URL's path",
+    }[option]
+    return f"give the {option} {where}: {suggested}; or set {variable}"
 
 
 class StoreError(Exception):
@@ -63,9 +104,14 @@ class StoreLocation:
             # parts below: an option left in the URL would be dropped without a word.
             unknown = sorted(set(query) - {"schema"})
             if unknown:
-                raise StoreError(
+                refused = (
                     f"the store URL's option {unknown[0]!r} is not supported: only ?schema= "
-                    "is read from it; give libpq settings through the environment "
+                    "is read from it"
+                )
+                if unknown[0] in _URL_PLACES:
+                    raise StoreError(f"{refused}; {_in_its_place(url, unknown[0], query)}")
+                raise StoreError(
+                    f"{refused}; give libpq settings through the environment "
                     "(e.g. PGSSLMODE=require, PGSSLROOTCERT=…), which every connection uses"
                 )
             schemas = query.get("schema", ["public"])

@@ -672,6 +672,55 @@ def test_a_store_url_is_used_whole_or_refused(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("url", "advice"),
+    [
+        (
+            "postgresql://postgres@/test?host=/var/run/postgresql&schema=s",
+            "give the host in the URL itself, a Unix socket's directory percent-encoded: "
+            "postgresql://postgres@%2Fvar%2Frun%2Fpostgresql/test?schema=s; or set PGHOST",
+        ),
+        (
+            "postgresql://postgres@127.0.0.1/test?port=5433",
+            "give the port in the URL itself, after the host: "
+            "postgresql://postgres@127.0.0.1:5433/test; or set PGPORT",
+        ),
+        (
+            "postgresql://me:secret@[::1]:5432/test?schema=s&user=el_writer",
+            "give the user in the URL itself, before the host: "
+            "postgresql://el_writer:…@[::1]:5432/test?schema=s; or set PGUSER",
+        ),
+        (
+            "postgresql://127.0.0.1:5432?dbname=test",
+            "give the dbname as the URL's path: postgresql://127.0.0.1:5432/test; or set "
+            "PGDATABASE",
+        ),
+        (
+            "postgresql://postgres@127.0.0.1/test?password=secret",
+            "give it in the URL's user part, percent-encoded: "
+            "postgresql://user:PASSWORD@host/dbname; or in PGPASSWORD or ~/.pgpass",
+        ),
+    ],
+)
+def test_a_connection_part_given_as_an_option_is_pointed_to_its_place_in_the_url(
+    url: str, advice: str
+) -> None:
+    """?host= was refused with advice for TLS settings ("give libpq settings through
+    the environment, e.g. PGSSLMODE=require"), not where a host goes."""
+    from urllib.parse import parse_qs, urlparse
+
+    from ledger.location import StoreError, StoreLocation
+
+    with pytest.raises(StoreError) as refused:
+        StoreLocation.parse(url)
+    option = next(name for name in parse_qs(urlparse(url).query) if name != "schema")
+    assert str(refused.value) == (
+        f"the store URL's option {option!r} is not supported: only ?schema= is read from "
+        f"it; {advice}"
+    )
+    assert "secret" not in str(refused.value)
+
+
 def test_a_schema_may_start_with_an_underscore_as_in_postgresql() -> None:
     from ledger.location import StoreLocation
 
