@@ -3042,6 +3042,16 @@ def follow(session: Session, once: bool, interval: float | None) -> None:
 
     ledger = session.ledger()
     with ledger.storage.connect() as db:
+        if db.dialect == "postgres":
+            # A role that may not write the read models (a reader) could never apply
+            # what it follows: refused now, with the message a catch-up with events
+            # to apply gets, not "Caught up" and a wait. An insert of no rows, checked
+            # for its privileges all the same.
+            with db.transaction():
+                db.execute(
+                    "INSERT INTO projection_position SELECT * FROM projection_position "
+                    "WHERE false ON CONFLICT (name) DO UPDATE SET sequence = excluded.sequence"
+                )
         projector = Projector(ledger, db)
         applied = projector.catch_up()
         click.echo(f"Caught up: {applied} event(s) applied", err=True)

@@ -504,6 +504,20 @@ def test_reader_cannot_replay_the_read_models(populated: RoleLedger) -> None:
     assert len(populated.reader.timeline()) == SEED_COUNT
 
 
+def test_reader_cannot_follow(populated: RoleLedger) -> None:
+    """A reader's follow said "Caught up: 0 event(s) applied" and waited, though it
+    could never apply one; it failed only once there was something to apply."""
+    for args in (("follow", "--once"), ("follow",)):
+        result = populated.reader.fail(*args)
+        assert "permission denied" in result.stderr, result.stderr
+        assert result.stderr.endswith(
+            "; this role may not update the read models, which follow keeps current (a "
+            "reader?): nothing was written; run it as the ledger's writer role or its owner\n"
+        ), result.stderr
+        assert "Caught up" not in result.stderr
+    assert populated.writer.ok("follow", "--once").stderr == "Caught up: 0 event(s) applied\n"
+
+
 def test_a_missing_trigger_is_made_by_the_owner_and_the_writer_is_told_so(
     populated: RoleLedger,
 ) -> None:
