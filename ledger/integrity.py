@@ -856,35 +856,73 @@ def _also_recorded(changed: list[int], total: int) -> str:
     )
 
 
-def _went_on(
+def _findings(
     judgements: Sequence[tuple[str, IntegrityError, int, str]],
     undecided: int | None,
     stopped: IntegrityError | None,
-) -> str:
-    """The checkpoints' first judgement with what the check found after it: later
-    judgements, a changed hash no checkpoint judged, the finding that stopped it."""
-    first = judgements[0][1]
-    found = [error for _, error, _, _ in judgements[1:]]
+    contradicted: int = 0,
+) -> list[IntegrityError]:
+    """The checkpoints' judgements with what the check found after them: a changed hash
+    no checkpoint judged, the finding that stopped it. ``contradicted``: the size of a
+    checkpoint from outside the store the log contradicts (0: none)."""
+    found = [error for _, error, _, _ in judgements]
     if undecided is not None and (
         stopped is None or stopped.sequence is None or stopped.sequence > undecided
     ):
-        found.append(_undecided_hash(undecided, stopped))
+        found.append(_undecided_hash(undecided, stopped, contradicted))
     elif stopped is not None:
         found.append(stopped)
-    return f"{first}; the check went on to find: " + "; and then: ".join(map(str, found))
+    return found
 
 
-def _undecided_hash(sequence: int, stopped: IntegrityError | None = None) -> IntegrityError:
-    why = (
-        f"the check stopped before a signed checkpoint could tell which: {stopped}"
-        if stopped is not None
-        else "no signed checkpoint covers it to tell which"
-    )
+def _went_on(found: Sequence[IntegrityError]) -> str:
+    """The first finding with what the check found after it."""
+    return f"{found[0]}; the check went on to find: " + "; and then: ".join(map(str, found[1:]))
+
+
+# How a finding of the store's own checkpoints is marked once one from outside the
+# store contradicted the log (the check went on as plain verify does).
+_STORE_OWN = (
+    "that is the store's own checkpoint, evidence only if the signing key never left the "
+    "operator's hands"
+)
+
+
+def _undecided_hash(
+    sequence: int, stopped: IntegrityError | None = None, contradicted: int = 0
+) -> IntegrityError:
+    """A changed hash no checkpoint judged; ``contradicted``: the size of a checkpoint
+    from outside the store the log contradicts (0: none), which covers it if beyond."""
+    if stopped is not None:
+        why = f"the check stopped before a signed checkpoint could tell which: {stopped}"
+    elif sequence < contradicted:
+        why = (
+            "the checkpoint from outside the store that covers it gives neither, and no "
+            "other signed checkpoint covers it to tell which"
+        )
+    else:
+        why = "no signed checkpoint covers it to tell which"
     return IntegrityError(
         f"sequence {sequence}: the stored event's bytes no longer hash to the leaf recorded "
         f"at append time: the event, or the hash recorded for it, was altered ({why})",
         sequence,
     )
+
+
+class _OutsideDisagrees(IntegrityError):
+    """A checkpoint from outside the store (trusted, given) contradicts the log: its
+    finding leads the report, and ``verify_log`` goes on as plain verify would, to name
+    what the store's own checkpoints and the leaves show after it. ``walk``: the walk
+    with the store's own judgements held when it was met, which plain verify has."""
+
+    def __init__(
+        self,
+        message: str,
+        sequence: int | None,
+        walk: tuple[_Walk, list[tuple[str, IntegrityError, int, str]]] | None = None,
+    ) -> None:
+        super().__init__(message, sequence)
+        self.walk = walk
 
 
 @dataclass
@@ -1018,6 +1056,12 @@ def verify_log(
     outside_sizes = sorted(
         size for size, found in by_size.items() if any(k != "stored" for k, _, _ in found)
     )
+    # Once one from outside contradicts the log: what the check would have reported had
+    # it stopped there, which leads the report, and the ids of the findings it names.
+    # The check then goes on as plain verify does, without the checkpoints from outside.
+    outside_found: list[IntegrityError] | None = None
+    reported: set[int] = set()
+    contradicted = 0  # the size of that one
 
     def rebase(outcome: str) -> None:
         """Judge what follows against the tree the checkpoint that just judged signed."""
@@ -1071,52 +1115,108 @@ def verify_log(
         held.clear()
         restore(was)
 
+    def stopped_findings(error: IntegrityError) -> tuple[list[IntegrityError], int | None]:
+        """What the check reports when ``error`` stops it (and the sequence to report)."""
+        # The first finding is reported: a leaf whose recorded hash differs, met before
+        # anything decided whether the event or that hash changed.
+        if hash_changed is None or (error.sequence is not None and error.sequence <= hash_changed):
+            return [error], error.sequence
+        if held:
+            # The store's own judged, and the check stopped before one from outside could.
+            kind, lead, size, name = held[0]
+            noted = IntegrityError(
+                f"{lead}; that is the store's own checkpoint, evidence only if the signing "
+                "key never left the operator's hands (the check stopped before one from "
+                "outside the store could decide)",
+                lead.sequence,
+            )
+            found = [*judgements, (kind, noted, size, name), *held[1:]]
+            return _findings(found, open_changed, error), hash_changed
+        if judgements and error is not judgements[0][1]:
+            # The checkpoints judged it (and maybe more) before this later finding.
+            return _findings(judgements, open_changed, error), hash_changed
+        return [_undecided_hash(hash_changed, error)], hash_changed
+
     def check_size() -> None:
-        nonlocal next_check, before_held
+        nonlocal next_check
         while next_check < len(pending_sizes) and pending_sizes[next_check] == tree.size:
             size = pending_sizes[next_check]
-            if before_held is None:
-                check_one(size)
-            elif any(kind != "stored" for kind, _, _ in by_size[size]):
-                # One from outside decides as if the store's own had judged nothing;
-                # where it cannot, it may still confirm what they judged.
-                walk, walk_held, walked = walk_now(), list(held), before_held
-                unhold()
+            if by_size[size]:  # (none left: only outside ones, dropped)
                 try:
-                    check_one(size)
-                except IntegrityError:
-                    restore(walk)
-                    held[:], before_held = walk_held, walked
-                    try:
-                        check_one(size)
-                    except IntegrityError:
-                        store_found = [error for _, error, _, _ in held]
-                        unhold()
-                        try:
-                            check_one(size)  # raises as it did first
-                        except IntegrityError as error:
-                            raise IntegrityError(
-                                f"{error}; the store's own checkpoints, evidence only if the "
-                                "signing key never left the operator's hands, found: "
-                                + "; and then: ".join(map(str, store_found)),
-                                error.sequence,
-                            ) from None
-            else:
-                try:
-                    check_one(size)
-                except IntegrityError:
-                    unhold()
-                    check_one(size)  # as if the store's own had judged nothing
-                else:
-                    if before_held is not None:
-                        # The store's own checkpoints here that the walk before the held
-                        # judgements gives (it names ranges with them, once restored).
-                        was = before_held.signed_bytes
-                        root = (tree if was is None else was).root() if size else root_at_zero
-                        stored_here = [c for k, c, _ in by_size[size] if k == "stored"]
-                        if all(c is not None and c.root_hash == root for c in stored_here):
-                            before_held.last_good_size = size
+                    check_at(size)
+                except _OutsideDisagrees as error:
+                    go_on_without_outside(size, error)
             next_check += 1
+
+    def go_on_without_outside(size: int, error: _OutsideDisagrees) -> None:
+        """A checkpoint from outside contradicts the log at ``size``: what the check
+        would report, had it stopped here, leads; the walk goes on as plain verify's,
+        the store's own checkpoints judging (the later ones from outside commit to the
+        log this one contradicts, and are not compared)."""
+        nonlocal outside_found, contradicted, before_held
+        outside_found, _ = stopped_findings(error)
+        contradicted = size
+        reported.update(map(id, outside_found))
+        if error.walk is not None:  # the store's own judgements, named in its message
+            walk, walk_held = error.walk
+            restore(walk)
+            reported.update(id(judged) for _, judged, _, _ in walk_held)
+            judgements.extend(walk_held)
+            held.clear()
+            before_held = None
+        for later in pending_sizes[next_check:]:
+            by_size[later] = [entry for entry in by_size[later] if entry[0] == "stored"]
+        outside_sizes.clear()
+        if by_size[size]:
+            check_one(size)
+
+    def check_at(size: int) -> None:
+        nonlocal before_held
+        if before_held is None:
+            check_one(size)
+        elif any(kind != "stored" for kind, _, _ in by_size[size]):
+            # One from outside decides as if the store's own had judged nothing;
+            # where it cannot, it may still confirm what they judged.
+            walk, walk_held, walked = walk_now(), list(held), before_held
+            unhold()
+            try:
+                check_one(size)
+            except IntegrityError:
+                restore(walk)
+                held[:], before_held = walk_held, walked
+                try:
+                    check_one(size)
+                except IntegrityError:
+                    store_found = [error for _, error, _, _ in held]
+                    unhold()
+                    try:
+                        check_one(size)  # raises as it did first
+                    except IntegrityError as error:
+                        message = (
+                            f"{error}; the store's own checkpoints, evidence only if the "
+                            "signing key never left the operator's hands, found: "
+                            + "; and then: ".join(map(str, store_found))
+                        )
+                        if isinstance(error, _OutsideDisagrees):
+                            raise _OutsideDisagrees(
+                                message, error.sequence, (walk, walk_held)
+                            ) from None
+                        raise IntegrityError(message, error.sequence) from None
+        else:
+            try:
+                check_one(size)
+            except IntegrityError:
+                unhold()
+                check_one(size)  # as if the store's own had judged nothing
+            else:
+                if before_held is not None:
+                    # The store's own checkpoints here that the walk before the held
+                    # judgements gives (it names ranges with them, once restored).
+                    was = before_held.signed_bytes
+                    root = (tree if was is None else was).root() if size else root_at_zero
+                    stored_here = [c for k, c, _ in by_size[size] if k == "stored"]
+                    if all(c is not None and c.root_hash == root for c in stored_here):
+                        before_held.last_good_size = size
 
     def check_one(size: int) -> None:
         nonlocal last_good_size, last_vouched_size, before_held
@@ -1197,7 +1297,10 @@ def verify_log(
             if judged is not None:
                 # Held, from outside the store or not: a checkpoint from outside
                 # decides these sequences, and those after it are still to be checked.
-                judgements.append((judged[0], judged[1], size, judged[2]))
+                error = judged[1]
+                if outside_found is not None:  # one from outside contradicted the log
+                    error = IntegrityError(f"{error}; {_STORE_OWN}", error.sequence)
+                judgements.append((judged[0], error, size, judged[2]))
                 rebase(judged[0])
                 from_recorded = None
                 assert signed_bytes is not None
@@ -1224,8 +1327,11 @@ def verify_log(
                     "given": "these events differ from the log the checkpoint signed",
                 }.get(kind, "an event in this range was altered")
                 start = last_good_size
+                # One from outside contradicting the log leads the report; the check
+                # goes on (check_size) to name what plain verify finds after it.
+                failed = IntegrityError if kind == "stored" else _OutsideDisagrees
                 if size == 0:
-                    raise IntegrityError(
+                    raise failed(
                         f"{_checkpoint_name(kind, source)} at size 0 "
                         f"says {_b64(checkpoint.root_hash)}, but an empty log's root is "
                         f"{_b64(root)}: it is no checkpoint of any log (forged)",
@@ -1240,6 +1346,8 @@ def verify_log(
                         f"{last_good_size}..{size - 1}, but they are evidence only if "
                         "the signing key never left the operator's hands)"
                     )
+                if outside_found is not None:  # one from outside contradicted the log
+                    hint += f"; {_STORE_OWN}"
                 if open_changed is not None:
                     hint += _also_recorded(changed, changed_total)
                 taken = (
@@ -1247,7 +1355,7 @@ def verify_log(
                     if altered_below
                     else ""
                 )
-                raise IntegrityError(
+                raise failed(
                     f"sequence {start}..{size - 1}: root at size {size}{taken} is "
                     f"{_b64(root)} but {_checkpoint_name(kind, source)} says "
                     f"{_b64(checkpoint.root_hash)}; {hint}",
@@ -1375,15 +1483,10 @@ def verify_log(
             if bad < len(batch):
                 _check_sequence(batch[bad][0], stop)  # raises with the full explanation
             index += len(batch)
-        if judgements and next_check == len(pending_sizes):
-            lead = judgements[0][1]
-            if open_changed is None and len(judgements) == 1:
-                raise lead
-            raise IntegrityError(_went_on(judgements, open_changed, None), lead.sequence)
-        if hash_changed is not None and next_check == len(pending_sizes):
-            raise _undecided_hash(hash_changed)
-        if next_check < len(pending_sizes):  # (with judgements: added to them, below)
-            missing = pending_sizes[-1]
+        # Sizes still to come whose checkpoints count (none left: only outside ones,
+        # dropped once one contradicted the log).
+        if any(by_size[size] for size in pending_sizes[next_check:]):
+            missing = max(size for size in pending_sizes[next_check:] if by_size[size])
             sources = [source for kind, _, source in by_size[missing] if kind != "stored"]
             if sources and export:  # a checkpoint file signed after the export was taken?
                 raise IntegrityError(
@@ -1399,26 +1502,23 @@ def verify_log(
                 f"to {missing}; the log was truncated",
                 tree.size,
             )
+        findings: list[IntegrityError] = []
+        if judgements:
+            findings = _findings(judgements, open_changed, None, contradicted)
+        elif hash_changed is not None:
+            findings = [_undecided_hash(hash_changed, None, contradicted)]
+        sequence = findings[0].sequence if findings else None
     except IntegrityError as error:
-        # The first finding is reported: a leaf whose recorded hash differs, met before
-        # anything decided whether the event or that hash changed.
-        if hash_changed is None or (error.sequence is not None and error.sequence <= hash_changed):
-            raise
-        if held:
-            # The store's own judged, and the check stopped before one from outside could.
-            kind, lead, size, name = held[0]
-            noted = IntegrityError(
-                f"{lead}; that is the store's own checkpoint, evidence only if the signing "
-                "key never left the operator's hands (the check stopped before one from "
-                "outside the store could decide)",
-                lead.sequence,
-            )
-            found = [*judgements, (kind, noted, size, name), *held[1:]]
-            raise IntegrityError(_went_on(found, open_changed, error), hash_changed) from None
-        if judgements and error is not judgements[0][1]:
-            # The checkpoints judged it (and maybe more) before this later finding.
-            raise IntegrityError(_went_on(judgements, open_changed, error), hash_changed) from None
-        raise _undecided_hash(hash_changed, error) from None
+        findings, sequence = stopped_findings(error)
+    if outside_found is not None:
+        # One from outside contradicted the log: its finding leads, then what the check,
+        # gone on as plain verify, found that it does not name already.
+        findings = [*outside_found, *(f for f in findings if id(f) not in reported)]
+        sequence = outside_found[0].sequence
+    if len(findings) == 1:
+        raise findings[0]
+    if findings:
+        raise IntegrityError(_went_on(findings), sequence)
 
     warnings = []
     # Every checkpoint opened above is signed by a known key, whatever its kind.

@@ -741,13 +741,21 @@ def test_verify_claims_only_what_the_signed_roots_prove(
     )
     # Event 34 altered too, its hash fixed up: the auditor's matches neither; the range
     # named starts before 5, not at 19, and the store's findings are its evidence only.
+    # The check goes on, and names the range plain verify names, the store's own
+    # checkpoint's (probe fxvt2: the check stopped at the auditor's finding).
     tables.set_payload(34, change_one_byte(ledger.lines[34]))
     tables.execute(set_hash, (ref_leaf(tables.payload(34)), 34))
+    plain = ledger.verify_fails()
+    went, later = plain.rstrip("\n").rsplit("; and then: ", 1)
+    assert went == "Error: " + store_found.format(went="the check went on to find: "), plain
+    assert later.startswith("sequence 30..37: root at size 38, with the events found "), plain
+    assert later.endswith("; an event in this range was altered"), plain
     ranged = ledger.verify_fails("--trusted", str(saved))
     assert ranged.startswith("Error: sequence 0..37: root at size 38 is "), ranged
     assert ranged.endswith(
         "; the store's own checkpoints, evidence only if the signing key never left the "
-        "operator's hands, found: " + store_found.format(went="and then: ") + "\n"
+        "operator's hands, found: " + store_found.format(went="and then: ") + "; the check "
+        f"went on to find: {later}; {STORE_OWN}\n"
     ), ranged
     tables.set_payload(34, ledger.lines[34])
     tables.execute(set_hash, (hashes[34], 34))
@@ -1098,6 +1106,136 @@ def test_an_auditors_checkpoint_between_the_stores_judges_what_they_judged(
         "; and then: sequence 35: the leaf at position 35 does not carry sequence 35 (an "
         "event was deleted, reordered or edited)\n"
     ), stopped
+
+
+def _auditor_note_at(ledger: KeyedLedger, tables: Tables, size: int) -> Path:
+    """The checkpoint of the log's first ``size`` events, as an auditor saved it when
+    the log was that long (signed with the operator's key)."""
+    origin = tables.all("SELECT value FROM ledger_meta WHERE key = 'origin'")[0][0]
+    root = ref_root(ledger.lines[:size])
+    path = ledger.store.tmp_path / f"auditor-at-{size}.checkpoint"
+    path.write_text(integrity.sign_tree_head(origin, size, root, integrity.load_signer(ledger.key)))
+    return path
+
+
+STORE_OWN = (
+    "that is the store's own checkpoint, evidence only if the signing key never left the "
+    "operator's hands"
+)
+
+
+def test_an_auditors_checkpoint_the_log_contradicts_hides_no_later_finding(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe fxvt2: event 10 altered and its index hash fixed up to match, the auditor's
+    checkpoint at 11: --trusted named the range 0..10 and stopped there, so what plain
+    verify names after it (an event deleted, an event altered that the store's own
+    checkpoints judge) went unreported. The auditor's finding leads, and the check goes
+    on as plain verify does, the store's own checkpoints marked as evidence only."""
+    saved = _auditor_note_at(ledger, tables, 11)
+    tables.drop_triggers()
+    set_hash = "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?"
+    lines = list(ledger.lines)
+    lines[10] = change_one_byte(lines[10])
+    tables.set_payload(10, lines[10])
+    tables.execute(set_hash, (ref_leaf(lines[10]), 10))
+    # The store's own checkpoints re-signed over it (the key in other hands), and event
+    # 25 altered, which they judge.
+    for size in SIZES:
+        _resign_stored(ledger, tables, size, [ref_leaf(line) for line in lines])
+    tables.set_payload(25, change_one_byte(lines[25]))
+    altered = (
+        "sequence 25: the stored event's bytes no longer hash to the leaf recorded at append "
+        "time, which the stored checkpoint at size 30 confirms (the event was altered)"
+    )
+    assert ledger.verify_fails() == f"Error: {altered}\n"
+    found = ledger.verify_fails("--trusted", str(saved))
+    assert found.startswith("Error: sequence 0..10: root at size 11 is "), found
+    assert found.endswith(
+        f"; history was rewritten since the auditor saved it; the check went on to find: "
+        f"{altered}; {STORE_OWN}\n"
+    ), found
+    # Event 15 deleted too: named after the auditor's finding, as plain verify names it.
+    tables.delete_event(15, with_entry=True)
+    deleted = (
+        "sequence 15: the leaf at position 15 does not carry sequence 15 (an event was "
+        "deleted, reordered or edited)"
+    )
+    assert ledger.verify_fails() == f"Error: {deleted}\n"
+    found = ledger.verify_fails("--trusted", str(saved))
+    assert found.startswith("Error: sequence 0..10: root at size 11 is "), found
+    assert found.endswith(
+        f"; history was rewritten since the auditor saved it; the check went on to find: "
+        f"{deleted}\n"
+    ), found
+
+
+def test_an_auditors_checkpoint_contradicting_the_stores_judgement_hides_no_later_finding(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe fxvt2: event 5 altered (the store's checkpoint at 19 judges it, held), event
+    20 altered and its hash fixed up, the auditor's checkpoint at 30: it matches neither
+    walk, and the range plain verify names at the store's checkpoint at 30 was not named."""
+    saved = _stored_note(ledger, tables, SIZES[1])
+    tables.drop_triggers()
+    tables.set_payload(5, change_one_byte(ledger.lines[5]))
+    altered = change_one_byte(ledger.lines[20])
+    tables.set_payload(20, altered)
+    tables.execute(
+        "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = 20", (ref_leaf(altered),)
+    )
+    judged = (
+        "sequence 5: the stored event's bytes no longer hash to the leaf recorded at append "
+        "time, which the stored checkpoint at size 19 confirms (the event was altered)"
+    )
+    plain = ledger.verify_fails()
+    assert plain.startswith(
+        f"Error: {judged}; the check went on to find: sequence 19..29: root at size 30, with "
+        "the events found altered before 19 as signed, is "
+    ), plain
+    ranged = plain.split("; the check went on to find: ")[1].rstrip("\n")
+    assert ranged.endswith("; an event in this range was altered"), ranged
+    found = ledger.verify_fails("--trusted", str(saved))
+    assert found.startswith("Error: sequence 0..29: root at size 30 is "), found
+    assert found.endswith(
+        "; the store's own checkpoints, evidence only if the signing key never left the "
+        f"operator's hands, found: {judged}; the check went on to find: {ranged}; "
+        f"{STORE_OWN}\n"
+    ), found
+
+
+def test_a_hash_only_the_contradicted_auditors_checkpoint_covers_is_said_so(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe fxvt2: with the auditor's checkpoint contradicted and the store's own
+    deleted, a changed index hash below it is undecided, as plain verify says, but not
+    for want of a checkpoint covering it."""
+    saved = _auditor_note_at(ledger, tables, 11)
+    tables.drop_triggers()
+    set_hash = "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = ?"
+    altered = change_one_byte(ledger.lines[10])
+    tables.set_payload(10, altered)
+    tables.execute(set_hash, (ref_leaf(altered), 10))
+    tables.execute(set_hash, (bytes(32), 5))
+    tables.execute("DELETE FROM checkpoints")
+    undecided = (
+        "sequence 5: the stored event's bytes no longer hash to the leaf recorded at append "
+        "time: the event, or the hash recorded for it, was altered ({})\n"
+    )
+    assert ledger.verify_fails() == "Error: " + undecided.format(
+        "no signed checkpoint covers it to tell which"
+    )
+    found = ledger.verify_fails("--trusted", str(saved))
+    assert found.startswith("Error: sequence 0..10: root at size 11 is "), found
+    assert found.endswith(
+        "; history was rewritten since the auditor saved it; the hashes the index recorded "
+        "at append time also differ from the stored events at sequences 5, and give no "
+        "signed root either; the check went on to find: "
+        + undecided.format(
+            "the checkpoint from outside the store that covers it gives neither, and no "
+            "other signed checkpoint covers it to tell which"
+        )
+    ), found
 
 
 @SQLITE_ONLY
