@@ -246,6 +246,10 @@ class Database:
         nothing was committed (COMMIT is sent only after the block's work is done).
         """
         if isinstance(error, Exception):
+            if self.dialect == "sqlite" and not self.raw.in_transaction:
+                # SQLite rolled it back itself (an I/O error past `ulimit -f`): a ROLLBACK
+                # now fails, "no transaction is active", in place of the error that counts.
+                return
             self.rollback()
             return
         if self.dialect == "postgres" and self.raw.info.transaction_status == _PG_ACTIVE:

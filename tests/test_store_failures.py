@@ -630,6 +630,55 @@ def test_a_replay_that_loses_its_connection_says_to_run_it_again(
     assert "recorded-since" not in err
 
 
+def test_a_replay_past_a_file_size_limit_names_it_and_keeps_the_read_models(
+    tmp_path: Path,
+) -> None:
+    """kl21: SQLite rolls a transaction back itself on such an I/O error; the ROLLBACK
+    sent after it failed ("no transaction is active") in its place: exit 70."""
+    import resource
+
+    batch = _generated(tmp_path, 3000)
+    store = str(tmp_path / "ledger.db")
+    assert _cli("--store", store, "init").returncode == 0
+    assert _cli("--store", store, "append", str(batch)).returncode == 0
+    limit = 100 * 1024  # below what the rebuild writes to the write-ahead log
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    replaying = subprocess.run(
+        [*CLI, "--store", store, "replay"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        timeout=120,
+    )
+    assert replaying.returncode == 1, replaying.stderr
+    assert replaying.stderr.startswith(f"Error: a write to {store} failed (disk I/O error, ")
+    assert f"may write files of at most {limit:,} bytes (`ulimit -f`" in replaying.stderr
+    verified = _cli("--store", store, "verify", "--read-models")
+    assert verified.returncode == 0, verified.stderr
+    assert "read models match the log (3000 event(s))" in verified.stdout
+
+
+def test_keygen_removes_the_partial_key_file_a_killed_keygen_left(tmp_path: Path) -> None:
+    """A keygen killed while writing its key left `.NAME.PID.partial` (a secret key)
+    that nothing removed; one of a live process is not touched."""
+    store = tmp_path / "ledger.db"
+    key = tmp_path / "k.key"
+    assert _cli("--store", str(store), "init").returncode == 0
+    dead = tmp_path / ".k.key.999999999.partial"  # above any pid_max: no such process
+    live = tmp_path / f".k.key.{os.getpid()}.partial"
+    for partial in (dead, live):
+        partial.write_text("secret\n")
+    made = _cli("--store", str(store), "--key-file", str(key), "keygen")
+    assert made.returncode == 0, made.stderr
+    assert key.exists()
+    assert not dead.exists()
+    assert live.exists()
+
+
 def test_keygen_on_a_full_disk_leaves_no_key_file_behind(tmp_path: Path) -> None:
     # It left an empty key file: keygen then refused to overwrite it, and every
     # append failed with "malformed signer key".
