@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -49,11 +50,12 @@ def create_key(path: Path, name: str) -> notes.Ed25519Signer:
     # Written whole to a file of its own, synced, then linked into place: a full disk
     # or a crash never leaves an empty or partial key file, which would refuse to be
     # replaced and refuse to sign. link() fails if the name exists: never overwritten.
+    _remove_stale_partials(path)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     text = signer.signer_key() + "\n"
     try:
-        _write_new(partial, text)
         try:
+            _write_new(partial, text)  # inside: one interrupted while written goes too
             os.chmod(partial, 0o600)  # in case a umask or filesystem widened it
             try:
                 os.link(partial, path)
@@ -70,6 +72,27 @@ def create_key(path: Path, name: str) -> notes.Ed25519Signer:
     except OSError as error:
         raise KeyError_(f"cannot write signing key {path}: {error.strerror}") from None
     return signer
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Remove the partial key files a killed `keygen` left beside ``path`` (its process
+    is gone): each may hold a secret key, which no one else would clean up."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
+        pid = stale.name[len(path.name) + 2 : -len(".partial")]
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 # What a file system without hard links (FAT and exFAT on removable media, some network
