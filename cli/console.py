@@ -15,4 +15,11 @@ def main() -> None:
         if sys.stderr is not None:
             sys.stderr.write("Interrupted: nothing was done\n")
         sys.exit(EXIT_INTERRUPTED)
-    run()
+    try:
+        run()
+    finally:
+        # Its work done and said (an append committed and reported): a Ctrl-C while
+        # Python shuts down would end it as killed by SIGINT, with no word, status 130.
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -181,3 +181,35 @@ def test_ctrl_c_while_loading_ends_quietly() -> None:
         "",
         "Interrupted: nothing was done\n",
     )
+
+
+# The console script's function, with Ctrl-C arriving once the command is done, while
+# Python shuts down (an atexit handler stands in for the moment).
+_INTERRUPTED_AT_EXIT_PROBE = """
+import atexit, importlib, os, signal, sys, time
+
+def late():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.1)
+
+atexit.register(late)
+module, _, function = sys.argv[1].partition(":")
+sys.argv = ["enforcement-ledger", *sys.argv[2:]]
+getattr(importlib.import_module(module), function)()
+"""
+
+
+def test_ctrl_c_once_the_command_is_done_changes_nothing() -> None:
+    """kl21: a Ctrl-C just after an append committed and said so ended the process as
+    killed by SIGINT (or with a traceback), with nothing said."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    entry = scripts["scripts"]["enforcement-ledger"]
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_AT_EXIT_PROBE, entry, "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.stdout.startswith("enforcement-ledger, version ")
