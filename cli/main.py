@@ -2902,36 +2902,42 @@ FOLLOW_CHECK_EVERY = 10.0
 def _wakes(subscription: Iterator[Any], every: float) -> Iterator[bool]:
     """True for each notification the subscription delivers (those queued meanwhile
     are one wake: one catch-up covers them), False after ``every`` seconds without
-    one. The subscription is read in a thread of its own, so this thread can wait on
-    a timeout; an error it raises is raised here, and its end ends this."""
-    import queue
+    one. The subscription is read in a thread of its own, which wakes this one through
+    a pipe: a wait in select() that SIGTERM's handler interrupts leaves no lock half
+    released (a queue's Condition.wait could: "release unlocked lock", exit 70). An
+    error the subscription raises is raised here, and its end ends this."""
+    import select
     import threading
 
-    woken: queue.Queue[BaseException | None] = queue.Queue()
+    readable, writable = os.pipe()
+    ended: list[BaseException] = []
 
     def listen() -> None:
         try:
             for _ in subscription:
-                woken.put(None)
-            woken.put(StopIteration())
+                os.write(writable, b"n")
+            ended.append(StopIteration())
         except BaseException as error:  # re-raised in the caller's thread
-            woken.put(error)
+            ended.append(error)
+        finally:
+            with contextlib.suppress(OSError):  # the reader gone: nothing to wake
+                os.write(writable, b"e")
+            os.close(writable)
 
     threading.Thread(target=listen, name="follow-subscription", daemon=True).start()
-    while True:
-        try:
-            items = [woken.get(timeout=every)]
-        except queue.Empty:
-            yield False
-            continue
-        while not woken.empty():
-            items.append(woken.get_nowait())
-        for item in items:
-            if isinstance(item, StopIteration):
-                return
-            if item is not None:
-                raise item
-        yield True
+    try:
+        while True:
+            if not select.select([readable], [], [], every)[0]:
+                yield False
+                continue
+            woken = os.read(readable, 65536)
+            if not woken or b"e" in woken:
+                if not ended or isinstance(ended[0], StopIteration):
+                    return
+                raise ended[0]
+            yield True
+    finally:
+        os.close(readable)
 
 
 def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVERY) -> None:
@@ -2945,6 +2951,7 @@ def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVER
     import psycopg
     from eventsourcing.persistence import OperationalError as LibraryOperationalError
 
+    from ledger.location import ConnectError
     from projections.projector import Projector
 
     wait = 1.0
@@ -2973,7 +2980,8 @@ def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVER
                                 "way, or the read models emptied)",
                                 err=True,
                             )
-        except (psycopg.OperationalError, LibraryOperationalError) as error:
+        except (psycopg.OperationalError, LibraryOperationalError, ConnectError) as error:
+            # A server restarting, or at its connection limit a while: tried again.
             detail = str(error).strip().splitlines()[0] if str(error).strip() else "no detail"
             click.echo(
                 f"warning: lost the connection to the store ({detail}); following again in "

@@ -71,6 +71,11 @@ class StoreError(Exception):
         super().__init__(f"{problem}; {advice}" if advice else problem)
 
 
+class ConnectError(StoreError):
+    """The server could not be reached or refused the connection (down, restarting,
+    at its connection limit): a later try may succeed."""
+
+
 class NoLedgerError(StoreError):
     """The store is there (or could be made) but holds no ledger."""
 

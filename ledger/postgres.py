@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from ledger.location import NoLedgerError, StoreError, StoreLocation
+from ledger.location import ConnectError, NoLedgerError, StoreError, StoreLocation
 from ledger.persistence import (
     APPLICATION_NAME,
     FORMAT_VERSION,
@@ -176,7 +176,7 @@ class PostgresStorage(Storage):
             )
         except psycopg.OperationalError as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            raise StoreError(f"cannot connect to {loc.display}: {first}") from None
+            raise ConnectError(f"cannot connect to {loc.display}: {first}") from None
         # For messages: whom and where libpq connected for the parts the URL left out.
         info = raw.info
         loc.connected.update(

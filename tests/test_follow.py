@@ -165,3 +165,78 @@ def test_follow_repairs_read_models_a_stopped_replay_left_without_an_append(
             follower.kill()
             follower.wait(timeout=10)
         drop_schema(schema)
+
+
+def test_follow_keeps_trying_while_the_server_refuses_its_connections(tmp_path: Path) -> None:
+    """rv22: a lost connection was followed again once; a reconnect the server refused
+    (a role's connection limit, a server still restarting) ended follow with exit 1,
+    though README says it keeps trying. The role's login is refused meanwhile here."""
+    require_postgres()
+    import psycopg
+
+    token = uuid.uuid4().hex[:12]
+    schema, prefix = f"t_{token}", f"r_{token}"
+    owner = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    log = tmp_path / "follow.log"
+    follower = None
+    writer = f"{prefix}_writer"
+    server = urlparse(PG_URL)
+    as_writer = f"postgresql://{writer}@{server.hostname}:{server.port or 5432}{server.path}"
+    try:
+        owner.ok("init", "--role-prefix", prefix)
+        owner.append(account("twitter:a", "2020-01-01"))
+        with log.open("w") as stderr:
+            follower = subprocess.Popen(
+                [*CLI, "--store", f"{as_writer}?schema={schema}", "follow"],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        assert _wait_for(lambda: "Caught up" in log.read_text()), log.read_text()
+        time.sleep(1.0)  # let the subscription's LISTEN settle
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER ROLE "{writer}" NOLOGIN')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (writer,),
+            )
+            assert _wait_for(lambda: log.read_text().count("warning: lost the connection") >= 2)
+            assert "not permitted to log in" in log.read_text(), log.read_text()
+            assert follower.poll() is None, log.read_text()  # still trying
+            admin.execute(f'ALTER ROLE "{writer}" LOGIN')
+            # Its next try (1, 2, then 4 s apart) follows again: LISTEN once more.
+            assert _wait_for(
+                lambda: (
+                    admin.execute(
+                        "SELECT 1 FROM pg_stat_activity "
+                        "WHERE usename = %s AND query LIKE 'LISTEN%%'",
+                        (writer,),
+                    ).fetchone()
+                    is not None
+                ),
+                30,
+            ), log.read_text()
+        time.sleep(0.5)
+        # Appended by a library call, which leaves the read models to follow.
+        from ledger.application import Ledger
+        from ledger.events import parse_event
+        from ledger.location import StoreLocation
+
+        library = Ledger(StoreLocation.parse(owner.url))
+        try:
+            library.append([(1, parse_event(account("twitter:b", "2020-01-01")))], actor="t")
+        finally:
+            library.close()
+        assert _wait_for(lambda: "Applied 1 event(s)" in log.read_text(), 30), log.read_text()
+        follower.send_signal(signal.SIGTERM)
+        assert follower.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if follower is not None and follower.poll() is None:
+            follower.kill()
+            follower.wait(timeout=10)
+        drop_schema(schema)
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            for role in (f"{prefix}_writer", f"{prefix}_reader"):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    conn.execute(f'DROP OWNED BY "{role}"')
+                    conn.execute(f'DROP ROLE "{role}"')
