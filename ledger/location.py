@@ -45,9 +45,9 @@ def _in_its_place(url: ParseResult, option: str, query: dict[str, list[str]]) ->
         user_part, at = quote(value, safe="") + (":…" if ":" in user_part else ""), "@"
     else:  # dbname
         path = "/" + quote(value, safe="")
-    rest = [
-        f"{name}={quote(v, safe='')}" for name, vs in query.items() if name != option for v in vs
-    ]
+    # Only ?schema= carries over: any other option would be refused again, and one may
+    # be a secret (?password=, ?sslpassword=), never repeated.
+    rest = [f"schema={quote(v, safe='')}" for v in query.get("schema", [])]
     suggested = f"{url.scheme}://{user_part}{at}{host}{port}{path}"
     suggested += f"?{'&'.join(rest)}" if rest else ""
     where = {

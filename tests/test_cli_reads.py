@@ -673,6 +673,28 @@ def test_a_store_url_is_used_whole_or_refused(
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bob:s3cret@localhost/test?host=/var/run/pg&password=TOPSECRET",
+        "postgresql://bob:s3cret@localhost/test?dbname=x&password=TOPSECRET",
+        "postgresql://localhost/test?dbname=x&sslpassword=TOPSECRET&schema=s",
+    ],
+)
+def test_a_url_rewritten_in_advice_repeats_no_other_option(url: str) -> None:
+    """rv23: the URL suggested for ?host= or ?dbname= carried every other option,
+    a ?password= or ?sslpassword= among them, in clear text."""
+    from ledger.location import StoreError, StoreLocation
+
+    with pytest.raises(StoreError) as refused:
+        StoreLocation.parse(url)
+    assert "TOPSECRET" not in str(refused.value)
+    assert "s3cret" not in str(refused.value)
+    assert str(refused.value).endswith(
+        ("/test; or set PGHOST", "/x; or set PGDATABASE", "/x?schema=s; or set PGDATABASE")
+    )
+
+
+@pytest.mark.parametrize(
     ("url", "advice"),
     [
         (
