@@ -1288,8 +1288,15 @@ def _created_for_copy(session: Session, origin: str) -> Iterator[None]:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(name)
                 session.undone = f"the store this copy made ({location.display}) was removed"
-            elif not schema_was_there and schema.drop_made_schema():
-                session.undone = f"the schema this copy made ({location.schema}) was dropped"
+            elif not schema_was_there:
+                # The copy's own failure (or Ctrl-C) is what to report: a drop that fails
+                # too (the connection lost, the log's lock held past lock_timeout) only
+                # leaves the empty schema, and the message then claims no removal.
+                with contextlib.suppress(Exception):
+                    if schema.drop_made_schema():
+                        session.undone = (
+                            f"the schema this copy made ({location.schema}) was dropped"
+                        )
         raise
 
 

@@ -643,3 +643,42 @@ def test_an_interrupted_copy_leaves_nothing_and_says_so(
     assert result.exit_code == 130, result.output
     assert result.stderr.startswith("Interrupted: nothing was left (the "), result.stderr
     _nothing_copied(bare_store, result)
+
+
+def test_an_interrupted_copy_whose_cleanup_fails_still_says_it_was_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rv23: the drop of the schema a failed copy made ran in its except clause; its
+    own failure (a lost connection, a lock timeout) replaced the copy's, Ctrl-C's 130
+    among them, and the message claimed nothing of what was left."""
+    from tests.conftest import PG_URL, drop_schema, require_postgres
+
+    require_postgres()
+    import uuid
+
+    from ledger.application import Ledger
+    from ledger.location import StoreError
+    from ledger.postgres import PostgresStorage
+
+    source = Store(str(tmp_path / "source.db"), "sqlite", tmp_path)
+    source.ok("init")
+    source.append(account("twitter:a", "2020-01-01"))
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    def lock_timed_out(*_: object) -> bool:
+        raise StoreError("canceling statement due to lock timeout")
+
+    monkeypatch.setattr(Ledger, "copy_log", interrupted)
+    monkeypatch.setattr(PostgresStorage, "drop_made_schema", lock_timed_out)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    target = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    try:
+        result = target.run("copy", source.url)
+        assert result.exit_code == 130, result.output
+        assert (
+            result.stderr == "Interrupted: a write in progress was committed whole or not at all\n"
+        )
+    finally:
+        drop_schema(schema)
