@@ -1229,8 +1229,19 @@ def verify_log(
             try:
                 check_one(size)
             except IntegrityError:
+                store_found = [error for _, error, _, _ in held]
                 unhold()
-                check_one(size)  # as if the store's own had judged nothing
+                try:
+                    check_one(size)  # as if the store's own had judged nothing
+                except IntegrityError as error:
+                    # The check stops here, before the one from outside: what the
+                    # store's own found is named too, as their evidence only.
+                    raise IntegrityError(
+                        f"{error}; the store's own checkpoints, evidence only if the "
+                        "signing key never left the operator's hands, found: "
+                        + "; and then: ".join(map(str, store_found)),
+                        error.sequence,
+                    ) from None
             else:
                 if before_held is not None:
                     # The store's own checkpoints here that the walk before the held
@@ -1265,7 +1276,6 @@ def verify_log(
                 at = next((i for i, j in enumerate(judgements) if j[0] == contradicted), None)
                 if at is not None:
                     _, error, first, name = judgements[at]
-                    del judgements[at:]  # it and what was judged on top of it
                     assert error.sequence is not None
                     if kind == "stored" and name != _checkpoint_name("stored", ""):
                         # The auditor's copy is not signed with the key in question.
@@ -1274,12 +1284,32 @@ def verify_log(
                             if gives == "the stored bytes"
                             else "the stored bytes"
                         )
-                        raise IntegrityError(
-                            f"{error}; the stored checkpoint at size {size} gives {other} "
-                            "instead: it was signed over a changed log (had the signing "
-                            "key left the operator's hands?)",
+                        decided = f"{name} at size {first}"
+                        confirms = (
+                            ""
+                            if decided in str(error)
+                            else f"; {decided} confirms it from outside the store"
+                        )
+                        found_too = [
+                            later
+                            if name_later != _checkpoint_name("stored", "")
+                            or _STORE_OWN in str(later)
+                            else IntegrityError(f"{later}; {_STORE_OWN}", later.sequence)
+                            for _, later, _, name_later in judgements[at + 1 :]
+                        ]
+                        del judgements[at:]  # it and what was judged on top of it
+                        contradiction = IntegrityError(
+                            f"{error}{confirms}; the stored checkpoint at size {size} gives "
+                            f"{other} instead: it was signed over a changed log (had the "
+                            "signing key left the operator's hands?)",
                             error.sequence,
                         )
+                        if not found_too:
+                            raise contradiction
+                        # What was judged on top of it, from outside the store or (marked)
+                        # by its own checkpoints, stands: the judgement it rests on does.
+                        raise IntegrityError(_went_on([contradiction, *found_too]), error.sequence)
+                    del judgements[at:]  # it and what was judged on top of it
                     raise _checkpoints_disagree(
                         error.sequence,
                         (first, name),
@@ -1391,23 +1421,26 @@ def verify_log(
             if held:
                 # It matched the tree the store's own judgements signed: it confirms
                 # them, before its own judgement at this size.
+                kind, source = next((k, s) for k, _, s in found if k != "stored")
+                outside = _checkpoint_name(kind, source)
                 at = next((i for i, j in enumerate(judgements) if j[2] == size), None)
                 if at is None:  # it judged nothing itself: say that it confirms them
                     at = len(judgements)
-                    kind, source = next((k, s) for k, _, s in found if k != "stored")
                     outcome, error, judged_at, name = held[-1]
                     held[-1] = (
                         outcome,
                         IntegrityError(
-                            f"{error}; {_checkpoint_name(kind, source)} at size {size} matches "
-                            "the log as found here, which confirms from outside the store what "
-                            "its own checkpoints found",
+                            f"{error}; {outside} at size {size} matches the log as found "
+                            "here, which confirms from outside the store what its own "
+                            "checkpoints found",
                             error.sequence,
                         ),
                         judged_at,
                         name,
                     )
-                judgements[at:at] = held
+                # Credited to it (a later checkpoint contradicting them contradicts it,
+                # not only the store's own), as the one that decides them.
+                judgements[at:at] = [(o, e, size, outside) for o, e, _, _ in held]
                 held.clear()
                 before_held = None
 

@@ -1238,6 +1238,77 @@ def test_a_hash_only_the_contradicted_auditors_checkpoint_covers_is_said_so(
     ), found
 
 
+def test_a_store_checkpoint_contradicting_what_the_auditors_confirmed_is_named_as_that(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Review rv22: event 5 altered (the store's checkpoint at 19 judges it, held), the
+    auditor's checkpoint at 30 confirms that, the store's at 38 re-signed over the stored
+    bytes. The judgement kept the store's name once confirmed, so the contradiction was
+    said to be between the store's own checkpoints, "an auditor's --trusted checkpoint
+    decides" (it was given), and 25's edited index hash, judged by the auditor's, was
+    dropped. The auditor's checkpoint is named as confirming it, as when it judges."""
+    saved = _stored_note(ledger, tables, SIZES[1])
+    tables.drop_triggers()
+    lines = list(ledger.lines)
+    lines[5] = change_one_byte(lines[5])
+    tables.set_payload(5, lines[5])
+    _resign_stored(ledger, tables, SIZES[2], [ref_leaf(line) for line in lines])
+    judged = (
+        "sequence 5: the stored event's bytes no longer hash to the leaf recorded at append "
+        "time, which the stored checkpoint at size 19 confirms (the event was altered); "
+    )
+    resigned = (
+        "the stored checkpoint at size 38 gives the stored bytes instead: it was signed over "
+        "a changed log (had the signing key left the operator's hands?)"
+    )
+    # Alone, 5 is judged by the auditor's (no judgement held): said so already.
+    assert ledger.verify_fails("--trusted", str(saved)) == (
+        "Error: sequence 5: the stored event's bytes no longer hash to the leaf recorded at "
+        f"append time, which the trusted checkpoint {saved} at size 30 confirms (the event "
+        f"was altered); {resigned}\n"
+    )
+    # With 25's index hash edited, the auditor's decides 5 only with the store's
+    # judgement held.
+    tables.execute("UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = 25", (bytes(32),))
+    assert ledger.verify_fails("--trusted", str(saved)) == (
+        f"Error: {judged}the trusted checkpoint {saved} at size 30 confirms it from outside "
+        f"the store; {resigned}; the check went on to find: sequence 25: the leaf hash the "
+        "log index recorded for it at append time was changed outside the ledger; the "
+        "stored event itself is intact (the log, with the events found altered before 19 as "
+        f"signed, still matches the trusted checkpoint {saved} at size 30)\n"
+    )
+    # Plain verify has only the store's own: they disagree, and an auditor's decides.
+    assert ledger.verify_fails().endswith("; an auditor's --trusted checkpoint decides\n")
+
+
+def test_a_store_checkpoint_stopping_the_check_keeps_the_stores_judgements(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Review rv22: event 5 altered (the store's checkpoint at 19 judges it, held), event
+    20 altered with its hash fixed up, the auditor's checkpoint at 38: the store's at 30
+    matches neither walk and stops the check before the auditor's. Only the range was
+    named, the store's judgement of 5, which plain verify names, dropped."""
+    saved = _stored_note(ledger, tables, SIZES[2])
+    tables.drop_triggers()
+    tables.set_payload(5, change_one_byte(ledger.lines[5]))
+    altered = change_one_byte(ledger.lines[20])
+    tables.set_payload(20, altered)
+    tables.execute(
+        "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = 20", (ref_leaf(altered),)
+    )
+    judged = (
+        "sequence 5: the stored event's bytes no longer hash to the leaf recorded at append "
+        "time, which the stored checkpoint at size 19 confirms (the event was altered)"
+    )
+    assert ledger.verify_fails().startswith(f"Error: {judged}; the check went on to find: ")
+    found = ledger.verify_fails("--trusted", str(saved))
+    assert found.startswith("Error: sequence 0..29: root at size 30 is "), found
+    assert found.endswith(
+        "; the store's own checkpoints, evidence only if the signing key never left the "
+        f"operator's hands, found: {judged}\n"
+    ), found
+
+
 @SQLITE_ONLY
 def test_events_covered_by_no_signed_checkpoint_are_flagged(
     ledger: KeyedLedger, tables: Tables
