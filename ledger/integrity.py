@@ -911,6 +911,15 @@ _STORE_OWN = (
 )
 
 
+def _and_the_stores_own(error: IntegrityError, found: Sequence[IntegrityError]) -> str:
+    """A finding that stopped the check, with what the store's own checkpoints had
+    found before it (their evidence only)."""
+    return (
+        f"{error}; the store's own checkpoints, evidence only if the signing key never "
+        "left the operator's hands, found: " + "; and then: ".join(map(str, found))
+    )
+
+
 def _undecided_hash(
     sequence: int, stopped: IntegrityError | None = None, contradicted: int = 0
 ) -> IntegrityError:
@@ -1215,11 +1224,7 @@ def verify_log(
                     try:
                         check_one(size)  # raises as it did first
                     except IntegrityError as error:
-                        message = (
-                            f"{error}; the store's own checkpoints, evidence only if the "
-                            "signing key never left the operator's hands, found: "
-                            + "; and then: ".join(map(str, store_found))
-                        )
+                        message = _and_the_stores_own(error, store_found)
                         if isinstance(error, _OutsideDisagrees):
                             raise _OutsideDisagrees(
                                 message, error.sequence, (walk, walk_held)
@@ -1237,10 +1242,7 @@ def verify_log(
                     # The check stops here, before the one from outside: what the
                     # store's own found is named too, as their evidence only.
                     raise IntegrityError(
-                        f"{error}; the store's own checkpoints, evidence only if the "
-                        "signing key never left the operator's hands, found: "
-                        + "; and then: ".join(map(str, store_found)),
-                        error.sequence,
+                        _and_the_stores_own(error, store_found), error.sequence
                     ) from None
             else:
                 if before_held is not None:
