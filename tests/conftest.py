@@ -115,6 +115,17 @@ def drop_schema(schema: str) -> None:
             pytest.fail(f"schema {schema} is still in use, by: {rows}")
 
 
+def drop_roles(prefix: str) -> None:
+    """Drop the writer and reader roles `init --role-prefix PREFIX` made, if made."""
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        for role in (f"{prefix}_writer", f"{prefix}_reader"):
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(f'DROP OWNED BY "{role}"')
+                conn.execute(f'DROP ROLE "{role}"')
+
+
 @pytest.fixture(params=STORE_KINDS)
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.conftest import PG_URL, Store, drop_schema, require_postgres
+from tests.conftest import PG_URL, Store, drop_roles, drop_schema, require_postgres
 from tests.ledger_helpers import CLI, REPO, account, reject
 
 
@@ -99,11 +99,7 @@ def test_follow_whose_subscription_cannot_connect_says_so_at_once(tmp_path: Path
         assert "too many connections" in error, error
     finally:
         drop_schema(schema)
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            for role in (f"{prefix}_writer", f"{prefix}_reader"):
-                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                    conn.execute(f'DROP OWNED BY "{role}"')
-                    conn.execute(f'DROP ROLE "{role}"')
+        drop_roles(prefix)
 
 
 @pytest.mark.parametrize("left", ["emptied", "partial"])
@@ -235,8 +231,4 @@ def test_follow_keeps_trying_while_the_server_refuses_its_connections(tmp_path: 
             follower.kill()
             follower.wait(timeout=10)
         drop_schema(schema)
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            for role in (f"{prefix}_writer", f"{prefix}_reader"):
-                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                    conn.execute(f'DROP OWNED BY "{role}"')
-                    conn.execute(f'DROP ROLE "{role}"')
+        drop_roles(prefix)

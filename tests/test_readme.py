@@ -23,10 +23,9 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.conftest import PG_URL, drop_schema, require_postgres
+from tests.conftest import PG_URL, drop_roles, drop_schema, require_postgres
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
@@ -212,11 +211,7 @@ def test_the_postgresql_story_prints_what_readme_shows(tmp_path: Path, env: dict
         run_story(tmp_path, blocks, env)
     finally:
         drop_schema(schema)
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            for role in (f"ledger_{schema}_writer", f"ledger_{schema}_reader"):
-                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                    conn.execute(f'DROP OWNED BY "{role}"')
-                    conn.execute(f'DROP ROLE "{role}"')
+        drop_roles(f"ledger_{schema}")
 
 
 def test_the_demo_prints_what_readme_shows(tmp_path: Path, env: dict[str, str]) -> None:
