@@ -1094,6 +1094,10 @@ def verify_log(
     outside_found: list[IntegrityError] | None = None
     reported: set[int] = set()
     contradicted = 0  # the size of that one
+    # The later ones from outside, set aside then, by size: one that matches the log as
+    # stored shows the two from outside are not of one history (a split view).
+    set_aside: dict[int, list[tuple[str, notes.Checkpoint | None, str]]] = {}
+    split: list[IntegrityError] = []  # what those showed
 
     def rebase(outcome: str) -> None:
         """Judge what follows against the tree the checkpoint that just judged signed."""
@@ -1178,6 +1182,19 @@ def verify_log(
                     check_at(size)
                 except _OutsideDisagrees as error:
                     go_on_without_outside(size, error)
+            for kind, checkpoint, source in set_aside.pop(size, ()):
+                assert checkpoint is not None
+                # (Past a forged one at size 0, no history: nothing to split.)
+                if contradicted and checkpoint.root_hash == tree.root():
+                    split.append(
+                        IntegrityError(
+                            f"{_checkpoint_name(kind, source)} at size {size} matches the "
+                            f"log as stored, so it and the one from outside at size "
+                            f"{contradicted} are not of one history: their key signed two "
+                            "logs (a split view), or one of them is not the log's",
+                            contradicted,
+                        )
+                    )
             next_check += 1
 
     def go_on_without_outside(size: int, error: _OutsideDisagrees) -> None:
@@ -1197,6 +1214,7 @@ def verify_log(
             held.clear()
             before_held = None
         for later in pending_sizes[next_check:]:
+            set_aside[later] = [entry for entry in by_size[later] if entry[0] != "stored"]
             by_size[later] = [entry for entry in by_size[later] if entry[0] == "stored"]
         outside_sizes.clear()
         if by_size[size]:
@@ -1571,7 +1589,11 @@ def verify_log(
     if outside_found is not None:
         # One from outside contradicted the log: its finding leads, then what the check,
         # gone on as plain verify, found that it does not name already.
-        findings = [*outside_found, *(f for f in findings if id(f) not in reported)]
+        findings = [
+            *outside_found,
+            *split,
+            *(f for f in findings if id(f) not in reported),
+        ]
         sequence = outside_found[0].sequence
     if len(findings) == 1:
         raise findings[0]

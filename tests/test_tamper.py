@@ -1124,6 +1124,36 @@ STORE_OWN = (
 )
 
 
+def test_auditors_checkpoints_of_two_histories_are_named_as_a_split_view(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """vt22: two checkpoints from outside the store, signed with one key over two
+    histories (a split view): the first, in log order, blamed the log, and the later
+    one, which the untouched log matches, was never compared."""
+    from ledger import merkle
+
+    honest = _auditor_note_at(ledger, tables, 17)
+    origin = tables.all("SELECT value FROM ledger_meta WHERE key = 'origin'")[0][0]
+    other = list(ledger.lines[:7])
+    other[5] = change_one_byte(other[5])
+    tree = merkle.StreamingRoot()
+    for line in other:
+        tree.append(ref_leaf(line))
+    forked = ledger.store.tmp_path / "forked-at-7.checkpoint"
+    forked.write_text(
+        integrity.sign_tree_head(origin, 7, tree.root(), integrity.load_signer(ledger.key))
+    )
+    assert ledger.verify().exit_code == 0
+    found = ledger.verify_fails("--trusted", str(forked), "--trusted", str(honest))
+    assert found.startswith("Error: sequence 0..6: root at size 7 is "), found
+    assert found.endswith(
+        "history was rewritten since the auditor saved it; the check went on to find: the "
+        f"trusted checkpoint {honest} at size 17 matches the log as stored, so it and the one "
+        "from outside at size 7 are not of one history: their key signed two logs (a split "
+        "view), or one of them is not the log's\n"
+    ), found
+
+
 def test_an_auditors_checkpoint_the_log_contradicts_hides_no_later_finding(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
