@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -26,40 +27,61 @@ def _wait_for(predicate: Callable[[], bool], seconds: float = 20.0) -> bool:
     return predicate()
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_follow_applies_new_events_and_stops_cleanly(
-    store: Store, tmp_path: Path, stop: signal.Signals
-) -> None:
-    store.append(account("twitter:a", "2020-01-01"))
-    log = tmp_path / "follow.log"
+def _follow(url: str, log: Path, *args: str, settle: float = 0.5) -> subprocess.Popen[bytes]:
+    """`follow` as a process of its own, its stderr to ``log``, once it has caught up
+    and (PostgreSQL) its subscription's LISTEN has had ``settle`` seconds to start."""
     with log.open("w") as stderr:
         follower = subprocess.Popen(
-            [*CLI, "--store", store.url, "follow", "--interval", "0.05"],
+            [*CLI, "--store", url, "follow", *args],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
     try:
         assert _wait_for(lambda: "Caught up" in log.read_text()), log.read_text()
-        time.sleep(0.5)  # PostgreSQL: let the subscription's LISTEN settle
-        # Appended by another process's library call: no read model is touched by it.
-        from ledger.application import Ledger
-        from ledger.events import parse_event
-        from ledger.location import StoreLocation
+    except BaseException:
+        _stop(follower)
+        raise
+    time.sleep(settle)
+    return follower
 
-        writer = Ledger(StoreLocation.parse(store.url))
-        try:
-            writer.append([(1, parse_event(account("twitter:b", "2020-01-01")))], actor="t")
-        finally:
-            writer.close()
+
+def _stop(follower: subprocess.Popen[bytes] | None) -> None:
+    """Kill a follow the test did not stop itself."""
+    if follower is not None and follower.poll() is None:
+        follower.kill()
+        follower.wait(timeout=10)
+
+
+def _append_unprojected(url: str, event: dict[str, Any]) -> None:
+    """Appended by another process's library call: no read model is touched by it, so
+    only follow applies it."""
+    from ledger.application import Ledger
+    from ledger.events import parse_event
+    from ledger.location import StoreLocation
+
+    writer = Ledger(StoreLocation.parse(url))
+    try:
+        writer.append([(1, parse_event(event))], actor="t")
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_follow_applies_new_events_and_stops_cleanly(
+    store: Store, tmp_path: Path, stop: signal.Signals
+) -> None:
+    store.append(account("twitter:a", "2020-01-01"))
+    log = tmp_path / "follow.log"
+    follower = _follow(store.url, log, "--interval", "0.05")
+    try:
+        _append_unprojected(store.url, account("twitter:b", "2020-01-01"))
         assert _wait_for(lambda: "Applied 1 event(s)" in log.read_text()), log.read_text()
         follower.send_signal(stop)
         assert follower.wait(timeout=20) == 0, log.read_text()
         assert log.read_text().endswith("Stopped\n")
     finally:
-        if follower.poll() is None:
-            follower.kill()
-            follower.wait(timeout=10)
+        _stop(follower)
 
 
 @pytest.mark.parametrize("interval", ["-1", "0", "nan", "inf", "1e9"])
@@ -123,15 +145,7 @@ def test_follow_repairs_read_models_a_stopped_replay_left_without_an_append(
         store.ok("init")
         events = [account(f"twitter:a{n}", "2020-01-01") for n in range(30)]
         store.append(*events)
-        with log.open("w") as stderr:
-            follower = subprocess.Popen(
-                [*CLI, "--store", store.url, "follow", "--interval", "0.5"],
-                cwd=REPO,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        assert _wait_for(lambda: "Caught up" in log.read_text()), log.read_text()
-        time.sleep(0.5)  # let the subscription's LISTEN settle
+        follower = _follow(store.url, log, "--interval", "0.5")
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'SET search_path TO "{schema}"')
             position = conn.execute("SELECT * FROM projection_position").fetchall()
@@ -157,9 +171,7 @@ def test_follow_repairs_read_models_a_stopped_replay_left_without_an_append(
         follower.send_signal(signal.SIGTERM)
         assert follower.wait(timeout=20) == 0, log.read_text()
     finally:
-        if follower is not None and follower.poll() is None:
-            follower.kill()
-            follower.wait(timeout=10)
+        _stop(follower)
         drop_schema(schema)
 
 
@@ -181,15 +193,7 @@ def test_follow_keeps_trying_while_the_server_refuses_its_connections(tmp_path: 
     try:
         owner.ok("init", "--role-prefix", prefix)
         owner.append(account("twitter:a", "2020-01-01"))
-        with log.open("w") as stderr:
-            follower = subprocess.Popen(
-                [*CLI, "--store", f"{as_writer}?schema={schema}", "follow"],
-                cwd=REPO,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        assert _wait_for(lambda: "Caught up" in log.read_text()), log.read_text()
-        time.sleep(1.0)  # let the subscription's LISTEN settle
+        follower = _follow(f"{as_writer}?schema={schema}", log, settle=1.0)
         with psycopg.connect(PG_URL, autocommit=True) as admin:
             admin.execute(f'ALTER ROLE "{writer}" NOLOGIN')
             admin.execute(
@@ -213,22 +217,11 @@ def test_follow_keeps_trying_while_the_server_refuses_its_connections(tmp_path: 
                 30,
             ), log.read_text()
         time.sleep(0.5)
-        # Appended by a library call, which leaves the read models to follow.
-        from ledger.application import Ledger
-        from ledger.events import parse_event
-        from ledger.location import StoreLocation
-
-        library = Ledger(StoreLocation.parse(owner.url))
-        try:
-            library.append([(1, parse_event(account("twitter:b", "2020-01-01")))], actor="t")
-        finally:
-            library.close()
+        _append_unprojected(owner.url, account("twitter:b", "2020-01-01"))
         assert _wait_for(lambda: "Applied 1 event(s)" in log.read_text(), 30), log.read_text()
         follower.send_signal(signal.SIGTERM)
         assert follower.wait(timeout=20) == 0, log.read_text()
     finally:
-        if follower is not None and follower.poll() is None:
-            follower.kill()
-            follower.wait(timeout=10)
+        _stop(follower)
         drop_schema(schema)
         drop_roles(prefix)
