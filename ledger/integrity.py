@@ -1220,6 +1220,18 @@ def verify_log(
         if by_size[size]:
             check_one(size)
 
+    def check_alone(size: int) -> tuple[IntegrityError, str] | None:
+        """Check ``size`` again as if the store's own checkpoints had judged nothing
+        (their judgements dropped): where that fails too, its error and the message
+        naming it with what they found, as their evidence only."""
+        store_found = [error for _, error, _, _ in held]
+        unhold()
+        try:
+            check_one(size)
+        except IntegrityError as error:
+            return error, _and_the_stores_own(error, store_found)
+        return None
+
     def check_at(size: int) -> None:
         nonlocal before_held
         if before_held is None:
@@ -1237,12 +1249,9 @@ def verify_log(
                 try:
                     check_one(size)
                 except IntegrityError:
-                    store_found = [error for _, error, _, _ in held]
-                    unhold()
-                    try:
-                        check_one(size)  # raises as it did first
-                    except IntegrityError as error:
-                        message = _and_the_stores_own(error, store_found)
+                    failed = check_alone(size)  # fails as it did first
+                    if failed is not None:
+                        error, message = failed
                         if isinstance(error, _OutsideDisagrees):
                             raise _OutsideDisagrees(
                                 message, error.sequence, (walk, walk_held)
@@ -1252,16 +1261,11 @@ def verify_log(
             try:
                 check_one(size)
             except IntegrityError:
-                store_found = [error for _, error, _, _ in held]
-                unhold()
-                try:
-                    check_one(size)  # as if the store's own had judged nothing
-                except IntegrityError as error:
-                    # The check stops here, before the one from outside: what the
-                    # store's own found is named too, as their evidence only.
-                    raise IntegrityError(
-                        _and_the_stores_own(error, store_found), error.sequence
-                    ) from None
+                # The check stops here, before the one from outside (unless the walk
+                # without the store's own judgements passes).
+                failed = check_alone(size)
+                if failed is not None:
+                    raise IntegrityError(failed[1], failed[0].sequence) from None
             else:
                 if before_held is not None:
                     # The store's own checkpoints here that the walk before the held
