@@ -58,6 +58,25 @@ def _on_a_small_disk(tmp_path: Path, cli_args: str, script: str) -> tuple[Path, 
     return disk, out
 
 
+def _cli_limited(limit: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a process that may write files of at most ``limit`` bytes (`ulimit
+    -f`, systemd's LimitFSIZE), set in the child before it runs."""
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester"},
+        preexec_fn=limited,
+        timeout=120,
+    )
+
+
 def test_a_full_disk_keeps_what_was_committed_and_none_of_the_batch(tmp_path: Path) -> None:
     """On a 700 KiB filesystem: the seed fits, 3,000 more events do not."""
     batch = _generated(tmp_path, 3_000)
@@ -87,25 +106,12 @@ def test_a_full_disk_keeps_what_was_committed_and_none_of_the_batch(tmp_path: Pa
 def test_a_file_size_limit_is_named_and_the_store_not_called_damaged(tmp_path: Path) -> None:
     """`ulimit -f` (systemd's LimitFSIZE): SQLite reports EFBIG as an I/O error, which
     was told as a damaged store to be restored from a backup (losing what came since)."""
-    import resource
 
     batch = _generated(tmp_path, 300)
     store = str(tmp_path / "ledger.db")
     assert _cli("--store", store, "init").returncode == 0
     limit = 300 * 1024
-
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-
-    appending = subprocess.run(
-        [*CLI, "--store", store, "append", str(batch)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester"},
-        preexec_fn=limited,  # the child's own limit, set before it runs
-        timeout=120,
-    )
+    appending = _cli_limited(limit, "--store", store, "append", str(batch))
     assert appending.returncode == 1, appending.stderr
     assert appending.stderr == (
         f"Error: a write to {store} failed (disk I/O error, SQLITE_IOERR_WRITE); this process "
@@ -155,23 +161,10 @@ def test_init_past_a_file_size_limit_names_it_and_leaves_a_file_init_can_use(
     I/O error, which was told as a damaged store to restore from a backup. What init
     left, or an empty file (an init killed at once), is no ledger, and is said to be
     so by the commands that read or append; init makes the ledger in it."""
-    import resource
 
     store = tmp_path / "ledger.db"
     limit = 8192
-
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-
-    initialising = subprocess.run(
-        [*CLI, "--store", str(store), "init"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester"},
-        preexec_fn=limited,  # the child's own limit, set before it runs
-        timeout=120,
-    )
+    initialising = _cli_limited(limit, "--store", str(store), "init")
     assert (initialising.returncode, initialising.stderr) == (
         1,
         f"Error: a write to {store} failed (disk I/O error, SQLITE_IOERR_SHMSIZE); this "
@@ -635,25 +628,13 @@ def test_a_replay_past_a_file_size_limit_names_it_and_keeps_the_read_models(
 ) -> None:
     """kl21: SQLite rolls a transaction back itself on such an I/O error; the ROLLBACK
     sent after it failed ("no transaction is active") in its place: exit 70."""
-    import resource
 
     batch = _generated(tmp_path, 3000)
     store = str(tmp_path / "ledger.db")
     assert _cli("--store", store, "init").returncode == 0
     assert _cli("--store", store, "append", str(batch)).returncode == 0
     limit = 100 * 1024  # below what the rebuild writes to the write-ahead log
-
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-
-    replaying = subprocess.run(
-        [*CLI, "--store", store, "replay"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        preexec_fn=limited,
-        timeout=120,
-    )
+    replaying = _cli_limited(limit, "--store", store, "replay")
     assert replaying.returncode == 1, replaying.stderr
     assert replaying.stderr.startswith(f"Error: a write to {store} failed (disk I/O error, ")
     assert f"may write files of at most {limit:,} bytes (`ulimit -f`" in replaying.stderr
