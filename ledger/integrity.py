@@ -1184,14 +1184,21 @@ def verify_log(
                     go_on_without_outside(size, error)
             for kind, checkpoint, source in set_aside.pop(size, ()):
                 assert checkpoint is not None
-                # (Past a forged one at size 0, no history: nothing to split.)
-                if contradicted and checkpoint.root_hash == tree.root():
+                # Compared with the tree the walk judges roots by (events found altered
+                # taken as signed). Past a forged one at size 0, no history to split.
+                walked = signed_bytes if signed_bytes is not None else tree
+                if contradicted and checkpoint.root_hash == walked.root():
+                    log = (
+                        f"the log, with the events found altered before {altered_below} as signed,"
+                        if altered_below
+                        else "the log as stored,"
+                    )
                     split.append(
                         IntegrityError(
-                            f"{_checkpoint_name(kind, source)} at size {size} matches the "
-                            f"log as stored, so it and the one from outside at size "
-                            f"{contradicted} are not of one history: their key signed two "
-                            "logs (a split view), or one of them is not the log's",
+                            f"{_checkpoint_name(kind, source)} at size {size} matches "
+                            f"{log} so it and the one from outside at size {contradicted} "
+                            "are not of one history: their key signed two logs (a split "
+                            "view), or one of them is not the log's",
                             contradicted,
                         )
                     )

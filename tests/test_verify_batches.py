@@ -171,6 +171,12 @@ checkpoints = st.lists(st.tuples(st.integers(min_value=0, max_value=80), st.bool
 # vt22: a wrong checkpoint from outside, then a right one: two histories (a split view),
 # where the later one was not compared.
 @example(size=20, damage=[], checkpoints=[(7, True), (17, False)], batch=8, stored=False)
+# The same past an event the first checkpoint judged altered: the later one matches the
+# log with that event as signed.
+@example(
+    size=3, damage=[("bytes", 0)], checkpoints=[(1, False), (2, True), (3, False)], batch=1,
+    stored=False,
+)  # fmt: skip
 @given(
     size=st.integers(min_value=0, max_value=80),
     damage=damage,
