@@ -848,7 +848,7 @@ def _committed(ctx: click.Context) -> Any:
 def _said_if_undone(ctx: click.Context, message: str) -> str:
     """A failed copy's message, saying what it removed again of the store it made."""
     undone = getattr(ctx.find_object(Session), "undone", None)
-    return f"{message} (nothing was left: {undone} again)" if undone else message
+    return f"{message} (nothing was left: {undone})" if undone else message
 
 
 def _said_if_committed(ctx: click.Context, explained: click.ClickException) -> click.ClickException:
@@ -894,7 +894,7 @@ class LedgerGroup(StrictGroup):
                         "do not append them again"
                     )
             if undone := getattr(ctx.find_object(Session), "undone", None):
-                message = f"Interrupted: nothing was left ({undone} again)"  # a copy's
+                message = f"Interrupted: nothing was left ({undone})"  # a copy's
             click.echo(message, err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as error:
@@ -1265,37 +1265,39 @@ def _created_for_copy(session: Session, origin: str) -> Iterator[None]:
     """Create this store for a copy. If the copy fails, a SQLite store this command
     created is removed again, and so is a PostgreSQL schema it created: a failed copy
     leaves nothing behind. (A schema that was there before stays as it was, or, empty
-    before, with the empty ledger the copy made in it.)"""
+    before, with the empty ledger the copy made in it; one that others put tables in
+    meanwhile stays with theirs, the ledger's own removed.)"""
     location = session.location
     path = location.path
     files = [f"{path}{suffix}" for suffix in ("", "-wal", "-shm", "-journal")] if path else []
     before = {name for name in files if os.path.lexists(name)}
-    schema = None
-    if location.kind == "postgres":
-        from ledger.postgres import PostgresStorage
-
-        schema = PostgresStorage(location)
-    schema_was_there = schema is not None and schema.schema_exists()
-    created, _, _ = _create_store(location, origin)
+    created, storage, _ = _create_store(location, origin)
     try:
         yield
     except BaseException:
         if created:
             session.close()
-            if schema is None:
+            if location.kind != "postgres":
                 for name in files:
                     if name not in before:  # only what this command made
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(name)
-                session.undone = f"the store this copy made ({location.display}) was removed"
-            elif not schema_was_there:
+                session.undone = f"the store this copy made ({location.display}) was removed again"
+            elif getattr(storage, "made_schema", False):
                 # The copy's own failure (or Ctrl-C) is what to report: a drop that fails
                 # too (the connection lost, the log's lock held past lock_timeout) only
-                # leaves the empty schema, and the message then claims no removal.
+                # leaves the empty ledger, and the message then claims no removal.
                 with contextlib.suppress(Exception):
-                    if schema.drop_made_schema():
+                    removed = storage.drop_made_schema()  # type: ignore[attr-defined]
+                    if removed == "schema":
                         session.undone = (
-                            f"the schema this copy made ({location.schema}) was dropped"
+                            f"the schema this copy made ({location.schema}) was dropped again"
+                        )
+                    elif removed == "ledger":
+                        session.undone = (
+                            f"the ledger this copy made was removed again; schema "
+                            f"{location.schema!r} stays: it holds tables or other objects "
+                            "the copy did not make"
                         )
         raise
 

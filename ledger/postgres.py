@@ -25,6 +25,10 @@ from ledger.persistence import (
 )
 
 EVENTS_TABLE = APPLICATION_NAME.lower() + "_events"
+# What the library makes beside its events table (_library_ddl), for its originator ids'
+# type (uuid): a failed copy removes them by name.
+_LIBRARY_TYPE = "stored_event_uuid"
+_LIBRARY_FUNCTION = "es_insert_events_uuid"
 
 # What every append-only trigger calls.
 _REFUSE_CHANGE = """CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger
@@ -133,6 +137,9 @@ class PostgresStorage(Storage):
     def __init__(self, location: StoreLocation) -> None:
         super().__init__(location)
         self.schema = location.schema
+        # Whether `create` made the schema itself (it was not there): a failed copy's
+        # to remove again (drop_made_schema).
+        self.made_schema = False
 
     def eventsourcing_env(self) -> dict[str, str]:
         loc = self.location
@@ -189,21 +196,39 @@ class PostgresStorage(Storage):
         with self.connect() as db:
             return self._has_meta(db)
 
-    def schema_exists(self) -> bool:
-        with self.connect() as db:
-            return (
-                db.one("SELECT 1 FROM pg_namespace WHERE nspname = ?", (self.schema,)) is not None
-            )
+    def drop_made_schema(self) -> str | None:
+        """Remove what a failed copy made in the schema `create` made for it: the
+        ledger's own tables, types and functions, by name, then the schema, only if that
+        left it empty (RESTRICT). Someone else's tables, made in it meanwhile, stay, and
+        the schema with them: never DROP SCHEMA … CASCADE, which took theirs too.
 
-    def drop_made_schema(self) -> bool:
-        """Drop the schema a failed copy made (it was not there before the copy): the
-        copy left nothing behind. Not where the log holds events meanwhile (another
-        command's append): then it is not the copy's alone. Returns whether dropped."""
+        Not where the log holds events meanwhile (another command's append): then it is
+        not the copy's alone. Returns "schema" if the schema went, "ledger" if only the
+        ledger's objects did, None if nothing was removed."""
+        import psycopg
+
+        from projections.projector import TABLES as PROJECTION_TABLES
+
+        schema = f'"{self.schema}"'
         with self.connect() as db, db.transaction(lock="ledger-log"):
-            if db.one(f"SELECT 1 FROM {EVENTS_TABLE} LIMIT 1") is not None:
-                return False
-            db.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
-        return True
+            if db.one(f"SELECT 1 FROM {schema}.{EVENTS_TABLE} LIMIT 1") is not None:
+                return None
+            # RESTRICT throughout (the default): an object of someone else's that depends
+            # on one of the ledger's (a view on its table) keeps all of it, as it was.
+            db.execute(
+                f"DROP FUNCTION IF EXISTS {schema}.{_LIBRARY_FUNCTION}({schema}.{_LIBRARY_TYPE}[])"
+            )
+            tables = (EVENTS_TABLE, *LEDGER_TABLES, *PROJECTION_TABLES)
+            db.execute(f"DROP TABLE IF EXISTS {', '.join(f'{schema}.{t}' for t in tables)}")
+            db.execute(f"DROP TYPE IF EXISTS {schema}.{_LIBRARY_TYPE}")
+            db.execute(f"DROP FUNCTION IF EXISTS {schema}.ledger_refuse_change()")
+            db.execute("SAVEPOINT ledger_drop_schema")
+            try:
+                db.execute(f"DROP SCHEMA {schema} RESTRICT")
+            except psycopg.errors.DependentObjectsStillExist:
+                db.execute("ROLLBACK TO SAVEPOINT ledger_drop_schema")
+                return "ledger"
+        return "schema"
 
     def _has_meta(self, db: Database) -> bool:
         if db.one(_LEDGER_META_EXISTS, (self.schema,)) is None:
@@ -357,11 +382,11 @@ class PostgresStorage(Storage):
     def create(self, meta: dict[str, str], then: Callable[[Database], None] | None = None) -> bool:
         """Create schema, tables and triggers once; concurrent inits wait, then no-op."""
         with self.connect() as db, db.transaction(lock=f"ledger-init:{self.schema}"):
-            # Asked first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
-            # when the schema exists, which the writer and reader roles do not have.
+            # Asked first: the writer and reader roles, which may not create a schema
+            # (CREATE on the database), run this on their ledger too.
             if self._has_meta(db):
                 return False
-            db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            self.made_schema = self._create_schema(db)
             self._refuse_foreign(db, "refusing to add tables to it (choose another schema)")
             self._require_create(db)
             for statement in self._library_ddl():
@@ -377,6 +402,27 @@ class PostgresStorage(Storage):
                 sorted({**meta, "format_version": FORMAT_VERSION}.items()),
             )
         return True
+
+    def _create_schema(self, db: Database) -> bool:
+        """Make the schema unless it is there; returns whether this made it. Asked and
+        made in one step: a schema someone else made just before (no lock of ours keeps
+        them out) is not taken for this command's, to drop if a copy fails."""
+        import psycopg
+
+        if db.one("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = ?", (self.schema,)):
+            return False
+        db.execute("SAVEPOINT ledger_create_schema")
+        try:
+            db.execute(f'CREATE SCHEMA "{self.schema}"')
+        except (psycopg.errors.DuplicateSchema, psycopg.errors.UniqueViolation):
+            # Made meanwhile, by someone else (a concurrent CREATE SCHEMA waits for
+            # theirs to commit, then fails on the catalog's unique index).
+            db.execute("ROLLBACK TO SAVEPOINT ledger_create_schema")
+            made = False
+        else:
+            made = True
+        db.execute("RELEASE SAVEPOINT ledger_create_schema")
+        return made
 
     def _library_ddl(self) -> list[Any]:
         """The library's own CREATE statements for its events table, run in our transaction."""

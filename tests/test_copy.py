@@ -682,3 +682,97 @@ def test_an_interrupted_copy_whose_cleanup_fails_still_says_it_was_interrupted(
         )
     finally:
         drop_schema(schema)
+
+
+def _someones_table(schema: str) -> None:
+    """Someone else's table in ``schema``, made on a connection of their own."""
+    import psycopg
+
+    from tests.conftest import PG_URL
+
+    with psycopg.connect(PG_URL, autocommit=True) as theirs:
+        theirs.execute(f'CREATE TABLE "{schema}".their_notes (note TEXT)')
+
+
+def _relations_in(schema: str) -> set[str]:
+    import psycopg
+
+    from tests.conftest import PG_URL
+
+    with psycopg.connect(PG_URL) as admin:
+        rows = admin.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'",
+            (schema,),
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+def _failing_copy_into_postgres(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, made_between: bool
+) -> tuple[str, Result]:
+    """A copy into a new PostgreSQL schema that fails (Ctrl-C) after someone else put a
+    table of theirs in the schema; ``made_between``: they made the schema itself too,
+    after the copy found it missing and before it made the ledger."""
+    import uuid
+
+    from ledger.application import Ledger
+    from ledger.postgres import PostgresStorage
+    from tests.conftest import PG_URL, require_postgres
+
+    require_postgres()
+    import psycopg
+
+    source = Store(str(tmp_path / "source.db"), "sqlite", tmp_path)
+    source.ok("init")
+    source.append(account("twitter:a", "2020-01-01"))
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    made = PostgresStorage.create
+
+    def someone_made_it_first(self: PostgresStorage, *args: object, **kwargs: object) -> bool:
+        with psycopg.connect(PG_URL, autocommit=True) as theirs:
+            theirs.execute(f'CREATE SCHEMA "{schema}"')
+        return made(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def interrupted(*_: object, **__: object) -> None:
+        _someones_table(schema)
+        raise KeyboardInterrupt
+
+    if made_between:
+        monkeypatch.setattr(PostgresStorage, "create", someone_made_it_first)
+    monkeypatch.setattr(Ledger, "copy_log", interrupted)
+    target = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    return schema, target.run("copy", source.url)
+
+
+def test_a_failed_copy_keeps_a_table_someone_put_in_the_schema_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rv23: the schema a failed copy made was dropped with CASCADE, and with it any
+    table someone else had made in it meanwhile. Only the ledger's own objects go; the
+    schema, theirs too now, stays, and the message says so."""
+    schema, result = _failing_copy_into_postgres(tmp_path, monkeypatch, made_between=False)
+    try:
+        assert result.exit_code == 130, result.output
+        assert _relations_in(schema) == {"their_notes"}
+        assert result.stderr == (
+            "Interrupted: nothing was left (the ledger this copy made was removed again; "
+            f"schema {schema!r} stays: it holds tables or other objects the copy did not "
+            "make)\n"
+        )
+    finally:
+        drop_schema(schema)
+
+
+def test_a_failed_copy_leaves_a_schema_someone_made_while_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rv23: whether the schema was there was asked before the ledger was made, with
+    no lock across: one someone made in that gap was taken for the copy's own, and
+    dropped with CASCADE when the copy failed, their tables in it."""
+    schema, result = _failing_copy_into_postgres(tmp_path, monkeypatch, made_between=True)
+    try:
+        assert result.exit_code == 130, result.output
+        assert "their_notes" in _relations_in(schema)
+    finally:
+        drop_schema(schema)
