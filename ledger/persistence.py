@@ -189,7 +189,7 @@ class Database:
 
     def stream(
         self, statement: str, params: Sequence[Any] | dict[str, Any] = (), *, binary: bool = False
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         """Rows as they come: a server-side cursor on PostgreSQL, lazy on SQLite.
 
         ``binary``: PostgreSQL sends bytea as bytes, not hex text twice its size.
@@ -205,11 +205,18 @@ class Database:
         # no SQLSTATE, told as a lost connection; a plain cursor raises the server's.
         name = f"c_{uuid.uuid4().hex[:12]}"
         fetch = f'FETCH FORWARD {READ_CHUNK} FROM "{name}"'
+        nested = self.raw.info.transaction_status != 0  # psycopg's IDLE: none open
         with self.raw.transaction(), self.raw.cursor() as cursor:
             declare = f'DECLARE "{name}" NO SCROLL CURSOR FOR {self.sql(statement)}'
             cursor.execute(declare, params or None, prepare=False)
             while rows := cursor.execute(fetch, binary=binary, prepare=False).fetchall():
                 yield from rows
+            if nested:
+                # Inside an outer transaction this one is a savepoint, and releasing it
+                # keeps the cursors opened in it until the outer one ends: closed here
+                # when read to its end. (Closed early, the savepoint is rolled back,
+                # which closes it; on its own, the commit does.)
+                cursor.execute(f'CLOSE "{name}"', prepare=False)
 
     def copy_out(self, statement: str, types: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """PostgreSQL: a query's rows by binary ``COPY … TO STDOUT``, typed as given.

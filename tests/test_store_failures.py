@@ -786,3 +786,22 @@ def test_a_read_command_that_waited_too_long_for_the_ledgers_lock_is_not_said_to
     append = _store_failure(waited, "the store", "append")
     assert append is not None
     assert "gave up waiting and wrote nothing; run it again" in append
+
+
+def test_a_postgres_stream_inside_a_transaction_closes_its_cursor_when_done() -> None:
+    """rv23: a stream's DECLAREd cursor, read to its end inside an outer transaction,
+    stayed open (its savepoint released, not rolled back) until that transaction
+    ended, holding its snapshot and resources; closed early it goes too."""
+    from ledger.location import StoreLocation
+    from ledger.postgres import PostgresStorage
+    from tests.conftest import require_postgres
+
+    require_postgres()
+    with PostgresStorage(StoreLocation.parse(PG_URL)).connect() as db, db.raw.transaction():
+        assert list(db.stream("SELECT generate_series(1, 3)")) == [(1,), (2,), (3,)]
+        assert db.one("SELECT count(*) FROM pg_cursors")[0] == 0
+        rows = db.stream("SELECT generate_series(1, 3)")
+        assert next(rows) == (1,)
+        assert db.one("SELECT count(*) FROM pg_cursors")[0] == 1
+        rows.close()
+        assert db.one("SELECT count(*) FROM pg_cursors")[0] == 0
