@@ -924,9 +924,12 @@ class Storage:
                 (size - 1,),
             )
             return "missing", int(row[0])
+        # Each bound on its own, a seek in the primary key: as one OR, SQLite planned
+        # (with statistics taken) a scan of the notification index, ~12 ms at 200k rows.
         stray = db.one(
-            "SELECT sequence, notification_id FROM ledger_entries "
-            "WHERE sequence < 0 OR sequence >= ? LIMIT 1",
+            "SELECT sequence, notification_id FROM ledger_entries WHERE sequence < 0 LIMIT 1"
+        ) or db.one(
+            "SELECT sequence, notification_id FROM ledger_entries WHERE sequence >= ? LIMIT 1",
             (size,),
         )
         if stray is None:
