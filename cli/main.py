@@ -3006,10 +3006,12 @@ def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVER
 
 
 def _try_subscription_connections(ledger: Ledger) -> None:
-    """Before the first subscription, the connections its pool will hold (the one it
+    """Before the first subscription, the connections it needs of its pool (the one it
     listens on, the one each pull takes) are opened, as the library opens them, and
     closed: one it cannot have (a role's or the server's connection limit) is an error
-    now, not a warning after the library's pool waited 30 s for it, then again."""
+    now, not a warning after the library's pool waited 30 s for it, then again. (The
+    pool opens a third as it starts, asked for one before its two are ready; refused,
+    it does without.)"""
     from ledger.location import StoreError
 
     size = int(ledger.storage.eventsourcing_env()["POSTGRES_POOL_SIZE"])
@@ -3019,7 +3021,7 @@ def _try_subscription_connections(ledger: Ledger) -> None:
                 opened.enter_context(ledger.storage.connect())
             except StoreError as error:
                 raise StoreError(
-                    f"follow holds {size} connections for its subscription besides its "
+                    f"follow needs {size} connections for its subscription besides its "
                     f"own, and {error.problem}",
                     "free connections (the role's or the server's connection limit), "
                     "then follow again",
