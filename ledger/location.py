@@ -80,6 +80,12 @@ class NoLedgerError(StoreError):
     """The store is there (or could be made) but holds no ledger."""
 
 
+def _encoded(value: str, special: str) -> str:
+    """``value`` with the characters in ``special``, and control characters,
+    percent-encoded (as UTF-8)."""
+    return "".join(quote(c, safe="") if c in special or not c.isprintable() else c for c in value)
+
+
 @dataclass(frozen=True)
 class StoreLocation:
     """A parsed ``--store`` value."""
@@ -217,9 +223,12 @@ class StoreLocation:
         # No host: libpq's default socket, which a URL says by naming none ("@:5432"
         # read as a host left out by mistake).
         where = f"{host}:{port}" if host or port != "5432" else ""
-        return (
-            f"postgresql://{self.libpq('user')}@{where}/{self.libpq('dbname')}?schema={self.schema}"
-        )
+        # What would end the part it is in percent-encoded, so the URL printed works
+        # pasted back: a user named with ':' (or '@', '/') and a database with '/', '?'
+        # or '#' were given as is. Other characters stay as they read (parse takes them).
+        user = _encoded(self.libpq("user"), "%:@/?#[]")
+        dbname = _encoded(self.libpq("dbname"), "%/?#")
+        return f"postgresql://{user}@{where}/{dbname}?schema={self.schema}"
 
 
 class KeyError_(Exception):  # named apart from the builtin KeyError

@@ -1725,3 +1725,17 @@ def test_a_batch_of_more_registrations_than_are_compared_says_the_rest_were_not(
         "letter case; if it is that one, retract this registration and use it\n"
         + note.replace("other 3", "other 4")
     )
+
+
+def test_a_store_url_printed_back_percent_encodes_the_user_and_database_names() -> None:
+    """pg21: a user named with @ or : (an e-mail address, a cloud provider's
+    ``user@server``) was printed back as given, in "Created ledger at …" and every
+    message naming the store: pasted again, ':' began a password and '/' the path."""
+    from ledger.location import StoreLocation
+
+    url = "postgresql://ops%40example.org%3Aa%2Fb@h:5432/d%2F1%3Fx?schema=s"
+    location = StoreLocation.parse(url)
+    assert (location.user, location.dbname) == ("ops@example.org:a/b", "d/1?x")
+    assert location.display == url
+    again = StoreLocation.parse(location.display)
+    assert (again.user, again.host, again.dbname) == ("ops@example.org:a/b", "h", "d/1?x")
