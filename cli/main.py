@@ -510,6 +510,23 @@ def _file_size_limit() -> str:
 # Commands that append events: a connection lost while committing leaves it open
 # whether their batch went in.
 _APPENDING = frozenset({"append", "record", "copy", "demo"})
+# The commands that write nothing a user asked for (a read's catch-up of the read models,
+# derived data, is its own transaction): interrupted, they say only that.
+_WRITING_NOTHING = frozenset(
+    {
+        "accounts",
+        "appeals",
+        "counts",
+        "export",
+        "posts",
+        "prove",
+        "schema",
+        "status",
+        "subjects",
+        "timeline",
+        "verify",
+    }
+)
 
 
 def _store_failure(
@@ -883,6 +900,8 @@ class LedgerGroup(StrictGroup):
                     "catching up from the log, but slow); run `enforcement-ledger replay` "
                     "again. The log is unchanged"
                 )
+            elif ctx.invoked_subcommand in _WRITING_NOTHING:
+                message = "Interrupted"
             else:
                 message = "Interrupted: a write in progress was committed whole or not at all"
                 done = _committed(ctx)

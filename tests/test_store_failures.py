@@ -805,3 +805,36 @@ def test_a_postgres_stream_inside_a_transaction_closes_its_cursor_when_done() ->
         assert db.one("SELECT count(*) FROM pg_cursors")[0] == 1
         rows.close()
         assert db.one("SELECT count(*) FROM pg_cursors")[0] == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "twitter:a"],
+        ["timeline"],
+        ["export"],
+        ["counts", "--by", "type"],
+        ["accounts"],
+        ["verify"],
+        ["prove", "inclusion", "0", "--by", "sequence"],
+    ],
+)
+def test_ctrl_c_in_a_command_that_writes_nothing_says_only_that_it_was_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """kl21: every Ctrl-C said "a write in progress was committed whole or not at
+    all", a reader left to wonder what status or export had written."""
+    from ledger.location import StoreLocation
+
+    store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    store.ok("init")
+    store.append(account("twitter:a", "2020-01-01"))
+
+    def interrupted(cls: type[StoreLocation], value: str | None) -> StoreLocation:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StoreLocation, "parse", classmethod(interrupted))
+    result = store.run(*args)
+    monkeypatch.undo()
+    assert result.exit_code == 130, (result.output, result.exception)
+    assert result.stderr == "Interrupted\n"
