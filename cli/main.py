@@ -3527,6 +3527,16 @@ def check_consistency(
     )
 
 
+class _Reread(Iterable[tuple[bytes, bytes | None]]):
+    """The leaves, read anew by ``read`` each time they are iterated."""
+
+    def __init__(self, read: Callable[[], Iterator[tuple[bytes, bytes | None]]]) -> None:
+        self.read = read
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes | None]]:
+        return self.read()
+
+
 def _proof_text(path: str) -> str:
     from ledger.integrity import IntegrityError
 
@@ -3646,7 +3656,9 @@ def verify(
                         "the log has signed checkpoints: pass --vkey to check them"
                     )
                 report = verify_log(
-                    storage.iter_leaves_with_hashes(connection),
+                    # Read anew each time: verify may walk the log again, as plain
+                    # verify does, past a stored checkpoint contradicting a --trusted one.
+                    _Reread(functools.partial(storage.iter_leaves_with_hashes, connection)),
                     stored,
                     origin=ledger.origin,
                     verifiers=verifiers,

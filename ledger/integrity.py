@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -29,8 +29,13 @@ from ledger.location import KeyError_
 class IntegrityError(Exception):
     """Verification failed; ``sequence`` is the first bad leaf when it is known."""
 
-    def __init__(self, message: str, sequence: int | None = None) -> None:
+    def __init__(
+        self, message: str, sequence: int | None = None, named: frozenset[int] | None = None
+    ) -> None:
         self.sequence = sequence
+        # The changed sequences a checkpoint's judgement names, every one (None: not
+        # such a judgement, or not every one is known).
+        self.named = named
         super().__init__(message)
 
 
@@ -753,6 +758,7 @@ def _judge_changed_hashes(
     if not deciding:
         return None
     within, named = _listed(changed, size, total)
+    every = frozenset(within) if total <= len(within) else None
 
     def which(kind: str, source: str) -> str:
         return f"{_checkpoint_name(kind, source)} at size {size}"
@@ -775,6 +781,7 @@ def _judge_changed_hashes(
                 "recorded hashes. One was signed over a changed log (had the signing key left "
                 f"the operator's hands?){decides}",
                 within[0],
+                every,
             ),
             "",
         )
@@ -789,6 +796,7 @@ def _judge_changed_hashes(
                         f"leaf recorded at append time, which {which(kind, source)} confirms (the "
                         "event was altered)",
                         within[0],
+                        every,
                     ),
                     _checkpoint_name(kind, source),
                 )
@@ -799,6 +807,7 @@ def _judge_changed_hashes(
                     f"to the leaves recorded at append time, which {which(kind, source)} confirms "
                     "(the events were altered)",
                     within[0],
+                    every,
                 ),
                 _checkpoint_name(kind, source),
             )
@@ -824,6 +833,7 @@ def _judge_changed_hashes(
                 f"sequence {within[0]}: {what} changed outside the ledger; {intact} ({log} "
                 f"still matches {which(kind, source)})",
                 within[0],
+                every,
             ),
             _checkpoint_name(kind, source),
         )
@@ -831,7 +841,11 @@ def _judge_changed_hashes(
 
 
 def _checkpoints_disagree(
-    sequence: int, first: tuple[int, str], gives: str, later: tuple[int, str]
+    sequence: int,
+    first: tuple[int, str],
+    gives: str,
+    later: tuple[int, str],
+    named: frozenset[int] | None = None,
 ) -> IntegrityError:
     """Two signed checkpoints, (size, name) each, judge one changed sequence apart."""
     other = "the recorded hashes" if gives == "the stored bytes" else "the stored bytes"
@@ -852,6 +866,7 @@ def _checkpoints_disagree(
         f"append time disagree, and so do {which}. One of them was signed over a changed "
         f"log (had the signing key left the operator's hands?){decides}",
         sequence,
+        named,
     )
 
 
@@ -941,6 +956,19 @@ def _undecided_hash(
     )
 
 
+class _StoreContradicts(IntegrityError):
+    """A stored checkpoint contradicts what one from outside the store judged: it leads
+    the report, and ``verify_log`` names after it what plain verify finds (``named``:
+    the changed sequences it names, which plain verify's judgements of them repeat)."""
+
+
+def _reworded(error: IntegrityError, message: str) -> IntegrityError:
+    """``error`` said as ``message``, of its kind (a store checkpoint contradicting one
+    from outside stays that)."""
+    kind = _StoreContradicts if isinstance(error, _StoreContradicts) else IntegrityError
+    return kind(message, error.sequence, error.named)
+
+
 class _OutsideDisagrees(IntegrityError):
     """A checkpoint from outside the store (trusted, given) contradicts the log: its
     finding leads the report, and ``verify_log`` goes on as plain verify would, to name
@@ -993,6 +1021,18 @@ class _Walk:
         self.changed_total += 1
 
 
+class _Walked(NamedTuple):
+    """What one walk of the log found (in order; none: it verified), the sequence to
+    report, the report of the walk (None: it stopped before the log's end) and, where a
+    stored checkpoint contradicting one from outside stopped it, the sequences that
+    finding names (None: it did not)."""
+
+    findings: list[IntegrityError]
+    sequence: int | None
+    report: VerifyReport | None
+    contradicted: frozenset[int] | None
+
+
 def verify_log(
     leaves: Iterable[tuple[bytes, bytes | None]],
     checkpoints: Sequence[StoredCheckpoint],
@@ -1004,6 +1044,62 @@ def verify_log(
     compare_recorded: bool = False,
     export: bool = False,
 ) -> VerifyReport:
+    """Recompute the tree from leaf bytes and check every claim made about it (see
+    ``_walk_log``).
+
+    Where a stored checkpoint contradicts what one from outside the store judged, that
+    leads the report, and the log is walked again as plain verify walks it (``leaves``
+    iterated again, unless it is an iterator): what that finds, the store's own
+    checkpoints' findings marked as their evidence only, follows, save the judgements
+    of sequences the lead names already."""
+    walked = _walk_log(
+        leaves,
+        checkpoints,
+        origin=origin,
+        verifiers=verifiers,
+        trusted=trusted,
+        given=given,
+        compare_recorded=compare_recorded,
+        export=export,
+    )
+    findings, sequence = walked.findings, walked.sequence
+    if walked.contradicted is not None and not isinstance(leaves, Iterator):
+        plain = _walk_log(
+            leaves,
+            checkpoints,
+            origin=origin,
+            verifiers=verifiers,
+            compare_recorded=compare_recorded,
+            export=export,
+            store_own=True,
+        )
+        said = {str(found) for found in findings}
+        findings += [
+            found
+            for found in plain.findings
+            if str(found) not in said
+            and (found.named is None or not found.named <= walked.contradicted)
+        ]
+    if not findings:
+        assert walked.report is not None
+        return walked.report
+    if len(findings) == 1:
+        raise findings[0]
+    raise IntegrityError(_went_on(findings), sequence)
+
+
+def _walk_log(
+    leaves: Iterable[tuple[bytes, bytes | None]],
+    checkpoints: Sequence[StoredCheckpoint],
+    *,
+    origin: str | None,
+    verifiers: Sequence[notes.Verifier],
+    trusted: Sequence[CheckpointText] = (),
+    given: Sequence[CheckpointText] = (),
+    compare_recorded: bool = False,
+    export: bool = False,
+    store_own: bool = False,
+) -> _Walked:
     """Recompute the tree from leaf bytes and check every claim made about it.
 
     * each leaf carries its own sequence (gapless, in order);
@@ -1017,7 +1113,8 @@ def verify_log(
     ``compare_recorded`` the recorded hash only sharpens the report: it names the
     first sequence whose recomputed hash differs from the one written then.
     ``export``: the leaves are an export's, which may predate a checkpoint file given
-    (a store's cannot: one shorter than a checkpoint was truncated).
+    (a store's cannot: one shorter than a checkpoint was truncated). ``store_own``: the
+    store's own checkpoints' findings are marked as their evidence only.
     """
     by_size: dict[int, list[tuple[str, notes.Checkpoint | None, str]]] = {}
     report_sigs = 0
@@ -1263,7 +1360,7 @@ def verify_log(
                             raise _OutsideDisagrees(
                                 message, error.sequence, (walk, walk_held)
                             ) from None
-                        raise IntegrityError(message, error.sequence) from None
+                        raise _reworded(error, message) from None
         else:
             try:
                 check_one(size)
@@ -1272,7 +1369,7 @@ def verify_log(
                 # without the store's own judgements passes).
                 failed = check_alone(size)
                 if failed is not None:
-                    raise IntegrityError(failed[1], failed[0].sequence) from None
+                    raise _reworded(*failed) from None
             else:
                 if before_held is not None:
                     # The store's own checkpoints here that the walk before the held
@@ -1325,27 +1422,36 @@ def verify_log(
                             later
                             if name_later != _checkpoint_name("stored", "")
                             or _STORE_OWN in str(later)
-                            else IntegrityError(f"{later}; {_STORE_OWN}", later.sequence)
+                            else IntegrityError(
+                                f"{later}; {_STORE_OWN}", later.sequence, later.named
+                            )
                             for _, later, _, name_later in judgements[at + 1 :]
                         ]
                         del judgements[at:]  # it and what was judged on top of it
-                        contradiction = IntegrityError(
+                        named = frozenset().union(
+                            *(e.named for e in (error, *found_too) if e.named is not None)
+                        )
+                        contradiction = _StoreContradicts(
                             f"{error}{confirms}; the stored checkpoint at size {size} gives "
                             f"{other} instead: it was signed over a changed log (had the "
                             "signing key left the operator's hands?)",
                             error.sequence,
+                            named,
                         )
                         if not found_too:
                             raise contradiction
                         # What was judged on top of it, from outside the store or (marked)
                         # by its own checkpoints, stands: the judgement it rests on does.
-                        raise IntegrityError(_went_on([contradiction, *found_too]), error.sequence)
+                        raise _StoreContradicts(
+                            _went_on([contradiction, *found_too]), error.sequence, named
+                        )
                     del judgements[at:]  # it and what was judged on top of it
                     raise _checkpoints_disagree(
                         error.sequence,
                         (first, name),
                         gives,
                         (size, _checkpoint_name(kind, source)),
+                        error.named,
                     )
         # Judged against the tree the last judgement found signed (before one: the
         # stored bytes and the recorded hashes from the start).
@@ -1382,8 +1488,8 @@ def verify_log(
                 # Held, from outside the store or not: a checkpoint from outside
                 # decides these sequences, and those after it are still to be checked.
                 error = judged[1]
-                if outside_found is not None:  # one from outside contradicted the log
-                    error = IntegrityError(f"{error}; {_STORE_OWN}", error.sequence)
+                if outside_found is not None or store_own:  # evidence only
+                    error = IntegrityError(f"{error}; {_STORE_OWN}", error.sequence, error.named)
                 judgements.append((judged[0], error, size, judged[2]))
                 rebase(judged[0])
                 from_recorded = None
@@ -1430,7 +1536,7 @@ def verify_log(
                         f"{last_good_size}..{size - 1}, but they are evidence only if "
                         "the signing key never left the operator's hands)"
                     )
-                if outside_found is not None:  # one from outside contradicted the log
+                if outside_found is not None or store_own:  # evidence only
                     hint += f"; {_STORE_OWN}"
                 if open_changed is not None:
                     hint += _also_recorded(changed, changed_total)
@@ -1595,8 +1701,10 @@ def verify_log(
         elif hash_changed is not None:
             findings = [_undecided_hash(hash_changed, None, contradicted)]
         sequence = findings[0].sequence if findings else None
+        stopped = None
     except IntegrityError as error:
         findings, sequence = stopped_findings(error)
+        stopped = error
     if outside_found is not None:
         # One from outside contradicted the log: its finding leads, then what the check,
         # gone on as plain verify, found that it does not name already.
@@ -1606,10 +1714,9 @@ def verify_log(
             *(f for f in findings if id(f) not in reported),
         ]
         sequence = outside_found[0].sequence
-    if len(findings) == 1:
-        raise findings[0]
+    contradicting = stopped.named if isinstance(stopped, _StoreContradicts) else None
     if findings:
-        raise IntegrityError(_went_on(findings), sequence)
+        return _Walked(findings, sequence, None, contradicting)
 
     warnings = []
     # Every checkpoint opened above is signed by a known key, whatever its kind.
@@ -1631,7 +1738,7 @@ def verify_log(
         frontier=tree.frontier(),
         last_leaf=last_leaf,
     )
-    return report
+    return _Walked([], None, report, None)
 
 
 def _is_bytes(value: object) -> bool:

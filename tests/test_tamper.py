@@ -1311,6 +1311,49 @@ def test_a_store_checkpoint_contradicting_what_the_auditors_confirmed_is_named_a
     assert ledger.verify_fails().endswith("; an auditor's --trusted checkpoint decides\n")
 
 
+def test_a_store_checkpoint_contradicting_the_auditors_judgement_hides_no_later_finding(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe fxvt4 (V2): events 3 and 12 altered, the node table and every stored
+    checkpoint re-signed over them, the auditor's checkpoint at 5: it proves 3 altered,
+    the store's at 19 contradicts that, and the check stopped there, so what plain verify
+    names (12, and a truncation) went unreported. The contradiction leads; then what
+    plain verify finds, the store's own findings marked as evidence only."""
+    saved = _auditor_note_at(ledger, tables, 5)
+    tables.drop_triggers()
+    lines = list(ledger.lines)
+    for sequence in (3, 12):
+        lines[sequence] = change_one_byte(lines[sequence])
+        tables.set_payload(sequence, lines[sequence])
+    tables.replace_nodes(lines)
+    for size in SIZES:
+        _resign_stored(ledger, tables, size, [ref_leaf(line) for line in lines])
+    store_found = (
+        "sequence 3: the leaf hashes the log index recorded at append time for 3, 12 were "
+        "changed outside the ledger; the stored events themselves are intact (the log still "
+        "matches the stored checkpoint at size 19)"
+    )
+    assert ledger.verify_fails() == f"Error: {store_found}\n"
+    lead = (
+        "Error: sequence 3: the stored event's bytes no longer hash to the leaf recorded at "
+        f"append time, which the trusted checkpoint {saved} at size 5 confirms (the event "
+        "was altered); the stored checkpoint at size 19 gives the stored bytes instead: it "
+        "was signed over a changed log (had the signing key left the operator's hands?); "
+        f"the check went on to find: {store_found}; {STORE_OWN}"
+    )
+    assert ledger.verify_fails("--trusted", str(saved)) == f"{lead}\n"
+    # The log cut short at 35 too (probe R5): named after them, as plain verify names it.
+    for sequence in (37, 36, 35):
+        tables.delete_event(sequence, with_entry=True)
+    truncated = (
+        "sequence 35: the log has 35 events but a checkpoint commits to 38; the log was truncated"
+    )
+    assert (
+        ledger.verify_fails() == f"Error: {store_found}; the check went on to find: {truncated}\n"
+    )
+    assert ledger.verify_fails("--trusted", str(saved)) == f"{lead}; and then: {truncated}\n"
+
+
 def test_a_store_checkpoint_stopping_the_check_keeps_the_stores_judgements(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
