@@ -3594,6 +3594,7 @@ def verify(
     from ledger.integrity import (
         IntegrityError,
         StoredCheckpoint,
+        VerifyReport,
         check_index_matches,
         check_no_node_beyond,
         check_origin_row,
@@ -3655,6 +3656,25 @@ def verify(
                     raise IntegrityError(
                         "the log has signed checkpoints: pass --vkey to check them"
                     )
+
+                def past_the_leaves(report: VerifyReport) -> list[IntegrityError]:
+                    """Where the leaves, all read, did not verify: what lies past them
+                    (index rows, nodes beyond the log's end) is named after them."""
+                    found = []
+                    try:
+                        mismatch = storage.index_mismatch(connection, report.size)
+                        check_index_matches(mismatch, report.size, verified=False)
+                    except IntegrityError as error:
+                        found.append(error)
+                    # A log named truncated leaves the nodes of the events cut behind.
+                    if not report.truncated:
+                        try:
+                            node = storage.first_node_beyond(connection, report.size)
+                            check_no_node_beyond(node, report.size, verified=False)
+                        except IntegrityError as error:
+                            found.append(error)
+                    return found
+
                 report = verify_log(
                     # Read anew each time: verify may walk the log again, as plain
                     # verify does, past a stored checkpoint contradicting a --trusted one.
@@ -3664,6 +3684,7 @@ def verify(
                     verifiers=verifiers,
                     trusted=trusted,
                     compare_recorded=True,
+                    then=past_the_leaves,
                 )
                 if vkeys and ledger.origin not in {v.name for v in verifiers}:
                     # With no checkpoint to fail on, another log's key passed unremarked.

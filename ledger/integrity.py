@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -357,10 +357,13 @@ def check_stored_frontier(get: merkle.NodeGetter, report: VerifyReport) -> None:
             )
 
 
-def check_index_matches(mismatch: tuple[str, int] | None, size: int) -> None:
-    """Raise where the log index (checked once every leaf verified) lacks a row for a
-    sequence, or has one no leaf has: rows renumbered, deleted or added past the
-    triggers, and lookups by sequence would find no event there, or the wrong one."""
+def check_index_matches(
+    mismatch: tuple[str, int] | None, size: int, *, verified: bool = True
+) -> None:
+    """Raise where the log index (checked once every leaf verified, or was read:
+    ``verified`` False) lacks a row for a sequence, or has one no leaf has: rows
+    renumbered, deleted or added past the triggers, and lookups by sequence would find
+    no event there, or the wrong one."""
     if mismatch is None:
         return
     kind, sequence = mismatch
@@ -375,19 +378,33 @@ def check_index_matches(mismatch: tuple[str, int] | None, size: int) -> None:
             "the row added, or its event deleted",
         ),
     }[kind]
+    rebuild = (
+        "; every leaf verified, so `export --nl` then `copy --export` into a new store "
+        "rebuilds it from them"
+        if verified
+        else ""
+    )
     raise IntegrityError(
         f"sequence {sequence}: {what}: the ledger's index (ledger_entries) was changed "
-        f"outside the ledger ({how}); every leaf verified, so "
-        "`export --nl` then `copy --export` into a new store rebuilds it from them",
+        f"outside the ledger ({how}){rebuild}",
         sequence if kind == "missing" else size,
     )
 
 
-def check_no_node_beyond(node: tuple[int, int] | None, size: int) -> None:
+def check_no_node_beyond(node: tuple[int, int] | None, size: int, *, verified: bool = True) -> None:
     """Raise if the node table holds a node past the log's end: the next append
-    would collide with it (appends write every node once), so none could succeed."""
+    would collide with it (appends write every node once), so none could succeed.
+    ``verified`` False: the log's ``size`` leaves were read, but did not verify."""
     if node is not None:
         level, index = node
+        if not verified:  # (events from the end deleted leave their nodes behind)
+            raise IntegrityError(
+                f"sequence {size}: the Merkle node table holds a node (level {level}, index "
+                f"{index}) beyond the log's {size} event(s): it was written outside the "
+                f"ledger, or events from {size} on were deleted, and the next append that "
+                "reaches it will fail",
+                size,
+            )
         raise IntegrityError(
             f"sequence {size}: the Merkle node table holds a node (level {level}, index "
             f"{index}) beyond the log's {size} event(s): it was written outside the "
@@ -701,6 +718,9 @@ class VerifyReport:
     frontier: list[tuple[int, bytes]] = field(default_factory=list)
     # The hash of the last leaf (None for an empty log).
     last_leaf: bytes | None = None
+    # A checkpoint commits to more events than the log has: it was named truncated
+    # (its nodes past the end are no other finding).
+    truncated: bool = False
 
     @property
     def root_b64(self) -> str:
@@ -1043,9 +1063,11 @@ def verify_log(
     given: Sequence[CheckpointText] = (),
     compare_recorded: bool = False,
     export: bool = False,
+    then: Callable[[VerifyReport], list[IntegrityError]] | None = None,
 ) -> VerifyReport:
     """Recompute the tree from leaf bytes and check every claim made about it (see
-    ``_walk_log``).
+    ``_walk_log``). ``then``: what else to find once every leaf was read, where the
+    walk found something (the report it gives is of the log as read); that follows.
 
     Where a stored checkpoint contradicts what one from outside the store judged, that
     leads the report, and the log is walked again as plain verify walks it (``leaves``
@@ -1062,7 +1084,7 @@ def verify_log(
         compare_recorded=compare_recorded,
         export=export,
     )
-    findings, sequence = walked.findings, walked.sequence
+    findings, sequence, report = walked.findings, walked.sequence, walked.report
     if walked.contradicted is not None and not isinstance(leaves, Iterator):
         plain = _walk_log(
             leaves,
@@ -1080,9 +1102,12 @@ def verify_log(
             if str(found) not in said
             and (found.named is None or not found.named <= walked.contradicted)
         ]
+        report = plain.report
     if not findings:
-        assert walked.report is not None
-        return walked.report
+        assert report is not None
+        return report
+    if report is not None and then is not None:
+        findings += then(report)
     if len(findings) == 1:
         raise findings[0]
     raise IntegrityError(_went_on(findings), sequence)
@@ -1589,6 +1614,8 @@ def _walk_log(
     # Batches: hashing, comparing and folding go through list comprehensions and C
     # list equality; the checks and their order (first bad leaf or root) are those
     # of a leaf-by-leaf loop.
+    reached_end = False  # every leaf read: the report's size is the log's
+    truncated = False
     try:
         while batch := list(islice(iterator, _VERIFY_BATCH)):
             not_bytes = None  # offset of a stored event that is not bytes at all
@@ -1676,9 +1703,11 @@ def _walk_log(
             if bad < len(batch):
                 _check_sequence(batch[bad][0], stop)  # raises with the full explanation
             index += len(batch)
+        reached_end = True
         # Sizes still to come whose checkpoints count (none left: only outside ones,
         # dropped once one contradicted the log).
         if any(by_size[size] for size in pending_sizes[next_check:]):
+            truncated = True
             missing = max(size for size in pending_sizes[next_check:] if by_size[size])
             sources = [source for kind, _, source in by_size[missing] if kind != "stored"]
             if sources and export:  # a checkpoint file signed after the export was taken?
@@ -1715,7 +1744,7 @@ def _walk_log(
         ]
         sequence = outside_found[0].sequence
     contradicting = stopped.named if isinstance(stopped, _StoreContradicts) else None
-    if findings:
+    if findings and not reached_end:
         return _Walked(findings, sequence, None, contradicting)
 
     warnings = []
@@ -1737,8 +1766,9 @@ def _walk_log(
         unsigned_from=covered if covered < tree.size else None,
         frontier=tree.frontier(),
         last_leaf=last_leaf,
+        truncated=truncated,
     )
-    return _Walked([], None, report, None)
+    return _Walked(findings, sequence, report, contradicting)
 
 
 def _is_bytes(value: object) -> bool:

@@ -1919,6 +1919,69 @@ def test_a_node_beyond_the_log_is_named_by_verify_and_by_the_append_it_blocks(
         assert "`enforcement-ledger verify` names it" in result.stderr
 
 
+def test_what_lies_past_the_leaves_is_named_though_the_leaves_do_not_verify(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe fxvt4 (V3): the nodes beyond the log's end and the index rows were checked
+    only when the leaves verified, so an auditor's checkpoint the log contradicts hid
+    them, which plain verify names."""
+    saved = ledger.save_checkpoint("auditor.checkpoint")
+    rewrite_history(ledger, tables, 5)
+    tables.execute("INSERT INTO merkle_nodes VALUES (?, ?, ?)", (0, 38, bytes(32)))
+    tables.execute("UPDATE ledger_entries SET sequence = 50 WHERE sequence = 37")
+    index = (
+        "sequence 37: the log index has no row for it: the ledger's index (ledger_entries) "
+        "was changed outside the ledger (rows renumbered or deleted)"
+    )
+    assert ledger.verify_fails().startswith(f"Error: {index}; every leaf verified")
+    found = ledger.verify_fails("--trusted", str(saved))
+    assert found.startswith("Error: sequence 0..37: root at size 38 is "), found
+    assert found.endswith(
+        "; history was rewritten since the auditor saved it (the store's own checkpoints "
+        "would place it in 30..37, but they are evidence only if the signing key never left "
+        f"the operator's hands); the check went on to find: {index}; and then: sequence 38: "
+        "the Merkle node table holds a node (level 0, index "
+        "38) beyond the log's 38 event(s): it was written outside the ledger, or events from "
+        "38 on were deleted, and the next append that reaches it will fail\n"
+    ), found
+
+
+def test_the_last_event_deleted_with_every_checkpoint_is_named_past_other_findings(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Probe fxvt2: the last event deleted with every stored checkpoint is named by its
+    node left beyond the log's end, a check made only once the leaves verified: not
+    when another fault failed them, nor past an auditor's checkpoint they contradict."""
+    saved = _auditor_note_at(ledger, tables, 5)
+    tables.drop_triggers()
+    tables.delete_event(37, with_entry=True)
+    tables.execute("DELETE FROM checkpoints")
+    beyond = (
+        "sequence 37: the Merkle node table holds a node (level 0, index 37) beyond the "
+        "log's 37 event(s): it was written outside the ledger"
+    )
+    assert ledger.verify_fails().startswith(f"Error: {beyond}, and the next append")
+    beyond += ", or events from 37 on were deleted, and the next append that reaches it will fail"
+    tables.set_payload(10, change_one_byte(ledger.lines[10]))
+    undecided = (
+        "sequence 10: the stored event's bytes no longer hash to the leaf recorded at append "
+        "time: the event, or the hash recorded for it, was altered (no signed checkpoint "
+        "covers it to tell which)"
+    )
+    assert ledger.verify_fails() == f"Error: {undecided}; the check went on to find: {beyond}\n"
+    altered = change_one_byte(ledger.lines[2])
+    tables.set_payload(2, altered)
+    tables.execute(
+        "UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = 2", (ref_leaf(altered),)
+    )
+    found = ledger.verify_fails("--trusted", str(saved))
+    assert found.startswith("Error: sequence 0..4: root at size 5 is "), found
+    assert found.endswith(
+        f"; history was rewritten since the auditor saved it; the check went on to find: "
+        f"{undecided}; and then: {beyond}\n"
+    ), found
+
+
 def test_prove_inclusion_names_the_index_where_its_row_was_renumbered_or_renamed(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
