@@ -405,12 +405,16 @@ def check_no_node_beyond(node: tuple[int, int] | None, size: int, *, verified: b
                 "reaches it will fail",
                 size,
             )
+        # The leaves verifying cannot tell a forged node from the last events deleted
+        # with every checkpoint over them: a rebuild is advice for the first only.
         raise IntegrityError(
             f"sequence {size}: the Merkle node table holds a node (level {level}, index "
             f"{index}) beyond the log's {size} event(s): it was written outside the "
-            "ledger, and the next append that reaches it will fail; the leaves and the "
-            "tree verify, so `export --nl` then `copy --export` into a new store "
-            "rebuilds the store from them",
+            f"ledger, or events from {size} on were deleted with every checkpoint that "
+            "covered them, and the next append that reaches it will fail; the leaves "
+            "and the tree verify, so if an earlier export or auditor's checkpoint shows "
+            f"the log ended at {size}, `export --nl` then `copy --export` into a new "
+            "store rebuilds the store from them",
             size,
         )
 
