@@ -186,6 +186,8 @@ class Session:
         self.committed: Any = None
         # What a failed copy removed again of the store it made, for its message.
         self.undone: str | None = None
+        # An append's or a record's --dry-run: interrupted, it had nothing to commit.
+        self.dry_run = False
         self._read: Any = None
 
     @property
@@ -902,6 +904,8 @@ class LedgerGroup(StrictGroup):
                 )
             elif ctx.invoked_subcommand in _WRITING_NOTHING:
                 message = "Interrupted"
+            elif getattr(ctx.find_object(Session), "dry_run", False):
+                message = "Interrupted: a dry run, nothing was appended"
             else:
                 message = "Interrupted: a write in progress was committed whole or not at all"
                 done = _committed(ctx)
@@ -1638,6 +1642,7 @@ def append(
       enforcement-ledger append --sort shuffled-dump.jsonl
       enforcement-ledger append --dry-run events.jsonl
     """
+    session.dry_run = dry_run
     ledger = session.writing_ledger()
     if file.isatty():  # `append` typed alone would otherwise wait without a word
         click.echo(
@@ -2011,6 +2016,7 @@ def _record_command(type_name: str, model: Any) -> click.Command:
     ) -> None:
         from ledger.events import parse_event
 
+        session.dry_run = dry_run
         data: dict[str, Any] = {"type": type_name}
         for key, value in fields.items():
             if value is None or value == ():

@@ -838,3 +838,37 @@ def test_ctrl_c_in_a_command_that_writes_nothing_says_only_that_it_was_interrupt
     monkeypatch.undo()
     assert result.exit_code == 130, (result.output, result.exception)
     assert result.stderr == "Interrupted\n"
+
+
+@pytest.mark.parametrize("command", ["append", "record"])
+def test_ctrl_c_in_a_dry_run_says_nothing_was_appended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """fxpg2: a dry run interrupted said "a write in progress was committed whole or
+    not at all", though a dry run commits nothing."""
+    from ledger.application import Ledger
+
+    store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    store.ok("init")
+    store.append(account("twitter:a", "2020-01-01"))
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Ledger, "append", interrupted)
+    if command == "append":
+        result = store.run(
+            "append", "--dry-run", "-", input=jsonl(account("twitter:b", "2020-01-02"))
+        )
+    else:
+        result = store.run(
+            "record", "followers-observed", "--dry-run", "--account", "twitter:a",
+            "--count", "5", "--occurred-at", "2021-01-01", "--source", "s",
+        )  # fmt: skip
+    monkeypatch.undo()
+    assert result.exit_code == 130, (result.output, result.exception)
+    assert result.stderr == "Interrupted: a dry run, nothing was appended\n"
+    # Not a dry run: the careful message stays.
+    monkeypatch.setattr(Ledger, "append", interrupted)
+    result = store.run("append", "-", input=jsonl(account("twitter:b", "2020-01-02")))
+    assert result.stderr.startswith("Interrupted: a write in progress"), result.stderr
