@@ -993,10 +993,6 @@ def _reworded(error: IntegrityError, message: str) -> IntegrityError:
     return kind(message, error.sequence, error.named)
 
 
-class _StoreRootDiffers(IntegrityError):
-    """A stored checkpoint's root is not the log's (a range is named)."""
-
-
 class _OutsideDisagrees(IntegrityError):
     """A checkpoint from outside the store (trusted, given) contradicts the log: its
     finding leads the report, and ``verify_log`` goes on as plain verify would, to name
@@ -1227,9 +1223,6 @@ def _walk_log(
     # The later ones from outside, set aside then, by size: one that matches the log as
     # stored shows the two from outside are not of one history (a split view).
     set_aside: dict[int, list[tuple[str, notes.Checkpoint | None, str]]] = {}
-    # A store checkpoint stops the check before one from outside could decide: its
-    # range is the one the store's own findings give, as plain verify names it.
-    narrowing = False
     split: list[IntegrityError] = []  # what those showed
 
     def rebase(outcome: str) -> None:
@@ -1373,7 +1366,7 @@ def _walk_log(
         return None
 
     def check_at(size: int) -> None:
-        nonlocal before_held, narrowing
+        nonlocal before_held
         if before_held is None:
             check_one(size)
         elif any(kind != "stored" for kind, _, _ in by_size[size]):
@@ -1398,7 +1391,6 @@ def _walk_log(
                             ) from None
                         raise _reworded(error, message) from None
         else:
-            walk, walk_held, walked = walk_now(), list(held), before_held
             try:
                 check_one(size)
             except IntegrityError:
@@ -1406,19 +1398,6 @@ def _walk_log(
                 # without the store's own judgements passes).
                 failed = check_alone(size)
                 if failed is not None:
-                    # A root that differs is named as plain verify names it, in the range
-                    # the store's own findings give (reported as their evidence only).
-                    restore(walk)
-                    held[:], before_held = walk_held, walked
-                    narrowing = True
-                    try:
-                        check_one(size)
-                    except _StoreRootDiffers as narrowed:
-                        raise narrowed from None
-                    except IntegrityError:
-                        pass
-                    finally:
-                        narrowing = False
                     raise _reworded(*failed) from None
             else:
                 if before_held is not None:
@@ -1569,7 +1548,7 @@ def _walk_log(
                 start = last_good_size
                 # One from outside contradicting the log leads the report; the check
                 # goes on (check_size) to name what plain verify finds after it.
-                failed = _StoreRootDiffers if kind == "stored" else _OutsideDisagrees
+                failed = IntegrityError if kind == "stored" else _OutsideDisagrees
                 if size == 0:
                     raise failed(
                         f"{_checkpoint_name(kind, source)} at size 0 "
@@ -1577,8 +1556,7 @@ def _walk_log(
                         f"{_b64(root)}: it is no checkpoint of any log (forged)",
                         0,
                     )
-                widen = kind != "stored" or (outside_later and not narrowing)
-                if widen and last_vouched_size < last_good_size:
+                if (kind != "stored" or outside_later) and last_vouched_size < last_good_size:
                     # A checkpoint from outside disagrees: the store's own ones are
                     # signed with the key in question, so they narrow nothing.
                     start = last_vouched_size
