@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeGuard
 
 import click
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ledger.application import Ledger
     from ledger.location import StoreLocation
     from ledger.persistence import Storage
+    from ledger.postgres import PostgresStorage
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 EXIT_INTERNAL = 70
@@ -867,7 +868,7 @@ def _committed(ctx: click.Context) -> Any:
 def _said_if_undone(ctx: click.Context, message: str) -> str:
     """A failed copy's message, saying what it removed again of the store it made."""
     undone = getattr(ctx.find_object(Session), "undone", None)
-    return f"{message} (nothing was left: {undone})" if undone else message
+    return f"{message} (nothing of the copy was left: {undone})" if undone else message
 
 
 def _said_if_committed(ctx: click.Context, explained: click.ClickException) -> click.ClickException:
@@ -917,7 +918,7 @@ class LedgerGroup(StrictGroup):
                         "do not append them again"
                     )
             if undone := getattr(ctx.find_object(Session), "undone", None):
-                message = f"Interrupted: nothing was left ({undone})"  # a copy's
+                message = f"Interrupted: nothing of the copy was left ({undone})"
             click.echo(message, err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as error:
@@ -1283,6 +1284,13 @@ def _create_store(location: StoreLocation, origin: str) -> tuple[bool, Storage, 
     return created, storage, missing
 
 
+def _made_schema(storage: Storage) -> TypeGuard[PostgresStorage]:
+    """Whether creating this store made its PostgreSQL schema (a failed copy's to drop)."""
+    from ledger.postgres import PostgresStorage
+
+    return isinstance(storage, PostgresStorage) and storage.made_schema
+
+
 @contextmanager
 def _created_for_copy(session: Session, origin: str) -> Iterator[None]:
     """Create this store for a copy. If the copy fails, a SQLite store this command
@@ -1306,12 +1314,12 @@ def _created_for_copy(session: Session, origin: str) -> Iterator[None]:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(name)
                 session.undone = f"the store this copy made ({location.display}) was removed again"
-            elif getattr(storage, "made_schema", False):
+            elif _made_schema(storage):
                 # The copy's own failure (or Ctrl-C) is what to report: a drop that fails
                 # too (the connection lost, the log's lock held past lock_timeout) only
                 # leaves the empty ledger, and the message then claims no removal.
                 with contextlib.suppress(Exception):
-                    removed = storage.drop_made_schema()  # type: ignore[attr-defined]
+                    removed = storage.drop_made_schema()
                     if removed == "schema":
                         session.undone = (
                             f"the schema this copy made ({location.schema}) was dropped again"
@@ -1319,8 +1327,8 @@ def _created_for_copy(session: Session, origin: str) -> Iterator[None]:
                     elif removed == "ledger":
                         session.undone = (
                             f"the ledger this copy made was removed again; schema "
-                            f"{location.schema!r} stays: it holds tables or other objects "
-                            "the copy did not make"
+                            f"{location.schema!r} stays, holding only tables or other "
+                            "objects the copy did not make"
                         )
         raise
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import shlex
 import sqlite3
+import threading
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -256,7 +257,7 @@ def test_a_copy_of_an_altered_source_copies_nothing(
     _nothing_copied(bare_store, result)
     # Into a store that existed before: it stays, empty, and nothing is said removed.
     bare_store.ok("init")
-    assert "nothing was left" not in bare_store.fail("copy", source.url).stderr
+    assert "nothing of the copy was left" not in bare_store.fail("copy", source.url).stderr
     assert bare_store.count() == 0
     # A file that was there before a SQLite copy made its store in it stays too.
     if bare_store.kind == "sqlite":
@@ -285,7 +286,7 @@ def _nothing_copied(target: Store, failed: Result) -> None:
             assert found.fetchone() is None
         made = "schema"
     said = failed.stderr
-    assert "nothing was left" in said, said
+    assert "nothing of the copy was left" in said, said
     assert f"the {made} this copy made (" in said, said
 
 
@@ -641,7 +642,9 @@ def test_an_interrupted_copy_leaves_nothing_and_says_so(
     monkeypatch.setattr(Ledger, "copy_log", interrupted)
     result = bare_store.run("copy", source.url)
     assert result.exit_code == 130, result.output
-    assert result.stderr.startswith("Interrupted: nothing was left (the "), result.stderr
+    assert result.stderr.startswith("Interrupted: nothing of the copy was left (the "), (
+        result.stderr
+    )
     _nothing_copied(bare_store, result)
 
 
@@ -709,11 +712,13 @@ def _relations_in(schema: str) -> set[str]:
 
 
 def _failing_copy_into_postgres(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, made_between: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, made_between: bool, racing: bool = False
 ) -> tuple[str, Result]:
     """A copy into a new PostgreSQL schema that fails (Ctrl-C) after someone else put a
     table of theirs in the schema; ``made_between``: they made the schema itself too,
-    after the copy found it missing and before it made the ledger."""
+    after the copy found it missing and before it made the ledger; ``racing``: they
+    made it in a transaction still open when the copy looked, committed while the
+    copy's CREATE SCHEMA waited for it."""
     import uuid
 
     from ledger.application import Ledger
@@ -730,12 +735,22 @@ def _failing_copy_into_postgres(
     made = PostgresStorage.create
 
     def someone_made_it_first(self: PostgresStorage, *args: object, **kwargs: object) -> bool:
-        with psycopg.connect(PG_URL, autocommit=True) as theirs:
-            theirs.execute(f'CREATE SCHEMA "{schema}"')
-        return made(self, *args, **kwargs)  # type: ignore[arg-type]
+        if not racing:
+            with psycopg.connect(PG_URL, autocommit=True) as theirs:
+                theirs.execute(f'CREATE SCHEMA "{schema}"')
+            return made(self, *args, **kwargs)  # type: ignore[arg-type]
+        with psycopg.connect(PG_URL) as theirs:
+            theirs.execute(f'CREATE SCHEMA "{schema}"')  # not yet committed
+            committing = threading.Timer(1.0, theirs.commit)
+            committing.start()
+            try:
+                return made(self, *args, **kwargs)  # type: ignore[arg-type]
+            finally:
+                committing.join()
 
     def interrupted(*_: object, **__: object) -> None:
-        _someones_table(schema)
+        if not racing:  # (racing: the schema alone is theirs, no table keeps it)
+            _someones_table(schema)
         raise KeyboardInterrupt
 
     if made_between:
@@ -756,9 +771,9 @@ def test_a_failed_copy_keeps_a_table_someone_put_in_the_schema_it_made(
         assert result.exit_code == 130, result.output
         assert _relations_in(schema) == {"their_notes"}
         assert result.stderr == (
-            "Interrupted: nothing was left (the ledger this copy made was removed again; "
-            f"schema {schema!r} stays: it holds tables or other objects the copy did not "
-            "make)\n"
+            "Interrupted: nothing of the copy was left (the ledger this copy made was removed "
+            f"again; schema {schema!r} stays, holding only tables or other objects the copy "
+            "did not make)\n"
         )
     finally:
         drop_schema(schema)
@@ -774,5 +789,24 @@ def test_a_failed_copy_leaves_a_schema_someone_made_while_it_started(
     try:
         assert result.exit_code == 130, result.output
         assert "their_notes" in _relations_in(schema)
+    finally:
+        drop_schema(schema)
+
+
+def test_a_failed_copy_leaves_a_schema_made_while_its_own_create_waited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review rv24: the schema made by another transaction still open when the copy
+    looked (so not seen), committed while the copy's CREATE SCHEMA waited on it: that
+    fails on the catalog's unique index, and the schema is not taken for the copy's."""
+    schema, result = _failing_copy_into_postgres(
+        tmp_path, monkeypatch, made_between=True, racing=True
+    )
+    try:
+        assert result.exit_code == 130, result.output
+        assert (
+            result.stderr == "Interrupted: a write in progress was committed whole or not at all\n"
+        )
+        assert "ledger_meta" in _relations_in(schema)  # theirs, as the copy left it
     finally:
         drop_schema(schema)

@@ -2164,8 +2164,8 @@ def test_copying_a_store_whose_checkpoint_notes_were_swapped_is_refused(
     assert result.exit_code == 1, (result.exit_code, result.output)
     assert result.stderr == (
         f"Error: the source's stored checkpoint at size {SIZES[0]}: its columns disagree "
-        f"with its signed note; verify the source (nothing was left: the store this copy "
-        f"made ({target.url}) was removed again)\n"
+        f"with its signed note; verify the source (nothing of the copy was left: the store "
+        f"this copy made ({target.url}) was removed again)\n"
     )
     assert not Path(target.url).exists()  # the store the failed copy created is gone
 
