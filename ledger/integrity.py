@@ -981,16 +981,24 @@ def _undecided_hash(
 
 
 class _StoreContradicts(IntegrityError):
-    """A stored checkpoint contradicts what one from outside the store judged: it leads
-    the report, and ``verify_log`` names after it what plain verify finds (``named``:
-    the changed sequences it names, which plain verify's judgements of them repeat)."""
+    """A stored checkpoint, at size ``at``, contradicts what one from outside the store
+    judged: it leads the report, and ``verify_log`` names after it what the log walked
+    again without it finds (``named``: the changed sequences it names, which that
+    walk's judgements of them repeat)."""
+
+    def __init__(
+        self, message: str, sequence: int | None, named: frozenset[int] | None, at: int
+    ) -> None:
+        self.at = at
+        super().__init__(message, sequence, named)
 
 
 def _reworded(error: IntegrityError, message: str) -> IntegrityError:
     """``error`` said as ``message``, of its kind (a store checkpoint contradicting one
     from outside stays that)."""
-    kind = _StoreContradicts if isinstance(error, _StoreContradicts) else IntegrityError
-    return kind(message, error.sequence, error.named)
+    if isinstance(error, _StoreContradicts):
+        return _StoreContradicts(message, error.sequence, error.named, error.at)
+    return IntegrityError(message, error.sequence, error.named)
 
 
 class _OutsideDisagrees(IntegrityError):
@@ -1049,12 +1057,13 @@ class _Walked(NamedTuple):
     """What one walk of the log found (in order; none: it verified), the sequence to
     report, the report of the walk (None: it stopped before the log's end) and, where a
     stored checkpoint contradicting one from outside stopped it, the sequences that
-    finding names (None: it did not)."""
+    finding names (None: it did not) and that checkpoint's size."""
 
     findings: list[IntegrityError]
     sequence: int | None
     report: VerifyReport | None
     contradicted: frozenset[int] | None
+    contradicted_at: int = 0
 
 
 def verify_log(
@@ -1074,10 +1083,12 @@ def verify_log(
     walk found something (the report it gives is of the log as read); that follows.
 
     Where a stored checkpoint contradicts what one from outside the store judged, that
-    leads the report, and the log is walked again as plain verify walks it (``leaves``
-    iterated again, unless it is an iterator): what that finds, the store's own
-    checkpoints' findings marked as their evidence only, follows, save the judgements
-    of sequences the lead names already."""
+    leads the report, and the log is walked again (``leaves`` iterated again, unless it
+    is an iterator) without that stored checkpoint and the --trusted ones below its
+    size, which the first walk judged by: what that finds, the store's own checkpoints'
+    findings marked as their evidence only, follows, save the judgements of sequences
+    the lead names already. The --trusted checkpoints from that size on still judge
+    (and may be contradicted in turn: the log is walked again past that one too)."""
     walked = _walk_log(
         leaves,
         checkpoints,
@@ -1089,24 +1100,34 @@ def verify_log(
         export=export,
     )
     findings, sequence, report = walked.findings, walked.sequence, walked.report
-    if walked.contradicted is not None and not isinstance(leaves, Iterator):
-        plain = _walk_log(
+    contradicted: frozenset[int] = frozenset()
+    stored, later = list(checkpoints), list(trusted)
+    while walked.contradicted is not None and not isinstance(leaves, Iterator):
+        contradicted |= walked.contradicted
+        at = walked.contradicted_at
+        stored = [checkpoint for checkpoint in stored if checkpoint.size != at]
+        later = [
+            text
+            for text in later
+            if _open(text.text, verifiers, origin, f"trusted checkpoint {text.source}").size >= at
+        ]
+        said = {str(found) for found in findings}
+        walked = _walk_log(
             leaves,
-            checkpoints,
+            stored,
             origin=origin,
             verifiers=verifiers,
+            trusted=later,
             compare_recorded=compare_recorded,
             export=export,
             store_own=True,
         )
-        said = {str(found) for found in findings}
         findings += [
             found
-            for found in plain.findings
-            if str(found) not in said
-            and (found.named is None or not found.named <= walked.contradicted)
+            for found in walked.findings
+            if str(found) not in said and (found.named is None or not found.named <= contradicted)
         ]
-        report = plain.report
+        report = walked.report
     if not findings:
         assert report is not None
         return report
@@ -1466,13 +1487,14 @@ def _walk_log(
                             "signing key left the operator's hands?)",
                             error.sequence,
                             named,
+                            size,
                         )
                         if not found_too:
                             raise contradiction
                         # What was judged on top of it, from outside the store or (marked)
                         # by its own checkpoints, stands: the judgement it rests on does.
                         raise _StoreContradicts(
-                            _went_on([contradiction, *found_too]), error.sequence, named
+                            _went_on([contradiction, *found_too]), error.sequence, named, size
                         )
                     del judgements[at:]  # it and what was judged on top of it
                     raise _checkpoints_disagree(
@@ -1517,7 +1539,9 @@ def _walk_log(
                 # Held, from outside the store or not: a checkpoint from outside
                 # decides these sequences, and those after it are still to be checked.
                 error = judged[1]
-                if outside_found is not None or store_own:  # evidence only
+                if (outside_found is not None or store_own) and judged[2] == _checkpoint_name(
+                    "stored", ""
+                ):  # evidence only (--trusted ones still judge in a walk of the store's own)
                     error = IntegrityError(f"{error}; {_STORE_OWN}", error.sequence, error.named)
                 judgements.append((judged[0], error, size, judged[2]))
                 rebase(judged[0])
@@ -1565,8 +1589,8 @@ def _walk_log(
                         f"{last_good_size}..{size - 1}, but they are evidence only if "
                         "the signing key never left the operator's hands)"
                     )
-                if outside_found is not None or store_own:  # evidence only
-                    hint += f"; {_STORE_OWN}"
+                if (outside_found is not None or store_own) and kind == "stored":
+                    hint += f"; {_STORE_OWN}"  # evidence only
                 if open_changed is not None:
                     hint += _also_recorded(changed, changed_total)
                 taken = (
@@ -1747,9 +1771,11 @@ def _walk_log(
             *(f for f in findings if id(f) not in reported),
         ]
         sequence = outside_found[0].sequence
-    contradicting = stopped.named if isinstance(stopped, _StoreContradicts) else None
+    contradicting, contradicting_at = None, 0
+    if isinstance(stopped, _StoreContradicts):
+        contradicting, contradicting_at = stopped.named, stopped.at
     if findings and not reached_end:
-        return _Walked(findings, sequence, None, contradicting)
+        return _Walked(findings, sequence, None, contradicting, contradicting_at)
 
     warnings = []
     # Every checkpoint opened above is signed by a known key, whatever its kind.
@@ -1772,7 +1798,7 @@ def _walk_log(
         last_leaf=last_leaf,
         truncated=truncated,
     )
-    return _Walked(findings, sequence, report, contradicting)
+    return _Walked(findings, sequence, report, contradicting, contradicting_at)
 
 
 def _is_bytes(value: object) -> bool:
