@@ -3541,16 +3541,6 @@ def check_consistency(
     )
 
 
-class _Reread(Iterable[tuple[bytes, bytes | None]]):
-    """The leaves, read anew by ``read`` each time they are iterated."""
-
-    def __init__(self, read: Callable[[], Iterator[tuple[bytes, bytes | None]]]) -> None:
-        self.read = read
-
-    def __iter__(self) -> Iterator[tuple[bytes, bytes | None]]:
-        return self.read()
-
-
 def _proof_text(path: str) -> str:
     from ledger.integrity import IntegrityError
 
@@ -3690,15 +3680,16 @@ def verify(
                     return found
 
                 report = verify_log(
-                    # Read anew each time: verify may walk the log again, as plain
-                    # verify does, past a stored checkpoint contradicting a --trusted one.
-                    _Reread(functools.partial(storage.iter_leaves_with_hashes, connection)),
+                    storage.iter_leaves_with_hashes(connection),
                     stored,
                     origin=ledger.origin,
                     verifiers=verifiers,
                     trusted=trusted,
                     compare_recorded=True,
                     then=past_the_leaves,
+                    # Read anew: verify walks the log again past a stored checkpoint
+                    # contradicting a --trusted one's judgement.
+                    reread=functools.partial(storage.iter_leaves_with_hashes, connection),
                 )
                 if vkeys and ledger.origin not in {v.name for v in verifiers}:
                     # With no checkpoint to fail on, another log's key passed unremarked.

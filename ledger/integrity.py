@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -1077,18 +1077,20 @@ def verify_log(
     compare_recorded: bool = False,
     export: bool = False,
     then: Callable[[VerifyReport], list[IntegrityError]] | None = None,
+    reread: Callable[[], Iterable[tuple[bytes, bytes | None]]] | None = None,
 ) -> VerifyReport:
     """Recompute the tree from leaf bytes and check every claim made about it (see
     ``_walk_log``). ``then``: what else to find once every leaf was read, where the
     walk found something (the report it gives is of the log as read); that follows.
 
     Where a stored checkpoint contradicts what one from outside the store judged, that
-    leads the report, and the log is walked again (``leaves`` iterated again, unless it
-    is an iterator) without that stored checkpoint and the --trusted ones below its
-    size, which the first walk judged by: what that finds, the store's own checkpoints'
-    findings marked as their evidence only, follows, save the judgements of sequences
-    the lead names already. The --trusted checkpoints from that size on still judge
-    (and may be contradicted in turn: the log is walked again past that one too)."""
+    leads the report, and the log is walked again (the leaves ``reread`` gives; none
+    given: the contradiction ends the check) without that stored checkpoint and the
+    --trusted ones below its size, which the first walk judged by: what that finds,
+    the store's own checkpoints' findings marked as their evidence only, follows, save
+    the judgements of sequences the lead names already. The --trusted checkpoints from
+    that size on still judge (and may be contradicted in turn: the log is walked again
+    past that one too)."""
     walked = _walk_log(
         leaves,
         checkpoints,
@@ -1102,7 +1104,7 @@ def verify_log(
     findings, sequence, report = walked.findings, walked.sequence, walked.report
     contradicted: frozenset[int] = frozenset()
     stored, later = list(checkpoints), list(trusted)
-    while walked.contradicted is not None and not isinstance(leaves, Iterator):
+    while walked.contradicted is not None and reread is not None:
         contradicted |= walked.contradicted
         at = walked.contradicted_at
         stored = [checkpoint for checkpoint in stored if checkpoint.size != at]
@@ -1113,7 +1115,7 @@ def verify_log(
         ]
         said = {str(found) for found in findings}
         walked = _walk_log(
-            leaves,
+            reread(),
             stored,
             origin=origin,
             verifiers=verifiers,

@@ -240,3 +240,67 @@ def test_extend_trusted_equals_appending_one_by_one(size: int, cuts: list[int]) 
     assert extended.size == one_by_one.size == size
     assert extended.frontier() == one_by_one.frontier()
     assert extended.root() == one_by_one.root()
+
+
+def _root(hashes: list[bytes]) -> bytes:
+    tree = merkle.StreamingRoot()
+    for digest in hashes:
+        tree.append(digest)
+    return tree.root()
+
+
+def test_the_log_is_read_again_through_reread_whatever_the_leaves_are() -> None:
+    """Review of ee1d697 (3): whether the log was walked again, past a stored checkpoint
+    contradicting a --trusted one's judgement, turned on ``isinstance(leaves,
+    Iterator)``: leaves given as a generator silently skipped it. ``reread`` says how
+    to read them again; without it there is no second walk."""
+    original = [_leaf(index) for index in range(10)]
+    lines = list(original)
+    for sequence in (1, 5):  # altered, their recorded hashes left as they were
+        lines[sequence] = lines[sequence].replace(b'"type":"t"', b'"type":"u"')
+    lines[8] = lines[8].replace(b'"type":"t"', b'"type":"v"')  # rewritten whole
+    leaf = [hashlib.sha256(b"\x00" + line).digest() for line in original]
+    now = [hashlib.sha256(b"\x00" + line).digest() for line in lines]
+    recorded = [now[8] if index == 8 else digest for index, digest in enumerate(leaf)]
+    stored = [  # the store's checkpoints re-signed over the stored bytes
+        integrity.StoredCheckpoint(
+            size,
+            _root(now[:size]),
+            integrity.sign_tree_head(ORIGIN, size, _root(now[:size]), SIGNER),
+        )
+        for size in (4, 6, 10)
+    ]
+    trusted = [  # the auditor's, of the log as it was
+        integrity.CheckpointText(
+            f"auditor-{size}", integrity.sign_tree_head(ORIGIN, size, _root(leaf[:size]), SIGNER)
+        )
+        for size in (2, 10)
+    ]
+
+    def read() -> list[tuple[bytes, bytes | None]]:
+        return list(zip(lines, recorded, strict=True))
+
+    def message(**reread: object) -> str:
+        with pytest.raises(integrity.IntegrityError) as failed:
+            integrity.verify_log(
+                (leaf for leaf in read()),
+                stored,
+                origin=ORIGIN,
+                verifiers=[SIGNER.verifier()],
+                trusted=trusted,
+                compare_recorded=True,
+                **reread,  # type: ignore[arg-type]
+            )
+        return str(failed.value)
+
+    walked_again = message(reread=read)
+    assert walked_again.startswith(
+        "sequence 1: the stored event's bytes no longer hash to the leaf recorded at append "
+        "time, which the trusted checkpoint auditor-2 at size 2 confirms (the event was "
+        "altered); the stored checkpoint at size 4 gives the stored bytes instead"
+    ), walked_again
+    assert "; the check went on to find: sequence 0..9: root at size 10 is " in walked_again
+    assert "but the trusted checkpoint auditor-10 says" in walked_again, walked_again
+    # Without a way to read the leaves again, the contradiction alone is named.
+    once = message()
+    assert "the check went on to find" not in once, once
