@@ -3661,20 +3661,23 @@ def verify(
                         "the log has signed checkpoints: pass --vkey to check them"
                     )
 
-                def past_the_leaves(report: VerifyReport) -> list[IntegrityError]:
-                    """Where the leaves, all read, did not verify: what lies past them
-                    (index rows, nodes beyond the log's end) is named after them."""
+                def past_the_leaves(
+                    report: VerifyReport, *, verified: bool = False
+                ) -> list[IntegrityError]:
+                    """What lies past the leaves, all read (index rows, nodes beyond the
+                    log's end), found: named after the leaves' findings where they did
+                    not verify (``verified`` False), else the report's failure."""
                     found = []
                     try:
                         mismatch = storage.index_mismatch(connection, report.size)
-                        check_index_matches(mismatch, report.size, verified=False)
+                        check_index_matches(mismatch, report.size, verified=verified)
                     except IntegrityError as error:
                         found.append(error)
                     # A log named truncated leaves the nodes of the events cut behind.
                     if not report.truncated:
                         try:
                             node = storage.first_node_beyond(connection, report.size)
-                            check_no_node_beyond(node, report.size, verified=False)
+                            check_no_node_beyond(node, report.size, verified=verified)
                         except IntegrityError as error:
                             found.append(error)
                     return found
@@ -3699,11 +3702,11 @@ def verify(
                         f"({ledger.origin!r}): none of this log's checkpoints can be "
                         "checked with it"
                     )
-                # Once every leaf is checked: the index has one row for each, no other.
-                check_index_matches(storage.index_mismatch(connection, report.size), report.size)
-                check_no_node_beyond(
-                    storage.first_node_beyond(connection, report.size), report.size
-                )
+                # Once every leaf is checked: the index has one row for each, no other,
+                # and the node table no node beyond the log's end.
+                found = past_the_leaves(report, verified=True)
+                if found:
+                    raise found[0]
                 check_stored_frontier(storage.node_getter(connection), report)
                 guards, changed = storage.guard_faults(connection)
                 if guards:  # not damage itself, but nothing then stops an accidental edit
