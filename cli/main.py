@@ -3673,13 +3673,14 @@ def verify(
                         check_index_matches(mismatch, report.size, verified=verified)
                     except IntegrityError as error:
                         found.append(error)
-                    # A log named truncated leaves the nodes of the events cut behind.
-                    if not report.truncated:
-                        try:
-                            node = storage.first_node_beyond(connection, report.size)
-                            check_no_node_beyond(node, report.size, verified=verified)
-                        except IntegrityError as error:
-                            found.append(error)
+                    # A log named truncated leaves the nodes of the events cut behind:
+                    # those beyond the most a checkpoint commits to are checked.
+                    end = max(report.size, report.truncated)
+                    try:
+                        node = storage.first_node_beyond(connection, end)
+                        check_no_node_beyond(node, end, verified=verified, events=report.size)
+                    except IntegrityError as error:
+                        found.append(error)
                     return found
 
                 report = verify_log(

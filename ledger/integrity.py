@@ -391,12 +391,25 @@ def check_index_matches(
     )
 
 
-def check_no_node_beyond(node: tuple[int, int] | None, size: int, *, verified: bool = True) -> None:
+def check_no_node_beyond(
+    node: tuple[int, int] | None, size: int, *, verified: bool = True, events: int | None = None
+) -> None:
     """Raise if the node table holds a node past the log's end: the next append
     would collide with it (appends write every node once), so none could succeed.
-    ``verified`` False: the log's ``size`` leaves were read, but did not verify."""
+    ``verified`` False: the log's ``size`` leaves were read, but did not verify.
+    ``events``: the log, named truncated, has these, and ``size`` is the most a
+    checkpoint commits to (the nodes of the events cut are no other finding)."""
     if node is not None:
         level, index = node
+        if events is not None and events < size:
+            raise IntegrityError(
+                f"sequence {size}: the Merkle node table holds a node (level {level}, index "
+                f"{index}) beyond the {size} event(s) a checkpoint commits to (the log, "
+                f"truncated, has {events}): it was written outside the ledger, or events "
+                f"from {size} on were deleted too, and the next append that reaches it will "
+                "fail",
+                size,
+            )
         if not verified:  # (events from the end deleted leave their nodes behind)
             raise IntegrityError(
                 f"sequence {size}: the Merkle node table holds a node (level {level}, index "
@@ -722,9 +735,10 @@ class VerifyReport:
     frontier: list[tuple[int, bytes]] = field(default_factory=list)
     # The hash of the last leaf (None for an empty log).
     last_leaf: bytes | None = None
-    # A checkpoint commits to more events than the log has: it was named truncated
-    # (its nodes past the end are no other finding).
-    truncated: bool = False
+    # The most events a checkpoint commits to past the log's end (0: none): the log was
+    # named truncated (the nodes of the events cut are no other finding; nodes beyond
+    # that size are).
+    truncated: int = 0
 
     @property
     def root_b64(self) -> str:
@@ -1677,7 +1691,7 @@ def _walk_log(
     # list equality; the checks and their order (first bad leaf or root) are those
     # of a leaf-by-leaf loop.
     reached_end = False  # every leaf read: the report's size is the log's
-    truncated = False
+    truncated = 0
     try:
         while batch := list(islice(iterator, _VERIFY_BATCH)):
             not_bytes = None  # offset of a stored event that is not bytes at all
@@ -1769,8 +1783,8 @@ def _walk_log(
         # Sizes still to come whose checkpoints count (none left: only outside ones,
         # dropped once one contradicted the log).
         if any(by_size[size] for size in pending_sizes[next_check:]):
-            truncated = True
             missing = max(size for size in pending_sizes[next_check:] if by_size[size])
+            truncated = missing
             sources = [source for kind, _, source in by_size[missing] if kind != "stored"]
             if sources and export:  # a checkpoint file signed after the export was taken?
                 raise IntegrityError(

@@ -2089,6 +2089,30 @@ def test_the_last_event_deleted_with_every_checkpoint_is_named_past_other_findin
     ), found
 
 
+def test_a_node_beyond_what_a_checkpoint_commits_to_is_named_past_a_truncation(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Review of 3f8fcaa (5): a log named truncated skipped the node check (the cut
+    events' nodes stay behind), so a node forged far beyond the end went unchecked,
+    though the README says any node beyond the end is checked. Nodes beyond the most
+    a checkpoint commits to are."""
+    tables.drop_triggers()
+    for sequence in (37, 36, 35):
+        tables.delete_event(sequence, with_entry=True)
+    truncated = (
+        "Error: sequence 35: the log has 35 events but a checkpoint commits to 38; the log "
+        "was truncated"
+    )
+    assert ledger.verify_fails() == f"{truncated}\n"  # the cut events' nodes: no finding
+    tables.execute("INSERT INTO merkle_nodes VALUES (?, ?, ?)", (0, 100, bytes(32)))
+    assert ledger.verify_fails() == (
+        f"{truncated}; the check went on to find: sequence 38: the Merkle node table holds "
+        "a node (level 0, index 100) beyond the 38 event(s) a checkpoint commits to (the "
+        "log, truncated, has 35): it was written outside the ledger, or events from 38 on "
+        "were deleted too, and the next append that reaches it will fail\n"
+    )
+
+
 def test_prove_inclusion_names_the_index_where_its_row_was_renumbered_or_renamed(
     ledger: KeyedLedger, tables: Tables
 ) -> None:
