@@ -900,7 +900,8 @@ class LedgerGroup(StrictGroup):
                 message = (
                     "Interrupted: the replay stopped part way, which may leave the read "
                     "models partly rebuilt or without their indexes (reads stay right, "
-                    "catching up from the log, but slow); run `enforcement-ledger replay` "
+                    "catching up from the log, but slow, and fail for a reader role "
+                    "until a writer catches up); run `enforcement-ledger replay` "
                     "again. The log is unchanged"
                 )
             elif ctx.invoked_subcommand in _WRITING_NOTHING:

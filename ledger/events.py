@@ -132,7 +132,8 @@ LANGUAGE_TAG = r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$"
 PATTERN_MEANINGS = {
     SLUG: SLUG_MEANING,
     IDENTIFIER: (
-        "expected an identifier: letters, digits and _ . : @ / + -, starting with a letter or digit"
+        "expected an identifier: ASCII letters, digits and _ . : @ / + -, starting with a"
+        " letter or digit"
     ),
     ACCOUNT_ID: (
         "expected '<platform>:<handle or id>': a lowercase platform slug, a colon, then no"

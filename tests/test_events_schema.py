@@ -1172,7 +1172,10 @@ def test_account_ids_are_one_spelling_nfc_and_joiners_stay_within_words(store: S
             "language: expected a BCP 47 language tag, its language in lowercase, e.g. fa or "
             "en-GB (DSA's EN is en) (given 'EN')",
         ),
-        ({"subject": "a b"}, "subject: expected an identifier: letters, digits and _ . : @ / + -"),
+        (
+            {"subject": "a b"},
+            "subject: expected an identifier: ASCII letters, digits and _ . : @ / + -",
+        ),
     ],
 )
 def test_pattern_errors_say_what_was_expected(
