@@ -3023,6 +3023,8 @@ def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVER
                                 "way, or the read models emptied)",
                                 err=True,
                             )
+                        if not notified:
+                            _say_restored(projector.restore_indexes())
         except (psycopg.OperationalError, LibraryOperationalError, ConnectError) as error:
             # A server restarting, or at its connection limit a while: tried again.
             detail = str(error).strip().splitlines()[0] if str(error).strip() else "no detail"
@@ -3037,6 +3039,14 @@ def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVER
                 ledger.recorder.datastore.pool.check()  # type: ignore[attr-defined]
             time.sleep(wait)
             wait = min(wait * 2, 60.0)
+
+
+def _say_restored(indexes: list[str]) -> None:
+    if indexes:
+        click.echo(
+            f"Built the read models' indexes a stopped replay left out: {', '.join(indexes)}",
+            err=True,
+        )
 
 
 def _try_subscription_connections(ledger: Ledger) -> None:
@@ -3079,7 +3089,8 @@ def follow(session: Session, once: bool, interval: float | None) -> None:
     On PostgreSQL it wakes on the event table's LISTEN/NOTIFY channel through the
     library's subscription, and checks every --interval seconds without one too
     (read models a replay stopped part way left emptied or partly rebuilt, which no
-    append announces); on SQLite (which cannot subscribe) it polls. Queries
+    append announces; run by their owner, it builds again the indexes such a replay
+    left out); on SQLite (which cannot subscribe) it polls. Queries
     catch up by themselves too, so this only keeps them fast. Ctrl-C or SIGTERM
     stops it with status 0: each catch-up commits whole, so nothing is left half
     applied.
@@ -3108,6 +3119,7 @@ def follow(session: Session, once: bool, interval: float | None) -> None:
         projector = Projector(ledger, db)
         applied = projector.catch_up()
         click.echo(f"Caught up: {applied} event(s) applied", err=True)
+        _say_restored(projector.restore_indexes())
         if once:
             return
         previous = signal.signal(signal.SIGTERM, _raise_stopped)

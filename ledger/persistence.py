@@ -383,6 +383,19 @@ class Database:
         finally:
             self.raw.execute(f"SELECT pg_advisory_unlock({_ADVISORY_KEY})", (name,))
 
+    @contextmanager
+    def session_lock_if_free(self, name: str) -> Iterator[bool]:
+        """The lock held whole by this session if no one holds it now (PostgreSQL):
+        yields whether it was taken (work that can wait for its next turn)."""
+        taken = bool(
+            self.raw.execute(f"SELECT pg_try_advisory_lock({_ADVISORY_KEY})", (name,)).fetchone()[0]
+        )
+        try:
+            yield taken
+        finally:
+            if taken:
+                self.raw.execute(f"SELECT pg_advisory_unlock({_ADVISORY_KEY})", (name,))
+
     def hold_shared(self, name: str) -> None:
         """The lock in shared mode, held until this connection closes (PostgreSQL):
         many holders at once, none while a session holds it whole (``session_lock``).

@@ -467,6 +467,27 @@ class Projector:
         self.ledger = ledger
         self.db = db
 
+    def restore_indexes(self) -> list[str]:
+        """PostgreSQL: the read models' indexes a replay stopped part way dropped, built
+        again by their owner (the rows catch up by themselves; without the indexes
+        every query reads whole tables, until a replay or `init` made them). Not while
+        a replay runs or a read holds the read models: asked again next time. Returns
+        the names built."""
+        db = self.db
+        if db.dialect != "postgres" or not _owns_read_models(db):
+            return []
+        missing = [name for name in INDEX_NAMES if name not in db.relation_names()]
+        if not missing:
+            return []
+        with db.session_lock_if_free(REBUILD_LOCK) as free:
+            if not free:
+                return []
+            with db.transaction(lock="ledger-projection") as tx:
+                tx.execute("SET LOCAL maintenance_work_mem = '256MB'")
+                for statement in INDEXES:  # IF NOT EXISTS: those there stay
+                    tx.execute(statement)
+        return missing
+
     def position(self) -> tuple[int, int]:
         return projected_position(self.db)
 

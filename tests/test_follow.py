@@ -174,7 +174,8 @@ def test_follow_repairs_read_models_a_stopped_replay_left_without_an_append(
     """A replay killed part way (PostgreSQL: its phases commit apart) leaves the read
     models emptied, or holding the chunks it projected and no position; a running
     follow woke only on a notification, so it left them so until the next append.
-    Now it checks every --interval seconds without one too."""
+    Now it checks every --interval seconds without one too, and builds the indexes
+    the replay dropped again (kl21: every query read whole tables until a replay)."""
     require_postgres()
     import psycopg
 
@@ -206,10 +207,17 @@ def test_follow_repairs_read_models_a_stopped_replay_left_without_an_append(
             def repaired() -> bool:
                 rows = conn.execute("SELECT * FROM projection_position").fetchall()
                 (count,) = conn.execute("SELECT count(*) FROM timeline").fetchone() or (0,)
-                return rows == position and count == len(events)
+                indexes = {
+                    name
+                    for (name,) in conn.execute(
+                        "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
+                    )
+                }
+                return rows == position and count == len(events) and indexes >= set(INDEX_NAMES)
 
             assert _wait_for(repaired, seconds=10), log.read_text()
         assert f"Applied {len(events)} event(s) the read models lacked" in log.read_text()
+        assert "Built the read models' indexes a stopped replay left out: " in log.read_text()
         assert store.count() == len(events)  # no append announced it
         follower.send_signal(signal.SIGTERM)
         assert follower.wait(timeout=20) == 0, log.read_text()
@@ -266,5 +274,54 @@ def test_follow_keeps_trying_while_the_server_refuses_its_connections(tmp_path: 
         assert follower.wait(timeout=20) == 0, log.read_text()
     finally:
         _stop(follower)
+        drop_schema(schema)
+        drop_roles(prefix)
+
+
+def test_follow_once_builds_the_indexes_a_stopped_replay_left_out_as_their_owner(
+    tmp_path: Path,
+) -> None:
+    """kl21: a PostgreSQL replay stopped between dropping its indexes and building them
+    left every query reading whole tables until `replay` or `init` ran again; `follow`
+    (its owner) builds them again; a writer role, which may not, leaves them."""
+    require_postgres()
+    import psycopg
+
+    from projections.projector import INDEX_NAMES
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    prefix = f"r_{uuid.uuid4().hex[:8]}"
+    store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    try:
+        store.ok("init", "--role-prefix", prefix)
+        store.append(*[account(f"twitter:a{n}", "2020-01-01") for n in range(5)])
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+
+            def indexes() -> set[str]:
+                return {
+                    name
+                    for (name,) in conn.execute(
+                        "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
+                    )
+                } & set(INDEX_NAMES)
+
+            for name in ("timeline_account", "timeline_status_facts"):
+                conn.execute(f'DROP INDEX "{schema}".{name}')
+            writer = PG_URL.replace("postgres@", f"{prefix}_writer@", 1)
+            result = Store(f"{writer}?schema={schema}", "postgres", tmp_path).run(
+                "follow", "--once"
+            )
+            assert result.exit_code == 0, result.output
+            assert "Built" not in result.stderr
+            assert indexes() == set(INDEX_NAMES) - {"timeline_account", "timeline_status_facts"}
+            result = store.run("follow", "--once")
+            assert result.exit_code == 0, result.output
+            assert result.stderr.endswith(
+                "Built the read models' indexes a stopped replay left out: timeline_account, "
+                "timeline_status_facts\n"
+            ), result.stderr
+            assert indexes() == set(INDEX_NAMES)
+            assert "Built" not in store.run("follow", "--once").stderr  # none missing now
+    finally:
         drop_schema(schema)
         drop_roles(prefix)
