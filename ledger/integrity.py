@@ -36,24 +36,7 @@ class IntegrityError(Exception):
         # The changed sequences a checkpoint's judgement names, every one (None: not
         # such a judgement, or not every one is known).
         self.named = named
-        # Such a judgement's outcome ("altered", "intact", "conflict"), and whether a
-        # checkpoint from outside the store made it.
-        self.outcome: str | None = None
-        self.outside = False
         super().__init__(message)
-
-
-def _judging(error: IntegrityError, outcome: str, outside: bool) -> IntegrityError:
-    """``error``, a judgement of changed sequences, with its outcome and its maker."""
-    error.outcome, error.outside = outcome, outside
-    return error
-
-
-def _like(error: IntegrityError, message: str) -> IntegrityError:
-    """``error`` said as ``message`` (what it judges kept)."""
-    said = IntegrityError(message, error.sequence, error.named)
-    said.outcome, said.outside = error.outcome, error.outside
-    return said
 
 
 # --- keys ----------------------------------------------------------------------
@@ -1015,73 +998,42 @@ class _Undecided(IntegrityError):
     """A changed hash at ``sequence`` no checkpoint judged."""
 
 
-def _anew(
-    found: IntegrityError, above: Sequence[IntegrityError], lead: _StoreContradicts
-) -> IntegrityError | None:
-    """``found``, from a walk of the log again past ``lead``, a stored checkpoint
-    contradicting a judgement, as it adds to the findings ``above`` it (by the sequences
-    they name, not their words): None where it names nothing new; a judgement of some
-    sequences named above says which. The store's own checkpoints' judgement of one
-    named above is no news (one from outside counts over theirs, and the lead names
-    what the store's gives); one from outside is, where those above from outside judge
-    it otherwise."""
-    named = frozenset(lead.named or ()).union(*(f.named for f in above if f.named is not None))
+def _anew(found: IntegrityError, above: Sequence[IntegrityError]) -> IntegrityError | None:
+    """``found``, from a walk of the log again past a stored checkpoint contradicting a
+    judgement, as it adds to the findings ``above`` it: None where it names nothing new
+    (a judgement of changed sequences all judged above, a changed hash undecided above
+    or judged there); a judgement of some of them says which of its sequences are new."""
+    judged = frozenset().union(*(f.named for f in above if f.named is not None))
     if isinstance(found, _Undecided):
         undecided = {f.sequence for f in above if isinstance(f, _Undecided)}
-        return None if found.sequence in named or found.sequence in undecided else found
+        return None if found.sequence in judged or found.sequence in undecided else found
     if found.named is None:
         return found
-    outside: dict[int, set[str]] = {}  # what those from outside judged above
-    for sequence, outcome in lead.said.items():
-        outside.setdefault(sequence, set()).add(outcome)
-    for f in above:
-        if f.outside and f.named is not None and f.outcome is not None:
-            for sequence in f.named:
-                outside.setdefault(sequence, set()).add(f.outcome)
-    new = sorted(found.named - named)
-    otherwise = sorted(
-        sequence
-        for sequence in found.named & named
-        if found.outside and found.outcome not in outside.get(sequence, {found.outcome})
-    )
-    alike = sorted(found.named & named - set(otherwise))
-    if not new and not otherwise:
+    new = found.named - judged
+    if not new:
         return None
-    if not alike and not otherwise:
+    if new == found.named:
         return found
-
-    def listed(sequences: list[int]) -> str:
-        return f"{', '.join(map(str, sequences))} {'is' if len(sequences) == 1 else 'are'}"
-
-    notes = []
-    if alike:
-        notes.append(f"{listed(alike)} named above already")
-    if otherwise:
-        notes.append(
-            f"{listed(otherwise)} judged otherwise above by a checkpoint from outside the "
-            "store too: one of the two was signed over a changed log"
-        )
-    if new:
-        notes.append(f"{listed(new)} new here")
-    return _like(found, f"{found}; of these, {'; '.join(notes)}")
+    old = sorted(found.named & judged)
+    return IntegrityError(
+        f"{found}; of these, {', '.join(map(str, old))} "
+        f"{'is' if len(old) == 1 else 'are'} named above already: "
+        f"{', '.join(map(str, sorted(new)))} only {'is' if len(new) == 1 else 'are'} new here",
+        found.sequence,
+        found.named,
+    )
 
 
 class _StoreContradicts(IntegrityError):
     """A stored checkpoint, at size ``at``, contradicts what one from outside the store
     judged: it leads the report, and ``verify_log`` names after it what the log walked
     again without it finds (``named``: the changed sequences it names, which that
-    walk's judgements of them repeat; ``said``: what checkpoints from outside the store
-    judged of them, as it names)."""
+    walk's judgements of them repeat)."""
 
     def __init__(
-        self,
-        message: str,
-        sequence: int | None,
-        named: frozenset[int] | None,
-        at: int,
-        said: dict[int, str],
+        self, message: str, sequence: int | None, named: frozenset[int] | None, at: int
     ) -> None:
-        self.at, self.said = at, said
+        self.at = at
         super().__init__(message, sequence, named)
 
 
@@ -1089,8 +1041,8 @@ def _reworded(error: IntegrityError, message: str) -> IntegrityError:
     """``error`` said as ``message``, of its kind (a store checkpoint contradicting one
     from outside stays that)."""
     if isinstance(error, _StoreContradicts):
-        return _StoreContradicts(message, error.sequence, error.named, error.at, error.said)
-    return _like(error, message)
+        return _StoreContradicts(message, error.sequence, error.named, error.at)
+    return IntegrityError(message, error.sequence, error.named)
 
 
 class _OutsideDisagrees(IntegrityError):
@@ -1148,13 +1100,14 @@ class _Walk:
 class _Walked(NamedTuple):
     """What one walk of the log found (in order; none: it verified), the sequence to
     report, the report of the walk (None: it stopped before the log's end) and, where a
-    stored checkpoint contradicting one from outside stopped it, that finding (None: it
-    did not)."""
+    stored checkpoint contradicting one from outside stopped it, the sequences that
+    finding names (None: it did not) and that checkpoint's size."""
 
     findings: list[IntegrityError]
     sequence: int | None
     report: VerifyReport | None
-    contradiction: _StoreContradicts | None
+    contradicted: frozenset[int] | None
+    contradicted_at: int = 0
 
 
 def verify_log(
@@ -1193,14 +1146,11 @@ def verify_log(
         export=export,
     )
     findings, sequence, report = walked.findings, walked.sequence, walked.report
-    named: frozenset[int] = frozenset()  # what the contradictions name, and those from
-    said: dict[int, str] = {}  # outside judged of it
+    contradicted: frozenset[int] = frozenset()
     stored, later = list(checkpoints), list(trusted)
-    while walked.contradiction is not None and reread is not None:
-        at = walked.contradiction.at
-        named |= walked.contradiction.named or frozenset()
-        said |= walked.contradiction.said
-        lead = _StoreContradicts("", None, named, at, said)
+    while walked.contradicted is not None and reread is not None:
+        contradicted |= walked.contradicted
+        at = walked.contradicted_at
         stored = [checkpoint for checkpoint in stored if checkpoint.size != at]
         later = [
             text
@@ -1218,8 +1168,9 @@ def verify_log(
             store_own=True,
         )
         # What it names anew, by the sequences each finding names (the lead's among them).
+        lead = IntegrityError("", None, contradicted)
         for found in walked.findings:
-            anew = _anew(found, findings, lead)
+            anew = _anew(found, [lead, *findings])
             if anew is not None:
                 findings.append(anew)
         report = walked.report
@@ -1402,11 +1353,12 @@ def _walk_log(
         if held:
             # The store's own judged, and the check stopped before one from outside could.
             kind, lead, size, name = held[0]
-            noted = _like(
-                lead,
+            noted = IntegrityError(
                 f"{lead}; that is the store's own checkpoint, evidence only if the signing "
                 "key never left the operator's hands (the check stopped before one from "
                 "outside the store could decide)",
+                lead.sequence,
+                lead.named,
             )
             found = [*judgements, (kind, noted, size, name), *held[1:]]
             return _findings(found, open_changed, error), hash_changed
@@ -1567,20 +1519,15 @@ def _walk_log(
                             later
                             if name_later != _checkpoint_name("stored", "")
                             or _STORE_OWN in str(later)
-                            else _like(later, f"{later}; {_STORE_OWN}")
+                            else IntegrityError(
+                                f"{later}; {_STORE_OWN}", later.sequence, later.named
+                            )
                             for _, later, _, name_later in judgements[at + 1 :]
                         ]
                         del judgements[at:]  # it and what was judged on top of it
                         named = frozenset().union(
                             *(e.named for e in (error, *found_too) if e.named is not None)
                         )
-                        # What the checkpoints from outside judged of them, as named.
-                        said = {
-                            sequence: e.outcome
-                            for e in (error, *found_too)
-                            if e.outside and e.named is not None and e.outcome is not None
-                            for sequence in e.named
-                        }
                         contradiction = _StoreContradicts(
                             f"{error}{confirms}; the stored checkpoint at size {size} gives "
                             f"{other} instead: it was signed over a changed log (had the "
@@ -1588,18 +1535,13 @@ def _walk_log(
                             error.sequence,
                             named,
                             size,
-                            said,
                         )
                         if not found_too:
                             raise contradiction
                         # What was judged on top of it, from outside the store or (marked)
                         # by its own checkpoints, stands: the judgement it rests on does.
                         raise _StoreContradicts(
-                            _went_on([contradiction, *found_too]),
-                            error.sequence,
-                            named,
-                            size,
-                            said,
+                            _went_on([contradiction, *found_too]), error.sequence, named, size
                         )
                     del judgements[at:]  # it and what was judged on top of it
                     raise _checkpoints_disagree(
@@ -1635,7 +1577,7 @@ def _walk_log(
                 )  # fmt: skip
                 if alone is not None and alone[0] != "conflict":
                     hold()
-                    held.append((alone[0], _judging(alone[1], alone[0], False), size, alone[2]))
+                    held.append((alone[0], alone[1], size, alone[2]))
                     rebase(alone[0])
                     from_recorded = None
                     assert signed_bytes is not None
@@ -1643,11 +1585,11 @@ def _walk_log(
             if judged is not None:
                 # Held, from outside the store or not: a checkpoint from outside
                 # decides these sequences, and those after it are still to be checked.
-                error = _judging(judged[1], judged[0], judged[2] != _checkpoint_name("stored", ""))
+                error = judged[1]
                 if (outside_found is not None or store_own) and judged[2] == _checkpoint_name(
                     "stored", ""
                 ):  # evidence only (--trusted ones still judge in a walk of the store's own)
-                    error = _like(error, f"{error}; {_STORE_OWN}")
+                    error = IntegrityError(f"{error}; {_STORE_OWN}", error.sequence, error.named)
                 judgements.append((judged[0], error, size, judged[2]))
                 rebase(judged[0])
                 from_recorded = None
@@ -1724,24 +1666,19 @@ def _walk_log(
                     outcome, error, judged_at, name = held[-1]
                     held[-1] = (
                         outcome,
-                        _judging(
-                            _like(
-                                error,
-                                f"{error}; {outside} at size {size} matches the log as found "
-                                "here, which confirms from outside the store what its own "
-                                "checkpoints found",
-                            ),
-                            outcome,
-                            True,
+                        IntegrityError(
+                            f"{error}; {outside} at size {size} matches the log as found "
+                            "here, which confirms from outside the store what its own "
+                            "checkpoints found",
+                            error.sequence,
+                            error.named,
                         ),
                         judged_at,
                         name,
                     )
                 # Credited to it (a later checkpoint contradicting them contradicts it,
                 # not only the store's own), as the one that decides them.
-                judgements[at:at] = [
-                    (o, _judging(e, o, True), size, outside) for o, e, _, _ in held
-                ]
+                judgements[at:at] = [(o, e, size, outside) for o, e, _, _ in held]
                 held.clear()
                 before_held = None
 
@@ -1882,9 +1819,11 @@ def _walk_log(
             *(f for f in findings if id(f) not in reported),
         ]
         sequence = outside_found[0].sequence
-    contradicting = stopped if isinstance(stopped, _StoreContradicts) else None
+    contradicting, contradicting_at = None, 0
+    if isinstance(stopped, _StoreContradicts):
+        contradicting, contradicting_at = stopped.named, stopped.at
     if findings and not reached_end:
-        return _Walked(findings, sequence, None, contradicting)
+        return _Walked(findings, sequence, None, contradicting, contradicting_at)
 
     warnings = []
     # Every checkpoint opened above is signed by a known key, whatever its kind.
@@ -1907,7 +1846,7 @@ def _walk_log(
         last_leaf=last_leaf,
         truncated=truncated,
     )
-    return _Walked(findings, sequence, report, contradicting)
+    return _Walked(findings, sequence, report, contradicting, contradicting_at)
 
 
 def _is_bytes(value: object) -> bool:
