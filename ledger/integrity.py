@@ -987,40 +987,10 @@ def _undecided_hash(
         )
     else:
         why = "no signed checkpoint covers it to tell which"
-    return _Undecided(
+    return IntegrityError(
         f"sequence {sequence}: the stored event's bytes no longer hash to the leaf recorded "
         f"at append time: the event, or the hash recorded for it, was altered ({why})",
         sequence,
-    )
-
-
-class _Undecided(IntegrityError):
-    """A changed hash at ``sequence`` no checkpoint judged."""
-
-
-def _anew(found: IntegrityError, above: Sequence[IntegrityError]) -> IntegrityError | None:
-    """``found``, from a walk of the log again past a stored checkpoint contradicting a
-    judgement, as it adds to the findings ``above`` it: None where it names nothing new
-    (a judgement of changed sequences all judged above, a changed hash undecided above
-    or judged there); a judgement of some of them says which of its sequences are new."""
-    judged = frozenset().union(*(f.named for f in above if f.named is not None))
-    if isinstance(found, _Undecided):
-        undecided = {f.sequence for f in above if isinstance(f, _Undecided)}
-        return None if found.sequence in judged or found.sequence in undecided else found
-    if found.named is None:
-        return found
-    new = found.named - judged
-    if not new:
-        return None
-    if new == found.named:
-        return found
-    old = sorted(found.named & judged)
-    return IntegrityError(
-        f"{found}; of these, {', '.join(map(str, old))} "
-        f"{'is' if len(old) == 1 else 'are'} named above already: "
-        f"{', '.join(map(str, sorted(new)))} only {'is' if len(new) == 1 else 'are'} new here",
-        found.sequence,
-        found.named,
     )
 
 
@@ -1157,6 +1127,7 @@ def verify_log(
             for text in later
             if _open(text.text, verifiers, origin, f"trusted checkpoint {text.source}").size >= at
         ]
+        said = {str(found) for found in findings}
         walked = _walk_log(
             reread(),
             stored,
@@ -1167,12 +1138,11 @@ def verify_log(
             export=export,
             store_own=True,
         )
-        # What it names anew, by the sequences each finding names (the lead's among them).
-        lead = IntegrityError("", None, contradicted)
-        for found in walked.findings:
-            anew = _anew(found, [lead, *findings])
-            if anew is not None:
-                findings.append(anew)
+        findings += [
+            found
+            for found in walked.findings
+            if str(found) not in said and (found.named is None or not found.named <= contradicted)
+        ]
         report = walked.report
     if not findings:
         assert report is not None
@@ -1358,7 +1328,6 @@ def _walk_log(
                 "key never left the operator's hands (the check stopped before one from "
                 "outside the store could decide)",
                 lead.sequence,
-                lead.named,
             )
             found = [*judgements, (kind, noted, size, name), *held[1:]]
             return _findings(found, open_changed, error), hash_changed
@@ -1671,7 +1640,6 @@ def _walk_log(
                             "here, which confirms from outside the store what its own "
                             "checkpoints found",
                             error.sequence,
-                            error.named,
                         ),
                         judged_at,
                         name,

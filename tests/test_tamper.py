@@ -1342,8 +1342,6 @@ def test_a_store_checkpoint_contradicting_the_auditors_judgement_hides_no_later_
         "was altered); the stored checkpoint at size 19 gives the stored bytes instead: it "
         "was signed over a changed log (had the signing key left the operator's hands?); "
         f"the check went on to find: {store_found.replace('size 19', 'size 30')}; {STORE_OWN}"
-        # What it says of 3 the lead judges: only 12 is new (review of ee1d697, 2).
-        "; of these, 3 is named above already: 12 only is new here"
     )
     assert ledger.verify_fails("--trusted", str(saved)) == f"{lead}\n"
     # The log cut short at 35 too (probe R5): named after them, as plain verify names it.
@@ -1399,36 +1397,6 @@ def test_a_store_checkpoint_contradicting_an_auditors_judgement_leaves_later_one
     assert "history was rewritten since the auditor saved it" in both, both
     # The auditor's finding is no store's own, evidence only.
     assert f"history was rewritten since the auditor saved it; {STORE_OWN}" not in both, both
-
-
-def test_a_judgement_walked_again_of_sequences_the_lead_names_is_not_repeated(
-    ledger: KeyedLedger, tables: Tables
-) -> None:
-    """Review of ee1d697 (2): the findings of the log walked again, past a store
-    checkpoint contradicting an auditor's judgement, were dropped by their text, or when
-    they named no sequence the contradiction did not: the store's judgement of 2 and 7,
-    which the auditor's at 5 and 10 judged in the lead, was repeated whole. A finding is
-    dropped by the sequences it names, those of every finding above."""
-    at_5 = _auditor_note_at(ledger, tables, 5)
-    at_10 = _auditor_note_at(ledger, tables, 10)
-    tables.drop_triggers()
-    tables.execute("UPDATE ledger_entries SET leaf_hash = ? WHERE sequence = 2", (bytes(32),))
-    lines = list(ledger.lines)
-    lines[7] = change_one_byte(lines[7])
-    tables.set_payload(7, lines[7])
-    tables.replace_nodes(lines)
-    for size in SIZES:
-        _resign_stored(ledger, tables, size, [ref_leaf(line) for line in lines])
-    found = ledger.verify_fails("--trusted", str(at_5), "--trusted", str(at_10))
-    assert found == (
-        "Error: sequence 2: the leaf hash the log index recorded for it at append time was "
-        "changed outside the ledger; the stored event itself is intact (the log still "
-        f"matches the trusted checkpoint {at_5} at size 5); the check went on to find: "
-        "sequence 7: the stored event's bytes no longer hash to the leaf recorded at append "
-        f"time, which the trusted checkpoint {at_10} at size 10 confirms (the event was "
-        "altered); the stored checkpoint at size 19 gives the stored bytes instead: it was "
-        "signed over a changed log (had the signing key left the operator's hands?)\n"
-    ), found
 
 
 def test_a_store_checkpoint_stopping_the_check_keeps_the_stores_judgements(
