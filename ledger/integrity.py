@@ -995,24 +995,16 @@ def _undecided_hash(
 
 
 class _StoreContradicts(IntegrityError):
-    """A stored checkpoint, at size ``at``, contradicts what one from outside the store
-    judged: it leads the report, and ``verify_log`` names after it what the log walked
-    again without it finds (``named``: the changed sequences it names, which that
-    walk's judgements of them repeat)."""
-
-    def __init__(
-        self, message: str, sequence: int | None, named: frozenset[int] | None, at: int
-    ) -> None:
-        self.at = at
-        super().__init__(message, sequence, named)
+    """A stored checkpoint contradicts what one from outside the store judged: it leads
+    the report, and ``verify_log`` names after it what plain verify finds (``named``:
+    the changed sequences it names, which plain verify's judgements of them repeat)."""
 
 
 def _reworded(error: IntegrityError, message: str) -> IntegrityError:
     """``error`` said as ``message``, of its kind (a store checkpoint contradicting one
     from outside stays that)."""
-    if isinstance(error, _StoreContradicts):
-        return _StoreContradicts(message, error.sequence, error.named, error.at)
-    return IntegrityError(message, error.sequence, error.named)
+    kind = _StoreContradicts if isinstance(error, _StoreContradicts) else IntegrityError
+    return kind(message, error.sequence, error.named)
 
 
 class _OutsideDisagrees(IntegrityError):
@@ -1071,13 +1063,12 @@ class _Walked(NamedTuple):
     """What one walk of the log found (in order; none: it verified), the sequence to
     report, the report of the walk (None: it stopped before the log's end) and, where a
     stored checkpoint contradicting one from outside stopped it, the sequences that
-    finding names (None: it did not) and that checkpoint's size."""
+    finding names (None: it did not)."""
 
     findings: list[IntegrityError]
     sequence: int | None
     report: VerifyReport | None
     contradicted: frozenset[int] | None
-    contradicted_at: int = 0
 
 
 def verify_log(
@@ -1098,13 +1089,11 @@ def verify_log(
     walk found something (the report it gives is of the log as read); that follows.
 
     Where a stored checkpoint contradicts what one from outside the store judged, that
-    leads the report, and the log is walked again (the leaves ``reread`` gives; none
-    given: the contradiction ends the check) without that stored checkpoint and the
-    --trusted ones below its size, which the first walk judged by: what that finds,
+    leads the report, and the log is walked again as plain verify walks it (the leaves
+    ``reread`` gives; none given: the contradiction ends the check): what that finds,
     the store's own checkpoints' findings marked as their evidence only, follows, save
-    the judgements of sequences the lead names already. The --trusted checkpoints from
-    that size on still judge (and may be contradicted in turn: the log is walked again
-    past that one too)."""
+    the judgements of sequences the lead names already. (The --trusted checkpoints
+    past the contradicted size do not judge in that walk.)"""
     walked = _walk_log(
         leaves,
         checkpoints,
@@ -1116,34 +1105,24 @@ def verify_log(
         export=export,
     )
     findings, sequence, report = walked.findings, walked.sequence, walked.report
-    contradicted: frozenset[int] = frozenset()
-    stored, later = list(checkpoints), list(trusted)
-    while walked.contradicted is not None and reread is not None:
-        contradicted |= walked.contradicted
-        at = walked.contradicted_at
-        stored = [checkpoint for checkpoint in stored if checkpoint.size != at]
-        later = [
-            text
-            for text in later
-            if _open(text.text, verifiers, origin, f"trusted checkpoint {text.source}").size >= at
-        ]
-        said = {str(found) for found in findings}
-        walked = _walk_log(
+    if walked.contradicted is not None and reread is not None:
+        plain = _walk_log(
             reread(),
-            stored,
+            checkpoints,
             origin=origin,
             verifiers=verifiers,
-            trusted=later,
             compare_recorded=compare_recorded,
             export=export,
             store_own=True,
         )
+        said = {str(found) for found in findings}
         findings += [
             found
-            for found in walked.findings
-            if str(found) not in said and (found.named is None or not found.named <= contradicted)
+            for found in plain.findings
+            if str(found) not in said
+            and (found.named is None or not found.named <= walked.contradicted)
         ]
-        report = walked.report
+        report = plain.report
     if not findings:
         assert report is not None
         return report
@@ -1503,14 +1482,13 @@ def _walk_log(
                             "signing key left the operator's hands?)",
                             error.sequence,
                             named,
-                            size,
                         )
                         if not found_too:
                             raise contradiction
                         # What was judged on top of it, from outside the store or (marked)
                         # by its own checkpoints, stands: the judgement it rests on does.
                         raise _StoreContradicts(
-                            _went_on([contradiction, *found_too]), error.sequence, named, size
+                            _went_on([contradiction, *found_too]), error.sequence, named
                         )
                     del judgements[at:]  # it and what was judged on top of it
                     raise _checkpoints_disagree(
@@ -1555,9 +1533,7 @@ def _walk_log(
                 # Held, from outside the store or not: a checkpoint from outside
                 # decides these sequences, and those after it are still to be checked.
                 error = judged[1]
-                if (outside_found is not None or store_own) and judged[2] == _checkpoint_name(
-                    "stored", ""
-                ):  # evidence only (--trusted ones still judge in a walk of the store's own)
+                if outside_found is not None or store_own:  # evidence only
                     error = IntegrityError(f"{error}; {_STORE_OWN}", error.sequence, error.named)
                 judgements.append((judged[0], error, size, judged[2]))
                 rebase(judged[0])
@@ -1605,8 +1581,8 @@ def _walk_log(
                         f"{last_good_size}..{size - 1}, but they are evidence only if "
                         "the signing key never left the operator's hands)"
                     )
-                if (outside_found is not None or store_own) and kind == "stored":
-                    hint += f"; {_STORE_OWN}"  # evidence only
+                if outside_found is not None or store_own:  # evidence only
+                    hint += f"; {_STORE_OWN}"
                 if open_changed is not None:
                     hint += _also_recorded(changed, changed_total)
                 taken = (
@@ -1787,11 +1763,9 @@ def _walk_log(
             *(f for f in findings if id(f) not in reported),
         ]
         sequence = outside_found[0].sequence
-    contradicting, contradicting_at = None, 0
-    if isinstance(stopped, _StoreContradicts):
-        contradicting, contradicting_at = stopped.named, stopped.at
+    contradicting = stopped.named if isinstance(stopped, _StoreContradicts) else None
     if findings and not reached_end:
-        return _Walked(findings, sequence, None, contradicting, contradicting_at)
+        return _Walked(findings, sequence, None, contradicting)
 
     warnings = []
     # Every checkpoint opened above is signed by a known key, whatever its kind.
@@ -1814,7 +1788,7 @@ def _walk_log(
         last_leaf=last_leaf,
         truncated=truncated,
     )
-    return _Walked(findings, sequence, report, contradicting, contradicting_at)
+    return _Walked(findings, sequence, report, contradicting)
 
 
 def _is_bytes(value: object) -> bool:

@@ -299,8 +299,8 @@ def test_the_log_is_read_again_through_reread_whatever_the_leaves_are() -> None:
         "time, which the trusted checkpoint auditor-2 at size 2 confirms (the event was "
         "altered); the stored checkpoint at size 4 gives the stored bytes instead"
     ), walked_again
-    assert "; the check went on to find: sequence 0..9: root at size 10 is " in walked_again
-    assert "but the trusted checkpoint auditor-10 says" in walked_again, walked_again
+    assert "; the check went on to find: " in walked_again, walked_again
+    assert "sequence 5" in walked_again.partition("; the check went on to find: ")[2]
     # Without a way to read the leaves again, the contradiction alone is named.
     once = message()
     assert "the check went on to find" not in once, once
