@@ -2621,3 +2621,23 @@ def test_a_record_time_edited_into_the_index_is_not_inherited_by_later_appends(
     ), refused.stderr
     assert "changed outside the ledger; nothing was written" in refused.stderr
     assert len(tables.leaves()) == SIZES[-1]
+
+
+def test_a_gap_past_a_store_checkpoint_contradicting_the_auditor_is_named(
+    ledger: KeyedLedger, tables: Tables
+) -> None:
+    """Review rv25 (1): event 3 altered, the store's checkpoint at 19 re-signed over it,
+    event 25 deleted: plain verify names the gap at 25; with the auditor's checkpoint
+    at 5 the repeated re-walk dropped it with the undecided hash that carried it."""
+    t5 = _auditor_note_at(ledger, tables, 5)
+    tables.drop_triggers()
+    lines = list(ledger.lines)
+    lines[3] = change_one_byte(lines[3])
+    tables.set_payload(3, lines[3])
+    _resign_stored(ledger, tables, SIZES[0], [ref_leaf(line) for line in lines])
+    tables.delete_event(25, with_entry=True)
+    gap = "sequence 25: the leaf at position 25 does not carry sequence 25"
+    assert gap in ledger.verify_fails()
+    found = ledger.verify_fails("--trusted", str(t5))
+    assert found.startswith("Error: sequence 3: "), found
+    assert gap in found, found
