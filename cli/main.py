@@ -2999,6 +2999,8 @@ def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVER
 
     wait = 1.0
     first = True
+    next_check = time.monotonic() + check_every  # for missing indexes (follow did at start)
+    waiting: set[str] = set()  # indexes said to be waiting for a replay or readers
     while True:
         try:
             # A connection of its own each time: a lost one stays closed.
@@ -3023,8 +3025,11 @@ def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVER
                                 "way, or the read models emptied)",
                                 err=True,
                             )
-                        if not notified:
-                            _say_restored(projector.restore_indexes())
+                        # On a clock: notifications coming faster than the check
+                        # would otherwise put it off for as long as they come.
+                        if time.monotonic() >= next_check:
+                            _restore_indexes(projector, waiting)
+                            next_check = time.monotonic() + check_every
         except (psycopg.OperationalError, LibraryOperationalError, ConnectError) as error:
             # A server restarting, or at its connection limit a while: tried again.
             detail = str(error).strip().splitlines()[0] if str(error).strip() else "no detail"
@@ -3041,12 +3046,39 @@ def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVER
             wait = min(wait * 2, 60.0)
 
 
-def _say_restored(indexes: list[str]) -> None:
-    if indexes:
+def _restore_indexes(projector: Any, said: set[str]) -> None:
+    """The read models' indexes a stopped replay left out, built again where this role
+    may (``Projector.restore_indexes``), and said. A failure (a timeout, a lock) is a
+    warning: follow goes on, and tries again at its next check. ``said``: the names
+    already said to be waiting, so that is said once."""
+    import psycopg
+
+    try:
+        built, waiting = projector.restore_indexes()
+    except psycopg.Error as error:
+        if projector.db.raw.closed:
+            raise  # the connection lost: follow's own handling says so
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         click.echo(
-            f"Built the read models' indexes a stopped replay left out: {', '.join(indexes)}",
+            f"warning: could not build the read models' missing indexes ({first}); "
+            "trying again at the next check",
             err=True,
         )
+        return
+    if built:
+        click.echo(
+            f"Built the read models' indexes a stopped replay left out: {', '.join(built)}",
+            err=True,
+        )
+    if waiting and not set(waiting) <= said:
+        click.echo(
+            f"note: the read models lack indexes a stopped replay left out "
+            f"({', '.join(waiting)}); a replay or a reader's open connection holds them, "
+            "so they are built at a later check",
+            err=True,
+        )
+    said.clear()
+    said.update(waiting)
 
 
 def _try_subscription_connections(ledger: Ledger) -> None:
@@ -3119,7 +3151,8 @@ def follow(session: Session, once: bool, interval: float | None) -> None:
         projector = Projector(ledger, db)
         applied = projector.catch_up()
         click.echo(f"Caught up: {applied} event(s) applied", err=True)
-        _say_restored(projector.restore_indexes())
+        if db.dialect == "postgres":
+            _restore_indexes(projector, set())
         if once:
             return
         previous = signal.signal(signal.SIGTERM, _raise_stopped)

@@ -252,18 +252,20 @@ class Database:
         the transaction of a session that ends (its statement cancelled first), and
         nothing was committed (COMMIT is sent only after the block's work is done).
         """
+        if self.dialect == "postgres" and self.raw.info.transaction_status == _PG_ACTIVE:
+            # A statement still running, whatever cut it off (Ctrl-C, or the exception a
+            # signal handler raises: follow's SIGTERM): cancelled first, as a closed
+            # session's statement would run on, its locks held.
+            with suppress(Exception):
+                self.raw.cancel_safe(timeout=5.0)
+            self.raw.close()
+            return
         if isinstance(error, Exception):
             if self.dialect == "sqlite" and not self.raw.in_transaction:
                 # SQLite rolled it back itself (an I/O error past `ulimit -f`): a ROLLBACK
                 # now fails, "no transaction is active", in place of the error that counts.
                 return
             self.rollback()
-            return
-        if self.dialect == "postgres" and self.raw.info.transaction_status == _PG_ACTIVE:
-            # Cancelled first: a closed session's statement would run on, its locks held.
-            with suppress(Exception):
-                self.raw.cancel_safe(timeout=5.0)
-            self.raw.close()
             return
         try:
             self.rollback()
@@ -390,11 +392,18 @@ class Database:
         taken = bool(
             self.raw.execute(f"SELECT pg_try_advisory_lock({_ADVISORY_KEY})", (name,)).fetchone()[0]
         )
+        unlock = f"SELECT pg_advisory_unlock({_ADVISORY_KEY})"
         try:
             yield taken
-        finally:
-            if taken:
-                self.raw.execute(f"SELECT pg_advisory_unlock({_ADVISORY_KEY})", (name,))
+        except BaseException:
+            # The session may be gone (abandoned: its locks with it); the error that
+            # ended the work is the one to raise, not the unlock's.
+            if taken and not self.raw.closed:
+                with suppress(Exception):
+                    self.raw.execute(unlock, (name,))
+            raise
+        if taken:
+            self.raw.execute(unlock, (name,))
 
     def hold_shared(self, name: str) -> None:
         """The lock in shared mode, held until this connection closes (PostgreSQL):

@@ -467,26 +467,38 @@ class Projector:
         self.ledger = ledger
         self.db = db
 
-    def restore_indexes(self) -> list[str]:
+    def restore_indexes(self) -> tuple[list[str], list[str]]:
         """PostgreSQL: the read models' indexes a replay stopped part way dropped, built
         again by their owner (the rows catch up by themselves; without the indexes
         every query reads whole tables, until a replay or `init` made them). Not while
-        a replay runs or a read holds the read models: asked again next time. Returns
-        the names built."""
+        a replay runs or a reader's connection holds the read models: asked again next
+        time. Returns the names built, and those missing but left for now."""
         db = self.db
-        if db.dialect != "postgres" or not _owns_read_models(db):
-            return []
-        missing = [name for name in INDEX_NAMES if name not in db.relation_names()]
-        if not missing:
-            return []
+        if db.dialect != "postgres":
+            return [], []
+        # By name in the catalog's index (the schema's whole list scans pg_class).
+        present = (
+            "SELECT relname FROM pg_class WHERE relname = ANY(%s) "
+            "AND relnamespace = current_schema()::regnamespace"
+        )
+
+        def missing() -> list[str]:
+            there = {name for (name,) in db.raw.execute(present, (list(INDEX_NAMES),))}
+            return [name for name in INDEX_NAMES if name not in there]
+
+        if not missing() or not _owns_read_models(db):
+            return [], []
         with db.session_lock_if_free(REBUILD_LOCK) as free:
             if not free:
-                return []
+                return [], missing()
+            built = missing()  # again, under the lock: a replay may have ended meanwhile
             with db.transaction(lock="ledger-projection") as tx:
+                # As a replay builds them: a role's statement_timeout would stop it.
+                tx.execute("SET LOCAL statement_timeout = 0")
                 tx.execute("SET LOCAL maintenance_work_mem = '256MB'")
                 for statement in INDEXES:  # IF NOT EXISTS: those there stay
                     tx.execute(statement)
-        return missing
+        return built, []
 
     def position(self) -> tuple[int, int]:
         return projected_position(self.db)

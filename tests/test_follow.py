@@ -325,3 +325,98 @@ def test_follow_once_builds_the_indexes_a_stopped_replay_left_out_as_their_owner
     finally:
         drop_schema(schema)
         drop_roles(prefix)
+
+
+def test_follow_builds_missing_indexes_past_a_statement_timeout_and_says_when_it_cannot(
+    tmp_path: Path,
+) -> None:
+    """Review rv26: the index build ran under the role's statement_timeout (a replay
+    lifts it), so follow, which had worked, ended with an error at start; and a
+    reader's open connection (holding the read models shared) kept it from building
+    them without a word."""
+    require_postgres()
+    import threading
+
+    import psycopg
+
+    from projections.projector import INDEX_NAMES
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    try:
+        store.ok("init")
+        store.append(*[account(f"twitter:a{n}", "2020-01-01") for n in range(5)])
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP INDEX "{schema}".timeline_account')
+            # A reader's connection holds the read models shared: nothing is built.
+            key = f"{schema}:ledger-rebuild"
+            conn.execute("SELECT pg_advisory_lock_shared(hashtext(%s))", (key,))
+            result = store.run("follow", "--once")
+            assert result.exit_code == 0, result.output
+            assert result.stderr.endswith(
+                "note: the read models lack indexes a stopped replay left out "
+                "(timeline_account); a replay or a reader's open connection holds them, so "
+                "they are built at a later check\n"
+            ), result.stderr
+            conn.execute("SELECT pg_advisory_unlock_shared(hashtext(%s))", (key,))
+            # The build waits on a lock longer than the role's statement_timeout allows.
+            holder = psycopg.connect(PG_URL)
+            holder.execute(f'LOCK TABLE "{schema}".timeline IN ROW EXCLUSIVE MODE')
+            release = threading.Timer(1.5, holder.commit)
+            release.start()
+            try:
+                result = store.run(
+                    "follow", "--once", env={"PGOPTIONS": "-c statement_timeout=500"}
+                )
+            finally:
+                release.join()
+                holder.close()
+            assert result.exit_code == 0, result.output
+            assert "Built the read models' indexes a stopped replay left out: " in result.stderr
+            present = {
+                name
+                for (name,) in conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
+                )
+            }
+            assert present >= set(INDEX_NAMES)
+    finally:
+        drop_schema(schema)
+
+
+def test_follow_checks_for_missing_indexes_while_appends_keep_coming(tmp_path: Path) -> None:
+    """Review rv26: the check ran only on a wake without a notification, so appends
+    coming faster than --interval put the build off for as long as they came."""
+    require_postgres()
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    log = tmp_path / "follow.log"
+    follower = None
+    try:
+        store.ok("init")
+        store.append(account("twitter:first", "2020-01-01"))
+        follower = _follow(store.url, log, "--interval", "1")
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP INDEX "{schema}".timeline_occurred')
+
+            def built() -> bool:
+                return bool(
+                    conn.execute(
+                        "SELECT 1 FROM pg_indexes WHERE schemaname = %s "
+                        "AND indexname = 'timeline_occurred'",
+                        (schema,),
+                    ).fetchone()
+                )
+
+            deadline = time.monotonic() + 8
+            while not built() and time.monotonic() < deadline:
+                store.append(account(f"twitter:a{uuid.uuid4().hex[:6]}", "2020-01-01"))
+                time.sleep(0.3)
+            assert built(), log.read_text()
+        follower.send_signal(signal.SIGTERM)
+        assert follower.wait(timeout=20) == 0, log.read_text()
+    finally:
+        _stop(follower)
+        drop_schema(schema)

@@ -872,3 +872,37 @@ def test_ctrl_c_in_a_dry_run_says_nothing_was_appended(
     monkeypatch.setattr(Ledger, "append", interrupted)
     result = store.run("append", "-", input=jsonl(account("twitter:b", "2020-01-02")))
     assert result.stderr.startswith("Interrupted: a write in progress"), result.stderr
+
+
+def test_an_exception_a_signal_raises_mid_statement_is_the_one_raised() -> None:
+    """Review rv26: follow's SIGTERM raises an Exception of its own; landing while a
+    statement ran, the ROLLBACK sent for it failed ("another command is already in
+    progress") and that error, read as a lost connection, replaced the stop: follow
+    went on. Now the statement is cancelled and the session closed, as for Ctrl-C."""
+    import signal
+
+    from ledger.location import StoreLocation
+    from ledger.postgres import PostgresStorage
+    from tests.conftest import require_postgres
+
+    require_postgres()
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stop
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    db = PostgresStorage(StoreLocation.parse(PG_URL)).connect()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        started = time.monotonic()
+        with pytest.raises(Stop), db.transaction():
+            db.execute("SELECT pg_sleep(10)")
+        assert time.monotonic() - started < 5
+        assert db.raw.closed
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        db.close()
