@@ -2983,7 +2983,9 @@ def _wakes(subscription: Iterator[Any], every: float) -> Iterator[bool]:
         os.close(readable)
 
 
-def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVERY) -> None:
+def _follow_notifications(
+    ledger: Ledger, check_every: float = FOLLOW_CHECK_EVERY, waiting: set[str] | None = None
+) -> None:
     """PostgreSQL: catch up on each notification of the events table, and every
     ``check_every`` seconds without one (read models a stopped replay left behind,
     which no append announces). A lost connection (a server restart, an admin ending
@@ -3000,7 +3002,7 @@ def _follow_notifications(ledger: Ledger, check_every: float = FOLLOW_CHECK_EVER
     wait = 1.0
     first = True
     next_check = time.monotonic() + check_every  # for missing indexes (follow did at start)
-    waiting: set[str] = set()  # indexes said to be waiting for a replay or readers
+    waiting = set() if waiting is None else waiting  # missing indexes said to be waiting
     while True:
         try:
             # A connection of its own each time: a lost one stays closed.
@@ -3072,9 +3074,9 @@ def _restore_indexes(projector: Any, said: set[str]) -> None:
         )
     if waiting and not set(waiting) <= said:
         click.echo(
-            f"note: the read models lack indexes a stopped replay left out "
-            f"({', '.join(waiting)}); a replay or a reader's open connection holds them, "
-            "so they are built at a later check",
+            f"note: the read models lack indexes ({', '.join(waiting)}): a replay runs, or "
+            "a reader's connection is open; they are built at a later check if still "
+            "missing",
             err=True,
         )
     said.clear()
@@ -3151,17 +3153,19 @@ def follow(session: Session, once: bool, interval: float | None) -> None:
         projector = Projector(ledger, db)
         applied = projector.catch_up()
         click.echo(f"Caught up: {applied} event(s) applied", err=True)
-        if db.dialect == "postgres":
-            _restore_indexes(projector, set())
+        waiting: set[str] = set()  # missing indexes said to be waiting, said once
         if once:
+            if db.dialect == "postgres":
+                _restore_indexes(projector, waiting)
             return
         previous = signal.signal(signal.SIGTERM, _raise_stopped)
         try:
             if ledger.storage.dialect == "postgres":
+                _restore_indexes(projector, waiting)  # a SIGTERM meanwhile stops it
                 # Its subscriptions open connections of their own (a lost one stays
                 # closed): this one is not held idle meanwhile.
                 db.close()
-                _follow_notifications(ledger, interval or FOLLOW_CHECK_EVERY)
+                _follow_notifications(ledger, interval or FOLLOW_CHECK_EVERY, waiting)
             else:
                 while True:
                     time.sleep(interval or 1.0)

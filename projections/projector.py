@@ -495,6 +495,10 @@ class Projector:
             with db.transaction(lock="ledger-projection") as tx:
                 # As a replay builds them: a role's statement_timeout would stop it.
                 tx.execute("SET LOCAL statement_timeout = 0")
+                # But a table lock it waits for (a session writing the read models
+                # outside the ledger's lock) ends this try: follow tries again later,
+                # rather than hold appends up past their own wait.
+                tx.execute("SET LOCAL lock_timeout = '10s'")
                 tx.execute("SET LOCAL maintenance_work_mem = '256MB'")
                 for statement in INDEXES:  # IF NOT EXISTS: those there stay
                     tx.execute(statement)

@@ -354,9 +354,9 @@ def test_follow_builds_missing_indexes_past_a_statement_timeout_and_says_when_it
             result = store.run("follow", "--once")
             assert result.exit_code == 0, result.output
             assert result.stderr.endswith(
-                "note: the read models lack indexes a stopped replay left out "
-                "(timeline_account); a replay or a reader's open connection holds them, so "
-                "they are built at a later check\n"
+                "note: the read models lack indexes (timeline_account): a replay runs, or a "
+                "reader's connection is open; they are built at a later check if still "
+                "missing\n"
             ), result.stderr
             conn.execute("SELECT pg_advisory_unlock_shared(hashtext(%s))", (key,))
             # The build waits on a lock longer than the role's statement_timeout allows.
@@ -415,6 +415,36 @@ def test_follow_checks_for_missing_indexes_while_appends_keep_coming(tmp_path: P
                 store.append(account(f"twitter:a{uuid.uuid4().hex[:6]}", "2020-01-01"))
                 time.sleep(0.3)
             assert built(), log.read_text()
+        follower.send_signal(signal.SIGTERM)
+        assert follower.wait(timeout=20) == 0, log.read_text()
+    finally:
+        _stop(follower)
+        drop_schema(schema)
+
+
+def test_follow_says_once_that_missing_indexes_wait_for_a_reader(tmp_path: Path) -> None:
+    """Review rv27: the note was said at start and again at the first check (two sets
+    of what was said); once the reader's connection closes they are built."""
+    require_postgres()
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    log = tmp_path / "follow.log"
+    follower = None
+    try:
+        store.ok("init")
+        store.append(account("twitter:first", "2020-01-01"))
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP INDEX "{schema}".timeline_account')
+            with psycopg.connect(PG_URL, autocommit=True) as reader:
+                reader.execute(
+                    "SELECT pg_advisory_lock_shared(hashtext(%s))", (f"{schema}:ledger-rebuild",)
+                )
+                follower = _follow(store.url, log, "--interval", "0.3")
+                time.sleep(1.5)  # several checks
+            assert _wait_for(lambda: "Built the read models' indexes" in log.read_text())
+        assert log.read_text().count("note: the read models lack indexes") == 1, log.read_text()
         follower.send_signal(signal.SIGTERM)
         assert follower.wait(timeout=20) == 0, log.read_text()
     finally:
