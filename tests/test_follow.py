@@ -53,6 +53,14 @@ def _stop(follower: subprocess.Popen[bytes] | None) -> None:
         follower.wait(timeout=10)
 
 
+def _read_model_indexes(conn: Any, schema: str) -> set[str]:
+    """The read models' indexes (projections.projector.INDEX_NAMES) the schema holds."""
+    from projections.projector import INDEX_NAMES
+
+    rows = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))
+    return {name for (name,) in rows} & set(INDEX_NAMES)
+
+
 def _append_unprojected(url: str, event: dict[str, Any]) -> None:
     """Appended by another process's library call: no read model is touched by it, so
     only follow applies it."""
@@ -207,13 +215,8 @@ def test_follow_repairs_read_models_a_stopped_replay_left_without_an_append(
             def repaired() -> bool:
                 rows = conn.execute("SELECT * FROM projection_position").fetchall()
                 (count,) = conn.execute("SELECT count(*) FROM timeline").fetchone() or (0,)
-                indexes = {
-                    name
-                    for (name,) in conn.execute(
-                        "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
-                    )
-                }
-                return rows == position and count == len(events) and indexes >= set(INDEX_NAMES)
+                indexes = _read_model_indexes(conn, schema)
+                return rows == position and count == len(events) and indexes == set(INDEX_NAMES)
 
             assert _wait_for(repaired, seconds=10), log.read_text()
         assert f"Applied {len(events)} event(s) the read models lacked" in log.read_text()
@@ -298,12 +301,7 @@ def test_follow_once_builds_the_indexes_a_stopped_replay_left_out_as_their_owner
         with psycopg.connect(PG_URL, autocommit=True) as conn:
 
             def indexes() -> set[str]:
-                return {
-                    name
-                    for (name,) in conn.execute(
-                        "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
-                    )
-                } & set(INDEX_NAMES)
+                return _read_model_indexes(conn, schema)
 
             for name in ("timeline_account", "timeline_status_facts"):
                 conn.execute(f'DROP INDEX "{schema}".{name}')
@@ -373,13 +371,7 @@ def test_follow_builds_missing_indexes_past_a_statement_timeout_and_says_when_it
                 holder.close()
             assert result.exit_code == 0, result.output
             assert "Built the read models' indexes a stopped replay left out: " in result.stderr
-            present = {
-                name
-                for (name,) in conn.execute(
-                    "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
-                )
-            }
-            assert present >= set(INDEX_NAMES)
+            assert _read_model_indexes(conn, schema) == set(INDEX_NAMES)
     finally:
         drop_schema(schema)
 
@@ -402,13 +394,7 @@ def test_follow_checks_for_missing_indexes_while_appends_keep_coming(tmp_path: P
             conn.execute(f'DROP INDEX "{schema}".timeline_occurred')
 
             def built() -> bool:
-                return bool(
-                    conn.execute(
-                        "SELECT 1 FROM pg_indexes WHERE schemaname = %s "
-                        "AND indexname = 'timeline_occurred'",
-                        (schema,),
-                    ).fetchone()
-                )
+                return "timeline_occurred" in _read_model_indexes(conn, schema)
 
             deadline = time.monotonic() + 8
             while not built() and time.monotonic() < deadline:
