@@ -995,16 +995,24 @@ def _undecided_hash(
 
 
 class _StoreContradicts(IntegrityError):
-    """A stored checkpoint contradicts what one from outside the store judged: it leads
-    the report, and ``verify_log`` names after it what plain verify finds (``named``:
-    the changed sequences it names, which plain verify's judgements of them repeat)."""
+    """A stored checkpoint, at size ``at``, contradicts what one from outside the store
+    judged: it leads the report, and ``verify_log`` names after it what plain verify
+    finds (``named``: the changed sequences it names, which plain verify's judgements
+    of them repeat)."""
+
+    def __init__(
+        self, message: str, sequence: int | None, named: frozenset[int] | None, at: int
+    ) -> None:
+        self.at = at
+        super().__init__(message, sequence, named)
 
 
 def _reworded(error: IntegrityError, message: str) -> IntegrityError:
     """``error`` said as ``message``, of its kind (a store checkpoint contradicting one
     from outside stays that)."""
-    kind = _StoreContradicts if isinstance(error, _StoreContradicts) else IntegrityError
-    return kind(message, error.sequence, error.named)
+    if isinstance(error, _StoreContradicts):
+        return _StoreContradicts(message, error.sequence, error.named, error.at)
+    return IntegrityError(message, error.sequence, error.named)
 
 
 class _OutsideDisagrees(IntegrityError):
@@ -1062,13 +1070,13 @@ class _Walk:
 class _Walked(NamedTuple):
     """What one walk of the log found (in order; none: it verified), the sequence to
     report, the report of the walk (None: it stopped before the log's end) and, where a
-    stored checkpoint contradicting one from outside stopped it, the sequences that
-    finding names (None: it did not)."""
+    stored checkpoint contradicting one from outside stopped it, that finding (None: it
+    did not)."""
 
     findings: list[IntegrityError]
     sequence: int | None
     report: VerifyReport | None
-    contradicted: frozenset[int] | None
+    contradiction: _StoreContradicts | None
 
 
 def verify_log(
@@ -1105,7 +1113,9 @@ def verify_log(
         export=export,
     )
     findings, sequence, report = walked.findings, walked.sequence, walked.report
-    if walked.contradicted is not None and reread is not None:
+    contradiction = walked.contradiction
+    if contradiction is not None and reread is not None:
+        contradicted = contradiction.named or frozenset()
         plain = _walk_log(
             reread(),
             checkpoints,
@@ -1119,10 +1129,34 @@ def verify_log(
         findings += [
             found
             for found in plain.findings
-            if str(found) not in said
-            and (found.named is None or not found.named <= walked.contradicted)
+            if str(found) not in said and (found.named is None or not found.named <= contradicted)
         ]
         report = plain.report
+    if contradiction is not None:
+        # Not reached: said, so the auditor does not take them for compared and agreeing.
+        past = [
+            f"{text.source} at size {size}"
+            for text in trusted
+            if (
+                size := _open(
+                    text.text, verifiers, origin, f"trusted checkpoint {text.source}"
+                ).size
+            )
+            > contradiction.at
+        ]
+        if past:
+            findings.append(
+                IntegrityError(
+                    f"the trusted checkpoint{'s' * (len(past) > 1)} {', '.join(past)} "
+                    f"{'were' if len(past) > 1 else 'was'} not compared: past the stored "
+                    f"checkpoint at size {contradiction.at} that contradicts the one from "
+                    "outside, the check "
+                    f"{'reads the log as plain verify does' if reread else 'stopped'}; verify with "
+                    f"{'them' if len(past) > 1 else 'it'} alone to have "
+                    f"{'them' if len(past) > 1 else 'it'} judge",
+                    None,
+                )
+            )
     if not findings:
         assert report is not None
         return report
@@ -1482,13 +1516,14 @@ def _walk_log(
                             "signing key left the operator's hands?)",
                             error.sequence,
                             named,
+                            size,
                         )
                         if not found_too:
                             raise contradiction
                         # What was judged on top of it, from outside the store or (marked)
                         # by its own checkpoints, stands: the judgement it rests on does.
                         raise _StoreContradicts(
-                            _went_on([contradiction, *found_too]), error.sequence, named
+                            _went_on([contradiction, *found_too]), error.sequence, named, size
                         )
                     del judgements[at:]  # it and what was judged on top of it
                     raise _checkpoints_disagree(
@@ -1763,7 +1798,7 @@ def _walk_log(
             *(f for f in findings if id(f) not in reported),
         ]
         sequence = outside_found[0].sequence
-    contradicting = stopped.named if isinstance(stopped, _StoreContradicts) else None
+    contradicting = stopped if isinstance(stopped, _StoreContradicts) else None
     if findings and not reached_end:
         return _Walked(findings, sequence, None, contradicting)
 

@@ -1320,6 +1320,7 @@ def test_a_store_checkpoint_contradicting_the_auditors_judgement_hides_no_later_
     names (12, and a truncation) went unreported. The contradiction leads; then what
     plain verify finds, the store's own findings marked as evidence only."""
     saved = _auditor_note_at(ledger, tables, 5)
+    later = _auditor_note_at(ledger, tables, SIZES[-1])
     tables.drop_triggers()
     lines = list(ledger.lines)
     for sequence in (3, 12):
@@ -1352,6 +1353,16 @@ def test_a_store_checkpoint_contradicting_the_auditors_judgement_hides_no_later_
         ledger.verify_fails() == f"Error: {store_found}; the check went on to find: {truncated}\n"
     )
     assert ledger.verify_fails("--trusted", str(saved)) == f"{lead}; and then: {truncated}\n"
+    # A later auditor's checkpoint is not compared in that reading (review rv24): said,
+    # so it is not taken for compared and agreeing.
+    both = ledger.verify_fails("--trusted", str(saved), "--trusted", str(later))
+    assert both == (
+        f"{lead}; and then: {truncated}; and then: the trusted checkpoint {later} at size 38 "
+        "was not compared: past the stored checkpoint at size 19 that contradicts the one "
+        "from outside, the check reads the log as plain verify does; verify with it alone "
+        "to have it judge\n"
+    ), both
+    assert "not compared" not in ledger.verify_fails("--trusted", str(later))  # alone, it is
 
 
 def test_a_store_checkpoint_stopping_the_check_keeps_the_stores_judgements(

@@ -303,4 +303,9 @@ def test_the_log_is_read_again_through_reread_whatever_the_leaves_are() -> None:
     assert "sequence 5" in walked_again.partition("; the check went on to find: ")[2]
     # Without a way to read the leaves again, the contradiction alone is named.
     once = message()
-    assert "the check went on to find" not in once, once
+    assert "sequence 5" not in once, once
+    assert once.endswith(
+        "the check went on to find: the trusted checkpoint auditor-10 at size 10 was not "
+        "compared: past the stored checkpoint at size 4 that contradicts the one from outside, "
+        "the check stopped; verify with it alone to have it judge"
+    ), once
