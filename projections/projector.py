@@ -137,6 +137,16 @@ def missing_parts(db: Database) -> list[str]:
     return [name for name in (*TABLES, *INDEX_NAMES) if name not in present]
 
 
+def build_indexes(db: Database) -> None:
+    """The read models' indexes, in the caller's transaction (IF NOT EXISTS: those
+    there stay). PostgreSQL sorts them in memory rather than in temporary files (server
+    side); SQLite as its connection is set (a rebuild's small cache)."""
+    if db.dialect == "postgres":
+        db.execute("SET LOCAL maintenance_work_mem = '256MB'")
+    for statement in INDEXES:
+        db.execute(statement)
+
+
 def create_tables(db: Database) -> None:
     for statement in DDL:
         if db.dialect == "sqlite":
@@ -444,8 +454,7 @@ class InlineProjection:
         if self.indexes_dropped:
             # Sorted in small runs: faster, and memory does not grow with the batch.
             with _small_cache(db):
-                for statement in INDEXES:
-                    db.execute(statement)
+                build_indexes(db)
             self.indexes_dropped = False
 
 
@@ -499,9 +508,7 @@ class Projector:
                 # outside the ledger's lock) ends this try: follow tries again later,
                 # rather than hold appends up past their own wait.
                 tx.execute("SET LOCAL lock_timeout = '10s'")
-                tx.execute("SET LOCAL maintenance_work_mem = '256MB'")
-                for statement in INDEXES:  # IF NOT EXISTS: those there stay
-                    tx.execute(statement)
+                build_indexes(tx)
         return built, []
 
     def position(self) -> tuple[int, int]:
@@ -589,8 +596,7 @@ class Projector:
                 if progress is not None:
                     progress(count)
             if owner:
-                for statement in INDEXES:
-                    db.execute(statement)
+                build_indexes(db)
         return applied
 
     def _rebuild(self, owner: bool, progress: Callable[[int], None] | None) -> int:
@@ -608,11 +614,7 @@ class Projector:
         finally:
             if owner:
                 with self.db.transaction(lock="ledger-projection") as db:
-                    if db.dialect == "postgres":
-                        # Sorts in memory rather than in temporary files (server side).
-                        db.execute("SET LOCAL maintenance_work_mem = '256MB'")
-                    for statement in INDEXES:
-                        db.execute(statement)
+                    build_indexes(db)
 
     def _empty(self, owner: bool) -> None:
         # Emptying a large table touches all its pages too: the small cache is on
