@@ -132,16 +132,22 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def bare_store(store_kind: str, tmp_path: Path) -> Iterator[Store]:
+def bare_store(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
     """A store location that is not initialised yet."""
     if store_kind == "sqlite":
-        yield Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
-        return
-    require_postgres()
+        return Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    made: tuple[Store, str] = request.getfixturevalue("postgres_schema")
+    return made[0]
 
+
+@pytest.fixture
+def postgres_schema(tmp_path: Path) -> Iterator[tuple[Store, str]]:
+    """A PostgreSQL store in a schema of its own (not initialised yet), and the
+    schema's name; the schema is dropped afterwards."""
+    require_postgres()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     try:
-        yield Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+        yield Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path), schema
     finally:
         drop_schema(schema)
 

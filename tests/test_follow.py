@@ -177,20 +177,18 @@ def test_follow_on_postgres_holds_up_to_five_connections_and_needs_four(tmp_path
 
 @pytest.mark.parametrize("left", ["emptied", "partial"])
 def test_follow_repairs_read_models_a_stopped_replay_left_without_an_append(
-    tmp_path: Path, left: str
+    tmp_path: Path, postgres_schema: tuple[Store, str], left: str
 ) -> None:
     """A replay killed part way (PostgreSQL: its phases commit apart) leaves the read
     models emptied, or holding the chunks it projected and no position; a running
     follow woke only on a notification, so it left them so until the next append.
     Now it checks every --interval seconds without one too, and builds the indexes
     the replay dropped again (kl21: every query read whole tables until a replay)."""
-    require_postgres()
     import psycopg
 
     from projections.projector import INDEX_NAMES
 
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    store, schema = postgres_schema
     log = tmp_path / "follow.log"
     follower = None
     try:
@@ -226,7 +224,6 @@ def test_follow_repairs_read_models_a_stopped_replay_left_without_an_append(
         assert follower.wait(timeout=20) == 0, log.read_text()
     finally:
         _stop(follower)
-        drop_schema(schema)
 
 
 def test_follow_keeps_trying_while_the_server_refuses_its_connections(tmp_path: Path) -> None:
@@ -283,18 +280,17 @@ def test_follow_keeps_trying_while_the_server_refuses_its_connections(tmp_path: 
 
 def test_follow_once_builds_the_indexes_a_stopped_replay_left_out_as_their_owner(
     tmp_path: Path,
+    postgres_schema: tuple[Store, str],
 ) -> None:
     """kl21: a PostgreSQL replay stopped between dropping its indexes and building them
     left every query reading whole tables until `replay` or `init` ran again; `follow`
     (its owner) builds them again; a writer role, which may not, leaves them."""
-    require_postgres()
     import psycopg
 
     from projections.projector import INDEX_NAMES
 
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store, schema = postgres_schema
     prefix = f"r_{uuid.uuid4().hex[:8]}"
-    store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
     try:
         store.ok("init", "--role-prefix", prefix)
         store.append(*[account(f"twitter:a{n}", "2020-01-01") for n in range(5)])
@@ -321,69 +317,62 @@ def test_follow_once_builds_the_indexes_a_stopped_replay_left_out_as_their_owner
             assert indexes() == set(INDEX_NAMES)
             assert "Built" not in store.run("follow", "--once").stderr  # none missing now
     finally:
-        drop_schema(schema)
         drop_roles(prefix)
 
 
 def test_follow_builds_missing_indexes_past_a_statement_timeout_and_says_when_it_cannot(
     tmp_path: Path,
+    postgres_schema: tuple[Store, str],
 ) -> None:
     """Review rv26: the index build ran under the role's statement_timeout (a replay
     lifts it), so follow, which had worked, ended with an error at start; and a
     reader's open connection (holding the read models shared) kept it from building
     them without a word."""
-    require_postgres()
     import threading
 
     import psycopg
 
     from projections.projector import INDEX_NAMES
 
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
-    try:
-        store.ok("init")
-        store.append(*[account(f"twitter:a{n}", "2020-01-01") for n in range(5)])
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP INDEX "{schema}".timeline_account')
-            # A reader's connection holds the read models shared: nothing is built.
-            key = f"{schema}:ledger-rebuild"
-            conn.execute("SELECT pg_advisory_lock_shared(hashtext(%s))", (key,))
-            result = store.run("follow", "--once")
-            assert result.exit_code == 0, result.output
-            assert result.stderr.endswith(
-                "note: the read models lack indexes (timeline_account): a replay runs, or a "
-                "reader's connection is open; they are built at a later check if still "
-                "missing\n"
-            ), result.stderr
-            conn.execute("SELECT pg_advisory_unlock_shared(hashtext(%s))", (key,))
-            # The build waits on a lock longer than the role's statement_timeout allows.
-            holder = psycopg.connect(PG_URL)
-            holder.execute(f'LOCK TABLE "{schema}".timeline IN ROW EXCLUSIVE MODE')
-            release = threading.Timer(1.5, holder.commit)
-            release.start()
-            try:
-                result = store.run(
-                    "follow", "--once", env={"PGOPTIONS": "-c statement_timeout=500"}
-                )
-            finally:
-                release.join()
-                holder.close()
-            assert result.exit_code == 0, result.output
-            assert "Built the read models' indexes a stopped replay left out: " in result.stderr
-            assert _read_model_indexes(conn, schema) == set(INDEX_NAMES)
-    finally:
-        drop_schema(schema)
+    store, schema = postgres_schema
+    store.ok("init")
+    store.append(*[account(f"twitter:a{n}", "2020-01-01") for n in range(5)])
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP INDEX "{schema}".timeline_account')
+        # A reader's connection holds the read models shared: nothing is built.
+        key = f"{schema}:ledger-rebuild"
+        conn.execute("SELECT pg_advisory_lock_shared(hashtext(%s))", (key,))
+        result = store.run("follow", "--once")
+        assert result.exit_code == 0, result.output
+        assert result.stderr.endswith(
+            "note: the read models lack indexes (timeline_account): a replay runs, or a "
+            "reader's connection is open; they are built at a later check if still "
+            "missing\n"
+        ), result.stderr
+        conn.execute("SELECT pg_advisory_unlock_shared(hashtext(%s))", (key,))
+        # The build waits on a lock longer than the role's statement_timeout allows.
+        holder = psycopg.connect(PG_URL)
+        holder.execute(f'LOCK TABLE "{schema}".timeline IN ROW EXCLUSIVE MODE')
+        release = threading.Timer(1.5, holder.commit)
+        release.start()
+        try:
+            result = store.run("follow", "--once", env={"PGOPTIONS": "-c statement_timeout=500"})
+        finally:
+            release.join()
+            holder.close()
+        assert result.exit_code == 0, result.output
+        assert "Built the read models' indexes a stopped replay left out: " in result.stderr
+        assert _read_model_indexes(conn, schema) == set(INDEX_NAMES)
 
 
-def test_follow_checks_for_missing_indexes_while_appends_keep_coming(tmp_path: Path) -> None:
+def test_follow_checks_for_missing_indexes_while_appends_keep_coming(
+    tmp_path: Path, postgres_schema: tuple[Store, str]
+) -> None:
     """Review rv26: the check ran only on a wake without a notification, so appends
     coming faster than --interval put the build off for as long as they came."""
-    require_postgres()
     import psycopg
 
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    store, schema = postgres_schema
     log = tmp_path / "follow.log"
     follower = None
     try:
@@ -405,17 +394,16 @@ def test_follow_checks_for_missing_indexes_while_appends_keep_coming(tmp_path: P
         assert follower.wait(timeout=20) == 0, log.read_text()
     finally:
         _stop(follower)
-        drop_schema(schema)
 
 
-def test_follow_says_once_that_missing_indexes_wait_for_a_reader(tmp_path: Path) -> None:
+def test_follow_says_once_that_missing_indexes_wait_for_a_reader(
+    tmp_path: Path, postgres_schema: tuple[Store, str]
+) -> None:
     """Review rv27: the note was said at start and again at the first check (two sets
     of what was said); once the reader's connection closes they are built."""
-    require_postgres()
     import psycopg
 
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    store = Store(f"{PG_URL}?schema={schema}", "postgres", tmp_path)
+    store, schema = postgres_schema
     log = tmp_path / "follow.log"
     follower = None
     try:
@@ -435,4 +423,3 @@ def test_follow_says_once_that_missing_indexes_wait_for_a_reader(tmp_path: Path)
         assert follower.wait(timeout=20) == 0, log.read_text()
     finally:
         _stop(follower)
-        drop_schema(schema)
