@@ -164,18 +164,24 @@ def test_status_loads_no_writing_machinery(store: Store, tmp_path: Path) -> None
     assert _loaded(modules, ("eventsourcing", "pydantic", *SIGNING)) == []
 
 
-def test_ctrl_c_while_loading_ends_quietly() -> None:
-    """Ctrl-C in the first moments of a command (before the CLI's own handling is in
-    place) printed a traceback and ended the process by the signal."""
+def _console_script_under(probe: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The console script's function (as pyproject.toml names it), run with ``args``
+    under ``probe``, a script given that entry point and the arguments."""
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     entry = scripts["scripts"]["enforcement-ledger"]
-    done = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_PROBE, entry, "--help"],
+    return subprocess.run(
+        [sys.executable, "-c", probe, entry, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_ctrl_c_while_loading_ends_quietly() -> None:
+    """Ctrl-C in the first moments of a command (before the CLI's own handling is in
+    place) printed a traceback and ended the process by the signal."""
+    done = _console_script_under(_INTERRUPTED_PROBE, "--help")
     assert (done.returncode, done.stdout, done.stderr) == (
         130,
         "",
@@ -202,14 +208,6 @@ getattr(importlib.import_module(module), function)()
 def test_ctrl_c_once_the_command_is_done_changes_nothing() -> None:
     """kl21: a Ctrl-C just after an append committed and said so ended the process as
     killed by SIGINT (or with a traceback), with nothing said."""
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    entry = scripts["scripts"]["enforcement-ledger"]
-    done = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_AT_EXIT_PROBE, entry, "--version"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _console_script_under(_INTERRUPTED_AT_EXIT_PROBE, "--version")
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     assert done.stdout.startswith("enforcement-ledger, version ")
