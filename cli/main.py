@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ledger.location import StoreLocation
     from ledger.persistence import Storage
     from ledger.postgres import PostgresStorage
+    from projections.projector import Projector
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 EXIT_INTERNAL = 70
@@ -3048,7 +3049,7 @@ def _follow_notifications(
             wait = min(wait * 2, 60.0)
 
 
-def _restore_indexes(projector: Any, said: set[str]) -> None:
+def _restore_indexes(projector: Projector, said: set[str]) -> None:
     """The read models' indexes a stopped replay left out, built again where this role
     may (``Projector.restore_indexes``), and said. A failure (a timeout, a lock) is a
     warning: follow goes on, and tries again at its next check. ``said``: the names
