@@ -2184,21 +2184,33 @@ as_of_option = click.option(
 known_at_option = click.option(
     "--known-at",
     metavar="TIME",
-    help="Record time: what the ledger knew then (default now); alone, the answer "
+    help="Record time: what the ledger knew then (default now, or the newest record time "
+    "if a clock behind made it later); alone, the answer "
     "the ledger gave then.",
     callback=_given_value,
 )
 
 
-def _moment(as_of: str | None, known_at: str | None) -> Any:
-    from projections.queries import Moment
+def _moment(session: Session, as_of: str | None, known_at: str | None) -> Any:
+    """The moment asked about, its times read before the store is opened."""
+    from projections.queries import Moment, ledger_now
 
+    given_as_of = _parse_time(as_of, "--as-of") if as_of else None
+    given_known = _parse_time(known_at, "--known-at") if known_at else None
+    now = ledger_now(session.reader())
     # --known-at alone asks what the ledger said then: as of then too (a suspension
     # that has ended by its `until` since still shows). Both given: the two axes apart.
     # A record time still to come knows what is known now: as of now, not a forecast.
-    now = datetime.now(UTC)
-    known = _parse_time(known_at, "--known-at") if known_at else now
-    return Moment(as_of=_parse_time(as_of, "--as-of") if as_of else min(known, now), known_at=known)
+    known = given_known or now
+    return Moment(as_of=given_as_of or min(known, now), known_at=known)
+
+
+def _known_at(session: Session, known_at: str | None) -> datetime:
+    """--known-at, else the present as the ledger knows it (see ledger_now)."""
+    from projections.queries import ledger_now
+
+    given = _parse_time(known_at, "--known-at") if known_at else None
+    return given or ledger_now(session.reader())
 
 
 @cli.command()
@@ -2237,11 +2249,11 @@ def status(
             raise click.UsageError("--history covers all valid time: give it without --as-of")
         from projections.queries import status_history
 
-        known = _parse_time(known_at, "--known-at")
+        known = _known_at(session, known_at)
         periods = status_history(session.reader(), account, known)
         write_rows(iter(periods), fmt, HISTORY_COLUMNS, table_columns=HISTORY_TABLE)
         return
-    moment = _moment(as_of, known_at)
+    moment = _moment(session, as_of, known_at)
     document = account_status(session.reader(), account, moment)
     if fmt == "table":
         for key in STATUS_COLUMNS:
@@ -2275,7 +2287,7 @@ def _account_or_selection(
         raise click.UsageError(
             "--platform and --subject select accounts: give them without ACCOUNT"
         )
-    db, moment = session.reader(), _moment(as_of, known_at)
+    db, moment = session.reader(), _moment(session, as_of, known_at)
     _check_platform(db, platform)
     _note_unregistered(db, subject=subject)
     return db, moment
@@ -2487,7 +2499,8 @@ def subjects_command(
 
     db = session.reader()
     _note_unregistered(db, subject=subject)
-    rows = page(subjects(db, _moment(as_of, known_at), subject=subject, divergent=divergent))
+    moment = _moment(session, as_of, known_at)
+    rows = page(subjects(db, moment, subject=subject, divergent=divergent))
     if fmt == "table":
         rows = _with_platform_summary(rows)
     write_rows(
@@ -2546,7 +2559,7 @@ def accounts_command(
 
         periods = every_accounts_history(
             db,
-            _parse_time(known_at, "--known-at"),
+            _known_at(session, known_at),
             platform=platform,
             subject=subject,
             status=status_filter,
@@ -2556,7 +2569,7 @@ def accounts_command(
     rows = page(
         accounts(
             db,
-            _moment(as_of, known_at),
+            _moment(session, as_of, known_at),
             platform=platform,
             subject=subject,
             status=status_filter,
@@ -2674,7 +2687,7 @@ def selection_options(func: F) -> F:
 
 
 def _selection(
-    filters: dict[str, Any], limit: int | None = None, offset: int = 0
+    session: Session, filters: dict[str, Any], limit: int | None = None, offset: int = 0
 ) -> tuple[Any, datetime]:
     """The TimelineFilter and record time that selection_options' values ask for."""
     from ledger.vocabulary import EVENT_TYPE_NAMES
@@ -2699,13 +2712,14 @@ def _selection(
             f"--since {since} is later than --until {until}: the range is empty",
             param_hint="--since/--until",
         )
-    known_at = _parse_time(filters["known_at"], "--known-at")
     recorded = filters["recorded_since"]
     recorded_since = _parse_time(recorded, "--recorded-since") if recorded else None
+    known_at = _known_at(session, filters["known_at"])
     if recorded_since and recorded_since > known_at:
+        asked = "--known-at" if filters["known_at"] else "now; the newest record time if later"
         raise click.BadParameter(
             f"--recorded-since {recorded} is later than the record time asked for "
-            f"(--known-at, default now): the range is empty",
+            f"({asked}): the range is empty",
             param_hint="--recorded-since",
         )
     selection = TimelineFilter(
@@ -2751,7 +2765,7 @@ def timeline_command(
     """
     from projections.queries import timeline
 
-    selection, known = _selection(filters, limit, offset)
+    selection, known = _selection(session, filters, limit, offset)
     db = session.reader()
     _check_platform(db, selection.platform)
     _note_unregistered(db, selection.account, selection.subject)
@@ -2814,7 +2828,7 @@ def counts_command(
 
     if len(set(dimensions)) < len(dimensions):
         raise click.BadParameter("give each field once", param_hint="--by")
-    selection, known = _selection(filters, limit, offset)
+    selection, known = _selection(session, filters, limit, offset)
     db = session.reader()
     _check_platform(db, selection.platform)
     _note_unregistered(db, selection.account, selection.subject)

@@ -95,6 +95,18 @@ class Moment:
         return {"as_of": micros(self.as_of), "known": micros(self.known_at)}
 
 
+def ledger_now(db: Database) -> datetime:
+    """The present a reader asks about by default: this clock, or the newest record time
+    when that is ahead of it (this clock set back, or another writer's clock ahead).
+
+    Record time never runs backwards (an append takes the last one when its clock is
+    behind), so a default "known at" this clock's now would leave out events the
+    ledger already holds and has reported appended."""
+    now = datetime.now(UTC)
+    newest = db.one("SELECT recorded_us FROM timeline ORDER BY sequence DESC LIMIT 1")
+    return now if newest is None else max(now, from_micros(int(newest[0])))
+
+
 def _restrictions_in_force(records: Sequence[dict[str, Any]], as_of: datetime) -> list[str]:
     """What the restrictions in force at ``as_of`` limit (reach, posting, …), each kind
     once, in the order laid: measures stack, so an older restriction still running

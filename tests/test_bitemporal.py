@@ -862,6 +862,58 @@ def test_a_clock_set_back_does_not_move_record_time_backwards(store: Store) -> N
     assert store.timeline("--known-at", "2025-06-01T11:59:59Z") == []
 
 
+def test_answers_by_default_hold_events_recorded_ahead_of_the_readers_clock(
+    store: Store,
+) -> None:
+    # A writer's clock an hour ahead (or this one set back since): the events it
+    # recorded carry a record time still to come here. A default "known at now" by
+    # this clock would hide what the ledger holds and reported appended.
+    from ledger.application import Ledger
+    from ledger.events import parse_event
+    from ledger.location import StoreLocation
+
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    lines = [
+        subject("s1", "2020-01-01T00:00:00Z"),
+        account(A, "2020-01-01T00:00:00Z", event_id="reg", subject="s1"),
+        ev("post_published", "2020-02-01", account=A, post="p1", event_id="post"),
+        ev("account_suspended", "2024-03-02", account=A, policy="Violent speech", event_id="sus"),
+        ev("appeal_filed", "2024-03-03", account=A, appeal="a1", target="sus", event_id="ap"),
+    ]
+    ledger = Ledger(StoreLocation.parse(store.url))
+    try:
+        events = [(n, parse_event(jsonl(line))) for n, line in enumerate(lines, 1)]
+        ledger.append(events, actor="tester", now=ahead)
+    finally:
+        ledger.close()
+    recorded = last_recorded_at(store)
+    assert datetime.fromisoformat(recorded) > datetime.now(UTC)
+
+    def answer(*args: str) -> Any:
+        return json.loads(store.ok(*args, "--json").stdout)
+
+    status = answer("status", A)
+    assert (status["status"], status["cause_event"]) == ("suspended", "sus")
+    assert status["known_at"] == recorded  # the newest record time, not this clock's now
+    history = answer("status", A, "--history")
+    assert [p["status"] for p in history] == ["active", "suspended"]
+    assert [r["account"] for r in answer("accounts", "--status", "suspended")] == [A]
+    assert [p["status"] for p in answer("accounts", "--history")] == ["active", "suspended"]
+    assert [r["subject"] for r in answer("subjects")] == ["s1"]
+    assert [r["post"] for r in answer("posts", A)] == ["p1"]
+    assert [r["appeal"] for r in answer("appeals", A)] == ["a1"]
+    assert len(store.timeline()) == len(lines)
+    assert len(store.timeline("--recorded-since", recorded)) == len(lines)  # README's recipe
+    assert answer("counts", "--by", "type", "--type", "account_suspended") == [
+        {"type": "account_suspended", "count": 1}
+    ]
+    # Asked for explicitly, this clock's now still knows nothing of them.
+    now = datetime.now(UTC).isoformat()
+    assert store.timeline("--known-at", now) == []
+    result = store.fail("timeline", "--recorded-since", recorded, "--known-at", now, code=2)
+    assert "is later than the record time asked for (--known-at)" in result.output
+
+
 def test_a_clock_far_behind_the_log_stops_appends_rather_than_sign_a_time_to_come(
     store: Store,
 ) -> None:
