@@ -3583,8 +3583,8 @@ def check_consistency(
 
     \b
     Example:
-      enforcement-ledger prove consistency 18 --to 19 > 18-19.proof
-      enforcement-ledger prove check-consistency 18-19.proof --old saved.checkpoint \\
+      enforcement-ledger prove consistency 19 --to 20 > 19-20.proof
+      enforcement-ledger prove check-consistency 19-20.proof --old saved.checkpoint \\
           --new latest.checkpoint --vkey ledger.vkey
     """
     from ledger.integrity import check_consistency_proof

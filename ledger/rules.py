@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ledger.vocabulary import iso
+from ledger.vocabulary import iso, quoted
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 # A clock stepped back (NTP, a restored VM) records at the log's last record time; one
@@ -625,8 +625,8 @@ class StreamKind:
         raise NotImplementedError
 
     @classmethod
-    def unregistered_message(cls) -> str:
-        return "the stream has no registration"
+    def unregistered_message(cls, given: str) -> str:
+        return f"{cls.id_field} {quoted(given)} has no registration"
 
 
 class AccountKind(StreamKind):
@@ -667,8 +667,10 @@ class AccountKind(StreamKind):
         return CountLane
 
     @classmethod
-    def unregistered_message(cls) -> str:
-        return "the account is not registered; append its account_registered event first"
+    def unregistered_message(cls, given: str) -> str:
+        return (
+            f"account {quoted(given)} is not registered; append its account_registered event first"
+        )
 
 
 class SubjectKind(StreamKind):
@@ -692,8 +694,10 @@ class SubjectKind(StreamKind):
         return ObservationLane if entry.type == "subject_registered" else ExemptionLane
 
     @classmethod
-    def unregistered_message(cls) -> str:
-        return "the subject is not registered; append its subject_registered event first"
+    def unregistered_message(cls, given: str) -> str:
+        return (
+            f"subject {quoted(given)} is not registered; append its subject_registered event first"
+        )
 
 
 class PlatformKind(StreamKind):
@@ -982,7 +986,8 @@ class StreamView:
                     raise RuleViolation("registration must not occur after events it precedes")
             return
         if registration is None:
-            raise Unregistered(self.kind.unregistered_message(), self.kind.id_field)
+            field = self.kind.id_field
+            raise Unregistered(self.kind.unregistered_message(candidate.record[field]), field)
         if candidate.occurred_at < registration.occurred_at:
             raise RuleViolation(f"occurs before its registration, {registration.describe()}")
 

@@ -1128,7 +1128,7 @@ def test_account_id_refuses_invisible_characters(store: Store, character: str) -
     message = reject_append(
         store,
         ev("account_suspended", "2021-01-01", account=given, policy="p"),
-        expect=("the account is not registered",),
+        expect=(f"account {given!r} is not registered",),
     )
     # Not "did you mean 'twitter:abc'", which prints the same: the spelling, escaped.
     assert message.endswith(

@@ -74,8 +74,8 @@ def test_event_about_an_unregistered_account_is_refused(world: Store) -> None:
         world,
         ev("account_suspended", "2021-01-01T00:00:00Z", account="twitter:nobody", policy="p"),
         expect=(
-            "Error: line 1: account_suspended rejected: the account is not registered; "
-            "append its account_registered event first",
+            "Error: line 1: account_suspended rejected: account 'twitter:nobody' is not "
+            "registered; append its account_registered event first",
         ),
     )
 
@@ -142,7 +142,7 @@ def test_subject_exemption_needs_a_registered_subject(store: Store) -> None:
             policy="p",
         ),
         expect=(
-            "exemption_applied rejected: the subject is not registered; "
+            "exemption_applied rejected: subject 'ghost' is not registered; "
             "append its subject_registered event first",
         ),
     )

@@ -110,7 +110,7 @@ def test_a_retracted_registration_is_named_with_its_retraction(store: Store) -> 
         store,
         ev("followers_observed", "2020-03-01", account="twitter:gone", count=1),
         expect=(
-            "the account is not registered; append its account_registered event first "
+            "account 'twitter:gone' is not registered; append its account_registered event first "
             f"(its registration reg-gone was retracted at {retracted_at})",
         ),
     )
@@ -128,7 +128,7 @@ def test_an_event_about_an_id_in_other_case_is_refused_naming_the_registered_one
         "-",
         input=jsonl(suspension),
         expect=(
-            "line 1: account_suspended rejected: the account is not registered",
+            "line 1: account_suspended rejected: account 'twitter:khamenei_ir' is not registered",
             f"did you mean '{KHAMENEI}'?",
         ),
     )
@@ -145,7 +145,9 @@ def test_an_event_about_an_id_in_other_case_is_refused_naming_the_registered_one
         "--source",
         "s",
     )
-    assert stderr.startswith("Error: account_suspended rejected: the account is not registered")
+    assert stderr.startswith(
+        "Error: account_suspended rejected: account 'twitter:KHAMENEI_IR' is not registered"
+    )
     assert f"did you mean '{KHAMENEI}'?" in stderr
 
 
@@ -162,7 +164,7 @@ def test_an_unknown_subject_is_refused_naming_the_registered_one(world: Store) -
         "append",
         "-",
         input=jsonl(exemption),
-        expect=("the subject is not registered", "did you mean 'Khamenei'?"),
+        expect=("subject 'khamenei' is not registered", "did you mean 'Khamenei'?"),
     )
     reject(
         world,
