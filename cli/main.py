@@ -1077,7 +1077,7 @@ def _parse_time(value: str | None, option: str, *, whole_day: bool = False) -> d
         return datetime.now(UTC)
     from ledger.times import TimeError, parse_utc
 
-    text = value.strip()
+    text = value  # as event input reads it: spaces around it are refused, not dropped
     try:
         moment = parse_utc(text)
     except TimeError as error:

@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 # Re-exported: code that needs no validator imports them from ledger.vocabulary.
-from ledger.times import EXPECTED_TIME, LEAP_SECOND, LEAP_SECOND_MESSAGE
+from ledger.times import EXPECTED_TIME, LEAP_SECOND, LEAP_SECOND_MESSAGE, SPACES_AROUND
 from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import (
     COUNTRY_CODES,
@@ -56,12 +56,13 @@ from ledger.vocabulary import SLUG as SLUG
 from ledger.vocabulary import TARGETED_TYPES as TARGETED_TYPES
 from ledger.vocabulary import iso as iso
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# ASCII digits only, as pydantic-core reads them (not "２０２４" or "٢٠٢٤").
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}\Z", re.ASCII)
 
 
 # pydantic also reads a number, or a string of digits, as Unix seconds: "2024" would
 # be 1970-01-01T00:33:44Z. Only ISO 8601 text (or a datetime from Python) is a time here.
-_ISO_DATE_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_ISO_DATE_START = re.compile(r"^\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 def _json_kind(value: Any) -> str:
@@ -81,6 +82,8 @@ def _date_means_midnight_utc(value: Any) -> Any:
         return value
     if not isinstance(value, str):
         raise ValueError(f"{EXPECTED_TIME}, not {_json_kind(value)}")
+    if value != value.strip():
+        raise ValueError(SPACES_AROUND)
     if not _ISO_DATE_START.match(value):
         raise ValueError(EXPECTED_TIME)
     if LEAP_SECOND.search(value):

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta, timezone
 EXPECTED_TIME = "expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z"
 LEAP_SECOND = re.compile(r"[Tt _]\d\d:\d\d:60", re.ASCII)
 LEAP_SECOND_MESSAGE = "a leap second (:60) has no UTC timestamp here; give :59.999999 instead"
+SPACES_AROUND = f"{EXPECTED_TIME}, with no spaces or line breaks around it"
 
 _TIME = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)"
@@ -33,6 +34,8 @@ class TimeError(ValueError):
 
 def parse_utc(text: str) -> datetime:
     """The aware UTC instant ``text`` names; a date alone is its 00:00 UTC."""
+    if text != text.strip():
+        raise TimeError(SPACES_AROUND)
     if LEAP_SECOND.search(text):
         raise TimeError(LEAP_SECOND_MESSAGE)
     match = _TIME.fullmatch(text)

@@ -4,6 +4,7 @@ refuses is refused (ledger.times mirrors pydantic-core's reading without importi
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pytest
@@ -81,10 +82,15 @@ _ZONES = st.one_of(
 )
 
 
+_AROUND = st.sampled_from(["", "", "", " ", "\t", "\n", "\u00a0"])
+
+
 @settings(max_examples=1500, deadline=None)
-@given(_DATES, _TIMES, _ZONES)
-def test_a_time_option_reads_exactly_as_event_input_does(date: str, time: str, zone: str) -> None:
-    text = date + time + zone
+@given(_AROUND, _DATES, _TIMES, _ZONES, _AROUND)
+def test_a_time_option_reads_exactly_as_event_input_does(
+    before: str, date: str, time: str, zone: str, after: str
+) -> None:
+    text = before + date + time + zone + after
     assert _as_option(text) == _as_input(text), text
 
 
@@ -98,6 +104,15 @@ def test_a_time_option_reads_exactly_as_event_input_does(date: str, time: str, z
             "needs a UTC offset, e.g. 2024-02-08T10:00Z, given '2024-02-08T10:00'",
         ),
         ("2023-02-29", "not a valid date: day is out of range for month, given '2023-02-29'"),
+        (
+            " 2024-02-08",
+            "expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z, with no spaces or line "
+            "breaks around it, given ' 2024-02-08'",
+        ),
+        (
+            "２０２４-02-08",
+            "expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z, given '２０２４-02-08'",
+        ),
         (
             "2024-02-08T23:59:60Z",
             "a leap second (:60) has no UTC timestamp here; give :59.999999 instead, given "
@@ -119,3 +134,23 @@ def test_a_time_written_as_input_writes_it_reads_as_the_same_instant(store: Stor
     before = store.run("status", "twitter:a", "--as-of", "2024-03-01t10:00:00,4+0530", "--json")
     assert before.exit_code == 1
     assert "has no registration that occurred by 2024-03-01T04:30:00.400000Z" in before.output
+
+
+_EXPECTED = "expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("2024-02-08T10:00:00Z ", f"{_EXPECTED}, with no spaces or line breaks around it"),
+        ("\t2024-02-08", f"{_EXPECTED}, with no spaces or line breaks around it"),
+        ("２０２４-02-08", f"{_EXPECTED} (given"),
+    ],
+)
+def test_event_input_and_options_refuse_a_time_alike(
+    store: Store, given: str, expected: str
+) -> None:
+    refused = store.fail("append", "-", input=json.dumps(account("twitter:a", given)) + "\n")
+    assert f"line 1: occurred_at: {expected}" in refused.output, refused.output
+    option = store.fail("timeline", "--since", given, code=2)
+    assert expected.partition(" (given")[0] in option.output
