@@ -194,9 +194,22 @@ class Session:
 
     @property
     def location(self) -> StoreLocation:
-        from ledger.location import StoreLocation
+        """--store (else its environment variable) read: a malformed one is a usage
+        error, exit 2, not a store's failure."""
+        from ledger.location import StoreError, StoreLocation
 
-        return StoreLocation.parse(self.store)
+        try:
+            return StoreLocation.parse(self.store)
+        except StoreError as error:
+            # Given as --store or as $ENFORCEMENT_LEDGER_STORE, which click reads as it.
+            raise click.BadParameter(str(error), param_hint="--store") from None
+
+    def location_if_valid(self) -> StoreLocation | None:
+        """The location, for a message about another failure: None if malformed."""
+        try:
+            return self.location
+        except click.BadParameter:
+            return None
 
     def ledger(self) -> Ledger:
         if self._ledger is None:
@@ -856,8 +869,8 @@ StrictGroup.group_class = StrictGroup
 
 def _on_postgres(ctx: click.Context) -> bool:
     """Whether the command's store is a PostgreSQL one."""
-    session = ctx.find_object(Session)
-    return session is not None and session.location.kind == "postgres"
+    location = session.location_if_valid() if (session := ctx.find_object(Session)) else None
+    return location is not None and location.kind == "postgres"
 
 
 def _committed(ctx: click.Context) -> Any:
@@ -999,8 +1012,8 @@ class LedgerGroup(StrictGroup):
             target = error.filename or "standard output"
             raise click.ClickException(f"cannot write to {target}: {error.strerror}") from None
         session = ctx.find_object(Session)
-        where = session.location.display if session else "the store"
-        location = session.location if session else None
+        location = session.location_if_valid() if session else None
+        where = location.display if location else "the store"
         failure = _store_failure(error, where, ctx.invoked_subcommand, location)
         if failure is not None:
             raise click.ClickException(failure) from None

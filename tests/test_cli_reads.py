@@ -667,9 +667,14 @@ def test_a_store_url_is_used_whole_or_refused(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["--store", url, "init"])
-    assert result.exit_code == 1, result.output
-    assert result.stderr.startswith(f"Error: {message}"), result.stderr
+    assert result.exit_code == 2, result.output  # a usage error (ux19), not a store's failure
+    assert f"\nError: Invalid value for --store: {message}" in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []
+    # The same from the environment, for a read command.
+    env = {"ENFORCEMENT_LEDGER_STORE": url}
+    result = CliRunner().invoke(cli, ["timeline"], env=env)
+    assert result.exit_code == 2, result.output
+    assert f"\nError: Invalid value for --store: {message}" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize(
