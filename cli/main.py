@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 EXIT_INTERNAL = 70
+EXIT_OUTPUT_FAILED = 74  # sysexits' EX_IOERR: not 1, which reads as "refused"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of the output went away
 
@@ -481,6 +482,16 @@ _SQLITE_PRIMARY = {
     13: "SQLITE_FULL",
 }
 _OUTPUT_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # errors only a write raises
+
+
+class _OutputFailed(click.ClickException):
+    """What the command prints could not be written. Not exit 1: an append is committed
+    by then, and a script that retries on a refusal would send it again (a `record`
+    without --event-id recorded twice)."""
+
+    exit_code = EXIT_OUTPUT_FAILED
+
+
 # SQLite's I/O errors in writing (a file-size limit, a quota, a failing disk), as
 # against reading what is stored.
 _SQLITE_WRITE_FAILED = frozenset(
@@ -1010,7 +1021,7 @@ class LedgerGroup(StrictGroup):
             # Writing what the command prints (stdout to a full disk, say): the
             # store's own writes fail through its driver, not as OSError.
             target = error.filename or "standard output"
-            raise click.ClickException(f"cannot write to {target}: {error.strerror}") from None
+            raise _OutputFailed(f"cannot write to {target}: {error.strerror}") from None
         session = ctx.find_object(Session)
         location = session.location_if_valid() if session else None
         where = location.display if location else "the store"
