@@ -266,7 +266,10 @@ class EventBase(BaseModel):
             or self.occurred_at.second
             or self.occurred_at.microsecond
         ):
-            raise ValueError("occurred_at_precision 'day' needs occurred_at at 00:00:00Z")
+            raise ValueError(
+                "occurred_at_precision: 'day' needs occurred_at at 00:00:00Z (given "
+                f"occurred_at {iso(self.occurred_at)})"
+            )
         return self
 
 

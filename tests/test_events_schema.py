@@ -1017,7 +1017,10 @@ def test_day_precision_needs_midnight(registered: Store) -> None:
             policy="p",
             occurred_at_precision="day",
         ),
-        expect=("occurred_at_precision 'day' needs occurred_at at 00:00:00Z",),
+        expect=(
+            "line 1: occurred_at_precision: 'day' needs occurred_at at 00:00:00Z (given "
+            "occurred_at 2021-01-08T16:00:00Z)",
+        ),
     )
 
 
@@ -1031,7 +1034,7 @@ def test_day_precision_needs_exactly_midnight(registered: Store) -> None:
             policy="p",
             occurred_at_precision="day",
         ),
-        expect=("occurred_at_precision 'day' needs occurred_at at 00:00:00Z",),
+        expect=("line 1: occurred_at_precision: 'day' needs occurred_at at 00:00:00Z",),
     )
 
 
