@@ -309,10 +309,14 @@ class Session:
         explicit = bool(self.key_file or os.environ.get("ENFORCEMENT_LEDGER_KEY_FILE"))
         if path is None or not path.exists():
             if required or (explicit and path is not None):
-                where = f" at {path}" if path else ""
+                if path is None:  # PostgreSQL: no file beside the store to look in
+                    raise KeyError_(
+                        "no signing key: a PostgreSQL store needs --key-file or "
+                        "ENFORCEMENT_LEDGER_KEY_FILE naming its key file (`enforcement-ledger "
+                        "--key-file PATH keygen` creates one)"
+                    )
                 raise KeyError_(
-                    f"no signing key{where}; create one with `enforcement-ledger keygen`"
-                    + ("" if path else " and pass --key-file (PostgreSQL stores need one)")
+                    f"no signing key at {path}; create one with `enforcement-ledger keygen`"
                 )
             return None
         from ledger.integrity import load_signer

@@ -460,6 +460,22 @@ def test_checkpoint_without_a_key_fails_and_names_keygen(store: Store) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_a_postgres_checkpoint_without_a_key_file_says_where_its_key_is_named(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ux19: it said "create one with keygen and pass --key-file", though the key
+    file may exist and only not have been named."""
+    monkeypatch.delenv("ENFORCEMENT_LEDGER_KEY_FILE", raising=False)
+    for args in (["checkpoint"], ["keygen", "--show"]):
+        result = store.fail(*args)
+        assert result.stderr == (
+            "Error: no signing key: a PostgreSQL store needs --key-file or "
+            "ENFORCEMENT_LEDGER_KEY_FILE naming its key file (`enforcement-ledger --key-file "
+            "PATH keygen` creates one)\n"
+        ), result.stderr
+
+
 def test_every_append_batch_stores_a_new_signed_checkpoint(shared_log: Log) -> None:
     verifier = shared_log.verifier()
     lines = shared_log.export_lines()
