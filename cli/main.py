@@ -1418,9 +1418,14 @@ def _input_lines(stream: IO[Any]) -> Iterator[tuple[int, str]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                raise EventInputError(
-                    [f"event: not UTF-8 text (byte {error.start + 1} of the line)"], number
-                ) from None
+                problem = f"not UTF-8 text (byte {error.start + 1} of the line)"
+                if number == 1 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    # What Windows tools (PowerShell's Out-File, Notepad's "Unicode") write.
+                    problem = (
+                        "not UTF-8 text: the input starts with a UTF-16 byte order mark; "
+                        "convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)"
+                    )
+                raise EventInputError([f"event: {problem}"], number) from None
         if number == 1 and line.startswith("\ufeff"):
             line = line[1:]  # a byte order mark some editors write: not part of the data
         elif line.startswith("\ufeff"):

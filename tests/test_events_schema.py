@@ -1279,7 +1279,23 @@ def test_input_that_is_not_utf8_is_a_data_error(registered: Store) -> None:
     path = registered.tmp_path / "latin1.jsonl"
     event = ev("followers_observed", "2021-01-01", account="twitter:example", count=1, note="é")
     path.write_bytes((json.dumps(event, ensure_ascii=False) + "\n").encode("latin-1"))
-    reject(registered, "append", str(path), expect=("Error: ",))
+    reject(registered, "append", str(path), expect=("Error: line 1: event: not UTF-8 text (byte",))
+    # UTF-16, as Windows tools write it, is named as that (ux19).
+    for encoding in ("utf-16", "utf-16-be"):
+        text = json.dumps(event, ensure_ascii=False) + "\n"
+        marked = (
+            ("\ufeff" + text).encode(encoding) if encoding == "utf-16-be" else text.encode(encoding)
+        )
+        path.write_bytes(marked)
+        reject(
+            registered,
+            "append",
+            str(path),
+            expect=(
+                "Error: line 1: event: not UTF-8 text: the input starts with a UTF-16 byte "
+                "order mark; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)",
+            ),
+        )
 
 
 @pytest.mark.parametrize(
