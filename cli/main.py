@@ -2230,12 +2230,15 @@ def _moment(session: Session, as_of: str | None, known_at: str | None) -> Any:
 
     given_as_of = _parse_time(as_of, "--as-of") if as_of else None
     given_known = _parse_time(known_at, "--known-at") if known_at else None
-    now = ledger_now(session.reader())
+    # Record time defaults to the ledger's present (a clock ahead may have recorded
+    # past this one's now); valid time to this clock's: a record time ahead of it is
+    # no reason to answer for a moment still to come (a suspension's `until`).
+    clock = datetime.now(UTC)
+    known = given_known or ledger_now(session.reader(), clock)
     # --known-at alone asks what the ledger said then: as of then too (a suspension
     # that has ended by its `until` since still shows). Both given: the two axes apart.
     # A record time still to come knows what is known now: as of now, not a forecast.
-    known = given_known or now
-    return Moment(as_of=given_as_of or min(known, now), known_at=known)
+    return Moment(as_of=given_as_of or min(known, clock), known_at=known)
 
 
 def _known_at(session: Session, known_at: str | None) -> datetime:

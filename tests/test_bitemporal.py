@@ -914,6 +914,34 @@ def test_answers_by_default_hold_events_recorded_ahead_of_the_readers_clock(
     assert "is later than the record time asked for (--known-at)" in result.output
 
 
+def test_a_record_time_ahead_of_the_readers_clock_does_not_move_valid_time_on(
+    store: Store,
+) -> None:
+    # rv28: one event recorded by a clock an hour ahead moved every default answer's
+    # as-of there too, ending a suspension whose `until` is still to come by this clock.
+    from ledger.application import Ledger
+    from ledger.events import parse_event
+    from ledger.location import StoreLocation
+
+    until = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    store.append(
+        account(A, "2020-01-01T00:00:00Z"),
+        ev("account_suspended", "2024-03-02", account=A, policy="p", until=until),
+    )
+    ledger = Ledger(StoreLocation.parse(store.url))
+    try:
+        unrelated = parse_event(jsonl(subject("s2", "2020-01-01T00:00:00Z")))
+        ledger.append([(1, unrelated)], actor="tester", now=datetime.now(UTC) + timedelta(hours=1))
+    finally:
+        ledger.close()
+    status = store.status(A)
+    assert status["status"] == "suspended"
+    assert status["known_at"] == last_recorded_at(store)  # holds the event ahead
+    assert datetime.fromisoformat(status["as_of"]) <= datetime.now(UTC)
+    suspended = json.loads(store.ok("accounts", "--status", "suspended", "--json").stdout)
+    assert [row["account"] for row in suspended] == [A]
+
+
 def test_a_clock_far_behind_the_log_stops_appends_rather_than_sign_a_time_to_come(
     store: Store,
 ) -> None:
