@@ -249,7 +249,7 @@ class EventBase(BaseModel):
     def _mark_day_precision(cls, data: Any) -> Any:
         if isinstance(data, dict):
             occurred = data.get("occurred_at")
-            if isinstance(occurred, str) and _DATE_ONLY.match(occurred.strip()):
+            if isinstance(occurred, str) and _DATE_ONLY.match(occurred):
                 declared = data.get("occurred_at_precision", "day")
                 if declared != "day":
                     raise ValueError(

@@ -292,7 +292,7 @@ def unregistered_hint(db: Database, field: str, given: str) -> str:
     registration the ledger holds but that is retracted, else the ids that may have
     been meant."""
     if field == "account":  # with no registration at all, meant_hint names its spelling
-        return _registration_elsewhere(db, given, datetime.now(UTC), None)
+        return _registration_elsewhere(db, given, ledger_now(db), None)
     return meant_hint(db, field, given)
 
 

@@ -77,6 +77,38 @@ def _cli_limited(limit: int, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_a_piped_input_that_cannot_be_held_on_disk_says_nothing_was_appended(
+    tmp_path: Path,
+) -> None:
+    """rv28: past 16 MiB a pipe's input is spooled to a temporary file; a write there
+    that failed was told as "cannot write to standard output", exit 74, which says an
+    append is committed: a script would not send the lost batch again."""
+    import resource
+
+    store = str(tmp_path / "ledger.db")
+    assert _cli("--store", store, "init").returncode == 0
+    limit = 4 * 1024 * 1024
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    result = subprocess.run(
+        [*CLI, "--store", store, "append", "-"],
+        cwd=REPO,
+        input=b"a" * (17 * 1024 * 1024),
+        capture_output=True,
+        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester", "TMPDIR": str(tmp_path)},
+        preexec_fn=limited,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.decode() == (
+        f"Error: cannot hold the input in a temporary file in {tmp_path} (File too large); "
+        "nothing was appended: give a file rather than a pipe, or set TMPDIR to a directory "
+        "with room\n"
+    )
+
+
 def test_a_full_disk_keeps_what_was_committed_and_none_of_the_batch(tmp_path: Path) -> None:
     """On a 700 KiB filesystem: the seed fits, 3,000 more events do not."""
     batch = _generated(tmp_path, 3_000)

@@ -154,3 +154,13 @@ def test_event_input_and_options_refuse_a_time_alike(
     assert f"line 1: occurred_at: {expected}" in refused.output, refused.output
     option = store.fail("timeline", "--since", given, code=2)
     assert expected.partition(" (given")[0] in option.output
+
+
+def test_spaces_around_a_date_are_named_whatever_precision_is_declared(store: Store) -> None:
+    """rv28: with "instant" declared, a date with a space first was refused as a
+    date-only time given another precision (the spaces dropped to judge it)."""
+    event = {**account("twitter:a", " 2024-02-08"), "occurred_at_precision": "instant"}
+    refused = store.fail("append", "-", input=json.dumps(event) + "\n")
+    assert f"line 1: occurred_at: {_EXPECTED}, with no spaces or line breaks around it" in (
+        refused.output
+    ), refused.output
