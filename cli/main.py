@@ -202,8 +202,12 @@ class Session:
         try:
             return StoreLocation.parse(self.store)
         except StoreError as error:
-            # Given as --store or as $ENFORCEMENT_LEDGER_STORE, which click reads as it.
-            raise click.BadParameter(str(error), param_hint="--store") from None
+            # Given as --store or as $ENFORCEMENT_LEDGER_STORE, which click reads as it;
+            # told with the usage of the command --store belongs to.
+            root = click.get_current_context(silent=True)
+            raise click.BadParameter(
+                str(error), ctx=root.find_root() if root else None, param_hint="--store"
+            ) from None
 
     def location_if_valid(self) -> StoreLocation | None:
         """The location, for a message about another failure: None if malformed."""
@@ -1829,7 +1833,11 @@ def copy_command(
     from ledger.application import Ledger
     from ledger.location import NoLedgerError, StoreError, StoreLocation
 
-    source_ledger = Ledger(StoreLocation.parse(source))
+    try:
+        parsed = StoreLocation.parse(source)
+    except StoreError as error:  # a malformed SOURCE: a usage error, as a bad --store is
+        raise click.BadParameter(str(error), param_hint="SOURCE") from None
+    source_ledger = Ledger(parsed)
     try:
         try:
             source_ledger.storage.require()

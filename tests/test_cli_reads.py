@@ -675,6 +675,9 @@ def test_a_store_url_is_used_whole_or_refused(
     result = CliRunner().invoke(cli, ["timeline"], env=env)
     assert result.exit_code == 2, result.output
     assert f"\nError: Invalid value for --store: {message}" in result.stderr, result.stderr
+    # With the usage of the command --store belongs to (CliRunner names it cli), not the
+    # subcommand's.
+    assert result.stderr.startswith("Usage: cli [OPTIONS] COMMAND"), result.stderr
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,15 @@ def test_a_missing_source_is_named_without_advice_meant_for_the_target(
         assert message == f"Error: SOURCE: {problem}; copy reads an existing ledger\n"
 
 
+def test_a_malformed_source_url_is_a_usage_error_naming_source(store: Store) -> None:
+    """rv28: it exited 1 naming neither SOURCE nor that it was the URL at fault."""
+    result = store.fail("copy", "postgresql://p@h/d?schema=pg_x", code=2)
+    assert result.stderr.endswith(
+        "Error: Invalid value for SOURCE: schema 'pg_x': names starting pg_ are "
+        "PostgreSQL's own; choose another\n"
+    ), result.stderr
+
+
 def test_an_export_given_as_source_points_to_copy_export(store: Store, tmp_path: Path) -> None:
     # It said only "file is not a database; copy reads an existing ledger".
     store.append(account("twitter:a"))
