@@ -16,7 +16,7 @@ from typing import Any, TextIO, TypeVar
 
 import click
 
-from ledger.vocabulary import shorten
+from ledger.vocabulary import JOINERS, hidden_at, shorten
 
 F = TypeVar("F", bound=Callable[..., Any])
 TABLE_SAMPLE = 200
@@ -26,8 +26,8 @@ MAX_CELL = 60
 # overrides and isolates, the soft hyphen and the zero-width space, word joiner and BOM
 # are shown escaped: an ESC sequence would drive the terminal, a line break would break
 # the row, a bidi control would reorder the cells after it, an invisible one would hide
-# in a name. --json/--nl/--csv give the text as stored. (Zero-width joiners stay:
-# Persian and Indic spelling needs them.)
+# in a name. --json/--nl/--csv give the text as stored. (Zero-width joiners stay where
+# Persian and Indic spelling needs them, between letters of a script they shape.)
 _UNPRINTABLE = re.compile(
     "[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b\u200e\u200f\u2028\u2029\u202a-\u202e"
     "\u2060\u2066-\u2069\ufeff]"
@@ -43,7 +43,13 @@ def _escape(match: re.Match[str]) -> str:
 
 def printable(text: str) -> str:
     """Text safe to print for a person: escapes as above."""
-    return _UNPRINTABLE.sub(_escape, text)
+    shown = _UNPRINTABLE.sub(_escape, text)
+    if "\u200c" in shown or "\u200d" in shown:
+        shown = "".join(
+            f"\\u{ord(char):04x}" if char in JOINERS and hidden_at(shown, i) else char
+            for i, char in enumerate(shown)
+        )
+    return shown
 
 
 def display_width(text: str) -> int:

@@ -134,24 +134,30 @@ def _unprintable(char: str) -> bool:
     )
 
 
-# Zero-width non-joiner and joiner: part of ordinary spelling between letters (Persian
-# محمد‌رضا, Indic conjuncts), invisible anywhere else.
-_JOINERS = frozenset("\u200c\u200d")
+# Zero-width non-joiner and joiner: part of ordinary spelling between the letters of
+# scripts whose letters join or form conjuncts (Persian محمد‌رضا, Indic conjuncts), where
+# they change what prints; invisible anywhere else (`tw:a\u200db` prints as `tw:ab`).
+JOINERS = frozenset("\u200c\u200d")
+_JOINING_SCRIPTS = (
+    "ARABIC", "SYRIAC", "NKO", "MANDAIC", "MONGOLIAN", "DEVANAGARI", "BENGALI", "GURMUKHI",
+    "GUJARATI", "ORIYA", "TAMIL", "TELUGU", "KANNADA", "MALAYALAM", "SINHALA", "MYANMAR",
+    "KHMER", "TIBETAN",
+)  # fmt: skip
 
 
-def _letter_or_mark(char: str) -> bool:
-    return unicodedata.category(char)[0] in "LM"
+def _joins(char: str) -> bool:
+    """A letter or mark of a script a joiner shapes (named by its Unicode name)."""
+    return unicodedata.category(char)[0] in "LM" and unicodedata.name(char, "").startswith(
+        _JOINING_SCRIPTS
+    )
 
 
-def _hidden_at(text: str, index: int) -> bool:
+def hidden_at(text: str, index: int) -> bool:
+    """Whether ``text[index]`` prints as nothing, or is a control character."""
     char = text[index]
-    if char in _JOINERS:
+    if char in JOINERS:
         between_letters = 0 < index < len(text) - 1
-        return not (
-            between_letters
-            and _letter_or_mark(text[index - 1])
-            and _letter_or_mark(text[index + 1])
-        )
+        return not (between_letters and _joins(text[index - 1]) and _joins(text[index + 1]))
     return _unprintable(char)
 
 
@@ -159,7 +165,7 @@ HIDDEN_CHARACTERS = "must not contain control characters or invisible ones (bidi
 
 
 def has_hidden_characters(text: str) -> bool:
-    return any(_hidden_at(text, i) for i in range(len(text)))
+    return any(hidden_at(text, i) for i in range(len(text)))
 
 
 def account_id_problem(account: str) -> str | None:

@@ -1629,6 +1629,8 @@ def test_tables_show_zero_width_characters_escaped_but_keep_joiners() -> None:
     assert printable("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") == (
         "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
     )
+    # Where they shape nothing they are escaped too (an id an older version took).
+    assert printable("tw:a\u200db \u200cx") == "tw:a\\u200db \\u200cx"
 
 
 def test_a_registration_likely_misspelling_an_id_the_ledger_holds_is_warned_of(

@@ -1160,6 +1160,16 @@ def test_account_ids_are_one_spelling_nfc_and_joiners_stay_within_words(store: S
         account("x:\u200cabc", "2020-01-01"),
         expect=("account: must not contain control characters or invisible ones",),
     )
+    # wr19: between Latin letters a joiner shapes nothing: x:a\u200db printed as x:ab.
+    for joined in ("x:a\u200db", "x:a\u200cb", "x:\u0645\u200cb", "x:a\u200d\u0645"):
+        reject_append(
+            store,
+            account(joined, "2020-01-01"),
+            expect=("account: must not contain control characters or invisible ones",),
+        )
+    devanagari = "x:\u0915\u094d\u200d\u0937"  # a conjunct: the joiner after the virama
+    store.append(account(devanagari, "2020-01-01"))
+    assert store.status(devanagari)["status"] == "active"
 
 
 @pytest.mark.parametrize(
