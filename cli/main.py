@@ -1587,12 +1587,7 @@ def _report(result: Any, as_json: bool, *, generated_id: str | None = None) -> N
 
 
 def _write_report(result: Any, as_json: bool, *, generated_id: str | None) -> None:
-    retracted = result.skipped_retracted
-    if retracted:
-        # A batch re-sending the retraction after its target (the batch it was recorded
-        # in, sent again) says itself that the event stays retracted.
-        place = {event_id: n for n, event_id in enumerate(result.skipped_ids)}
-        retracted = [(e, r) for e, r in retracted if place.get(r, -1) < place[e]]
+    retracted = list(result.skipped_retracted.items())
     for event_id, retraction in retracted[:5]:
         click.echo(
             f"note: {event_id} is already recorded and stays retracted (by {retraction}); "
@@ -1615,13 +1610,17 @@ def _write_report(result: Any, as_json: bool, *, generated_id: str | None) -> No
             f"{result.first_sequence}..{result.last_sequence}{named}"
         )
     verb = "Would skip" if result.dry_run else "Skipped"
-    for ids, what in (
-        (result.skipped_ids, "already recorded event(s)"),
-        (result.repeated_ids, "line(s) repeating an earlier line of this batch"),
+    for count, ids, what in (
+        (result.skipped_recorded, result.skipped_ids, "already recorded event(s)"),
+        (
+            result.skipped_repeated,
+            result.repeated_ids,
+            "line(s) repeating an earlier line of this batch",
+        ),
     ):
-        if ids:
-            shown = ", ".join(ids[:5]) + ("…" if len(ids) > 5 else "")
-            click.echo(f"{verb} {len(ids)} {what}: {shown}")
+        if count:
+            shown = ", ".join(ids) + ("…" if count > len(ids) else "")
+            click.echo(f"{verb} {count} {what}: {shown}")
     if not result.appended and not result.skipped:
         click.echo("Nothing to append")
     if result.dry_run:

@@ -135,18 +135,31 @@ def _check_not_cut_short(size: int, previous: tuple[int, bytes] | None) -> None:
     )
 
 
+# Skipped ids an append result names; the rest are counted.
+SKIPPED_NAMED = 5
+# Already recorded ids a batch remembers having skipped, to tell a line repeating one
+# from the first re-sent: the most recent, so memory stays flat (a repeat further back
+# than this is counted as already recorded, which it also is).
+SKIPS_REMEMBERED = 100_000
+
+
 @dataclass
 class AppendResult:
     appended: int = 0
     skipped: int = 0
     first_sequence: int | None = None
     last_sequence: int | None = None
-    skipped_ids: list[str] = field(default_factory=list)  # already recorded
-    # Skipped as repeating an earlier line of the batch (same id, same content).
+    # Skipped as already recorded, and as repeating an earlier line of the batch (same
+    # id, same content): counted, and the first SKIPPED_NAMED of each named, so a batch
+    # of a million re-sent events holds no million ids.
+    skipped_recorded: int = 0
+    skipped_repeated: int = 0
+    skipped_ids: list[str] = field(default_factory=list)
     repeated_ids: list[str] = field(default_factory=list)
-    # Skipped ids whose event is retracted, with the retraction: re-sending an event
-    # does not restore it, which a person re-sending it would likely expect.
-    skipped_retracted: list[tuple[str, str]] = field(default_factory=list)
+    # Skipped events that are retracted, each with its retraction (re-sending an event
+    # does not restore it, which a person re-sending it would likely expect), unless the
+    # batch re-sent that retraction after it, saying so itself.
+    skipped_retracted: dict[str, str] = field(default_factory=dict)
     # Checked in full, then rolled back: what an append would do now.
     dry_run: bool = False
     # The event_id made for the last event given none (`record` names it: a retraction
@@ -836,7 +849,11 @@ class _Batch:
         self.first_notification_id = self.next_notification_id
         self.tree = merkle.PendingNodes(tx.get_node, head.next_sequence)
         self.start_size = head.next_sequence  # the tree this batch builds on
-        self.skipped_once: set[str] = set()  # recorded before, re-sent in this batch
+        # Recorded before, re-sent in this batch (the most recent SKIPS_REMEMBERED).
+        self.skipped_once: OrderedDict[str, None] = OrderedDict()
+        # The retractions of skipped retracted events, to their targets: re-sent after
+        # them, they drop the target's note (the batch says itself it stays retracted).
+        self.retractions_awaited: dict[str, str] = {}
         self.copying = copying  # events already in a log (copy_log), kept verbatim
         self._renames: dict[str, dict[str, Any]] | None = None  # _live_renames, once read
         self._platform_accounts: dict[str, set[str]] | None = None  # _accounts_by_platform
@@ -1071,16 +1088,26 @@ class _Batch:
         first = self.result.first_sequence
         in_batch = first is not None and existing.sequence >= first
         if stored == content:
-            self.result.skipped += 1
+            result = self.result
+            result.skipped += 1
             # Not recorded yet, or already skipped once: a line repeated in the batch.
             if in_batch or event_id in self.skipped_once:
-                self.result.repeated_ids.append(event_id)
+                result.skipped_repeated += 1
+                if len(result.repeated_ids) < SKIPPED_NAMED:
+                    result.repeated_ids.append(event_id)
                 return True
-            self.skipped_once.add(event_id)
-            self.result.skipped_ids.append(event_id)
+            self.skipped_once[event_id] = None
+            if len(self.skipped_once) > SKIPS_REMEMBERED:
+                self.skipped_once.popitem(last=False)
+            result.skipped_recorded += 1
+            if len(result.skipped_ids) < SKIPPED_NAMED:
+                result.skipped_ids.append(event_id)
+            if (target := self.retractions_awaited.pop(event_id, None)) is not None:
+                result.skipped_retracted.pop(target, None)
             retraction = self.retraction_of(event_id)
             if retraction is not None:
-                self.result.skipped_retracted.append((event_id, retraction))
+                result.skipped_retracted[event_id] = retraction
+                self.retractions_awaited[retraction] = event_id
             return True
         if in_batch:
             differences = _differences(stored, content, verbs=("given earlier", "given here"))

@@ -1103,6 +1103,29 @@ def test_duplicate_within_one_batch_is_skipped(world: Store) -> None:
     )
 
 
+def test_a_re_sent_batch_is_counted_not_held_whole(
+    world: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A million re-sent events held a million ids (281 MB against 137 at 100k): the
+    result names the first five of each kind and counts the rest, and a batch remembers
+    only the most recent skips (a repeat further back counts as already recorded)."""
+    from ledger import application
+
+    posts = [post("post_published", f"2021-04-0{n}", f"p{n}", post_id=f"p{n}") for n in range(1, 8)]
+    world.append(*posts)
+    result = world.ok("append", "-", input=jsonl(*posts, *posts))
+    assert result.stdout == (
+        "Skipped 7 already recorded event(s): p1, p2, p3, p4, p5…\n"
+        "Skipped 7 line(s) repeating an earlier line of this batch: p1, p2, p3, p4, p5…\n"
+    )
+    monkeypatch.setattr(application, "SKIPS_REMEMBERED", 3)
+    result = world.ok("append", "-", input=jsonl(*posts, posts[6], posts[0]))
+    assert result.stdout == (
+        "Skipped 8 already recorded event(s): p1, p2, p3, p4, p5…\n"  # p1 again: forgotten
+        "Skipped 1 line(s) repeating an earlier line of this batch: p7\n"
+    )
+
+
 def test_conflicting_duplicate_within_one_batch_is_an_error(world: Store) -> None:
     reject_append(
         world,
