@@ -1478,6 +1478,21 @@ class _Batch:
                 f"through account {account} alone; revoke or retract it first"
             )
 
+    def _check_no_account_refers_to(self, registration: dict[str, Any]) -> None:
+        """A subject's registration is retracted only with no account in force
+        referring to the subject, or with the subject registered again."""
+        subject = registration["subject"]
+        if self.view(SubjectKind, stream_id("subject", subject)).registration is not None:
+            return
+        registrations = self._registrations_to(subject)
+        if registrations:
+            first = registrations[0]
+            raise RuleViolation(
+                f"account {first.record['account']} still refers to subject "
+                f"'{subject}' ({first.describe()}); retract that first (in this batch "
+                "too), or register the subject again"
+            )
+
     def _check_exemption_comes_back_held(self, revocation: dict[str, Any]) -> None:
         """Retracting the revocation of a subject's exemption under one platform's rule
         puts the exemption back in force: it needs an account there, as when applied."""
@@ -1513,14 +1528,14 @@ class _Batch:
         kind, sid = stream_of(target_record)
         view = self.view(kind, sid)
         if found.type == "subject_registered":
-            subject = target_record["subject"]
-            registrations = self._registrations_to(subject)
-            if registrations:
-                first = registrations[0]
-                raise RuleViolation(
-                    f"account {first.record['account']} still refers to subject "
-                    f"'{subject}' ({first.describe()}); retract that first"
+            # Judged at the end: a later line may retract the accounts too, or register
+            # the subject again (a name's typo fixed under the same id).
+            self.end_checks.append(
+                (
+                    *self.current,
+                    functools.partial(self._check_no_account_refers_to, target_record),
                 )
+            )
         older = self.copying and _recorded_before_new_checks(record)
         if found.type == "account_registered" and not older:
             self.end_checks.append(

@@ -1263,6 +1263,48 @@ def test_retracting_a_subject_its_accounts_refer_to_is_refused(world: Store) -> 
         retraction("subj", "x"),
         expect=("still refers to subject 'someone'",),
     )
+    # Judged at the end of the batch, naming the line that caused it: an account the
+    # batch leaves referring to the subject.
+    reject_append(
+        world,
+        retraction("subj", "x"),
+        retraction("reg-a", "y"),
+        expect=(
+            "Error: line 1: event_retracted x rejected: account facebook:example still "
+            "refers to subject 'someone' (reg-b (account_registered at "
+            "2020-01-01T00:00:00Z))",
+        ),
+    )
+
+
+def test_a_subject_withdrawn_with_its_accounts_in_one_batch_is_accepted(world: Store) -> None:
+    """Judged at the end of the batch, as an account's registration is: the batch
+    may retract the accounts after the subject (refused at the subject's line)."""
+    batch = [retraction("subj", "x"), retraction("reg-a", "y"), retraction("reg-b", "z")]
+    for lines in (batch, batch[::-1]):
+        world.ok("append", "--dry-run", "-", input=jsonl(*lines))
+        world.ok("append", "--sort", "--dry-run", "-", input=jsonl(*lines))
+    world.append(*batch)
+    assert json.loads(world.ok("subjects", "--json").stdout) == []
+
+
+def test_a_subject_registered_again_in_the_batch_keeps_its_accounts(world: Store) -> None:
+    """A name's typo fixed under the same id: the registration retracted and given
+    again while accounts refer to the subject (refused in every order)."""
+    fixed = subject("someone", name="Some One", event_id="subj-fixed")
+    batch = [retraction("subj", "x"), fixed]
+    world.ok("append", "--sort", "--dry-run", "-", input=jsonl(*batch[::-1]))
+    world.append(*batch)
+    (row,) = json.loads(world.ok("subjects", "--json").stdout)
+    assert row["name"] == "Some One"
+    # Retracted again without a replacement, the conflict stands at the end: refused
+    # naming that line, the later of the two.
+    reject_append(
+        world,
+        subject("other", event_id="o"),
+        retraction("subj-fixed", "x2"),
+        expect=("line 2: event_retracted x2 rejected: account ", "still refers"),
+    )
 
 
 def test_retraction_that_invalidates_a_later_event_names_it(world: Store) -> None:
