@@ -17,7 +17,11 @@ of two times sort wrongly; and retractions name their targets by id. The order:
    (a platform rename is dated: it only forbids later registrations under its name);
 2. every other event by ``occurred_at`` in UTC; at one instant an account's
    registration, then posts published, then the rest in input order, then appeals
-   filed, then appeals decided. A retraction of an event in the batch comes right
+   filed, then appeals decided. A subject's exemption under one platform's rule
+   needs an account of the subject there, whatever the times (as a registration
+   needs its subject): it and its events under that rule dated before the batch's
+   first registration of such an account (not withdrawn in it) go right after that,
+   in their order. A retraction of an event in the batch comes right
    after its target (in the target's phase), or after the appeals of that target in
    the batch and their retractions: a mistaken event is withdrawn before the events
    that replace it. When every appeal and decision of the target in the batch is
@@ -215,6 +219,7 @@ class DependencyOrder:
         try:
             self._db.executescript(_SPOOL_SCHEMA)
             self._fill(lines)
+            self._exemptions_after_their_accounts()
             self._place_retractions()
             self._db.commit()
         except BaseException:
@@ -243,6 +248,35 @@ class DependencyOrder:
             CREATE INDEX spool_subject ON spool (subject) WHERE subject IS NOT NULL;
             """
         )
+
+    def _exemptions_after_their_accounts(self) -> None:
+        """A subject's exemption under one platform's rule needs an account of the
+        subject there, whatever its time (the rule asks of the registrations in force,
+        as a registration asks of its subject): its events earlier than the batch's
+        first registration of such an account (one not withdrawn in it) move right
+        after that, in their order."""
+        db = self._db
+        holders = db.execute(
+            "SELECT DISTINCT scope, subject FROM spool WHERE phase = ? AND scope LIKE ? "
+            "AND target IS NULL",
+            (_DATED, "exemption\x1fsubject\x1f%"),
+        ).fetchall()
+        for scope, subject in holders:
+            platform = scope.rsplit("\x1f", 1)[1]
+            if platform == "None":  # on every platform: no account needed
+                continue
+            (anchor,) = db.execute(
+                "SELECT min(key) FROM spool WHERE type = 'account_registered' AND phase = ? "
+                "AND subject = ? AND substr(account, 1, ?) = ? AND (event_id IS NULL OR "
+                "event_id NOT IN (SELECT target FROM spool WHERE target IS NOT NULL))",
+                (_DATED, subject, len(platform) + 1, f"{platform}:"),
+            ).fetchone()
+            if anchor is not None:
+                # The anchor's key extended by each one's own: after it, before any later.
+                db.execute(
+                    "UPDATE spool SET key = ? || key WHERE scope = ? AND phase = ? AND key < ?",
+                    (anchor, scope, _DATED, anchor),
+                )
 
     def _place_retractions(self) -> None:
         """Each retraction after its target, and after the target's appeals in the

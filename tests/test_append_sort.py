@@ -485,6 +485,27 @@ def test_sort_never_refuses_a_batch_the_rules_accept_as_given(store: Store) -> N
     assert store.status("twitter:a")["cause_event"] == "su2"
 
 
+def test_sort_puts_a_subjects_platform_exemption_after_an_account_there(store: Store) -> None:
+    """The rule asks for an account of the subject on the platform, whatever its
+    time: dated before the account's registration, the exemption went first when
+    sorted and was refused ("its accounts are on no platform yet"), the order given
+    accepted. Its later events under that rule before then go with it, in order."""
+    rule = {"subject": "s1", "platform": "tw", "exemption": "un"}
+    batch = [
+        subject("s1", "2024-01-01"),
+        account("tw:a", "2024-01-05", subject="s1", event_id="ar1"),
+        account("fb:a", "2024-01-01", subject="s1"),
+        ev("exemption_applied", "2024-01-02", policy="p", event_id="ex1", **rule),
+        ev("exemption_revoked", "2024-01-03", policy="p", event_id="rv1", **rule),
+        ev("exemption_applied", "2024-01-04", policy="p", event_id="ex2", **rule),
+        ev("exemption_revoked", "2024-01-06", policy="p", event_id="rv2", **rule),
+    ]
+    store.ok("append", "--dry-run", "-", input=jsonl(*batch))
+    store.ok("append", "--sort", "-", input=jsonl(*batch[::-1]))
+    ids = [row["event_id"] for row in export(store) if row["type"].startswith("exemption")]
+    assert ids == ["ex1", "rv1", "ex2", "rv2"]
+
+
 def test_sort_withdraws_each_refiled_appeal_before_the_next_and_recorded_targets_after_them(
     store: Store,
 ) -> None:
