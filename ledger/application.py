@@ -39,6 +39,7 @@ from ledger.rules import (
     Entry,
     LaneCache,
     LaterEventInvalid,
+    RetractedBeforeTarget,
     RuleViolation,
     StreamKind,
     StreamView,
@@ -1163,7 +1164,7 @@ class _Batch:
             reason = reason.replace(event_id, "this event")
         reason = _GENERATED_ID.sub(self._as_given, reason)
         reason = _RECORDED_EVENT.sub(self._of_this_batch, reason)
-        if self.later_that_day(event):
+        if self.later_that_day(event, violation):
             day = event.occurred_at.date().isoformat()
             reason += (
                 f" (occurred_at {day} is a date alone, read as {day}T00:00:00Z, before the "
@@ -1189,18 +1190,24 @@ class _Batch:
     def _as_given(self, match: re.Match[str]) -> str:
         return "another line of this batch" if self._in_this_batch(match[2]) else match[0]
 
-    def later_that_day(self, event: Any) -> bool:
+    def later_that_day(self, event: Any, violation: RuleViolation) -> bool:
         """Whether ``event``, given a date alone, has events later that day in the lanes
         its refusal can be about: its own, and its stream's registration (for a
-        message only: it reads the whole stream)."""
+        message only: it reads the whole stream); a retraction, its target, when
+        refused for coming before it."""
         if getattr(event, "occurred_at_precision", None) != "day":
             return False
+        midnight = event.occurred_at
         if event.type == "event_retracted":
-            return False
+            found = self.entry(event.target)
+            return (
+                isinstance(violation, RetractedBeforeTarget)
+                and found is not None
+                and midnight < found[1].occurred_at < midnight + timedelta(days=1)
+            )
         content = self.event_content(event)
         kind, stream = stream_of(content)
         own = kind.lane_key(Entry.from_record({**content, "event_id": "", "sequence": -1}))
-        midnight = event.occurred_at
         return any(
             midnight < e.occurred_at < midnight + timedelta(days=1)
             and kind.lane_key(e) in (own, "registration")

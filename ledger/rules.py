@@ -92,6 +92,10 @@ class Unregistered(RuleViolation):
         self.field = field
 
 
+class RetractedBeforeTarget(RuleViolation):
+    """A retraction dated before its target (a correction follows its mistake)."""
+
+
 class LaterEventInvalid(RuleViolation):
     """The new event is fine, but an already recorded later event no longer is.
 
@@ -941,7 +945,9 @@ class StreamView:
         if not stored and retracted_at < target.occurred_at and not retracted_now:
             # A correction is made once the mistake exists; dated earlier, it sorted
             # first on the account's timeline and fell into windows before the target.
-            raise RuleViolation(f"a retraction cannot occur before its target {target.describe()}")
+            raise RetractedBeforeTarget(
+                f"a retraction cannot occur before its target {target.describe()}"
+            )
         unregistered = None
         if target.type == self.kind.registration_type:
             others = [e for e in self.history.stream_entries(self.id) if e.event_id != target_id]

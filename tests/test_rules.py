@@ -1452,6 +1452,37 @@ def test_a_date_alone_refused_against_its_own_day_says_it_was_read_as_midnight(
     assert "date alone" not in message
 
 
+def test_a_retraction_given_a_date_alone_before_its_target_that_day_is_told_so(
+    world: Store,
+) -> None:
+    """A retraction's refusal for coming before its target lacked the note other
+    events get: its day is read as 00:00Z, before a target later that day."""
+    observed = ev("followers_observed", "2024-01-08T10:00:00Z", account=A, count=3)
+    world.append({**observed, "event_id": "fo10"})
+    message = reject_append(
+        world,
+        ev("event_retracted", "2024-01-08", target="fo10", reason="typo"),
+        expect=(
+            "a retraction cannot occur before its target fo10 (followers_observed at "
+            "2024-01-08T10:00:00Z) (occurred_at 2024-01-08 is a date alone, read as "
+            "2024-01-08T00:00:00Z, before the events later that day; if it happened after "
+            "them, give the time)",
+        ),
+    )
+    # Refused for another reason, or before a target on a later day: no such note.
+    world.append({**observed, "occurred_at": "2024-01-09T10:00:00Z", "event_id": "fo9"})
+    for target in ("fo9", "nothing"):
+        retracting = ev("event_retracted", "2024-01-08", target=target, reason="typo")
+        message = reject_append(world, retracting, expect=())
+        assert "date alone" not in message
+    world.append(ev("event_retracted", "2024-01-08T11:00:00Z", target="fo10", reason="typo"))
+    message = reject_append(
+        world, ev("event_retracted", "2024-01-08", target="fo10", reason="again"), expect=()
+    )
+    assert "already retracted" in message
+    assert "date alone" not in message
+
+
 def test_refusals_name_other_lines_of_the_batch_without_their_generated_ids(
     world: Store,
 ) -> None:
