@@ -1538,21 +1538,23 @@ def _replayable(stream: IO[bytes]) -> IO[bytes]:
     # read1, not read: a buffered read(n) goes on reading after a terminal's end of
     # input (Ctrl-D) to fill n bytes, so that one Ctrl-D would not end the input.
     read = getattr(stream, "read1", stream.read)
-    while chunk := read(1 << 16):
-        try:
+    try:
+        while chunk := read(1 << 16):
             spool.write(chunk)
-        except OSError as error:
-            if error.errno not in _OUTPUT_FAILURES:
-                raise
-            with contextlib.suppress(OSError):  # its buffer cannot be flushed either
-                spool.close()
-            # Not "cannot write to standard output" (exit 74, which says an append is
-            # committed): the input could not be held, so nothing was appended (rv28).
-            raise click.ClickException(
-                f"cannot hold the input in a temporary file in {tempfile.gettempdir()} "
-                f"({error.strerror}); nothing was appended: give a file rather than a "
-                "pipe, or set TMPDIR to a directory with room"
-            ) from None
+        # The last chunk may wait in the file's buffer: a full disk shows at its flush.
+        spool.flush()
+    except OSError as error:
+        if error.errno not in _OUTPUT_FAILURES:
+            raise
+        with contextlib.suppress(OSError):  # its buffer cannot be flushed either
+            spool.close()
+        # Not "cannot write to standard output" (exit 74, which says an append is
+        # committed): the input could not be held, so nothing was appended (rv28).
+        raise click.ClickException(
+            f"cannot hold the input in a temporary file in {tempfile.gettempdir()} "
+            f"({error.strerror}); nothing was appended: give a file rather than a "
+            "pipe, or set TMPDIR to a directory with room"
+        ) from None
     return spool
 
 

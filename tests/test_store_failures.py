@@ -107,6 +107,26 @@ def test_a_piped_input_that_cannot_be_held_on_disk_says_nothing_was_appended(
         "nothing was appended: give a file rather than a pipe, or set TMPDIR to a directory "
         "with room\n"
     )
+    # rv29: the input's last few bytes, read alone, wait in the file's buffer and fail
+    # only as it is flushed (they were told as output that failed, exit 74).
+    limit = 20 * 1024 * 1024  # past the 16 MiB held in memory
+    writer = subprocess.Popen(
+        [*CLI, "--store", store, "append", "-"],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "ENFORCEMENT_LEDGER_ACTOR": "tester", "TMPDIR": str(tmp_path)},
+        preexec_fn=limited,
+    )
+    assert writer.stdin is not None
+    writer.stdin.write(b"a" * limit)
+    writer.stdin.flush()
+    time.sleep(1)  # read apart from the rest
+    _, err = writer.communicate(b"tail\n", timeout=120)
+    assert writer.returncode == 1, err
+    assert b"nothing was appended" in err, err
+    assert b"Exception ignored" not in err, err
 
 
 def test_a_full_disk_keeps_what_was_committed_and_none_of_the_batch(tmp_path: Path) -> None:
