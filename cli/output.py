@@ -46,10 +46,23 @@ def printable(text: str) -> str:
     shown = _UNPRINTABLE.sub(_escape, text)
     if "\u200c" in shown or "\u200d" in shown:
         shown = "".join(
-            f"\\u{ord(char):04x}" if char in JOINERS and hidden_at(shown, i) else char
+            f"\\u{ord(char):04x}" if _hidden_joiner(shown, i) else char
             for i, char in enumerate(shown)
         )
     return shown
+
+
+def _hidden_joiner(text: str, index: int) -> bool:
+    """A joiner that prints as nothing: not one of a word's, nor one joining an emoji
+    sequence (👨‍💻, a ZWJ after a symbol, a skin tone or a variation selector)."""
+    char = text[index]
+    if char not in JOINERS or not hidden_at(text, index):
+        return False
+    if char == "\u200d" and 0 < index < len(text) - 1:
+        before, after = text[index - 1], text[index + 1]
+        emoji = unicodedata.category(before) in ("So", "Sk") or before == "\ufe0f"
+        return not (emoji and unicodedata.category(after) == "So")
+    return True
 
 
 def display_width(text: str) -> int:

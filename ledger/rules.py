@@ -38,8 +38,8 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 # time still to come (a clock far ahead wrote it, or the store was changed).
 CLOCK_BEHIND_LIMIT = timedelta(days=1)
 # The checks for new input added by the versions of 7 Dec 2026 (an account id's spelling
-# where it is registered, a zero-width joiner in it only between letters of a script it
-# shapes, a retraction's date, a renamed platform's slug, in any case or width, a
+# where it is registered, a zero-width joiner in it only where it shapes the letters,
+# a retraction's date, a renamed platform's slug, in any case or width, a
 # registration or a revocation retracted from under a subject's platform exemption,
 # lists each value once, a platform name without invisible characters, a policy kept in
 # NFC, an assigned country code) do not apply to copied events recorded before the last

@@ -1631,6 +1631,10 @@ def test_tables_show_zero_width_characters_escaped_but_keep_joiners() -> None:
     )
     # Where they shape nothing they are escaped too (an id an older version took).
     assert printable("tw:a\u200db \u200cx") == "tw:a\\u200db \\u200cx"
+    # An emoji sequence keeps its joiners (rv29: 👨‍👩‍👧 was shown as 👨\u200d👩\u200d👧).
+    assert printable("Family \U0001f468\u200d\U0001f469\u200d\U0001f467") == (
+        "Family \U0001f468\u200d\U0001f469\u200d\U0001f467"
+    )
 
 
 def test_a_registration_likely_misspelling_an_id_the_ledger_holds_is_warned_of(

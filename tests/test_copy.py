@@ -371,8 +371,8 @@ def _recorded_after_the_checks(
     export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """The export's events recorded at 02:00 on the day the checks came, which the
-    cut-off (the release, 09:00) spares; moved to 01:00 here, they are new input.
-    (A record time after the real cut-off would be ahead of the clock on that day.)"""
+    cut-off (the last of those releases, 19:30) spares; moved to 01:00 here, they are
+    new input. (A record time after the real cut-off could be ahead of the clock.)"""
     from ledger import application
 
     newer = tmp_path / "newer.jsonl"

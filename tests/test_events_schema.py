@@ -1161,14 +1161,25 @@ def test_account_ids_are_one_spelling_nfc_and_joiners_stay_within_words(store: S
         expect=("account: must not contain control characters or invisible ones",),
     )
     # wr19: between Latin letters a joiner shapes nothing: x:a\u200db printed as x:ab.
-    for joined in ("x:a\u200db", "x:a\u200cb", "x:\u0645\u200cb", "x:a\u200d\u0645"):
+    # rv29: nor between two Arabic letters (a ZWJ: they join anyway), nor between two
+    # Devanagari consonants with no virama.
+    for joined in (
+        "x:a\u200db",
+        "x:a\u200cb",
+        "x:\u0645\u200cb",
+        "x:a\u200d\u0645",
+        "x:\u0645\u062d\u200d\u0645\u062f",
+        "x:\u0915\u200d\u092e",
+    ):
         reject_append(
             store,
             account(joined, "2020-01-01"),
             expect=("account: must not contain control characters or invisible ones",),
         )
     devanagari = "x:\u0915\u094d\u200d\u0937"  # a conjunct: the joiner after the virama
-    store.append(account(devanagari, "2020-01-01"))
+    bengali = "x:\u09b0\u200d\u09cd\u09af"  # ra, ZWJ, virama, ya: the ya-phala after ra
+    javanese = "x:\ua98f\ua9c0\u200c\ua98f"  # a ZWNJ after the pangkon (a virama)
+    store.append(*(account(joined, "2020-01-01") for joined in (devanagari, bengali, javanese)))
     assert store.status(devanagari)["status"] == "active"
 
 
