@@ -855,6 +855,7 @@ class _Batch:
         # The retractions of skipped retracted events, to their targets: re-sent after
         # them, they drop the target's note (the batch says itself it stays retracted).
         self.retractions_awaited: dict[str, str] = {}
+        self.said_retracted: set[str] = set()  # targets whose retraction followed them
         self.copying = copying  # events already in a log (copy_log), kept verbatim
         self._renames: dict[str, dict[str, Any]] | None = None  # _live_renames, once read
         self._platform_accounts: dict[str, set[str]] | None = None  # _accounts_by_platform
@@ -1105,8 +1106,9 @@ class _Batch:
                 result.skipped_ids.append(event_id)
             if (target := self.retractions_awaited.pop(event_id, None)) is not None:
                 result.skipped_retracted.pop(target, None)
+                self.said_retracted.add(target)  # a repeat forgotten since adds no note
             retraction = self.retraction_of(event_id)
-            if retraction is not None:
+            if retraction is not None and event_id not in self.said_retracted:
                 result.skipped_retracted[event_id] = retraction
                 self.retractions_awaited[retraction] = event_id
             return True

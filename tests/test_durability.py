@@ -96,6 +96,8 @@ def write_big_batch(path: Path) -> int:
 def test_a_stopped_append_leaves_all_or_nothing(
     ledger: Path, tmp_path: Path, stop: signal.Signals
 ) -> None:
+    if not Path("/proc/self/fdinfo").is_dir():
+        pytest.skip("needs Linux /proc to see how far the append has read")
     batch_file = tmp_path / "big.jsonl"
     write_big_batch(batch_file)
     before = leaves(ledger)
@@ -117,21 +119,26 @@ def test_a_stopped_append_leaves_all_or_nothing(
     # Stopped a third into reading its input, mid-transaction: the batch commits only
     # once it is read whole. (Not once the WAL grew: a batch this size fits the
     # writer's page cache, so the WAL grows only at the commit, and a stop then raced
-    # the process's end on a busy machine.)
-    if not Path("/proc/self/fdinfo").is_dir():
-        pytest.skip("needs Linux /proc to see how far the append has read")
-    third = batch_file.stat().st_size // 3
+    # the process's end on a busy machine.) Frozen first, so that it is still reading
+    # when the signal comes, however slow this process is to send it.
+    whole = batch_file.stat().st_size
+    third = whole // 3
     deadline = time.monotonic() + 120
     try:
         while writer.poll() is None and time.monotonic() < deadline:
             if (_read_position(writer.pid, batch_file.resolve()) or 0) >= third:
+                os.kill(writer.pid, signal.SIGSTOP)
                 break
             time.sleep(0.002)
         assert writer.poll() is None, (
             "the append ended before it could be killed mid-write",
             writer.returncode,
         )
+        position = _read_position(writer.pid, batch_file.resolve())
+        assert position is not None
+        assert position < whole, "read whole: it may be committing"
         os.kill(writer.pid, stop)
+        os.kill(writer.pid, signal.SIGCONT)  # SIGINT waits for it; SIGKILL does not
     finally:
         writer.wait(timeout=30)
         assert writer.stderr is not None

@@ -1124,6 +1124,12 @@ def test_a_re_sent_batch_is_counted_not_held_whole(
         "Skipped 8 already recorded event(s): p1, p2, p3, p4, p5…\n"  # p1 again: forgotten
         "Skipped 1 line(s) repeating an earlier line of this batch: p7\n"
     )
+    # rv29: a retracted event re-sent with its retraction after it needs no note, nor
+    # does its repeat once forgotten.
+    retraction = ev("event_retracted", "2021-05-01", target="p1", reason="x", event_id="r1")
+    world.append(retraction)
+    result = world.ok("append", "-", input=jsonl(posts[0], retraction, *posts[1:], posts[0]))
+    assert result.stderr == ""
 
 
 def test_conflicting_duplicate_within_one_batch_is_an_error(world: Store) -> None:
