@@ -1618,6 +1618,20 @@ def test_a_policy_or_actor_spelt_with_combining_accents_is_one_with_the_composed
     assert "Poli\u0301tica" not in store.ok("export", "--nl").stdout
 
 
+def test_a_cut_cell_never_ends_in_part_of_an_escape() -> None:
+    """ux19: cut at 60, "\\u180e" showed as "\\u180…", which reads as U+0180."""
+    from cli.output import MAX_CELL, _fit
+
+    for at in range(MAX_CELL - 8, MAX_CELL + 2):
+        for hidden in ("\u180e", "\x1b", "\n"):
+            text = "a" * at + hidden + "b" * 10
+            shown = _fit(text)
+            assert len(shown) <= MAX_CELL
+            # Whole escapes only: what a backslash starts is one of them, or the cut.
+            for _, escape in re.findall(r"(\\)([^\\]*)", shown):
+                assert escape.startswith(("u180e", "x1b", "n")), shown
+
+
 def test_tables_show_zero_width_characters_escaped_but_keep_joiners() -> None:
     """Two policies, one with a zero-width space, printed alike in `counts`; the
     joiners Persian spelling needs stay as they are."""
