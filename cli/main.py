@@ -1030,6 +1030,17 @@ class LedgerGroup(StrictGroup):
             # store's own writes fail through its driver, not as OSError.
             target = error.filename or "standard output"
             raise _OutputFailed(f"cannot write to {target}: {error.strerror}") from None
+        ordering = sys.modules.get("ledger.ordering")
+        if ordering is not None and ordering.SPOOL_FAILED in getattr(error, "__notes__", ()):
+            import tempfile
+
+            detail = str(error).strip().splitlines()[0]
+            where = os.environ.get("SQLITE_TMPDIR") or tempfile.gettempdir()
+            raise click.ClickException(
+                f"cannot hold the batch in a temporary database in {where} ({detail}) to "
+                "sort it; nothing was appended: set SQLITE_TMPDIR (or TMPDIR) to a "
+                "directory with room"
+            ) from None
         session = ctx.find_object(Session)
         location = session.location_if_valid() if session else None
         where = location.display if location else "the store"

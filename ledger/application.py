@@ -52,6 +52,7 @@ from ledger.rules import (
 )
 from ledger.vocabulary import (
     ASSIGNED_FIELDS,
+    HIDDEN_CHARACTERS,
     SLUG,
     TARGETED_TYPES,
     actor_problem,
@@ -1008,6 +1009,9 @@ class _Batch:
             recorded_iso, actor = original[0]["recorded_at"], original[0]["actor"]
             recorded_at = _copied_record_time(recorded_iso, line)
             problem = actor_problem(actor) if isinstance(actor, str) else "must be text"
+            # Its invisible characters (a joiner) as the version that recorded it saw them.
+            if problem == HIDDEN_CHARACTERS and _recorded_before_new_checks(original[0]):
+                problem = None
             if problem is not None:
                 raise LedgerError(f"actor {quoted(actor)} {problem}", line)
             if recorded_at < self.recorded_at:

@@ -202,6 +202,16 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# Added to an error of the batch's own temporary database (a full or size-limited
+# $SQLITE_TMPDIR or $TMPDIR), which is no failure of the store: the CLI names that disk.
+SPOOL_FAILED = "ledger.ordering: the sort's temporary database failed"
+
+
+def _note(error: sqlite3.Error) -> None:
+    if SPOOL_FAILED not in getattr(error, "__notes__", ()):
+        error.add_note(SPOOL_FAILED)
+
+
 class DependencyOrder:
     """The lines of one batch, held on disk and read back in dependency order as
     many times as the append needs (a conflicting batch is re-run)."""
@@ -222,6 +232,10 @@ class DependencyOrder:
             self._exemptions_after_their_accounts()
             self._place_retractions()
             self._db.commit()
+        except sqlite3.Error as error:
+            self.close()
+            _note(error)
+            raise
         except BaseException:
             self.close()
             raise
@@ -588,8 +602,12 @@ class DependencyOrder:
 
     def events(self) -> Iterator[tuple[int, AnyEvent]]:
         """The batch in dependency order, each event with its input line number."""
-        for number, line in self._db.execute(_ORDERED):
-            yield number, parse_event(line, number)
+        try:
+            for number, line in self._db.execute(_ORDERED):
+                yield number, parse_event(line, number)
+        except sqlite3.Error as error:
+            _note(error)
+            raise
 
     @property
     def has_retractions(self) -> bool:
@@ -620,8 +638,12 @@ class DependencyOrder:
 
     def events_as_given(self) -> Iterator[tuple[int, AnyEvent]]:
         """The batch in its input order (what a refused sorted order falls back to)."""
-        for number, line in self._db.execute("SELECT number, line FROM spool ORDER BY number"):
-            yield number, parse_event(line, number)
+        try:
+            for number, line in self._db.execute("SELECT number, line FROM spool ORDER BY number"):
+                yield number, parse_event(line, number)
+        except sqlite3.Error as error:
+            _note(error)
+            raise
 
     def close(self) -> None:
         self._db.close()

@@ -10,6 +10,7 @@ ledger assigns and the one textual form of time, but not the validators in
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from datetime import UTC, datetime
 
@@ -110,7 +111,18 @@ def quoted(value: object) -> str:
     if len(text) <= MAX_QUOTED:
         return text
     size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} in all"
-    return f"{shorten(text, MAX_QUOTED)} ({size})"
+    kept = text[: MAX_QUOTED - 1]
+    # Not inside an escape: "\u18…" would read as another character's.
+    if (cut := _PART_OF_A_REPR_ESCAPE.search(kept)) is not None:
+        kept = kept[: cut.start(1)]
+    return f"{kept}… ({size})"
+
+
+# The start of an escape repr writes (\x1b, \u200b, \U000e0041), cut short at the end;
+# a backslash escaped itself (\\) is whole.
+_PART_OF_A_REPR_ESCAPE = re.compile(
+    r"(?:^|[^\\])(?:\\\\)*(\\(?:x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?)\Z"
+)
 
 
 # Who recorded an event is stored in its signed leaf for good: a name people can read

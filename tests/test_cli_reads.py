@@ -1632,6 +1632,19 @@ def test_a_cut_cell_never_ends_in_part_of_an_escape() -> None:
                 assert escape.startswith(("u180e", "x1b", "n")), shown
 
 
+def test_a_cut_value_in_a_message_never_ends_in_part_of_an_escape() -> None:
+    """rv30: as ux19's cells, a refused id cut at 100 showed its hidden character as
+    "\\u18…" or "\\u20…": the very character it was refused for, unreadable."""
+    from ledger.vocabulary import MAX_QUOTED, quoted
+
+    for at in range(MAX_QUOTED - 14, MAX_QUOTED + 2):
+        for hidden in ("\u180e", "\x1b", "\n", "\U000e0041", "\\"):
+            shown = quoted("x:" + "a" * at + hidden + "b" * 10)
+            cut = shown.rsplit("…", 1)[0]
+            for escape in re.findall(r"\\(\\|x..|u....|U........|n|.)", cut):
+                assert escape in ("\\", "x1b", "u180e", "U000e0041", "n"), shown
+
+
 def test_tables_show_zero_width_characters_escaped_but_keep_joiners() -> None:
     """Two policies, one with a zero-width space, printed alike in `counts`; the
     joiners Persian spelling needs stay as they are."""

@@ -124,6 +124,7 @@ def test_a_stopped_append_leaves_all_or_nothing(
     whole = batch_file.stat().st_size
     third = whole // 3
     deadline = time.monotonic() + 120
+    signalled = False
     try:
         while writer.poll() is None and time.monotonic() < deadline:
             if (_read_position(writer.pid, batch_file.resolve()) or 0) >= third:
@@ -138,8 +139,12 @@ def test_a_stopped_append_leaves_all_or_nothing(
         assert position is not None
         assert position < whole, "read whole: it may be committing"
         os.kill(writer.pid, stop)
-        os.kill(writer.pid, signal.SIGCONT)  # SIGINT waits for it; SIGKILL does not
+        signalled = True
     finally:
+        if not signalled and writer.poll() is None:
+            writer.kill()  # a failed check must not leave it frozen, nor wait on it
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(writer.pid, signal.SIGCONT)  # SIGINT waits for it; SIGKILL does not
         writer.wait(timeout=30)
         assert writer.stderr is not None
         stderr = writer.stderr.read().decode()

@@ -958,3 +958,34 @@ def test_an_exception_a_signal_raises_mid_statement_is_the_one_raised() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         db.close()
+
+
+def test_a_sort_whose_temporary_database_cannot_grow_names_that_directory(
+    tmp_path: Path,
+) -> None:
+    """rv30: `append --sort` holds the batch in SQLite's temporary database; one that
+    could not grow there was told as the store's disk being full."""
+    import resource
+
+    store = str(tmp_path / "ledger.db")
+    assert _cli("--store", store, "init").returncode == 0
+    batch = _generated(tmp_path, 40_000)  # ~13 MB: it spills past SQLite's page cache
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, resource.RLIM_INFINITY))
+
+    env = {k: v for k, v in os.environ.items() if k != "SQLITE_TMPDIR"}
+    result = subprocess.run(
+        [*CLI, "--store", store, "append", "--sort", str(batch)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**env, "ENFORCEMENT_LEDGER_ACTOR": "tester", "TMPDIR": str(tmp_path)},
+        preexec_fn=limited,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(
+        f"Error: cannot hold the batch in a temporary database in {tmp_path} ("
+    ), result.stderr
+    assert "nothing was appended" in result.stderr
