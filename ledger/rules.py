@@ -46,7 +46,7 @@ CLOCK_BEHIND_LIMIT = timedelta(days=1)
 # of them was released: an older ledger holding such events must still move (STYLE: old
 # stored events load). A record time cannot say which version wrote an event, so the
 # cut-off is that release.
-NEW_INPUT_CHECKS_SINCE = datetime(2026, 12, 7, 19, 50, tzinfo=UTC)
+NEW_INPUT_CHECKS_SINCE = datetime(2026, 12, 7, 20, 0, tzinfo=UTC)
 
 # Namespace for uuid5 ids of natural keys ("account:instagram:khamenei_ir").
 _ID_NAMESPACE = uuid.UUID("6f1f3e0c-8f0e-5d4c-9a51-8c1f0e6b7a10")

@@ -147,35 +147,16 @@ def _unprintable(char: str) -> bool:
 
 
 # Zero-width non-joiner and joiner: part of ordinary spelling where they change what
-# prints, invisible anywhere else (`tw:a\u200db` prints as `tw:ab`). Where they print is
-# RFC 5892's CONTEXTJ rule (IDNA's), approximated: Python's unicodedata has no joining
-# types, so a cursive script is named by its letters' Unicode names.
+# prints (after a virama: an Indic conjunct; a non-joiner between two letters that would
+# join: Persian می‌خواهم), invisible anywhere else (`tw:a\u200db` prints as `tw:ab`).
+# Where is IDNA's rule (RFC 5892 CONTEXTJ), which needs Unicode's joining types.
 JOINERS = frozenset("\u200c\u200d")
-_CURSIVE_SCRIPTS = (
-    "ARABIC", "SYRIAC", "NKO", "MANDAIC", "MONGOLIAN", "ADLAM", "HANIFI ROHINGYA",
-    "MANICHAEAN", "PSALTER PAHLAVI", "SOGDIAN", "OLD UYGHUR", "PHAGS-PA",
-)  # fmt: skip
-_VIRAMA = 9  # canonical combining class
-
-
-def _cursive(char: str) -> bool:
-    return unicodedata.category(char)[0] in "LM" and unicodedata.name(char, "").startswith(
-        _CURSIVE_SCRIPTS
-    )
 
 
 def _joiner_shows(text: str, index: int) -> bool:
-    """Either joiner right after a virama (an Indic conjunct or half form, a Malayalam
-    chillu), a ZWJ right before one (Bengali র‍্য), or a ZWNJ between letters of a
-    cursive script (Persian می‌خواهم). A ZWNJ after an Arabic letter that joins
-    only on its right prints as nothing too; catching that needs joining types."""
-    before = text[index - 1] if index > 0 else ""
-    after = text[index + 1] if index + 1 < len(text) else ""
-    if before and unicodedata.combining(before) == _VIRAMA:
-        return True
-    if text[index] == "\u200d":
-        return bool(before and after) and unicodedata.combining(after) == _VIRAMA
-    return bool(before and after) and _cursive(before) and _cursive(after)
+    from idna.core import valid_contextj  # only for text holding a joiner
+
+    return bool(valid_contextj(text, index))
 
 
 def hidden_at(text: str, index: int) -> bool:

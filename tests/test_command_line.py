@@ -69,7 +69,7 @@ def test_an_actor_that_people_could_not_read_is_refused(
     "actor",
     [
         "Jane Doe (T&S, Tehran desk) ✓",
-        "محمد\u200cرضا",  # Persian: a zero-width non-joiner between letters
+        "می\u200cخواهم",  # Persian: a zero-width non-joiner between letters that join
         "क्\u200dष",  # Devanagari: a zero-width joiner in a conjunct
         "José O'Neil <jose@example.org>",
     ],

@@ -371,7 +371,7 @@ def _recorded_after_the_checks(
     export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """The export's events recorded at 02:00 on the day the checks came, which the
-    cut-off (the last of those releases, 19:50) spares; moved to 01:00 here, they are
+    cut-off (the last of those releases, 20:00) spares; moved to 01:00 here, they are
     new input. (A record time after the real cut-off could be ahead of the clock.)"""
     from ledger import application
 

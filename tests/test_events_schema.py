@@ -1150,9 +1150,9 @@ def test_account_ids_are_one_spelling_nfc_and_joiners_stay_within_words(store: S
         ev("account_registered", "2020-01-01", account=decomposed, platform="x", handle="c"),
         expect=("account: must be in Unicode normal form NFC: NFC writes its U+0065 U+0301",),
     )
-    # Composed, it is an id; so is a Persian name with a zero-width non-joiner between
-    # letters, which is how it is spelt (as for actors).
-    persian = "x:\u0645\u062d\u0645\u062f\u200c\u0631\u0636\u0627"
+    # Composed, it is an id; so is a Persian word with a zero-width non-joiner between
+    # two letters that would join (می‌خواهم), which is how it is spelt (as for actors).
+    persian = "x:\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
     store.append(account("x:caf\u00e9", "2020-01-01"), account(persian, "2020-01-01"))
     assert store.status(persian)["status"] == "active"
     reject_append(
@@ -1161,14 +1161,17 @@ def test_account_ids_are_one_spelling_nfc_and_joiners_stay_within_words(store: S
         expect=("account: must not contain control characters or invisible ones",),
     )
     # wr19: between Latin letters a joiner shapes nothing: x:a\u200db printed as x:ab.
-    # rv29: nor between two Arabic letters (a ZWJ: they join anyway), nor between two
-    # Devanagari consonants with no virama.
+    # rv29/rv30 (IDNA's CONTEXTJ): nor between two Arabic letters (a ZWJ: they join
+    # anyway), nor after a dal, which joins nothing on its left (محمد‌رضا printed as
+    # محمدرضا), nor between Devanagari consonants with no virama.
     for joined in (
         "x:a\u200db",
         "x:a\u200cb",
         "x:\u0645\u200cb",
         "x:a\u200d\u0645",
         "x:\u0645\u062d\u200d\u0645\u062f",
+        "x:\u0645\u062d\u0645\u062f\u200c\u0631\u0636\u0627",
+        "x:\u062f\u200c\u0627\u0646\u0627",
         "x:\u0915\u200d\u092e",
     ):
         reject_append(
@@ -1177,9 +1180,9 @@ def test_account_ids_are_one_spelling_nfc_and_joiners_stay_within_words(store: S
             expect=("account: must not contain control characters or invisible ones",),
         )
     devanagari = "x:\u0915\u094d\u200d\u0937"  # a conjunct: the joiner after the virama
-    bengali = "x:\u09b0\u200d\u09cd\u09af"  # ra, ZWJ, virama, ya: the ya-phala after ra
     javanese = "x:\ua98f\ua9c0\u200c\ua98f"  # a ZWNJ after the pangkon (a virama)
-    store.append(*(account(joined, "2020-01-01") for joined in (devanagari, bengali, javanese)))
+    urdu = "x:\u0645\u06cc\u06ba\u200c\u0646\u06d2"  # between two letters that join
+    store.append(*(account(joined, "2020-01-01") for joined in (devanagari, javanese, urdu)))
     assert store.status(devanagari)["status"] == "active"
 
 
