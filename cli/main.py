@@ -387,6 +387,7 @@ class Session:
 
         if self._read is None:
             self._read = ledger.storage.connect()
+            ledger.storage.answering(self._read)
             wait_for_rebuilds(self._read)
 
         projector = Projector(ledger, self._read)

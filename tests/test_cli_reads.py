@@ -1780,3 +1780,22 @@ def test_a_store_url_printed_back_percent_encodes_the_user_and_database_names() 
     assert location.display == url
     again = StoreLocation.parse(location.display)
     assert (again.user, again.host, again.dbname) == ("ops@example.org:a/b", "h", "d/1?x")
+
+
+def test_a_read_command_answers_with_a_small_page_cache(tmp_path: Path) -> None:
+    """rs19: read connections took the 64 MiB page cache appends want, and SQLite sizes
+    each sort by it: `counts` by six fields peaked at 228 MB at 1M events (54 MB now)."""
+    from cli.main import Session
+    from tests.ledger_helpers import SEED
+
+    store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    store.ok("init")
+    store.ok("append", str(SEED))
+    session = Session(store.url)
+    try:
+        assert session.reader().one("PRAGMA cache_size") == (-8192,)
+        # Appends keep theirs.
+        with session.ledger().storage.connect() as db:
+            assert db.one("PRAGMA cache_size") == (-65536,)
+    finally:
+        session.close()
