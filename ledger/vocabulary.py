@@ -153,10 +153,28 @@ def _unprintable(char: str) -> bool:
 JOINERS = frozenset("\u200c\u200d")
 
 
+# valid_contextj refuses (IDNAError) a label over 1,024 characters, and a stored text
+# may hold 2,000: it is given the joiner's surroundings, which are all the rule reads
+# (the character before, and on each side the first that is no mark).
+_JOINER_CONTEXT = 500
+_VIRAMA = 9  # canonical combining class
+
+
 def _joiner_shows(text: str, index: int) -> bool:
     from idna.core import valid_contextj  # only for text holding a joiner
 
-    return bool(valid_contextj(text, index))
+    after = text[index + 1] if index + 1 < len(text) else ""
+    if text[index] == "\u200d" and index > 0 and after and unicodedata.combining(after) == _VIRAMA:
+        # Before a virama too, which IDNA's rule leaves out: Bengali র‍্য (ra, ZWJ,
+        # virama, ya) prints a ya-phala where র্য prints a reph (র‍্যাব, RAB).
+        return True
+    start = max(0, index - _JOINER_CONTEXT)
+    try:
+        return bool(valid_contextj(text[start : index + _JOINER_CONTEXT + 1], index - start))
+    except ValueError:
+        # The character before has no name in Python's Unicode (Tangut, Khitan, private
+        # or unassigned): no virama, and a letter that joins nothing, so it shows nothing.
+        return False
 
 
 def hidden_at(text: str, index: int) -> bool:

@@ -1662,6 +1662,13 @@ def test_tables_show_zero_width_characters_escaped_but_keep_joiners() -> None:
     assert printable("Family \U0001f468\u200d\U0001f469\u200d\U0001f467") == (
         "Family \U0001f468\u200d\U0001f469\u200d\U0001f467"
     )
+    # rv31: idna's CONTEXTJ check raised on a text over 1,024 characters and after a
+    # character Python has no name for (private use, Tangut): the table failed.
+    long_name = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 " + "x" * 1100
+    assert printable(long_name) == long_name
+    assert printable("\uf8ff\u200d \U00017000\u200c") == "\uf8ff\\u200d \U00017000\\u200c"
+    # Bengali র‍্য keeps its ZWJ (before the virama: a ya-phala, not a reph).
+    assert printable("\u09b0\u200d\u09cd\u09af") == "\u09b0\u200d\u09cd\u09af"
 
 
 def test_a_registration_likely_misspelling_an_id_the_ledger_holds_is_warned_of(

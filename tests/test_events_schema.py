@@ -1180,9 +1180,12 @@ def test_account_ids_are_one_spelling_nfc_and_joiners_stay_within_words(store: S
             expect=("account: must not contain control characters or invisible ones",),
         )
     devanagari = "x:\u0915\u094d\u200d\u0937"  # a conjunct: the joiner after the virama
+    bengali = "x:\u09b0\u200d\u09cd\u09af"  # ra, ZWJ, virama, ya: the ya-phala after ra
     javanese = "x:\ua98f\ua9c0\u200c\ua98f"  # a ZWNJ after the pangkon (a virama)
     urdu = "x:\u0645\u06cc\u06ba\u200c\u0646\u06d2"  # between two letters that join
-    store.append(*(account(joined, "2020-01-01") for joined in (devanagari, javanese, urdu)))
+    store.append(
+        *(account(joined, "2020-01-01") for joined in (devanagari, bengali, javanese, urdu))
+    )
     assert store.status(devanagari)["status"] == "active"
 
 
