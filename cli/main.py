@@ -945,6 +945,16 @@ class LedgerGroup(StrictGroup):
             else:
                 message = "Interrupted: a write in progress was committed whole or not at all"
                 done = _committed(ctx)
+                session = ctx.find_object(Session)
+                ledger = getattr(session, "_ledger", None)
+                if (
+                    ctx.invoked_subcommand in ("append", "record")
+                    and done is None
+                    and (ledger is None or ledger.storage.commits_begun == 0)
+                ):
+                    # Stopped before its one transaction began to commit (ux19: it
+                    # said "whole or not at all" of a batch stopped a third in).
+                    message = "Interrupted before the commit: nothing was appended"
                 if done is not None:
                     # Known here: after the commit (the summary, the read side catching up).
                     message = (

@@ -726,6 +726,9 @@ class Storage:
     def __init__(self, location: StoreLocation) -> None:
         self.location = location
         self._writer: Database | None = None
+        # Write transactions whose commit has begun: interrupted before any, a command
+        # knows it wrote nothing (after one began, only that it is in whole or not).
+        self.commits_begun = 0
 
     # engine-specific
     def eventsourcing_env(self) -> dict[str, str]:
@@ -836,6 +839,7 @@ class Storage:
             if db.dialect == "postgres" and db.raw.closed:
                 self._writer = None  # an interrupt closed it: a next write opens a new one
             raise
+        self.commits_begun += 1
         db.commit()
 
     def lock_log(self, db: Database) -> None:

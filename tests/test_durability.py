@@ -155,7 +155,7 @@ def test_a_stopped_append_leaves_all_or_nothing(
         # Ctrl-C: the transaction is rolled back, and the status is a shell's 130, not
         # the 1 of a data error.
         assert writer.returncode == 130, stderr
-        assert stderr == "Interrupted: a write in progress was committed whole or not at all\n"
+        assert stderr == "Interrupted before the commit: nothing was appended\n"
 
     after = leaves(ledger)
     assert len(after) == len(before)  # stopped before its commit: none of it
