@@ -955,6 +955,10 @@ class LedgerGroup(StrictGroup):
                     # Stopped before its one transaction began to commit (ux19: it
                     # said "whole or not at all" of a batch stopped a third in).
                     message = "Interrupted before the commit: nothing was appended"
+                elif done is None and ledger is not None and ledger.storage.commits_done:
+                    # Committed, stopped before the append returned (rv32: a large batch's
+                    # statistics update, VACUUM ANALYZE on PostgreSQL, comes after).
+                    message = "Interrupted after the append was committed: do not append it again"
                 if done is not None:
                     # Known here: after the commit (the summary, the read side catching up).
                     message = (

@@ -726,9 +726,10 @@ class Storage:
     def __init__(self, location: StoreLocation) -> None:
         self.location = location
         self._writer: Database | None = None
-        # Write transactions whose commit has begun: interrupted before any, a command
-        # knows it wrote nothing (after one began, only that it is in whole or not).
+        # Write transactions whose commit has begun, and has ended: interrupted before
+        # any began, a command knows it wrote nothing; after one ended, that it is in.
         self.commits_begun = 0
+        self.commits_done = 0
 
     # engine-specific
     def eventsourcing_env(self) -> dict[str, str]:
@@ -841,6 +842,7 @@ class Storage:
             raise
         self.commits_begun += 1
         db.commit()
+        self.commits_done += 1
 
     def lock_log(self, db: Database) -> None:
         """Serialise writers (SQLite's BEGIN IMMEDIATE already did)."""

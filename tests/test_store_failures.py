@@ -925,11 +925,23 @@ def test_ctrl_c_in_a_dry_run_says_nothing_was_appended(
     result = store.run("append", "-", input=jsonl(account("twitter:b", "2020-01-02")))
     assert result.stderr == "Interrupted before the commit: nothing was appended\n"
     monkeypatch.undo()
+    # Committed, stopped while the store's statistics are updated after a large batch
+    # (rv32): it is in.
+    from ledger import application
+    from ledger.persistence import Database, Storage
+
+    monkeypatch.setattr(application, "ANALYZE_AFTER", 1)
+    monkeypatch.setattr(Storage, "analyze", interrupted)
+    result = store.run("append", "-", input=jsonl(account("twitter:b", "2020-01-02")))
+    assert result.stderr == (
+        "Interrupted after the append was committed: do not append it again\n"
+    ), result.stderr
+    assert store.count() == 2
+    monkeypatch.undo()
     # Stopped while it commits: the careful message, for it may be in.
-    from ledger.persistence import Database
 
     monkeypatch.setattr(Database, "commit", interrupted)
-    result = store.run("append", "-", input=jsonl(account("twitter:b", "2020-01-02")))
+    result = store.run("append", "-", input=jsonl(account("twitter:c", "2020-01-02")))
     assert result.stderr == (
         "Interrupted: a write in progress was committed whole or not at all\n"
     ), result.stderr
