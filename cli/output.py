@@ -16,7 +16,7 @@ from typing import Any, TextIO, TypeVar
 
 import click
 
-from ledger.vocabulary import JOINERS, hidden_at
+from ledger.vocabulary import JOINERS, hidden_at, shorten
 
 F = TypeVar("F", bound=Callable[..., Any])
 TABLE_SAMPLE = 200
@@ -80,16 +80,11 @@ def display_width(text: str) -> int:
 
 def _fit(text: str) -> str:
     """A table cell: printable, and cut to MAX_CELL with a visible mark where cut."""
-    shown = printable(text)
-    if len(shown) <= MAX_CELL:
-        return shown
-    # Not inside an escape: "\u180…" would read as another character's.
-    kept = _PART_OF_AN_ESCAPE.sub("", shown[: MAX_CELL - 1])
-    return kept + "…"
+    return shorten(printable(text), MAX_CELL, _PART_OF_AN_ESCAPE)
 
 
 # The start of an escape printable writes (\n, \x1b, \u200b), cut short at the end.
-_PART_OF_AN_ESCAPE = re.compile(r"\\(?:u[0-9a-f]{0,3}|x[0-9a-f]?)?\Z")
+_PART_OF_AN_ESCAPE = re.compile(r"(\\(?:u[0-9a-f]{0,3}|x[0-9a-f]?)?)\Z")
 
 
 _FORMATS = [

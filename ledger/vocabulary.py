@@ -93,10 +93,17 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int, unfinished: re.Pattern[str] | None = None) -> str:
     """``text`` cut to ``limit`` characters, the cut marked with "…", for messages and
-    tables that must stay readable whatever was stored or given."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    tables that must stay readable whatever was stored or given. ``unfinished``: what
+    of an escape the cut may leave at its end (its group 1), taken off too, so "\\u18…"
+    does not read as another character's."""
+    if len(text) <= limit:
+        return text
+    kept = text[: limit - 1]
+    if unfinished is not None and (cut := unfinished.search(kept)) is not None:
+        kept = kept[: cut.start(1)]
+    return kept + "…"
 
 
 MAX_QUOTED = 100
@@ -111,11 +118,7 @@ def quoted(value: object) -> str:
     if len(text) <= MAX_QUOTED:
         return text
     size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} in all"
-    kept = text[: MAX_QUOTED - 1]
-    # Not inside an escape: "\u18…" would read as another character's.
-    if (cut := _PART_OF_A_REPR_ESCAPE.search(kept)) is not None:
-        kept = kept[: cut.start(1)]
-    return f"{kept}… ({size})"
+    return f"{shorten(text, MAX_QUOTED, _PART_OF_A_REPR_ESCAPE)} ({size})"
 
 
 # The start of an escape repr writes (\x1b, \u200b, \U000e0041), cut short at the end;
