@@ -232,12 +232,10 @@ class DependencyOrder:
             self._exemptions_after_their_accounts()
             self._place_retractions()
             self._db.commit()
-        except sqlite3.Error as error:
+        except BaseException as error:
             self.close()
-            _note(error)
-            raise
-        except BaseException:
-            self.close()
+            if isinstance(error, sqlite3.Error):
+                _note(error)
             raise
 
     def _fill(self, lines: Iterable[tuple[int, str]]) -> None:
@@ -602,8 +600,12 @@ class DependencyOrder:
 
     def events(self) -> Iterator[tuple[int, AnyEvent]]:
         """The batch in dependency order, each event with its input line number."""
+        return self._read(_ORDERED)
+
+    def _read(self, query: str) -> Iterator[tuple[int, AnyEvent]]:
+        """The lines ``query`` selects (number, line), parsed."""
         try:
-            for number, line in self._db.execute(_ORDERED):
+            for number, line in self._db.execute(query):
                 yield number, parse_event(line, number)
         except sqlite3.Error as error:
             _note(error)
@@ -638,12 +640,7 @@ class DependencyOrder:
 
     def events_as_given(self) -> Iterator[tuple[int, AnyEvent]]:
         """The batch in its input order (what a refused sorted order falls back to)."""
-        try:
-            for number, line in self._db.execute("SELECT number, line FROM spool ORDER BY number"):
-                yield number, parse_event(line, number)
-        except sqlite3.Error as error:
-            _note(error)
-            raise
+        return self._read("SELECT number, line FROM spool ORDER BY number")
 
     def close(self) -> None:
         self._db.close()
