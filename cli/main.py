@@ -1125,22 +1125,20 @@ def cli(ctx: click.Context, store: str | None, key_file: str | None) -> None:
 _SETTINGS = ("ENFORCEMENT_LEDGER_STORE", "ENFORCEMENT_LEDGER_KEY_FILE", "ENFORCEMENT_LEDGER_ACTOR")
 
 
-def _parse_time(value: str | None, option: str, *, whole_day: bool = False) -> datetime:
+def _parse_time(value: str, option: str, *, whole_day: bool = False) -> datetime:
     """An aware time for --as-of/--known-at/--since/--until; a date means 00:00Z.
 
     With ``whole_day`` (an upper bound, --until) a date means the last microsecond of
     that day, so `--until 2024-01-31` keeps what occurred during the 31st.
     """
-    if value is None:
-        return datetime.now(UTC)
     from ledger.times import TimeError, parse_utc
 
-    text = value  # as event input reads it: spaces around it are refused, not dropped
     try:
-        moment = parse_utc(text)
+        # As event input reads it: spaces around it are refused, not dropped.
+        moment = parse_utc(value)
     except TimeError as error:
         raise click.BadParameter(f"{error}, given {value!r}", param_hint=option) from None
-    if whole_day and len(text) == len("2024-02-08"):  # parse_utc took it as a date alone
+    if whole_day and len(value) == len("2024-02-08"):  # parse_utc took it as a date alone
         moment = moment.replace(hour=23, minute=59, second=59, microsecond=999999)
     return moment
 
@@ -2274,27 +2272,28 @@ known_at_option = click.option(
 
 def _moment(session: Session, as_of: str | None, known_at: str | None) -> Any:
     """The moment asked about, its times read before the store is opened."""
-    from projections.queries import Moment, ledger_now
+    from projections.queries import Moment
 
     given_as_of = _parse_time(as_of, "--as-of") if as_of else None
-    given_known = _parse_time(known_at, "--known-at") if known_at else None
     # Record time defaults to the ledger's present (a clock ahead may have recorded
     # past this one's now); valid time to this clock's: a record time ahead of it is
     # no reason to answer for a moment still to come (a suspension's `until`).
     clock = datetime.now(UTC)
-    known = given_known or ledger_now(session.reader(), clock)
+    known = _known_at(session, known_at, clock)
     # --known-at alone asks what the ledger said then: as of then too (a suspension
     # that has ended by its `until` since still shows). Both given: the two axes apart.
     # A record time still to come knows what is known now: as of now, not a forecast.
     return Moment(as_of=given_as_of or min(known, clock), known_at=known)
 
 
-def _known_at(session: Session, known_at: str | None) -> datetime:
-    """--known-at, else the present as the ledger knows it (see ledger_now)."""
+def _known_at(session: Session, known_at: str | None, clock: datetime | None = None) -> datetime:
+    """--known-at, else the present as the ledger knows it (see ledger_now; ``clock``:
+    this clock's now, read once by a caller that needs it too)."""
     from projections.queries import ledger_now
 
-    given = _parse_time(known_at, "--known-at") if known_at else None
-    return given or ledger_now(session.reader())
+    if known_at:
+        return _parse_time(known_at, "--known-at")
+    return ledger_now(session.reader(), clock)
 
 
 @cli.command()
