@@ -1146,7 +1146,7 @@ def _parse_time(value: str, option: str, *, whole_day: bool = False) -> datetime
 def _actor(actor: str | None) -> str:
     """Who records: --actor, else $ENFORCEMENT_LEDGER_ACTOR, else the OS user; each
     checked before anything is read, naming where it came from."""
-    from ledger.vocabulary import actor_problem, shorten
+    from ledger.vocabulary import PART_OF_A_REPR_ESCAPE, actor_problem, shorten
 
     source = "--actor (or $ENFORCEMENT_LEDGER_ACTOR)"
     if actor is None:
@@ -1160,7 +1160,8 @@ def _actor(actor: str | None) -> str:
     problem = actor_problem(actor)
     if problem is not None:
         raise click.BadParameter(
-            f"{problem} (given {shorten(repr(actor), 100)})", param_hint=source
+            f"{problem} (given {shorten(repr(actor), 100, PART_OF_A_REPR_ESCAPE)})",
+            param_hint=source,
         )
     return actor
 

@@ -53,6 +53,7 @@ from ledger.rules import (
 from ledger.vocabulary import (
     ASSIGNED_FIELDS,
     HIDDEN_CHARACTERS,
+    PART_OF_A_REPR_ESCAPE,
     SLUG,
     TARGETED_TYPES,
     actor_problem,
@@ -330,7 +331,7 @@ def _differences(
     def shown(record: dict[str, Any], name: str, verb: str) -> str:
         if name not in record:
             return f"not {verb}"
-        return f"{verb} {shorten(repr(record[name]), 60)}"
+        return f"{verb} {shorten(repr(record[name]), 60, PART_OF_A_REPR_ESCAPE)}"
 
     def pair(name: str) -> str:
         old, new = stored.get(name), given.get(name)
@@ -354,7 +355,8 @@ def _text_difference(old: str, new: str, verbs: tuple[str, str]) -> str:
     is only in how Unicode composes them (which prints alike)."""
     if unicodedata.normalize("NFC", old) == unicodedata.normalize("NFC", new):
         return (
-            f"{verbs[0]} {shorten(ascii(old), 60)}, {verbs[1]} {shorten(ascii(new), 60)}: the "
+            f"{verbs[0]} {shorten(ascii(old), 60, PART_OF_A_REPR_ESCAPE)}, "
+            f"{verbs[1]} {shorten(ascii(new), 60, PART_OF_A_REPR_ESCAPE)}: the "
             "same text in another Unicode form (composed and combining accents)"
         )
     pairs = enumerate(zip(old, new, strict=False))
@@ -479,7 +481,9 @@ class Ledger:
         if problem is not None:
             from ledger.events import EventInputError
 
-            raise EventInputError([f"actor: {problem} (given {shorten(repr(actor), 100)})"])
+            raise EventInputError(
+                [f"actor: {problem} (given {shorten(repr(actor), 100, PART_OF_A_REPR_ESCAPE)})"]
+            )
         source = events if callable(events) else None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             batch_events = source() if source is not None else events

@@ -118,12 +118,12 @@ def quoted(value: object) -> str:
     if len(text) <= MAX_QUOTED:
         return text
     size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} in all"
-    return f"{shorten(text, MAX_QUOTED, _PART_OF_A_REPR_ESCAPE)} ({size})"
+    return f"{shorten(text, MAX_QUOTED, PART_OF_A_REPR_ESCAPE)} ({size})"
 
 
-# The start of an escape repr writes (\x1b, \u200b, \U000e0041), cut short at the end;
+# The start of an escape repr (or ascii) writes (\x1b, \u200b, \U000e0041), cut short at the end;
 # a backslash escaped itself (\\) is whole.
-_PART_OF_A_REPR_ESCAPE = re.compile(
+PART_OF_A_REPR_ESCAPE = re.compile(
     r"(?:^|[^\\])(?:\\\\)*(\\(?:x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?)\Z"
 )
 

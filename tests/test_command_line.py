@@ -475,3 +475,20 @@ def test_a_failure_after_the_append_committed_says_it_is_committed(
         "written\n"
     ), result.stderr
     assert len(export(sqlite_store)) == before + 1
+
+
+def test_an_actor_cut_in_the_message_never_ends_inside_an_escape(tmp_path: Path) -> None:
+    # The repr's cut at 100 fell on "\x1" of "\x1b": read as another character's escape.
+    actor = "a" * 95 + "\x1b" + "b" * 10  # repr: the escape at characters 97-100
+    store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    store.ok("init")
+    stderr = reject(store, *FOLLOWERS, "--actor", actor, code=2)
+    assert "(given '" + "a" * 95 + "…)" in " ".join(stderr.split())
+    ledger = Ledger(StoreLocation.parse(store.url))
+    try:
+        event = parse_event(jsonl(account("twitter:jack")))
+        with pytest.raises(EventInputError) as refused:
+            ledger.append([(1, event)], actor=actor, now=datetime.now(UTC))
+    finally:
+        ledger.close()
+    assert str(refused.value).endswith("(given '" + "a" * 95 + "…)"), str(refused.value)
