@@ -184,6 +184,13 @@ class AppendResult:
             "first_sequence": self.first_sequence,
             "last_sequence": self.last_sequence,
         }
+        if self.skipped:
+            # Which were skipped, as the text names them: the first SKIPPED_NAMED of each
+            # kind, with each kind's count to say whether that is all.
+            summary["skipped_recorded"] = self.skipped_recorded
+            summary["skipped_ids"] = list(self.skipped_ids)
+            summary["skipped_repeated"] = self.skipped_repeated
+            summary["repeated_ids"] = list(self.repeated_ids)
         if self.dry_run:
             summary["dry_run"] = True
         return summary

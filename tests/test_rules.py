@@ -955,6 +955,10 @@ def test_same_event_id_and_content_is_skipped_and_reported(world: Store) -> None
         "skipped": 1,
         "first_sequence": None,
         "last_sequence": None,
+        "skipped_recorded": 1,
+        "skipped_ids": ["s"],
+        "skipped_repeated": 0,
+        "repeated_ids": [],
     }
     text = world.ok("append", "-", input=jsonl(event)).stdout
     assert text == "Skipped 1 already recorded event(s): s\n"
@@ -971,7 +975,9 @@ def test_skipped_and_new_events_in_one_batch(world: Store) -> None:
     summary = world.append(
         suspended("2021-01-01T00:00:00Z", "s"), reinstated("2021-02-01T00:00:00Z", "r")
     )
-    assert summary == {"appended": 1, "skipped": 1, "first_sequence": 4, "last_sequence": 4}
+    assert summary["appended"] == summary["skipped"] == 1
+    assert (summary["first_sequence"], summary["last_sequence"]) == (4, 4)
+    assert summary["skipped_ids"] == ["s"]
 
 
 def test_same_event_id_with_different_content_is_an_error(world: Store) -> None:
@@ -1085,7 +1091,9 @@ def test_event_id_is_global_across_accounts(world: Store) -> None:
 def test_duplicate_within_one_batch_is_skipped(world: Store) -> None:
     event = suspended("2021-01-01T00:00:00Z", "s")
     summary = world.append(event, event)
-    assert summary == {"appended": 1, "skipped": 1, "first_sequence": 3, "last_sequence": 3}
+    assert summary["appended"] == summary["skipped"] == 1
+    assert (summary["first_sequence"], summary["last_sequence"]) == (3, 3)
+    assert (summary["skipped_ids"], summary["repeated_ids"]) == ([], ["s"])
     # Not "already recorded": the repeated line was not recorded before this batch.
     again = ev("account_reinstated", "2021-01-05", account=A, event_id="r")
     result = world.ok("append", "-", input=jsonl(event, again, again))
@@ -1178,6 +1186,25 @@ def test_skipped_report_in_json(world: Store) -> None:
     world.append(event)
     result = world.ok("append", "--json", "-", input=jsonl(event))
     assert json.loads(result.stdout)["skipped"] == 1
+
+
+def test_skipped_events_are_named_in_json_as_in_text(world: Store) -> None:
+    # JSON gave only the count, so a script could not tell which lines were not new.
+    posts = [post("post_published", f"2021-04-0{n}", f"p{n}", post_id=f"p{n}") for n in range(1, 8)]
+    world.append(*posts)
+    first_five = ["p1", "p2", "p3", "p4", "p5"]
+    assert world.append(*posts, *posts) == {
+        "appended": 0,
+        "skipped": 14,
+        "first_sequence": None,
+        "last_sequence": None,
+        "skipped_recorded": 7,
+        "skipped_ids": first_five,
+        "skipped_repeated": 7,
+        "repeated_ids": first_five,
+    }
+    text = world.ok("append", "-", input=jsonl(*posts, *posts)).stdout
+    assert text.count(", ".join(first_five) + "…") == 2
 
 
 # --- retraction rules -----------------------------------------------------------
