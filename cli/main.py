@@ -1610,6 +1610,13 @@ def _report(result: Any, as_json: bool, *, generated_id: str | None = None) -> N
                 "them again",
                 err=True,
             )
+        elif result.dry_run:
+            # Exit 74 says an append is in: a dry run's says that nothing is.
+            click.echo(
+                "note: dry run: every check passed and nothing was appended, but this "
+                "summary could not be written to standard output",
+                err=True,
+            )
         raise
 
 

@@ -352,6 +352,30 @@ def test_an_append_whose_summary_cannot_be_written_says_it_is_committed(
     assert _cli("--store", store, "export", "--nl").stdout.count("\n") == 20
 
 
+def test_a_dry_run_whose_summary_cannot_be_written_says_nothing_was_appended(
+    tmp_path: Path,
+) -> None:
+    """Exit 74 reads as "committed, do not send it again" (README): a dry run said only
+    "cannot write to standard output", and nothing of what it had (not) done."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    store = str(tmp_path / "ledger.db")
+    assert _cli("--store", store, "init").returncode == 0
+    for args in (["append", "--dry-run", str(SEED)], ["append", "--dry-run", "--json", str(SEED)],
+                 ["record", "subject-registered", "--dry-run", "--subject", "s", "--name", "S",
+                  "--kind", "person", "--occurred-at", "2020-01-01",
+                  "--source", "https://example.org"]):  # fmt: skip
+        result = _output_to_a_full_disk("--store", store, *args)
+        assert result.returncode == 74, result.stderr  # as any output that failed
+        note, error = result.stderr.splitlines()
+        assert note == (
+            "note: dry run: every check passed and nothing was appended, but this summary "
+            "could not be written to standard output"
+        )
+        assert error == "Error: cannot write to standard output: No space left on device"
+    assert _cli("--store", store, "export", "--nl").stdout == ""
+
+
 @pytest.mark.parametrize("args", [["export", "--nl"], ["timeline", "--csv"], ["timeline"]])
 def test_output_whose_reader_stops_ends_quietly_with_the_sigpipe_status(
     tmp_path: Path, args: list[str]
