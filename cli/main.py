@@ -2447,6 +2447,19 @@ def posts_command(
             db, moment, platform=platform, subject=subject, post=post, state=state_filter
         )
         table = ["account", *POSTS_TABLE]
+    if post is not None:
+        # An empty answer for a post id never published says so, as an unregistered
+        # --account does (not for one only screened or published later).
+        first = next(rows, None)
+        if first is None:
+            from projections.queries import unpublished_post_hint
+
+            hint = unpublished_post_hint(db, post, account)
+            if hint is not None:
+                where = "in this ledger" if account is None else f"on {account!r}"
+                click.echo(f"note: no post {post!r} is published {where}{hint}", err=True)
+        else:
+            rows = itertools.chain([first], rows)
     write_rows(page(rows), fmt, POST_COLUMNS, table_columns=table, empty_message="(no posts)")
 
 

@@ -532,6 +532,36 @@ def unmatched_text_hint(db: Database, column: str, given: str) -> str | None:
     return _did_you_mean(_closest(given, candidates, 3))
 
 
+def unpublished_post_hint(db: Database, post: str, account: str | None = None) -> str | None:
+    """None when ``post`` was ever published (on ``account``, if given; retracted or
+    not, at any time); else the note's tail: the accounts it is on, or the post ids it
+    may have meant. Reads every publication: only for an answer that came out empty."""
+    sql = (
+        f"SELECT t.account, s.state FROM timeline t JOIN {events_join(db)} "
+        "WHERE t.type = 'post_published'"
+    )
+    folded = post.casefold()
+    elsewhere: set[str] = set()
+    same: set[str] = set()
+    candidates: list[str] = []  # kept to the few that are compared by spelling
+    for on, leaf in db.execute(sql):
+        name = _record(leaf)["post"]
+        if name == post:
+            if account is None or on == account:
+                return None
+            elsewhere.add(on)
+        elif account is None or on == account:
+            if name.casefold() == folded:
+                same.add(name)
+            if len(candidates) <= SIMILAR_SPELLINGS_LIMIT:
+                candidates.append(name)
+    if elsewhere:
+        return f"; it is on {' or '.join(repr(on) for on in sorted(elsewhere)[:3])}"
+    if same or len(candidates) > SIMILAR_SPELLINGS_LIMIT:
+        return _did_you_mean(sorted(same)[:3])
+    return _did_you_mean(difflib.get_close_matches(post, sorted(set(candidates)), 3, 0.85))
+
+
 def _require_registered(db: Database, account: str, moment: Moment) -> None:
     """NotFound unless the account's registration occurred by the moment, as known."""
     registered = db.one(

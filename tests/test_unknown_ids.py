@@ -256,3 +256,23 @@ def test_a_retracted_rename_is_no_name_of_the_platform(store: Store) -> None:
     assert result.stderr.startswith("note: no event in this ledger is on platform 'meta'")
     reject(store, "status", "meta:zuck", expect=("has no registration",))
     assert "did you mean" not in store.run("status", "meta:zuck").stderr
+
+
+def test_posts_of_a_post_id_never_published_says_so_naming_what_was_meant(world: Store) -> None:
+    # It printed "(no posts)" alone, as for a post screened later or in another state.
+    world.append(ev("post_published", "2021-02-01", account=KHAMENEI, post="Oct-7-praise"))
+    result = world.ok("posts", "--post", "oct-7-praise", "--nl")
+    assert result.stdout == ""
+    assert result.stderr == (
+        "note: no post 'oct-7-praise' is published in this ledger; did you mean 'Oct-7-praise'?\n"
+    )
+    result = world.ok("posts", "twitter:jack", "--post", "Oct-7-praise", "--nl")
+    assert result.stderr == (
+        f"note: no post 'Oct-7-praise' is published on 'twitter:jack'; it is on '{KHAMENEI}'\n"
+    )
+    assert world.ok("posts", "--post", "nope").stderr == (
+        "note: no post 'nope' is published in this ledger\n(no posts)\n"
+    )
+    # Published, though not yet as of --as-of: the filter is right as given.
+    result = world.ok("posts", "--post", "Oct-7-praise", "--as-of", "2021-01-01", "--nl")
+    assert (result.stdout, result.stderr) == ("", "")
