@@ -3586,6 +3586,14 @@ def consistency(session: Session, old_size: int, new_size: int | None) -> None:
     from ledger.integrity import consistency_proof_lines
     from ledger.location import StoreError
 
+    if new_size is not None and old_size > new_size:
+        # The arguments contradict each other whatever the log holds: usage, as
+        # OLD_SIZE 0 is, and said before the store is opened.
+        raise click.BadParameter(
+            f"OLD_SIZE {old_size} is larger than --to {new_size}: a log only grows; "
+            "give the older size first",
+            param_hint="OLD_SIZE/--to",
+        )
     ledger = session.ledger()
     storage = ledger.storage
     with storage.connect() as connection:

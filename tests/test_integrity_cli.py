@@ -118,11 +118,11 @@ class Log:
         assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
         return result
 
-    def fail(self, *args: str, input: str | None = None) -> Result:
+    def fail(self, *args: str, input: str | None = None, code: int = 1) -> Result:
         result = self.run(*args, input=input)
-        assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+        assert result.exit_code == code, (result.exit_code, result.output, result.exception)
         assert "Traceback" not in result.output
-        assert result.stderr.startswith("Error: "), result.stderr
+        assert result.stderr.startswith("Usage: " if code == 2 else "Error: "), result.stderr
         return result
 
     def keygen(self) -> str:
@@ -650,11 +650,23 @@ def test_prove_consistency_says_when_a_size_is_not_signed(shared_log: Log) -> No
 def test_prove_consistency_beyond_the_log_fails(shared_log: Log) -> None:
     result = shared_log.fail("prove", "consistency", "5", "--to", "40")
     assert "40" in result.stderr
-    result = shared_log.fail("prove", "consistency", "31", "--to", "20")
+    result = shared_log.fail("prove", "consistency", "31", "--to", "20", code=2)
     assert result.stdout == ""
     # An old size beyond the log is that, not a missing checkpoint.
     result = shared_log.fail("prove", "consistency", "40")
     assert result.stderr == "Error: OLD_SIZE 40 is beyond the end of the log (size 39)\n"
+
+
+def test_prove_consistency_to_an_older_size_is_a_usage_error(shared_log: Log) -> None:
+    # The two arguments contradict each other whatever the log holds: exit 2, as
+    # OLD_SIZE 0 is, not 1 (a data error), and before the log's size is looked at.
+    for old, new in (("20", "19"), ("50", "45")):
+        result = shared_log.fail("prove", "consistency", old, "--to", new, code=2)
+        assert result.stdout == ""
+        assert result.stderr.endswith(
+            f"Error: Invalid value for OLD_SIZE/--to: OLD_SIZE {old} is larger than --to "
+            f"{new}: a log only grows; give the older size first\n"
+        ), result.stderr
 
 
 # --- verify -----------------------------------------------------------------------
