@@ -514,6 +514,29 @@ def test_an_account_events_subject_is_its_registrations_as_known_then(world: Sto
     assert "f" in {e["event_id"] for e in world.timeline("--subject", "donald_trump")}
 
 
+def test_a_long_answer_names_each_events_subject_as_a_short_one_does(world: Store) -> None:
+    """A long answer joins every account's registration once (SQLite), a short one (a
+    small --limit) looks each row's up: the two agree, before and after a
+    re-registration."""
+    world.append(ev("followers_observed", "2024-03-01", account=X_OTHER, count=5, event_id="f"))
+    before = export(world)[-1]["recorded_at"]
+    world.append(
+        ev("event_retracted", "2024-03-02", target="reg-other", reason="wrong", event_id="r"),
+        account(X_OTHER, "2020-01-01", subject="donald_trump", event_id="reg-other-2"),
+    )
+    short = ("--limit", "10000")  # queries._LONG: read per row
+    for known in (("--known-at", before), ()):
+        whole = world.timeline(*known)
+        assert whole == world.timeline(*known, *short)
+        subjects = {e["event_id"]: e.get("subject") for e in whole}
+        assert subjects["f"] == (None if known else "donald_trump")
+        assert subjects["rm-ig"] == subjects["f-x"] == "khamenei"
+        for by in (("--by", "subject"), ("--by", "subject", "--by", "type")):
+            assert nl(world, "counts", *by, *known) == nl(world, "counts", *by, *known, *short)
+        counted = nl(world, "counts", "--by", "subject", *known)
+        assert {"subject": "donald_trump", "count": 3 if known else 6} in counted
+
+
 def test_a_policy_or_actor_no_event_has_is_noted_with_what_was_meant(world: Store) -> None:
     # Exact text filters: a US spelling of Meta's policy counted 0, silently.
     us = "Dangerous Organizations and Individuals"

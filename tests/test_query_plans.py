@@ -93,6 +93,27 @@ def test_subject_timeline_reads_through_the_subject_index(
     assert "timeline_subject" in plan, plan
 
 
+@pytest.mark.parametrize("kind", ["account_removed", "exemption_applied"])
+def test_one_status_type_across_accounts_reads_the_status_facts_index(
+    db: Database, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Those rows are a few percent of the log: found through the status facts and
+    sorted, not by walking every event in time order (SQLite's choice for the order)."""
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL weighs the two plans by its statistics")
+    captured: list[str] = []
+
+    def capture(db: Database, sql: str, params: dict[str, Any], _: TimelineFilter) -> Any:
+        captured.append(_plan(db, sql, params))
+        return iter(())
+
+    monkeypatch.setattr(queries, "_rows", capture)
+    list(queries.timeline(db, NOW, TimelineFilter(types=(kind,))))
+    (plan,) = captured
+    assert "timeline_status_facts" in plan, plan
+    assert "timeline_occurred" not in plan, plan
+
+
 def test_account_timeline_never_reads_the_timeline_table_itself(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
