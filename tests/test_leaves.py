@@ -1,4 +1,5 @@
-"""Both leaf parsers read a leaf as json.loads does, and refuse what it refuses."""
+"""Both leaf parsers read a leaf as json.loads does, and refuse what it refuses; the
+read commands' one-line JSON writes what json.dumps does."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cli.output import _json_text
 from ledger.location import StoreError
 from projections import leaves
 
@@ -34,6 +36,16 @@ def test_parsers_agree_with_json(record: dict[str, object]) -> None:
     expected = json.loads(leaf)
     assert leaves.parse_stdlib(leaf) == expected
     assert FAST(leaf) == expected
+
+
+@given(st.dictionaries(st.text(), _values, max_size=8) | _values)
+def test_one_line_json_output_is_json_dumps_with_line_separators_escaped(value: object) -> None:
+    expected = json.dumps(value, ensure_ascii=False)
+    expected = expected.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    assert _json_text(value) == expected
+    assert _json_text([value, float("nan"), -0.0, 1e300]) == json.dumps(
+        [value, float("nan"), -0.0, 1e300], ensure_ascii=False
+    ).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 @pytest.mark.parametrize(
