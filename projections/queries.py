@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger.canonical import canonical_json
 from ledger.persistence import Database
 from ledger.rules import APPEALABLE_TYPES, POST_TYPES, STATUS_TYPES, Entry, fold_status
 from ledger.vocabulary import iso, name_key, platform_of
@@ -923,9 +924,28 @@ def every_accounts_posts(
     state: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """``posts`` of every account registered by the moment (as ``accounts`` selects
-    them), account by account; streams."""
+    them), account by account; streams. With ``post``, only the accounts it was
+    published on are read."""
+    holders = None if post is None else _post_holders(db, post)
     for account in registered_accounts(db, moment, platform=platform, subject=subject):
-        yield from _posts_of(db, account, moment, post, state)
+        if holders is None or account in holders:
+            yield from _posts_of(db, account, moment, post, state)
+
+
+def _post_holders(db: Database, post: str) -> set[str]:
+    """The accounts a publication of ``post`` names (at any time, retracted or not).
+
+    Found by its field's bytes in the canonical leaf, in the statement, then read to
+    be sure: one pass over the publications instead of every account's post events
+    (`posts --post` across 1M events: ~1.5 against 7.6 s).
+    """
+    needle = b'"post":' + canonical_json(post)
+    found = "instr(s.state, :needle)" if db.dialect == "sqlite" else "position(:needle in s.state)"
+    sql = (
+        f"SELECT t.account, s.state FROM timeline t JOIN {events_join(db)} "
+        f"WHERE t.type = 'post_published' AND {found} > 0"
+    )
+    return {on for on, leaf in db.execute(sql, {"needle": needle}) if _record(leaf)["post"] == post}
 
 
 def _posts_of(

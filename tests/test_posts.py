@@ -239,3 +239,31 @@ def test_without_an_account_posts_lists_every_accounts_posts(store: Store) -> No
     table = store.ok("posts", "--platform", platform).stdout
     assert table.startswith("account ")
     reject(store, "posts", accounts[0]["account"], "--platform", platform, code=2)
+
+
+def test_posts_of_one_post_id_across_accounts_are_every_accounts_posts_of_it(
+    store: Store,
+) -> None:
+    """Read only on the accounts a publication names it on (found by its bytes in the
+    leaf): the same rows as every account's posts filtered by it; an excerpt quoting
+    the id's JSON field is no publication of it."""
+    store.ok("append", "-", input="\n".join(generate(800, seed=4)) + "\n")
+    everything = json.loads(store.ok("posts", "--json").stdout)
+    post = everything[0]["post"]
+    quoted = f'"post":"{post}"'
+    store.append(
+        account("twitter:second", event_id="reg-2"),
+        account("twitter:third", event_id="reg-3"),
+        ev("post_published", "2023-01-01", account="twitter:second", post=post, event_id="p2"),
+        ev("post_published", "2023-01-02", account="twitter:third", post="other",
+           excerpt=f"{quoted} and {{{quoted}}}", event_id="p3"),
+    )  # fmt: skip
+    now = iso(datetime.now(UTC))
+    moment = ("--as-of", now, "--known-at", now)
+    everything = json.loads(store.ok("posts", "--json", *moment).stdout)
+    expected = [row for row in everything if row["post"] == post]
+    assert len({row["account"] for row in expected}) >= 2
+    assert json.loads(store.ok("posts", "--post", post, "--json", *moment).stdout) == expected
+    assert json.loads(store.ok("posts", "--post", "other", "--json", *moment).stdout) == [
+        row for row in everything if row["post"] == "other"
+    ]
