@@ -67,7 +67,14 @@ INDEXES = [
     "CREATE INDEX IF NOT EXISTS timeline_subject ON timeline (subject, occurred_us, sequence) "
     "WHERE subject IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS timeline_platform ON timeline (platform, occurred_us, sequence)",
-    "CREATE INDEX IF NOT EXISTS timeline_occurred ON timeline (occurred_us, sequence)",
+    # Covering for a timeline across accounts, as timeline_account is for one: rows in
+    # time order are filtered by record time and joined to retractions, leaves and
+    # their account's subject without a read of the table's row each (a full 1M
+    # timeline's statement: 5.3 against 9.7 s; the index builds in 1.2 against 0.9 s
+    # and takes 70 against 21 MB). A store made before keeps the narrower index, which
+    # answers the same, until a replay builds this one.
+    "CREATE INDEX IF NOT EXISTS timeline_occurred ON timeline "
+    "(occurred_us, sequence, recorded_us, event_id, notification_id, account)",
     # Partial indexes: one account's status reads only its few status facts, however
     # many posts and follower counts it has (a small fraction of rows to maintain).
     # By type first: the newest registration or status change is one seek, and
