@@ -537,28 +537,26 @@ def unmatched_text_hint(db: Database, column: str, given: str) -> str | None:
 def unpublished_post_hint(db: Database, post: str, account: str | None = None) -> str | None:
     """None when ``post`` was ever published (on ``account``, if given; retracted or
     not, at any time); else the note's tail: the accounts it is on, or the post ids it
-    may have meant. Reads every publication: only for an answer that came out empty."""
+    may have meant. Reads every publication when none names it: only for an answer
+    that came out empty."""
+    holders = _post_holders(db, post)
+    if holders and (account is None or account in holders):
+        return None
+    if holders:
+        return f"; it is on {' or '.join(repr(on) for on in sorted(holders)[:3])}"
     sql = (
-        f"SELECT t.account, s.state FROM timeline t JOIN {events_join(db)} "
-        "WHERE t.type = 'post_published'"
+        f"SELECT s.state FROM timeline t JOIN {events_join(db)} "
+        "WHERE t.type = 'post_published'" + (" AND t.account = :account" if account else "")
     )
     folded = post.casefold()
-    elsewhere: set[str] = set()
     same: set[str] = set()
     candidates: list[str] = []  # kept to the few that are compared by spelling
-    for on, leaf in db.execute(sql):
+    for (leaf,) in db.execute(sql, {"account": account} if account else {}):
         name = _record(leaf)["post"]
-        if name == post:
-            if account is None or on == account:
-                return None
-            elsewhere.add(on)
-        elif account is None or on == account:
-            if name.casefold() == folded:
-                same.add(name)
-            if len(candidates) <= SIMILAR_SPELLINGS_LIMIT:
-                candidates.append(name)
-    if elsewhere:
-        return f"; it is on {' or '.join(repr(on) for on in sorted(elsewhere)[:3])}"
+        if name.casefold() == folded:
+            same.add(name)
+        if len(candidates) <= SIMILAR_SPELLINGS_LIMIT:
+            candidates.append(name)
     if same or len(candidates) > SIMILAR_SPELLINGS_LIMIT:
         return _did_you_mean(sorted(same)[:3])
     return _did_you_mean(difflib.get_close_matches(post, sorted(set(candidates)), 3, 0.85))
@@ -939,7 +937,10 @@ def _post_holders(db: Database, post: str) -> set[str]:
     be sure: one pass over the publications instead of every account's post events
     (`posts --post` across 1M events: ~1.5 against 7.6 s).
     """
-    needle = b'"post":' + canonical_json(post)
+    try:
+        needle = b'"post":' + canonical_json(post)
+    except UnicodeEncodeError:  # bytes of the command line that are not UTF-8: no id
+        return set()
     found = "instr(s.state, :needle)" if db.dialect == "sqlite" else "position(:needle in s.state)"
     sql = (
         f"SELECT t.account, s.state FROM timeline t JOIN {events_join(db)} "
@@ -1219,8 +1220,10 @@ _ACCOUNT_SUBJECT = (
 # registrations instead of three index seeks per row (a full timeline at 1M events:
 # the SQL took 10 s against 16-18 s). A registration is in force once per account,
 # so min() picks the one; it also keeps the join to one row should a log break that.
+# Grouped, it is made once and indexed by SQLite without MATERIALIZED (which SQLite
+# before 3.35 would refuse).
 _WITH_REGISTERED = (
-    "WITH registered (account, subject) AS MATERIALIZED (SELECT a.account, min(a.subject) "
+    "WITH registered (account, subject) AS (SELECT a.account, min(a.subject) "
     f"FROM timeline a WHERE a.type = 'account_registered' AND {status_facts_clause('a')} "
     f"AND {_visible('a')} GROUP BY a.account) "
 )
@@ -1230,17 +1233,23 @@ _JOIN_REGISTERED = " LEFT JOIN registered g ON g.account = t.account"
 _LONG = 10_000
 
 
-def _join_registered(db: Database, selection: TimelineFilter) -> bool:
+def _join_registered(db: Database, selection: TimelineFilter, *, rows_read: bool = False) -> bool:
     """Whether to join the registrations: on SQLite, for an answer that may be long (no
-    account or subject bounds it, nor a small limit).
+    account, subject or time window bounds it, nor a small limit of the rows read:
+    ``rows_read`` when the limit is on something else, such as counts).
 
-    SQLite indexes the joined table itself. PostgreSQL cannot index it, and under a
-    cursor (planned for the first rows) it scanned it for every row: a 200k timeline
-    took 27 s against 6.4 s with its subquery per row, run in the server.
+    A window is read per row: a day of a 1M log, or a poll of what was recorded since,
+    is a few rows, and the join's fixed cost grows with the accounts. SQLite indexes
+    the joined table itself. PostgreSQL cannot index it, and under a cursor (planned
+    for the first rows) it scanned it for every row: a 200k timeline took 27 s
+    against 6.4 s with its subquery per row, run in the server.
     """
     if db.dialect != "sqlite" or selection.account or selection.subject:
         return False
-    return selection.limit is None or selection.limit + selection.offset > _LONG
+    if selection.since or selection.until or selection.recorded_since:
+        return False
+    limit = None if rows_read else selection.limit
+    return limit is None or limit + selection.offset > _LONG
 
 
 def _subject_of_row(registered: str) -> str:
@@ -1301,7 +1310,8 @@ def counts(
         clauses.append(_VISIBLE)
     with_registered, joined = "", ""
     subject = _ACCOUNT_SUBJECT.format(account="t.account")
-    if "subject" in by and _join_registered(db, selection):
+    # A limit here is on the counts: every selected row is read.
+    if "subject" in by and _join_registered(db, selection, rows_read=True):
         with_registered, joined, subject = _WITH_REGISTERED, _JOIN_REGISTERED, "g.subject"
     columns = [_subject_of_row(subject) if d == "subject" else f"t.{d}" for d in by]
     if per is not None:

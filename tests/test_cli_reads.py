@@ -531,10 +531,12 @@ def test_a_long_answer_names_each_events_subject_as_a_short_one_does(world: Stor
         subjects = {e["event_id"]: e.get("subject") for e in whole}
         assert subjects["f"] == (None if known else "donald_trump")
         assert subjects["rm-ig"] == subjects["f-x"] == "khamenei"
-        for by in (("--by", "subject"), ("--by", "subject", "--by", "type")):
-            assert nl(world, "counts", *by, *known) == nl(world, "counts", *by, *known, *short)
+        # Counts read every row whatever their --limit: on SQLite always the join,
+        # checked here against the counts it must give.
         counted = nl(world, "counts", "--by", "subject", *known)
         assert {"subject": "donald_trump", "count": 3 if known else 6} in counted
+        assert {"subject": "khamenei", "count": 10} in counted
+        assert {"subject": None, "count": 3 if known else 1} in counted
 
 
 def test_a_policy_or_actor_no_event_has_is_noted_with_what_was_meant(world: Store) -> None:

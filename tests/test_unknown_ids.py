@@ -276,3 +276,11 @@ def test_posts_of_a_post_id_never_published_says_so_naming_what_was_meant(world:
     # Published, though not yet as of --as-of: the filter is right as given.
     result = world.ok("posts", "--post", "Oct-7-praise", "--as-of", "2021-01-01", "--nl")
     assert (result.stdout, result.stderr) == ("", "")
+    # A byte of the command line that is not UTF-8 names no post, with ACCOUNT or
+    # without (the search for its bytes across accounts failed with an error).
+    for where, args in (("in this ledger", ()), (f"on {KHAMENEI!r}", (KHAMENEI,))):
+        result = world.ok("posts", *args, "--post", "a\udcff", "--nl")
+        assert (result.stdout, result.stderr) == (
+            "",
+            f"note: no post 'a\\udcff' is published {where}\n",
+        )
