@@ -1617,6 +1617,13 @@ def _report(result: Any, as_json: bool, *, generated_id: str | None = None) -> N
                 "summary could not be written to standard output",
                 err=True,
             )
+        else:  # every event was skipped: each is in already, and nothing else is
+            skipped = result.skipped_recorded + result.skipped_repeated
+            click.echo(
+                f"note: nothing new was appended ({skipped} event(s) already recorded or "
+                "repeated), but this summary could not be written to standard output",
+                err=True,
+            )
         raise
 
 

@@ -376,6 +376,29 @@ def test_a_dry_run_whose_summary_cannot_be_written_says_nothing_was_appended(
     assert _cli("--store", store, "export", "--nl").stdout == ""
 
 
+def test_a_resent_batch_whose_summary_cannot_be_written_says_nothing_new_was_appended(
+    tmp_path: Path,
+) -> None:
+    """Every event already in: exit 74 (the output failed), and stderr says nothing new
+    went in, where the bare error read as README's "committed" of an append."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    store = str(tmp_path / "ledger.db")
+    assert _cli("--store", store, "init").returncode == 0
+    assert _cli("--store", store, "append", str(SEED)).returncode == 0
+    before = _cli("--store", store, "export", "--nl").stdout
+    result = _output_to_a_full_disk("--store", store, "append", str(SEED))
+    assert result.returncode == 74, result.stderr
+    note, error = result.stderr.splitlines()
+    count = len(before.splitlines())
+    assert note == (
+        f"note: nothing new was appended ({count} event(s) already recorded or repeated), "
+        "but this summary could not be written to standard output"
+    )
+    assert error == "Error: cannot write to standard output: No space left on device"
+    assert _cli("--store", store, "export", "--nl").stdout == before
+
+
 @pytest.mark.parametrize("args", [["export", "--nl"], ["timeline", "--csv"], ["timeline"]])
 def test_output_whose_reader_stops_ends_quietly_with_the_sigpipe_status(
     tmp_path: Path, args: list[str]
