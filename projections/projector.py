@@ -57,10 +57,13 @@ SERVER_CHUNK_FACTOR = 10
 PARALLEL_CONNECTIONS = 2
 
 INDEXES = [
-    # Covering for one account's timeline: rows are filtered by record time and
-    # retractions and joined to their leaves without reading the table itself.
+    # Covering for one account's timeline: rows are filtered by record time, type and
+    # retractions and joined to their leaves without reading the table itself. With
+    # the type, an account's posts or appeals skip its other events in the index
+    # (`posts` across 5,000 accounts at 1M events: 3.7-4.2 against 6.4-7.0 s of SQL;
+    # 88 against 70 MB). A store made before keeps the narrower index until a replay.
     "CREATE INDEX IF NOT EXISTS timeline_account ON timeline "
-    "(account, occurred_us, sequence, recorded_us, event_id, notification_id)",
+    "(account, occurred_us, sequence, recorded_us, event_id, notification_id, type)",
     # Partial: most events name no subject (only its registration, its exemptions and
     # its accounts' registrations), so it is small and quick to build (0.06 s against
     # 0.76 s at 1M events).

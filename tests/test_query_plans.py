@@ -134,6 +134,35 @@ def test_account_timeline_never_reads_the_timeline_table_itself(
     assert "USING COVERING INDEX timeline_account" in plan, plan
 
 
+def test_an_accounts_posts_and_appeals_are_found_in_the_account_index(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By their type too: the account's other events are stepped over in the index, not
+    each read from the table (`posts` across 5,000 accounts at 1M: 3.7-4.2 against
+    6.4-7.0 s of SQL)."""
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL chooses index-only scans by its visibility map, not the query")
+    account = _one(db, "SELECT account FROM timeline WHERE type = 'post_published' LIMIT 1")
+    moment = Moment(as_of=NOW, known_at=NOW)
+    plans: list[str] = []
+    execute = db.execute
+
+    def explained(sql: str, params: Any = (), **options: Any) -> Any:
+        if "FROM timeline t JOIN" in sql:
+            rows = execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+            plans.append("\n".join(str(row[-1]) for row in rows))
+        return execute(sql, params, **options)
+
+    monkeypatch.setattr(db, "execute", explained)
+    queries.posts(db, account, moment)
+    monkeypatch.setattr(queries, "_rows", lambda db, sql, params, _: explained(sql, params))
+    queries.appeals(db, account, moment)
+    through_the_account = [plan for plan in plans if "timeline_account" in plan]
+    assert len(through_the_account) == 2, plans  # the posts' fold, the appeals' timeline
+    for plan in through_the_account:
+        assert "USING COVERING INDEX timeline_account" in plan, plan
+
+
 @pytest.mark.parametrize("window", [{}, {"since": NOW.replace(year=2020)}])
 def test_timeline_across_accounts_never_reads_the_timeline_table_itself(
     db: Database, monkeypatch: pytest.MonkeyPatch, window: dict[str, datetime]
