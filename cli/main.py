@@ -1617,11 +1617,17 @@ def _report(result: Any, as_json: bool, *, generated_id: str | None = None) -> N
                 "summary could not be written to standard output",
                 err=True,
             )
-        else:  # every event was skipped: each is in already, and nothing else is
-            skipped = result.skipped_recorded + result.skipped_repeated
+        else:  # every event was skipped (each is in already), or none was given
+            parts = []
+            if result.skipped_recorded:
+                parts.append(f"{result.skipped_recorded} already recorded")
+            if result.skipped_repeated:
+                parts.append(f"{result.skipped_repeated} repeated line(s)")
+            what = (
+                f"nothing new was appended ({', '.join(parts)})" if parts else "nothing to append"
+            )
             click.echo(
-                f"note: nothing new was appended ({skipped} event(s) already recorded or "
-                "repeated), but this summary could not be written to standard output",
+                f"note: {what}, but this summary could not be written to standard output",
                 err=True,
             )
         raise

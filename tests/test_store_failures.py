@@ -387,15 +387,21 @@ def test_a_resent_batch_whose_summary_cannot_be_written_says_nothing_new_was_app
     assert _cli("--store", store, "init").returncode == 0
     assert _cli("--store", store, "append", str(SEED)).returncode == 0
     before = _cli("--store", store, "export", "--nl").stdout
-    result = _output_to_a_full_disk("--store", store, "append", str(SEED))
-    assert result.returncode == 74, result.stderr
-    note, error = result.stderr.splitlines()
-    count = len(before.splitlines())
-    assert note == (
-        f"note: nothing new was appended ({count} event(s) already recorded or repeated), "
-        "but this summary could not be written to standard output"
-    )
-    assert error == "Error: cannot write to standard output: No space left on device"
+    lines = SEED.read_text().splitlines()
+    repeated = tmp_path / "repeated.jsonl"
+    repeated.write_text("\n".join([*lines, *lines[:3]]) + "\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    for given, what in (
+        (SEED, f"nothing new was appended ({len(lines)} already recorded)"),
+        (repeated, f"nothing new was appended ({len(lines)} already recorded, 3 repeated line(s))"),
+        (empty, "nothing to append"),
+    ):
+        result = _output_to_a_full_disk("--store", store, "append", str(given))
+        assert result.returncode == 74, result.stderr
+        note, error = result.stderr.splitlines()
+        assert note == f"note: {what}, but this summary could not be written to standard output"
+        assert error == "Error: cannot write to standard output: No space left on device"
     assert _cli("--store", store, "export", "--nl").stdout == before
 
 
