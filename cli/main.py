@@ -280,6 +280,7 @@ class Session:
                     f"{result.registered_unlisted:,} were not",
                     err=True,
                 )
+        _warn_if_not_analyzed(result, "append")
         if result.first_signed is not None:
             first, last = result.first_signed
             click.echo(
@@ -915,6 +916,22 @@ def _said_if_committed(ctx: click.Context, explained: click.ClickException) -> c
         f"the append above is committed ({done.appended} event(s), sequence "
         f"{done.first_sequence}..{done.last_sequence}): do not append it again; what "
         f"failed after it: {explained.message}"
+    )
+
+
+def _warn_if_not_analyzed(result: Any, what: str) -> None:
+    """The statistics update after a large batch's commit failed (a lock held past
+    the wait, a lock_timeout, a cancel, a lost session): said as a warning, for the
+    batch is in (du20: it was reported as an append that wrote nothing)."""
+    error = getattr(result, "analyze_error", None)
+    if error is None:
+        return
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    click.echo(
+        f"warning: the {what} is committed, but the store's statistics could not be "
+        f"refreshed after it ({detail or type(error).__name__}): queries may plan "
+        f"slowly until the next large append; do not {what} it again",
+        err=True,
     )
 
 
@@ -1903,6 +1920,7 @@ def copy_command(
         f"Copied {result.appended} event(s) and {checkpoints} signed checkpoint(s) "
         f"from {source_ledger.location.display}"
     )
+    _warn_if_not_analyzed(result, "copy")
     _after_append(session)
 
 
@@ -1972,6 +1990,7 @@ def _copy_export(
         f"Copied {result.appended} event(s) and {len(checkpoints)} signed checkpoint(s) "
         f"from {export_file}"
     )
+    _warn_if_not_analyzed(result, "copy")
     _after_append(session)
     signed = max((c.size for c in checkpoints), default=0)
     if signed < result.appended:

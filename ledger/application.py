@@ -176,6 +176,8 @@ class AppendResult:
     registered: list[tuple[str, str, str | None, str]] = field(default_factory=list)
     # The batch's registrations past those listed: not compared, which the CLI says.
     registered_unlisted: int = 0
+    # The statistics update after a large batch's commit, if it failed (the batch is in).
+    analyze_error: BaseException | None = None
 
     def as_json(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -508,7 +510,13 @@ class Ledger:
                     return rolled_back.result
                 if result.appended >= ANALYZE_AFTER:
                     # Fresh statistics, or the planner keeps its empty-table plans.
-                    self.storage.analyze()
+                    try:
+                        self.storage.analyze()
+                    except Exception as error:
+                        # After the commit: the batch is in whatever stopped this (a lock
+                        # held past the wait, a lock_timeout, a cancel, a lost session),
+                        # so it is said as a warning, not as a failed, unwritten append.
+                        result.analyze_error = error
                 return result
             except Exception as error:
                 if not _is_uniqueness_conflict(error) or source is None:
@@ -722,7 +730,10 @@ class Ledger:
                     checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created_at
                 )
         if result.appended >= ANALYZE_AFTER:
-            self.storage.analyze()
+            try:
+                self.storage.analyze()
+            except Exception as error:  # after the commit: the copy is in, said so
+                result.analyze_error = error
         return result
 
     # --- reading ---------------------------------------------------------------

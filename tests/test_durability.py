@@ -239,3 +239,55 @@ def test_an_interrupt_after_the_commit_says_the_append_is_in(
         "append them again\n"
     )
     assert store.count() == 1
+
+
+def test_a_failed_statistics_update_after_the_commit_says_the_append_is_in(
+    ledger: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """du20: the statistics update a large batch runs after its commit (ANALYZE; VACUUM
+    ANALYZE on PostgreSQL) failing (another writer holding the lock past the busy
+    timeout, a lock_timeout, pg_cancel_backend) made the append exit 1 with "gave up
+    waiting and wrote nothing" (PostgreSQL: "the write in progress was rolled back
+    whole") though the batch was committed."""
+    from ledger import application, persistence
+    from ledger.persistence import Storage
+
+    monkeypatch.setattr(application, "ANALYZE_AFTER", 1)
+    monkeypatch.setattr(persistence, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    analyze = Storage.analyze
+
+    def with_the_lock_held(self: Storage) -> None:
+        other = sqlite3.connect(self.path, isolation_level=None)  # type: ignore[attr-defined]
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another writer, right after the commit
+            analyze(self)
+        finally:
+            other.close()
+
+    monkeypatch.setattr(Storage, "analyze", with_the_lock_held)
+    before = len(leaves(ledger))
+    batch = jsonl(ev("account_reinstated", "2021-03-01", account="twitter:before"))
+    result = CliRunner().invoke(
+        cli,
+        ["--store", str(ledger), "append", "--json", "-"],
+        input=batch,
+        env={"ENFORCEMENT_LEDGER_ACTOR": "t"},
+    )
+    assert len(leaves(ledger)) == before + 1  # committed
+    assert result.exit_code == 0, (result.output, result.exception)
+    summary = json.loads(result.stdout)
+    assert (summary["appended"], summary["first_sequence"]) == (1, before)
+    assert "the append is committed" in result.stderr, result.stderr
+    assert "statistics" in result.stderr
+    assert "wrote nothing" not in result.stderr
+
+    # A copy's statistics update too: it is in, and said so (copying again is refused).
+    export = ledger.parent / "export.jsonl"
+    export.write_text(run(ledger, "export", "--nl").stdout)
+    target = ledger.parent / "copy.db"
+    result = CliRunner().invoke(
+        cli, ["--store", str(target), "copy", "--export", str(export)], env={}
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "the copy is committed" in result.stderr, result.stderr
+    assert len(leaves(target)) == before + 1
