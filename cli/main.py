@@ -572,8 +572,11 @@ def _store_failure(
     where: str,
     command: str | None = None,
     location: StoreLocation | None = None,
+    *,
+    commit_begun: bool = True,
 ) -> str | None:
-    """The message for a store that could not do its part, or None."""
+    """The message for a store that could not do its part, or None. ``commit_begun``:
+    whether an append's write transaction had begun to commit (Storage.commits_begun)."""
     sqlite3 = sys.modules.get("sqlite3")
     code = None
     if sqlite3 is not None and isinstance(error, sqlite3.DatabaseError):
@@ -649,6 +652,11 @@ def _store_failure(
                 "not at all, but one cut off while committing may have committed: compare "
                 "this store's size with the source's (`verify` prints both) before running "
                 "it again"
+            )
+        if not commit_begun:  # cut off before COMMIT was sent: rolled back by the server
+            return (
+                f"lost the connection to {where} ({detail}) before the append began to "
+                "commit: nothing was appended; run it again"
             )
         return (
             f"lost the connection to {where} ({detail}). A write is committed whole or not "
@@ -1076,7 +1084,9 @@ class LedgerGroup(StrictGroup):
         session = ctx.find_object(Session)
         location = session.location_if_valid() if session else None
         where = location.display if location else "the store"
-        failure = _store_failure(error, where, ctx.invoked_subcommand, location)
+        ledger = getattr(session, "_ledger", None)
+        begun = ledger is not None and ledger.storage.commits_begun > 0
+        failure = _store_failure(error, where, ctx.invoked_subcommand, location, commit_begun=begun)
         if failure is not None:
             raise click.ClickException(failure) from None
         if _is_read_only_store(error):

@@ -498,7 +498,8 @@ def test_a_lost_server_connection_says_so_and_commits_nothing(
     bare_store: Store, tmp_path: Path
 ) -> None:
     """The server ends the session mid-append (a restart, an admin's
-    pg_terminate_backend): an error saying so, exit 1, and the batch is not in."""
+    pg_terminate_backend): an error saying so, exit 1, and the batch is not in; cut off
+    before its commit began, it says so (du20: it said the batch "may have committed")."""
 
     assert _cli("--store", bare_store.url, "init").returncode == 0
     batch = _generated(tmp_path, 30_000)
@@ -507,7 +508,7 @@ def test_a_lost_server_connection_says_so_and_commits_nothing(
     assert terminated, (out, err)
     assert appending.returncode == 1, (out, err)
     assert err.startswith(f"Error: lost the connection to {bare_store.url.split('://')[0]}"), err
-    assert "may have committed: see what the log holds" in err
+    assert "before the append began to commit: nothing was appended; run it again" in err
     assert _cli("--store", bare_store.url, "export", "--nl").stdout == ""  # all or nothing
 
 
@@ -829,6 +830,14 @@ def test_server_limits_on_statements_and_idle_sessions_are_named() -> None:
     append = _store_failure(cancelled, "the store", "append")
     assert append is not None
     assert "; the write in progress was rolled back whole. Raise it" in append
+    lost = psycopg.OperationalError("server closed the connection unexpectedly")
+    for begun, said_of_it in (
+        (False, "before the append began to commit: nothing was appended; run it again"),
+        (True, "one cut off while committing may have committed: see what the log holds"),
+    ):
+        said = _store_failure(lost, "the store", "record", commit_begun=begun)
+        assert said is not None
+        assert said_of_it in said
     asked = psycopg.errors.QueryCanceled("canceling statement due to user request")
     said = _store_failure(asked, "the store", "append")
     assert said == (
