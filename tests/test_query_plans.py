@@ -55,6 +55,25 @@ def _plan(
     return "\n".join(row[0] for row in rows)
 
 
+def _timeline_plan(
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    selection: TimelineFilter,
+    priced_out: str = "enable_seqscan",
+) -> str:
+    """The plan of the statement timeline() would run for ``selection``."""
+    captured: list[str] = []
+
+    def capture(db: Database, sql: str, params: dict[str, Any], _: TimelineFilter) -> Any:
+        captured.append(_plan(db, sql, params, priced_out))
+        return iter(())
+
+    monkeypatch.setattr(queries, "_rows", capture)
+    list(queries.timeline(db, NOW, selection))
+    (plan,) = captured
+    return plan
+
+
 def _one(db: Database, sql: str) -> str:
     (value,) = db.one(sql)
     return str(value)
@@ -81,15 +100,7 @@ def test_subject_timeline_reads_through_the_subject_index(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     subject = _one(db, "SELECT subject FROM timeline WHERE type = 'subject_registered' LIMIT 1")
-    captured: list[str] = []
-
-    def capture(db: Database, sql: str, params: dict[str, Any], _: TimelineFilter) -> Any:
-        captured.append(_plan(db, sql, params))  # the statement timeline() would run
-        return iter(())
-
-    monkeypatch.setattr(queries, "_rows", capture)
-    list(queries.timeline(db, NOW, TimelineFilter(subject=subject)))
-    (plan,) = captured
+    plan = _timeline_plan(db, monkeypatch, TimelineFilter(subject=subject))
     assert "timeline_subject" in plan, plan
 
 
@@ -101,15 +112,7 @@ def test_one_status_type_across_accounts_reads_the_status_facts_index(
     sorted, not by walking every event in time order (SQLite's choice for the order)."""
     if db.dialect != "sqlite":
         pytest.skip("PostgreSQL weighs the two plans by its statistics")
-    captured: list[str] = []
-
-    def capture(db: Database, sql: str, params: dict[str, Any], _: TimelineFilter) -> Any:
-        captured.append(_plan(db, sql, params))
-        return iter(())
-
-    monkeypatch.setattr(queries, "_rows", capture)
-    list(queries.timeline(db, NOW, TimelineFilter(types=(kind,))))
-    (plan,) = captured
+    plan = _timeline_plan(db, monkeypatch, TimelineFilter(types=(kind,)))
     assert "timeline_status_facts" in plan, plan
     assert "timeline_occurred" not in plan, plan
 
@@ -122,15 +125,7 @@ def test_account_timeline_never_reads_the_timeline_table_itself(
     if db.dialect != "sqlite":
         pytest.skip("PostgreSQL chooses index-only scans by its visibility map, not the query")
     account = _one(db, "SELECT account FROM timeline WHERE account IS NOT NULL LIMIT 1")
-    captured: list[str] = []
-
-    def capture(db: Database, sql: str, params: dict[str, Any], _: TimelineFilter) -> Any:
-        captured.append(_plan(db, sql, params))
-        return iter(())
-
-    monkeypatch.setattr(queries, "_rows", capture)
-    list(queries.timeline(db, NOW, TimelineFilter(account=account)))
-    (plan,) = captured
+    plan = _timeline_plan(db, monkeypatch, TimelineFilter(account=account))
     assert "USING COVERING INDEX timeline_account" in plan, plan
 
 
@@ -193,15 +188,7 @@ def test_timeline_across_accounts_never_reads_the_timeline_table_itself(
     without)."""
     if db.dialect != "sqlite":
         pytest.skip("PostgreSQL chooses index-only scans by its visibility map, not the query")
-    captured: list[str] = []
-
-    def capture(db: Database, sql: str, params: dict[str, Any], _: TimelineFilter) -> Any:
-        captured.append(_plan(db, sql, params))
-        return iter(())
-
-    monkeypatch.setattr(queries, "_rows", capture)
-    list(queries.timeline(db, NOW, TimelineFilter(**window)))  # type: ignore[arg-type]
-    (plan,) = captured
+    plan = _timeline_plan(db, monkeypatch, TimelineFilter(**window))  # type: ignore[arg-type]
     assert "USING COVERING INDEX timeline_occurred" in plan, plan
 
 
@@ -234,17 +221,11 @@ def test_postgres_timeline_probes_retractions_per_row(
     if db.dialect != "postgres":
         pytest.skip("SQLite joins by per-row index lookups only")
     account = _one(db, "SELECT account FROM timeline WHERE account IS NOT NULL LIMIT 1")
-    captured: list[str] = []
-
-    def capture(db: Database, sql: str, params: dict[str, Any], _: TimelineFilter) -> Any:
-        # The choice a large retractions table and a short answer lead to: nested
-        # loops priced out, so only the query's shape can rule out a hash join.
-        captured.append(_plan(db, sql, params, priced_out="enable_nestloop"))
-        return iter(())
-
-    monkeypatch.setattr(queries, "_rows", capture)
-    list(queries.timeline(db, NOW, TimelineFilter(account=account)))
-    (plan,) = captured
+    # The choice a large retractions table and a short answer lead to: nested
+    # loops priced out, so only the query's shape can rule out a hash join.
+    plan = _timeline_plan(
+        db, monkeypatch, TimelineFilter(account=account), priced_out="enable_nestloop"
+    )
     assert "retractions" in plan, plan
     assert "Hash Cond: (r.target" not in plan, plan
 
