@@ -293,8 +293,15 @@ class Session:
             )
         if result.dry_run or not result.appended or ledger.signer is not None or self.unsigned:
             return
-        with ledger.storage.connect() as db:
-            signed = db.one("SELECT 1 FROM checkpoints LIMIT 1") is not None
+        try:
+            with ledger.storage.connect() as db:
+                signed = db.one("SELECT 1 FROM checkpoints LIMIT 1") is not None
+        except Exception as error:  # advice only, as above: the append stands (rv35)
+            click.echo(
+                f"warning: could not check whether this log's appends are signed ({error})",
+                err=True,
+            )
+            return
         if signed:
             path = key_path(self.location, self.key_file)
             where = f" at {path}" if path else " (--key-file)"
@@ -927,6 +934,15 @@ def _said_if_committed(ctx: click.Context, explained: click.ClickException) -> c
     )
 
 
+def _commit_begun(session: Session | None) -> bool:
+    """Whether this session's writes reached a commit; True when it is not known.
+
+    No ledger: the command wrote through a session of its own (`demo`), so whether a
+    commit began is not known (rv35: demo, its events in, said none were)."""
+    ledger = getattr(session, "_ledger", None)
+    return ledger is None or ledger.storage.commits_begun > 0
+
+
 def _warn_if_not_analyzed(result: Any, what: str) -> None:
     """The statistics update after a large batch's commit failed (a lock held past
     the wait, a lock_timeout, a cancel, a lost session): said as a warning, for the
@@ -1084,9 +1100,9 @@ class LedgerGroup(StrictGroup):
         session = ctx.find_object(Session)
         location = session.location_if_valid() if session else None
         where = location.display if location else "the store"
-        ledger = getattr(session, "_ledger", None)
-        begun = ledger is not None and ledger.storage.commits_begun > 0
-        failure = _store_failure(error, where, ctx.invoked_subcommand, location, commit_begun=begun)
+        failure = _store_failure(
+            error, where, ctx.invoked_subcommand, location, commit_begun=_commit_begun(session)
+        )
         if failure is not None:
             raise click.ClickException(failure) from None
         if _is_read_only_store(error):
@@ -1647,7 +1663,7 @@ def _report(result: Any, as_json: bool, *, generated_id: str | None = None) -> N
         else:  # every event was skipped (each is in already), or none was given
             parts = []
             if result.skipped_recorded:
-                parts.append(f"{result.skipped_recorded} already recorded")
+                parts.append(f"{result.skipped_recorded} already recorded event(s)")
             if result.skipped_repeated:
                 parts.append(f"{result.skipped_repeated} repeated line(s)")
             what = (

@@ -393,8 +393,12 @@ def test_a_resent_batch_whose_summary_cannot_be_written_says_nothing_new_was_app
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     for given, what in (
-        (SEED, f"nothing new was appended ({len(lines)} already recorded)"),
-        (repeated, f"nothing new was appended ({len(lines)} already recorded, 3 repeated line(s))"),
+        (SEED, f"nothing new was appended ({len(lines)} already recorded event(s))"),
+        (
+            repeated,
+            f"nothing new was appended ({len(lines)} already recorded event(s), "
+            "3 repeated line(s))",
+        ),
         (empty, "nothing to append"),
     ):
         result = _output_to_a_full_disk("--store", store, "append", str(given))
@@ -807,6 +811,54 @@ def test_a_session_the_server_makes_read_only_is_named_as_that(
         )
     monkeypatch.delenv("PGOPTIONS")
     assert store.count() == 0
+
+
+def test_whether_a_commit_began_is_unknown_without_the_ledger_that_wrote(tmp_path: Path) -> None:
+    """`demo` writes through a session of its own: the command's has no ledger, which
+    must not read as "nothing was appended" (rv35: said of demo's committed events)."""
+    from cli.main import Session, _commit_begun
+
+    store = str(tmp_path / "l.db")
+    assert _commit_begun(None)
+    session = Session(store)
+    assert _commit_begun(session)  # no ledger opened: not known
+    assert _cli("--store", store, "init").returncode == 0
+    ledger = session.ledger()
+    try:
+        assert not _commit_begun(session)  # opened, nothing committed by it yet
+        ledger.storage.commits_begun += 1
+        assert _commit_begun(session)
+    finally:
+        ledger.close()
+
+
+def test_an_append_whose_signing_check_fails_after_its_commit_warns_and_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Advice after the commit, as the misspelling check is: exit 1 read as "refused"
+    to a script that then sent the batch again (rv35: a server gone after the append)."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from ledger.persistence import Database
+
+    store = str(tmp_path / "l.db")
+    assert _cli("--store", store, "init").returncode == 0
+    one = Database.one
+
+    def gone(self: Database, statement: str, *args: Any, **kwargs: Any) -> Any:
+        if "FROM checkpoints LIMIT 1" in statement:
+            raise sqlite3.OperationalError("unable to open database file")
+        return one(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "one", gone)
+    result = CliRunner().invoke(
+        cli, ["--store", store, "append", "-"], input="".join(SEED.read_text().splitlines(True)[:3])
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: could not check whether this log's appends are signed" in result.output
+    monkeypatch.undo()
+    assert len(_cli("--store", store, "export", "--nl").stdout.splitlines()) == 3
 
 
 def test_server_limits_on_statements_and_idle_sessions_are_named() -> None:
