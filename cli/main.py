@@ -999,7 +999,8 @@ class LedgerGroup(StrictGroup):
                 elif done is None and ledger is not None and ledger.storage.commits_done:
                     # Committed, stopped before the append returned (rv32: a large batch's
                     # statistics update, VACUUM ANALYZE on PostgreSQL, comes after).
-                    message = "Interrupted after the append was committed: do not append it again"
+                    what = "copy" if ctx.invoked_subcommand == "copy" else "append"
+                    message = f"Interrupted after the {what} was committed: do not {what} it again"
                 if done is not None:
                     # Known here: after the commit (the summary, the read side catching up).
                     message = (

@@ -195,6 +195,8 @@ class AppendResult:
             summary["repeated_ids"] = list(self.repeated_ids)
         if self.dry_run:
             summary["dry_run"] = True
+        if self.analyze_error is not None:  # the batch is in; said on stderr too
+            summary["statistics_refreshed"] = False
         return summary
 
 

@@ -277,6 +277,7 @@ def test_a_failed_statistics_update_after_the_commit_says_the_append_is_in(
     assert result.exit_code == 0, (result.output, result.exception)
     summary = json.loads(result.stdout)
     assert (summary["appended"], summary["first_sequence"]) == (1, before)
+    assert summary["statistics_refreshed"] is False  # said to a JSON reader too (rv35)
     assert "the append is committed" in result.stderr, result.stderr
     assert "statistics" in result.stderr
     assert "wrote nothing" not in result.stderr

@@ -1052,6 +1052,18 @@ def test_ctrl_c_in_a_dry_run_says_nothing_was_appended(
     ), result.stderr
     assert store.count() == 2
     monkeypatch.undo()
+    # A copy into a store of the same origin, stopped there too, says it is the copy.
+    source = Store(str(tmp_path / "source.db"), "sqlite", tmp_path)
+    source.ok("init", "--origin", "example.org/source")
+    source.append(account("twitter:c", "2020-01-01"))
+    target = Store(str(tmp_path / "target.db"), "sqlite", tmp_path)
+    target.ok("init", "--origin", "example.org/source")
+    monkeypatch.setattr(application, "ANALYZE_AFTER", 1)
+    monkeypatch.setattr(Storage, "analyze", interrupted)
+    result = target.run("copy", source.url)
+    monkeypatch.undo()
+    assert result.stderr == "Interrupted after the copy was committed: do not copy it again\n"
+    assert target.count() == 1
     # Stopped while it commits: the careful message, for it may be in.
 
     monkeypatch.setattr(Database, "commit", interrupted)
