@@ -1102,18 +1102,8 @@ def timeline(
     listed under."""
     params: dict[str, Any] = {}
     clauses = _filter_clauses(selection, known_at, params, db)
-    # The subject of each row's account as `counts --by subject` reads it: for one
-    # account once, not correlated to the row (whose other columns the account's
-    # covering index then need not give); for a long answer from a join to every
-    # account's registration; else per row, in the statement.
-    with_registered, joined = "", ""
-    if selection.account:
-        subject = _ACCOUNT_SUBJECT.format(account=":account")
-    elif _join_registered(db, selection):
-        with_registered, joined = _WITH_REGISTERED, _JOIN_REGISTERED
-        subject = "g.subject"
-    else:
-        subject = _ACCOUNT_SUBJECT.format(account="t.account")
+    # The subject of each row's account, as `counts --by subject` reads it.
+    with_registered, joined, subject = _subject_source(db, selection)
     order = "t.occurred_us, t.sequence"
     if (
         db.dialect == "sqlite"
@@ -1252,6 +1242,20 @@ def _join_registered(db: Database, selection: TimelineFilter, *, rows_read: bool
     return limit is None or limit + selection.offset > _LONG
 
 
+def _subject_source(
+    db: Database, selection: TimelineFilter, *, rows_read: bool = False
+) -> tuple[str, str, str]:
+    """How a statement reads each row's account's subject: its WITH clause, its join
+    and the expression. One account's once, not correlated to the row (whose other
+    columns the account's covering index then need not give); a long answer's from a
+    join to every account's registration; else per row, in the statement."""
+    if selection.account:
+        return "", "", _ACCOUNT_SUBJECT.format(account=":account")
+    if _join_registered(db, selection, rows_read=rows_read):
+        return _WITH_REGISTERED, _JOIN_REGISTERED, "g.subject"
+    return "", "", _ACCOUNT_SUBJECT.format(account="t.account")
+
+
 def _subject_of_row(registered: str) -> str:
     """An event's subject as counted: its account's (an account with no registration
     in force: the row's own, a retraction's target's)."""
@@ -1308,11 +1312,9 @@ def counts(
     clauses = _filter_clauses(selection, known_at, params, db)
     if not include_retracted:
         clauses.append(_VISIBLE)
-    with_registered, joined = "", ""
-    subject = _ACCOUNT_SUBJECT.format(account="t.account")
-    # A limit here is on the counts: every selected row is read.
-    if "subject" in by and _join_registered(db, selection, rows_read=True):
-        with_registered, joined, subject = _WITH_REGISTERED, _JOIN_REGISTERED, "g.subject"
+    with_registered, joined, subject = "", "", ""
+    if "subject" in by:  # a limit here is on the counts: every selected row is read
+        with_registered, joined, subject = _subject_source(db, selection, rows_read=True)
     columns = [_subject_of_row(subject) if d == "subject" else f"t.{d}" for d in by]
     if per is not None:
         columns.insert(0, _period_sql(db, per))
