@@ -2493,17 +2493,26 @@ def posts_command(
       enforcement-ledger posts twitter:khamenei_ir --post oct-7-praise --as-of 2023-10-08
       enforcement-ledger posts --platform twitter --state warning_screen --csv
     """
-    from projections.queries import every_accounts_posts, posts
+    from projections.queries import every_accounts_posts, post_holders, posts
 
     db, moment = _account_or_selection(session, account, platform, subject, as_of, known_at)
+    holders = None  # the accounts publishing --post, once read
     if account is not None:
         rows: Iterator[dict[str, Any]] = iter(
             posts(db, account, moment, post=post, state=state_filter)
         )
         table = POSTS_TABLE
     else:
+        # Read once, for the rows and for an empty answer's note.
+        holders = None if post is None else post_holders(db, post)
         rows = every_accounts_posts(
-            db, moment, platform=platform, subject=subject, post=post, state=state_filter
+            db,
+            moment,
+            platform=platform,
+            subject=subject,
+            post=post,
+            state=state_filter,
+            holders=holders,
         )
         table = ["account", *POSTS_TABLE]
     if post is not None:
@@ -2513,7 +2522,7 @@ def posts_command(
         if first is None:
             from projections.queries import unpublished_post_hint
 
-            hint = unpublished_post_hint(db, post, account)
+            hint = unpublished_post_hint(db, post, account, holders)
             if hint is not None:
                 where = "in this ledger" if account is None else f"on {account!r}"
                 click.echo(f"note: no post {post!r} is published {where}{hint}", err=True)

@@ -534,12 +534,15 @@ def unmatched_text_hint(db: Database, column: str, given: str) -> str | None:
     return _did_you_mean(_closest(given, candidates, 3))
 
 
-def unpublished_post_hint(db: Database, post: str, account: str | None = None) -> str | None:
+def unpublished_post_hint(
+    db: Database, post: str, account: str | None = None, holders: set[str] | None = None
+) -> str | None:
     """None when ``post`` was ever published (on ``account``, if given; retracted or
     not, at any time); else the note's tail: the accounts it is on, or the post ids it
     may have meant. Reads every publication when none names it: only for an answer
-    that came out empty."""
-    holders = _post_holders(db, post)
+    that came out empty. ``holders``: post_holders, if the caller read them already."""
+    if holders is None:
+        holders = post_holders(db, post)
     if holders and (account is None or account in holders):
         return None
     if holders:
@@ -920,17 +923,19 @@ def every_accounts_posts(
     subject: str | None = None,
     post: str | None = None,
     state: str | None = None,
+    holders: set[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """``posts`` of every account registered by the moment (as ``accounts`` selects
     them), account by account; streams. With ``post``, only the accounts it was
-    published on are read."""
-    holders = None if post is None else _post_holders(db, post)
+    published on are read (``holders``: post_holders, if the caller read them)."""
+    if holders is None and post is not None:
+        holders = post_holders(db, post)
     for account in registered_accounts(db, moment, platform=platform, subject=subject):
         if holders is None or account in holders:
             yield from _posts_of(db, account, moment, post, state)
 
 
-def _post_holders(db: Database, post: str) -> set[str]:
+def post_holders(db: Database, post: str) -> set[str]:
     """The accounts a publication of ``post`` names (at any time, retracted or not).
 
     Found by its field's bytes in the canonical leaf, in the statement, then read to
