@@ -574,6 +574,12 @@ _WRITING_NOTHING = frozenset(
 )
 
 
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message, for a message of our own ("" if none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def _store_failure(
     error: BaseException,
     where: str,
@@ -604,7 +610,7 @@ def _store_failure(
             # command FETCH"): what a session ended mid-fetch leaves behind.
             if isinstance(error, psycopg.InternalError) and code is None:
                 code = "connection lost"
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    detail = _first_line(error) or type(error).__name__
     if (code == "SQLITE_ERROR" and detail.startswith("no such table")) or code == "42P01":
         # Every table is made by init and none is ever dropped by the ledger.
         return (
@@ -950,10 +956,10 @@ def _warn_if_not_analyzed(result: Any, what: str) -> None:
     error = getattr(result, "analyze_error", None)
     if error is None:
         return
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    detail = _first_line(error) or type(error).__name__
     click.echo(
         f"warning: the {what} is committed, but the store's statistics could not be "
-        f"refreshed after it ({detail or type(error).__name__}): queries may plan "
+        f"refreshed after it ({detail}): queries may plan "
         f"slowly until the next large append; do not {what} it again",
         err=True,
     )
@@ -1732,7 +1738,7 @@ def _after_append(session: Session) -> None:
     try:
         session.reader()
     except Exception as error:  # the append is committed: not "nothing was written"
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        detail = _first_line(error) or repr(error)
         raise click.ClickException(
             "the append above is committed, but the read side could not catch up after "
             f"it ({detail}); reads catch up by themselves, so the next one (or "
@@ -3221,7 +3227,7 @@ def _follow_notifications(
                             next_check = time.monotonic() + check_every
         except (psycopg.OperationalError, LibraryOperationalError, ConnectError) as error:
             # A server restarting, or at its connection limit a while: tried again.
-            detail = str(error).strip().splitlines()[0] if str(error).strip() else "no detail"
+            detail = _first_line(error) or "no detail"
             click.echo(
                 f"warning: lost the connection to the store ({detail}); following again in "
                 f"{wait:g} s",
@@ -3247,7 +3253,7 @@ def _restore_indexes(projector: Projector, said: set[str]) -> None:
     except psycopg.Error as error:
         if projector.db.raw.closed:
             raise  # the connection lost: follow's own handling says so
-        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        first = _first_line(error) or repr(error)
         click.echo(
             f"warning: could not build the read models' missing indexes ({first}); "
             "trying again at the next check",
