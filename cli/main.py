@@ -580,6 +580,33 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def _store_error_code(error: BaseException) -> str | None:
+    """What kind of store error this is: SQLite's primary code name, PostgreSQL's
+    SQLSTATE, or "connection lost"; None for any other error."""
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(error, sqlite3.DatabaseError):
+        # The primary code: extended ones (SQLITE_IOERR_SHORT_READ, …) add high bits.
+        return _SQLITE_PRIMARY.get(getattr(error, "sqlite_errorcode", 0) & 0xFF)
+    if "psycopg" not in sys.modules:
+        return None
+    import psycopg
+
+    if not isinstance(error, psycopg.Error):
+        return None
+    code = error.sqlstate
+    # Class 08 (connection exception), 57P0x (the server shut down or ended this
+    # session), or the client finding its connection gone (no SQLSTATE).
+    if isinstance(error, psycopg.OperationalError) and (
+        code is None or code.startswith(("08", "57P0"))
+    ):
+        return "connection lost"
+    # The client's own protocol error with no SQLSTATE ("received 2 results from
+    # command FETCH"): what a session ended mid-fetch leaves behind.
+    if isinstance(error, psycopg.InternalError) and code is None:
+        return "connection lost"
+    return code
+
+
 def _store_failure(
     error: BaseException,
     where: str,
@@ -587,29 +614,12 @@ def _store_failure(
     location: StoreLocation | None = None,
     *,
     commit_begun: bool = True,
+    committed: bool = False,
 ) -> str | None:
     """The message for a store that could not do its part, or None. ``commit_begun``:
-    whether an append's write transaction had begun to commit (Storage.commits_begun)."""
-    sqlite3 = sys.modules.get("sqlite3")
-    code = None
-    if sqlite3 is not None and isinstance(error, sqlite3.DatabaseError):
-        # The primary code: extended ones (SQLITE_IOERR_SHORT_READ, …) add high bits.
-        code = _SQLITE_PRIMARY.get(getattr(error, "sqlite_errorcode", 0) & 0xFF)
-    elif "psycopg" in sys.modules:
-        import psycopg
-
-        if isinstance(error, psycopg.Error):
-            code = error.sqlstate
-            # Class 08 (connection exception), 57P0x (the server shut down or ended this
-            # session), or the client finding its connection gone (no SQLSTATE).
-            if isinstance(error, psycopg.OperationalError) and (
-                code is None or code.startswith(("08", "57P0"))
-            ):
-                code = "connection lost"
-            # The client's own protocol error with no SQLSTATE ("received 2 results from
-            # command FETCH"): what a session ended mid-fetch leaves behind.
-            if isinstance(error, psycopg.InternalError) and code is None:
-                code = "connection lost"
+    whether an append's write transaction had begun to commit (Storage.commits_begun);
+    ``committed``: whether it is known to have committed (the failure came after it)."""
+    code = _store_error_code(error)
     detail = _first_line(error) or type(error).__name__
     if (code == "SQLITE_ERROR" and detail.startswith("no such table")) or code == "42P01":
         # Every table is made by init and none is ever dropped by the ledger.
@@ -618,7 +628,8 @@ def _store_failure(
             "the ledger. Restore the store from a copy or a backup and check that with "
             "`enforcement-ledger verify`"
         )
-    writes = "; the write in progress was rolled back whole" if command in _APPENDING else ""
+    rolled_back = command in _APPENDING and not committed
+    writes = "; the write in progress was rolled back whole" if rolled_back else ""
     if code in ("SQLITE_BUSY", "55P03"):  # PostgreSQL's lock_not_available
         from ledger import persistence
 
@@ -657,6 +668,8 @@ def _store_failure(
                 f"lost the connection to {where} ({detail}): the replay stopped part way, "
                 "which may leave the read models without their indexes; run it again"
             )
+        if committed:  # said after "the append above is committed"
+            return f"lost the connection to {where} ({detail})"
         if command not in _APPENDING:
             return f"lost the connection to {where} ({detail}); run the command again"
         if command == "copy":  # copied events keep the source's record times
@@ -943,8 +956,8 @@ def _said_if_committed(ctx: click.Context, explained: click.ClickException) -> c
 def _commit_begun(session: Session | None) -> bool:
     """Whether this session's writes reached a commit; True when it is not known.
 
-    No ledger: the command wrote through a session of its own (`demo`), so whether a
-    commit began is not known (rv35: demo, its events in, said none were)."""
+    No ledger: nothing says whether one was written through (rv35: `demo`, which then
+    wrote through a session the group did not see, said of its events that none were in)."""
     ledger = getattr(session, "_ledger", None)
     return ledger is None or ledger.storage.commits_begun > 0
 
@@ -957,10 +970,17 @@ def _warn_if_not_analyzed(result: Any, what: str) -> None:
     if error is None:
         return
     detail = _first_line(error) or type(error).__name__
+    if _store_error_code(error.__cause__ or error) in _DAMAGED:
+        # Reading the tables failed as a damaged store fails: not a planning matter.
+        consequence = (
+            "the store may be damaged: check it with `enforcement-ledger verify "
+            "--read-models` (and restore it from a copy or a backup if that fails)"
+        )
+    else:
+        consequence = "queries may plan slowly until the next large append"
     click.echo(
         f"warning: the {what} is committed, but the store's statistics could not be "
-        f"refreshed after it ({detail}): queries may plan "
-        f"slowly until the next large append; do not {what} it again",
+        f"refreshed after it ({detail}): {consequence}; do not {what} it again",
         err=True,
     )
 
@@ -1108,7 +1128,12 @@ class LedgerGroup(StrictGroup):
         location = session.location_if_valid() if session else None
         where = location.display if location else "the store"
         failure = _store_failure(
-            error, where, ctx.invoked_subcommand, location, commit_begun=_commit_begun(session)
+            error,
+            where,
+            ctx.invoked_subcommand,
+            location,
+            commit_begun=_commit_begun(session),
+            committed=_committed(ctx) is not None,
         )
         if failure is not None:
             raise click.ClickException(failure) from None
@@ -3431,7 +3456,9 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     elif os.path.exists(path):
         raise StoreError(f"{path} already exists; the demo builds a fresh store, give a new path")
     ctx.call_on_close(session.close)
-    ctx.obj = session
+    # The command's session from here on, the group's too: its error messages name
+    # the store the demo writes, and know what this session committed (rv35).
+    ctx.obj = ctx.find_root().obj = session
     ctx.invoke(init)
     seed = resources.files("ledger").joinpath("data/seed.jsonl").read_text(encoding="utf-8")
     import io

@@ -116,6 +116,18 @@ class MissingMerkleNode(StoreError, KeyError):
         return Exception.__str__(self)
 
 
+class StatisticsNotRefreshed(Exception):
+    """VACUUM (ANALYZE) failed for these tables after a bulk append's commit (every
+    table was tried). Its cause is the first table's error."""
+
+    def __init__(self, failures: Sequence[tuple[str, Exception]]) -> None:
+        self.tables = [table for table, _ in failures]
+        first = failures[0][1]
+        detail = (str(first).strip().splitlines() or [type(first).__name__])[0]
+        super().__init__(f"{detail} (not refreshed: {', '.join(self.tables)})")
+        self.__cause__ = first
+
+
 class Database:
     """One connection, written against in sqlite3's SQL dialect and placeholders."""
 
@@ -1047,10 +1059,19 @@ class Storage:
             # a notice, not an error. VACUUM too: it marks the new pages all-visible,
             # without which the covering indexes cannot answer from the index alone.
             tables = db.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "ORDER BY tablename"
             ).fetchall()
+            failures: list[tuple[str, Exception]] = []
             for (table,) in tables:
-                db.execute(f'VACUUM (ANALYZE) "{table}"')
+                # Each table is tried: one that fails (a lock held past a timeout, a
+                # cancel) leaves the others' statistics worth having (rv35).
+                try:
+                    db.execute(f'VACUUM (ANALYZE) "{table}"')
+                except Exception as error:
+                    failures.append((table, error))
+            if failures:
+                raise StatisticsNotRefreshed(failures)
 
     def close(self) -> None:
         if self._writer is not None:

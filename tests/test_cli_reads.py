@@ -897,6 +897,37 @@ def test_demo_builds_unsigned_whatever_key_is_configured(tmp_path: Path) -> None
     assert f"Appended {SEED_EVENTS} event(s)" in result.stdout
 
 
+def test_demo_store_errors_name_the_demo_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rv35: a store failure while the demo wrote named the top-level store (the
+    default ./enforcement-ledger.db, which it never opened), not the demo's."""
+    import sqlite3
+
+    from ledger import persistence
+    from ledger.application import Ledger
+
+    monkeypatch.setattr(persistence, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    append = Ledger.append
+
+    def with_the_store_locked(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        other = sqlite3.connect(demo_path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another writer
+            return append(self, *args, **kwargs)
+        finally:
+            other.close()
+
+    monkeypatch.setattr(Ledger, "append", with_the_store_locked)
+    demo_path = tmp_path / "demo.db"
+    result = CliRunner().invoke(
+        cli, ["--store", str(tmp_path / "team.db"), "demo", "--store", str(demo_path)]
+    )
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert f"another process kept {demo_path} locked" in result.stderr, result.stderr
+    assert "team.db" not in result.stderr
+
+
 @pytest.mark.parametrize("store_kind", ["postgres"])
 def test_demo_refuses_a_postgresql_schema_that_holds_a_ledger(store: Store) -> None:
     # It appended the seed story into a team's ledger, where it could only be retracted.

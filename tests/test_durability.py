@@ -292,3 +292,90 @@ def test_a_failed_statistics_update_after_the_commit_says_the_append_is_in(
     assert result.exit_code == 0, (result.output, result.exception)
     assert "the copy is committed" in result.stderr, result.stderr
     assert len(leaves(target)) == before + 1
+
+
+def test_a_statistics_update_failing_as_a_damaged_store_says_to_verify_it(
+    ledger: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rv35: a statistics update that failed reading a damaged page (SQLITE_CORRUPT;
+    XX001 on PostgreSQL) was told as "queries may plan slowly"."""
+    from ledger import application
+    from ledger.persistence import Storage
+
+    def damaged(self: Storage) -> None:
+        error = sqlite3.DatabaseError("database disk image is malformed")
+        error.sqlite_errorcode = 11  # SQLITE_CORRUPT
+        raise error
+
+    monkeypatch.setattr(application, "ANALYZE_AFTER", 1)
+    monkeypatch.setattr(Storage, "analyze", damaged)
+    result = CliRunner().invoke(
+        cli,
+        ["--store", str(ledger), "append", "-"],
+        input=jsonl(ev("account_reinstated", "2021-03-01", account="twitter:before")),
+        env={"ENFORCEMENT_LEDGER_ACTOR": "t"},
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "the append is committed" in result.stderr, result.stderr
+    assert "verify --read-models" in result.stderr
+    assert "plan slowly" not in result.stderr
+
+
+def test_a_postgres_statistics_update_tries_every_table_and_names_those_it_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rv35: VACUUM (ANALYZE) stopped at the first table it could not lock, leaving
+    every later table without statistics and the warning naming none of them."""
+    import uuid
+
+    import psycopg
+
+    from ledger.location import StoreLocation
+    from ledger.persistence import StatisticsNotRefreshed, open_storage
+    from tests.conftest import PG_URL, drop_schema, require_postgres
+
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    url = f"{PG_URL}?schema={schema}"
+    try:
+        assert CliRunner().invoke(cli, ["--store", url, "init"]).exit_code == 0
+        storage = open_storage(StoreLocation.parse(url))
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            tables = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename",
+                    (schema,),
+                )
+            ]
+            first, later = tables[0], tables[1:]
+            conn.execute("BEGIN")
+            conn.execute(f'LOCK TABLE "{schema}"."{first}" IN SHARE UPDATE EXCLUSIVE MODE')
+            monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=200")
+            try:
+                with pytest.raises(StatisticsNotRefreshed) as raised:
+                    storage.analyze()
+            finally:
+                monkeypatch.delenv("PGOPTIONS")
+                conn.execute("ROLLBACK")
+                storage.close()
+            assert raised.value.tables == [first]
+            assert f"not refreshed: {first}" in str(raised.value)
+
+            def analyzed() -> set[str]:
+                return {
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT relname FROM pg_stat_user_tables "
+                        "WHERE schemaname = %s AND last_vacuum IS NOT NULL",
+                        (schema,),
+                    )
+                }
+
+            # A session's statistics reach the views when it ends, a moment after close.
+            deadline = time.monotonic() + 10
+            while analyzed() != set(later) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert analyzed() == set(later)
+    finally:
+        drop_schema(schema)

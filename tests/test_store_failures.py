@@ -517,6 +517,31 @@ def test_a_lost_server_connection_says_so_and_commits_nothing(
 
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
+def test_a_connection_lost_after_the_commit_is_said_after_it_plainly(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rv35: a connection lost after the append committed (in the checks that follow
+    it) said "the append above is committed …: what failed after it: … one cut off
+    while committing may have committed", doubting what it had just said."""
+    import psycopg
+
+    from cli.main import Session
+
+    def cut_off(self: Session, result: Any) -> None:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(Session, "warn_after_append", cut_off)
+    result = store.run("append", "-", input=jsonl(account("twitter:a", "2020-01-01")))
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.stderr == (
+        "Error: the append above is committed (1 event(s), sequence 0..0): do not append "
+        f"it again; what failed after it: lost the connection to {store.url} (server "
+        "closed the connection unexpectedly)\n"
+    ), result.stderr
+    assert store.count() == 1
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
 def test_ctrl_c_while_a_statement_runs_is_an_interrupt_not_a_lost_connection(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
