@@ -1022,11 +1022,18 @@ class LedgerGroup(StrictGroup):
                     # Stopped before its one transaction began to commit (ux19: it
                     # said "whole or not at all" of a batch stopped a third in).
                     message = "Interrupted before the commit: nothing was appended"
-                elif done is None and ledger is not None and ledger.storage.commits_done:
-                    # Committed, stopped before the append returned (rv32: a large batch's
-                    # statistics update, VACUUM ANALYZE on PostgreSQL, comes after).
+                elif done is None and ledger is not None:
                     what = "copy" if ctx.invoked_subcommand == "copy" else "append"
-                    message = f"Interrupted after the {what} was committed: do not {what} it again"
+                    landed = ledger.storage.interrupted_commit_landed()
+                    if ledger.storage.commits_done or landed:
+                        # Committed, stopped before the append returned (rv32: a large
+                        # batch's statistics update, VACUUM ANALYZE on PostgreSQL, comes
+                        # after), or as its COMMIT returned.
+                        message = (
+                            f"Interrupted after the {what} was committed: do not {what} it again"
+                        )
+                    elif landed is False and what == "append":
+                        message = "Interrupted before the commit: nothing was appended"
                 if done is not None:
                     # Known here: after the commit (the summary, the read side catching up).
                     message = (

@@ -856,6 +856,20 @@ class Storage:
         db.commit()
         self.commits_done += 1
 
+    def interrupted_commit_landed(self) -> bool | None:
+        """After an interrupt between ``commits_begun`` and ``commits_done``: whether
+        that commit took effect; None when no commit was cut off or it cannot be told.
+
+        SQLite's COMMIT runs to its end in C (Python raises KeyboardInterrupt only as
+        it returns), so the transaction still open means COMMIT was never sent (du20:
+        a batch that was in got "committed whole or not at all"). PostgreSQL's server
+        may have committed before the client stopped waiting: not known."""
+        if self.commits_begun == self.commits_done or self._writer is None:
+            return None
+        if self._writer.dialect != "sqlite":
+            return None
+        return not self._writer.raw.in_transaction
+
     def lock_log(self, db: Database) -> None:
         """Serialise writers (SQLite's BEGIN IMMEDIATE already did)."""
 

@@ -1089,10 +1089,45 @@ def test_ctrl_c_in_a_dry_run_says_nothing_was_appended(
     monkeypatch.undo()
     assert result.stderr == "Interrupted after the copy was committed: do not copy it again\n"
     assert target.count() == 1
-    # Stopped while it commits: the careful message, for it may be in.
-
+    # Stopped as it commits: SQLite's COMMIT runs to its end before Python can raise,
+    # so whether it was sent tells (du20: a batch that was in got the careful message).
     monkeypatch.setattr(Database, "commit", interrupted)
     result = store.run("append", "-", input=jsonl(account("twitter:c", "2020-01-02")))
+    monkeypatch.undo()
+    assert result.stderr == "Interrupted before the commit: nothing was appended\n"
+    assert store.count() == 2
+    commit = Database.commit
+
+    def interrupted_as_it_returns(self: Database) -> None:
+        commit(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Database, "commit", interrupted_as_it_returns)
+    result = store.run("append", "-", input=jsonl(account("twitter:c", "2020-01-02")))
+    monkeypatch.undo()
+    assert result.stderr == (
+        "Interrupted after the append was committed: do not append it again\n"
+    ), result.stderr
+    assert store.count() == 3
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_ctrl_c_as_a_postgres_commit_is_sent_says_it_may_be_in(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server may have committed before the client stopped waiting: not known."""
+    from ledger.persistence import Database
+
+    commit = Database.commit
+
+    def interrupted_as_it_returns(self: Database) -> None:
+        commit(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Database, "commit", interrupted_as_it_returns)
+    result = store.run("append", "-", input=jsonl(account("twitter:c", "2020-01-02")))
+    monkeypatch.undo()
+    assert result.exit_code == 130, (result.output, result.exception)
     assert result.stderr == (
         "Interrupted: a write in progress was committed whole or not at all\n"
     ), result.stderr
