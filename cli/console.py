@@ -18,8 +18,9 @@ def main() -> None:
     try:
         run()
     finally:
-        # Its work done and said (an append committed and reported): a Ctrl-C while
-        # Python shuts down would end it as killed by SIGINT, with no word, status 130.
+        # Its work done and said (an append committed and reported): a Ctrl-C or
+        # SIGTERM while Python shuts down would end it as killed, with no word.
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 EXIT_INTERNAL = 70
 EXIT_OUTPUT_FAILED = 74  # sysexits' EX_IOERR: not 1, which reads as "refused"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of the output went away
 
 STATUS_COLUMNS = [
@@ -993,7 +995,7 @@ class LedgerGroup(StrictGroup):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             # Not click's "Aborted!" with status 1, which a script would take for a
             # data error. Every write is one transaction: it is wholly in, or not at all
             # (but a PostgreSQL replay, whose phases commit apart).
@@ -1043,6 +1045,9 @@ class LedgerGroup(StrictGroup):
                     )
             if undone := getattr(ctx.find_object(Session), "undone", None):
                 message = f"Interrupted: nothing of the copy was left ({undone})"
+            if isinstance(interrupt, Terminated):
+                click.echo(message.replace("Interrupted", "Terminated", 1), err=True)
+                ctx.exit(EXIT_TERMINATED)
             click.echo(message, err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as error:
@@ -3358,7 +3363,6 @@ def follow(session: Session, once: bool, interval: float | None) -> None:
     Example:
       enforcement-ledger --store "postgresql://…?schema=newsroom" follow &
     """
-    import signal
     import time
 
     from projections.projector import Projector
@@ -4065,8 +4069,30 @@ def _debugging() -> bool:
     return value not in ("", "0", "false", "no", "off")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a service manager's stop), raised where Ctrl-C would be: the
+    write in progress is abandoned as for Ctrl-C (a PostgreSQL statement cancelled, not
+    left running with the lock held) and the outcome said, not a silent death."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: no traceback ever reaches a user."""
+    # Only where SIGTERM would kill: a parent's ignoring it is kept.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            _main(argv)
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    else:
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     if sys.stdout is None:  # started with it closed (`>&-`): no answer could be given
         click.echo(
             "Error: standard output is closed, so nothing this command says could be read; "

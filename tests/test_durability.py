@@ -92,7 +92,9 @@ def write_big_batch(path: Path) -> int:
     return BATCH + 1
 
 
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+@pytest.mark.parametrize(
+    "stop", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["kill", "ctrl-c", "term"]
+)
 def test_a_stopped_append_leaves_all_or_nothing(
     ledger: Path, tmp_path: Path, stop: signal.Signals
 ) -> None:
@@ -151,6 +153,10 @@ def test_a_stopped_append_leaves_all_or_nothing(
         writer.stderr.close()
     if stop == signal.SIGKILL:
         assert writer.returncode == -signal.SIGKILL
+    elif stop == signal.SIGTERM:
+        # As Ctrl-C, with a shell's status for SIGTERM (du20: it died without a word).
+        assert writer.returncode == 143, stderr
+        assert stderr == "Terminated before the commit: nothing was appended\n"
     else:
         # Ctrl-C: the transaction is rolled back, and the status is a shell's 130, not
         # the 1 of a data error.

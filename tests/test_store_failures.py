@@ -5,6 +5,7 @@ full disk loses no committed event and keeps none of the failed batch."""
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -539,6 +540,48 @@ def test_a_connection_lost_after_the_commit_is_said_after_it_plainly(
         "closed the connection unexpectedly)\n"
     ), result.stderr
     assert store.count() == 1
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_sigterm_mid_append_rolls_back_says_so_and_leaves_no_statement_running(
+    bare_store: Store, tmp_path: Path
+) -> None:
+    """du20: `kill` of an append ended it without a word (status -15), its PostgreSQL
+    session left to the server to notice. Now it is abandoned as Ctrl-C is."""
+    import psycopg
+
+    assert _cli("--store", bare_store.url, "init").returncode == 0
+    batch = _generated(tmp_path, 30_000)
+    name = f"el-term-{tmp_path.name}"[:60]
+    appending = subprocess.Popen(
+        [*CLI, "--store", bare_store.url, "append", str(batch)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PGAPPNAME": name},
+    )
+    sessions = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+        "AND state IN ('active', 'idle in transaction')"
+    )
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and appending.poll() is None:
+            if admin.execute(sessions, (name,)).fetchone() != (0,):
+                break
+            time.sleep(0.02)
+        appending.send_signal(signal.SIGTERM)
+        out, err = appending.communicate(timeout=60)
+        assert appending.returncode == 143, (out, err)
+        assert err == "Terminated before the commit: nothing was appended\n"
+        # Its statement cancelled, its transaction ended (a closed session's backend
+        # leaves the view a moment after the process has gone).
+        deadline = time.monotonic() + 10
+        while admin.execute(sessions, (name,)).fetchone() != (0,):
+            assert time.monotonic() < deadline, "the append's session is still at work"
+            time.sleep(0.05)
+    assert _cli("--store", bare_store.url, "export", "--nl").stdout == ""
 
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
