@@ -42,8 +42,10 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def printable(text: str) -> str:
-    """Text safe to print for a person: escapes as above."""
-    shown = _UNPRINTABLE.sub(_escape, text)
+    """Text safe to print for a person: escapes as above, and a stored backslash
+    doubled, so that stored text spelling an escape (`\\u200b`, six characters) does
+    not print as the character it names would."""
+    shown = _UNPRINTABLE.sub(_escape, text.replace("\\", "\\\\"))
     if "\u200c" in shown or "\u200d" in shown:
         shown = "".join(
             f"\\u{ord(char):04x}" if _hidden_joiner(shown, i) else char
@@ -83,8 +85,9 @@ def _fit(text: str) -> str:
     return shorten(printable(text), MAX_CELL, _PART_OF_AN_ESCAPE)
 
 
-# The start of an escape printable writes (\n, \x1b, \u200b), cut short at the end.
-_PART_OF_AN_ESCAPE = re.compile(r"(\\(?:u[0-9a-f]{0,3}|x[0-9a-f]?)?)\Z")
+# The start of an escape printable writes (\n, \x1b, \u200b, \\), cut short at the end:
+# after an even run of backslashes (doubled ones, whole).
+_PART_OF_AN_ESCAPE = re.compile(r"(?:^|[^\\])(?:\\\\)*(\\(?:u[0-9a-f]{0,3}|x[0-9a-f]?)?)\Z")
 
 
 _FORMATS = [

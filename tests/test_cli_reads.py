@@ -1727,6 +1727,30 @@ def test_tables_show_zero_width_characters_escaped_but_keep_joiners() -> None:
     assert printable("\u09b0\u200d\u09cd\u09af") == "\u09b0\u200d\u09cd\u09af"
 
 
+def test_tables_double_a_stored_backslash_so_text_spelling_an_escape_is_told_apart(
+    store: Store,
+) -> None:
+    """rv30: a policy stored as the six characters `\\u200b` printed exactly as one
+    holding a zero-width space: two different policies looked the same in a table."""
+    from cli.output import _fit, printable
+
+    assert printable("Hate\\u200bful") == "Hate\\\\u200bful"
+    assert printable("Hate\u200bful") == "Hate\\u200bful"
+    assert printable("x\\\n") == "x\\\\\\n"  # a backslash, then a line break
+    # A cut never splits a doubled backslash into a lone one.
+    assert _fit("a" * 58 + "\\bc") == "a" * 58 + "…"
+    assert _fit("a" * 57 + "\\bcd") == "a" * 57 + "\\\\" + "…"
+    store.append(account("twitter:a", "2020-01-01"))
+    for n, policy in enumerate(("Hate\\u200bful", "Hate\u200bful")):
+        store.append(
+            ev("account_suspended", f"2021-01-0{n + 1}", account="twitter:a", policy=policy)
+        )
+        store.append(ev("account_reinstated", f"2021-01-0{n + 1}T12:00:00Z", account="twitter:a"))
+    table = store.ok("counts", "--by", "policy").stdout
+    assert "Hate\\\\u200bful " in table, table  # stored: a backslash, then u200b
+    assert "Hate\\u200bful " in table, table  # stored: a zero-width space
+
+
 def test_a_registration_likely_misspelling_an_id_the_ledger_holds_is_warned_of(
     store: Store,
 ) -> None:
