@@ -37,7 +37,14 @@ from pydantic import (
 )
 
 # Re-exported: code that needs no validator imports them from ledger.vocabulary.
-from ledger.times import EXPECTED_TIME, LEAP_SECOND, LEAP_SECOND_MESSAGE, SPACES_AROUND
+from ledger.times import (
+    END_OF_DAY,
+    END_OF_DAY_MESSAGE,
+    EXPECTED_TIME,
+    LEAP_SECOND,
+    LEAP_SECOND_MESSAGE,
+    SPACES_AROUND,
+)
 from ledger.vocabulary import ASSIGNED_FIELDS as ASSIGNED_FIELDS
 from ledger.vocabulary import (
     COUNTRY_CODES,
@@ -88,6 +95,8 @@ def _date_means_midnight_utc(value: Any) -> Any:
         raise ValueError(EXPECTED_TIME)
     if LEAP_SECOND.search(value):
         raise ValueError(LEAP_SECOND_MESSAGE)
+    if END_OF_DAY.search(value):
+        raise ValueError(END_OF_DAY_MESSAGE)
     if _DATE_ONLY.match(value):
         # Checked here so that an error quotes the date as given, not its midnight.
         try:
@@ -702,7 +711,7 @@ def describe_validation_error(error: ValidationError, text: str | bytes | None =
                 message = PATTERN_MEANINGS.get(pattern, message)
         elif item["type"] in ("datetime_parsing", "datetime_from_date_parsing"):
             # pydantic's says what is wrong, not what is read; after a valid date its
-            # "extra characters" are a time of day it could not read (T24:00, T10Z).
+            # "extra characters" are a time of day it could not read (T24:30, T10Z).
             detail = message.rpartition(", ")[2]
             if detail.startswith("unexpected extra characters"):
                 detail = "what follows the date is not an ISO 8601 time of day and offset"

@@ -19,6 +19,9 @@ EXPECTED_TIME = "expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z"
 LEAP_SECOND = re.compile(r"[Tt _]\d\d:\d\d:60", re.ASCII)
 LEAP_SECOND_MESSAGE = "a leap second (:60) has no UTC timestamp here; give :59.999999 instead"
 SPACES_AROUND = f"{EXPECTED_TIME}, with no spaces or line breaks around it"
+# ISO 8601 allows a day's end as 24:00; RFC 3339, pydantic and Python do not.
+END_OF_DAY = re.compile(r"[Tt _]24:?00(?::?00(?:[.,]0*)?)?(?:[Zz]|[+-]|$)", re.ASCII)
+END_OF_DAY_MESSAGE = "24:00 (a day's end) is not taken: give 00:00 of the next day"
 
 _TIME = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)"
@@ -38,6 +41,8 @@ def parse_utc(text: str) -> datetime:
         raise TimeError(SPACES_AROUND)
     if LEAP_SECOND.search(text):
         raise TimeError(LEAP_SECOND_MESSAGE)
+    if END_OF_DAY.search(text):
+        raise TimeError(END_OF_DAY_MESSAGE)
     match = _TIME.fullmatch(text)
     if match is None:
         raise TimeError(EXPECTED_TIME)

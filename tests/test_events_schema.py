@@ -689,7 +689,6 @@ def test_naive_until_is_refused(registered: Store) -> None:
         ("until", 1767225600, "not a number (given 1767225600)"),
         ("until", "2026", "(given '2026')"),
         # A date, then what pydantic called "unexpected extra characters" (no format).
-        ("occurred_at", "2024-03-01T24:00:00Z", "Z; what follows the date is not an ISO"),
         ("occurred_at", "2024-03-01T10Z", "(given '2024-03-01T10Z')"),
         ("until", "2024-03-01T10:00:00+24:00", "not an ISO 8601 time of day and offset"),
         ("occurred_at", "2024-13-01T10:00:00Z", "Z; month value is outside expected range"),

@@ -145,6 +145,10 @@ _EXPECTED = "expected ISO 8601 like 2024-02-08 or 2024-02-08T10:00:00Z"
         ("2024-02-08T10:00:00Z ", f"{_EXPECTED}, with no spaces or line breaks around it"),
         ("\t2024-02-08", f"{_EXPECTED}, with no spaces or line breaks around it"),
         ("２０２４-02-08", f"{_EXPECTED} (given"),
+        # ux19: ISO 8601's end of day was called "not an ISO 8601 time of day".
+        ("2024-02-08T24:00:00Z", "24:00 (a day's end) is not taken: give 00:00 of the next day"),
+        ("2024-02-08 24:00+01:00", "24:00 (a day's end) is not taken"),
+        ("2024-02-08T24:00:00.000Z", "24:00 (a day's end) is not taken"),
     ],
 )
 def test_event_input_and_options_refuse_a_time_alike(
