@@ -1111,14 +1111,7 @@ def timeline(
     with_registered, joined, subject = _subject_source(db, selection)
     order = "t.occurred_us, t.sequence"
     rows_from = "timeline t"
-    if _scanned_for_policy_or_actor(db, selection, clauses, params):
-        # No index holds the policy or the actor: a scan of the table and a sort of
-        # what matches, rather than a walk of the whole time index with a table
-        # lookup a row, which SQLite's planner takes for the order (at 1M events:
-        # 0.13-0.28 against 2.6-2.8 s, with a match or none).
-        rows_from = "timeline t NOT INDEXED"
-        order = "+" + order
-    elif (
+    if (
         db.dialect == "sqlite"
         and not selection.account
         and len(selection.types) == 1
@@ -1129,6 +1122,13 @@ def timeline(
         # order, which SQLite's planner prefers for the order (0.05 against 2.1 s for
         # account_removed at 1M events). `+` makes the order an expression no index
         # gives. PostgreSQL's planner weighs the two by its statistics.
+        order = "+" + order
+    elif _scanned_and_sorted(db, selection, clauses, params):
+        # No index holds the type, policy or actor across accounts: a scan of the
+        # table and a sort of what matches, rather than a walk of the whole time
+        # index with a table lookup a row, which SQLite's planner takes for the order
+        # (at 1M events: 0.7-1.2 against 3.6-6.5 s, a rare value or none).
+        rows_from = "timeline t NOT INDEXED"
         order = "+" + order
     sql = (
         f"{with_registered}SELECT s.state, r.target IS NOT NULL, {subject} FROM {rows_from} "
@@ -1165,16 +1165,16 @@ def timeline(
 SORTED_AT_MOST = 100_000
 
 
-def _scanned_for_policy_or_actor(
+def _scanned_and_sorted(
     db: Database, selection: TimelineFilter, clauses: list[str], params: dict[str, Any]
 ) -> bool:
-    """Whether a timeline filtered by policy or actor is read by a scan of the table
-    and a sort (SQLite): when no filter an index serves bounds it (an account, a
-    subject, a time window, a record-time poll), whatever the limit (a rare policy's
+    """Whether a timeline filtered by type, policy or actor is read by a scan of the
+    table and a sort (SQLite): when no filter an index serves bounds it (an account, a
+    subject, a time window, a record-time poll), whatever the limit (a rare value's
     first rows are as far along the time index as its last), and at most
     SORTED_AT_MOST rows match (counted by a scan that stops there). A broader filter
     walks the time index: its first rows come at once, and nothing is sorted."""
-    if db.dialect != "sqlite" or not (selection.policy or selection.actor):
+    if db.dialect != "sqlite" or not (selection.types or selection.policy or selection.actor):
         return False
     if (
         selection.account
