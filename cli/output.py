@@ -174,15 +174,17 @@ _one_line = _one_line_encoder()
 
 
 def _json_text(value: Any, indent: int | None = None) -> str:
-    """JSON with the text as stored, but U+2028 and U+2029 escaped: valid raw in JSON,
-    yet line breaks to readers that split lines on them (Python's splitlines,
-    JavaScript before ES2019), which then cut a JSON Lines record in two."""
+    """JSON with the text as stored, but NEL, U+2028 and U+2029 escaped: valid raw in
+    JSON, yet line breaks to readers that split lines on them (Python's splitlines, NEL
+    too; JavaScript before ES2019), which then cut a JSON Lines record in two. JSON
+    escapes every other break splitlines knows: all are below U+0020."""
     if indent is None:
         text = _one_line(value)
     else:
         text = json.dumps(value, ensure_ascii=False, indent=indent)
-    if "\u2028" in text or "\u2029" in text:
+    if "\u2028" in text or "\u2029" in text or "\x85" in text:
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        text = text.replace("\x85", "\\u0085")
     return text
 
 

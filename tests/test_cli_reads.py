@@ -1350,6 +1350,23 @@ def test_human_formats_escape_control_characters_and_machine_formats_keep_them(
     assert dict(zip(header, values, strict=True))["policy"] == policy
 
 
+def test_json_lines_are_one_record_a_line_to_splitlines_with_any_line_break_stored(
+    store: Store,
+) -> None:
+    # A stored NEL (U+0085), like U+2028, is valid raw in JSON, yet a line break to
+    # Python's splitlines: raw, it cut a record of `--nl` in two there.
+    policy = "Hate\x85speech\u2028and\u2029more"
+    store.append(
+        account("twitter:example", "2020-01-01"),
+        ev("account_suspended", "2021-01-08", account="twitter:example", policy=policy),
+    )
+    for args in (("timeline",), ("accounts",), ("accounts", "--history")):
+        (row,) = (r for r in nl(store, *args) if r.get("policy"))
+        assert row["policy"] == policy
+    document = store.ok("status", "twitter:example", "--json").stdout
+    assert json.loads("".join(document.splitlines()))["policy"] == policy
+
+
 def test_a_cut_table_cell_is_marked(store: Store) -> None:
     reason = "violated the rules; it may be in the public's interest to keep it up"
     store.append(
