@@ -26,11 +26,15 @@ MAX_CELL = 60
 # overrides and isolates, the soft hyphen and the zero-width space, word joiner and BOM
 # are shown escaped: an ESC sequence would drive the terminal, a line break would break
 # the row, a bidi control would reorder the cells after it, an invisible one would hide
-# in a name. --json/--nl/--csv give the text as stored. (Zero-width joiners stay where
-# Persian and Indic spelling needs them, between letters of a script they shape.)
+# in a name. So are the characters that print as nothing or as a blank though they are
+# no space (the grapheme joiner, Hangul and halfwidth fillers, Khmer's inherent vowels,
+# invisible operators, annotation marks, the braille blank: au21). --json/--nl/--csv
+# give the text as stored. (Zero-width joiners stay where Persian and Indic spelling
+# needs them, between letters of a script they shape.)
 _UNPRINTABLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b\u200e\u200f\u2028\u2029\u202a-\u202e"
-    "\u2060\u2066-\u2069\ufeff]"
+    "[\x00-\x1f\x7f-\x9f\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200e"
+    "\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\u2800\u3164\ufeff"
+    "\uffa0\ufff9-\ufffb]"
 )
 
 

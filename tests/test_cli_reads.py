@@ -1742,6 +1742,10 @@ def test_tables_show_zero_width_characters_escaped_but_keep_joiners() -> None:
     assert printable("\uf8ff\u200d \U00017000\u200c") == "\uf8ff\\u200d \U00017000\\u200c"
     # Bengali র‍্য keeps its ZWJ (before the virama: a ya-phala, not a reph).
     assert printable("\u09b0\u200d\u09cd\u09af") == "\u09b0\u200d\u09cd\u09af"
+    # au21: what prints as nothing or a blank though it is no space (fillers, the
+    # grapheme joiner, invisible operators, annotation marks, the braille blank).
+    for hidden in "\u034f\u115f\u1160\u17b4\u17b5\u2061\u2064\u2800\u3164\uffa0\ufff9\ufffb":
+        assert printable(f"p{hidden}q") == f"p\\u{ord(hidden):04x}q"
 
 
 def test_tables_double_a_stored_backslash_so_text_spelling_an_escape_is_told_apart(
