@@ -1139,26 +1139,15 @@ def test_ctrl_c_in_a_dry_run_says_nothing_was_appended(
     monkeypatch.undo()
     assert result.stderr == "Interrupted before the commit: nothing was appended\n"
     assert store.count() == 2
-    commit = Database.commit
-
-    def interrupted_as_it_returns(self: Database) -> None:
-        commit(self)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Database, "commit", interrupted_as_it_returns)
-    result = store.run("append", "-", input=jsonl(account("twitter:c", "2020-01-02")))
-    monkeypatch.undo()
+    result = _interrupted_as_the_commit_returns(store, monkeypatch)
     assert result.stderr == (
         "Interrupted after the append was committed: do not append it again\n"
     ), result.stderr
     assert store.count() == 3
 
 
-@pytest.mark.parametrize("store_kind", ["postgres"])
-def test_ctrl_c_as_a_postgres_commit_is_sent_says_it_may_be_in(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The server may have committed before the client stopped waiting: not known."""
+def _interrupted_as_the_commit_returns(store: Store, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An append that a Ctrl-C stops just as its COMMIT returns (every patch undone after)."""
     from ledger.persistence import Database
 
     commit = Database.commit
@@ -1168,8 +1157,18 @@ def test_ctrl_c_as_a_postgres_commit_is_sent_says_it_may_be_in(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Database, "commit", interrupted_as_it_returns)
-    result = store.run("append", "-", input=jsonl(account("twitter:c", "2020-01-02")))
-    monkeypatch.undo()
+    try:
+        return store.run("append", "-", input=jsonl(account("twitter:c", "2020-01-02")))
+    finally:
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_ctrl_c_as_a_postgres_commit_is_sent_says_it_may_be_in(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server may have committed before the client stopped waiting: not known."""
+    result = _interrupted_as_the_commit_returns(store, monkeypatch)
     assert result.exit_code == 130, (result.output, result.exception)
     assert result.stderr == (
         "Interrupted: a write in progress was committed whole or not at all\n"
