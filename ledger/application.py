@@ -762,7 +762,8 @@ class Ledger:
         """How many events the ledger held at record time ``moment``. Record times never
         run backwards, so those are the log's first N: found by bisection (O(log N)
         lookups, as record time is text whose fraction digits vary)."""
-        with self.storage.connect() as db:
+        # One state of the index: a batch committed between its reads is no row out of place.
+        with self.storage.connect() as db, db.read_snapshot():
             size = self.storage.tree_size(db)
             # The bisection reads the log index: a row renumbered or deleted outside the
             # ledger leaves a sequence below its highest with no row to read.

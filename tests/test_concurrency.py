@@ -448,3 +448,30 @@ def test_conflicts_are_retried_with_rules_rerun(
     assert attempts == threads * rounds * 2 + conflicts
     if store.kind == "postgres":
         assert conflicts > 0, "no conflict was provoked; the retry path went untested"
+
+
+def test_export_known_at_while_a_batch_commits_is_no_tamper_alarm(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`export --known-at` reads the index's size, checks the index against it and
+    bisects its record times: a batch committed between those reads (any writer at
+    work) was named "a row … outside the log: the index was changed outside the
+    ledger", and the export refused. They are one state of the store."""
+    from ledger.persistence import Storage
+
+    store.append(*registrations()[:2])
+    known_at = _iso(datetime.now(UTC))
+    tree_size = Storage.tree_size
+    appended: list[dict[str, Any]] = []
+
+    def then_a_writer_commits(self: Storage, db: Any) -> int:
+        size = tree_size(self, db)
+        if not appended:
+            appended.append(store.append(*registrations()[2:3]))
+        return size
+
+    monkeypatch.setattr(Storage, "tree_size", then_a_writer_commits)
+    exported = store.ok("export", "--nl", "--known-at", known_at).stdout.splitlines()
+    assert appended  # the writer did commit in between
+    assert len(exported) == 2
+    assert store.count() == 3
