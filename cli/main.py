@@ -33,7 +33,7 @@ from cli.output import F, output_options, printable, write_document, write_rows
 if TYPE_CHECKING:
     from ledger.application import Ledger
     from ledger.location import StoreLocation
-    from ledger.persistence import Storage
+    from ledger.persistence import Database, Storage
     from ledger.postgres import PostgresStorage
     from projections.projector import Projector
 
@@ -3605,14 +3605,20 @@ def prove() -> None:
     """
 
 
-def _latest_checkpoint(session: Session, covering: int, what: str | None = None) -> tuple[int, str]:
+def _latest_checkpoint(
+    session: Session, covering: int, what: str | None = None, connection: Database | None = None
+) -> tuple[int, str]:
     """The newest signed checkpoint covering sequence ``covering`` (``what`` names it
-    in the refusal: "sequence 9", "size 10")."""
+    in the refusal: "sequence 9", "size 10"), read on ``connection`` if given (a
+    caller's snapshot), else on one of its own."""
     from ledger.location import StoreError
 
-    ledger = session.ledger()
-    with ledger.storage.connect() as connection:
-        stored = ledger.storage.checkpoints(connection)
+    storage = session.ledger().storage
+    if connection is not None:
+        stored = storage.checkpoints(connection)
+    else:
+        with storage.connect() as own:
+            stored = storage.checkpoints(own)
     for size, _, note in reversed(stored):
         if size > covering:
             return size, note
@@ -3708,14 +3714,16 @@ def consistency(session: Session, old_size: int, new_size: int | None) -> None:
         )
     ledger = session.ledger()
     storage = ledger.storage
-    with storage.connect() as connection:
+    # One state of the store: a signed batch committed after the size was read gave a
+    # latest checkpoint past it, refused as beyond the log.
+    with storage.connect() as connection, connection.read_snapshot():
         size = storage.tree_size(connection)
         if old_size > size:
             raise StoreError(f"OLD_SIZE {old_size} is beyond the end of the log (size {size})")
         target = (
             new_size
             if new_size is not None
-            else _latest_checkpoint(session, old_size - 1, f"size {old_size}")[0]
+            else _latest_checkpoint(session, old_size - 1, f"size {old_size}", connection)[0]
         )
         if target > size or old_size > target:
             raise StoreError(

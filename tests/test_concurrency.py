@@ -475,3 +475,34 @@ def test_export_known_at_while_a_batch_commits_is_no_tamper_alarm(
     assert appended  # the writer did commit in between
     assert len(exported) == 2
     assert store.count() == 3
+
+
+def test_prove_consistency_while_a_signed_batch_commits_proves_to_one_state(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`prove consistency OLD` read the log's size, then the latest checkpoint on a
+    connection of its own: a signed batch committed between the two gave a checkpoint
+    past that size, refused as "need OLD_SIZE <= NEW_SIZE <= 2 (the log size); given
+    1 and 3". Both are read from one state of the store."""
+    from ledger.persistence import Storage
+
+    key = store.tmp_path / "signing.key"
+    env = {"ENFORCEMENT_LEDGER_KEY_FILE": str(key)}
+    store.ok("keygen", env=env)
+    lines = "".join(json.dumps(e) + "\n" for e in registrations()[:2])
+    store.ok("append", "-", input=lines, env=env)
+    tree_size = Storage.tree_size
+    appended: list[str] = []
+
+    def then_a_writer_commits(self: Storage, db: Any) -> int:
+        size = tree_size(self, db)
+        if not appended:
+            line = json.dumps(registrations()[2]) + "\n"
+            appended.append(store.ok("append", "-", input=line, env=env).stdout)
+        return size
+
+    monkeypatch.setattr(Storage, "tree_size", then_a_writer_commits)
+    proof = store.ok("prove", "consistency", "1", env=env).stdout
+    assert appended  # the writer did commit in between
+    monkeypatch.setattr(Storage, "tree_size", tree_size)
+    assert proof == store.ok("prove", "consistency", "1", "--to", "2", env=env).stdout
