@@ -35,6 +35,7 @@ from ledger.rules import (
     CLOCK_BEHIND_LIMIT,
     FUTURE_TOLERANCE,
     NEW_INPUT_CHECKS_SINCE,
+    RECORD_TIME_STEP,
     AccountKind,
     Entry,
     LaneCache,
@@ -865,7 +866,10 @@ class _Batch:
                 "verify` then finds nothing: the time is as recorded) or edited since "
                 "(verify names it), and appends resume once this clock passes that time"
             )
-        self.recorded_at = now if last is None or now > last else last
+        # A clock behind (set back, or another writer's ahead) records a microsecond past
+        # the last record time, not at it: an answer known at that time, as a default
+        # answer says it is, is the same answer when asked for again later.
+        self.recorded_at = now if last is None or now > last else last + RECORD_TIME_STEP
         self.recorded_iso = iso(self.recorded_at)
         self.next_sequence = head.next_sequence
         self.next_notification_id = head.last_notification_id + 1

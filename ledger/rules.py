@@ -33,10 +33,12 @@ from typing import Any, Protocol
 from ledger.vocabulary import iso, quoted
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
-# A clock stepped back (NTP, a restored VM) records at the log's last record time; one
-# further behind it than this stops appends, rather than sign every later event with a
-# time still to come (a clock far ahead wrote it, or the store was changed).
+# A clock stepped back (NTP, a restored VM) records just past the log's last record
+# time (by RECORD_TIME_STEP, the finest time stored); one further behind it than this
+# stops appends, rather than sign every later event with a time still to come (a clock
+# far ahead wrote it, or the store was changed).
 CLOCK_BEHIND_LIMIT = timedelta(days=1)
+RECORD_TIME_STEP = timedelta(microseconds=1)
 # The checks for new input added by the versions of 7 Dec 2026 (an account id's spelling
 # where it is registered, a zero-width joiner in it only where it shapes the letters,
 # a retraction's date, a renamed platform's slug, in any case or width, a

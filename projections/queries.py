@@ -101,9 +101,9 @@ def ledger_now(db: Database, clock: datetime | None = None) -> datetime:
     """The present a reader asks about by default: this clock, or the newest record time
     when that is ahead of it (this clock set back, or another writer's clock ahead).
 
-    Record time never runs backwards (an append takes the last one when its clock is
-    behind), so a default "known at" this clock's now would leave out events the
-    ledger already holds and has reported appended."""
+    Record time never runs backwards (an append takes just past the last one when its
+    clock is behind), so a default "known at" this clock's now would leave out events
+    the ledger already holds and has reported appended."""
     now = clock or datetime.now(UTC)
     newest = db.one("SELECT recorded_us FROM timeline ORDER BY sequence DESC LIMIT 1")
     return now if newest is None else max(now, from_micros(int(newest[0])))

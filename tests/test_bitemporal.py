@@ -836,7 +836,9 @@ def test_appeals_on_both_clocks(store: Store) -> None:
 
 def test_a_clock_set_back_does_not_move_record_time_backwards(store: Store) -> None:
     # The host clock stepped back between two appends (NTP, a VM restored): the second
-    # batch takes the last record time, so "known at T" stays a prefix of the log.
+    # batch records a microsecond past the last record time, so "known at T" stays a
+    # prefix of the log, and an answer given before it, known at the last record time,
+    # is given again for that time (with the same time, it gained the later batch).
     from datetime import UTC, datetime, timedelta
 
     from ledger.application import Ledger
@@ -857,8 +859,9 @@ def test_a_clock_set_back_does_not_move_record_time_backwards(store: Store) -> N
     finally:
         ledger.close()
     times = [e["recorded_at"] for e in export(store)]
-    assert times == ["2025-06-01T12:00:00Z", "2025-06-01T12:00:00Z"]
-    assert len(store.timeline("--known-at", "2025-06-01T12:00:00Z")) == 2
+    assert times == ["2025-06-01T12:00:00Z", "2025-06-01T12:00:00.000001Z"]
+    assert [e["event_id"] for e in store.timeline("--known-at", "2025-06-01T12:00:00Z")] == ["reg"]
+    assert len(store.timeline("--known-at", "2025-06-01T12:00:00.000001Z")) == 2
     assert store.timeline("--known-at", "2025-06-01T11:59:59Z") == []
 
 
@@ -912,6 +915,32 @@ def test_answers_by_default_hold_events_recorded_ahead_of_the_readers_clock(
     assert store.timeline("--known-at", now) == []
     result = store.fail("timeline", "--recorded-since", recorded, "--known-at", now, code=2)
     assert "is later than the record time asked for (--known-at)" in result.output
+
+
+def test_an_answer_known_at_a_record_time_ahead_is_given_again_for_that_time(
+    store: Store,
+) -> None:
+    # A writer's clock an hour ahead recorded the newest event: a default answer is
+    # known at its record time, and says so. Appends by this clock, behind it, took
+    # that very time, so the answer asked again `--known-at` it gained them.
+    from ledger.application import Ledger
+    from ledger.events import parse_event
+    from ledger.location import StoreLocation
+
+    store.append(account(A, "2020-01-01T00:00:00Z"))
+    ledger = Ledger(StoreLocation.parse(store.url))
+    try:
+        seen = parse_event(jsonl(ev("followers_observed", "2021-01-01", account=A, count=100)))
+        ledger.append([(1, seen)], actor="tester", now=datetime.now(UTC) + timedelta(hours=1))
+    finally:
+        ledger.close()
+    given = store.status(A)
+    assert given["followers"] == 100
+    store.append(ev("followers_observed", "2021-06-01", account=A, count=999))
+    again = store.status(A, "--known-at", given["known_at"])
+    # As of now both times: a known-at still to come by this clock is as of now.
+    assert {**again, "as_of": None} == {**given, "as_of": None}
+    assert store.status(A)["followers"] == 999
 
 
 def test_a_record_time_ahead_of_the_readers_clock_does_not_move_valid_time_on(
