@@ -167,6 +167,11 @@ def _joiner_shows(text: str, index: int) -> bool:
     from idna.core import valid_contextj  # only for text holding a joiner
 
     after = text[index + 1] if index + 1 < len(text) else ""
+    if text[index] == "\u200c" and not (after and unicodedata.category(after)[0] in "LM"):
+        # A non-joiner parts what follows from what comes before: with no letter (or
+        # mark) after it, it parts nothing, even after a virama, which IDNA's rule
+        # admits (`x:क्‌` printed as `x:क्`).
+        return False
     if text[index] == "\u200d" and index > 0 and after and unicodedata.combining(after) == _VIRAMA:
         # Before a virama too, which IDNA's rule leaves out: Bengali র‍্য (ra, ZWJ,
         # virama, ya) prints a ya-phala where র্য prints a reph (র‍্যাব, RAB).
