@@ -28,20 +28,50 @@ MAX_CELL = 60
 # the row, a bidi control would reorder the cells after it, an invisible one would hide
 # in a name. So are the characters that print as nothing or as a blank though they are
 # no space (the grapheme joiner, Hangul and halfwidth fillers, Khmer's inherent vowels,
-# invisible operators, annotation marks, the braille blank: au21). --json/--nl/--csv
+# invisible operators, annotation marks, the braille blank: au21), and the format
+# characters that print nothing in any text: the deprecated shaping controls, shorthand
+# and musical format controls, and tag characters (which spell hidden ASCII) except in
+# an emoji tag sequence, the flags of England, Scotland and Wales. --json/--nl/--csv
 # give the text as stored. (Zero-width joiners stay where Persian and Indic spelling
 # needs them, between letters of a script they shape.)
 _UNPRINTABLE = re.compile(
     "[\x00-\x1f\x7f-\x9f\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200e"
-    "\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\u2800\u3164\ufeff"
-    "\uffa0\ufff9-\ufffb]"
+    "\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u206f\u2800\u3164\ufeff"
+    "\uffa0\ufff9-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f]"
 )
+_TAG_SPEC = range(0xE0020, 0xE007F)  # the tags an emoji tag sequence spells with
+_BLACK_FLAG, _CANCEL_TAG = "\U0001f3f4", "\U000e007f"
 
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
+    if "\U000e0020" <= char <= _CANCEL_TAG and _in_emoji_tag_sequence(match.string, match.start()):
+        return char
     return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char) or (
-        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+        f"\\x{ord(char):02x}"
+        if ord(char) < 0x100
+        else f"\\u{ord(char):04x}"
+        if ord(char) < 0x10000
+        else f"\\U{ord(char):08x}"
+    )
+
+
+def _in_emoji_tag_sequence(text: str, index: int) -> bool:
+    """Whether the tag at ``index`` is one of a flag's: 🏴, tag letters, a cancel tag."""
+    start = index
+    while start > 0 and ord(text[start - 1]) in _TAG_SPEC:
+        start -= 1
+    end = index if text[index] == _CANCEL_TAG else index + 1
+    if end == index + 1:
+        while end < len(text) and ord(text[end]) in _TAG_SPEC:
+            end += 1
+    return (
+        start > 0
+        and text[start - 1] == _BLACK_FLAG
+        and end > start
+        and end < len(text)
+        and text[end] == _CANCEL_TAG
     )
 
 
@@ -89,9 +119,11 @@ def _fit(text: str) -> str:
     return shorten(printable(text), MAX_CELL, _PART_OF_AN_ESCAPE)
 
 
-# The start of an escape printable writes (\n, \x1b, \u200b, \\), cut short at the end:
-# after an even run of backslashes (doubled ones, whole).
-_PART_OF_AN_ESCAPE = re.compile(r"(?:^|[^\\])(?:\\\\)*(\\(?:u[0-9a-f]{0,3}|x[0-9a-f]?)?)\Z")
+# The start of an escape printable writes (\n, \x1b, \u200b, \U000e0041, \\), cut short
+# at the end: after an even run of backslashes (doubled ones, whole).
+_PART_OF_AN_ESCAPE = re.compile(
+    r"(?:^|[^\\])(?:\\\\)*(\\(?:u[0-9a-f]{0,3}|U[0-9a-f]{0,7}|x[0-9a-f]?)?)\Z"
+)
 
 
 _FORMATS = [

@@ -1748,6 +1748,34 @@ def test_tables_show_zero_width_characters_escaped_but_keep_joiners() -> None:
         assert printable(f"p{hidden}q") == f"p\\u{ord(hidden):04x}q"
 
 
+def test_tables_escape_tag_characters_and_other_invisible_format_controls(
+    store: Store,
+) -> None:
+    """rv37: after au21, tag characters (which spell hidden ASCII: "IGNORE" in a
+    policy), the deprecated shaping controls and the shorthand and musical format
+    controls still printed as nothing in a table; a flag spelt with tags stays a flag."""
+    from cli.output import MAX_CELL, _fit, printable
+
+    hidden = "".join(chr(0xE0000 + ord(c)) for c in "IGNORE")
+    store.append(account("twitter:acc", "2020-01-01"))
+    store.append(
+        ev("account_suspended", "2021-01-01", account="twitter:acc", policy=f"Spam{hidden}")
+    )
+    assert "Spam\\U000e0049\\U000e0047\\U000e004e" in store.ok("timeline").stdout
+    assert printable("p\u206aq\u206f") == "p\\u206aq\\u206f"
+    assert printable("p\U0001bca0q\U0001d173") == "p\\U0001bca0q\\U0001d173"
+    assert printable("p\U000e0001q") == "p\\U000e0001q"
+    england = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+    assert printable(f"{england} fans") == f"{england} fans"
+    # Tags that make no flag: no black flag before, no cancel tag after.
+    assert printable("a\U000e0067\U000e007f") == "a\\U000e0067\\U000e007f"
+    assert printable("\U0001f3f4\U000e0067 x") == "\U0001f3f4\\U000e0067 x"
+    # Cut at 60, a long escape is whole or gone.
+    for at in range(MAX_CELL - 12, MAX_CELL + 1):
+        shown = _fit("a" * at + "\U000e0041" + "b" * 10)
+        assert "\\" not in shown.replace("\\U000e0041", ""), shown
+
+
 def test_tables_double_a_stored_backslash_so_text_spelling_an_escape_is_told_apart(
     store: Store,
 ) -> None:
