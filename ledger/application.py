@@ -860,11 +860,13 @@ class _Batch:
             raise LedgerError(
                 f"the log's last record time, {iso(last)} (sequence "
                 f"{head.next_sequence - 1}), is more than {CLOCK_BEHIND_LIMIT.days} day "
-                f"ahead of this clock ({iso(now)}); every event appended now would take "
-                "it, so nothing was written. Set this machine's clock right; if it is "
-                "right, that event was recorded by a clock far ahead (`enforcement-ledger "
-                "verify` then finds nothing: the time is as recorded) or edited since "
-                "(verify names it), and appends resume once this clock passes that time"
+                f"ahead of this clock ({iso(now)}); every event appended now would be "
+                "recorded just past it, so nothing was written. Set this machine's clock "
+                "right; if it is right, that event was recorded by a clock far ahead "
+                "(`enforcement-ledger verify` then finds nothing: the time is as recorded) "
+                "or edited since (verify names it), and appends resume once this clock "
+                f"reaches {iso(last - CLOCK_BEHIND_LIMIT)}, {CLOCK_BEHIND_LIMIT.days} day "
+                "before that time"
             )
         # A clock behind (set back, or another writer's ahead) records a microsecond past
         # the last record time, not at it: an answer known at that time, as a default

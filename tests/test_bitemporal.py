@@ -975,7 +975,7 @@ def test_a_clock_far_behind_the_log_stops_appends_rather_than_sign_a_time_to_com
     store: Store,
 ) -> None:
     # More than a day behind the last record time: a clock far ahead wrote that one, or
-    # the store was changed; each event appended would take a time still to come.
+    # the store was changed; each event appended would be recorded at a time still to come.
     from datetime import UTC, datetime, timedelta
 
     from ledger.application import Ledger, LedgerError
@@ -993,13 +993,22 @@ def test_a_clock_far_behind_the_log_stops_appends_rather_than_sign_a_time_to_com
         later = parse_event(jsonl(ev("followers_observed", "2021-01-01", account=A, count=1)))
         with pytest.raises(LedgerError) as refused:
             ledger.append([(1, later)], actor="tester", now=first - timedelta(days=1, seconds=1))
+        ledger.append([(1, later)], actor="tester", now=first - timedelta(days=1))
     finally:
         ledger.close()
     assert str(refused.value).startswith(
         "the log's last record time, 2025-06-01T12:00:00Z (sequence 0), is more than 1 day "
-        "ahead of this clock (2025-05-31T11:59:59Z); every event appended now would take it"
+        "ahead of this clock (2025-05-31T11:59:59Z); every event appended now would be "
+        "recorded just past it, so nothing was written"
     )
-    assert len(export(store)) == 1
+    # Appends resume a day before that time, not once the clock passes it (as said).
+    assert str(refused.value).endswith(
+        "appends resume once this clock reaches 2025-05-31T12:00:00Z, 1 day before that time"
+    )
+    assert [e["recorded_at"] for e in export(store)] == [
+        "2025-06-01T12:00:00Z",
+        "2025-06-01T12:00:00.000001Z",
+    ]
 
 
 def test_recorded_since_lists_exactly_what_was_recorded_from_then(store: Store) -> None:
