@@ -27,7 +27,8 @@ MAX_CELL = 60
 # are shown escaped: an ESC sequence would drive the terminal, a line break would break
 # the row, a bidi control would reorder the cells after it, an invisible one would hide
 # in a name. So are the characters that print as nothing or as a blank though they are
-# no space (the grapheme joiner, Hangul and halfwidth fillers, Khmer's inherent vowels,
+# no space (the grapheme joiner, but where it keeps two marks apart, Hangul and halfwidth
+# fillers, Khmer's inherent vowels,
 # invisible operators, annotation marks, the braille blank: au21), and the format
 # characters that print nothing in any text: the deprecated shaping controls, shorthand
 # and musical format controls, and tag characters (which spell hidden ASCII) except in
@@ -48,6 +49,8 @@ def _escape(match: re.Match[str]) -> str:
     char = match.group()
     if "\U000e0020" <= char <= _CANCEL_TAG and _in_emoji_tag_sequence(match.string, match.start()):
         return char
+    if char == "\u034f" and _keeps_marks_apart(match.string, match.start()):
+        return char
     return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char) or (
         f"\\x{ord(char):02x}"
         if ord(char) < 0x100
@@ -55,6 +58,16 @@ def _escape(match: re.Match[str]) -> str:
         if ord(char) < 0x10000
         else f"\\U{ord(char):08x}"
     )
+
+
+def _keeps_marks_apart(text: str, index: int) -> bool:
+    """Whether the grapheme joiner at ``index`` keeps two marks in an order canonical
+    ordering would swap (Biblical Hebrew's patah before hiriq, יְרוּשָׁלַ͏ִם): there it
+    is spelling that prints, as the Unicode Standard recommends; elsewhere, nothing."""
+    if not 0 < index < len(text) - 1:
+        return False
+    before, after = unicodedata.combining(text[index - 1]), unicodedata.combining(text[index + 1])
+    return before > after > 0
 
 
 def _in_emoji_tag_sequence(text: str, index: int) -> bool:

@@ -1776,6 +1776,21 @@ def test_tables_escape_tag_characters_and_other_invisible_format_controls(
         assert "\\" not in shown.replace("\\U000e0041", ""), shown
 
 
+def test_tables_keep_a_grapheme_joiner_that_keeps_two_marks_apart() -> None:
+    """rv37: au21 escaped every grapheme joiner, also Biblical Hebrew's, which keeps
+    patah before hiriq (canonical ordering would swap them): a quotation of a verse
+    showed `\\u034f` inside the word. It is escaped where it keeps nothing apart."""
+    from cli.output import printable
+
+    jerusalem = "\u05d9\u05b0\u05e8\u05d5\u05bc\u05e9\u05c1\u05b8\u05dc\u05b7\u034f\u05b4\u05dd"
+    assert printable(jerusalem) == jerusalem
+    # Between marks already in canonical order, between letters, at either end.
+    assert printable("\u05b4\u034f\u05b7") == "\u05b4\\u034f\u05b7"
+    assert printable("p\u034fq") == "p\\u034fq"
+    assert printable("\u05b7\u034f") == "\u05b7\\u034f"
+    assert printable("\u034f\u05b4") == "\\u034f\u05b4"
+
+
 def test_tables_double_a_stored_backslash_so_text_spelling_an_escape_is_told_apart(
     store: Store,
 ) -> None:
