@@ -135,6 +135,7 @@ class Database:
         self.raw = raw
         self.dialect = dialect
         self._translated: dict[str, str] = {}
+        self.commit_failed = False  # the last COMMIT sent raised its error
 
     def sql(self, statement: str) -> str:
         if self.dialect == "sqlite":
@@ -246,9 +247,17 @@ class Database:
 
     def begin(self) -> None:
         self.raw.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+        self.commit_failed = False
 
     def commit(self) -> None:
-        self.raw.execute("COMMIT")
+        try:
+            self.raw.execute("COMMIT")
+        except Exception:
+            # Noted before anything else runs (no call, so no pending Ctrl-C raised in
+            # its place): SQLite ends a transaction whose COMMIT failed (an I/O error, a
+            # full disk) by rolling it back, so it is no longer open, yet not in.
+            self.commit_failed = True
+            raise
 
     def rollback(self) -> None:
         self.raw.execute("ROLLBACK")
@@ -863,12 +872,13 @@ class Storage:
         SQLite's COMMIT runs to its end in C (Python raises KeyboardInterrupt only as
         it returns), so the transaction still open means COMMIT was never sent (du20:
         a batch that was in got "committed whole or not at all"). PostgreSQL's server
-        may have committed before the client stopped waiting: not known."""
+        may have committed before the client stopped waiting: not known. A COMMIT that
+        failed ended its transaction too, rolled back (rv36: said to be in)."""
         if self.commits_begun == self.commits_done or self._writer is None:
             return None
         if self._writer.dialect != "sqlite":
             return None
-        return not self._writer.raw.in_transaction
+        return not self._writer.raw.in_transaction and not self._writer.commit_failed
 
     def lock_log(self, db: Database) -> None:
         """Serialise writers (SQLite's BEGIN IMMEDIATE already did)."""

@@ -1146,6 +1146,42 @@ def test_ctrl_c_in_a_dry_run_says_nothing_was_appended(
     assert store.count() == 3
 
 
+def test_ctrl_c_as_a_sqlite_commit_fails_says_nothing_was_appended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rv36: a COMMIT that fails (an I/O error, a full disk) ends the transaction, as
+    SQLite rolls it back, and a Ctrl-C met on the way up found no open transaction and
+    said the append was in: "do not append it again" of a batch that was not."""
+    import _thread
+    import resource
+
+    from ledger.persistence import Database
+
+    store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    store.ok("init")
+    store.append(account("twitter:a", "2020-01-01"))
+    commit = Database.commit
+
+    def fails_as_ctrl_c_comes(self: Database) -> None:
+        # Ctrl-C pressed while COMMIT runs in C (sqlite3 calls interrupt_main, which
+        # only marks it pending), and no room for the write-ahead log's frames.
+        self.raw.set_progress_handler(_thread.interrupt_main, 1)
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, limits[1]))
+        try:
+            commit(self)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limits)  # the interrupt is raised here
+            self.raw.set_progress_handler(None, 1)
+
+    monkeypatch.setattr(Database, "commit", fails_as_ctrl_c_comes)
+    result = store.run("append", "-", input=jsonl(account("twitter:b", "2020-01-02")))
+    monkeypatch.undo()
+    assert result.exit_code == 130, (result.output, result.exception)
+    assert store.count() == 1
+    assert result.stderr == "Interrupted before the commit: nothing was appended\n", result.stderr
+
+
 def _interrupted_as_the_commit_returns(store: Store, monkeypatch: pytest.MonkeyPatch) -> Any:
     """An append that a Ctrl-C stops just as its COMMIT returns (every patch undone after)."""
     from ledger.persistence import Database
