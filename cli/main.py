@@ -430,6 +430,27 @@ class Session:
             self._ledger = None
 
 
+def _close_undisturbed(session: Session) -> None:
+    """Close the session once the command has done and said its work (or its failure),
+    Ctrl-C and SIGTERM ignored meanwhile, as the console script ignores them at exit:
+    raised here, outside the group's handling, click said "Aborted!" with status 1 (rv36:
+    SIGTERM as the closing SQLite connection checkpointed an append already committed
+    and reported)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        session.close()  # only the main thread sets handlers (and receives signals)
+        return
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(stop, signal.SIG_IGN) for stop in stops]
+    try:
+        session.close()
+    finally:
+        for stop, handler in zip(stops, previous, strict=True):
+            if handler is not None:  # None: set outside Python, not restorable
+                signal.signal(stop, handler)
+
+
 def _discard_stdout() -> None:
     """Send what is left of standard output nowhere: flushing it at exit would fail
     again (Python's own advice for a closed pipe)."""
@@ -1206,7 +1227,7 @@ def cli(ctx: click.Context, store: str | None, key_file: str | None) -> None:
     source = ctx.get_parameter_source("key_file")
     session.key_file_from_environment = source == click.core.ParameterSource.ENVIRONMENT
     ctx.obj = session
-    ctx.call_on_close(session.close)
+    ctx.call_on_close(lambda: _close_undisturbed(session))
 
 
 _SETTINGS = ("ENFORCEMENT_LEDGER_STORE", "ENFORCEMENT_LEDGER_KEY_FILE", "ENFORCEMENT_LEDGER_ACTOR")
@@ -3466,7 +3487,7 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
             )
     elif os.path.exists(path):
         raise StoreError(f"{path} already exists; the demo builds a fresh store, give a new path")
-    ctx.call_on_close(session.close)
+    ctx.call_on_close(lambda: _close_undisturbed(session))
     # The command's session from here on, the group's too: its error messages name
     # the store the demo writes, and know what this session committed (rv35).
     ctx.obj = ctx.find_root().obj = session

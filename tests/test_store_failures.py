@@ -4,6 +4,7 @@ full disk loses no committed event and keeps none of the failed batch."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -1274,3 +1275,34 @@ def test_a_sort_whose_temporary_database_cannot_grow_names_that_directory(
         f"Error: cannot hold the batch in a temporary database in {tmp_path} ("
     ), result.stderr
     assert "nothing was appended" in result.stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["term", "ctrl-c"])
+def test_a_stop_as_the_store_closes_after_the_work_is_said_keeps_its_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: signal.Signals
+) -> None:
+    """rv36: SIGTERM as the session closed (a SQLite connection checkpointing the
+    append it had committed and reported) was raised outside the group's handling:
+    click's "Aborted!", status 1, after a summary saying the batch is in."""
+    from cli.main import _raise_terminated
+    from ledger.application import Ledger
+
+    store = Store(str(tmp_path / "ledger.db"), "sqlite", tmp_path)
+    store.ok("init")
+    close = Ledger.close
+
+    def stopped_as_it_closes(self: Ledger) -> None:
+        close(self)
+        os.kill(os.getpid(), stop)
+
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)  # as main() sets it
+    try:
+        monkeypatch.setattr(Ledger, "close", stopped_as_it_closes)
+        result = store.run("append", "--json", "-", input=jsonl(account("twitter:a", "2020-01-01")))
+        monkeypatch.undo()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "Aborted" not in result.stderr
+    assert json.loads(result.stdout)["appended"] == 1
+    assert store.count() == 1
