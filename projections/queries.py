@@ -1163,6 +1163,11 @@ def timeline(
 # Rows a scan-and-sort of a timeline may sort: SQLite's sorter holds each row's leaf,
 # spilling past its cache to temporary files (~60 MB at this many).
 SORTED_AT_MOST = 100_000
+# A row walked along the time index costs about ten scanned ones (its table lookup).
+# A limited walk stops at its last row: it beats the scans (the count's and the
+# query's) when this many matches per row it gives lie early in the table (in its
+# first fifth, read in the order it was filled, which is mostly time order).
+WALK_BEATS_SCANS_AT = 20
 
 
 def _scanned_and_sorted(
@@ -1170,10 +1175,12 @@ def _scanned_and_sorted(
 ) -> bool:
     """Whether a timeline filtered by type, policy or actor is read by a scan of the
     table and a sort (SQLite): when no filter an index serves bounds it (an account, a
-    subject, a time window, a record-time poll), whatever the limit (a rare value's
-    first rows are as far along the time index as its last), and at most
+    subject, a time window, a record-time poll), limited or not when its rows are rare
+    or late (their first is then as far along the time index as their last), and at most
     SORTED_AT_MOST rows match (counted by a scan that stops there). A broader filter
-    walks the time index: its first rows come at once, and nothing is sorted."""
+    walks the time index: its first rows come at once, and nothing is sorted. So does
+    a limited one whose rows come early and often enough (rv36: `--limit 5` of a
+    policy on 0.5% of a 1M-event log's rows took two whole scans, 0.4 s, not 0.15)."""
     if db.dialect != "sqlite" or not (selection.types or selection.policy or selection.actor):
         return False
     if (
@@ -1184,9 +1191,19 @@ def _scanned_and_sorted(
         or selection.recorded_since
     ):
         return False
+    where = " AND ".join(clauses)
+    if selection.limit is not None:
+        enough = WALK_BEATS_SCANS_AT * (selection.offset + selection.limit)
+        (matched, reached, end) = db.one(
+            f"SELECT count(*), max(rowid), (SELECT max(rowid) FROM timeline) FROM ("
+            f"SELECT t.rowid FROM timeline t NOT INDEXED WHERE {where} LIMIT {enough + 1})",
+            params,
+        )
+        if matched > enough and reached * 5 <= end:
+            return False
     (matched,) = db.one(
         f"SELECT count(*) FROM (SELECT 1 FROM timeline t NOT INDEXED "
-        f"WHERE {' AND '.join(clauses)} LIMIT {SORTED_AT_MOST + 1})",
+        f"WHERE {where} LIMIT {SORTED_AT_MOST + 1})",
         params,
     )
     return int(matched) <= SORTED_AT_MOST
