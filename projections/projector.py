@@ -709,8 +709,15 @@ class Projector:
         ]
         for worker in workers:
             worker.start()
-        for worker in workers:
-            worker.join()
+        try:
+            for worker in workers:
+                worker.join()
+        except BaseException as stop:
+            # Ctrl-C or SIGTERM while they work: each stops after its chunk in flight
+            # (rv36: they went on through all their chunks, the process waiting for
+            # them at exit, deaf to another Ctrl-C, after saying it had stopped).
+            failures.append(stop)
+            raise
         with self.db.transaction(lock="ledger-projection") as db:
             if failures:
                 db.execute(f"TRUNCATE {', '.join(TABLES)}")

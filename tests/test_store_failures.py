@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from bench.generate import generate
 from tests.conftest import PG_URL, Store
 from tests.ledger_helpers import CLI, REPO, SEED_EVENTS, account, jsonl
 from tests.ledger_helpers import cli_process as _cli
@@ -1306,3 +1307,49 @@ def test_a_stop_as_the_store_closes_after_the_work_is_said_keeps_its_status(
     assert "Aborted" not in result.stderr
     assert json.loads(result.stdout)["appended"] == 1
     assert store.count() == 1
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+def test_an_interrupted_postgres_replay_stops_its_workers(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rv36: Ctrl-C or SIGTERM while a PostgreSQL replay's workers projected the log
+    stopped the main thread only: it said "Interrupted: the replay stopped part way"
+    and the workers went on through every chunk left, the process waiting for them
+    at exit with Ctrl-C and SIGTERM ignored."""
+    import threading
+
+    from projections import projector
+
+    store.ok("append", "-", input="".join(line + "\n" for line in generate(400, 2)))
+    monkeypatch.setattr(projector, "READ_CHUNK", 5)
+    monkeypatch.setattr(projector, "SERVER_CHUNK_FACTOR", 1)  # 80 chunks
+    interrupted = threading.Event()
+    after_it: list[int] = []
+    project = projector._project_in_server
+
+    def noted(db: Any, statement: str, after: int, upto: int) -> Any:
+        if interrupted.is_set():
+            after_it.append(after)
+        time.sleep(0.02)
+        return project(db, statement, after, upto)
+
+    join = threading.Thread.join
+
+    def interrupted_while_waiting(self: threading.Thread, timeout: float | None = None) -> None:
+        if self.name.startswith("Thread") and not interrupted.is_set():
+            time.sleep(0.1)
+            interrupted.set()
+            raise KeyboardInterrupt
+        join(self, timeout)
+
+    monkeypatch.setattr(projector, "_project_in_server", noted)
+    monkeypatch.setattr(threading.Thread, "join", interrupted_while_waiting)
+    result = store.run("replay")
+    monkeypatch.setattr(threading.Thread, "join", join)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and thread.name.startswith("Thread"):
+            thread.join(timeout=60)
+    monkeypatch.undo()
+    assert result.exit_code == 130, (result.output, result.exception)
+    assert len(after_it) <= projector.PARALLEL_CONNECTIONS, after_it  # those in flight
