@@ -1048,10 +1048,15 @@ def _filter_clauses(
         # can be about two subjects (the retraction of a registration that named the
         # first, on an account now the second's): it is listed under both, while
         # `counts --by subject` puts each event under one.
-        clauses.append(
-            "(t.subject = :subject OR t.account IN (SELECT a.account FROM timeline a "
-            f"WHERE a.type = 'account_registered' AND a.subject = :subject AND {_visible('a')}))"
+        accounts = (
+            "SELECT a.account FROM timeline a WHERE a.type = 'account_registered' "
+            f"AND a.subject = :subject AND {_visible('a')}"
         )
+        # PostgreSQL estimates an OR with IN (subquery) as half the log and scans it
+        # all (1.5 s for a 5,000-event subject at 1M events); against an array it
+        # reads both indexes and combines them (0.1 s).
+        held = f"IN ({accounts})" if db.dialect == "sqlite" else f"= ANY(ARRAY({accounts}))"
+        clauses.append(f"(t.subject = :subject OR t.account {held})")
         params["subject"] = selection.subject
     if selection.platform:
         clauses.append("t.platform = :platform")
@@ -1220,8 +1225,9 @@ def _name_retraction(db: Database, record: dict[str, Any]) -> None:
                 record[name] = value
 
 
-# One account's timeline on PostgreSQL is read by one plain (prepared) statement when
-# it has at most this many rows; a longer one is streamed through a server-side cursor.
+# One account's or subject's timeline on PostgreSQL is read by one plain (prepared)
+# statement when it has at most this many rows; a longer one is streamed through a
+# server-side cursor.
 PAGE = 10_000
 
 
@@ -1232,12 +1238,14 @@ def _rows(
 
     PostgreSQL streams through a server-side cursor, which costs five round trips
     (BEGIN, DECLARE, FETCH, CLOSE, COMMIT) and a fresh plan each time. An account's
-    timeline is read through its index and is usually short, so it is first read
-    with one statement, limited to PAGE + 1 rows; only when that many come back is
-    it read again through the cursor, from the start and in one snapshot.
+    or a subject's timeline is read through its indexes and is usually short, so it
+    is first read with one statement, limited to PAGE + 1 rows; only when that many
+    come back is it read again through the cursor, from the start and in one
+    snapshot. (A cursor is planned for its first rows: for a subject, a walk of the
+    whole time index, 0.9 s at 1M events, against 0.1 s read through the indexes.)
     """
     limit, offset = selection.limit, selection.offset
-    if db.dialect == "postgres" and selection.account:
+    if db.dialect == "postgres" and (selection.account or selection.subject):
         first = PAGE + 1 if limit is None else min(limit, PAGE + 1)
         # Binary results: each leaf comes as its bytes, not as hex text twice its size
         # that the server encodes and the client decodes again (~1.5 µs a row).

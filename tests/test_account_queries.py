@@ -411,3 +411,31 @@ def test_long_account_timelines_stream_and_page_alike(
         assert expected[3] == every[3:]
         assert expected[4] == every[2:]
         assert expected[5] == []
+
+
+def test_long_subject_timelines_stream_and_page_alike(
+    opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subject's timeline is read like an account's: by one statement when short,
+    through the cursor when longer than a page, the same rows either way."""
+    now = datetime.now(UTC)
+    every = TimelineFilter(types=("account_registered",))
+    subjects = {r["subject"] for r in timeline(opened.db, now, every) if r.get("subject")}
+    counts = {
+        s: sum(1 for _ in timeline(opened.db, now, TimelineFilter(subject=s))) for s in subjects
+    }
+    longest = max(counts, key=counts.__getitem__)
+    assert counts[longest] > 20
+    selections = [
+        TimelineFilter(subject=longest),
+        TimelineFilter(subject=longest, limit=5, offset=7),
+        TimelineFilter(subject=longest, offset=3),
+        TimelineFilter(subject=longest, types=("post_published",)),
+    ]
+    for known_at in (opened.between, now):
+        expected = [list(timeline(opened.db, known_at, s)) for s in selections]
+        monkeypatch.setattr(queries, "PAGE", 4)
+        assert [list(timeline(opened.db, known_at, s)) for s in selections] == expected
+        monkeypatch.undo()
+        assert expected[1] == expected[0][7:12]
+        assert expected[2] == expected[0][3:]

@@ -104,6 +104,23 @@ def test_subject_timeline_reads_through_the_subject_index(
     assert "timeline_subject" in plan, plan
 
 
+def test_subject_timeline_reads_its_accounts_through_the_account_index(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subject's events are its own and its accounts': both read through an index
+    and combined, not found by a walk of every event in time order (PostgreSQL
+    estimated an OR with IN (subquery) as half the log: 1.5 s at 1M events, against
+    0.1 s through the indexes)."""
+    subject = _one(
+        db,
+        "SELECT subject FROM timeline WHERE type = 'account_registered' "
+        "AND subject IS NOT NULL ORDER BY sequence LIMIT 1",
+    )
+    plan = _timeline_plan(db, monkeypatch, TimelineFilter(subject=subject))
+    assert "timeline_account" in plan, plan
+    assert "timeline_occurred" not in plan, plan
+
+
 @pytest.mark.parametrize("kind", ["account_removed", "exemption_applied"])
 def test_one_status_type_across_accounts_reads_the_status_facts_index(
     db: Database, monkeypatch: pytest.MonkeyPatch, kind: str
