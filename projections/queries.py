@@ -1265,6 +1265,7 @@ def _rows(
         if len(rows) <= PAGE or (limit is not None and limit <= PAGE):
             yield from rows
             return
+        del rows  # read again below: not held while the cursor streams the rest
     if limit is not None:
         sql += " LIMIT :limit OFFSET :offset"
         params = {**params, "limit": limit, "offset": offset}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import GeneratorType
 from typing import Any
 
 import pytest
@@ -470,3 +471,24 @@ def test_retractions_are_named_without_a_lookup_each_on_postgres(
     assert list(timeline(opened.db, now, retractions)) == expected
     lookups = [s for s in statements if "WHERE sequence = :sequence" in s]
     assert len(lookups) == (len(expected) if opened.db.dialect == "sqlite" else 0)
+
+
+def test_a_long_timeline_does_not_hold_its_first_read_while_streaming(
+    opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past PAGE rows the first read (PAGE + 1 rows: ~6 MB at 10,000) is read again
+    through the cursor; it must not stay referenced while the cursor streams."""
+    if opened.db.dialect != "postgres":
+        pytest.skip("SQLite streams from the start")
+    monkeypatch.setattr(queries, "PAGE", 4)
+    account = opened.accounts[0]
+    params = {"account": account}
+    sql = "SELECT sequence FROM timeline t WHERE t.account = :account ORDER BY sequence"
+    assert opened.db.one(f"SELECT count(*) FROM ({sql}) c", params)[0] > 4 + 1
+    rows = queries._rows(opened.db, sql, params, TimelineFilter(account=account))
+    assert isinstance(rows, GeneratorType)
+    assert next(rows)
+    frame = rows.gi_frame
+    assert frame is not None
+    assert "rows" not in frame.f_locals
+    rows.close()
