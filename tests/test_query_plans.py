@@ -388,3 +388,22 @@ def test_the_index_check_seeks_rows_beyond_the_log_without_scanning_the_index(
             assert "Seq Scan" not in plan, (sql, plan)
     finally:
         ledger.close()
+
+
+def test_postgres_account_timeline_reads_the_account_index_alone_once_vacuumed(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An account's rows come from its index alone where the visibility map allows
+    (as `ANALYZE`/vacuum leaves it): selecting its retractions' projected subject and
+    platform with every row, outside that index, would read each row's table page too."""
+    if db.dialect != "postgres":
+        pytest.skip("SQLite's plan is checked above")
+    db.raw.commit()
+    db.raw.autocommit, autocommit = True, db.raw.autocommit
+    try:
+        db.raw.execute("VACUUM (ANALYZE) timeline")
+    finally:
+        db.raw.autocommit = autocommit
+    account = _one(db, "SELECT account FROM timeline WHERE account IS NOT NULL LIMIT 1")
+    plan = _timeline_plan(db, monkeypatch, TimelineFilter(account=account), "enable_bitmapscan")
+    assert "Index Only Scan using timeline_account" in plan, plan
