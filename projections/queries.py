@@ -1218,6 +1218,8 @@ def _scanned_and_sorted(
         )
         if matched > enough and reached * 5 <= end:
             return False
+        if matched <= enough:  # that scan read the whole table: the count is known
+            return int(matched) <= SORTED_AT_MOST
     (matched,) = db.one(
         f"SELECT count(*) FROM (SELECT 1 FROM timeline t NOT INDEXED "
         f"WHERE {where} LIMIT {SORTED_AT_MOST + 1})",
