@@ -511,15 +511,7 @@ class Ledger:
                     )
                 except _RolledBack as rolled_back:
                     return rolled_back.result
-                if result.appended >= ANALYZE_AFTER:
-                    # Fresh statistics, or the planner keeps its empty-table plans.
-                    try:
-                        self.storage.analyze()
-                    except Exception as error:
-                        # After the commit: the batch is in whatever stopped this (a lock
-                        # held past the wait, a lock_timeout, a cancel, a lost session),
-                        # so it is said as a warning, not as a failed, unwritten append.
-                        result.analyze_error = error
+                self._refresh_statistics(result)
                 return result
             except Exception as error:
                 if not _is_uniqueness_conflict(error) or source is None:
@@ -732,12 +724,20 @@ class Ledger:
                 tx.insert_checkpoint(
                     checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created_at
                 )
-        if result.appended >= ANALYZE_AFTER:
-            try:
-                self.storage.analyze()
-            except Exception as error:  # after the commit: the copy is in, said so
-                result.analyze_error = error
+        self._refresh_statistics(result)
         return result
+
+    def _refresh_statistics(self, result: AppendResult) -> None:
+        """After a large batch's or copy's commit: fresh statistics, or the planner keeps
+        its empty-table plans. A failure (a lock held past the wait, a lock_timeout, a
+        cancel, a lost session) is kept on ``result`` to be said as a warning: the batch
+        is in, not a failed, unwritten append."""
+        if result.appended < ANALYZE_AFTER:
+            return
+        try:
+            self.storage.analyze()
+        except Exception as error:
+            result.analyze_error = error
 
     # --- reading ---------------------------------------------------------------
 
