@@ -72,13 +72,11 @@ def _keeps_marks_apart(text: str, index: int) -> bool:
 
 def _in_emoji_tag_sequence(text: str, index: int) -> bool:
     """Whether the tag at ``index`` is one of a flag's: 🏴, tag letters, a cancel tag."""
-    start = index
+    start = end = index
     while start > 0 and ord(text[start - 1]) in _TAG_SPEC:
         start -= 1
-    end = index if text[index] == _CANCEL_TAG else index + 1
-    if end == index + 1:
-        while end < len(text) and ord(text[end]) in _TAG_SPEC:
-            end += 1
+    while end < len(text) and ord(text[end]) in _TAG_SPEC:  # a cancel tag is none
+        end += 1
     return (
         start > 0
         and text[start - 1] == _BLACK_FLAG
