@@ -22,7 +22,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeGuard
 
@@ -3635,11 +3635,8 @@ def _latest_checkpoint(
     from ledger.location import StoreError
 
     storage = session.ledger().storage
-    if connection is not None:
-        stored = storage.checkpoints(connection)
-    else:
-        with storage.connect() as own:
-            stored = storage.checkpoints(own)
+    with nullcontext(connection) if connection is not None else storage.connect() as db:
+        stored = storage.checkpoints(db)
     for size, _, note in reversed(stored):
         if size > covering:
             return size, note
